@@ -1,0 +1,57 @@
+"""The one small interface every code-generation target implements.
+
+A target turns a kernel module (MLIR text: `func.func`s over `linalg` on tensors, all
+marked `llvm.emit_c_interface`) into artifacts. It has exactly two methods, like
+Triton's backends: `parse_options` returns a frozen, hashable options dataclass, and
+`add_stages` fills an ordered dict of stage name -> function. The driver runs the
+stages in order and stops after the one `--emit` names. Adding a target means adding
+one file and one line in `targets/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Protocol
+
+
+@dataclass
+class CompileState:
+    """What flows between a target's stages.
+
+    `ir` is the current textual form (MLIR, then LLVM IR, ...); each stage may record
+    files in `artifacts` as extension -> bytes (e.g. "ll", "o", "ptx", "cubin", "h").
+    """
+
+    name: str
+    ir: str
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+StageFn = Callable[[CompileState], CompileState]
+
+
+class Target(Protocol):
+    name: ClassVar[str]
+
+    def parse_options(self, **overrides) -> object:
+        """Return a frozen dataclass of this target's options (chip, triple, opt level)."""
+
+    def add_stages(self, stages: dict[str, StageFn], options: object) -> None:
+        """Append this target's stages, in order, to `stages`."""
+
+
+def run_stages(target: Target, state: CompileState, options: object,
+               stop_after: str | None = None) -> CompileState:
+    """Run a target's stages in order; stop after `stop_after` when given."""
+    stages: dict[str, StageFn] = {}
+    target.add_stages(stages, options)
+    if stop_after is not None and stop_after not in stages:
+        from agentc.diagnostics import UsageError
+        raise UsageError(f"target '{target.name}' has no stage '{stop_after}'; "
+                         f"stages: {', '.join(stages)}")
+    for stage_name, fn in stages.items():
+        state = fn(state)
+        if stage_name == stop_after:
+            break
+    return state
