@@ -1,0 +1,272 @@
+"""Lowering shared by the GPU targets (nvvm, rocdl): linalg on tensors -> outlined GPU kernels.
+
+Both GPU targets start the same way: bufferize the tensor kernels (results become
+out-parameters), lower every linalg op to `scf.parallel` loops, tile each loop nest
+into a grid of fixed-size thread blocks, map the tiles to GPU blocks and threads, turn
+the mapped loops into `gpu.launch`es and outline them. All outlined kernels are then
+gathered into one `gpu.module @agentc_kernels`, so a compilation yields one PTX file,
+one cubin and one AMDGPU object instead of one per linalg op. The two targets differ
+only from the device-dialect conversion on (`convert-gpu-to-nvvm` vs
+`convert-gpu-to-rocdl`).
+
+Mapping: the innermost loop dimension goes to `x` (block and thread), so neighbouring
+threads touch neighbouring elements of row-major buffers (coalesced access); upstream
+`gpu-map-parallel-loops` maps the outermost dimension to `x` instead, hence the small
+mapping pass here. Math ops (exp, tanh, erf, ...) are expanded into arithmetic before
+the device conversion so kernels never call libdevice/ocml, which are not available
+to link here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+
+from mlir import ir, passmanager
+
+from agentc.diagnostics import ToolchainError
+
+KERNEL_MODULE = "agentc_kernels"
+
+# Bufferize (function results become out-parameters so callers own all buffers), then
+# lower linalg to parallel loops and tile them into thread blocks; mapping follows.
+_BUFFERIZE_AND_TILE = (
+    "one-shot-bufferize{{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map}},"
+    "buffer-results-to-out-params{{hoist-static-allocs modify-public-functions}},"
+    "canonicalize,cse,"
+    "func.func(convert-linalg-to-parallel-loops,"
+    "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={tiles} no-min-max-bounds}})"
+)
+
+_TO_GPU_AND_OUTLINE = (
+    "func.func(convert-parallel-loops-to-gpu),canonicalize,"
+    "gpu-launch-sink-index-computations,gpu-kernel-outlining,"
+    "canonicalize,cse"
+)
+
+# Expand math into arithmetic and remove affine/scf inside kernels: after this the
+# kernel bodies only hold arith, memref, cf and gpu ops, which both device conversions
+# handle without external libraries.
+_PREPARE_KERNELS = (
+    "gpu.module(math-expand-ops,convert-math-to-llvm,"
+    "lower-affine,convert-scf-to-cf,canonicalize,cse)"
+)
+
+# Host side: everything outside gpu.module/gpu.binary to the LLVM dialect; gpu-to-llvm
+# turns gpu.launch_func into calls of the mgpu* runtime wrappers.
+HOST_TO_LLVM = (
+    "lower-affine,convert-scf-to-cf,gpu-to-llvm,finalize-memref-to-llvm,"
+    "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
+    "convert-cf-to-llvm,reconcile-unrealized-casts"
+)
+
+
+# --------------------------------------------------------------------------- tools
+
+def tool_path(name: str) -> str:
+    """Locate an LLVM/MLIR tool: the wheels' bin folders first, then PATH."""
+    for package in ("mlir", "llvm"):
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            candidate = os.path.join(root, "bin", name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    found = shutil.which(name)
+    if found is None:
+        raise ToolchainError(f"tool '{name}' not found in the mlir/llvm wheels or on PATH")
+    return found
+
+
+def run_tool(args: list[str], stage: str, input_bytes: bytes | None = None,
+             input_suffix: str = ".mlir") -> bytes:
+    """Run an external tool; `{in}`/`{out}` in args name temp files. Returns the output file."""
+    with tempfile.TemporaryDirectory(prefix="agentc-") as tmp:
+        src = os.path.join(tmp, "input" + input_suffix)
+        dst = os.path.join(tmp, "output")
+        if input_bytes is not None:
+            with open(src, "wb") as f:
+                f.write(input_bytes)
+        argv = [a.replace("{in}", src).replace("{out}", dst) for a in args]
+        shown = " ".join(shlex.quote(a.replace("{in}", "input" + input_suffix)
+                                     .replace("{out}", "output")) for a in args)
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise ToolchainError(f"{stage}: {err}", command=shown) from err
+        if proc.returncode != 0:
+            detail = proc.stderr.decode(errors="replace").strip()
+            raise ToolchainError(f"{stage}: {os.path.basename(argv[0])} failed: {detail}",
+                                 command=shown)
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def run_pipeline(text: str, pipeline: str, stage: str) -> str:
+    """Run an MLIR pass pipeline (`builtin.module(...)` body) on module text."""
+    full = f"builtin.module({pipeline})"
+    command = f"mlir-opt {shlex.quote('--pass-pipeline=' + full)} input.mlir"
+    with ir.Context():
+        try:
+            module = ir.Module.parse(text)
+            pm = passmanager.PassManager.parse(full)
+            pm.run(module.operation)
+        except ir.MLIRError as err:
+            raise ToolchainError(f"{stage}: {err}", command=command) from err
+        return str(module)
+
+
+def translate_to_llvmir(text: str, stage: str) -> str:
+    """MLIR LLVM dialect -> LLVM IR text (the bindings expose no translation)."""
+    out = run_tool([tool_path("mlir-translate"), "--mlir-to-llvmir", "{in}", "-o", "{out}"],
+                   stage, text.encode())
+    return out.decode()
+
+
+def emit_object(llvm_ir: str, triple: str, cpu: str, opt_level: int, stage: str) -> bytes:
+    """LLVM IR text -> relocatable ELF object for `triple`/`cpu`, optimised at `opt_level`."""
+    import llvmlite.binding as llvm
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    command = f"llc -O{opt_level} -mtriple={triple} -mcpu={cpu} -filetype=obj input.ll"
+    try:
+        module = llvm.parse_assembly(llvm_ir)
+        machine = llvm.Target.from_triple(triple).create_target_machine(
+            cpu=cpu, opt=opt_level, reloc="pic", codemodel="default")
+        module.triple = triple
+        module.data_layout = str(machine.target_data)
+        module.verify()
+        if opt_level > 0:
+            tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+            builder = llvm.create_pass_builder(machine, tuning)
+            builder.getModulePassManager().run(module, builder)
+        return bytes(machine.emit_object(module))
+    except RuntimeError as err:
+        raise ToolchainError(f"{stage}: LLVM failed: {err}", command=command) from err
+
+
+# --------------------------------------------------------------------------- passes
+
+def _processor(kind: str, dim: int) -> str:
+    return f"{kind}_{'xyz'[dim]}" if dim < 3 else "sequential"
+
+
+def _loop_map(processor: str) -> ir.Attribute:
+    return ir.Attribute.parse(
+        f"#gpu.loop_dim_map<processor = {processor}, map = (d0) -> (d0), "
+        f"bound = (d0) -> (d0)>")
+
+
+def map_parallel_loops(module: ir.Module) -> None:
+    """Map tiled scf.parallel nests: outer loop -> blocks, inner -> threads, last dim -> x."""
+
+    def visit(op: ir.Operation, depth: int) -> None:
+        for region in op.regions:
+            for block in region.blocks:
+                for child in block.operations:
+                    child_op = child.operation
+                    if child_op.name == "scf.parallel":
+                        kind = ("block", "thread")[depth] if depth < 2 else None
+                        rank = len(child_op.regions[0].blocks[0].arguments)
+                        procs = [_processor(kind, rank - 1 - d) if kind else "sequential"
+                                 for d in range(rank)]
+                        child_op.attributes["mapping"] = ir.ArrayAttr.get(
+                            [_loop_map(p) for p in procs])
+                        visit(child_op, depth + 1)
+                    else:
+                        visit(child_op, depth)
+
+    visit(module.operation, 0)
+
+
+def merge_kernel_modules(module: ir.Module) -> list[str]:
+    """Move every outlined kernel into one `gpu.module @agentc_kernels`.
+
+    Each kernel is renamed after the gpu.module that held it (`matmul_kernel_0`, ...),
+    which outlining already made unique, and launches are redirected. Returns the kernel
+    names in module order.
+    """
+    body = module.body
+    gpu_modules = [op.operation for op in body.operations if op.operation.name == "gpu.module"]
+    if not gpu_modules:
+        return []
+    renames: dict[str, str] = {}
+    target = ir.Operation.parse(f"gpu.module @{KERNEL_MODULE} {{\n}}")
+    ir.InsertionPoint(gpu_modules[0]).insert(target)
+    target_block = target.regions[0].blocks[0]
+    names = []
+    for gm in gpu_modules:
+        module_name = ir.StringAttr(gm.attributes["sym_name"]).value
+        for fn in list(gm.regions[0].blocks[0].operations):
+            fn = fn.operation
+            if fn.name != "gpu.func":
+                continue
+            old = ir.StringAttr(fn.attributes["sym_name"]).value
+            fn.attributes["sym_name"] = ir.StringAttr.get(module_name)
+            renames[f"@{module_name}::@{old}"] = f"@{KERNEL_MODULE}::@{module_name}"
+            fn.detach_from_parent()
+            target_block.append(fn)
+            names.append(module_name)
+        gm.erase()
+
+    def redirect(op: ir.Operation) -> ir.WalkResult:
+        if op.name == "gpu.launch_func":
+            old = str(op.attributes["kernel"])
+            op.attributes["kernel"] = ir.Attribute.parse(renames[old])
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(redirect)
+    return names
+
+
+# --------------------------------------------------------------------------- stage
+
+def lower_to_gpu(text: str, tile_sizes: tuple[int, ...]) -> tuple[str, list[str]]:
+    """Kernel module (linalg on tensors) -> host funcs + one gpu.module of kernels."""
+    tiles = ",".join(str(t) for t in tile_sizes)
+    text = run_pipeline(text, _BUFFERIZE_AND_TILE.format(tiles=tiles), "gpu")
+    with ir.Context():
+        module = ir.Module.parse(text)
+        map_parallel_loops(module)
+        text = str(module)
+    text = run_pipeline(text, _TO_GPU_AND_OUTLINE, "gpu")
+    with ir.Context():
+        module = ir.Module.parse(text)
+        kernels = merge_kernel_modules(module)
+        text = str(module)
+    text = run_pipeline(text, _PREPARE_KERNELS, "gpu")
+    return text, kernels
+
+
+def gpu_binary_objects(text: str) -> list[bytes]:
+    """The object payloads of every gpu.binary in a module (after gpu-module-to-binary)."""
+    from mlir.dialects import gpu
+    payloads = []
+    with ir.Context():
+        module = ir.Module.parse(text)
+        for op in module.body.operations:
+            if op.operation.name != "gpu.binary":
+                continue
+            for attr in ir.ArrayAttr(op.operation.attributes["objects"]):
+                payloads.append(bytes(gpu.ObjectAttr(attr).object))
+    return payloads
+
+
+def strip_binary_properties(text: str) -> str:
+    """Drop gpu.object properties (they hold compile times, which break determinism)."""
+    with ir.Context():
+        from mlir.dialects import gpu
+        module = ir.Module.parse(text)
+        for op in module.body.operations:
+            if op.operation.name != "gpu.binary":
+                continue
+            objects = []
+            for attr in ir.ArrayAttr(op.operation.attributes["objects"]):
+                obj = gpu.ObjectAttr(attr)
+                objects.append(gpu.ObjectAttr.get(obj.target, obj.format, obj.object, None))
+            op.operation.attributes["objects"] = ir.ArrayAttr.get(objects)
+        return str(module)

@@ -1,0 +1,147 @@
+"""NVIDIA GPU target: kernel modules -> PTX, cubin and an x86-64 host object.
+
+Stages, in order:
+  gpu    bufferize, map linalg loops to blocks/threads, outline (`_gpu_common`)
+  nvvm   attach `#nvvm.target`, `convert-gpu-to-nvvm` (bare-pointer kernel ABI)
+  ptx    `gpu-module-to-binary{format=isa}`; the PTX text -> artifacts["ptx"]; the IR
+         is now the host module holding a `gpu.binary`
+  cubin  `ptxas` on that PTX -> artifacts["cubin"]; skipped (meta note) without ptxas
+  host   host funcs -> LLVM dialect (`gpu-to-llvm`) with the cubin (or, without it, the
+         PTX for driver JIT) embedded -> LLVM IR -> x86-64 object via llvmlite
+         -> artifacts["host.ll"], artifacts["host.o"]
+
+Kernels take one bare pointer per buffer plus index scalars, so a launcher (or
+`benchmarks/gpu_check.py`) can call them without building memref descriptors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mlir import ir
+
+from agentc.diagnostics import ToolchainError, UsageError
+
+from . import _gpu_common as common
+from .base import CompileState, StageFn
+
+HOST_TRIPLE = "x86_64-unknown-linux-gnu"
+CHIPS = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_120")
+
+
+@dataclass(frozen=True)
+class NvvmOptions:
+    chip: str = "sm_90"
+    opt_level: int = 3
+    ptx_version: int | None = None      # e.g. 86 -> PTX ISA 8.6; None: LLVM's minimum
+    tile_sizes: tuple[int, ...] = (32, 8)
+
+
+class NvvmTarget:
+    name: ClassVar[str] = "nvvm"
+
+    def parse_options(self, **overrides) -> NvvmOptions:
+        known = {f.name for f in dataclasses.fields(NvvmOptions)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"nvvm: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        if "tile_sizes" in overrides:
+            overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
+        options = NvvmOptions(**overrides)
+        if not options.chip.startswith("sm_"):
+            raise UsageError(f"nvvm: chip '{options.chip}' is not an sm_XX name "
+                             f"(e.g. {', '.join(CHIPS)})")
+        if options.opt_level not in (0, 1, 2, 3):
+            raise UsageError(f"nvvm: opt_level must be 0-3, got {options.opt_level}")
+        return options
+
+    def add_stages(self, stages: dict[str, StageFn], options: NvvmOptions) -> None:
+        stages["gpu"] = lambda s: _gpu(s, options)
+        stages["nvvm"] = lambda s: _nvvm(s, options)
+        stages["ptx"] = lambda s: _ptx(s, options)
+        stages["cubin"] = lambda s: _cubin(s, options)
+        stages["host"] = lambda s: _host(s, options)
+
+
+def _gpu(state: CompileState, options: NvvmOptions) -> CompileState:
+    state.ir, kernels = common.lower_to_gpu(state.ir, options.tile_sizes)
+    state.meta["kernels"] = kernels
+    return state
+
+
+def _attach_options(options: NvvmOptions) -> str:
+    parts = [f"chip={options.chip}", f"O={options.opt_level}"]
+    if options.ptx_version is not None:
+        parts.append(f"features=+ptx{options.ptx_version}")
+    return " ".join(parts)
+
+
+def _nvvm(state: CompileState, options: NvvmOptions) -> CompileState:
+    state.ir = common.run_pipeline(
+        state.ir,
+        f"nvvm-attach-target{{{_attach_options(options)}}},"
+        "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true}),"
+        "reconcile-unrealized-casts",
+        "nvvm")
+    return state
+
+
+def _ptx(state: CompileState, options: NvvmOptions) -> CompileState:
+    binary = common.run_pipeline(state.ir, "gpu-module-to-binary{format=isa}", "ptx")
+    payloads = common.gpu_binary_objects(binary)
+    if len(payloads) != 1:
+        raise ToolchainError(f"ptx: expected one gpu.binary object, got {len(payloads)}",
+                             command="mlir-opt --pass-pipeline="
+                                     "'builtin.module(gpu-module-to-binary{format=isa})'")
+    state.artifacts["ptx"] = payloads[0]
+    state.ir = common.strip_binary_properties(binary)
+    return state
+
+
+def _cubin(state: CompileState, options: NvvmOptions) -> CompileState:
+    ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        state.meta["cubin"] = "skipped: ptxas not on PATH"
+        return state
+    state.artifacts["cubin"] = common.run_tool(
+        [ptxas, f"-arch={options.chip}", f"-O{options.opt_level}", "{in}", "-o", "{out}"],
+        "cubin", state.artifacts["ptx"], input_suffix=".ptx")
+    state.meta["cubin"] = f"ptxas -arch={options.chip} -O{options.opt_level}"
+    return state
+
+
+def _embed_cubin(binary_mlir: str, cubin: bytes) -> str:
+    """Replace the PTX payload of the gpu.binary by the cubin (loaded without JIT)."""
+    from mlir.dialects import gpu
+    with ir.Context():
+        module = ir.Module.parse(binary_mlir)
+        for op in module.body.operations:
+            if op.operation.name == "gpu.binary":
+                objects = [gpu.ObjectAttr.get(gpu.ObjectAttr(a).target,
+                                              int(gpu.CompilationTarget.Binary), cubin)
+                           for a in ir.ArrayAttr(op.operation.attributes["objects"])]
+                op.operation.attributes["objects"] = ir.ArrayAttr.get(objects)
+        return str(module)
+
+
+def _host(state: CompileState, options: NvvmOptions) -> CompileState:
+    binary_mlir = state.ir
+    if "cubin" in state.artifacts:
+        binary_mlir = _embed_cubin(binary_mlir, state.artifacts["cubin"])
+        state.meta["host_embeds"] = "cubin"
+    else:
+        state.meta["host_embeds"] = "ptx (JIT-compiled by the driver at load)"
+    host = common.run_pipeline(
+        binary_mlir,
+        common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}"),
+        "host")
+    llvm_ir = common.translate_to_llvmir(host, "host")
+    state.artifacts["host.ll"] = llvm_ir.encode()
+    state.artifacts["host.o"] = common.emit_object(llvm_ir, HOST_TRIPLE, "x86-64",
+                                                   options.opt_level, "host")
+    state.ir = llvm_ir
+    return state

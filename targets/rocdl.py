@@ -1,0 +1,123 @@
+"""AMD GPU target: kernel modules -> AMDGPU LLVM IR, an AMDGCN object and (with ld.lld) a HSACO.
+
+Stages, in order:
+  gpu     bufferize, map linalg loops to blocks/threads, outline (`_gpu_common`)
+  rocdl   attach `#rocdl.target`, `convert-gpu-to-rocdl{chipset=...}` (bare pointers)
+  llvm    the kernel gpu.module alone -> LLVM IR (`mlir-translate`) -> artifacts["amdgpu.ll"]
+  amdgcn  llvmlite, triple amdgcn-amd-amdhsa, cpu = chip -> artifacts["amdgcn.o"]
+  hsaco   `ld.lld -shared` -> artifacts["hsaco"]; skipped (meta note) without ld.lld
+
+This MLIR build has no AMDGPU serializer, so `gpu-module-to-binary` cannot be used:
+the device code is translated and assembled by hand. There is no host stage yet:
+launching needs the HIP runtime wrappers, which are not built here; the kernels and
+their launch sizes are listed in meta["kernels"].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mlir import ir
+
+from agentc.diagnostics import ToolchainError, UsageError
+
+from . import _gpu_common as common
+from .base import CompileState, StageFn
+
+DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
+
+
+@dataclass(frozen=True)
+class RocdlOptions:
+    chip: str = "gfx942"
+    opt_level: int = 3
+    tile_sizes: tuple[int, ...] = (32, 8)
+
+
+class RocdlTarget:
+    name: ClassVar[str] = "rocdl"
+
+    def parse_options(self, **overrides) -> RocdlOptions:
+        known = {f.name for f in dataclasses.fields(RocdlOptions)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"rocdl: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        if "tile_sizes" in overrides:
+            overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
+        options = RocdlOptions(**overrides)
+        if not options.chip.startswith("gfx"):
+            raise UsageError(f"rocdl: chip '{options.chip}' is not a gfxNNN name "
+                             "(e.g. gfx90a, gfx942, gfx1100)")
+        if options.opt_level not in (0, 1, 2, 3):
+            raise UsageError(f"rocdl: opt_level must be 0-3, got {options.opt_level}")
+        return options
+
+    def add_stages(self, stages: dict[str, StageFn], options: RocdlOptions) -> None:
+        stages["gpu"] = lambda s: _gpu(s, options)
+        stages["rocdl"] = lambda s: _rocdl(s, options)
+        stages["llvm"] = lambda s: _llvm(s, options)
+        stages["amdgcn"] = lambda s: _amdgcn(s, options)
+        stages["hsaco"] = lambda s: _hsaco(s, options)
+
+
+def _gpu(state: CompileState, options: RocdlOptions) -> CompileState:
+    state.ir, state.meta["kernels"] = common.lower_to_gpu(state.ir, options.tile_sizes)
+    return state
+
+
+def _rocdl(state: CompileState, options: RocdlOptions) -> CompileState:
+    state.ir = common.run_pipeline(
+        state.ir,
+        f"rocdl-attach-target{{chip={options.chip} O={options.opt_level}}},"
+        f"gpu.module(convert-gpu-to-rocdl{{chipset={options.chip} "
+        "use-bare-ptr-memref-call-conv=true}),"
+        "reconcile-unrealized-casts",
+        "rocdl")
+    return state
+
+
+def device_module_text(text: str) -> str:
+    """The kernel gpu.module's contents as a plain builtin.module for translation."""
+    with ir.Context():
+        module = ir.Module.parse(text)
+        gpu_modules = [op.operation for op in module.body.operations
+                       if op.operation.name == "gpu.module"]
+        if len(gpu_modules) != 1:
+            raise ToolchainError(f"llvm: expected one gpu.module, found {len(gpu_modules)}")
+        device = ir.Module.create(ir.Location.unknown())
+        for attr in ("llvm.data_layout", "llvm.target_triple"):
+            if attr in gpu_modules[0].attributes:
+                device.operation.attributes[attr] = gpu_modules[0].attributes[attr]
+        for op in list(gpu_modules[0].regions[0].blocks[0].operations):
+            op.operation.detach_from_parent()
+            device.body.append(op.operation)
+        return str(device)
+
+
+def _llvm(state: CompileState, options: RocdlOptions) -> CompileState:
+    llvm_ir = common.translate_to_llvmir(device_module_text(state.ir), "llvm")
+    state.artifacts["amdgpu.ll"] = llvm_ir.encode()
+    state.ir = llvm_ir
+    return state
+
+
+def _amdgcn(state: CompileState, options: RocdlOptions) -> CompileState:
+    state.artifacts["amdgcn.o"] = common.emit_object(
+        state.ir, DEVICE_TRIPLE, options.chip, options.opt_level, "amdgcn")
+    return state
+
+
+def _hsaco(state: CompileState, options: RocdlOptions) -> CompileState:
+    lld = shutil.which("ld.lld")
+    if lld is None:
+        state.meta["hsaco"] = "skipped: ld.lld not on PATH (Debian package lld)"
+        return state
+    state.artifacts["hsaco"] = common.run_tool(
+        [lld, "-shared", "{in}", "-o", "{out}"], "hsaco",
+        state.artifacts["amdgcn.o"], input_suffix=".o")
+    state.meta["hsaco"] = "ld.lld -shared"
+    return state
