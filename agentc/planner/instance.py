@@ -1,0 +1,322 @@
+"""A `Problem` normalised for solving, and the exact evaluator of a placement.
+
+Options name a pool or a device class; here each is expanded into one `Choice` per
+pool it can run on, so every choice sits on exactly one pool ("site"). A device named
+by no pool becomes an implicit, unlimited, metered site. Choices that cannot be used
+(memory, tp larger than the pool, TTFT/TBT over a hard SLA) are kept with the reason, so
+explanations can cite them.
+
+`Instance.evaluate` is the single definition of what a placement costs and how long it
+takes; the MILP is checked against it, and baselines and alternatives are priced by it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from agentc.diagnostics import InfeasiblePlanError, VerifyError
+
+from .problem import Link, Option, Problem
+
+# Paper section 4: RoCE links of 200-400 Gb/s between chassis; take the low end.
+DEFAULT_LINK = Link("*", "*", gbps=200.0, latency_ms=0.0)
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    device_class: str
+    count: int | None  # None: unlimited
+    usd_per_hr: float
+    implicit: bool
+
+    @property
+    def metered(self) -> bool:
+        return self.usd_per_hr == 0.0
+
+    @property
+    def is_cpu(self) -> bool:
+        return "cpu" in self.device_class.lower()
+
+
+@dataclass(frozen=True)
+class Choice:
+    op: int
+    rank: int  # position of the option in PlanOp.options
+    site: int
+    option: Option
+    excluded: str | None  # why a hard plan may not use it
+    ttft_excess_ms: float
+    tbt_excess_ms: float
+    memory_ok: bool
+    tp_excess: int  # devices missing in the pool for this tp
+
+
+@dataclass(frozen=True)
+class Edge:
+    u: int
+    v: int
+    weight: float
+    bytes: float
+    profiled: dict | None
+
+
+@dataclass
+class Metrics:
+    """Everything about one placement (`choice[i]` = index into Instance.choices)."""
+
+    choice: tuple[int, ...]
+    start: list[float]
+    finish: list[float]
+    e2e_ms: float
+    transfers: list[tuple[float, float]]  # per edge: (ms, usd) per transfer
+    usd_per_request: float
+    usd_per_hr: float | None
+    devices: dict[int, int]
+    demand: dict[int, float]
+    cost: float
+    violations: list[str] = field(default_factory=list)
+    e2e_over_ms: float = 0.0
+    latency_excess_ms: float = 0.0  # TTFT + TBT excess summed over ops
+    pool_over: dict[int, int] = field(default_factory=dict)
+    penalty: float = 0.0
+
+    @property
+    def objective(self) -> float:
+        return self.cost + self.penalty
+
+
+class Instance:
+    """A validated problem with sites, choices, topological order and transfer costs."""
+
+    def __init__(self, problem: Problem, restrict: Callable[[int, Choice], bool] | None = None):
+        self.problem = p = problem
+        self.hard = p.sla_mode == "hard"
+        self.load = float(p.load_rps or 0.0)
+        if p.sla_mode not in ("hard", "soft"):
+            raise VerifyError(f"unknown sla_mode '{p.sla_mode}' (hard, soft)")
+        if p.objective not in ("cost", "latency", "tokens-per-dollar"):
+            raise VerifyError(f"unknown objective '{p.objective}' (cost, latency, tokens-per-dollar)")
+        self.ops = list(p.ops)
+        self.index = {}
+        for i, op in enumerate(self.ops):
+            if op.id in self.index:
+                raise VerifyError(f"duplicate op id '{op.id}'")
+            if op.weight < 0:
+                raise VerifyError(f"op '{op.id}' has negative weight {op.weight}")
+            self.index[op.id] = i
+        self._build_sites()
+        self._build_choices(restrict)
+        self._build_edges()
+
+    # -- construction -------------------------------------------------------------
+
+    def _build_sites(self) -> None:
+        p = self.problem
+        self.sites: list[Site] = [
+            Site(pl.name, pl.device_class, pl.count, pl.usd_per_hr, False)
+            for pl in sorted(p.pools, key=lambda pl: pl.name)
+        ]
+        known = {s.name for s in self.sites} | {s.device_class for s in self.sites}
+        implicit = sorted({o.device for op in self.ops for o in op.options} - known)
+        self.sites += [Site(d, d, None, 0.0, True) for d in implicit]
+        self.site_index = {s.name: j for j, s in enumerate(self.sites)}
+
+    def sites_for(self, device: str) -> list[int]:
+        """Sites an option on `device` may use: the pool of that name, else every pool of
+        that device class, else the implicit site."""
+        j = self.site_index.get(device)
+        if j is not None and not self.sites[j].implicit:
+            return [j]
+        by_class = [j for j, s in enumerate(self.sites) if not s.implicit and s.device_class == device]
+        return by_class or [self.site_index[device]]
+
+    def _build_choices(self, restrict) -> None:
+        sla = self.problem.sla
+        self.choices: list[Choice] = []
+        self.op_choices: list[list[int]] = []
+        for i, op in enumerate(self.ops):
+            if not op.options:
+                raise InfeasiblePlanError(f"op '{op.id}' has no options to run on")
+            mine = []
+            for rank, o in enumerate(op.options):
+                if o.tp < 1:
+                    raise VerifyError(f"op '{op.id}': option on {o.device} has tp={o.tp}")
+                for j in self.sites_for(o.device):
+                    site = self.sites[j]
+                    ttft_x = max(0.0, o.ttft_ms - sla.ttft_ms) if (sla.ttft_ms is not None and o.ttft_ms is not None) else 0.0
+                    tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
+                    tp_x = max(0, o.tp - site.count) if site.count is not None else 0
+                    reason = None
+                    if not o.memory_ok:
+                        reason = f"does not fit device memory on {site.name}"
+                    elif tp_x:
+                        reason = f"tp={o.tp} needs more devices than pool {site.name} has ({site.count})"
+                    elif self.hard and ttft_x > 0:
+                        reason = f"TTFT {o.ttft_ms:g} ms exceeds the SLA of {sla.ttft_ms:g} ms"
+                    elif self.hard and tbt_x > 0:
+                        reason = f"TBT {o.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
+                    c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x)
+                    if restrict is not None and not restrict(i, c):
+                        continue
+                    mine.append(len(self.choices))
+                    self.choices.append(c)
+            self.op_choices.append(mine)
+        self.allowed = [[k for k in ks if self.choices[k].excluded is None] for ks in self.op_choices]
+
+    def _build_edges(self) -> None:
+        p = self.problem
+        self.edges: list[Edge] = []
+        for e in p.edges:
+            for end in (e.src, e.dst):
+                if end not in self.index:
+                    raise VerifyError(f"edge {e.src} -> {e.dst} names unknown op '{end}'")
+            self.edges.append(Edge(self.index[e.src], self.index[e.dst], e.weight, e.bytes, e.profiled))
+        n = len(self.ops)
+        self.succ: list[list[int]] = [[] for _ in range(n)]
+        self.pred: list[list[int]] = [[] for _ in range(n)]
+        for k, e in enumerate(self.edges):
+            self.succ[e.u].append(k)
+            self.pred[e.v].append(k)
+        indeg = [len(self.pred[i]) for i in range(n)]
+        heap = [i for i in range(n) if indeg[i] == 0]
+        heapq.heapify(heap)
+        self.topo: list[int] = []
+        while heap:
+            i = heapq.heappop(heap)
+            self.topo.append(i)
+            for k in self.succ[i]:
+                v = self.edges[k].v
+                indeg[v] -= 1
+                if indeg[v] == 0:
+                    heapq.heappush(heap, v)
+        if len(self.topo) != n:
+            stuck = sorted(self.ops[i].id for i in range(n) if indeg[i] > 0)
+            raise VerifyError("the plan graph has a cycle through " + ", ".join(stuck)
+                              + "; fold bounded loops into op weights before placement")
+        links = {}
+        for ln in p.links:
+            links[(ln.a, ln.b)] = ln
+            links[(ln.b, ln.a)] = ln
+        self._links = links
+        self._tr_cache: dict[tuple[int, int, int], tuple[float, float]] = {}
+
+    # -- transfer costs --------------------------------------------------------------
+
+    def link(self, a: int, b: int) -> Link:
+        sa, sb = self.sites[a], self.sites[b]
+        for key in ((sa.name, sb.name), (sa.device_class, sb.device_class)):
+            if key in self._links:
+                return self._links[key]
+        return self.problem.default_link or DEFAULT_LINK
+
+    def transfer(self, k: int, a: int, b: int) -> tuple[float, float]:
+        """(ms, usd) of one transfer on edge k from site a to site b; free within a pool.
+
+        A profiled value is looked up by pool name then device class, in the edge's
+        direction first; the reverse direction is assumed symmetric when only it is given.
+        """
+        if a == b:
+            return (0.0, 0.0)
+        key = (k, a, b)
+        hit = self._tr_cache.get(key)
+        if hit is not None:
+            return hit
+        e = self.edges[k]
+        sa, sb = self.sites[a], self.sites[b]
+        val = None
+        if e.profiled:
+            for pair in ((sa.name, sb.name), (sa.device_class, sb.device_class),
+                         (sb.name, sa.name), (sb.device_class, sa.device_class)):
+                if pair in e.profiled:
+                    ms, usd = e.profiled[pair]
+                    val = (float(ms), float(usd))
+                    break
+        if val is None:
+            ln = self.link(a, b)
+            ms = ln.latency_ms + (e.bytes * 8.0 / (ln.gbps * 1e6) if e.bytes else 0.0)
+            val = (ms, e.bytes / 1e9 * ln.usd_per_gb)
+        self._tr_cache[key] = val
+        return val
+
+    # -- evaluation -------------------------------------------------------------------
+
+    def demand(self, k: int) -> float:
+        """Devices kept busy by choice k at the problem's load."""
+        c = self.choices[k]
+        return self.load * self.ops[c.op].weight * c.option.busy_ms / 1000.0 * c.option.tp
+
+    def evaluate(self, choice: tuple[int, ...] | list[int]) -> Metrics:
+        p, sla = self.problem, self.problem.sla
+        ch = [self.choices[k] for k in choice]
+        n = len(self.ops)
+        dur = [self.ops[i].weight * ch[i].option.time_ms for i in range(n)]
+        start = [0.0] * n
+        finish = [0.0] * n
+        transfers = []
+        for k, e in enumerate(self.edges):
+            transfers.append(self.transfer(k, ch[e.u].site, ch[e.v].site))
+        for i in self.topo:
+            s = 0.0
+            for k in self.pred[i]:
+                e = self.edges[k]
+                s = max(s, finish[e.u] + e.weight * transfers[k][0])
+            start[i] = s
+            finish[i] = s + dur[i]
+        e2e = max(finish, default=0.0)
+        transfer_usd = sum(e.weight * transfers[k][1] for k, e in enumerate(self.edges))
+        op_usd = sum(self.ops[i].weight * ch[i].option.usd_per_call for i in range(n))
+        demand: dict[int, float] = {}
+        devices: dict[int, int] = {}
+        for i in range(n):
+            j = ch[i].site
+            demand[j] = demand.get(j, 0.0) + self.demand(choice[i])
+            devices[j] = max(devices.get(j, 0), ch[i].option.tp)
+        if self.load > 0:
+            devices = {j: max(0, math.ceil(d - 1e-9)) for j, d in demand.items()}
+            metered_usd = sum(self.ops[i].weight * ch[i].option.usd_per_call
+                              for i in range(n) if self.sites[ch[i].site].metered)
+            usd_hr = sum(devices[j] * self.sites[j].usd_per_hr for j in devices) \
+                + self.load * 3600.0 * (metered_usd + transfer_usd)
+            usd_req = usd_hr / (self.load * 3600.0)
+            cost = usd_hr
+        else:
+            usd_hr = None
+            usd_req = cost = op_usd + transfer_usd
+        m = Metrics(tuple(choice), start, finish, e2e, transfers, usd_req, usd_hr,
+                    dict(sorted(devices.items())), demand, cost)
+        if sla.e2e_ms is not None and e2e > sla.e2e_ms + 1e-6:
+            m.e2e_over_ms = e2e - sla.e2e_ms
+            m.violations.append(f"e2e {e2e:g} ms exceeds the SLA of {sla.e2e_ms:g} ms by {m.e2e_over_ms:g} ms")
+        for i, c in enumerate(ch):
+            op_id = self.ops[i].id
+            if c.ttft_excess_ms > 0:
+                m.latency_excess_ms += c.ttft_excess_ms
+                m.violations.append(f"op '{op_id}': TTFT {c.option.ttft_ms:g} ms exceeds the SLA of {sla.ttft_ms:g} ms")
+            if c.tbt_excess_ms > 0:
+                m.latency_excess_ms += c.tbt_excess_ms
+                m.violations.append(f"op '{op_id}': TBT {c.option.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms")
+            if not c.memory_ok:
+                m.violations.append(f"op '{op_id}' does not fit device memory on {self.sites[c.site].name}")
+            if c.tp_excess:
+                m.violations.append(f"op '{op_id}': tp={c.option.tp} exceeds pool {self.sites[c.site].name}")
+        if self.load > 0:
+            for j, nd in m.devices.items():
+                cnt = self.sites[j].count
+                if cnt is not None and nd > cnt:
+                    m.pool_over[j] = nd - cnt
+                    m.violations.append(f"pool {self.sites[j].name}: the load needs {nd} devices, it has {cnt}")
+        if not self.hard:
+            m.penalty = p.lam * (m.e2e_over_ms + m.latency_excess_ms)
+        return m
+
+    def feasible(self, m: Metrics) -> bool:
+        """Hard mode: no violation at all; soft mode: only capacity and memory count."""
+        if self.hard:
+            return not m.violations
+        return not m.pool_over and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
+                                       for k in m.choice)

@@ -1,0 +1,323 @@
+"""The placement MILP, built column by column and handed to HiGHS in one call.
+
+Variables (see PAPER.md section 3 for the model this refines):
+- x[k] binary per usable choice (op option on one pool), one per op;
+- per cross-pool edge, the pair of sites (a, b) its ends land on, linearised tightly:
+  when one end can only sit on one pool the transfer is linear in the other end's x;
+  when every cross-pool pair costs the same, q[a] <= x-mass of both ends on a, and the
+  edge pays c * (1 - sum_a q[a]); otherwise a transport block y[a,b] >= 0 with
+  sum_b y[a,b] = x-mass(u, a) and sum_a y[a,b] = x-mass(v, b). Both are exact at
+  integer points and their LP relaxations equal the earth mover's distance between the
+  ends' fractional placements, far tighter than y >= x_u + x_v - 1;
+- s[i] start times on the DAG, bounded below by the fastest-option earliest start and,
+  under a hard SLA, above by SLA minus the fastest tail; E >= finish of every sink;
+- n[p] integer devices per pool under load, n[p] >= sum of busy-device demand.
+
+Modes: "cost" (money + soft-SLA penalties), "latency" (minimise E, then cost under the
+found E), "relax" (every SLA, capacity and memory limit softened, total violation
+minimised: the source of infeasibility notes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from .instance import EPS, Instance, Metrics
+
+INF = math.inf
+# Relaxation weights: a device over a pool's count, and an op placed where its weights
+# do not fit, count as this many ms of SLA miss; memory first, then capacity, then ms.
+RELAX_DEVICE_WEIGHT = 1e3
+RELAX_MEMORY_WEIGHT = 1e6
+TIEBREAK = 1e-9  # relative nudge per option rank: same inputs pick the same optimum
+
+_banner_silenced = False
+
+
+def new_highs() -> highspy.Highs:
+    """A silent, deterministic HiGHS instance (the banner goes to fd 1 only once)."""
+    global _banner_silenced
+    if _banner_silenced:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            h = highspy.Highs()
+            ctypes.CDLL(None).fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _banner_silenced = True
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
+    return h
+
+
+@dataclass
+class MilpResult:
+    status: str  # optimal | time-limit | infeasible | no-solution
+    choice: tuple[int, ...] | None
+    objective: float | None
+    gap: float
+    solve_time_s: float
+    values: np.ndarray | None = None
+
+
+class Formulation:
+    """One MILP over an Instance; `solve()` runs it, `warm(m)` maps a plan to columns."""
+
+    def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None):
+        self.inst, self.mode = inst, mode
+        p = inst.problem
+        self.relax = mode == "relax"
+        self.cost, self.lb, self.ub, self.integer = [], [], [], []
+        self.rows: list[tuple[list[int], list[float], float, float]] = []
+        self.offset = 0.0
+        self.trivially_infeasible = False
+
+        money = 0.0 if mode in ("relax", "latency") else 1.0
+        scale = inst.load * 3600.0 if inst.load > 0 else 1.0
+        lam = 0.0 if self.relax else (0.0 if inst.hard else p.lam)
+        self.cand = inst.op_choices if self.relax else inst.allowed
+        if any(not ks for ks in self.cand):
+            self.trivially_infeasible = True
+            return
+
+        # x and per-op objective terms
+        self.xcol: dict[int, int] = {}
+        for i, ks in enumerate(self.cand):
+            w = inst.ops[i].weight
+            for k in ks:
+                c = inst.choices[k]
+                site = inst.sites[c.site]
+                usd = w * c.option.usd_per_call * (scale if site.metered or inst.load <= 0 else 0.0)
+                obj = money * usd
+                if self.relax:
+                    obj += c.ttft_excess_ms + c.tbt_excess_ms
+                    obj += 0.0 if c.memory_ok else RELAX_MEMORY_WEIGHT
+                    obj += RELAX_DEVICE_WEIGHT * c.tp_excess
+                else:
+                    obj += lam * (c.ttft_excess_ms + c.tbt_excess_ms)
+                self.xcol[k] = self._col(obj, 0.0, 1.0, True)
+            self._row([(self.xcol[k], 1.0) for k in ks], 1.0, 1.0)
+        xcols = list(self.xcol.values())
+        big = max((abs(self.cost[j]) for j in xcols), default=0.0)
+        if big > 0:
+            for ks in self.cand:
+                for r, k in enumerate(ks):
+                    self.cost[self.xcol[k]] += TIEBREAK * big * r
+
+        self.sites_of = [sorted({inst.choices[k].site for k in ks}) for ks in self.cand]
+        self.timed = p.sla.e2e_ms is not None or mode == "latency" or e2e_cap is not None
+        self.edge_aux: list[tuple[str, dict]] = []
+        edge_ms = [self._edge(k, money * scale) for k in range(len(inst.edges))]
+        if self.timed:
+            self._timing(edge_ms, mode, e2e_cap, lam)
+        if inst.load > 0:
+            self._capacity(money)
+
+    # -- building blocks ------------------------------------------------------------
+
+    def _col(self, cost: float, lb: float, ub: float, integer: bool = False) -> int:
+        self.cost.append(cost)
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.integer.append(integer)
+        return len(self.cost) - 1
+
+    def _row(self, terms: list[tuple[int, float]], lo: float, hi: float) -> None:
+        self.rows.append(([t[0] for t in terms], [t[1] for t in terms], lo, hi))
+
+    def _mass(self, i: int, site: int) -> list[tuple[int, float]]:
+        return [(self.xcol[k], 1.0) for k in self.cand[i] if self.inst.choices[k].site == site]
+
+    def _edge(self, k: int, money: float) -> tuple[list[tuple[int, float]], float]:
+        """Objective terms for edge k's transfer $; returns its ms as (terms, constant)."""
+        inst = self.inst
+        e = inst.edges[k]
+        su, sv = self.sites_of[e.u], self.sites_of[e.v]
+        pairs = {(a, b): inst.transfer(k, a, b) for a in su for b in sv if a != b}
+        if all(ms == 0 and usd == 0 for ms, usd in pairs.values()):
+            self.edge_aux.append(("none", {}))
+            return [], 0.0
+        w = e.weight
+        terms: list[tuple[int, float]] = []
+        if len(su) == 1 or len(sv) == 1:
+            fixed_u = len(su) == 1
+            other = e.v if fixed_u else e.u
+            for kk in self.cand[other]:
+                s = inst.choices[kk].site
+                ms, usd = inst.transfer(k, su[0], s) if fixed_u else inst.transfer(k, s, sv[0])
+                col = self.xcol[kk]
+                self.cost[col] += money * w * usd
+                if ms:
+                    terms.append((col, w * ms))
+            self.edge_aux.append(("linear", {}))
+            return terms, 0.0
+        values = set(pairs.values())
+        if len(values) == 1:
+            ms0, usd0 = values.pop()
+            self.offset += money * w * usd0
+            q = {}
+            for a in sorted(set(su) & set(sv)):
+                q[a] = self._col(-money * w * usd0, 0.0, 1.0)
+                self._row([(q[a], 1.0)] + [(c, -1.0) for c, _ in self._mass(e.u, a)], -INF, 0.0)
+                self._row([(q[a], 1.0)] + [(c, -1.0) for c, _ in self._mass(e.v, a)], -INF, 0.0)
+                if ms0:
+                    terms.append((q[a], -w * ms0))
+            self.edge_aux.append(("same", q))
+            return terms, w * ms0
+        y = {}
+        for a in su:
+            for b in sv:
+                ms, usd = pairs.get((a, b), (0.0, 0.0))
+                y[(a, b)] = self._col(money * w * usd, 0.0, 1.0)
+                if ms:
+                    terms.append((y[(a, b)], w * ms))
+        for a in su:
+            self._row([(y[(a, b)], 1.0) for b in sv] + [(c, -1.0) for c, _ in self._mass(e.u, a)], 0.0, 0.0)
+        for b in sv:
+            self._row([(y[(a, b)], 1.0) for a in su] + [(c, -1.0) for c, _ in self._mass(e.v, b)], 0.0, 0.0)
+        self.edge_aux.append(("transport", y))
+        return terms, 0.0
+
+    def _timing(self, edge_ms, mode: str, e2e_cap: float | None, lam: float) -> None:
+        inst = self.inst
+        sla = inst.problem.sla.e2e_ms
+        n = len(inst.ops)
+        dur = [[(self.xcol[k], inst.ops[i].weight * inst.choices[k].option.time_ms) for k in self.cand[i]]
+               for i in range(n)]
+        fastest = [min(v for _, v in d) for d in dur]
+        es = [0.0] * n
+        for i in inst.topo:
+            for k in inst.pred[i]:
+                es[i] = max(es[i], es[inst.edges[k].u] + fastest[inst.edges[k].u])
+        tail = [0.0] * n
+        for i in reversed(inst.topo):
+            tail[i] = fastest[i] + max((tail[inst.edges[k].v] for k in inst.succ[i]), default=0.0)
+        cap = e2e_cap
+        if inst.hard and not self.relax and sla is not None:
+            cap = sla if cap is None else min(cap, sla)
+        if cap is not None and any(es[i] + tail[i] > cap + 1e-9 for i in range(n)):
+            self.trivially_infeasible = True
+        self.scol = [self._col(0.0, es[i], INF if cap is None else max(es[i], cap - tail[i]))
+                     for i in range(n)]
+        lower = max((es[i] + tail[i] for i in range(n)), default=0.0)
+        self.ecol = self._col(1.0 if mode == "latency" else 0.0, lower, INF if cap is None else max(lower, cap))
+        for k, e in enumerate(inst.edges):
+            terms, const = edge_ms[k]
+            row = [(self.scol[e.v], 1.0), (self.scol[e.u], -1.0)]
+            row += [(c, -v) for c, v in dur[e.u]] + [(c, -v) for c, v in terms]
+            self._row(row, const, INF)
+        for i in range(n):
+            if not inst.succ[i]:
+                self._row([(self.ecol, 1.0), (self.scol[i], -1.0)] + [(c, -v) for c, v in dur[i]], 0.0, INF)
+        self.sigma_e2e = None
+        if sla is not None and (self.relax or not inst.hard):
+            self.sigma_e2e = self._col(1.0 if self.relax else lam, 0.0, INF)
+            self._row([(self.ecol, 1.0), (self.sigma_e2e, -1.0)], -INF, sla)
+
+    def _capacity(self, money: float) -> None:
+        inst = self.inst
+        self.ncol: dict[int, int] = {}
+        self.sigma_pool: dict[int, int] = {}
+        by_site: dict[int, list[int]] = {}
+        for ks in self.cand:
+            for k in ks:
+                by_site.setdefault(inst.choices[k].site, []).append(k)
+        for j in sorted(by_site):
+            site = inst.sites[j]
+            if site.implicit:
+                continue
+            ub = INF if (self.relax or site.count is None) else float(site.count)
+            self.ncol[j] = n = self._col(money * site.usd_per_hr, 0.0, ub, True)
+            self._row([(n, 1.0)] + [(self.xcol[k], -inst.demand(k)) for k in by_site[j]], 0.0, INF)
+            if self.relax and site.count is not None:
+                self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)
+                self._row([(n, 1.0), (sg, -1.0)], -INF, float(site.count))
+
+    # -- warm start and solve --------------------------------------------------------
+
+    def warm(self, m: Metrics) -> np.ndarray:
+        """Column values of the plan `m` (a full, consistent MILP point)."""
+        inst = self.inst
+        v = np.zeros(len(self.cost))
+        site = [inst.choices[k].site for k in m.choice]
+        for k in m.choice:
+            v[self.xcol[k]] = 1.0
+        for k, (kind, aux) in enumerate(self.edge_aux):
+            e = inst.edges[k]
+            if kind == "same" and site[e.u] == site[e.v] and site[e.u] in aux:
+                v[aux[site[e.u]]] = 1.0
+            elif kind == "transport":
+                v[aux[(site[e.u], site[e.v])]] = 1.0
+        if self.timed:
+            for i, c in enumerate(self.scol):
+                v[c] = max(m.start[i], self.lb[c])
+            v[self.ecol] = max(m.e2e_ms, self.lb[self.ecol])
+            if self.sigma_e2e is not None:
+                v[self.sigma_e2e] = max(0.0, v[self.ecol] - inst.problem.sla.e2e_ms)
+        if inst.load > 0:
+            for j, c in self.ncol.items():
+                v[c] = m.devices.get(j, 0)
+            for j, c in self.sigma_pool.items():
+                v[c] = max(0.0, m.devices.get(j, 0) - inst.sites[j].count)
+        return v
+
+    def solve(self, warm: Metrics | None = None) -> MilpResult:
+        p = self.inst.problem
+        if self.trivially_infeasible:
+            return MilpResult("infeasible", None, None, INF, 0.0)
+        t0 = time.perf_counter()
+        h = new_highs()
+        h.setOptionValue("time_limit", float(p.time_limit_s))
+        h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap))
+        h.setOptionValue("mip_abs_gap", 1e-9)
+        ncol = len(self.cost)
+        h.addCols(ncol, np.array(self.cost), np.array(self.lb), np.array(self.ub), 0,
+                  np.array([], dtype=np.int32), np.array([], dtype=np.int32), np.array([]))
+        starts, index, value, lo, hi = [], [], [], [], []
+        for idx, vals, rlo, rhi in self.rows:
+            starts.append(len(index))
+            index += idx
+            value += vals
+            lo.append(rlo)
+            hi.append(rhi)
+        h.addRows(len(self.rows), np.array(lo), np.array(hi), len(index),
+                  np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
+        ints = [j for j in range(ncol) if self.integer[j]]
+        h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
+                                np.array([highspy.HighsVarType.kInteger] * len(ints)))
+        h.changeObjectiveOffset(self.offset)
+        if warm is not None:
+            sol = highspy.HighsSolution()
+            sol.col_value = list(self.warm(warm))
+            sol.value_valid = True
+            h.setSolution(sol)
+        h.run()
+        elapsed = time.perf_counter() - t0
+        status = h.getModelStatus()
+        info = h.getInfo()
+        has_sol = info.primal_solution_status == 2
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return MilpResult("infeasible", None, None, INF, elapsed)
+        if not has_sol:
+            return MilpResult("no-solution", None, None, INF, elapsed)
+        vals = np.array(h.getSolution().col_value)
+        choice = tuple(max(ks, key=lambda k: (vals[self.xcol[k]], -ks.index(k))) for ks in self.cand)
+        label = "optimal" if status == highspy.HighsModelStatus.kOptimal else "time-limit"
+        gap = 0.0 if label == "optimal" and info.mip_gap < EPS else float(info.mip_gap)
+        return MilpResult(label, choice, float(info.objective_function_value), gap, elapsed, vals)

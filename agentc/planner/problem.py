@@ -1,0 +1,208 @@
+"""The placement problem and the plan, as plain dataclasses.
+
+The IR `place` pass builds a `Problem` from costed ops; `agentc.planner.solve` turns it
+into a `Plan`. Nothing here knows about MLIR, so the solver can be tested and
+benchmarked on hand-written or generated graphs.
+
+Units live in the names: `_ms`, `_usd`, `usd_per_hr`, `gbps`, `bytes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to run an op: on pool or device class `device` with `tp` devices.
+
+    `busy_ms` is how long one execution keeps its devices busy (sets replicas under
+    load); `time_ms` is its latency on the request path.
+    """
+
+    device: str
+    tp: int
+    time_ms: float
+    usd_per_call: float
+    busy_ms: float
+    ttft_ms: float | None = None
+    tbt_ms: float | None = None
+    memory_ok: bool = True
+    note: str = ""
+
+
+@dataclass
+class PlanOp:
+    """An op to place; `weight` is its expected executions per request."""
+
+    id: str
+    kind: str
+    options: list[Option]
+    weight: float = 1.0
+    loc: str = ""
+
+
+@dataclass
+class PlanEdge:
+    """Data flowing src -> dst; `profiled[(from_dev, to_dev)] = (ms, usd)` overrides links."""
+
+    src: str
+    dst: str
+    bytes: float
+    weight: float = 1.0
+    kind: str = "data"
+    profiled: dict[tuple[str, str], tuple[float, float]] | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """`count` devices of one class. A pool priced at 0 $/hr is metered: its ops pay
+    `usd_per_call` under load (external APIs, serverless endpoints)."""
+
+    name: str
+    device_class: str
+    count: int
+    usd_per_hr: float
+
+
+@dataclass(frozen=True)
+class Link:
+    """Undirected link between two pools or device classes."""
+
+    a: str
+    b: str
+    gbps: float
+    latency_ms: float
+    usd_per_gb: float = 0.0
+
+
+@dataclass(frozen=True)
+class SLA:
+    e2e_ms: float | None = None
+    ttft_ms: float | None = None
+    tbt_ms: float | None = None
+
+
+Objective = Literal["cost", "latency", "tokens-per-dollar"]
+
+
+@dataclass
+class Problem:
+    """Everything the solver needs. `lam` prices one ms of SLA violation in soft mode,
+    in the objective's unit ($/request, or $/hr when `load_rps` > 0)."""
+
+    ops: list[PlanOp]
+    edges: list[PlanEdge]
+    pools: list[Pool]
+    links: list[Link]
+    sla: SLA
+    load_rps: float = 0.0
+    objective: Objective = "cost"
+    sla_mode: Literal["hard", "soft"] = "hard"
+    lam: float = 1e3
+    default_link: Link | None = None
+    time_limit_s: float = 10.0
+    mip_rel_gap: float = 1e-4
+    tokens_per_request: float = 0.0
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """The plan with one op moved to `option` on `pool`, everything else fixed."""
+
+    option: Option
+    pool: str
+    e2e_ms: float
+    cost: float
+    delta_ms: float
+    delta_cost: float
+    feasible: bool
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class OpPlacement:
+    op: str
+    option: Option
+    pool: str
+    replicas: int
+    start_ms: float
+    finish_ms: float
+    slack_ms: float
+    alternatives: list[Alternative] = field(default_factory=list)
+    excluded: list[tuple[Option, str]] = field(default_factory=list)
+
+    @property
+    def runner_up(self) -> Alternative | None:
+        return self.alternatives[0] if self.alternatives else None
+
+
+@dataclass(frozen=True)
+class EdgePlacement:
+    """A transfer between two different pools."""
+
+    src: str
+    dst: str
+    src_pool: str
+    dst_pool: str
+    ms: float
+    usd: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A reference plan. `ratio` = plan cost / baseline cost (below 1: the MILP wins)."""
+
+    name: str
+    feasible: bool
+    cost: float | None
+    e2e_ms: float | None
+    usd_per_request: float | None
+    ratio: float | None
+    reason: str = ""
+
+
+@dataclass
+class Plan:
+    """A placement. `cost` is in the objective's unit: $/request, or $/hr under load."""
+
+    ops: dict[str, OpPlacement]
+    edges: list[EdgePlacement]
+    e2e_ms: float
+    ttft_ms: float | None
+    tbt_ms: float | None
+    usd_per_request: float
+    usd_per_hr: float | None
+    devices: dict[str, int]
+    cost: float
+    objective: str
+    status: str
+    gap: float
+    solve_time_s: float
+    critical_path: list[str]
+    sla_slack_ms: float | None
+    violations: list[str]
+    penalty: float
+    tokens_per_usd: float | None
+    binding: list[str] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list)
+
+    @property
+    def runner_up(self) -> dict[str, Alternative | None]:
+        return {op_id: p.runner_up for op_id, p in self.ops.items()}
+
+    @property
+    def slack_ms(self) -> dict[str, float]:
+        return {op_id: p.slack_ms for op_id, p in self.ops.items()}
+
+    def to_dict(self) -> dict:
+        """JSON-ready form with stable key order (solve time left out: not reproducible)."""
+        d = asdict(self)
+        d.pop("solve_time_s")
+        for p in d["ops"].values():
+            p["excluded"] = [{"option": o, "reason": r} for o, r in p["excluded"]]
+        return d

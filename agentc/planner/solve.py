@@ -1,0 +1,292 @@
+"""`solve` and `pareto`: optimise, explain, compare with baselines.
+
+The MILP picks the placement; everything reported about it (latency, cost, slack,
+alternatives, baselines) is recomputed by `Instance.evaluate`, so the numbers a user
+sees never depend on solver tolerances.
+
+Objectives: "cost" minimises $/request (or $/hr under load); "latency" minimises the
+e2e time, then cost at that time (two solves, exact lexicographic order);
+"tokens-per-dollar" maximises tokens_per_request / cost, and since tokens per request
+are fixed by the program this is the same plan as "cost" (batch-size choices show up as
+different options' busy_ms and usd_per_call, which the cost already weighs); the plan
+reports `tokens_per_usd`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from agentc.diagnostics import InfeasiblePlanError
+
+from .greedy import greedy_choice
+from .instance import Instance, Metrics
+from .milp import Formulation, MilpResult
+from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Plan,
+                      Problem)
+
+RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
+              "and memory limit made soft, total violation minimised), not by an LP IIS")
+
+
+def solve(problem: Problem, *, baselines: bool = True, explain: bool = True) -> Plan:
+    """The best placement of `problem`; raises InfeasiblePlanError naming what binds."""
+    inst = Instance(problem)
+    res, _ = _optimise(inst)
+    if res.choice is None:
+        raise _infeasible(inst, res)
+    m = inst.evaluate(res.choice)
+    plan = _plan(inst, m, res, explain)
+    if baselines:
+        plan.baselines = _baselines(problem, inst, m)
+    return plan
+
+
+def _optimise(inst: Instance) -> tuple[MilpResult, Metrics | None]:
+    """Greedy warm start, then the MILP (two lexicographic stages for latency)."""
+    g = greedy_choice(inst)
+    gm = inst.evaluate(g) if g is not None else None
+    warm = gm if gm is not None and inst.feasible(gm) else None
+    if inst.problem.objective != "latency":
+        return Formulation(inst, "cost").solve(warm), gm
+    first = Formulation(inst, "latency").solve(warm)
+    if first.choice is None:
+        return first, gm
+    m1 = inst.evaluate(first.choice)
+    cap = m1.e2e_ms * (1 + 1e-9) + 1e-6
+    second = Formulation(inst, "cost", e2e_cap=cap).solve(m1)
+    if second.choice is None:
+        return first, gm
+    second.solve_time_s += first.solve_time_s
+    second.gap = max(first.gap, second.gap)
+    if first.status != "optimal":
+        second.status = first.status
+    return second, gm
+
+
+# -------------------------------------------------------------------- infeasibility
+
+
+def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
+    p = inst.problem
+    if res.status == "no-solution":
+        return InfeasiblePlanError(
+            f"no placement found within the time limit of {p.time_limit_s:g} s",
+            notes=["the MILP neither found a plan nor proved there is none; raise time_limit_s"])
+    notes, heads = [], []
+    for i, ks in enumerate(inst.op_choices):
+        if all(not inst.choices[k].memory_ok for k in ks):
+            pools = ", ".join(sorted({inst.sites[inst.choices[k].site].name for k in ks}))
+            notes.append(f"op '{inst.ops[i].id}' has no option that fits device memory (tried {pools})")
+            heads.append("memory")
+    relaxed = Formulation(inst, "relax").solve()
+    if relaxed.choice is not None:
+        m = inst.evaluate(relaxed.choice)
+        if m.e2e_over_ms > 1e-6:
+            notes.append(f"e2e SLA of {p.sla.e2e_ms:g} ms: the best achievable plan takes "
+                         f"{m.e2e_ms:g} ms, missing it by {m.e2e_over_ms:g} ms")
+            heads.append(f"e2e SLA (misses by {m.e2e_over_ms:g} ms)")
+        for i, k in enumerate(m.choice):
+            c, op_id = inst.choices[k], inst.ops[i].id
+            if c.ttft_excess_ms > 0:
+                notes.append(f"TTFT SLA of {p.sla.ttft_ms:g} ms: op '{op_id}' needs at least "
+                             f"{c.option.ttft_ms:g} ms, missing it by {c.ttft_excess_ms:g} ms")
+                heads.append("TTFT SLA")
+            if c.tbt_excess_ms > 0:
+                notes.append(f"TBT SLA of {p.sla.tbt_ms:g} ms: op '{op_id}' needs at least "
+                             f"{c.option.tbt_ms:g} ms, missing it by {c.tbt_excess_ms:g} ms")
+                heads.append("TBT SLA")
+            if c.tp_excess:
+                site = inst.sites[c.site]
+                notes.append(f"pool {site.name}: op '{op_id}' needs tp={c.option.tp}, the pool has "
+                             f"{site.count} devices (exceeded by {c.tp_excess})")
+                heads.append(f"pool {site.name}")
+        for j, over in sorted(m.pool_over.items()):
+            site = inst.sites[j]
+            notes.append(f"pool {site.name}: {p.load_rps:g} req/s needs {m.devices[j]} devices, the "
+                         f"pool has {site.count} (exceeded by {over})")
+            heads.append(f"pool {site.name} count")
+    if not notes:
+        notes.append("the slack relaxation found no violation; the constraints conflict only "
+                     "at integer points")
+    notes.append(RELAX_NOTE)
+    heads = list(dict.fromkeys(heads)) or ["SLA and capacity"]
+    return InfeasiblePlanError("no placement meets " + ", ".join(heads), notes=notes)
+
+
+# -------------------------------------------------------------------- the plan
+
+
+def _plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Plan:
+    p = inst.problem
+    n = len(inst.ops)
+    ch = [inst.choices[k] for k in m.choice]
+    dur = [inst.ops[i].weight * ch[i].option.time_ms for i in range(n)]
+    latest_finish = [m.e2e_ms] * n
+    for i in reversed(inst.topo):
+        for k in inst.succ[i]:
+            e = inst.edges[k]
+            latest_finish[i] = min(latest_finish[i],
+                                   latest_finish[e.v] - dur[e.v] - e.weight * m.transfers[k][0])
+    slack = [max(0.0, latest_finish[i] - m.finish[i]) for i in range(n)]
+    ops = {}
+    for i, c in enumerate(ch):
+        reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9)) if inst.load > 0 else 1
+        ops[inst.ops[i].id] = OpPlacement(
+            inst.ops[i].id, c.option, inst.sites[c.site].name, reps, m.start[i], m.finish[i], slack[i],
+            excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
+                      if inst.choices[k].excluded is not None])
+    edges = []
+    for k, e in enumerate(inst.edges):
+        a, b = ch[e.u].site, ch[e.v].site
+        if a != b:
+            ms, usd = m.transfers[k]
+            edges.append(EdgePlacement(inst.ops[e.u].id, inst.ops[e.v].id, inst.sites[a].name,
+                                       inst.sites[b].name, e.weight * ms, e.weight * usd))
+    ttfts = [c.option.ttft_ms for c in ch if c.option.ttft_ms is not None]
+    tbts = [c.option.tbt_ms for c in ch if c.option.tbt_ms is not None]
+    plan = Plan(
+        ops=ops, edges=edges, e2e_ms=m.e2e_ms,
+        ttft_ms=max(ttfts) if ttfts else None, tbt_ms=max(tbts) if tbts else None,
+        usd_per_request=m.usd_per_request, usd_per_hr=m.usd_per_hr,
+        devices={inst.sites[j].name: d for j, d in m.devices.items()},
+        cost=m.cost, objective=p.objective, status=res.status, gap=res.gap,
+        solve_time_s=res.solve_time_s, critical_path=_critical_path(inst, m, dur),
+        sla_slack_ms=None if p.sla.e2e_ms is None else p.sla.e2e_ms - m.e2e_ms,
+        violations=list(m.violations), penalty=m.penalty,
+        tokens_per_usd=(p.tokens_per_request / m.usd_per_request
+                        if p.tokens_per_request and m.usd_per_request > 0 else None))
+    if explain:
+        for i in range(n):
+            ops[inst.ops[i].id].alternatives = _alternatives(inst, m, i)
+    plan.binding = _binding(inst, m, plan)
+    return plan
+
+
+def _critical_path(inst: Instance, m: Metrics, dur: list[float]) -> list[str]:
+    if not inst.ops:
+        return []
+    i = next(i for i in inst.topo if not inst.succ[i] and abs(m.finish[i] - m.e2e_ms) < 1e-9)
+    path = [i]
+    while True:
+        tight = [inst.edges[k].u for k in inst.pred[i]
+                 if abs(m.finish[inst.edges[k].u] + inst.edges[k].weight * m.transfers[k][0] - m.start[i]) < 1e-9]
+        if not tight or m.start[i] <= 0.0:
+            break
+        i = tight[0]
+        path.append(i)
+    return [inst.ops[i].id for i in reversed(path)]
+
+
+def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
+    """Every other choice for op i, priced with the rest of the plan fixed."""
+    out = []
+    base = list(m.choice)
+    for k in inst.op_choices[i]:
+        if k == m.choice[i]:
+            continue
+        trial = base.copy()
+        trial[i] = k
+        t = inst.evaluate(trial)
+        c = inst.choices[k]
+        reasons = ([c.excluded] if c.excluded else []) + [v for v in t.violations if v not in m.violations]
+        feasible = c.excluded is None and inst.feasible(t)
+        out.append((not feasible, t.cost, t.e2e_ms, c.rank, Alternative(
+            c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, t.e2e_ms - m.e2e_ms,
+            t.cost - m.cost, feasible, tuple(dict.fromkeys(reasons)))))
+    out.sort(key=lambda r: r[:4])
+    return [r[4] for r in out]
+
+
+def _binding(inst: Instance, m: Metrics, plan: Plan) -> list[str]:
+    """Constraints that are tight, or that rule out a cheaper single-op move."""
+    p = inst.problem
+    out = []
+    if p.sla.e2e_ms is not None and abs(m.e2e_ms - p.sla.e2e_ms) <= 1e-6:
+        out.append(f"e2e SLA {p.sla.e2e_ms:g} ms: tight (plan takes {m.e2e_ms:g} ms)")
+    for op_id, placed in plan.ops.items():
+        for alt in placed.alternatives:
+            if alt.feasible or alt.delta_cost >= -1e-12:
+                continue
+            why = "; ".join(alt.reasons) if alt.reasons else "infeasible"
+            out.append(f"op '{op_id}' on {alt.pool} would cost {-alt.delta_cost:.6g} less but: {why}")
+    if inst.load > 0:
+        for j, d in m.devices.items():
+            cnt = inst.sites[j].count
+            if cnt is not None and d >= cnt:
+                out.append(f"pool {inst.sites[j].name}: all {cnt} devices in use")
+    return out
+
+
+# -------------------------------------------------------------------- baselines
+
+
+def _baselines(problem: Problem, inst: Instance, m: Metrics) -> list[Baseline]:
+    out = []
+    cpu_only = [all(inst.sites[inst.choices[k].site].is_cpu for k in ks) for ks in inst.op_choices]
+    classes = sorted({inst.sites[c.site].device_class for c in inst.choices if not inst.sites[c.site].is_cpu})
+    for cls in classes:
+        name = f"homogeneous {cls}"
+        missing = [inst.ops[i].id for i, ks in enumerate(inst.op_choices) if not cpu_only[i]
+                   and not any(inst.sites[inst.choices[k].site].device_class == cls for k in ks)]
+        if missing:
+            out.append(Baseline(name, False, None, None, None, None, f"op '{missing[0]}' has no option on {cls}"))
+            continue
+        sub = Instance(problem, lambda i, c, cls=cls: cpu_only[i] or inst.sites[c.site].device_class == cls)
+        res, _ = _optimise(sub)
+        if res.choice is not None:
+            bm = sub.evaluate(res.choice)
+            out.append(Baseline(name, True, bm.cost, bm.e2e_ms, bm.usd_per_request, _ratio(m.cost, bm.cost)))
+            continue
+        relaxed = Formulation(sub, "relax").solve()
+        if relaxed.choice is None:
+            out.append(Baseline(name, False, None, None, None, None, "no plan even with constraints relaxed"))
+            continue
+        bm = sub.evaluate(relaxed.choice)
+        out.append(Baseline(name, False, bm.cost, bm.e2e_ms, bm.usd_per_request, None, "; ".join(bm.violations)))
+    g = greedy_choice(inst)
+    if g is None:
+        out.append(Baseline("greedy list scheduling", False, None, None, None, None, "an op has no usable option"))
+    else:
+        gm = inst.evaluate(g)
+        ok = inst.feasible(gm)
+        out.append(Baseline("greedy list scheduling", ok, gm.objective, gm.e2e_ms, gm.usd_per_request,
+                            _ratio(m.objective, gm.objective) if ok else None, "; ".join(gm.violations)))
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+# -------------------------------------------------------------------- pareto
+
+
+def pareto(problem: Problem, points: int = 8) -> list[tuple[float, float]]:
+    """(e2e ms, cost) points from the fastest plan to the cheapest, dominated ones dropped.
+
+    Sweeps a hard e2e SLA evenly between the min-latency plan's e2e and the min-cost
+    plan's e2e (TTFT/TBT and capacity limits stay as given).
+    """
+    base = replace(problem, sla_mode="hard")
+    fast = solve(replace(base, objective="latency"), baselines=False, explain=False)
+    cheap = solve(replace(base, objective="cost", sla=replace(base.sla, e2e_ms=None)),
+                  baselines=False, explain=False)
+    found = [(fast.e2e_ms, fast.cost), (cheap.e2e_ms, cheap.cost)]
+    lo, hi = fast.e2e_ms, cheap.e2e_ms
+    for j in range(1, max(points, 2) - 1):
+        bound = lo + (hi - lo) * j / (points - 1)
+        try:
+            pl = solve(replace(base, objective="cost", sla=replace(base.sla, e2e_ms=bound)),
+                       baselines=False, explain=False)
+        except InfeasiblePlanError:
+            continue
+        found.append((pl.e2e_ms, pl.cost))
+    frontier: list[tuple[float, float]] = []
+    for lat, cost in sorted(set(found)):
+        if not frontier or cost < frontier[-1][1] - 1e-12:
+            frontier.append((lat, cost))
+    return frontier
+
+
+__all__ = ["solve", "pareto", "SLA"]
