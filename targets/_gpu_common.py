@@ -12,9 +12,13 @@ only from the device-dialect conversion on (`convert-gpu-to-nvvm` vs
 Mapping: the innermost loop dimension goes to `x` (block and thread), so neighbouring
 threads touch neighbouring elements of row-major buffers (coalesced access); upstream
 `gpu-map-parallel-loops` maps the outermost dimension to `x` instead, hence the small
-mapping pass here. Math ops (exp, tanh, erf, ...) are expanded into arithmetic before
-the device conversion so kernels never call libdevice/ocml, which are not available
-to link here.
+mapping pass here. Copies and the few sequential loops the kernels keep on tensors
+(top-k selection, cache updates) become kernels too (the loops as 1x1 launches).
+
+Memory model of the host code: buffers passed in are device-accessible pointers;
+temporaries are still `memref.alloc` (malloc), and a few scalar loads/stores remain
+on the host, so running the host object needs memory both sides can touch (CUDA
+managed memory, or HMM on Linux with the open kernel driver).
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ KERNEL_MODULE = "agentc_kernels"
 
 # Bufferize (function results become out-parameters so callers own all buffers), then
 # lower linalg to parallel loops and tile them into thread blocks; mapping follows.
-_BUFFERIZE_AND_TILE = (
-    "one-shot-bufferize{{bufferize-function-boundaries "
-    "function-boundary-type-conversion=identity-layout-map}},"
-    "buffer-results-to-out-params{{hoist-static-allocs modify-public-functions}},"
-    "canonicalize,cse,"
+_BUFFERIZE = (
+    "one-shot-bufferize{bufferize-function-boundaries "
+    "function-boundary-type-conversion=identity-layout-map},"
+    "buffer-results-to-out-params{hoist-static-allocs modify-public-functions},"
+    "canonicalize,cse"
+)
+_TILE = (
     "func.func(convert-linalg-to-parallel-loops,"
     "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={tiles} no-min-max-bounds}})"
 )
@@ -49,18 +55,18 @@ _TO_GPU_AND_OUTLINE = (
     "canonicalize,cse"
 )
 
-# Expand math into arithmetic and remove affine/scf inside kernels: after this the
-# kernel bodies only hold arith, memref, cf and gpu ops, which both device conversions
-# handle without external libraries.
+# Expand composite math (tanh, ...) into exp/log and remove affine/scf inside kernels.
+# What math remains is lowered per target (nvvm.lower_math_to_intrinsics, rocdl's
+# convert-math-to-llvm) so kernels never call libdevice or ocml.
 _PREPARE_KERNELS = (
-    "gpu.module(math-expand-ops,convert-math-to-llvm,"
-    "lower-affine,convert-scf-to-cf,canonicalize,cse)"
+    "gpu.module(math-expand-ops,lower-affine,convert-scf-to-cf,canonicalize,cse)"
 )
 
 # Host side: everything outside gpu.module/gpu.binary to the LLVM dialect; gpu-to-llvm
 # turns gpu.launch_func into calls of the mgpu* runtime wrappers.
 HOST_TO_LLVM = (
-    "lower-affine,convert-scf-to-cf,gpu-to-llvm,finalize-memref-to-llvm,"
+    "expand-strided-metadata,lower-affine,convert-scf-to-cf,gpu-to-llvm,"
+    "finalize-memref-to-llvm,"
     "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
     "convert-cf-to-llvm,reconcile-unrealized-casts"
 )
@@ -183,6 +189,49 @@ def map_parallel_loops(module: ir.Module) -> None:
     visit(module.operation, 0)
 
 
+def _host_funcs(module: ir.Module) -> list[ir.Operation]:
+    return [op.operation for op in module.body.operations if op.operation.name == "func.func"]
+
+
+def copies_to_linalg(module: ir.Module) -> None:
+    """memref.copy (from bufferization) -> linalg.copy, so copies run as GPU kernels too."""
+    from mlir.dialects import linalg
+
+    copies: list[ir.Operation] = []
+
+    def collect(op: ir.Operation) -> ir.WalkResult:
+        if op.name == "memref.copy":
+            copies.append(op)
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(collect)
+    for op in copies:
+        with ir.InsertionPoint(op), op.location:
+            linalg.copy(op.operands[0], outs=[op.operands[1]])
+        op.erase()
+
+
+def wrap_sequential_loops(module: ir.Module) -> None:
+    """Put each top-level scf.for of a host function (top-k selection, cache updates)
+    into a one-iteration scf.parallel, so it runs as a 1x1 kernel on device memory."""
+    from mlir.dialects import arith, scf
+
+    for fn in _host_funcs(module):
+        for op in list(fn.regions[0].blocks[0].operations):
+            op = op.operation
+            if op.name != "scf.for":
+                continue
+            with ir.InsertionPoint(op), op.location:
+                index = ir.IndexType.get()
+                zero = arith.constant(index, 0)
+                one = arith.constant(index, 1)
+                loop = scf.ParallelOp([], [zero], [one], [one], [])
+                body = loop.regions[0].blocks.append(index)
+                with ir.InsertionPoint(body):
+                    scf.ReduceOp([], 0)
+            op.move_before(body.operations[0])
+
+
 def merge_kernel_modules(module: ir.Module) -> list[str]:
     """Move every outlined kernel into one `gpu.module @agentc_kernels`.
 
@@ -228,9 +277,15 @@ def merge_kernel_modules(module: ir.Module) -> list[str]:
 def lower_to_gpu(text: str, tile_sizes: tuple[int, ...]) -> tuple[str, list[str]]:
     """Kernel module (linalg on tensors) -> host funcs + one gpu.module of kernels."""
     tiles = ",".join(str(t) for t in tile_sizes)
-    text = run_pipeline(text, _BUFFERIZE_AND_TILE.format(tiles=tiles), "gpu")
+    text = run_pipeline(text, _BUFFERIZE, "gpu")
     with ir.Context():
         module = ir.Module.parse(text)
+        copies_to_linalg(module)
+        text = str(module)
+    text = run_pipeline(text, _TILE.format(tiles=tiles), "gpu")
+    with ir.Context():
+        module = ir.Module.parse(text)
+        wrap_sequential_loops(module)
         map_parallel_loops(module)
         text = str(module)
     text = run_pipeline(text, _TO_GPU_AND_OUTLINE, "gpu")

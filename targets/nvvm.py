@@ -80,9 +80,63 @@ def _attach_options(options: NvvmOptions) -> str:
     return " ".join(parts)
 
 
+_LOG2_E = 1.4426950408889634
+_LN_2 = 0.6931471805599453
+
+
+def lower_math_to_intrinsics(text: str) -> str:
+    """Rewrite f32 math ops in kernels to LLVM/NVVM intrinsics that PTX has instructions for.
+
+    `convert-gpu-to-nvvm` turns math ops into libdevice calls (`__nv_expf`, ...) and
+    rejects `llvm.intr.exp`/`log`/`sqrt`; the NVPTX backend itself has no libcalls for
+    exp and log. Going through `llvm.call_intrinsic` keeps kernels free of libdevice:
+    exp(x) = ex2.approx(x * log2 e), log(x) = lg2.approx(x) * ln 2, sqrt -> sqrt.rn,
+    rsqrt -> 1 / sqrt.rn, absf -> abs.
+    """
+    from mlir.dialects import arith, llvm
+
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.parse(text)
+        f32 = ir.F32Type.get()
+        found: list[ir.Operation] = []
+
+        def collect(op: ir.Operation) -> ir.WalkResult:
+            if op.name in ("math.exp", "math.log", "math.sqrt", "math.rsqrt", "math.absf") \
+                    and op.results[0].type == f32:
+                found.append(op)
+            return ir.WalkResult.ADVANCE
+
+        for top in module.body.operations:
+            if top.operation.name == "gpu.module":
+                top.operation.walk(collect)
+
+        def call(name: str, x: ir.Value) -> ir.Value:
+            return llvm.call_intrinsic(f32, name, [x], [], [])
+
+        def const(value: float) -> ir.Value:
+            return arith.constant(f32, value)
+
+        for op in found:
+            x = op.operands[0]
+            with ir.InsertionPoint(op):
+                if op.name == "math.exp":
+                    new = call("llvm.exp2.f32", arith.mulf(x, const(_LOG2_E)))
+                elif op.name == "math.log":
+                    new = arith.mulf(call("llvm.nvvm.lg2.approx.f", x), const(_LN_2))
+                elif op.name == "math.sqrt":
+                    new = call("llvm.sqrt.f32", x)
+                elif op.name == "math.rsqrt":
+                    new = arith.divf(const(1.0), call("llvm.sqrt.f32", x))
+                else:
+                    new = call("llvm.fabs.f32", x)
+            op.results[0].replace_all_uses_with(new)
+            op.erase()
+        return str(module)
+
+
 def _nvvm(state: CompileState, options: NvvmOptions) -> CompileState:
     state.ir = common.run_pipeline(
-        state.ir,
+        lower_math_to_intrinsics(state.ir),
         f"nvvm-attach-target{{{_attach_options(options)}}},"
         "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true}),"
         "reconcile-unrealized-casts",

@@ -73,6 +73,8 @@ def _rocdl(state: CompileState, options: RocdlOptions) -> CompileState:
     state.ir = common.run_pipeline(
         state.ir,
         f"rocdl-attach-target{{chip={options.chip} O={options.opt_level}}},"
+        # AMDGPU selects exp/log/sqrt natively; without this they become ocml calls.
+        "gpu.module(convert-math-to-llvm),"
         f"gpu.module(convert-gpu-to-rocdl{{chipset={options.chip} "
         "use-bare-ptr-memref-call-conv=true}),"
         "reconcile-unrealized-casts",
