@@ -139,7 +139,10 @@ class Formulation:
         return len(self.cost) - 1
 
     def _row(self, terms: list[tuple[int, float]], lo: float, hi: float) -> None:
-        self.rows.append(([t[0] for t in terms], [t[1] for t in terms], lo, hi))
+        merged: dict[int, float] = {}
+        for col, coef in terms:  # HiGHS rejects a row that names a column twice
+            merged[col] = merged.get(col, 0.0) + coef
+        self.rows.append((list(merged), list(merged.values()), lo, hi))
 
     def _mass(self, i: int, site: int) -> list[tuple[int, float]]:
         return [(self.xcol[k], 1.0) for k in self.cand[i] if self.inst.choices[k].site == site]
@@ -296,8 +299,10 @@ class Formulation:
             value += vals
             lo.append(rlo)
             hi.append(rhi)
-        h.addRows(len(self.rows), np.array(lo), np.array(hi), len(index),
-                  np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
+        status = h.addRows(len(self.rows), np.array(lo), np.array(hi), len(index),
+                           np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
+        if status != highspy.HighsStatus.kOk:
+            raise RuntimeError(f"HiGHS rejected the placement model: {status}")
         ints = [j for j in range(ncol) if self.integer[j]]
         h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
                                 np.array([highspy.HighsVarType.kInteger] * len(ints)))
