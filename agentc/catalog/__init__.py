@@ -671,12 +671,13 @@ class _CatalogBuilder:
                             if f.name not in ("name", "source")} for n, m in catalog.models.items()}
         return b
 
-    def add_file(self, path: str, allowed: tuple[str, ...] = ("device", "model")) -> _TomlFile:
+    def add_file(self, path: str, allowed: tuple[str, ...] = ("device", "model", "measured")) -> _TomlFile:
         tf = _TomlFile(path)
         for key in tf.data:
             if key not in allowed:
                 raise tf.error(f"unexpected top-level key '{key}' in a catalog file "
-                               f"(expected {' or '.join(f'[{a}.NAME]' for a in allowed)})", (), key)
+                               f"(expected {' or '.join(f'[{a}]' if a == 'measured' else f'[{a}.NAME]' for a in allowed)})",
+                               (), key)
         if "device" in tf.data:
             _load_device_tables(tf, tf.data["device"], self.devices, self.device_raws)
         if "model" in tf.data:

@@ -1,0 +1,233 @@
+"""Measure this machine's CPU and write it as a device profile the planner can use.
+
+The catalog's CPU numbers are vendor peaks scaled by guessed efficiencies. `agentc
+calibrate` replaces guesses with measurements: GEMM FLOP/s through numpy's BLAS (several
+sizes, best of N), streaming bandwidth through large array copies, and the fixed cost of
+one small call (the analogue of a kernel launch). `write_profile` stores the result as
+TOML in the catalog's device format, so the file works as a `--catalog` extra file, as a
+cluster's `device_files` entry, or through `load_device_profile`. `fit_efficiency`
+turns a measurement into the efficiency factors of a catalog device (measured / peak).
+
+Measured rates are achieved rates, so a profile's efficiencies are 1.0. Prices (capex,
+TDP, $/hr) cannot be measured: they are placeholders to edit, marked in the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import time
+from dataclasses import replace
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from agentc.catalog import DeviceSpec
+
+__all__ = ["calibrate_cpu", "measure_matmul_gflops", "measure_copy_gbps", "measure_call_overhead_us",
+           "write_profile", "fit_efficiency", "apply_efficiency", "best_time_s"]
+
+
+def best_time_s(fn: Callable[[], Any], repeats: int, min_time_s: float = 0.0) -> float:
+    """Best wall time of `fn` over `repeats` runs (after one warm-up); each run loops
+    `fn` until `min_time_s` has passed, so tiny kernels are timed above clock noise."""
+    fn()
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time_s:
+                break
+        best = min(best, elapsed / n)
+    return best
+
+
+def measure_matmul_gflops(n: int, repeats: int = 5, dtype: str = "float32") -> float:
+    """GFLOP/s of an n x n x n matmul (2 n^3 FLOPs) through numpy's BLAS."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype=dtype)
+    t = best_time_s(lambda: np.matmul(a, b, out=out), repeats, min_time_s=0.01)
+    return 2 * n**3 / t / 1e9
+
+
+def measure_copy_gbps(megabytes: float = 128, repeats: int = 5) -> float:
+    """Streaming bandwidth in GB/s: bytes read + bytes written by a large array copy."""
+    count = int(megabytes * 1e6 // 8)
+    src = np.ones(count, dtype=np.float64)
+    dst = np.empty_like(src)
+    t = best_time_s(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / t / 1e9
+
+
+def measure_call_overhead_us(repeats: int = 5) -> float:
+    """Fixed cost of one tiny numpy call: the per-op launch overhead on this host."""
+    a = np.ones(1, dtype=np.float32)
+    out = np.empty_like(a)
+    return best_time_s(lambda: np.add(a, a, out=out), repeats, min_time_s=0.005) * 1e6
+
+
+def _cpu_info() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def _llvm_cpu(flags: str) -> tuple[str, str]:
+    """LLVM triple and CPU name for code generated for this host."""
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        fl = set(flags.split())
+        chip = "x86-64-v4" if "avx512f" in fl else "x86-64-v3" if "avx2" in fl else "x86-64"
+        return "x86_64-unknown-linux-gnu", chip
+    if machine in ("aarch64", "arm64"):
+        return "aarch64-unknown-linux-gnu", "generic"
+    return f"{machine}-unknown-linux-gnu", "generic"
+
+
+def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 1024), repeats: int = 5,
+                  copy_mb: float = 128, capex_usd: float = 2000.0, tdp_w: float | None = None,
+                  given_usd_per_hr: float = 0.05, nic_gbits_s: float = 10.0) -> dict[str, Any]:
+    """Measure this CPU. Returns {"device": {...catalog keys...}, "measured": {...}}.
+
+    `capex_usd`, `tdp_w` (default 15 W per core), `given_usd_per_hr` and `nic_gbits_s`
+    are not measurable and are stored as given.
+    """
+    by_size = {n: measure_matmul_gflops(n, repeats) for n in sizes}
+    best_gflops = max(by_size.values())
+    copy_gbps = measure_copy_gbps(copy_mb, repeats)
+    call_us = measure_call_overhead_us(repeats)
+    info = _cpu_info()
+    cores = os.cpu_count() or 1
+    triple, chip = _llvm_cpu(info.get("flags", ""))
+    tflops = best_gflops / 1e3
+    device = {
+        "name": name,
+        "vendor": info.get("vendor_id", platform.processor() or "unknown"),
+        "kind": "cpu",
+        "capex_usd": capex_usd,
+        "memory_gb": round(_memory_gb(), 1),
+        "dram_gbps": round(copy_gbps, 3),
+        # numpy has no fast half-precision GEMM; CPU runtimes widen fp16/bf16 to fp32.
+        "fp16_tflops": round(tflops, 6),
+        "bf16_tflops": round(tflops, 6),
+        "fp8_tflops": 0.0,
+        "fp32_tflops": round(tflops, 6),
+        "tdp_w": float(tdp_w if tdp_w is not None else 15.0 * cores),
+        "given_usd_per_hr": given_usd_per_hr,
+        "fabric_gbytes_s": 0.0,
+        "devices_per_chassis": 1,
+        "nic_gbits_s": nic_gbits_s,
+        "fabric_latency_us": 0.0,
+        "launch_us": round(call_us, 4),
+        "compute_efficiency": 1.0,
+        "memory_efficiency": 1.0,
+        "target": "llvm-cpu",
+        "triple": triple,
+        "chip": chip,
+    }
+    measured: dict[str, Any] = {
+        "cpu_model": info.get("model name", platform.processor() or "unknown"),
+        "logical_cpus": cores,
+        "numpy_version": np.__version__,
+        "copy_mb": float(copy_mb),
+        "repeats": repeats,
+        "matmul_best_gflops": round(best_gflops, 3),
+        "copy_gbps": round(copy_gbps, 3),
+        "call_overhead_us": round(call_us, 4),
+    }
+    for n, g in sorted(by_size.items()):
+        measured[f"matmul_{n}_gflops"] = round(g, 3)
+    return {"device": device, "measured": measured}
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_str(key)
+
+
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"cannot write non-finite number {v!r} to a profile")
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    raise TypeError(f"cannot write {type(v).__name__} to a profile")
+
+
+_PLACEHOLDERS = ("capex_usd", "tdp_w", "given_usd_per_hr", "nic_gbits_s")
+
+
+def write_profile(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write `calibrate_cpu`'s result as a catalog-format TOML device profile."""
+    device = dict(data["device"])
+    name = device.pop("name")
+    lines = ["# agentc device profile, written by `agentc calibrate`.",
+             "# Rates are measured (efficiencies are therefore 1.0); keys marked 'edit' are",
+             "# placeholders that cannot be measured.",
+             f"[device.{_toml_key(name)}]"]
+    for key, value in device.items():
+        note = "  # edit: not measured" if key in _PLACEHOLDERS else ""
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}{note}")
+    measured = data.get("measured") or {}
+    if measured:
+        lines += ["", "[measured]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in measured.items()]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def fit_efficiency(profile: DeviceSpec, peak: DeviceSpec, dtype: str = "fp32") -> dict[str, float]:
+    """Efficiency factors of catalog device `peak` from a measured `profile` of it:
+    achieved rate / vendor peak, capped at 1."""
+    achieved_flops = profile.tflops(dtype) * profile.compute_efficiency
+    achieved_bw = profile.mem_gbps * profile.memory_efficiency
+    return {
+        "compute_efficiency": min(1.0, achieved_flops / peak.tflops(dtype)),
+        "memory_efficiency": min(1.0, achieved_bw / peak.mem_gbps),
+    }
+
+
+def apply_efficiency(device: DeviceSpec, fitted: Mapping[str, float]) -> DeviceSpec:
+    """`device` with fitted efficiency factors."""
+    return replace(device, compute_efficiency=fitted["compute_efficiency"],
+                   memory_efficiency=fitted["memory_efficiency"])

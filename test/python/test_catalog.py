@@ -1,0 +1,306 @@
+"""Catalog, model shapes and cluster inventories: loading, overrides and diagnostics.
+
+Error tests check the message and that the location points at the offending line of
+the TOML file, since that is what a user sees (`file:line:col: error: ...`).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from agentc.catalog import (Catalog, Cluster, load_catalog, load_cluster, load_device_profile, list_files_used,
+                            model_from_decl)
+from agentc.diagnostics import CatalogError
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return str(path)
+
+
+def line_of(path: str, needle: str) -> int:
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if needle in line:
+                return i
+    raise AssertionError(needle)
+
+
+# --------------------------------------------------------------------------- devices
+
+def test_paper_table5_numbers(catalog):
+    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (PAPER.md 4)
+        "A40": (3000, 48, 696, 75, 0.15), "A100": (8000, 80, 2039, 322, 0.25),
+        "Gaudi3": (12500, 128, 3700, 1678, 0.49), "MI300x": (20000, 192, 5300, 1307, 0.52),
+        "H100": (25000, 80, 3350, 1979, 0.60), "B200": (40000, 192, 8000, 2250, 0.83),
+    }
+    for name, (capex, mem, bw, fp16, usd) in expected.items():
+        d = catalog.devices[name]
+        assert (d.capex_usd, d.memory_gb, d.hbm_gbps, d.fp16_tflops, d.given_usd_per_hr) == (capex, mem, bw, fp16, usd)
+        assert d.tdp_w > 0 and d.devices_per_chassis == 8 and d.fabric_gbytes_s > 0
+
+
+def test_targets_and_kinds(catalog):
+    assert (catalog.devices["H100"].target, catalog.devices["H100"].chip) == ("nvvm", "sm_90")
+    assert (catalog.devices["A100"].target, catalog.devices["A100"].chip) == ("nvvm", "sm_80")
+    assert (catalog.devices["B200"].target, catalog.devices["B200"].chip) == ("nvvm", "sm_100")
+    assert (catalog.devices["MI300x"].target, catalog.devices["MI300x"].chip) == ("rocdl", "gfx942")
+    assert catalog.devices["Gaudi3"].target == "none"
+    cpus = [d for d in catalog.devices.values() if d.is_cpu]
+    assert len(cpus) >= 2
+    for d in cpus:
+        assert d.target == "llvm-cpu" and d.triple and d.chip and d.memory_gb >= 256
+    assert "L40S" in catalog.devices
+
+
+def test_admissible_tp(catalog):
+    assert catalog.devices["H100"].admissible_tp() == (1, 2, 4, 8)
+    assert catalog.devices["H100"].admissible_tp(6) == (1, 2, 4)
+    assert catalog.devices["xeon-8480"].admissible_tp() == (1,)
+
+
+def test_fp8_falls_back_to_fp16_without_native_support(catalog):
+    assert catalog.devices["A100"].tflops("fp8") == 322
+    assert catalog.devices["H100"].tflops("fp8") == 1979
+    assert catalog.devices["B200"].tflops("fp8") == 4500
+
+
+def test_user_file_overrides_one_key(tmp_path):
+    extra = write(tmp_path, "mine.toml", """
+        [device.H100]
+        given_usd_per_hr = 2.5
+    """)
+    cat = load_catalog([extra])
+    h100 = cat.devices["H100"]
+    assert h100.given_usd_per_hr == 2.5 and h100.hbm_gbps == 3350 and h100.tdp_w == 700
+    assert extra in cat.files
+
+
+def test_unknown_device_name_suggests(catalog):
+    with pytest.raises(CatalogError) as e:
+        catalog.device("H10")
+    assert "unknown device type 'H10'" in e.value.message
+    assert any("H100" in n for n in e.value.notes)
+
+
+def test_negative_bandwidth_in_device_file(tmp_path):
+    extra = write(tmp_path, "bad.toml", """
+        [device.fast]
+        kind = "gpu"
+        capex_usd = 1
+        memory_gb = 10
+        hbm_gbps = -5
+        fp16_tflops = 1
+        fp32_tflops = 1
+        tdp_w = 1
+        devices_per_chassis = 1
+        nic_gbits_s = 100
+        launch_us = 1
+        target = "nvvm"
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_catalog([extra])
+    assert "'hbm_gbps' must be positive" in e.value.message
+    assert (e.value.loc.file, e.value.loc.line, e.value.loc.col) == (extra, line_of(extra, "hbm_gbps"), 1)
+    assert e.value.render().startswith(f"{extra}:5:1: error:")
+
+
+def test_missing_device_field(tmp_path):
+    extra = write(tmp_path, "bad.toml", """
+        # a comment
+        [device.fast]
+        kind = "gpu"
+        hbm_gbps = 100
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_catalog([extra])
+    assert "device 'fast' is missing" in e.value.message
+    assert e.value.loc.line == 2
+
+
+def test_bad_toml_syntax_has_line_and_column(tmp_path):
+    extra = write(tmp_path, "bad.toml", """
+        [device.fast]
+        kind = "gpu"
+        memory_gb = = 3
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_catalog([extra])
+    assert e.value.message.startswith("invalid TOML")
+    assert "(at line" not in e.value.message
+    assert (e.value.loc.line, e.value.loc.col) == (3, 13)
+
+
+# --------------------------------------------------------------------------- models
+
+def test_param_counts(catalog):
+    m = catalog.models
+    assert m["llama3-8b"].param_count == 8_030_261_248  # the published 8.03 B
+    assert m["llama3-8b"].weight_bytes == pytest.approx(16.06e9, rel=1e-3)
+    assert m["llama3-70b"].param_count == pytest.approx(70.55e9, rel=1e-3)
+    assert m["mixtral-8x7b"].param_count == pytest.approx(46.7e9, rel=5e-3)
+    assert m["mixtral-8x7b"].active_param_count == pytest.approx(12.9e9, rel=1e-2)
+    assert m["minilm-l6"].param_count == pytest.approx(22.7e6, rel=1.5e-2)
+    assert m["whisper-small"].param_count == pytest.approx(242e6, rel=2e-2)
+    assert m["piper-medium"].kind == "tts" and m["whisper-small"].kind == "stt"
+    assert (m["minilm-l6"].layers, m["minilm-l6"].d_model, m["minilm-l6"].heads, m["minilm-l6"].ffn,
+            m["minilm-l6"].vocab) == (6, 384, 12, 1536, 30522)
+
+
+def test_model_from_decl_overrides_and_validates(catalog):
+    fp8 = model_from_decl(catalog.models["llama3-8b"], dtype="fp8")
+    assert fp8.weight_bytes == catalog.models["llama3-8b"].weight_bytes / 2
+    assert fp8.name == "llama3-8b"
+    custom = model_from_decl(None, name="tiny", kind="decoder", layers=2, d_model=64, heads=4, kv_heads=2,
+                             ffn=128, vocab=100)
+    assert custom.param_count == 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128 + 128) + 2 * 100 * 64 + 64
+    with pytest.raises(CatalogError, match="missing 'vocab'"):
+        model_from_decl(None, kind="decoder", layers=2, d_model=64, heads=4, kv_heads=2, ffn=128)
+    with pytest.raises(CatalogError, match="top_k"):
+        model_from_decl(catalog.models["mixtral-8x7b"], top_k=9)
+    with pytest.raises(CatalogError, match="unknown key 'layer'"):
+        model_from_decl(catalog.models["llama3-8b"], layer=3)
+
+
+# --------------------------------------------------------------------------- clusters
+
+def test_default_cluster(catalog):
+    cl = load_cluster(None, catalog)
+    assert isinstance(cl, Cluster)
+    assert (cl.pricing, cl.financing_years, cl.interest_rate, cl.energy_usd_per_kwh) == ("tco", 4, 0.08, 0.40)
+    kinds = {p.device.name for p in cl.pools}
+    assert {"A100", "H100", "B200", "Gaudi3", "MI300x"} <= kinds
+    assert any(p.device.is_cpu for p in cl.pools)
+    assert cl.link_between("h100", "gaudi3").gbps == 400
+    assert cl.link_between("gaudi3", "h100").gbps == 400
+    assert cl.link_between("xeon", "b200").gbps == 100  # default link
+    assert cl.link_between("h100", "h100") is None
+    files = list_files_used(catalog, cl)
+    assert files == sorted(files) and any(f.endswith("default_cluster.toml") for f in files)
+    assert any(f.endswith("devices.toml") for f in files)
+
+
+def test_table3_cluster(catalog):
+    cl = load_cluster("examples/clusters/table3.toml", catalog)
+    assert {p.device.name for p in cl.pools} == {"HP", "CO"}
+    assert all(p.device.is_abstract for p in cl.pools)
+    assert cl.profile_for("llm.prefill", "HP").latency_ms == 80
+    assert cl.profile_for("llm.decode", "CO").usd_per_token == 0.00002
+    assert cl.transfer_profile("kv.transfer", "HP", "CO").latency_ms == 10
+    assert cl.profile_for("llm.sample", "HP") is None
+
+
+CLUSTER_HEAD = """
+    name = "t"
+    [[pool]]
+    name = "gpus"
+    device = "H100"
+    count = 8
+"""
+
+
+def test_unknown_device_in_cluster(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", CLUSTER_HEAD + """
+    [[pool]]
+    name = "more"
+    device = "H1000"
+    count = 4
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert "unknown device type 'H1000'" in e.value.message
+    assert e.value.loc.line == line_of(path, '"H1000"') and e.value.loc.file == path
+    assert "did you mean 'H100'?" in e.value.notes
+
+
+def test_negative_link_bandwidth(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", CLUSTER_HEAD + """
+    [[pool]]
+    name = "cpu"
+    device = "epyc-9654"
+    count = 2
+    [[link]]
+    a = "gpus"
+    b = "cpu"
+    gbps = -100
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert "must be positive" in e.value.message
+    assert e.value.loc.line == line_of(path, "gbps = -100")
+
+
+def test_zero_count_points_at_second_pool(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", CLUSTER_HEAD + """
+    [[pool]]
+    name = "cpu"
+    device = "epyc-9654"
+    count = 0
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert "'count' must be positive" in e.value.message
+    assert e.value.loc.line == line_of(path, "count = 0")
+
+
+def test_cluster_devices_profiles_and_derivation(tmp_path, catalog):
+    prof = write(tmp_path, "host.toml", """
+        [device.host]
+        kind = "cpu"
+        capex_usd = 1000
+        memory_gb = 16
+        dram_gbps = 20
+        fp16_tflops = 0.1
+        fp32_tflops = 0.1
+        tdp_w = 65
+        devices_per_chassis = 1
+        nic_gbits_s = 10
+        launch_us = 1
+        target = "llvm-cpu"
+    """)
+    path = write(tmp_path, "c.toml", """
+        device_files = ["host.toml"]
+        [device.H100-cheap]
+        base = "H100"
+        given_usd_per_hr = 0.1
+        [[pool]]
+        name = "h"
+        device = "host"
+        count = 1
+        [[pool]]
+        name = "g"
+        device = "H100-cheap"
+        count = 8
+        [[profile]]
+        op = "tool.lookup"
+        device = "Nope"
+        latency_ms = 1
+    """)
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert "unknown device type 'Nope'" in e.value.message and e.value.loc.line == line_of(path, '"Nope"')
+    text = open(path).read().replace('"Nope"', '"host"')
+    open(path, "w").write(text)
+    cl = load_cluster(path, catalog)
+    assert cl.pool("g").device.hbm_gbps == 3350 and cl.pool("g").device.given_usd_per_hr == 0.1
+    assert cl.pool("h").device.mem_gbps == 20
+    assert prof in cl.files and path in cl.files
+    assert load_device_profile(prof).name == "host"
+
+
+def test_misspelt_keys(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", 'pricng = "tco"\n' + CLUSTER_HEAD)
+    with pytest.raises(CatalogError, match="unknown key 'pricng' in cluster file") as e:
+        load_cluster(path, catalog)
+    assert e.value.loc.line == 1 and "did you mean 'pricing'?" in e.value.notes
+    path = write(tmp_path, "d.toml", CLUSTER_HEAD + "    cuont = 3\n")
+    with pytest.raises(CatalogError, match="unknown key 'cuont' in \\[\\[pool\\]\\]"):
+        load_cluster(path, catalog)
