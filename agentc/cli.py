@@ -1,0 +1,285 @@
+"""Command-line interface: `agentc` (compile, plan, explain, cost, devices, calibrate,
+check) and `agentc-opt` (run named passes on .mlir, like mlir-opt).
+
+User errors (`AgentcError`) print `file:line:col: error: ...` with the source line and a
+caret, and exit 1. Anything else is a compiler bug: exit 2 with a reproduction hint;
+the Python traceback is shown only with AGENTC_TRACEBACK=1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import sys
+import traceback
+
+import click
+
+from agentc import __version__
+from agentc.diagnostics import AgentcError, UsageError
+
+
+def _fail_internal(exc: BaseException) -> None:
+    cmd = " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0])] + sys.argv[1:])
+    click.echo(f"agentc: internal compiler error: {type(exc).__name__}: {exc}", err=True)
+    click.echo(f"note: this is a bug in agentc, not in your input; reproduce with: {cmd}", err=True)
+    click.echo("note: set AGENTC_TRACEBACK=1 to see the Python traceback", err=True)
+    if os.environ.get("AGENTC_TRACEBACK"):
+        traceback.print_exception(exc)
+    sys.exit(2)
+
+
+def guarded(fn):
+    """Map AgentcError -> exit 1 with a rendered diagnostic; other errors -> exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AgentcError as e:
+            click.echo(e.render(), err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("agentc: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - the one place that catches everything
+            _fail_internal(e)
+
+    return wrapper
+
+
+def _stage_help() -> str:
+    from agentc.driver import STAGES, ensure_pipeline
+
+    ensure_pipeline()
+    return "; ".join(f"{s.name}: {s.help}" for s in STAGES)
+
+
+class _StageChoice(click.ParamType):
+    name = "STAGE"
+
+    def convert(self, value, param, ctx):
+        from agentc.driver import ensure_pipeline, stage_names
+
+        ensure_pipeline()
+        if value not in stage_names():
+            self.fail(f"unknown stage '{value}'; stages: {', '.join(stage_names())}", param, ctx)
+        return value
+
+
+def common_plan_options(fn):
+    """Options shared by every command that builds a plan."""
+    opts = [
+        click.option("--cluster", type=click.Path(dir_okay=False), default=None,
+                     help="Cluster inventory TOML (default: the built-in mixed fleet). "
+                          "Example: --cluster examples/clusters/mixed.toml"),
+        click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
+                     help="Extra device/model catalog TOML; repeatable. Example: --catalog my_devices.toml"),
+        click.option("--objective", type=click.Choice(["cost", "latency", "tokens-per-dollar"]), default="cost",
+                     show_default=True, help="What the placement minimises. Example: --objective latency"),
+        click.option("--sla-mode", type=click.Choice(["hard", "soft"]), default="hard", show_default=True,
+                     help="hard: SLA is a constraint; soft: violations cost --lambda per ms."),
+        click.option("--lambda", "lam", type=float, default=1e3, show_default=True,
+                     help="Penalty per ms of SLA violation in soft mode. Example: --lambda 50"),
+        click.option("--pricing", type=click.Choice(["tco", "given"]), default=None,
+                     help="Price devices by the TCO rule or the catalog's given $/hr (default: cluster file)."),
+        click.option("--worst-case", is_flag=True,
+                     help="Price loops at their maximum trips and branches at their costlier arm."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _options(**kw):
+    from agentc.driver import Options
+
+    return Options(**{k: v for k, v in kw.items() if k in Options.__dataclass_fields__ and v is not None})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agentc")
+def cli():
+    """agentc: compile agent graphs (.agent) onto heterogeneous clusters.
+
+    \b
+    Examples:
+      agentc compile examples/voice_agent.agent -o out/
+      agentc compile examples/voice_agent.agent --emit agent
+      agentc devices
+    """
+
+
+@cli.command("compile")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default=None,
+              help="Output directory (default: out/); with --emit, a .mlir file or a directory.")
+@click.option("--emit", type=_StageChoice(), default=None,
+              help="Stop after this stage and print (or write) its IR. Run `agentc stages` for the list.")
+@common_plan_options
+@click.option("--targets", default="cpu,nvvm,rocdl", show_default=True,
+              help="Code-generation targets to build, comma separated. Example: --targets cpu")
+@click.option("--cpu-triple", default=None, help="Target triple for CPU objects (default: host).")
+@click.option("-MD", "make_depfile", is_flag=True, help="Write a Make depfile (name from -MF).")
+@click.option("-MF", "depfile", default=None, type=click.Path(dir_okay=False),
+              help="Depfile path (implies -MD). Example: -MD -MF out.d")
+@click.option("--dump-phases-to", default=None, type=click.Path(file_okay=False),
+              help="Write every stage's IR as numbered files in this directory.")
+@click.option("--mlir-print-ir-after-all", "print_ir_after_all", is_flag=True,
+              help="Print the IR after every pass to stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@guarded
+def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case,
+                targets, cpu_triple, make_depfile, depfile, dump_phases_to, print_ir_after_all, as_json, quiet):
+    """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
+
+    \b
+    Examples:
+      agentc compile examples/voice_agent.agent -o out/
+      agentc compile examples/rag_agent.agent --emit decomposed
+      agentc compile voice.agent -o build/voice -MD -MF build/voice.d
+    """
+    from agentc import driver
+
+    driver.ensure_pipeline()
+    target_list = tuple(t.strip() for t in targets.split(",") if t.strip())
+    for t in target_list:
+        if t not in ("cpu", "nvvm", "rocdl"):
+            raise UsageError(f"unknown target '{t}'; targets: cpu, nvvm, rocdl")
+    opts = _options(emit=emit, cluster=cluster, catalogs=tuple(catalogs), objective=objective,
+                    sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, targets=target_list,
+                    cpu_triple=cpu_triple, dump_phases_to=dump_phases_to, print_ir_after_all=print_ir_after_all)
+    c = driver.compile_file(source, opts)
+    files, out_desc = driver.collect_outputs(c, output)
+    if dump_phases_to:
+        driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
+    if files is None:
+        click.echo(c.asm(), nl=False)
+    else:
+        dest, payload = out_desc
+        if dest.endswith(".mlir") and len(payload) == 1:
+            driver.write_file_atomic(dest, next(iter(payload.values())))
+        else:
+            driver.write_outputs(payload, dest)
+    if make_depfile or depfile:
+        driver.write_depfile(c, depfile, out_desc[0] if out_desc else None)
+    if as_json:
+        click.echo(json.dumps(driver.summary(c), indent=2, sort_keys=True))
+    elif not quiet and files is not None and emit is None:
+        driver.print_summary(c, out_desc[0])
+
+
+@cli.command("stages")
+def stages_cmd():
+    """List the pipeline stages in order (the values of --emit)."""
+    from agentc.driver import STAGES, ensure_pipeline
+
+    ensure_pipeline()
+    for s in STAGES:
+        click.echo(f"{s.name:12s} {s.help}")
+
+
+def main():
+    cli(prog_name="agentc")
+
+
+# ----------------------------------------------------------------------------- agentc-opt
+
+_EXPECT = re.compile(r"//\s*expected-(error|note|warning)\s*(@([+-]?\d+|below|above))?\s*\{\{(.*?)\}\}")
+
+
+def _expectations(text: str) -> list[tuple[int, str]]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for m in _EXPECT.finditer(line):
+            if m.group(1) != "error":
+                continue
+            where = m.group(3)
+            target = lineno
+            if where == "below":
+                target = lineno + 1
+            elif where == "above":
+                target = lineno - 1
+            elif where is not None:
+                target = lineno + int(where)
+            out.append((target, m.group(4)))
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-p", "--passes", default="", help="Comma-separated pass names. Example: -p decompose-llm,annotate-cost")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write IR here instead of stdout.")
+@click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster TOML for cost/placement passes.")
+@click.option("--verify-diagnostics", is_flag=True,
+              help="Check errors against `// expected-error {{...}}` comments (for lit tests).")
+@click.option("--list-passes", is_flag=True, help="List the registered passes and exit.")
+@click.option("--mlir-print-ir-after-all", "print_ir_after_all", is_flag=True, help="Print IR after every pass.")
+@click.version_option(__version__, prog_name="agentc-opt")
+@guarded
+def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, print_ir_after_all):
+    """Run agentc passes on an .mlir file and print the result, like mlir-opt.
+
+    \b
+    Examples:
+      agentc-opt voice.agent.mlir -p verify-agent
+      agentc-opt in.mlir -p decompose-llm --verify-diagnostics
+    """
+    from agentc import driver
+    from agentc.passes import registry, run_pipeline
+
+    if list_passes:
+        for name, mod in sorted(registry().items()):
+            doc = (mod.__doc__ or "").strip().splitlines()[0]
+            click.echo(f"{name:20s} {doc.split(':', 1)[-1].strip()}")
+        return
+    driver.ensure_pipeline()
+    names = [p.strip() for p in passes.split(",") if p.strip()]
+    c = driver.Compilation(source, driver.Options(cluster=cluster, print_ir_after_all=print_ir_after_all))
+    text = None
+    try:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read '{source}': {e.strerror}") from None
+    expected = _expectations(text) if verify_diagnostics else []
+    try:
+        with c.ctx:
+            c.module = driver.parse_mlir(text, source, c.ctx)
+            from mlir import ir
+
+            with ir.Location.unknown():
+                run_pipeline(c.module, names, c, print_ir_after_all=print_ir_after_all)
+    except AgentcError as e:
+        if not verify_diagnostics:
+            raise
+        line = e.loc.line if e.loc else 0
+        for want_line, want_msg in expected:
+            if want_line == line and want_msg in e.message:
+                expected.remove((want_line, want_msg))
+                break
+        else:
+            click.echo(f"{source}:{line}: error: unexpected error: {e.message}", err=True)
+            sys.exit(1)
+        for want_line, want_msg in expected:
+            click.echo(f"{source}:{want_line}: error: expected error \"{want_msg}\" was not produced", err=True)
+        sys.exit(1 if expected else 0)
+    if verify_diagnostics and expected:
+        for want_line, want_msg in expected:
+            click.echo(f"{source}:{want_line}: error: expected error \"{want_msg}\" was not produced", err=True)
+        sys.exit(1)
+    asm = c.asm()
+    if output:
+        driver.write_file_atomic(output, asm.encode())
+    elif not verify_diagnostics:
+        click.echo(asm, nl=False)
+
+
+def opt_main():
+    opt_cmd(prog_name="agentc-opt")

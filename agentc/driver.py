@@ -1,0 +1,316 @@
+"""The compiler driver: one ordered list of stages, run until `--emit` says stop.
+
+Nothing else decides order. Each stage transforms the `Compilation` (its MLIR module,
+plan, artifacts). A `.mlir` input carries the stage it was printed at (module attribute
+`agentc.stage`) and resumes after it. Outputs are collected in memory and written by
+`write_outputs` atomically: into a temporary directory beside the destination, renamed
+into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mlir import ir
+
+from agentc import dialects
+from agentc.diagnostics import AgentcError, ParseError, SourceLoc, UsageError
+
+
+@dataclass
+class Options:
+    """Everything a compile depends on besides the input file (CLI flags map 1:1)."""
+
+    emit: str | None = None
+    cluster: str | None = None
+    catalogs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ("cpu", "nvvm", "rocdl")
+    objective: str = "cost"
+    sla_mode: str = "hard"
+    lam: float = 1e3
+    pricing: str | None = None
+    worst_case: bool = False
+    cpu_triple: str | None = None
+    dump_phases_to: str | None = None
+    print_ir_after_all: bool = False
+
+
+@dataclass
+class Stage:
+    name: str
+    help: str
+    run: Callable[["Compilation"], None]
+    ir: bool = True          # the stage leaves an MLIR module worth printing
+
+
+@dataclass
+class Compilation:
+    """State that flows through the stages."""
+
+    input_path: str
+    options: Options
+    ctx: ir.Context = field(default_factory=dialects.make_context)
+    module: ir.Module | None = None
+    inputs: list[str] = field(default_factory=list)     # every file read (depfiles)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)
+    stage: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return os.path.splitext(os.path.basename(self.input_path))[0]
+
+    def asm(self) -> str:
+        return self.module.operation.get_asm(enable_debug_info=True)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def _stage_agent(c: Compilation) -> None:
+    from agentc.frontend.lower import lower_program
+    from agentc.frontend.parser import parse_file
+
+    program, files = parse_file(c.input_path)
+    c.inputs.extend(files)
+    c.module = lower_program(program, c.ctx, catalog(c))
+    _passes(c, ["verify-agent"])
+
+
+def catalog(c: Compilation):
+    """The device/model catalog for this compile (built-in plus --catalog files)."""
+    if "catalog" not in c.data:
+        from agentc.catalog import load_catalog
+
+        cat = load_catalog(c.options.catalogs)
+        c.data["catalog"] = cat
+        c.inputs.extend(c.options.catalogs)
+    return c.data["catalog"]
+
+
+def _passes(c: Compilation, names: list[str]) -> None:
+    from agentc.passes import run_pipeline
+
+    with c.ctx, ir.Location.unknown():
+        run_pipeline(c.module, names, c, print_ir_after_all=c.options.print_ir_after_all)
+
+
+def pass_stage(*names: str) -> Callable[[Compilation], None]:
+    return lambda c: _passes(c, list(names))
+
+
+STAGES: list[Stage] = [
+    Stage("agent", "parse and check the .agent source; the agent dialect", _stage_agent),
+]
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def register_stage(stage: Stage, after: str | None = None) -> None:
+    """Used by later pipeline parts to add their stages in order."""
+    if after is None:
+        STAGES.append(stage)
+    else:
+        STAGES.insert(stage_names().index(after) + 1, stage)
+
+
+# ----------------------------------------------------------------------------- .mlir input
+
+def load_mlir(c: Compilation) -> str:
+    """Parse a .mlir input; returns the stage it was printed at."""
+    try:
+        with open(c.input_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ParseError(f"cannot read '{c.input_path}': {e.strerror}") from None
+    c.inputs.append(c.input_path)
+    c.module = parse_mlir(text, c.input_path, c.ctx)
+    from agentc.passes._ir import module_stage
+
+    stage = module_stage(c.module) or "agent"
+    if stage not in stage_names():
+        raise UsageError(f"'{c.input_path}' was printed at unknown stage '{stage}'")
+    return stage
+
+
+def parse_mlir(text: str, path: str, ctx: ir.Context) -> ir.Module:
+    """Parse MLIR text, turning MLIR's diagnostics into a located ParseError."""
+    with ctx, ir.Location.unknown():
+        try:
+            return ir.Module.parse(text)
+        except ir.MLIRError as e:
+            diags = list(getattr(e, "error_diagnostics", []) or [])
+            if diags:
+                d = diags[0]
+                from agentc.passes._ir import source_loc
+
+                loc = source_loc(d.location)
+                if loc is not None and loc.file == "-":
+                    loc = SourceLoc(path, loc.line, loc.col)
+                raise ParseError(d.message, loc) from None
+            raise ParseError(str(e).splitlines()[0], SourceLoc(path, 1, 1)) from None
+
+
+# ----------------------------------------------------------------------------- running
+
+def compile_file(path: str, options: Options, progress=None) -> Compilation:
+    """Run the stages on `path` up to `options.emit` (or all of them)."""
+    names = stage_names()
+    if options.emit is not None and options.emit not in names:
+        raise UsageError(f"unknown stage '{options.emit}'; stages: {', '.join(names)}")
+    c = Compilation(path, options)
+    start = 0
+    if path.endswith(".mlir"):
+        resumed = load_mlir(c)
+        start = names.index(resumed) + 1
+        c.stage = resumed
+        if options.emit is not None and names.index(options.emit) < names.index(resumed):
+            raise UsageError(f"'{path}' is already at stage '{resumed}'; cannot emit the earlier "
+                             f"stage '{options.emit}'")
+    elif not os.path.exists(path):
+        raise UsageError(f"no such file: '{path}'")
+    with c.ctx:
+        for number, stage in enumerate(STAGES[start:], start=start):
+            if progress is not None:
+                progress(stage.name)
+            stage.run(c)
+            c.stage = stage.name
+            if stage.ir and c.module is not None:
+                from agentc.passes._ir import set_module_stage
+
+                set_module_stage(c.module, stage.name)
+                if options.dump_phases_to:
+                    c.data.setdefault("dumps", {})[f"{number:02d}-{stage.name}.mlir"] = c.asm().encode()
+            if stage.name == options.emit:
+                break
+    return c
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_outputs(files: dict[str, bytes], dest: str) -> None:
+    """Write `files` (relative path -> bytes) as directory `dest`, atomically: all of
+    them appear, replacing what was there, or nothing changes."""
+    dest = os.path.normpath(dest)
+    parent = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        for rel, data in sorted(files.items()):
+            target = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+        old = None
+        if os.path.exists(dest):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_file_atomic(path: str, data: bytes) -> None:
+    """Replace one file atomically (temp file in the same directory + rename)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["AgentcError", "Compilation", "Options", "STAGES", "Stage", "compile_file", "write_outputs"]
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def ensure_pipeline() -> None:
+    """Import the modules whose stages extend STAGES (kept lazy: MLIR/HiGHS load time)."""
+    for hook in _PIPELINE_HOOKS:
+        hook()
+    _PIPELINE_HOOKS.clear()
+
+
+_PIPELINE_HOOKS: list[Callable[[], None]] = []
+
+MARKER = ".agentc-output"
+
+
+def collect_outputs(c: Compilation, output: str | None):
+    """What a compile writes: (None, None) to print IR on stdout, else
+    (files, (destination, files))."""
+    if c.options.emit is not None:
+        if output is None:
+            return None, None
+        name = f"{c.stem}.{c.stage}.mlir"
+        dest = output if output.endswith(".mlir") else os.path.join(output, name)
+        payload = {os.path.basename(dest): c.asm().encode()}
+        return payload, (dest, payload)
+    dest = output or "out"
+    payload = dict(c.artifacts)
+    if c.module is not None:
+        payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
+    payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
+    if os.path.isdir(dest) and os.listdir(dest) and not os.path.exists(os.path.join(dest, MARKER)):
+        raise UsageError(f"output directory '{dest}' exists and was not written by agentc; "
+                         f"refusing to replace it (choose another -o)")
+    return payload, (dest, payload)
+
+
+def _make_escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
+
+
+def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> None:
+    """Make-style depfile: the output depends on the source, its imports, the cluster
+    and catalog files."""
+    target = target or f"{c.stem}.out"
+    depfile = depfile or (target.rstrip("/") + ".d")
+    deps = list(dict.fromkeys(c.inputs + list(c.data.get("extra_inputs", []))))
+    lines = [f"{_make_escape(target)}: " + " \\\n  ".join(_make_escape(d) for d in deps)]
+    lines += [f"{_make_escape(d)}:" for d in deps]
+    write_file_atomic(depfile, ("\n".join(lines) + "\n").encode())
+
+
+def summary(c: Compilation) -> dict:
+    """A machine-readable account of the compile (the `--json` output)."""
+    from agentc.passes._ir import walk
+
+    ops: dict[str, int] = {}
+    if c.module is not None:
+        for op in walk(c.module.operation):
+            ops[op.name] = ops.get(op.name, 0) + 1
+    out = {"input": c.input_path, "stage": c.stage, "ops": dict(sorted(ops.items())),
+           "artifacts": sorted(c.artifacts)}
+    out.update(c.data.get("summary", {}))
+    return out
+
+
+def print_summary(c: Compilation, dest: str) -> None:
+    from agentc import report
+
+    report.print_compile_summary(c, dest)

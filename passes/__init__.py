@@ -1,0 +1,46 @@
+"""The pass registry: pass name -> module with NAME and run(module, options).
+
+One pass per file; `agentc-opt -p a,b` and the driver's stages look passes up here by
+name, and `run_pipeline` runs them through the upstream MLIR PassManager (`pm.add`),
+so IR printing and timing work as in mlir-opt. test/python/test_registry.py checks that
+every file here is registered under its own NAME.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from mlir import passmanager
+
+_MODULES = None
+
+
+def registry() -> dict:
+    """name -> pass module, discovered from the files of this package."""
+    global _MODULES
+    if _MODULES is None:
+        found = {}
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+            if info.name.startswith("_"):
+                continue
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+            found[mod.NAME] = mod
+        _MODULES = found
+    return _MODULES
+
+
+def run_pipeline(module, names, options=None, print_ir_after_all: bool = False) -> None:
+    """Run the named passes in order on `module` through an MLIR PassManager."""
+    from agentc.diagnostics import UsageError
+
+    reg = registry()
+    pm = passmanager.PassManager("builtin.module")
+    for name in names:
+        if name not in reg:
+            raise UsageError(f"unknown pass '{name}'; known passes: {', '.join(sorted(reg))}")
+        mod = reg[name]
+        pm.add(lambda op, _pass, mod=mod: mod.run(op, options), name)
+    if print_ir_after_all:
+        pm.enable_ir_printing(print_after_all=True)
+    pm.run(module.operation)

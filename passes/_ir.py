@@ -1,0 +1,70 @@
+"""Helpers shared by agentc's passes: walking ops, reading attributes, locations."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from mlir import ir
+
+from agentc.diagnostics import SourceLoc
+
+_FILE_LOC = re.compile(r'loc\("((?:[^"\\]|\\.)*)":(\d+):(\d+)')
+
+
+def source_loc(op_or_loc) -> SourceLoc | None:
+    """The first file:line:col inside an op's location (through fused/name locs)."""
+    loc = op_or_loc.location if hasattr(op_or_loc, "location") else op_or_loc
+    m = _FILE_LOC.search(str(loc))
+    return SourceLoc(m.group(1), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def walk(op) -> Iterator[ir.Operation]:
+    """Pre-order walk over `op` and everything nested in it."""
+    op = op.operation if hasattr(op, "operation") else op
+    yield op
+    for region in op.regions:
+        for block in region.blocks:
+            for child in block.operations:
+                yield from walk(child)
+
+
+def attr_value(attr: ir.Attribute):
+    """A Python value for a builtin attribute (int, float, str, bool, list)."""
+    if isinstance(attr, ir.BoolAttr):
+        return attr.value
+    if isinstance(attr, ir.IntegerAttr):
+        return attr.value
+    if isinstance(attr, ir.FloatAttr):
+        return attr.value
+    if isinstance(attr, ir.StringAttr):
+        return attr.value
+    if isinstance(attr, ir.ArrayAttr):
+        return [attr_value(a) for a in attr]
+    if isinstance(attr, ir.DenseI32ArrayAttr):
+        return list(attr)
+    return str(attr)
+
+
+def attrs_of(op) -> dict:
+    op = op.operation if hasattr(op, "operation") else op
+    return {a.name: attr_value(a.attr) for a in op.attributes}
+
+
+def get(op, name, default=None):
+    op = op.operation if hasattr(op, "operation") else op
+    return attr_value(op.attributes[name]) if name in op.attributes else default
+
+
+def module_stage(module) -> str | None:
+    return get(module.operation, "agentc.stage")
+
+
+def set_module_stage(module, stage: str) -> None:
+    module.operation.attributes["agentc.stage"] = ir.StringAttr.get(stage)
+
+
+def top_ops(module) -> list:
+    """Ops directly in a module (accepts ir.Module, a module op or its opview)."""
+    op = module.operation if hasattr(module, "operation") else module
+    return list(op.regions[0].blocks[0].operations)
