@@ -272,6 +272,45 @@ def merge_kernel_modules(module: ir.Module) -> list[str]:
     return names
 
 
+def launch_table(text: str) -> list[dict]:
+    """Every gpu.launch_func in host-function order: kernel, grid, block and, per kernel
+    argument, the index of the host function argument it is (None for a temporary)."""
+    table = []
+    with ir.Context():
+        module = ir.Module.parse(text)
+        arities = {}
+
+        def count(op: ir.Operation) -> ir.WalkResult:
+            if op.name == "gpu.func":
+                name = ir.StringAttr(op.attributes["sym_name"]).value
+                arities[name] = len(op.regions[0].blocks[0].arguments)
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(count)
+        for fn in _host_funcs(module):
+            fn_name = ir.StringAttr(fn.attributes["sym_name"]).value
+            params = list(fn.regions[0].blocks[0].arguments)
+            for op in fn.regions[0].blocks[0].operations:
+                op = op.operation
+                if op.name != "gpu.launch_func":
+                    continue
+                kernel = str(op.attributes["kernel"]).rsplit("::@", 1)[1]
+                operands = list(op.operands)
+                sizes = [_constant(v) for v in operands[:6]]
+                args = operands[len(operands) - arities[kernel]:]
+                table.append({"func": fn_name, "kernel": kernel, "grid": sizes[:3],
+                              "block": sizes[3:],
+                              "args": [params.index(a) if a in params else None for a in args]})
+    return table
+
+
+def _constant(value: ir.Value) -> int | None:
+    owner = value.owner
+    if isinstance(owner, ir.OpView) and owner.operation.name == "arith.constant":
+        return ir.IntegerAttr(owner.operation.attributes["value"]).value
+    return None
+
+
 # --------------------------------------------------------------------------- stage
 
 def lower_to_gpu(text: str, tile_sizes: tuple[int, ...]) -> tuple[str, list[str]]:

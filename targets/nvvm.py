@@ -68,8 +68,8 @@ class NvvmTarget:
 
 
 def _gpu(state: CompileState, options: NvvmOptions) -> CompileState:
-    state.ir, kernels = common.lower_to_gpu(state.ir, options.tile_sizes)
-    state.meta["kernels"] = kernels
+    state.ir, state.meta["kernels"] = common.lower_to_gpu(state.ir, options.tile_sizes)
+    state.meta["launches"] = common.launch_table(state.ir)
     return state
 
 

@@ -66,6 +66,7 @@ class RocdlTarget:
 
 def _gpu(state: CompileState, options: RocdlOptions) -> CompileState:
     state.ir, state.meta["kernels"] = common.lower_to_gpu(state.ir, options.tile_sizes)
+    state.meta["launches"] = common.launch_table(state.ir)
     return state
 
 
