@@ -240,7 +240,7 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
             click.echo(f"{name:20s} {doc.split(':', 1)[-1].strip()}")
         return
     driver.ensure_pipeline()
-    names = [p.strip() for p in passes.split(",") if p.strip()]
+    names = [p.strip() for p in re.split(r",(?![^{]*\})", passes) if p.strip()]
     c = driver.Compilation(source, driver.Options(cluster=cluster, print_ir_after_all=print_ir_after_all))
     text = None
     try:

@@ -105,6 +105,9 @@ def pass_stage(*names: str) -> Callable[[Compilation], None]:
 
 STAGES: list[Stage] = [
     Stage("agent", "parse and check the .agent source; the agent dialect", _stage_agent),
+    Stage("decomposed", "inline nested agents; granular ops (tokenize, prefill, kv.transfer, decode, "
+          "tool.lookup/compute, ...)", pass_stage("inline-agents", "decompose-llm", "decompose-tools",
+                                                  "decompose-ops")),
 ]
 
 

@@ -36,11 +36,31 @@ def run_pipeline(module, names, options=None, print_ir_after_all: bool = False) 
 
     reg = registry()
     pm = passmanager.PassManager("builtin.module")
-    for name in names:
+    for spec in names:
+        name, args = parse_pass_spec(spec)
         if name not in reg:
             raise UsageError(f"unknown pass '{name}'; known passes: {', '.join(sorted(reg))}")
         mod = reg[name]
-        pm.add(lambda op, _pass, mod=mod: mod.run(op, options), name)
+        pm.add(lambda op, _pass, mod=mod, args=args: mod.run(op, options, **args), name)
     if print_ir_after_all:
         pm.enable_ir_printing(print_after_all=True)
     pm.run(module.operation)
+
+
+def parse_pass_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """`name{key=value key2=value}` (mlir-opt's option syntax) -> (name, options)."""
+    from agentc.diagnostics import UsageError
+
+    spec = spec.strip()
+    if "{" not in spec:
+        return spec, {}
+    if not spec.endswith("}"):
+        raise UsageError(f"malformed pass options in '{spec}'; write name{{key=value}}")
+    name, body = spec[:-1].split("{", 1)
+    args = {}
+    for item in body.replace(",", " ").split():
+        if "=" not in item:
+            raise UsageError(f"malformed pass option '{item}' in '{spec}'; write key=value")
+        k, v = item.split("=", 1)
+        args[k.strip()] = v.strip()
+    return name.strip(), args

@@ -68,3 +68,30 @@ def top_ops(module) -> list:
     """Ops directly in a module (accepts ir.Module, a module op or its opview)."""
     op = module.operation if hasattr(module, "operation") else module
     return list(op.regions[0].blocks[0].operations)
+
+
+def apply_patterns(module, patterns: dict) -> None:
+    """Apply small rewrite functions `(op, rewriter)` keyed by op name, greedily, with
+    upstream MLIR's pattern driver. A function returns None when it rewrote the op."""
+    from mlir import rewrite
+
+    patterns_set = rewrite.RewritePatternSet()
+    for name, fn in patterns.items():
+        patterns_set.add(name, fn)
+    op = module.operation if hasattr(module, "operation") else module
+    rewrite.apply_patterns_and_fold_greedily(op, patterns_set.freeze())
+
+
+def make(name: str, operands, result_kind: str | None, attributes: dict, loc):
+    """Create a granular op (operands grouped by kind) and return its result or None."""
+    from agentc import dialects
+
+    _op, results = dialects.create(name, list(operands), (result_kind,) if result_kind else (),
+                                   attributes, loc)
+    return results[0] if results else None
+
+
+def copy_attrs(op, *names) -> dict:
+    """Selected attributes of `op` as ir.Attributes (missing ones skipped)."""
+    op = op.operation if hasattr(op, "operation") else op
+    return {n: op.attributes[n] for n in names if n in op.attributes}
