@@ -36,8 +36,9 @@ Attribute contract of the granular op vocabulary (what the IR decomposition emit
                                                     MoE decode: attention + the distinct
                                                     experts a step touches (top_k at batch 1)
     moe.merge           {model, tokens, batch}      weighted sum of top_k expert outputs
-    comm.allreduce      {bytes, tp}                 ring all-reduce of `bytes` over the
-                                                    chassis fabric among `tp` devices
+    comm.allreduce      {bytes, tp, count?}         `count` (default 1) ring all-reduces
+                                                    of `bytes` each over the chassis
+                                                    fabric among `tp` devices
     tool.lookup         {latency_ms, payload_bytes} external call: declared latency +
     tool.compute        {latency_ms, payload_bytes} payload over the device's NIC
     stt.featurize       {audio_ms}                  16 kHz audio -> log-mel frames
@@ -53,6 +54,13 @@ Attribute contract of the granular op vocabulary (what the IR decomposition emit
     memory.write        {bytes, latency_ms}
     observe.append      {bytes}                     append to the observation log
     compute.cpu         {cost_ms} or {flops}        general compute, declared cost
+
+A forward op (prefill, decode, their MoE forms, stt.encode/decode, embed.encode) may
+carry `tp`: it was sharded by the decomposition, which then emits the all-reduces as
+explicit comm.allreduce ops; op_cost then uses that degree and leaves the sync term
+out, so nothing is counted twice. Without the attr the caller's `tp` argument applies
+and the all-reduces are priced inside the op. Attrs not listed (label, call, model
+name, tool, store, ...) are ignored; an attr given as None counts as absent.
 
 Conventions: FLOPs count a multiply-add as 2. Every decode step streams the whole weight
 footprint (as the paper's roofline does; the input-embedding rows actually read are a
@@ -219,7 +227,7 @@ _MISSING = object()
 
 
 def _attr(kind: str, attrs: Mapping[str, Any], key: str, default: Any = _MISSING, loc: SourceLoc | None = None) -> float:
-    if key not in attrs:
+    if attrs.get(key) is None:
         if default is _MISSING:
             raise CostModelError(f"'{kind}' needs attribute '{key}'", loc)
         return default
@@ -367,8 +375,9 @@ def _allreduce(kind, attrs, model, loc):
     group = int(_attr(kind, attrs, "tp", loc=loc))
     if group < 1:
         raise CostModelError(f"'{kind}' needs tp >= 1", loc)
-    return Demand(bytes_read=nbytes, bytes_written=nbytes, memory_bytes=2 * nbytes, allreduce_bytes=nbytes,
-                  allreduces_per_step=1, launches=1)
+    count = int(_attr(kind, attrs, "count", 1, loc))
+    return Demand(bytes_read=count * nbytes, bytes_written=count * nbytes, memory_bytes=2 * nbytes,
+                  allreduce_bytes=nbytes, allreduces_per_step=count, launches=count)
 
 
 def _tool(kind, attrs, model, loc):
@@ -605,16 +614,23 @@ def op_cost(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, device
             return prof
     if device.is_abstract:
         raise CostModelError(f"device '{device.name}' is abstract and the cluster has no profile for '{kind}'", loc)
+    comm_tp = None
+    if kind == "comm.allreduce":
+        comm_tp = int(_attr(kind, attrs, "tp", loc=loc))
+    elif attrs.get("tp") is not None:
+        sharded = int(_attr(kind, attrs, "tp", loc=loc))
+        if tp not in (1, sharded):
+            raise CostModelError(f"'{kind}' is sharded tp={sharded} by the IR; cannot price it at tp={tp}", loc)
+        tp, comm_tp = sharded, 1  # the IR's explicit comm.allreduce ops carry the sync
     _check_tp(kind, device, tp, loc)
     demand = op_demand(kind, attrs, model, loc)
-    comm_tp = int(attrs["tp"]) if kind == "comm.allreduce" else None
     cost = _price(kind, demand, device, tp, cluster, comm_tp)
     if kind in _DECODE_KINDS:
         # The SLA binds the slowest step: the last one, which reads the longest KV.
         last = dict(attrs)
         last["context"] = _attr(kind, attrs, "context", loc=loc) + _attr(kind, attrs, "tokens", loc=loc) - 1
         last["tokens"] = 1
-        step = _price(kind, op_demand(kind, last, model, loc), device, tp, cluster)
+        step = _price(kind, op_demand(kind, last, model, loc), device, tp, cluster, comm_tp)
         cost = replace(cost, tbt_ms=step.time_ms)
     elif kind in _PREFILL_KINDS:
         cost = replace(cost, ttft_ms=cost.time_ms)

@@ -169,6 +169,18 @@ def test_allreduce_ring_time():
     cost = op_cost("comm.allreduce", {"bytes": 1e9, "tp": 8}, None, H100, tp=8)
     assert cost.sync_ms == pytest.approx(2 * 7 / 8 * 1e9 / 450e9 * 1e3 + 0.005)
     assert cost.binding == "network"
+    many = op_cost("comm.allreduce", {"bytes": 8192, "tp": 2, "count": 64}, None, H100, tp=2)
+    assert many.sync_ms == pytest.approx(64 * (8192 / 450e9 * 1e3 + 0.005))
+
+
+def test_ir_sharded_op_leaves_sync_to_explicit_allreduce():
+    attrs = {"context": 0, "tokens": 1, "tp": 2, "label": "llm.decode", "model": "llama3-8b"}
+    sharded = op_cost("llm.decode", attrs, M8, H100)
+    assert sharded.tp == 2 and sharded.sync_ms == 0
+    assert sharded.memory_ms == pytest.approx(op_cost("llm.decode", attrs, M8, H100, tp=2).memory_ms)
+    with pytest.raises(CostModelError, match="sharded tp=2"):
+        op_cost("llm.decode", attrs, M8, H100, tp=4)
+    assert op_cost("tool.lookup", {"latency_ms": 3, "payload_bytes": None}, None, H100).time_ms > 3
 
 
 # --------------------------------------------------------------------------- other ops
