@@ -102,8 +102,18 @@ def _options(**kw):
     return Options(**{k: v for k, v in kw.items() if k in Options.__dataclass_fields__ and v is not None})
 
 
+def _print_cmake_dir(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cmake"))
+    ctx.exit(0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agentc")
+@click.option("--cmake-dir", is_flag=True, expose_value=False, is_eager=True, callback=_print_cmake_dir,
+              help="Print the directory holding agentcConfig.cmake and exit. "
+                   "Example: cmake -Dagentc_DIR=$(agentc --cmake-dir) ..")
 def cli():
     """agentc: compile agent graphs (.agent) onto heterogeneous clusters.
 
@@ -283,3 +293,49 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
 
 def opt_main():
     opt_cmd(prog_name="agentc-opt")
+
+
+# ----------------------------------------------------------------------------- agentc check (CI gate)
+
+@cli.command("check")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--baseline", required=True, type=click.Path(dir_okay=False),
+              help="The manifest.json to compare against (e.g. from the main branch). "
+                   "Example: --baseline ci/baseline/manifest.json")
+@click.option("--max-cost-increase", default="5%", show_default=True,
+              help="Largest allowed rise of $/request and $/hr. Example: --max-cost-increase 2%")
+@click.option("--max-latency-increase", default="5%", show_default=True,
+              help="Largest allowed rise of e2e, TTFT and TBT. Example: --max-latency-increase 10%")
+@common_plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
+@guarded
+def check_cmd(source, baseline, max_cost_increase, max_latency_increase, cluster, catalogs, objective, sla_mode,
+              lam, pricing, worst_case, as_json):
+    """Plan SOURCE and compare it with a baseline manifest; exit 1 on an SLA violation or
+    a cost/latency regression beyond the bounds, 0 otherwise.
+
+    SOURCE is an .agent file (planned up to the `placed` stage), or a manifest.json /
+    output directory already written by `agentc compile`.
+
+    \b
+    Examples:
+      agentc check examples/voice_agent.agent --baseline baseline/manifest.json
+      agentc check app.agent --cluster prod.toml --baseline base.json --max-cost-increase 2%
+      agentc check out/ --baseline base.json --max-latency-increase 10%
+    """
+    from dataclasses import asdict
+
+    from agentc import check, report
+
+    opts = _options(cluster=cluster, catalogs=tuple(catalogs), objective=objective, sla_mode=sla_mode, lam=lam,
+                    pricing=pricing, worst_case=worst_case)
+    result = check.compare(check.current_manifest(source, opts), check.load_manifest(baseline),
+                           max_cost_increase=check.parse_bound(max_cost_increase),
+                           max_latency_increase=check.parse_bound(max_latency_increase))
+    if as_json:
+        click.echo(json.dumps({"passed": not result.failed, "rows": [asdict(r) for r in result.rows],
+                               "sla_violations": result.sla_violations, "regressions": result.regressions},
+                              indent=2, sort_keys=True))
+    else:
+        check.render(result, report.console())
+    sys.exit(1 if result.failed else 0)
