@@ -108,6 +108,10 @@ STAGES: list[Stage] = [
     Stage("decomposed", "inline nested agents; granular ops (tokenize, prefill, kv.transfer, decode, "
           "tool.lookup/compute, ...)", pass_stage("inline-agents", "decompose-llm", "decompose-tools",
                                                   "decompose-ops")),
+    Stage("costed", "time, binding resource, memory fit and $ of every op on every pool",
+          pass_stage("annotate-cost")),
+    Stage("placed", "MILP placement: pool, tensor parallelism and replicas per op under the SLA",
+          pass_stage("place")),
 ]
 
 

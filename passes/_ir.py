@@ -41,6 +41,8 @@ def attr_value(attr: ir.Attribute):
         return attr.value
     if isinstance(attr, ir.ArrayAttr):
         return [attr_value(a) for a in attr]
+    if isinstance(attr, ir.DictAttr):
+        return {named.name: attr_value(named.attr) for named in attr}
     if isinstance(attr, ir.DenseI32ArrayAttr):
         return list(attr)
     return str(attr)
@@ -48,7 +50,11 @@ def attr_value(attr: ir.Attribute):
 
 def attrs_of(op) -> dict:
     op = op.operation if hasattr(op, "operation") else op
-    return {a.name: attr_value(a.attr) for a in op.attributes}
+    out = {}
+    for item in op.attributes:
+        name = item if isinstance(item, str) else item.name
+        out[name] = attr_value(op.attributes[name])
+    return out
 
 
 def get(op, name, default=None):

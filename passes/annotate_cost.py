@@ -1,0 +1,99 @@
+"""annotate-cost: price every granular op on every device pool of the cluster.
+
+For each op and each pool (and each admissible tensor-parallel degree where the op
+splits), the cost model gives time, binding resource, memory fit and dollars (PAPER.md
+section 2). The result is attached to the op as `costs`, an array of dictionaries, so
+the placement pass, `agentc cost` and a human reading `--emit costed` all see the same
+numbers. Host-side work (tokenizing, tool calls, memory, glue) is offered only on CPU
+pools when the cluster has any. An op that fits no device is an error here, located at
+the source that created it.
+"""
+
+from __future__ import annotations
+
+from mlir import ir
+
+from agentc.costmodel import KINDS, CostModelError, op_cost, op_demand, supports_tp
+from agentc.diagnostics import VerifyError
+from agentc.frontend.lower import attrs
+from agentc.passes._ir import attrs_of, get, source_loc, top_ops, walk
+from agentc.passes._plan_ctx import catalog_and_cluster, model_for, models_of
+
+NAME = "annotate-cost"
+DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+MAX_BATCH = 256
+
+
+def _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
+    """Decode is served in batches: the largest power-of-two batch that fits in memory
+    and keeps the per-token step within the TBT SLA (the paper maximises batch under the
+    SLA). Returns (cost at that batch, batch); per-request busy time and dollars are the
+    batch's divided by the batch size."""
+    best, best_b = op_cost(kind, a, model, dev, tp, cluster, loc), 1
+    b = 2
+    while b <= MAX_BATCH and not best.profiled:
+        c = op_cost(kind, dict(a, batch=b), model, dev, tp, cluster, loc)
+        if not c.fits or (tbt_sla_ms is not None and c.tbt_ms is not None and c.tbt_ms > tbt_sla_ms):
+            break
+        best, best_b = c, b
+        b *= 2
+    return best, best_b
+
+
+def op_costs(op, models, cluster, tbt_sla_ms=None):
+    """The list of (pool, OpCost, batch) for `op` over the cluster's pools (the source of
+    the `costs` attribute)."""
+    kind = op.name
+    a = attrs_of(op)
+    model = model_for(op, models)
+    loc = source_loc(op)
+    demand = op_demand(kind, a, model, loc)
+    has_cpu = any(p.device.is_cpu for p in cluster.pools)
+    out = []
+    for pool in cluster.pools:
+        dev = pool.device
+        if demand.host_side and has_cpu and not dev.is_cpu:
+            continue
+        for tp in (pool.admissible_tp() if supports_tp(kind) else (1,)):
+            try:
+                if kind in DECODE_KINDS:
+                    cost, batch = _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms)
+                else:
+                    cost, batch = op_cost(kind, a, model, dev, tp, cluster, loc), 1
+            except CostModelError:
+                if dev.is_abstract:
+                    continue
+                raise
+            out.append((pool, cost, batch))
+    return out
+
+
+def run(module, options=None) -> None:
+    _catalog, cluster = catalog_and_cluster(options)
+    models = models_of(module)
+    for graph in [op for op in top_ops(module) if op.name == "agent.graph"]:
+        tbt = get(graph, "sla_tbt_ms")
+        for op in walk(graph):
+            if op.name not in KINDS:
+                continue
+            entries = op_costs(op, models, cluster, tbt)
+            loc = source_loc(op)
+            if not entries:
+                raise VerifyError(f"no pool of cluster '{cluster.name}' can run {op.name}", loc)
+            if not any(c.fits for _p, c, _b in entries):
+                model = model_for(op, models)
+                biggest = max(entries, key=lambda e: e[0].device.memory_gb * e[1].tp)[:2]
+                need = biggest[1].memory_bytes * biggest[1].tp / 1e9
+                raise VerifyError(
+                    f"{op.name} of model '{model.name if model else '?'}' fits no device of cluster "
+                    f"'{cluster.name}': it needs {need:.1f} GB, the largest option "
+                    f"({biggest[0].name}, tp={biggest[1].tp}) has "
+                    f"{biggest[0].device.memory_gb * biggest[1].tp:.0f} GB", loc)
+            op.attributes["costs"] = ir.ArrayAttr.get([
+                ir.DictAttr.get(attrs(
+                    pool=pool.name, device=c.device, tp=c.tp, time_ms=float(c.time_ms), binding=c.binding,
+                    fits=bool(c.fits), usd_per_call=float(c.usd_per_call) / b, busy_ms=float(c.time_ms) / b,
+                    batch=int(b), memory_bytes=float(c.memory_bytes),
+                    energy_j=float(c.energy_j), ttft_ms=None if c.ttft_ms is None else float(c.ttft_ms),
+                    tbt_ms=None if c.tbt_ms is None else float(c.tbt_ms), profiled=bool(c.profiled)))
+                for pool, c, b in entries])

@@ -1,0 +1,223 @@
+"""place: choose a pool, tensor-parallel degree and replica count for every op of the
+entry agent by a MILP that meets the SLA at least cost (agentc.planner, HiGHS).
+
+The costed IR becomes the planner's abstract `Problem`: one `PlanOp` per granular op,
+its options from the `costs` attribute; one `PlanEdge` per def-use pair, sized by what
+flows on it. `kv.transfer` ops are not placed themselves: they become the edge from
+prefill to decode, priced by the link (or the cluster's transfer profile) only when the
+two ends sit on different pools, which is exactly the paper's disaggregation choice.
+Loops weight their body by expected trips and branches their arms by probability
+(`--worst-case`: maximum trips, both arms). The plan is written back as attributes on
+each op (pool, device, target, chip, tp, replicas, start/finish) and kept on the
+Compilation for the manifest and `agentc explain`.
+"""
+
+from __future__ import annotations
+
+from mlir import ir
+
+from agentc.costmodel import kv_cache_bytes, usd_per_hr
+from agentc.diagnostics import InfeasiblePlanError, VerifyError
+from agentc.frontend.lower import attrs
+from agentc.passes._ir import get, source_loc, walk
+from agentc.passes._plan_ctx import catalog_and_cluster, entry_graph, model_for, models_of
+
+NAME = "place"
+TRANSFER_OPS = ("kv.transfer",)
+
+
+def _is_granular(op) -> bool:
+    return "costs" in op.attributes or op.name in TRANSFER_OPS
+
+
+class _Graph:
+    """The entry graph flattened into weighted ops and def-use edges."""
+
+    def __init__(self, graph, worst_case: bool, models):
+        self.models = models
+        self.worst_case = worst_case
+        self.ops: list = []          # (op, weight)
+        self.label: dict = {}        # op hash -> unique id
+        self._visit(graph.regions[0].blocks[0], 1.0)
+
+    def _visit(self, block, weight):
+        for op in block.operations:
+            if op.name == "agent.loop":
+                trips = get(op, "max_trips") if self.worst_case else get(op, "expected_trips")
+                self._visit(op.regions[0].blocks[0], weight * trips)
+            elif op.name == "agent.branch":
+                p = get(op, "prob")
+                self._visit(op.regions[0].blocks[0], weight * (1.0 if self.worst_case else p))
+                self._visit(op.regions[1].blocks[0], weight * (1.0 if self.worst_case else 1 - p))
+            elif op.name == "agent.parallel":
+                self._visit(op.regions[0].blocks[0], weight)
+            elif _is_granular(op):
+                base = get(op, "label", op.name)
+                name, n = base, 1
+                while name in self.label.values():
+                    n += 1
+                    name = f"{base}#{n}"
+                op.attributes["op_id"] = ir.StringAttr.get(name)
+                self.label[name] = name
+                self.ops.append((op, weight))
+
+    def producers(self, value) -> list:
+        """Granular ops whose result reaches `value` (through region results/arguments)."""
+        if isinstance(value.owner, ir.Block):
+            arg = ir.BlockArgument(value)
+            parent = value.owner.owner
+            if parent is not None and parent.name == "agent.loop":
+                return self.producers(parent.operands[arg.arg_number])
+            return []
+        res = ir.OpResult(value)
+        op = res.owner
+        if op.name in ("agent.loop", "agent.branch", "agent.parallel"):
+            out = []
+            for region in op.regions:
+                term = list(region.blocks[0].operations)[-1]
+                out += self.producers(term.operands[res.result_number])
+            return out
+        if op.name == "agent.input":
+            return []
+        return [op]
+
+
+def _key(op):
+    """A stable identity for an op (Python wrappers of one op are not hash-equal)."""
+    return get(op, "op_id")
+
+
+def value_bytes(op, models) -> float:
+    """Bytes an op's result carries to its consumers (for cross-pool transfers)."""
+    kind = str(op.results[0].type)[len("!agent."):] if len(op.results) else "json"
+    model = model_for(op, models)
+    tokens = get(op, "tokens", 512)
+    if kind == "kv":
+        return kv_cache_bytes(model, get(op, "tokens", 1), get(op, "batch", 1)) if model else 1e6
+    if kind in ("text", "tokens"):
+        return 4.0 * tokens
+    if kind == "json":
+        return float(get(op, "payload_bytes", 0) or 4096)
+    if kind == "documents":
+        return float(get(op, "bytes", 0) or 2048 * (get(op, "k", 4) or 4))
+    if kind == "embedding":
+        return 4.0 * (model.d_model if model else get(op, "dim", 1024))
+    if kind == "audio":
+        return 32.0 * get(op, "audio_ms", 5000.0)
+    # hidden states between the pieces of one model
+    width = model.d_model if model else 1024
+    return float(tokens * width * (model.bytes_per_elem if model else 2))
+
+
+def build_problem(module, comp):
+    """The planner Problem for the module's entry graph, and the flattened graph."""
+    from agentc import planner
+
+    _catalog, cluster = catalog_and_cluster(comp)
+    opts = comp.options if comp is not None else None
+    models = models_of(module)
+    graph_op = entry_graph(module)
+    if graph_op is None:
+        raise VerifyError("module has no agent.graph to place")
+    g = _Graph(graph_op, bool(opts and opts.worst_case), models)
+    ops, edges = [], []
+    pools = {p.name: p for p in cluster.pools}
+    for op, weight in g.ops:
+        if op.name in TRANSFER_OPS:
+            continue
+        options = []
+        for c in get(op, "costs"):
+            options.append(planner.Option(
+                device=c["pool"], tp=int(c["tp"]), time_ms=float(c["time_ms"]),
+                usd_per_call=float(c["usd_per_call"]), busy_ms=float(c.get("busy_ms", c["time_ms"])),
+                ttft_ms=c.get("ttft_ms"), tbt_ms=c.get("tbt_ms"), memory_ok=bool(c["fits"]),
+                note=str(c["binding"])))
+        loc = source_loc(op)
+        ops.append(planner.PlanOp(id=g.label[_key(op)], kind=op.name, options=options, weight=weight,
+                                  loc=str(loc) if loc else ""))
+    for op, weight in g.ops:
+        if op.name in TRANSFER_OPS:
+            continue
+        for operand in op.operands:
+            for prod in g.producers(operand):
+                if prod.name in TRANSFER_OPS:
+                    edges += _transfer_edges(g, prod, op, weight, models, cluster, pools)
+                elif _key(prod) in g.label:
+                    edges.append(planner.PlanEdge(src=g.label[_key(prod)], dst=g.label[_key(op)],
+                                                  bytes=value_bytes(prod, models), weight=weight))
+    sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
+                      tbt_ms=get(graph_op, "sla_tbt_ms"))
+    plan_pools = [planner.Pool(p.name, p.device.name, p.count, usd_per_hr(p.device, cluster))
+                  for p in cluster.pools]
+    links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
+    default = cluster.default_link
+    tokens = sum(get(op, "tokens", 0) * w for op, w in g.ops if op.name == "llm.detokenize")
+    problem = planner.Problem(
+        ops=ops, edges=edges, pools=plan_pools, links=links, sla=sla,
+        load_rps=float(get(graph_op, "load_rps", 0.0) or 0.0),
+        objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
+        lam=opts.lam if opts else 1e3,
+        default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
+        tokens_per_request=float(tokens))
+    return problem, g, graph_op, cluster
+
+
+def _transfer_edges(g, transfer, consumer, weight, models, cluster, pools):
+    """The prefill -> decode edge that a kv.transfer op stands for."""
+    from agentc import planner
+
+    model = model_for(transfer, models)
+    nbytes = kv_cache_bytes(model, get(transfer, "tokens"), get(transfer, "batch", 1))
+    profiled = {}
+    for a in pools.values():
+        for b in pools.values():
+            if a.name == b.name:
+                continue
+            prof = cluster.transfer_profile("kv.transfer", a.device.name, b.device.name)
+            if prof is not None:
+                usd = prof.usd_per_call if prof.usd_per_call is not None else \
+                    (prof.usd_per_token or 0.0) * get(transfer, "tokens") * get(transfer, "batch", 1)
+                profiled[(a.name, b.name)] = (prof.latency_ms, usd)
+    out = []
+    for prod in g.producers(transfer.operands[0]):
+        if _key(prod) in g.label:
+            out.append(planner.PlanEdge(src=g.label[_key(prod)], dst=g.label[_key(consumer)], bytes=nbytes,
+                                        weight=weight, kind="kv.transfer", profiled=profiled or None))
+    return out
+
+
+def run(module, options=None) -> None:
+    from agentc import planner
+
+    problem, g, graph_op, cluster = build_problem(module, options)
+    try:
+        plan = planner.solve(problem)
+    except InfeasiblePlanError as e:
+        raise InfeasiblePlanError(e.message, e.loc or source_loc(graph_op), e.notes) from None
+    pools = {p.name: p for p in cluster.pools}
+    for op, _w in g.ops:
+        if op.name in TRANSFER_OPS:
+            dst = [o for o, _ in g.ops if any(_key(p) == _key(op) for v in o.operands for p in g.producers(v))]
+            src = g.producers(op.operands[0])
+            if dst and src and _key(src[0]) in g.label and _key(dst[0]) in g.label:
+                a = plan.ops[g.label[_key(src[0])]].pool
+                b = plan.ops[g.label[_key(dst[0])]].pool
+                op.attributes["src_pool"] = ir.StringAttr.get(a)
+                _annotate(op, pools[b], 1, 1, plan.ops[g.label[_key(dst[0])]].start_ms,
+                          plan.ops[g.label[_key(dst[0])]].start_ms)
+            continue
+        p = plan.ops[g.label[_key(op)]]
+        _annotate(op, pools[p.pool], p.option.tp, p.replicas, p.start_ms, p.finish_ms)
+    graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.e2e_ms))
+    graph_op.attributes["plan_cost"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.cost))
+    if options is not None:
+        options.data["plan"] = plan
+        options.data["problem"] = problem
+        options.data["labels"] = {g.label[_key(op)]: op for op, _ in g.ops}
+
+
+def _annotate(op, pool, tp, replicas, start, finish):
+    dev = pool.device
+    for k, v in attrs(pool=pool.name, device=dev.name, target=dev.target, chip=dev.chip or "", tp=int(tp),
+                      replicas=int(replicas), start_ms=float(start), finish_ms=float(finish)).items():
+        op.attributes[k] = v
