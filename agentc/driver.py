@@ -115,6 +115,16 @@ STAGES: list[Stage] = [
 ]
 
 
+def _stage_manifest(c: Compilation) -> None:
+    from agentc.targets import manifest
+
+    c.artifacts["manifest.json"] = manifest.dumps(manifest.build(c))
+
+
+MANIFEST_STAGE = Stage("manifest", "manifest.json: placement, transfers, totals, baselines, artifacts",
+                       _stage_manifest, ir=False)
+
+
 def stage_names() -> list[str]:
     return [s.name for s in STAGES]
 
@@ -168,6 +178,7 @@ def parse_mlir(text: str, path: str, ctx: ir.Context) -> ir.Module:
 
 def compile_file(path: str, options: Options, progress=None) -> Compilation:
     """Run the stages on `path` up to `options.emit` (or all of them)."""
+    ensure_pipeline()
     names = stage_names()
     if options.emit is not None and options.emit not in names:
         raise UsageError(f"unknown stage '{options.emit}'; stages: {', '.join(names)}")
@@ -187,7 +198,8 @@ def compile_file(path: str, options: Options, progress=None) -> Compilation:
             if progress is not None:
                 progress(stage.name)
             stage.run(c)
-            c.stage = stage.name
+            if stage.ir:
+                c.stage = stage.name
             if stage.ir and c.module is not None:
                 from agentc.passes._ir import set_module_stage
 
@@ -256,10 +268,14 @@ __all__ = ["AgentcError", "Compilation", "Options", "STAGES", "Stage", "compile_
 # ----------------------------------------------------------------------------- outputs
 
 def ensure_pipeline() -> None:
-    """Import the modules whose stages extend STAGES (kept lazy: MLIR/HiGHS load time)."""
+    """Import the modules whose stages extend STAGES (kept lazy: MLIR/HiGHS load time);
+    the manifest stage always comes last."""
     for hook in _PIPELINE_HOOKS:
         hook()
     _PIPELINE_HOOKS.clear()
+    if MANIFEST_STAGE in STAGES:
+        STAGES.remove(MANIFEST_STAGE)
+    STAGES.append(MANIFEST_STAGE)
 
 
 _PIPELINE_HOOKS: list[Callable[[], None]] = []

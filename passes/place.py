@@ -147,7 +147,7 @@ def build_problem(module, comp):
                                                   bytes=value_bytes(prod, models), weight=weight))
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"))
-    plan_pools = [planner.Pool(p.name, p.device.name, p.count, usd_per_hr(p.device, cluster))
+    plan_pools = [planner.Pool(p.name, p.device.name, p.count, usd_per_hr(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
     default = cluster.default_link

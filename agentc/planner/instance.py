@@ -33,6 +33,7 @@ class Site:
     count: int | None  # None: unlimited
     usd_per_hr: float
     implicit: bool
+    cpu: bool = False
 
     @property
     def metered(self) -> bool:
@@ -40,7 +41,7 @@ class Site:
 
     @property
     def is_cpu(self) -> bool:
-        return "cpu" in self.device_class.lower()
+        return self.cpu or "cpu" in self.device_class.lower()
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Instance:
     def _build_sites(self) -> None:
         p = self.problem
         self.sites: list[Site] = [
-            Site(pl.name, pl.device_class, pl.count, pl.usd_per_hr, False)
+            Site(pl.name, pl.device_class, pl.count, pl.usd_per_hr, False, pl.cpu)
             for pl in sorted(p.pools, key=lambda pl: pl.name)
         ]
         known = {s.name for s in self.sites} | {s.device_class for s in self.sites}
@@ -277,7 +278,8 @@ class Instance:
             demand[j] = demand.get(j, 0.0) + self.demand(choice[i])
             devices[j] = max(devices.get(j, 0), ch[i].option.tp)
         if self.load > 0:
-            devices = {j: max(0, math.ceil(d - 1e-9)) for j, d in demand.items()}
+            # A tensor-parallel replica needs all tp devices at once: at least max tp.
+            devices = {j: max(devices[j], math.ceil(d - 1e-9)) for j, d in demand.items()}
             metered_usd = sum(self.ops[i].weight * ch[i].option.usd_per_call
                               for i in range(n) if self.sites[ch[i].site].metered)
             usd_hr = sum(devices[j] * self.sites[j].usd_per_hr for j in devices) \

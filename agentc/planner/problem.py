@@ -64,6 +64,7 @@ class Pool:
     device_class: str
     count: int
     usd_per_hr: float
+    cpu: bool = False
 
 
 @dataclass(frozen=True)
