@@ -196,6 +196,8 @@ def stages_cmd():
 
 
 def main():
+    import agentc.cli_plan  # noqa: F401 - registers plan, explain, cost, devices, calibrate
+
     cli(prog_name="agentc")
 
 

@@ -17,7 +17,7 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     return Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")) or not tty,
-                   force_terminal=tty, highlight=False, soft_wrap=not tty)
+                   force_terminal=tty, highlight=False, width=None if tty else 200)
 
 
 def print_compile_summary(c, dest: str) -> None:

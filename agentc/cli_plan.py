@@ -1,0 +1,298 @@
+"""The planning commands of `agentc`: plan, explain, cost, devices, calibrate.
+
+They share the compile pipeline (stopping at `costed` or `placed`) and print with rich
+tables on a terminal, plain text otherwise, or JSON with `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from agentc.cli import _options, cli, common_plan_options, guarded
+from agentc.diagnostics import UsageError
+from agentc.report import console
+
+
+def _compile(source, stop, **kw):
+    from agentc import driver
+
+    return driver.compile_file(source, _options(emit=stop, **kw))
+
+
+def _fmt(x, digits=4):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _plan_view(c) -> dict:
+    from agentc.targets import manifest
+
+    return manifest.build(c)
+
+
+@cli.command("plan")
+@click.argument("source", type=click.Path(dir_okay=False))
+@common_plan_options
+@click.option("--pareto", is_flag=True, help="Sweep the latency SLA and print the cost-latency frontier.")
+@click.option("--points", default=8, show_default=True, help="Frontier points for --pareto.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "mermaid", "dot", "svg"]), default="table",
+              show_default=True, help="Output format. Example: --format mermaid")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
+@guarded
+def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, pareto, points, fmt,
+             as_json, output):
+    """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
+
+    \b
+    Examples:
+      agentc plan examples/voice_agent.agent
+      agentc plan examples/rag_agent.agent --pareto --json
+      agentc plan examples/voice_agent.agent --format dot -o plan.dot
+    """
+    fmt = "json" if as_json else fmt
+    c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
+                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
+    if pareto:
+        from agentc import planner
+
+        pts = planner.pareto(c.data["problem"], points=points)
+        if fmt == "json":
+            text = json.dumps([{"e2e_ms": round(l, 6), "cost": round(cst, 9)} for l, cst in pts], indent=2)
+        elif fmt == "svg":
+            from agentc import pictures
+
+            text = pictures.pareto_svg(pts)
+        elif fmt == "table":
+            t = Table("e2e latency (ms)", "cost", title="cost-latency frontier")
+            for l, cst in pts:
+                t.add_row(_fmt(l), _fmt(cst))
+            return _emit_table(t, output)
+        else:
+            raise UsageError("--pareto prints as table, json or svg")
+        return _emit_text(text, output)
+    view = _plan_view(c)
+    if fmt == "json":
+        return _emit_text(json.dumps(view, indent=2, sort_keys=True), output)
+    if fmt in ("mermaid", "dot", "svg"):
+        from agentc import pictures
+
+        if fmt == "mermaid":
+            return _emit_text(pictures.to_mermaid(view), output)
+        dot = pictures.to_dot(view)
+        if fmt == "dot":
+            return _emit_text(dot, output)
+        svg = pictures.to_svg(dot)
+        return _emit_text(svg.decode() if isinstance(svg, bytes) else svg, output)
+    t = Table("op", "kind", "pool", "tp", "replicas", "latency ms", "$/call", "slack ms", "source",
+              title=f"plan for agent '{view['agent']}' ({view['objective']})")
+    for op in view["ops"]:
+        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), _fmt(op["est_latency_ms"]),
+                  _fmt(op["usd_per_call"]), _fmt(op["slack_ms"]), op["loc"])
+    out = console()
+    out.print(t)
+    tot = view["totals"]
+    out.print(f"e2e {_fmt(tot['e2e_ms'])} ms, TTFT {_fmt(tot['ttft_ms'])} ms, TBT {_fmt(tot['tbt_ms'])} ms, "
+              f"{_fmt(tot['usd_per_hr'])} $/hr, {_fmt(tot['usd_per_1m_requests'])} $ per 1M requests, "
+              f"devices {tot['devices']}")
+    for b in view["baselines"]:
+        state = f"ratio {_fmt(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
+        out.print(f"baseline {b['name']}: cost {_fmt(b['cost'])} ({state})")
+
+
+def _emit_text(text, output):
+    if output:
+        from agentc.driver import write_file_atomic
+
+        write_file_atomic(output, (text if text.endswith("\n") else text + "\n").encode())
+    else:
+        click.echo(text)
+
+
+def _emit_table(table, output):
+    if output:
+        raise UsageError("-o needs --json or --format with a text format")
+    console().print(table)
+
+
+@cli.command("explain")
+@click.argument("source", type=click.Path(dir_okay=False))
+@common_plan_options
+@click.option("--op", "op_name", default=None, help="Explain one op (its id, e.g. ans.decode).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, op_name, as_json):
+    """Say why each op went where: chosen device, time and cost, the runner-up and the
+    delta, slack on the critical path, and the constraints that bind.
+
+    \b
+    Examples:
+      agentc explain examples/voice_agent.agent
+      agentc explain examples/voice_agent.agent --op ans.decode
+    """
+    c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
+                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
+    plan = c.data["plan"]
+    ids = sorted(plan.ops)
+    if op_name is not None:
+        if op_name not in plan.ops:
+            raise UsageError(f"no op '{op_name}' in the plan; ops: {', '.join(ids)}")
+        ids = [op_name]
+    rows = []
+    for op_id in ids:
+        p = plan.ops[op_id]
+        ru = p.runner_up
+        rows.append({
+            "op": op_id, "pool": p.pool, "tp": p.option.tp, "time_ms": p.option.time_ms,
+            "usd_per_call": p.option.usd_per_call, "binding_resource": p.option.note,
+            "slack_ms": p.slack_ms, "on_critical_path": op_id in plan.critical_path,
+            "runner_up": None if ru is None else {
+                "pool": ru.pool, "tp": ru.option.tp, "delta_ms": ru.delta_ms, "delta_cost": ru.delta_cost,
+                "feasible": ru.feasible, "why_not": list(ru.reasons)},
+            "excluded": [{"pool": o.device, "tp": o.tp, "reason": r} for o, r in p.excluded],
+        })
+    result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
+              "e2e_ms": plan.e2e_ms, "cost": plan.cost, "objective": plan.objective}
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    out = console()
+    for r in rows:
+        ru = r["runner_up"]
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {_fmt(r['time_ms'])} ms ({r['binding_resource']}-bound), "
+                f"${_fmt(r['usd_per_call'])}/call, slack {_fmt(r['slack_ms'])} ms"
+                + (" [critical path]" if r["on_critical_path"] else ""))
+        out.print(line)
+        if ru:
+            why = f"; not chosen: {'; '.join(ru['why_not'])}" if ru["why_not"] else ""
+            out.print(f"    runner-up {ru['pool']} tp={ru['tp']}: {ru['delta_ms']:+.4g} ms, "
+                      f"{ru['delta_cost']:+.4g} cost{why}")
+        for ex in r["excluded"][:3]:
+            out.print(f"    excluded {ex['pool']} tp={ex['tp']}: {ex['reason']}")
+    out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
+
+
+@cli.command("cost")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster inventory TOML.")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
+@click.option("--pricing", type=click.Choice(["tco", "given"]), default=None, help="Device pricing rule.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def cost_cmd(source, cluster, catalogs, pricing, as_json):
+    """Print every op's cost on every pool: time, binding resource, memory fit, $/call
+    (the best tensor-parallel degree per pool), so you see why an op is expensive where.
+
+    \b
+    Examples:
+      agentc cost examples/voice_agent.agent
+      agentc cost examples/rag_agent.agent --cluster examples/clusters/table3.toml --json
+    """
+    from agentc.costmodel import KINDS
+    from agentc.passes._ir import get, walk
+    from agentc.passes._plan_ctx import entry_graph
+
+    c = _compile(source, "costed", cluster=cluster, catalogs=tuple(catalogs), pricing=pricing)
+    graph = entry_graph(c.module)
+    rows = []
+    for op in walk(graph):
+        if op.name not in KINDS or "costs" not in op.attributes:
+            continue
+        best: dict[str, dict] = {}
+        for e in get(op, "costs"):
+            cur = best.get(e["pool"])
+            if cur is None or (e["fits"], -e["time_ms"]) > (cur["fits"], -cur["time_ms"]):
+                best[e["pool"]] = e
+        rows.append({"op": get(op, "label", op.name), "kind": op.name, "per_pool": best})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    pools = sorted({p for r in rows for p in r["per_pool"]})
+    t = Table("op", "kind", *pools, title="time ms / binding / $ per call (best tp per pool; ! = does not fit)")
+    for r in rows:
+        cells = []
+        for p in pools:
+            e = r["per_pool"].get(p)
+            cells.append("-" if e is None else
+                         f"{_fmt(e['time_ms'])} {e['binding'][:3]}{'' if e['fits'] else '!'} ${_fmt(e['usd_per_call'], 2)}"
+                         + (f" tp{e['tp']}" if e["tp"] > 1 else ""))
+        t.add_row(r["op"], r["kind"], *cells)
+    console().print(t)
+
+
+@cli.command("devices")
+@click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster inventory TOML.")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@guarded
+def devices_cmd(cluster, catalogs, as_json):
+    """Print the device catalog and the cluster inventory (pools, links, pricing).
+
+    \b
+    Examples:
+      agentc devices
+      agentc devices --cluster examples/clusters/table3.toml --json
+    """
+    from agentc.catalog import load_catalog, load_cluster
+    from agentc.costmodel import tco_usd_per_hr, usd_per_hr
+
+    cat = load_catalog(catalogs)
+    cl = load_cluster(cluster, cat)
+    devs = []
+    for d in sorted(cat.devices.values(), key=lambda d: d.name):
+        devs.append({"name": d.name, "kind": d.kind, "vendor": d.vendor, "memory_gb": d.memory_gb,
+                     "mem_gbps": d.mem_gbps, "fp16_tflops": d.fp16_tflops, "fp8_tflops": d.fp8_tflops,
+                     "tdp_w": d.tdp_w, "capex_usd": d.capex_usd, "given_usd_per_hr": d.given_usd_per_hr,
+                     "tco_usd_per_hr": None if d.is_abstract or not d.capex_usd else round(
+                         tco_usd_per_hr(d, cl.financing_years, cl.interest_rate, cl.energy_usd_per_kwh), 6),
+                     "target": d.target, "chip": d.chip})
+    pools = [{"name": p.name, "device": p.device.name, "count": p.count, "nodes": p.nodes,
+              "usd_per_hr": None if p.device.is_abstract and p.device.given_usd_per_hr is None
+              else round(usd_per_hr(p.device, cl), 6)} for p in cl.pools]
+    links = [{"a": l.a, "b": l.b, "gbps": l.gbps, "latency_ms": l.latency_ms} for l in cl.links]
+    if as_json:
+        click.echo(json.dumps({"devices": devs, "cluster": {"name": cl.name, "pricing": cl.pricing,
+                                                            "pools": pools, "links": links}},
+                              indent=2, sort_keys=True))
+        return
+    out = console()
+    t = Table("device", "kind", "memory GB", "mem GB/s", "FP16 TFLOP/s", "FP8 TFLOP/s", "TDP W", "capex $",
+              "given $/hr", "TCO $/hr", "target", title="device catalog")
+    for d in devs:
+        t.add_row(d["name"], d["kind"], _fmt(d["memory_gb"]), _fmt(d["mem_gbps"]), _fmt(d["fp16_tflops"]),
+                  _fmt(d["fp8_tflops"]), _fmt(d["tdp_w"]), _fmt(d["capex_usd"]), _fmt(d["given_usd_per_hr"]),
+                  _fmt(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
+    out.print(t)
+    t = Table("pool", "device", "count", "nodes", "$/hr each", title=f"cluster '{cl.name}' (pricing: {cl.pricing})")
+    for p in pools:
+        t.add_row(p["name"], p["device"], str(p["count"]), str(p["nodes"]), _fmt(p["usd_per_hr"]))
+    out.print(t)
+
+
+@cli.command("calibrate")
+@click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True, help="What to measure.")
+@click.option("-o", "--output", default="profile.toml", show_default=True, type=click.Path(dir_okay=False),
+              help="Profile to write (a catalog file). Example: -o this_machine.toml")
+@click.option("--name", default="this-cpu", show_default=True, help="Device name in the profile.")
+@guarded
+def calibrate_cmd(device, output, name):
+    """Measure this machine (matmul FLOP/s, memory bandwidth, call overhead) and write a
+    device profile that --catalog and cluster files accept.
+
+    \b
+    Examples:
+      agentc calibrate --device cpu -o profile.toml
+      agentc devices --catalog profile.toml
+    """
+    from agentc.calibrate import calibrate_cpu, write_profile
+
+    data = calibrate_cpu(name=name)
+    write_profile(output, data)
+    m = data.get("measured", {})
+    click.echo(f"agentc: wrote {output}: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(m.items())))
