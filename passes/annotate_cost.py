@@ -74,7 +74,8 @@ def run(module, options=None) -> None:
     for graph in [op for op in top_ops(module) if op.name == "agent.graph"]:
         tbt = get(graph, "sla_tbt_ms")
         for op in walk(graph):
-            if op.name not in KINDS:
+            # kv.transfer is an edge: the place pass prices it by link or transfer profile.
+            if op.name not in KINDS or op.name == "kv.transfer":
                 continue
             entries = op_costs(op, models, cluster, tbt)
             loc = source_loc(op)

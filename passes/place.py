@@ -147,7 +147,7 @@ def build_problem(module, comp):
                                                   bytes=value_bytes(prod, models), weight=weight))
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"))
-    plan_pools = [planner.Pool(p.name, p.device.name, p.count, usd_per_hr(p.device, cluster), p.device.is_cpu)
+    plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
     default = cluster.default_link
@@ -160,6 +160,14 @@ def build_problem(module, comp):
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
         tokens_per_request=float(tokens))
     return problem, g, graph_op, cluster
+
+
+def _pool_price(device, cluster) -> float:
+    """$/hr of one device; an abstract, unpriced class (profiled per op, like the paper's
+    HP/CO) is metered: 0 $/hr, and its ops pay their profiled $ per call."""
+    if device.is_abstract and device.given_usd_per_hr is None:
+        return 0.0
+    return usd_per_hr(device, cluster)
 
 
 def _transfer_edges(g, transfer, consumer, weight, models, cluster, pools):
