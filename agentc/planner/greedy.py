@@ -13,16 +13,35 @@ import math
 from .instance import Instance
 
 
-def greedy_choice(inst: Instance) -> tuple[int, ...] | None:
-    """One choice per op (indices into inst.choices), or None if some op has none."""
+def greedy_choice(inst: Instance, candidates: list[list[int]] | None = None) -> tuple[int, ...] | None:
+    """One choice per op (indices into inst.choices), or None if some op has none.
+
+    `candidates` narrows each op's usable choices (e.g. to those an LP relaxation uses).
+
+    The look-ahead ignores transfers still to come, so a pass can overshoot the SLA;
+    the pass is repeated with a tighter internal budget until the plan fits (or the
+    budget reaches zero, which is the latency-greedy plan).
+    """
     if any(not ks for ks in inst.allowed):
         return None
+    cand = candidates or inst.allowed
+    sla = inst.problem.sla.e2e_ms
+    pick = _pass(inst, cand, math.inf if sla is None else sla)
+    if sla is None or inst.problem.objective == "latency":
+        return pick
+    for factor in (0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.0):
+        if inst.evaluate(pick).e2e_ms <= sla + 1e-9:
+            break
+        pick = _pass(inst, cand, sla * factor)
+    return pick
+
+
+def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ...]:
     p = inst.problem
     n = len(inst.ops)
-    budget = p.sla.e2e_ms if p.sla.e2e_ms is not None else math.inf
     latency_first = p.objective == "latency"
     scale = inst.load * 3600.0 if inst.load > 0 else 1.0
-    fastest = [min(inst.ops[i].weight * inst.choices[k].option.time_ms for k in inst.allowed[i])
+    fastest = [min(inst.ops[i].weight * inst.choices[k].option.time_ms for k in cand[i])
                for i in range(n)]
     after = [0.0] * n  # fastest time from the end of op i to the end of the graph
     for i in reversed(inst.topo):
@@ -33,7 +52,7 @@ def greedy_choice(inst: Instance) -> tuple[int, ...] | None:
     for i in inst.topo:
         w = inst.ops[i].weight
         best_key, best = None, -1
-        for r, k in enumerate(inst.allowed[i]):
+        for r, k in enumerate(cand[i]):
             c = inst.choices[k]
             site = inst.sites[c.site]
             start, money = 0.0, 0.0
@@ -48,7 +67,7 @@ def greedy_choice(inst: Instance) -> tuple[int, ...] | None:
             else:
                 money += w * c.option.usd_per_call * scale
             room = (inst.load <= 0 or site.count is None
-                    or math.ceil(used.get(c.site, 0.0) + inst.demand(k) - 1e-9) <= site.count)
+                    or max(c.option.tp, math.ceil(used.get(c.site, 0.0) + inst.demand(k) - 1e-9)) <= site.count)
             fits = room and end + after[i] <= budget + 1e-9
             if fits:
                 key = (0, end, money, r) if latency_first else (0, money, end, r)

@@ -11,7 +11,8 @@ Variables (see PAPER.md section 3 for the model this refines):
   ends' fractional placements, far tighter than y >= x_u + x_v - 1;
 - s[i] start times on the DAG, bounded below by the fastest-option earliest start and,
   under a hard SLA, above by SLA minus the fastest tail; E >= finish of every sink;
-- n[p] integer devices per pool under load, n[p] >= sum of busy-device demand.
+- n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
+  n[p] >= tp of every op placed on p (a replica needs its tp devices at once).
 
 Modes: "cost" (money + soft-SLA penalties), "latency" (minimise E, then cost under the
 found E), "relax" (every SLA, capacity and memory limit softened, total violation
@@ -79,7 +80,8 @@ class MilpResult:
 class Formulation:
     """One MILP over an Instance; `solve()` runs it, `warm(m)` maps a plan to columns."""
 
-    def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None):
+    def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None,
+                 cand: list[list[int]] | None = None):
         self.inst, self.mode = inst, mode
         p = inst.problem
         self.relax = mode == "relax"
@@ -91,7 +93,7 @@ class Formulation:
         money = 0.0 if mode in ("relax", "latency") else 1.0
         scale = inst.load * 3600.0 if inst.load > 0 else 1.0
         lam = 0.0 if self.relax else (0.0 if inst.hard else p.lam)
-        self.cand = inst.op_choices if self.relax else inst.allowed
+        self.cand = cand or (inst.op_choices if self.relax else inst.allowed)
         if any(not ks for ks in self.cand):
             self.trivially_infeasible = True
             return
@@ -248,6 +250,13 @@ class Formulation:
             ub = INF if (self.relax or site.count is None) else float(site.count)
             self.ncol[j] = n = self._col(money * site.usd_per_hr, 0.0, ub, True)
             self._row([(n, 1.0)] + [(self.xcol[k], -inst.demand(k)) for k in by_site[j]], 0.0, INF)
+            # a tensor-parallel replica holds all its tp devices at once: n >= tp of each op
+            per_op: dict[int, list[int]] = {}
+            for k in by_site[j]:
+                per_op.setdefault(inst.choices[k].op, []).append(k)
+            for ks in per_op.values():
+                if max(inst.choices[k].option.tp for k in ks) > 1:
+                    self._row([(n, 1.0)] + [(self.xcol[k], -float(inst.choices[k].option.tp)) for k in ks], 0.0, INF)
             if self.relax and site.count is not None:
                 self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)
                 self._row([(n, 1.0), (sg, -1.0)], -INF, float(site.count))
@@ -280,11 +289,8 @@ class Formulation:
                 v[c] = max(0.0, m.devices.get(j, 0) - inst.sites[j].count)
         return v
 
-    def solve(self, warm: Metrics | None = None) -> MilpResult:
+    def _load(self, integer: bool) -> highspy.Highs:
         p = self.inst.problem
-        if self.trivially_infeasible:
-            return MilpResult("infeasible", None, None, INF, 0.0)
-        t0 = time.perf_counter()
         h = new_highs()
         h.setOptionValue("time_limit", float(p.time_limit_s))
         h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap))
@@ -303,10 +309,29 @@ class Formulation:
                            np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
         if status != highspy.HighsStatus.kOk:
             raise RuntimeError(f"HiGHS rejected the placement model: {status}")
-        ints = [j for j in range(ncol) if self.integer[j]]
-        h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
-                                np.array([highspy.HighsVarType.kInteger] * len(ints)))
+        if integer:
+            ints = [j for j in range(ncol) if self.integer[j]]
+            h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
+                                    np.array([highspy.HighsVarType.kInteger] * len(ints)))
         h.changeObjectiveOffset(self.offset)
+        return h
+
+    def lp_relaxation(self) -> tuple[float, dict[int, float]] | None:
+        """(bound, x by choice) of the LP relaxation; None if the LP is infeasible."""
+        if self.trivially_infeasible:
+            return None
+        h = self._load(integer=False)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        vals = h.getSolution().col_value
+        return h.getInfo().objective_function_value, {k: vals[c] for k, c in self.xcol.items()}
+
+    def solve(self, warm: Metrics | None = None) -> MilpResult:
+        if self.trivially_infeasible:
+            return MilpResult("infeasible", None, None, INF, 0.0)
+        t0 = time.perf_counter()
+        h = self._load(integer=True)
         if warm is not None:
             sol = highspy.HighsSolution()
             sol.col_value = list(self.warm(warm))

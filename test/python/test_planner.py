@@ -241,7 +241,8 @@ def oracle(problem):
             for op in problem.ops:
                 o = where[op.id]
                 demand[o.device] = demand.get(o.device, 0.0) + problem.load_rps * op.weight * o.busy_ms / 1000 * o.tp
-            need = {d: math.ceil(v - 1e-9) for d, v in demand.items()}
+            need = {d: max(math.ceil(v - 1e-9), max(where[op.id].tp for op in problem.ops if where[op.id].device == d))
+                    for d, v in demand.items()}
             if any(need[d] > pools[d].count for d in need):
                 continue
             cost = sum(need[d] * pools[d].usd_per_hr for d in need) + problem.load_rps * 3600 * (
