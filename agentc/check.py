@@ -2,7 +2,8 @@
 manifest, fail on an SLA violation or a regression beyond the allowed bound.
 
 A manifest's `totals` hold `e2e_ms`, `ttft_ms`, `tbt_ms` (latency metrics),
-`usd_per_request`, `usd_per_hr` (cost metrics) and `sla` (the program's bounds). A
+`usd_per_request`, `usd_per_hr` (cost metrics); its `sla` (top level, or inside
+`totals`) holds the program's bounds `e2e_ms`, `ttft_ms`, `tbt_ms` (null: unbounded). A
 metric regresses when it grows by more than the bound for its class relative to the
 baseline; a metric missing on either side is shown but never fails the gate, so a
 baseline from an older agentc still works. The SLA is judged on the current plan only.
@@ -93,9 +94,9 @@ def totals(manifest: dict) -> dict:
     return t
 
 
-def sla_violations(t: dict) -> list[str]:
-    """Violations recorded in `totals.sla` or implied by its bounds."""
-    sla = t.get("sla")
+def sla_violations(t: dict, sla=None) -> list[str]:
+    """Violations recorded in the SLA object or implied by its bounds on the totals."""
+    sla = t.get("sla") if sla is None else sla
     out: list[str] = []
     if isinstance(sla, dict):
         for v in sla.get("violations", []) or []:
@@ -145,7 +146,7 @@ def compare(current: dict, baseline: dict, *, max_cost_increase: float | None = 
             else:
                 status = "ok"
         rows.append(Row(key, label, unit, b, c, change, bound, status))
-    return CheckResult(rows, sla_violations(cur), regressions)
+    return CheckResult(rows, sla_violations(cur, current.get("sla")), regressions)
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -219,15 +220,8 @@ def current_manifest(source: str, options) -> dict:
 
 def manifest_of(c) -> dict:
     """The manifest dict of a compilation that has run the `placed` stage."""
-    m = c.data.get("manifest")
-    if isinstance(m, dict):
-        return m
     if "manifest.json" in c.artifacts:
         return json.loads(c.artifacts["manifest.json"])
-    from agentc.targets import manifest as manifest_mod
+    from agentc.targets import manifest
 
-    build = getattr(manifest_mod, "build_manifest", None)
-    if build is None:
-        raise UsageError("cannot build a manifest from this compilation (no manifest builder)")
-    m = build(c)
-    return json.loads(m) if isinstance(m, (str, bytes)) else m
+    return manifest.build(c)
