@@ -195,7 +195,7 @@ def test_table3_cluster(catalog):
     assert cl.profile_for("llm.prefill", "HP").latency_ms == 80
     assert cl.profile_for("llm.decode", "CO").usd_per_token == 0.00002
     assert cl.transfer_profile("kv.transfer", "HP", "CO").latency_ms == 10
-    assert cl.profile_for("llm.sample", "HP") is None
+    assert cl.profile_for("moe.merge", "HP") is None
 
 
 CLUSTER_HEAD = """

@@ -263,8 +263,8 @@ def test_profiled_override_table3():
 
 def test_abstract_device_needs_a_profile():
     with pytest.raises(CostModelError, match="abstract"):
-        op_cost("llm.sample", {"tokens": 1}, M8, HP.device, cluster=TABLE3)
-    assert profiled_cost("llm.sample", {"tokens": 1}, HP.device, TABLE3) is None
+        op_cost("moe.merge", {"tokens": 1}, M8, HP.device, cluster=TABLE3)
+    assert profiled_cost("moe.merge", {"tokens": 1}, HP.device, TABLE3) is None
 
 
 def test_transfer_between_pools_uses_links():
