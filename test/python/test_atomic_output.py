@@ -1,0 +1,99 @@
+"""A failing compile leaves the previous `-o` directory byte-identical and nothing
+beside it: no partial outputs, no temporary directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from agentc import driver
+from agentc.cli import cli
+from agentc.diagnostics import ToolchainError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLE = os.path.join(ROOT, "examples", "make")
+
+
+def _snapshot(parent: str) -> dict[str, bytes]:
+    out = {}
+    for dirpath, dirs, names in os.walk(parent):
+        for n in names + [d + "/" for d in dirs]:
+            full = os.path.join(dirpath, n.rstrip("/"))
+            rel = os.path.relpath(full, parent) + ("/" if n.endswith("/") else "")
+            if not n.endswith("/"):
+                with open(full, "rb") as f:
+                    out[rel] = f.read()
+            else:
+                out[rel] = b""
+    return out
+
+
+@pytest.fixture
+def built(tmp_path, monkeypatch):
+    """A project compiled once into build/out; returns (project dir, snapshot of build/)."""
+    for name in ("search.agent", "cluster.toml"):
+        shutil.copy(os.path.join(EXAMPLE, name), tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["compile", "search.agent", "--cluster", "cluster.toml", "--targets", "cpu",
+                                 "-o", "build/out", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return tmp_path, _snapshot(str(tmp_path / "build"))
+
+
+def _compile(*extra):
+    return CliRunner().invoke(cli, ["compile", *extra, "--cluster", "cluster.toml", "--targets", "cpu",
+                                    "-o", "build/out", "--quiet"])
+
+
+def test_parse_error_keeps_previous_output(built):
+    project, before = built
+    (project / "bad.agent").write_text("agent broken( {\n")
+    r = _compile("bad.agent")
+    assert r.exit_code == 1
+    assert "error:" in r.output
+    assert _snapshot(str(project / "build")) == before
+
+
+def test_infeasible_plan_keeps_previous_output(built):
+    project, before = built
+    src = (project / "search.agent").read_text().replace("latency.p95 < 500ms", "latency.p95 < 1ms")
+    (project / "search.agent").write_text(src)
+    r = _compile("search.agent")
+    assert r.exit_code == 1, r.output
+    assert "no placement meets" in r.output
+    assert _snapshot(str(project / "build")) == before
+
+
+def test_toolchain_failure_in_the_last_stage_keeps_previous_output(built, monkeypatch):
+    project, before = built
+    driver.ensure_pipeline()
+    last = driver.STAGES[-1]
+
+    def fail(c):
+        c.artifacts["partial.o"] = b"half-written"
+        raise ToolchainError("llc crashed", command="llc -filetype=obj kernel.ll")
+
+    monkeypatch.setattr(last, "run", fail)
+    r = _compile("search.agent")
+    assert r.exit_code == 1
+    assert "llc crashed" in r.output and "reproduce with: llc -filetype=obj kernel.ll" in r.output
+    assert _snapshot(str(project / "build")) == before
+
+
+def test_failure_while_writing_leaves_no_temp_directory(built, monkeypatch):
+    project, before = built
+    real_open = open
+
+    def flaky_open(path, mode="r", *a, **kw):
+        if "w" in mode and ".tmp-" in str(path) and str(path).endswith(".mlir"):
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", flaky_open)
+    r = _compile("search.agent")
+    monkeypatch.undo()
+    assert r.exit_code != 0
+    assert _snapshot(str(project / "build")) == before
