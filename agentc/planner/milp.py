@@ -316,16 +316,18 @@ class Formulation:
         h.changeObjectiveOffset(self.offset)
         return h
 
-    def lp_relaxation(self) -> tuple[float, dict[int, float]] | None:
-        """(bound, x by choice) of the LP relaxation; None if the LP is infeasible."""
+    def lp_relaxation(self) -> tuple[float, dict[int, float], dict[int, float]] | None:
+        """(bound, x, reduced cost) of the LP relaxation, by choice; None if infeasible."""
         if self.trivially_infeasible:
             return None
         h = self._load(integer=False)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
-        vals = h.getSolution().col_value
-        return h.getInfo().objective_function_value, {k: vals[c] for k, c in self.xcol.items()}
+        sol = h.getSolution()
+        vals, duals = sol.col_value, sol.col_dual
+        return (h.getInfo().objective_function_value, {k: vals[c] for k, c in self.xcol.items()},
+                {k: duals[c] for k, c in self.xcol.items()})
 
     def solve(self, warm: Metrics | None = None) -> MilpResult:
         if self.trivially_infeasible:

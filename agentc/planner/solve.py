@@ -21,6 +21,7 @@ from dataclasses import replace
 from agentc.diagnostics import InfeasiblePlanError
 
 from .greedy import greedy_choice
+from .improve import descend
 from .instance import Instance, Metrics
 from .milp import Formulation, MilpResult
 from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Plan,
@@ -28,6 +29,7 @@ from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Pl
 
 LP_ROUNDING_MIN_CHOICES = 200
 DEBUG = False
+ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
 RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
               "and memory limit made soft, total violation minimised), not by an LP IIS")
 
@@ -67,38 +69,48 @@ def _optimise(inst: Instance) -> tuple[MilpResult, Metrics | None]:
 
 
 def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> MilpResult:
-    """Solve one formulation. Large ones go through their LP relaxation first: a MILP
-    restricted to the options the LP uses (mostly fixed ops, so small) gives a plan; if
-    it is within the requested gap of the full LP bound it is returned as proven, else
-    it warm-starts the full MILP. HiGHS's own primal heuristics only run after long cut
-    rounds on these models, which is what this shortcut avoids."""
+    """Solve one formulation; large ones via their LP relaxation first.
+
+    HiGHS's primal heuristics only run after long cut rounds on these models, so for
+    large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
+    uses (most ops are integral there, so it is small) for an incumbent; (3) polish it
+    with a same-pool descent (improve.py), giving UB; if UB is within the requested gap
+    of the LP bound, stop; (4) reduced cost fixing: an option whose LP reduced cost
+    exceeds UB - LP bound cannot be in a plan better than UB, so dropping it loses
+    nothing; (5) solve the MILP over the
+    options left, warm-started with UB. Its optimum is the full problem's optimum.
+    """
     t0 = time.perf_counter()
     f = Formulation(inst, mode, cap)
     if f.trivially_infeasible:
         return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
     starts = [warm] if warm is not None and _fits(inst, warm, cap) else []
+    key = (lambda m: (m.e2e_ms, m.objective)) if mode == "latency" else (lambda m: m.objective)
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         lp = f.lp_relaxation()
         if lp is None:
             return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
-        bound, x = lp
+        bound, x, reduced = lp
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in f.cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
         sub = Formulation(inst, mode, cap, cand=support)
         res = sub.solve(gm if gm is not None and _fits(inst, gm, cap) else None)
-        if DEBUG:
-            print(f"lp bound {bound:.6g} in {time.perf_counter() - t0:.2f} s; restricted MILP "
-                  f"{sum(len(k) > 1 for k in support)} open ops -> {res.status} {res.objective} "
-                  f"({res.solve_time_s:.2f} s)")
         if res.choice is not None:
             rm = inst.evaluate(res.choice)
-            starts.append(rm)
-            value = _value(inst, mode, rm)
-            gap = (value - bound) / max(abs(value), 1e-12)
+            starts.append(descend(inst, rm, cap) if mode == "cost" else rm)
+        if starts:
+            best = min(starts, key=key)
+            ub = _value(inst, mode, best)
+            gap = (ub - bound) / max(abs(ub), 1e-12)
             if gap <= inst.problem.mip_rel_gap:
-                return MilpResult("optimal", res.choice, value, max(gap, 0.0), time.perf_counter() - t0)
-    key = (lambda m: (m.e2e_ms, m.objective)) if mode == "latency" else (lambda m: m.objective)
+                return MilpResult("optimal", best.choice, ub, max(gap, 0.0), time.perf_counter() - t0)
+            margin = ub - bound + 1e-9 * max(1.0, abs(ub))
+            kept = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in f.cand]
+            if DEBUG:
+                print(f"lp bound {bound:.6g}, incumbent {ub:.6g} after {time.perf_counter() - t0:.2f} s; "
+                      f"reduced-cost fixing keeps {sum(map(len, kept))} of {len(f.xcol)} options")
+            f = Formulation(inst, mode, cap, cand=kept)
     res = f.solve(min(starts, key=key) if starts else None)
     res.solve_time_s = time.perf_counter() - t0
     return res
@@ -231,10 +243,19 @@ def _critical_path(inst: Instance, m: Metrics, dur: list[float]) -> list[str]:
 
 
 def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
-    """Every other choice for op i, priced with the rest of the plan fixed."""
+    """Other choices for op i, each priced with the rest of the plan fixed."""
     out = []
     base = list(m.choice)
-    for k in inst.op_choices[i]:
+    ks = inst.op_choices[i]
+    if len(inst.choices) > ALTERNATIVES_ALL_UP_TO:  # large graphs: the cheapest option per pool
+        per_site: dict[int, int] = {}
+        for k in ks:
+            c = inst.choices[k]
+            j = per_site.get(c.site)
+            if k != m.choice[i] and (j is None or c.option.usd_per_call < inst.choices[j].option.usd_per_call):
+                per_site[c.site] = k
+        ks = sorted(per_site.values())
+    for k in ks:
         if k == m.choice[i]:
             continue
         trial = base.copy()
