@@ -28,11 +28,12 @@ config.name = "agentc"
 config.suffixes = [".agent", ".mlir", ".test"]
 config.excludes = ["Inputs", "Output", "CMakeLists.txt", "README.md", "lit.cfg.py"]
 # The suite root must be the directory of this file: lit names tests by their path below
-# it, so `lit test/lit/...` resolves to the same files. Outputs go to build/lit. (A
+# it, so `lit test/lit/...` resolves to the same files. Outputs go to build/lit, or to
+# `--param agentc_exec_root=DIR` (the CMake target uses its build directory). (A
 # custom test format could hide examples/ from a bare `lit .`, but lit pickles the
 # format to its workers, which a class defined here cannot survive; run `lit test/lit`.)
 config.test_source_root = REPO
-config.test_exec_root = os.path.join(REPO, "build", "lit")
+config.test_exec_root = lit_config.params.get("agentc_exec_root") or os.path.join(REPO, "build", "lit")
 
 
 config.test_format = lit.formats.ShTest(execute_external=False)
