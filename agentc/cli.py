@@ -77,7 +77,7 @@ def common_plan_options(fn):
     opts = [
         click.option("--cluster", type=click.Path(dir_okay=False), default=None,
                      help="Cluster inventory TOML (default: the built-in mixed fleet). "
-                          "Example: --cluster examples/clusters/mixed.toml"),
+                          "Example: --cluster examples/clusters/table3.toml"),
         click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
                      help="Extra device/model catalog TOML; repeatable. Example: --catalog my_devices.toml"),
         click.option("--objective", type=click.Choice(["cost", "latency", "tokens-per-dollar"]), default="cost",

@@ -57,7 +57,8 @@ def build(c) -> dict:
         ru = p.runner_up
         ops.append({
             "id": op_id, "kind": op.name, "loc": str(loc) if loc else "",
-            "device_class": pools[p.pool].device.name, "pool": p.pool, "tp": p.option.tp,
+            "device_class": pools[p.pool].device.name, "device": pools[p.pool].device.name,
+            "pool": p.pool, "tp": p.option.tp,
             "replicas": p.replicas, "weight": _r(problem_weight(problem, op_id)),
             "est_latency_ms": _r(p.option.time_ms), "usd_per_call": _r(p.option.usd_per_call),
             "start_ms": _r(p.start_ms), "finish_ms": _r(p.finish_ms), "slack_ms": _r(p.slack_ms),
@@ -107,7 +108,8 @@ def build(c) -> dict:
         "totals": totals,
         "baselines": baselines,
         "solver": {"name": "HiGHS", "status": plan.status, "gap": _r(plan.gap),
-                   "binding": list(plan.binding), "critical_path": list(plan.critical_path)},
+                   "binding": list(plan.binding), "critical_path": list(plan.critical_path),
+                   "violations": list(plan.violations), "penalty": _r(plan.penalty)},
         "artifacts": artifacts,
     }
 
