@@ -175,6 +175,26 @@ irdl.dialect @agent {
     irdl.results(joined_audio: variadic %v1, joined_text: variadic %v2, joined_tokens: variadic %v3, joined_embedding: variadic %v4, joined_documents: variadic %v5, joined_json: variadic %v6)
     irdl.regions(body: %v7)
   }
+  // Send a value to another pool at a cross-pool edge (inserted by partition).
+  irdl.operation @send {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.integer"
+    %v3 = irdl.base "#builtin.integer"
+    %v4 = irdl.base "#builtin.string"
+    %v5 = irdl.any
+    irdl.attributes { "peer" = %v1, "channel" = %v2, "bytes" = %v3, "link" = %v4 }
+    irdl.operands(value: %v5)
+  }
+  // Receive a value another pool sent on `channel` (inserted by partition).
+  irdl.operation @recv {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.integer"
+    %v3 = irdl.base "#builtin.integer"
+    %v4 = irdl.base "#builtin.string"
+    %v5 = irdl.any
+    irdl.attributes { "peer" = %v1, "channel" = %v2, "bytes" = %v3, "link" = %v4 }
+    irdl.results(value: %v5)
+  }
 }
 
 irdl.dialect @llm {
