@@ -247,7 +247,7 @@ def emit_object(llvm_ir: str, triple: str, *, cpu: str = "", features: str = "",
                              command=f"{shlex.quote(tool_path('llc'))} -mtriple={triple} "
                                      f"-filetype=obj {shlex.quote(path)}") from None
     if opt_level > 0:
-        tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level, size_level=0)
+        tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
         builder = llvm.create_pass_builder(machine, tuning)
         builder.getModulePassManager().run(module, builder)
     return machine.emit_object(module)
