@@ -28,7 +28,6 @@ from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Pl
                       Problem)
 
 LP_ROUNDING_MIN_CHOICES = 200
-DEBUG = False
 ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
 RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
               "and memory limit made soft, total violation minimised), not by an LP IIS")
@@ -107,9 +106,6 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
                 return MilpResult("optimal", best.choice, ub, max(gap, 0.0), time.perf_counter() - t0)
             margin = ub - bound + 1e-9 * max(1.0, abs(ub))
             kept = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in f.cand]
-            if DEBUG:
-                print(f"lp bound {bound:.6g}, incumbent {ub:.6g} after {time.perf_counter() - t0:.2f} s; "
-                      f"reduced-cost fixing keeps {sum(map(len, kept))} of {len(f.xcol)} options")
             f = Formulation(inst, mode, cap, cand=kept)
     res = f.solve(min(starts, key=key) if starts else None)
     res.solve_time_s = time.perf_counter() - t0
