@@ -270,6 +270,7 @@ __all__ = ["AgentcError", "Compilation", "Options", "STAGES", "Stage", "compile_
 def ensure_pipeline() -> None:
     """Import the modules whose stages extend STAGES (kept lazy: MLIR/HiGHS load time);
     the manifest stage always comes last."""
+    import agentc.codegen  # noqa: F401  (registers partitioned, kernels, llvm, ptx, amdgcn, objects)
     for hook in _PIPELINE_HOOKS:
         hook()
     _PIPELINE_HOOKS.clear()

@@ -1,0 +1,272 @@
+"""lower-kernels: every op function of a partitioned module becomes calls of a linalg
+kernel (from `agentc.kernels`) or of the runtime's C ABI (docs/runtime_abi.md).
+
+Compute ops call one kernel, repeated by `scf.for` loops whose trip counts are the
+real ones (layers, generated tokens); the kernel's first input is the op's operand
+(`unrealized_conversion_cast` from the `!agent` handle), the others (weights, caches)
+are `tensor.empty` placeholders the runtime binds. Each pool module holds one copy of
+each distinct kernel, named after its shape, so a compile builds each (kernel, shape,
+target) once.
+
+Shape rule (what is and is not faithful):
+- faithful: d_model, heads, kv_heads, ffn, vocab, mel bins, index dim and k from the
+  model/plan; a tensor-parallel shard of `tp` divides d_model, heads, ffn (and
+  kv_heads, at least 1) by tp, keeping head_dim; one layer function serves all layers.
+- capped: prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
+  frames at FRAMES_CAP, index rows per scan at INDEX_CAP (a larger index is scanned in
+  `agentc.calls` chunks). Longer prompts are not chunked with cross-chunk attention.
+- not faithful: element type (f32 everywhere, whatever the model's dtype); Whisper's
+  cross-attention (its decoder is a self-attention decode step); the TTS vocoder (a
+  frames x hop matmul stand-in); MoE routing (gate and merge are matmuls; an expert is a
+  dense layer).
+
+Ops with no tensor compute (tokenize, detokenize, tool.*, memory.*, observe.append,
+compute.cpu, kv.transfer, comm.allreduce) call `agentc_<op>(name, in, n, out, cap)`,
+declared here and provided by the runtime; nothing runs at compile time.
+"""
+
+from __future__ import annotations
+
+from mlir import ir
+
+from agentc import dialects, kernels
+from agentc.passes._ir import get, top_ops
+from agentc.passes.partition import PartitionError, _models, value_bytes
+
+NAME = "lower-kernels"
+
+SEQ_CAP = 128
+CONTEXT_CAP = 1024
+FRAMES_CAP = 256
+INDEX_CAP = 4096
+SAMPLE_K = 4
+FFT_BINS = 201          # n_fft = 400 (25 ms at 16 kHz)
+VOCODER_HOP = 256
+
+ABI = {
+    "llm.tokenize": "agentc_tokenize", "llm.detokenize": "agentc_detokenize",
+    "tool.lookup": "agentc_tool_lookup", "tool.compute": "agentc_tool_invoke",
+    "memory.read": "agentc_memory_read", "memory.write": "agentc_memory_write",
+    "observe.append": "agentc_observe_append", "compute.cpu": "agentc_compute",
+    "kv.transfer": "agentc_kv_transfer", "comm.allreduce": "agentc_allreduce",
+}
+
+
+def _shard(model: dict, tp: int) -> dict:
+    tp = max(1, tp)
+    heads = max(1, int(model.get("heads", 8)) // tp)
+    kv = max(1, int(model.get("kv_heads", model.get("heads", 8))) // tp)
+    if heads % kv:
+        kv = heads
+    hd = int(model.get("d_model", 512)) // int(model.get("heads", 8))
+    return {"d_model": heads * hd, "heads": heads, "kv_heads": kv,
+            "ffn": max(1, int(model.get("ffn", 4 * heads * hd)) // tp)}
+
+
+def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
+    """(kernel kind, builder arguments, loop trip counts, calls) for a compute op;
+    None for ops that go to the runtime ABI."""
+    name = op.name
+    tp = int(get(op, "tp", 1) or 1)
+    s = _shard(model, tp)
+    tokens = int(get(op, "tokens", 1) or 1)
+    rows = max(1, min(tokens, SEQ_CAP))
+    layers = int(model.get("layers", 1))
+    audio_ms = float(get(op, "audio_ms", 1000.0) or 1000.0)
+    if name in ("llm.prefill", "moe.expert_prefill"):
+        return "prefill_layer", dict(seq=rows, **s), [layers], 1
+    if name in ("llm.decode", "moe.expert_decode", "stt.decode"):
+        ctx = max(1, min(int(get(op, "context", tokens) or tokens), CONTEXT_CAP))
+        return "decode_step", dict(context=ctx, **s), [tokens, layers], 1
+    if name == "llm.sample":
+        return "sample", dict(vocab=int(model.get("vocab", 32000)), k=SAMPLE_K), [tokens], 1
+    if name == "stt.featurize":
+        frames = max(1, min(int(audio_ms / 10), FRAMES_CAP))
+        return "logmel", dict(frames=frames, n_fft_bins=FFT_BINS, n_mels=int(model.get("mel_bins", 80))), [], 1
+    if name in ("stt.encode", "tts.synthesize", "embed.encode"):
+        seq = max(1, min(int(audio_ms / 20) if name == "stt.encode" else tokens, SEQ_CAP))
+        n_layers = int(model.get("encoder_layers", layers)) if name == "stt.encode" else layers
+        return "encoder_layer", dict(seq=seq, d_model=s["d_model"], heads=s["heads"], ffn=s["ffn"]), \
+            [n_layers], 1
+    if name == "embed.pool":
+        return "mean_pool_l2", dict(seq=rows, d=s["d_model"]), [], 1
+    if name == "retrieve.search":
+        size = int(get(op, "index_size", INDEX_CAP) or INDEX_CAP)
+        n = max(1, min(size, INDEX_CAP))
+        return "retrieve", dict(n=n, d=int(get(op, "dim", 384) or 384), k=int(get(op, "k", 4) or 4)), \
+            [], -(-size // n)
+    if name == "tts.vocode":
+        frames = max(1, min(int(audio_ms / 1000 * int(model.get("sample_rate_hz", 22050)) / VOCODER_HOP),
+                            FRAMES_CAP))
+        return "matmul", dict(m=frames, n=VOCODER_HOP, k=s["d_model"]), [], 1
+    if name == "moe.gate_select":
+        return "matmul", dict(m=rows, n=max(1, int(model.get("experts", 8))), k=s["d_model"]), [], 1
+    if name == "moe.merge":
+        return "matmul", dict(m=rows, n=s["d_model"], k=s["d_model"]), [], 1
+    return None
+
+
+def kernel_symbol(kind: str, args: dict) -> str:
+    short = {"seq": "s", "context": "c", "d_model": "d", "heads": "h", "kv_heads": "kv", "ffn": "f",
+             "vocab": "v", "k": "k", "frames": "t", "n_fft_bins": "b", "n_mels": "m", "d": "d",
+             "n": "n", "m": "m"}
+    return kind + "_" + "_".join(f"{short.get(k, k)}{v}" for k, v in args.items())
+
+
+def _kernel_func(text: str):
+    """(argument types, result types) of the one public function of a kernel module."""
+    with ir.Context():
+        m = ir.Module.parse(text)
+        fn = next(iter(m.body.operations))
+        ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+        return [str(t) for t in ftype.inputs], [str(t) for t in ftype.results]
+
+
+def _str_attr(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _compute_body(fn_name, arg_types, res_types, kernel, k_in, k_out, loops, calls, header_attrs):
+    lines = [f"func.func @{fn_name}({', '.join(f'%arg{i}: {t}' for i, t in enumerate(arg_types))})"
+             f"{' -> ' + res_types[0] if res_types else ''} attributes {{{header_attrs}}} {{"]
+    if arg_types:
+        lines.append(f"  %x0 = builtin.unrealized_conversion_cast %arg0 : {arg_types[0]} to {k_in[0]}")
+    else:
+        lines.append(f"  %x0 = tensor.empty() : {k_in[0]}")
+    for i, t in enumerate(k_in[1:], 1):
+        lines.append(f"  %w{i} = tensor.empty() : {t}")
+    carry = k_out[0] == k_in[0]
+    loops = loops if carry else []
+    lines += ["  %c0 = arith.constant 0 : index", "  %c1 = arith.constant 1 : index"]
+    cur = "%x0"
+    for depth, trips in enumerate(loops):
+        lines.append(f"  %n{depth} = arith.constant {trips} : index")
+    for depth, _ in enumerate(loops):
+        lines.append(f"  %y{depth} = scf.for %i{depth} = %c0 to %n{depth} step %c1 "
+                     f"iter_args(%a{depth} = {cur}) -> ({k_in[0]}) {{")
+        cur = f"%a{depth}"
+    args = ", ".join([cur] + [f"%w{i}" for i in range(1, len(k_in))])
+    head = "%r" if len(k_out) == 1 else f"%r:{len(k_out)}"
+    first = "%r" if len(k_out) == 1 else "%r#0"
+    lines.append(f"  {head} = func.call @{kernel}({args}) : ({', '.join(k_in)}) -> ({', '.join(k_out)})")
+    result = first
+    for depth in reversed(range(len(loops))):
+        lines.append(f"  scf.yield {result} : {k_in[0]}")
+        lines.append("  }")
+        result = f"%y{depth}"
+    if res_types:
+        lines.append(f"  %out = builtin.unrealized_conversion_cast {result} : {k_out[0]} to {res_types[0]}")
+        lines.append(f"  return %out : {res_types[0]}")
+    else:
+        lines.append("  return")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _abi_body(fn_name, arg_types, res_types, abi, name_sym, n, cap, header_attrs):
+    lines = [f"func.func @{fn_name}({', '.join(f'%arg{i}: {t}' for i, t in enumerate(arg_types))})"
+             f"{' -> ' + res_types[0] if res_types else ''} attributes {{{header_attrs}}} {{",
+             f"  %name = llvm.mlir.addressof @{name_sym} : !llvm.ptr"]
+    if arg_types:
+        lines.append(f"  %in = builtin.unrealized_conversion_cast %arg0 : {arg_types[0]} to !llvm.ptr")
+    else:
+        lines.append("  %in = llvm.mlir.zero : !llvm.ptr")
+    lines += [f"  %n = arith.constant {n} : i64", f"  %cap = arith.constant {cap} : i64",
+              "  %out = llvm.alloca %cap x i8 : (i64) -> !llvm.ptr",
+              f"  %rc = func.call @{abi}(%name, %in, %n, %out, %cap) : "
+              "(!llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"]
+    if res_types:
+        lines += [f"  %res = builtin.unrealized_conversion_cast %out : !llvm.ptr to {res_types[0]}",
+                  f"  return %res : {res_types[0]}"]
+    else:
+        lines.append("  return")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def lower_pool(sub, models: dict) -> None:
+    """Rewrite the op functions of one pool module; add kernels and ABI declarations."""
+    body = sub.regions[0].blocks[0]
+    kernel_texts: dict[str, str] = {}
+    strings: dict[str, str] = {}
+    abis: set[str] = set()
+    new_funcs: list[tuple[ir.Operation, str]] = []
+    for fn in list(body.operations):
+        fn = fn.operation
+        if fn.name != "func.func" or "agentc.op" not in fn.attributes:
+            continue
+        inner = next(o for o in fn.regions[0].blocks[0].operations if o.operation.name != "func.return")
+        inner = inner.operation
+        ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+        arg_types = [str(t) for t in ftype.inputs]
+        res_types = [str(t) for t in ftype.results]
+        fn_name = get(fn, "sym_name")
+        model = models.get(get(inner, "model", ""), {})
+        header = [f"agentc.op = {_str_attr(inner.name)}",
+                  f"agentc.label = {_str_attr(str(get(inner, 'label', fn_name)))}"]
+        plan = kernel_plan(inner, model)
+        if plan is not None:
+            kind, kargs, loops, calls = plan
+            sym = kernel_symbol(kind, kargs)
+            if sym not in kernel_texts:
+                kernel_texts[sym] = kernels.KERNELS[kind](**kargs, name=sym)
+            k_in, k_out = _kernel_func(kernel_texts[sym])
+            header.append(f"agentc.kernel = {_str_attr(sym)}")
+            if calls > 1:
+                header.append(f"agentc.calls = {calls} : i64")
+            text = _compute_body(fn_name, arg_types, res_types, sym, k_in, k_out, loops, calls,
+                                 ", ".join(header))
+        elif inner.name in ABI:
+            abi = ABI[inner.name]
+            abis.add(abi)
+            label = str(get(inner, "tool", None) or get(inner, "store", None) or get(inner, "fn", None)
+                        or get(inner, "model", None) or get(inner, "label", fn_name))
+            sym = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in label)
+            strings[sym] = label
+            n = value_bytes(inner, dialects.type_kind(ftype.inputs[0]), models) if arg_types else 0
+            cap = value_bytes(inner, dialects.type_kind(ftype.results[0]), models) if res_types else 0
+            header.append(f"agentc.abi = {_str_attr(abi)}")
+            text = _abi_body(fn_name, arg_types, res_types, abi, sym, n, max(cap, 1), ", ".join(header))
+        else:
+            raise PartitionError(f"lower-kernels: no kernel or runtime call for '{inner.name}'")
+        new_funcs.append((fn, text))
+
+    decls = [f'llvm.mlir.global internal constant @{sym}("{val}\\00") {{addr_space = 0 : i32}}'
+             for sym, val in sorted(strings.items())]
+    decls += [f"func.func private @{abi}(!llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
+              for abi in sorted(abis)]
+    kernel_funcs = []
+    for sym in sorted(kernel_texts):
+        t = kernel_texts[sym]
+        kernel_funcs.append(t[t.index("func.func"):t.rindex("}")].rstrip())
+    replaced = ir.Module.parse("module {\n" + "\n".join(decls + kernel_funcs + [t for _, t in new_funcs])
+                               + "\n}")
+    by_name = {get(op, "sym_name"): op.operation for op in replaced.body.operations}
+    for fn, _ in new_funcs:
+        new = by_name[get(fn, "sym_name")]
+        new.detach_from_parent()
+        ir.InsertionPoint(fn).insert(new)
+        fn.erase()
+    first = list(body.operations)[0] if list(body.operations) else None
+    for op in list(replaced.body.operations):
+        op = op.operation
+        op.detach_from_parent()
+        if first is not None:
+            ir.InsertionPoint(first).insert(op)
+        else:
+            body.append(op)
+
+
+def run(module, options=None) -> None:
+    module_op = module.operation if hasattr(module, "operation") else module
+    subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
+    if not subs:
+        raise PartitionError("lower-kernels needs a partitioned module (run partition first)")
+    models = _models(module_op)
+    for sub in subs:
+        if "agentc.kernels" in sub.attributes:
+            continue
+        lower_pool(sub, models)
+        sub.attributes["agentc.kernels"] = ir.UnitAttr.get()
+
+
