@@ -118,6 +118,9 @@ STAGES: list[Stage] = [
 def _stage_manifest(c: Compilation) -> None:
     from agentc.targets import manifest
 
+    if "plan" not in c.data:
+        raise UsageError("the manifest needs the placement made in this compile; resume from a .mlir "
+                         "printed at or before 'costed', or compile the .agent file")
     c.artifacts["manifest.json"] = manifest.dumps(manifest.build(c))
 
 
