@@ -47,6 +47,8 @@ def size_bytes(q: ast.Quantity, what: str) -> int:
     if q.unit not in BYTE_UNITS:
         got = f"'{q.text}'" if q.unit else f"'{q.text}' without a unit"
         raise VerifyError(f"{what} must be a size in bytes (B, KB, MB, GB, KiB, ...), got {got}", q.loc)
+    if not q.value * BYTE_UNITS[q.unit] < 2**63:
+        raise VerifyError(f"{what} is too large, got '{q.text}'", q.loc)
     return int(round(q.value * BYTE_UNITS[q.unit]))
 
 
@@ -54,7 +56,7 @@ def count(q: ast.Quantity, what: str, minimum: int = 1) -> int:
     if q.unit not in COUNT_UNITS:
         raise VerifyError(f"{what} must be a plain count (optionally k, M, G), got '{q.text}'", q.loc)
     v = q.value * COUNT_UNITS[q.unit]
-    if v != int(v) or v < minimum:
+    if not minimum <= v < 2**63 or v != int(v):
         raise VerifyError(f"{what} must be an integer >= {minimum}, got '{q.text}'", q.loc)
     return int(v)
 
@@ -186,7 +188,7 @@ class _Lowerer:
             if isinstance(v, ast.Quantity):
                 if v.unit is not None:
                     raise VerifyError(f"model field '{kw.name}' takes a plain number, got '{v.text}'", v.loc)
-                overrides[kw.name] = int(v.value) if v.value == int(v.value) else v.value
+                overrides[kw.name] = int(v.value) if v.value < 2**63 and v.value == int(v.value) else v.value
             elif isinstance(v, ast.Word):
                 overrides[kw.name] = {"true": True, "false": False}.get(v.name, v.name)
             else:
@@ -425,7 +427,7 @@ class _Lowerer:
                                   f"got '{loop.expected_trips.text}'", loop.expected_trips.loc)
         elif loop.continue_prob is not None:
             p = probability(loop.continue_prob, "loop continue probability")
-            expected = sum(p ** k for k in range(1, max_trips + 1))
+            expected = float(max_trips) if p == 1 else p * (1 - p ** max_trips) / (1 - p)
         else:
             expected = float(max_trips)
         assigned = _assigned_names(loop.body)
