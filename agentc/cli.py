@@ -169,7 +169,11 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     files, out_desc = driver.collect_outputs(c, output)
     if dump_phases_to:
         driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
-    if files is None:
+    if files is None and emit is not None and not driver.stage_is_ir(emit):
+        for path in sorted(c.artifacts):
+            click.echo(f"{path} ({len(c.artifacts[path])} bytes)")
+        click.echo("note: pass -o DIR to write these files", err=True)
+    elif files is None:
         click.echo(c.asm(), nl=False)
     else:
         dest, payload = out_desc

@@ -128,6 +128,11 @@ MANIFEST_STAGE = Stage("manifest", "manifest.json: placement, transfers, totals,
                        _stage_manifest, ir=False)
 
 
+def stage_is_ir(name: str) -> bool:
+    """Whether --emit NAME yields an MLIR module (else: files, e.g. ptx, objects)."""
+    return next(s.ir for s in STAGES if s.name == name)
+
+
 def stage_names() -> list[str]:
     return [s.name for s in STAGES]
 
@@ -191,6 +196,8 @@ def compile_file(path: str, options: Options, progress=None) -> Compilation:
         resumed = load_mlir(c)
         start = names.index(resumed) + 1
         c.stage = resumed
+        if options.emit == resumed:
+            return c
         if options.emit is not None and names.index(options.emit) < names.index(resumed):
             raise UsageError(f"'{path}' is already at stage '{resumed}'; cannot emit the earlier "
                              f"stage '{options.emit}'")
@@ -290,6 +297,17 @@ MARKER = ".agentc-output"
 def collect_outputs(c: Compilation, output: str | None):
     """What a compile writes: (None, None) to print IR on stdout, else
     (files, (destination, files))."""
+    emit_stage = next((s for s in STAGES if s.name == c.options.emit), None)
+    if emit_stage is not None and not emit_stage.ir:
+        # A file-producing stage (llvm, ptx, ...): its result is the artifacts so far.
+        if output is None:
+            return None, None
+        payload = dict(c.artifacts)
+        payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
+        if os.path.isdir(output) and os.listdir(output) and not os.path.exists(os.path.join(output, MARKER)):
+            raise UsageError(f"output directory '{output}' exists and was not written by agentc; "
+                             f"refusing to replace it (choose another -o)")
+        return payload, (output, payload)
     if c.options.emit is not None:
         if output is None:
             return None, None
