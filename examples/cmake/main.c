@@ -9,6 +9,10 @@
 
 #include AGENTC_KERNEL_HEADER
 
+/* agentc names each kernel after its shape: mean_pool_l2_s<SEQ>_d<DIM>. */
+#define KERNEL_NAME(seq, dim) _mlir_ciface_mean_pool_l2_s##seq##_d##dim
+#define KERNEL(seq, dim) KERNEL_NAME(seq, dim)
+
 int main(void) {
   float *h = malloc(sizeof(float) * SEQ * DIM);
   float *e = malloc(sizeof(float) * DIM);
@@ -18,7 +22,7 @@ int main(void) {
 
   agentc_memref_f32_2d in = {h, h, 0, {SEQ, DIM}, {DIM, 1}};
   agentc_memref_f32_1d out = {e, e, 0, {DIM}, {1}};
-  _mlir_ciface_mean_pool_l2(&in, &out);
+  KERNEL(SEQ, DIM)(&in, &out);
 
   double norm2 = 0, v2 = 0;
   for (int j = 0; j < DIM; ++j) {
