@@ -165,7 +165,10 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     opts = _options(emit=emit, cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                     sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, targets=target_list,
                     cpu_triple=cpu_triple, dump_phases_to=dump_phases_to, print_ir_after_all=print_ir_after_all)
-    c = driver.compile_file(source, opts)
+    from agentc import report
+
+    with report.progress(quiet or as_json or emit is not None) as step:
+        c = driver.compile_file(source, opts, progress=step)
     files, out_desc = driver.collect_outputs(c, output)
     if dump_phases_to:
         driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
@@ -191,7 +194,13 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
 
 @cli.command("stages")
 def stages_cmd():
-    """List the pipeline stages in order (the values of --emit)."""
+    """List the pipeline stages in order (the values of --emit).
+
+    \b
+    Example:
+      agentc stages
+      agentc compile examples/voice_agent.agent --emit costed
+    """
     from agentc.driver import STAGES, ensure_pipeline
 
     ensure_pipeline()

@@ -6,6 +6,7 @@ plain text with no escape codes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -20,12 +21,47 @@ def console(stderr: bool = False) -> Console:
                    force_terminal=tty, highlight=False, width=None if tty else 200)
 
 
+@contextlib.contextmanager
+def progress(silent: bool):
+    """A spinner naming the running stage on a terminal (stderr); nothing otherwise.
+    Yields the callback the driver calls with each stage name."""
+    err = console(stderr=True)
+    if silent or not err.is_terminal:
+        yield None
+        return
+    with err.status("agentc: starting") as status:
+        yield lambda stage: status.update(f"agentc: {stage}")
+
+
+def _g(x):
+    return "-" if x is None else f"{x:.4g}"
+
+
 def print_compile_summary(c, dest: str) -> None:
+    """Ops per pool, SLA terms with their slack, and cost against the baselines."""
     out = console()
-    out.print(f"agentc: compiled {c.input_path} to {dest}/ (stage {c.stage})")
-    rows = c.data.get("summary_rows")
-    if rows:
-        table = Table(*rows[0], title="placement")
-        for r in rows[1:]:
-            table.add_row(*[str(x) for x in r])
-        out.print(table)
+    out.print(f"agentc: compiled {c.input_path} to {dest}/")
+    plan = c.data.get("plan")
+    if plan is None:
+        return
+    per_pool: dict[str, list[str]] = {}
+    for op_id, p in sorted(plan.ops.items()):
+        per_pool.setdefault(p.pool, []).append(op_id)
+    t = Table("pool", "devices", "ops", title="placement")
+    for pool in sorted(per_pool):
+        t.add_row(pool, str(plan.devices.get(pool, "-")), str(len(per_pool[pool])))
+    out.print(t)
+    problem = c.data["problem"]
+    t = Table("SLA term", "bound ms", "plan ms", "slack ms", title="SLA")
+    for name, bound, got in (("e2e latency", problem.sla.e2e_ms, plan.e2e_ms),
+                             ("TTFT", problem.sla.ttft_ms, plan.ttft_ms),
+                             ("TBT", problem.sla.tbt_ms, plan.tbt_ms)):
+        if bound is not None:
+            t.add_row(name, _g(bound), _g(got), _g(None if got is None else bound - got))
+    out.print(t)
+    unit = "$/hr" if plan.usd_per_hr is not None else "$/request"
+    t = Table("plan", unit, "plan / baseline", title="cost")
+    t.add_row("agentc (MILP)", _g(plan.cost), "1")
+    for b in plan.baselines:
+        t.add_row(b.name, _g(b.cost) if b.feasible else "infeasible", _g(b.ratio) if b.feasible else "-")
+    out.print(t)

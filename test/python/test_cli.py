@@ -104,9 +104,7 @@ COMMANDS = sorted(cli.commands)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_help_of_every_command_shows_an_example(name, request):
-    if name == "stages":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="`agentc stages --help` has no example yet"))
+def test_help_of_every_command_shows_an_example(name):
     result = CliRunner().invoke(cli, [name, "--help"], prog_name="agentc")
     assert result.exit_code == 0
     assert "Example" in result.output
