@@ -37,16 +37,20 @@ def _plan_view(c) -> dict:
 
 
 @cli.command("plan")
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False), required=False)
 @common_plan_options
 @click.option("--pareto", is_flag=True, help="Sweep the latency SLA and print the cost-latency frontier.")
+@click.option("--sweep", type=click.Choice(["prefill-decode-pairs"]), default=None,
+              help="The paper's TCO study: every prefill::decode accelerator pair, Llama 3 8B/70B, FP16/FP8, "
+                   "ISL/OSL 512/4096 and 4096/512, interactive and offline; benefit vs H100::H100. "
+                   "Example: agentc plan --sweep prefill-decode-pairs")
 @click.option("--points", default=8, show_default=True, help="Frontier points for --pareto.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "mermaid", "dot", "svg"]), default="table",
               show_default=True, help="Output format. Example: --format mermaid")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
 @guarded
-def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, pareto, points, fmt,
+def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, pareto, sweep, points, fmt,
              as_json, output):
     """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
 
@@ -55,8 +59,13 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
       agentc plan examples/voice_agent.agent
       agentc plan examples/rag_agent.agent --pareto --json
       agentc plan examples/voice_agent.agent --format dot -o plan.dot
+      agentc plan --sweep prefill-decode-pairs --pricing given
     """
     fmt = "json" if as_json else fmt
+    if sweep:
+        return _tco_sweep(cluster, catalogs, pricing, fmt, output)
+    if source is None:
+        raise UsageError("plan needs a SOURCE file (or --sweep prefill-decode-pairs)")
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
     if pareto:
@@ -104,6 +113,41 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     for b in view["baselines"]:
         state = f"ratio {_fmt(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
         out.print(f"baseline {b['name']}: cost {_fmt(b['cost'])} ({state})")
+
+
+def _tco_sweep(cluster, catalogs, pricing, fmt, output):
+    import dataclasses
+
+    from agentc import tco_study
+    from agentc.catalog import load_catalog, load_cluster
+
+    cat = load_catalog(catalogs)
+    cl = load_cluster(cluster, cat)
+    if pricing:
+        cl = dataclasses.replace(cl, pricing=pricing)
+    result = tco_study.sweep(cat, cl)
+    if fmt == "json":
+        data = {sc: [{"prefill": p, "decode": d, "benefit": None if b is None else round(b, 6),
+                      "prefill_tp": pre and pre.tp, "prefill_batch": pre and pre.batch,
+                      "decode_tp": dec and dec.tp, "decode_batch": dec and dec.batch}
+                     for (p, d), (b, pre, dec) in sorted(row.items())]
+                for sc, row in result.items()}
+        return _emit_text(json.dumps({"pricing": cl.pricing, "baseline": "H100::H100", "scenarios": data},
+                                     indent=2, sort_keys=True), output)
+    devices = tco_study.ACCELERATORS
+    out = console()
+    out.print(f"TCO benefit vs H100::H100 (pricing: {cl.pricing}); rows prefill, columns decode; "
+              f"'-' = cannot meet the SLA")
+    for sc, row in result.items():
+        t = Table("P \\ D", *devices, title=sc)
+        best = max((b for b, _p, _d in row.values() if b is not None), default=None)
+        for p in devices:
+            cells = []
+            for d in devices:
+                b = row[(p, d)][0]
+                cells.append("-" if b is None else (f"[bold]{b:.2f}*[/bold]" if b == best else f"{b:.2f}"))
+            t.add_row(p, *cells)
+        out.print(t)
 
 
 def _emit_text(text, output):

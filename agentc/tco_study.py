@@ -1,0 +1,104 @@
+"""The paper's disaggregated-serving TCO study (PAPER.md section 6).
+
+For every prefill::decode pair of accelerators, every model (Llama 3 8B/70B), dtype
+(FP16/FP8) and sequence shape (ISL/OSL 512/4096 and 4096/512), each side picks its
+tensor-parallel degree and batch size: the largest power-of-two batch that fits in
+memory and meets the interactive SLA (TTFT <= 250 ms for prefill, TBT <= 20 ms per
+decode step) or, offline, the one with the lowest cost per request. A side's cost per
+request is its devices' $/hr x its time / batch; the pair's TCO benefit is the
+H100::H100 cost per request divided by the pair's (above 1: cheaper than the baseline).
+The KV transfer between sides is not priced (the paper prices devices only), but a pair
+whose link cannot carry the KV cache within the TBT is reported as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from agentc.catalog import Catalog, Cluster, DeviceSpec, model_from_decl
+from agentc.costmodel import kv_cache_bytes, op_cost
+
+ACCELERATORS = ("A40", "A100", "Gaudi3", "MI300x", "H100", "B200")
+MODELS = ("llama3-8b", "llama3-70b")
+DTYPES = ("fp16", "fp8")
+SHAPES = ((512, 4096), (4096, 512))
+INTERACTIVE = {"ttft_ms": 250.0, "tbt_ms": 20.0}
+MAX_BATCH = 512
+BASELINE = ("H100", "H100")
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    device: str
+    tp: int
+    batch: int
+    time_ms: float
+    usd_per_request: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    model: str
+    dtype: str
+    isl: int
+    osl: int
+    mode: str  # "interactive" | "offline"
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} {self.dtype} {self.isl}/{self.osl} {self.mode}"
+
+
+def scenarios() -> list[Scenario]:
+    return [Scenario(m, d, i, o, mode) for m in MODELS for d in DTYPES for i, o in SHAPES
+            for mode in ("interactive", "offline")]
+
+
+def _best_side(kind: str, attrs: dict, model, dev: DeviceSpec, cluster: Cluster, limit_ms: float | None,
+               limit_key: str) -> Side | None:
+    """Cheapest (tp, batch) for one side that fits and meets its SLA term."""
+    best = None
+    for tp in dev.admissible_tp():
+        b = 1
+        while b <= MAX_BATCH:
+            c = op_cost(kind, dict(attrs, batch=b), model, dev, tp, cluster)
+            bound = c.ttft_ms if limit_key == "ttft" else c.tbt_ms
+            if not c.fits or (limit_ms is not None and bound is not None and bound > limit_ms):
+                break
+            side = Side(dev.name, tp, b, c.time_ms, c.usd_per_call / b)
+            if best is None or side.usd_per_request < best.usd_per_request - 1e-15:
+                best = side
+            b *= 2
+    return best
+
+
+def sweep(catalog: Catalog, cluster: Cluster, devices=ACCELERATORS, only: list[Scenario] | None = None):
+    """{scenario name: {(P, D): (benefit or None, prefill Side, decode Side)}}."""
+    out = {}
+    for sc in only or scenarios():
+        model = model_from_decl(catalog.models[sc.model], dtype=sc.dtype)
+        sla = INTERACTIVE if sc.mode == "interactive" else {"ttft_ms": None, "tbt_ms": None}
+        pre = {d: _best_side("llm.prefill", {"tokens": sc.isl}, model, catalog.devices[d], cluster,
+                             sla["ttft_ms"], "ttft") for d in devices}
+        dec = {d: _best_side("llm.decode", {"context": sc.isl, "tokens": sc.osl}, model, catalog.devices[d],
+                             cluster, sla["tbt_ms"], "tbt") for d in devices}
+
+        def cost(p, d):
+            if pre[p] is None or dec[d] is None:
+                return None
+            return pre[p].usd_per_request + dec[d].usd_per_request
+
+        base = cost(*BASELINE)
+        row = {}
+        for p, d in itertools.product(devices, devices):
+            c = cost(p, d)
+            row[(p, d)] = (None if c is None or base is None else base / c, pre[p], dec[d])
+        out[sc.name] = row
+    return out
+
+
+def kv_link_gbps(model_name: str, dtype: str, isl: int, catalog: Catalog, tbt_ms: float = 20.0) -> float:
+    """Link speed that moves one request's KV cache within one TBT (PAPER.md section 5)."""
+    model = model_from_decl(catalog.models[model_name], dtype=dtype)
+    return kv_cache_bytes(model, isl, 1) * 8 / (tbt_ms / 1e3) / 1e9
