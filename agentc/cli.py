@@ -238,7 +238,7 @@ def _expectations(text: str) -> list[tuple[int, str]]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-p", "--passes", default="", help="Comma-separated pass names. Example: -p decompose-llm,annotate-cost")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write IR here instead of stdout.")
 @click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster TOML for cost/placement passes.")
@@ -269,8 +269,11 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
     c = driver.Compilation(source, driver.Options(cluster=cluster, print_ir_after_all=print_ir_after_all))
     text = None
     try:
-        with open(source, encoding="utf-8") as f:
-            text = f.read()
+        if source == "-":
+            text = sys.stdin.read()
+        else:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
     except OSError as e:
         raise UsageError(f"cannot read '{source}': {e.strerror}") from None
     expected = _expectations(text) if verify_diagnostics else []
@@ -282,8 +285,9 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
             with ir.Location.unknown():
                 run_pipeline(c.module, names, c, print_ir_after_all=print_ir_after_all)
     except AgentcError as e:
+        e = driver.relocate(e, source)
         if not verify_diagnostics:
-            raise
+            raise e from None
         line = e.loc.line if e.loc else 0
         for want_line, want_msg in expected:
             if want_line == line and want_msg in e.message:

@@ -241,7 +241,8 @@ def _need_model(kind: str, model: ModelSpec | None, loc: SourceLoc | None, *kind
     if model is None:
         raise CostModelError(f"'{kind}' needs a model", loc)
     if kinds and model.kind not in kinds:
-        raise CostModelError(f"'{kind}' needs a {' or '.join(kinds)} model; '{model.name}' is {model.kind}", loc)
+        raise CostModelError(f"'{kind}' needs {'an' if kinds[0][0] in 'aeious' else 'a'} {' or '.join(kinds)} model; "
+                             f"'{model.name}' is {model.kind}", loc)
     return model
 
 

@@ -194,6 +194,11 @@ def compile_file(path: str, options: Options, progress=None) -> Compilation:
     start = 0
     if path.endswith(".mlir"):
         resumed = load_mlir(c)
+        with c.ctx:
+            try:
+                _passes(c, ["verify-agent"])
+            except AgentcError as e:
+                raise relocate(e, path) from None
         start = names.index(resumed) + 1
         c.stage = resumed
         if options.emit == resumed:
@@ -203,6 +208,22 @@ def compile_file(path: str, options: Options, progress=None) -> Compilation:
                              f"stage '{options.emit}'")
     elif not os.path.exists(path):
         raise UsageError(f"no such file: '{path}'")
+    try:
+        _run_stages(c, start, options, progress)
+    except AgentcError as e:
+        raise relocate(e, path) from None
+    return c
+
+
+def relocate(err: AgentcError, path: str) -> AgentcError:
+    """Ops parsed from .mlir text without explicit locations sit at `"-":line:col`;
+    point such errors at the file they came from."""
+    if err.loc is not None and err.loc.file == "-":
+        err.loc = SourceLoc(path, err.loc.line, err.loc.col)
+    return err
+
+
+def _run_stages(c: Compilation, start: int, options: Options, progress) -> None:
     with c.ctx:
         for number, stage in enumerate(STAGES[start:], start=start):
             if progress is not None:
@@ -218,7 +239,6 @@ def compile_file(path: str, options: Options, progress=None) -> Compilation:
                     c.data.setdefault("dumps", {})[f"{number:02d}-{stage.name}.mlir"] = c.asm().encode()
             if stage.name == options.emit:
                 break
-    return c
 
 
 def digest(data: bytes) -> str:

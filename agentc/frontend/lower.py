@@ -281,7 +281,7 @@ class _Lowerer:
         spec = self.models[name][0]
         want = MODEL_KIND_FOR[call]
         if spec.kind != want:
-            raise VerifyError(f"{call} needs a {want} model, but '{name}' is a {spec.kind} model", ref.loc)
+            raise VerifyError(f"{call} needs {_a(want)} model, but '{name}' is {_a(spec.kind)} model", ref.loc)
         return name
 
     # agents -----------------------------------------------------------------------
@@ -651,6 +651,11 @@ class _Lowerer:
         _op, results = dialects.create("agent.call", [v for v, _ in args], callee.outputs,
                                        attrs(callee=c.callee, label=self._label(c.callee)), mlir_loc(c.loc))
         return results
+
+
+def _a(word: str) -> str:
+    """The indefinite article as spoken: 'an stt', 'an encoder', 'a decoder', 'a tts'."""
+    return f"an {word}" if word[0] in "aeiou" or word in ("stt",) else f"a {word}"
 
 
 def _bodies(stmt):

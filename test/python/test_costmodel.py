@@ -220,7 +220,7 @@ def test_errors_are_clear():
         op_demand("llm.decode", {"tokens": 3}, M8)
     with pytest.raises(CostModelError, match="needs a model"):
         op_demand("llm.prefill", {"tokens": 3}, None)
-    with pytest.raises(CostModelError, match="needs a stt model"):
+    with pytest.raises(CostModelError, match="needs an stt model"):
         op_demand("stt.encode", {"audio_ms": 3}, M8)
 
 
