@@ -44,12 +44,17 @@ def run(module, options=None, tp: int = 1) -> None:
             out.update(copy_attrs(op, "model"))
             return out
 
+        layers = get(model, "layers")
+
         def sharded(value, phase, tokens):
+            # Megatron-style tp: two all-reduces of the activations per layer per step.
+            # Prefill is one step over all tokens; decode is `tokens` steps of one token.
             if tp <= 1:
                 return value
-            nbytes = int(tokens * d_model * bpe)
+            step_tokens, steps = (tokens, 1) if phase == "prefill" else (1, tokens)
+            nbytes = int(step_tokens * d_model * bpe)
             return make("comm.allreduce", [value], "tensor",
-                        a(f"{phase}.allreduce", bytes=nbytes, tp=tp), loc)
+                        a(f"{phase}.allreduce", bytes=nbytes, tp=tp, count=2 * layers * steps), loc)
 
         with rewriter.ip:
             toks = make("llm.tokenize", list(op.operands), "tokens", a("tokenize", tokens=isl, batch=1), loc)
