@@ -54,7 +54,15 @@ def op_costs(op, models, cluster, tbt_sla_ms=None):
         dev = pool.device
         if demand.host_side and has_cpu and not dev.is_cpu:
             continue
-        for tp in (pool.admissible_tp() if supports_tp(kind) else (1,)):
+        fixed = a.get("tp")
+        if fixed is not None and fixed > 1:
+            # Sharded explicitly by decompose-llm{tp=K}: only pools that host K devices.
+            if fixed not in pool.admissible_tp():
+                continue
+            degrees = (fixed,) if supports_tp(kind) else (1,)
+        else:
+            degrees = pool.admissible_tp() if supports_tp(kind) else (1,)
+        for tp in degrees:
             try:
                 if kind in DECODE_KINDS:
                     cost, batch = _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms)
