@@ -13,21 +13,13 @@ from rich.table import Table
 
 from agentc.cli import _options, cli, common_plan_options, guarded
 from agentc.diagnostics import UsageError
-from agentc.report import console
+from agentc.report import console, num
 
 
 def _compile(source, stop, **kw):
     from agentc import driver
 
     return driver.compile_file(source, _options(emit=stop, **kw))
-
-
-def _fmt(x, digits=4):
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
 
 
 def _plan_view(c) -> dict:
@@ -81,7 +73,7 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
         elif fmt == "table":
             t = Table("e2e latency (ms)", "cost", title="cost-latency frontier")
             for l, cst in pts:
-                t.add_row(_fmt(l), _fmt(cst))
+                t.add_row(num(l), num(cst))
             return _emit_table(t, output)
         else:
             raise UsageError("--pareto prints as table, json or svg")
@@ -102,17 +94,17 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     t = Table("op", "kind", "pool", "tp", "replicas", "latency ms", "$/call", "slack ms", "source",
               title=f"plan for agent '{view['agent']}' ({view['objective']})")
     for op in view["ops"]:
-        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), _fmt(op["est_latency_ms"]),
-                  _fmt(op["usd_per_call"]), _fmt(op["slack_ms"]), op["loc"])
+        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), num(op["est_latency_ms"]),
+                  num(op["usd_per_call"]), num(op["slack_ms"]), op["loc"])
     out = console()
     out.print(t)
     tot = view["totals"]
-    out.print(f"e2e {_fmt(tot['e2e_ms'])} ms, TTFT {_fmt(tot['ttft_ms'])} ms, TBT {_fmt(tot['tbt_ms'])} ms, "
-              f"{_fmt(tot['usd_per_hr'])} $/hr, {_fmt(tot['usd_per_1m_requests'])} $ per 1M requests, "
+    out.print(f"e2e {num(tot['e2e_ms'])} ms, TTFT {num(tot['ttft_ms'])} ms, TBT {num(tot['tbt_ms'])} ms, "
+              f"{num(tot['usd_per_hr'])} $/hr, {num(tot['usd_per_1m_requests'])} $ per 1M requests, "
               f"devices {tot['devices']}")
     for b in view["baselines"]:
-        state = f"ratio {_fmt(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
-        out.print(f"baseline {b['name']}: cost {_fmt(b['cost'])} ({state})")
+        state = f"ratio {num(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
+        out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
 
 
 def _tco_sweep(cluster, catalogs, pricing, fmt, output):
@@ -209,8 +201,8 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out = console()
     for r in rows:
         ru = r["runner_up"]
-        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {_fmt(r['time_ms'])} ms ({r['binding_resource']}-bound), "
-                f"${_fmt(r['usd_per_call'])}/call, slack {_fmt(r['slack_ms'])} ms"
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound), "
+                f"${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
         if ru:
@@ -264,7 +256,7 @@ def cost_cmd(source, cluster, catalogs, pricing, as_json):
         for p in pools:
             e = r["per_pool"].get(p)
             cells.append("-" if e is None else
-                         f"{_fmt(e['time_ms'])} {e['binding'][:3]}{'' if e['fits'] else '!'} ${_fmt(e['usd_per_call'], 2)}"
+                         f"{num(e['time_ms'])} {e['binding'][:3]}{'' if e['fits'] else '!'} ${num(e['usd_per_call'], 2)}"
                          + (f" tp{e['tp']}" if e["tp"] > 1 else ""))
         t.add_row(r["op"], r["kind"], *cells)
     console().print(t)
@@ -309,13 +301,13 @@ def devices_cmd(cluster, catalogs, as_json):
     t = Table("device", "kind", "memory GB", "mem GB/s", "FP16 TFLOP/s", "FP8 TFLOP/s", "TDP W", "capex $",
               "given $/hr", "TCO $/hr", "target", title="device catalog")
     for d in devs:
-        t.add_row(d["name"], d["kind"], _fmt(d["memory_gb"]), _fmt(d["mem_gbps"]), _fmt(d["fp16_tflops"]),
-                  _fmt(d["fp8_tflops"]), _fmt(d["tdp_w"]), _fmt(d["capex_usd"]), _fmt(d["given_usd_per_hr"]),
-                  _fmt(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
+        t.add_row(d["name"], d["kind"], num(d["memory_gb"]), num(d["mem_gbps"]), num(d["fp16_tflops"]),
+                  num(d["fp8_tflops"]), num(d["tdp_w"]), num(d["capex_usd"]), num(d["given_usd_per_hr"]),
+                  num(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
     out.print(t)
     t = Table("pool", "device", "count", "nodes", "$/hr each", title=f"cluster '{cl.name}' (pricing: {cl.pricing})")
     for p in pools:
-        t.add_row(p["name"], p["device"], str(p["count"]), str(p["nodes"]), _fmt(p["usd_per_hr"]))
+        t.add_row(p["name"], p["device"], str(p["count"]), str(p["nodes"]), num(p["usd_per_hr"]))
     out.print(t)
 
 
@@ -339,4 +331,4 @@ def calibrate_cmd(device, output, name):
     data = calibrate_cpu(name=name)
     write_profile(output, data)
     m = data.get("measured", {})
-    click.echo(f"agentc: wrote {output}: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(m.items())))
+    click.echo(f"agentc: wrote {output}: " + ", ".join(f"{k} = {num(v)}" for k, v in sorted(m.items())))

@@ -317,27 +317,18 @@ MARKER = ".agentc-output"
 def collect_outputs(c: Compilation, output: str | None):
     """What a compile writes: (None, None) to print IR on stdout, else
     (files, (destination, files))."""
-    emit_stage = next((s for s in STAGES if s.name == c.options.emit), None)
-    if emit_stage is not None and not emit_stage.ir:
-        # A file-producing stage (llvm, ptx, ...): its result is the artifacts so far.
-        if output is None:
-            return None, None
-        payload = dict(c.artifacts)
-        payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
-        if os.path.isdir(output) and os.listdir(output) and not os.path.exists(os.path.join(output, MARKER)):
-            raise UsageError(f"output directory '{output}' exists and was not written by agentc; "
-                             f"refusing to replace it (choose another -o)")
-        return payload, (output, payload)
-    if c.options.emit is not None:
-        if output is None:
-            return None, None
+    if c.options.emit is not None and output is None:
+        return None, None
+    if c.options.emit is not None and stage_is_ir(c.options.emit):
         name = f"{c.stem}.{c.stage}.mlir"
         dest = output if output.endswith(".mlir") else os.path.join(output, name)
         payload = {os.path.basename(dest): c.asm().encode()}
         return payload, (dest, payload)
+    # A whole output directory: a full compile, or --emit at a file stage (llvm, ptx,
+    # ...), whose result is the artifacts built so far.
     dest = output or "out"
     payload = dict(c.artifacts)
-    if c.module is not None:
+    if c.options.emit is None and c.module is not None:
         payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
     payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
     if os.path.isdir(dest) and os.listdir(dest) and not os.path.exists(os.path.join(dest, MARKER)):

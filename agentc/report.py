@@ -33,8 +33,13 @@ def progress(silent: bool):
         yield lambda stage: status.update(f"agentc: {stage}")
 
 
-def _g(x):
-    return "-" if x is None else f"{x:.4g}"
+def num(x, digits: int = 4) -> str:
+    """A number for people: `digits` significant digits, '-' for a missing value."""
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
 
 
 def print_compile_summary(c, dest: str) -> None:
@@ -57,11 +62,11 @@ def print_compile_summary(c, dest: str) -> None:
                              ("TTFT", problem.sla.ttft_ms, plan.ttft_ms),
                              ("TBT", problem.sla.tbt_ms, plan.tbt_ms)):
         if bound is not None:
-            t.add_row(name, _g(bound), _g(got), _g(None if got is None else bound - got))
+            t.add_row(name, num(bound), num(got), num(None if got is None else bound - got))
     out.print(t)
     unit = "$/hr" if plan.usd_per_hr is not None else "$/request"
     t = Table("plan", unit, "plan / baseline", title="cost")
-    t.add_row("agentc (MILP)", _g(plan.cost), "1")
+    t.add_row("agentc (MILP)", num(plan.cost), "1")
     for b in plan.baselines:
-        t.add_row(b.name, _g(b.cost) if b.feasible else "infeasible", _g(b.ratio) if b.feasible else "-")
+        t.add_row(b.name, num(b.cost) if b.feasible else "infeasible", num(b.ratio) if b.feasible else "-")
     out.print(t)

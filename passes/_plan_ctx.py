@@ -13,8 +13,10 @@ def catalog_and_cluster(comp):
 
     data = comp.data if comp is not None else {}
     if "cluster" not in data:
+        from agentc.driver import catalog as compile_catalog
+
         opts = comp.options if comp is not None else None
-        catalog = data.get("catalog") or load_catalog(opts.catalogs if opts else ())
+        catalog = compile_catalog(comp) if comp is not None else load_catalog()
         cluster = load_cluster(opts.cluster if opts else None, catalog)
         if opts is not None and opts.pricing:
             cluster = dataclasses.replace(cluster, pricing=opts.pricing)

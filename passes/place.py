@@ -37,7 +37,8 @@ class _Graph:
         self.models = models
         self.worst_case = worst_case
         self.ops: list = []          # (op, weight)
-        self.label: dict = {}        # op hash -> unique id
+        self.ids: set[str] = set()   # op_id of every placed or transfer op
+        self.transfer_ends: dict[str, tuple[str, str]] = {}  # kv.transfer id -> (prefill, decode)
         self._visit(graph.regions[0].blocks[0], 1.0)
 
     def _visit(self, block, weight):
@@ -54,11 +55,11 @@ class _Graph:
             elif _is_granular(op):
                 base = get(op, "label", op.name)
                 name, n = base, 1
-                while name in self.label.values():
+                while name in self.ids:
                     n += 1
                     name = f"{base}#{n}"
                 op.attributes["op_id"] = ir.StringAttr.get(name)
-                self.label[name] = name
+                self.ids.add(name)
                 self.ops.append((op, weight))
 
     def producers(self, value) -> list:
@@ -133,7 +134,7 @@ def build_problem(module, comp):
                 ttft_ms=c.get("ttft_ms"), tbt_ms=c.get("tbt_ms"), memory_ok=bool(c["fits"]),
                 note=str(c["binding"])))
         loc = source_loc(op)
-        ops.append(planner.PlanOp(id=g.label[_key(op)], kind=op.name, options=options, weight=weight,
+        ops.append(planner.PlanOp(id=_key(op), kind=op.name, options=options, weight=weight,
                                   loc=str(loc) if loc else ""))
     for op, weight in g.ops:
         if op.name in TRANSFER_OPS:
@@ -142,8 +143,8 @@ def build_problem(module, comp):
             for prod in g.producers(operand):
                 if prod.name in TRANSFER_OPS:
                     edges += _transfer_edges(g, prod, op, weight, models, cluster, pools)
-                elif _key(prod) in g.label:
-                    edges.append(planner.PlanEdge(src=g.label[_key(prod)], dst=g.label[_key(op)],
+                elif _key(prod) in g.ids:
+                    edges.append(planner.PlanEdge(src=_key(prod), dst=_key(op),
                                                   bytes=value_bytes(prod, models), weight=weight))
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"))
@@ -188,8 +189,9 @@ def _transfer_edges(g, transfer, consumer, weight, models, cluster, pools):
                 profiled[(a.name, b.name)] = (prof.latency_ms, usd)
     out = []
     for prod in g.producers(transfer.operands[0]):
-        if _key(prod) in g.label:
-            out.append(planner.PlanEdge(src=g.label[_key(prod)], dst=g.label[_key(consumer)], bytes=nbytes,
+        if _key(prod) in g.ids:
+            g.transfer_ends.setdefault(_key(transfer), (_key(prod), _key(consumer)))
+            out.append(planner.PlanEdge(src=_key(prod), dst=_key(consumer), bytes=nbytes,
                                         weight=weight, kind="kv.transfer", profiled=profiled or None))
     return out
 
@@ -205,23 +207,20 @@ def run(module, options=None) -> None:
     pools = {p.name: p for p in cluster.pools}
     for op, _w in g.ops:
         if op.name in TRANSFER_OPS:
-            dst = [o for o, _ in g.ops if any(_key(p) == _key(op) for v in o.operands for p in g.producers(v))]
-            src = g.producers(op.operands[0])
-            if dst and src and _key(src[0]) in g.label and _key(dst[0]) in g.label:
-                a = plan.ops[g.label[_key(src[0])]].pool
-                b = plan.ops[g.label[_key(dst[0])]].pool
-                op.attributes["src_pool"] = ir.StringAttr.get(a)
-                _annotate(op, pools[b], 1, 1, plan.ops[g.label[_key(dst[0])]].start_ms,
-                          plan.ops[g.label[_key(dst[0])]].start_ms)
+            ends = g.transfer_ends.get(_key(op))
+            if ends is not None:
+                src, dst = plan.ops[ends[0]], plan.ops[ends[1]]
+                op.attributes["src_pool"] = ir.StringAttr.get(src.pool)
+                _annotate(op, pools[dst.pool], 1, 1, dst.start_ms, dst.start_ms)
             continue
-        p = plan.ops[g.label[_key(op)]]
+        p = plan.ops[_key(op)]
         _annotate(op, pools[p.pool], p.option.tp, p.replicas, p.start_ms, p.finish_ms)
     graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.e2e_ms))
     graph_op.attributes["plan_cost"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.cost))
     if options is not None:
         options.data["plan"] = plan
         options.data["problem"] = problem
-        options.data["labels"] = {g.label[_key(op)]: op for op, _ in g.ops}
+        options.data["labels"] = {_key(op): op for op, _ in g.ops}
 
 
 def _annotate(op, pool, tp, replicas, start, finish):

@@ -49,6 +49,10 @@ def build(c) -> dict:
         if os.path.isfile(path):
             inputs.append({"path": _display(path), "sha256": _sha(_read(path))})
 
+    weights = {op.id: op.weight for op in problem.ops}
+    edge_bytes: dict[tuple[str, str], float] = {}
+    for e in problem.edges:
+        edge_bytes[(e.src, e.dst)] = edge_bytes.get((e.src, e.dst), 0.0) + e.bytes
     ops = []
     for op_id in sorted(plan.ops):
         p = plan.ops[op_id]
@@ -59,7 +63,7 @@ def build(c) -> dict:
             "id": op_id, "kind": op.name, "loc": str(loc) if loc else "",
             "device_class": pools[p.pool].device.name, "device": pools[p.pool].device.name,
             "pool": p.pool, "tp": p.option.tp,
-            "replicas": p.replicas, "weight": _r(problem_weight(problem, op_id)),
+            "replicas": p.replicas, "weight": _r(weights.get(op_id, 1.0)),
             "est_latency_ms": _r(p.option.time_ms), "usd_per_call": _r(p.option.usd_per_call),
             "start_ms": _r(p.start_ms), "finish_ms": _r(p.finish_ms), "slack_ms": _r(p.slack_ms),
             "binding_resource": p.option.note,
@@ -68,7 +72,7 @@ def build(c) -> dict:
                                                   "feasible": ru.feasible},
         })
     edges = [{"src": e.src, "dst": e.dst, "src_pool": e.src_pool, "dst_pool": e.dst_pool,
-              "bytes": _r(_edge_bytes(problem, e.src, e.dst)), "link": f"{e.src_pool}<->{e.dst_pool}",
+              "bytes": _r(edge_bytes.get((e.src, e.dst), 0.0)), "link": f"{e.src_pool}<->{e.dst_pool}",
               "ms": _r(e.ms), "usd": _r(e.usd)} for e in sorted(plan.edges, key=lambda e: (e.src, e.dst))]
     tokens = problem.tokens_per_request
     usd_req = plan.usd_per_request
@@ -112,17 +116,6 @@ def build(c) -> dict:
                    "violations": list(plan.violations), "penalty": _r(plan.penalty)},
         "artifacts": artifacts,
     }
-
-
-def problem_weight(problem, op_id: str) -> float:
-    for op in problem.ops:
-        if op.id == op_id:
-            return op.weight
-    return 1.0
-
-
-def _edge_bytes(problem, src: str, dst: str) -> float:
-    return sum(e.bytes for e in problem.edges if e.src == src and e.dst == dst)
 
 
 def _display(path: str) -> str:
