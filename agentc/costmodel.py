@@ -81,7 +81,7 @@ from agentc.diagnostics import SourceLoc, VerifyError
 __all__ = [
     "HOURS_PER_MONTH", "KINDS", "CostModelError", "Demand", "OpCost",
     "kv_cache_bytes", "peak_egress_bw", "peak_ingress_bw", "tco_usd_per_hr", "usd_per_hr",
-    "op_demand", "op_cost", "profiled_cost", "transfer_ms", "transfer_cost", "supports_tp",
+    "op_demand", "op_cost", "batch_sweep", "profiled_cost", "transfer_ms", "transfer_cost", "supports_tp",
 ]
 
 HOURS_PER_MONTH = 8760 / 12  # 730: financing is monthly, prices are hourly
@@ -636,6 +636,22 @@ def op_cost(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, device
     elif kind in _PREFILL_KINDS:
         cost = replace(cost, ttft_ms=cost.time_ms)
     return cost
+
+
+def batch_sweep(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, device: DeviceSpec, tp: int,
+                cluster: Cluster | None, limit_ms: float | None, max_batch: int, loc: SourceLoc | None = None):
+    """Yield (batch, OpCost) for batch = 1, 2, 4, ... up to `max_batch` while the op fits
+    and its SLA-bearing time (TBT for decode, TTFT for prefill) stays within `limit_ms`.
+    Both only grow with the batch, so the first failure ends the sweep. Serving picks
+    its batch from these (the paper maximises batch under the SLA)."""
+    b = 1
+    while b <= max_batch:
+        c = op_cost(kind, dict(attrs, batch=b), model, device, tp, cluster, loc)
+        bound = c.tbt_ms if c.tbt_ms is not None else c.ttft_ms
+        if not c.fits or (limit_ms is not None and bound is not None and bound > limit_ms):
+            return
+        yield b, c
+        b *= 2
 
 
 def _profile_cost(prof: Profile, kind: str, attrs: Mapping[str, Any], device_name: str, tp: int,

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 
 from agentc.catalog import Catalog, Cluster, DeviceSpec, model_from_decl
-from agentc.costmodel import kv_cache_bytes, op_cost
+from agentc.costmodel import batch_sweep, kv_cache_bytes
 
 ACCELERATORS = ("A40", "A100", "Gaudi3", "MI300x", "H100", "B200")
 MODELS = ("llama3-8b", "llama3-70b")
@@ -55,21 +55,14 @@ def scenarios() -> list[Scenario]:
             for mode in ("interactive", "offline")]
 
 
-def _best_side(kind: str, attrs: dict, model, dev: DeviceSpec, cluster: Cluster, limit_ms: float | None,
-               limit_key: str) -> Side | None:
-    """Cheapest (tp, batch) for one side that fits and meets its SLA term."""
+def _best_side(kind: str, attrs: dict, model, dev: DeviceSpec, cluster: Cluster, limit_ms: float | None) -> Side | None:
+    """Cheapest (tp, batch) per request for one side that fits and meets its SLA term."""
     best = None
     for tp in dev.admissible_tp():
-        b = 1
-        while b <= MAX_BATCH:
-            c = op_cost(kind, dict(attrs, batch=b), model, dev, tp, cluster)
-            bound = c.ttft_ms if limit_key == "ttft" else c.tbt_ms
-            if not c.fits or (limit_ms is not None and bound is not None and bound > limit_ms):
-                break
+        for b, c in batch_sweep(kind, attrs, model, dev, tp, cluster, limit_ms, MAX_BATCH):
             side = Side(dev.name, tp, b, c.time_ms, c.usd_per_call / b)
             if best is None or side.usd_per_request < best.usd_per_request - 1e-15:
                 best = side
-            b *= 2
     return best
 
 
@@ -80,9 +73,9 @@ def sweep(catalog: Catalog, cluster: Cluster, devices=ACCELERATORS, only: list[S
         model = model_from_decl(catalog.models[sc.model], dtype=sc.dtype)
         sla = INTERACTIVE if sc.mode == "interactive" else {"ttft_ms": None, "tbt_ms": None}
         pre = {d: _best_side("llm.prefill", {"tokens": sc.isl}, model, catalog.devices[d], cluster,
-                             sla["ttft_ms"], "ttft") for d in devices}
+                             sla["ttft_ms"]) for d in devices}
         dec = {d: _best_side("llm.decode", {"context": sc.isl, "tokens": sc.osl}, model, catalog.devices[d],
-                             cluster, sla["tbt_ms"], "tbt") for d in devices}
+                             cluster, sla["tbt_ms"]) for d in devices}
 
         def cost(p, d):
             if pre[p] is None or dec[d] is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mlir import ir
 
-from agentc.costmodel import KINDS, CostModelError, op_cost, op_demand, supports_tp
+from agentc.costmodel import KINDS, CostModelError, batch_sweep, op_cost, op_demand, supports_tp
 from agentc.diagnostics import VerifyError
 from agentc.frontend.lower import attrs
 from agentc.passes._ir import attrs_of, get, source_loc, top_ops, walk
@@ -28,15 +28,11 @@ def _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
     """Decode is served in batches: the largest power-of-two batch that fits in memory
     and keeps the per-token step within the TBT SLA (the paper maximises batch under the
     SLA). Returns (cost at that batch, batch); per-request busy time and dollars are the
-    batch's divided by the batch size."""
+    batch's divided by the batch size. Profiled costs are taken as measured, unbatched."""
     best, best_b = op_cost(kind, a, model, dev, tp, cluster, loc), 1
-    b = 2
-    while b <= MAX_BATCH and not best.profiled:
-        c = op_cost(kind, dict(a, batch=b), model, dev, tp, cluster, loc)
-        if not c.fits or (tbt_sla_ms is not None and c.tbt_ms is not None and c.tbt_ms > tbt_sla_ms):
-            break
-        best, best_b = c, b
-        b *= 2
+    if not best.profiled:
+        for b, c in batch_sweep(kind, a, model, dev, tp, cluster, tbt_sla_ms, MAX_BATCH, loc):
+            best, best_b = c, b
     return best, best_b
 
 
