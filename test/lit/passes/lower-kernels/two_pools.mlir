@@ -1,3 +1,4 @@
+// Tests passes/lower_kernels.py.
 // RUN: %agentc-opt %s -p partition,lower-kernels | FileCheck %s --check-prefix=KERN
 
 
