@@ -2,29 +2,47 @@
 
 Stages, in order (each a small function over `CompileState`):
 
-- `vectorize` (on tensors): a transform-dialect script tiles every `linalg.matmul` into
-  register tiles (`options.tile`, default [8, 32, 1] for m, n, k, shrunk per op to
-  divide its shape), vectorises the tiles into `vector.contract`, hoists the
-  accumulator out of the k loop and lowers the contraction to FMAs. It runs before
-  bufferization because the accumulator hoisting needs value semantics: on memrefs
-  the function arguments may alias and the transfers stay in the loop (4 GFLOP/s
-  instead of 30+). Other linalg ops are left to become loops, which LLVM vectorises.
+- `vectorize` (on tensors): a transform-dialect script schedules every static
+  `linalg.matmul` (`matmul_schedule` picks the numbers per op):
+  1. with `options.threads > 1` and enough work, `tile_using_forall` splits M (or N)
+     into one slice per thread;
+  2. a cache block over K (`k_block`, about 128) keeps the A rows and B panel a
+     register tile walks through in L1/L2;
+  3. register tiles (`options.tile`, default [6, 16, 1] for m, n, k); the loops are
+     peeled, so shapes the tile does not divide get smaller static edge tiles instead
+     of masks or scalar loops;
+  4. each tile is vectorised into `vector.contract`, the accumulator is hoisted out of
+     the k loop and the contraction lowered to FMAs.
+  6x16 is the AVX2 register budget: 12 accumulator vectors of 8 floats, 2 for the B
+  row and 1 for the broadcast A element, out of 16 ymm registers (an 8x32 tile
+  needs 32 accumulators and spills). The script runs before bufferization because the
+  accumulator hoisting needs value semantics: on memrefs the function arguments may
+  alias and the transfers stay in the loop. Other linalg ops are left to become
+  loops, which LLVM vectorises.
 - `bufferize`: one-shot bufferization across function boundaries with identity layouts,
   results turned into trailing out-parameters, and deallocation of temporaries. The C
   ABI becomes `void _mlir_ciface_<kernel>(memref *in..., memref *out...)`.
-- `llvm`: linalg -> loops, then the upstream conversions to the LLVM dialect, then
+- `llvm`: linalg -> loops, then (threads > 1) `scf.forall` -> `scf.parallel` -> MLIR's
+  async runtime calls, then the upstream conversions to the LLVM dialect, then
   translation to LLVM IR (artifacts["ll"]; the LLVM-dialect MLIR stays in
   meta["llvm_mlir"] for the JIT).
-- `obj`: llvmlite codegen for `options.triple` (artifacts["o"]).
+- `obj`: llvmlite codegen for `options.triple` (artifacts["o"]); `cpu="native"` uses
+  this machine's CPU name and features and is only accepted for the host architecture.
 - `header`: a C header with the memref descriptor structs and kernel prototypes.
 
+Threaded kernels (`threads > 1`) call `mlirAsyncRuntime*` functions: link them with
+`libmlir_async_runtime.so` from the mlir wheel (`<site-packages>/mlir/lib`); the
+header says so. With the default `threads=1` objects need only libc.
+
 `jit(kernel_text)` runs the same stages up to the LLVM dialect and returns a callable
-over numpy arrays (MLIR's ExecutionEngine); the tests and benchmarks use it.
+over numpy arrays (MLIR's ExecutionEngine, which compiles for the host CPU and its
+features); the tests and benchmarks use it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -50,6 +68,7 @@ BUFFERIZE_PIPELINE = (
 LLVM_PIPELINE = (
     "builtin.module("
     "func.func(convert-linalg-to-loops),"
+    "{async_}"
     "fold-memref-alias-ops,"
     "expand-strided-metadata,"
     "convert-vector-to-scf,"
@@ -66,20 +85,66 @@ LLVM_PIPELINE = (
     "reconcile-unrealized-casts)"
 )
 
+# Threaded matmuls: each `scf.forall` iteration becomes one async task (min-task-size=1:
+# the forall already has one iteration per thread; the default of 1000 would run the
+# whole loop on one thread). The caller runs the first slice itself.
+ASYNC_PASSES = (
+    "scf-forall-to-parallel,"
+    "async-parallel-for{{num-workers={threads} min-task-size=1}},"
+    "async-to-async-runtime,"
+    "async-runtime-ref-counting,"
+    "async-runtime-ref-counting-opt,"
+    "convert-async-to-llvm,"
+)
+
+
+def llvm_pipeline(threads: int = 1) -> str:
+    """The lowering to the LLVM dialect; with threads > 1 it includes the async runtime."""
+    return LLVM_PIPELINE.format(async_=ASYNC_PASSES.format(threads=threads) if threads > 1 else "")
+
+
 _SCRIPT_HEAD = """
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 """
 
-# One block per distinct tile; `{m}x{n}x{k}` names the ops tagged by `_tag_matmuls`.
-_SCRIPT_TILE = """
-    %mm_{m}x{n}x{k} = transform.structured.match ops{{["linalg.matmul"]}}
-      attributes {{agentc.tile = "{m}x{n}x{k}"}} in %root : (!transform.any_op) -> !transform.any_op
-    %t_{m}x{n}x{k}, %l0_{m}x{n}x{k}, %l1_{m}x{n}x{k}, %l2_{m}x{n}x{k} =
-      transform.structured.tile_using_for %mm_{m}x{n}x{k} tile_sizes [{m}, {n}, {k}]
+# One block per distinct schedule; `{id}` names the ops tagged by `_tag_matmuls`.
+_SCRIPT_MATCH = """
+    %mm_{id} = transform.structured.match ops{{["linalg.matmul"]}}
+      attributes {{agentc.schedule = "{key}"}} in %root : (!transform.any_op) -> !transform.any_op
+"""
+_SCRIPT_FORALL = """
+    %par_{id}, %forall_{id} = transform.structured.tile_using_forall %{cur}_{id} num_threads {threads}
+      : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+"""
+_SCRIPT_K_BLOCK = """
+    %kb_{id}, %kloop_{id} = transform.structured.tile_using_for %{cur}_{id} tile_sizes [0, 0, {k_block}]
+      : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+"""
+_SCRIPT_REGISTER = """
+    %reg_{id}, %lm_{id}, %ln_{id}, %lk_{id} = transform.structured.tile_using_for %{cur}_{id}
+      tile_sizes [{m}, {n}, {k}]
       : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)
-    transform.structured.vectorize %t_{m}x{n}x{k} vector_sizes [{m}, {n}, {k}] {{create_named_contraction}}
-      : !transform.any_op
+"""
+# Peel n (inside m) before m: the m peel then clones both n loops into its remainder.
+_SCRIPT_PEEL = """
+    %l{dim}f_{id} = transform.cast %l{dim}_{id} : !transform.any_op to !transform.op<"scf.for">
+    %{dim}main_{id}, %{dim}rest_{id} = transform.loop.peel %l{dim}f_{id}
+      : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
+"""
+# After peeling, canonicalization turns the edge tiles' sizes into constants, so every
+# tile (full or edge) has a static shape and vectorises without masks.
+_SCRIPT_STATIC_SIZES = """
+    %funcs0 = transform.structured.match ops{["func.func"]} in %root
+      : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %funcs0 {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+"""
+_SCRIPT_VECTORIZE = """
+    %tiles_{id} = transform.structured.match ops{{["linalg.matmul"]}}
+      attributes {{agentc.schedule = "{key}"}} in %root : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %tiles_{id} {{create_named_contraction}} : !transform.any_op
 """
 
 _SCRIPT_TAIL = """
@@ -116,14 +181,79 @@ _NP_TYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i32": np.
 @dataclass(frozen=True)
 class CpuOptions:
     """triple: LLVM target triple (default: this machine). cpu: "" for the triple's
-    baseline, "native" for this machine's CPU and features, or an LLVM CPU name.
-    tile: matmul register tile (m, n, k)."""
+    baseline, "native" for this machine's CPU and features (host architecture only),
+    or an LLVM CPU name. tile: matmul register tile (m, n, k); edges are peeled.
+    threads: how many threads each large matmul is split over (1: no threading; more
+    uses MLIR's async runtime, see the module docstring)."""
 
     triple: str
     cpu: str = ""
     features: str = ""
     opt_level: int = 3
-    tile: tuple[int, int, int] = (8, 32, 1)
+    tile: tuple[int, int, int] = (6, 16, 1)
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class MatmulSchedule:
+    """How one static `linalg.matmul` is tiled (see the module docstring).
+
+    tile: register tile (m, n, k), clipped to the op's shape. k_block: cache block over
+    K (0: none). split: "m" or "n", the dimension shared out over `threads` threads
+    ("" with threads == 1). peel: the dimensions ("m", "n") the register tile does not
+    divide, whose last partial tile is peeled off into its own loop.
+    """
+
+    tile: tuple[int, int, int]
+    k_block: int = 0
+    split: str = ""
+    threads: int = 1
+    peel: str = ""
+
+    @property
+    def key(self) -> str:
+        """The `agentc.schedule` tag; also names the script's handles."""
+        key = "x".join(map(str, self.tile))
+        if self.k_block:
+            key += f"_k{self.k_block}"
+        if self.split:
+            key += f"_{self.split}{self.threads}"
+        if self.peel:
+            key += f"_peel{self.peel}"
+        return key
+
+
+# A matmul below this many multiply-adds is not worth a thread dispatch (tens of us).
+MIN_THREADED_MACS = 1 << 21
+# K above this is walked in blocks of about K_BLOCK (a divisor of K, so tiles stay static).
+K_BLOCK = 128
+K_BLOCK_FROM = 256
+
+
+def _k_block(k: int, tile_k: int) -> int:
+    """The divisor of K in [64, 256] closest to K_BLOCK (0 when K is small or has none)."""
+    if k <= K_BLOCK_FROM:
+        return 0
+    divisors = [d for d in range(64, 257) if k % d == 0 and d % tile_k == 0]
+    return min(divisors, key=lambda d: (abs(d - K_BLOCK), -d), default=0)
+
+
+def matmul_schedule(shape_mnk, options: CpuOptions) -> MatmulSchedule:
+    """The schedule for a static matmul of shape (m, n, k) under `options`."""
+    m, n, k = shape_mnk
+    pm, pn, pk = options.tile
+    tile = (min(pm, m), min(pn, n), next(t for t in (pk, 4, 2, 1) if t <= pk and k % t == 0))
+    split, threads = "", 1
+    if options.threads > 1 and m * n * k >= MIN_THREADED_MACS:
+        t = options.threads
+        if m % t == 0 and m // t >= tile[0]:
+            split, threads = "m", t
+        elif n % t == 0 and n // t >= tile[1]:
+            split, threads = "n", t
+    m_part = m // threads if split == "m" else m
+    n_part = n // threads if split == "n" else n
+    peel = ("m" if m_part % tile[0] else "") + ("n" if n_part % tile[1] else "")
+    return MatmulSchedule(tile, _k_block(k, tile[2]), split, threads, peel)
 
 
 @dataclass(frozen=True)
@@ -173,8 +303,11 @@ def kernel_signatures(text: str) -> list[KernelSignature]:
     return sigs
 
 
-def c_header(sigs: list[KernelSignature], guard: str = "AGENTC_KERNELS_H") -> str:
-    """C declarations of `_mlir_ciface_*` entry points and their memref descriptors."""
+def c_header(sigs: list[KernelSignature], guard: str = "AGENTC_KERNELS_H", threads: int = 1) -> str:
+    """C declarations of `_mlir_ciface_*` entry points and their memref descriptors.
+
+    threads > 1 adds the note that the object needs MLIR's async runtime at link time.
+    """
     structs: dict[str, str] = {}
     protos = []
     for sig in sigs:
@@ -192,40 +325,44 @@ def c_header(sigs: list[KernelSignature], guard: str = "AGENTC_KERNELS_H") -> st
         joined = ",\n    ".join(params)
         protos.append(f"void _mlir_ciface_{sig.name}(\n    {joined});\n")
     lines = [f"/* Generated by agentc (cpu target). Inputs first, then out-parameters the",
-             " * caller allocates with the shapes shown; the kernel fills them. */",
-             f"#ifndef {guard}", f"#define {guard}", "#include <stdbool.h>", "#include <stdint.h>",
-             "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
+             " * caller allocates with the shapes shown; the kernel fills them. */"]
+    if threads > 1:
+        lines += [f"/* Matmuls run on {threads} threads through MLIR's async runtime: link with",
+                  " * libmlir_async_runtime.so (in the mlir Python wheel, <site-packages>/mlir/lib). */"]
+    lines += [f"#ifndef {guard}", f"#define {guard}", "#include <stdbool.h>", "#include <stdint.h>",
+              "#ifdef __cplusplus", 'extern "C" {', "#endif", ""]
     lines += [structs[k] for k in sorted(structs)]
     lines += protos
     lines += ["#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 
 
-def transform_script(tiles) -> str:
-    """The schedule for the given distinct (m, n, k) matmul tiles."""
-    blocks = [_SCRIPT_TILE.format(m=m, n=n, k=k) for m, n, k in sorted(set(tiles))]
-    return _SCRIPT_HEAD + "".join(blocks) + _SCRIPT_TAIL
+def transform_script(schedules) -> str:
+    """The transform-dialect schedule for the given matmul schedules (any order)."""
+    distinct = sorted(set(schedules), key=lambda sched: sched.key)
+    tiling, vectorize = [], []
+    for i, sched in enumerate(distinct):
+        block, cur = [_SCRIPT_MATCH.format(id=i, key=sched.key)], "mm"
+        if sched.split:
+            counts = [sched.threads, 0] if sched.split == "m" else [0, sched.threads]
+            block.append(_SCRIPT_FORALL.format(id=i, cur=cur, threads=counts))
+            cur = "par"
+        if sched.k_block:
+            block.append(_SCRIPT_K_BLOCK.format(id=i, cur=cur, k_block=sched.k_block))
+            cur = "kb"
+        m, n, k = sched.tile
+        block.append(_SCRIPT_REGISTER.format(id=i, cur=cur, m=m, n=n, k=k))
+        block += [_SCRIPT_PEEL.format(id=i, dim=dim) for dim in "nm" if dim in sched.peel]
+        tiling += block
+        vectorize.append(_SCRIPT_VECTORIZE.format(id=i, key=sched.key))
+    return _SCRIPT_HEAD + "".join(tiling) + _SCRIPT_STATIC_SIZES + "".join(vectorize) + _SCRIPT_TAIL
 
 
-def _fitting_tile(shape_mnk, preferred) -> tuple[int, int, int] | None:
-    """The largest tile no bigger than `preferred` that divides the matmul exactly.
-
-    Exact tiles keep the vector code unmasked; when even a 1x8 tile does not fit the
-    op stays as loops for LLVM's own vectoriser.
-    """
-    m, n, k = shape_mnk
-    pm, pn, pk = preferred
-    tm = next(t for t in (pm, 8, 4, 2, 1) if t <= pm and m % t == 0)
-    tn = next((t for t in (pn, 64, 32, 16, 8) if t <= pn and n % t == 0), None)
-    tk = next(t for t in (pk, 4, 2, 1) if t <= pk and k % t == 0)
-    return None if tn is None else (tm, tn, tk)
-
-
-def _tag_matmuls(text: str, preferred) -> tuple[str, list[tuple[int, int, int]]]:
-    """Mark each static linalg.matmul with the tile it gets (`agentc.tile`)."""
+def _tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedule]]:
+    """Mark each static linalg.matmul with its schedule (`agentc.schedule`)."""
     from mlir import ir
 
-    tiles = []
+    schedules = []
     with ir.Context():
         module = ir.Module.parse(text)
 
@@ -233,13 +370,12 @@ def _tag_matmuls(text: str, preferred) -> tuple[str, list[tuple[int, int, int]]]
             if op.name == "linalg.matmul":
                 a, b = (ir.ShapedType(v.type) for v in list(op.operands)[:2])
                 if a.has_static_shape and b.has_static_shape:
-                    tile = _fitting_tile((a.shape[0], b.shape[1], a.shape[1]), preferred)
-                    if tile is not None:
-                        op.attributes["agentc.tile"] = ir.StringAttr.get("x".join(map(str, tile)))
-                        tiles.append(tile)
+                    sched = matmul_schedule((a.shape[0], b.shape[1], a.shape[1]), options)
+                    op.attributes["agentc.schedule"] = ir.StringAttr.get(sched.key)
+                    schedules.append(sched)
             return ir.WalkResult.ADVANCE
         module.operation.walk(visit)
-        return str(module), tiles
+        return str(module), schedules
 
 
 class CpuTarget:
@@ -258,6 +394,12 @@ class CpuTarget:
             if len(tile) != 3 or min(tile) < 1:
                 raise UsageError(f"cpu target: tile must be three positive sizes (m, n, k), got {tile}")
             values["tile"] = tile
+        values["threads"] = int(values.get("threads", 1))
+        if values["threads"] < 1:
+            raise UsageError(f"cpu target: threads must be at least 1, got {values['threads']}")
+        if values.get("cpu") == "native" and _arch(values["triple"]) != _arch(util.host_triple()):
+            raise UsageError(f"cpu target: cpu=native describes this {_arch(util.host_triple())} "
+                             f"machine, not triple {values['triple']}; name a CPU for that triple")
         values["opt_level"] = int(values.get("opt_level", 3))
         if values["opt_level"] not in (0, 1, 2, 3):
             raise UsageError(f"cpu target: opt_level must be 0-3, got {values['opt_level']}")
@@ -266,9 +408,13 @@ class CpuTarget:
     def add_stages(self, stages: dict[str, StageFn], options: CpuOptions) -> None:
         stages["vectorize"] = lambda state: _vectorize(state, options)
         stages["bufferize"] = _bufferize
-        stages["llvm"] = _to_llvm
+        stages["llvm"] = lambda state: _to_llvm(state, options)
         stages["obj"] = lambda state: _obj(state, options)
-        stages["header"] = _header
+        stages["header"] = lambda state: _header(state, options)
+
+
+def _arch(triple: str) -> str:
+    return triple.split("-", 1)[0]
 
 
 def _bufferize(state: CompileState) -> CompileState:
@@ -278,19 +424,24 @@ def _bufferize(state: CompileState) -> CompileState:
 
 def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["signatures"] = kernel_signatures(state.ir)
-    tagged, tiles = _tag_matmuls(state.ir, options.tile)
-    state.meta["matmul_tiles"] = tiles
-    if not tiles:
+    tagged, schedules = _tag_matmuls(state.ir, options)
+    state.meta["matmul_schedules"] = schedules
+    if not schedules:
         return state
-    scheduled = util.with_transform_script(tagged, transform_script(tiles))
+    scheduled = util.with_transform_script(tagged, transform_script(schedules))
     done = util.run_pipeline(scheduled, "builtin.module(transform-interpreter)", stage="vectorize")
     state.ir = util.run_pipeline(util.strip_transform_script(done), "builtin.module(canonicalize,cse)",
                                  stage="vectorize")
     return state
 
 
-def _to_llvm(state: CompileState) -> CompileState:
-    state.meta["llvm_mlir"] = util.run_pipeline(state.ir, LLVM_PIPELINE, stage="llvm")
+def _threaded(state: CompileState) -> bool:
+    return any(sched.split for sched in state.meta.get("matmul_schedules", ()))
+
+
+def _to_llvm(state: CompileState, options: CpuOptions) -> CompileState:
+    threads = options.threads if _threaded(state) else 1
+    state.meta["llvm_mlir"] = util.run_pipeline(state.ir, llvm_pipeline(threads), stage="llvm")
     state.ir = util.translate_to_llvmir(state.meta["llvm_mlir"])
     state.artifacts["ll"] = state.ir.encode()
     return state
@@ -307,9 +458,10 @@ def _obj(state: CompileState, options: CpuOptions) -> CompileState:
     return state
 
 
-def _header(state: CompileState) -> CompileState:
+def _header(state: CompileState, options: CpuOptions) -> CompileState:
     guard = re.sub(r"\W", "_", f"AGENTC_{state.name}_H").upper()
-    state.artifacts["h"] = c_header(state.meta["signatures"], guard).encode()
+    threads = options.threads if _threaded(state) else 1
+    state.artifacts["h"] = c_header(state.meta["signatures"], guard, threads).encode()
     return state
 
 
@@ -346,16 +498,37 @@ class JitKernel:
         return tuple(outs)
 
 
-def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] = (8, 32, 1),
-        function: str | None = None) -> JitKernel:
-    """Compile a kernel module through bufferize/vectorize/llvm and load it in-process."""
+@functools.cache
+def _load_async_runtime() -> None:
+    """Load MLIR's async runtime into the process once, for good.
+
+    Not through the engine's `shared_libs`: an engine tears the runtime's one global
+    instance down when it is destroyed (`__mlir_execution_engine_destroy`), and the
+    next threaded kernel in the process would then crash. Loaded globally, the
+    `mlirAsyncRuntime*` symbols resolve from the process and the runtime lives on.
+    """
+    ctypes.CDLL(util.runtime_lib("mlir_async_runtime"), mode=ctypes.RTLD_GLOBAL)
+
+
+def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] | None = None,
+        threads: int = 1, function: str | None = None) -> JitKernel:
+    """Compile a kernel module through vectorize/bufferize/llvm and load it in-process.
+
+    tile: the matmul register tile (default `CpuOptions.tile`). threads > 1 splits large
+    matmuls over that many threads (MLIR's async runtime, loaded into the engine).
+    """
     from mlir import execution_engine, ir
 
-    state = compile_kernel(text, stop_after="llvm", tile=tile, opt_level=opt_level)
+    options = {"opt_level": opt_level, "threads": threads}
+    if tile is not None:
+        options["tile"] = tile
+    state = compile_kernel(text, stop_after="llvm", **options)
     sigs = state.meta["signatures"]
     sig = next((s for s in sigs if function in (None, s.name)), None)
     if sig is None:
         raise UsageError(f"no public function '{function}' in the kernel module")
+    if _threaded(state):
+        _load_async_runtime()
     ctx = ir.Context()
     with ctx:
         module = ir.Module.parse(state.meta["llvm_mlir"])

@@ -62,12 +62,63 @@ def test_kernel_matches_numpy(kind):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
 
 
-def test_matmul_odd_shape_uses_loops_and_is_correct():
-    kernel = cpu.jit(kernels.matmul(5, 7, 3))
-    a, b = np.ones((5, 3), np.float32), np.arange(21, dtype=np.float32).reshape(3, 7)
-    np.testing.assert_allclose(kernel(a, b)[0], a @ b)
-    assert cpu._fitting_tile((5, 7, 3), (8, 32, 1)) is None
-    assert cpu._fitting_tile((12, 48, 5), (8, 32, 1)) == (4, 16, 1)
+@pytest.mark.parametrize("shape", [(5, 7, 3), (7, 33, 9), (13, 40, 300), (1, 48, 16)])
+def test_matmul_edge_tiles_are_correct(shape):
+    """Shapes the 6x16 register tile does not divide: edge tiles are peeled, not dropped."""
+    m, n, k = shape
+    kernel = cpu.jit(kernels.matmul(m, n, k))
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_schedule_clips_peels_and_blocks():
+    options = cpu.CpuTarget().parse_options()
+    assert options.tile == (6, 16, 1) and options.threads == 1
+    assert cpu.matmul_schedule((5, 7, 3), options) == cpu.MatmulSchedule((5, 7, 1))
+    assert cpu.matmul_schedule((12, 48, 5), options) == cpu.MatmulSchedule((6, 16, 1))
+    big = cpu.matmul_schedule((512, 512, 512), options)
+    assert big == cpu.MatmulSchedule((6, 16, 1), k_block=128, peel="m")
+    assert big.key == "6x16x1_k128_peelm"
+    assert cpu.matmul_schedule((128, 512, 1376), options).k_block == 86  # divides K
+
+
+def test_matmul_schedule_splits_large_matmuls_over_threads():
+    two = cpu.CpuTarget().parse_options(threads=2)
+    assert cpu.matmul_schedule((512, 512, 512), two) == cpu.MatmulSchedule(
+        (6, 16, 1), k_block=128, split="m", threads=2, peel="m")
+    assert cpu.matmul_schedule((127, 512, 512), two).split == "n"  # M odd
+    assert cpu.matmul_schedule((16, 16, 16), two).split == ""  # too small to share
+
+
+@pytest.mark.parametrize("shape", [(512, 512, 512), (127, 200, 256), (128, 96, 1376)])
+def test_threaded_matmul_matches_numpy(shape):
+    m, n, k = shape
+    kernel = cpu.jit(kernels.matmul(m, n, k), threads=2)
+    assert "mlirAsyncRuntimeExecute" in kernel.llvm_mlir  # really dispatched to threads
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    for _ in range(3):  # the runtime's workers are reused across calls
+        np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
+
+
+def test_threaded_kernels_outlive_each_other():
+    """Dropping one threaded engine must not take the async runtime down with it."""
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((256, 256), np.float32), rng.standard_normal((256, 256), np.float32)
+    first = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
+    first(a, b)
+    del first
+    second = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
+    np.testing.assert_allclose(second(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
+
+
+def test_threaded_prefill_layer_matches_numpy():
+    args, ref_kwargs = (64, 128, 4, 2, 192), {"heads": 4, "kv_heads": 2}
+    kernel = cpu.jit(kernels.prefill_layer(*args), threads=2)
+    inputs = _inputs(kernel.signature, np.random.default_rng(8))
+    want = kernels.REFERENCES["prefill_layer"](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
+    np.testing.assert_allclose(kernel(*inputs)[0], want, rtol=1e-4, atol=2e-5)
 
 
 def test_causal_mask_ignores_future_tokens():
@@ -85,7 +136,8 @@ def test_causal_mask_ignores_future_tokens():
 def test_vectorize_stage_emits_fma_loops():
     state = cpu.compile_kernel(kernels.matmul(64, 64, 64), stop_after="vectorize")
     assert "vector.fma" in state.ir and "linalg.matmul" not in state.ir
-    assert state.meta["matmul_tiles"] == [(8, 32, 1)]
+    assert [s.key for s in state.meta["matmul_schedules"]] == ["6x16x1_peelm"]
+    assert "vector<6x16xf32>" in state.ir and "vector<4x16xf32>" in state.ir  # 10 tiles + edge
 
 
 @pytest.mark.parametrize("triple,machine", [("x86_64-unknown-linux-gnu", "X86-64"),
@@ -134,4 +186,26 @@ def test_pipeline_failure_carries_mlir_opt_command():
 def test_unknown_option_is_a_usage_error():
     with pytest.raises(UsageError):
         cpu.CpuTarget().parse_options(chip="sm_90")
+    with pytest.raises(UsageError):
+        cpu.CpuTarget().parse_options(threads=0)
     assert cpu.CpuTarget().parse_options(tile=[4, 16, 1]).tile == (4, 16, 1)
+
+
+def test_native_cpu_is_only_for_the_host_architecture():
+    foreign = ("aarch64-unknown-linux-gnu" if util.host_triple().startswith("x86_64")
+               else "x86_64-unknown-linux-gnu")
+    with pytest.raises(UsageError, match="native"):
+        cpu.CpuTarget().parse_options(triple=foreign, cpu="native")
+    state = cpu.compile_kernel(kernels.matmul(16, 32, 8), cpu="native")
+    assert state.artifacts["o"][:4] == b"\x7fELF"
+
+
+def test_threaded_object_and_header_name_the_async_runtime():
+    state = cpu.compile_kernel(kernels.matmul(256, 256, 256), name="mm", threads=2,
+                               triple="x86_64-unknown-linux-gnu")
+    assert b"mlirAsyncRuntimeExecute" in state.artifacts["o"]
+    assert "libmlir_async_runtime.so" in state.artifacts["h"].decode()
+    single = cpu.compile_kernel(kernels.matmul(256, 256, 256), name="mm",
+                                triple="x86_64-unknown-linux-gnu")
+    assert b"mlirAsyncRuntime" not in single.artifacts["o"]
+    assert "async" not in single.artifacts["h"].decode()
