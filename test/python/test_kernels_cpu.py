@@ -62,9 +62,11 @@ def test_kernel_matches_numpy(kind):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 3), (7, 33, 9), (13, 40, 300), (1, 48, 16)])
+@pytest.mark.parametrize("shape", [(5, 7, 3), (7, 33, 9), (13, 40, 300), (1, 48, 16), (64, 200, 64),
+                                   (127, 512, 600)])
 def test_matmul_edge_tiles_are_correct(shape):
-    """Shapes the 6x16 register tile does not divide: edge tiles are peeled, not dropped."""
+    """Shapes the 6x16 register tile does not divide: edge tiles are peeled (or B's panels
+    zero-padded), not dropped."""
     m, n, k = shape
     kernel = cpu.jit(kernels.matmul(m, n, k))
     rng = np.random.default_rng(3)
@@ -72,26 +74,31 @@ def test_matmul_edge_tiles_are_correct(shape):
     np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
 
 
-def test_matmul_schedule_clips_peels_and_blocks():
+def test_matmul_schedule_clips_peels_packs_and_blocks():
     options = cpu.CpuTarget().parse_options()
     assert options.tile == (6, 16, 1) and options.threads == 1
     assert cpu.matmul_schedule((5, 7, 3), options) == cpu.MatmulSchedule((5, 7, 1))
     assert cpu.matmul_schedule((12, 48, 5), options) == cpu.MatmulSchedule((6, 16, 1))
+    # few rows: B is read in place, in K blocks of about 128
+    assert cpu.matmul_schedule((16, 512, 512), options) == cpu.MatmulSchedule(
+        (6, 16, 1), k_block=128, peel="m")
     big = cpu.matmul_schedule((512, 512, 512), options)
-    assert big == cpu.MatmulSchedule((6, 16, 1), k_block=128, peel="m")
-    assert big.key == "6x16x1_k128_peelm"
-    assert cpu.matmul_schedule((128, 512, 1376), options).k_block == 86  # divides K
+    assert big == cpu.MatmulSchedule((6, 16, 1), k_block=512, pack_b=True, peel="m")
+    assert big.key == "6x16x1_k512_packb_peelm"
+    assert cpu.matmul_schedule((128, 512, 1376), options).k_block == 172  # divides K
 
 
 def test_matmul_schedule_splits_large_matmuls_over_threads():
     two = cpu.CpuTarget().parse_options(threads=2)
     assert cpu.matmul_schedule((512, 512, 512), two) == cpu.MatmulSchedule(
-        (6, 16, 1), k_block=128, split="m", threads=2, peel="m")
-    assert cpu.matmul_schedule((127, 512, 512), two).split == "n"  # M odd
+        (6, 16, 1), k_block=512, split="n", threads=2, pack_b=True, peel="m")  # by B panels
+    assert cpu.matmul_schedule((130, 200, 300), two).split == "m"  # 13 panels
+    assert cpu.matmul_schedule((16, 512, 512), two).split == "m"
+    assert cpu.matmul_schedule((15, 512, 512), two).split == "n"  # M odd
     assert cpu.matmul_schedule((16, 16, 16), two).split == ""  # too small to share
 
 
-@pytest.mark.parametrize("shape", [(512, 512, 512), (127, 200, 256), (128, 96, 1376)])
+@pytest.mark.parametrize("shape", [(512, 512, 512), (130, 200, 300), (15, 512, 512), (128, 96, 1376)])
 def test_threaded_matmul_matches_numpy(shape):
     m, n, k = shape
     kernel = cpu.jit(kernels.matmul(m, n, k), threads=2)
@@ -136,8 +143,9 @@ def test_causal_mask_ignores_future_tokens():
 def test_vectorize_stage_emits_fma_loops():
     state = cpu.compile_kernel(kernels.matmul(64, 64, 64), stop_after="vectorize")
     assert "vector.fma" in state.ir and "linalg.matmul" not in state.ir
-    assert [s.key for s in state.meta["matmul_schedules"]] == ["6x16x1_peelm"]
+    assert [s.key for s in state.meta["matmul_schedules"]] == ["6x16x1_k64_packb_peelm"]
     assert "vector<6x16xf32>" in state.ir and "vector<4x16xf32>" in state.ir  # 10 tiles + edge
+    assert "tensor<4x64x16xf32>" in state.ir  # B as 4 contiguous panels of 16 columns
 
 
 @pytest.mark.parametrize("triple,machine", [("x86_64-unknown-linux-gnu", "X86-64"),
