@@ -81,8 +81,9 @@ class Formulation:
     """One MILP over an Instance; `solve()` runs it, `warm(m)` maps a plan to columns."""
 
     def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None,
-                 cand: list[list[int]] | None = None):
+                 cand: list[list[int]] | None = None, tp_pools: frozenset[int] | None = None):
         self.inst, self.mode = inst, mode
+        self.tp_pools = tp_pools
         p = inst.problem
         self.relax = mode == "relax"
         self.cost, self.lb, self.ub, self.integer = [], [], [], []
@@ -251,15 +252,29 @@ class Formulation:
             self.ncol[j] = n = self._col(money * site.usd_per_hr, 0.0, ub, True)
             self._row([(n, 1.0)] + [(self.xcol[k], -inst.demand(k)) for k in by_site[j]], 0.0, INF)
             # a tensor-parallel replica holds all its tp devices at once: n >= tp of each op
+            # (rows left out for pools outside tp_pools; `tp_short` says when they bind)
             per_op: dict[int, list[int]] = {}
-            for k in by_site[j]:
-                per_op.setdefault(inst.choices[k].op, []).append(k)
+            if self.tp_pools is None or j in self.tp_pools:
+                for k in by_site[j]:
+                    per_op.setdefault(inst.choices[k].op, []).append(k)
             for ks in per_op.values():
                 if max(inst.choices[k].option.tp for k in ks) > 1:
                     self._row([(n, 1.0)] + [(self.xcol[k], -float(inst.choices[k].option.tp)) for k in ks], 0.0, INF)
             if self.relax and site.count is not None:
                 self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)
                 self._row([(n, 1.0), (sg, -1.0)], -INF, float(site.count))
+
+    def tp_short(self, res: "MilpResult") -> frozenset[int]:
+        """Pools whose device count in `res` is below the tp of an op placed there, among
+        those built without tp rows: adding their rows and solving again is exact."""
+        if self.inst.load <= 0 or self.tp_pools is None or res.choice is None or res.values is None:
+            return frozenset()
+        need: dict[int, int] = {}
+        for k in res.choice:
+            c = self.inst.choices[k]
+            need[c.site] = max(need.get(c.site, 0), c.option.tp)
+        return frozenset(j for j, col in self.ncol.items()
+                         if j not in self.tp_pools and round(res.values[col]) < need.get(j, 0))
 
     # -- warm start and solve --------------------------------------------------------
 
@@ -289,11 +304,16 @@ class Formulation:
                 v[c] = max(0.0, m.devices.get(j, 0) - inst.sites[j].count)
         return v
 
-    def _load(self, integer: bool) -> highspy.Highs:
+    def _load(self, integer: bool, time_limit: float | None = None,
+              target: float | None = None) -> highspy.Highs:
+        """The model in a fresh HiGHS; `target`: stop at the first plan costing at most
+        this (with the gap then judged by the caller against a bound of its own)."""
         p = self.inst.problem
         h = new_highs()
-        h.setOptionValue("time_limit", float(p.time_limit_s))
-        h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap))
+        h.setOptionValue("time_limit", float(p.time_limit_s if time_limit is None else time_limit))
+        h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap) if target is None else 1e-6)
+        if target is not None:
+            h.setOptionValue("objective_target", float(target))
         h.setOptionValue("mip_abs_gap", 1e-9)
         ncol = len(self.cost)
         h.addCols(ncol, np.array(self.cost), np.array(self.lb), np.array(self.ub), 0,
@@ -329,12 +349,13 @@ class Formulation:
         return (h.getInfo().objective_function_value, {k: vals[c] for k, c in self.xcol.items()},
                 {k: duals[c] for k, c in self.xcol.items()})
 
-    def solve(self, warm: Metrics | None = None) -> MilpResult:
+    def solve(self, warm: Metrics | None = None, time_limit: float | None = None,
+              target: float | None = None) -> MilpResult:
         if self.trivially_infeasible:
             return MilpResult("infeasible", None, None, INF, 0.0)
         t0 = time.perf_counter()
-        h = self._load(integer=True)
-        if warm is not None:
+        h = self._load(integer=True, time_limit=time_limit, target=target)
+        if warm is not None and all(k in self.xcol for k in warm.choice):
             sol = highspy.HighsSolution()
             sol.col_value = list(self.warm(warm))
             sol.value_valid = True

@@ -21,7 +21,7 @@ from dataclasses import replace
 from agentc.diagnostics import InfeasiblePlanError
 
 from .greedy import greedy_choice
-from .improve import descend
+from .improve import consolidate, descend
 from .instance import Instance, Metrics
 from .milp import Formulation, MilpResult
 from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Plan,
@@ -72,44 +72,89 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
     large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
-    uses (most ops are integral there, so it is small) for an incumbent; (3) polish it
-    with a same-pool descent (improve.py), giving UB; if UB is within the requested gap
-    of the LP bound, stop; (4) reduced cost fixing: an option whose LP reduced cost
-    exceeds UB - LP bound cannot be in a plan better than UB, so dropping it loses
-    nothing; (5) solve the MILP over the
-    options left, warm-started with UB. Its optimum is the full problem's optimum.
+    uses (most ops are integral there, so it is small) for an incumbent, polished by a
+    same-pool descent (improve.py); (3) under load, if that is not within the requested
+    gap of the LP bound, solve the MILP over every option on the pools the LP uses for
+    each op (a neighbourhood that holds the other tp degrees and batch sizes: what
+    closes the gap when whole devices are paid for, where the descent's one-op moves
+    rarely cross a device boundary), time-boxed, stopping at the first plan within the
+    gap; (4) reduced cost fixing:
+    an option whose LP reduced cost exceeds UB - LP bound cannot be in a plan better
+    than UB, so dropping it loses nothing; (5) solve the MILP over the options left,
+    warm-started with UB. Its optimum is the full problem's optimum.
+
+    Under load, the rows `devices >= tp` are added only for pools where a solution
+    breaks them (`Formulation.tp_short`): they rarely bind once a pool is busy, and
+    without them the LP is several times faster. The LP bound stays a valid bound.
     """
     t0 = time.perf_counter()
-    f = Formulation(inst, mode, cap)
+    rel_gap = inst.problem.mip_rel_gap
+    lazy = None
+    lp_rows = frozenset() if inst.load > 0 else None
+    f = Formulation(inst, mode, cap, tp_pools=lp_rows)
     if f.trivially_infeasible:
         return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
     starts = [warm] if warm is not None and _fits(inst, warm, cap) else []
     key = (lambda m: (m.e2e_ms, m.objective)) if mode == "latency" else (lambda m: m.objective)
+
+    def polish(res: MilpResult) -> None:
+        if res.choice is not None:
+            rm = inst.evaluate(res.choice)
+            if _fits(inst, rm, cap):
+                starts.append(consolidate(inst, descend(inst, rm, cap), cap) if mode == "cost" else rm)
+
+    def closed(bound: float) -> MilpResult | None:
+        if not starts:
+            return None
+        best = min(starts, key=key)
+        ub = _value(inst, mode, best)
+        gap = (ub - bound) / max(abs(ub), 1e-12)
+        return MilpResult("optimal", best.choice, ub, max(gap, 0.0), 0.0) if gap <= rel_gap else None
+
+    cand = f.cand
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         lp = f.lp_relaxation()
         if lp is None:
             return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
         bound, x, reduced = lp
-        support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in f.cand]
+        support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
-        sub = Formulation(inst, mode, cap, cand=support)
-        res = sub.solve(gm if gm is not None and _fits(inst, gm, cap) else None)
-        if res.choice is not None:
-            rm = inst.evaluate(res.choice)
-            starts.append(descend(inst, rm, cap) if mode == "cost" else rm)
+        polish(_solve_lazy(inst, mode, cap, support, lazy, gm if gm is not None and _fits(inst, gm, cap) else None))
+        done = closed(bound)
+        if done is None and inst.load > 0:
+            pools = [{inst.choices[k].site for k in ks} for ks in support]
+            for i, k in enumerate(min(starts, key=key).choice if starts else ()):
+                pools[i].add(inst.choices[k].site)
+            near = [[k for k in ks if inst.choices[k].site in pools[i]] for i, ks in enumerate(cand)]
+            if sum(map(len, near)) < len(f.xcol):
+                polish(_solve_lazy(inst, mode, cap, near, lazy, min(starts, key=key) if starts else None,
+                                   time_limit=inst.problem.time_limit_s / 4,
+                                   target=bound + rel_gap * abs(bound)))
+                done = closed(bound)
+        if done is not None:
+            done.solve_time_s = time.perf_counter() - t0
+            return done
         if starts:
-            best = min(starts, key=key)
-            ub = _value(inst, mode, best)
-            gap = (ub - bound) / max(abs(ub), 1e-12)
-            if gap <= inst.problem.mip_rel_gap:
-                return MilpResult("optimal", best.choice, ub, max(gap, 0.0), time.perf_counter() - t0)
+            ub = _value(inst, mode, min(starts, key=key))
             margin = ub - bound + 1e-9 * max(1.0, abs(ub))
-            kept = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in f.cand]
-            f = Formulation(inst, mode, cap, cand=kept)
-    res = f.solve(min(starts, key=key) if starts else None)
+            cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
+    res = _solve_lazy(inst, mode, cap, cand, lazy, min(starts, key=key) if starts else None)
     res.solve_time_s = time.perf_counter() - t0
     return res
+
+
+def _solve_lazy(inst: Instance, mode: str, cap: float | None, cand: list[list[int]],
+                lazy: frozenset[int] | None, warm: Metrics | None,
+                time_limit: float | None = None, target: float | None = None) -> MilpResult:
+    """The MILP over `cand`, adding `devices >= tp` rows for pools until none is broken."""
+    while True:
+        f = Formulation(inst, mode, cap, cand=cand, tp_pools=lazy)
+        res = f.solve(warm, time_limit, target)
+        short = f.tp_short(res)
+        if not short:
+            return res
+        lazy = lazy | short
 
 
 def _fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
