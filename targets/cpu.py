@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -133,11 +134,17 @@ _SCRIPT_PACK_B = """
       : (!transform.any_op) -> (!transform.op<"linalg.generic">)
     %bpack_{id} = transform.get_producer_of_operand %gen_{id}[1]
       : (!transform.op<"linalg.generic">) -> (!transform.op<"linalg.pack">)
+"""
+# B[k, n] packs to [k, n / nr, nr] by default; make it panel-major. (A transposed B,
+# [n, k], packs to [n / nr, k, nr] as it is.)
+_SCRIPT_PANEL_MAJOR = """
     %packed_{id}, %bpanels_{id}, %unpack_{id} = transform.structured.pack_transpose %bpack_{id}
       with_compute_op(%gen_{id}) outer_perm = [1, 0]
       : (!transform.op<"linalg.pack">, !transform.op<"linalg.generic">)
       -> (!transform.op<"linalg.generic">, !transform.op<"linalg.pack">, !transform.any_op)
-    %bpad_{id}, %bexpand_{id}, %btranspose_{id} = transform.structured.lower_pack %bpanels_{id}
+"""
+_SCRIPT_LOWER_PACK_B = """
+    %bpad_{id}, %bexpand_{id}, %btranspose_{id} = transform.structured.lower_pack %{bpanels}_{id}
       : (!transform.op<"linalg.pack">)
       -> (!transform.op<"tensor.pad">, !transform.op<"tensor.expand_shape">, !transform.op<"linalg.transpose">)
 """
@@ -145,7 +152,7 @@ _SCRIPT_PACK_B = """
 _SCRIPT_PACK_B_FORALL = """
     %bpar_{id}, %bforall_{id} = transform.structured.tile_using_forall %btranspose_{id}
       num_threads [{threads}, 0, 0] : (!transform.op<"linalg.transpose">) -> (!transform.any_op, !transform.any_op)
-    %ppar_{id}, %forall_{id} = transform.structured.tile_using_forall %packed_{id} num_threads {counts}
+    %ppar_{id}, %forall_{id} = transform.structured.tile_using_forall %{packed}_{id} num_threads {counts}
       : (!transform.op<"linalg.generic">) -> (!transform.any_op, !transform.any_op)
 """
 _SCRIPT_PANELS = """
@@ -184,10 +191,16 @@ _SCRIPT_PEEL = """
     %{dim}main_{id}, %{dim}rest_{id} = transform.loop.peel %l{dim}f_{id}
       : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
 """
-# C comes back from the panel layout (a reshape, plus a slice when N was padded). Then
+# C comes back from the panel layout (a reshape, plus a slice when N was padded); a C
+# that was not a fresh fill (a slice of one, in a batch loop) goes in the same way. Then
 # canonicalization turns the peeled edge tiles' sizes into constants, so every tile
 # (full or edge) has a static shape and vectorises without masks.
 _SCRIPT_VECTORIZE = """
+    %cpacks = transform.structured.match ops{["linalg.pack"]} in %root
+      : (!transform.any_op) -> !transform.op<"linalg.pack">
+    %cpad, %cexpand, %ctranspose_in = transform.structured.lower_pack %cpacks
+      : (!transform.op<"linalg.pack">)
+      -> (!transform.op<"tensor.pad">, !transform.op<"tensor.expand_shape">, !transform.op<"linalg.transpose">)
     %unpacks = transform.structured.match ops{["linalg.unpack"]} in %root
       : (!transform.any_op) -> !transform.op<"linalg.unpack">
     %cempty, %ctranspose, %ccollapse, %cslice = transform.structured.lower_unpack %unpacks
@@ -202,6 +215,42 @@ _SCRIPT_VECTORIZE = """
     %tiles = transform.structured.match ops{["linalg.matmul"]}
       attributes {agentc.vectorize} in %root : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %tiles {create_named_contraction} : !transform.any_op
+"""
+
+# Batched contractions (attention's Q @ K^T and P @ V as linalg.generic): every dim but
+# one m, one n and the k dim is walked by a loop (a forall with threads), the unit dims
+# are folded away and the rest specialised to a (possibly transposed) linalg.matmul,
+# which the matmul schedules above then take up.
+_SCRIPT_BATCH_FOR = """
+    %bc_{id} = transform.structured.match ops{{["linalg.generic"]}}
+      attributes {{agentc.batch = "{key}"}} in %root : (!transform.any_op) -> !transform.any_op
+    transform.foreach %bc_{id} : !transform.any_op {{
+    ^bb0(%bone_{id}: !transform.any_op):
+      %btile_{id}, %bloop_{id}{more_loops} = transform.structured.tile_using_for %bone_{id}
+        tile_sizes {sizes} : (!transform.any_op) -> ({types})
+"""
+_SCRIPT_BATCH_FORALL = """
+    %bc_{id} = transform.structured.match ops{{["linalg.generic"]}}
+      attributes {{agentc.batch = "{key}"}} in %root : (!transform.any_op) -> !transform.any_op
+    transform.foreach %bc_{id} : !transform.any_op {{
+    ^bb0(%bone_{id}: !transform.any_op):
+      %btile_{id}, %bloop_{id} = transform.structured.tile_using_forall %bone_{id}
+        tile_sizes {sizes} : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+"""
+_SCRIPT_BATCH_SPECIALIZE = """
+      transform.apply_patterns to %bloop_{id} {
+        transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices
+        transform.apply_patterns.canonicalization
+      } : !transform.any_op
+      %bgen_{id} = transform.structured.match ops{["linalg.generic"]} in %bloop_{id}
+        : (!transform.any_op) -> !transform.any_op
+      %bmm_{id} = transform.structured.specialize %bgen_{id} : (!transform.any_op) -> !transform.any_op
+    }
+"""
+_SCRIPT_BATCH_END = """
+    transform.yield
+  }
+}
 """
 
 _SCRIPT_TAIL = """
@@ -260,7 +309,8 @@ class MatmulSchedule:
     ("" with threads == 1). pack_b: B is copied into contiguous column panels of
     `tile[1]` columns first (N padded with zeros to a whole panel). peel: the
     dimensions ("m", "n") the register tile does not divide, whose last partial tile
-    is peeled off into its own loop.
+    is peeled off into its own loop. b_transposed: B is stored [n, k] (a matmul with
+    `indexing_maps`, e.g. attention's Q @ K^T); its panels then need no transpose.
     """
 
     tile: tuple[int, int, int]
@@ -269,6 +319,7 @@ class MatmulSchedule:
     threads: int = 1
     pack_b: bool = False
     peel: str = ""
+    b_transposed: bool = False
 
     @property
     def key(self) -> str:
@@ -280,6 +331,8 @@ class MatmulSchedule:
             key += f"_{self.split}{self.threads}"
         if self.pack_b:
             key += "_packb"
+        if self.b_transposed:
+            key += "_bt"
         if self.peel:
             key += f"_peel{self.peel}"
         return key
@@ -299,7 +352,7 @@ def _k_block(k: int, tile_k: int, target: int, lo: int, hi: int) -> int:
     return min(divisors, key=lambda d: (abs(d - target), -d), default=0)
 
 
-def matmul_schedule(shape_mnk, options: CpuOptions) -> MatmulSchedule:
+def matmul_schedule(shape_mnk, options: CpuOptions, b_transposed: bool = False) -> MatmulSchedule:
     """The schedule for a static matmul of shape (m, n, k) under `options`.
 
     Measured on AVX2 (Zen 3) at 512^3: row-major B with K blocks of 128 reaches about
@@ -308,7 +361,8 @@ def matmul_schedule(shape_mnk, options: CpuOptions) -> MatmulSchedule:
     m, n, k = shape_mnk
     pm, pn, pk = options.tile
     tile = (min(pm, m), min(pn, n), next(t for t in (pk, 4, 2, 1) if t <= pk and k % t == 0))
-    pack_b = m >= MIN_PACKED_ROWS and n >= 2 * tile[1]
+    # A transposed B is read a column at a time unless packed: pack it whenever N allows.
+    pack_b = n >= 2 * tile[1] and (m >= MIN_PACKED_ROWS or b_transposed)
     split, threads = "", 1
     if options.threads > 1 and m * n * k >= MIN_THREADED_MACS:
         t = options.threads
@@ -327,7 +381,7 @@ def matmul_schedule(shape_mnk, options: CpuOptions) -> MatmulSchedule:
     else:
         k_block = _k_block(k, tile[2], 128, 64, 256)
         peel = ("m" if m_part % tile[0] else "") + ("n" if n_part % tile[1] else "")
-    return MatmulSchedule(tile, k_block, split, threads, pack_b, peel)
+    return MatmulSchedule(tile, k_block, split, threads, pack_b, peel, b_transposed)
 
 
 @dataclass(frozen=True)
@@ -420,11 +474,16 @@ def transform_script(schedules) -> str:
         m, n, k = sched.tile
         if sched.pack_b:
             blocks.append(_SCRIPT_PACK_B.format(id=i, cur=cur, n=n))
-            cur, cur_type = "packed", '!transform.op<"linalg.generic">'
+            packed, bpanels = ("gen", "bpack") if sched.b_transposed else ("packed", "bpanels")
+            if not sched.b_transposed:
+                blocks.append(_SCRIPT_PANEL_MAJOR.format(id=i))
+            blocks.append(_SCRIPT_LOWER_PACK_B.format(id=i, bpanels=bpanels))
+            cur, cur_type = packed, '!transform.op<"linalg.generic">'
             if sched.split:
                 # The packed op's loops: (m, panel, k, j).
                 counts = [sched.threads, 0, 0, 0] if sched.split == "m" else [0, sched.threads, 0, 0]
-                blocks.append(_SCRIPT_PACK_B_FORALL.format(id=i, threads=sched.threads, counts=counts))
+                blocks.append(_SCRIPT_PACK_B_FORALL.format(id=i, threads=sched.threads, counts=counts,
+                                                           packed=packed))
                 cur, cur_type = "ppar", "!transform.any_op"
             blocks.append(_SCRIPT_PANELS.format(id=i, cur=cur, cur_type=cur_type, m=m, k=k,
                                                 k_block=sched.k_block))
@@ -443,19 +502,151 @@ def transform_script(schedules) -> str:
     return _SCRIPT_HEAD + "".join(blocks) + _SCRIPT_VECTORIZE + _SCRIPT_TAIL
 
 
+def batch_script(batches) -> str:
+    """The transform script turning tagged batched contractions into matmuls."""
+    blocks = []
+    for i, (sizes, forall) in enumerate(sorted(set(batches))):
+        key = _batch_key(sizes, forall)
+        if forall:
+            blocks.append(_SCRIPT_BATCH_FORALL.format(id=i, key=key, sizes=list(sizes)))
+        else:
+            loops = sum(1 for size in sizes if size)
+            blocks.append(_SCRIPT_BATCH_FOR.format(
+                id=i, key=key, sizes=list(sizes), more_loops="".join(f", %bl{j}_{i}" for j in range(1, loops)),
+                types=", ".join(["!transform.any_op"] * (loops + 1))))
+        blocks.append(_SCRIPT_BATCH_SPECIALIZE.replace("{id}", str(i)))
+    return _SCRIPT_HEAD + "".join(blocks) + _SCRIPT_BATCH_END
+
+
+def _batch_key(sizes, forall: bool) -> str:
+    return ("forall_" if forall else "for_") + "x".join(map(str, sizes))
+
+
+def _contraction_roles(op) -> tuple[int, int, int] | None:
+    """(m, n, k) dims of a linalg.generic computing out += in0 * in1 with one reduction
+    dim, where the result's last dim is an n dim (B's, so rows stay contiguous), m is
+    the largest A dim and m < n < k (so that folding the other dims leaves a matmul's
+    loop order); None otherwise."""
+    from mlir import ir
+
+    operands = list(op.operands)
+    if len(operands) != 3 or len(op.results) != 1:
+        return None
+    shapes = [ir.ShapedType(v.type) for v in operands]
+    if not all(t.has_static_shape for t in shapes):
+        return None
+    body = [inner.name for inner in op.regions[0].blocks[0].operations]
+    if body not in (["arith.mulf", "arith.addf", "linalg.yield"],):
+        return None
+    iterators = [str(t) for t in ir.ArrayAttr(op.attributes["iterator_types"])]
+    reductions = [i for i, t in enumerate(iterators) if "reduction" in t]
+    maps = [_dims(m) for m in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    if len(reductions) != 1 or any(dims is None for dims in maps):
+        return None
+    a, b, c = (set(dims) for dims in maps)
+    k = reductions[0]
+    if k not in a or k not in b or k in c or not maps[2] or maps[2][-1] not in b - a:
+        return None
+    n = maps[2][-1]
+    extents = _loop_extents(op)
+    m_dims = sorted(c & a - b, key=lambda d: -extents[d])
+    if not m_dims or not m_dims[0] < n < k or len(a | b | c) == 3:  # no batch: nothing to do
+        return None
+    return m_dims[0], n, k
+
+
+def _loop_extents(op) -> list[int]:
+    """The static trip count of each loop of a linalg op with plain-dim indexing maps."""
+    from mlir import ir
+
+    extents = {}
+    for value, map_attr in zip(op.operands, ir.ArrayAttr(op.attributes["indexing_maps"])):
+        for size, dim in zip(ir.ShapedType(value.type).shape, _dims(map_attr)):
+            extents[dim] = size
+    return [extents[d] for d in range(len(extents))]
+
+
+def _tag_contractions(text: str, options: CpuOptions) -> tuple[str, list[tuple[tuple[int, ...], bool]]]:
+    """Mark batched contraction generics (`agentc.batch`) with the loop tiling that leaves
+    one matmul per batch element; the batch loop is the threads' share when large."""
+    from mlir import ir
+
+    batches = []
+    with ir.Context():
+        module = ir.Module.parse(text)
+
+        def visit(op):
+            roles = _contraction_roles(op.operation) if op.name == "linalg.generic" else None
+            if roles is not None:
+                extents = _loop_extents(op.operation)
+                sizes = tuple(0 if d in roles else 1 for d in range(len(extents)))
+                forall = options.threads > 1 and math.prod(extents) >= MIN_THREADED_MACS
+                op.attributes["agentc.batch"] = ir.StringAttr.get(_batch_key(sizes, forall))
+                batches.append((sizes, forall))
+            return ir.WalkResult.ADVANCE
+        module.operation.walk(visit)
+        return str(module), batches
+
+
+def _dims(map_attr) -> list[int] | None:
+    """The dimension positions an indexing map's results name (None if not all plain dims)."""
+    from mlir import ir
+
+    dims = []
+    for expr in ir.AffineMapAttr(map_attr).value.results:
+        expr = expr.maybe_downcast()
+        if not isinstance(expr, ir.AffineDimExpr):
+            return None
+        dims.append(expr.position)
+    return dims
+
+
+def _matmul_layout(op) -> tuple[int, int, int, bool] | None:
+    """(m, n, k, b_transposed) of a static linalg.matmul; None for layouts left as loops
+    (dynamic shapes, broadcasts, a transposed C)."""
+    from mlir import ir
+
+    a, b, c = (ir.ShapedType(v.type) for v in list(op.operands)[:3])
+    if not (a.has_static_shape and b.has_static_shape and c.has_static_shape):
+        return None
+    maps = [_dims(m) for m in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    if any(dims is None or len(dims) != 2 for dims in maps):
+        return None
+    (a0, a1), (b0, b1), (c0, c1) = maps
+    dim_k = ({a0, a1} - {c0, c1}).pop() if len({a0, a1} - {c0, c1}) == 1 else None
+    if dim_k is None or {b0, b1} != {dim_k, c1}:
+        return None
+    return c.shape[0], c.shape[1], a.shape[[a0, a1].index(dim_k)], b0 == c1
+
+
+def _inside_forall(op) -> bool:
+    parent = op.parent
+    while parent is not None and parent.name != "builtin.module":
+        if parent.name == "scf.forall":
+            return True
+        parent = parent.parent
+    return False
+
+
 def _tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedule]]:
-    """Mark each static linalg.matmul with its schedule (`agentc.schedule`)."""
+    """Mark each static linalg.matmul with its schedule (`agentc.schedule`).
+
+    Matmuls already inside a thread's share of work (`scf.forall`) get one thread.
+    """
     from mlir import ir
 
     schedules = []
+    single = replace(options, threads=1)
     with ir.Context():
         module = ir.Module.parse(text)
 
         def visit(op):
             if op.name == "linalg.matmul":
-                a, b = (ir.ShapedType(v.type) for v in list(op.operands)[:2])
-                if a.has_static_shape and b.has_static_shape:
-                    sched = matmul_schedule((a.shape[0], b.shape[1], a.shape[1]), options)
+                layout = _matmul_layout(op.operation)
+                if layout is not None:
+                    m, n, k, b_transposed = layout
+                    sched = matmul_schedule((m, n, k), single if _inside_forall(op.operation) else options,
+                                            b_transposed)
                     op.attributes["agentc.schedule"] = ir.StringAttr.get(sched.key)
                     schedules.append(sched)
             return ir.WalkResult.ADVANCE
@@ -509,6 +700,13 @@ def _bufferize(state: CompileState) -> CompileState:
 
 def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["signatures"] = kernel_signatures(state.ir)
+    tagged, batches = _tag_contractions(state.ir, options)
+    state.meta["batched_contractions"] = batches
+    if batches:
+        done = util.run_pipeline(util.with_transform_script(tagged, batch_script(batches)),
+                                 "builtin.module(transform-interpreter)", stage="vectorize")
+        state.ir = util.run_pipeline(util.strip_transform_script(done), "builtin.module(canonicalize,cse)",
+                                     stage="vectorize")
     tagged, schedules = _tag_matmuls(state.ir, options)
     state.meta["matmul_schedules"] = schedules
     if not schedules:
@@ -521,7 +719,8 @@ def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
 
 
 def _threaded(state: CompileState) -> bool:
-    return any(sched.split for sched in state.meta.get("matmul_schedules", ()))
+    return (any(sched.split for sched in state.meta.get("matmul_schedules", ()))
+            or any(forall for _, forall in state.meta.get("batched_contractions", ())))
 
 
 def _to_llvm(state: CompileState, options: CpuOptions) -> CompileState:

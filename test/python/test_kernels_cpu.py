@@ -120,9 +120,13 @@ def test_threaded_kernels_outlive_each_other():
     np.testing.assert_allclose(second(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
 
 
-def test_threaded_prefill_layer_matches_numpy():
-    args, ref_kwargs = (64, 128, 4, 2, 192), {"heads": 4, "kv_heads": 2}
-    kernel = cpu.jit(kernels.prefill_layer(*args), threads=2)
+@pytest.mark.parametrize("args,threads", [((64, 128, 4, 2, 192), 1), ((128, 256, 4, 2, 384), 2)])
+def test_prefill_layer_with_packed_attention_matches_numpy(args, threads):
+    """Large enough that attention's Q @ K^T (B transposed) and P @ V take packed panels,
+    and (threads=2) that the projections and heads are shared out."""
+    ref_kwargs = {"heads": 4, "kv_heads": 2}
+    kernel = cpu.jit(kernels.prefill_layer(*args), threads=threads)
+    assert ("mlirAsyncRuntimeExecute" in kernel.llvm_mlir) == (threads > 1)
     inputs = _inputs(kernel.signature, np.random.default_rng(8))
     want = kernels.REFERENCES["prefill_layer"](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
     np.testing.assert_allclose(kernel(*inputs)[0], want, rtol=1e-4, atol=2e-5)
@@ -138,6 +142,21 @@ def test_causal_mask_ignores_future_tokens():
     second = kernel(*inputs)[0]
     np.testing.assert_allclose(first[:-1], second[:-1], rtol=1e-6)
     assert not np.allclose(first[-1], second[-1])
+
+
+def test_attention_contractions_become_matmuls():
+    state = cpu.compile_kernel(kernels.prefill_layer(64, 128, 4, 2, 192), stop_after="vectorize")
+    # Q @ K^T and P @ V: one matmul per (kv head, query head in the group)
+    assert sorted(state.meta["batched_contractions"]) == [((0, 1, 1, 0, 0), False),
+                                                          ((1, 1, 0, 0, 0), False)]
+    keys = [s.key for s in state.meta["matmul_schedules"]]
+    assert "6x16x1_k32_packb_bt_peelm" in keys  # Q @ K^T reads K as packed panels
+    assert "agentc.batch" not in state.ir and "linalg.generic" in state.ir  # norms etc. stay
+    threaded = cpu.compile_kernel(kernels.prefill_layer(128, 256, 4, 2, 384), threads=2,
+                                  stop_after="vectorize")
+    # the heads are shared out between the threads; each head's matmuls get one thread
+    assert all(forall for _, forall in threaded.meta["batched_contractions"])
+    assert "6x16x1_k64_packb_bt_peelm" in [s.key for s in threaded.meta["matmul_schedules"]]
 
 
 def test_vectorize_stage_emits_fma_loops():
