@@ -144,6 +144,17 @@ def test_causal_mask_ignores_future_tokens():
     assert not np.allclose(first[-1], second[-1])
 
 
+def test_register_tiles_need_no_stack_buffers():
+    """2-D transfers are unrolled: a stack buffer per tile would grow the stack on every
+    loop iteration (no stacksave in loops) until large shapes crash."""
+    state = cpu.compile_kernel(kernels.matmul(64, 512, 64), tile=(6, 16, 2), stop_after="llvm")
+    assert "alloca" not in state.artifacts["ll"].decode()
+    kernel = cpu.jit(kernels.matmul(256, 512, 128), tile=(6, 16, 2))
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((256, 128), np.float32), rng.standard_normal((128, 512), np.float32)
+    np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
 def test_attention_contractions_become_matmuls():
     state = cpu.compile_kernel(kernels.prefill_layer(64, 128, 4, 2, 192), stop_after="vectorize")
     # Q @ K^T and P @ V: one matmul per (kv head, query head in the group)
