@@ -4,6 +4,7 @@ object file is ELF for x86-64 and AArch64, exports the kernels, and is reproduci
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -236,6 +237,45 @@ def test_native_cpu_is_only_for_the_host_architecture():
         cpu.CpuTarget().parse_options(triple=foreign, cpu="native")
     state = cpu.compile_kernel(kernels.matmul(16, 32, 8), cpu="native")
     assert state.artifacts["o"][:4] == b"\x7fELF"
+
+
+_LINK_MAIN = r"""
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "mm.h"
+#define N 256
+int main(void) {
+  float *a = malloc(N * N * 4), *b = malloc(N * N * 4), *c = malloc(N * N * 4);
+  for (int i = 0; i < N * N; i++) { a[i] = (float)(i % 7) - 3; b[i] = (float)(i % 5) - 2; }
+  agentc_memref_f32_2d da = {a, a, 0, {N, N}, {N, 1}}, db = {b, b, 0, {N, N}, {N, 1}},
+                       dc = {c, c, 0, {N, N}, {N, 1}};
+  for (int rep = 0; rep < 3; rep++) _mlir_ciface_matmul(&da, &db, &dc);
+  double worst = 0;
+  for (int i = 0; i < N; i += 17)
+    for (int j = 0; j < N; j += 13) {
+      double s = 0;
+      for (int k = 0; k < N; k++) s += (double)a[i * N + k] * b[k * N + j];
+      worst = fmax(worst, fabs(s - c[i * N + j]));
+    }
+  printf("max err %g\n", worst);
+  return worst > 1e-3;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
+def test_threaded_object_links_with_the_async_runtime_and_runs(tmp_path):
+    """What the header tells a C user: link libmlir_async_runtime.so and call the kernel."""
+    state = cpu.compile_kernel(kernels.matmul(256, 256, 256), name="mm", threads=2)
+    (tmp_path / "mm.o").write_bytes(state.artifacts["o"])
+    (tmp_path / "mm.h").write_bytes(state.artifacts["h"])
+    (tmp_path / "main.c").write_text(_LINK_MAIN)
+    lib_dir = os.path.dirname(util.runtime_lib("mlir_async_runtime"))
+    subprocess.run(["cc", "-O1", "main.c", "mm.o", f"-L{lib_dir}", "-lmlir_async_runtime",
+                    f"-Wl,-rpath,{lib_dir}", "-lm", "-o", "main"], cwd=tmp_path, check=True)
+    run = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_threaded_object_and_header_name_the_async_runtime():
