@@ -120,6 +120,9 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(_measure(args, args.child)))
         return
+    cores = os.cpu_count()
+    print(f"{cores} cores; load average {os.getloadavg()[0]:.2f} before the run (other work on the "
+          "machine slows both sides, numpy's 2-thread BLAS the most)")
     for threads in args.threads:
         _report(_run_child(threads))
 

@@ -542,8 +542,7 @@ def _contraction_roles(op) -> tuple[int, int, int] | None:
     shapes = [ir.ShapedType(v.type) for v in operands]
     if not all(t.has_static_shape for t in shapes):
         return None
-    body = [inner.name for inner in op.regions[0].blocks[0].operations]
-    if body not in (["arith.mulf", "arith.addf", "linalg.yield"],):
+    if not _is_multiply_accumulate(op.regions[0].blocks[0]):
         return None
     iterators = [str(t) for t in ir.ArrayAttr(op.attributes["iterator_types"])]
     reductions = [i for i, t in enumerate(iterators) if "reduction" in t]
@@ -560,6 +559,22 @@ def _contraction_roles(op) -> tuple[int, int, int] | None:
     if not m_dims or not m_dims[0] < n < k or len(a | b | c) == 3:  # no batch: nothing to do
         return None
     return m_dims[0], n, k
+
+
+def _is_multiply_accumulate(block) -> bool:
+    """Whether a linalg body is `yield out + in0 * in1` (in any operand order)."""
+    ops = list(block.operations)
+    if [o.name for o in ops] != ["arith.mulf", "arith.addf", "linalg.yield"]:
+        return False
+    mul, add, yield_ = ops
+    ins0, ins1, out = block.arguments
+
+    def same(operands, values) -> bool:
+        a, b = operands
+        return (a == values[0] and b == values[1]) or (a == values[1] and b == values[0])
+
+    return (same(list(mul.operands), (ins0, ins1)) and same(list(add.operands), (out, mul.result))
+            and yield_.operands[0] == add.result)
 
 
 def _loop_extents(op) -> list[int]:
