@@ -566,7 +566,7 @@ def _price(kind: str, demand: Demand, device: DeviceSpec, tp: int, cluster: Clus
            comm_tp: int | None = None) -> OpCost:
     """Roofline time of `demand` on `tp` devices of class `device`."""
     steps = max(1, demand.steps)
-    peak_flops = device.tflops(demand.dtype) * 1e12 * device.compute_efficiency
+    peak_flops = device.tflops(demand.dtype) * 1e12 * device.efficiency(demand.dtype)
     peak_bytes = device.mem_gbps * 1e9 * device.memory_efficiency
     compute_ms = demand.flops / tp / peak_flops * 1e3 if demand.flops else 0.0
     memory_ms = demand.traffic_at(tp) / peak_bytes * 1e3
@@ -639,19 +639,41 @@ def op_cost(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, device
 
 
 def batch_sweep(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, device: DeviceSpec, tp: int,
-                cluster: Cluster | None, limit_ms: float | None, max_batch: int, loc: SourceLoc | None = None):
+                cluster: Cluster | None, limit_ms: float | None, max_batch: int, loc: SourceLoc | None = None,
+                refine: bool = False):
     """Yield (batch, OpCost) for batch = 1, 2, 4, ... up to `max_batch` while the op fits
     and its SLA-bearing time (TBT for decode, TTFT for prefill) stays within `limit_ms`.
     Both only grow with the batch, so the first failure ends the sweep. Serving picks
-    its batch from these (the paper maximises batch under the SLA)."""
-    b = 1
-    while b <= max_batch:
+    its batch from these (the paper maximises batch under the SLA). `refine`: then also
+    yield the largest batch that still passes (bisection between the last power of two
+    that passed and the first that failed), so "maximised" means the integer maximum."""
+    def cost(b: int):
         c = op_cost(kind, dict(attrs, batch=b), model, device, tp, cluster, loc)
         bound = c.tbt_ms if c.tbt_ms is not None else c.ttft_ms
-        if not c.fits or (limit_ms is not None and bound is not None and bound > limit_ms):
-            return
+        ok = c.fits and not (limit_ms is not None and bound is not None and bound > limit_ms)
+        return ok, c
+
+    b, good = 1, None
+    while b <= max_batch:
+        ok, c = cost(b)
+        if not ok:
+            break
         yield b, c
+        good = (b, c)
         b *= 2
+    if not refine or good is None:
+        return
+    lo, hi = good[0], min(b, max_batch + 1)  # lo passes; hi fails or is past the limit
+    best = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        ok, c = cost(mid)
+        if ok:
+            lo, best = mid, (mid, c)
+        else:
+            hi = mid
+    if best is not None:
+        yield best
 
 
 def _profile_cost(prof: Profile, kind: str, attrs: Mapping[str, Any], device_name: str, tp: int,

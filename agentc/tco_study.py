@@ -2,9 +2,10 @@
 
 For every prefill::decode pair of accelerators, every model (Llama 3 8B/70B), dtype
 (FP16/FP8) and sequence shape (ISL/OSL 512/4096 and 4096/512), each side picks its
-tensor-parallel degree and batch size: the largest power-of-two batch that fits in
-memory and meets the interactive SLA (TTFT <= 250 ms for prefill, TBT <= 20 ms per
-decode step) or, offline, the one with the lowest cost per request. A side's cost per
+tensor-parallel degree and batch size: the cheapest per request among the batches that
+fit in memory and meet the interactive SLA (TTFT <= 250 ms for prefill, TBT <= 20 ms
+per decode step; powers of two and the largest such batch) or, offline, among those
+that fit. A side's cost per
 request is its devices' $/hr x its time / batch; the pair's TCO benefit is the
 H100::H100 cost per request divided by the pair's (above 1: cheaper than the baseline).
 The KV transfer between sides is not priced (the paper prices devices only), but a pair
@@ -59,7 +60,7 @@ def _best_side(kind: str, attrs: dict, model, dev: DeviceSpec, cluster: Cluster,
     """Cheapest (tp, batch) per request for one side that fits and meets its SLA term."""
     best = None
     for tp in dev.admissible_tp():
-        for b, c in batch_sweep(kind, attrs, model, dev, tp, cluster, limit_ms, MAX_BATCH):
+        for b, c in batch_sweep(kind, attrs, model, dev, tp, cluster, limit_ms, MAX_BATCH, refine=True):
             side = Side(dev.name, tp, b, c.time_ms, c.usd_per_call / b)
             if best is None or side.usd_per_request < best.usd_per_request - 1e-15:
                 best = side

@@ -83,6 +83,7 @@ class DeviceSpec:
     launch_us: float = 0.0
     compute_efficiency: float = 1.0
     memory_efficiency: float = 1.0
+    fp8_compute_efficiency: float | None = None
     target: str = "none"
     chip: str = ""
     triple: str = ""
@@ -104,6 +105,13 @@ class DeviceSpec:
     @property
     def memory_bytes(self) -> float:
         return self.memory_gb * 1e9
+
+    def efficiency(self, dtype: str) -> float:
+        """Achieved / peak FLOP/s for computing in `dtype` (FP8 GEMMs often reach a
+        smaller fraction of their peak than FP16 ones, hence a factor of their own)."""
+        if dtype in ("fp8", "int8") and self.fp8_tflops and self.fp8_compute_efficiency is not None:
+            return self.fp8_compute_efficiency
+        return self.compute_efficiency
 
     def tflops(self, dtype: str) -> float:
         """Dense peak for computing in `dtype`; types without native support fall back to
@@ -481,14 +489,15 @@ _DEVICE_NUMBERS = {
     "fabric_gbytes_s": dict(nonneg=True), "devices_per_chassis": dict(positive=True, integer=True),
     "nic_gbits_s": dict(positive=True), "fabric_latency_us": dict(nonneg=True),
     "launch_us": dict(nonneg=True), "compute_efficiency": dict(positive=True),
-    "memory_efficiency": dict(positive=True),
+    "memory_efficiency": dict(positive=True), "fp8_compute_efficiency": dict(positive=True),
 }
 _DEVICE_STRINGS = {"vendor": (), "kind": DEVICE_KINDS, "target": TARGETS, "chip": (), "triple": ()}
 _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", "capex_usd",
                     "devices_per_chassis", "nic_gbits_s", "launch_us", "target")
 _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0, "given_usd_per_hr": None,
                              "fabric_gbytes_s": 0.0, "fabric_latency_us": 0.0,
-                             "compute_efficiency": 1.0, "memory_efficiency": 1.0, "chip": "", "triple": ""}
+                             "compute_efficiency": 1.0, "memory_efficiency": 1.0,
+                             "fp8_compute_efficiency": None, "chip": "", "triple": ""}
 _ABSTRACT_KEYS = ("given_usd_per_hr", "vendor", "kind")
 
 
@@ -529,8 +538,8 @@ def _device_from_table(tf: _TomlFile, name: str, raw: Mapping[str, Any],
         if key in merged:
             values[key] = _str(tf, table, merged, key, choices, what=what)
     values["mem_gbps"] = _num(tf, table, merged, bw_keys[0], positive=True, what=what)
-    for key in ("compute_efficiency", "memory_efficiency"):
-        if values[key] > 1:
+    for key in ("compute_efficiency", "memory_efficiency", "fp8_compute_efficiency"):
+        if values[key] is not None and values[key] > 1:
             raise tf.error(f"{what}'{key}' is a fraction of peak and must be at most 1", table, key)
     if values["devices_per_chassis"] > 1 and values["fabric_gbytes_s"] <= 0:
         raise tf.error(f"{what}'fabric_gbytes_s' must be positive when devices_per_chassis > 1",
