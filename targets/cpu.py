@@ -745,9 +745,22 @@ def _threaded(state: CompileState) -> bool:
             or any(forall for _, forall in state.meta.get("batched_contractions", ())))
 
 
+def _renumber_assert_messages(text: str) -> str:
+    """Number the `@assert_msg_N` globals in order of appearance.
+
+    Upstream's `cf.assert` lowering (the async runtime's error checks) names them from
+    a process-wide counter, so a second compile in the same process would otherwise
+    give different LLVM IR for the same input.
+    """
+    names: dict[str, str] = {}
+    return re.sub(r"@assert_msg_\d+",
+                  lambda m: names.setdefault(m.group(0), f"@assert_msg_{len(names)}"), text)
+
+
 def _to_llvm(state: CompileState, options: CpuOptions) -> CompileState:
     threads = options.threads if _threaded(state) else 1
-    state.meta["llvm_mlir"] = util.run_pipeline(state.ir, llvm_pipeline(threads), stage="llvm")
+    lowered = util.run_pipeline(state.ir, llvm_pipeline(threads), stage="llvm")
+    state.meta["llvm_mlir"] = _renumber_assert_messages(lowered)
     state.ir = util.translate_to_llvmir(state.meta["llvm_mlir"])
     state.artifacts["ll"] = state.ir.encode()
     return state

@@ -204,10 +204,11 @@ def test_header_declares_ciface_with_out_params():
     assert "int64_t sizes[2];" in header and "#ifndef AGENTC_RETRIEVE_H" in header
 
 
-def test_compile_is_deterministic():
-    text = kernels.prefill_layer(8, 32, 4, 2, 48)
-    first = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu")
-    second = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu")
+@pytest.mark.parametrize("args,threads", [((8, 32, 4, 2, 48), 1), ((128, 256, 4, 2, 384), 2)])
+def test_compile_is_deterministic(args, threads):
+    text = kernels.prefill_layer(*args)
+    first = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu", threads=threads)
+    second = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu", threads=threads)
     for ext in ("ll", "o", "h"):
         assert first.artifacts[ext] == second.artifacts[ext]
 
