@@ -146,6 +146,9 @@ def build_problem(module, comp):
                 elif _key(prod) in g.ids:
                     edges.append(planner.PlanEdge(src=_key(prod), dst=_key(op),
                                                   bytes=value_bytes(prod, models), weight=weight))
+    # an explicit all-reduce joins the shards of the op that feeds it: same pool
+    colocate = [(_key(prod), _key(op)) for op, _w in g.ops if op.name == "comm.allreduce"
+                for operand in op.operands for prod in g.producers(operand) if _key(prod) in g.ids]
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"))
     plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
@@ -159,7 +162,7 @@ def build_problem(module, comp):
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
         lam=opts.lam if opts else 1e3,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
-        tokens_per_request=float(tokens))
+        tokens_per_request=float(tokens), colocate=colocate)
     return problem, g, graph_op, cluster
 
 

@@ -52,7 +52,11 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
     for i in inst.topo:
         w = inst.ops[i].weight
         best_key, best = None, -1
-        for r, k in enumerate(cand[i]):
+        options = cand[i]
+        j = inst.partner.get(i)
+        if j is not None and pick[j] >= 0:  # follow a colocated op placed before
+            options = [k for k in cand[i] if inst.choices[k].site == inst.choices[pick[j]].site] or cand[i]
+        for r, k in enumerate(options):
             c = inst.choices[k]
             site = inst.sites[c.site]
             start, money = 0.0, 0.0

@@ -81,6 +81,7 @@ class Metrics:
     demand: dict[int, float]
     cost: float
     violations: list[str] = field(default_factory=list)
+    split: list[tuple[int, int]] = field(default_factory=list)  # colocated ops on two pools
     e2e_over_ms: float = 0.0
     latency_excess_ms: float = 0.0  # TTFT + TBT excess summed over ops
     pool_over: dict[int, int] = field(default_factory=dict)
@@ -113,6 +114,15 @@ class Instance:
         self._build_sites()
         self._build_choices(restrict)
         self._build_edges()
+        self.colocate: list[tuple[int, int]] = []
+        for a, b in p.colocate:
+            if a not in self.index or b not in self.index:
+                raise VerifyError(f"colocated op '{a if a not in self.index else b}' is not in the graph")
+            self.colocate.append((self.index[a], self.index[b]))
+        self.partner: dict[int, int] = {}
+        for a, b in self.colocate:
+            self.partner.setdefault(b, a)
+            self.partner.setdefault(a, b)
 
     # -- construction -------------------------------------------------------------
 
@@ -306,6 +316,10 @@ class Instance:
                 m.violations.append(f"op '{op_id}' does not fit device memory on {self.sites[c.site].name}")
             if c.tp_excess:
                 m.violations.append(f"op '{op_id}': tp={c.option.tp} exceeds pool {self.sites[c.site].name}")
+        for a, b in self.colocate:
+            if ch[a].site != ch[b].site:
+                m.split.append((a, b))
+                m.violations.append(f"op '{self.ops[b].id}' must share a pool with op '{self.ops[a].id}'")
         if self.load > 0:
             for j, nd in m.devices.items():
                 cnt = self.sites[j].count
@@ -320,5 +334,5 @@ class Instance:
         """Hard mode: no violation at all; soft mode: only capacity and memory count."""
         if self.hard:
             return not m.violations
-        return not m.pool_over and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
+        return not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
                                        for k in m.choice)

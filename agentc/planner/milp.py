@@ -11,6 +11,8 @@ Variables (see PAPER.md section 3 for the model this refines):
   ends' fractional placements, far tighter than y >= x_u + x_v - 1;
 - s[i] start times on the DAG, bounded below by the fastest-option earliest start and,
   under a hard SLA, above by SLA minus the fastest tail; E >= finish of every sink;
+- colocated op pairs (an explicit all-reduce and its tensor-parallel op): equal x-mass
+  on every pool;
 - n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
   n[p] >= tp of every op placed on p (a replica needs its tp devices at once).
 
@@ -124,6 +126,9 @@ class Formulation:
                     self.cost[self.xcol[k]] += TIEBREAK * big * r
 
         self.sites_of = [sorted({inst.choices[k].site for k in ks}) for ks in self.cand]
+        for a, b in inst.colocate:  # same pool: equal x-mass on every site
+            for site in sorted(set(self.sites_of[a]) | set(self.sites_of[b])):
+                self._row(self._mass(a, site) + [(c, -v) for c, v in self._mass(b, site)], 0.0, 0.0)
         self.timed = p.sla.e2e_ms is not None or mode == "latency" or e2e_cap is not None
         self.edge_aux: list[tuple[str, dict]] = []
         edge_ms = [self._edge(k, money * scale) for k in range(len(inst.edges))]

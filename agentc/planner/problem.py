@@ -106,6 +106,9 @@ class Problem:
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-4
     tokens_per_request: float = 0.0
+    # pairs of op ids that must run on the same pool (an explicit all-reduce and the
+    # tensor-parallel op whose shards it joins)
+    colocate: list[tuple[str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- results

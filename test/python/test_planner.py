@@ -196,6 +196,35 @@ def test_load_beyond_every_pool_names_the_pool():
     assert "exceeded by" in notes and ("pool hp" in notes or "pool co" in notes)
 
 
+def colocated_problem(colocate):
+    """A tp=2 prefill (cheapest on HP) feeding its all-reduce (cheapest on CO); the
+    transfer between pools is free, so only the colocation keeps them together."""
+    ops = [
+        PlanOp("prefill", "llm.prefill", [Option("HP", 2, 10, 0.010, 10), Option("CO", 2, 12, 0.013, 12)]),
+        PlanOp("ar", "comm.allreduce", [Option("HP", 2, 1, 0.004, 1), Option("CO", 2, 1, 0.002, 1)]),
+    ]
+    return Problem(ops, [PlanEdge("prefill", "ar", 0.0)], [], [], SLA(None),
+                   colocate=[("prefill", "ar")] if colocate else [])
+
+
+def test_colocated_ops_share_a_pool():
+    free = solve(colocated_problem(False))
+    assert placement(free) == {"prefill": "HP", "ar": "CO"}
+    assert free.usd_per_request == pytest.approx(0.012)
+    plan = solve(colocated_problem(True))  # HP+HP 0.014 beats CO+CO 0.015
+    assert placement(plan) == {"prefill": "HP", "ar": "HP"}
+    assert plan.usd_per_request == pytest.approx(0.014)
+    greedy = next(b for b in plan.baselines if b.name == "greedy list scheduling")
+    assert greedy.feasible  # the heuristic follows the colocated op too
+
+
+def test_colocation_with_an_unknown_op_is_rejected():
+    p = colocated_problem(True)
+    p.colocate = [("prefill", "nope")]
+    with pytest.raises(VerifyError, match="colocated op 'nope'"):
+        solve(p)
+
+
 def test_cycle_is_rejected():
     p = table3(None)
     p.edges.append(PlanEdge("decode", "prefill", 0))
