@@ -155,12 +155,13 @@ _SCRIPT_LOWER_PACK_B = """
       : (!transform.op<"linalg.pack">)
       -> (!transform.op<"tensor.pad">, !transform.op<"tensor.expand_shape">, !transform.op<"linalg.transpose">)
 """
-# Threads share out the B copy by panels, then the panels (or rows of A and C).
+# Threads share out the panels (or rows of A and C); each thread copies the B panels it
+# uses inside its share, so a matmul is one dispatch to the thread pool, not two.
 _SCRIPT_PACK_B_FORALL = """
-    %bpar_{id}, %bforall_{id} = transform.structured.tile_using_forall %btranspose_{id}
-      num_threads [{threads}, 0, 0] : (!transform.op<"linalg.transpose">) -> (!transform.any_op, !transform.any_op)
     %ppar_{id}, %forall_{id} = transform.structured.tile_using_forall %{packed}_{id} num_threads {counts}
       : (!transform.op<"linalg.generic">) -> (!transform.any_op, !transform.any_op)
+    %bpart_{id}, %fforall_{id} = transform.structured.fuse_into_containing_op %btranspose_{id}
+      into %forall_{id} : (!transform.op<"linalg.transpose">, !transform.any_op) -> (!transform.any_op, !transform.any_op)
 """
 _SCRIPT_PANELS = """
     %panel_{id}, %lnb_{id}, %lkb_{id} = transform.structured.tile_using_for %{cur}_{id}
@@ -345,8 +346,10 @@ class MatmulSchedule:
         return key
 
 
-# A matmul below this many multiply-adds is not worth a thread dispatch (tens of us).
-MIN_THREADED_MACS = 1 << 21
+# A matmul below this many multiply-adds is not worth a thread dispatch: waking the
+# async runtime's worker and waiting for it costs about 0.1 ms on the 2-core VM this
+# was tuned on (a 128x128x512 matmul got slower on two threads, 128x512x512 broke even).
+MIN_THREADED_MACS = 1 << 24
 # Packing B costs a pass over B; it pays once enough rows of A reuse each panel.
 MIN_PACKED_ROWS = 32
 

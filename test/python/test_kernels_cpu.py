@@ -93,14 +93,20 @@ def test_matmul_schedule_splits_large_matmuls_over_threads():
     two = cpu.CpuTarget().parse_options(threads=2)
     assert cpu.matmul_schedule((512, 512, 512), two) == cpu.MatmulSchedule(
         (6, 16, 1), k_block=512, split="n", threads=2, pack_b=True, peel="m")  # by B panels
-    assert cpu.matmul_schedule((130, 200, 300), two).split == "m"  # 13 panels
-    assert cpu.matmul_schedule((16, 512, 512), two).split == "m"
-    assert cpu.matmul_schedule((15, 512, 512), two).split == "n"  # M odd
-    assert cpu.matmul_schedule((16, 16, 16), two).split == ""  # too small to share
+    assert cpu.matmul_schedule((130, 400, 400), two).split == "m"  # 25 panels
+    assert cpu.matmul_schedule((16, 1024, 1024), two).split == "m"
+    assert cpu.matmul_schedule((15, 1024, 2048), two).split == "n"  # M odd
+    assert cpu.matmul_schedule((128, 128, 512), two).split == ""  # too small to share
+
+
+@pytest.fixture
+def thread_small_ops(monkeypatch):
+    """Thread matmuls from 2^20 multiply-adds, so threaded paths test at small sizes."""
+    monkeypatch.setattr(cpu, "MIN_THREADED_MACS", 1 << 20)
 
 
 @pytest.mark.parametrize("shape", [(512, 512, 512), (130, 200, 300), (15, 512, 512), (128, 96, 1376)])
-def test_threaded_matmul_matches_numpy(shape):
+def test_threaded_matmul_matches_numpy(shape, thread_small_ops):
     m, n, k = shape
     kernel = cpu.jit(kernels.matmul(m, n, k), threads=2)
     assert "mlirAsyncRuntimeExecute" in kernel.llvm_mlir  # really dispatched to threads
@@ -122,7 +128,7 @@ def test_threaded_kernels_outlive_each_other():
 
 
 @pytest.mark.parametrize("args,threads", [((64, 128, 4, 2, 192), 1), ((128, 256, 4, 2, 384), 2)])
-def test_prefill_layer_with_packed_attention_matches_numpy(args, threads):
+def test_prefill_layer_with_packed_attention_matches_numpy(args, threads, thread_small_ops):
     """Large enough that attention's Q @ K^T (B transposed) and P @ V take packed panels,
     and (threads=2) that the projections and heads are shared out."""
     ref_kwargs = {"heads": 4, "kv_heads": 2}
@@ -156,7 +162,7 @@ def test_register_tiles_need_no_stack_buffers():
     np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
 
 
-def test_attention_contractions_become_matmuls():
+def test_attention_contractions_become_matmuls(thread_small_ops):
     state = cpu.compile_kernel(kernels.prefill_layer(64, 128, 4, 2, 192), stop_after="vectorize")
     # Q @ K^T and P @ V: one matmul per (kv head, query head in the group)
     assert sorted(state.meta["batched_contractions"]) == [((0, 1, 1, 0, 0), False),
@@ -205,7 +211,7 @@ def test_header_declares_ciface_with_out_params():
 
 
 @pytest.mark.parametrize("args,threads", [((8, 32, 4, 2, 48), 1), ((128, 256, 4, 2, 384), 2)])
-def test_compile_is_deterministic(args, threads):
+def test_compile_is_deterministic(args, threads, thread_small_ops):
     text = kernels.prefill_layer(*args)
     first = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu", threads=threads)
     second = cpu.compile_kernel(text, name="layer", triple="x86_64-unknown-linux-gnu", threads=threads)
