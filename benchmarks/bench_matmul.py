@@ -32,8 +32,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--tile", type=int, nargs=3, default=None,
                    help="matmul register tile m n k (default: the cpu target's)")
-    p.add_argument("--rounds", type=int, default=7, help="timing rounds (best is kept)")
-    p.add_argument("--repeat", type=int, default=10, help="calls timed per round")
+    p.add_argument("--rounds", type=int, default=10, help="timing rounds (best is kept)")
+    p.add_argument("--repeat", type=int, default=20, help="calls timed per round")
     p.add_argument("--prefill", default="128,512,8,2,1376",
                    help="seq,d_model,heads,kv_heads,ffn for the prefill-layer comparison")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
