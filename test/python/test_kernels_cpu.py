@@ -199,6 +199,9 @@ def test_object_is_elf_for_triple_with_kernel_symbols(tmp_path, triple, machine)
     symbols = subprocess.run([util.tool_path("llvm-readelf"), "-s", str(path)],
                              capture_output=True, text=True, check=True).stdout
     assert "_mlir_ciface_sample" in symbols
+    # the packed, peeled, threaded matmul schedule lowers for either architecture too
+    threaded = cpu.compile_kernel(kernels.matmul(256, 256, 256), name="mm", triple=triple, threads=2)
+    assert threaded.artifacts["o"][:4] == b"\x7fELF" and b"mlirAsyncRuntimeExecute" in threaded.artifacts["o"]
 
 
 def test_header_declares_ciface_with_out_params():
