@@ -135,6 +135,12 @@ def cli():
 @click.option("--targets", default="cpu,nvvm,rocdl", show_default=True,
               help="Code-generation targets to build, comma separated. Example: --targets cpu")
 @click.option("--cpu-triple", default=None, help="Target triple for CPU objects (default: host).")
+@click.option("--cpu", "cpu_name", default=None,
+              help="LLVM CPU for CPU objects, e.g. znver3, or 'native' for this machine "
+                   "(default: the triple's baseline ISA).")
+@click.option("--cpu-threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Threads per CPU matmul; above 1 the objects need libmlir_async_runtime "
+                   "(docs/cpu_target.md).")
 @click.option("-MD", "make_depfile", is_flag=True, help="Write a Make depfile (name from -MF).")
 @click.option("-MF", "depfile", default=None, type=click.Path(dir_okay=False),
               help="Depfile path (implies -MD). Example: -MD -MF out.d")
@@ -146,7 +152,7 @@ def cli():
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case,
-                targets, cpu_triple, make_depfile, depfile, dump_phases_to, print_ir_after_all, as_json, quiet):
+                targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all, as_json, quiet):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
 
     \b
@@ -164,7 +170,7 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
             raise UsageError(f"unknown target '{t}'; targets: cpu, nvvm, rocdl")
     opts = _options(emit=emit, cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                     sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, targets=target_list,
-                    cpu_triple=cpu_triple, dump_phases_to=dump_phases_to, print_ir_after_all=print_ir_after_all)
+                    cpu_triple=cpu_triple, cpu=cpu_name, cpu_threads=cpu_threads, dump_phases_to=dump_phases_to, print_ir_after_all=print_ir_after_all)
     from agentc import report
 
     with report.progress(quiet or as_json or emit is not None) as step:

@@ -87,7 +87,8 @@ def _jobs(c) -> list[tuple[str, dict, str, _Job]]:
         target = targets.get(name)
         chip = get(op, "agentc.chip", "")
         if name == "cpu":
-            options = target.parse_options(**({"triple": c.options.cpu_triple} if c.options.cpu_triple else {}))
+            cpu = {"triple": c.options.cpu_triple, "cpu": c.options.cpu, "threads": c.options.cpu_threads}
+            options = target.parse_options(**{k: v for k, v in cpu.items() if v is not None})
         else:
             options = target.parse_options(chip=chip) if chip else target.parse_options()
         kernels = sorted({get(f, "agentc.kernel") for f in op.regions[0].blocks[0].operations

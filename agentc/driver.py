@@ -36,6 +36,8 @@ class Options:
     pricing: str | None = None
     worst_case: bool = False
     cpu_triple: str | None = None
+    cpu: str | None = None  # LLVM CPU name for CPU objects; "native": this machine
+    cpu_threads: int = 1
     dump_phases_to: str | None = None
     print_ir_after_all: bool = False
 

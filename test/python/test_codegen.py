@@ -159,3 +159,44 @@ def test_emit_stops_early(placed):
     c = compile_from(placed, emit="ptx")
     assert any(p.endswith(".ptx") for p in c.artifacts)
     assert not any(p.endswith(".o") for p in c.artifacts)
+
+
+def test_cpu_option_selects_the_instruction_set(placed, tmp_path):
+    """`--cpu native` builds for this machine (AVX2 here: ymm registers); the default is
+    the triple's baseline (SSE2 on x86-64), which runs on any machine of that triple."""
+    import platform
+    import subprocess
+
+    from agentc.targets._mlir_util import tool_path
+
+    if platform.machine() != "x86_64":
+        pytest.skip("checks x86-64 vector registers")
+    with open("/proc/cpuinfo") as f:
+        if " avx2" not in f.read():
+            pytest.skip("host has no AVX2")
+
+    def ymm_uses(c):
+        count = 0
+        for path, data in c.artifacts.items():
+            if path.endswith(".o") and c.data["artifact_meta"][path]["target"] == "cpu":
+                obj = tmp_path / os.path.basename(path)
+                obj.write_bytes(data)
+                text = subprocess.run([tool_path("llvm-objdump"), "-d", str(obj)], capture_output=True,
+                                      text=True, check=True).stdout
+                count += text.count("%ymm")
+        return count
+
+    assert ymm_uses(compile_from(placed, emit="objects", targets=("cpu",))) == 0
+    assert ymm_uses(compile_from(placed, emit="objects", targets=("cpu",), cpu="native")) > 0
+
+
+def test_native_cpu_for_another_architecture_is_a_usage_error(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "agentc", "compile", VOICE, "-o", str(tmp_path / "out"),
+                        "--targets", "cpu", "--cpu-triple", "aarch64-unknown-linux-gnu", "--cpu", "native"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "cpu=native describes this" in r.stderr and "aarch64" in r.stderr
+    assert not (tmp_path / "out").exists()
