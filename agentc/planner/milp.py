@@ -83,9 +83,9 @@ class Formulation:
     """One MILP over an Instance; `solve()` runs it, `warm(m)` maps a plan to columns."""
 
     def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None,
-                 cand: list[list[int]] | None = None, tp_pools: frozenset[int] | None = None):
+                 cand: list[list[int]] | None = None, tp_rows: bool = True):
         self.inst, self.mode = inst, mode
-        self.tp_pools = tp_pools
+        self.tp_rows = tp_rows
         p = inst.problem
         self.relax = mode == "relax"
         self.cost, self.lb, self.ub, self.integer = [], [], [], []
@@ -257,9 +257,9 @@ class Formulation:
             self.ncol[j] = n = self._col(money * site.usd_per_hr, 0.0, ub, True)
             self._row([(n, 1.0)] + [(self.xcol[k], -inst.demand(k)) for k in by_site[j]], 0.0, INF)
             # a tensor-parallel replica holds all its tp devices at once: n >= tp of each op
-            # (rows left out for pools outside tp_pools; `tp_short` says when they bind)
+            # (left out with tp_rows=False: a weaker relaxation, still a valid bound)
             per_op: dict[int, list[int]] = {}
-            if self.tp_pools is None or j in self.tp_pools:
+            if self.tp_rows:
                 for k in by_site[j]:
                     per_op.setdefault(inst.choices[k].op, []).append(k)
             for ks in per_op.values():
@@ -268,18 +268,6 @@ class Formulation:
             if self.relax and site.count is not None:
                 self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)
                 self._row([(n, 1.0), (sg, -1.0)], -INF, float(site.count))
-
-    def tp_short(self, res: "MilpResult") -> frozenset[int]:
-        """Pools whose device count in `res` is below the tp of an op placed there, among
-        those built without tp rows: adding their rows and solving again is exact."""
-        if self.inst.load <= 0 or self.tp_pools is None or res.choice is None or res.values is None:
-            return frozenset()
-        need: dict[int, int] = {}
-        for k in res.choice:
-            c = self.inst.choices[k]
-            need[c.site] = max(need.get(c.site, 0), c.option.tp)
-        return frozenset(j for j, col in self.ncol.items()
-                         if j not in self.tp_pools and round(res.values[col]) < need.get(j, 0))
 
     # -- warm start and solve --------------------------------------------------------
 

@@ -78,20 +78,18 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
     each op (a neighbourhood that holds the other tp degrees and batch sizes: what
     closes the gap when whole devices are paid for, where the descent's one-op moves
     rarely cross a device boundary), time-boxed, stopping at the first plan within the
-    gap; (4) reduced cost fixing:
-    an option whose LP reduced cost exceeds UB - LP bound cannot be in a plan better
-    than UB, so dropping it loses nothing; (5) solve the MILP over the options left,
-    warm-started with UB. Its optimum is the full problem's optimum.
+    gap; (4) reduced cost fixing: an option whose LP reduced cost exceeds UB - LP bound
+    cannot be in a plan better than UB, so dropping it loses nothing; (5) solve the MILP
+    over the options left, warm-started with UB. Its optimum is the full problem's
+    optimum.
 
-    Under load, the rows `devices >= tp` are added only for pools where a solution
-    breaks them (`Formulation.tp_short`): they rarely bind once a pool is busy, and
-    without them the LP is several times faster. The LP bound stays a valid bound.
+    Under load, the LP leaves out the rows `devices >= tp`: without them it is several
+    times faster, and its bound (hence the gap test and the fixing) stays valid. Every
+    MILP keeps them.
     """
     t0 = time.perf_counter()
     rel_gap = inst.problem.mip_rel_gap
-    lazy = None
-    lp_rows = frozenset() if inst.load > 0 else None
-    f = Formulation(inst, mode, cap, tp_pools=lp_rows)
+    f = Formulation(inst, mode, cap)
     if f.trivially_infeasible:
         return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
     starts = [warm] if warm is not None and _fits(inst, warm, cap) else []
@@ -113,14 +111,15 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
 
     cand = f.cand
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
-        lp = f.lp_relaxation()
+        relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
+        lp = relaxed.lp_relaxation()
         if lp is None:
             return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
         bound, x, reduced = lp
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
-        polish(_solve_lazy(inst, mode, cap, support, lazy, gm if gm is not None and _fits(inst, gm, cap) else None))
+        polish(_solve(inst, mode, cap, support, gm if gm is not None and _fits(inst, gm, cap) else None))
         done = closed(bound)
         if done is None and inst.load > 0:
             pools = [{inst.choices[k].site for k in ks} for ks in support]
@@ -128,9 +127,8 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
                 pools[i].add(inst.choices[k].site)
             near = [[k for k in ks if inst.choices[k].site in pools[i]] for i, ks in enumerate(cand)]
             if sum(map(len, near)) < len(f.xcol):
-                polish(_solve_lazy(inst, mode, cap, near, lazy, min(starts, key=key) if starts else None,
-                                   time_limit=inst.problem.time_limit_s / 4,
-                                   target=bound + rel_gap * abs(bound)))
+                polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
+                              time_limit=inst.problem.time_limit_s / 4, target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
         if done is not None:
             done.solve_time_s = time.perf_counter() - t0
@@ -139,22 +137,16 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
             ub = _value(inst, mode, min(starts, key=key))
             margin = ub - bound + 1e-9 * max(1.0, abs(ub))
             cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
-    res = _solve_lazy(inst, mode, cap, cand, lazy, min(starts, key=key) if starts else None)
+    best = min(starts, key=key) if starts else None
+    res = f.solve(best) if cand is f.cand else _solve(inst, mode, cap, cand, best)
     res.solve_time_s = time.perf_counter() - t0
     return res
 
 
-def _solve_lazy(inst: Instance, mode: str, cap: float | None, cand: list[list[int]],
-                lazy: frozenset[int] | None, warm: Metrics | None,
-                time_limit: float | None = None, target: float | None = None) -> MilpResult:
-    """The MILP over `cand`, adding `devices >= tp` rows for pools until none is broken."""
-    while True:
-        f = Formulation(inst, mode, cap, cand=cand, tp_pools=lazy)
-        res = f.solve(warm, time_limit, target)
-        short = f.tp_short(res)
-        if not short:
-            return res
-        lazy = lazy | short
+def _solve(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], warm: Metrics | None,
+           time_limit: float | None = None, target: float | None = None) -> MilpResult:
+    """The MILP restricted to the options in `cand`."""
+    return Formulation(inst, mode, cap, cand=cand).solve(warm, time_limit, target)
 
 
 def _fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
