@@ -23,16 +23,16 @@ managed memory, or HMM on Linux with the open kernel driver).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
-import shutil
 import subprocess
 import tempfile
 
 from mlir import ir, passmanager
 
 from agentc.diagnostics import ToolchainError
+
+from ._mlir_util import tool_path
 
 KERNEL_MODULE = "agentc_kernels"
 
@@ -73,20 +73,6 @@ HOST_TO_LLVM = (
 
 
 # --------------------------------------------------------------------------- tools
-
-def tool_path(name: str) -> str:
-    """Locate an LLVM/MLIR tool: the wheels' bin folders first, then PATH."""
-    for package in ("mlir", "llvm"):
-        spec = importlib.util.find_spec(package)
-        for root in (spec.submodule_search_locations or []) if spec else []:
-            candidate = os.path.join(root, "bin", name)
-            if os.access(candidate, os.X_OK):
-                return candidate
-    found = shutil.which(name)
-    if found is None:
-        raise ToolchainError(f"tool '{name}' not found in the mlir/llvm wheels or on PATH")
-    return found
-
 
 def run_tool(args: list[str], stage: str, input_bytes: bytes | None = None,
              input_suffix: str = ".mlir") -> bytes:

@@ -41,6 +41,23 @@ class Target(Protocol):
         """Append this target's stages, in order, to `stages`."""
 
 
+def check_options(who: str, options_type: type, overrides: dict) -> None:
+    """Reject option names `options_type` (a dataclass) does not have, naming the known ones."""
+    from agentc.diagnostics import UsageError
+
+    known = set(options_type.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"{who}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def check_opt_level(who: str, level: int) -> None:
+    from agentc.diagnostics import UsageError
+
+    if level not in (0, 1, 2, 3):
+        raise UsageError(f"{who}: opt_level must be 0-3, got {level}")
+
+
 def run_stages(target: Target, state: CompileState, options: object,
                stop_after: str | None = None) -> CompileState:
     """Run a target's stages in order; stop after `stop_after` when given."""

@@ -60,7 +60,7 @@ import numpy as np
 from agentc.diagnostics import ToolchainError, UsageError
 
 from . import _mlir_util as util
-from .base import CompileState, StageFn, run_stages
+from .base import CompileState, StageFn, check_opt_level, check_options, run_stages
 
 BUFFERIZE_PIPELINE = (
     "builtin.module("
@@ -683,11 +683,7 @@ class CpuTarget:
     name: ClassVar[str] = "cpu"
 
     def parse_options(self, **overrides) -> CpuOptions:
-        known = set(CpuOptions.__dataclass_fields__)
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise UsageError(f"cpu target: unknown option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+        check_options("cpu target", CpuOptions, overrides)
         values = dict(overrides)
         values.setdefault("triple", util.host_triple())
         if "tile" in values:
@@ -702,8 +698,7 @@ class CpuTarget:
             raise UsageError(f"cpu target: cpu=native describes this {_arch(util.host_triple())} "
                              f"machine, not triple {values['triple']}; name a CPU for that triple")
         values["opt_level"] = int(values.get("opt_level", 3))
-        if values["opt_level"] not in (0, 1, 2, 3):
-            raise UsageError(f"cpu target: opt_level must be 0-3, got {values['opt_level']}")
+        check_opt_level("cpu target", values["opt_level"])
         return CpuOptions(**values)
 
     def add_stages(self, stages: dict[str, StageFn], options: CpuOptions) -> None:

@@ -16,7 +16,6 @@ Kernels take one bare pointer per buffer plus index scalars, so a launcher (or
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,7 +25,7 @@ from mlir import ir
 from agentc.diagnostics import ToolchainError, UsageError
 
 from . import _gpu_common as common
-from .base import CompileState, StageFn
+from .base import CompileState, StageFn, check_opt_level, check_options
 
 HOST_TRIPLE = "x86_64-unknown-linux-gnu"
 CHIPS = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_120")
@@ -44,19 +43,14 @@ class NvvmTarget:
     name: ClassVar[str] = "nvvm"
 
     def parse_options(self, **overrides) -> NvvmOptions:
-        known = {f.name for f in dataclasses.fields(NvvmOptions)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise UsageError(f"nvvm: unknown option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+        check_options("nvvm", NvvmOptions, overrides)
         if "tile_sizes" in overrides:
             overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
         options = NvvmOptions(**overrides)
         if not options.chip.startswith("sm_"):
             raise UsageError(f"nvvm: chip '{options.chip}' is not an sm_XX name "
                              f"(e.g. {', '.join(CHIPS)})")
-        if options.opt_level not in (0, 1, 2, 3):
-            raise UsageError(f"nvvm: opt_level must be 0-3, got {options.opt_level}")
+        check_opt_level("nvvm", options.opt_level)
         return options
 
     def add_stages(self, stages: dict[str, StageFn], options: NvvmOptions) -> None:

@@ -15,7 +15,6 @@ their launch sizes are listed in meta["kernels"].
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,7 +24,7 @@ from mlir import ir
 from agentc.diagnostics import ToolchainError, UsageError
 
 from . import _gpu_common as common
-from .base import CompileState, StageFn
+from .base import CompileState, StageFn, check_opt_level, check_options
 
 DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
 
@@ -41,19 +40,14 @@ class RocdlTarget:
     name: ClassVar[str] = "rocdl"
 
     def parse_options(self, **overrides) -> RocdlOptions:
-        known = {f.name for f in dataclasses.fields(RocdlOptions)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise UsageError(f"rocdl: unknown option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
+        check_options("rocdl", RocdlOptions, overrides)
         if "tile_sizes" in overrides:
             overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
         options = RocdlOptions(**overrides)
         if not options.chip.startswith("gfx"):
             raise UsageError(f"rocdl: chip '{options.chip}' is not a gfxNNN name "
                              "(e.g. gfx90a, gfx942, gfx1100)")
-        if options.opt_level not in (0, 1, 2, 3):
-            raise UsageError(f"rocdl: opt_level must be 0-3, got {options.opt_level}")
+        check_opt_level("rocdl", options.opt_level)
         return options
 
     def add_stages(self, stages: dict[str, StageFn], options: RocdlOptions) -> None:
