@@ -9,6 +9,9 @@ send/recv at every cross-pool edge, ELF objects with the kernel symbols, PTX wit
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -16,6 +19,7 @@ from mlir import ir
 
 from agentc import driver
 from agentc.passes._ir import get, top_ops, walk
+from agentc.targets._mlir_util import tool_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOICE = os.path.join(REPO, "examples", "voice_agent.agent")
@@ -164,11 +168,6 @@ def test_emit_stops_early(placed):
 def test_cpu_option_selects_the_instruction_set(placed, tmp_path):
     """`--cpu native` builds for this machine (AVX2 here: ymm registers); the default is
     the triple's baseline (SSE2 on x86-64), which runs on any machine of that triple."""
-    import platform
-    import subprocess
-
-    from agentc.targets._mlir_util import tool_path
-
     if platform.machine() != "x86_64":
         pytest.skip("checks x86-64 vector registers")
     with open("/proc/cpuinfo") as f:
@@ -191,9 +190,6 @@ def test_cpu_option_selects_the_instruction_set(placed, tmp_path):
 
 
 def test_native_cpu_for_another_architecture_is_a_usage_error(tmp_path):
-    import subprocess
-    import sys
-
     r = subprocess.run([sys.executable, "-m", "agentc", "compile", VOICE, "-o", str(tmp_path / "out"),
                         "--targets", "cpu", "--cpu-triple", "aarch64-unknown-linux-gnu", "--cpu", "native"],
                        capture_output=True, text=True)
