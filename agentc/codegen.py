@@ -113,6 +113,7 @@ def _advance(c, stage: str) -> None:
 
 def _collect(c) -> None:
     """(Re)write artifacts and their meta from the pool modules and the jobs' states."""
+    from agentc import targets
     from agentc.passes._ir import get
 
     meta = c.data.setdefault("artifact_meta", {})
@@ -120,7 +121,9 @@ def _collect(c) -> None:
         path = f"{pool}/{pool}.mlir"
         c.artifacts[path] = (str(op.operation) + "\n").encode()
         placed = get(op, "agentc.target", "none")
-        entry = {"pool": pool, "target": placed, "kind": "mlir"}
+        # The code generator's name ("cpu", not the catalog's "llvm-cpu"), as for every
+        # other artifact of the pool.
+        entry = {"pool": pool, "target": targets.for_placement(placed) or "none", "kind": "mlir"}
         if placed == "none":
             entry["note"] = NO_CODE
         meta[path] = entry

@@ -196,3 +196,37 @@ def test_native_cpu_for_another_architecture_is_a_usage_error(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "cpu=native describes this" in r.stderr and "aarch64" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_voice_example_on_the_default_cluster_emits_every_backend(tmp_path):
+    """The quick-start command: the planner's own placement of the voice example on the
+    built-in cluster yields a CPU object, PTX (cubin with ptxas), AMDGCN objects and the
+    Gaudi3 module, each listed in the manifest with the sha256 of the file written."""
+    import hashlib
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "agentc", "compile", VOICE, "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {a["path"]: a for a in manifest["artifacts"]}
+    for path, entry in listed.items():
+        data = (out / path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+    def kind(k, target):
+        return [p for p, a in listed.items() if a["kind"] == k and a["target"] == target]
+
+    cpu = kind("object", "cpu")
+    assert cpu and all(_machine((out / p).read_bytes()) == EM_X86_64 for p in cpu)
+    assert all(os.path.exists(out / (p[:-2] + ".h")) for p in cpu)
+    ptx = kind("ptx", "nvvm")
+    assert ptx and all(b".visible .entry" in (out / p).read_bytes() for p in ptx)
+    if shutil.which("ptxas"):
+        assert {p[:-len(".cubin")] for p in kind("cubin", "nvvm")} == {p[:-len(".ptx")] for p in ptx}
+    amd = [p for p in listed if p.endswith(".amdgcn.o")]
+    assert amd and all(_machine((out / p).read_bytes()) == EM_AMDGPU for p in amd)
+    none = [a for a in listed.values() if a["target"] == "none"]
+    assert none and all("no code emitted" in a["note"] for a in none)
