@@ -1,6 +1,6 @@
-/* agentc runtime C ABI: functions the runtime provides for ops that are not tensor
- * compute (see docs/runtime_abi.md). Each returns the bytes written to `out`, or a
- * negative error code. */
+/* agentc runtime C ABI: what a runtime provides to the code agentc emits (see
+ * docs/runtime_abi.md). A pool's host program ({pool}/{pool}.o, entry point
+ * agentc_<pool>_run in {pool}/{pool}.h) calls these. */
 #ifndef AGENTC_RUNTIME_ABI_H
 #define AGENTC_RUNTIME_ABI_H
 #include <stddef.h>
@@ -9,8 +9,12 @@
 extern "C" {
 #endif
 
-#define AGENTC_ABI_FN(fn) \
-  int64_t fn(const char *name, const void *in, size_t n, void *out, size_t cap)
+/* Ops with no tensor compute. in[i] / in_bytes[i] for each of the op's n_in inputs;
+ * out / cap: a buffer the program owns. Return the bytes written to out (0..cap) or
+ * a negative code, which stops the host program and is its return value. */
+#define AGENTC_ABI_FN(fn)                                                            \
+  int64_t fn(const char *name, const void *const *in, const int64_t *in_bytes,       \
+             int64_t n_in, void *out, int64_t cap)
 
 AGENTC_ABI_FN(agentc_tokenize);
 AGENTC_ABI_FN(agentc_detokenize);
@@ -24,6 +28,25 @@ AGENTC_ABI_FN(agentc_kv_transfer);
 AGENTC_ABI_FN(agentc_allreduce);
 
 #undef AGENTC_ABI_FN
+
+/* Memory for every buffer of the host program: zero-filled, at least 64-byte
+ * aligned, never NULL (abort instead). A GPU pool's runtime returns memory the
+ * device can read (e.g. managed memory). */
+void *agentc_alloc(int64_t bytes);
+void agentc_free(void *p);
+
+/* The buffer for argument `arg` (1-based: argument 0 is the op's input) of the kernel
+ * that op `op` (its label) of `model` (a model, or an index for retrieve) calls, on
+ * repetition `index` (the layer, or the index chunk); at least `bytes` long. The
+ * runtime owns it (weights, KV caches, index rows); never NULL. */
+void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index, int64_t bytes);
+
+/* Cross-pool edges: `channel` pairs a send with its recv; `peer` names the other pool.
+ * send returns 0 or a negative code; recv returns the bytes received (<= cap) or a
+ * negative code. */
+int64_t agentc_send(int64_t channel, const char *peer, const void *data, int64_t bytes);
+int64_t agentc_recv(int64_t channel, const char *peer, void *out, int64_t cap);
+
 #ifdef __cplusplus
 }
 #endif

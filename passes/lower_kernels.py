@@ -21,8 +21,14 @@ Shape rule (what is and is not faithful):
   dense layer).
 
 Ops with no tensor compute (tokenize, detokenize, tool.*, memory.*, observe.append,
-compute.cpu, kv.transfer, comm.allreduce) call `agentc_<op>(name, in, n, out, cap)`,
+compute.cpu, kv.transfer, comm.allreduce) call
+`agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every input of the op,
 declared here and provided by the runtime; nothing runs at compile time.
+
+This stage is not a program yet: handles are cast to tensors and pointers with
+`unrealized_conversion_cast`, and each function carries what `lower-host` needs to
+rebuild it over real buffers (`agentc.loops`, `agentc.calls`, `agentc.model`,
+`agentc.abi_arg`, `agentc.result_bytes`, `agentc.input_bytes`).
 """
 
 from __future__ import annotations
@@ -163,18 +169,31 @@ def _compute_body(fn_name, arg_types, res_types, kernel, k_in, k_out, loops, cal
     return "\n".join(lines)
 
 
-def _abi_body(fn_name, arg_types, res_types, abi, name_sym, n, cap, header_attrs):
+ABI_TYPE = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
+
+
+def _abi_body(fn_name, arg_types, res_types, abi, name_sym, in_bytes, cap, header_attrs):
+    """An op function calling the runtime with arrays of all its inputs and their sizes."""
+    k = len(arg_types)
     lines = [f"func.func @{fn_name}({', '.join(f'%arg{i}: {t}' for i, t in enumerate(arg_types))})"
              f"{' -> ' + res_types[0] if res_types else ''} attributes {{{header_attrs}}} {{",
-             f"  %name = llvm.mlir.addressof @{name_sym} : !llvm.ptr"]
-    if arg_types:
-        lines.append(f"  %in = builtin.unrealized_conversion_cast %arg0 : {arg_types[0]} to !llvm.ptr")
+             f"  %name = llvm.mlir.addressof @{name_sym} : !llvm.ptr",
+             f"  %n_in = arith.constant {k} : i64"]
+    if k:
+        lines += ["  %ins = llvm.alloca %n_in x !llvm.ptr : (i64) -> !llvm.ptr",
+                  "  %sizes = llvm.alloca %n_in x i64 : (i64) -> !llvm.ptr"]
+        for i, (t, n) in enumerate(zip(arg_types, in_bytes)):
+            lines += [f"  %p{i} = builtin.unrealized_conversion_cast %arg{i} : {t} to !llvm.ptr",
+                      f"  %g{i} = llvm.getelementptr %ins[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr",
+                      f"  llvm.store %p{i}, %g{i} : !llvm.ptr, !llvm.ptr",
+                      f"  %s{i} = arith.constant {n} : i64",
+                      f"  %h{i} = llvm.getelementptr %sizes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64",
+                      f"  llvm.store %s{i}, %h{i} : i64, !llvm.ptr"]
     else:
-        lines.append("  %in = llvm.mlir.zero : !llvm.ptr")
-    lines += [f"  %n = arith.constant {n} : i64", f"  %cap = arith.constant {cap} : i64",
+        lines += ["  %ins = llvm.mlir.zero : !llvm.ptr", "  %sizes = llvm.mlir.zero : !llvm.ptr"]
+    lines += [f"  %cap = arith.constant {cap} : i64",
               "  %out = llvm.alloca %cap x i8 : (i64) -> !llvm.ptr",
-              f"  %rc = func.call @{abi}(%name, %in, %n, %out, %cap) : "
-              "(!llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"]
+              f"  %rc = func.call @{abi}(%name, %ins, %sizes, %n_in, %out, %cap) : {ABI_TYPE}"]
     if res_types:
         lines += [f"  %res = builtin.unrealized_conversion_cast %out : !llvm.ptr to {res_types[0]}",
                   f"  return %res : {res_types[0]}"]
@@ -182,6 +201,10 @@ def _abi_body(fn_name, arg_types, res_types, abi, name_sym, n, cap, header_attrs
         lines.append("  return")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _i64_array(values) -> str:
+    return "array<i64: " + ", ".join(str(int(v)) for v in values) + ">" if values else "array<i64>"
 
 
 def lower_pool(sub, models: dict) -> None:
@@ -204,6 +227,11 @@ def lower_pool(sub, models: dict) -> None:
         model = models.get(get(inner, "model", ""), {})
         header = [f"agentc.op = {_str_attr(inner.name)}",
                   f"agentc.label = {_str_attr(str(get(inner, 'label', fn_name)))}"]
+        in_bytes = [value_bytes(inner, dialects.type_kind(t), models) for t in ftype.inputs]
+        result_bytes = max(1, value_bytes(inner, dialects.type_kind(ftype.results[0]), models)) \
+            if res_types else 0
+        header += [f"agentc.input_bytes = {_i64_array(in_bytes)}",
+                   f"agentc.result_bytes = {result_bytes} : i64"]
         plan = kernel_plan(inner, model)
         if plan is not None:
             kind, kargs, loops, calls = plan
@@ -212,6 +240,9 @@ def lower_pool(sub, models: dict) -> None:
                 kernel_texts[sym] = kernels.KERNELS[kind](**kargs, name=sym)
             k_in, k_out = _kernel_func(kernel_texts[sym])
             header.append(f"agentc.kernel = {_str_attr(sym)}")
+            owner = get(inner, "model", None) or get(inner, "index", None) or ""
+            header.append(f"agentc.model = {_str_attr(str(owner))}")
+            header.append(f"agentc.loops = {_i64_array(loops if k_out[0] == k_in[0] else [])}")
             if calls > 1:
                 header.append(f"agentc.calls = {calls} : i64")
             text = _compute_body(fn_name, arg_types, res_types, sym, k_in, k_out, loops, calls,
@@ -223,17 +254,16 @@ def lower_pool(sub, models: dict) -> None:
                         or get(inner, "model", None) or get(inner, "label", fn_name))
             sym = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in label)
             strings[sym] = label
-            n = value_bytes(inner, dialects.type_kind(ftype.inputs[0]), models) if arg_types else 0
-            cap = value_bytes(inner, dialects.type_kind(ftype.results[0]), models) if res_types else 0
-            header.append(f"agentc.abi = {_str_attr(abi)}")
-            text = _abi_body(fn_name, arg_types, res_types, abi, sym, n, max(cap, 1), ", ".join(header))
+            header += [f"agentc.abi = {_str_attr(abi)}", f"agentc.abi_arg = {_str_attr(label)}"]
+            text = _abi_body(fn_name, arg_types, res_types, abi, sym, in_bytes, max(result_bytes, 1),
+                             ", ".join(header))
         else:
             raise PartitionError(f"lower-kernels: no kernel or runtime call for '{inner.name}'")
         new_funcs.append((fn, text))
 
     decls = [f'llvm.mlir.global internal constant @{sym}("{val}\\00") {{addr_space = 0 : i32}}'
              for sym, val in sorted(strings.items())]
-    decls += [f"func.func private @{abi}(!llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
+    decls += [f"func.func private @{abi}{ABI_TYPE}"
               for abi in sorted(abis)]
     kernel_funcs = []
     for sym in sorted(kernel_texts):

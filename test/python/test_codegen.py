@@ -124,7 +124,15 @@ def full(placed):
 
 def test_all_targets_artifacts(full):
     arts, meta = full.artifacts, full.data["artifact_meta"]
-    xeon_objs = [p for p in arts if p.startswith("xeon/") and p.endswith(".o")]
+    # every pool with a code generator has a host program: an x86-64 object exporting
+    # agentc_<pool>_run, with its header
+    for pool in ("xeon", "h100", "mi300x"):
+        host = arts[f"{pool}/{pool}.o"]
+        assert _machine(host) == EM_X86_64 and f"agentc_{pool}_run".encode() in host
+        assert f"int64_t agentc_{pool}_run(" in arts[f"{pool}/{pool}.h"].decode()
+        assert meta[f"{pool}/{pool}.o"]["note"] == f"host program: agentc_{pool}_run"
+    assert "gaudi3/gaudi3.o" not in arts
+    xeon_objs = [p for p in arts if p.startswith("xeon/") and p.endswith(".o") and p != "xeon/xeon.o"]
     assert xeon_objs
     for path in xeon_objs:
         kernel = os.path.basename(path)[:-2]

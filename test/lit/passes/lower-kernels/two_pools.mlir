@@ -3,7 +3,7 @@
 
 
 // KERN: llvm.mlir.global internal constant @__agentc_str_m("m\00")
-// KERN: func.func private @agentc_tokenize(!llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64
+// KERN: func.func private @agentc_tokenize(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64
 // KERN: func.func @a_tokenize{{.*}}agentc.abi = "agentc_tokenize"
 // KERN: call @agentc_tokenize(
 // KERN: func.func @prefill_layer_s128_d64_h2_kv1_f128({{.*}}) -> tensor<128x64xf32> attributes {llvm.emit_c_interface}

@@ -1,0 +1,414 @@
+"""lower-host: each pool's schedule and op functions become a host program over real
+buffers, in a nested `module @host` that compiles to `{pool}/{pool}.o`.
+
+After `lower-kernels` a pool module is still a sketch: `!agent` handles are cast to
+tensors and pointers, and runtime-call results live in dangling stack slots. Here every
+handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
+
+- the C entry point `int64_t agentc_<pool>_run(in, in_bytes, out, out_bytes)` takes the
+  graph inputs as arrays of pointers and sizes and writes the graph outputs this pool
+  makes into caller buffers (`out_bytes[i]`: capacity in, bytes written out). It
+  allocates one buffer per value the pool makes, at the size agentc estimated, and calls
+  in program order; it returns 0, or the first negative code of a runtime call, after
+  freeing its buffers;
+- `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer);
+- a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
+  input (the bytes it returns are the result's length);
+- a compute op copies its first input's bytes into the kernel's first argument
+  (truncated or zero-padded: the runtime's buffer layout is its own), binds every
+  other argument (weights, caches, index chunks) with `agentc_bind(model, op, arg,
+  index, bytes)`, calls the kernel through its bufferized C ABI (memref descriptors,
+  inputs then outputs: the symbol in `{pool}/{kernel}.o` or a GPU `host.o`) once per
+  trip of its loops (layers, tokens, chunks), and copies the first output into the
+  result buffer;
+- every buffer comes from `agentc_alloc` (zero-filled) and goes back to `agentc_free`,
+  so a GPU runtime can hand out device-visible memory.
+
+Control flow: the program is the schedule's straight pass, so each call in a loop or
+branch runs once; repeating them is still the runtime's (see partition). A retrieve
+over several index chunks keeps the last chunk's top-k.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from mlir import ir
+
+from agentc import dialects
+from agentc.passes._ir import get, top_ops
+from agentc.passes.lower_kernels import ABI_TYPE, _str_attr
+from agentc.passes.partition import PartitionError
+
+NAME = "lower-host"
+
+BYTES = "memref<?xi8>"
+_DESC = "!llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)>"
+_ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i8": 1, "i32": 4, "i64": 8, "index": 8, "i1": 1}
+
+RUNTIME_DECLS = [
+    "func.func private @agentc_alloc(i64) -> !llvm.ptr",
+    "func.func private @agentc_free(!llvm.ptr)",
+    "func.func private @agentc_bind(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr",
+    "func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
+    "func.func private @agentc_recv(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
+]
+
+# Small functions every host module has: pointer <-> byte buffer, sizes, copies.
+HELPERS = f"""
+func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} {{
+  %u = llvm.mlir.poison : {_DESC}
+  %0 = llvm.insertvalue %p, %u[0] : {_DESC}
+  %1 = llvm.insertvalue %p, %0[1] : {_DESC}
+  %zero = llvm.mlir.constant(0 : i64) : i64
+  %2 = llvm.insertvalue %zero, %1[2] : {_DESC}
+  %3 = llvm.insertvalue %n, %2[3, 0] : {_DESC}
+  %one = llvm.mlir.constant(1 : i64) : i64
+  %4 = llvm.insertvalue %one, %3[4, 0] : {_DESC}
+  %m = builtin.unrealized_conversion_cast %4 : {_DESC} to {BYTES}
+  return %m : {BYTES}
+}}
+func.func private @__agentc_buffer(%n: i64) -> {BYTES} {{
+  %p = func.call @agentc_alloc(%n) : (i64) -> !llvm.ptr
+  %m = func.call @__agentc_bytes(%p, %n) : (!llvm.ptr, i64) -> {BYTES}
+  return %m : {BYTES}
+}}
+func.func private @__agentc_ptr(%m: {BYTES}) -> !llvm.ptr {{
+  %i = memref.extract_aligned_pointer_as_index %m : {BYTES} -> index
+  %j = arith.index_cast %i : index to i64
+  %p = llvm.inttoptr %j : i64 to !llvm.ptr
+  return %p : !llvm.ptr
+}}
+func.func private @__agentc_size(%m: {BYTES}) -> i64 {{
+  %c0 = arith.constant 0 : index
+  %n = memref.dim %m, %c0 : {BYTES}
+  %r = arith.index_cast %n : index to i64
+  return %r : i64
+}}
+func.func private @__agentc_release(%m: {BYTES}) {{
+  %p = func.call @__agentc_ptr(%m) : ({BYTES}) -> !llvm.ptr
+  func.call @agentc_free(%p) : (!llvm.ptr) -> ()
+  return
+}}
+func.func private @__agentc_view(%m: {BYTES}, %n: i64) -> {BYTES} {{
+  %k = arith.index_cast %n : i64 to index
+  %v = memref.reinterpret_cast %m to offset: [0], sizes: [%k], strides: [1] : {BYTES} to {BYTES}
+  return %v : {BYTES}
+}}
+func.func private @__agentc_copy(%dst: {BYTES}, %src: {BYTES}) -> i64 {{
+  %c0 = arith.constant 0 : index
+  %a = memref.dim %dst, %c0 : {BYTES}
+  %b = memref.dim %src, %c0 : {BYTES}
+  %n = arith.minui %a, %b : index
+  %d = memref.reinterpret_cast %dst to offset: [0], sizes: [%n], strides: [1] : {BYTES} to {BYTES}
+  %s = memref.reinterpret_cast %src to offset: [0], sizes: [%n], strides: [1] : {BYTES} to {BYTES}
+  memref.copy %s, %d : {BYTES} to {BYTES}
+  %r = arith.index_cast %n : index to i64
+  return %r : i64
+}}
+"""
+
+
+def c_name(pool: str) -> str:
+    return "agentc_" + re.sub(r"\W", "_", pool) + "_run"
+
+
+def _memref(tensor_type: str) -> str:
+    return tensor_type.replace("tensor<", "memref<", 1)
+
+
+def _nbytes(tensor_type) -> int:
+    shaped = ir.ShapedType(tensor_type)
+    return math.prod(shaped.shape) * _ELEM_BYTES.get(str(shaped.element_type), 4)
+
+
+def _i64s(attr) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(attr)) if attr is not None else []
+
+
+class _Strings:
+    """NUL-terminated string globals, one per distinct value."""
+
+    def __init__(self):
+        self.syms: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        if value not in self.syms:
+            base = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in value)
+            sym, i = base, 1
+            while sym in self.syms.values():
+                sym, i = f"{base}_{i}", i + 1
+            self.syms[value] = sym
+        return self.syms[value]
+
+    def decls(self) -> list[str]:
+        out = []
+        for value, sym in sorted(self.syms.items(), key=lambda kv: kv[1]):
+            esc = "".join(ch if ch.isalnum() or ch in " ._-:/>" else f"\\{ord(ch):02X}" for ch in value)
+            out.append(f'llvm.mlir.global internal constant @{sym}("{esc}\\00") {{addr_space = 0 : i32}}')
+        return out
+
+
+class _Lines:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.opened = -1      # the block label last written ahead of its op
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+
+def _attrs(fn, keep=("agentc.op", "agentc.label", "agentc.kernel", "agentc.abi")) -> str:
+    parts = [f"{k} = {fn.attributes[k]}" for k in keep if k in fn.attributes]
+    return " attributes {" + ", ".join(parts) + "}" if parts else ""
+
+
+def _abi_fn(fn, strings: _Strings) -> str:
+    """Runtime-call op function: (inputs..., out) -> bytes written or a negative code."""
+    name = get(fn, "sym_name")
+    ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+    k, has_out = len(ftype.inputs), bool(ftype.results)
+    params = [f"%in{i}: {BYTES}" for i in range(k)] + ([f"%out: {BYTES}"] if has_out else [])
+    b = _Lines()
+    b(f"%name = llvm.mlir.addressof @{strings(get(fn, 'agentc.abi_arg'))} : !llvm.ptr")
+    b(f"%n_in = arith.constant {k} : i64")
+    if k:
+        b("%ins = llvm.alloca %n_in x !llvm.ptr : (i64) -> !llvm.ptr")
+        b("%sizes = llvm.alloca %n_in x i64 : (i64) -> !llvm.ptr")
+        for i in range(k):
+            b(f"%p{i} = func.call @__agentc_ptr(%in{i}) : ({BYTES}) -> !llvm.ptr")
+            b(f"%g{i} = llvm.getelementptr %ins[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+            b(f"llvm.store %p{i}, %g{i} : !llvm.ptr, !llvm.ptr")
+            b(f"%s{i} = func.call @__agentc_size(%in{i}) : ({BYTES}) -> i64")
+            b(f"%h{i} = llvm.getelementptr %sizes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
+            b(f"llvm.store %s{i}, %h{i} : i64, !llvm.ptr")
+    else:
+        b("%ins = llvm.mlir.zero : !llvm.ptr")
+        b("%sizes = llvm.mlir.zero : !llvm.ptr")
+    if has_out:
+        b(f"%o = func.call @__agentc_ptr(%out) : ({BYTES}) -> !llvm.ptr")
+        b(f"%cap = func.call @__agentc_size(%out) : ({BYTES}) -> i64")
+    else:
+        b("%o = llvm.mlir.zero : !llvm.ptr")
+        b("%cap = arith.constant 0 : i64")
+    b(f"%rc = func.call @{get(fn, 'agentc.abi')}(%name, %ins, %sizes, %n_in, %o, %cap) : {ABI_TYPE}")
+    b("return %rc : i64")
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _compute_fn(fn, kernel_types, strings: _Strings) -> str:
+    """Kernel op function: inputs -> kernel argument buffers -> kernel calls in loops."""
+    name = get(fn, "sym_name")
+    ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
+    k, has_out = len(ftype.inputs), bool(ftype.results)
+    kernel = get(fn, "agentc.kernel")
+    k_in, k_out = kernel_types[kernel]
+    loops = _i64s(fn.attributes["agentc.loops"]) if "agentc.loops" in fn.attributes else []
+    calls = int(get(fn, "agentc.calls", 1) or 1)
+    if not loops and calls > 1:
+        loops = [calls]
+    carry = bool(loops) and k_out[0] == k_in[0] and calls == 1
+    params = [f"%in{i}: {BYTES}" for i in range(k)] + ([f"%out: {BYTES}"] if has_out else [])
+    b = _Lines()
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    temps = []
+    b(f"%nx = arith.constant {_nbytes(k_in[0])} : i64")
+    b(f"%bx = func.call @__agentc_buffer(%nx) : (i64) -> {BYTES}")
+    temps.append("%bx")
+    if k:
+        b(f"%copied = func.call @__agentc_copy(%bx, %in0) : ({BYTES}, {BYTES}) -> i64")
+    b(f"%x = memref.view %bx[%c0][] : {BYTES} to {_memref(str(k_in[0]))}")
+    outs = []
+    for j, t in enumerate(k_out):
+        b(f"%ny{j} = arith.constant {_nbytes(t)} : i64")
+        b(f"%by{j} = func.call @__agentc_buffer(%ny{j}) : (i64) -> {BYTES}")
+        b(f"%y{j} = memref.view %by{j}[%c0][] : {BYTES} to {_memref(str(t))}")
+        temps.append(f"%by{j}")
+        outs.append(f"%y{j}")
+    for d, trips in enumerate(loops):
+        b(f"%trips{d} = arith.constant {trips} : index")
+        b(f"scf.for %i{d} = %c0 to %trips{d} step %c1 {{")
+    index = f"%i{len(loops) - 1}" if loops else "%c0"
+    b(f"%index = arith.index_cast {index} : index to i64")
+    args = ["%x"]
+    for a, t in enumerate(k_in[1:], 1):
+        b(f"%arg_no{a} = arith.constant {a} : i64")
+        b(f"%nw{a} = arith.constant {_nbytes(t)} : i64")
+        b(f"%pw{a} = func.call @agentc_bind(%model, %label, %arg_no{a}, %index, %nw{a}) : "
+          "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+        b(f"%bw{a} = func.call @__agentc_bytes(%pw{a}, %nw{a}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%w{a} = memref.view %bw{a}[%c0][] : {BYTES} to {_memref(str(t))}")
+        args.append(f"%w{a}")
+    types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+    b(f"func.call @{kernel}({', '.join(args + outs)}) : ({', '.join(types)}) -> ()")
+    if carry:
+        b(f"memref.copy %y0, %x : {types[len(k_in)]} to {types[0]}")
+    for _ in loops:
+        b("}")
+    if has_out:
+        b(f"%n = func.call @__agentc_copy(%out, {'%bx' if carry else '%by0'}) : ({BYTES}, {BYTES}) -> i64")
+    else:
+        b("%n = arith.constant 0 : i64")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b("return %n : i64")
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _run_fn(pool: str, schedule, results: dict, strings: _Strings) -> str:
+    """The C entry point: the schedule over buffers, with an error exit."""
+    b = _Lines()
+    names: dict[str, str] = {}
+    buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
+
+    def val(v) -> str:
+        return names[v.get_name()]
+
+    block = schedule.regions[0].blocks[0]
+    for i, arg in enumerate(block.arguments):
+        b(f"%ip{i}g = llvm.getelementptr %in[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+        b(f"%ip{i} = llvm.load %ip{i}g : !llvm.ptr -> !llvm.ptr")
+        b(f"%is{i}g = llvm.getelementptr %in_bytes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        b(f"%is{i} = llvm.load %is{i}g : !llvm.ptr -> i64")
+        b(f"%input{i} = func.call @__agentc_bytes(%ip{i}, %is{i}) : (!llvm.ptr, i64) -> {BYTES}")
+        names[arg.get_name()] = f"%input{i}"
+    b("%zero = arith.constant 0 : i64")
+    ops = [op.operation for op in block.operations]
+    for n, op in enumerate(ops):
+        size = None
+        if op.name == "agent.recv":
+            size = int(get(op, "bytes"))
+        elif op.name == "func.call" and op.results:
+            size = results[get(op, "callee").lstrip("@")]
+        if size is not None:
+            b(f"%cap{n} = arith.constant {max(1, size)} : i64")
+            b(f"%buf{n} = func.call @__agentc_buffer(%cap{n}) : (i64) -> {BYTES}")
+            buffers.append((f"%buf{n}", size))
+    b("cf.br ^op0")
+    for n, op in enumerate(ops):
+        if b.opened != n:
+            b.lines.append(f"^op{n}:")
+        if op.name == "func.return":
+            for j, v in enumerate(op.operands):
+                b(f"%op{j}g = llvm.getelementptr %out[{j}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+                b(f"%op{j} = llvm.load %op{j}g : !llvm.ptr -> !llvm.ptr")
+                b(f"%os{j}g = llvm.getelementptr %out_bytes[{j}] : (!llvm.ptr) -> !llvm.ptr, i64")
+                b(f"%os{j} = llvm.load %os{j}g : !llvm.ptr -> i64")
+                b(f"%ob{j} = func.call @__agentc_bytes(%op{j}, %os{j}) : (!llvm.ptr, i64) -> {BYTES}")
+                b(f"%on{j} = func.call @__agentc_copy(%ob{j}, {val(v)}) : ({BYTES}, {BYTES}) -> i64")
+                b(f"llvm.store %on{j}, %os{j}g : i64, !llvm.ptr")
+            for buf, _ in buffers:
+                b(f"func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
+            b("return %zero : i64")
+            continue
+        rc = f"%rc{n}"
+        if op.name == "agent.recv":
+            peer = strings(str(get(op, "peer")))
+            b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
+            b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
+            b(f"%bp{n} = func.call @__agentc_ptr(%buf{n}) : ({BYTES}) -> !llvm.ptr")
+            b(f"{rc} = func.call @agentc_recv(%ch{n}, %peer{n}, %bp{n}, %cap{n}) : "
+              "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
+        elif op.name == "agent.send":
+            peer = strings(str(get(op, "peer")))
+            v = val(op.operands[0])
+            b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
+            b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
+            b(f"%vp{n} = func.call @__agentc_ptr({v}) : ({BYTES}) -> !llvm.ptr")
+            b(f"%vs{n} = func.call @__agentc_size({v}) : ({BYTES}) -> i64")
+            b(f"{rc} = func.call @agentc_send(%ch{n}, %peer{n}, %vp{n}, %vs{n}) : "
+              "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
+        elif op.name == "func.call":
+            args = [val(v) for v in op.operands] + ([f"%buf{n}"] if op.results else [])
+            b(f"{rc} = func.call {get(op, 'callee')}({', '.join(args)}) : "
+              f"({', '.join([BYTES] * len(args))}) -> i64")
+        else:
+            raise PartitionError(f"lower-host: unexpected '{op.name}' in the schedule of pool '{pool}'")
+        b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
+        b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{n + 1}")
+        if op.results:
+            # The value is its buffer cut to the bytes written; the next block makes it.
+            names[op.results[0].get_name()] = f"%v{n}"
+            b.lines.append(f"^op{n + 1}:")
+            b(f"%v{n} = func.call @__agentc_view(%buf{n}, {rc}) : ({BYTES}, i64) -> {BYTES}")
+            b.opened = n + 1
+    out = b.lines
+    out.append("^fail(%err: i64):")
+    for buf, _ in buffers:
+        out.append(f"  func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
+    out.append("  return %err : i64")
+    return (f"func.func @{c_name(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
+            f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
+
+
+def host_text(sub) -> str:
+    """The host module of one lowered pool module (`lower-kernels` output)."""
+    pool = get(sub, "sym_name")
+    body = sub.regions[0].blocks[0]
+    kernel_types, op_fns, schedule, abis = {}, [], None, set()
+    for op in body.operations:
+        op = op.operation
+        if op.name != "func.func":
+            continue
+        ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+        if "llvm.emit_c_interface" in op.attributes:
+            kernel_types[get(op, "sym_name")] = (list(ftype.inputs), list(ftype.results))
+        elif "agentc.schedule" in op.attributes:
+            schedule = op
+        elif "agentc.op" in op.attributes:
+            op_fns.append(op)
+            if "agentc.abi" in op.attributes:
+                abis.add(get(op, "agentc.abi"))
+    if schedule is None:
+        raise PartitionError(f"lower-host: pool '{pool}' has no schedule (run partition and lower-kernels)")
+    strings = _Strings()
+    results = {get(fn, "sym_name"): int(get(fn, "agentc.result_bytes", 0) or 0) for fn in op_fns}
+    fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes else _compute_fn(fn, kernel_types, strings))
+           for fn in op_fns]
+    run = _run_fn(pool, schedule, results, strings)
+    kernels = []
+    for sym in sorted(kernel_types):
+        ins, outs = kernel_types[sym]
+        kernels.append(f"func.func private @{sym}({', '.join(_memref(str(t)) for t in ins + outs)})")
+    parts = (strings.decls() + RUNTIME_DECLS + [f"func.func private @{a}{ABI_TYPE}" for a in sorted(abis)]
+             + kernels + [HELPERS] + fns + [run])
+    block = schedule.regions[0].blocks[0]
+    ret = [o.operation for o in block.operations][-1]
+    kinds = [dialects.type_kind(a.type) for a in block.arguments]
+    out_kinds = [dialects.type_kind(v.type) for v in ret.operands]
+    attrs = (f"agentc.host, agentc.entry_point = {_str_attr(c_name(pool))}, "
+             f"agentc.inputs = [{', '.join(_str_attr(k) for k in kinds)}], "
+             f"agentc.outputs = [{', '.join(_str_attr(k) for k in out_kinds)}]")
+    return (f"module @host attributes {{{attrs}}} {{\n"
+            + "\n".join(parts) + "\n}")
+
+
+def lower_pool(sub) -> None:
+    """Replace the op functions, schedule and their declarations with `module @host`."""
+    host = ir.Module.parse(host_text(sub))
+    body = sub.regions[0].blocks[0]
+    for op in list(body.operations):
+        op = op.operation
+        if op.name == "func.func" and "llvm.emit_c_interface" in op.attributes:
+            continue
+        op.erase()
+    new = host.operation
+    body.append(ir.Operation.parse(str(new)))
+
+
+def run(module, options=None) -> None:
+    module_op = module.operation if hasattr(module, "operation") else module
+    subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
+    if not subs or not all("agentc.kernels" in s.attributes for s in subs):
+        raise PartitionError("lower-host needs the kernels stage (run partition and lower-kernels first)")
+    for sub in subs:
+        if "agentc.host" in sub.attributes or get(sub, "agentc.target", "none") == "none":
+            continue
+        lower_pool(sub)
+        sub.attributes["agentc.host"] = ir.UnitAttr.get()
