@@ -28,6 +28,7 @@ from .problem import (SLA, Alternative, Baseline, EdgePlacement, OpPlacement, Pl
                       Problem)
 
 LP_ROUNDING_MIN_CHOICES = 200
+RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
 RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
               "and memory limit made soft, total violation minimised), not by an LP IIS")
@@ -74,7 +75,9 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
     large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
     same-pool descent (improve.py); (3) under load, if that is not within the requested
-    gap of the LP bound, solve the MILP over every option on the pools the LP uses for
+    gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
+    stay fixed, the rest may move within the pools below), then the MILP over every
+    option on the pools the LP uses for
     each op (a neighbourhood that holds the other tp degrees and batch sizes: what
     closes the gap when whole devices are paid for, where the descent's one-op moves
     rarely cross a device boundary), time-boxed, stopping at the first plan within the
@@ -126,7 +129,16 @@ def _run(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> 
             for i, k in enumerate(min(starts, key=key).choice if starts else ()):
                 pools[i].add(inst.choices[k].site)
             near = [[k for k in ks if inst.choices[k].site in pools[i]] for i, ks in enumerate(cand)]
-            if sum(map(len, near)) < len(f.xcol):
+            if starts:
+                # RINS (relaxation induced neighbourhood search): fix every op whose
+                # incumbent option the LP also picks, search the rest; small and fast.
+                inc = min(starts, key=key)
+                rins = [[inc.choice[i]] if x.get(inc.choice[i], 0.0) > RINS_FIX else ks
+                        for i, ks in enumerate(near)]
+                polish(_solve(inst, mode, cap, rins, inc, time_limit=inst.problem.time_limit_s / 8,
+                              target=bound + rel_gap * abs(bound)))
+                done = closed(bound)
+            if done is None and sum(map(len, near)) < len(f.xcol):
                 polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
                               time_limit=inst.problem.time_limit_s / 4, target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
