@@ -101,3 +101,29 @@ def copy_attrs(op, *names) -> dict:
     """Selected attributes of `op` as ir.Attributes (missing ones skipped)."""
     op = op.operation if hasattr(op, "operation") else op
     return {n: op.attributes[n] for n in names if n in op.attributes}
+
+
+class StringGlobals:
+    """NUL-terminated `llvm.mlir.global` strings for a module, one symbol per distinct
+    value (`__agentc_str_<value>`, numbered when two values sanitise alike)."""
+
+    def __init__(self):
+        self.syms: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        """The symbol of `value`, added if new."""
+        if value not in self.syms:
+            base = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in value)
+            sym, i = base, 1
+            while sym in self.syms.values():
+                sym, i = f"{base}_{i}", i + 1
+            self.syms[value] = sym
+        return self.syms[value]
+
+    def decls(self) -> list[str]:
+        """The globals, sorted by symbol; bytes outside [A-Za-z0-9 ._-:/>] hex-escaped."""
+        out = []
+        for value, sym in sorted(self.syms.items(), key=lambda kv: kv[1]):
+            esc = "".join(ch if ch.isalnum() or ch in " ._-:/>" else f"\\{ord(ch):02X}" for ch in value)
+            out.append(f'llvm.mlir.global internal constant @{sym}("{esc}\\00") {{addr_space = 0 : i32}}')
+        return out

@@ -37,7 +37,7 @@ import re
 from mlir import ir
 
 from agentc import dialects
-from agentc.passes._ir import get, top_ops
+from agentc.passes._ir import StringGlobals, get, top_ops
 from agentc.passes.lower_kernels import ABI_TYPE, _str_attr
 from agentc.passes.partition import PartitionError
 
@@ -127,33 +127,9 @@ def _i64s(attr) -> list[int]:
     return list(ir.DenseI64ArrayAttr(attr)) if attr is not None else []
 
 
-class _Strings:
-    """NUL-terminated string globals, one per distinct value."""
-
-    def __init__(self):
-        self.syms: dict[str, str] = {}
-
-    def __call__(self, value: str) -> str:
-        if value not in self.syms:
-            base = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in value)
-            sym, i = base, 1
-            while sym in self.syms.values():
-                sym, i = f"{base}_{i}", i + 1
-            self.syms[value] = sym
-        return self.syms[value]
-
-    def decls(self) -> list[str]:
-        out = []
-        for value, sym in sorted(self.syms.items(), key=lambda kv: kv[1]):
-            esc = "".join(ch if ch.isalnum() or ch in " ._-:/>" else f"\\{ord(ch):02X}" for ch in value)
-            out.append(f'llvm.mlir.global internal constant @{sym}("{esc}\\00") {{addr_space = 0 : i32}}')
-        return out
-
-
 class _Lines:
     def __init__(self):
         self.lines: list[str] = []
-        self.opened = -1      # the block label last written ahead of its op
 
     def __call__(self, line: str) -> None:
         self.lines.append("  " + line)
@@ -164,7 +140,7 @@ def _attrs(fn, keep=("agentc.op", "agentc.label", "agentc.kernel", "agentc.abi")
     return " attributes {" + ", ".join(parts) + "}" if parts else ""
 
 
-def _abi_fn(fn, strings: _Strings) -> str:
+def _abi_fn(fn, strings: StringGlobals) -> str:
     """Runtime-call op function: (inputs..., out) -> bytes written or a negative code."""
     name = get(fn, "sym_name")
     ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
@@ -198,18 +174,20 @@ def _abi_fn(fn, strings: _Strings) -> str:
             + "\n".join(b.lines) + "\n}")
 
 
-def _compute_fn(fn, kernel_types, strings: _Strings) -> str:
+def _compute_fn(fn, kernel_types, strings: StringGlobals) -> str:
     """Kernel op function: inputs -> kernel argument buffers -> kernel calls in loops."""
     name = get(fn, "sym_name")
     ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
     k, has_out = len(ftype.inputs), bool(ftype.results)
     kernel = get(fn, "agentc.kernel")
     k_in, k_out = kernel_types[kernel]
+    # lower-kernels records loops only for kernels that carry their input (layers);
+    # an index scanned in chunks repeats the call without carrying anything.
     loops = _i64s(fn.attributes["agentc.loops"]) if "agentc.loops" in fn.attributes else []
+    carry = bool(loops)
     calls = int(get(fn, "agentc.calls", 1) or 1)
     if not loops and calls > 1:
         loops = [calls]
-    carry = bool(loops) and k_out[0] == k_in[0] and calls == 1
     params = [f"%in{i}: {BYTES}" for i in range(k)] + ([f"%out: {BYTES}"] if has_out else [])
     b = _Lines()
     b("%c0 = arith.constant 0 : index")
@@ -261,7 +239,7 @@ def _compute_fn(fn, kernel_types, strings: _Strings) -> str:
             + "\n".join(b.lines) + "\n}")
 
 
-def _run_fn(pool: str, schedule, results: dict, strings: _Strings) -> str:
+def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     """The C entry point: the schedule over buffers, with an error exit."""
     b = _Lines()
     names: dict[str, str] = {}
@@ -291,9 +269,13 @@ def _run_fn(pool: str, schedule, results: dict, strings: _Strings) -> str:
             b(f"%buf{n} = func.call @__agentc_buffer(%cap{n}) : (i64) -> {BYTES}")
             buffers.append((f"%buf{n}", size))
     b("cf.br ^op0")
+    made = None      # (op index, rc) of the value the previous op wrote
     for n, op in enumerate(ops):
-        if b.opened != n:
-            b.lines.append(f"^op{n}:")
+        b.lines.append(f"^op{n}:")
+        if made is not None:
+            # the value is its buffer cut to the bytes written
+            b(f"%v{made[0]} = func.call @__agentc_view(%buf{made[0]}, {made[1]}) : ({BYTES}, i64) -> {BYTES}")
+            made = None
         if op.name == "func.return":
             for j, v in enumerate(op.operands):
                 b(f"%op{j}g = llvm.getelementptr %out[{j}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
@@ -333,11 +315,8 @@ def _run_fn(pool: str, schedule, results: dict, strings: _Strings) -> str:
         b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
         b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{n + 1}")
         if op.results:
-            # The value is its buffer cut to the bytes written; the next block makes it.
             names[op.results[0].get_name()] = f"%v{n}"
-            b.lines.append(f"^op{n + 1}:")
-            b(f"%v{n} = func.call @__agentc_view(%buf{n}, {rc}) : ({BYTES}, i64) -> {BYTES}")
-            b.opened = n + 1
+            made = (n, rc)
     out = b.lines
     out.append("^fail(%err: i64):")
     for buf, _ in buffers:
@@ -367,7 +346,7 @@ def host_text(sub) -> str:
                 abis.add(get(op, "agentc.abi"))
     if schedule is None:
         raise PartitionError(f"lower-host: pool '{pool}' has no schedule (run partition and lower-kernels)")
-    strings = _Strings()
+    strings = StringGlobals()
     results = {get(fn, "sym_name"): int(get(fn, "agentc.result_bytes", 0) or 0) for fn in op_fns}
     fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes else _compute_fn(fn, kernel_types, strings))
            for fn in op_fns]

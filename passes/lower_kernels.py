@@ -28,7 +28,7 @@ declared here and provided by the runtime; nothing runs at compile time.
 This stage is not a program yet: handles are cast to tensors and pointers with
 `unrealized_conversion_cast`, and each function carries what `lower-host` needs to
 rebuild it over real buffers (`agentc.loops`, `agentc.calls`, `agentc.model`,
-`agentc.abi_arg`, `agentc.result_bytes`, `agentc.input_bytes`).
+`agentc.abi_arg`, `agentc.result_bytes`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 from mlir import ir
 
 from agentc import dialects, kernels
-from agentc.passes._ir import get, top_ops
+from agentc.passes._ir import StringGlobals, get, top_ops
 from agentc.passes.partition import PartitionError, _models, value_bytes
 
 NAME = "lower-kernels"
@@ -211,7 +211,7 @@ def lower_pool(sub, models: dict) -> None:
     """Rewrite the op functions of one pool module; add kernels and ABI declarations."""
     body = sub.regions[0].blocks[0]
     kernel_texts: dict[str, str] = {}
-    strings: dict[str, str] = {}
+    strings = StringGlobals()
     abis: set[str] = set()
     new_funcs: list[tuple[ir.Operation, str]] = []
     for fn in list(body.operations):
@@ -230,8 +230,7 @@ def lower_pool(sub, models: dict) -> None:
         in_bytes = [value_bytes(inner, dialects.type_kind(t), models) for t in ftype.inputs]
         result_bytes = max(1, value_bytes(inner, dialects.type_kind(ftype.results[0]), models)) \
             if res_types else 0
-        header += [f"agentc.input_bytes = {_i64_array(in_bytes)}",
-                   f"agentc.result_bytes = {result_bytes} : i64"]
+        header.append(f"agentc.result_bytes = {result_bytes} : i64")
         plan = kernel_plan(inner, model)
         if plan is not None:
             kind, kargs, loops, calls = plan
@@ -252,8 +251,7 @@ def lower_pool(sub, models: dict) -> None:
             abis.add(abi)
             label = str(get(inner, "tool", None) or get(inner, "store", None) or get(inner, "fn", None)
                         or get(inner, "model", None) or get(inner, "label", fn_name))
-            sym = "__agentc_str_" + "".join(ch if ch.isalnum() else "_" for ch in label)
-            strings[sym] = label
+            sym = strings(label)
             header += [f"agentc.abi = {_str_attr(abi)}", f"agentc.abi_arg = {_str_attr(label)}"]
             text = _abi_body(fn_name, arg_types, res_types, abi, sym, in_bytes, max(result_bytes, 1),
                              ", ".join(header))
@@ -261,8 +259,7 @@ def lower_pool(sub, models: dict) -> None:
             raise PartitionError(f"lower-kernels: no kernel or runtime call for '{inner.name}'")
         new_funcs.append((fn, text))
 
-    decls = [f'llvm.mlir.global internal constant @{sym}("{val}\\00") {{addr_space = 0 : i32}}'
-             for sym, val in sorted(strings.items())]
+    decls = strings.decls()
     decls += [f"func.func private @{abi}{ABI_TYPE}"
               for abi in sorted(abis)]
     kernel_funcs = []
