@@ -173,11 +173,13 @@ def _collect(c) -> None:
         for ext, data in sorted(job.state.artifacts.items()):
             path = f"{pool}/{kernel}.{ext}"
             c.artifacts[path] = data
-            meta[path] = {"pool": pool, "target": placement["target"], "chip": placement["chip"],
-                          "kernel": kernel, "kind": _KIND.get(ext, ext)}
+            entry = {"pool": pool, "target": placement["target"], "chip": placement["chip"],
+                     "kind": _KIND.get(ext, ext)}
             if placement.get("host"):
-                del meta[path]["kernel"]
-                meta[path]["note"] = "host program: " + job.state.meta["entry"]
+                entry["note"] = "host program: " + job.state.meta["entry"]
+            else:
+                entry["kernel"] = kernel
+            meta[path] = entry
 
 
 def _stage_partitioned(c) -> None:
