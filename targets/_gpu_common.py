@@ -30,9 +30,10 @@ import tempfile
 
 from mlir import ir, passmanager
 
-from agentc.diagnostics import ToolchainError
+from agentc.diagnostics import ToolchainError, UsageError
 
 from ._mlir_util import tool_path
+from .base import check_opt_level, check_options
 
 KERNEL_MODULE = "agentc_kernels"
 
@@ -350,3 +351,23 @@ def strip_binary_properties(text: str) -> str:
                 objects.append(gpu.ObjectAttr.get(obj.target, obj.format, obj.object, None))
             op.operation.attributes["objects"] = ir.ArrayAttr.get(objects)
         return str(module)
+
+
+def parse_gpu_options(who: str, options_type: type, overrides: dict, chip_prefix: str, chip_form: str,
+                      examples: str):
+    """The options dataclass of a GPU target, its chip checked to start with `chip_prefix`."""
+    check_options(who, options_type, overrides)
+    if "tile_sizes" in overrides:
+        overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
+    options = options_type(**overrides)
+    if not options.chip.startswith(chip_prefix):
+        raise UsageError(f"{who}: chip '{options.chip}' is not {chip_form} (e.g. {examples})")
+    check_opt_level(who, options.opt_level)
+    return options
+
+
+def gpu_stage(state, options):
+    """Stage `gpu` of both GPU targets: tile and map to blocks/threads, outline the kernels."""
+    state.ir, state.meta["kernels"] = lower_to_gpu(state.ir, options.tile_sizes)
+    state.meta["launches"] = launch_table(state.ir)
+    return state

@@ -22,10 +22,10 @@ from typing import ClassVar
 
 from mlir import ir
 
-from agentc.diagnostics import ToolchainError, UsageError
+from agentc.diagnostics import ToolchainError
 
 from . import _gpu_common as common
-from .base import CompileState, StageFn, check_opt_level, check_options
+from .base import CompileState, StageFn
 
 HOST_TRIPLE = "x86_64-unknown-linux-gnu"
 CHIPS = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_120")
@@ -43,28 +43,15 @@ class NvvmTarget:
     name: ClassVar[str] = "nvvm"
 
     def parse_options(self, **overrides) -> NvvmOptions:
-        check_options("nvvm", NvvmOptions, overrides)
-        if "tile_sizes" in overrides:
-            overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
-        options = NvvmOptions(**overrides)
-        if not options.chip.startswith("sm_"):
-            raise UsageError(f"nvvm: chip '{options.chip}' is not an sm_XX name "
-                             f"(e.g. {', '.join(CHIPS)})")
-        check_opt_level("nvvm", options.opt_level)
-        return options
+        return common.parse_gpu_options("nvvm", NvvmOptions, overrides, "sm_", "an sm_XX name",
+                                        ", ".join(CHIPS))
 
     def add_stages(self, stages: dict[str, StageFn], options: NvvmOptions) -> None:
-        stages["gpu"] = lambda s: _gpu(s, options)
+        stages["gpu"] = lambda s: common.gpu_stage(s, options)
         stages["nvvm"] = lambda s: _nvvm(s, options)
         stages["ptx"] = lambda s: _ptx(s, options)
         stages["cubin"] = lambda s: _cubin(s, options)
         stages["host"] = lambda s: _host(s, options)
-
-
-def _gpu(state: CompileState, options: NvvmOptions) -> CompileState:
-    state.ir, state.meta["kernels"] = common.lower_to_gpu(state.ir, options.tile_sizes)
-    state.meta["launches"] = common.launch_table(state.ir)
-    return state
 
 
 def _attach_options(options: NvvmOptions) -> str:

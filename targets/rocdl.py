@@ -21,10 +21,10 @@ from typing import ClassVar
 
 from mlir import ir
 
-from agentc.diagnostics import ToolchainError, UsageError
+from agentc.diagnostics import ToolchainError
 
 from . import _gpu_common as common
-from .base import CompileState, StageFn, check_opt_level, check_options
+from .base import CompileState, StageFn
 
 DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
 
@@ -40,28 +40,15 @@ class RocdlTarget:
     name: ClassVar[str] = "rocdl"
 
     def parse_options(self, **overrides) -> RocdlOptions:
-        check_options("rocdl", RocdlOptions, overrides)
-        if "tile_sizes" in overrides:
-            overrides["tile_sizes"] = tuple(int(t) for t in overrides["tile_sizes"])
-        options = RocdlOptions(**overrides)
-        if not options.chip.startswith("gfx"):
-            raise UsageError(f"rocdl: chip '{options.chip}' is not a gfxNNN name "
-                             "(e.g. gfx90a, gfx942, gfx1100)")
-        check_opt_level("rocdl", options.opt_level)
-        return options
+        return common.parse_gpu_options("rocdl", RocdlOptions, overrides, "gfx", "a gfxNNN name",
+                                        "gfx90a, gfx942, gfx1100")
 
     def add_stages(self, stages: dict[str, StageFn], options: RocdlOptions) -> None:
-        stages["gpu"] = lambda s: _gpu(s, options)
+        stages["gpu"] = lambda s: common.gpu_stage(s, options)
         stages["rocdl"] = lambda s: _rocdl(s, options)
         stages["llvm"] = lambda s: _llvm(s, options)
         stages["amdgcn"] = lambda s: _amdgcn(s, options)
         stages["hsaco"] = lambda s: _hsaco(s, options)
-
-
-def _gpu(state: CompileState, options: RocdlOptions) -> CompileState:
-    state.ir, state.meta["kernels"] = common.lower_to_gpu(state.ir, options.tile_sizes)
-    state.meta["launches"] = common.launch_table(state.ir)
-    return state
 
 
 def _rocdl(state: CompileState, options: RocdlOptions) -> CompileState:
