@@ -12,23 +12,14 @@ from click.testing import CliRunner
 from agentc import driver
 from agentc.cli import cli
 from agentc.diagnostics import ToolchainError
+from helpers import tree_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "examples", "make")
 
 
 def _snapshot(parent: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, dirs, names in os.walk(parent):
-        for n in names + [d + "/" for d in dirs]:
-            full = os.path.join(dirpath, n.rstrip("/"))
-            rel = os.path.relpath(full, parent) + ("/" if n.endswith("/") else "")
-            if not n.endswith("/"):
-                with open(full, "rb") as f:
-                    out[rel] = f.read()
-            else:
-                out[rel] = b""
-    return out
+    return tree_bytes(parent, dirs=True)
 
 
 @pytest.fixture

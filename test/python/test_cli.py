@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from agentc import __version__
 from agentc.cli import cli, opt_cmd
+from helpers import tree_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOICE = os.path.join(REPO, "examples", "voice_agent.agent")
@@ -30,16 +31,6 @@ def bad_file(tmp_path):
     path = tmp_path / "bad.agent"
     path.write_text(BAD)
     return path
-
-
-def snapshot(directory):
-    out = {}
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = f.read()
-    return out
 
 
 def test_success_exits_0_and_prints_ir():
@@ -127,11 +118,11 @@ def test_failed_compile_leaves_previous_output_directory_untouched(bad_file, tmp
     out = tmp_path / "out"
     first = run_agentc("compile", VOICE, "-o", str(out), "--targets", "cpu", "-q")
     assert first.returncode == 0, first.stderr
-    before = snapshot(out)
+    before = tree_bytes(out)
     assert before, "the first compile wrote nothing"
     failed = run_agentc("compile", str(bad_file), "-o", str(out), "--targets", "cpu", "-q")
     assert failed.returncode == 1
-    assert snapshot(out) == before
+    assert tree_bytes(out) == before
     assert sorted(os.listdir(tmp_path)) == ["bad.agent", "out"], "no temporary directories left behind"
 
 

@@ -11,21 +11,12 @@ import shutil
 import subprocess
 
 import pytest
+from helpers import tree_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "examples", "*.agent")))
 # An ISO date or a ctime-style clock time would mean a timestamp leaked into an artifact.
 TIMESTAMP = re.compile(rb"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d|\b\d\d:\d\d:\d\d\b")
-
-
-def _tree(path: str) -> dict[str, bytes]:
-    out = {}
-    for dirpath, _, names in os.walk(path):
-        for n in names:
-            full = os.path.join(dirpath, n)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, path)] = f.read()
-    return out
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -42,7 +33,7 @@ def test_three_compiles_are_byte_identical(tmp_path, example):
         r = subprocess.run(["agentc", "compile", example, *extra, "-o", out, "--quiet"], cwd=work, env=env,
                            capture_output=True, text=True)
         assert r.returncode == 0, f"PYTHONHASHSEED={seed}: {r.stderr}"
-        trees.append(_tree(str(work / out)))
+        trees.append(tree_bytes(str(work / out)))
     assert sorted(trees[0]) == sorted(trees[1]) == sorted(trees[2])
     for name in sorted(trees[0]):
         assert trees[0][name] == trees[1][name] == trees[2][name], f"{name} differs between compiles"

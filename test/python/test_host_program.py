@@ -134,6 +134,12 @@ def run(program, *args) -> list[str]:
     return done.stdout.splitlines()
 
 
+def alloc_counts(lines: list[str]) -> tuple[int, int]:
+    """(agentc_alloc calls, agentc_free calls) from the runtime's last line."""
+    words = next(line for line in lines if line.startswith("allocs")).split()
+    return int(words[1]), int(words[3])
+
+
 def test_host_program_runs_the_schedule_in_order_with_every_input(program):
     lines = run(program)
     calls = [line.split() for line in lines if line.startswith("call ")]
@@ -145,9 +151,8 @@ def test_host_program_runs_the_schedule_in_order_with_every_input(program):
     assert calls[2][:6] == ["call", "agentc_tokenize", "tiny", "2", str(q), str(q)]
     assert [c[1] for c in calls[3:]] == ["agentc_kv_transfer", "agentc_detokenize"]
     assert "rc 0" in lines
-    # every buffer the program allocated was freed
-    allocs = next(line for line in lines if line.startswith("allocs")).split()
-    assert allocs[1] == allocs[3] and int(allocs[1]) > 0
+    allocs, frees = alloc_counts(lines)
+    assert allocs == frees and allocs > 0      # every buffer the program allocated was freed
 
 
 def test_host_program_binds_each_layers_weights(program):
@@ -179,8 +184,8 @@ def test_host_program_stops_at_a_negative_code_and_frees_everything(program):
     calls = [line.split()[1] for line in lines if line.startswith("call ")]
     assert calls == ["agentc_tool_lookup"]
     assert "rc -5" in lines
-    allocs = next(line for line in lines if line.startswith("allocs")).split()
-    assert allocs[1] == allocs[3]
+    allocs, frees = alloc_counts(lines)
+    assert allocs == frees
 
 
 def test_host_header_declares_the_entry_point(program):
