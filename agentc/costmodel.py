@@ -39,8 +39,9 @@ Attribute contract of the granular op vocabulary (what the IR decomposition emit
     comm.allreduce      {bytes, tp, count?}         `count` (default 1) ring all-reduces
                                                     of `bytes` each over the chassis
                                                     fabric among `tp` devices
-    tool.lookup         {latency_ms, payload_bytes} external call: declared latency +
-    tool.compute        {latency_ms, payload_bytes} payload over the device's NIC
+    tool.lookup         {latency_ms, payload_bytes} external call: declared latency
+    tool.compute        {latency_ms, payload_bytes} (waited, not paid) + payload over the
+                                                    device's NIC (paid)
     stt.featurize       {audio_ms}                  16 kHz audio -> log-mel frames
     stt.encode          {model, audio_ms}           speech encoder (pads to the window)
     stt.decode          {model, tokens, audio_ms?}  text decoder with cross-attention
@@ -107,7 +108,10 @@ class Demand:
     `memory_bytes` is the resident footprint at the op's peak, of which
     `sharded_memory_bytes` (weights + KV) shards. `steps` sequential forward passes
     share these totals evenly; `launches` kernel launches cost the device's launch_us;
-    `static_ms` is device-independent latency (declared API latency, host work).
+    `static_ms` is device-independent work that keeps the device busy (host work);
+    `wait_ms` is time spent waiting on someone else (a tool's API latency, a remote
+    store's round trip): it adds to latency but not to occupancy, so it is not paid for
+    and does not count towards replicas under load (one host holds many calls in flight).
     """
 
     flops: float = 0.0
@@ -116,6 +120,7 @@ class Demand:
     bytes_written: float = 0.0
     net_bytes: float = 0.0
     static_ms: float = 0.0
+    wait_ms: float = 0.0
     memory_bytes: float = 0.0
     weight_bytes: float = 0.0
     kv_bytes: float = 0.0
@@ -147,7 +152,8 @@ class OpCost:
 
     Times are milliseconds for the whole op (all steps); `tbt_ms` is the slowest decode
     step (the last one), `ttft_ms` the time to the first token for prefill kinds.
-    `usd_per_call` pays for all tp devices for `time_ms`; `energy_j` assumes TDP.
+    `usd_per_call` pays for all tp devices for `busy_ms` (time_ms less the wait on
+    external parties); `energy_j` assumes TDP over the same time.
     """
 
     kind: str
@@ -160,6 +166,7 @@ class OpCost:
     network_ms: float = 0.0
     static_ms: float = 0.0
     sync_ms: float = 0.0
+    wait_ms: float = 0.0
     memory_bytes: float = 0.0
     fits: bool = True
     energy_j: float = 0.0
@@ -168,6 +175,11 @@ class OpCost:
     ttft_ms: float | None = None
     profiled: bool = False
     host_side: bool = False
+
+    @property
+    def busy_ms(self) -> float:
+        """How long the op occupies its devices: what is paid for and sizes replicas."""
+        return self.time_ms - self.wait_ms
 
 
 # --------------------------------------------------------------------------- formulas
@@ -382,7 +394,7 @@ def _allreduce(kind, attrs, model, loc):
 
 
 def _tool(kind, attrs, model, loc):
-    return Demand(static_ms=_attr(kind, attrs, "latency_ms", loc=loc),
+    return Demand(wait_ms=_attr(kind, attrs, "latency_ms", loc=loc),
                   net_bytes=_attr(kind, attrs, "payload_bytes", 0, loc), launches=1, host_side=True)
 
 
@@ -489,7 +501,7 @@ def _search(kind, attrs, model, loc):
 def _memory_rw(kind, attrs, model, loc):
     nbytes = _attr(kind, attrs, "bytes", loc=loc)
     read = kind == "memory.read"
-    return Demand(static_ms=_attr(kind, attrs, "latency_ms", 0, loc), net_bytes=nbytes,
+    return Demand(wait_ms=_attr(kind, attrs, "latency_ms", 0, loc), net_bytes=nbytes,
                   bytes_read=nbytes if not read else 0, bytes_written=nbytes if read else 0,
                   memory_bytes=nbytes, launches=1, host_side=True)
 
@@ -582,16 +594,17 @@ def _price(kind: str, demand: Demand, device: DeviceSpec, tp: int, cluster: Clus
         sync_ms = steps * demand.allreduces_per_step * per_allreduce
     roof = {"compute": compute_ms, "memory": memory_ms, "network": network_ms}
     # Totals are sums of identical mean steps, so max-of-totals = steps x max-per-step.
-    time_ms = max(roof.values()) + static_ms + sync_ms
+    busy_ms = max(roof.values()) + static_ms + sync_ms
+    time_ms = busy_ms + demand.wait_ms
     binding = max(roof, key=lambda r: roof[r])
-    if static_ms + sync_ms > max(roof.values()):
+    if static_ms + sync_ms + demand.wait_ms > max(roof.values()):
         binding = "network" if sync_ms > static_ms and kind == "comm.allreduce" else "latency"
     footprint = demand.footprint_at(tp)
     return OpCost(kind=kind, device=device.name, tp=tp, time_ms=time_ms, binding=binding, compute_ms=compute_ms,
                   memory_ms=memory_ms, network_ms=network_ms, static_ms=static_ms, sync_ms=sync_ms,
-                  memory_bytes=footprint, fits=footprint <= device.memory_bytes,
-                  energy_j=time_ms / 1e3 * device.tdp_w * tp,
-                  usd_per_call=time_ms / 3.6e6 * usd_per_hr(device, cluster) * tp,
+                  wait_ms=demand.wait_ms, memory_bytes=footprint, fits=footprint <= device.memory_bytes,
+                  energy_j=busy_ms / 1e3 * device.tdp_w * tp,
+                  usd_per_call=busy_ms / 3.6e6 * usd_per_hr(device, cluster) * tp,
                   host_side=demand.host_side)
 
 

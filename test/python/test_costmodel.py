@@ -192,7 +192,18 @@ def test_tool_call_uses_declared_latency():
     # 120 ms + 10 Mb over 100 Gb/s (0.1 ms) + 1 us launch
     assert cost.time_ms == pytest.approx(120.101)
     assert cost.binding == "latency" and cost.host_side
-    assert cost.usd_per_call < op_cost("tool.lookup", {"latency_ms": 120}, None, H100).usd_per_call
+    # The 120 ms are spent waiting on the API: latency, but neither occupancy nor cost.
+    assert cost.wait_ms == 120 and cost.busy_ms == pytest.approx(0.101)
+    assert cost.usd_per_call == pytest.approx(0.101 / 3.6e6 * usd_per_hr(cpu, None))
+    assert cost.energy_j == pytest.approx(0.101e-3 * cpu.tdp_w)
+
+
+def test_remote_store_round_trip_is_waited_not_paid():
+    cpu = CAT.devices["epyc-9654"]
+    slow = op_cost("memory.read", {"bytes": 4096, "latency_ms": 50}, None, cpu)
+    fast = op_cost("memory.read", {"bytes": 4096, "latency_ms": 1}, None, cpu)
+    assert slow.time_ms - fast.time_ms == pytest.approx(49)
+    assert slow.busy_ms == pytest.approx(fast.busy_ms) and slow.usd_per_call == pytest.approx(fast.usd_per_call)
 
 
 def test_whisper_pads_to_30s_window():
