@@ -86,8 +86,9 @@ def common_plan_options(fn):
                      help="hard: SLA is a constraint; soft: violations cost --lambda per ms."),
         click.option("--lambda", "lam", type=float, default=1e3, show_default=True,
                      help="Penalty per ms of SLA violation in soft mode. Example: --lambda 50"),
-        click.option("--pricing", type=click.Choice(["tco", "given"]), default=None,
-                     help="Price devices by the TCO rule or the catalog's given $/hr (default: cluster file)."),
+        click.option("--pricing", type=click.Choice(["tco", "capex", "given"]), default=None,
+                     help="Price devices by the TCO rule, its capex part alone (no power), or the catalog's given $/hr "
+                          "(default: cluster file)."),
         click.option("--worst-case", is_flag=True,
                      help="Price loops at their maximum trips and branches at their costlier arm."),
     ]

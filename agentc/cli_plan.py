@@ -118,14 +118,15 @@ def _tco_sweep(cluster, catalogs, pricing, fmt, output):
     if pricing:
         cl = dataclasses.replace(cl, pricing=pricing)
     result = tco_study.sweep(cat, cl)
+    findings = tco_study.paper_findings(result)
     if fmt == "json":
         data = {sc: [{"prefill": p, "decode": d, "benefit": None if b is None else round(b, 6),
                       "prefill_tp": pre and pre.tp, "prefill_batch": pre and pre.batch,
                       "decode_tp": dec and dec.tp, "decode_batch": dec and dec.batch}
                      for (p, d), (b, pre, dec) in sorted(row.items())]
                 for sc, row in result.items()}
-        return _emit_text(json.dumps({"pricing": cl.pricing, "baseline": "H100::H100", "scenarios": data},
-                                     indent=2, sort_keys=True), output)
+        return _emit_text(json.dumps({"pricing": cl.pricing, "baseline": "H100::H100", "scenarios": data,
+                                      "paper_findings": findings}, indent=2, sort_keys=True), output)
     devices = tco_study.ACCELERATORS
     out = console()
     out.print(f"TCO benefit vs H100::H100 (pricing: {cl.pricing}); rows prefill, columns decode; "
@@ -140,6 +141,14 @@ def _tco_sweep(cluster, catalogs, pricing, fmt, output):
                 cells.append("-" if b is None else (f"[bold]{b:.2f}*[/bold]" if b == best else f"{b:.2f}"))
             t.add_row(p, *cells)
         out.print(t)
+    n = len(findings)
+    held = {k: sum(f[k] for f in findings.values()) for k in ("best", "beats_b200", "h100_gaudi3")}
+    out.print(f"The paper's orderings among its six pairs (prefill H100|B200, decode H100|B200|Gaudi3), "
+              f"pricing {cl.pricing}:\n"
+              f"  B200::Gaudi3 best of the six: {held['best']}/{n} scenarios\n"
+              f"  B200::Gaudi3 beats B200::B200: {held['beats_b200']}/{n}\n"
+              f"  H100::Gaudi3 within 5% of or above B200::B200: {held['h100_gaudi3']}/{n}\n"
+              f"  (docs/tco_study.md: why they hold under --pricing capex and not all under tco)")
 
 
 def _emit_text(text, output):
@@ -218,7 +227,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster inventory TOML.")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
-@click.option("--pricing", type=click.Choice(["tco", "given"]), default=None, help="Device pricing rule.")
+@click.option("--pricing", type=click.Choice(["tco", "capex", "given"]), default=None, help="Device pricing rule.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @guarded
 def cost_cmd(source, cluster, catalogs, pricing, as_json):

@@ -11,8 +11,8 @@ into a `Demand` (FLOPs, bytes, network bytes, fixed latency, footprint); `op_cos
 prices a demand on a `DeviceSpec`. Multi-step ops (decode) are evaluated per step and
 multiplied, so the binding resource is the one of a typical step. Measured profiles in a
 cluster file (`[[profile]]`) override the analytic numbers for matching op kinds.
-Dollars are device time x $/hr (TCO rule or the catalog's given $/hr, per the cluster's
-`pricing`); the paper's resource-priced form reduces to this when devices are rented
+Dollars are device time x $/hr (TCO rule, its capex part alone, or the catalog's given
+$/hr, per the cluster's `pricing`); the paper's resource-priced form reduces to this when devices are rented
 whole. Edge transfers between pools are `transfer_ms` over the cluster's links.
 
 Attribute contract of the granular op vocabulary (what the IR decomposition emits).
@@ -211,17 +211,20 @@ def tco_usd_per_hr(device: DeviceSpec, years: float = 4, rate: float = 0.08, usd
 
 
 def usd_per_hr(device: DeviceSpec, cluster: Cluster | None = None) -> float:
-    """$/hr of one device under the cluster's pricing ("tco" computed, "given" catalog).
-    Without a cluster: TCO with the paper's defaults. An abstract device with no capex
-    falls back to its given price under "tco"."""
+    """$/hr of one device under the cluster's pricing: "tco" (the paper's rule), "capex"
+    (the same financing without the power term: hardware cost alone, for owners whose
+    power is a flat fee, and the basis of the paper's per-$ hardware comparisons) or
+    "given" (the catalog's $/hr). Without a cluster: TCO with the paper's defaults. An
+    abstract device with no capex falls back to its given price."""
     pricing = cluster.pricing if cluster is not None else "tco"
-    if pricing == "tco" and device.capex_usd is not None:
+    if pricing in ("tco", "capex") and device.capex_usd is not None:
         if cluster is None:
             return tco_usd_per_hr(device)
-        return tco_usd_per_hr(device, cluster.financing_years, cluster.interest_rate, cluster.energy_usd_per_kwh)
+        energy = cluster.energy_usd_per_kwh if pricing == "tco" else 0.0
+        return tco_usd_per_hr(device, cluster.financing_years, cluster.interest_rate, energy)
     if device.given_usd_per_hr is None:
         raise CostModelError(f"device '{device.name}' has no price: set given_usd_per_hr"
-                             + (" or capex_usd" if pricing == "tco" else ""))
+                             + ("" if pricing == "given" else " or capex_usd"))
     return device.given_usd_per_hr
 
 

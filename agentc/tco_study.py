@@ -27,6 +27,10 @@ SHAPES = ((512, 4096), (4096, 512))
 INTERACTIVE = {"ttft_ms": 250.0, "tbt_ms": 20.0}
 MAX_BATCH = 512
 BASELINE = ("H100", "H100")
+# The paper's Figs. 8 and 9 compare six pairs: prefill on H100 or B200, decode on H100,
+# B200 or Gaudi 3 (H100::H100 is the baseline).
+PAPER_PAIRS = tuple((p, d) for p in ("H100", "B200") for d in ("H100", "B200", "Gaudi3"))
+COMPARABLE = 0.95  # "comparable to": within 5%
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,3 +100,19 @@ def kv_link_gbps(model_name: str, dtype: str, isl: int, catalog: Catalog, tbt_ms
     """Link speed that moves one request's KV cache within one TBT (PAPER.md section 5)."""
     model = model_from_decl(catalog.models[model_name], dtype=dtype)
     return kv_cache_bytes(model, isl, 1) * 8 / (tbt_ms / 1e3) / 1e9
+
+
+def paper_findings(result) -> dict[str, dict[str, bool]]:
+    """Which of the paper's orderings hold, per scenario, among its six pairs:
+    `best` B200::Gaudi3 has the highest benefit; `beats_b200` it beats B200::B200;
+    `h100_gaudi3` H100::Gaudi3 is comparable to (within 5%) or better than B200::B200.
+    A scenario where a pair cannot meet the SLA counts as not holding."""
+    out = {}
+    for sc, row in result.items():
+        b = {pair: row[pair][0] for pair in PAPER_PAIRS}
+        if any(v is None for v in b.values()):
+            out[sc] = {"best": False, "beats_b200": False, "h100_gaudi3": False}
+            continue
+        bg, bb, hg = b[("B200", "Gaudi3")], b[("B200", "B200")], b[("H100", "Gaudi3")]
+        out[sc] = {"best": bg >= max(b.values()), "beats_b200": bg > bb, "h100_gaudi3": hg >= COMPARABLE * bb}
+    return out

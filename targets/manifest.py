@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def _r(x):

@@ -10,7 +10,7 @@ the offending key, because TOML parsers keep no positions after parsing.
 File formats (see the shipped files for commented examples):
 - catalog files: `[device.NAME]` and `[model.NAME]` tables; a table whose name already
   exists overrides only the keys it sets.
-- cluster files: top-level `name`, `pricing` ("tco" | "given"), `energy_usd_per_kwh`,
+- cluster files: top-level `name`, `pricing` ("tco" | "capex" | "given"), `energy_usd_per_kwh`,
   `financing_years`, `interest_rate`; optional `device_files = [...]` (catalog or
   calibrate-profile files, relative to the cluster file); optional `[device.NAME]`
   tables (full classes, overrides of catalog classes, `base = "H100"` derivations, or
@@ -44,7 +44,7 @@ DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int
 DEVICE_KINDS = ("gpu", "accelerator", "cpu", "abstract")
 TARGETS = ("nvvm", "rocdl", "llvm-cpu", "none")
 MODEL_KINDS = ("decoder", "encoder", "stt", "tts")
-PRICING = ("tco", "given")
+PRICING = ("tco", "capex", "given")
 
 
 def bytes_per_elem(dtype: str) -> float:
