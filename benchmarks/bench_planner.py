@@ -7,7 +7,7 @@
     per op), a hard e2e SLA; prints solve time, MIP gap, and cost ratios against the
     greedy list scheduler and the homogeneous baselines measured in the same run.
 
-Run: python benchmarks/bench_planner.py [--quick]
+Run: python benchmarks/bench_planner.py [--quick] [--scale-only] [--seeds 11,12] [--loads 0,20]
 """
 
 from __future__ import annotations
@@ -154,15 +154,15 @@ def large_problem(rng: random.Random, n: int, load_rps: float = 0.0) -> Problem:
     return p
 
 
-def bench_scale(n: int, slack: float, load_rps: float) -> None:
-    rng = random.Random(11)
+def bench_scale(n: int, slack: float, load_rps: float, seed: int = 11) -> None:
+    rng = random.Random(seed)
     p = large_problem(rng, n, load_rps)
     t0 = time.perf_counter()
     fastest = solve(Problem(**{**p.__dict__, "objective": "latency", "load_rps": 0.0}),
                     baselines=False, explain=False)
     p.sla = SLA(fastest.e2e_ms * slack)
     n_opt = sum(len(o.options) for o in p.ops)
-    print(f"(b) scale: {n} ops, {len(p.edges)} edges, 6 classes x tp {{1,2,4,8}} = {n_opt} options, "
+    print(f"(b) scale, seed {seed}: {n} ops, {len(p.edges)} edges, 6 classes x tp {{1,2,4,8}} = {n_opt} options, "
           f"load {load_rps:g} req/s, e2e SLA {p.sla.e2e_ms:.1f} ms ({slack:g} x fastest "
           f"{fastest.e2e_ms:.1f} ms, found in {fastest.solve_time_s:.2f} s)")
     t0 = time.perf_counter()
@@ -188,10 +188,15 @@ def bench_scale(n: int, slack: float, load_rps: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer optimality cases")
+    ap.add_argument("--seeds", default="11", help="graph seeds for the scale runs, e.g. 11,12,13")
+    ap.add_argument("--loads", default="0,20", help="loads in req/s for the scale runs (0: per request)")
+    ap.add_argument("--scale-only", action="store_true", help="skip the optimality cases")
     args = ap.parse_args()
-    bench_optimality(7 if args.quick else 14)
-    bench_scale(500, 1.3, 0.0)
-    bench_scale(500, 1.3, 20.0)
+    if not args.scale_only:
+        bench_optimality(7 if args.quick else 14)
+    for seed in (int(x) for x in args.seeds.split(",")):
+        for load in (float(x) for x in args.loads.split(",")):
+            bench_scale(500, 1.3, load, seed)
 
 
 if __name__ == "__main__":

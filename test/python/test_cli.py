@@ -142,3 +142,36 @@ def test_agentc_opt_user_error_exits_1(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"{path}:2:3: error: ")
     assert "Traceback" not in proc.stderr
+
+
+EXAMPLES = sorted(f for f in os.listdir(os.path.join(REPO, "examples")) if f.endswith(".agent"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_explain_and_pareto_on_every_example(example):
+    """`agentc explain` and `agentc plan --pareto` on each shipped example (with its own
+    cluster where it has one, clusters/<stem>.toml): the explanation names a pool for
+    every op, no feasible runner-up is cheaper, critical-path ops have no slack; the
+    frontier is strictly monotone and nothing on it beats the plan at the plan's latency."""
+    import json
+    path = os.path.join(REPO, "examples", example)
+    cluster = os.path.join(REPO, "examples", "clusters", example.replace(".agent", ".toml"))
+    extra = ["--cluster", cluster] if os.path.isfile(cluster) else []
+    ex = run_agentc("explain", path, *extra, "--json")
+    assert ex.returncode == 0, ex.stderr
+    plan = json.loads(ex.stdout)
+    assert plan["ops"] and all(o["pool"] for o in plan["ops"])
+    for o in plan["ops"]:
+        r = o["runner_up"]
+        if r is not None and r["feasible"]:
+            assert r["delta_cost"] >= -1e-9 * max(1.0, plan["cost"]), o["op"]
+        if o["op"] in plan["critical_path"]:
+            assert o["slack_ms"] == pytest.approx(0.0, abs=1e-6)
+    pa = run_agentc("plan", path, *extra, "--pareto", "--json")
+    assert pa.returncode == 0, pa.stderr
+    front = json.loads(pa.stdout)
+    assert front
+    for a, b in zip(front, front[1:]):
+        assert a["e2e_ms"] < b["e2e_ms"] and a["cost"] > b["cost"]
+    at_plan = [p["cost"] for p in front if p["e2e_ms"] <= plan["e2e_ms"] * (1 + 1e-9)]
+    assert at_plan and min(at_plan) >= plan["cost"] * (1 - 1e-6)
