@@ -113,6 +113,10 @@ def _tco_sweep(cluster, catalogs, pricing, fmt, output):
     from agentc import tco_study
     from agentc.catalog import load_catalog, load_cluster
 
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--sweep prints a table or JSON, not --format {fmt}")
+    if output and fmt != "json":
+        raise UsageError("-o with --sweep needs --json")
     cat = load_catalog(catalogs)
     cl = load_cluster(cluster, cat)
     if pricing:
@@ -148,7 +152,7 @@ def _tco_sweep(cluster, catalogs, pricing, fmt, output):
               f"  B200::Gaudi3 best of the six: {held['best']}/{n} scenarios\n"
               f"  B200::Gaudi3 beats B200::B200: {held['beats_b200']}/{n}\n"
               f"  H100::Gaudi3 within 5% of or above B200::B200: {held['h100_gaudi3']}/{n}\n"
-              f"  (docs/tco_study.md: why they hold under --pricing capex and not all under tco)")
+              f"  (docs/tco_study.md compares the pricing rules)")
 
 
 def _emit_text(text, output):

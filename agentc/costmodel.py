@@ -51,7 +51,8 @@ Attribute contract of the granular op vocabulary (what the IR decomposition emit
     embed.pool          {model, tokens, batch}      mean pool + normalise
     retrieve.search     {index_size, dim, k, probe_fraction?, dtype?}
                                                     exhaustive (or probed) inner-product scan
-    memory.read         {bytes, latency_ms}         remote store round trip + payload
+    memory.read         {bytes, latency_ms}         remote store round trip (waited, not
+                                                    paid) + payload
     memory.write        {bytes, latency_ms}
     observe.append      {bytes}                     append to the observation log
     compute.cpu         {cost_ms} or {flops}        general compute, declared cost
@@ -554,6 +555,9 @@ _KINDS = {
 KINDS: tuple[str, ...] = tuple(sorted(_KINDS))
 _PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
 _DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+# Kinds that mostly wait on someone else (an API, a remote store): a measured latency for
+# them is waiting, and only an explicit price in the profile (an API fee) is paid.
+_WAITING_KINDS = ("tool.lookup", "tool.compute", "memory.read", "memory.write")
 # Kinds whose work shards over a tensor-parallel group (weights, heads or payload).
 _SPLITTABLE = frozenset(_PREFILL_KINDS + _DECODE_KINDS + (
     "kv.transfer", "moe.gate_select", "moe.merge", "comm.allreduce", "stt.encode", "stt.decode", "embed.encode"))
@@ -699,18 +703,24 @@ def _profile_cost(prof: Profile, kind: str, attrs: Mapping[str, Any], device_nam
         usd = prof.usd_per_call
     elif prof.usd_per_token is not None:
         usd = prof.usd_per_token * tokens
+    elif kind in _WAITING_KINDS:
+        usd = 0.0
     else:
         usd = prof.latency_ms / 3.6e6 * (hourly or 0.0) * tp
+    wait = prof.latency_ms if kind in _WAITING_KINDS else 0.0
     tbt = prof.latency_ms / max(float(attrs.get("tokens", 1)), 1) if kind in _DECODE_KINDS else None
     ttft = prof.latency_ms if kind in _PREFILL_KINDS else None
     return OpCost(kind=kind, device=device_name, tp=tp, time_ms=prof.latency_ms, binding="latency",
-                  static_ms=prof.latency_ms, usd_per_call=usd, tbt_ms=tbt, ttft_ms=ttft, profiled=True)
+                  static_ms=prof.latency_ms - wait, wait_ms=wait, usd_per_call=usd, tbt_ms=tbt, ttft_ms=ttft,
+                  profiled=True)
 
 
 def profiled_cost(kind: str, attrs: Mapping[str, Any], device: DeviceSpec, cluster: Cluster,
                   tp: int = 1) -> OpCost | None:
     """The cluster's measured cost of `kind` on `device`, or None when not profiled.
-    `latency_ms` is per call; `usd_per_token` is multiplied by tokens x batch."""
+    `latency_ms` is per call; `usd_per_token` is multiplied by tokens x batch. For tool
+    calls and remote-store reads/writes the latency is waited, not paid: their cost is
+    the profile's `usd_per_call` (an API fee) or `usd_per_token`, else nothing."""
     prof = cluster.profile_for(kind, device.name)
     if prof is None:
         return None

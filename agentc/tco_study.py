@@ -27,7 +27,7 @@ SHAPES = ((512, 4096), (4096, 512))
 INTERACTIVE = {"ttft_ms": 250.0, "tbt_ms": 20.0}
 MAX_BATCH = 512
 BASELINE = ("H100", "H100")
-# The paper's Figs. 8 and 9 compare six pairs: prefill on H100 or B200, decode on H100,
+# The paper's TCO figures (arXiv 2507.19635v1 section 5) compare six pairs: prefill on H100 or B200, decode on H100,
 # B200 or Gaudi 3 (H100::H100 is the baseline).
 PAPER_PAIRS = tuple((p, d) for p in ("H100", "B200") for d in ("H100", "B200", "Gaudi3"))
 COMPARABLE = 0.95  # "comparable to": within 5%

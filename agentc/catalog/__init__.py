@@ -17,7 +17,8 @@ File formats (see the shipped files for commented examples):
   abstract classes with only `given_usd_per_hr` or nothing); `[[pool]]` (name, device,
   count, nodes); `[[link]]` (a, b, gbps in Gb/s, latency_ms); optional `[default_link]`
   (gbps, latency_ms) for pool pairs without a link; `[[profile]]` measured overrides
-  (op, device or from/to, latency_ms, usd_per_token or usd_per_call).
+  (op, device or from/to, latency_ms, usd_per_token or usd_per_call; for tool and
+  remote-store ops the latency is waited, not paid, and usd_per_call is the API fee).
 """
 
 from __future__ import annotations

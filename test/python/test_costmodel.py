@@ -285,3 +285,18 @@ def test_transfer_between_pools_uses_links():
     assert kv.time_ms == pytest.approx(0.01 + 536_870_912 * 8 / 400e9 * 1e3)
     same = transfer_cost("kv.transfer", {"tokens": 4096}, M8, cl.pool("h100"), cl.pool("h100"), cl)
     assert same.time_ms == 0
+
+
+def test_profiled_tool_call_is_waited_and_charged_its_fee(tmp_path):
+    """A measured tool latency is waiting (latency, no occupancy); its cost is the
+    profile's fee when it states one, else nothing, never the host's $/hr x latency."""
+    cluster = tmp_path / "c.toml"
+    cluster.write_text('name = "t"\n[[pool]]\nname = "cpu"\ndevice = "epyc-9654"\ncount = 2\n'
+                       '[[profile]]\nop = "tool.lookup"\ndevice = "epyc-9654"\nlatency_ms = 300\n'
+                       '[[profile]]\nop = "tool.compute"\ndevice = "epyc-9654"\nlatency_ms = 40\nusd_per_call = 0.002\n')
+    cl = load_cluster(str(cluster), CAT)
+    cpu = CAT.devices["epyc-9654"]
+    free = profiled_cost("tool.lookup", {"latency_ms": 1}, cpu, cl)
+    assert (free.time_ms, free.wait_ms, free.busy_ms, free.usd_per_call) == (300, 300, 0, 0)
+    fee = profiled_cost("tool.compute", {"latency_ms": 1}, cpu, cl)
+    assert fee.time_ms == 40 and fee.busy_ms == 0 and fee.usd_per_call == pytest.approx(0.002)
