@@ -263,7 +263,9 @@ class Formulation:
                 for k in by_site[j]:
                     per_op.setdefault(inst.choices[k].op, []).append(k)
             for ks in per_op.values():
-                if max(inst.choices[k].option.tp for k in ks) > 1:
+                # also where an option keeps no device busy (a profiled tool call: all
+                # wait): the pool still needs one device to host it
+                if max(inst.choices[k].option.tp for k in ks) > 1 or min(inst.demand(k) for k in ks) <= 0:
                     self._row([(n, 1.0)] + [(self.xcol[k], -float(inst.choices[k].option.tp)) for k in ks], 0.0, INF)
             if self.relax and site.count is not None:
                 self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)

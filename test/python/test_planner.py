@@ -325,3 +325,15 @@ def test_matches_exhaustive_enumeration(seed):
     for b in plan.baselines:
         if b.feasible:
             assert b.cost >= plan.cost - 1e-6
+
+
+def test_an_op_that_keeps_no_device_busy_still_needs_a_device_in_its_pool():
+    """A profiled tool call only waits (busy 0), but the pool hosting it must have a
+    device: the MILP counts that, so it keeps the call on the pool already paid for."""
+    ops = [PlanOp("llm", "llm.decode", [Option("cpu", 1, 500.0, 0.0, 500.0)]),
+           PlanOp("tool", "tool.lookup", [Option("hp", 1, 10.0, 0.0, 0.0), Option("cpu", 1, 10.0, 0.0, 0.0)])]
+    p = Problem(ops, [PlanEdge("llm", "tool", 1e3)], [Pool("hp", "HP", 4, 4.0), Pool("cpu", "CPU", 4, 1.0)],
+                [], SLA(None), load_rps=1.0, default_link=Link("*", "*", 100.0, 0.0, 0.0))
+    plan = solve(p)
+    assert plan.ops["tool"].pool == "cpu" and plan.devices == {"cpu": 1}
+    assert plan.usd_per_hr == pytest.approx(1.0)
