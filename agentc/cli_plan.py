@@ -300,6 +300,8 @@ def devices_cmd(cluster, catalogs, as_json):
                      "tdp_w": d.tdp_w, "capex_usd": d.capex_usd, "given_usd_per_hr": d.given_usd_per_hr,
                      "tco_usd_per_hr": None if d.is_abstract or not d.capex_usd else round(
                          tco_usd_per_hr(d, cl.financing_years, cl.interest_rate, cl.energy_usd_per_kwh), 6),
+                     "capex_usd_per_hr": None if d.is_abstract or not d.capex_usd else round(
+                         tco_usd_per_hr(d, cl.financing_years, cl.interest_rate, 0.0), 6),
                      "target": d.target, "chip": d.chip})
     pools = [{"name": p.name, "device": p.device.name, "count": p.count, "nodes": p.nodes,
               "usd_per_hr": None if p.device.is_abstract and p.device.given_usd_per_hr is None
@@ -312,11 +314,11 @@ def devices_cmd(cluster, catalogs, as_json):
         return
     out = console()
     t = Table("device", "kind", "memory GB", "mem GB/s", "FP16 TFLOP/s", "FP8 TFLOP/s", "TDP W", "capex $",
-              "given $/hr", "TCO $/hr", "target", title="device catalog")
+              "given $/hr", "capex $/hr", "TCO $/hr", "target", title="device catalog")
     for d in devs:
         t.add_row(d["name"], d["kind"], num(d["memory_gb"]), num(d["mem_gbps"]), num(d["fp16_tflops"]),
                   num(d["fp8_tflops"]), num(d["tdp_w"]), num(d["capex_usd"]), num(d["given_usd_per_hr"]),
-                  num(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
+                  num(d["capex_usd_per_hr"]), num(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
     out.print(t)
     t = Table("pool", "device", "count", "nodes", "$/hr each", title=f"cluster '{cl.name}' (pricing: {cl.pricing})")
     for p in pools:

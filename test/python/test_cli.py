@@ -175,3 +175,24 @@ def test_explain_and_pareto_on_every_example(example):
         assert a["e2e_ms"] < b["e2e_ms"] and a["cost"] > b["cost"]
     at_plan = [p["cost"] for p in front if p["e2e_ms"] <= plan["e2e_ms"] * (1 + 1e-9)]
     assert at_plan and min(at_plan) >= plan["cost"] * (1 - 1e-6)
+
+
+def test_devices_json_prices_each_device_three_ways(tmp_path):
+    """Hand-computed: 8%/12 over 48 months is a payment factor of 0.0244129 per $,
+    spread over 730 hours; TCO adds TDP x $0.40/kWh. A cluster priced by capex prices
+    its pools that way."""
+    import json
+    proc = run_agentc("devices", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    b200 = next(d for d in data["devices"] if d["name"] == "B200")
+    assert b200["capex_usd_per_hr"] == pytest.approx(40000 * 0.0244129 / 730, rel=1e-5)
+    assert b200["tco_usd_per_hr"] == pytest.approx(b200["capex_usd_per_hr"] + 1000 / 1000 * 0.40, rel=1e-6)
+    assert b200["given_usd_per_hr"] == 0.83
+    pool = next(p for p in data["cluster"]["pools"] if p["device"] == "B200")
+    assert data["cluster"]["pricing"] == "tco" and pool["usd_per_hr"] == b200["tco_usd_per_hr"]
+    cluster = tmp_path / "c.toml"
+    cluster.write_text('name = "c"\npricing = "capex"\n[[pool]]\nname = "b"\ndevice = "B200"\ncount = 2\n')
+    data = json.loads(run_agentc("devices", "--cluster", str(cluster), "--json").stdout)
+    assert data["cluster"]["pricing"] == "capex"
+    assert data["cluster"]["pools"][0]["usd_per_hr"] == b200["capex_usd_per_hr"]
