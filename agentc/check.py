@@ -88,9 +88,20 @@ def _num(value) -> float | None:
 
 
 def totals(manifest: dict) -> dict:
+    """The manifest's totals, checked: a baseline that cannot be compared must fail the
+    gate, not pass it with every metric reported as new."""
+    version = manifest.get("schema_version")
+    if version is not None and not str(version).startswith("1."):
+        raise UsageError(f"manifest schema version {version!r}; this agentc reads 1.x")
     t = manifest.get("totals")
     if not isinstance(t, dict):
         raise UsageError("the manifest has no 'totals' object; was it written by `agentc compile`?")
+    for key, *_ in METRICS:
+        if t.get(key) is not None and _num(t[key]) is None:
+            raise UsageError(f"the manifest's totals.{key} is {t[key]!r}, not a number")
+    if _num(t.get("e2e_ms")) is None or _num(t.get("usd_per_request")) is None:
+        raise UsageError("the manifest's totals lack e2e_ms or usd_per_request; was it written by "
+                         "`agentc compile`?")
     return t
 
 
@@ -191,6 +202,8 @@ def load_manifest(path: str) -> dict:
         raise UsageError(f"cannot read manifest '{path}': {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise UsageError(f"'{path}' is not JSON: {e.msg} at line {e.lineno}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"'{path}' is not JSON: it is not UTF-8 text") from None
     if not isinstance(data, dict):
         raise UsageError(f"'{path}' is not a manifest (expected a JSON object)")
     return data

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import traceback
 
@@ -72,6 +73,12 @@ class _StageChoice(click.ParamType):
         return value
 
 
+def _finite(ctx, param, value):
+    if value is not None and value != value:  # NaN passes every range check
+        raise click.BadParameter("must be a number", ctx=ctx, param=param)
+    return value
+
+
 def common_plan_options(fn):
     """Options shared by every command that builds a plan."""
     opts = [
@@ -84,7 +91,8 @@ def common_plan_options(fn):
                      show_default=True, help="What the placement minimises. Example: --objective latency"),
         click.option("--sla-mode", type=click.Choice(["hard", "soft"]), default="hard", show_default=True,
                      help="hard: SLA is a constraint; soft: violations cost --lambda per ms."),
-        click.option("--lambda", "lam", type=float, default=1e3, show_default=True,
+        click.option("--lambda", "lam", type=click.FloatRange(min=0.0, max=1e12), default=1e3, show_default=True,
+                     callback=_finite,
                      help="Penalty per ms of SLA violation in soft mode. Example: --lambda 50"),
         click.option("--pricing", type=click.Choice(["tco", "capex", "given"]), default=None,
                      help="Price devices by the TCO rule, its capex part alone (no power), or the catalog's given $/hr "
@@ -177,22 +185,34 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     with report.progress(quiet or as_json or emit is not None) as step:
         c = driver.compile_file(source, opts, progress=step)
     files, out_desc = driver.collect_outputs(c, output)
-    if dump_phases_to:
-        driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
+    # The side outputs go first and are taken back if the main output cannot be
+    # written, so a failed compile leaves nothing new behind.
+    written = []
+    try:
+        if make_depfile or depfile:
+            written.append(driver.write_depfile(c, depfile, out_desc[0] if out_desc else None))
+        if dump_phases_to:
+            driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
+            written.append(dump_phases_to)
+        if files is not None:
+            dest, payload = out_desc
+            if dest.endswith(".mlir") and len(payload) == 1:
+                driver.write_file_atomic(dest, next(iter(payload.values())))
+            else:
+                driver.write_outputs(payload, dest)
+    except BaseException:
+        for path in written:
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.exists(path):
+                os.unlink(path)
+        raise
     if files is None and emit is not None and not driver.stage_is_ir(emit):
         for path in sorted(c.artifacts):
             click.echo(f"{path} ({len(c.artifacts[path])} bytes)")
         click.echo("note: pass -o DIR to write these files", err=True)
     elif files is None:
         click.echo(c.asm(), nl=False)
-    else:
-        dest, payload = out_desc
-        if dest.endswith(".mlir") and len(payload) == 1:
-            driver.write_file_atomic(dest, next(iter(payload.values())))
-        else:
-            driver.write_outputs(payload, dest)
-    if make_depfile or depfile:
-        driver.write_depfile(c, depfile, out_desc[0] if out_desc else None)
     if as_json:
         click.echo(json.dumps(driver.summary(c), indent=2, sort_keys=True))
     elif not quiet and files is not None and emit is None:

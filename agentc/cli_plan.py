@@ -36,7 +36,8 @@ def _plan_view(c) -> dict:
               help="The paper's TCO study: every prefill::decode accelerator pair, Llama 3 8B/70B, FP16/FP8, "
                    "ISL/OSL 512/4096 and 4096/512, interactive and offline; benefit vs H100::H100. "
                    "Example: agentc plan --sweep prefill-decode-pairs")
-@click.option("--points", default=8, show_default=True, help="Frontier points for --pareto.")
+@click.option("--points", default=8, show_default=True, type=click.IntRange(min=2),
+              help="Frontier points for --pareto (at least 2).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "mermaid", "dot", "svg"]), default="table",
               show_default=True, help="Output format. Example: --format mermaid")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -55,7 +56,11 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     """
     fmt = "json" if as_json else fmt
     if sweep:
+        if source is not None or pareto:
+            raise UsageError("--sweep plans the paper's fixed scenarios: it takes no SOURCE and no --pareto")
         return _tco_sweep(cluster, catalogs, pricing, fmt, output)
+    if output and fmt == "table":
+        raise UsageError("-o needs --json or --format with a text format (mermaid, dot, svg)")
     if source is None:
         raise UsageError("plan needs a SOURCE file (or --sweep prefill-decode-pairs)")
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,

@@ -176,6 +176,7 @@ class OpCost:
     ttft_ms: float | None = None
     profiled: bool = False
     host_side: bool = False
+    fee_usd: float = 0.0  # of usd_per_call, what is paid per call besides device time
 
     @property
     def busy_ms(self) -> float:
@@ -708,11 +709,12 @@ def _profile_cost(prof: Profile, kind: str, attrs: Mapping[str, Any], device_nam
     else:
         usd = prof.latency_ms / 3.6e6 * (hourly or 0.0) * tp
     wait = prof.latency_ms if kind in _WAITING_KINDS else 0.0
+    fee = usd if kind in _WAITING_KINDS else 0.0
     tbt = prof.latency_ms / max(float(attrs.get("tokens", 1)), 1) if kind in _DECODE_KINDS else None
     ttft = prof.latency_ms if kind in _PREFILL_KINDS else None
     return OpCost(kind=kind, device=device_name, tp=tp, time_ms=prof.latency_ms, binding="latency",
                   static_ms=prof.latency_ms - wait, wait_ms=wait, usd_per_call=usd, tbt_ms=tbt, ttft_ms=ttft,
-                  profiled=True)
+                  profiled=True, fee_usd=fee)
 
 
 def profiled_cost(kind: str, attrs: Mapping[str, Any], device: DeviceSpec, cluster: Cluster,

@@ -69,6 +69,10 @@ class UsageError(AgentcError):
     """Bad command-line usage (unknown stage, missing file)."""
 
 
+class OutputError(AgentcError):
+    """An output path cannot be written (no such directory, read-only, a file in the way)."""
+
+
 def _read_line(path: str, line: int) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:

@@ -9,6 +9,7 @@ into place only when everything succeeded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ from typing import Callable
 from mlir import ir
 
 from agentc import dialects
-from agentc.diagnostics import AgentcError, ParseError, SourceLoc, UsageError
+from agentc.diagnostics import AgentcError, OutputError, ParseError, SourceLoc, UsageError
 
 
 @dataclass
@@ -77,9 +78,16 @@ def _stage_agent(c: Compilation) -> None:
     from agentc.frontend.lower import lower_program
     from agentc.frontend.parser import parse_file
 
-    program, files = parse_file(c.input_path)
-    c.inputs.extend(files)
-    c.module = lower_program(program, c.ctx, catalog(c))
+    try:
+        program, files = parse_file(c.input_path)
+        c.inputs.extend(files)
+        if not program.agents:
+            raise ParseError(f"'{c.input_path}' defines no agent to compile", SourceLoc(c.input_path, 1, 1),
+                             ("declare one, e.g. `agent main(q: text) -> text { return llm(m, q, in=512, out=128) }`",))
+        c.module = lower_program(program, c.ctx, catalog(c))
+    except RecursionError:
+        raise ParseError(f"'{c.input_path}' nests blocks or lists too deeply to compile",
+                         SourceLoc(c.input_path, 1, 1), ("flatten the deepest nesting",)) from None
     _passes(c, ["verify-agent"])
 
 
@@ -247,6 +255,18 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _writing(fn):
+    """OS errors while writing outputs are the user's to fix (a path), not a crash."""
+    @functools.wraps(fn)
+    def wrapper(data, dest, *rest):
+        try:
+            return fn(data, dest, *rest)
+        except OSError as e:
+            raise OutputError(f"cannot write '{dest}': {e.strerror or e}") from None
+    return wrapper
+
+
+@_writing
 def write_outputs(files: dict[str, bytes], dest: str) -> None:
     """Write `files` (relative path -> bytes) as directory `dest`, atomically: all of
     them appear, replacing what was there, or nothing changes."""
@@ -278,6 +298,11 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
 
 def write_file_atomic(path: str, data: bytes) -> None:
     """Replace one file atomically (temp file in the same directory + rename)."""
+    _write_file_atomic(data, path)
+
+
+@_writing
+def _write_file_atomic(data: bytes, path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=parent)
@@ -333,6 +358,9 @@ def collect_outputs(c: Compilation, output: str | None):
     if c.options.emit is None and c.module is not None:
         payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
     payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UsageError(f"output path '{dest}' exists and is not a directory; refusing to replace it "
+                         f"(choose another -o)")
     if os.path.isdir(dest) and os.listdir(dest) and not os.path.exists(os.path.join(dest, MARKER)):
         raise UsageError(f"output directory '{dest}' exists and was not written by agentc; "
                          f"refusing to replace it (choose another -o)")
@@ -343,7 +371,7 @@ def _make_escape(path: str) -> str:
     return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
 
 
-def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> None:
+def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> str:
     """Make-style depfile: the output depends on the source, its imports, the cluster
     and catalog files."""
     target = target or f"{c.stem}.out"
@@ -352,6 +380,7 @@ def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> No
     lines = [f"{_make_escape(target)}: " + " \\\n  ".join(_make_escape(d) for d in deps)]
     lines += [f"{_make_escape(d)}:" for d in deps]
     write_file_atomic(depfile, ("\n".join(lines) + "\n").encode())
+    return depfile
 
 
 def summary(c: Compilation) -> dict:

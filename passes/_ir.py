@@ -127,3 +127,9 @@ class StringGlobals:
             esc = "".join(ch if ch.isalnum() or ch in " ._-:/>" else f"\\{ord(ch):02X}" for ch in value)
             out.append(f'llvm.mlir.global internal constant @{sym}("{esc}\\00") {{addr_space = 0 : i32}}')
         return out
+
+
+def placed_nothing(module_op) -> bool:
+    """True when no op carries a placement (an agent that passes its input through):
+    the codegen passes then have nothing to lower and leave the module as it is."""
+    return not any("pool" in op.attributes for op in walk(module_op))

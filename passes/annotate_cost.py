@@ -97,7 +97,7 @@ def run(module, options=None) -> None:
             op.attributes["costs"] = ir.ArrayAttr.get([
                 ir.DictAttr.get(attrs(
                     pool=pool.name, device=c.device, tp=c.tp, time_ms=float(c.time_ms), binding=c.binding,
-                    fits=bool(c.fits), usd_per_call=float(c.usd_per_call) / b, busy_ms=float(c.busy_ms) / b,
+                    fits=bool(c.fits), usd_per_call=float(c.usd_per_call) / b, fee_usd=float(c.fee_usd) / b, busy_ms=float(c.busy_ms) / b,
                     batch=int(b), memory_bytes=float(c.memory_bytes),
                     energy_j=float(c.energy_j) / b, ttft_ms=None if c.ttft_ms is None else float(c.ttft_ms),
                     tbt_ms=None if c.tbt_ms is None else float(c.tbt_ms), profiled=bool(c.profiled)))

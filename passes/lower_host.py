@@ -37,7 +37,7 @@ import re
 from mlir import ir
 
 from agentc import dialects
-from agentc.passes._ir import StringGlobals, get, top_ops
+from agentc.passes._ir import StringGlobals, get, placed_nothing, top_ops
 from agentc.passes.lower_kernels import ABI_TYPE, _str_attr
 from agentc.passes.partition import PartitionError
 
@@ -384,6 +384,8 @@ def lower_pool(sub) -> None:
 def run(module, options=None) -> None:
     module_op = module.operation if hasattr(module, "operation") else module
     subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
+    if not subs and placed_nothing(module_op):
+        return
     if not subs or not all("agentc.kernels" in s.attributes for s in subs):
         raise PartitionError("lower-host needs the kernels stage (run partition and lower-kernels first)")
     for sub in subs:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from mlir import ir
 
 from agentc import dialects, kernels
-from agentc.passes._ir import StringGlobals, get, top_ops
+from agentc.passes._ir import StringGlobals, get, placed_nothing, top_ops
 from agentc.passes.partition import PartitionError, _models, value_bytes
 
 NAME = "lower-kernels"
@@ -288,6 +288,8 @@ def run(module, options=None) -> None:
     module_op = module.operation if hasattr(module, "operation") else module
     subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
     if not subs:
+        if placed_nothing(module_op):
+            return
         raise PartitionError("lower-kernels needs a partitioned module (run partition first)")
     models = _models(module_op)
     for sub in subs:

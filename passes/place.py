@@ -131,6 +131,7 @@ def build_problem(module, comp):
             options.append(planner.Option(
                 device=c["pool"], tp=int(c["tp"]), time_ms=float(c["time_ms"]),
                 usd_per_call=float(c["usd_per_call"]), busy_ms=float(c.get("busy_ms", c["time_ms"])),
+                fee_usd=float(c.get("fee_usd", 0.0)),
                 ttft_ms=c.get("ttft_ms"), tbt_ms=c.get("tbt_ms"), memory_ok=bool(c["fits"]),
                 note=str(c["binding"])))
         loc = source_loc(op)

@@ -25,6 +25,7 @@ import importlib.util
 import os
 import shlex
 import shutil
+import subprocess
 import tempfile
 
 from agentc.diagnostics import ToolchainError
@@ -251,3 +252,17 @@ def emit_object(llvm_ir: str, triple: str, *, cpu: str = "", features: str = "",
         builder = llvm.create_pass_builder(machine, tuning)
         builder.getModulePassManager().run(module, builder)
     return machine.emit_object(module)
+
+
+@functools.lru_cache(maxsize=None)
+def known_cpus(triple: str) -> frozenset[str]:
+    """CPU names LLVM accepts for `triple` (from `llc -mcpu=help`); empty if llc cannot
+    say. Checked up front because LLVM aborts the process on some unknown names."""
+    try:
+        proc = subprocess.run([tool_path("llc"), f"-mtriple={triple}", "-mcpu=help"], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (ToolchainError, OSError, subprocess.SubprocessError):
+        return frozenset()
+    text = proc.stdout + proc.stderr
+    cpus = text.split("Available CPUs for this target:", 1)[-1].split("Available features", 1)[0]
+    return frozenset(line.split(" - ")[0].strip() for line in cpus.splitlines() if " - " in line)

@@ -49,6 +49,7 @@ features); the tests and benchmarks use it.
 from __future__ import annotations
 
 import ctypes
+import difflib
 import functools
 import math
 import re
@@ -700,6 +701,13 @@ class CpuTarget:
         if values.get("cpu") == "native" and _arch(values["triple"]) != _arch(util.host_triple()):
             raise UsageError(f"cpu target: cpu=native describes this {_arch(util.host_triple())} "
                              f"machine, not triple {values['triple']}; name a CPU for that triple")
+        cpu = values.get("cpu")
+        if cpu not in (None, "", "native", "generic"):
+            known = util.known_cpus(values["triple"])
+            if known and cpu not in known:
+                close = difflib.get_close_matches(cpu, sorted(known), n=3)
+                raise UsageError(f"cpu target: LLVM knows no CPU '{cpu}' for triple {values['triple']}"
+                                 + (f"; did you mean {', '.join(close)}?" if close else ""))
         values["opt_level"] = int(values.get("opt_level", 3))
         check_opt_level("cpu target", values["opt_level"])
         return CpuOptions(**values)

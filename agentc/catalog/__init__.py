@@ -849,6 +849,9 @@ def _load_links(tf: _TomlFile, value: Any, pools: set[str]) -> tuple[Link, ...]:
             ends.append(end)
         if ends[0] == ends[1]:
             raise tf.error("a link must join two different pools", table, "b", i)
+        if any({ln.a, ln.b} == set(ends) for ln in links):
+            raise tf.error(f"pools '{ends[0]}' and '{ends[1]}' are already linked (links are undirected)",
+                           table, "a", i)
         gbps = _num(tf, table, raw, "gbps", index=i, positive=True, what="link: ")
         lat = _num(tf, table, raw, "latency_ms", index=i, nonneg=True, what="link: ") if "latency_ms" in raw else 0.0
         links.append(Link(ends[0], ends[1], gbps, lat))
@@ -868,6 +871,11 @@ def _load_profiles(tf: _TomlFile, value: Any, classes: set[str]) -> tuple[Profil
             if key not in raw:
                 raise tf.error(f"[[profile]] is missing '{key}'", table, None, i)
         op = _str(tf, table, raw, "op", index=i)
+        from agentc.costmodel import KINDS  # here: costmodel imports this module
+        if op not in KINDS and f"llm.{op}" not in KINDS:
+            names = sorted(set(KINDS) | {k[4:] for k in KINDS if k.startswith("llm.")})
+            raise tf.error(f"unknown op kind '{op}' in [[profile]]", table, "op", i,
+                           notes=_did_you_mean(op, names))
         if ("device" in raw) == ("from" in raw or "to" in raw) or (("from" in raw) != ("to" in raw)):
             raise tf.error("a [[profile]] names either 'device' or both 'from' and 'to'", table, "op", i)
         names = {}
@@ -882,6 +890,11 @@ def _load_profiles(tf: _TomlFile, value: Any, classes: set[str]) -> tuple[Profil
                            "usd_per_call", i)
         prices = {k: _num(tf, table, raw, k, index=i, nonneg=True, what="profile: ")
                   for k in ("usd_per_token", "usd_per_call") if k in raw}
+        same = [p for p in profiles if (p.device, p.src, p.dst) == (names.get("device"), names.get("from"),
+                                                                    names.get("to"))
+                and (p.op == op or f"llm.{p.op}" == op or p.op == f"llm.{op}")]
+        if same:
+            raise tf.error(f"a second [[profile]] for op '{op}' on the same device", table, "op", i)
         profiles.append(Profile(op=op, latency_ms=_num(tf, table, raw, "latency_ms", index=i, nonneg=True,
                                                        what="profile: "),
                                 device=names.get("device"), src=names.get("from"), dst=names.get("to"),

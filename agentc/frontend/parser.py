@@ -17,6 +17,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from agentc.diagnostics import AgentcError, ParseError, SourceLoc
 from agentc.frontend import ast
 
+MAX_NUMBER = 1e18
+
 # Friendlier names for terminals in "expected one of" lists.
 _TERMINAL_NAMES = {
     "NAME": "identifier", "NUMBER": "number", "STRING": "string", "UNIT": "unit",
@@ -62,6 +64,7 @@ class _Build(Transformer):
             value = float(text)
         except ValueError:
             raise ParseError(f"malformed number '{num}'", self._loc(num))
+        self._check_magnitude(value, num)
         return ast.Quantity(value, str(unit) if unit is not None else None, self._loc(num),
                             str(num) + (str(unit) if unit is not None else ""))
 
@@ -148,8 +151,16 @@ class _Build(Transformer):
     def block(self, children):
         return tuple(c for c in children if c is not None and not isinstance(c, Token))
 
+    def _check_magnitude(self, value: float, tok) -> None:
+        """No quantity of an agent program comes near 1e18; beyond it the solver's
+        arithmetic (HiGHS takes 1e20 as infinity) would fail far from the source."""
+        if not value <= MAX_NUMBER:
+            raise ParseError(f"number '{tok}' is too large (at most {MAX_NUMBER:g})", self._loc(tok))
+
     def _bound(self, tok):
-        return ast.Quantity(float(str(tok).replace("_", "")), None, self._loc(tok), str(tok))
+        value = float(str(tok).replace("_", ""))
+        self._check_magnitude(value, tok)
+        return ast.Quantity(value, None, self._loc(tok), str(tok))
 
     def loop_max(self, children):
         return ("max", self._bound(children[0]))
@@ -256,7 +267,7 @@ def parse_text(text: str, file: str = "<input>") -> ast.Program:
     try:
         return _Build(file).transform(tree)
     except VisitError as err:
-        if isinstance(err.orig_exc, AgentcError):
+        if isinstance(err.orig_exc, (AgentcError, RecursionError)):
             raise err.orig_exc from None
         raise
 
@@ -267,8 +278,14 @@ def _read(path: str, loc: SourceLoc | None) -> str:
             return f.read()
     except FileNotFoundError:
         raise ParseError(f"cannot open '{path}': no such file", loc) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ParseError(f"cannot read '{path}': {e}", loc) from None
+    except UnicodeDecodeError as e:
+        head = e.object[:e.start]
+        line = head.count(b"\n") + 1
+        col = len(head) - (head.rfind(b"\n") + 1) + 1
+        raise ParseError(f"'{path}' is not UTF-8 text: byte 0x{e.object[e.start]:02x} cannot start or continue "
+                         f"a character", SourceLoc(path, line, col), ("save the file as UTF-8",)) from None
+    except OSError as e:
+        raise ParseError(f"cannot read '{path}': {e.strerror or e}", loc) from None
 
 
 def parse_file(path: str, display_name: str | None = None) -> tuple[ast.Program, list[str]]:

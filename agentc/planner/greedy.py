@@ -67,7 +67,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
                 money += e.weight * usd * scale
             end = start + w * c.option.time_ms
             if inst.load > 0 and not site.metered:
-                money += inst.demand(k) * site.usd_per_hr
+                money += inst.demand(k) * site.usd_per_hr + w * c.option.fee_usd * scale
             else:
                 money += w * c.option.usd_per_call * scale
             room = (inst.load <= 0 or site.count is None

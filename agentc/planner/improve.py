@@ -39,7 +39,7 @@ def _rate(inst: Instance, k: int) -> float:
         return w * c.option.usd_per_call
     if site.metered:
         return inst.load * 3600.0 * w * c.option.usd_per_call
-    return site.usd_per_hr * inst.demand(k)
+    return site.usd_per_hr * inst.demand(k) + inst.load * 3600.0 * w * c.option.fee_usd
 
 
 def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 10000) -> Metrics:

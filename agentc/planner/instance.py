@@ -290,8 +290,8 @@ class Instance:
         if self.load > 0:
             # A tensor-parallel replica needs all tp devices at once: at least max tp.
             devices = {j: max(devices[j], math.ceil(d - 1e-9)) for j, d in demand.items()}
-            metered_usd = sum(self.ops[i].weight * ch[i].option.usd_per_call
-                              for i in range(n) if self.sites[ch[i].site].metered)
+            metered_usd = sum(self.ops[i].weight * (ch[i].option.usd_per_call if self.sites[ch[i].site].metered
+                                                    else ch[i].option.fee_usd) for i in range(n))
             usd_hr = sum(devices[j] * self.sites[j].usd_per_hr for j in devices) \
                 + self.load * 3600.0 * (metered_usd + transfer_usd)
             usd_req = usd_hr / (self.load * 3600.0)

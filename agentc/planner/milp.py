@@ -108,7 +108,9 @@ class Formulation:
             for k in ks:
                 c = inst.choices[k]
                 site = inst.sites[c.site]
-                usd = w * c.option.usd_per_call * (scale if site.metered or inst.load <= 0 else 0.0)
+                # under load a pool's devices are paid per hour; a call still pays its fee
+                per_call = c.option.usd_per_call if site.metered or inst.load <= 0 else c.option.fee_usd
+                usd = w * per_call * scale
                 obj = money * usd
                 if self.relax:
                     obj += c.ttft_excess_ms + c.tbt_excess_ms

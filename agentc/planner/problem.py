@@ -18,7 +18,8 @@ class Option:
     """One way to run an op: on pool or device class `device` with `tp` devices.
 
     `busy_ms` is how long one execution keeps its devices busy (sets replicas under
-    load); `time_ms` is its latency on the request path.
+    load); `time_ms` is its latency on the request path; `fee_usd` is what a call pays
+    besides device time.
     """
 
     device: str
@@ -30,6 +31,8 @@ class Option:
     tbt_ms: float | None = None
     memory_ok: bool = True
     note: str = ""
+    fee_usd: float = 0.0  # per-call charge on top of device time (an API fee): part of
+    # usd_per_call, and still paid per call under load, where devices are paid per hour
 
 
 @dataclass

@@ -37,7 +37,8 @@ RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every 
 def solve(problem: Problem, *, baselines: bool = True, explain: bool = True) -> Plan:
     """The best placement of `problem`; raises InfeasiblePlanError naming what binds."""
     inst = Instance(problem)
-    res, _ = _optimise(inst)
+    # An agent that only passes its input through has nothing to place: the empty plan.
+    res = MilpResult("optimal", (), 0.0, 0.0, 0.0) if not inst.ops else _optimise(inst)[0]
     if res.choice is None:
         raise _infeasible(inst, res)
     m = inst.evaluate(res.choice)
@@ -188,7 +189,18 @@ def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
             pools = ", ".join(sorted({inst.sites[inst.choices[k].site].name for k in ks}))
             notes.append(f"op '{inst.ops[i].id}' has no option that fits device memory (tried {pools})")
             heads.append("memory")
-    relaxed = Formulation(inst, "relax").solve()
+    # An op that alone needs more devices than any pool it may use has: said directly,
+    # and exactly (a slack relaxation at such magnitudes is at the mercy of tolerances).
+    for i, ks in enumerate(inst.op_choices):
+        sized = [(max(math.ceil(inst.demand(k) - 1e-9), inst.choices[k].option.tp), inst.sites[inst.choices[k].site])
+                 for k in ks]
+        if inst.load > 0 and sized and all(s.count is not None and n > s.count for n, s in sized):
+            n, s = min(sized, key=lambda e: e[0] - e[1].count)
+            notes.append(f"op '{inst.ops[i].id}' alone needs more devices than any pool it can use has: "
+                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
+            heads.append(f"pool {s.name} count")
+    ran = not heads or heads == ["memory"]
+    relaxed = Formulation(inst, "relax").solve() if ran else MilpResult("skipped", None, None, math.inf, 0.0)
     if relaxed.choice is not None:
         m = inst.evaluate(relaxed.choice)
         if m.e2e_over_ms > 1e-6:
@@ -218,7 +230,8 @@ def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
     if not notes:
         notes.append("the slack relaxation found no violation; the constraints conflict only "
                      "at integer points")
-    notes.append(RELAX_NOTE)
+    if ran:
+        notes.append(RELAX_NOTE)
     heads = list(dict.fromkeys(heads)) or ["SLA and capacity"]
     return InfeasiblePlanError("no placement meets " + ", ".join(heads), notes=notes)
 

@@ -86,5 +86,38 @@ def test_failure_while_writing_leaves_no_temp_directory(built, monkeypatch):
     monkeypatch.setattr("builtins.open", flaky_open)
     r = _compile("search.agent")
     monkeypatch.undo()
-    assert r.exit_code != 0
+    assert r.exit_code == 1, r.output
+    assert "error: cannot write 'build/out': No space left on device" in r.output
+    assert _snapshot(str(project / "build")) == before
+
+
+def _compile_to(*args):
+    return CliRunner().invoke(cli, ["compile", "search.agent", "--cluster", "cluster.toml", "--targets", "cpu",
+                                    "--quiet", *args])
+
+
+def test_output_path_that_is_a_file_is_refused(built):
+    project, _ = built
+    (project / "notes.txt").write_text("keep me")
+    r = _compile_to("-o", "notes.txt")
+    assert r.exit_code == 1
+    assert "output path 'notes.txt' exists and is not a directory" in r.output
+    assert (project / "notes.txt").read_text() == "keep me"
+    assert sorted(os.listdir(project)) == ["build", "cluster.toml", "notes.txt", "search.agent"]
+
+
+def test_unwritable_output_is_a_user_error(built):
+    project, before = built
+    r = _compile_to("-o", "search.agent/out")  # a path under a regular file
+    assert r.exit_code == 1 and "error: cannot write 'search.agent/out'" in r.output
+    assert "internal compiler error" not in r.output
+
+
+def test_unwritable_depfile_takes_back_the_outputs(built):
+    """The depfile is written first; when a later output fails, nothing new stays."""
+    project, before = built
+    r = _compile_to("-o", "build/out2", "-MF", "search.agent/out.d")
+    assert r.exit_code == 1 and "error: cannot write 'search.agent/out.d'" in r.output
+    r = _compile_to("-o", "search.agent/out", "-MF", "build/out.d", "--dump-phases-to", "build/phases")
+    assert r.exit_code == 1
     assert _snapshot(str(project / "build")) == before

@@ -327,3 +327,26 @@ def test_misspelt_keys(tmp_path, catalog):
     path = write(tmp_path, "d.toml", CLUSTER_HEAD + "    cuont = 3\n")
     with pytest.raises(CatalogError, match="unknown key 'cuont' in \\[\\[pool\\]\\]"):
         load_cluster(path, catalog)
+
+
+def test_profile_for_an_unknown_op_kind(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", CLUSTER_HEAD + '\n[[profile]]\nop = "decod"\ndevice = "H100"\nlatency_ms = 3\n')
+    with pytest.raises(CatalogError, match="unknown op kind 'decod' in \\[\\[profile\\]\\]") as e:
+        load_cluster(path, catalog)
+    assert "did you mean 'decode'?" in e.value.notes
+
+
+def test_second_link_between_the_same_pools(tmp_path, catalog):
+    two = CLUSTER_HEAD + '    [[pool]]\n    name = "cpu"\n    device = "epyc-9654"\n    count = 1\n'
+    links = '[[link]]\na = "gpus"\nb = "cpu"\ngbps = 100\n[[link]]\na = "cpu"\nb = "gpus"\ngbps = 400\n'
+    path = write(tmp_path, "c.toml", two + links)
+    with pytest.raises(CatalogError, match="pools 'cpu' and 'gpus' are already linked") as e:
+        load_cluster(path, catalog)
+    assert e.value.loc.line == len(two.strip("\n").splitlines()) + 6  # the second link's `a`
+
+
+def test_second_profile_for_the_same_op_and_device(tmp_path, catalog):
+    prof = '[[profile]]\nop = "decode"\ndevice = "H100"\nlatency_ms = 3\n'
+    path = write(tmp_path, "c.toml", CLUSTER_HEAD + prof + prof.replace('"decode"', '"llm.decode"'))
+    with pytest.raises(CatalogError, match="a second \\[\\[profile\\]\\] for op 'llm.decode'"):
+        load_cluster(path, catalog)

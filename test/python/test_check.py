@@ -76,6 +76,24 @@ def test_manifest_without_totals_is_a_usage_error():
         check.compare({}, manifest())
 
 
+@pytest.mark.parametrize("baseline, message", [
+    ({"schema_version": "9.9", "totals": {"e2e_ms": 1.0, "usd_per_request": 1.0}}, "schema version '9.9'"),
+    ({"totals": {}}, "lack e2e_ms or usd_per_request"),
+    ({"totals": {"e2e_ms": "fast", "usd_per_request": 0.01}}, "totals.e2e_ms is 'fast', not a number"),
+])
+def test_a_baseline_that_cannot_be_compared_fails_the_gate(baseline, message):
+    """Not every metric "new" and a green gate: a usage error."""
+    with pytest.raises(UsageError, match=message):
+        check.compare(manifest(), baseline)
+
+
+def test_non_utf8_baseline_is_a_usage_error(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(UsageError, match="not UTF-8"):
+        check.load_manifest(str(path))
+
+
 def _agentc(*args, cwd):
     return subprocess.run(["agentc", *args], cwd=cwd, capture_output=True, text=True)
 

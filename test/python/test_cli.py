@@ -196,3 +196,45 @@ def test_devices_json_prices_each_device_three_ways(tmp_path):
     data = json.loads(run_agentc("devices", "--cluster", str(cluster), "--json").stdout)
     assert data["cluster"]["pricing"] == "capex"
     assert data["cluster"]["pools"][0]["usd_per_hr"] == b200["capex_usd_per_hr"]
+
+
+def test_an_agent_that_passes_its_input_through_compiles_to_an_empty_plan(tmp_path):
+    import json
+    src = tmp_path / "echo.agent"
+    src.write_text("agent echo(q: text) -> text {\n  return q\n}\n")
+    proc = run_agentc("compile", str(src), "-o", str(tmp_path / "out"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["ops"] == [] and manifest["totals"]["devices"] == {}
+    assert manifest["totals"]["e2e_ms"] == 0 and manifest["totals"]["usd_per_request"] == 0
+
+
+def test_plan_table_with_o_is_refused_before_planning(tmp_path):
+    proc = run_agentc("plan", VOICE, "-o", str(tmp_path / "plan.txt"))
+    assert proc.returncode == 1 and "-o needs --json or --format" in proc.stderr
+    assert not (tmp_path / "plan.txt").exists()
+    proc = run_agentc("plan", VOICE, "--sweep", "prefill-decode-pairs")
+    assert proc.returncode == 1 and "takes no SOURCE" in proc.stderr
+
+
+def test_unknown_cpu_name_is_a_user_error_not_an_llvm_abort(tmp_path):
+    proc = run_agentc("compile", VOICE, "-o", str(tmp_path / "out"), "--targets", "cpu", "--cpu", "skylake-avx51")
+    assert proc.returncode == 1, proc.stderr
+    assert "LLVM knows no CPU 'skylake-avx51'" in proc.stderr and "did you mean skylake-avx512" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_absurdly_deep_nesting_is_a_located_error(tmp_path):
+    src = tmp_path / "deep.agent"
+    src.write_text("agent a(q: text) -> text {\n" + "  loop max 2 {\n" * 1000 + "  }\n" * 1000 + "  return q\n}\n")
+    proc = run_agentc("plan", str(src))
+    assert proc.returncode == 1, proc.stderr
+    assert "deep.agent:1:1: error: 'deep.agent' nests blocks or lists too deeply" in proc.stderr.replace(str(tmp_path) + "/", "")
+
+
+def test_non_utf8_source_is_located_at_the_bad_byte(tmp_path):
+    src = tmp_path / "latin1.agent"
+    src.write_bytes(b"agent a(q: text) -> text {\n  // caf\xe9\n  return q\n}\n")
+    proc = run_agentc("plan", str(src))
+    assert proc.returncode == 1
+    assert f"{src}:2:9: error: '{src}' is not UTF-8 text: byte 0xe9" in proc.stderr

@@ -300,3 +300,4 @@ def test_profiled_tool_call_is_waited_and_charged_its_fee(tmp_path):
     assert (free.time_ms, free.wait_ms, free.busy_ms, free.usd_per_call) == (300, 300, 0, 0)
     fee = profiled_cost("tool.compute", {"latency_ms": 1}, cpu, cl)
     assert fee.time_ms == 40 and fee.busy_ms == 0 and fee.usd_per_call == pytest.approx(0.002)
+    assert fee.fee_usd == pytest.approx(0.002) and free.fee_usd == 0  # still paid under load

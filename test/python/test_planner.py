@@ -193,7 +193,20 @@ def test_load_beyond_every_pool_names_the_pool():
         solve(capacity_problem(20.0, hp_count=2, co_count=4))
     notes = "\n".join(err.value.notes)
     assert "pool" in err.value.message
-    assert "exceeded by" in notes and ("pool hp" in notes or "pool co" in notes)
+    # HP runs 0.5 busy devices per req/s (10 at 20 req/s), CO 0.9 (18): neither pool suffices
+    assert "op 'llm' alone needs more devices than any pool it can use has: at 20 req/s at least 10 on " \
+           "pool hp, which has 2" in notes
+
+
+def test_load_that_fits_each_op_but_not_all_names_the_pool_count():
+    """Each op alone fits the pool; together they need 6 of its 4 devices."""
+    ops = [PlanOp(f"op{i}", "compute", [Option("hp", 1, 10.0, 0.0, 3000.0)]) for i in range(2)]
+    p = Problem(ops, [], [Pool("hp", "HP", 4, 1.0)], [], SLA(None), load_rps=1.0,
+                default_link=Link("*", "*", 100.0, 0.0, 0.0))
+    with pytest.raises(InfeasiblePlanError) as err:
+        solve(p)
+    assert err.value.message == "no placement meets pool hp count"
+    assert "pool hp: 1 req/s needs 6 devices, the pool has 4 (exceeded by 2)" in err.value.notes
 
 
 def colocated_problem(colocate):
@@ -337,3 +350,18 @@ def test_an_op_that_keeps_no_device_busy_still_needs_a_device_in_its_pool():
     plan = solve(p)
     assert plan.ops["tool"].pool == "cpu" and plan.devices == {"cpu": 1}
     assert plan.usd_per_hr == pytest.approx(1.0)
+
+
+def test_a_call_fee_is_paid_per_call_under_load():
+    """Under load devices are paid per hour, but an API fee is still paid per call:
+    at 2 req/s a $0.01 fee costs 2 x 3600 x 0.01 = $72/hr, so the fee-free pool wins."""
+    def problem(options):
+        return Problem([PlanOp("search", "tool.lookup", options)], [],
+                       [Pool("cpu", "CPU", 4, 1.0), Pool("hp", "HP", 4, 4.0)], [], SLA(None), load_rps=2.0,
+                       default_link=Link("*", "*", 100.0, 0.0, 0.0))
+    fee = Option("cpu", 1, 100.0, 0.01, 100.0, fee_usd=0.01)
+    plan = solve(problem([fee]))
+    assert plan.usd_per_hr == pytest.approx(1.0 + 2 * 3600 * 0.01)
+    plan = solve(problem([fee, Option("hp", 1, 100.0, 0.0, 100.0)]))
+    assert plan.ops["search"].pool == "hp" and plan.usd_per_hr == pytest.approx(4.0)
+    assert next(b for b in plan.baselines if b.name == "greedy list scheduling").cost == pytest.approx(4.0)
