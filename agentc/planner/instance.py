@@ -178,6 +178,13 @@ class Instance:
                     self.choices.append(c)
             self.op_choices.append(mine)
         self.allowed = [[k for k in ks if self.choices[k].excluded is None] for ks in self.op_choices]
+        # Per-choice terms that evaluate() sums for every candidate plan, computed once.
+        w = [self.ops[c.op].weight for c in self.choices]
+        self._dur = [w[k] * c.option.time_ms for k, c in enumerate(self.choices)]
+        self._usd = [w[k] * c.option.usd_per_call for k, c in enumerate(self.choices)]
+        self._demand = [self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp for k, c in enumerate(self.choices)]
+        self._per_call = [w[k] * (c.option.usd_per_call if self.sites[c.site].metered else c.option.fee_usd)
+                          for k, c in enumerate(self.choices)]
 
     def _build_edges(self) -> None:
         p = self.problem
@@ -258,14 +265,13 @@ class Instance:
 
     def demand(self, k: int) -> float:
         """Devices kept busy by choice k at the problem's load."""
-        c = self.choices[k]
-        return self.load * self.ops[c.op].weight * c.option.busy_ms / 1000.0 * c.option.tp
+        return self._demand[k]
 
     def evaluate(self, choice: tuple[int, ...] | list[int]) -> Metrics:
         p, sla = self.problem, self.problem.sla
         ch = [self.choices[k] for k in choice]
         n = len(self.ops)
-        dur = [self.ops[i].weight * ch[i].option.time_ms for i in range(n)]
+        dur = [self._dur[k] for k in choice]
         start = [0.0] * n
         finish = [0.0] * n
         transfers = []
@@ -280,18 +286,17 @@ class Instance:
             finish[i] = s + dur[i]
         e2e = max(finish, default=0.0)
         transfer_usd = sum(e.weight * transfers[k][1] for k, e in enumerate(self.edges))
-        op_usd = sum(self.ops[i].weight * ch[i].option.usd_per_call for i in range(n))
+        op_usd = sum(self._usd[k] for k in choice)
         demand: dict[int, float] = {}
         devices: dict[int, int] = {}
-        for i in range(n):
+        for i, k in enumerate(choice):
             j = ch[i].site
-            demand[j] = demand.get(j, 0.0) + self.demand(choice[i])
+            demand[j] = demand.get(j, 0.0) + self._demand[k]
             devices[j] = max(devices.get(j, 0), ch[i].option.tp)
         if self.load > 0:
             # A tensor-parallel replica needs all tp devices at once: at least max tp.
             devices = {j: max(devices[j], math.ceil(d - 1e-9)) for j, d in demand.items()}
-            metered_usd = sum(self.ops[i].weight * (ch[i].option.usd_per_call if self.sites[ch[i].site].metered
-                                                    else ch[i].option.fee_usd) for i in range(n))
+            metered_usd = sum(self._per_call[k] for k in choice)
             usd_hr = sum(devices[j] * self.sites[j].usd_per_hr for j in devices) \
                 + self.load * 3600.0 * (metered_usd + transfer_usd)
             usd_req = usd_hr / (self.load * 3600.0)
