@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import sys
 import traceback
 
@@ -185,28 +184,23 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     with report.progress(quiet or as_json or emit is not None) as step:
         c = driver.compile_file(source, opts, progress=step)
     files, out_desc = driver.collect_outputs(c, output)
-    # The side outputs go first and are taken back if the main output cannot be
-    # written, so a failed compile leaves nothing new behind.
-    written = []
-    try:
-        if make_depfile or depfile:
-            written.append(driver.write_depfile(c, depfile, out_desc[0] if out_desc else None))
-        if dump_phases_to:
-            driver.write_outputs(c.data.get("dumps", {}), dump_phases_to)
-            written.append(dump_phases_to)
-        if files is not None:
-            dest, payload = out_desc
-            if dest.endswith(".mlir") and len(payload) == 1:
-                driver.write_file_atomic(dest, next(iter(payload.values())))
-            else:
-                driver.write_outputs(payload, dest)
-    except BaseException:
-        for path in written:
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            elif os.path.exists(path):
-                os.unlink(path)
-        raise
+    dumps = driver.collect_dumps(c, dump_phases_to)
+    dep = driver.depfile_path(c, depfile, out_desc[0] if out_desc else None) if make_depfile or depfile else None
+    # Every destination is probed before anything is written, so an unwritable one
+    # fails the compile with nothing new on disk.
+    for path in [out_desc[0] if files is not None else None, dump_phases_to, dep]:
+        if path:
+            driver.check_writable(path)
+    if dumps is not None:
+        driver.write_outputs(dumps, dump_phases_to)
+    if files is not None:
+        dest, payload = out_desc
+        if dest.endswith(".mlir") and len(payload) == 1:
+            driver.write_file_atomic(dest, next(iter(payload.values())))
+        else:
+            driver.write_outputs(payload, dest)
+    if dep:
+        driver.write_depfile(c, dep, out_desc[0] if out_desc else None)
     if files is None and emit is not None and not driver.stage_is_ir(emit):
         for path in sorted(c.artifacts):
             click.echo(f"{path} ({len(c.artifacts[path])} bytes)")

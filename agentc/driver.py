@@ -339,6 +339,7 @@ def ensure_pipeline() -> None:
 _PIPELINE_HOOKS: list[Callable[[], None]] = []
 
 MARKER = ".agentc-output"
+MARKER_TEXT = b"written by agentc; the whole directory is replaced on each compile\n"
 
 
 def collect_outputs(c: Compilation, output: str | None):
@@ -357,25 +358,59 @@ def collect_outputs(c: Compilation, output: str | None):
     payload = dict(c.artifacts)
     if c.options.emit is None and c.module is not None:
         payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
-    payload[MARKER] = b"written by agentc; the whole directory is replaced on each compile\n"
+    _check_replaceable(dest, "-o")
+    payload[MARKER] = MARKER_TEXT
+    return payload, (dest, payload)
+
+
+def collect_dumps(c: Compilation, dest: str | None) -> dict[str, bytes] | None:
+    """The --dump-phases-to directory's files (it too is replaced whole), or None."""
+    if not dest:
+        return None
+    _check_replaceable(dest, "--dump-phases-to")
+    return {**c.data.get("dumps", {}), MARKER: MARKER_TEXT}
+
+
+def _check_replaceable(dest: str, flag: str) -> None:
+    """agentc replaces only directories it wrote (they hold MARKER) or empty ones."""
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise UsageError(f"output path '{dest}' exists and is not a directory; refusing to replace it "
-                         f"(choose another -o)")
+                         f"(choose another {flag})")
     if os.path.isdir(dest) and os.listdir(dest) and not os.path.exists(os.path.join(dest, MARKER)):
         raise UsageError(f"output directory '{dest}' exists and was not written by agentc; "
-                         f"refusing to replace it (choose another -o)")
-    return payload, (dest, payload)
+                         f"refusing to replace it (choose another {flag})")
+
+
+def check_writable(path: str) -> None:
+    """Fail now, before anything is written, if `path` cannot be created: probe the
+    nearest existing ancestor with a temporary file."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"cannot write '{path}': '{parent}' is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".agentc-probe-", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write '{path}': {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _make_escape(path: str) -> str:
     return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
 
 
+def depfile_path(c: Compilation, depfile: str | None, target: str | None) -> str:
+    """Where -MD writes the depfile: -MF, else next to the output as OUTPUT.d."""
+    return depfile or ((target or f"{c.stem}.out").rstrip("/") + ".d")
+
+
 def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> str:
     """Make-style depfile: the output depends on the source, its imports, the cluster
     and catalog files."""
+    depfile = depfile_path(c, depfile, target)
     target = target or f"{c.stem}.out"
-    depfile = depfile or (target.rstrip("/") + ".d")
     deps = list(dict.fromkeys(c.inputs + list(c.data.get("extra_inputs", []))))
     lines = [f"{_make_escape(target)}: " + " \\\n  ".join(_make_escape(d) for d in deps)]
     lines += [f"{_make_escape(d)}:" for d in deps]

@@ -26,6 +26,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 from agentc.diagnostics import ToolchainError
@@ -264,5 +265,28 @@ def known_cpus(triple: str) -> frozenset[str]:
     except (ToolchainError, OSError, subprocess.SubprocessError):
         return frozenset()
     text = proc.stdout + proc.stderr
-    cpus = text.split("Available CPUs for this target:", 1)[-1].split("Available features", 1)[0]
+    if "Available CPUs for this target:" not in text:
+        return frozenset()  # e.g. this llc lacks a target that llvmlite has
+    cpus = text.split("Available CPUs for this target:", 1)[1].split("Available features", 1)[0]
     return frozenset(line.split(" - ")[0].strip() for line in cpus.splitlines() if " - " in line)
+
+
+_CPU_PROBE = """
+import sys
+import llvmlite.binding as llvm
+llvm.initialize_all_targets(); llvm.initialize_all_asmprinters()
+m = llvm.parse_assembly('define void @f() { ret void }')
+llvm.Target.from_triple(sys.argv[1]).create_target_machine(cpu=sys.argv[2]).emit_object(m)
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_is_known(triple: str, cpu: str) -> bool:
+    """Whether LLVM accepts `cpu` for `triple`: from llc's list when it has the target,
+    else by building an empty object in a child process (LLVM may abort on a bad name)."""
+    known = known_cpus(triple)
+    if known:
+        return cpu in known
+    proc = subprocess.run([sys.executable, "-c", _CPU_PROBE, triple, cpu], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    return proc.returncode == 0 and "is not a recognized processor" not in proc.stderr

@@ -703,9 +703,8 @@ class CpuTarget:
                              f"machine, not triple {values['triple']}; name a CPU for that triple")
         cpu = values.get("cpu")
         if cpu not in (None, "", "native", "generic"):
-            known = util.known_cpus(values["triple"])
-            if known and cpu not in known:
-                close = difflib.get_close_matches(cpu, sorted(known), n=3)
+            if not util.cpu_is_known(values["triple"], cpu):
+                close = difflib.get_close_matches(cpu, sorted(util.known_cpus(values["triple"])), n=3)
                 raise UsageError(f"cpu target: LLVM knows no CPU '{cpu}' for triple {values['triple']}"
                                  + (f"; did you mean {', '.join(close)}?" if close else ""))
         values["opt_level"] = int(values.get("opt_level", 3))

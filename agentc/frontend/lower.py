@@ -36,11 +36,17 @@ BUILTINS = ("llm", "stt", "tts", "embed", "retrieve", "memory.load", "memory.sto
 
 # ---------------------------------------------------------------------------- units
 
+MAX_TIME_MS = 1e12
+
+
 def time_ms(q: ast.Quantity, what: str) -> float:
     if q.unit not in TIME_UNITS_MS:
         got = f"'{q.text}'" if q.unit else f"'{q.text}' without a unit"
         raise VerifyError(f"{what} must be a time (ms, s or us), got {got}", q.loc)
-    return q.value * TIME_UNITS_MS[q.unit]
+    ms = q.value * TIME_UNITS_MS[q.unit]
+    if not ms <= MAX_TIME_MS:
+        raise VerifyError(f"{what} is too long, got '{q.text}' (at most {MAX_TIME_MS:g} ms, about 30 years)", q.loc)
+    return ms
 
 
 def size_bytes(q: ast.Quantity, what: str) -> int:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from agentc.diagnostics import InfeasiblePlanError
+
 from .instance import EPS, Instance, Metrics
 
 INF = math.inf
@@ -325,7 +327,10 @@ class Formulation:
         status = h.addRows(len(self.rows), np.array(lo), np.array(hi), len(index),
                            np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value))
         if status != highspy.HighsStatus.kOk:
-            raise RuntimeError(f"HiGHS rejected the placement model: {status}")
+            raise InfeasiblePlanError(
+                "the placement model's numbers are out of the MILP solver's range (HiGHS rejected it)",
+                notes=["a time, size, rate or price in the program or cluster is extreme: HiGHS takes "
+                       "1e20 and above as infinite"])
         if integer:
             ints = [j for j in range(ncol) if self.integer[j]]
             h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),

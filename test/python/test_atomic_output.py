@@ -113,11 +113,27 @@ def test_unwritable_output_is_a_user_error(built):
     assert "internal compiler error" not in r.output
 
 
-def test_unwritable_depfile_takes_back_the_outputs(built):
-    """The depfile is written first; when a later output fails, nothing new stays."""
+def test_an_unwritable_side_output_writes_nothing(built):
+    """Every destination is probed before any is written."""
     project, before = built
     r = _compile_to("-o", "build/out2", "-MF", "search.agent/out.d")
     assert r.exit_code == 1 and "error: cannot write 'search.agent/out.d'" in r.output
     r = _compile_to("-o", "search.agent/out", "-MF", "build/out.d", "--dump-phases-to", "build/phases")
     assert r.exit_code == 1
     assert _snapshot(str(project / "build")) == before
+
+
+def test_a_depfile_inside_the_output_directory_survives(built):
+    project, _ = built
+    r = _compile_to("-o", "build/out2", "-MD", "-MF", "build/out2/search.d")
+    assert r.exit_code == 0, r.output
+    assert (project / "build" / "out2" / "search.d").read_text().startswith("build/out2:")
+
+
+def test_dump_directory_not_written_by_agentc_is_refused(built):
+    project, before = built
+    (project / "build" / "notes").mkdir()
+    (project / "build" / "notes" / "thesis.txt").write_text("mine")
+    r = _compile_to("-o", "build/out", "--dump-phases-to", "build/notes")
+    assert r.exit_code == 1 and "output directory 'build/notes' exists and was not written by agentc" in r.output
+    assert (project / "build" / "notes" / "thesis.txt").read_text() == "mine"

@@ -238,3 +238,18 @@ def test_non_utf8_source_is_located_at_the_bad_byte(tmp_path):
     proc = run_agentc("plan", str(src))
     assert proc.returncode == 1
     assert f"{src}:2:9: error: '{src}' is not UTF-8 text: byte 0xe9" in proc.stderr
+
+
+def test_unknown_cpu_for_a_triple_llc_cannot_list_is_probed(tmp_path):
+    """The wheel's llc has no RISC-V target but llvmlite does: the name is probed in a
+    child process, since LLVM aborts on it in-process."""
+    out = tmp_path / "out"
+    proc = run_agentc("compile", VOICE, "-o", str(out), "--targets", "cpu", "--cpu", "bogus",
+                      "--cpu-triple", "riscv64-unknown-linux-gnu")
+    assert proc.returncode == 1 and "LLVM knows no CPU 'bogus' for triple riscv64-unknown-linux-gnu" in proc.stderr
+    assert not out.exists()
+
+
+def test_calibrate_to_an_unwritable_path_is_a_user_error(tmp_path):
+    proc = run_agentc("calibrate", "-o", str(tmp_path / "nodir" / "p.toml"))
+    assert proc.returncode == 1 and f"cannot write '{tmp_path}/nodir/p.toml'" in proc.stderr
