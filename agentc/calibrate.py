@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from agentc.catalog import DeviceSpec
-from agentc.diagnostics import OutputError
+from agentc.outputs import writing
 
 __all__ = ["calibrate_cpu", "measure_matmul_gflops", "measure_copy_gbps", "measure_call_overhead_us",
            "write_profile", "fit_efficiency", "apply_efficiency", "best_time_s"]
@@ -213,11 +213,8 @@ def write_profile(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     if measured:
         lines += ["", "[measured]"]
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in measured.items()]
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-    except OSError as e:
-        raise OutputError(f"cannot write '{path}': {e.strerror or e}") from None
+    with writing(path), open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def fit_efficiency(profile: DeviceSpec, peak: DeviceSpec, dtype: str = "fp32") -> dict[str, float]:

@@ -18,7 +18,7 @@ import traceback
 
 import click
 
-from agentc import __version__
+from agentc import __version__, outputs
 from agentc.diagnostics import AgentcError, UsageError
 
 
@@ -184,23 +184,24 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     with report.progress(quiet or as_json or emit is not None) as step:
         c = driver.compile_file(source, opts, progress=step)
     files, out_desc = driver.collect_outputs(c, output)
+    dest = out_desc[0] if out_desc else None
     dumps = driver.collect_dumps(c, dump_phases_to)
-    dep = driver.depfile_path(c, depfile, out_desc[0] if out_desc else None) if make_depfile or depfile else None
+    dep = driver.depfile_path(c, depfile, dest) if make_depfile or depfile else None
     # Every destination is probed before anything is written, so an unwritable one
     # fails the compile with nothing new on disk.
-    for path in [out_desc[0] if files is not None else None, dump_phases_to, dep]:
+    for path in (dest, dump_phases_to, dep):
         if path:
-            driver.check_writable(path)
+            outputs.check_writable(path)
     if dumps is not None:
-        driver.write_outputs(dumps, dump_phases_to)
+        outputs.write_outputs(dumps, dump_phases_to)
     if files is not None:
-        dest, payload = out_desc
+        payload = out_desc[1]
         if dest.endswith(".mlir") and len(payload) == 1:
-            driver.write_file_atomic(dest, next(iter(payload.values())))
+            outputs.write_file_atomic(dest, next(iter(payload.values())))
         else:
-            driver.write_outputs(payload, dest)
+            outputs.write_outputs(payload, dest)
     if dep:
-        driver.write_depfile(c, dep, out_desc[0] if out_desc else None)
+        driver.write_depfile(c, dep, dest)
     if files is None and emit is not None and not driver.stage_is_ir(emit):
         for path in sorted(c.artifacts):
             click.echo(f"{path} ({len(c.artifacts[path])} bytes)")
@@ -326,7 +327,7 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
         sys.exit(1)
     asm = c.asm()
     if output:
-        driver.write_file_atomic(output, asm.encode())
+        outputs.write_file_atomic(output, asm.encode())
     elif not verify_diagnostics:
         click.echo(asm, nl=False)
 

@@ -162,7 +162,7 @@ def _tco_sweep(cluster, catalogs, pricing, fmt, output):
 
 def _emit_text(text, output):
     if output:
-        from agentc.driver import write_file_atomic
+        from agentc.outputs import write_file_atomic
 
         write_file_atomic(output, (text if text.endswith("\n") else text + "\n").encode())
     else:

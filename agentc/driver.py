@@ -3,24 +3,22 @@
 Nothing else decides order. Each stage transforms the `Compilation` (its MLIR module,
 plan, artifacts). A `.mlir` input carries the stage it was printed at (module attribute
 `agentc.stage`) and resumes after it. Outputs are collected in memory and written by
-`write_outputs` atomically: into a temporary directory beside the destination, renamed
-into place only when everything succeeded.
+`agentc.outputs.write_outputs` atomically: into a temporary directory beside the
+destination, renamed into place only when everything succeeded.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
 from mlir import ir
 
 from agentc import dialects
-from agentc.diagnostics import AgentcError, OutputError, ParseError, SourceLoc, UsageError
+from agentc.diagnostics import AgentcError, ParseError, SourceLoc, UsageError
+from agentc.outputs import MARKER, MARKER_TEXT, check_replaceable, write_file_atomic
 
 
 @dataclass
@@ -255,71 +253,7 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _writing(fn):
-    """OS errors while writing outputs are the user's to fix (a path), not a crash."""
-    @functools.wraps(fn)
-    def wrapper(data, dest, *rest):
-        try:
-            return fn(data, dest, *rest)
-        except OSError as e:
-            raise OutputError(f"cannot write '{dest}': {e.strerror or e}") from None
-    return wrapper
-
-
-@_writing
-def write_outputs(files: dict[str, bytes], dest: str) -> None:
-    """Write `files` (relative path -> bytes) as directory `dest`, atomically: all of
-    them appear, replacing what was there, or nothing changes."""
-    dest = os.path.normpath(dest)
-    parent = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        for rel, data in sorted(files.items()):
-            target = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-        old = None
-        if os.path.exists(dest):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=parent)
-            os.rmdir(old)
-            os.rename(dest, old)
-        os.rename(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_file_atomic(path: str, data: bytes) -> None:
-    """Replace one file atomically (temp file in the same directory + rename)."""
-    _write_file_atomic(data, path)
-
-
-@_writing
-def _write_file_atomic(data: bytes, path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-__all__ = ["AgentcError", "Compilation", "Options", "STAGES", "Stage", "compile_file", "write_outputs"]
+__all__ = ["AgentcError", "Compilation", "Options", "STAGES", "Stage", "compile_file"]
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -338,8 +272,6 @@ def ensure_pipeline() -> None:
 
 _PIPELINE_HOOKS: list[Callable[[], None]] = []
 
-MARKER = ".agentc-output"
-MARKER_TEXT = b"written by agentc; the whole directory is replaced on each compile\n"
 
 
 def collect_outputs(c: Compilation, output: str | None):
@@ -358,7 +290,7 @@ def collect_outputs(c: Compilation, output: str | None):
     payload = dict(c.artifacts)
     if c.options.emit is None and c.module is not None:
         payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
-    _check_replaceable(dest, "-o")
+    check_replaceable(dest, "-o")
     payload[MARKER] = MARKER_TEXT
     return payload, (dest, payload)
 
@@ -367,34 +299,8 @@ def collect_dumps(c: Compilation, dest: str | None) -> dict[str, bytes] | None:
     """The --dump-phases-to directory's files (it too is replaced whole), or None."""
     if not dest:
         return None
-    _check_replaceable(dest, "--dump-phases-to")
+    check_replaceable(dest, "--dump-phases-to")
     return {**c.data.get("dumps", {}), MARKER: MARKER_TEXT}
-
-
-def _check_replaceable(dest: str, flag: str) -> None:
-    """agentc replaces only directories it wrote (they hold MARKER) or empty ones."""
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise UsageError(f"output path '{dest}' exists and is not a directory; refusing to replace it "
-                         f"(choose another {flag})")
-    if os.path.isdir(dest) and os.listdir(dest) and not os.path.exists(os.path.join(dest, MARKER)):
-        raise UsageError(f"output directory '{dest}' exists and was not written by agentc; "
-                         f"refusing to replace it (choose another {flag})")
-
-
-def check_writable(path: str) -> None:
-    """Fail now, before anything is written, if `path` cannot be created: probe the
-    nearest existing ancestor with a temporary file."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise OutputError(f"cannot write '{path}': '{parent}' is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".agentc-probe-", dir=parent)
-    except OSError as e:
-        raise OutputError(f"cannot write '{path}': {e.strerror or e}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _make_escape(path: str) -> str:
@@ -406,7 +312,7 @@ def depfile_path(c: Compilation, depfile: str | None, target: str | None) -> str
     return depfile or ((target or f"{c.stem}.out").rstrip("/") + ".d")
 
 
-def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> str:
+def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> None:
     """Make-style depfile: the output depends on the source, its imports, the cluster
     and catalog files."""
     depfile = depfile_path(c, depfile, target)
@@ -415,7 +321,6 @@ def write_depfile(c: Compilation, depfile: str | None, target: str | None) -> st
     lines = [f"{_make_escape(target)}: " + " \\\n  ".join(_make_escape(d) for d in deps)]
     lines += [f"{_make_escape(d)}:" for d in deps]
     write_file_atomic(depfile, ("\n".join(lines) + "\n").encode())
-    return depfile
 
 
 def summary(c: Compilation) -> dict:
