@@ -191,15 +191,17 @@ def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
             heads.append("memory")
     # An op that alone needs more devices than any pool it may use has: said directly,
     # and exactly (a slack relaxation at such magnitudes is at the mercy of tolerances).
-    for i, ks in enumerate(inst.op_choices):
+    too_big = False
+    for i, ks in enumerate(inst.op_choices if inst.load > 0 else ()):
         sized = [(max(math.ceil(inst.demand(k) - 1e-9), inst.choices[k].option.tp), inst.sites[inst.choices[k].site])
                  for k in ks]
-        if inst.load > 0 and sized and all(s.count is not None and n > s.count for n, s in sized):
+        if sized and all(s.count is not None and n > s.count for n, s in sized):
             n, s = min(sized, key=lambda e: e[0] - e[1].count)
             notes.append(f"op '{inst.ops[i].id}' alone needs more devices than any pool it can use has: "
                          f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
             heads.append(f"pool {s.name} count")
-    ran = not heads or heads == ["memory"]
+            too_big = True
+    ran = not too_big
     relaxed = Formulation(inst, "relax").solve() if ran else MilpResult("skipped", None, None, math.inf, 0.0)
     if relaxed.choice is not None:
         m = inst.evaluate(relaxed.choice)

@@ -148,6 +148,18 @@ def test_no_option_fits_memory_is_infeasible():
     assert any("op 'decode' has no option that fits device memory" in n for n in err.value.notes)
 
 
+def test_two_ops_that_fit_no_memory_still_get_the_slack_relaxation():
+    """Only an op too big for every pool under load skips the relaxation, not memory."""
+    p = table3(None)
+    for op in p.ops[:2]:
+        op.options = [Option(d, 1, 30, 0.01, 30, memory_ok=False) for d in ("HP", "CO")]
+    with pytest.raises(InfeasiblePlanError) as err:
+        solve(p)
+    assert err.value.message == "no placement meets memory"
+    assert sum("has no option that fits device memory" in n for n in err.value.notes) == 2
+    assert err.value.notes[-1].startswith("binding constraints found by slack relaxation")
+
+
 def test_ttft_tbt_hard_and_soft():
     ops = [PlanOp("prefill", "llm.prefill", [Option("fast", 1, 80, 0.08, 80, ttft_ms=80),
                                               Option("slow", 1, 300, 0.02, 300, ttft_ms=300)]),
