@@ -66,10 +66,9 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
                 start = max(start, finish[e.u] + e.weight * ms)
                 money += e.weight * usd * scale
             end = start + w * c.option.time_ms
+            money += inst.per_call_usd[k] * scale
             if inst.load > 0 and not site.metered:
-                money += inst.demand(k) * site.usd_per_hr + w * c.option.fee_usd * scale
-            else:
-                money += w * c.option.usd_per_call * scale
+                money += inst.demand(k) * site.usd_per_hr
             room = (inst.load <= 0 or site.count is None
                     or max(c.option.tp, math.ceil(used.get(c.site, 0.0) + inst.demand(k) - 1e-9)) <= site.count)
             fits = room and end + after[i] <= budget + 1e-9

@@ -32,14 +32,11 @@ def _deadline_slack(inst: Instance, m: Metrics, deadline: float) -> list[float]:
 
 def _rate(inst: Instance, k: int) -> float:
     """What choice k adds to the objective: $/request, or fractional $/hr under load."""
-    c = inst.choices[k]
-    site = inst.sites[c.site]
-    w = inst.ops[c.op].weight
     if inst.load <= 0:
-        return w * c.option.usd_per_call
-    if site.metered:
-        return inst.load * 3600.0 * w * c.option.usd_per_call
-    return site.usd_per_hr * inst.demand(k) + inst.load * 3600.0 * w * c.option.fee_usd
+        return inst.per_call_usd[k]
+    site = inst.sites[inst.choices[k].site]
+    rate = inst.per_call_usd[k] * inst.load * 3600.0
+    return rate if site.metered else rate + site.usd_per_hr * inst.demand(k)
 
 
 def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 10000) -> Metrics:

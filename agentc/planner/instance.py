@@ -181,10 +181,13 @@ class Instance:
         # Per-choice terms that evaluate() sums for every candidate plan, computed once.
         w = [self.ops[c.op].weight for c in self.choices]
         self._dur = [w[k] * c.option.time_ms for k, c in enumerate(self.choices)]
-        self._usd = [w[k] * c.option.usd_per_call for k, c in enumerate(self.choices)]
         self._demand = [self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp for k, c in enumerate(self.choices)]
-        self._per_call = [w[k] * (c.option.usd_per_call if self.sites[c.site].metered else c.option.fee_usd)
-                          for k, c in enumerate(self.choices)]
+        # $ per request that choice k pays call by call: its whole price without load or
+        # on a metered pool; under load on an hourly pool only its fee (an API charge),
+        # the devices being paid by the hour through their demand. Every objective (MILP,
+        # greedy, descent, evaluate) prices calls from this one list.
+        self.per_call_usd = [w[k] * (c.option.usd_per_call if self.load <= 0 or self.sites[c.site].metered
+                                     else c.option.fee_usd) for k, c in enumerate(self.choices)]
 
     def _build_edges(self) -> None:
         p = self.problem
@@ -286,7 +289,7 @@ class Instance:
             finish[i] = s + dur[i]
         e2e = max(finish, default=0.0)
         transfer_usd = sum(e.weight * transfers[k][1] for k, e in enumerate(self.edges))
-        op_usd = sum(self._usd[k] for k in choice)
+        call_usd = sum(self.per_call_usd[k] for k in choice)
         demand: dict[int, float] = {}
         devices: dict[int, int] = {}
         for i, k in enumerate(choice):
@@ -296,14 +299,13 @@ class Instance:
         if self.load > 0:
             # A tensor-parallel replica needs all tp devices at once: at least max tp.
             devices = {j: max(devices[j], math.ceil(d - 1e-9)) for j, d in demand.items()}
-            metered_usd = sum(self._per_call[k] for k in choice)
             usd_hr = sum(devices[j] * self.sites[j].usd_per_hr for j in devices) \
-                + self.load * 3600.0 * (metered_usd + transfer_usd)
+                + self.load * 3600.0 * (call_usd + transfer_usd)
             usd_req = usd_hr / (self.load * 3600.0)
             cost = usd_hr
         else:
             usd_hr = None
-            usd_req = cost = op_usd + transfer_usd
+            usd_req = cost = call_usd + transfer_usd
         m = Metrics(tuple(choice), start, finish, e2e, transfers, usd_req, usd_hr,
                     dict(sorted(devices.items())), demand, cost)
         if sla.e2e_ms is not None and e2e > sla.e2e_ms + 1e-6:

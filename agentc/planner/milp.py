@@ -106,14 +106,9 @@ class Formulation:
         # x and per-op objective terms
         self.xcol: dict[int, int] = {}
         for i, ks in enumerate(self.cand):
-            w = inst.ops[i].weight
             for k in ks:
                 c = inst.choices[k]
-                site = inst.sites[c.site]
-                # under load a pool's devices are paid per hour; a call still pays its fee
-                per_call = c.option.usd_per_call if site.metered or inst.load <= 0 else c.option.fee_usd
-                usd = w * per_call * scale
-                obj = money * usd
+                obj = money * inst.per_call_usd[k] * scale
                 if self.relax:
                     obj += c.ttft_excess_ms + c.tbt_excess_ms
                     obj += 0.0 if c.memory_ok else RELAX_MEMORY_WEIGHT
