@@ -160,7 +160,8 @@ def cli():
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case,
-                targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all, as_json, quiet):
+                targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
+                as_json, quiet):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
 
     \b
@@ -178,7 +179,8 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
             raise UsageError(f"unknown target '{t}'; targets: cpu, nvvm, rocdl")
     opts = _options(emit=emit, cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                     sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, targets=target_list,
-                    cpu_triple=cpu_triple, cpu=cpu_name, cpu_threads=cpu_threads, dump_phases_to=dump_phases_to, print_ir_after_all=print_ir_after_all)
+                    cpu_triple=cpu_triple, cpu=cpu_name, cpu_threads=cpu_threads, dump_phases_to=dump_phases_to,
+                    print_ir_after_all=print_ir_after_all)
     from agentc import report
 
     with report.progress(quiet or as_json or emit is not None) as step:

@@ -293,20 +293,26 @@ def devices_cmd(cluster, catalogs, as_json):
       agentc devices
       agentc devices --cluster examples/clusters/table3.toml --json
     """
+    import dataclasses
+
     from agentc.catalog import load_catalog, load_cluster
-    from agentc.costmodel import tco_usd_per_hr, usd_per_hr
+    from agentc.costmodel import usd_per_hr
 
     cat = load_catalog(catalogs)
     cl = load_cluster(cluster, cat)
+
+    def priced(d, rule):
+        """$/hr of device d under pricing `rule` with this cluster's financing and energy."""
+        if d.is_abstract or not d.capex_usd:
+            return None
+        return round(usd_per_hr(d, dataclasses.replace(cl, pricing=rule)), 6)
+
     devs = []
     for d in sorted(cat.devices.values(), key=lambda d: d.name):
         devs.append({"name": d.name, "kind": d.kind, "vendor": d.vendor, "memory_gb": d.memory_gb,
                      "mem_gbps": d.mem_gbps, "fp16_tflops": d.fp16_tflops, "fp8_tflops": d.fp8_tflops,
                      "tdp_w": d.tdp_w, "capex_usd": d.capex_usd, "given_usd_per_hr": d.given_usd_per_hr,
-                     "tco_usd_per_hr": None if d.is_abstract or not d.capex_usd else round(
-                         tco_usd_per_hr(d, cl.financing_years, cl.interest_rate, cl.energy_usd_per_kwh), 6),
-                     "capex_usd_per_hr": None if d.is_abstract or not d.capex_usd else round(
-                         tco_usd_per_hr(d, cl.financing_years, cl.interest_rate, 0.0), 6),
+                     "tco_usd_per_hr": priced(d, "tco"), "capex_usd_per_hr": priced(d, "capex"),
                      "target": d.target, "chip": d.chip})
     pools = [{"name": p.name, "device": p.device.name, "count": p.count, "nodes": p.nodes,
               "usd_per_hr": None if p.device.is_abstract and p.device.given_usd_per_hr is None

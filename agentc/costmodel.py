@@ -12,8 +12,8 @@ prices a demand on a `DeviceSpec`. Multi-step ops (decode) are evaluated per ste
 multiplied, so the binding resource is the one of a typical step. Measured profiles in a
 cluster file (`[[profile]]`) override the analytic numbers for matching op kinds.
 Dollars are device time x $/hr (TCO rule, its capex part alone, or the catalog's given
-$/hr, per the cluster's `pricing`); the paper's resource-priced form reduces to this when devices are rented
-whole. Edge transfers between pools are `transfer_ms` over the cluster's links.
+$/hr, per the cluster's `pricing`); the paper's resource-priced form reduces to this
+when devices are rented whole. Edge transfers between pools are `transfer_ms` over the cluster's links.
 
 Attribute contract of the granular op vocabulary (what the IR decomposition emits).
 `model` is the ModelSpec passed beside the attrs (the attr itself names it in the IR);
@@ -215,8 +215,7 @@ def tco_usd_per_hr(device: DeviceSpec, years: float = 4, rate: float = 0.08, usd
 def usd_per_hr(device: DeviceSpec, cluster: Cluster | None = None) -> float:
     """$/hr of one device under the cluster's pricing: "tco" (the paper's rule), "capex"
     (the same financing without the power term: hardware cost alone, for owners whose
-    power is a flat fee, and the basis of the paper's per-$ hardware comparisons) or
-    "given" (the catalog's $/hr). Without a cluster: TCO with the paper's defaults. An
+    power is a flat fee) or "given" (the catalog's $/hr). Without a cluster: TCO with the paper's defaults. An
     abstract device with no capex falls back to its given price."""
     pricing = cluster.pricing if cluster is not None else "tco"
     if pricing in ("tco", "capex") and device.capex_usd is not None:
@@ -700,16 +699,17 @@ def batch_sweep(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None, de
 def _profile_cost(prof: Profile, kind: str, attrs: Mapping[str, Any], device_name: str, tp: int,
                   hourly: float | None) -> OpCost:
     tokens = float(attrs.get("tokens", 0)) * float(attrs.get("batch", 1))
+    waiting = kind in _WAITING_KINDS
     if prof.usd_per_call is not None:
         usd = prof.usd_per_call
     elif prof.usd_per_token is not None:
         usd = prof.usd_per_token * tokens
-    elif kind in _WAITING_KINDS:
+    elif waiting:
         usd = 0.0
     else:
         usd = prof.latency_ms / 3.6e6 * (hourly or 0.0) * tp
-    wait = prof.latency_ms if kind in _WAITING_KINDS else 0.0
-    fee = usd if kind in _WAITING_KINDS else 0.0
+    wait = prof.latency_ms if waiting else 0.0
+    fee = usd if waiting else 0.0
     tbt = prof.latency_ms / max(float(attrs.get("tokens", 1)), 1) if kind in _DECODE_KINDS else None
     ttft = prof.latency_ms if kind in _PREFILL_KINDS else None
     return OpCost(kind=kind, device=device_name, tp=tp, time_ms=prof.latency_ms, binding="latency",

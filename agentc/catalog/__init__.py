@@ -872,7 +872,8 @@ def _load_profiles(tf: _TomlFile, value: Any, classes: set[str]) -> tuple[Profil
                 raise tf.error(f"[[profile]] is missing '{key}'", table, None, i)
         op = _str(tf, table, raw, "op", index=i)
         from agentc.costmodel import KINDS  # here: costmodel imports this module
-        if op not in KINDS and f"llm.{op}" not in KINDS:
+        kind = op if op in KINDS else f"llm.{op}"
+        if kind not in KINDS:
             names = sorted(set(KINDS) | {k[4:] for k in KINDS if k.startswith("llm.")})
             raise tf.error(f"unknown op kind '{op}' in [[profile]]", table, "op", i,
                            notes=_did_you_mean(op, names))
@@ -890,10 +891,8 @@ def _load_profiles(tf: _TomlFile, value: Any, classes: set[str]) -> tuple[Profil
                            "usd_per_call", i)
         prices = {k: _num(tf, table, raw, k, index=i, nonneg=True, what="profile: ")
                   for k in ("usd_per_token", "usd_per_call") if k in raw}
-        same = [p for p in profiles if (p.device, p.src, p.dst) == (names.get("device"), names.get("from"),
-                                                                    names.get("to"))
-                and (p.op == op or f"llm.{p.op}" == op or p.op == f"llm.{op}")]
-        if same:
+        if any(p.matches(kind) and (p.device, p.src, p.dst) == (names.get("device"), names.get("from"),
+                                                                 names.get("to")) for p in profiles):
             raise tf.error(f"a second [[profile]] for op '{op}' on the same device", table, "op", i)
         profiles.append(Profile(op=op, latency_ms=_num(tf, table, raw, "latency_ms", index=i, nonneg=True,
                                                        what="profile: "),

@@ -156,32 +156,27 @@ class _Lowerer:
         symbols: dict[str, tuple[str, SourceLoc]] = {}
 
         def claim(kind: str, name: str, loc: SourceLoc) -> None:
-            """Models, indexes and agents become symbols of one module: one namespace."""
-            if name in symbols and symbols[name][0] != kind:
+            """Models, indexes and agents become symbols of one module: one namespace,
+            so a name may be declared once, whatever it names."""
+            if name in symbols:
                 other, where = symbols[name]
+                if other == kind:
+                    verb = "defined" if kind == "agent" else "declared"
+                    raise VerifyError(f"{kind} '{name}' is already {verb}", loc, (f"first {verb} at {where}",))
                 raise VerifyError(f"{kind} '{name}' has the name of the {other} declared at {where}", loc,
                                   ("models, indexes and agents share one namespace: rename one",))
-            symbols.setdefault(name, (kind, loc))
+            symbols[name] = (kind, loc)
 
         for m in self.program.models:
-            if m.name in self.models:
-                raise VerifyError(f"model '{m.name}' is already declared",
-                                  m.loc, (f"first declared at {self.models[m.name][1]}",))
             claim("model", m.name, m.loc)
             self.models[m.name] = (self._model_spec(m), m.loc)
         for ix in self.program.indexes:
-            if ix.name in self.indexes:
-                raise VerifyError(f"index '{ix.name}' is already declared", ix.loc,
-                                  (f"first declared at {self.indexes[ix.name][2]}",))
             claim("index", ix.name, ix.loc)
             kw = _Kwargs(f"index '{ix.name}'", ix.kwargs, ("size", "dim"))
             size = count(kw.quantity("size", ix.loc), "index size")
             dim = count(kw.quantity("dim", ix.loc), "index dim")
             self.indexes[ix.name] = (size, dim, ix.loc)
         for a in self.program.agents:
-            if a.name in self.agents:
-                raise VerifyError(f"agent '{a.name}' is already defined", a.loc,
-                                  (f"first defined at {self.agents[a.name].decl.loc}",))
             claim("agent", a.name, a.loc)
             seen: dict[str, ast.Param] = {}
             for p in a.params:

@@ -201,8 +201,7 @@ def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
                          f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
             heads.append(f"pool {s.name} count")
             too_big = True
-    ran = not too_big
-    relaxed = Formulation(inst, "relax").solve() if ran else MilpResult("skipped", None, None, math.inf, 0.0)
+    relaxed = MilpResult("skipped", None, None, math.inf, 0.0) if too_big else Formulation(inst, "relax").solve()
     if relaxed.choice is not None:
         m = inst.evaluate(relaxed.choice)
         if m.e2e_over_ms > 1e-6:
@@ -232,7 +231,7 @@ def _infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
     if not notes:
         notes.append("the slack relaxation found no violation; the constraints conflict only "
                      "at integer points")
-    if ran:
+    if not too_big:
         notes.append(RELAX_NOTE)
     heads = list(dict.fromkeys(heads)) or ["SLA and capacity"]
     return InfeasiblePlanError("no placement meets " + ", ".join(heads), notes=notes)
