@@ -72,7 +72,9 @@ def test_matmul_edge_tiles_are_correct(shape):
     kernel = cpu.jit(kernels.matmul(m, n, k))
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
-    np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    out = kernel(a, b)[0]
+    assert out.shape == (m, n) and out.dtype == np.float32
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
 
 
 def test_matmul_schedule_clips_peels_packs_and_blocks():
@@ -121,10 +123,12 @@ def test_threaded_kernels_outlive_each_other():
     rng = np.random.default_rng(6)
     a, b = rng.standard_normal((256, 256), np.float32), rng.standard_normal((256, 256), np.float32)
     first = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
-    first(a, b)
+    before = first(a, b)[0].copy()
     del first
     second = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
-    np.testing.assert_allclose(second(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
+    after = second(a, b)[0]
+    assert after.shape == (256, 256) and np.array_equal(after, before)  # same code, same bits
+    np.testing.assert_allclose(after, a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
 
 
 @pytest.mark.parametrize("args,threads", [((64, 128, 4, 2, 192), 1), ((128, 256, 4, 2, 384), 2)])
