@@ -221,13 +221,10 @@ def current_manifest(source: str, options) -> dict:
         return load_manifest(path)
     from dataclasses import replace
 
-    from agentc import driver
+    from agentc import pipeline
 
-    driver.ensure_pipeline()
-    if "placed" not in driver.stage_names():
-        raise UsageError("this agentc has no 'placed' stage yet; pass a manifest.json written by "
-                         "`agentc compile` instead of the source")
-    c = driver.compile_file(source, replace(options, emit="placed", targets=()))
+    c = pipeline.compile_file(source, replace(options, emit="placed", targets=()), or_later=True)
+    pipeline.placement(c)
     return manifest_of(c)
 
 

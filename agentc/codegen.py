@@ -1,40 +1,21 @@
-"""Code generation stages: partition the placed graph per pool, lower ops to kernels,
-make each pool's host program, then run each pool's target over its kernels.
+"""Code-generation jobs: every kernel of every pool (and each pool's host program) on its
+target, advanced stage by stage as the pipeline reaches each emit point.
 
-Stages added after `placed` (each name is a value of `--emit`):
-  partitioned  one nested module per pool, op functions + schedule, send/recv edges
-  kernels      op functions call linalg kernels or the runtime C ABI
-  host         op functions + schedule become `module @host`: a program over buffers
-  llvm         CPU pools to LLVM IR; GPU pools to their LLVM-dialect device code
-  ptx          NVIDIA pools to PTX
-  amdgcn       AMD pools to AMDGPU LLVM IR and AMDGCN objects
-  objects      everything to its final artifacts (.o, .h, cubin, host.o, hsaco)
-
-Artifacts (relative paths in `c.artifacts`): `{pool}/{pool}.mlir` (the pool module:
-kernels and the host module) for every pool; `{pool}/{pool}.{ll,o,h}`, the host program
-(entry `agentc_<pool>_run`, docs/runtime_abi.md), built by the CPU target for every
-pool with a code generator; and per kernel `{pool}/{kernel}.{ext}` with ext from the
-target (`ll`, `o`, `h`; `ptx`, `cubin`, `host.o`; `amdgpu.ll`, `amdgcn.o`, `hsaco`).
-Each (kernel, target, options) is compiled once per compile and its bytes reused by
-every pool that needs it. Pools on target "none" get only the .mlir, with the note "no
-code emitted". `--targets` limits which targets run; `c.data["artifact_meta"]`
-describes every file.
+The pipeline (agentc/pipeline.py) names the emit points `llvm`, `ptx`, `amdgcn` and
+`objects`; each target maps them to its own stages (`Target.EMIT_POINTS`), so this
+module knows no target's stage names. Artifacts (relative paths in `c.artifacts`):
+`{pool}/{pool}.mlir` (the pool module: kernels and the host module) for every pool;
+`{pool}/{pool}.{ll,o,h}`, the host program (entry `agentc_<pool>_run`,
+docs/runtime_abi.md), built by the CPU target for every pool with a code generator; and
+per kernel `{pool}/{kernel}.{ext}` with ext from the target (`ll`, `o`, `h`; `ptx`,
+`cubin`, `host.o`; `amdgpu.ll`, `amdgcn.o`, `hsaco`). Each (kernel, target, options) is
+compiled once per compile and its bytes reused by every pool that needs it. Pools on
+target "none" get only the .mlir, with the note "no code emitted". `--targets` limits
+which targets run; `c.artifact_meta` describes every file.
 """
 
 from __future__ import annotations
 
-from agentc import driver
-from agentc.driver import Stage
-
-# Which target stage each driver stage runs up to (inclusive), per target.
-_UNTIL = {
-    "llvm": {"cpu": "llvm", "nvvm": "nvvm", "rocdl": "rocdl"},
-    "ptx": {"nvvm": "ptx"},
-    "amdgcn": {"rocdl": "amdgcn"},
-    "objects": {"cpu": "header", "nvvm": "host", "rocdl": "hsaco"},
-}
-# A pool's host program (module @host, built for the CPU) goes as far as `llvm` / `objects`.
-_HOST_UNTIL = {"llvm": "llvm", "objects": "header"}
 _KIND = {"ll": "llvm-ir", "o": "object", "h": "header", "ptx": "ptx", "cubin": "cubin",
          "host.ll": "llvm-ir", "host.o": "object", "amdgpu.ll": "llvm-ir", "amdgcn.o": "object",
          "hsaco": "hsaco", "mlir": "mlir"}
@@ -77,8 +58,8 @@ def _kernel_module(pool_op, kernel: str) -> str:
 
 def _jobs(c) -> list[tuple[str, dict, str, _Job]]:
     """(pool, placement, kernel, job) for every kernel of every pool with a selected target."""
-    if "codegen_jobs" in c.data:
-        return c.data["codegen_jobs"]
+    if c.jobs is not None:
+        return c.jobs
     from agentc import targets
     from agentc.passes._ir import get
     from agentc.targets.base import CompileState
@@ -109,7 +90,7 @@ def _jobs(c) -> list[tuple[str, dict, str, _Job]]:
         if host is not None:
             out.append((pool, {"target": "cpu", "chip": "", "host": True}, pool,
                         _host_job(c, pool, name, options, host, kernels)))
-    c.data["codegen_jobs"] = out
+    c.jobs = out
     return out
 
 
@@ -142,23 +123,22 @@ def _host_job(c, pool, target_name, options, host, kernels) -> _Job:
     return _Job(cpu, options, state, host=True)
 
 
-def _advance(c, stage: str) -> None:
-    until = _UNTIL[stage]
+def advance(c, point: str) -> None:
+    """Run every job up to the target stage its target maps emit point `point` to
+    (`Target.EMIT_POINTS`; a pool's host program: `Target.HOST_EMIT_POINTS`)."""
     for _pool, placement, _kernel, job in _jobs(c):
-        if placement.get("host"):
-            if stage in _HOST_UNTIL:
-                job.advance(_HOST_UNTIL[stage])
-        elif placement["target"] in until:
-            job.advance(until[placement["target"]])
-    _collect(c)
+        points = job.target.HOST_EMIT_POINTS if placement.get("host") else job.target.EMIT_POINTS
+        if point in points:
+            job.advance(points[point])
+    collect(c)
 
 
-def _collect(c) -> None:
+def collect(c) -> None:
     """(Re)write artifacts and their meta from the pool modules and the jobs' states."""
     from agentc import targets
     from agentc.passes._ir import get
 
-    meta = c.data.setdefault("artifact_meta", {})
+    meta = c.artifact_meta
     for pool, op in _pools(c):
         path = f"{pool}/{pool}.mlir"
         c.artifacts[path] = (str(op.operation) + "\n").encode()
@@ -180,45 +160,3 @@ def _collect(c) -> None:
             else:
                 entry["kernel"] = kernel
             meta[path] = entry
-
-
-def _stage_partitioned(c) -> None:
-    driver._passes(c, ["partition"])
-
-
-def _stage_kernels(c) -> None:
-    driver._passes(c, ["lower-kernels"])
-    _collect(c)
-
-
-def _stage_host(c) -> None:
-    driver._passes(c, ["lower-host"])
-    c.data.pop("codegen_jobs", None)     # now with a host job per pool
-    _collect(c)
-
-
-STAGES = [
-    Stage("partitioned", "one module per pool: op functions, a schedule, send/recv at cross-pool edges",
-          _stage_partitioned),
-    Stage("kernels", "ops become linalg kernel calls (shapes from model and plan) or runtime C ABI calls",
-          _stage_kernels),
-    Stage("host", "each pool's schedule and op functions become a host program over buffers "
-          "(module @host, C entry agentc_<pool>_run)", _stage_host),
-    Stage("llvm", "CPU kernels to LLVM IR; GPU kernels outlined and lowered to NVVM/ROCDL",
-          lambda c: _advance(c, "llvm"), ir=False),
-    Stage("ptx", "NVIDIA pools: PTX", lambda c: _advance(c, "ptx"), ir=False),
-    Stage("amdgcn", "AMD pools: AMDGPU LLVM IR and AMDGCN objects", lambda c: _advance(c, "amdgcn"), ir=False),
-    Stage("objects", "CPU objects + C headers, cubins + host objects, HSACO (when the tools exist)",
-          lambda c: _advance(c, "objects"), ir=False),
-]
-
-
-def register() -> None:
-    after = "placed"
-    for stage in STAGES:
-        if stage.name not in driver.stage_names():
-            driver.register_stage(stage, after=after)
-        after = stage.name
-
-
-driver._PIPELINE_HOOKS.append(register)

@@ -2,7 +2,7 @@
 
 The planner needs, for every (op, device class, tensor-parallel degree), how long the op
 takes, whether it fits, and what it costs. agentc answers with the paper's roofline
-(PAPER.md section 2):
+(arXiv 2507.19635, section 3.1):
 
     t = max_r( demand_r / (peak_r * eff_r) ) + static_latency + comm + sync
 
@@ -79,6 +79,8 @@ from typing import Any, Mapping
 
 from agentc.catalog import Cluster, DeviceSpec, Link, ModelSpec, Pool, Profile, bytes_per_elem
 from agentc.diagnostics import SourceLoc, VerifyError
+from agentc.dialects.ops import DECODE_KINDS, OPS, PREFILL_KINDS, SPLITTABLE, WAITING_KINDS, kv_cache_bytes
+from agentc.dialects.ops import KINDS as OPS_KINDS
 
 __all__ = [
     "HOURS_PER_MONTH", "KINDS", "CostModelError", "Demand", "OpCost",
@@ -185,11 +187,6 @@ class OpCost:
 
 
 # --------------------------------------------------------------------------- formulas
-
-def kv_cache_bytes(model: ModelSpec, isl: float, batch: float = 1) -> float:
-    """KV cache size (PAPER.md 5): 2 * layers * d_model * kv_heads/heads * ISL * BS * BPE."""
-    return 2 * model.layers * model.d_model * (model.kv_heads / model.heads) * isl * batch * model.bytes_per_elem
-
 
 def peak_egress_bw(model: ModelSpec, isl: float, batch: float, ttft_ms: float, n_prefill_devices: int = 1) -> float:
     """Bytes/s each prefill device must send to ship the KV cache within TTFT."""
@@ -525,49 +522,44 @@ def _compute_cpu(kind, attrs, model, loc):
     raise CostModelError(f"'{kind}' needs attribute 'cost_ms' or 'flops'", loc)
 
 
-_KINDS = {
-    "llm.tokenize": lambda k, a, m, l: _tokenize(k, a, m, l, TOKENIZE_US_PER_TOKEN),
-    "llm.prefill": _prefill,
-    "kv.transfer": _kv_transfer,
-    "llm.decode": _decode,
-    "llm.sample": _sample,
-    "llm.detokenize": lambda k, a, m, l: _tokenize(k, a, m, l, DETOKENIZE_US_PER_TOKEN),
-    "moe.gate_select": _gate_select,
-    "moe.expert_prefill": _prefill,
-    "moe.expert_decode": _decode,
-    "moe.merge": _merge,
-    "comm.allreduce": _allreduce,
-    "tool.lookup": _tool,
-    "tool.compute": _tool,
-    "stt.featurize": _featurize,
-    "stt.encode": _stt_encode,
-    "stt.decode": _stt_decode,
-    "tts.synthesize": _tts_synthesize,
-    "tts.vocode": _tts_vocode,
-    "embed.encode": _embed_encode,
-    "embed.pool": _embed_pool,
-    "retrieve.search": _search,
-    "memory.read": _memory_rw,
-    "memory.write": _memory_rw,
-    "observe.append": _observe,
-    "compute.cpu": _compute_cpu,
+# Demand hooks by name; each op's contract (agentc.dialects.ops.OPS) names its hook, its
+# phase, whether it waits and whether tensor parallelism shards it.
+_DEMAND = {
+    "tokenize": lambda k, a, m, l: _tokenize(k, a, m, l, TOKENIZE_US_PER_TOKEN),
+    "detokenize": lambda k, a, m, l: _tokenize(k, a, m, l, DETOKENIZE_US_PER_TOKEN),
+    "prefill": _prefill,
+    "kv_transfer": _kv_transfer,
+    "decode": _decode,
+    "sample": _sample,
+    "gate_select": _gate_select,
+    "merge": _merge,
+    "allreduce": _allreduce,
+    "tool": _tool,
+    "featurize": _featurize,
+    "stt_encode": _stt_encode,
+    "stt_decode": _stt_decode,
+    "tts_synthesize": _tts_synthesize,
+    "tts_vocode": _tts_vocode,
+    "embed_encode": _embed_encode,
+    "embed_pool": _embed_pool,
+    "search": _search,
+    "memory": _memory_rw,
+    "observe": _observe,
+    "compute_cpu": _compute_cpu,
 }
-KINDS: tuple[str, ...] = tuple(sorted(_KINDS))
-_PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
-_DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+KINDS: tuple[str, ...] = OPS_KINDS
+_PREFILL_KINDS = PREFILL_KINDS
+_DECODE_KINDS = DECODE_KINDS
 # Kinds that mostly wait on someone else (an API, a remote store): a measured latency for
 # them is waiting, and only an explicit price in the profile (an API fee) is paid.
-_WAITING_KINDS = ("tool.lookup", "tool.compute", "memory.read", "memory.write")
-# Kinds whose work shards over a tensor-parallel group (weights, heads or payload).
-_SPLITTABLE = frozenset(_PREFILL_KINDS + _DECODE_KINDS + (
-    "kv.transfer", "moe.gate_select", "moe.merge", "comm.allreduce", "stt.encode", "stt.decode", "embed.encode"))
+_WAITING_KINDS = WAITING_KINDS
 
 
 def op_demand(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None = None,
               loc: SourceLoc | None = None) -> Demand:
     """The resource demand of one granular op (see the module docstring for attrs)."""
     try:
-        fn = _KINDS[kind]
+        fn = _DEMAND[OPS[kind].demand]
     except KeyError:
         raise CostModelError(f"the cost model has no op kind '{kind}'", loc,
                              (f"known kinds: {', '.join(KINDS)}",)) from None
@@ -576,7 +568,7 @@ def op_demand(kind: str, attrs: Mapping[str, Any], model: ModelSpec | None = Non
 
 def supports_tp(kind: str) -> bool:
     """Whether tensor parallelism applies to this kind (tp > 1 is refused otherwise)."""
-    return kind in _SPLITTABLE
+    return kind in SPLITTABLE
 
 
 # --------------------------------------------------------------------------- pricing a demand

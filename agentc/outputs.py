@@ -1,8 +1,9 @@
 """Writing outputs: whole directories and single files, atomically, with OS errors
 reported as the user's (a path to fix), not as a crash.
 
-Kept apart from the driver (no MLIR import), so light commands such as `calibrate`
-write their files the same way.
+Kept apart from the pipeline (no MLIR import), so light commands such as `calibrate`
+write their files the same way. Every file of a directory output lands inside it: a
+relative path that would leave it (absolute, `..`, NUL) is refused, whatever produced it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
         os.chmod(tmp, 0o777 & ~umask)
         try:
             for rel, data in sorted(files.items()):
-                target = os.path.join(tmp, rel)
+                target = os.path.join(tmp, _inside(rel, dest))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with open(target, "wb") as f:
                     f.write(data)
@@ -55,6 +56,14 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _inside(rel: str, dest: str) -> str:
+    """`rel` if it names a file strictly inside the output directory, else an error."""
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or "\0" in rel or os.path.isabs(rel) or any(p in ("", ".", "..") for p in parts):
+        raise OutputError(f"refusing to write '{rel}': it is not a plain path inside '{dest}'")
+    return rel
 
 
 def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -98,3 +107,55 @@ def check_writable(path: str) -> None:
         fd, probe = tempfile.mkstemp(prefix=".agentc-probe-", dir=parent)
         os.close(fd)
         os.unlink(probe)
+
+
+# ----------------------------------------------------------------------------- what a compile writes
+
+def collect_outputs(c, output: str | None):
+    """What a compile writes: (None, None) to print IR on stdout, else
+    (files, (destination, files))."""
+    from agentc.pipeline import stage_is_ir
+
+    if c.options.emit is not None and output is None:
+        return None, None
+    if c.options.emit is not None and stage_is_ir(c.options.emit):
+        name = f"{c.stem}.{c.stage}.mlir"
+        dest = output if output.endswith(".mlir") else os.path.join(output, name)
+        payload = {os.path.basename(dest): c.asm().encode()}
+        return payload, (dest, payload)
+    # A whole output directory: a full compile, or --emit at a file stage (llvm, ptx,
+    # ...), whose result is the artifacts built so far.
+    dest = output or "out"
+    payload = dict(c.artifacts)
+    if c.options.emit is None and c.module is not None:
+        payload[f"{c.stem}.{c.stage}.mlir"] = c.asm().encode()
+    check_replaceable(dest, "-o")
+    payload[MARKER] = MARKER_TEXT
+    return payload, (dest, payload)
+
+
+def collect_dumps(c, dest: str | None) -> dict[str, bytes] | None:
+    """The --dump-phases-to directory's files (it too is replaced whole), or None."""
+    if not dest:
+        return None
+    check_replaceable(dest, "--dump-phases-to")
+    return {**c.dumps, MARKER: MARKER_TEXT}
+
+
+def _make_escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(" ", "\\ ").replace("#", "\\#").replace("$", "$$")
+
+
+def depfile_path(c, depfile: str | None, target: str | None) -> str:
+    """Where -MD writes the depfile: -MF, else next to the output as OUTPUT.d."""
+    return depfile or ((target or f"{c.stem}.out").rstrip("/") + ".d")
+
+
+def write_depfile(c, depfile: str, target: str | None) -> None:
+    """Make-style depfile: the output depends on the source, its imports, the cluster
+    and catalog files."""
+    target = target or f"{c.stem}.out"
+    deps = c.all_inputs()
+    lines = [f"{_make_escape(target)}: " + " \\\n  ".join(_make_escape(d) for d in deps)]
+    lines += [f"{_make_escape(d)}:" for d in deps]
+    write_file_atomic(depfile, ("\n".join(lines) + "\n").encode())

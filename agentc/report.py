@@ -46,7 +46,7 @@ def print_compile_summary(c, dest: str) -> None:
     """Ops per pool, SLA terms with their slack, and cost against the baselines."""
     out = console()
     out.print(f"agentc: compiled {c.input_path} to {dest}/")
-    plan = c.data.get("plan")
+    plan = c.plan
     if plan is None:
         return
     per_pool: dict[str, list[str]] = {}
@@ -56,7 +56,7 @@ def print_compile_summary(c, dest: str) -> None:
     for pool in sorted(per_pool):
         t.add_row(pool, str(plan.devices.get(pool, "-")), str(len(per_pool[pool])))
     out.print(t)
-    problem = c.data["problem"]
+    problem = c.problem
     t = Table("SLA term", "bound ms", "plan ms", "slack ms", title="SLA")
     for name, bound, got in (("e2e latency", problem.sla.e2e_ms, plan.e2e_ms),
                              ("TTFT", problem.sla.ttft_ms, plan.ttft_ms),
@@ -70,3 +70,15 @@ def print_compile_summary(c, dest: str) -> None:
     for b in plan.baselines:
         t.add_row(b.name, num(b.cost) if b.feasible else "infeasible", num(b.ratio) if b.feasible else "-")
     out.print(t)
+
+
+def summary(c) -> dict:
+    """A machine-readable account of the compile (the `--json` output)."""
+    from agentc.passes._ir import walk
+
+    ops: dict[str, int] = {}
+    if c.module is not None:
+        for op in walk(c.module.operation):
+            ops[op.name] = ops.get(op.name, 0) + 1
+    return {"input": c.input_path, "stage": c.stage, "ops": dict(sorted(ops.items())),
+            "artifacts": sorted(c.artifacts)}

@@ -1,4 +1,4 @@
-"""The paper's disaggregated-serving TCO study (PAPER.md section 6).
+"""The paper's disaggregated-serving TCO study (arXiv 2507.19635, section 5 and Table 5).
 
 For every prefill::decode pair of accelerators, every model (Llama 3 8B/70B), dtype
 (FP16/FP8) and sequence shape (ISL/OSL 512/4096 and 4096/512), each side picks its
@@ -97,7 +97,7 @@ def sweep(catalog: Catalog, cluster: Cluster, devices=ACCELERATORS, only: list[S
 
 
 def kv_link_gbps(model_name: str, dtype: str, isl: int, catalog: Catalog, tbt_ms: float = 20.0) -> float:
-    """Link speed that moves one request's KV cache within one TBT (PAPER.md section 5)."""
+    """Link speed that moves one request's KV cache within one TBT (arXiv 2507.19635, section 5.2)."""
     model = model_from_decl(catalog.models[model_name], dtype=dtype)
     return kv_cache_bytes(model, isl, 1) * 8 / (tbt_ms / 1e3) / 1e9
 

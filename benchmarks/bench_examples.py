@@ -12,7 +12,7 @@ import glob
 import os
 import time
 
-from agentc import driver
+from agentc import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,12 +23,12 @@ def main() -> None:
         name = os.path.basename(path)
         cluster = os.path.join(ROOT, "examples", "clusters", "table3.toml") if name == "table3.agent" else None
         t0 = time.perf_counter()
-        driver.compile_file(path, driver.Options(emit="agent", cluster=cluster))
+        pipeline.compile_file(path, pipeline.Options(emit="agent", cluster=cluster))
         t_front = time.perf_counter() - t0
         t0 = time.perf_counter()
-        c = driver.compile_file(path, driver.Options(emit="placed", cluster=cluster))
+        c = pipeline.compile_file(path, pipeline.Options(emit="placed", cluster=cluster))
         t_place = time.perf_counter() - t0
-        plan = c.data["plan"]
+        plan = c.plan
         homog = [b for b in plan.baselines if b.feasible and b.name.startswith("homogeneous")]
         best = min(homog, key=lambda b: b.cost) if homog else None
         greedy = next((b for b in plan.baselines if b.name.startswith("greedy") and b.feasible), None)

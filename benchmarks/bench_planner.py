@@ -23,7 +23,7 @@ import numpy as np
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem, solve
 
-# name, relative speed, $/hr per device (shape of PAPER.md Table 5, not its numbers)
+# name, relative speed, $/hr per device (shape of arXiv 2507.19635 Table 5, not its numbers)
 CLASSES = [("cpu", 0.08, 0.05), ("A40", 0.35, 0.15), ("A100", 1.0, 0.25),
            ("Gaudi3", 2.2, 0.49), ("MI300x", 2.0, 0.52), ("H100", 2.6, 0.60)]
 

@@ -50,9 +50,10 @@ def _slot_table():
     from agentc.dialects import gen_irdl
 
     table = {f"{d}.{n}": (ops, res) for d, n, _doc, _a, ops, res, _r in gen_irdl.GRAPH}
-    for d, names in gen_irdl.GRANULAR.items():
-        for n in names:
-            table[f"{d}.{n}"] = ([("in", gen_irdl.KINDS)], [("out", "?any")])
+    from agentc.dialects.ops import OPS
+
+    for name in OPS:
+        table[name] = ([("in", gen_irdl.KINDS)], [("out", "?any")])
     return table
 
 

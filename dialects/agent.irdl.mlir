@@ -212,75 +212,106 @@ irdl.dialect @llm {
     irdl.operands(context_text: variadic %v4, context_tokens: variadic %v5, context_documents: variadic %v6, context_json: variadic %v7)
     irdl.results(answer: %v8)
   }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @tokenize {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @prefill {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @decode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base "#builtin.integer"
+    %v7 = irdl.base @agent::@audio
+    %v8 = irdl.base @agent::@text
+    %v9 = irdl.base @agent::@tokens
+    %v10 = irdl.base @agent::@embedding
+    %v11 = irdl.base @agent::@documents
+    %v12 = irdl.base @agent::@json
+    %v13 = irdl.base @agent::@kv
+    %v14 = irdl.base @agent::@tensor
+    %v15 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5, "context" = %v6 }
+    irdl.operands(in_audio: variadic %v7, in_text: variadic %v8, in_tokens: variadic %v9, in_embedding: variadic %v10, in_documents: variadic %v11, in_json: variadic %v12, in_kv: variadic %v13, in_tensor: variadic %v14)
+    irdl.results(out: optional %v15)
   }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @sample {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @detokenize {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @prefill {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @sample {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @tokenize {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
   }
 }
 
@@ -300,33 +331,43 @@ irdl.dialect @tool {
     irdl.operands(args_text: variadic %v4, args_tokens: variadic %v5, args_embedding: variadic %v6, args_documents: variadic %v7, args_json: variadic %v8)
     irdl.results(result: %v9)
   }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @lookup {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @compute {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "tool" = %v3, "latency_ms" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @lookup {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "tool" = %v3, "latency_ms" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
   }
 }
 
@@ -359,283 +400,380 @@ irdl.dialect @memory {
     irdl.attributes { "store" = %v1, "latency_ms" = %v2, "bytes" = %v3 }
     irdl.operands(values_text: variadic %v4, values_tokens: variadic %v5, values_embedding: variadic %v6, values_documents: variadic %v7, values_json: variadic %v8)
   }
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @read {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base @agent::@audio
+    %v5 = irdl.base @agent::@text
+    %v6 = irdl.base @agent::@tokens
+    %v7 = irdl.base @agent::@embedding
+    %v8 = irdl.base @agent::@documents
+    %v9 = irdl.base @agent::@json
+    %v10 = irdl.base @agent::@kv
+    %v11 = irdl.base @agent::@tensor
+    %v12 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "store" = %v3 }
+    irdl.operands(in_audio: variadic %v4, in_text: variadic %v5, in_tokens: variadic %v6, in_embedding: variadic %v7, in_documents: variadic %v8, in_json: variadic %v9, in_kv: variadic %v10, in_tensor: variadic %v11)
+    irdl.results(out: optional %v12)
   }
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @write {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @kv {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @transfer {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @moe {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @gate_select {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @expert_prefill {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @expert_decode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @merge {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base @agent::@audio
+    %v5 = irdl.base @agent::@text
+    %v6 = irdl.base @agent::@tokens
+    %v7 = irdl.base @agent::@embedding
+    %v8 = irdl.base @agent::@documents
+    %v9 = irdl.base @agent::@json
+    %v10 = irdl.base @agent::@kv
+    %v11 = irdl.base @agent::@tensor
+    %v12 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "store" = %v3 }
+    irdl.operands(in_audio: variadic %v4, in_text: variadic %v5, in_tokens: variadic %v6, in_embedding: variadic %v7, in_documents: variadic %v8, in_json: variadic %v9, in_kv: variadic %v10, in_tensor: variadic %v11)
+    irdl.results(out: optional %v12)
   }
 }
 
 irdl.dialect @comm {
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @allreduce {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @stt {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @featurize {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @encode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @decode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @tts {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @synthesize {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @vocode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @embed {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @encode {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @pool {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @retrieve {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @search {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
-  }
-}
-
-irdl.dialect @observe {
-  // Granular op (see passes/decompose_*.py).
-  irdl.operation @append {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.integer"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "bytes" = %v3, "tp" = %v4, "count" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
   }
 }
 
 irdl.dialect @compute {
-  // Granular op (see passes/decompose_*.py).
+  // Granular op (its contract: dialects/ops.py).
   irdl.operation @cpu {
-    %v1 = irdl.base @agent::@audio
-    %v2 = irdl.base @agent::@text
-    %v3 = irdl.base @agent::@tokens
-    %v4 = irdl.base @agent::@embedding
-    %v5 = irdl.base @agent::@documents
-    %v6 = irdl.base @agent::@json
-    %v7 = irdl.base @agent::@kv
-    %v8 = irdl.base @agent::@tensor
-    %v9 = irdl.any
-    irdl.operands(in_audio: variadic %v1, in_text: variadic %v2, in_tokens: variadic %v3, in_embedding: variadic %v4, in_documents: variadic %v5, in_json: variadic %v6, in_kv: variadic %v7, in_tensor: variadic %v8)
-    irdl.results(out: optional %v9)
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base @agent::@audio
+    %v5 = irdl.base @agent::@text
+    %v6 = irdl.base @agent::@tokens
+    %v7 = irdl.base @agent::@embedding
+    %v8 = irdl.base @agent::@documents
+    %v9 = irdl.base @agent::@json
+    %v10 = irdl.base @agent::@kv
+    %v11 = irdl.base @agent::@tensor
+    %v12 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "fn" = %v3 }
+    irdl.operands(in_audio: variadic %v4, in_text: variadic %v5, in_tokens: variadic %v6, in_embedding: variadic %v7, in_documents: variadic %v8, in_json: variadic %v9, in_kv: variadic %v10, in_tensor: variadic %v11)
+    irdl.results(out: optional %v12)
+  }
+}
+
+irdl.dialect @embed {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @encode {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @pool {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+}
+
+irdl.dialect @kv {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @transfer {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+}
+
+irdl.dialect @moe {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @expert_decode {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base "#builtin.integer"
+    %v7 = irdl.base @agent::@audio
+    %v8 = irdl.base @agent::@text
+    %v9 = irdl.base @agent::@tokens
+    %v10 = irdl.base @agent::@embedding
+    %v11 = irdl.base @agent::@documents
+    %v12 = irdl.base @agent::@json
+    %v13 = irdl.base @agent::@kv
+    %v14 = irdl.base @agent::@tensor
+    %v15 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5, "context" = %v6 }
+    irdl.operands(in_audio: variadic %v7, in_text: variadic %v8, in_tokens: variadic %v9, in_embedding: variadic %v10, in_documents: variadic %v11, in_json: variadic %v12, in_kv: variadic %v13, in_tensor: variadic %v14)
+    irdl.results(out: optional %v15)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @expert_prefill {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @gate_select {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @merge {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4, "batch" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+}
+
+irdl.dialect @observe {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @append {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base @agent::@audio
+    %v4 = irdl.base @agent::@text
+    %v5 = irdl.base @agent::@tokens
+    %v6 = irdl.base @agent::@embedding
+    %v7 = irdl.base @agent::@documents
+    %v8 = irdl.base @agent::@json
+    %v9 = irdl.base @agent::@kv
+    %v10 = irdl.base @agent::@tensor
+    %v11 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2 }
+    irdl.operands(in_audio: variadic %v3, in_text: variadic %v4, in_tokens: variadic %v5, in_embedding: variadic %v6, in_documents: variadic %v7, in_json: variadic %v8, in_kv: variadic %v9, in_tensor: variadic %v10)
+    irdl.results(out: optional %v11)
+  }
+}
+
+irdl.dialect @retrieve {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @search {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base "#builtin.integer"
+    %v7 = irdl.base @agent::@audio
+    %v8 = irdl.base @agent::@text
+    %v9 = irdl.base @agent::@tokens
+    %v10 = irdl.base @agent::@embedding
+    %v11 = irdl.base @agent::@documents
+    %v12 = irdl.base @agent::@json
+    %v13 = irdl.base @agent::@kv
+    %v14 = irdl.base @agent::@tensor
+    %v15 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "index" = %v3, "index_size" = %v4, "dim" = %v5, "k" = %v6 }
+    irdl.operands(in_audio: variadic %v7, in_text: variadic %v8, in_tokens: variadic %v9, in_embedding: variadic %v10, in_documents: variadic %v11, in_json: variadic %v12, in_kv: variadic %v13, in_tensor: variadic %v14)
+    irdl.results(out: optional %v15)
+  }
+}
+
+irdl.dialect @stt {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @decode {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base "#builtin.integer"
+    %v6 = irdl.base @agent::@audio
+    %v7 = irdl.base @agent::@text
+    %v8 = irdl.base @agent::@tokens
+    %v9 = irdl.base @agent::@embedding
+    %v10 = irdl.base @agent::@documents
+    %v11 = irdl.base @agent::@json
+    %v12 = irdl.base @agent::@kv
+    %v13 = irdl.base @agent::@tensor
+    %v14 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "audio_ms" = %v4, "tokens" = %v5 }
+    irdl.operands(in_audio: variadic %v6, in_text: variadic %v7, in_tokens: variadic %v8, in_embedding: variadic %v9, in_documents: variadic %v10, in_json: variadic %v11, in_kv: variadic %v12, in_tensor: variadic %v13)
+    irdl.results(out: optional %v14)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @encode {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "audio_ms" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @featurize {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "audio_ms" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
+  }
+}
+
+irdl.dialect @tts {
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @synthesize {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.integer"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "tokens" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
+  }
+  // Granular op (its contract: dialects/ops.py).
+  irdl.operation @vocode {
+    %v1 = irdl.base "#builtin.string"
+    %v2 = irdl.base "#builtin.string"
+    %v3 = irdl.base "#builtin.string"
+    %v4 = irdl.base "#builtin.float"
+    %v5 = irdl.base @agent::@audio
+    %v6 = irdl.base @agent::@text
+    %v7 = irdl.base @agent::@tokens
+    %v8 = irdl.base @agent::@embedding
+    %v9 = irdl.base @agent::@documents
+    %v10 = irdl.base @agent::@json
+    %v11 = irdl.base @agent::@kv
+    %v12 = irdl.base @agent::@tensor
+    %v13 = irdl.any
+    irdl.attributes { "label" = %v1, "call" = %v2, "model" = %v3, "audio_ms" = %v4 }
+    irdl.operands(in_audio: variadic %v5, in_text: variadic %v6, in_tokens: variadic %v7, in_embedding: variadic %v8, in_documents: variadic %v9, in_json: variadic %v10, in_kv: variadic %v11, in_tensor: variadic %v12)
+    irdl.results(out: optional %v13)
   }
 }

@@ -1,4 +1,4 @@
-"""The pass registry: pass name -> module with NAME and run(module, options).
+"""The pass registry: pass name -> module with NAME and run(module, ctx).
 
 One pass per file; `agentc-opt -p a,b` and the driver's stages look passes up here by
 name, and `run_pipeline` runs them through the upstream MLIR PassManager (`pm.add`),
@@ -30,10 +30,13 @@ def registry() -> dict:
     return _MODULES
 
 
-def run_pipeline(module, names, options=None, print_ir_after_all: bool = False) -> None:
-    """Run the named passes in order on `module` through an MLIR PassManager."""
+def run_pipeline(module, names, ctx=None, print_ir_after_all: bool = False) -> None:
+    """Run the named passes in order on `module` through an MLIR PassManager; each gets
+    `ctx` (an agentc.state.PassContext; a default one when None)."""
     from agentc.diagnostics import UsageError
+    from agentc.state import PassContext
 
+    ctx = ctx if ctx is not None else PassContext()
     reg = registry()
     pm = passmanager.PassManager("builtin.module")
     for spec in names:
@@ -41,7 +44,7 @@ def run_pipeline(module, names, options=None, print_ir_after_all: bool = False) 
         if name not in reg:
             raise UsageError(f"unknown pass '{name}'; known passes: {', '.join(sorted(reg))}")
         mod = reg[name]
-        pm.add(lambda op, _pass, mod=mod, args=args: mod.run(op, options, **args), name)
+        pm.add(lambda op, _pass, mod=mod, args=args: mod.run(op, ctx, **args), name)
     if print_ir_after_all:
         pm.enable_ir_printing(print_after_all=True)
     pm.run(module.operation)

@@ -1,31 +1,11 @@
-"""What the cost and placement passes share: the catalog, the cluster and the models of
-a module, built once per compile and cached on the Compilation."""
+"""What passes read from a module: its models (as ModelSpecs, built one way), its entry
+graph, and the bytes a value carries (the op contract's rule)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from agentc.passes._ir import attrs_of, get, top_ops
-
-
-def catalog_and_cluster(comp):
-    from agentc.catalog import load_catalog, load_cluster
-
-    data = comp.data if comp is not None else {}
-    if "cluster" not in data:
-        from agentc.driver import catalog as compile_catalog
-
-        opts = comp.options if comp is not None else None
-        catalog = compile_catalog(comp) if comp is not None else load_catalog()
-        cluster = load_cluster(opts.cluster if opts else None, catalog)
-        if opts is not None and opts.pricing:
-            cluster = dataclasses.replace(cluster, pricing=opts.pricing)
-        data["catalog"], data["cluster"] = catalog, cluster
-        if comp is not None:
-            extra = data.setdefault("extra_inputs", [])
-            extra.extend(f for f in getattr(cluster, "files", ()) if f not in extra)
-            extra.extend(f for f in getattr(catalog, "files", ()) if f not in extra)
-    return data["catalog"], data["cluster"]
 
 
 def models_of(module) -> dict:
@@ -60,3 +40,11 @@ def entry_graph(module):
 def model_for(op, models):
     name = get(op, "model")
     return models.get(name) if name else None
+
+
+def value_bytes(op, kind: str, models: dict) -> float:
+    """Bytes of the value of kind `kind` that `op` yields (agentc.dialects.ops.value_bytes);
+    `models` from `models_of`."""
+    from agentc.dialects.ops import value_bytes as contract_bytes
+
+    return contract_bytes(op.name, kind, attrs_of(op), model_for(op, models))

@@ -1,8 +1,8 @@
 """annotate-cost: price every granular op on every device pool of the cluster.
 
 For each op and each pool (and each admissible tensor-parallel degree where the op
-splits), the cost model gives time, binding resource, memory fit and dollars (PAPER.md
-section 2). The result is attached to the op as `costs`, an array of dictionaries, so
+splits), the cost model gives time, binding resource, memory fit and dollars (arXiv
+2507.19635, section 3.1). The result is attached to the op as `costs`, an array of dictionaries, so
 the placement pass, `agentc cost` and a human reading `--emit costed` all see the same
 numbers. Host-side work (tokenizing, tool calls, memory, glue) is offered only on CPU
 pools when the cluster has any. An op that fits no device is an error here, located at
@@ -17,10 +17,10 @@ from agentc.costmodel import KINDS, CostModelError, batch_sweep, op_cost, op_dem
 from agentc.diagnostics import VerifyError
 from agentc.frontend.lower import attrs
 from agentc.passes._ir import attrs_of, get, source_loc, top_ops, walk
-from agentc.passes._plan_ctx import catalog_and_cluster, model_for, models_of
+from agentc.dialects.ops import DECODE_KINDS
+from agentc.passes._plan_ctx import model_for, models_of
 
 NAME = "annotate-cost"
-DECODE_KINDS = ("llm.decode", "moe.expert_decode")
 MAX_BATCH = 256
 
 
@@ -72,8 +72,8 @@ def op_costs(op, models, cluster, tbt_sla_ms=None):
     return out
 
 
-def run(module, options=None) -> None:
-    _catalog, cluster = catalog_and_cluster(options)
+def run(module, ctx) -> None:
+    cluster = ctx.cluster
     models = models_of(module)
     for graph in [op for op in top_ops(module) if op.name == "agent.graph"]:
         tbt = get(graph, "sla_tbt_ms")

@@ -15,8 +15,9 @@ the all-reduce inside the op's cost.
 
 from __future__ import annotations
 
-from agentc.passes._ir import apply_patterns, copy_attrs, get, make, top_ops
+from agentc.catalog import DTYPE_BYTES
 from agentc.frontend.lower import attrs
+from agentc.passes._ir import apply_patterns, copy_attrs, get, make, top_ops
 
 NAME = "decompose-llm"
 
@@ -25,7 +26,7 @@ def _models(module) -> dict:
     return {get(op, "sym_name"): op for op in top_ops(module) if op.name == "agent.model"}
 
 
-def run(module, options=None, tp: int = 1) -> None:
+def run(module, ctx, tp: int = 1) -> None:
     models = _models(module)
     tp = int(tp)
 
@@ -37,7 +38,7 @@ def run(module, options=None, tp: int = 1) -> None:
         loc = op.location
         moe = (get(model, "experts", 1) or 1) > 1
         d_model = get(model, "d_model")
-        bpe = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5}.get(get(model, "dtype"), 2)
+        bpe = DTYPE_BYTES.get(get(model, "dtype"), 2)
 
         def a(suffix, **kw):
             out = attrs(label=f"{label}.{suffix}", call=label, **kw)

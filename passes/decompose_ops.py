@@ -72,7 +72,7 @@ def _simple(new_name, result_kind, *keep):
     return pattern
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     apply_patterns(module, {
         "agent.stt": _stt,
         "agent.tts": _tts,

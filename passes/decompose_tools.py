@@ -14,7 +14,7 @@ from agentc.passes._ir import apply_patterns, get, make
 NAME = "decompose-tools"
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     def rewrite_invoke(op, rewriter):
         label = get(op, "label", "tool")
         tool, latency, payload = get(op, "tool"), get(op, "latency_ms"), get(op, "payload_bytes")

@@ -51,7 +51,7 @@ def _inline(call, graph) -> None:
     call.erase()
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     graphs = {get(op, "sym_name"): op for op in top_ops(module) if op.name == "agent.graph"}
     called = set()
     for g in graphs.values():

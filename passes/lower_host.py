@@ -381,7 +381,7 @@ def lower_pool(sub) -> None:
     body.append(ir.Operation.parse(str(new)))
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     module_op = module.operation if hasattr(module, "operation") else module
     subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
     if not subs and placed_nothing(module_op):

@@ -37,7 +37,9 @@ from mlir import ir
 
 from agentc import dialects, kernels
 from agentc.passes._ir import StringGlobals, get, placed_nothing, top_ops
-from agentc.passes.partition import PartitionError, _models, value_bytes
+from agentc.dialects.ops import ABI
+from agentc.passes._plan_ctx import models_of, value_bytes
+from agentc.passes.partition import PartitionError, _models
 
 NAME = "lower-kernels"
 
@@ -49,13 +51,6 @@ SAMPLE_K = 4
 FFT_BINS = 201          # n_fft = 400 (25 ms at 16 kHz)
 VOCODER_HOP = 256
 
-ABI = {
-    "llm.tokenize": "agentc_tokenize", "llm.detokenize": "agentc_detokenize",
-    "tool.lookup": "agentc_tool_lookup", "tool.compute": "agentc_tool_invoke",
-    "memory.read": "agentc_memory_read", "memory.write": "agentc_memory_write",
-    "observe.append": "agentc_observe_append", "compute.cpu": "agentc_compute",
-    "kv.transfer": "agentc_kv_transfer", "comm.allreduce": "agentc_allreduce",
-}
 
 
 def _shard(model: dict, tp: int) -> dict:
@@ -207,8 +202,9 @@ def _i64_array(values) -> str:
     return "array<i64: " + ", ".join(str(int(v)) for v in values) + ">" if values else "array<i64>"
 
 
-def lower_pool(sub, models: dict) -> None:
-    """Rewrite the op functions of one pool module; add kernels and ABI declarations."""
+def lower_pool(sub, models: dict, specs: dict) -> None:
+    """Rewrite the op functions of one pool module; add kernels and ABI declarations.
+    `models`: model attributes (kernel shapes); `specs`: ModelSpecs (value sizes)."""
     body = sub.regions[0].blocks[0]
     kernel_texts: dict[str, str] = {}
     strings = StringGlobals()
@@ -227,8 +223,8 @@ def lower_pool(sub, models: dict) -> None:
         model = models.get(get(inner, "model", ""), {})
         header = [f"agentc.op = {_str_attr(inner.name)}",
                   f"agentc.label = {_str_attr(str(get(inner, 'label', fn_name)))}"]
-        in_bytes = [value_bytes(inner, dialects.type_kind(t), models) for t in ftype.inputs]
-        result_bytes = max(1, value_bytes(inner, dialects.type_kind(ftype.results[0]), models)) \
+        in_bytes = [int(value_bytes(inner, dialects.type_kind(t), specs)) for t in ftype.inputs]
+        result_bytes = max(1, int(value_bytes(inner, dialects.type_kind(ftype.results[0]), specs))) \
             if res_types else 0
         header.append(f"agentc.result_bytes = {result_bytes} : i64")
         plan = kernel_plan(inner, model)
@@ -284,18 +280,18 @@ def lower_pool(sub, models: dict) -> None:
             body.append(op)
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     module_op = module.operation if hasattr(module, "operation") else module
     subs = [op for op in top_ops(module_op) if op.name == "builtin.module"]
     if not subs:
         if placed_nothing(module_op):
             return
         raise PartitionError("lower-kernels needs a partitioned module (run partition first)")
-    models = _models(module_op)
+    models, specs = _models(module_op), models_of(module_op)
     for sub in subs:
         if "agentc.kernels" in sub.attributes:
             continue
-        lower_pool(sub, models)
+        lower_pool(sub, models, specs)
         sub.attributes["agentc.kernels"] = ir.UnitAttr.get()
 
 

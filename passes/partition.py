@@ -35,6 +35,7 @@ from mlir.dialects import func
 from agentc import dialects
 from agentc.diagnostics import AgentcError
 from agentc.passes._ir import get, source_loc, top_ops
+from agentc.passes._plan_ctx import models_of, value_bytes
 
 NAME = "partition"
 
@@ -43,46 +44,8 @@ STRUCTURE = {"agent.loop", "agent.branch", "agent.parallel"}
 # Per-op attributes that describe the plan, not the op: dropped from the op functions.
 _PLAN_ONLY = {"costs", "operandSegmentSizes", "resultSegmentSizes"}
 
-_BPE = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
-
-
 class PartitionError(AgentcError):
     pass
-
-
-def value_bytes(op, kind: str, models: dict) -> int:
-    """Bytes of the value `op` produces (of value kind `kind`): what a transfer moves.
-
-    kv: 2 * layers * kv_heads * head_dim * tokens * bytes/elem; tensor: tokens x d_model
-    activations (or log-mel / vocab logits); text and tokens: 4 bytes per token; audio:
-    16 kHz 16-bit PCM; json/documents: the declared payload (1 KiB per document).
-    """
-    model = models.get(get(op, "model", ""), {})
-    tokens = int(get(op, "tokens", 0) or get(op, "context", 0) or 1)
-    batch = int(get(op, "batch", 1) or 1)
-    bpe = _BPE.get(model.get("dtype", "fp16"), 2)
-    d_model = int(model.get("d_model", 1024))
-    if kind == "kv":
-        hd = d_model // max(1, int(model.get("heads", 1)))
-        n = 2 * int(model.get("layers", 1)) * int(model.get("kv_heads", 1)) * hd * tokens * bpe
-    elif kind == "tensor":
-        if op.name == "llm.decode":
-            n = int(model.get("vocab", 32000)) * 4
-        elif op.name == "stt.featurize":
-            n = int(float(get(op, "audio_ms", 1000.0)) / 10) * int(model.get("mel_bins", 80)) * 4
-        else:
-            n = tokens * d_model * bpe
-    elif kind in ("text", "tokens"):
-        n = 4 * tokens
-    elif kind == "audio":
-        n = int(float(get(op, "audio_ms", 1000.0)) * 32)
-    elif kind == "embedding":
-        n = d_model * 4
-    elif kind == "documents":
-        n = 1024 * int(get(op, "k", 1) or 1)
-    else:
-        n = int(get(op, "payload_bytes", 0) or get(op, "bytes", 0) or 1024)
-    return int(n * batch)
 
 
 def symbol(label: str) -> str:
@@ -167,14 +130,14 @@ def _owner(value) -> ir.Operation | None:
         if not isinstance(owner, ir.Block) else None
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     module_op = module.operation if hasattr(module, "operation") else module
     top = module_op.regions[0].blocks[0]
     for op in top_ops(module_op):
         if op.name == "builtin.module":
             raise PartitionError("module is already partitioned")
     graph = _entry(module_op)
-    models = _models(module_op)
+    models = models_of(module_op)
     prog = _Program(graph)
     if not prog.steps:
         return
@@ -219,7 +182,7 @@ def run(module, options=None) -> None:
                 for peer in readers.get(res, []):
                     if peer == here:
                         continue
-                    nbytes = value_bytes(op, dialects.type_kind(res.type), models)
+                    nbytes = int(value_bytes(op, dialects.type_kind(res.type), models))
                     attrs = {"channel": channel, "bytes": nbytes, "link": f"{here}->{peer}"}
                     builders[here].send(res, peer, attrs, trips, region)
                     builders[peer].recv(res, here, attrs, trips, region)

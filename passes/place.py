@@ -8,8 +8,11 @@ prefill to decode, priced by the link (or the cluster's transfer profile) only w
 two ends sit on different pools, which is exactly the paper's disaggregation choice.
 Loops weight their body by expected trips and branches their arms by probability
 (`--worst-case`: maximum trips, both arms). The plan is written back as attributes on
-each op (pool, device, target, chip, tp, replicas, start/finish) and kept on the
-Compilation for the manifest and `agentc explain`.
+each op (pool, device, target, chip, tp, replicas, start/finish, and `option`, the rank
+of the chosen entry of `costs`) and on the graph (solver status and gap), and left on
+the pass context for the manifest and `agentc explain`. `place{restore=1}` rebuilds
+that same plan from those attributes without solving: how a module printed at `placed`
+or later resumes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from agentc.costmodel import kv_cache_bytes, usd_per_hr
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
 from agentc.frontend.lower import attrs
 from agentc.passes._ir import get, source_loc, walk
-from agentc.passes._plan_ctx import catalog_and_cluster, entry_graph, model_for, models_of
+from agentc.dialects import type_kind
+from agentc.passes._plan_ctx import entry_graph, model_for, models_of, value_bytes
+from agentc.state import Placement
 
 NAME = "place"
 TRANSFER_OPS = ("kv.transfer",)
@@ -88,34 +93,16 @@ def _key(op):
     return get(op, "op_id")
 
 
-def value_bytes(op, models) -> float:
-    """Bytes an op's result carries to its consumers (for cross-pool transfers)."""
-    kind = str(op.results[0].type)[len("!agent."):] if len(op.results) else "json"
-    model = model_for(op, models)
-    tokens = get(op, "tokens", 512)
-    if kind == "kv":
-        return kv_cache_bytes(model, get(op, "tokens", 1), get(op, "batch", 1)) if model else 1e6
-    if kind in ("text", "tokens"):
-        return 4.0 * tokens
-    if kind == "json":
-        return float(get(op, "payload_bytes", 0) or 4096)
-    if kind == "documents":
-        return float(get(op, "bytes", 0) or 2048 * (get(op, "k", 4) or 4))
-    if kind == "embedding":
-        return 4.0 * (model.d_model if model else get(op, "dim", 1024))
-    if kind == "audio":
-        return 32.0 * get(op, "audio_ms", 5000.0)
-    # hidden states between the pieces of one model
-    width = model.d_model if model else 1024
-    return float(tokens * width * (model.bytes_per_elem if model else 2))
+def _result_kind(op) -> str:
+    return type_kind(op.results[0].type) if len(op.results) else "json"
 
 
-def build_problem(module, comp):
+def build_problem(module, ctx):
     """The planner Problem for the module's entry graph, and the flattened graph."""
     from agentc import planner
 
-    _catalog, cluster = catalog_and_cluster(comp)
-    opts = comp.options if comp is not None else None
+    cluster = ctx.cluster
+    opts = ctx.options
     models = models_of(module)
     graph_op = entry_graph(module)
     if graph_op is None:
@@ -146,7 +133,8 @@ def build_problem(module, comp):
                     edges += _transfer_edges(g, prod, op, weight, models, cluster, pools)
                 elif _key(prod) in g.ids:
                     edges.append(planner.PlanEdge(src=_key(prod), dst=_key(op),
-                                                  bytes=value_bytes(prod, models), weight=weight))
+                                                  bytes=value_bytes(prod, _result_kind(prod), models),
+                                                  weight=weight))
     # an explicit all-reduce joins the shards of the op that feeds it: same pool
     colocate = [(_key(prod), _key(op)) for op, _w in g.ops if op.name == "comm.allreduce"
                 for operand in op.operands for prod in g.producers(operand) if _key(prod) in g.ids]
@@ -200,15 +188,26 @@ def _transfer_edges(g, transfer, consumer, weight, models, cluster, pools):
     return out
 
 
-def run(module, options=None) -> None:
+def run(module, ctx, restore=None) -> None:
     from agentc import planner
 
-    problem, g, graph_op, cluster = build_problem(module, options)
-    try:
-        plan = planner.solve(problem)
-    except InfeasiblePlanError as e:
-        raise InfeasiblePlanError(e.message, e.loc or source_loc(graph_op), e.notes) from None
+    problem, g, graph_op, cluster = build_problem(module, ctx)
+    if restore not in (None, "0", "1"):
+        raise VerifyError(f"place: restore must be 0 or 1, got '{restore}'")
+    if restore == "1":
+        plan = _restore(problem, g, graph_op)
+    else:
+        try:
+            plan = planner.solve(problem)
+        except InfeasiblePlanError as e:
+            raise InfeasiblePlanError(e.message, e.loc or source_loc(graph_op), e.notes) from None
+        _write_back(plan, problem, g, graph_op, cluster)
+    ctx.placement = Placement(problem, plan, {_key(op): op for op, _ in g.ops})
+
+
+def _write_back(plan, problem, g, graph_op, cluster) -> None:
     pools = {p.name: p for p in cluster.pools}
+    options = {op.id: op.options for op in problem.ops}
     for op, _w in g.ops:
         if op.name in TRANSFER_OPS:
             ends = g.transfer_ends.get(_key(op))
@@ -219,12 +218,36 @@ def run(module, options=None) -> None:
             continue
         p = plan.ops[_key(op)]
         _annotate(op, pools[p.pool], p.option.tp, p.replicas, p.start_ms, p.finish_ms)
-    graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.e2e_ms))
-    graph_op.attributes["plan_cost"] = ir.FloatAttr.get(ir.F64Type.get(), float(plan.cost))
-    if options is not None:
-        options.data["plan"] = plan
-        options.data["problem"] = problem
-        options.data["labels"] = {_key(op): op for op, _ in g.ops}
+        op.attributes["option"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), _rank(options[_key(op)], p))
+    f64 = ir.F64Type.get()
+    graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(f64, float(plan.e2e_ms))
+    graph_op.attributes["plan_cost"] = ir.FloatAttr.get(f64, float(plan.cost))
+    graph_op.attributes["plan_status"] = ir.StringAttr.get(plan.status)
+    graph_op.attributes["plan_gap"] = ir.FloatAttr.get(f64, float(plan.gap))
+
+
+def _rank(options, placed) -> int:
+    """Position of the chosen option among the op's options (the `costs` order); equal
+    options evaluate alike, so the first equal one stands for all."""
+    return options.index(placed.option)
+
+
+def _restore(problem, g, graph_op):
+    """The plan recorded on the ops, re-evaluated (no solve)."""
+    from agentc import planner
+
+    if "plan_status" not in graph_op.attributes:
+        raise VerifyError("this module carries no placement to resume from (no plan_status on the graph); "
+                          "resume from a module printed at 'placed' or later", source_loc(graph_op))
+    chosen = {}
+    for op, _w in g.ops:
+        if op.name in TRANSFER_OPS:
+            continue
+        if "option" not in op.attributes or "pool" not in op.attributes:
+            raise VerifyError(f"op '{_key(op)}' carries no placement (`option`, `pool`) to resume from",
+                              source_loc(op))
+        chosen[_key(op)] = (int(get(op, "option")), get(op, "pool"))
+    return planner.replay(problem, chosen, get(graph_op, "plan_status"), float(get(graph_op, "plan_gap")))
 
 
 def _annotate(op, pool, tp, replicas, start, finish):

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from agentc.diagnostics import VerifyError
 from agentc.passes._ir import get, source_loc, top_ops, walk
+from agentc.dialects.ops import MODEL_KIND_FOR
 
 NAME = "verify-agent"
-MODEL_KIND_FOR = {"llm.call": "decoder", "agent.stt": "stt", "agent.tts": "tts", "agent.embed": "encoder"}
 
 
 def _error(op, message):
     return VerifyError(message, source_loc(op))
 
 
-def run(module, options=None) -> None:
+def run(module, ctx) -> None:
     ops = top_ops(module)
     models = {get(op, "sym_name"): get(op, "kind") for op in ops if op.name == "agent.model"}
     indexes = {get(op, "sym_name") for op in ops if op.name == "agent.index"}

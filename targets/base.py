@@ -33,6 +33,9 @@ StageFn = Callable[[CompileState], CompileState]
 
 class Target(Protocol):
     name: ClassVar[str]
+    # The pipeline's emit points (agentc/pipeline.py: llvm, ptx, amdgcn, objects) -> the
+    # last of this target's stages to run for each; a point it lacks leaves it as it is.
+    EMIT_POINTS: ClassVar[dict[str, str]]
 
     def parse_options(self, **overrides) -> object:
         """Return a frozen dataclass of this target's options (chip, triple, opt level)."""

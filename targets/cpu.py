@@ -685,6 +685,8 @@ def _tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedu
 
 class CpuTarget:
     name: ClassVar[str] = "cpu"
+    EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "llvm", "objects": "header"}
+    HOST_EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "llvm", "objects": "header"}
 
     def parse_options(self, **overrides) -> CpuOptions:
         check_options("cpu target", CpuOptions, overrides)

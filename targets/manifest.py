@@ -37,17 +37,17 @@ def build(c) -> dict:
     from agentc.passes._ir import get, source_loc
     from agentc.passes._plan_ctx import entry_graph
 
-    plan = c.data["plan"]
-    problem = c.data["problem"]
-    labels = c.data["labels"]
-    cluster = c.data["cluster"]
+    plan, problem, labels = c.placement.plan, c.placement.problem, c.placement.labels
+    cluster = c.pass_ctx.cluster
     graph = entry_graph(c.module)
     pools = {p.name: p for p in cluster.pools}
 
-    inputs = []
-    for path in dict.fromkeys(c.inputs + list(c.data.get("extra_inputs", []))):
-        if os.path.isfile(path):
-            inputs.append({"path": _display(path), "sha256": _sha(_read(path))})
+    inputs, seen = [], set()
+    for path, digest in sources(c) + [(p, None) for p in c.pass_ctx.files]:
+        if path in seen or (digest is None and not os.path.isfile(path)):
+            continue
+        seen.add(path)
+        inputs.append({"path": _display(path), "sha256": digest or _sha(_read(path))})
 
     weights = {op.id: op.weight for op in problem.ops}
     edge_bytes: dict[tuple[str, str], float] = {}
@@ -86,7 +86,7 @@ def build(c) -> dict:
     baselines = [{"name": b.name, "feasible": b.feasible, "cost": _r(b.cost), "e2e_ms": _r(b.e2e_ms),
                   "ratio": _r(b.ratio), "reason": b.reason} for b in plan.baselines]
     artifacts = []
-    meta = c.data.get("artifact_meta", {})
+    meta = c.artifact_meta
     for path in sorted(c.artifacts):
         if path.startswith("."):
             continue
@@ -116,6 +116,29 @@ def build(c) -> dict:
                    "violations": list(plan.violations), "penalty": _r(plan.penalty)},
         "artifacts": artifacts,
     }
+
+
+SOURCES_ATTR = "agentc.sources"
+
+
+def record_sources(c) -> None:
+    """Record the source files (path, sha256) on the module, so a module printed at any
+    stage still names the sources it came from and resumes to the same manifest."""
+    from mlir import ir
+
+    files = list(dict.fromkeys(p for p in c.inputs if os.path.isfile(p)))
+    c.module.operation.attributes[SOURCES_ATTR] = ir.ArrayAttr.get(
+        [ir.ArrayAttr.get([ir.StringAttr.get(p), ir.StringAttr.get(_sha(_read(p)))]) for p in files])
+
+
+def sources(c) -> list[tuple[str, str | None]]:
+    """(path, sha256) of the sources: as recorded on the module, else the files read."""
+    from mlir import ir
+
+    attrs = c.module.operation.attributes
+    if SOURCES_ATTR in attrs:
+        return [(ir.StringAttr(a[0]).value, ir.StringAttr(a[1]).value) for a in ir.ArrayAttr(attrs[SOURCES_ATTR])]
+    return [(p, None) for p in c.inputs]
 
 
 def _display(path: str) -> str:

@@ -41,6 +41,7 @@ class NvvmOptions:
 
 class NvvmTarget:
     name: ClassVar[str] = "nvvm"
+    EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "nvvm", "ptx": "ptx", "objects": "host"}
 
     def parse_options(self, **overrides) -> NvvmOptions:
         return common.parse_gpu_options("nvvm", NvvmOptions, overrides, "sm_", "an sm_XX name",

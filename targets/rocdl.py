@@ -38,6 +38,7 @@ class RocdlOptions:
 
 class RocdlTarget:
     name: ClassVar[str] = "rocdl"
+    EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "rocdl", "amdgcn": "amdgcn", "objects": "hsaco"}
 
     def parse_options(self, **overrides) -> RocdlOptions:
         return common.parse_gpu_options("rocdl", RocdlOptions, overrides, "gfx", "a gfxNNN name",

@@ -871,7 +871,7 @@ def _load_profiles(tf: _TomlFile, value: Any, classes: set[str]) -> tuple[Profil
             if key not in raw:
                 raise tf.error(f"[[profile]] is missing '{key}'", table, None, i)
         op = _str(tf, table, raw, "op", index=i)
-        from agentc.costmodel import KINDS  # here: costmodel imports this module
+        from agentc.dialects.ops import KINDS
         kind = op if op in KINDS else f"llm.{op}"
         if kind not in KINDS:
             names = sorted(set(KINDS) | {k[4:] for k in KINDS if k.startswith("llm.")})

@@ -3,7 +3,7 @@
 Pure Python over an abstract problem (no MLIR): the IR `place` pass builds a
 `Problem` from costed ops, `solve` returns a `Plan` with the chosen option per op,
 transfers, latency/cost totals, per-op alternatives, binding constraints and baselines.
-See PAPER.md sections 2-3 for the model; `milp.py` for the formulation.
+See arXiv 2507.19635 section 3.1 (cost model, placement problem) for the model; `milp.py` for the formulation.
 """
 
 from agentc.planner.greedy import greedy_choice
@@ -11,9 +11,10 @@ from agentc.planner.instance import DEFAULT_LINK, Instance, Metrics
 from agentc.planner.problem import (SLA, Alternative, Baseline, EdgePlacement, Link, Option,
                                     OpPlacement, Plan, PlanEdge, PlanOp, Pool, Problem)
 from agentc.planner.solve import pareto, solve
+from agentc.planner.replay import replay
 
 __all__ = [
     "Alternative", "Baseline", "DEFAULT_LINK", "EdgePlacement", "Instance", "Link", "Metrics",
     "OpPlacement", "Option", "Plan", "PlanEdge", "PlanOp", "Pool", "Problem", "SLA",
-    "greedy_choice", "pareto", "solve",
+    "greedy_choice", "pareto", "replay", "solve",
 ]

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from agentc import driver
+from agentc import pipeline
 from agentc.cli import cli
 from agentc.diagnostics import ToolchainError
 from helpers import tree_bytes
@@ -60,14 +60,14 @@ def test_infeasible_plan_keeps_previous_output(built):
 
 def test_toolchain_failure_in_the_last_stage_keeps_previous_output(built, monkeypatch):
     project, before = built
-    driver.ensure_pipeline()
-    last = driver.STAGES[-1]
+    last = pipeline.STAGES[-1]
 
     def fail(c):
         c.artifacts["partial.o"] = b"half-written"
         raise ToolchainError("llc crashed", command="llc -filetype=obj kernel.ll")
 
-    monkeypatch.setattr(last, "run", fail)
+    failing = pipeline.Stage(last.name, last.help, steps=(fail,), ir=last.ir)
+    monkeypatch.setattr(pipeline, "STAGES", pipeline.STAGES[:-1] + (failing,))
     r = _compile("search.agent")
     assert r.exit_code == 1
     assert "llc crashed" in r.output and "reproduce with: llc -filetype=obj kernel.ll" in r.output

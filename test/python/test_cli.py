@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from agentc import __version__
-from agentc.cli import cli, opt_cmd
+from agentc.cli import cli
+from agentc.cli.opt import opt_cmd
 from helpers import tree_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

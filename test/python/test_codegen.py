@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 from mlir import ir
 
-from agentc import driver
+from agentc import pipeline
 from agentc.passes._ir import get, top_ops, walk
 from agentc.targets._mlir_util import tool_path
 
@@ -30,8 +30,7 @@ CPU_ONLY = {"llm.tokenize", "llm.detokenize", "tool.lookup", "tool.compute"}
 
 def placed_text(tmp_path) -> str:
     """The voice example decomposed, then placed by hand (round-robin over POOLS)."""
-    driver.ensure_pipeline()
-    c = driver.compile_file(VOICE, driver.Options(emit="decomposed"))
+    c = pipeline.compile_file(VOICE, pipeline.Options(emit="decomposed"))
     with c.ctx:
         i = 0
         i64 = ir.IntegerType.get_signless(64)
@@ -57,8 +56,7 @@ def placed(tmp_path_factory):
 
 
 def compile_from(path, **kw):
-    driver.ensure_pipeline()
-    return driver.compile_file(path, replace(driver.Options(), **kw))
+    return pipeline.compile_file(path, replace(pipeline.Options(), **kw))
 
 
 def pool_modules(module):
@@ -123,7 +121,7 @@ def full(placed):
 
 
 def test_all_targets_artifacts(full):
-    arts, meta = full.artifacts, full.data["artifact_meta"]
+    arts, meta = full.artifacts, full.artifact_meta
     # every pool with a code generator has a host program: an x86-64 object exporting
     # agentc_<pool>_run, with its header
     for pool in ("xeon", "h100", "mi300x"):
@@ -154,8 +152,8 @@ def test_all_targets_artifacts(full):
 
 def test_targets_cpu_only(placed):
     c = compile_from(placed, emit="objects", targets=("cpu",))
-    built = {c.data["artifact_meta"][p]["target"] for p in c.artifacts
-             if p in c.data["artifact_meta"] and not p.endswith(".mlir")}
+    built = {c.artifact_meta[p]["target"] for p in c.artifacts
+             if p in c.artifact_meta and not p.endswith(".mlir")}
     assert built == {"cpu"}
 
 
@@ -185,7 +183,7 @@ def test_cpu_option_selects_the_instruction_set(placed, tmp_path):
     def ymm_uses(c):
         count = 0
         for path, data in c.artifacts.items():
-            if path.endswith(".o") and c.data["artifact_meta"][path]["target"] == "cpu":
+            if path.endswith(".o") and c.artifact_meta[path]["target"] == "cpu":
                 obj = tmp_path / os.path.basename(path)
                 obj.write_bytes(data)
                 text = subprocess.run([tool_path("llvm-objdump"), "-d", str(obj)], capture_output=True,

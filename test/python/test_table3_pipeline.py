@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from agentc import driver
+from agentc import pipeline
 from agentc.diagnostics import InfeasiblePlanError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,8 +17,8 @@ def _plan(tmp_path, sla_ms):
                                                                               f"latency < {sla_ms}ms")
     path = tmp_path / "t3.agent"
     path.write_text(src)
-    c = driver.compile_file(str(path), driver.Options(emit="placed", cluster=CLUSTER))
-    plan = c.data["plan"]
+    c = pipeline.compile_file(str(path), pipeline.Options(emit="placed", cluster=CLUSTER))
+    plan = c.plan
     where = {op_id.split(".")[-1]: p.pool for op_id, p in plan.ops.items()}
     return plan, where
 

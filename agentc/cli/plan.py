@@ -1,8 +1,5 @@
-"""The planning commands of `agentc`: plan, explain, cost, devices, calibrate.
-
-They share the compile pipeline (stopping at `costed` or `placed`) and print with rich
-tables on a terminal, plain text otherwise, or JSON with `--json`.
-"""
+"""The planning commands: `agentc plan`, `explain` and `cost`. They run the pipeline to
+`placed` (or `costed`) and print rich tables on a terminal, or JSON with `--json`."""
 
 from __future__ import annotations
 
@@ -11,15 +8,18 @@ import json
 import click
 from rich.table import Table
 
-from agentc.cli import _options, cli, common_plan_options, guarded
+from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError
 from agentc.report import console, num
 
 
 def _compile(source, stop, **kw):
-    from agentc import driver
+    from agentc import pipeline
 
-    return driver.compile_file(source, _options(emit=stop, **kw))
+    c = pipeline.compile_file(source, make_options(emit=stop, **kw), or_later=True)
+    if stop == "placed":
+        pipeline.placement(c)
+    return c
 
 
 def _plan_view(c) -> dict:
@@ -28,7 +28,7 @@ def _plan_view(c) -> dict:
     return manifest.build(c)
 
 
-@cli.command("plan")
+@click.command("plan")
 @click.argument("source", type=click.Path(dir_okay=False), required=False)
 @common_plan_options
 @click.option("--pareto", is_flag=True, help="Sweep the latency SLA and print the cost-latency frontier.")
@@ -68,7 +68,7 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     if pareto:
         from agentc import planner
 
-        pts = planner.pareto(c.data["problem"], points=points)
+        pts = planner.pareto(c.problem, points=points)
         if fmt == "json":
             text = json.dumps([{"e2e_ms": round(l, 6), "cost": round(cst, 9)} for l, cst in pts], indent=2)
         elif fmt == "svg":
@@ -175,7 +175,7 @@ def _emit_table(table, output):
     console().print(table)
 
 
-@cli.command("explain")
+@click.command("explain")
 @click.argument("source", type=click.Path(dir_okay=False))
 @common_plan_options
 @click.option("--op", "op_name", default=None, help="Explain one op (its id, e.g. ans.decode).")
@@ -192,7 +192,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     """
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
-    plan = c.data["plan"]
+    plan = c.plan
     ids = sorted(plan.ops)
     if op_name is not None:
         if op_name not in plan.ops:
@@ -232,7 +232,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
 
 
-@cli.command("cost")
+@click.command("cost")
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster inventory TOML.")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
@@ -278,83 +278,3 @@ def cost_cmd(source, cluster, catalogs, pricing, as_json):
                          + (f" tp{e['tp']}" if e["tp"] > 1 else ""))
         t.add_row(r["op"], r["kind"], *cells)
     console().print(t)
-
-
-@cli.command("devices")
-@click.option("--cluster", default=None, type=click.Path(dir_okay=False), help="Cluster inventory TOML.")
-@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@guarded
-def devices_cmd(cluster, catalogs, as_json):
-    """Print the device catalog and the cluster inventory (pools, links, pricing).
-
-    \b
-    Examples:
-      agentc devices
-      agentc devices --cluster examples/clusters/table3.toml --json
-    """
-    import dataclasses
-
-    from agentc.catalog import load_catalog, load_cluster
-    from agentc.costmodel import usd_per_hr
-
-    cat = load_catalog(catalogs)
-    cl = load_cluster(cluster, cat)
-
-    def priced(d, rule):
-        """$/hr of device d under pricing `rule` with this cluster's financing and energy."""
-        if d.is_abstract or not d.capex_usd:
-            return None
-        return round(usd_per_hr(d, dataclasses.replace(cl, pricing=rule)), 6)
-
-    devs = []
-    for d in sorted(cat.devices.values(), key=lambda d: d.name):
-        devs.append({"name": d.name, "kind": d.kind, "vendor": d.vendor, "memory_gb": d.memory_gb,
-                     "mem_gbps": d.mem_gbps, "fp16_tflops": d.fp16_tflops, "fp8_tflops": d.fp8_tflops,
-                     "tdp_w": d.tdp_w, "capex_usd": d.capex_usd, "given_usd_per_hr": d.given_usd_per_hr,
-                     "tco_usd_per_hr": priced(d, "tco"), "capex_usd_per_hr": priced(d, "capex"),
-                     "target": d.target, "chip": d.chip})
-    pools = [{"name": p.name, "device": p.device.name, "count": p.count, "nodes": p.nodes,
-              "usd_per_hr": None if p.device.is_abstract and p.device.given_usd_per_hr is None
-              else round(usd_per_hr(p.device, cl), 6)} for p in cl.pools]
-    links = [{"a": l.a, "b": l.b, "gbps": l.gbps, "latency_ms": l.latency_ms} for l in cl.links]
-    if as_json:
-        click.echo(json.dumps({"devices": devs, "cluster": {"name": cl.name, "pricing": cl.pricing,
-                                                            "pools": pools, "links": links}},
-                              indent=2, sort_keys=True))
-        return
-    out = console()
-    t = Table("device", "kind", "memory GB", "mem GB/s", "FP16 TFLOP/s", "FP8 TFLOP/s", "TDP W", "capex $",
-              "given $/hr", "capex $/hr", "TCO $/hr", "target", title="device catalog")
-    for d in devs:
-        t.add_row(d["name"], d["kind"], num(d["memory_gb"]), num(d["mem_gbps"]), num(d["fp16_tflops"]),
-                  num(d["fp8_tflops"]), num(d["tdp_w"]), num(d["capex_usd"]), num(d["given_usd_per_hr"]),
-                  num(d["capex_usd_per_hr"]), num(d["tco_usd_per_hr"]), f"{d['target']} {d['chip']}".strip())
-    out.print(t)
-    t = Table("pool", "device", "count", "nodes", "$/hr each", title=f"cluster '{cl.name}' (pricing: {cl.pricing})")
-    for p in pools:
-        t.add_row(p["name"], p["device"], str(p["count"]), str(p["nodes"]), num(p["usd_per_hr"]))
-    out.print(t)
-
-
-@cli.command("calibrate")
-@click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True, help="What to measure.")
-@click.option("-o", "--output", default="profile.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Profile to write (a catalog file). Example: -o this_machine.toml")
-@click.option("--name", default="this-cpu", show_default=True, help="Device name in the profile.")
-@guarded
-def calibrate_cmd(device, output, name):
-    """Measure this machine (matmul FLOP/s, memory bandwidth, call overhead) and write a
-    device profile that --catalog and cluster files accept.
-
-    \b
-    Examples:
-      agentc calibrate --device cpu -o profile.toml
-      agentc devices --catalog profile.toml
-    """
-    from agentc.calibrate import calibrate_cpu, write_profile
-
-    data = calibrate_cpu(name=name)
-    write_profile(output, data)
-    m = data.get("measured", {})
-    click.echo(f"agentc: wrote {output}: " + ", ".join(f"{k} = {num(v)}" for k, v in sorted(m.items())))

@@ -1,0 +1,44 @@
+"""Command-line interface: `agentc` and `agentc-opt`, one module per command group.
+
+User errors (`AgentcError`) print `file:line:col: error: ...` with the source line and a
+caret, and exit 1. Anything else is a compiler bug: exit 2 with a reproduction hint;
+the Python traceback is shown only with AGENTC_TRACEBACK=1.
+"""
+
+from __future__ import annotations
+
+import click
+
+from agentc import __version__
+from agentc.cli import catalog, check, compile, opt, plan
+from agentc.cli._common import print_cmake_dir
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agentc")
+@click.option("--cmake-dir", is_flag=True, expose_value=False, is_eager=True, callback=print_cmake_dir,
+              help="Print the directory holding agentcConfig.cmake and exit. "
+                   "Example: cmake -Dagentc_DIR=$(agentc --cmake-dir) ..")
+def cli():
+    """agentc: compile agent graphs (.agent) onto heterogeneous clusters.
+
+    \b
+    Examples:
+      agentc compile examples/voice_agent.agent -o out/
+      agentc compile examples/voice_agent.agent --emit agent
+      agentc devices
+    """
+
+
+
+for _cmd in (compile.compile_cmd, compile.stages_cmd, plan.plan_cmd, plan.explain_cmd, plan.cost_cmd,
+             catalog.devices_cmd, catalog.calibrate_cmd, check.check_cmd):
+    cli.add_command(_cmd)
+
+
+def main():
+    cli(prog_name="agentc")
+
+
+def opt_main():
+    opt.opt_cmd(prog_name="agentc-opt")

@@ -1,0 +1,37 @@
+"""Rebuild a plan from decisions already made (a placed module resumed from .mlir).
+
+The MILP's decisions (per op: the option rank and the pool) are enough to recompute
+everything a plan reports, because every number is evaluated from the choice and never
+read from the solver; the solver's status and gap are restored as recorded.
+"""
+
+from __future__ import annotations
+
+from agentc.diagnostics import VerifyError
+
+from .instance import Instance
+from .milp import MilpResult
+from .problem import Plan, Problem
+from .solve import _baselines, _plan
+
+
+def replay(problem: Problem, chosen: dict[str, tuple[int, str]], status: str, gap: float,
+           *, baselines: bool = True, explain: bool = True) -> Plan:
+    """The plan that picks, for each op id, option `rank` on pool `pool`."""
+    inst = Instance(problem)
+    choice = []
+    for i, op in enumerate(inst.ops):
+        if op.id not in chosen:
+            raise VerifyError(f"op '{op.id}' carries no placement to resume from")
+        rank, pool = chosen[op.id]
+        ks = [k for k in inst.op_choices[i]
+              if inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == pool]
+        if not ks:
+            raise VerifyError(f"op '{op.id}': its placement (option {rank} on pool '{pool}') is not "
+                              "among its costed options")
+        choice.append(ks[0])
+    m = inst.evaluate(tuple(choice))
+    plan = _plan(inst, m, MilpResult(status, tuple(choice), m.objective, gap, 0.0), explain)
+    if baselines:
+        plan.baselines = _baselines(problem, inst, m)
+    return plan
