@@ -382,3 +382,7 @@ def check_cmd(source, baseline, max_cost_increase, max_latency_increase, cluster
     else:
         check.render(result, report.console())
     sys.exit(1 if result.failed else 0)
+
+
+from agentc.deploy.cli import deploy_cmd as _deploy_cmd  # noqa: E402 - needs `guarded` above
+cli.add_command(_deploy_cmd)
