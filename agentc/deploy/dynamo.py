@@ -18,7 +18,7 @@ from agentc.deploy.plan import Deployment, LLMGroup, Role, slug, stated, yaml_te
 API_VERSION = "nvidia.com/v1alpha1"
 IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime"
 DEVICE_LABEL = "agentc.dev/device-class"
-NOTES_ANNOTATION = "agentc.dev/not-exported"
+NOTES_ANNOTATION = "agentc.dev/notes"
 
 
 def _resources(r: Role) -> dict:
@@ -69,5 +69,5 @@ def render(dep: Deployment) -> dict[str, bytes]:
            "spec": {"backendFramework": "vllm", "services": services}}
     head = [f"Dynamo graph for agent '{dep.agent}', written by `agentc deploy --format dynamo`.",
             f"Nodes must carry the label {DEVICE_LABEL}=<device class>."]
-    head += [""] + [f"not exported: {n}" for n in notes] if notes else []
+    head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"dynamo.yaml": yaml_text([doc], head)}

@@ -56,7 +56,7 @@ def script(dep: Deployment, g: LLMGroup, k: int, engine: str, server: Server, ro
     if g.kv_transfer:
         out.append(f"# KV cache: {g.kv_transfer[0]} -> {g.kv_transfer[1]} (NIXL)")
     for n in stated(dep):
-        out.append(f"# not exported: {n}")
+        out.append(f"# note: {n}")
     roles = "|".join([ROLE_CMD[r.phase] for r in g.roles] + ["router"])
     out += [f"# usage: $0 {roles}   (run each role on a host of its pool)",
             "set -euo pipefail"]
@@ -83,7 +83,7 @@ def render(dep: Deployment, engine: str, server: Server, router: Router) -> dict
     files = {f"{g.name}.sh": script(dep, g, k, engine, server, router) for k, g in enumerate(dep.llms)}
     if not dep.llms:
         files["README.txt"] = ("no LLM calls in this plan: nothing for a serving engine to run\n"
-                               + "".join(f"not exported: {n}\n" for n in stated(dep))).encode()
+                               + "".join(f"note: {n}\n" for n in stated(dep))).encode()
     return files
 
 

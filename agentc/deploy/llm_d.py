@@ -76,8 +76,8 @@ def render(dep: Deployment) -> dict[str, bytes]:
                    + ["the InferencePool and endpoint picker come from llm-d's gateway charts"])
     docs.append({"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": slug(f"{dep.agent}-agentc-plan")},
-                 "data": {"not-exported": "\n".join(notes) + "\n"}})
+                 "data": {"notes": "\n".join(notes) + "\n"}})
     head = [f"llm-d objects for agent '{dep.agent}', written by `agentc deploy --format llm-d`.",
             f"Nodes must carry the label {DEVICE_LABEL}=<device class>.", ""]
-    head += [f"not exported: {n}" for n in notes]
+    head += [f"note: {n}" for n in notes]
     return {"llm-d.yaml": yaml_text(docs, head)}

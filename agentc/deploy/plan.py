@@ -306,8 +306,13 @@ def yaml_text(docs: list[dict], comments: list[str]) -> bytes:
     """YAML documents with `#` comment lines on top; keys sorted, so bytes are stable."""
     import yaml
 
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):  # repeated label maps stay spelled out, not &id001
+            return True
+
     head = "".join(f"# {line}\n" if line else "#\n" for line in comments)
-    body = "---\n".join(yaml.safe_dump(d, sort_keys=True, default_flow_style=False, width=1000) for d in docs)
+    body = "---\n".join(yaml.dump(d, Dumper=Dumper, sort_keys=True, default_flow_style=False, width=1000)
+                         for d in docs)
     return (head + body).encode()
 
 

@@ -73,11 +73,11 @@ def render(dep: Deployment) -> dict[str, bytes]:
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
         "args": {"manifest": "manifest.json", "llm": [_llm_entry(g) for g in dep.llms], "pools": pools,
-                 "not_exported": notes},
+                 "notes": notes},
         "deployments": deployments,
     }
     head = [f"Ray Serve config for agent '{dep.agent}', written by `agentc deploy --format ray-serve`.",
             "Deploy with `serve deploy serve.yaml` beside manifest.json; the builder and the pool",
             "actor are agentc's Ray runtime (`agentc serve --ray`)."]
-    head += [""] + [f"not exported: {n}" for n in notes] if notes else []
+    head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}
