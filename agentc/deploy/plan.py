@@ -181,7 +181,14 @@ def load(path: str) -> dict:
         if not isinstance(m.get(key), kind):
             raise UsageError(f"the manifest has no '{key}'; was it written by `agentc compile`?",
                              SourceLoc(path, 1, 1))
-    llm_ops = [o for o in m["ops"] if o.get("kind") in LLM_PHASES]
+    pools = {p.get("name") for p in m["cluster"].get("pools", []) if isinstance(p, dict)}
+    for o in m["ops"]:
+        if not (isinstance(o, dict) and isinstance(o.get("id"), str) and isinstance(o.get("kind"), str)
+                and o.get("pool") in pools and isinstance(o.get("tp"), int) and isinstance(o.get("replicas"), int)):
+            where = o.get("id") if isinstance(o, dict) else o
+            raise UsageError(f"the manifest's op {where!r} lacks an id, kind, known pool, tp or replicas",
+                             locate_in_file(path, f'"{where}"') if isinstance(where, str) else SourceLoc(path, 1, 1))
+    llm_ops = [o for o in m["ops"] if o["kind"] in LLM_PHASES]
     if any("call" not in o or "model" not in o for o in llm_ops):
         raise UsageError("the manifest's LLM ops lack 'model' and 'call' (written by an older agentc); "
                          "compile the source again", locate_in_file(path, '"llm.prefill"'))

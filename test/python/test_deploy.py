@@ -404,3 +404,36 @@ def test_refuses_to_replace_a_foreign_directory(plans, tmp_path):
     r = _deploy(plans["voice"][0], "vllm", tmp_path / "o")
     assert r.exit_code == 1
     assert (tmp_path / "o" / "mine.txt").read_text() == "keep"
+
+
+def test_op_on_an_unknown_pool_is_a_located_error(plans, tmp_path):
+    m = plans["voice"][1]
+    ops = [dict(o, pool="nowhere") if o["id"] == "ans.prefill" else o for o in m["ops"]]
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(dict(m, ops=ops), indent=2, sort_keys=True))
+    r = _deploy(str(path), "dynamo", tmp_path / "o")
+    assert r.exit_code == 1
+    assert f"{path}:" in r.output and "op 'ans.prefill' lacks an id, kind, known pool" in r.output
+
+
+def test_calls_placed_differently_get_their_own_groups(plans, tmp_path):
+    m = plans["voice"][1]
+    ops = [dict(o, pool="a100", device_class="A100", tp=2) if o["id"] == "ans.1.prefill" else o for o in m["ops"]]
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(dict(m, ops=ops)))
+    r = _deploy(str(path), "ray-serve", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    (app,) = yaml.safe_load((tmp_path / "o" / "serve.yaml").read_text())["applications"]
+    by_calls = {tuple(e["calls"]): e for e in app["args"]["llm"]}
+    assert set(by_calls) == {("ans",), ("ans.1",)}
+    assert len({e["name"] for e in by_calls.values()}) == 2
+    moved = by_calls[("ans.1",)]["args"]["prefill_config"]
+    assert moved["engine_kwargs"]["tensor_parallel_size"] == 2 and moved["accelerator_type"] == "A100"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_plan_without_ops_deploys_empty(fmt, plans, tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(dict(plans["rag"][1], ops=[], edges=[])))
+    r = _deploy(str(path), fmt, tmp_path / "o")
+    assert r.exit_code == 0, r.output
