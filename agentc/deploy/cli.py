@@ -6,6 +6,7 @@ import click
 
 from agentc import outputs
 from agentc.cli import guarded
+from agentc.deploy import FORMATS
 from agentc.diagnostics import UsageError
 
 
@@ -22,7 +23,7 @@ def _model_overrides(values: tuple[str, ...]) -> dict[str, str]:
 @click.command("deploy")
 @click.argument("source", type=click.Path())
 @click.option("--format", "fmt", default="all", show_default=True, metavar="FORMAT",
-              help="ray-serve, dynamo, llm-d, vllm, sglang, or all (one folder per format).")
+              help=f"{', '.join(FORMATS)}, or all (one folder per format).")
 @click.option("-o", "--output", default="deploy", show_default=True, type=click.Path(),
               help="Output directory (replaced as a whole).")
 @click.option("--model", "models", multiple=True, metavar="NAME=SOURCE",
