@@ -70,6 +70,7 @@ def build(c) -> dict:
             "runner_up": None if ru is None else {"pool": ru.pool, "tp": ru.option.tp,
                                                   "delta_ms": _r(ru.delta_ms), "delta_cost": _r(ru.delta_cost),
                                                   "feasible": ru.feasible},
+            **call_fields(op),
         })
     edges = [{"src": e.src, "dst": e.dst, "src_pool": e.src_pool, "dst_pool": e.dst_pool,
               "bytes": _r(edge_bytes.get((e.src, e.dst), 0.0)), "link": f"{e.src_pool}<->{e.dst_pool}",
@@ -115,6 +116,7 @@ def build(c) -> dict:
                    "binding": list(plan.binding), "critical_path": list(plan.critical_path),
                    "violations": list(plan.violations), "penalty": _r(plan.penalty)},
         "artifacts": artifacts,
+        "models": models_table(c.module),
     }
 
 
@@ -139,6 +141,28 @@ def sources(c) -> list[tuple[str, str | None]]:
     if SOURCES_ATTR in attrs:
         return [(ir.StringAttr(a[0]).value, ir.StringAttr(a[1]).value) for a in ir.ArrayAttr(attrs[SOURCES_ATTR])]
     return [(p, None) for p in c.inputs]
+
+
+def call_fields(op) -> dict:
+    """Additive in 1.1: the model an op runs and the source call it was decomposed from,
+    so `agentc deploy` pairs each call's prefill and decode and names the model a
+    serving stack loads from the manifest alone; `models_table` gives the architectures."""
+    from agentc.passes._ir import get
+
+    return {k: get(op, k) for k in ("model", "call") if get(op, k) is not None}
+
+
+def models_table(module) -> dict:
+    """Additive in 1.1: each declared model's architecture (kind, shape, dtype), by name."""
+    from agentc.passes._ir import attrs_of, top_ops
+
+    table = {}
+    for op in top_ops(module):
+        if op.name == "agent.model":
+            fields = attrs_of(op)
+            name = fields.pop("sym_name")
+            table[name] = dict(sorted(fields.items()))
+    return table
 
 
 def _display(path: str) -> str:

@@ -11,6 +11,7 @@ import click
 
 from agentc import __version__
 from agentc.cli import catalog, check, compile, opt, plan
+from agentc.deploy.cli import deploy_cmd
 from agentc.cli._common import print_cmake_dir
 
 
@@ -32,7 +33,7 @@ def cli():
 
 
 for _cmd in (compile.compile_cmd, compile.stages_cmd, plan.plan_cmd, plan.explain_cmd, plan.cost_cmd,
-             catalog.devices_cmd, catalog.calibrate_cmd, check.check_cmd):
+             catalog.devices_cmd, catalog.calibrate_cmd, check.check_cmd, deploy_cmd):
     cli.add_command(_cmd)
 
 

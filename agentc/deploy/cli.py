@@ -1,0 +1,52 @@
+"""The `agentc deploy` command (registered on the main group by agentc/cli.py)."""
+
+from __future__ import annotations
+
+import click
+
+from agentc import outputs
+from agentc.cli._common import guarded
+from agentc.deploy import FORMATS
+from agentc.diagnostics import UsageError
+
+
+def _model_overrides(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, sep, source = v.partition("=")
+        if not sep or not name or not source:
+            raise UsageError(f"--model takes NAME=SOURCE (a declared model and what the engine loads), got '{v}'")
+        out[name] = source
+    return out
+
+
+@click.command("deploy")
+@click.argument("source", type=click.Path())
+@click.option("--format", "fmt", default="all", show_default=True, metavar="FORMAT",
+              help=f"{', '.join(FORMATS)}, or all (one folder per format).")
+@click.option("-o", "--output", default="deploy", show_default=True, type=click.Path(),
+              help="Output directory (replaced as a whole).")
+@click.option("--model", "models", multiple=True, metavar="NAME=SOURCE",
+              help="What the engines load for a declared model, e.g. --model llama=/models/llama3-8b "
+                   "(default: the published checkpoint of a catalog model with its architecture).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@guarded
+def deploy_cmd(source, fmt, output, models, quiet):
+    """Write serving-stack configs for the plan in SOURCE (an `agentc compile -o` directory
+    or its manifest.json): Ray Serve, NVIDIA Dynamo, llm-d, vLLM or SGLang launch scripts.
+
+    \b
+    Examples:
+      agentc compile examples/voice_agent.agent -o out/ --targets cpu
+      agentc deploy out/ --format ray-serve -o deploy/
+      agentc deploy out/manifest.json --format all -o deploy/
+    """
+    from agentc import deploy
+
+    files = deploy.render(source, fmt, _model_overrides(models))
+    outputs.check_replaceable(output, "-o")
+    outputs.check_writable(output)
+    outputs.write_outputs({**files, outputs.MARKER: outputs.MARKER_TEXT}, output)
+    if not quiet:
+        for rel in sorted(files):
+            click.echo(f"{output.rstrip('/')}/{rel}")

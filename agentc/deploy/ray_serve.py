@@ -1,0 +1,83 @@
+"""Ray Serve config (`serve deploy serve.yaml`): one application for the whole agent.
+
+Fields follow Ray 2.60: `ray.serve.schema.ServeDeploySchema` for the file, and
+`ray.serve.llm.LLMConfig` (model_loading_config, accelerator_type, engine_kwargs,
+deployment_config.autoscaling_config, placement_group_config.bundle_per_worker) for each
+LLM role. The application's builder, `agentc.runtime.ray:build_app`, belongs to the Ray
+runtime (issue 20 item 1): it builds each LLM group with the named `ray.serve.llm`
+builder and its args (`build_pd_openai_app` with prefill_config/decode_config, or
+`build_openai_app` with llm_configs when aggregated), and one deployment
+`pool-<pool>` of `agentc.runtime.ray:PoolDeployment(manifest, pool)` per pool part;
+the `deployments` list sets those replicas and pins them to their pool.
+"""
+
+from __future__ import annotations
+
+from agentc.deploy.plan import Deployment, LLMGroup, Role, pool_resource, slug, stated, yaml_text
+
+APP_BUILDER = "agentc.runtime.ray:build_app"
+POOL_ACTOR = "agentc.runtime.ray:PoolDeployment"
+NIXL = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+
+
+def llm_config(g: LLMGroup, r: Role) -> dict:
+    """One LLMConfig: the plan's tp per engine, its replicas as the autoscaling ceiling."""
+    engine = {"tensor_parallel_size": r.tp}
+    if g.quantization:
+        engine["quantization"] = g.quantization
+    if not g.aggregated:
+        engine["kv_transfer_config"] = dict(NIXL)
+    cfg = {
+        "model_loading_config": {"model_id": g.name, "model_source": g.model_source},
+        "engine_kwargs": engine,
+        "deployment_config": {"autoscaling_config": {
+            "min_replicas": 1, "initial_replicas": r.replicas, "max_replicas": r.replicas}},
+        "placement_group_config": {"bundle_per_worker": {r.device.ray_resource: 1,
+                                                         pool_resource(r.device.pool): 1}},
+    }
+    if r.device.accelerator_type:
+        cfg["accelerator_type"] = r.device.accelerator_type
+    return cfg
+
+
+def _llm_entry(g: LLMGroup) -> dict:
+    entry = {"name": g.name, "model": g.model, "calls": list(g.calls), "engine_ops": list(g.engine_ops)}
+    if g.aggregated:
+        entry["builder"] = "ray.serve.llm:build_openai_app"
+        entry["args"] = {"llm_configs": [llm_config(g, g.roles[0])]}
+    else:
+        entry["builder"] = "ray.serve.llm:build_pd_openai_app"
+        entry["args"] = {"prefill_config": llm_config(g, g.roles[0]), "decode_config": llm_config(g, g.roles[1])}
+    return entry
+
+
+def render(dep: Deployment) -> dict[str, bytes]:
+    pools, deployments = [], []
+    for part in dep.pools:
+        if not part.device.has_code:  # stated in dep.notes: nothing to load there
+            continue
+        name = f"pool-{slug(part.device.pool)}"
+        pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR,
+                      "init_args": ["manifest.json", part.device.pool], "ops": list(part.ops)})
+        opts = {"resources": {pool_resource(part.device.pool): 1}}
+        if part.device.vendor == "cpu":
+            opts["num_cpus"] = part.tp
+        elif part.device.ray_resource == "GPU":
+            opts["num_gpus"] = part.tp
+        else:
+            opts["resources"][part.device.ray_resource] = part.tp
+        if part.device.accelerator_type:
+            opts["accelerator_type"] = part.device.accelerator_type
+        deployments.append({"name": name, "num_replicas": part.replicas, "ray_actor_options": opts})
+    notes = stated(dep)
+    app = {
+        "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
+        "args": {"manifest": "manifest.json", "llm": [_llm_entry(g) for g in dep.llms], "pools": pools,
+                 "notes": notes},
+        "deployments": deployments,
+    }
+    head = [f"Ray Serve config for agent '{dep.agent}', written by `agentc deploy --format ray-serve`.",
+            "Deploy with `serve deploy serve.yaml` beside manifest.json; the builder and the pool",
+            "actor are agentc's Ray runtime (`agentc serve --ray`)."]
+    head += [""] + [f"note: {n}" for n in notes] if notes else []
+    return {"serve.yaml": yaml_text([{"applications": [app]}], head)}
