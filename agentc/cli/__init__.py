@@ -37,9 +37,23 @@ for _cmd in (compile.compile_cmd, compile.stages_cmd, plan.plan_cmd, plan.explai
     cli.add_command(_cmd)
 
 
+def _run(command, prog_name: str) -> None:
+    """Run a click command; a usage error (unknown option, bad value) exits 1 like every
+    other user error, keeping exit 2 for compiler bugs alone."""
+    try:
+        rv = command.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        e.show()
+        raise SystemExit(1) from None
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
 def main():
-    cli(prog_name="agentc")
+    _run(cli, "agentc")
 
 
 def opt_main():
-    opt.opt_cmd(prog_name="agentc-opt")
+    _run(opt.opt_cmd, "agentc-opt")

@@ -254,3 +254,24 @@ def test_unknown_cpu_for_a_triple_llc_cannot_list_is_probed(tmp_path):
 def test_calibrate_to_an_unwritable_path_is_a_user_error(tmp_path):
     proc = run_agentc("calibrate", "-o", str(tmp_path / "nodir" / "p.toml"))
     assert proc.returncode == 1 and f"cannot write '{tmp_path}/nodir/p.toml'" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["compile", "--no-such-flag", "x.agent"], ["plan", "x.agent", "--points", "1"],
+                                  ["nope"], ["compile"]])
+def test_usage_errors_exit_1_not_2(args):
+    """Exit 2 is reserved for compiler bugs; click's usage errors are the user's."""
+    proc = subprocess.run([sys.executable, "-m", "agentc", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_agentc_opt_lists_passes_without_a_file():
+    proc = subprocess.run([sys.executable, "-m", "agentc.opt", "--list-passes"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    from agentc.passes import registry
+
+    assert [l for l in lines if not l.startswith(" ")] == sorted(registry())
+    # whole descriptions, not a first line cut mid-sentence
+    assert any("fuses" in l or "." in l for l in lines if l.startswith("    "))
