@@ -22,7 +22,7 @@ from mlir import ir
 from agentc.costmodel import kv_cache_bytes, usd_per_hr
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
 from agentc.frontend.lower import attrs
-from agentc.passes._ir import get, source_loc, walk
+from agentc.passes._ir import get, source_loc
 from agentc.dialects import type_kind
 from agentc.passes._plan_ctx import entry_graph, model_for, models_of, value_bytes
 from agentc.state import Placement
