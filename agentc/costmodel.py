@@ -2,7 +2,7 @@
 
 The planner needs, for every (op, device class, tensor-parallel degree), how long the op
 takes, whether it fits, and what it costs. agentc answers with the paper's roofline
-(PAPER.md section 2):
+(arXiv 2507.19635, Sec. 3.1):
 
     t = max_r( demand_r / (peak_r * eff_r) ) + static_latency + comm + sync
 
@@ -77,8 +77,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from agentc.catalog import Cluster, DeviceSpec, Link, ModelSpec, Pool, Profile, bytes_per_elem
+from agentc.catalog.specs import Cluster, DeviceSpec, Link, ModelSpec, Pool, Profile, bytes_per_elem
 from agentc.diagnostics import SourceLoc, VerifyError
+from agentc.op_kinds import OP_KINDS
 
 __all__ = [
     "HOURS_PER_MONTH", "KINDS", "CostModelError", "Demand", "OpCost",
@@ -187,7 +188,7 @@ class OpCost:
 # --------------------------------------------------------------------------- formulas
 
 def kv_cache_bytes(model: ModelSpec, isl: float, batch: float = 1) -> float:
-    """KV cache size (PAPER.md 5): 2 * layers * d_model * kv_heads/heads * ISL * BS * BPE."""
+    """KV cache size (arXiv 2507.19635, Sec. 5.2): 2 * layers * d_model * kv_heads/heads * ISL * BS * BPE."""
     return 2 * model.layers * model.d_model * (model.kv_heads / model.heads) * isl * batch * model.bytes_per_elem
 
 
@@ -552,7 +553,7 @@ _KINDS = {
     "observe.append": _observe,
     "compute.cpu": _compute_cpu,
 }
-KINDS: tuple[str, ...] = tuple(sorted(_KINDS))
+KINDS: tuple[str, ...] = OP_KINDS  # the one list; _KINDS has a demand function for each (tested)
 _PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
 _DECODE_KINDS = ("llm.decode", "moe.expert_decode")
 # Kinds that mostly wait on someone else (an API, a remote store): a measured latency for
