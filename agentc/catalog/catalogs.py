@@ -113,8 +113,7 @@ def _device_raw(d: DeviceSpec) -> dict:
             raw["given_usd_per_hr"] = d.given_usd_per_hr
         return raw
     raw = {k: getattr(d, k) for k in list(DEVICE_NUMBERS) + list(DEVICE_STRINGS)}
-    if raw["given_usd_per_hr"] is None:
-        del raw["given_usd_per_hr"]
+    raw = {k: v for k, v in raw.items() if v is not None}  # unset optional keys stay unset
     raw["dram_gbps" if d.is_cpu else "hbm_gbps"] = d.mem_gbps
     return raw
 
