@@ -6,12 +6,17 @@ the TOML file, since that is what a user sees (`file:line:col: error: ...`).
 
 from __future__ import annotations
 
+import ast
+import os
 import textwrap
 
 import pytest
+from click.testing import CliRunner
 
+import agentc.cli_plan  # noqa: F401 - registers plan, explain, cost, devices
 from agentc.catalog import (Catalog, Cluster, load_catalog, load_cluster, load_device_profile, list_files_used,
                             model_from_decl)
+from agentc.cli import cli
 from agentc.diagnostics import CatalogError
 
 
@@ -37,7 +42,7 @@ def line_of(path: str, needle: str) -> int:
 # --------------------------------------------------------------------------- devices
 
 def test_paper_table5_numbers(catalog):
-    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (PAPER.md 4)
+    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (arXiv 2507.19635, Table 5)
         "A40": (3000, 48, 696, 75, 0.15), "A100": (8000, 80, 2039, 322, 0.25),
         "Gaudi3": (12500, 128, 3700, 1678, 0.49), "MI300x": (20000, 192, 5300, 1307, 0.52),
         "H100": (25000, 80, 3350, 989.5, 0.60), "B200": (40000, 192, 8000, 2250, 0.83),
@@ -350,3 +355,148 @@ def test_second_profile_for_the_same_op_and_device(tmp_path, catalog):
     path = write(tmp_path, "c.toml", CLUSTER_HEAD + prof + prof.replace('"decode"', '"llm.decode"'))
     with pytest.raises(CatalogError, match="a second \\[\\[profile\\]\\] for op 'llm.decode'"):
         load_cluster(path, catalog)
+
+
+# --------------------------------------------------------------------------- ranges (issue 15, item 3)
+
+VOICE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "examples", "voice_agent.agent")
+TWO_POOLS = CLUSTER_HEAD + '    [[pool]]\n    name = "cpu"\n    device = "epyc-9654"\n    count = 2\n'
+
+
+def plan_exit(args, cwd):
+    """`agentc plan ARGS` in-process: (exit code, stderr)."""
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, ["plan", *args], prog_name="agentc")
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.stderr
+
+
+RANGE_CASES = [  # (text appended to the two-pool cluster, key whose line is blamed, message)
+    ("", "count = 2", None),  # the baseline plans
+    ("FIRST:count = 1000000000", "count = 1000000000",
+     "pool 'gpus': 'count' must be at most 1,000,000, got 1000000000"),
+    ("FIRST:count = 9223372036854775807", "count = 9223372036854775807",
+     "pool 'gpus': 'count' must be at most 1,000,000, got 9223372036854775807"),
+    ("FIRST:count = 1.5", "count = 1.5", "pool 'gpus': 'count' must be an integer, got 1.5"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = inf\n', "gbps = inf", "link: 'gbps' must be finite, got inf"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 0\n', "gbps = 0", "link: 'gbps' must be positive, got 0"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 1e13\n', "gbps = 1e13",
+     "link: 'gbps' must be at most 1e+12, got 10000000000000.0"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 100\nlatency_ms = -1\n', "latency_ms = -1",
+     "link: 'latency_ms' must not be negative, got -1"),
+    ("[default_link]\ngbps = nan\n", "gbps = nan", "default_link: 'gbps' must be finite, got nan"),
+    ("TOP:interest_rate = 8", "interest_rate = 8", "'interest_rate' must be at most 1, got 8"),
+    ("TOP:financing_years = 0", "financing_years = 0", "'financing_years' must be positive, got 0"),
+    ("TOP:energy_usd_per_kwh = 1e300", "energy_usd_per_kwh", "'energy_usd_per_kwh' must be at most 1e+12, got 1e+300"),
+    ('[[profile]]\nop = "decode"\ndevice = "H100"\nlatency_ms = 3\nusd_per_call = -0.5\n', "usd_per_call",
+     "profile: 'usd_per_call' must not be negative, got -0.5"),
+    ('[device.H100]\ndevices_per_chassis = 2000000\n', "devices_per_chassis",
+     "device 'H100': 'devices_per_chassis' must be at most 1,000,000, got 2000000"),
+]
+
+
+@pytest.mark.parametrize("extra,blamed,message", RANGE_CASES, ids=[f"case{i}" for i in range(len(RANGE_CASES))])
+def test_inventory_ranges_by_cli_message_and_exit_code(tmp_path, extra, blamed, message):
+    text = textwrap.dedent(TWO_POOLS).lstrip("\n")
+    if extra.startswith("FIRST:"):
+        text = text.replace("count = 8", extra[len("FIRST:"):], 1)
+    elif extra.startswith("TOP:"):
+        text = extra[len("TOP:"):] + "\n" + text
+    else:
+        text += extra
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    code, err = plan_exit([VOICE, "--cluster", str(path), "--format", "json"], tmp_path)
+    if message is None:
+        assert code == 0, err
+        return
+    assert code == 1, err
+    assert f"{path}:{line_of(str(path), blamed)}:1: error: {message}" in err, err
+
+
+def test_nesting_too_deep_is_a_located_error(tmp_path, catalog):
+    path = tmp_path / "deep.toml"
+    path.write_text('name = "t"\n\nx = ' + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert e.value.message == "invalid TOML: arrays or inline tables nested too deeply"
+    assert e.value.loc.line == 3 and e.value.loc.col > 4
+    code, err = plan_exit([VOICE, "--cluster", str(path)], tmp_path)
+    assert code == 1 and f"{path}:3:" in err
+
+
+def test_unknown_link_key_lists_the_valid_keys(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", TWO_POOLS + '[[link]]\na = "gpus"\nb = "cpu"\ngbsp = 100\n')
+    with pytest.raises(CatalogError, match=r"unknown key 'gbsp' in \[\[link\]\]") as e:
+        load_cluster(path, catalog)
+    assert e.value.notes == ("did you mean 'gbps'?", "valid keys: a, b, gbps, latency_ms")
+    assert e.value.loc.line == line_of(path, "gbsp")
+    path = write(tmp_path, "d.toml", TWO_POOLS + "[default_link]\ngbps = 100\nlatency = 1\n")
+    with pytest.raises(CatalogError, match=r"unknown key 'latency' in \[default_link\]") as e:
+        load_cluster(path, catalog)
+    assert e.value.notes[-1] == "valid keys: gbps, latency_ms"
+
+
+def test_zero_frames_per_token_is_not_positive_rather_than_missing(tmp_path):
+    path = write(tmp_path, "m.toml", "[model.piper-medium]\nframes_per_token = 0\n")
+    code, err = plan_exit([VOICE, "--catalog", path], tmp_path)
+    assert code == 1
+    assert f"{path}:2:1: error: tts model 'piper-medium': 'frames_per_token' must be positive, got 0" in err
+
+
+def test_cluster_override_of_a_catalog_device_keeps_unset_keys_unset(tmp_path, catalog):
+    """A40 has no FP8 factor of its own; overriding its price once failed with 'got None'."""
+    path = write(tmp_path, "c.toml", TWO_POOLS + "[device.A40]\ngiven_usd_per_hr = 1.5\n"
+                 + '[[pool]]\nname = "a40"\ndevice = "A40"\ncount = 1\n')
+    a40 = load_cluster(path, catalog).pool("a40").device
+    assert a40.given_usd_per_hr == 1.5 and a40.fp8_compute_efficiency is None
+    assert a40.fp16_tflops == catalog.devices["A40"].fp16_tflops
+
+
+# --------------------------------------------------------------------------- layout
+
+def _imports(path: str, package: str) -> set[str]:
+    """agentc modules imported anywhere in a file (function-level imports included)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if node.level == 0 else package.rsplit(".", node.level - 1)[0] + "." + node.module
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in out if m.startswith("agentc.")}
+
+
+def test_catalog_cost_model_and_inputs_import_no_cycle():
+    """The modules of this area form an import DAG (catalog once imported costmodel)."""
+    import agentc
+    root = os.path.dirname(agentc.__file__)
+    files = {"agentc.costmodel": "costmodel.py", "agentc.inputs": "inputs.py", "agentc.op_kinds": "op_kinds.py",
+             "agentc.diagnostics": "diagnostics.py", "agentc.catalog": "catalog/__init__.py"}
+    for name in os.listdir(os.path.join(root, "catalog")):
+        if name.endswith(".py") and name != "__init__.py":
+            files[f"agentc.catalog.{name[:-3]}"] = f"catalog/{name}"
+    graph = {}
+    for mod, rel in files.items():
+        package = mod if rel.endswith("__init__.py") else mod.rsplit(".", 1)[0]
+        deps = {d for d in _imports(os.path.join(root, rel), package) if d in files and d != mod}
+        if mod.startswith("agentc.catalog."):
+            deps.discard("agentc.catalog")  # a submodule's parent package is not an edge back
+        graph[mod] = deps
+    import graphlib
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on a cycle
+    assert not any(d == "agentc.costmodel" for m, ds in graph.items() if m.startswith("agentc.catalog") for d in ds)
+
+
+def test_op_kinds_list_is_what_the_cost_model_prices():
+    from agentc import costmodel
+    from agentc.op_kinds import OP_KINDS
+    assert costmodel.KINDS == OP_KINDS and set(costmodel._KINDS) == set(OP_KINDS)
+    assert list(OP_KINDS) == sorted(OP_KINDS)
