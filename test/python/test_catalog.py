@@ -7,10 +7,15 @@ the TOML file, since that is what a user sees (`file:line:col: error: ...`).
 from __future__ import annotations
 
 import ast
+import json
+import math
 import os
+import re
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 import agentc.cli_plan  # noqa: F401 - registers plan, explain, cost, devices
@@ -500,3 +505,110 @@ def test_op_kinds_list_is_what_the_cost_model_prices():
     from agentc.op_kinds import OP_KINDS
     assert costmodel.KINDS == OP_KINDS and set(costmodel._KINDS) == set(OP_KINDS)
     assert list(OP_KINDS) == sorted(OP_KINDS)
+
+
+# --------------------------------------------------------------------------- hostile cluster files (issue 15, item 6)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEEDS = [open(os.path.join(REPO, *p), encoding="utf-8").read() for p in
+         (("agentc", "catalog", "default_cluster.toml"), ("examples", "clusters", "table3.toml"))]
+SEEDS.append(textwrap.dedent(TWO_POOLS).lstrip("\n") + '[[link]]\na = "gpus"\nb = "cpu"\ngbps = 100\n'
+             '[default_link]\ngbps = 10\n[[profile]]\nop = "decode"\ndevice = "H100"\nlatency_ms = 3\n'
+             '[device.H100x]\nbase = "H100"\ngiven_usd_per_hr = 2\n')
+KEYS = ["name", "pricing", "energy_usd_per_kwh", "financing_years", "interest_rate", "device_files", "device",
+        "pool", "link", "default_link", "profile", "count", "nodes", "a", "b", "gbps", "latency_ms", "op",
+        "from", "to", "usd_per_token", "usd_per_call", "base", "kind", "hbm_gbps", "devices_per_chassis",
+        "gbsp", "cuont", '"a.b"', '"../x"', "x"]
+NAMES = ["..", "../x", "../../etc", "/tmp/abs", "a\\u0000b", "gpu\u03c0", "manifest.json", ".agentc-output", ".x",
+         "x" * 300, "", "a b", "A100", "h100", "cpu", "gpus", "hp", "co", "epyc-9654", "H100", "HP", "decode"]
+VALUES = ["0", "-1", "1", "1.5", "8", "1e308", "-1e308", "inf", "-inf", "nan", "9223372036854775807",
+          "-9223372036854775808", "1000000000", "1000001", "true", "[]", "[1, 2]", "{}", '{a = 1}', '"tco"',
+          '"given"', '"bogus"', '["/dev/zero"]', '["nope.toml"]', '[""]', '["."]', "1979-05-27"]
+HEADERS = ["[[pool]]", "[[link]]", "[default_link]", "[[profile]]", "[device.X]", '[device."../y"]', "[pool]",
+           "[link]", "[[default_link]]", "[device]", "[[device.H100]]", "[a.b.c]", "[name]"]
+NAME_RULE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+@st.composite
+def hostile_cluster(draw) -> bytes:
+    lines = draw(st.sampled_from(SEEDS)).splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["value", "key", "name", "delete", "duplicate", "header", "nest", "junk"]))
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        keyed = [j for j, ln in enumerate(lines) if "=" in ln and not ln.lstrip().startswith("#")]
+        if op in ("value", "key", "name") and keyed:
+            j = draw(st.sampled_from(keyed))
+            key, _, value = lines[j].partition("=")
+            if op == "value":
+                value = " " + draw(st.sampled_from(VALUES))
+            elif op == "key":
+                key = draw(st.sampled_from(KEYS)) + " "
+            else:
+                value = " " + json.dumps(draw(st.sampled_from(NAMES)), ensure_ascii=False).replace("\\\\u", "\\u")
+            lines[j] = key + "=" + value
+        elif op == "delete" and lines:
+            del lines[i]
+        elif op == "duplicate" and lines:
+            lines[i:i] = lines[i:i + draw(st.integers(1, 5))]
+        elif op == "header":
+            lines.insert(i, draw(st.sampled_from(HEADERS)))
+        elif op == "nest":
+            n = draw(st.sampled_from([1, 3, 50, 900, 3000, 6000]))
+            open_, close = draw(st.sampled_from([("[", "]"), ("{a = ", "}")]))
+            lines.insert(i, f"{draw(st.sampled_from(KEYS))} = " + open_ * n + ("1" if open_ != "[" else "") + close * n)
+        else:
+            lines.insert(i, draw(st.sampled_from(['"', "[", "=", "]]", "\\u0000", "\x00", "\x7f", "\ufeff", "\r"])))
+    data = "\n".join(lines).encode("utf-8")
+    if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:  # now and then, a byte that is not UTF-8
+        k = draw(st.integers(0, len(data)))
+        data = data[:k] + b"\xff" + data[k:]
+    return data
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@settings(max_examples=1200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=hostile_cluster())
+def test_hostile_cluster_files_load_or_fail_located(fuzz_dir, catalog, data):
+    """Mutated keys, values, names and nesting: a Cluster that keeps every rule, or a
+    CatalogError rendered as `file:line:col: error:`; never another exception."""
+    path = str(fuzz_dir / "c.toml")
+    with open(path, "wb") as f:
+        f.write(data)
+    before = sorted(os.listdir(fuzz_dir))
+    try:
+        cluster = load_cluster(path, catalog)
+    except CatalogError as e:
+        assert e.loc is not None, e.message
+        assert e.loc.line >= 1 and e.loc.col >= 1
+        assert e.render().startswith(f"{e.loc.file}:{e.loc.line}:{e.loc.col}: error: ")
+        assert e.loc.file == path or os.path.isfile(e.loc.file)  # a device_files entry may be to blame
+    else:
+        for pool in cluster.pools:
+            assert NAME_RULE_RE.fullmatch(pool.name) and NAME_RULE_RE.fullmatch(pool.device.name)
+            assert type(pool.count) is int and 1 <= pool.nodes <= pool.count <= 1_000_000
+        for link in cluster.links + ((cluster.default_link,) if cluster.default_link else ()):
+            assert 0 < link.gbps <= 1e12 and 0 <= link.latency_ms <= 1e12
+        assert 0 <= cluster.interest_rate <= 1 and 0 < cluster.financing_years <= 100
+        assert math.isfinite(cluster.energy_usd_per_kwh) and cluster.energy_usd_per_kwh >= 0
+    assert sorted(os.listdir(fuzz_dir)) == before
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=hostile_cluster())
+def test_hostile_cluster_files_through_the_cli(fuzz_dir, data):
+    """The same files through `agentc devices --cluster`: exit 0, or exit 1 with a
+    located diagnostic; never 2 (an internal error) or a traceback."""
+    path = str(fuzz_dir / "cli.toml")
+    with open(path, "wb") as f:
+        f.write(data)
+    result = CliRunner().invoke(cli, ["devices", "--cluster", path, "--json"], prog_name="agentc")
+    assert result.exit_code in (0, 1), (result.exit_code, result.stderr, result.exception)
+    if result.exit_code == 1:
+        assert re.match(r"^[^\n]+:\d+:\d+: error: ", result.stderr), result.stderr
+        assert "Traceback" not in result.stderr
