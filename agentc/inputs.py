@@ -20,7 +20,7 @@ import stat
 
 from agentc.diagnostics import AgentcError, SourceLoc, UsageError
 
-__all__ = ["DEFAULT_MAX_INPUT_BYTES", "LIMIT_ENV", "max_input_bytes", "read_source"]
+__all__ = ["DEFAULT_MAX_INPUT_BYTES", "LIMIT_ENV", "decode_utf8", "max_input_bytes", "read_source"]
 
 DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024
 LIMIT_ENV = "AGENTC_MAX_INPUT_BYTES"

@@ -88,11 +88,10 @@ class CatalogBuilder:
                  loc: SourceLoc | None = None) -> TomlFile:
         """Add one catalog file's tables; `loc`: the entry that named the file."""
         tf = TomlFile(path, "catalog file", loc)
+        expected = " or ".join(f"[{a}]" if a == "measured" else f"[{a}.NAME]" for a in allowed)
         for key in tf.data:
             if key not in allowed:
-                raise tf.error(f"unexpected top-level key '{key}' in a catalog file "
-                               f"(expected {' or '.join(f'[{a}]' if a == 'measured' else f'[{a}.NAME]' for a in allowed)})",
-                               (), key)
+                raise tf.error(f"unexpected top-level key '{key}' in a catalog file (expected {expected})", (), key)
         if "device" in tf.data:
             load_device_tables(tf, tf.data["device"], self.devices, self.device_raws)
         if "model" in tf.data:

@@ -29,7 +29,7 @@ from agentc.diagnostics import CatalogError, SourceLoc
 __all__ = [
     "NAME_RULE", "MAX_NAME_CHARS", "RESERVED_NAMES", "MAX_NUMBER", "MAX_DEVICES", "MAX_MODEL_INT",
     "name_problem", "check_name", "number", "string", "device_from_table", "check_model", "model_from_decl",
-    "DEVICE_NUMBERS", "DEVICE_STRINGS", "MODEL_FIELDS",
+    "DEVICE_NUMBERS", "DEVICE_STRINGS",
 ]
 
 NAME_RULE = "an ASCII letter, then ASCII letters, digits, '_' or '-'; at most 64 characters"
