@@ -136,6 +136,7 @@ def _load_pools(tf: TomlFile, value: Any, devices: Mapping[str, DeviceSpec]) -> 
 
 def _load_links(tf: TomlFile, value: Any, pools: set[str]) -> tuple[Link, ...]:
     links: list[Link] = []
+    linked: set[frozenset[str]] = set()
     for i, raw in enumerate(_array_of_tables(tf, value, "link")):
         table = ("link",)
         _known_keys(tf, table, raw, LINK_KEYS, "[[link]]", i)
@@ -149,9 +150,10 @@ def _load_links(tf: TomlFile, value: Any, pools: set[str]) -> tuple[Link, ...]:
             ends.append(end)
         if ends[0] == ends[1]:
             raise tf.error("a link must join two different pools", table, "b", i)
-        if any({ln.a, ln.b} == set(ends) for ln in links):
+        if frozenset(ends) in linked:
             raise tf.error(f"pools '{ends[0]}' and '{ends[1]}' are already linked (links are undirected)",
                            table, "a", i)
+        linked.add(frozenset(ends))
         gbps = number(tf, table, raw, "gbps", index=i, positive=True, what="link: ")
         lat = number(tf, table, raw, "latency_ms", index=i, nonneg=True, what="link: ") if "latency_ms" in raw else 0.0
         links.append(Link(ends[0], ends[1], gbps, lat))
@@ -172,6 +174,7 @@ def _load_default_link(tf: TomlFile, raw: Any) -> Link:
 
 def _load_profiles(tf: TomlFile, value: Any, classes: set[str]) -> tuple[Profile, ...]:
     profiles: list[Profile] = []
+    seen: set[tuple[str, str | None, str | None, str | None]] = set()  # (canonical kind, device, from, to)
     for i, raw in enumerate(_array_of_tables(tf, value, "profile")):
         table = ("profile",)
         _known_keys(tf, table, raw, PROFILE_KEYS, "[[profile]]", i)
@@ -195,9 +198,10 @@ def _load_profiles(tf: TomlFile, value: Any, classes: set[str]) -> tuple[Profile
                            "usd_per_call", i)
         prices = {k: number(tf, table, raw, k, index=i, nonneg=True, what="profile: ")
                   for k in ("usd_per_token", "usd_per_call") if k in raw}
-        if any(p.matches(kind) and (p.device, p.src, p.dst) == (names.get("device"), names.get("from"),
-                                                                 names.get("to")) for p in profiles):
+        where = (kind, names.get("device"), names.get("from"), names.get("to"))
+        if where in seen:
             raise tf.error(f"a second [[profile]] for op '{op}' on the same device", table, "op", i)
+        seen.add(where)
         latency = number(tf, table, raw, "latency_ms", index=i, nonneg=True, what="profile: ")
         profiles.append(Profile(op=op, latency_ms=latency, device=names.get("device"), src=names.get("from"),
                                 dst=names.get("to"), **prices))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -293,10 +294,19 @@ class Cluster:
     default_link: Link | None = None
     files: tuple[str, ...] = field(default=(), compare=False)
 
+    @functools.cached_property
+    def _pools_by_name(self) -> dict[str, Pool]:
+        return {p.name: p for p in self.pools}
+
+    @functools.cached_property
+    def _links_by_ends(self) -> dict[frozenset[str], Link]:
+        # lookups are per pool pair in the planner: an index keeps them O(1) for
+        # clusters of hundreds of pools and their links
+        return {frozenset((ln.a, ln.b)): ln for ln in self.links}
+
     def pool(self, name: str) -> Pool:
-        for p in self.pools:
-            if p.name == name:
-                return p
+        if name in self._pools_by_name:
+            return self._pools_by_name[name]
         raise CatalogError(f"cluster '{self.name}' has no pool '{name}'",
                            notes=did_you_mean(name, [p.name for p in self.pools]))
 
@@ -312,9 +322,9 @@ class Cluster:
         for the same pool (no transfer) or when the pools are not connected."""
         if a == b:
             return None
-        for link in self.links:
-            if {link.a, link.b} == {a, b}:
-                return link
+        link = self._links_by_ends.get(frozenset((a, b)))
+        if link is not None:
+            return link
         if self.default_link is not None:
             return dataclasses.replace(self.default_link, a=a, b=b)
         return None
