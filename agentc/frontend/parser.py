@@ -287,6 +287,8 @@ def parse_file(path: str, display_name: str | None = None) -> tuple[ast.Program,
     merged = ast.Program(display_name or path)
 
     def visit(p: str, shown: str, stack: tuple[str, ...], loc: SourceLoc | None):
+        if "\0" in p:  # no file system call takes it; realpath would raise ValueError
+            raise ParseError(f"import path {shown!r} contains a NUL character", loc)
         real = os.path.realpath(p)
         if real in stack:
             raise ParseError(f"import cycle: '{shown}' imports itself", loc)

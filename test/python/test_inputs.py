@@ -185,3 +185,11 @@ def test_a_non_utf8_cluster_file_is_located_at_the_byte(tmp_path):
     result = plan([os.path.join(ROOT, "examples", "voice_agent.agent"), "--cluster", str(path)])
     assert result.exit_code == 1
     assert f"{path}:2:6: error: '{path}' is not UTF-8 text: byte 0xe9" in result.stderr
+
+
+def test_an_import_path_with_a_nul_is_located(tmp_path):
+    src = tmp_path / "main.agent"
+    src.write_bytes(b'import "a\x00b"\n' + AGENT.encode())
+    result = plan([str(src)])
+    assert result.exit_code == 1, result.stderr
+    assert f"{src}:1:1: error: import path 'a\\x00b' contains a NUL character" in result.stderr
