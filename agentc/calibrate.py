@@ -17,14 +17,16 @@ from __future__ import annotations
 import math
 import os
 import platform
-import re
 import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import tomli_w
 
 from agentc.catalog import DeviceSpec
+from agentc.catalog.validate import check_name
+from agentc.diagnostics import UsageError
 from agentc.outputs import writing
 
 __all__ = ["calibrate_cpu", "measure_matmul_gflops", "measure_copy_gbps", "measure_call_overhead_us",
@@ -113,6 +115,7 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 10
     `capex_usd`, `tdp_w` (default 15 W per core), `given_usd_per_hr` and `nic_gbits_s`
     are not measurable and are stored as given.
     """
+    _check_device_name(name)
     by_size = {n: measure_matmul_gflops(n, repeats) for n in sizes}
     best_gflops = max(by_size.values())
     copy_gbps = measure_copy_gbps(copy_mb, repeats)
@@ -161,60 +164,33 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 10
     return {"device": device, "measured": measured}
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_str(key)
-
-
-def _toml_str(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ValueError(f"cannot write non-finite number {v!r} to a profile")
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    raise TypeError(f"cannot write {type(v).__name__} to a profile")
-
-
 _PLACEHOLDERS = ("capex_usd", "tdp_w", "given_usd_per_hr", "nic_gbits_s")
+
+
+def _check_device_name(name: str) -> None:
+    """The profile is read back as a catalog, whose device names follow the name rule:
+    refuse a bad `--name` before measuring, not when the profile is used."""
+    check_name(name, "device", lambda msg: UsageError(msg))
 
 
 def write_profile(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Write `calibrate_cpu`'s result as a catalog-format TOML device profile."""
     device = dict(data["device"])
     name = device.pop("name")
-    lines = ["# agentc device profile, written by `agentc calibrate`.",
-             "# Rates are measured (efficiencies are therefore 1.0); keys marked 'edit' are",
-             "# placeholders that cannot be measured.",
-             f"[device.{_toml_key(name)}]"]
-    for key, value in device.items():
-        note = "  # edit: not measured" if key in _PLACEHOLDERS else ""
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}{note}")
-    measured = data.get("measured") or {}
+    _check_device_name(name)
+    measured = dict(data.get("measured") or {})
+    for key, value in list(device.items()) + list(measured.items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"cannot write non-finite {key} = {value!r} to a profile")
+    doc: dict[str, Any] = {"device": {name: device}}
     if measured:
-        lines += ["", "[measured]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in measured.items()]
+        doc["measured"] = measured
+    placeholders = ", ".join(k for k in _PLACEHOLDERS if k in device)
+    header = ("# agentc device profile, written by `agentc calibrate`.\n"
+              "# Rates are measured (efficiencies are therefore 1.0); these keys are placeholders\n"
+              f"# that cannot be measured: edit them: {placeholders}.\n")
     with writing(path), open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(header + tomli_w.dumps(doc))
 
 
 def fit_efficiency(profile: DeviceSpec, peak: DeviceSpec, dtype: str = "fp32") -> dict[str, float]:

@@ -176,24 +176,18 @@ def load_mlir(c: Compilation) -> str:
 
 
 def read_mlir(path: str) -> str:
-    """The text of a .mlir input ('-': standard input), decoded as UTF-8."""
+    """The text of a .mlir input ('-': standard input): a regular file within the input
+    size limit (agentc/inputs.py), decoded as UTF-8 with a located error."""
     import sys
 
+    from agentc.inputs import decode_utf8, max_input_bytes, read_source
+
     if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise UsageError(f"cannot read '{path}': {e.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ParseError(f"'{path}' is not UTF-8 text (byte 0x{data[e.start]:02x})",
-                         SourceLoc(path, line, col)) from None
+        raw = sys.stdin.buffer.read(max_input_bytes() + 1)
+        if len(raw) > max_input_bytes():
+            raise UsageError(f"standard input is larger than {max_input_bytes()} bytes")
+        return decode_utf8(raw, "<stdin>", ParseError)
+    return read_source(path, ".mlir file", error=ParseError)
 
 
 def _nesting(text: str, path: str) -> None:

@@ -87,6 +87,21 @@ WAITING_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.waits)
 SPLITTABLE: frozenset[str] = frozenset(n for n, c in OPS.items() if c.splittable)
 ABI: dict[str, str] = {n: c.abi for n, c in OPS.items() if c.abi}
 
+
+
+def canonical_kind(op: str) -> str | None:
+    """The kind `op` names in a `[[profile]]`: itself, or `llm.<op>` for an LLM short
+    name ("prefill"); else None."""
+    if op in OPS:
+        return op
+    return f"llm.{op}" if f"llm.{op}" in OPS else None
+
+
+def profile_op_names() -> list[str]:
+    """Every name a `[[profile]]` may give as `op`, sorted (for did-you-mean notes)."""
+    return sorted(set(OPS) | {k[4:] for k in OPS if k.startswith("llm.")})
+
+
 # Graph-level ops that run a model, and the model kind each needs.
 MODEL_KIND_FOR = {"llm.call": "decoder", "agent.stt": "stt", "agent.tts": "tts", "agent.embed": "encoder"}
 

@@ -16,6 +16,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from agentc.diagnostics import AgentcError, ParseError, SourceLoc
 from agentc.frontend import ast
+from agentc.inputs import read_source
 
 MAX_NUMBER = 1e18
 
@@ -273,19 +274,10 @@ def parse_text(text: str, file: str = "<input>") -> ast.Program:
 
 
 def _read(path: str, loc: SourceLoc | None) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ParseError(f"cannot open '{path}': no such file", loc) from None
-    except UnicodeDecodeError as e:
-        head = e.object[:e.start]
-        line = head.count(b"\n") + 1
-        col = len(head) - (head.rfind(b"\n") + 1) + 1
-        raise ParseError(f"'{path}' is not UTF-8 text: byte 0x{e.object[e.start]:02x} cannot start or continue "
-                         f"a character", SourceLoc(path, line, col), ("save the file as UTF-8",)) from None
-    except OSError as e:
-        raise ParseError(f"cannot read '{path}': {e.strerror or e}", loc) from None
+    """A source or import through the one bounded reader; newlines normalised as text
+    mode would (a CRLF file parses like an LF one)."""
+    text = read_source(path, "source file" if loc is None else "import", loc=loc, error=ParseError)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_file(path: str, display_name: str | None = None) -> tuple[ast.Program, list[str]]:
@@ -295,6 +287,8 @@ def parse_file(path: str, display_name: str | None = None) -> tuple[ast.Program,
     merged = ast.Program(display_name or path)
 
     def visit(p: str, shown: str, stack: tuple[str, ...], loc: SourceLoc | None):
+        if "\0" in p:  # no file system call takes it; realpath would raise ValueError
+            raise ParseError(f"import path {shown!r} contains a NUL character", loc)
         real = os.path.realpath(p)
         if real in stack:
             raise ParseError(f"import cycle: '{shown}' imports itself", loc)

@@ -9,6 +9,7 @@ import pytest
 from agentc.calibrate import apply_efficiency, calibrate_cpu, fit_efficiency, write_profile
 from agentc.catalog import load_catalog, load_device_profile
 from agentc.costmodel import op_cost
+from agentc.diagnostics import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +40,33 @@ def test_profile_round_trip(tmp_path, measured):
     assert cost.binding == "compute" and cost.compute_ms == pytest.approx(1e9 / (spec.fp32_tflops * 1e12) * 1e3)
 
 
-def test_names_needing_quotes(tmp_path, measured):
-    data = {"device": dict(measured["device"], name="my host \"1\""), "measured": {"note": "a\\b"}}
+def test_values_needing_quotes_round_trip(tmp_path, measured):
+    data = {"device": dict(measured["device"], vendor='Acme "1"'), "measured": {"note": "a\\b\n"}}
     path = tmp_path / "q.toml"
     write_profile(path, data)
-    assert load_device_profile(path).name == 'my host "1"'
+    assert load_device_profile(path).vendor == 'Acme "1"'
+    with open(path, "rb") as f:
+        assert tomllib.load(f)["measured"]["note"] == "a\\b\n"
+
+
+def test_a_device_name_outside_the_name_rule_is_refused_before_writing(tmp_path, measured):
+    """Device names follow the catalog's name rule (they were once quoted TOML keys, and a
+    profile with 'my host' then failed only when loaded); nothing is written."""
+    path = tmp_path / "q.toml"
+    with pytest.raises(UsageError, match="device name 'my host' contains ' '"):
+        write_profile(path, {"device": dict(measured["device"], name="my host")})
+    assert not path.exists()
+    with pytest.raises(UsageError, match="device name '../x' contains a path separator"):
+        calibrate_cpu(name="../x")
+
+
+def test_profile_text_marks_the_placeholders(tmp_path, measured):
+    path = tmp_path / "p.toml"
+    write_profile(path, measured)
+    text = path.read_text()
+    assert text.startswith("# agentc device profile")
+    assert "edit them: capex_usd, tdp_w, given_usd_per_hr, nic_gbits_s." in text
+    assert "[device.test-host]\n" in text and "\n[measured]\n" in text
 
 
 def test_fit_efficiency(tmp_path, measured):

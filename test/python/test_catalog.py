@@ -6,12 +6,20 @@ the TOML file, since that is what a user sees (`file:line:col: error: ...`).
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from click.testing import CliRunner
 
 from agentc.catalog import (Catalog, Cluster, load_catalog, load_cluster, load_device_profile, list_files_used,
                             model_from_decl)
+from agentc.cli import cli
 from agentc.diagnostics import CatalogError
 
 
@@ -37,7 +45,7 @@ def line_of(path: str, needle: str) -> int:
 # --------------------------------------------------------------------------- devices
 
 def test_paper_table5_numbers(catalog):
-    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (PAPER.md 4)
+    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (arXiv 2507.19635, Table 5)
         "A40": (3000, 48, 696, 75, 0.15), "A100": (8000, 80, 2039, 322, 0.25),
         "Gaudi3": (12500, 128, 3700, 1678, 0.49), "MI300x": (20000, 192, 5300, 1307, 0.52),
         "H100": (25000, 80, 3350, 989.5, 0.60), "B200": (40000, 192, 8000, 2250, 0.83),
@@ -350,3 +358,212 @@ def test_second_profile_for_the_same_op_and_device(tmp_path, catalog):
     path = write(tmp_path, "c.toml", CLUSTER_HEAD + prof + prof.replace('"decode"', '"llm.decode"'))
     with pytest.raises(CatalogError, match="a second \\[\\[profile\\]\\] for op 'llm.decode'"):
         load_cluster(path, catalog)
+
+
+# --------------------------------------------------------------------------- ranges (issue 15, item 3)
+
+VOICE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "examples", "voice_agent.agent")
+TWO_POOLS = CLUSTER_HEAD + '    [[pool]]\n    name = "cpu"\n    device = "epyc-9654"\n    count = 2\n'
+
+
+def plan_exit(args, cwd):
+    """`agentc plan ARGS` in-process: (exit code, stderr)."""
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, ["plan", *args], prog_name="agentc")
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.stderr
+
+
+RANGE_CASES = [  # (text appended to the two-pool cluster, key whose line is blamed, message)
+    ("", "count = 2", None),  # the baseline plans
+    ("FIRST:count = 1000000000", "count = 1000000000",
+     "pool 'gpus': 'count' must be at most 1,000,000, got 1000000000"),
+    ("FIRST:count = 9223372036854775807", "count = 9223372036854775807",
+     "pool 'gpus': 'count' must be at most 1,000,000, got 9223372036854775807"),
+    ("FIRST:count = 1.5", "count = 1.5", "pool 'gpus': 'count' must be an integer, got 1.5"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = inf\n', "gbps = inf", "link: 'gbps' must be finite, got inf"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 0\n', "gbps = 0", "link: 'gbps' must be positive, got 0"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 1e13\n', "gbps = 1e13",
+     "link: 'gbps' must be at most 1e+12, got 10000000000000.0"),
+    ('[[link]]\na = "gpus"\nb = "cpu"\ngbps = 100\nlatency_ms = -1\n', "latency_ms = -1",
+     "link: 'latency_ms' must not be negative, got -1"),
+    ("[default_link]\ngbps = nan\n", "gbps = nan", "default_link: 'gbps' must be finite, got nan"),
+    ("TOP:interest_rate = 8", "interest_rate = 8", "'interest_rate' must be at most 1, got 8"),
+    ("TOP:financing_years = 0", "financing_years = 0", "'financing_years' must be positive, got 0"),
+    ("TOP:energy_usd_per_kwh = 1e300", "energy_usd_per_kwh", "'energy_usd_per_kwh' must be at most 1e+12, got 1e+300"),
+    ('[[profile]]\nop = "decode"\ndevice = "H100"\nlatency_ms = 3\nusd_per_call = -0.5\n', "usd_per_call",
+     "profile: 'usd_per_call' must not be negative, got -0.5"),
+    ('[device.H100]\ndevices_per_chassis = 2000000\n', "devices_per_chassis",
+     "device 'H100': 'devices_per_chassis' must be at most 1,000,000, got 2000000"),
+]
+
+
+@pytest.mark.parametrize("extra,blamed,message", RANGE_CASES, ids=[f"case{i}" for i in range(len(RANGE_CASES))])
+def test_inventory_ranges_by_cli_message_and_exit_code(tmp_path, extra, blamed, message):
+    text = textwrap.dedent(TWO_POOLS).lstrip("\n")
+    if extra.startswith("FIRST:"):
+        text = text.replace("count = 8", extra[len("FIRST:"):], 1)
+    elif extra.startswith("TOP:"):
+        text = extra[len("TOP:"):] + "\n" + text
+    else:
+        text += extra
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    code, err = plan_exit([VOICE, "--cluster", str(path), "--format", "json"], tmp_path)
+    if message is None:
+        assert code == 0, err
+        return
+    assert code == 1, err
+    assert f"{path}:{line_of(str(path), blamed)}:1: error: {message}" in err, err
+
+
+def test_nesting_too_deep_is_a_located_error(tmp_path, catalog):
+    path = tmp_path / "deep.toml"
+    path.write_text('name = "t"\n\nx = ' + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(CatalogError) as e:
+        load_cluster(path, catalog)
+    assert e.value.message == "invalid TOML: arrays or inline tables nested too deeply"
+    assert e.value.loc.line == 3 and e.value.loc.col > 4
+    code, err = plan_exit([VOICE, "--cluster", str(path)], tmp_path)
+    assert code == 1 and f"{path}:3:" in err
+
+
+def test_unknown_link_key_lists_the_valid_keys(tmp_path, catalog):
+    path = write(tmp_path, "c.toml", TWO_POOLS + '[[link]]\na = "gpus"\nb = "cpu"\ngbsp = 100\n')
+    with pytest.raises(CatalogError, match=r"unknown key 'gbsp' in \[\[link\]\]") as e:
+        load_cluster(path, catalog)
+    assert e.value.notes == ("did you mean 'gbps'?", "valid keys: a, b, gbps, latency_ms")
+    assert e.value.loc.line == line_of(path, "gbsp")
+    path = write(tmp_path, "d.toml", TWO_POOLS + "[default_link]\ngbps = 100\nlatency = 1\n")
+    with pytest.raises(CatalogError, match=r"unknown key 'latency' in \[default_link\]") as e:
+        load_cluster(path, catalog)
+    assert e.value.notes[-1] == "valid keys: gbps, latency_ms"
+
+
+def test_zero_frames_per_token_is_not_positive_rather_than_missing(tmp_path):
+    path = write(tmp_path, "m.toml", "[model.piper-medium]\nframes_per_token = 0\n")
+    code, err = plan_exit([VOICE, "--catalog", path], tmp_path)
+    assert code == 1
+    assert f"{path}:2:1: error: tts model 'piper-medium': 'frames_per_token' must be positive, got 0" in err
+
+
+def test_cluster_override_of_a_catalog_device_keeps_unset_keys_unset(tmp_path, catalog):
+    """A40 has no FP8 factor of its own; overriding its price once failed with 'got None'."""
+    path = write(tmp_path, "c.toml", TWO_POOLS + "[device.A40]\ngiven_usd_per_hr = 1.5\n"
+                 + '[[pool]]\nname = "a40"\ndevice = "A40"\ncount = 1\n')
+    a40 = load_cluster(path, catalog).pool("a40").device
+    assert a40.given_usd_per_hr == 1.5 and a40.fp8_compute_efficiency is None
+    assert a40.fp16_tflops == catalog.devices["A40"].fp16_tflops
+
+
+# --------------------------------------------------------------------------- layout
+
+# --------------------------------------------------------------------------- hostile cluster files (issue 15, item 6)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEEDS = [open(os.path.join(REPO, *p), encoding="utf-8").read() for p in
+         (("agentc", "catalog", "default_cluster.toml"), ("examples", "clusters", "table3.toml"))]
+SEEDS.append(textwrap.dedent(TWO_POOLS).lstrip("\n") + '[[link]]\na = "gpus"\nb = "cpu"\ngbps = 100\n'
+             '[default_link]\ngbps = 10\n[[profile]]\nop = "decode"\ndevice = "H100"\nlatency_ms = 3\n'
+             '[device.H100x]\nbase = "H100"\ngiven_usd_per_hr = 2\n')
+KEYS = ["name", "pricing", "energy_usd_per_kwh", "financing_years", "interest_rate", "device_files", "device",
+        "pool", "link", "default_link", "profile", "count", "nodes", "a", "b", "gbps", "latency_ms", "op",
+        "from", "to", "usd_per_token", "usd_per_call", "base", "kind", "hbm_gbps", "devices_per_chassis",
+        "gbsp", "cuont", '"a.b"', '"../x"', "x"]
+NAMES = ["..", "../x", "../../etc", "/tmp/abs", "a\\u0000b", "gpu\u03c0", "manifest.json", ".agentc-output", ".x",
+         "x" * 300, "", "a b", "A100", "h100", "cpu", "gpus", "hp", "co", "epyc-9654", "H100", "HP", "decode"]
+VALUES = ["0", "-1", "1", "1.5", "8", "1e308", "-1e308", "inf", "-inf", "nan", "9223372036854775807",
+          "-9223372036854775808", "1000000000", "1000001", "true", "[]", "[1, 2]", "{}", '{a = 1}', '"tco"',
+          '"given"', '"bogus"', '["/dev/zero"]', '["nope.toml"]', '[""]', '["."]', "1979-05-27"]
+HEADERS = ["[[pool]]", "[[link]]", "[default_link]", "[[profile]]", "[device.X]", '[device."../y"]', "[pool]",
+           "[link]", "[[default_link]]", "[device]", "[[device.H100]]", "[a.b.c]", "[name]"]
+NAME_RULE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+@st.composite
+def hostile_cluster(draw) -> bytes:
+    lines = draw(st.sampled_from(SEEDS)).splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["value", "key", "name", "delete", "duplicate", "header", "nest", "junk"]))
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        keyed = [j for j, ln in enumerate(lines) if "=" in ln and not ln.lstrip().startswith("#")]
+        if op in ("value", "key", "name") and keyed:
+            j = draw(st.sampled_from(keyed))
+            key, _, value = lines[j].partition("=")
+            if op == "value":
+                value = " " + draw(st.sampled_from(VALUES))
+            elif op == "key":
+                key = draw(st.sampled_from(KEYS)) + " "
+            else:
+                value = " " + json.dumps(draw(st.sampled_from(NAMES)), ensure_ascii=False).replace("\\\\u", "\\u")
+            lines[j] = key + "=" + value
+        elif op == "delete" and lines:
+            del lines[i]
+        elif op == "duplicate" and lines:
+            lines[i:i] = lines[i:i + draw(st.integers(1, 5))]
+        elif op == "header":
+            lines.insert(i, draw(st.sampled_from(HEADERS)))
+        elif op == "nest":
+            n = draw(st.sampled_from([1, 3, 50, 900, 3000, 6000]))
+            open_, close = draw(st.sampled_from([("[", "]"), ("{a = ", "}")]))
+            lines.insert(i, f"{draw(st.sampled_from(KEYS))} = " + open_ * n + ("1" if open_ != "[" else "") + close * n)
+        else:
+            lines.insert(i, draw(st.sampled_from(['"', "[", "=", "]]", "\\u0000", "\x00", "\x7f", "\ufeff", "\r"])))
+    data = "\n".join(lines).encode("utf-8")
+    if draw(st.booleans()) and draw(st.integers(0, 9)) == 0:  # now and then, a byte that is not UTF-8
+        k = draw(st.integers(0, len(data)))
+        data = data[:k] + b"\xff" + data[k:]
+    return data
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@settings(max_examples=1200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=hostile_cluster())
+def test_hostile_cluster_files_load_or_fail_located(fuzz_dir, catalog, data):
+    """Mutated keys, values, names and nesting: a Cluster that keeps every rule, or a
+    CatalogError rendered as `file:line:col: error:`; never another exception."""
+    path = str(fuzz_dir / "c.toml")
+    with open(path, "wb") as f:
+        f.write(data)
+    before = sorted(os.listdir(fuzz_dir))
+    try:
+        cluster = load_cluster(path, catalog)
+    except CatalogError as e:
+        assert e.loc is not None, e.message
+        assert e.loc.line >= 1 and e.loc.col >= 1
+        assert e.render().startswith(f"{e.loc.file}:{e.loc.line}:{e.loc.col}: error: ")
+        assert e.loc.file == path or os.path.isfile(e.loc.file)  # a device_files entry may be to blame
+    else:
+        for pool in cluster.pools:
+            assert NAME_RULE_RE.fullmatch(pool.name) and NAME_RULE_RE.fullmatch(pool.device.name)
+            assert type(pool.count) is int and 1 <= pool.nodes <= pool.count <= 1_000_000
+        for link in cluster.links + ((cluster.default_link,) if cluster.default_link else ()):
+            assert 0 < link.gbps <= 1e12 and 0 <= link.latency_ms <= 1e12
+        assert 0 <= cluster.interest_rate <= 1 and 0 < cluster.financing_years <= 100
+        assert math.isfinite(cluster.energy_usd_per_kwh) and cluster.energy_usd_per_kwh >= 0
+    assert sorted(os.listdir(fuzz_dir)) == before
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=hostile_cluster())
+def test_hostile_cluster_files_through_the_cli(fuzz_dir, data):
+    """The same files through `agentc devices --cluster`: exit 0, or exit 1 with a
+    located diagnostic; never 2 (an internal error) or a traceback."""
+    path = str(fuzz_dir / "cli.toml")
+    with open(path, "wb") as f:
+        f.write(data)
+    result = CliRunner().invoke(cli, ["devices", "--cluster", path, "--json"], prog_name="agentc")
+    assert result.exit_code in (0, 1), (result.exit_code, result.stderr, result.exception)
+    if result.exit_code == 1:
+        assert re.match(r"^[^\n]+:\d+:\d+: error: ", result.stderr), result.stderr
+        assert "Traceback" not in result.stderr
