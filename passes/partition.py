@@ -34,7 +34,7 @@ from mlir.dialects import func
 
 from agentc import dialects
 from agentc.diagnostics import AgentcError
-from agentc.passes._ir import get, source_loc, top_ops
+from agentc.passes._ir import get, model_attrs, source_loc, top_ops
 
 NAME = "partition"
 
@@ -89,12 +89,6 @@ def symbol(label: str) -> str:
     """A label as a symbol name: `ans.1.prefill` -> `ans_1_prefill`."""
     name = re.sub(r"\W", "_", label).strip("_") or "op"
     return name if not name[0].isdigit() else f"op_{name}"
-
-
-def _models(module) -> dict:
-    from agentc.passes._ir import attrs_of
-
-    return {get(op, "sym_name"): attrs_of(op) for op in top_ops(module) if op.name == "agent.model"}
 
 
 def _entry(module):
@@ -174,7 +168,7 @@ def run(module, options=None) -> None:
         if op.name == "builtin.module":
             raise PartitionError("module is already partitioned")
     graph = _entry(module_op)
-    models = _models(module_op)
+    models = model_attrs(module_op)
     prog = _Program(graph)
     if not prog.steps:
         return
