@@ -61,14 +61,14 @@ def _measure(args: argparse.Namespace, threads: int) -> dict:
     from references.kernels_ref import ref_prefill_layer
 
     from agentc.codegen import kernels
-    from agentc.targets import cpu
+    from agentc.codegen.jit import jit
 
     tile = {"tile": tuple(args.tile)} if args.tile else {}
     rng = np.random.default_rng(0)
     n = args.size
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    kernel = cpu.jit(kernels.matmul(n, n, n), threads=threads, **tile)
+    kernel = jit(kernels.matmul(n, n, n), threads=threads, **tile)
     out = [np.zeros((n, n), np.float32)]
     err = float(np.abs(kernel(a, b, outputs=out)[0] - a @ b).max())
     t_gen, t_np = _best_pair(lambda: kernel(a, b, outputs=out), lambda: a @ b, args.rounds, args.repeat)
@@ -80,7 +80,7 @@ def _measure(args: argparse.Namespace, threads: int) -> dict:
     shapes = [(seq, d), (d,), (d, d), (d, kv_heads * hd), (d, kv_heads * hd), (d, d), (d,),
               (d, ffn), (d, ffn), (ffn, d)]
     weights = [rng.standard_normal(s, dtype=np.float32) / np.sqrt(s[0]) for s in shapes]
-    layer = cpu.jit(kernels.prefill_layer(seq, d, heads, kv_heads, ffn), threads=threads, **tile)
+    layer = jit(kernels.prefill_layer(seq, d, heads, kv_heads, ffn), threads=threads, **tile)
     ref = lambda: ref_prefill_layer(*weights, heads=heads, kv_heads=kv_heads)  # noqa: E731
     out = [np.zeros((seq, d), np.float32)]
     err = float(np.abs(layer(*weights, outputs=out)[0] - ref()).max())

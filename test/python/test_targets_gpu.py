@@ -18,6 +18,7 @@ import pytest
 from agentc.codegen import kernels
 from agentc.diagnostics import ToolchainError, UsageError
 from agentc.targets import _gpu_common as common
+from agentc.targets import toolchain
 from agentc.targets.base import CompileState, run_stages
 from agentc.targets.nvvm import NvvmTarget
 from agentc.targets.rocdl import RocdlTarget
@@ -71,7 +72,7 @@ def readelf(data: bytes, *flags: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=".o") as f:
         f.write(data)
         f.flush()
-        return subprocess.run([common.tool_path("llvm-readelf"), *flags, f.name],
+        return subprocess.run([toolchain.tool_path("llvm-readelf"), *flags, f.name],
                               capture_output=True, text=True, check=True).stdout
 
 
