@@ -2,6 +2,7 @@
 target artifacts.
 
   kernels.py  linalg-on-tensors builders, one per kernel kind, shared by every target
+  emit.py     the MLIR text emitter the builders are written in (model building blocks)
   abi.py      the runtime C ABI as the compiler sees it: runtime ops, host entry point,
               the host program's C header
   jobs.py     the codegen stages: each pool's kernels and host program as jobs run
