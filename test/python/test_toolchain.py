@@ -5,6 +5,7 @@ fails on the saved file the same way (the reproducer really reproduces)."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 
@@ -109,3 +110,46 @@ def test_a_successful_pipeline_returns_the_module():
     out = toolchain.run_pipeline("func.func @f() {\n  %c = arith.constant 1 : i32\n  return\n}\n",
                                  "builtin.module(canonicalize)", stage="demo")
     assert "arith.constant" not in out and "func.func @f()" in out
+
+
+SMALL_AGENT = """model tiny = decoder(layers=1, d_model=32, heads=2, kv_heads=1, ffn=64, vocab=64)
+
+agent a(q: text) -> text {
+  sla { latency < 5000ms }
+  ans = llm(tiny, [q], in=8, out=2)
+  return ans
+}
+"""
+CPU_CLUSTER = """name = "cpu-only"
+pricing = "given"
+
+[[pool]]
+name = "host"
+device = "epyc-9654"
+count = 1
+nodes = 1
+"""
+
+
+def test_compile_prints_the_reproducer_of_a_failing_step(tmp_path, monkeypatch):
+    """End to end: a step that fails inside `agentc compile` exits 1 and prints the
+    saved input and the command (here bufferize is made to run a pass that fails)."""
+    from click.testing import CliRunner
+
+    from agentc.cli import cli
+    from agentc.targets.cpu import target
+
+    monkeypatch.setattr(target, "BUFFERIZE_PIPELINE", "builtin.module(transform-interpreter)")
+    (tmp_path / "a.agent").write_text(SMALL_AGENT)
+    (tmp_path / "cpu.toml").write_text(CPU_CLUSTER)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["compile", "a.agent", "--cluster", "cpu.toml", "--targets", "cpu",
+                                      "-o", "out", "-q"], prog_name="agentc")
+    assert result.exit_code == 1, result.output
+    err = result.stderr
+    assert "error: bufferize: pass pipeline failed" in err and "Traceback" not in err
+    saved = re.search(r"note: failing input saved to (\S+)", err).group(1)
+    command = re.search(r"note: reproduce with: (.+)", err).group(1)
+    assert saved in shlex.split(command) and "--pass-pipeline=builtin.module(transform-interpreter)" in command
+    assert "linalg" in open(saved).read()        # a kernel on its way to the bufferize stage
+    assert not (tmp_path / "out").exists()       # nothing half-written
