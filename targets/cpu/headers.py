@@ -95,6 +95,7 @@ def c_header(sigs: list[KernelSignature], guard: str = "AGENTC_KERNELS_H", threa
 
 
 def header_stage(state: CompileState, options) -> CompileState:
+    """Stage `header` of a kernel: its C header, naming the async runtime when threaded."""
     guard = re.sub(r"\W", "_", f"AGENTC_{state.name}_H").upper()
     threads = options.threads if is_threaded(state) else 1
     state.artifacts["h"] = c_header(state.meta["signatures"], guard, threads).encode()
@@ -102,6 +103,7 @@ def header_stage(state: CompileState, options) -> CompileState:
 
 
 def host_header_stage(state: CompileState) -> CompileState:
+    """Stage `header` of a pool's host program: its entry point's prototype."""
     m = state.meta
     state.artifacts["h"] = host_header(m["entry"], m["pool"], m["inputs"], m["outputs"], m["kernels"],
                                        m.get("runtime_kernels", [])).encode()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MatmulSchedule:
-    """How one static `linalg.matmul` is tiled (see the module docstring).
+    """How one static `linalg.matmul` is tiled (see the package docstring).
 
     tile: register tile (m, n, k), clipped to the op's shape. k_block: cache block over
     K (0: none). split: "m" or "n", the dimension shared out over `threads` threads
