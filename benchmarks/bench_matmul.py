@@ -55,18 +55,20 @@ def _best_pair(gen, ref, rounds: int, repeat: int) -> tuple[float, float]:
 
 def _measure(args: argparse.Namespace, threads: int) -> dict:
     """Runs in the child process: numpy is already pinned to `threads`."""
-    sys.path.insert(0, ROOT)
+    # The numpy reference lives with the tests, apart from the code it checks.
+    sys.path.insert(0, os.path.join(ROOT, "test", "python"))
     import numpy as np
+    from references.kernels_ref import ref_prefill_layer
 
-    from agentc import kernels
-    from targets import cpu
+    from agentc.codegen import kernels
+    from agentc.codegen.jit import jit
 
     tile = {"tile": tuple(args.tile)} if args.tile else {}
     rng = np.random.default_rng(0)
     n = args.size
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    kernel = cpu.jit(kernels.matmul(n, n, n), threads=threads, **tile)
+    kernel = jit(kernels.matmul(n, n, n), threads=threads, **tile)
     out = [np.zeros((n, n), np.float32)]
     err = float(np.abs(kernel(a, b, outputs=out)[0] - a @ b).max())
     t_gen, t_np = _best_pair(lambda: kernel(a, b, outputs=out), lambda: a @ b, args.rounds, args.repeat)
@@ -78,8 +80,8 @@ def _measure(args: argparse.Namespace, threads: int) -> dict:
     shapes = [(seq, d), (d,), (d, d), (d, kv_heads * hd), (d, kv_heads * hd), (d, d), (d,),
               (d, ffn), (d, ffn), (ffn, d)]
     weights = [rng.standard_normal(s, dtype=np.float32) / np.sqrt(s[0]) for s in shapes]
-    layer = cpu.jit(kernels.prefill_layer(seq, d, heads, kv_heads, ffn), threads=threads, **tile)
-    ref = lambda: kernels.ref_prefill_layer(*weights, heads=heads, kv_heads=kv_heads)  # noqa: E731
+    layer = jit(kernels.prefill_layer(seq, d, heads, kv_heads, ffn), threads=threads, **tile)
+    ref = lambda: ref_prefill_layer(*weights, heads=heads, kv_heads=kv_heads)  # noqa: E731
     out = [np.zeros((seq, d), np.float32)]
     err = float(np.abs(layer(*weights, outputs=out)[0] - ref()).max())
     t_gen, t_np = _best_pair(lambda: layer(*weights, outputs=out), ref, args.rounds,

@@ -57,6 +57,11 @@ def attrs_of(op) -> dict:
     return out
 
 
+def str_attr(s: str) -> str:
+    """A Python string as an MLIR string-attribute literal (quotes and backslashes escaped)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def get(op, name, default=None):
     op = op.operation if hasattr(op, "operation") else op
     return attr_value(op.attributes[name]) if name in op.attributes else default
@@ -74,6 +79,11 @@ def top_ops(module) -> list:
     """Ops directly in a module (accepts ir.Module, a module op or its opview)."""
     op = module.operation if hasattr(module, "operation") else module
     return list(op.regions[0].blocks[0].operations)
+
+
+def model_attrs(module) -> dict:
+    """Each `agent.model` of a module by name, as a dict of its attribute values."""
+    return {get(op, "sym_name"): attrs_of(op) for op in top_ops(module) if op.name == "agent.model"}
 
 
 def apply_patterns(module, patterns: dict) -> None:

@@ -32,13 +32,12 @@ over several index chunks keeps the last chunk's top-k.
 from __future__ import annotations
 
 import math
-import re
 
 from mlir import ir
 
 from agentc import dialects
-from agentc.passes._ir import StringGlobals, get, placed_nothing, top_ops
-from agentc.passes.lower_kernels import ABI_TYPE, _str_attr
+from agentc.codegen.abi import ABI_TYPE, RUNTIME_DECLS, entry_point
+from agentc.passes._ir import StringGlobals, get, placed_nothing, str_attr, top_ops
 from agentc.passes.partition import PartitionError
 
 NAME = "lower-host"
@@ -46,14 +45,6 @@ NAME = "lower-host"
 BYTES = "memref<?xi8>"
 _DESC = "!llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)>"
 _ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i8": 1, "i32": 4, "i64": 8, "index": 8, "i1": 1}
-
-RUNTIME_DECLS = [
-    "func.func private @agentc_alloc(i64) -> !llvm.ptr",
-    "func.func private @agentc_free(!llvm.ptr)",
-    "func.func private @agentc_bind(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr",
-    "func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
-    "func.func private @agentc_recv(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
-]
 
 # Small functions every host module has: pointer <-> byte buffer, sizes, copies.
 HELPERS = f"""
@@ -108,10 +99,6 @@ func.func private @__agentc_copy(%dst: {BYTES}, %src: {BYTES}) -> i64 {{
   return %r : i64
 }}
 """
-
-
-def c_name(pool: str) -> str:
-    return "agentc_" + re.sub(r"\W", "_", pool) + "_run"
 
 
 def _memref(tensor_type: str) -> str:
@@ -322,7 +309,7 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     for buf, _ in buffers:
         out.append(f"  func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
     out.append("  return %err : i64")
-    return (f"func.func @{c_name(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
+    return (f"func.func @{entry_point(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
             f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
 
 
@@ -361,9 +348,9 @@ def host_text(sub) -> str:
     ret = [o.operation for o in block.operations][-1]
     kinds = [dialects.type_kind(a.type) for a in block.arguments]
     out_kinds = [dialects.type_kind(v.type) for v in ret.operands]
-    attrs = (f"agentc.host, agentc.entry_point = {_str_attr(c_name(pool))}, "
-             f"agentc.inputs = [{', '.join(_str_attr(k) for k in kinds)}], "
-             f"agentc.outputs = [{', '.join(_str_attr(k) for k in out_kinds)}]")
+    attrs = (f"agentc.host, agentc.entry_point = {str_attr(entry_point(pool))}, "
+             f"agentc.inputs = [{', '.join(str_attr(k) for k in kinds)}], "
+             f"agentc.outputs = [{', '.join(str_attr(k) for k in out_kinds)}]")
     return (f"module @host attributes {{{attrs}}} {{\n"
             + "\n".join(parts) + "\n}")
 

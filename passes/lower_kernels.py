@@ -1,5 +1,5 @@
 """lower-kernels: every op function of a partitioned module becomes calls of a linalg
-kernel (from `agentc.kernels`) or of the runtime's C ABI (docs/runtime_abi.md).
+kernel (from `agentc.codegen.kernels`) or of the runtime's C ABI (docs/runtime_abi.md).
 
 Compute ops call one kernel, repeated by `scf.for` loops whose trip counts are the
 real ones (layers, generated tokens); the kernel's first input is the op's operand
@@ -35,11 +35,13 @@ from __future__ import annotations
 
 from mlir import ir
 
-from agentc import dialects, kernels
-from agentc.passes._ir import StringGlobals, get, placed_nothing, top_ops
+from agentc import dialects
+from agentc.codegen import kernels
+from agentc.codegen.abi import ABI_TYPE
 from agentc.dialects.ops import ABI
+from agentc.passes._ir import StringGlobals, get, model_attrs, placed_nothing, str_attr, top_ops
 from agentc.passes._plan_ctx import models_of, value_bytes
-from agentc.passes.partition import PartitionError, _models
+from agentc.passes.partition import PartitionError
 
 NAME = "lower-kernels"
 
@@ -123,10 +125,6 @@ def _kernel_func(text: str):
         return [str(t) for t in ftype.inputs], [str(t) for t in ftype.results]
 
 
-def _str_attr(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _compute_body(fn_name, arg_types, res_types, kernel, k_in, k_out, loops, calls, header_attrs):
     lines = [f"func.func @{fn_name}({', '.join(f'%arg{i}: {t}' for i, t in enumerate(arg_types))})"
              f"{' -> ' + res_types[0] if res_types else ''} attributes {{{header_attrs}}} {{"]
@@ -162,9 +160,6 @@ def _compute_body(fn_name, arg_types, res_types, kernel, k_in, k_out, loops, cal
         lines.append("  return")
     lines.append("}")
     return "\n".join(lines)
-
-
-ABI_TYPE = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
 
 
 def _abi_body(fn_name, arg_types, res_types, abi, name_sym, in_bytes, cap, header_attrs):
@@ -221,8 +216,8 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
         res_types = [str(t) for t in ftype.results]
         fn_name = get(fn, "sym_name")
         model = models.get(get(inner, "model", ""), {})
-        header = [f"agentc.op = {_str_attr(inner.name)}",
-                  f"agentc.label = {_str_attr(str(get(inner, 'label', fn_name)))}"]
+        header = [f"agentc.op = {str_attr(inner.name)}",
+                  f"agentc.label = {str_attr(str(get(inner, 'label', fn_name)))}"]
         in_bytes = [int(value_bytes(inner, dialects.type_kind(t), specs)) for t in ftype.inputs]
         result_bytes = max(1, int(value_bytes(inner, dialects.type_kind(ftype.results[0]), specs))) \
             if res_types else 0
@@ -234,9 +229,9 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             if sym not in kernel_texts:
                 kernel_texts[sym] = kernels.KERNELS[kind](**kargs, name=sym)
             k_in, k_out = _kernel_func(kernel_texts[sym])
-            header.append(f"agentc.kernel = {_str_attr(sym)}")
+            header.append(f"agentc.kernel = {str_attr(sym)}")
             owner = get(inner, "model", None) or get(inner, "index", None) or ""
-            header.append(f"agentc.model = {_str_attr(str(owner))}")
+            header.append(f"agentc.model = {str_attr(str(owner))}")
             header.append(f"agentc.loops = {_i64_array(loops if k_out[0] == k_in[0] else [])}")
             if calls > 1:
                 header.append(f"agentc.calls = {calls} : i64")
@@ -248,7 +243,7 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             label = str(get(inner, "tool", None) or get(inner, "store", None) or get(inner, "fn", None)
                         or get(inner, "model", None) or get(inner, "label", fn_name))
             sym = strings(label)
-            header += [f"agentc.abi = {_str_attr(abi)}", f"agentc.abi_arg = {_str_attr(label)}"]
+            header += [f"agentc.abi = {str_attr(abi)}", f"agentc.abi_arg = {str_attr(label)}"]
             text = _abi_body(fn_name, arg_types, res_types, abi, sym, in_bytes, max(result_bytes, 1),
                              ", ".join(header))
         else:
@@ -287,7 +282,7 @@ def run(module, ctx) -> None:
         if placed_nothing(module_op):
             return
         raise PartitionError("lower-kernels needs a partitioned module (run partition first)")
-    models, specs = _models(module_op), models_of(module_op)
+    models, specs = model_attrs(module_op), models_of(module_op)
     for sub in subs:
         if "agentc.kernels" in sub.attributes:
             continue

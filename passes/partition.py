@@ -54,12 +54,6 @@ def symbol(label: str) -> str:
     return name if not name[0].isdigit() else f"op_{name}"
 
 
-def _models(module) -> dict:
-    from agentc.passes._ir import attrs_of
-
-    return {get(op, "sym_name"): attrs_of(op) for op in top_ops(module) if op.name == "agent.model"}
-
-
 def _entry(module):
     graphs = [op for op in top_ops(module) if op.name == "agent.graph"]
     for g in graphs:

@@ -1,4 +1,5 @@
 """Lowering shared by the GPU targets (nvvm, rocdl): linalg on tensors -> outlined GPU kernels.
+(Their MLIR/LLVM calls go through `toolchain`, like every target's.)
 
 Both GPU targets start the same way: bufferize the tensor kernels (results become
 out-parameters), lower every linalg op to `scf.parallel` loops, tile each loop nest
@@ -23,16 +24,11 @@ managed memory, or HMM on Linux with the open kernel driver).
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import tempfile
+from mlir import ir
 
-from mlir import ir, passmanager
+from agentc.diagnostics import UsageError
 
-from agentc.diagnostics import ToolchainError, UsageError
-
-from ._mlir_util import tool_path
+from . import toolchain
 from .base import check_opt_level, check_options
 
 KERNEL_MODULE = "agentc_kernels"
@@ -71,75 +67,6 @@ HOST_TO_LLVM = (
     "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
     "convert-cf-to-llvm,reconcile-unrealized-casts"
 )
-
-
-# --------------------------------------------------------------------------- tools
-
-def run_tool(args: list[str], stage: str, input_bytes: bytes | None = None,
-             input_suffix: str = ".mlir") -> bytes:
-    """Run an external tool; `{in}`/`{out}` in args name temp files. Returns the output file."""
-    with tempfile.TemporaryDirectory(prefix="agentc-") as tmp:
-        src = os.path.join(tmp, "input" + input_suffix)
-        dst = os.path.join(tmp, "output")
-        if input_bytes is not None:
-            with open(src, "wb") as f:
-                f.write(input_bytes)
-        argv = [a.replace("{in}", src).replace("{out}", dst) for a in args]
-        shown = " ".join(shlex.quote(a.replace("{in}", "input" + input_suffix)
-                                     .replace("{out}", "output")) for a in args)
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise ToolchainError(f"{stage}: {err}", command=shown) from err
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip()
-            raise ToolchainError(f"{stage}: {os.path.basename(argv[0])} failed: {detail}",
-                                 command=shown)
-        with open(dst, "rb") as f:
-            return f.read()
-
-
-def run_pipeline(text: str, pipeline: str, stage: str) -> str:
-    """Run an MLIR pass pipeline (`builtin.module(...)` body) on module text."""
-    full = f"builtin.module({pipeline})"
-    command = f"mlir-opt {shlex.quote('--pass-pipeline=' + full)} input.mlir"
-    with ir.Context():
-        try:
-            module = ir.Module.parse(text)
-            pm = passmanager.PassManager.parse(full)
-            pm.run(module.operation)
-        except ir.MLIRError as err:
-            raise ToolchainError(f"{stage}: {err}", command=command) from err
-        return str(module)
-
-
-def translate_to_llvmir(text: str, stage: str) -> str:
-    """MLIR LLVM dialect -> LLVM IR text (the bindings expose no translation)."""
-    out = run_tool([tool_path("mlir-translate"), "--mlir-to-llvmir", "{in}", "-o", "{out}"],
-                   stage, text.encode())
-    return out.decode()
-
-
-def emit_object(llvm_ir: str, triple: str, cpu: str, opt_level: int, stage: str) -> bytes:
-    """LLVM IR text -> relocatable ELF object for `triple`/`cpu`, optimised at `opt_level`."""
-    import llvmlite.binding as llvm
-    llvm.initialize_all_targets()
-    llvm.initialize_all_asmprinters()
-    command = f"llc -O{opt_level} -mtriple={triple} -mcpu={cpu} -filetype=obj input.ll"
-    try:
-        module = llvm.parse_assembly(llvm_ir)
-        machine = llvm.Target.from_triple(triple).create_target_machine(
-            cpu=cpu, opt=opt_level, reloc="pic", codemodel="default")
-        module.triple = triple
-        module.data_layout = str(machine.target_data)
-        module.verify()
-        if opt_level > 0:
-            tuning = llvm.create_pipeline_tuning_options(speed_level=opt_level)
-            builder = llvm.create_pass_builder(machine, tuning)
-            builder.getModulePassManager().run(module, builder)
-        return bytes(machine.emit_object(module))
-    except RuntimeError as err:
-        raise ToolchainError(f"{stage}: LLVM failed: {err}", command=command) from err
 
 
 # --------------------------------------------------------------------------- passes
@@ -300,26 +227,30 @@ def _constant(value: ir.Value) -> int | None:
 
 # --------------------------------------------------------------------------- stage
 
+def _run(text: str, passes: str) -> str:
+    return toolchain.run_pipeline(text, f"builtin.module({passes})", stage="gpu")
+
+
 def lower_to_gpu(text: str, tile_sizes: tuple[int, ...]) -> tuple[str, list[str]]:
     """Kernel module (linalg on tensors) -> host funcs + one gpu.module of kernels."""
     tiles = ",".join(str(t) for t in tile_sizes)
-    text = run_pipeline(text, _BUFFERIZE, "gpu")
+    text = _run(text, _BUFFERIZE)
     with ir.Context():
         module = ir.Module.parse(text)
         copies_to_linalg(module)
         text = str(module)
-    text = run_pipeline(text, _TILE.format(tiles=tiles), "gpu")
+    text = _run(text, _TILE.format(tiles=tiles))
     with ir.Context():
         module = ir.Module.parse(text)
         wrap_sequential_loops(module)
         map_parallel_loops(module)
         text = str(module)
-    text = run_pipeline(text, _TO_GPU_AND_OUTLINE, "gpu")
+    text = _run(text, _TO_GPU_AND_OUTLINE)
     with ir.Context():
         module = ir.Module.parse(text)
         kernels = merge_kernel_modules(module)
         text = str(module)
-    text = run_pipeline(text, _PREPARE_KERNELS, "gpu")
+    text = _run(text, _PREPARE_KERNELS)
     return text, kernels
 
 

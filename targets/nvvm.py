@@ -22,9 +22,8 @@ from typing import ClassVar
 
 from mlir import ir
 
-from agentc.diagnostics import ToolchainError
-
 from . import _gpu_common as common
+from . import toolchain
 from .base import CompileState, StageFn
 
 HOST_TRIPLE = "x86_64-unknown-linux-gnu"
@@ -117,22 +116,22 @@ def lower_math_to_intrinsics(text: str) -> str:
 
 
 def _nvvm(state: CompileState, options: NvvmOptions) -> CompileState:
-    state.ir = common.run_pipeline(
+    state.ir = toolchain.run_pipeline(
         lower_math_to_intrinsics(state.ir),
-        f"nvvm-attach-target{{{_attach_options(options)}}},"
+        f"builtin.module(nvvm-attach-target{{{_attach_options(options)}}},"
         "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=true}),"
-        "reconcile-unrealized-casts",
-        "nvvm")
+        "reconcile-unrealized-casts)",
+        stage="nvvm")
     return state
 
 
 def _ptx(state: CompileState, options: NvvmOptions) -> CompileState:
-    binary = common.run_pipeline(state.ir, "gpu-module-to-binary{format=isa}", "ptx")
+    pipeline = "builtin.module(gpu-module-to-binary{format=isa})"
+    binary = toolchain.run_pipeline(state.ir, pipeline, stage="ptx")
     payloads = common.gpu_binary_objects(binary)
     if len(payloads) != 1:
-        raise ToolchainError(f"ptx: expected one gpu.binary object, got {len(payloads)}",
-                             command="mlir-opt --pass-pipeline="
-                                     "'builtin.module(gpu-module-to-binary{format=isa})'")
+        raise toolchain.failure("ptx", f"expected one gpu.binary object, got {len(payloads)}",
+                                ["mlir-opt", f"--pass-pipeline={pipeline}", toolchain.IN], state.ir)
     state.artifacts["ptx"] = payloads[0]
     state.ir = common.strip_binary_properties(binary)
     return state
@@ -143,9 +142,9 @@ def _cubin(state: CompileState, options: NvvmOptions) -> CompileState:
     if ptxas is None:
         state.meta["cubin"] = "skipped: ptxas not on PATH"
         return state
-    state.artifacts["cubin"] = common.run_tool(
-        [ptxas, f"-arch={options.chip}", f"-O{options.opt_level}", "{in}", "-o", "{out}"],
-        "cubin", state.artifacts["ptx"], input_suffix=".ptx")
+    state.artifacts["cubin"] = toolchain.run_tool(
+        [ptxas, f"-arch={options.chip}", f"-O{options.opt_level}", toolchain.IN, "-o", toolchain.OUT],
+        "cubin", state.artifacts["ptx"], ".ptx")
     state.meta["cubin"] = f"ptxas -arch={options.chip} -O{options.opt_level}"
     return state
 
@@ -171,13 +170,14 @@ def _host(state: CompileState, options: NvvmOptions) -> CompileState:
         state.meta["host_embeds"] = "cubin"
     else:
         state.meta["host_embeds"] = "ptx (JIT-compiled by the driver at load)"
-    host = common.run_pipeline(
+    host = toolchain.run_pipeline(
         binary_mlir,
-        common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}"),
-        "host")
-    llvm_ir = common.translate_to_llvmir(host, "host")
+        "builtin.module("
+        + common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}") + ")",
+        stage="host")
+    llvm_ir = toolchain.translate_to_llvmir(host, stage="host")
     state.artifacts["host.ll"] = llvm_ir.encode()
-    state.artifacts["host.o"] = common.emit_object(llvm_ir, HOST_TRIPLE, "x86-64",
-                                                   options.opt_level, "host")
+    state.artifacts["host.o"] = toolchain.emit_object(llvm_ir, HOST_TRIPLE, cpu="x86-64",
+                                                      opt_level=options.opt_level, stage="host")
     state.ir = llvm_ir
     return state

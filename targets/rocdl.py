@@ -3,12 +3,12 @@
 Stages, in order:
   gpu     bufferize, map linalg loops to blocks/threads, outline (`_gpu_common`)
   rocdl   attach `#rocdl.target`, `convert-gpu-to-rocdl{chipset=...}` (bare pointers)
-  llvm    the kernel gpu.module alone -> LLVM IR (`mlir-translate`) -> artifacts["amdgpu.ll"]
+  llvm    the kernel gpu.module alone -> LLVM IR (as `mlir-translate`) -> artifacts["amdgpu.ll"]
   amdgcn  llvmlite, triple amdgcn-amd-amdhsa, cpu = chip -> artifacts["amdgcn.o"]
   hsaco   `ld.lld -shared` -> artifacts["hsaco"]; skipped (meta note) without ld.lld
 
 This MLIR build has no AMDGPU serializer, so `gpu-module-to-binary` cannot be used:
-the device code is translated and assembled by hand. There is no host stage yet:
+the device code is translated and assembled by hand (`toolchain`). There is no host stage yet:
 launching needs the HIP runtime wrappers, which are not built here; the kernels and
 their launch sizes are listed in meta["kernels"].
 """
@@ -24,6 +24,7 @@ from mlir import ir
 from agentc.diagnostics import ToolchainError
 
 from . import _gpu_common as common
+from . import toolchain
 from .base import CompileState, StageFn
 
 DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
@@ -53,15 +54,15 @@ class RocdlTarget:
 
 
 def _rocdl(state: CompileState, options: RocdlOptions) -> CompileState:
-    state.ir = common.run_pipeline(
+    state.ir = toolchain.run_pipeline(
         state.ir,
-        f"rocdl-attach-target{{chip={options.chip} O={options.opt_level}}},"
+        f"builtin.module(rocdl-attach-target{{chip={options.chip} O={options.opt_level}}},"
         # AMDGPU selects exp/log/sqrt natively; without this they become ocml calls.
         "gpu.module(convert-math-to-llvm),"
         f"gpu.module(convert-gpu-to-rocdl{{chipset={options.chip} "
         "use-bare-ptr-memref-call-conv=true}),"
-        "reconcile-unrealized-casts",
-        "rocdl")
+        "reconcile-unrealized-casts)",
+        stage="rocdl")
     return state
 
 
@@ -84,15 +85,15 @@ def device_module_text(text: str) -> str:
 
 
 def _llvm(state: CompileState, options: RocdlOptions) -> CompileState:
-    llvm_ir = common.translate_to_llvmir(device_module_text(state.ir), "llvm")
+    llvm_ir = toolchain.translate_to_llvmir(device_module_text(state.ir), stage="llvm")
     state.artifacts["amdgpu.ll"] = llvm_ir.encode()
     state.ir = llvm_ir
     return state
 
 
 def _amdgcn(state: CompileState, options: RocdlOptions) -> CompileState:
-    state.artifacts["amdgcn.o"] = common.emit_object(
-        state.ir, DEVICE_TRIPLE, options.chip, options.opt_level, "amdgcn")
+    state.artifacts["amdgcn.o"] = toolchain.emit_object(
+        state.ir, DEVICE_TRIPLE, cpu=options.chip, opt_level=options.opt_level, stage="amdgcn")
     return state
 
 
@@ -101,8 +102,7 @@ def _hsaco(state: CompileState, options: RocdlOptions) -> CompileState:
     if lld is None:
         state.meta["hsaco"] = "skipped: ld.lld not on PATH (Debian package lld)"
         return state
-    state.artifacts["hsaco"] = common.run_tool(
-        [lld, "-shared", "{in}", "-o", "{out}"], "hsaco",
-        state.artifacts["amdgcn.o"], input_suffix=".o")
+    state.artifacts["hsaco"] = toolchain.run_tool(
+        [lld, "-shared", toolchain.IN, "-o", toolchain.OUT], "hsaco", state.artifacts["amdgcn.o"], ".o")
     state.meta["hsaco"] = "ld.lld -shared"
     return state

@@ -33,10 +33,17 @@ def _modules() -> dict[str, str]:
 def _imports(name: str, path: str, known: set[str]) -> set[str]:
     """Modules of ours that `name` imports anywhere in its body. `from pkg import sub`
     counts as importing `pkg.sub` alone; a module's own ancestors are not edges (Python
-    runs a package's __init__ before its modules, which is no cycle)."""
+    runs a package's __init__ before its modules, which is no cycle), and neither are
+    imports under `if TYPE_CHECKING:` (annotations only, never run)."""
     is_pkg = path.endswith("__init__.py")
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    typing_only = {id(n) for top in ast.walk(tree)
+                   if isinstance(top, ast.If) and "TYPE_CHECKING" in ast.unparse(top.test)
+                   for stmt in top.body for n in ast.walk(stmt)}
     out = set()
-    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = name.split(".") if is_pkg else name.split(".")[:-1]

@@ -19,7 +19,7 @@ from mlir import ir
 
 from agentc import pipeline
 from agentc.passes._ir import get, top_ops, walk
-from agentc.targets._mlir_util import tool_path
+from agentc.targets.toolchain import tool_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VOICE = os.path.join(REPO, "examples", "voice_agent.agent")

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from agentc import kernels  # noqa: E402
-from agentc.diagnostics import ToolchainError, UsageError  # noqa: E402
-from targets import _mlir_util as util  # noqa: E402
-from targets import cpu  # noqa: E402
+from agentc.codegen import kernels
+from agentc.codegen.jit import jit
+from agentc.diagnostics import ToolchainError, UsageError
+from agentc.targets import cpu, toolchain
+from agentc.targets.cpu import schedule
+from agentc.targets.cpu.headers import KernelSignature
+from references.kernels_ref import REFERENCES
 
 # kind -> (builder args, reference keyword args); shapes small enough to JIT quickly,
 # chosen so matmuls take both the vectorised path and the plain-loop path.
@@ -32,7 +32,7 @@ CASES = {
 }
 
 
-def _inputs(sig: cpu.KernelSignature, rng) -> list[np.ndarray]:
+def _inputs(sig: KernelSignature, rng) -> list[np.ndarray]:
     arrays = []
     for _name, _elem, shape in sig.args[: sig.n_inputs]:
         scale = 1.0 / np.sqrt(shape[0]) if len(shape) == 2 else 1.0
@@ -41,19 +41,19 @@ def _inputs(sig: cpu.KernelSignature, rng) -> list[np.ndarray]:
 
 
 def test_registry_covers_every_kind():
-    assert set(kernels.KERNELS) == set(kernels.REFERENCES) == set(CASES)
+    assert set(kernels.KERNELS) == set(REFERENCES) == set(CASES)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_kernel_matches_numpy(kind):
     args, ref_kwargs = CASES[kind]
-    kernel = cpu.jit(kernels.KERNELS[kind](*args))
+    kernel = jit(kernels.KERNELS[kind](*args))
     rng = np.random.default_rng(7)
     inputs = _inputs(kernel.signature, rng)
     if kind == "logmel":  # power spectra and filterbanks are non-negative
         inputs = [np.abs(x) for x in inputs]
     got = kernel(*inputs)
-    want = kernels.REFERENCES[kind](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
+    want = REFERENCES[kind](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
     want = want if isinstance(want, tuple) else (want,)
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -69,7 +69,7 @@ def test_matmul_edge_tiles_are_correct(shape):
     """Shapes the 6x16 register tile does not divide: edge tiles are peeled (or B's panels
     zero-padded), not dropped."""
     m, n, k = shape
-    kernel = cpu.jit(kernels.matmul(m, n, k))
+    kernel = jit(kernels.matmul(m, n, k))
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     out = kernel(a, b)[0]
@@ -80,37 +80,37 @@ def test_matmul_edge_tiles_are_correct(shape):
 def test_matmul_schedule_clips_peels_packs_and_blocks():
     options = cpu.CpuTarget().parse_options()
     assert options.tile == (6, 16, 1) and options.threads == 1
-    assert cpu.matmul_schedule((5, 7, 3), options) == cpu.MatmulSchedule((5, 7, 1))
-    assert cpu.matmul_schedule((12, 48, 5), options) == cpu.MatmulSchedule((6, 16, 1))
+    assert schedule.matmul_schedule((5, 7, 3), options) == schedule.MatmulSchedule((5, 7, 1))
+    assert schedule.matmul_schedule((12, 48, 5), options) == schedule.MatmulSchedule((6, 16, 1))
     # few rows: B is read in place, in K blocks of about 128
-    assert cpu.matmul_schedule((16, 512, 512), options) == cpu.MatmulSchedule(
+    assert schedule.matmul_schedule((16, 512, 512), options) == schedule.MatmulSchedule(
         (6, 16, 1), k_block=128, peel="m")
-    big = cpu.matmul_schedule((512, 512, 512), options)
-    assert big == cpu.MatmulSchedule((6, 16, 1), k_block=512, pack_b=True, peel="m")
+    big = schedule.matmul_schedule((512, 512, 512), options)
+    assert big == schedule.MatmulSchedule((6, 16, 1), k_block=512, pack_b=True, peel="m")
     assert big.key == "6x16x1_k512_packb_peelm"
-    assert cpu.matmul_schedule((128, 512, 1376), options).k_block == 172  # divides K
+    assert schedule.matmul_schedule((128, 512, 1376), options).k_block == 172  # divides K
 
 
 def test_matmul_schedule_splits_large_matmuls_over_threads():
     two = cpu.CpuTarget().parse_options(threads=2)
-    assert cpu.matmul_schedule((512, 512, 512), two) == cpu.MatmulSchedule(
+    assert schedule.matmul_schedule((512, 512, 512), two) == schedule.MatmulSchedule(
         (6, 16, 1), k_block=512, split="n", threads=2, pack_b=True, peel="m")  # by B panels
-    assert cpu.matmul_schedule((130, 400, 400), two).split == "m"  # 25 panels
-    assert cpu.matmul_schedule((16, 1024, 1024), two).split == "m"
-    assert cpu.matmul_schedule((15, 1024, 2048), two).split == "n"  # M odd
-    assert cpu.matmul_schedule((128, 128, 512), two).split == ""  # too small to share
+    assert schedule.matmul_schedule((130, 400, 400), two).split == "m"  # 25 panels
+    assert schedule.matmul_schedule((16, 1024, 1024), two).split == "m"
+    assert schedule.matmul_schedule((15, 1024, 2048), two).split == "n"  # M odd
+    assert schedule.matmul_schedule((128, 128, 512), two).split == ""  # too small to share
 
 
 @pytest.fixture
 def thread_small_ops(monkeypatch):
     """Thread matmuls from 2^20 multiply-adds, so threaded paths test at small sizes."""
-    monkeypatch.setattr(cpu, "MIN_THREADED_MACS", 1 << 20)
+    monkeypatch.setattr(schedule, "MIN_THREADED_MACS", 1 << 20)
 
 
 @pytest.mark.parametrize("shape", [(512, 512, 512), (130, 200, 300), (15, 512, 512), (128, 96, 1376)])
 def test_threaded_matmul_matches_numpy(shape, thread_small_ops):
     m, n, k = shape
-    kernel = cpu.jit(kernels.matmul(m, n, k), threads=2)
+    kernel = jit(kernels.matmul(m, n, k), threads=2)
     assert "mlirAsyncRuntimeExecute" in kernel.llvm_mlir  # really dispatched to threads
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
@@ -122,10 +122,10 @@ def test_threaded_kernels_outlive_each_other():
     """Dropping one threaded engine must not take the async runtime down with it."""
     rng = np.random.default_rng(6)
     a, b = rng.standard_normal((256, 256), np.float32), rng.standard_normal((256, 256), np.float32)
-    first = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
+    first = jit(kernels.matmul(256, 256, 256), threads=2)
     before = first(a, b)[0].copy()
     del first
-    second = cpu.jit(kernels.matmul(256, 256, 256), threads=2)
+    second = jit(kernels.matmul(256, 256, 256), threads=2)
     after = second(a, b)[0]
     assert after.shape == (256, 256) and np.array_equal(after, before)  # same code, same bits
     np.testing.assert_allclose(after, a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
@@ -136,16 +136,16 @@ def test_prefill_layer_with_packed_attention_matches_numpy(args, threads, thread
     """Large enough that attention's Q @ K^T (B transposed) and P @ V take packed panels,
     and (threads=2) that the projections and heads are shared out."""
     ref_kwargs = {"heads": 4, "kv_heads": 2}
-    kernel = cpu.jit(kernels.prefill_layer(*args), threads=threads)
+    kernel = jit(kernels.prefill_layer(*args), threads=threads)
     assert ("mlirAsyncRuntimeExecute" in kernel.llvm_mlir) == (threads > 1)
     inputs = _inputs(kernel.signature, np.random.default_rng(8))
-    want = kernels.REFERENCES["prefill_layer"](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
+    want = REFERENCES["prefill_layer"](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
     np.testing.assert_allclose(kernel(*inputs)[0], want, rtol=1e-4, atol=2e-5)
 
 
 def test_causal_mask_ignores_future_tokens():
     seq, d = 6, 16
-    kernel = cpu.jit(kernels.prefill_layer(seq, d, 2, 1, 24))
+    kernel = jit(kernels.prefill_layer(seq, d, 2, 1, 24))
     inputs = _inputs(kernel.signature, np.random.default_rng(1))
     first = kernel(*inputs)[0]
     inputs[0] = inputs[0].copy()
@@ -160,7 +160,7 @@ def test_register_tiles_need_no_stack_buffers():
     loop iteration (no stacksave in loops) until large shapes crash."""
     state = cpu.compile_kernel(kernels.matmul(64, 512, 64), tile=(6, 16, 2), stop_after="llvm")
     assert "alloca" not in state.artifacts["ll"].decode()
-    kernel = cpu.jit(kernels.matmul(256, 512, 128), tile=(6, 16, 2))
+    kernel = jit(kernels.matmul(256, 512, 128), tile=(6, 16, 2))
     rng = np.random.default_rng(4)
     a, b = rng.standard_normal((256, 128), np.float32), rng.standard_normal((128, 512), np.float32)
     np.testing.assert_allclose(kernel(a, b)[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
@@ -197,10 +197,10 @@ def test_object_is_elf_for_triple_with_kernel_symbols(tmp_path, triple, machine)
     assert obj[:4] == b"\x7fELF"
     path = tmp_path / "k.o"
     path.write_bytes(obj)
-    header = subprocess.run([util.tool_path("llvm-readelf"), "-h", str(path)],
+    header = subprocess.run([toolchain.tool_path("llvm-readelf"), "-h", str(path)],
                             capture_output=True, text=True, check=True).stdout
     assert machine in header and "REL (Relocatable file)" in header
-    symbols = subprocess.run([util.tool_path("llvm-readelf"), "-s", str(path)],
+    symbols = subprocess.run([toolchain.tool_path("llvm-readelf"), "-s", str(path)],
                              capture_output=True, text=True, check=True).stdout
     assert "_mlir_ciface_sample" in symbols
     # the packed, peeled, threaded matmul schedule lowers for either architecture too
@@ -229,7 +229,7 @@ def test_compile_is_deterministic(args, threads, thread_small_ops):
 def test_pipeline_failure_carries_mlir_opt_command():
     with pytest.raises(ToolchainError) as info:
         # no @__transform_main in the module: the interpreter reports an error
-        util.run_pipeline("func.func @f() { return }", "builtin.module(transform-interpreter)",
+        toolchain.run_pipeline("func.func @f() { return }", "builtin.module(transform-interpreter)",
                           stage="demo")
     assert "mlir-opt" in info.value.command and "--pass-pipeline=" in info.value.command
     saved = info.value.command.rsplit(" ", 1)[-1].strip("'")
@@ -245,7 +245,7 @@ def test_unknown_option_is_a_usage_error():
 
 
 def test_native_cpu_is_only_for_the_host_architecture():
-    foreign = ("aarch64-unknown-linux-gnu" if util.host_triple().startswith("x86_64")
+    foreign = ("aarch64-unknown-linux-gnu" if toolchain.host_triple().startswith("x86_64")
                else "x86_64-unknown-linux-gnu")
     with pytest.raises(UsageError, match="native"):
         cpu.CpuTarget().parse_options(triple=foreign, cpu="native")
@@ -285,7 +285,7 @@ def test_threaded_object_links_with_the_async_runtime_and_runs(tmp_path):
     (tmp_path / "mm.o").write_bytes(state.artifacts["o"])
     (tmp_path / "mm.h").write_bytes(state.artifacts["h"])
     (tmp_path / "main.c").write_text(_LINK_MAIN)
-    lib_dir = os.path.dirname(util.runtime_lib("mlir_async_runtime"))
+    lib_dir = os.path.dirname(toolchain.runtime_lib("mlir_async_runtime"))
     subprocess.run(["cc", "-O1", "main.c", "mm.o", f"-L{lib_dir}", "-lmlir_async_runtime",
                     f"-Wl,-rpath,{lib_dir}", "-lm", "-o", "main"], cwd=tmp_path, check=True)
     run = subprocess.run([str(tmp_path / "main")], capture_output=True, text=True)

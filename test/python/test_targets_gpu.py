@@ -15,18 +15,13 @@ import tempfile
 
 import pytest
 
-try:
-    from agentc.targets import _gpu_common as common
-    from agentc.targets.base import CompileState, run_stages
-    from agentc.targets.nvvm import NvvmTarget
-    from agentc.targets.rocdl import RocdlTarget
-except ImportError:  # repository checkout without an install: targets/ is top level
-    from targets import _gpu_common as common
-    from targets.base import CompileState, run_stages
-    from targets.nvvm import NvvmTarget
-    from targets.rocdl import RocdlTarget
-
+from agentc.codegen import kernels
 from agentc.diagnostics import ToolchainError, UsageError
+from agentc.targets import _gpu_common as common
+from agentc.targets import toolchain
+from agentc.targets.base import CompileState, run_stages
+from agentc.targets.nvvm import NvvmTarget
+from agentc.targets.rocdl import RocdlTarget
 
 MATMUL = """
 func.func @matmul(%a: tensor<64x32xf32>, %b: tensor<32x50xf32>) -> tensor<64x50xf32>
@@ -77,7 +72,7 @@ def readelf(data: bytes, *flags: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=".o") as f:
         f.write(data)
         f.flush()
-        return subprocess.run([common.tool_path("llvm-readelf"), *flags, f.name],
+        return subprocess.run([toolchain.tool_path("llvm-readelf"), *flags, f.name],
                               capture_output=True, text=True, check=True).stdout
 
 
@@ -237,15 +232,7 @@ def test_same_input_same_bytes():
         assert "TimeInMs" not in a.ir
 
 
-# ------------------------------------------------------------------------------ kernels.py
-
-def _registry():
-    try:
-        from agentc import kernels
-    except ImportError:
-        return None
-    return kernels
-
+# ------------------------------------------------------------------------------ codegen/kernels.py
 
 SMALL_ARGS = {"matmul": (64, 48, 32), "prefill_layer": (16, 64, 4, 2, 128),
               "decode_step": (16, 64, 4, 2, 128), "sample": (256, 4),
@@ -253,12 +240,8 @@ SMALL_ARGS = {"matmul": (64, 48, 32), "prefill_layer": (16, 64, 4, 2, 128),
               "retrieve": (128, 64, 4), "logmel": (16, 65, 20)}
 
 
-@pytest.mark.skipif(_registry() is None, reason="agentc.kernels not available")
 @pytest.mark.parametrize("kind", sorted(SMALL_ARGS))
 def test_every_kernel_kind_compiles_for_both_gpus(kind):
-    kernels = _registry()
-    if kind not in kernels.KERNELS:
-        pytest.skip(f"kernel kind {kind} not in agentc.kernels.KERNELS")
     text = kernels.KERNELS[kind](*SMALL_ARGS[kind])
     state = nvvm("sm_90", text)
     ptx = state.artifacts["ptx"].decode()
@@ -273,7 +256,4 @@ def test_every_kernel_kind_compiles_for_both_gpus(kind):
 
 
 def test_registry_covers_every_kind():
-    kernels = _registry()
-    if kernels is None:
-        pytest.skip("agentc.kernels not available")
     assert sorted(kernels.KERNELS) == sorted(SMALL_ARGS)

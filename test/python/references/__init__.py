@@ -1,0 +1,1 @@
+"""Independent references (numpy models, closed forms) the tests check agentc against."""
