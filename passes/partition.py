@@ -38,6 +38,9 @@ from agentc.passes._ir import get, source_loc, top_ops
 from agentc.passes._plan_ctx import models_of, value_bytes
 
 NAME = "partition"
+# Nested loop bounds multiply; the recorded bound saturates at the largest i64 (a runtime
+# never reaches it: the loops' own bounds stop it first).
+MAX_TRIPS = 2**63 - 1
 
 PLACEMENT = ("pool", "device", "target", "chip")
 STRUCTURE = {"agent.loop", "agent.branch", "agent.parallel"}
@@ -154,7 +157,6 @@ def run(module, ctx) -> None:
             readers.setdefault(v, [])
             if get(op, "pool") not in readers[v]:
                 readers[v].append(get(op, "pool"))
-    out_pools = {pool_of(v) for v in prog.outputs}
 
     loc = graph.location
     with loc:
@@ -166,7 +168,7 @@ def run(module, ctx) -> None:
             for k in PLACEMENT:
                 sub.attributes[f"agentc.{k}"] = ir.StringAttr.get(placement[k])
             top.append(sub)
-            builders[name] = _PoolBuilder(sub, prog, name in out_pools)
+            builders[name] = _PoolBuilder(sub, prog, [v for v in prog.outputs if pool_of(v) == name])
 
         channel = 0
         for op, trips, region in prog.steps:
@@ -188,13 +190,13 @@ def run(module, ctx) -> None:
 class _PoolBuilder:
     """Fills one pool module: op functions and the schedule that calls them."""
 
-    def __init__(self, sub, prog: _Program, returns: bool):
+    def __init__(self, sub, prog: _Program, made_here: list):
         self.body = sub.regions[0].blocks[0]
         self.prog = prog
         self.names: set[str] = set()
         self.values: dict = {}
         inputs = [v.type for v in prog.inputs]
-        outputs = [v.type for v in prog.outputs] if returns else []
+        outputs = [v.type for v in made_here]     # the graph outputs this pool makes
         self._sched_outputs = outputs
         with ir.InsertionPoint(self.body):
             self.schedule = func.FuncOp("schedule", (inputs, outputs))
@@ -214,7 +216,8 @@ class _PoolBuilder:
 
     def _mark(self, op, trips, region):
         if trips > 1:
-            op.attributes["agentc.max_trips"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), trips)
+            op.attributes["agentc.max_trips"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                                   min(trips, MAX_TRIPS))
         if region:
             op.attributes["agentc.region"] = ir.StringAttr.get(region)
 

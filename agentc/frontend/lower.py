@@ -356,6 +356,7 @@ class _Lowerer:
 
     def _sla(self, clause: ast.SlaClause) -> dict[str, float]:
         out: dict[str, float] = {}
+        named: dict[str, str] = {}      # key -> the metric that set it
         for t in clause.terms:
             metric = t.metric
             if metric == "latency" or metric.startswith("latency.p"):
@@ -373,8 +374,12 @@ class _Lowerer:
                 key = f"sla_{metric}_ms"
             else:
                 raise VerifyError(f"unknown SLA term '{metric}'; expected latency[.pNN], ttft or tbt", t.loc)
+            if key in out and named[key] != metric:
+                raise VerifyError(f"'{named[key]}' and '{metric}' both bound the end-to-end latency; an agent "
+                                  "has one latency term: keep the percentile you plan for", t.loc)
             if key in out:
                 raise VerifyError(f"SLA term '{metric}' is given twice", t.loc)
+            named[key] = metric
             ms = time_ms(t.bound, f"SLA '{metric}'")
             if ms <= 0:
                 raise VerifyError(f"SLA '{metric}' must be positive, got '{t.bound.text}'", t.bound.loc)
