@@ -123,6 +123,7 @@ def build(c) -> dict:
 # ---------------------------------------------------------------------------- simulation
 
 DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+TOKEN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill") + DECODE_KINDS
 _PLACEMENT_ATTRS = ("pool", "device", "target", "chip", "tp", "replicas", "start_ms", "finish_ms", "costs")
 
 
@@ -134,7 +135,8 @@ def add_simulation_fields(manifest: dict, c) -> None:
       top level), `inputs` (the ops whose results it reads), `busy_ms` (device time
       one execution holds its tp devices, as the planner counts it), `wait_ms` (time
       waited on an external service without a device), `call` (the source call it
-      came from), `batch` (the batch the planner priced), and for decode ops `decode`:
+      came from), `batch` (the batch the planner priced), `tokens` (prompt tokens of
+      tokenize/prefill, generated tokens of decode), and for decode ops `decode`:
       tokens and the mean step time by batch size from the cost model;
     - `regions`: the control flow (loops with max and expected trips and the continue
       probability whose truncated geometric law has that mean; branches and their arm
@@ -196,6 +198,8 @@ def add_simulation_fields(manifest: dict, c) -> None:
         entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
                      call=get(op, "call"), batch=batch, busy_ms=_r(p.option.busy_ms),
                      wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
+        if op.name in TOKEN_KINDS:
+            entry["tokens"] = int(get(op, "tokens", 0)) * int(get(op, "batch", 1))
         if op.name in DECODE_KINDS:
             entry["decode"] = _decode_steps(op, p, batch, cost, models, pools, cluster,
                                             op_cost, attrs_of, model_for)
