@@ -382,3 +382,4 @@ def check_cmd(source, baseline, max_cost_increase, max_latency_increase, cluster
     else:
         check.render(result, report.console())
     sys.exit(1 if result.failed else 0)
+cli.add_command(__import__("agentc.sim.cli", fromlist=["simulate_cmd"]).simulate_cmd)  # agentc simulate
