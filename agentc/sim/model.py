@@ -173,13 +173,21 @@ class _Link:
             n = len(self.active)
             soonest = min(item[0] for item in self.active.values())
             gen = self.gen
-            self.env.timeout(max(0.0, soonest) * n).callbacks.append(lambda _ev: self._fire(gen))
+            self.env.timeout(max(0.0, soonest) * n).callbacks.append(lambda _ev: self._fire(gen, soonest))
 
-    def _fire(self, gen):
+    def _fire(self, gen, soonest):
+        """The transfer that was soonest is done now (and any as close): decided by
+        the schedule, not by comparing a float with zero, which rounding can defeat
+        late in a long run."""
         if gen != self.gen:
             return
+        n = len(self.active)
         self._advance()
-        for key in [k for k, item in self.active.items() if item[0] <= 1e-9]:
+        cut = max(1e-9, 1e-9 * soonest)
+        for key in [k for k, item in self.active.items() if item[0] <= cut]:
+            self.active.pop(key)[1].succeed()
+        if len(self.active) == n:  # rounding kept it: finish the smallest anyway
+            key = min(self.active, key=lambda k: (self.active[k][0], k))
             self.active.pop(key)[1].succeed()
         self._reschedule()
 
