@@ -156,8 +156,16 @@ def _examples():
 def test_every_example_at_load_zero_matches_the_planner(source, cluster):
     """With deterministic service, requests far apart (no queueing) and decode at the
     planner's batched time, each request takes the planner's path latency; programs
-    with loops or branches draw their control flow, so only a bound is checked."""
-    p = plan.load(source, cluster)
+    with loops or branches draw their control flow, so only a bound is checked. The
+    manifest (with the simulation fields) validates against docs/manifest.schema.json."""
+    import json
+
+    import jsonschema
+
+    m = plan.compile_manifest(source, cluster, ())
+    with open(os.path.join(REPO, "docs", "manifest.schema.json")) as f:
+        jsonschema.validate(m, json.load(f))
+    p = plan.from_manifest(m, source)
     arr = at(*np.arange(40) * 1e6)
     res = model.simulate(p, arr, model.Config(seed=0, batching="planned"))
     e2e = np.array([r.end_ms - r.arrival_ms for r in res.requests])
