@@ -135,7 +135,7 @@ def add_simulation_fields(manifest: dict, c) -> None:
       top level), `inputs` (the ops whose results it reads), `busy_ms` (device time
       one execution holds its tp devices, as the planner counts it), `wait_ms` (time
       waited on an external service without a device), `call` (the source call it
-      came from), `batch` (the batch the planner priced), `tokens` (prompt tokens of
+      came from), `model` (the model it runs, if any), `batch` (the batch the planner priced), `tokens` (prompt tokens of
       tokenize/prefill, generated tokens of decode), and for decode ops `decode`:
       tokens and the mean step time by batch size from the cost model;
     - `regions`: the control flow (loops with max and expected trips and the continue
@@ -196,7 +196,7 @@ def add_simulation_fields(manifest: dict, c) -> None:
         cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp), {})
         batch = int(cost.get("batch", 1))
         entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
-                     call=get(op, "call"), batch=batch, busy_ms=_r(p.option.busy_ms),
+                     call=get(op, "call"), model=get(op, "model"), batch=batch, busy_ms=_r(p.option.busy_ms),
                      wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
         if op.name in TOKEN_KINDS:
             entry["tokens"] = int(get(op, "tokens", 0)) * int(get(op, "batch", 1))

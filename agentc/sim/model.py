@@ -9,11 +9,13 @@ What is modelled, and how (docs/simulate.md says the same for users):
 - After its busy time an op waits the rest of its planned latency without devices:
   tools and remote stores wait on someone else, as the planner assumes.
 - Decode (`--batching continuous`, the default) is iteration-level continuous batching:
-  one engine per `tp` devices of the pool; a new sequence joins the fullest engine that
-  still has room (at most the planned batch) at the next step boundary, else waits in
-  the op's FIFO backlog; each step takes `tp` devices for the step time of the current
-  batch size (the cost model's, tabulated in the manifest) and gives every sequence one
-  token. `--batching planned` runs decode like any op, at the planner's batched time.
+  one engine per `tp` devices of the pool for each model placed there (the decode ops
+  of every call of that model share its batches); a new sequence joins the fullest
+  engine that still has room (at most the planned batch) at the next step boundary,
+  else waits in a FIFO backlog; each step takes `tp` devices for the step time of the
+  current batch size (the cost model's, tabulated in the manifest; the mean over the
+  batch's calls when they differ in context) and gives every sequence one token.
+  `--batching planned` runs decode like any op, at the planner's batched time.
 - Transfers between pools start when their producer finishes; a link is shared by its
   concurrent transfers (processor sharing: n transfers each get 1/n of the bandwidth),
   and its latency is added after.
@@ -223,7 +225,7 @@ class _Seq:
 
 
 class _Engine:
-    """One continuous-batching decode engine (a tp group of the op's pool)."""
+    """One continuous-batching decode engine: a tp group of the pool serving one model."""
 
     def __init__(self, sim, decoder, index):
         self.sim, self.decoder, self.index = sim, decoder, index
@@ -237,8 +239,8 @@ class _Engine:
             self.wake.succeed()
 
     def run(self):
-        sim, dec, op = self.sim, self.decoder, self.decoder.op
-        env, pool = sim.env, sim.pools[op.pool]
+        sim, dec = self.sim, self.decoder
+        env, pool, tp = sim.env, sim.pools[dec.pool], dec.tp
         while True:
             if not self.active and not self.pending and not dec.backlog:
                 self.wake = env.event()
@@ -246,11 +248,11 @@ class _Engine:
                 self.wake = None
             self.active += self.pending
             self.pending = []
-            while len(self.active) < op.decode.max_batch and dec.backlog:
+            while len(self.active) < dec.max_batch and dec.backlog:
                 self.active.append(dec.backlog.popleft())
             if not self.active:
                 continue
-            ids = yield from pool.acquire(op.tp)
+            ids = yield from pool.acquire(tp)
             start = env.now
             n = len(self.active)
             for s in self.active:
@@ -258,14 +260,23 @@ class _Engine:
                     s.started = start
                     if s.req.measured:
                         pool.stats.waits.append(start - s.joined)
-            dt = op.decode.step(n) * sim.factor(op.kind)
-            counts = sim.decode_batches[op.id]
-            counts[n] = counts.get(n, 0) + 1
+            # calls of one model share the batch; each sequence's op prices the step at
+            # this batch size for its own context, and the step takes their mean
+            ops = {s.op.id: s.op for s in self.active}
+            if len(ops) == 1:
+                (op,) = ops.values()
+                step = op.decode.step(n)
+            else:
+                step = sum(s.op.decode.step(n) for s in self.active) / n
+            dt = step * sim.factor(dec.kind)
+            for op_id in ops:
+                counts = sim.decode_batches[op_id]
+                counts[n] = counts.get(n, 0) + 1
             yield env.timeout(dt)
-            pool.release(op.tp, ids)
+            pool.release(tp, ids)
             now = env.now
             if ids is not None and any(s.req.traced for s in self.active):
-                sim.trace.append(("step", op.pool, tuple(ids), f"{op.id} x{n}", start, now, None))
+                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}", start, now, None))
             keep = []
             for s in self.active:
                 s.produced += 1
@@ -280,14 +291,19 @@ class _Engine:
 
 
 class _Decoder:
-    def __init__(self, sim, op: Op, devices: int):
-        self.op = op
+    """The decode engines of one model on one pool at one tp: every decode op of that
+    model placed there joins the same batches, as one serving instance would run them."""
+
+    def __init__(self, sim, name: str, ops: list[Op], devices: int):
+        self.name = name
+        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.max_batch = min(op.decode.max_batch for op in ops)
         self.backlog: deque = deque()
-        self.engines = [_Engine(sim, self, i) for i in range(max(1, devices // op.tp))]
+        self.engines = [_Engine(sim, self, i) for i in range(max(1, devices // self.tp))]
 
     def join(self, seq: _Seq):
         best, best_load = None, -1
-        cap = self.op.decode.max_batch
+        cap = self.max_batch
         for e in self.engines:
             load = len(e.active) + len(e.pending)
             if load < cap and load > best_load:
@@ -318,8 +334,14 @@ class Simulation:
         self.decode_batches = {op.id: {} for op in plan.ops.values() if op.decode is not None}
         self.decoders = {}
         if config.batching == "continuous":
-            self.decoders = {op.id: _Decoder(self, op, plan.pools[op.pool])
-                             for op in plan.ops.values() if op.decode is not None}
+            groups: dict[tuple, list[Op]] = {}
+            for op in plan.ops.values():
+                if op.decode is not None:
+                    groups.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
+            for (name, pool, tp, _kind), ops in sorted(groups.items()):
+                decoder = _Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops, plan.pools[pool])
+                for op in ops:
+                    self.decoders[op.id] = decoder
         self.loop_trips = {rid: [0] * (r.max_trips + 1) for rid, r in plan.regions.items() if r.kind == "loop"}
         self.arm_counts = {rid: [0, 0] for rid, r in plan.regions.items() if r.kind == "branch"}
         self.op_counts = {op_id: 0 for op_id in plan.ops}

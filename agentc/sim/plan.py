@@ -56,6 +56,7 @@ class Op:
     loc: str = ""
     tokens: int = 0       # prompt tokens (tokenize/prefill) or generated tokens (decode)
     start_ms: float = 0.0  # where the planner's path puts it (orders LLM calls)
+    model: str | None = None  # decode ops of one model on one pool share their batches
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
                             tuple(t for _, t in steps))
         ops[o["id"]] = Op(o["id"], o["kind"], o["pool"], int(o["tp"]), float(o["est_latency_ms"]),
                           float(o["busy_ms"]), o["region"], tuple(o.get("inputs", ())), o.get("call"),
-                          decode, o.get("loc", ""), int(o.get("tokens", 0) or 0), float(o.get("start_ms", 0.0)))
+                          decode, o.get("loc", ""), int(o.get("tokens", 0) or 0), float(o.get("start_ms", 0.0)),
+                          o.get("model"))
     for op in ops.values():
         for s in op.inputs:
             if s not in ops:

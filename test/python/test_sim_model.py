@@ -121,6 +121,23 @@ def test_continuous_batching_steps_and_tbt_by_hand():
     assert res.requests[0].end_ms == pytest.approx(40) and res.requests[0].tbt_ms == pytest.approx(10)
 
 
+def test_calls_of_one_model_share_decode_batches():
+    """Two decode ops of model m in parallel on one device share one engine: 4 steps at
+    batch 2 (16 ms) = 64 ms. Of two different models they take turns on the device:
+    each step alone (10 ms), interleaved, so the later finishes at 8 x 10 = 80 ms."""
+    def dec(op_id, model_name):
+        d = op(op_id, "gpu", 0.0, region="parallel1", kind="llm.decode", model=model_name)
+        d.update(est_latency_ms=64.0, busy_ms=32.0,
+                 decode={"tokens": 4, "max_batch": 2, "step_ms": [[1, 10.0], [2, 16.0]]})
+        return d
+
+    regions = {"parallel1": {"kind": "parallel", "parent": ""}}
+    shared = manifest([dec("a", "m"), dec("b", "m")], {"gpu": 1}, regions=regions, returns=["a", "b"])
+    assert model.simulate(plan.from_manifest(shared), at(0.0)).requests[0].end_ms == pytest.approx(64)
+    apart = manifest([dec("a", "m"), dec("b", "n")], {"gpu": 1}, regions=regions, returns=["a", "b"])
+    assert model.simulate(plan.from_manifest(apart), at(0.0)).requests[0].end_ms == pytest.approx(80)
+
+
 def test_fifo_pool_serves_a_wide_request_before_later_narrow_ones():
     # one request needs both devices (tp 2); a narrow request arriving after it must not
     # overtake it even though a device is free (strict FIFO, no backfilling)
