@@ -69,6 +69,11 @@ class UsageError(AgentcError):
     """Bad command-line usage (unknown stage, missing file)."""
 
 
+class SimulationInputError(AgentcError):
+    """Input `agentc simulate` cannot use: a bad trace, a manifest of another schema
+    version or without a placement, an impossible scenario."""
+
+
 class OutputError(AgentcError):
     """An output path cannot be written (no such directory, read-only, a file in the way)."""
 

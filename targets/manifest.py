@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 def _r(x):
@@ -99,7 +99,7 @@ def build(c) -> dict:
            "ttft_ms": get(graph, "sla_ttft_ms"), "tbt_ms": get(graph, "sla_tbt_ms"),
            "load_rps": get(graph, "load_rps"), "mode": c.options.sla_mode,
            "worst_case": c.options.worst_case}
-    return {
+    manifest = {
         "schema_version": SCHEMA_VERSION,
         "agent": get(graph, "sym_name"),
         "inputs": inputs,
@@ -118,6 +118,184 @@ def build(c) -> dict:
         "artifacts": artifacts,
         "models": models_table(c.module),
     }
+    add_simulation_fields(manifest, c)
+    return manifest
+
+
+# ---------------------------------------------------------------------------- simulation
+
+DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+TOKEN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill") + DECODE_KINDS
+_PLACEMENT_ATTRS = ("pool", "device", "target", "chip", "tp", "replicas", "start_ms", "finish_ms", "costs")
+
+
+def add_simulation_fields(manifest: dict, c) -> None:
+    """What `agentc simulate` needs beyond the plan (schema 1.2, all additive), so the
+    simulator reads the manifest alone and never the IR or the passes:
+
+    - per op: `region` (the innermost loop/branch arm/parallel block holding it, "" at
+      top level), `inputs` (the ops whose results it reads), `busy_ms` (device time
+      one execution holds its tp devices, as the planner counts it), `wait_ms` (time
+      waited on an external service without a device), `call` (the source call it
+      came from), `model` (the model it runs, if any), `batch` (the batch the planner priced), `tokens` (prompt tokens of
+      tokenize/prefill, generated tokens of decode), and for decode ops `decode`:
+      tokens and the mean step time by batch size from the cost model;
+    - `regions`: the control flow (loops with max and expected trips and the continue
+      probability whose truncated geometric law has that mean; branches and their arm
+      probabilities; parallel blocks), keyed by id with their parent;
+    - `returns`: the ops whose results the agent returns;
+    - `links`: bandwidth and latency of every link an edge uses, and
+      per edge one transfer's `latency_ms` and its time on the wire at full bandwidth
+      (`wire_ms`, shared by concurrent transfers), or a `profiled` latency alone.
+    """
+    from agentc.costmodel import op_cost
+    from agentc.passes._ir import attrs_of, get, source_loc
+    from agentc.passes._plan_ctx import entry_graph, model_for, models_of
+
+    plan, problem, labels = c.placement.plan, c.placement.problem, c.placement.labels
+    cluster = c.pass_ctx.cluster
+    pools = {p.name: p for p in cluster.pools}
+    models = models_of(c.module)
+    graph = entry_graph(c.module)
+
+    regions: dict[str, dict] = {}
+    region_of: dict[str, str] = {}
+
+    def visit(block, parent: str) -> None:
+        for op in block.operations:
+            name = op.name
+            if name in ("agent.loop", "agent.branch", "agent.parallel"):
+                kind = name.split(".")[1]
+                rid = f"{kind}{len(regions) + 1}"
+                loc = source_loc(op)
+                entry = {"kind": kind, "parent": parent, "loc": str(loc) if loc else ""}
+                if kind == "loop":
+                    n, e = int(get(op, "max_trips")), float(get(op, "expected_trips"))
+                    entry.update(max_trips=n, expected_trips=_r(e), continue_prob=_r(_continue_prob(n, e)))
+                    regions[rid] = entry
+                    visit(op.regions[0].blocks[0], rid)
+                elif kind == "branch":
+                    prob = float(get(op, "prob"))
+                    regions[rid] = entry
+                    for i, (arm, p) in enumerate((("then", prob), ("else", 1.0 - prob))):
+                        regions[f"{rid}.{arm}"] = {"kind": "arm", "parent": rid, "index": i, "prob": _r(p),
+                                                   "loc": entry["loc"]}
+                        visit(op.regions[i].blocks[0], f"{rid}.{arm}")
+                else:
+                    regions[rid] = entry
+                    visit(op.regions[0].blocks[0], rid)
+            elif "op_id" in op.attributes:
+                region_of[get(op, "op_id")] = parent
+
+    visit(graph.regions[0].blocks[0], "")
+
+    inputs: dict[str, set[str]] = {}
+    for e in problem.edges:
+        inputs.setdefault(e.dst, set()).add(e.src)
+    for entry in manifest["ops"]:
+        op_id = entry["id"]
+        op, p = labels[op_id], plan.ops[op_id]
+        cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp), {})
+        batch = int(cost.get("batch", 1))
+        entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
+                     call=get(op, "call"), model=get(op, "model"), batch=batch, busy_ms=_r(p.option.busy_ms),
+                     wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
+        if op.name in TOKEN_KINDS:
+            entry["tokens"] = int(get(op, "tokens", 0)) * int(get(op, "batch", 1))
+        if op.name in DECODE_KINDS:
+            entry["decode"] = _decode_steps(op, p, batch, cost, models, pools, cluster,
+                                            op_cost, attrs_of, model_for)
+
+    producers = _returned(graph)
+    manifest["returns"] = sorted(x for x in producers if x in plan.ops)
+    manifest["regions"] = dict(sorted(regions.items()))
+    measured = {(e.src, e.dst): e.profiled for e in problem.edges if e.profiled}
+    links = {}
+    for e in manifest["edges"]:
+        # `ms` is weighted by expected executions (what the planner adds up); the
+        # simulator needs one transfer's latency and its time on the wire.
+        prof = measured.get((e["src"], e["dst"]), {}).get((e["src_pool"], e["dst_pool"]))
+        link = cluster.link_between(e["src_pool"], e["dst_pool"])
+        if prof is not None or link is None:
+            e.update(latency_ms=_r(prof[0] if prof else 0.0), wire_ms=0.0, profiled=True)
+            continue
+        links[e["link"]] = {"gbps": _r(link.gbps), "latency_ms": _r(link.latency_ms)}
+        e.update(latency_ms=_r(link.latency_ms), wire_ms=_r(e["bytes"] * 8 / (link.gbps * 1e9) * 1e3),
+                 profiled=False)
+    manifest["links"] = dict(sorted(links.items()))
+
+
+def _continue_prob(max_trips: int, expected: float) -> float:
+    """The p whose pre-tested loop (p + p^2 + ... + p^N expected trips) has this mean;
+    for `while p` it is p itself, for `expect E` the simulator's chosen law, for a fixed
+    count (E = N) it is 1."""
+    if expected >= max_trips - 1e-12:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if sum(mid ** k for k in range(1, max_trips + 1)) < expected:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _decode_steps(op, p, batch, cost, models, pools, cluster, op_cost, attrs_of, model_for) -> dict:
+    """Mean decode step time by batch size on the chosen pool and tp, scaled so the
+    planned batch reproduces the planner's own time exactly (iteration-level batching
+    needs the step time at every batch the simulator sees)."""
+    a = {k: v for k, v in attrs_of(op).items() if k not in _PLACEMENT_ATTRS}
+    tokens = max(1, int(a.get("tokens", 1)))
+    planned = p.option.time_ms / tokens
+    steps = [[batch, _r(planned)]]
+    if not cost.get("profiled", False):
+        model, device = model_for(op, models), pools[p.pool].device
+        try:
+            ref = op_cost(op.name, dict(a, batch=batch), model, device, p.option.tp, cluster).time_ms
+            b, sizes = 1, []
+            while b < batch:
+                sizes.append(b)
+                b *= 2
+            steps = [[s, _r(planned * op_cost(op.name, dict(a, batch=s), model, device, p.option.tp,
+                                              cluster).time_ms / ref)] for s in sizes] + steps
+        except Exception:  # noqa: BLE001 - a price the cost model refuses: keep the planned step
+            steps = [[batch, _r(planned)]]
+    return {"tokens": tokens, "max_batch": batch, "step_ms": steps}
+
+
+def _returned(graph) -> set[str]:
+    """Op ids whose results the entry agent returns (through loops, branches, blocks)."""
+    from mlir import ir
+
+    from agentc.passes._ir import get
+
+    out: set[str] = set()
+
+    def producers(value) -> None:
+        owner = value.owner
+        if isinstance(owner, ir.Block):
+            parent = owner.owner
+            if parent is not None and parent.name == "agent.loop":
+                producers(parent.operands[ir.BlockArgument(value).arg_number])
+            return
+        res = ir.OpResult(value)
+        op = res.owner
+        if op.name in ("agent.loop", "agent.branch", "agent.parallel"):
+            for region in op.regions:
+                producers(list(region.blocks[0].operations)[-1].operands[res.result_number])
+            if op.name == "agent.loop":
+                producers(op.operands[res.result_number])
+        elif "op_id" in op.attributes and op.name != "kv.transfer":
+            out.add(get(op, "op_id"))
+        else:
+            for operand in op.operands:
+                producers(operand)
+
+    term = list(graph.regions[0].blocks[0].operations)[-1]
+    for v in term.operands:
+        producers(v)
+    return out
 
 
 SOURCES_ATTR = "agentc.sources"

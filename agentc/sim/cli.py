@@ -1,0 +1,116 @@
+"""`agentc simulate`: the command (registered on the main CLI by one line in agentc/cli.py)."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from agentc.cli._common import guarded
+from agentc.diagnostics import UsageError
+
+DEFAULT_REQUESTS = 5000
+
+
+def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """`--cv 0.5` (every kind) or `--cv llm.decode=0.2` (one kind), repeatable."""
+    out = {}
+    for text in values:
+        kind, _, number = text.rpartition("=")
+        try:
+            x = float(number)
+        except ValueError:
+            x = -1.0
+        if not (x >= 0 and math.isfinite(x)):
+            raise UsageError(f"bad --cv '{text}'; write X or KIND=X with X >= 0 (e.g. --cv llm.decode=0.2)")
+        out[kind or "*"] = x
+    return tuple(sorted(out.items()))
+
+
+@click.command("simulate")
+@click.argument("source", type=click.Path())
+@click.option("--load", "load", type=float, default=None,
+              help="Poisson arrivals at R requests/s (default: the program's `load` clause). Example: --load 20")
+@click.option("--trace", "trace_csv", type=click.Path(dir_okay=False), default=None,
+              help="Arrivals from a CSV with columns arrival_s,input_tokens,output_tokens instead of --load.")
+@click.option("--requests", type=click.IntRange(min=1), default=None,
+              help=f"Requests to simulate (default {DEFAULT_REQUESTS}).")
+@click.option("--duration", type=float, default=None, help="Simulate the arrivals of S seconds instead of --requests.")
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="First requests left out of the statistics (default: 10%, at most 1000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--cv", "cv", multiple=True,
+              help="Service-time variability: coefficient of variation for every kind (X) or one (KIND=X); "
+                   "0 = deterministic, 1 = exponential. Repeatable. Example: --cv llm.decode=0.2")
+@click.option("--batching", type=click.Choice(["continuous", "planned"]), default="continuous", show_default=True,
+              help="Decode as iteration-level continuous batching, or at the planner's batched time.")
+@click.option("--cluster", type=click.Path(dir_okay=False), default=None,
+              help="Cluster TOML to plan a .agent source for (default: the built-in fleet).")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
+              help="Extra device/model catalog TOML (repeatable).")
+@click.option("--trace-requests", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Measured requests recorded in trace.json (with -o).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
+              help="Write trace.json (Perfetto), simulation.json and plots (SVG, PNG) to DIR.")
+@guarded
+def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, batching, cluster, catalogs,
+                 trace_requests, as_json, output):
+    """Simulate SOURCE (.agent, an output directory or a manifest.json) under load.
+
+    \b
+    Examples:
+      agentc simulate examples/voice_agent.agent --load 20
+      agentc simulate out/ --load 5 --cv 1 -o sim/
+      agentc simulate app.agent --trace requests.csv --json
+    """
+    import numpy as np
+
+    from agentc import outputs
+    from agentc.report import console
+    from agentc.sim import arrivals, model, plan, report
+
+    if trace_csv is not None and (load is not None or requests is not None or duration is not None):
+        raise UsageError("--trace gives the arrivals; it cannot be combined with --load, --requests or --duration")
+    if requests is not None and duration is not None:
+        raise UsageError("give --requests or --duration, not both")
+    if duration is not None and not (duration > 0 and math.isfinite(duration)):
+        raise UsageError(f"--duration must be positive, got {duration:g}")
+    if output is not None:
+        outputs.check_replaceable(output, "-o")
+        outputs.check_writable(output)
+    p = plan.load(source, cluster, tuple(catalogs))
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    if trace_csv is not None:
+        arr = arrivals.read_trace(trace_csv)
+    else:
+        rate = load if load is not None else p.load_rps
+        if rate is None:
+            raise UsageError(f"'{source}' has no `load` clause: give the arrival rate with --load R or a --trace")
+        if duration is None and requests is None:
+            requests = DEFAULT_REQUESTS
+        arr = arrivals.poisson(rate, rng, requests=requests, duration_s=duration)
+        if not arr:
+            raise UsageError(f"no request arrives within {duration:g} s at {rate:g} req/s")
+    if warmup is None:
+        warmup = min(1000, len(arr) // 10)
+    if warmup >= len(arr):
+        raise UsageError(f"--warmup {warmup} leaves none of the {len(arr)} requests to measure")
+    config = model.Config(seed=seed, cv=_cv(cv), batching=batching, warmup=warmup,
+                          trace_requests=trace_requests if output else 0, timeline=output is not None)
+    result = model.simulate(p, arr, config)
+    summary = report.summarize(result)
+    if output is not None:
+        from agentc.sim import perfetto, plots
+
+        files = {outputs.MARKER: outputs.MARKER_TEXT, "simulation.json": report.dumps(summary).encode(),
+                 "trace.json": perfetto.dumps(result)}
+        files.update(plots.render(result, summary))
+        outputs.write_outputs(files, output)
+    if as_json:
+        click.echo(report.dumps(summary), nl=False)
+    else:
+        report.print_table(summary, console())
+        if output is not None:
+            click.echo(f"wrote {output}/: trace.json (open in ui.perfetto.dev), simulation.json, "
+                       f"latency_cdf, utilisation, queue (.svg, .png)")

@@ -1,0 +1,195 @@
+"""What a simulation says: percentiles, SLA attainment, goodput, pool and link load.
+
+`summarize` turns a model.Result into a plain dict (the `--json` output, rounded to
+6 significant digits, keys sorted by the writer, so one seed gives the same bytes);
+`print_table` shows the same dict with rich.
+
+SLA terms: `latency.pNN < T` is judged at NN; terms without a percentile of their own
+(`latency < T`, `ttft < T`, `tbt < T`) at the latency term's percentile when the
+program states one, else at p99. A term holds when at least that fraction of the
+measured requests meets it. Goodput counts the requests meeting every term.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from agentc.sim.model import Result
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+DEFAULT_PERCENTILE = 99.0
+
+
+def _r(x):
+    if x is None:
+        return None
+    x = float(x)
+    return float(f"{x:.6g}") if np.isfinite(x) else None
+
+
+def _dist(values) -> dict | None:
+    if not len(values):
+        return None
+    a = np.asarray(values, dtype=float)
+    out = {"mean": _r(a.mean()), "max": _r(a.max())}
+    for q in PERCENTILES:
+        out[f"p{q:g}"] = _r(np.percentile(a, q))
+    return out
+
+
+def _weighted_quantile(hist: dict, q: float) -> float:
+    total = sum(hist.values())
+    if total <= 0:
+        return 0.0
+    acc = 0.0
+    for k in sorted(hist):
+        acc += hist[k]
+        if acc >= q * total - 1e-12:
+            return float(k)
+    return float(max(hist))
+
+
+def sla_terms(result: Result) -> list[dict]:
+    """One entry per SLA term: bound, percentile, fraction meeting it, and whether it holds."""
+    sla = result.plan.sla
+    pct = sla.percentile if sla.percentile is not None else DEFAULT_PERCENTILE
+    reqs = result.requests
+    out = []
+    for name, bound, values in (
+            ("latency" if sla.percentile is None else f"latency.p{sla.percentile:g}", sla.e2e_ms,
+             [r.end_ms - r.arrival_ms for r in reqs]),
+            ("ttft", sla.ttft_ms, [r.ttft_ms for r in reqs if r.ttft_ms is not None]),
+            ("tbt", sla.tbt_ms, [r.tbt_ms for r in reqs if r.tbt_ms is not None])):
+        if bound is None or not values:
+            continue
+        a = np.asarray(values, dtype=float)
+        met = float((a <= bound).mean())
+        out.append({"term": name, "bound_ms": _r(bound), "percentile": _r(pct),
+                    "observed_ms": _r(np.percentile(a, pct)), "attained": _r(met),
+                    "holds": bool(met >= pct / 100.0 - 1e-12)})
+    return out
+
+
+def _meets_all(result: Result, r) -> bool:
+    sla = result.plan.sla
+    if sla.e2e_ms is not None and r.end_ms - r.arrival_ms > sla.e2e_ms:
+        return False
+    if sla.ttft_ms is not None and r.ttft_ms is not None and r.ttft_ms > sla.ttft_ms:
+        return False
+    if sla.tbt_ms is not None and r.tbt_ms is not None and r.tbt_ms > sla.tbt_ms:
+        return False
+    return True
+
+
+def summarize(result: Result) -> dict:
+    plan, cfg, reqs = result.plan, result.config, result.requests
+    t0, t1 = result.window_ms
+    span_s = max(t1 - t0, 1e-9) / 1e3
+    n = len(reqs)
+    good = sum(1 for r in reqs if _meets_all(result, r))
+    pools = {}
+    for name, p in sorted(result.pools.items()):
+        waits = np.asarray(p.waits, dtype=float)
+        total_t = sum(p.queue_time.values())
+        pools[name] = {
+            "devices": p.devices,
+            "utilisation": _r(p.busy_area / (p.devices * span_s * 1e3)) if t1 > t0 else None,
+            "queue_mean": _r(sum(k * v for k, v in p.queue_time.items()) / total_t) if total_t else 0.0,
+            "queue_p99": _r(_weighted_quantile(p.queue_time, 0.99)),
+            "wait_mean_ms": _r(waits.mean()) if len(waits) else 0.0,
+            "wait_p99_ms": _r(np.percentile(waits, 99)) if len(waits) else 0.0,
+        }
+    loops = {}
+    for rid, counts in sorted(result.loop_trips.items()):
+        total = sum(counts)
+        region = plan.regions[rid]
+        loops[rid] = {"max_trips": region.max_trips, "continue_prob": _r(region.continue_prob),
+                      "entries": total,
+                      "trip_frequencies": [_r(c / total) if total else None for c in counts]}
+    branches = {}
+    for rid, counts in sorted(result.arm_counts.items()):
+        total = sum(counts)
+        branches[rid] = {"entries": total, "arm_frequencies": [_r(c / total) if total else None for c in counts]}
+    decode = {}
+    for op_id, counts in sorted(result.decode_batches.items()):
+        steps = sum(counts)
+        if steps:
+            decode[op_id] = {"steps": steps, "mean_batch": _r(sum((i + 1) * c for i, c in enumerate(counts)) / steps),
+                             "max_batch": plan.ops[op_id].decode.max_batch}
+    planned = plan.planned
+    return {
+        "agent": plan.agent,
+        "source": plan.source,
+        "seed": cfg.seed,
+        "batching": cfg.batching,
+        "cv": {k: v for k, v in sorted(cfg.cv)},
+        "requests": n,
+        "warmup": cfg.warmup,
+        "offered_rps": _r(n / span_s) if n > 1 and t1 > t0 else None,
+        "planned": {"e2e_ms": planned.get("e2e_ms"), "ttft_ms": planned.get("ttft_ms"),
+                    "tbt_ms": planned.get("tbt_ms"), "load_rps": plan.load_rps,
+                    "devices": dict(sorted(plan.pools.items()))},
+        "latency_ms": {"e2e": _dist([r.end_ms - r.arrival_ms for r in reqs]),
+                       "ttft": _dist([r.ttft_ms for r in reqs if r.ttft_ms is not None]),
+                       "tbt": _dist([r.tbt_ms for r in reqs if r.tbt_ms is not None])},
+        "sla": sla_terms(result),
+        "goodput_rps": _r(good / span_s) if t1 > t0 else None,
+        "sla_attained": _r(good / n) if n else None,
+        "pools": pools,
+        "links": {k: {"utilisation": _r(v)} for k, v in sorted(result.links.items())},
+        "loops": loops,
+        "branches": branches,
+        "decode": decode,
+    }
+
+
+def dumps(summary: dict) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+
+
+def print_table(summary: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    lat = summary["latency_ms"]
+    planned = summary["planned"]
+    t = Table(title=f"agentc simulate: {summary['agent']} ({summary['requests']} requests, "
+                    f"{summary['offered_rps'] or 0:g} req/s, seed {summary['seed']})")
+    t.add_column("metric")
+    t.add_column("planned ms", justify="right")
+    for q in ("mean",) + tuple(f"p{q:g}" for q in PERCENTILES):
+        t.add_column(q, justify="right")
+    for key, label in (("e2e", "end-to-end"), ("ttft", "TTFT"), ("tbt", "TBT")):
+        d = lat.get(key)
+        if d is None:
+            continue
+        p = planned.get(f"{key}_ms")
+        t.add_row(label, "-" if p is None else f"{p:.4g}",
+                  *[f"{d[c]:.4g}" for c in ("mean",) + tuple(f"p{q:g}" for q in PERCENTILES)])
+    console.print(t)
+    if summary["sla"]:
+        s = Table(title="SLA")
+        for c in ("term", "bound ms", "observed ms", "met by", "holds"):
+            s.add_column(c, justify="right" if c not in ("term", "holds") else "left")
+        for term in summary["sla"]:
+            s.add_row(f"{term['term']} (p{term['percentile']:g})", f"{term['bound_ms']:g}",
+                      f"{term['observed_ms']:.4g}", f"{100 * term['attained']:.2f}%",
+                      "[green]yes[/]" if term["holds"] else "[red]no[/]")
+        console.print(s)
+    if summary["goodput_rps"] is not None:
+        console.print(f"goodput: {summary['goodput_rps']:g} req/s meeting every SLA term "
+                      f"({100 * (summary['sla_attained'] or 0):.2f}% of requests)")
+    pt = Table(title="pools")
+    for c in ("pool", "devices", "utilisation", "mean queue", "p99 queue", "mean wait ms", "p99 wait ms"):
+        pt.add_column(c, justify="left" if c == "pool" else "right")
+    for name, p in summary["pools"].items():
+        u = p["utilisation"]
+        pt.add_row(name, str(p["devices"]), "-" if u is None else f"{100 * u:.1f}%", f"{p['queue_mean']:.3g}",
+                   f"{p['queue_p99']:g}", f"{p['wait_mean_ms']:.4g}", f"{p['wait_p99_ms']:.4g}")
+    console.print(pt)
+    if summary["links"]:
+        console.print("links: " + ", ".join(f"{k} {100 * v['utilisation']:.2f}%"
+                                            for k, v in summary["links"].items()))
