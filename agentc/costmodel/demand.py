@@ -1,6 +1,8 @@
 """What an op asks of a device: `op_demand` turns an op kind and its attributes into a
 `Demand` (FLOPs, bytes, network bytes, fixed latency, footprint), before any device is
-chosen. Each op's contract (agentc/dialects/ops.py) names its hook here.
+chosen. Each op's contract (agentc/dialects/ops.py) names its hook here. The module
+is past 400 lines because it is the table of those hooks: one short function per op
+kind, sharing the transformer-pass helpers at the top.
 
 Attribute contract of the granular op vocabulary (what the IR decomposition emits).
 `model` is the ModelSpec passed beside the attrs (the attr itself names it in the IR);

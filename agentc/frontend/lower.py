@@ -3,6 +3,8 @@
 Name resolution, value kinds, units, loop bounds and SLA sanity are checked here,
 because this is where names meet values; every error is a `VerifyError` at the
 offending token. Every op gets the `file:line:col` location of the source it came from.
+It is one module past 400 lines on purpose: one lowering class, one method per language
+construct, each with the checks that construct needs beside it.
 
 Semantics fixed here (README "Language reference" documents them):
 - `loop max N while p`: pre-tested; the body runs while a test that holds with

@@ -1,4 +1,6 @@
-"""The discrete-event model of a placed plan under load (SimPy).
+"""The discrete-event model of a placed plan under load (SimPy). One module past 400
+lines: the SimPy processes (arrivals, requests, ops, batch engines, links) share one
+event state, and splitting them would spread that state over files.
 
 What is modelled, and how (docs/simulate.md says the same for users):
 
