@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -35,7 +36,8 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
         dest = os.path.normpath(dest)
         parent = os.path.dirname(os.path.abspath(dest))
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.tmp-", dir=parent)
+        remove_leftovers(dest)
+        tmp = tempfile.mkdtemp(prefix=_scratch_prefix(dest, "tmp"), dir=parent)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)
@@ -47,7 +49,7 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
                     f.write(data)
             old = None
             if os.path.exists(dest):
-                old = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.old-", dir=parent)
+                old = tempfile.mkdtemp(prefix=_scratch_prefix(dest, "old"), dir=parent)
                 os.rmdir(old)
                 os.rename(dest, old)
             os.rename(tmp, dest)
@@ -56,6 +58,45 @@ def write_outputs(files: dict[str, bytes], dest: str) -> None:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _scratch_prefix(dest: str, kind: str) -> str:
+    """Name of a scratch directory beside `dest`: `.NAME.tmp-PID-` (or `.old-`), so a
+    later compile can tell one whose writer died from one still being written."""
+    return f".{os.path.basename(os.path.normpath(dest))}.{kind}-{os.getpid()}-"
+
+
+def remove_leftovers(dest: str) -> list[str]:
+    """Remove the scratch directories a killed compile of `dest` left beside it (their
+    writing process is gone); those of a compile still running are kept."""
+    parent = os.path.dirname(os.path.abspath(os.path.normpath(dest)))
+    base = os.path.basename(os.path.normpath(dest))
+    pattern = re.compile(rf"\.{re.escape(base)}\.(?:tmp|old)-(\d+)-\w+")
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        m = pattern.fullmatch(name)
+        path = os.path.join(parent, name)
+        if m is None or os.path.islink(path) or not os.path.isdir(path) or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _inside(rel: str, dest: str) -> str:
@@ -86,7 +127,11 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 
 def check_replaceable(dest: str, flag: str) -> None:
-    """agentc replaces only directories it wrote (they hold MARKER) or empty ones."""
+    """agentc replaces only directories it wrote (they hold MARKER) or empty ones, and
+    never a symbolic link (replacing it would swap the link for a directory)."""
+    if os.path.islink(os.path.normpath(dest)):
+        raise UsageError(f"output path '{dest}' is a symbolic link; name the directory it points to "
+                         f"(choose another {flag})")
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise UsageError(f"output path '{dest}' exists and is not a directory; refusing to replace it "
                          f"(choose another {flag})")

@@ -93,6 +93,31 @@ def _key(op):
     return get(op, "op_id")
 
 
+# What each entry of an op's `costs` attribute holds (written by annotate-cost).
+_COST_KEYS = {"pool": str, "tp": int, "time_ms": float, "usd_per_call": float, "fits": bool, "binding": str}
+_COST_OPTIONAL = {"busy_ms": float, "fee_usd": float, "ttft_ms": float, "tbt_ms": float}
+
+
+def _costs(op) -> list[dict]:
+    """The op's `costs` entries, each checked (a module edited by hand may lack a key)."""
+    entries = get(op, "costs")
+    if not isinstance(entries, list) or not entries:
+        raise VerifyError(f"'{op.name}' has no `costs` to place it by (run annotate-cost first)", source_loc(op))
+    for i, c in enumerate(entries):
+        if not isinstance(c, dict):
+            raise VerifyError(f"'{op.name}': costs[{i}] is not a dictionary", source_loc(op))
+        for key, kind in list(_COST_KEYS.items()) + list(_COST_OPTIONAL.items()):
+            if key not in c:
+                if key in _COST_KEYS:
+                    raise VerifyError(f"'{op.name}': costs[{i}] lacks '{key}'", source_loc(op))
+                continue
+            value = c[key]
+            ok = isinstance(value, kind) or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok or (kind is int and isinstance(value, bool)):
+                raise VerifyError(f"'{op.name}': costs[{i}].{key} must be a {kind.__name__}", source_loc(op))
+    return entries
+
+
 def _result_kind(op) -> str:
     return type_kind(op.results[0].type) if len(op.results) else "json"
 
@@ -114,7 +139,7 @@ def build_problem(module, ctx):
         if op.name in TRANSFER_OPS:
             continue
         options = []
-        for c in get(op, "costs"):
+        for c in _costs(op):
             options.append(planner.Option(
                 device=c["pool"], tp=int(c["tp"]), time_ms=float(c["time_ms"]),
                 usd_per_call=float(c["usd_per_call"]), busy_ms=float(c.get("busy_ms", c["time_ms"])),
@@ -223,7 +248,8 @@ def _write_back(plan, problem, g, graph_op, cluster) -> None:
     graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(f64, float(plan.e2e_ms))
     graph_op.attributes["plan_cost"] = ir.FloatAttr.get(f64, float(plan.cost))
     graph_op.attributes["plan_status"] = ir.StringAttr.get(plan.status)
-    graph_op.attributes["plan_gap"] = ir.FloatAttr.get(f64, float(plan.gap))
+    if plan.gap is not None:         # no gap: no bound was proven
+        graph_op.attributes["plan_gap"] = ir.FloatAttr.get(f64, float(plan.gap))
 
 
 def _rank(options, placed) -> int:
@@ -236,18 +262,22 @@ def _restore(problem, g, graph_op):
     """The plan recorded on the ops, re-evaluated (no solve)."""
     from agentc import planner
 
-    if "plan_status" not in graph_op.attributes:
+    status, gap = get(graph_op, "plan_status"), get(graph_op, "plan_gap")
+    if not isinstance(status, str):
         raise VerifyError("this module carries no placement to resume from (no plan_status on the graph); "
                           "resume from a module printed at 'placed' or later", source_loc(graph_op))
+    if gap is not None and not isinstance(gap, (int, float)):
+        raise VerifyError("the graph's plan_gap must be a number", source_loc(graph_op))
     chosen = {}
     for op, _w in g.ops:
         if op.name in TRANSFER_OPS:
             continue
-        if "option" not in op.attributes or "pool" not in op.attributes:
-            raise VerifyError(f"op '{_key(op)}' carries no placement (`option`, `pool`) to resume from",
-                              source_loc(op))
-        chosen[_key(op)] = (int(get(op, "option")), get(op, "pool"))
-    return planner.replay(problem, chosen, get(graph_op, "plan_status"), float(get(graph_op, "plan_gap")))
+        rank, pool = get(op, "option"), get(op, "pool")
+        if not isinstance(rank, int) or isinstance(rank, bool) or not isinstance(pool, str):
+            raise VerifyError(f"op '{_key(op)}' carries no placement (integer `option`, string `pool`) to "
+                              "resume from", source_loc(op))
+        chosen[_key(op)] = (rank, pool)
+    return planner.replay(problem, chosen, status, None if gap is None else float(gap))
 
 
 def _annotate(op, pool, tp, replicas, start, finish):

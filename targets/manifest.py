@@ -234,7 +234,8 @@ def _continue_prob(max_trips: int, expected: float) -> float:
     lo, hi = 0.0, 1.0
     for _ in range(200):
         mid = (lo + hi) / 2
-        if sum(mid ** k for k in range(1, max_trips + 1)) < expected:
+        # p + p^2 + ... + p^N in closed form (N may be huge: loop bounds multiply)
+        if mid * (1 - mid ** max_trips) / (1 - mid) < expected:
             lo = mid
         else:
             hi = mid
@@ -313,12 +314,19 @@ def record_sources(c) -> None:
 
 def sources(c) -> list[tuple[str, str | None]]:
     """(path, sha256) of the sources: as recorded on the module, else the files read."""
-    from mlir import ir
+
+    from agentc.diagnostics import SourceLoc, VerifyError
+    from agentc.passes._ir import attr_value
 
     attrs = c.module.operation.attributes
-    if SOURCES_ATTR in attrs:
-        return [(ir.StringAttr(a[0]).value, ir.StringAttr(a[1]).value) for a in ir.ArrayAttr(attrs[SOURCES_ATTR])]
-    return [(p, None) for p in c.inputs]
+    if SOURCES_ATTR not in attrs:
+        return [(p, None) for p in c.inputs]
+    pairs = attr_value(attrs[SOURCES_ATTR])
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs):
+        raise VerifyError(f"module attribute {SOURCES_ATTR} must be a list of [path, sha256] pairs",
+                          SourceLoc(c.input_path, 1, 1))
+    return [(p[0], p[1]) for p in pairs]
 
 
 def call_fields(op) -> dict:
