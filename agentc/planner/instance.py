@@ -12,7 +12,7 @@ takes; the MILP is checked against it, and baselines and alternatives are priced
 
 from __future__ import annotations
 
-import heapq
+import graphlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,7 +21,7 @@ from agentc.diagnostics import InfeasiblePlanError, VerifyError
 
 from .problem import Link, Option, Problem
 
-# Paper section 4: RoCE links of 200-400 Gb/s between chassis; take the low end.
+# arXiv 2507.19635 section 4: RoCE links of 200-400 Gb/s between chassis; take the low end.
 DEFAULT_LINK = Link("*", "*", gbps=200.0, latency_ms=0.0)
 EPS = 1e-9
 
@@ -203,22 +203,13 @@ class Instance:
         for k, e in enumerate(self.edges):
             self.succ[e.u].append(k)
             self.pred[e.v].append(k)
-        indeg = [len(self.pred[i]) for i in range(n)]
-        heap = [i for i in range(n) if indeg[i] == 0]
-        heapq.heapify(heap)
-        self.topo: list[int] = []
-        while heap:
-            i = heapq.heappop(heap)
-            self.topo.append(i)
-            for k in self.succ[i]:
-                v = self.edges[k].v
-                indeg[v] -= 1
-                if indeg[v] == 0:
-                    heapq.heappush(heap, v)
-        if len(self.topo) != n:
-            stuck = sorted(self.ops[i].id for i in range(n) if indeg[i] > 0)
-            raise VerifyError("the plan graph has a cycle through " + ", ".join(stuck)
-                              + "; fold bounded loops into op weights before placement")
+        graph = {v: {self.edges[k].u for k in self.pred[v]} for v in range(n)}
+        try:
+            self.topo: list[int] = list(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as err:
+            cycle = sorted({self.ops[i].id for i in err.args[1]})
+            raise VerifyError("the plan graph has a cycle through " + ", ".join(cycle)
+                              + "; fold bounded loops into op weights before placement") from None
         links = {}
         for ln in p.links:
             links[(ln.a, ln.b)] = ln

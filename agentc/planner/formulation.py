@@ -1,6 +1,6 @@
 """The placement MILP, built column by column and handed to HiGHS in one call.
 
-Variables (see PAPER.md section 3 for the model this refines):
+Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
 - x[k] binary per usable choice (op option on one pool), one per op;
 - per cross-pool edge, the pair of sites (a, b) its ends land on, linearised tightly:
   when one end can only sit on one pool the transfer is linear in the other end's x;
