@@ -12,7 +12,7 @@ import math
 from agentc.diagnostics import InfeasiblePlanError
 
 from .formulation import Formulation, MilpResult
-from .instance import Instance, Metrics
+from .instance import Instance, Metrics, denoise
 from .problem import Alternative, EdgePlacement, OpPlacement, Plan
 
 ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
@@ -47,7 +47,7 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
     relaxed = MilpResult("skipped", None, None, math.inf, 0.0) if too_big else Formulation(inst, "relax").solve()
     if relaxed.choice is not None:
         m = inst.evaluate(relaxed.choice)
-        if m.e2e_over_ms > 1e-6:
+        if m.e2e_over_ms > 0:
             notes.append(f"e2e SLA of {p.sla.e2e_ms:g} ms: the best achievable plan takes "
                          f"{m.e2e_ms:g} ms, missing it by {m.e2e_over_ms:g} ms")
             heads.append(f"e2e SLA (misses by {m.e2e_over_ms:g} ms)")
@@ -94,7 +94,7 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
             e = inst.edges[k]
             latest_finish[i] = min(latest_finish[i],
                                    latest_finish[e.v] - dur[e.v] - e.weight * m.transfers[k][0])
-    slack = [max(0.0, latest_finish[i] - m.finish[i]) for i in range(n)]
+    slack = [max(0.0, denoise(latest_finish[i] - m.finish[i], m.e2e_ms)) for i in range(n)]
     ops = {}
     for i, c in enumerate(ch):
         reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9)) if inst.load > 0 else 1
@@ -116,9 +116,10 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
         ttft_ms=max(ttfts) if ttfts else None, tbt_ms=max(tbts) if tbts else None,
         usd_per_request=m.usd_per_request, usd_per_hr=m.usd_per_hr,
         devices={inst.sites[j].name: d for j, d in m.devices.items()},
-        cost=m.cost, objective=p.objective, status=res.status, gap=res.gap,
-        solve_time_s=res.solve_time_s, critical_path=_critical_path(inst, m, dur),
-        sla_slack_ms=None if p.sla.e2e_ms is None else p.sla.e2e_ms - m.e2e_ms,
+        cost=m.cost, objective=p.objective, status=status_label(res),
+        gap=res.gap if math.isfinite(res.gap) else None,
+        solve_time_s=res.solve_time_s, critical_path=_critical_path(inst, m),
+        sla_slack_ms=None if p.sla.e2e_ms is None else denoise(p.sla.e2e_ms - m.e2e_ms, p.sla.e2e_ms),
         violations=list(m.violations), penalty=m.penalty,
         tokens_per_usd=(p.tokens_per_request / m.usd_per_request
                         if p.tokens_per_request and m.usd_per_request > 0 else None))
@@ -129,14 +130,22 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
     return plan
 
 
-def _critical_path(inst: Instance, m: Metrics, dur: list[float]) -> list[str]:
+def status_label(res: MilpResult) -> str:
+    """"optimal" when proved within the requested gap, else "feasible (gap X%)"."""
+    if res.status == "optimal":
+        return "optimal"
+    return "feasible (gap unknown)" if not math.isfinite(res.gap) else f"feasible (gap {res.gap * 100:.3g}%)"
+
+
+def _critical_path(inst: Instance, m: Metrics) -> list[str]:
     if not inst.ops:
         return []
-    i = next(i for i in inst.topo if not inst.succ[i] and abs(m.finish[i] - m.e2e_ms) < 1e-9)
+    i = next(i for i in inst.topo if not inst.succ[i] and denoise(m.finish[i] - m.e2e_ms, m.e2e_ms) == 0)
     path = [i]
     while True:
         tight = [inst.edges[k].u for k in inst.pred[i]
-                 if abs(m.finish[inst.edges[k].u] + inst.edges[k].weight * m.transfers[k][0] - m.start[i]) < 1e-9]
+                 if denoise(m.finish[inst.edges[k].u] + inst.edges[k].weight * m.transfers[k][0] - m.start[i],
+                            m.e2e_ms) == 0]
         if not tight or m.start[i] <= 0.0:
             break
         i = tight[0]
@@ -167,8 +176,8 @@ def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
         reasons = ([c.excluded] if c.excluded else []) + [v for v in t.violations if v not in m.violations]
         feasible = c.excluded is None and inst.feasible(t)
         out.append((not feasible, t.cost, t.e2e_ms, c.rank, Alternative(
-            c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, t.e2e_ms - m.e2e_ms,
-            t.cost - m.cost, feasible, tuple(dict.fromkeys(reasons)))))
+            c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, denoise(t.e2e_ms - m.e2e_ms, m.e2e_ms),
+            denoise(t.cost - m.cost, m.cost), feasible, tuple(dict.fromkeys(reasons)))))
     out.sort(key=lambda r: r[:4])
     return [r[4] for r in out]
 
@@ -177,11 +186,11 @@ def _binding(inst: Instance, m: Metrics, plan: Plan) -> list[str]:
     """Constraints that are tight, or that rule out a cheaper single-op move."""
     p = inst.problem
     out = []
-    if p.sla.e2e_ms is not None and abs(m.e2e_ms - p.sla.e2e_ms) <= 1e-6:
+    if p.sla.e2e_ms is not None and denoise(m.e2e_ms - p.sla.e2e_ms, p.sla.e2e_ms) == 0:
         out.append(f"e2e SLA {p.sla.e2e_ms:g} ms: tight (plan takes {m.e2e_ms:g} ms)")
     for op_id, placed in plan.ops.items():
         for alt in placed.alternatives:
-            if alt.feasible or alt.delta_cost >= -1e-12:
+            if alt.feasible or alt.delta_cost >= 0:
                 continue
             why = "; ".join(alt.reasons) if alt.reasons else "infeasible"
             out.append(f"op '{op_id}' on {alt.pool} would cost {-alt.delta_cost:.6g} less but: {why}")

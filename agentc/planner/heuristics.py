@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import time
 
-from .formulation import Formulation, MilpResult
-from .instance import Instance, Metrics
+from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
+from .instance import Instance, Metrics, exceeds
 
 LP_ROUNDING_MIN_CHOICES = 200
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
@@ -244,16 +244,18 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return None
         best = min(starts, key=key)
         ub = value(inst, mode, best)
-        gap = (ub - bound) / max(abs(ub), 1e-12)
-        return MilpResult("optimal", best.choice, ub, max(gap, 0.0), 0.0) if gap <= rel_gap else None
+        gap = relative_gap(ub, bound)
+        return MilpResult("optimal", best.choice, ub, gap, 0.0, bound=bound) if proven(gap, rel_gap) else None
 
     cand = f.cand
+    lp_bound, fixed_below = -math.inf, math.inf
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
         lp = relaxed.lp_relaxation()
         if lp is None:
             return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
         bound, x, reduced = lp
+        lp_bound = bound
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
@@ -281,13 +283,59 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             done.solve_time_s = time.perf_counter() - t0
             return done
         if starts:
-            ub = value(inst, mode, min(starts, key=key))
-            margin = ub - bound + 1e-9 * max(1.0, abs(ub))
+            fixed_below = value(inst, mode, min(starts, key=key))
+            margin = fixed_below - bound + 1e-9 * max(1.0, abs(fixed_below))
             cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
     best = min(starts, key=key) if starts else None
     res = f.solve(best) if cand is f.cand else _solve(inst, mode, cap, cand, best)
-    res.solve_time_s = time.perf_counter() - t0
-    return res
+    # The options fixed away cannot beat `fixed_below`, so the restricted MILP's bound
+    # holds for the whole problem only up to that value; the LP bound holds everywhere.
+    bound = max(lp_bound, min(res.bound, fixed_below))
+    if res.choice is not None:
+        m = inst.evaluate(res.choice)
+        if not fits(inst, m, cap):
+            m = _repair(inst, mode, cap, cand, m, starts)
+        if m is not None:
+            starts.append(m)
+    if not starts:
+        res.solve_time_s = time.perf_counter() - t0
+        return res if res.choice is None else MilpResult("no-solution", None, None, math.inf, res.solve_time_s)
+    best = min(starts, key=key)
+    ub = value(inst, mode, best)
+    gap = relative_gap(ub, bound)
+    return MilpResult("optimal" if proven(gap, rel_gap) else "feasible", best.choice, ub, gap,
+                      time.perf_counter() - t0, bound=bound)
+
+
+def proven(gap: float, rel_gap: float) -> bool:
+    """Within the requested relative gap, up to the scaled objective's absolute gap."""
+    return gap <= rel_gap + ABS_GAP
+
+
+def _repair(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], m: Metrics,
+            starts: list[Metrics]) -> Metrics | None:
+    """A plan meeting the e2e deadline exactly, when the MILP's pick misses it.
+
+    HiGHS accepts a column within its feasibility tolerance of integral (x = 1 - 1e-6
+    times a 1 s op is 1 us), so the rounded plan can finish a few ns-us after the
+    deadline. A miss is never reported as feasible: re-solve with the deadline tightened
+    by a growing multiple of the miss until the plan fits; None if it never does."""
+    sla = inst.problem.sla.e2e_ms if inst.hard else None
+    limits = [x for x in (cap, sla) if x is not None]
+    deadline = min(limits, default=math.inf)
+    if not exceeds(m.e2e_ms, deadline):  # it misses something else (capacity at a tolerance)
+        return None
+    over = m.e2e_ms - deadline
+    for step in (2.0, 8.0, 64.0, 1024.0):
+        tight = deadline - step * over
+        warm = min((s for s in starts if s.e2e_ms <= tight), key=lambda s: value(inst, mode, s), default=None)
+        res = _solve(inst, mode, tight, cand, warm)
+        if res.choice is None:
+            return None
+        rm = inst.evaluate(res.choice)
+        if fits(inst, rm, cap):
+            return rm
+    return None
 
 
 def _solve(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], warm: Metrics | None,
@@ -297,7 +345,7 @@ def _solve(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], 
 
 
 def fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
-    return inst.feasible(m) and (cap is None or m.e2e_ms <= cap)
+    return inst.feasible(m) and (cap is None or not exceeds(m.e2e_ms, cap))
 
 
 def value(inst: Instance, mode: str, m: Metrics) -> float:

@@ -187,8 +187,8 @@ class Plan:
     devices: dict[str, int]
     cost: float
     objective: str
-    status: str
-    gap: float
+    status: str  # "optimal" (proved within the requested gap) or "feasible (gap X%)"
+    gap: float | None  # proven relative gap to the best bound; None when there is none
     solve_time_s: float
     critical_path: list[str]
     sla_slack_ms: float | None
