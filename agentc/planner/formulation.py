@@ -352,18 +352,33 @@ class Formulation:
         return (h.getInfo().objective_function_value / self.unit, {k: vals[c] for k, c in self.xcol.items()},
                 {k: duals[c] / self.unit for k, c in self.xcol.items()})
 
+    def _consistent(self, h: highspy.Highs) -> bool:
+        """The objective HiGHS reports is the one its returned columns give."""
+        if h.getInfo().primal_solution_status != 2:
+            return True
+        reported = h.getInfo().objective_function_value
+        actual = float(np.dot(self.cost, h.getSolution().col_value)) + self.offset
+        return abs(actual - reported) <= 1e-6 * max(1.0, abs(reported))
+
     def solve(self, warm: Metrics | None = None, time_limit: float | None = None,
               target: float | None = None) -> MilpResult:
         if self.trivially_infeasible:
             return MilpResult("infeasible", None, None, INF, 0.0)
         t0 = time.perf_counter()
         h = self._load(integer=True, time_limit=time_limit, target=target)
-        if warm is not None and all(k in self.xcol for k in warm.choice):
+        warmed = warm is not None and all(k in self.xcol for k in warm.choice)
+        if warmed:
             sol = highspy.HighsSolution()
             sol.col_value = list(self.warm(warm))
             sol.value_valid = True
             h.setSolution(sol)
         h.run()
+        if warmed and not self._consistent(h):
+            # HiGHS 1.16's presolve can price a MIP start differently in its reduced space
+            # and then return the start's columns beside another solution's objective
+            # (seen on transport-linearised edges); solve again without the start.
+            h = self._load(integer=True, time_limit=time_limit, target=target)
+            h.run()
         elapsed = time.perf_counter() - t0
         status = h.getModelStatus()
         info = h.getInfo()
