@@ -107,7 +107,7 @@ class Problem:
     lam: float = 1e3
     default_link: Link | None = None
     time_limit_s: float = 10.0
-    mip_rel_gap: float = 1e-4
+    mip_rel_gap: float = 1e-9
     tokens_per_request: float = 0.0
     # pairs of op ids that must run on the same pool (an explicit all-reduce and the
     # tensor-parallel op whose shards it joins)
