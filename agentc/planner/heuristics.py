@@ -24,6 +24,7 @@ from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
 
 LP_ROUNDING_MIN_CHOICES = 200
+MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 
 
@@ -141,7 +142,7 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
     tried: set[tuple[int, int]] = set()
     for _ in range(rounds):
         slack = _deadline_slack(inst, m, deadline) if deadline < math.inf else None
-        best, best_gain = None, 1e-12 * max(1.0, abs(m.objective))
+        best, best_gain = None, 1e-12 * abs(m.objective)
         for i, k in enumerate(m.choice):
             cur = inst.choices[k]
             w = inst.ops[i].weight
@@ -160,7 +161,7 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         trial = list(m.choice)
         trial[best[0]] = best[1]
         t = inst.evaluate(trial)
-        if inst.feasible(t) and t.objective <= m.objective + 1e-12 * max(1.0, abs(m.objective)):
+        if inst.feasible(t) and t.objective <= m.objective + 1e-12 * abs(m.objective):
             m = t
         else:  # e.g. a larger tp than the pool's devices: never offer this move again
             tried.add(best)
@@ -195,7 +196,7 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None) -> Metrics
             trial[i] = best[1]
         else:
             t = inst.evaluate(trial)
-            if inst.feasible(t) and t.objective < m.objective - 1e-12 * max(1.0, abs(m.objective)):
+            if inst.feasible(t) and t.objective < m.objective - 1e-12 * abs(m.objective):
                 m = descend(inst, t, cap)
     return m
 
@@ -209,7 +210,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
     large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
-    same-pool descent (improve.py); (3) under load, if that is not within the requested
+    same-pool descent (`descend`); (3) under load, if that is not within the requested
     gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
     stay fixed, the rest may move within the pools below), then the MILP over every
     option on the pools the LP uses for
@@ -219,14 +220,23 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     gap; (4) reduced cost fixing: an option whose LP reduced cost exceeds UB - LP bound
     cannot be in a plan better than UB, so dropping it loses nothing; (5) solve the MILP
     over the options left, warm-started with UB. Its optimum is the full problem's
-    optimum.
+    optimum. All of this shares the problem's time limit.
+
+    The result is the best plan found, re-evaluated exactly (a MILP pick that misses the
+    deadline by a solver tolerance is repaired, `_repair`), with its gap to the best
+    proven bound; "optimal" only when that gap is within the requested one.
 
     Under load, the LP leaves out the rows `devices >= tp`: without them it is several
     times faster, and its bound (hence the gap test and the fixing) stays valid. Every
     MILP keeps them.
     """
     t0 = time.perf_counter()
-    rel_gap = inst.problem.mip_rel_gap
+    rel_gap, limit = inst.problem.mip_rel_gap, inst.problem.time_limit_s
+
+    def left(share: float = 1.0) -> float:
+        """Seconds for the next solve: `share` of the time limit, within what is left."""
+        return max(MIN_SOLVE_S, min(limit * share, t0 + limit - time.perf_counter()))
+
     f = Formulation(inst, mode, cap)
     if f.trivially_infeasible:
         return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
@@ -259,7 +269,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
-        polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None))
+        polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
+                      time_limit=left(0.5)))
         done = closed(bound)
         if done is None and inst.load > 0:
             pools = [{inst.choices[k].site for k in ks} for ks in support]
@@ -272,12 +283,12 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
                 inc = min(starts, key=key)
                 rins = [[inc.choice[i]] if x.get(inc.choice[i], 0.0) > RINS_FIX else ks
                         for i, ks in enumerate(near)]
-                polish(_solve(inst, mode, cap, rins, inc, time_limit=inst.problem.time_limit_s / 8,
+                polish(_solve(inst, mode, cap, rins, inc, time_limit=left(1 / 8),
                               target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
             if done is None and sum(map(len, near)) < len(f.xcol):
                 polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
-                              time_limit=inst.problem.time_limit_s / 4, target=bound + rel_gap * abs(bound)))
+                              time_limit=left(1 / 4), target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
         if done is not None:
             done.solve_time_s = time.perf_counter() - t0
@@ -287,7 +298,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             margin = fixed_below - bound + 1e-9 * max(1.0, abs(fixed_below))
             cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
     best = min(starts, key=key) if starts else None
-    res = f.solve(best) if cand is f.cand else _solve(inst, mode, cap, cand, best)
+    res = f.solve(best, left()) if cand is f.cand else _solve(inst, mode, cap, cand, best, left())
     # The options fixed away cannot beat `fixed_below`, so the restricted MILP's bound
     # holds for the whole problem only up to that value; the LP bound holds everywhere.
     bound = max(lp_bound, min(res.bound, fixed_below))
@@ -329,7 +340,7 @@ def _repair(inst: Instance, mode: str, cap: float | None, cand: list[list[int]],
     for step in (2.0, 8.0, 64.0, 1024.0):
         tight = deadline - step * over
         warm = min((s for s in starts if s.e2e_ms <= tight), key=lambda s: value(inst, mode, s), default=None)
-        res = _solve(inst, mode, tight, cand, warm)
+        res = _solve(inst, mode, tight, cand, warm, time_limit=MIN_SOLVE_S * 20)
         if res.choice is None:
             return None
         rm = inst.evaluate(res.choice)

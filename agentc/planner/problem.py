@@ -106,6 +106,8 @@ class Problem:
     sla_mode: Literal["hard", "soft"] = "hard"
     lam: float = 1e3
     default_link: Link | None = None
+    # HiGHS stops at this relative gap or time limit; a plan is labelled "optimal" only
+    # when its gap to the proven bound is within mip_rel_gap (1e-9: float noise)
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-9
     tokens_per_request: float = 0.0

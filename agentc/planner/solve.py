@@ -86,6 +86,6 @@ def pareto(problem: Problem, points: int = 8) -> list[tuple[float, float]]:
         found.append((pl.e2e_ms, pl.cost))
     frontier: list[tuple[float, float]] = []
     for lat, cost in sorted(set(found)):
-        if not frontier or cost < frontier[-1][1] - 1e-12:
+        if not frontier or cost < frontier[-1][1] * (1 - 1e-9):
             frontier.append((lat, cost))
     return frontier
