@@ -131,7 +131,8 @@ def _rate(inst: Instance, k: int) -> float:
     return rate if site.metered else rate + site.usd_per_hr * inst.demand(k)
 
 
-def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 10000) -> Metrics:
+def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 10000,
+            until: float = math.inf) -> Metrics:
     """Cheapest plan reachable from m by same-pool moves that keep every limit.
 
     Only for hard SLAs (no penalties), where a move's effect is exactly its own cost
@@ -141,6 +142,8 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
     deadline = min(x for x in (inst.problem.sla.e2e_ms, cap, math.inf) if x is not None)
     tried: set[tuple[int, int]] = set()
     for _ in range(rounds):
+        if time.perf_counter() > until:  # out of time: what was found so far
+            return m
         slack = _deadline_slack(inst, m, deadline) if deadline < math.inf else None
         best, best_gain = None, 1e-12 * abs(m.objective)
         for i, k in enumerate(m.choice):
@@ -168,7 +171,7 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
     return m
 
 
-def consolidate(inst: Instance, m: Metrics, cap: float | None = None) -> Metrics:
+def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: float = math.inf) -> Metrics:
     """Under load, empty the pools that hold few devices into the others.
 
     Whole devices are paid for, so a pool kept for one small op costs a device that the
@@ -179,6 +182,8 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None) -> Metrics
         return m
     deadline = min(x for x in (inst.problem.sla.e2e_ms, cap, math.inf) if x is not None)
     for j in sorted(m.devices, key=lambda s: (m.devices[s], s)):
+        if time.perf_counter() > until:
+            break
         ops = [i for i, k in enumerate(m.choice) if inst.choices[k].site == j]
         trial = list(m.choice)
         for i in ops:
@@ -197,7 +202,7 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None) -> Metrics
         else:
             t = inst.evaluate(trial)
             if inst.feasible(t) and t.objective < m.objective - 1e-12 * abs(m.objective):
-                m = descend(inst, t, cap)
+                m = descend(inst, t, cap, until=until)
     return m
 
 
@@ -247,7 +252,9 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         if res.choice is not None:
             rm = inst.evaluate(res.choice)
             if fits(inst, rm, cap):
-                starts.append(consolidate(inst, descend(inst, rm, cap), cap) if mode == "cost" else rm)
+                until = t0 + limit
+                starts.append(consolidate(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost"
+                              else rm)
 
     def closed(bound: float) -> MilpResult | None:
         if not starts:
