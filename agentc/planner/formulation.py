@@ -398,11 +398,12 @@ class Formulation:
 
 
 def relative_gap(objective: float, bound: float) -> float:
-    """(objective - bound) / |objective|, the gap HiGHS reports; 0 when the bound meets
-    the objective, inf without a bound."""
+    """(objective - bound) / objective, the gap HiGHS reports; 0 when the bound meets the
+    objective up to float noise, inf without a bound. Every objective here (money, ms,
+    penalties) is non-negative, so a bound below 0 is 0."""
     if not math.isfinite(bound):
         return INF
-    diff = objective - bound
-    if diff <= ABS_GAP * 1e-3 * max(1.0, abs(objective)):
+    diff = objective - max(bound, 0.0)
+    if diff <= 1e-12 * abs(objective):
         return 0.0
-    return diff / max(abs(objective), 1e-300)
+    return diff / abs(objective)
