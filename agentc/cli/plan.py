@@ -107,6 +107,7 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     out.print(f"e2e {num(tot['e2e_ms'])} ms, TTFT {num(tot['ttft_ms'])} ms, TBT {num(tot['tbt_ms'])} ms, "
               f"{num(tot['usd_per_hr'])} $/hr, {num(tot['usd_per_1m_requests'])} $ per 1M requests, "
               f"devices {tot['devices']}")
+    out.print(f"solver: {view['solver']['status']}")
     for b in view["baselines"]:
         state = f"ratio {num(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
@@ -212,7 +213,8 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             "excluded": [{"pool": o.device, "tp": o.tp, "reason": r} for o, r in p.excluded],
         })
     result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
-              "e2e_ms": plan.e2e_ms, "cost": plan.cost, "objective": plan.objective}
+              "e2e_ms": plan.e2e_ms, "cost": plan.cost, "objective": plan.objective,
+              "status": plan.status, "gap": plan.gap}
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
@@ -230,6 +232,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
         for ex in r["excluded"][:3]:
             out.print(f"    excluded {ex['pool']} tp={ex['tp']}: {ex['reason']}")
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
+    out.print(f"solver: {plan.status}")
 
 
 @click.command("cost")

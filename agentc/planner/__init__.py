@@ -3,10 +3,15 @@
 Pure Python over an abstract problem (no MLIR): the IR `place` pass builds a
 `Problem` from costed ops, `solve` returns a `Plan` with the chosen option per op,
 transfers, latency/cost totals, per-op alternatives, binding constraints and baselines.
-See arXiv 2507.19635 section 3.1 (cost model, placement problem) for the model; `milp.py` for the formulation.
+The model is arXiv 2507.19635 section 3.1 (cost model) and 3.1.2 (placement problem).
+
+Modules: problem (the dataclasses, no MLIR), instance (normalised problem and the exact
+evaluator), formulation (the MILP), heuristics (greedy, descent, LP-guided search),
+explain (critical path, alternatives, binding constraints), baselines, solve (the
+orchestration), replay (a plan rebuilt from recorded decisions).
 """
 
-from agentc.planner.greedy import greedy_choice
+from agentc.planner.heuristics import greedy_choice
 from agentc.planner.instance import DEFAULT_LINK, Instance, Metrics
 from agentc.planner.problem import (SLA, Alternative, Baseline, EdgePlacement, Link, Option,
                                     OpPlacement, Plan, PlanEdge, PlanOp, Pool, Problem)

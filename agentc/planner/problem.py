@@ -106,8 +106,10 @@ class Problem:
     sla_mode: Literal["hard", "soft"] = "hard"
     lam: float = 1e3
     default_link: Link | None = None
+    # HiGHS stops at this relative gap or time limit; a plan is labelled "optimal" only
+    # when its gap to the proven bound is within mip_rel_gap (1e-9: float noise)
     time_limit_s: float = 10.0
-    mip_rel_gap: float = 1e-4
+    mip_rel_gap: float = 1e-9
     tokens_per_request: float = 0.0
     # pairs of op ids that must run on the same pool (an explicit all-reduce and the
     # tensor-parallel op whose shards it joins)
@@ -187,8 +189,8 @@ class Plan:
     devices: dict[str, int]
     cost: float
     objective: str
-    status: str
-    gap: float
+    status: str  # "optimal" (proved within the requested gap) or "feasible (gap X%)"
+    gap: float | None  # proven relative gap to the best bound; None when there is none
     solve_time_s: float
     critical_path: list[str]
     sla_slack_ms: float | None

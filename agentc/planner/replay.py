@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from agentc.diagnostics import VerifyError
 
+import math
+
+from .baselines import baselines as baseline_plans
+from .explain import build_plan
+from .formulation import MilpResult
 from .instance import Instance
-from .milp import MilpResult
 from .problem import Plan, Problem
-from .solve import _baselines, _plan
+from .solve import optimise
 
 
-def replay(problem: Problem, chosen: dict[str, tuple[int, str]], status: str, gap: float,
+def replay(problem: Problem, chosen: dict[str, tuple[int, str]], status: str, gap: float | None,
            *, baselines: bool = True, explain: bool = True) -> Plan:
-    """The plan that picks, for each op id, option `rank` on pool `pool`."""
+    """The plan that picks, for each op id, option `rank` on pool `pool`; `status` and
+    `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
     inst = Instance(problem)
     choice = []
     for i, op in enumerate(inst.ops):
@@ -31,7 +36,9 @@ def replay(problem: Problem, chosen: dict[str, tuple[int, str]], status: str, ga
                               "among its costed options")
         choice.append(ks[0])
     m = inst.evaluate(tuple(choice))
-    plan = _plan(inst, m, MilpResult(status, tuple(choice), m.objective, gap, 0.0), explain)
+    res = MilpResult("optimal" if status == "optimal" else "feasible", tuple(choice), m.objective,
+                     math.inf if gap is None else gap, 0.0)
+    plan = build_plan(inst, m, res, explain)
     if baselines:
-        plan.baselines = _baselines(problem, inst, m)
+        plan.baselines = baseline_plans(problem, inst, m, optimise)
     return plan

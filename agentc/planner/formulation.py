@@ -1,6 +1,6 @@
 """The placement MILP, built column by column and handed to HiGHS in one call.
 
-Variables (see arXiv 2507.19635, section 3.1.2, for the model this refines):
+Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
 - x[k] binary per usable choice (op option on one pool), one per op;
 - per cross-pool edge, the pair of sites (a, b) its ends land on, linearised tightly:
   when one end can only sit on one pool the transfer is linear in the other end's x;
@@ -19,6 +19,11 @@ Variables (see arXiv 2507.19635, section 3.1.2, for the model this refines):
 Modes: "cost" (money + soft-SLA penalties), "latency" (minimise E, then cost under the
 found E), "relax" (every SLA, capacity and memory limit softened, total violation
 minimised: the source of infeasibility notes).
+
+In "cost" mode money is divided by `Instance.money_scale`, so the objective is O(1)
+whatever the unit ($/request ~1e-6 or $/hr ~1e2): HiGHS's absolute tolerances then mean
+what they say, and a proven gap is a real one. Results are reported in the original
+unit.
 """
 
 from __future__ import annotations
@@ -35,14 +40,14 @@ import numpy as np
 
 from agentc.diagnostics import InfeasiblePlanError
 
-from .instance import EPS, Instance, Metrics
+from .instance import SLA_REL_TOL, Instance, Metrics
 
 INF = math.inf
 # Relaxation weights: a device over a pool's count, and an op placed where its weights
 # do not fit, count as this many ms of SLA miss; memory first, then capacity, then ms.
 RELAX_DEVICE_WEIGHT = 1e3
 RELAX_MEMORY_WEIGHT = 1e6
-TIEBREAK = 1e-9  # relative nudge per option rank: same inputs pick the same optimum
+ABS_GAP = 1e-9  # in the scaled objective: a relative 1e-9 of the cheapest calls' price
 
 _banner_silenced = False
 
@@ -73,12 +78,17 @@ def new_highs() -> highspy.Highs:
 
 @dataclass
 class MilpResult:
-    status: str  # optimal | time-limit | infeasible | no-solution
+    """`status`: "optimal" (proved within the requested gap), "feasible" (a plan, gap
+    not closed), "infeasible" or "no-solution"; `bound` is the proven lower bound on the
+    objective, in its own unit (-inf when none)."""
+
+    status: str
     choice: tuple[int, ...] | None
     objective: float | None
     gap: float
     solve_time_s: float
     values: np.ndarray | None = None
+    bound: float = -INF
 
 
 class Formulation:
@@ -95,9 +105,11 @@ class Formulation:
         self.offset = 0.0
         self.trivially_infeasible = False
 
-        money = 0.0 if mode in ("relax", "latency") else 1.0
+        # objective units per $ (per request, or per hour under load)
+        self.unit = 1.0 / inst.money_scale if mode == "cost" else 1.0
+        money = 0.0 if mode in ("relax", "latency") else self.unit
         scale = inst.load * 3600.0 if inst.load > 0 else 1.0
-        lam = 0.0 if self.relax else (0.0 if inst.hard else p.lam)
+        lam = 0.0 if self.relax else (0.0 if inst.hard else p.lam * self.unit)
         self.cand = cand or (inst.op_choices if self.relax else inst.allowed)
         if any(not ks for ks in self.cand):
             self.trivially_infeasible = True
@@ -117,12 +129,6 @@ class Formulation:
                     obj += lam * (c.ttft_excess_ms + c.tbt_excess_ms)
                 self.xcol[k] = self._col(obj, 0.0, 1.0, True)
             self._row([(self.xcol[k], 1.0) for k in ks], 1.0, 1.0)
-        xcols = list(self.xcol.values())
-        big = max((abs(self.cost[j]) for j in xcols), default=0.0)
-        if big > 0:
-            for ks in self.cand:
-                for r, k in enumerate(ks):
-                    self.cost[self.xcol[k]] += TIEBREAK * big * r
 
         self.sites_of = [sorted({inst.choices[k].site for k in ks}) for ks in self.cand]
         for a, b in inst.colocate:  # same pool: equal x-mass on every site
@@ -221,7 +227,7 @@ class Formulation:
         cap = e2e_cap
         if inst.hard and not self.relax and sla is not None:
             cap = sla if cap is None else min(cap, sla)
-        if cap is not None and any(es[i] + tail[i] > cap + 1e-9 for i in range(n)):
+        if cap is not None and any(es[i] + tail[i] > cap + SLA_REL_TOL * max(1.0, cap) for i in range(n)):
             self.trivially_infeasible = True
         self.scol = [self._col(0.0, es[i], INF if cap is None else max(es[i], cap - tail[i]))
                      for i in range(n)]
@@ -307,8 +313,8 @@ class Formulation:
         h.setOptionValue("time_limit", float(p.time_limit_s if time_limit is None else time_limit))
         h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap) if target is None else 1e-6)
         if target is not None:
-            h.setOptionValue("objective_target", float(target))
-        h.setOptionValue("mip_abs_gap", 1e-9)
+            h.setOptionValue("objective_target", float(target) * self.unit)
+        h.setOptionValue("mip_abs_gap", ABS_GAP)
         ncol = len(self.cost)
         h.addCols(ncol, np.array(self.cost), np.array(self.lb), np.array(self.ub), 0,
                   np.array([], dtype=np.int32), np.array([], dtype=np.int32), np.array([]))
@@ -343,8 +349,16 @@ class Formulation:
             return None
         sol = h.getSolution()
         vals, duals = sol.col_value, sol.col_dual
-        return (h.getInfo().objective_function_value, {k: vals[c] for k, c in self.xcol.items()},
-                {k: duals[c] for k, c in self.xcol.items()})
+        return (h.getInfo().objective_function_value / self.unit, {k: vals[c] for k, c in self.xcol.items()},
+                {k: duals[c] / self.unit for k, c in self.xcol.items()})
+
+    def _consistent(self, h: highspy.Highs) -> bool:
+        """The objective HiGHS reports is the one its returned columns give."""
+        if h.getInfo().primal_solution_status != 2:
+            return True
+        reported = h.getInfo().objective_function_value
+        actual = float(np.dot(self.cost, h.getSolution().col_value)) + self.offset
+        return abs(actual - reported) <= 1e-6 * max(1.0, abs(reported))
 
     def solve(self, warm: Metrics | None = None, time_limit: float | None = None,
               target: float | None = None) -> MilpResult:
@@ -352,12 +366,19 @@ class Formulation:
             return MilpResult("infeasible", None, None, INF, 0.0)
         t0 = time.perf_counter()
         h = self._load(integer=True, time_limit=time_limit, target=target)
-        if warm is not None and all(k in self.xcol for k in warm.choice):
+        warmed = warm is not None and all(k in self.xcol for k in warm.choice)
+        if warmed:
             sol = highspy.HighsSolution()
             sol.col_value = list(self.warm(warm))
             sol.value_valid = True
             h.setSolution(sol)
         h.run()
+        if warmed and not self._consistent(h):
+            # HiGHS 1.16's presolve can price a MIP start differently in its reduced space
+            # and then return the start's columns beside another solution's objective
+            # (seen on transport-linearised edges); solve again without the start.
+            h = self._load(integer=True, time_limit=time_limit, target=target)
+            h.run()
         elapsed = time.perf_counter() - t0
         status = h.getModelStatus()
         info = h.getInfo()
@@ -368,6 +389,21 @@ class Formulation:
             return MilpResult("no-solution", None, None, INF, elapsed)
         vals = np.array(h.getSolution().col_value)
         choice = tuple(max(ks, key=lambda k: (vals[self.xcol[k]], -ks.index(k))) for ks in self.cand)
-        label = "optimal" if status == highspy.HighsModelStatus.kOptimal else "time-limit"
-        gap = 0.0 if label == "optimal" and info.mip_gap < EPS else float(info.mip_gap)
-        return MilpResult(label, choice, float(info.objective_function_value), gap, elapsed, vals)
+        objective = float(info.objective_function_value) / self.unit
+        bound = float(info.mip_dual_bound) / self.unit
+        proven = status == highspy.HighsModelStatus.kOptimal
+        gap = relative_gap(objective, bound)
+        return MilpResult("optimal" if proven and target is None else "feasible", choice, objective,
+                          gap, elapsed, vals, bound)
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """(objective - bound) / objective, the gap HiGHS reports; 0 when the bound meets the
+    objective up to float noise, inf without a bound. Every objective here (money, ms,
+    penalties) is non-negative, so a bound below 0 is 0."""
+    if not math.isfinite(bound):
+        return INF
+    diff = objective - max(bound, 0.0)
+    if diff <= 1e-12 * abs(objective):
+        return 0.0
+    return diff / abs(objective)

@@ -1,0 +1,202 @@
+"""What a plan says about itself: timings, slack, the critical path, per-op alternatives,
+binding constraints, and why there is no plan when there is none.
+
+Every number here is recomputed by `Instance.evaluate` from the chosen options, never
+read from the solver's columns, so reports do not depend on solver tolerances.
+"""
+
+from __future__ import annotations
+
+import math
+
+from agentc.diagnostics import InfeasiblePlanError
+
+from .formulation import Formulation, MilpResult
+from .instance import Instance, Metrics, denoise
+from .problem import Alternative, EdgePlacement, OpPlacement, Plan
+
+ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
+RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
+              "and memory limit made soft, total violation minimised), not by an LP IIS")
+
+
+def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
+    p = inst.problem
+    if res.status == "no-solution":
+        return InfeasiblePlanError(
+            f"no placement found within the time limit of {p.time_limit_s:g} s",
+            notes=["the MILP neither found a plan nor proved there is none; raise time_limit_s"])
+    notes, heads = [], []
+    for i, ks in enumerate(inst.op_choices):
+        if all(not inst.choices[k].memory_ok for k in ks):
+            pools = ", ".join(sorted({inst.sites[inst.choices[k].site].name for k in ks}))
+            notes.append(f"op '{inst.ops[i].id}' has no option that fits device memory (tried {pools})")
+            heads.append("memory")
+    # An op that alone needs more devices than any pool it may use has: said directly,
+    # and exactly (a slack relaxation at such magnitudes is at the mercy of tolerances).
+    too_big = False
+    for i, ks in enumerate(inst.op_choices if inst.load > 0 else ()):
+        sized = [(max(math.ceil(inst.demand(k) - 1e-9), inst.choices[k].option.tp), inst.sites[inst.choices[k].site])
+                 for k in ks]
+        if sized and all(s.count is not None and n > s.count for n, s in sized):
+            n, s = min(sized, key=lambda e: e[0] - e[1].count)
+            notes.append(f"op '{inst.ops[i].id}' alone needs more devices than any pool it can use has: "
+                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
+            heads.append(f"pool {s.name} count")
+            too_big = True
+    relaxed = MilpResult("skipped", None, None, math.inf, 0.0) if too_big else Formulation(inst, "relax").solve()
+    if relaxed.choice is not None:
+        m = inst.evaluate(relaxed.choice)
+        if m.e2e_over_ms > 0:
+            notes.append(f"e2e SLA of {p.sla.e2e_ms:g} ms: the best achievable plan takes "
+                         f"{m.e2e_ms:g} ms, missing it by {m.e2e_over_ms:g} ms")
+            heads.append(f"e2e SLA (misses by {m.e2e_over_ms:g} ms)")
+        for i, k in enumerate(m.choice):
+            c, op_id = inst.choices[k], inst.ops[i].id
+            if c.ttft_excess_ms > 0:
+                notes.append(f"TTFT SLA of {p.sla.ttft_ms:g} ms: op '{op_id}' needs at least "
+                             f"{c.option.ttft_ms:g} ms, missing it by {c.ttft_excess_ms:g} ms")
+                heads.append("TTFT SLA")
+            if c.tbt_excess_ms > 0:
+                notes.append(f"TBT SLA of {p.sla.tbt_ms:g} ms: op '{op_id}' needs at least "
+                             f"{c.option.tbt_ms:g} ms, missing it by {c.tbt_excess_ms:g} ms")
+                heads.append("TBT SLA")
+            if c.tp_excess:
+                site = inst.sites[c.site]
+                notes.append(f"pool {site.name}: op '{op_id}' needs tp={c.option.tp}, the pool has "
+                             f"{site.count} devices (exceeded by {c.tp_excess})")
+                heads.append(f"pool {site.name}")
+        for j, over in sorted(m.pool_over.items()):
+            site = inst.sites[j]
+            notes.append(f"pool {site.name}: {p.load_rps:g} req/s needs {m.devices[j]} devices, the "
+                         f"pool has {site.count} (exceeded by {over})")
+            heads.append(f"pool {site.name} count")
+    if not notes:
+        notes.append("the slack relaxation found no violation; the constraints conflict only "
+                     "at integer points")
+    if not too_big:
+        notes.append(RELAX_NOTE)
+    heads = list(dict.fromkeys(heads)) or ["SLA and capacity"]
+    return InfeasiblePlanError("no placement meets " + ", ".join(heads), notes=notes)
+
+
+# -------------------------------------------------------------------- the plan
+
+
+def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Plan:
+    p = inst.problem
+    n = len(inst.ops)
+    ch = [inst.choices[k] for k in m.choice]
+    dur = [inst.ops[i].weight * ch[i].option.time_ms for i in range(n)]
+    latest_finish = [m.e2e_ms] * n
+    for i in reversed(inst.topo):
+        for k in inst.succ[i]:
+            e = inst.edges[k]
+            latest_finish[i] = min(latest_finish[i],
+                                   latest_finish[e.v] - dur[e.v] - e.weight * m.transfers[k][0])
+    slack = [max(0.0, denoise(latest_finish[i] - m.finish[i], m.e2e_ms)) for i in range(n)]
+    ops = {}
+    for i, c in enumerate(ch):
+        reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9)) if inst.load > 0 else 1
+        ops[inst.ops[i].id] = OpPlacement(
+            inst.ops[i].id, c.option, inst.sites[c.site].name, reps, m.start[i], m.finish[i], slack[i],
+            excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
+                      if inst.choices[k].excluded is not None])
+    edges = []
+    for k, e in enumerate(inst.edges):
+        a, b = ch[e.u].site, ch[e.v].site
+        if a != b:
+            ms, usd = m.transfers[k]
+            edges.append(EdgePlacement(inst.ops[e.u].id, inst.ops[e.v].id, inst.sites[a].name,
+                                       inst.sites[b].name, e.weight * ms, e.weight * usd))
+    ttfts = [c.option.ttft_ms for c in ch if c.option.ttft_ms is not None]
+    tbts = [c.option.tbt_ms for c in ch if c.option.tbt_ms is not None]
+    plan = Plan(
+        ops=ops, edges=edges, e2e_ms=m.e2e_ms,
+        ttft_ms=max(ttfts) if ttfts else None, tbt_ms=max(tbts) if tbts else None,
+        usd_per_request=m.usd_per_request, usd_per_hr=m.usd_per_hr,
+        devices={inst.sites[j].name: d for j, d in m.devices.items()},
+        cost=m.cost, objective=p.objective, status=status_label(res),
+        gap=res.gap if math.isfinite(res.gap) else None,
+        solve_time_s=res.solve_time_s, critical_path=_critical_path(inst, m),
+        sla_slack_ms=None if p.sla.e2e_ms is None else denoise(p.sla.e2e_ms - m.e2e_ms, p.sla.e2e_ms),
+        violations=list(m.violations), penalty=m.penalty,
+        tokens_per_usd=(p.tokens_per_request / m.usd_per_request
+                        if p.tokens_per_request and m.usd_per_request > 0 else None))
+    if explain:
+        for i in range(n):
+            ops[inst.ops[i].id].alternatives = _alternatives(inst, m, i)
+    plan.binding = _binding(inst, m, plan)
+    return plan
+
+
+def status_label(res: MilpResult) -> str:
+    """"optimal" when proved within the requested gap, else "feasible (gap X%)"."""
+    if res.status == "optimal":
+        return "optimal"
+    return "feasible (gap unknown)" if not math.isfinite(res.gap) else f"feasible (gap {res.gap * 100:.3g}%)"
+
+
+def _critical_path(inst: Instance, m: Metrics) -> list[str]:
+    if not inst.ops:
+        return []
+    i = next(i for i in inst.topo if not inst.succ[i] and denoise(m.finish[i] - m.e2e_ms, m.e2e_ms) == 0)
+    path = [i]
+    while True:
+        tight = [inst.edges[k].u for k in inst.pred[i]
+                 if denoise(m.finish[inst.edges[k].u] + inst.edges[k].weight * m.transfers[k][0] - m.start[i],
+                            m.e2e_ms) == 0]
+        if not tight or m.start[i] <= 0.0:
+            break
+        i = tight[0]
+        path.append(i)
+    return [inst.ops[i].id for i in reversed(path)]
+
+
+def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
+    """Other choices for op i, each priced with the rest of the plan fixed."""
+    out = []
+    base = list(m.choice)
+    ks = inst.op_choices[i]
+    if len(inst.choices) > ALTERNATIVES_ALL_UP_TO:  # large graphs: the cheapest option per pool
+        per_site: dict[int, int] = {}
+        for k in ks:
+            c = inst.choices[k]
+            j = per_site.get(c.site)
+            if k != m.choice[i] and (j is None or c.option.usd_per_call < inst.choices[j].option.usd_per_call):
+                per_site[c.site] = k
+        ks = sorted(per_site.values())
+    for k in ks:
+        if k == m.choice[i]:
+            continue
+        trial = base.copy()
+        trial[i] = k
+        t = inst.evaluate(trial)
+        c = inst.choices[k]
+        reasons = ([c.excluded] if c.excluded else []) + [v for v in t.violations if v not in m.violations]
+        feasible = c.excluded is None and inst.feasible(t)
+        out.append((not feasible, t.cost, t.e2e_ms, c.rank, Alternative(
+            c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, denoise(t.e2e_ms - m.e2e_ms, m.e2e_ms),
+            denoise(t.cost - m.cost, m.cost), feasible, tuple(dict.fromkeys(reasons)))))
+    out.sort(key=lambda r: r[:4])
+    return [r[4] for r in out]
+
+
+def _binding(inst: Instance, m: Metrics, plan: Plan) -> list[str]:
+    """Constraints that are tight, or that rule out a cheaper single-op move."""
+    p = inst.problem
+    out = []
+    if p.sla.e2e_ms is not None and denoise(m.e2e_ms - p.sla.e2e_ms, p.sla.e2e_ms) == 0:
+        out.append(f"e2e SLA {p.sla.e2e_ms:g} ms: tight (plan takes {m.e2e_ms:g} ms)")
+    for op_id, placed in plan.ops.items():
+        for alt in placed.alternatives:
+            if alt.feasible or alt.delta_cost >= 0:
+                continue
+            why = "; ".join(alt.reasons) if alt.reasons else "infeasible"
+            out.append(f"op '{op_id}' on {alt.pool} would cost {-alt.delta_cost:.6g} less but: {why}")
+    if inst.load > 0:
+        for j, d in m.devices.items():
+            cnt = inst.sites[j].count
+            if cnt is not None and d >= cnt:
+                out.append(f"pool {inst.sites[j].name}: all {cnt} devices in use")
+    return out

@@ -1,0 +1,374 @@
+"""Heuristics around the placement MILP: they find good plans fast, the MILP proves them.
+
+- Greedy list scheduling: the warm start and the "greedy" baseline. Ops are visited in
+  topological order; each takes the cheapest usable option whose finish time, plus the
+  fastest possible rest of its path, still meets the e2e SLA and whose pool still has
+  room for its load; if none does, the one that finishes first. Under the latency
+  objective, finish time comes before money.
+- Same-pool 1-opt descent (`descend`): moving an op to another option on the same pool
+  leaves every transfer unchanged, so the move keeps the e2e SLA exactly when its extra
+  time fits the op's slack against the deadline (critical-path method). Under load a
+  plan pays for whole devices, ceil(busy demand) per pool, so moves are ranked by their
+  effect on the fractional demand and kept only when the real cost does not rise.
+  `consolidate` empties lightly used pools into the others.
+- `search`: for large graphs, an LP-guided incumbent (support MILP, RINS, a pool
+  neighbourhood) and reduced-cost fixing before the full MILP (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
+from .instance import Instance, Metrics, exceeds
+
+LP_ROUNDING_MIN_CHOICES = 200
+MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
+RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
+
+
+# -------------------------------------------------------------------- greedy list scheduling
+
+
+def greedy_choice(inst: Instance, candidates: list[list[int]] | None = None) -> tuple[int, ...] | None:
+    """One choice per op (indices into inst.choices), or None if some op has none.
+
+    `candidates` narrows each op's usable choices (e.g. to those an LP relaxation uses).
+
+    The look-ahead ignores transfers still to come, so a pass can overshoot the SLA;
+    the pass is repeated with a tighter internal budget until the plan fits (or the
+    budget reaches zero, which is the latency-greedy plan).
+    """
+    if any(not ks for ks in inst.allowed):
+        return None
+    cand = candidates or inst.allowed
+    sla = inst.problem.sla.e2e_ms
+    pick = _pass(inst, cand, math.inf if sla is None else sla)
+    if sla is None or inst.problem.objective == "latency":
+        return pick
+    for factor in (0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.0):
+        if inst.evaluate(pick).e2e_ms <= sla + 1e-9:
+            break
+        pick = _pass(inst, cand, sla * factor)
+    return pick
+
+
+def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ...]:
+    p = inst.problem
+    n = len(inst.ops)
+    latency_first = p.objective == "latency"
+    scale = inst.load * 3600.0 if inst.load > 0 else 1.0
+    fastest = [min(inst.ops[i].weight * inst.choices[k].option.time_ms for k in cand[i])
+               for i in range(n)]
+    after = [0.0] * n  # fastest time from the end of op i to the end of the graph
+    for i in reversed(inst.topo):
+        after[i] = max((fastest[inst.edges[k].v] + after[inst.edges[k].v] for k in inst.succ[i]), default=0.0)
+    used: dict[int, float] = {}
+    pick: list[int] = [-1] * n
+    finish = [0.0] * n
+    for i in inst.topo:
+        w = inst.ops[i].weight
+        best_key, best = None, -1
+        options = cand[i]
+        j = inst.partner.get(i)
+        if j is not None and pick[j] >= 0:  # follow a colocated op placed before
+            options = [k for k in cand[i] if inst.choices[k].site == inst.choices[pick[j]].site] or cand[i]
+        for r, k in enumerate(options):
+            c = inst.choices[k]
+            site = inst.sites[c.site]
+            start, money = 0.0, 0.0
+            for ek in inst.pred[i]:
+                e = inst.edges[ek]
+                ms, usd = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
+                start = max(start, finish[e.u] + e.weight * ms)
+                money += e.weight * usd * scale
+            end = start + w * c.option.time_ms
+            money += inst.per_call_usd[k] * scale
+            if inst.load > 0 and not site.metered:
+                money += inst.demand(k) * site.usd_per_hr
+            room = (inst.load <= 0 or site.count is None
+                    or max(c.option.tp, math.ceil(used.get(c.site, 0.0) + inst.demand(k) - 1e-9)) <= site.count)
+            fits = room and end + after[i] <= budget + 1e-9
+            if fits:
+                key = (0, end, money, r) if latency_first else (0, money, end, r)
+            else:
+                key = (1, not room, end, money, r)
+            if best_key is None or key < best_key:
+                best_key, best = key, k
+        pick[i] = best
+        c = inst.choices[best]
+        used[c.site] = used.get(c.site, 0.0) + inst.demand(best)
+        start = 0.0
+        for ek in inst.pred[i]:
+            e = inst.edges[ek]
+            ms, _ = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
+            start = max(start, finish[e.u] + e.weight * ms)
+        finish[i] = start + w * c.option.time_ms
+    return tuple(pick)
+
+
+# -------------------------------------------------------------------- descent
+
+
+def _deadline_slack(inst: Instance, m: Metrics, deadline: float) -> list[float]:
+    n = len(inst.ops)
+    dur = [m.finish[i] - m.start[i] for i in range(n)]
+    latest = [deadline] * n
+    for i in reversed(inst.topo):
+        for k in inst.succ[i]:
+            e = inst.edges[k]
+            latest[i] = min(latest[i], latest[e.v] - dur[e.v] - e.weight * m.transfers[k][0])
+    return [latest[i] - m.finish[i] for i in range(n)]
+
+
+def _rate(inst: Instance, k: int) -> float:
+    """What choice k adds to the objective: $/request, or fractional $/hr under load."""
+    if inst.load <= 0:
+        return inst.per_call_usd[k]
+    site = inst.sites[inst.choices[k].site]
+    rate = inst.per_call_usd[k] * inst.load * 3600.0
+    return rate if site.metered else rate + site.usd_per_hr * inst.demand(k)
+
+
+def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 10000,
+            until: float = math.inf) -> Metrics:
+    """Cheapest plan reachable from m by same-pool moves that keep every limit.
+
+    Only for hard SLAs (no penalties), where a move's effect is exactly its own cost
+    change plus its time against the slack."""
+    if not inst.hard:
+        return m
+    deadline = min(x for x in (inst.problem.sla.e2e_ms, cap, math.inf) if x is not None)
+    tried: set[tuple[int, int]] = set()
+    for _ in range(rounds):
+        if time.perf_counter() > until:  # out of time: what was found so far
+            return m
+        slack = _deadline_slack(inst, m, deadline) if deadline < math.inf else None
+        best, best_gain = None, 1e-12 * abs(m.objective)
+        for i, k in enumerate(m.choice):
+            cur = inst.choices[k]
+            w = inst.ops[i].weight
+            here = _rate(inst, k)
+            for k2 in inst.allowed[i]:
+                c = inst.choices[k2]
+                if k2 == k or c.site != cur.site or (i, k2) in tried:
+                    continue
+                if slack is not None and w * (c.option.time_ms - cur.option.time_ms) > slack[i] - 1e-9:
+                    continue
+                gain = here - _rate(inst, k2)
+                if gain > best_gain:
+                    best, best_gain = (i, k2), gain
+        if best is None:
+            return m
+        trial = list(m.choice)
+        trial[best[0]] = best[1]
+        t = inst.evaluate(trial)
+        if inst.feasible(t) and t.objective <= m.objective + 1e-12 * abs(m.objective):
+            m = t
+        else:  # e.g. a larger tp than the pool's devices: never offer this move again
+            tried.add(best)
+    return m
+
+
+def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: float = math.inf) -> Metrics:
+    """Under load, empty the pools that hold few devices into the others.
+
+    Whole devices are paid for, so a pool kept for one small op costs a device that the
+    busy pools may absorb for free. For each pool in the plan, least used first, every
+    op on it moves to its cheapest feasible option elsewhere (by evaluated cost, keeping
+    the SLA); the move set is kept when the plan gets cheaper."""
+    if inst.load <= 0 or not inst.hard:
+        return m
+    deadline = min(x for x in (inst.problem.sla.e2e_ms, cap, math.inf) if x is not None)
+    for j in sorted(m.devices, key=lambda s: (m.devices[s], s)):
+        if time.perf_counter() > until:
+            break
+        ops = [i for i, k in enumerate(m.choice) if inst.choices[k].site == j]
+        trial = list(m.choice)
+        for i in ops:
+            best = None
+            for k2 in inst.allowed[i]:
+                if inst.choices[k2].site == j:
+                    continue
+                cand = list(trial)
+                cand[i] = k2
+                t = inst.evaluate(cand)
+                if t.e2e_ms <= deadline + 1e-9 and inst.feasible(t) and (best is None or t.objective < best[0]):
+                    best = (t.objective, k2)
+            if best is None:
+                break
+            trial[i] = best[1]
+        else:
+            t = inst.evaluate(trial)
+            if inst.feasible(t) and t.objective < m.objective - 1e-12 * abs(m.objective):
+                m = descend(inst, t, cap, until=until)
+    return m
+
+
+# -------------------------------------------------------------------- LP-guided search
+
+
+def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -> MilpResult:
+    """Solve one formulation; large ones via their LP relaxation first.
+
+    HiGHS's primal heuristics only run after long cut rounds on these models, so for
+    large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
+    uses (most ops are integral there, so it is small) for an incumbent, polished by a
+    same-pool descent (`descend`); (3) under load, if that is not within the requested
+    gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
+    stay fixed, the rest may move within the pools below), then the MILP over every
+    option on the pools the LP uses for
+    each op (a neighbourhood that holds the other tp degrees and batch sizes: what
+    closes the gap when whole devices are paid for, where the descent's one-op moves
+    rarely cross a device boundary), time-boxed, stopping at the first plan within the
+    gap; (4) reduced cost fixing: an option whose LP reduced cost exceeds UB - LP bound
+    cannot be in a plan better than UB, so dropping it loses nothing; (5) solve the MILP
+    over the options left, warm-started with UB. Its optimum is the full problem's
+    optimum. All of this shares the problem's time limit.
+
+    The result is the best plan found, re-evaluated exactly (a MILP pick that misses the
+    deadline by a solver tolerance is repaired, `_repair`), with its gap to the best
+    proven bound; "optimal" only when that gap is within the requested one.
+
+    Under load, the LP leaves out the rows `devices >= tp`: without them it is several
+    times faster, and its bound (hence the gap test and the fixing) stays valid. Every
+    MILP keeps them.
+    """
+    t0 = time.perf_counter()
+    rel_gap, limit = inst.problem.mip_rel_gap, inst.problem.time_limit_s
+
+    def left(share: float = 1.0) -> float:
+        """Seconds for the next solve: `share` of the time limit, within what is left."""
+        return max(MIN_SOLVE_S, min(limit * share, t0 + limit - time.perf_counter()))
+
+    f = Formulation(inst, mode, cap)
+    if f.trivially_infeasible:
+        return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+    starts = [warm] if warm is not None and fits(inst, warm, cap) else []
+    key = (lambda m: (m.e2e_ms, m.objective)) if mode == "latency" else (lambda m: m.objective)
+
+    def polish(res: MilpResult) -> None:
+        if res.choice is not None:
+            rm = inst.evaluate(res.choice)
+            if fits(inst, rm, cap):
+                until = t0 + limit
+                starts.append(consolidate(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost"
+                              else rm)
+
+    def closed(bound: float) -> MilpResult | None:
+        if not starts:
+            return None
+        best = min(starts, key=key)
+        ub = value(inst, mode, best)
+        gap = relative_gap(ub, bound)
+        return MilpResult("optimal", best.choice, ub, gap, 0.0, bound=bound) if proven(gap, rel_gap) else None
+
+    cand = f.cand
+    lp_bound, fixed_below = -math.inf, math.inf
+    if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
+        relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
+        lp = relaxed.lp_relaxation()
+        if lp is None:
+            return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+        bound, x, reduced = lp
+        lp_bound = bound
+        support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
+        g = greedy_choice(inst, support)
+        gm = inst.evaluate(g) if g is not None else None
+        polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
+                      time_limit=left(0.5)))
+        done = closed(bound)
+        if done is None and inst.load > 0:
+            pools = [{inst.choices[k].site for k in ks} for ks in support]
+            for i, k in enumerate(min(starts, key=key).choice if starts else ()):
+                pools[i].add(inst.choices[k].site)
+            near = [[k for k in ks if inst.choices[k].site in pools[i]] for i, ks in enumerate(cand)]
+            if starts:
+                # RINS (relaxation induced neighbourhood search): fix every op whose
+                # incumbent option the LP also picks, search the rest; small and fast.
+                inc = min(starts, key=key)
+                rins = [[inc.choice[i]] if x.get(inc.choice[i], 0.0) > RINS_FIX else ks
+                        for i, ks in enumerate(near)]
+                polish(_solve(inst, mode, cap, rins, inc, time_limit=left(1 / 8),
+                              target=bound + rel_gap * abs(bound)))
+                done = closed(bound)
+            if done is None and sum(map(len, near)) < len(f.xcol):
+                polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
+                              time_limit=left(1 / 4), target=bound + rel_gap * abs(bound)))
+                done = closed(bound)
+        if done is not None:
+            done.solve_time_s = time.perf_counter() - t0
+            return done
+        if starts:
+            fixed_below = value(inst, mode, min(starts, key=key))
+            margin = fixed_below - bound + 1e-9 * max(1.0, abs(fixed_below))
+            cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
+    best = min(starts, key=key) if starts else None
+    res = f.solve(best, left()) if cand is f.cand else _solve(inst, mode, cap, cand, best, left())
+    # The options fixed away cannot beat `fixed_below`, so the restricted MILP's bound
+    # holds for the whole problem only up to that value; the LP bound holds everywhere.
+    bound = max(lp_bound, min(res.bound, fixed_below))
+    if res.choice is not None:
+        m = inst.evaluate(res.choice)
+        if not fits(inst, m, cap):
+            m = _repair(inst, mode, cap, cand, m, starts)
+        if m is not None:
+            starts.append(m)
+    if not starts:
+        res.solve_time_s = time.perf_counter() - t0
+        return res if res.choice is None else MilpResult("no-solution", None, None, math.inf, res.solve_time_s)
+    best = min(starts, key=key)
+    ub = value(inst, mode, best)
+    gap = relative_gap(ub, bound)
+    return MilpResult("optimal" if proven(gap, rel_gap) else "feasible", best.choice, ub, gap,
+                      time.perf_counter() - t0, bound=bound)
+
+
+def proven(gap: float, rel_gap: float) -> bool:
+    """Within the requested relative gap, up to the scaled objective's absolute gap."""
+    return gap <= rel_gap + ABS_GAP
+
+
+def _repair(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], m: Metrics,
+            starts: list[Metrics]) -> Metrics | None:
+    """A plan meeting the e2e deadline exactly, when the MILP's pick misses it.
+
+    HiGHS accepts a column within its feasibility tolerance of integral (x = 1 - 1e-6
+    times a 1 s op is 1 us), so the rounded plan can finish a few ns-us after the
+    deadline. A miss is never reported as feasible: re-solve with the deadline tightened
+    by a growing multiple of the miss until the plan fits; None if it never does."""
+    sla = inst.problem.sla.e2e_ms if inst.hard else None
+    limits = [x for x in (cap, sla) if x is not None]
+    deadline = min(limits, default=math.inf)
+    if not exceeds(m.e2e_ms, deadline):  # it misses something else (capacity at a tolerance)
+        return None
+    over = m.e2e_ms - deadline
+    for step in (2.0, 8.0, 64.0, 1024.0):
+        tight = deadline - step * over
+        warm = min((s for s in starts if s.e2e_ms <= tight), key=lambda s: value(inst, mode, s), default=None)
+        res = _solve(inst, mode, tight, cand, warm, time_limit=MIN_SOLVE_S * 20)
+        if res.choice is None:
+            return None
+        rm = inst.evaluate(res.choice)
+        if fits(inst, rm, cap):
+            return rm
+    return None
+
+
+def _solve(inst: Instance, mode: str, cap: float | None, cand: list[list[int]], warm: Metrics | None,
+           time_limit: float | None = None, target: float | None = None) -> MilpResult:
+    """The MILP restricted to the options in `cand`."""
+    return Formulation(inst, mode, cap, cand=cand).solve(warm, time_limit, target)
+
+
+def fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
+    return inst.feasible(m) and (cap is None or not exceeds(m.e2e_ms, cap))
+
+
+def value(inst: Instance, mode: str, m: Metrics) -> float:
+    """The formulation's objective at plan m (penalties included)."""
+    if mode == "latency":
+        return m.e2e_ms + sum(inst.problem.lam * (inst.choices[k].ttft_excess_ms + inst.choices[k].tbt_excess_ms)
+                              for k in m.choice) * (not inst.hard)
+    return m.objective

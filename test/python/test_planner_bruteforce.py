@@ -1,0 +1,214 @@
+"""The planner against an exhaustive search over the same cost tables.
+
+Each generated graph (<= 8 ops: chains, fan-out, fan-in, diamonds, random DAGs; with and
+without a load; hard SLAs that are loose, tight, exactly at a plan's latency, at the
+fastest plan's latency, and just below it) is solved by `agentc.planner.solve` and by
+enumerating every assignment of options to ops. The enumeration prices an assignment
+from the problem's raw numbers with code written here (not agentc's Instance or
+evaluate): the path latency with transfer terms on cross-pool edges, money per request
+or per hour with whole devices under load. The planner must return the enumeration's
+optimum (to 1e-9 relative), meet every hard bound, and say `optimal`.
+
+Prices are realistic ($/request ~1e-6), the range where the solver's absolute
+tolerances once accepted plans up to 19% dearer than the optimum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from agentc.diagnostics import InfeasiblePlanError
+from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem, solve
+
+REL = 1e-9
+# device class: (relative speed, $/hr per device)
+CLASSES = {"A": (1.0, 0.25), "B": (2.2, 0.49), "C": (2.6, 0.60), "D": (0.35, 0.15)}
+SHAPES = ("chain", "fan-out", "fan-in", "diamond", "dag")
+
+
+def _edges(rng: random.Random, shape: str, n: int) -> list[tuple[int, int]]:
+    """Edges u -> v with u < v, so op index order is a topological order."""
+    if shape == "chain":
+        return [(i, i + 1) for i in range(n - 1)]
+    if shape == "fan-out":
+        return [(0, i) for i in range(1, n)]
+    if shape == "fan-in":
+        return [(i, n - 1) for i in range(n - 1)]
+    if shape == "diamond":
+        return [(0, i) for i in range(1, n - 1)] + [(i, n - 1) for i in range(1, n - 1)]
+    return [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.4]
+
+
+def make_problem(seed: int) -> Problem:
+    rng = random.Random(seed)
+    shape = SHAPES[seed % len(SHAPES)]
+    loaded = seed % 3 == 2
+    classes = rng.sample(sorted(CLASSES), 3)
+    budget = 4000  # assignments in all, kept small for the enumeration
+    n = rng.randint(3 if shape != "diamond" else 4, 8)
+    ops = []
+    total = 1
+    for i in range(n):
+        work = rng.uniform(5, 60)
+        weight = rng.choice([1.0, 1.0, 0.5, 2.0, 1.7])
+        width = max(1, min(4, int((budget / total) ** (1 / max(1, n - i)))))
+        opts = []
+        for name in rng.sample(classes, min(len(classes), rng.randint(1, 3))):
+            speed, usd_hr = CLASSES[name]
+            for tp in rng.sample([1, 2], rng.randint(1, 2)):
+                t = work / (speed * tp ** 0.8) * rng.uniform(0.8, 1.2)
+                fee = rng.choice([0.0, 0.0, 0.0, 2e-7])
+                ttft = t * 0.3 if rng.random() < 0.3 else None
+                opts.append(Option(name, tp, t, t * usd_hr * tp / 3.6e6 + fee, t * rng.uniform(0.6, 1.0),
+                                   ttft_ms=ttft, memory_ok=rng.random() > 0.1, fee_usd=fee))
+        opts = opts[:width]
+        if not any(o.memory_ok for o in opts):
+            opts[0] = Option(opts[0].device, opts[0].tp, opts[0].time_ms, opts[0].usd_per_call,
+                             opts[0].busy_ms, ttft_ms=opts[0].ttft_ms, fee_usd=opts[0].fee_usd)
+        total *= len(opts)
+        ops.append(PlanOp(f"op{i}", "compute", opts, weight=weight))
+    edges = []
+    for u, v in _edges(rng, shape, n):
+        profiled = None
+        if rng.random() < 0.2:
+            a, b = rng.sample(classes, 2)
+            profiled = {(a, b): (rng.uniform(1, 20), rng.uniform(0, 1e-6))}
+        edges.append(PlanEdge(f"op{u}", f"op{v}", rng.choice([0.0, 1e5, 1e7, 1e8]),
+                              weight=rng.choice([1.0, 1.0, 0.5]), profiled=profiled))
+    links = [Link(a, b, rng.choice([25.0, 100.0, 400.0]), rng.choice([0.0, 0.05, 2.0]),
+                  rng.choice([0.0, 0.01]))
+             for a, b in itertools.combinations(classes, 2) if rng.random() < 0.7]
+    pools = []
+    if loaded or rng.random() < 0.5:
+        for name in classes:
+            metered = not loaded or rng.random() < 0.15
+            pools.append(Pool(name, name, rng.choice([2, 3, 4, 8]) if loaded and not metered else 64,
+                              0.0 if metered else CLASSES[name][1]))
+    return Problem(ops, edges, pools, links, SLA(None), load_rps=rng.choice([2.0, 10.0, 40.0]) if loaded else 0.0,
+                   default_link=Link("*", "*", rng.choice([50.0, 200.0]), 0.02, 0.01))
+
+
+# ------------------------------------------------------------ the independent oracle
+
+
+def _transfer(p: Problem, e: PlanEdge, a: str, b: str) -> tuple[float, float]:
+    """(ms, $) of one transfer from pool a to pool b: a profiled figure (either direction),
+    else the link between the two, else the default link; free within a pool."""
+    if a == b:
+        return 0.0, 0.0
+    for key in ((a, b), (b, a)):
+        if e.profiled and key in e.profiled:
+            return e.profiled[key]
+    link = next((ln for ln in p.links if {ln.a, ln.b} == {a, b}), p.default_link)
+    return link.latency_ms + e.bytes * 8.0 / (link.gbps * 1e6), e.bytes / 1e9 * link.usd_per_gb
+
+
+def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None) -> tuple[float, float] | None:
+    """(e2e ms, cost) of one assignment, or None if a limit other than the e2e SLA rules
+    it out (memory, tp over a pool, TTFT, devices over a pool under load)."""
+    ids = {op.id: i for i, op in enumerate(p.ops)}
+    pools = {pl.name: pl for pl in p.pools}
+    for o in pick:
+        if not o.memory_ok or (o.device in pools and o.tp > pools[o.device].count):
+            return None
+        if ttft_sla is not None and o.ttft_ms is not None and o.ttft_ms > ttft_sla:
+            return None
+    finish = [0.0] * len(p.ops)
+    moved_usd = 0.0
+    for i, op in enumerate(p.ops):  # index order is topological
+        start = 0.0
+        for e in p.edges:
+            if ids[e.dst] == i:
+                u = ids[e.src]
+                ms, usd = _transfer(p, e, pick[u].device, pick[i].device)
+                start = max(start, finish[u] + e.weight * ms)
+        finish[i] = start + op.weight * pick[i].time_ms
+    for e in p.edges:
+        moved_usd += e.weight * _transfer(p, e, pick[ids[e.src]].device, pick[ids[e.dst]].device)[1]
+    e2e = max(finish)
+    if p.load_rps <= 0:
+        return e2e, sum(op.weight * o.usd_per_call for op, o in zip(p.ops, pick)) + moved_usd
+    per_call, busy, widest = moved_usd, {}, {}
+    for op, o in zip(p.ops, pick):
+        metered = pools[o.device].usd_per_hr == 0
+        per_call += op.weight * (o.usd_per_call if metered else o.fee_usd)
+        busy[o.device] = busy.get(o.device, 0.0) + p.load_rps * op.weight * o.busy_ms / 1000.0 * o.tp
+        widest[o.device] = max(widest.get(o.device, 0), o.tp)
+    usd_hr = p.load_rps * 3600.0 * per_call
+    for name, demand in busy.items():
+        devices = max(widest[name], math.ceil(demand - 1e-9))  # a demand within 1e-9 of n is n
+        if devices > pools[name].count:
+            return None
+        usd_hr += devices * pools[name].usd_per_hr
+    return e2e, usd_hr
+
+
+def table(p: Problem, ttft_sla: float | None = None) -> list[tuple[float, float]]:
+    """(e2e, cost) of every assignment that no limit but the e2e SLA rules out."""
+    rows = []
+    for pick in itertools.product(*(op.options for op in p.ops)):
+        r = price(p, pick, ttft_sla)
+        if r is not None:
+            rows.append(r)
+    return rows
+
+
+def meets(e2e: float, bound: float | None) -> bool:
+    return bound is None or e2e <= bound + REL * max(1.0, bound)
+
+
+def slas(rows: list[tuple[float, float]]) -> list[tuple[str, float | None]]:
+    """Loose, tight, edge and infeasible e2e bounds for one graph."""
+    lats = sorted({r[0] for r in rows})
+    fastest, slowest = lats[0], lats[-1]
+    return [("none", None), ("loose", slowest * 1.01), ("mid", (fastest + slowest) / 2),
+            ("tight", lats[len(lats) // 5]),  # exactly one plan's latency
+            ("edge", fastest),                # only the fastest plans qualify
+            ("below", fastest * (1 - 1e-6))]  # nothing qualifies
+
+
+CASES = list(range(36))
+
+
+@pytest.mark.parametrize("seed", CASES)
+def test_planner_matches_exhaustive_search(seed):
+    p = make_problem(seed)
+    ttft = None
+    if seed % 4 == 1:  # a TTFT bound that rules out the slower options that report TTFT
+        reported = sorted(o.ttft_ms for op in p.ops for o in op.options if o.ttft_ms is not None)
+        ttft = reported[len(reported) // 2] if reported else None
+    rows = table(p, ttft)
+    p.sla = SLA(ttft_ms=ttft)
+    if not rows:  # memory, TTFT or pool sizes rule out every assignment
+        with pytest.raises(InfeasiblePlanError):
+            solve(p, baselines=False, explain=False)
+        return
+    for label, bound in slas(rows):
+        p.sla = SLA(e2e_ms=bound, ttft_ms=ttft)
+        best = min((c for lat, c in rows if meets(lat, bound)), default=None)
+        if best is None:
+            with pytest.raises(InfeasiblePlanError):
+                solve(p, baselines=False, explain=False)
+            continue
+        plan = solve(p, baselines=False, explain=False)
+        pick = tuple(plan.ops[op.id].option for op in p.ops)
+        assert all(plan.ops[op.id].pool == plan.ops[op.id].option.device for op in p.ops)
+        got = price(p, pick, ttft)
+        assert got is not None, f"{label}: the plan breaks a limit"
+        e2e, cost = got
+        assert meets(e2e, bound), f"{label}: plan takes {e2e} ms over the SLA {bound}"
+        assert cost == pytest.approx(best, rel=REL), f"{label} (SLA {bound}): plan {cost} vs optimum {best}"
+        assert plan.cost == pytest.approx(cost, rel=REL) and plan.e2e_ms == pytest.approx(e2e, rel=REL)
+        assert plan.status == "optimal" and plan.gap is not None and plan.gap <= p.mip_rel_gap + 1e-9
+        assert not plan.violations
+
+
+def test_generated_cases_cover_every_shape_and_load():
+    kinds = {(SHAPES[s % len(SHAPES)], make_problem(s).load_rps > 0) for s in CASES}
+    assert kinds == {(shape, loaded) for shape in SHAPES for loaded in (False, True)}
+    assert all(len(make_problem(s).ops) <= 8 for s in CASES)
+    assert sum(bool(table(make_problem(s))) for s in CASES) >= 30  # graphs with a plan
