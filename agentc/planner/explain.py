@@ -16,6 +16,10 @@ from .instance import Instance, Metrics, denoise
 from .problem import Alternative, EdgePlacement, OpPlacement, Plan
 
 ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
+# Each alternative re-evaluates the whole plan, so explaining every op costs O(ops^2):
+# beyond this many ops a plan lists no per-op alternatives (runner-ups), so that large
+# graphs place in time linear in their size; `agentc explain` still answers for them.
+ALTERNATIVES_UP_TO_OPS = 300
 RELAX_NOTE = ("binding constraints found by slack relaxation of the MILP (every SLA, capacity "
               "and memory limit made soft, total violation minimised), not by an LP IIS")
 
@@ -123,7 +127,7 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
         violations=list(m.violations), penalty=m.penalty,
         tokens_per_usd=(p.tokens_per_request / m.usd_per_request
                         if p.tokens_per_request and m.usd_per_request > 0 else None))
-    if explain:
+    if explain and n <= ALTERNATIVES_UP_TO_OPS:
         for i in range(n):
             ops[inst.ops[i].id].alternatives = _alternatives(inst, m, i)
     plan.binding = _binding(inst, m, plan)
