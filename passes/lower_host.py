@@ -231,9 +231,12 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     b = _Lines()
     names: dict[str, str] = {}
     buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
+    # One naming state for the whole schedule: a value's name without it re-numbers the
+    # enclosing function on every call (quadratic in the schedule's length).
+    state = ir.AsmState(schedule.operation if hasattr(schedule, "operation") else schedule)
 
     def val(v) -> str:
-        return names[v.get_name()]
+        return names[v.get_name(state)]
 
     block = schedule.regions[0].blocks[0]
     for i, arg in enumerate(block.arguments):
@@ -242,7 +245,7 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
         b(f"%is{i}g = llvm.getelementptr %in_bytes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
         b(f"%is{i} = llvm.load %is{i}g : !llvm.ptr -> i64")
         b(f"%input{i} = func.call @__agentc_bytes(%ip{i}, %is{i}) : (!llvm.ptr, i64) -> {BYTES}")
-        names[arg.get_name()] = f"%input{i}"
+        names[arg.get_name(state)] = f"%input{i}"
     b("%zero = arith.constant 0 : i64")
     ops = [op.operation for op in block.operations]
     for n, op in enumerate(ops):
@@ -302,7 +305,7 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
         b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
         b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{n + 1}")
         if op.results:
-            names[op.results[0].get_name()] = f"%v{n}"
+            names[op.results[0].get_name(state)] = f"%v{n}"
             made = (n, rc)
     out = b.lines
     out.append("^fail(%err: i64):")
