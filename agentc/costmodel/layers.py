@@ -148,7 +148,8 @@ def layer_kernels(model: ModelSpec, new: float, context: float, batch: float = 1
     qkv_w = d + 2 * kv
     attended = new * context + (new * (new + 1) / 2 if causal else new * new)
     kv_bytes = 2 * kv * b * batch * (context + new) if model.kind in ("decoder", "stt") else 2 * kv * b * n
-    norm = Kernel("norm", 4 * n * d, (2 * n * d + d) * b, max_tp=1)
+    # RMSNorm reads its input twice (the mean-square pass, then the scaling pass).
+    norm = Kernel("norm", 4 * n * d, (3 * n * d + d) * b, max_tp=1)
     attn_kernels = [
         norm,
         Kernel("qkv", 2 * n * d * qkv_w, n * d * b, (d * qkv_w + n * qkv_w) * b),
@@ -185,7 +186,7 @@ def pass_kernels(model: ModelSpec, new: float, context: float, batch: float = 1,
     per_layer = [k.scaled(model.layers) for k in layer_kernels(model, new, context, batch, causal=causal,
                                                                  include_router=include_router)]
     out = [Kernel("embed", 0.0, 2 * n * d * b + n * 4, max_tp=1)] + per_layer
-    out.append(Kernel("final_norm", 4 * n * d, (2 * n * d + d) * b, max_tp=1))
+    out.append(Kernel("final_norm", 4 * n * d, (3 * n * d + d) * b, max_tp=1))
     if model.kind in ("decoder", "stt") and head_tokens:
         v = model.vocab
         out.append(Kernel("lm_head", 2 * head_tokens * d * v, head_tokens * d * b, (d * v + head_tokens * v) * b))

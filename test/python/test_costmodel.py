@@ -126,8 +126,9 @@ def test_tp2_halves_weight_traffic_and_adds_sync():
     one, two = op_cost("llm.decode", attrs, M8, H100, tp=1), op_cost("llm.decode", attrs, M8, H100, tp=2)
     assert two.memory_ms == pytest.approx(one.memory_ms / 2, rel=1e-3)
     assert one.sync_ms == 0
-    # 64 all-reduces of one 4096-wide fp16 row: 2*(1/2)*8192 B / 450 GB/s + 5 us each
-    assert two.sync_ms == pytest.approx(64 * (8192 / 450e9 * 1e3 + 0.005))
+    # 64 all-reduces of one 4096-wide fp16 row: 2*(1/2)*8192 B / 324 GB/s (NCCL bus
+    # bandwidth) + 22.6 us each
+    assert two.sync_ms == pytest.approx(64 * (8192 / 324e9 * 1e3 + 0.0226))
     assert two.memory_bytes < one.memory_bytes / 1.9
     assert two.usd_per_call == pytest.approx(two.time_ms / 3.6e6 * tco_usd_per_hr(H100) * 2)
 
@@ -171,10 +172,11 @@ def test_moe_decode_touches_top_k_experts():
 
 def test_allreduce_ring_time():
     cost = op_cost("comm.allreduce", {"bytes": 1e9, "tp": 8}, None, H100, tp=8)
-    assert cost.sync_ms == pytest.approx(2 * 7 / 8 * 1e9 / 450e9 * 1e3 + 0.005)
+    # NCCL ring: 22.6 us + 2 (g-1)/g bytes over the 324 GB/s bus bandwidth (Vidur h100_dgx fit)
+    assert cost.sync_ms == pytest.approx(2 * 7 / 8 * 1e9 / 324e9 * 1e3 + 0.0226)
     assert cost.binding == "network"
     many = op_cost("comm.allreduce", {"bytes": 8192, "tp": 2, "count": 64}, None, H100, tp=2)
-    assert many.sync_ms == pytest.approx(64 * (8192 / 450e9 * 1e3 + 0.005))
+    assert many.sync_ms == pytest.approx(64 * (8192 / 324e9 * 1e3 + 0.0226))
 
 
 def test_ir_sharded_op_leaves_sync_to_explicit_allreduce():
