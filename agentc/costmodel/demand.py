@@ -51,9 +51,9 @@ out, so nothing is counted twice. Without the attr the caller's `tp` argument ap
 and the all-reduces are priced inside the op. Attrs not listed (label, call, model
 name, tool, store, ...) are ignored; an attr given as None counts as absent.
 
-Conventions: FLOPs count a multiply-add as 2. Every decode step streams the whole weight
-footprint (as the paper's roofline does; the input-embedding rows actually read are a
-few KB, so this overstates by one embedding table). Tensor parallelism (Megatron style)
+Conventions: FLOPs count a multiply-add as 2. The Demand totals of a decode step count
+the whole weight footprint (the paper's roofline); its kernels (costmodel.layers), which
+set the time, gather only the input-embedding rows they use. Tensor parallelism (Megatron style)
 divides FLOPs, weight bytes and KV (sharded by KV head, at most kv_heads ways) by `tp`
 and adds two all-reduces of the activations per layer per step.
 """
