@@ -80,6 +80,8 @@ def main(quick: bool = False) -> None:
     report("copy", f"copy {src.nbytes // 1_000_000} MB", t, predicted_ms(device, 0, 2 * src.nbytes))
     print("geometric mean pred/meas: " + ", ".join(
         f"{fam} {math.exp(sum(map(math.log, rs)) / len(rs)):.3f}" for fam, rs in families.items()))
+    for fam, rs in families.items():
+        print(_line(fam, rs))
 
 
 def _regime(tokens: float) -> str:
