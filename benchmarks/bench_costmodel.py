@@ -1,4 +1,14 @@
-"""How well does the analytic cost model predict this CPU, once calibrated?
+"""How well does the analytic cost model predict measured times?
+
+Two parts. With no arguments: this CPU, calibrated and then measured (below). With
+`--table FILE.csv --device NAME` (a measurement table, docs/calibration.md; any number
+of pairs): per kernel and per layer (the sum of one row's layer kernels: the
+non-attention layer time), predicted / measured by regime (decode-like <= 64 tokens,
+prefill-like >= 512, mid between), geomean and share within 10% and 25%, first with
+the catalog's numbers and then with the device fitted on the table; `--holdout TEXT`
+fits on the rows whose `source` does not contain TEXT and reports both parts apart.
+All-reduce rows are reported above 1 MiB. Run:
+python benchmarks/bench_costmodel.py --table h100.csv --device H100 --holdout Llama-2-7b
 
 Calibrates the host (numpy GEMM rate, copy bandwidth, call overhead), loads the written
 profile back as a catalog device, then compares the cost model's predicted time with
@@ -22,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from agentc.calibrate import best_time_s, calibrate_cpu, write_profile
+from agentc.calibrate import accuracy, best_time_s, calibrate_cpu, predict_rows, write_profile
 from agentc.catalog import load_device_profile
 from agentc.costmodel import op_cost
 
@@ -70,7 +80,78 @@ def main(quick: bool = False) -> None:
     report("copy", f"copy {src.nbytes // 1_000_000} MB", t, predicted_ms(device, 0, 2 * src.nbytes))
     print("geometric mean pred/meas: " + ", ".join(
         f"{fam} {math.exp(sum(map(math.log, rs)) / len(rs)):.3f}" for fam, rs in families.items()))
+    for fam, rs in families.items():
+        print(_line(fam, rs))
+
+
+def _regime(tokens: float) -> str:
+    return "decode<=64" if tokens <= 64 else "prefill>=512" if tokens >= 512 else "mid"
+
+
+def _line(label: str, ratios) -> str:
+    a = accuracy(np.asarray(ratios))
+    return (f"  {label:<28}{a['cases']:>7}  geomean {a['geomean']:.3f}  within 10% {a['within_10pct']:.0%}"
+            f"  within 25% {a['within_25pct']:.0%}")
+
+
+def table_report(rows, device, title: str) -> None:
+    """Per-kernel and per-layer accuracy of `device` on measured `rows`, by regime."""
+    from agentc.calibrate import ALLREDUCE
+
+    pred = predict_rows(rows, device)
+    meas = np.array([r["median_ms"] for r in rows])
+    print(f"{title}: {device.name} compute_eff {device.compute_efficiency:.3f} memory_eff "
+          f"{device.memory_efficiency:.3f} p {device.roofline_p} fixed {device.launch_us:.2f} us")
+    layers: dict[tuple, list[float]] = {}
+    groups: dict[str, list[float]] = {}
+    for r, p, t in zip(rows, pred, meas):
+        if r["kernel"] == ALLREDUCE:
+            if r["tokens"] * r["d_model"] * 2 >= 1 << 20:
+                groups.setdefault("allreduce >= 1 MiB", []).append(p / t)
+            continue
+        groups.setdefault(f"kernel {r['kernel']}", []).append(p / t)
+        key = (r["source"], r["tokens"], r["context"], r["tp"])
+        acc = layers.setdefault(key, [0.0, 0.0])
+        acc[0] += p
+        acc[1] += t
+    for (src, tokens, ctx, tp), (p, t) in sorted(layers.items()):
+        groups.setdefault(f"layer {_regime(tokens)}", []).append(p / t)
+        groups.setdefault(f"layer tp={int(tp)}", []).append(p / t)
+    for label in sorted(groups):
+        print(_line(label, groups[label]))
+
+
+def table_main(args) -> None:
+    import dataclasses
+
+    from agentc.calibrate import fit_measurements, read_measurements
+    from agentc.catalog import load_catalog
+
+    cat = load_catalog()
+    for path, name in zip(args.table, args.device):
+        rows = read_measurements(path)
+        device = cat.devices[name]
+        print(f"== {path} on {name}: {len(rows)} rows")
+        table_report(rows, device, "catalog")
+        fit_rows = [r for r in rows if not (args.holdout and args.holdout in r["source"])]
+        held = [r for r in rows if args.holdout and args.holdout in r["source"]]
+        fit = fit_measurements(fit_rows, device)
+        fitted = dataclasses.replace(device, **fit["device"])
+        table_report(fit_rows, fitted, "fitted, on the fitted rows")
+        if held:
+            table_report(held, fitted, f"fitted, on held-out rows ('{args.holdout}')")
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--table", action="append", default=[])
+    ap.add_argument("--device", action="append", default=[])
+    ap.add_argument("--holdout", default="")
+    args = ap.parse_args()
+    if args.table:
+        table_main(args)
+    else:
+        main(quick=args.quick)

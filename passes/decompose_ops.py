@@ -14,7 +14,7 @@ own. Sizes come from the node's attributes (audio length, tokens, index size).
 
 from __future__ import annotations
 
-from agentc.frontend.lower import attrs
+from agentc.frontend.lower import SPEECH_MS_PER_TOKEN, STT_DEFAULT_MS, TTS_DEFAULT_TOKENS, attrs
 from agentc.passes._ir import apply_patterns, copy_attrs, get, make
 
 NAME = "decompose-ops"
@@ -28,7 +28,7 @@ def _a(op, suffix, **kw):
 
 
 def _stt(op, rewriter):
-    audio_ms = get(op, "audio_ms", 5000.0)
+    audio_ms = get(op, "audio_ms", STT_DEFAULT_MS)
     tokens = get(op, "tokens", max(1, int(audio_ms / 1000 * 4)))
     with rewriter.ip:
         mel = make("stt.featurize", list(op.operands), "tensor", _a(op, "featurize", audio_ms=audio_ms), op.location)
@@ -38,8 +38,8 @@ def _stt(op, rewriter):
 
 
 def _tts(op, rewriter):
-    tokens = get(op, "tokens", 128)
-    audio_ms = get(op, "audio_ms", tokens * 60.0)
+    tokens = get(op, "tokens", TTS_DEFAULT_TOKENS)
+    audio_ms = get(op, "audio_ms", tokens * SPEECH_MS_PER_TOKEN)
     with rewriter.ip:
         frames = make("tts.synthesize", list(op.operands), "tensor", _a(op, "synthesize", tokens=tokens), op.location)
         audio = make("tts.vocode", [frames], "audio", _a(op, "vocode", audio_ms=audio_ms), op.location)

@@ -64,6 +64,8 @@ class DeviceSpec:
     compute_efficiency: float = 1.0
     memory_efficiency: float = 1.0
     fp8_compute_efficiency: float | None = None
+    roofline_p: float = 0.0  # smooth-roofline exponent (costmodel.layers); 0: the hard max
+    allreduce_gbytes_s: float = 0.0  # NCCL all-reduce bus bandwidth; 0: fabric_gbytes_s
     target: str = "none"
     chip: str = ""
     triple: str = ""

@@ -126,6 +126,7 @@ DEVICE_NUMBERS = {
     "nic_gbits_s": dict(positive=True), "fabric_latency_us": dict(nonneg=True),
     "launch_us": dict(nonneg=True), "compute_efficiency": dict(positive=True),
     "memory_efficiency": dict(positive=True), "fp8_compute_efficiency": dict(positive=True),
+    "roofline_p": dict(nonneg=True), "allreduce_gbytes_s": dict(nonneg=True),
 }
 DEVICE_STRINGS = {"vendor": (), "kind": DEVICE_KINDS, "target": TARGETS, "chip": (), "triple": ()}
 _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", "capex_usd",
@@ -133,7 +134,8 @@ _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", 
 _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0, "given_usd_per_hr": None,
                              "fabric_gbytes_s": 0.0, "fabric_latency_us": 0.0,
                              "compute_efficiency": 1.0, "memory_efficiency": 1.0,
-                             "fp8_compute_efficiency": None, "chip": "", "triple": ""}
+                             "fp8_compute_efficiency": None, "roofline_p": 0.0, "allreduce_gbytes_s": 0.0,
+                             "chip": "", "triple": ""}
 _ABSTRACT_KEYS = ("given_usd_per_hr", "vendor", "kind")
 
 

@@ -70,20 +70,45 @@ def devices_cmd(cluster, catalogs, as_json):
 
 
 @click.command("calibrate")
-@click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True, help="What to measure.")
+@click.option("--device", default="cpu", show_default=True,
+              help="'cpu': measure this machine; with --from-measurements, the catalog device to fit.")
+@click.option("--from-measurements", "measurements", default=None, type=click.Path(dir_okay=False),
+              help="CSV of measured kernel times to fit (docs/calibration.md).")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False), help="Extra catalog TOML.")
 @click.option("-o", "--output", default="profile.toml", show_default=True, type=click.Path(dir_okay=False),
-              help="Profile to write (a catalog file). Example: -o this_machine.toml")
-@click.option("--name", default="this-cpu", show_default=True, help="Device name in the profile.")
+              help="Profile or overlay to write (a catalog file). Example: -o this_machine.toml")
+@click.option("--name", default="this-cpu", show_default=True, help="Device name in a measured CPU profile.")
 @guarded
-def calibrate_cmd(device, output, name):
+def calibrate_cmd(device, measurements, catalogs, output, name):
     """Measure this machine (matmul FLOP/s, memory bandwidth, call overhead) and write a
-    device profile that --catalog and cluster files accept.
+    device profile, or fit a catalog device to a table of measured kernel times and
+    write a catalog overlay of its efficiencies, fixed cost, roofline exponent and
+    all-reduce figures with the fit's error. Both files work with --catalog and cluster files.
 
     \b
     Examples:
       agentc calibrate --device cpu -o profile.toml
+      agentc calibrate --from-measurements h100.csv --device H100 -o h100_fit.toml
       agentc devices --catalog profile.toml
     """
+    if measurements is not None:
+        import os
+
+        from agentc.calibrate import fit_measurements, read_measurements, write_overlay
+        from agentc.catalog import load_catalog
+        from agentc.diagnostics import CatalogError
+
+        cat = load_catalog(catalogs)
+        if device not in cat.devices:
+            raise CatalogError(f"unknown device '{device}' to fit", None,
+                               (f"known devices: {', '.join(sorted(cat.devices))}",))
+        fit = fit_measurements(read_measurements(measurements), cat.devices[device])
+        write_overlay(output, device, fit, os.path.basename(measurements))
+        click.echo(f"agentc: wrote {output}: " + ", ".join(
+            f"{k} = {num(v)}" for k, v in sorted({**fit["device"], **fit["measured"]}.items())))
+        return
+    if device != "cpu":
+        raise click.UsageError("--device NAME needs --from-measurements FILE.csv (only 'cpu' is measured here)")
     from agentc.calibrate import calibrate_cpu, write_profile
 
     data = calibrate_cpu(name=name)

@@ -6,7 +6,10 @@ takes, whether it fits, and what it costs. agentc answers with the paper's roofl
 
     t = max_r( demand_r / (peak_r * eff_r) ) + static_latency + comm + sync
 
-with r in {compute, memory, network}. `op_demand` turns an op kind and its attributes
+with r in {compute, memory, network}. LLM forward passes (prefill, decode, their MoE
+forms, embed.encode) are priced kernel by kernel instead (`layers`): each kernel of a
+layer on its own smooth roofline (a p-norm of compute and memory time) plus a fixed
+cost, sharded per kernel, with NCCL-style all-reduces. `op_demand` turns an op kind and its attributes
 into a `Demand` (FLOPs, bytes, network bytes, fixed latency, footprint); `op_cost`
 prices a demand on a `DeviceSpec`. Multi-step ops (decode) are evaluated per step and
 multiplied, so the binding resource is the one of a typical step. Measured profiles in a
@@ -15,8 +18,9 @@ Dollars are device time x $/hr (TCO rule, its capex part alone, or the catalog's
 $/hr, per the cluster's `pricing`); the paper's resource-priced form reduces to this
 when devices are rented whole. Edge transfers between pools are `transfer_ms` over the cluster's links.
 
-The package: `demand` (what an op asks of a device, op by op) and `pricing` (what that
-costs on a device, a profile or a link).
+The package: `demand` (what an op asks of a device, op by op), `layers` (the kernels of
+a transformer pass and their prices) and `pricing` (what that costs on a device, a
+profile or a link).
 """
 
 from .demand import KINDS, CostModelError, Demand, op_demand, supports_tp

@@ -53,9 +53,9 @@ out, so nothing is counted twice. Without the attr the caller's `tp` argument ap
 and the all-reduces are priced inside the op. Attrs not listed (label, call, model
 name, tool, store, ...) are ignored; an attr given as None counts as absent.
 
-Conventions: FLOPs count a multiply-add as 2. Every decode step streams the whole weight
-footprint (as the paper's roofline does; the input-embedding rows actually read are a
-few KB, so this overstates by one embedding table). Tensor parallelism (Megatron style)
+Conventions: FLOPs count a multiply-add as 2. The Demand totals of a decode step count
+the whole weight footprint (the paper's roofline); its kernels (costmodel.layers), which
+set the time, gather only the input-embedding rows they use. Tensor parallelism (Megatron style)
 divides FLOPs, weight bytes and KV (sharded by KV head, at most kv_heads ways) by `tp`
 and adds two all-reduces of the activations per layer per step.
 """
@@ -70,6 +70,8 @@ from agentc.catalog import ModelSpec, bytes_per_elem
 from agentc.diagnostics import SourceLoc, VerifyError
 from agentc.dialects.ops import DECODE_KINDS, OPS, PREFILL_KINDS, SPLITTABLE, WAITING_KINDS, kv_cache_bytes
 from agentc.dialects.ops import KINDS as OPS_KINDS
+
+from .layers import allreduces_per_pass, pass_kernels
 
 TOKENIZE_US_PER_TOKEN = 1.0  # fast BPE tokenizers: ~1 M tokens/s per core
 DETOKENIZE_US_PER_TOKEN = 0.5
@@ -93,7 +95,9 @@ class Demand:
     `memory_bytes` is the resident footprint at the op's peak, of which
     `sharded_memory_bytes` (weights + KV) shards. `steps` sequential forward passes
     share these totals evenly; `launches` kernel launches cost the device's launch_us;
-    `static_ms` is device-independent work that keeps the device busy (host work);
+    `kernels`, when
+    given, are the step's kernel launches (costmodel.layers): each is priced on its own
+    roof with its own fixed cost, and `launches` is then informational. `static_ms` is device-independent work that keeps the device busy (host work);
     `wait_ms` is time spent waiting on someone else (a tool's API latency, a remote
     store's round trip): it adds to latency but not to occupancy, so it is not paid for
     and does not count towards replicas under load (one host holds many calls in flight).
@@ -116,6 +120,8 @@ class Demand:
     allreduce_bytes: float = 0.0
     allreduces_per_step: int = 0
     host_side: bool = False
+    kernels: tuple = ()  # layers.Kernel of one mean step; when set, they price the time
+
 
     @property
     def memory_traffic(self) -> float:
@@ -198,6 +204,9 @@ def _llm_demand(kind: str, model: ModelSpec, new: float, context: float, batch: 
                 *, causal: bool = True, include_router: bool = True) -> Demand:
     """`steps` forward passes; pass s sees context + s tokens (decode) or is one pass."""
     bpe = model.bytes_per_elem
+    step_new, step_ctx = (new, context) if steps == 1 else (1, context + (steps - 1) / 2)
+    kernels = tuple(pass_kernels(model, step_new, step_ctx, batch, causal=causal, head_tokens=batch,
+                                 include_router=include_router))
     if steps == 1:
         f = _forward(model, new, context, batch, causal=causal, head_tokens=batch, include_router=include_router)
         flops, kv_read, kv_written, acts = f["flops"], f["kv_read"], f["kv_written"], f["activations"]
@@ -218,8 +227,8 @@ def _llm_demand(kind: str, model: ModelSpec, new: float, context: float, batch: 
                   bytes_written=kv_written + acts / 2, weight_bytes=weights, kv_bytes=kv_read + kv_written,
                   memory_bytes=model.weight_bytes + kv_resident + scratch,
                   sharded_memory_bytes=model.weight_bytes + kv_resident, kv_shards=model.kv_heads,
-                  launches=steps * (model.layers + 1), steps=steps, allreduce_bytes=f["allreduce"],
-                  allreduces_per_step=2 * model.layers)
+                  launches=int(steps * sum(k.count for k in kernels)), steps=steps, allreduce_bytes=f["allreduce"],
+                  allreduces_per_step=allreduces_per_pass(model), kernels=kernels)
 
 
 # --------------------------------------------------------------------------- op kinds

@@ -14,6 +14,7 @@ from agentc.dialects.ops import kv_cache_bytes
 
 from .demand import (_DECODE_KINDS, _PREFILL_KINDS, _WAITING_KINDS, CostModelError, Demand, _attr, op_demand,
                      supports_tp)
+from .layers import allreduce_ms, price_kernels, smooth_roof
 
 HOURS_PER_MONTH = 8760 / 12  # 730: financing is monthly, prices are hourly
 
@@ -109,23 +110,32 @@ def _price(kind: str, demand: Demand, device: DeviceSpec, tp: int, cluster: Clus
            comm_tp: int | None = None) -> OpCost:
     """Roofline time of `demand` on `tp` devices of class `device`."""
     steps = max(1, demand.steps)
-    peak_flops = device.tflops(demand.dtype) * 1e12 * device.efficiency(demand.dtype)
-    peak_bytes = device.mem_gbps * 1e9 * device.memory_efficiency
-    compute_ms = demand.flops / tp / peak_flops * 1e3 if demand.flops else 0.0
-    memory_ms = demand.traffic_at(tp) / peak_bytes * 1e3
     network_ms = demand.net_bytes * 8 / (device.nic_gbits_s * 1e9) * 1e3 if demand.net_bytes else 0.0
-    static_ms = demand.static_ms + demand.launches * device.launch_us / 1e3
+    if demand.kernels:
+        # The per-kernel layer model (costmodel.layers): each kernel on its own smooth
+        # roof plus its fixed cost; the binding resource is the one that bound the
+        # kernels holding most of the time.
+        kt = price_kernels(demand.kernels, device, tp, demand.dtype)
+        compute_ms, memory_ms = steps * kt.compute_ms, steps * kt.memory_ms
+        roof = {"compute": steps * kt.compute_bound_ms, "memory": steps * kt.memory_bound_ms, "network": network_ms}
+        static_ms = demand.static_ms + steps * kt.fixed_ms
+        roof_ms = roof["compute"] + roof["memory"] + network_ms
+    else:
+        peak_flops = device.tflops(demand.dtype) * 1e12 * device.efficiency(demand.dtype)
+        peak_bytes = device.mem_gbps * 1e9 * device.memory_efficiency
+        compute_ms = demand.flops / tp / peak_flops * 1e3 if demand.flops else 0.0
+        memory_ms = demand.traffic_at(tp) / peak_bytes * 1e3
+        roof = {"compute": compute_ms, "memory": memory_ms, "network": network_ms}
+        static_ms = demand.static_ms + demand.launches * device.launch_us / 1e3
+        # Totals are sums of identical mean steps, so the roof of totals = steps x roof per step.
+        roof_ms = smooth_roof(roof.values(), device.roofline_p)
     group = comm_tp if comm_tp is not None else tp
     sync_ms = 0.0
     if group > 1 and demand.allreduces_per_step:
         if device.fabric_gbytes_s <= 0:
             raise CostModelError(f"device '{device.name}' has no scale-up fabric for tp={group}")
-        per_allreduce = (2 * (group - 1) / group * demand.allreduce_bytes / (device.fabric_gbytes_s * 1e9) * 1e3
-                         + device.fabric_latency_us / 1e3)
-        sync_ms = steps * demand.allreduces_per_step * per_allreduce
-    roof = {"compute": compute_ms, "memory": memory_ms, "network": network_ms}
-    # Totals are sums of identical mean steps, so max-of-totals = steps x max-per-step.
-    busy_ms = max(roof.values()) + static_ms + sync_ms
+        sync_ms = steps * demand.allreduces_per_step * allreduce_ms(demand.allreduce_bytes, group, device)
+    busy_ms = roof_ms + static_ms + sync_ms
     time_ms = busy_ms + demand.wait_ms
     binding = max(roof, key=lambda r: roof[r])
     if static_ms + sync_ms + demand.wait_ms > max(roof.values()):

@@ -39,6 +39,12 @@ BUILTINS = ("llm", "stt", "tts", "embed", "retrieve", "memory.load", "memory.sto
 # ---------------------------------------------------------------------------- units
 
 MAX_TIME_MS = 1e12
+# Speech sizes when the program does not give them: stt(..., seconds=) defaults to 5 s of
+# audio; tts speaks its text at 60 ms per token (about 1000 tokens a minute), its token
+# count taken from the LLM that wrote the text (its out=) or 128.
+STT_DEFAULT_MS = 5000.0
+SPEECH_MS_PER_TOKEN = 60.0
+TTS_DEFAULT_TOKENS = 128
 
 
 def time_ms(q: ast.Quantity, what: str) -> float:
@@ -76,6 +82,30 @@ def probability(q: ast.Quantity, what: str) -> float:
 
 
 # ---------------------------------------------------------------------------- kwargs
+
+def _speech_sizes(name: str, seconds: ast.Quantity | None, args) -> dict:
+    """audio_ms (and for tts the tokens spoken) of an stt/tts call: `seconds=` (a plain
+    number of seconds or a time), else stt's default length, else for tts the `out=` of
+    the LLM that wrote its text."""
+    if name == "embed":
+        return {}
+    if seconds is not None:
+        audio_ms = seconds.value * 1e3 if seconds.unit is None else time_ms(seconds, f"{name} seconds")
+        if not 0 < audio_ms <= MAX_TIME_MS:
+            raise VerifyError(f"{name} seconds must be positive, got '{seconds.text}'", seconds.loc)
+    elif name == "stt":
+        audio_ms = STT_DEFAULT_MS
+    else:
+        producer = args[0][0].owner if args else None
+        tokens = TTS_DEFAULT_TOKENS
+        if producer is not None and getattr(producer, "name", "") == "llm.call" \
+                and "output_tokens" in producer.attributes:
+            tokens = ir.IntegerAttr(producer.attributes["output_tokens"]).value
+        return {"tokens": tokens, "audio_ms": tokens * SPEECH_MS_PER_TOKEN}
+    if name == "tts":
+        return {"tokens": max(1, round(audio_ms / SPEECH_MS_PER_TOKEN)), "audio_ms": audio_ms}
+    return {"audio_ms": audio_ms}
+
 
 class _Kwargs:
     """Keyword arguments of one call, checked against the names the callee accepts."""
@@ -597,7 +627,7 @@ class _Lowerer:
                       output_tokens=count(kw.quantity("out", c.loc), "llm 'out' tokens"), label=self._label(label))
             return self._make("llm.call", ctx, ("text",), a, loc, nresults, c)
         if name in ("stt", "tts", "embed"):
-            _Kwargs(name, c.kwargs, ())
+            kw = _Kwargs(name, c.kwargs, ("seconds",) if name != "embed" else ())
             if len(c.args) != 2:
                 raise VerifyError(f"{name} takes a model and one input, got {len(c.args)} argument(s)", c.loc)
             model = self._model(c.args[0], name)
@@ -605,7 +635,8 @@ class _Lowerer:
             accepts = {"stt": ("audio",), "tts": ("text",), "embed": ("text", "documents", "json")}[name]
             self._check_kinds(arg, accepts, name)
             out = {"stt": "text", "tts": "audio", "embed": "embedding"}[name]
-            return self._make(f"agent.{name}", arg, (out,), attrs(model=model, label=self._label(label)),
+            sizes = _speech_sizes(name, kw.quantity("seconds") if name != "embed" else None, arg)
+            return self._make(f"agent.{name}", arg, (out,), attrs(model=model, label=self._label(label), **sizes),
                               loc, nresults, c)
         if name == "retrieve":
             kw = _Kwargs("retrieve", c.kwargs, ("k",))

@@ -45,11 +45,12 @@ def line_of(path: str, needle: str) -> int:
 # --------------------------------------------------------------------------- devices
 
 def test_paper_table5_numbers(catalog):
-    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (arXiv 2507.19635, Table 5)
-        "A40": (3000, 48, 696, 75, 0.15), "A100": (8000, 80, 2039, 322, 0.25),
+    expected = {  # capex $, memory GB, HBM GB/s, FP16 TFLOP/s, given $/hr (arXiv 2507.19635, Table 5; A40 below)
+        "A40": (3000, 48, 696, 149.7, 0.15), "A100": (8000, 80, 2039, 322, 0.25),
         "Gaudi3": (12500, 128, 3700, 1678, 0.49), "MI300x": (20000, 192, 5300, 1307, 0.52),
         "H100": (25000, 80, 3350, 989.5, 0.60), "B200": (40000, 192, 8000, 2250, 0.83),
-    }  # H100: the paper prints NVIDIA's sparse 1979 in its dense column; agentc uses dense
+    }  # H100: the paper prints NVIDIA's sparse 1979 in its dense column; agentc uses dense.
+    # A40: the paper's 75 is the FP32-accumulate rate; measured FP16 GEMMs reach ~118.
     for name, (capex, mem, bw, fp16, usd) in expected.items():
         d = catalog.devices[name]
         assert (d.capex_usd, d.memory_gb, d.hbm_gbps, d.fp16_tflops, d.given_usd_per_hr) == (capex, mem, bw, fp16, usd)
@@ -57,24 +58,33 @@ def test_paper_table5_numbers(catalog):
 
 
 def test_measured_efficiencies_are_the_cited_ratios(catalog):
-    """Each factor is measured / peak as the catalog comment cites it (rounded to 0.01)."""
+    """Fitted devices carry their fits; the others the cited maximum-GEMM and triad
+    ratios (rounded to 0.01) times what layers reach of them on the fitted GPUs."""
+    fitted = {  # device: (GEMM, memory, fixed us, p, all-reduce latency us, bus GB/s) as cited
+        "A40": (0.79, 0.87, 0.9, 1.5, 35, 0.0), "A100": (0.72, 0.69, 2.3, 1.5, 33.6, 154),
+        "H100": (0.74, 0.78, 1.8, 1.5, 22.6, 324),
+    }
+    for name, values in fitted.items():
+        d = catalog.devices[name]
+        assert (d.compute_efficiency, d.memory_efficiency, d.launch_us, d.roofline_p, d.fabric_latency_us,
+                d.allreduce_gbytes_s) == values
+    gemm_layer, mem_layer = (0.74 / 0.80 + 0.72 / 0.84) / 2, (0.78 / 0.89 + 0.69 / 0.83) / 2
+    assert (round(gemm_layer, 3), round(mem_layer, 3)) == (0.891, 0.854)
     cited = {  # device: (measured GEMM TFLOP/s, peak it is against, FP8 measured, FP8 peak, triad GB/s)
-        "H100": (794.5, 989.5, 1402.6, 1979, 2970), "B200": (1745, 2250, 3432.5, 4500, 7350),
+        "B200": (1745, 2250, 3432.5, 4500, 7350),
         "MI300x": (668.4, 1307, 1222.9, 2614.9, 4100), "Gaudi3": (1243, 1678, 1289.5, 1835, None),
-        "A100": (271.2, 322, None, None, 1700),
     }
     for name, (gemm, peak, gemm8, peak8, triad) in cited.items():
         d = catalog.devices[name]
-        assert d.compute_efficiency == pytest.approx(round(gemm / peak, 2))
+        assert d.compute_efficiency == pytest.approx(round(round(gemm / peak, 2) * 0.89, 2))
         assert d.tflops("fp16") == peak
-        if gemm8 is not None:
-            assert d.efficiency("fp8") == pytest.approx(round(gemm8 / peak8, 2))
-            assert d.tflops("fp8") == peak8
-        if triad is not None:
-            assert d.memory_efficiency == pytest.approx(round(triad / d.hbm_gbps, 2))
-    # no measurement: the medians of the measured accelerators
-    assert catalog.devices["Gaudi3"].memory_efficiency == 0.86
-    assert (catalog.devices["A40"].compute_efficiency, catalog.devices["A40"].memory_efficiency) == (0.78, 0.86)
+        assert d.efficiency("fp8") == pytest.approx(round(round(gemm8 / peak8, 2) * 0.89, 2))
+        assert d.tflops("fp8") == peak8
+        triad_ratio = round(triad / d.hbm_gbps, 2) if triad is not None else 0.86  # no measurement: median
+        assert d.memory_efficiency == pytest.approx(round(triad_ratio * 0.854, 2))
+    assert catalog.devices["H100"].efficiency("fp8") == round(round(1402.6 / 1979, 2) * 0.74 / 0.80, 2)
+    l40s = catalog.devices["L40S"]
+    assert (l40s.compute_efficiency, l40s.memory_efficiency) == (round(0.78 * 0.89, 2), round(0.86 * 0.854, 2))
     # without an FP8 factor of its own a device uses its one compute factor
     assert catalog.devices["A40"].efficiency("fp8") == catalog.devices["A40"].compute_efficiency
 

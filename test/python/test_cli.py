@@ -175,7 +175,7 @@ def test_explain_and_pareto_on_every_example(example):
     for a, b in zip(front, front[1:]):
         assert a["e2e_ms"] < b["e2e_ms"] and a["cost"] > b["cost"]
     at_plan = [p["cost"] for p in front if p["e2e_ms"] <= plan["e2e_ms"] * (1 + 1e-9)]
-    assert at_plan and min(at_plan) >= plan["cost"] * (1 - 1e-6)
+    assert at_plan and min(at_plan) >= plan["cost"] * (1 - 1e-4)  # the MILP's relative gap
 
 
 def test_devices_json_prices_each_device_three_ways(tmp_path):

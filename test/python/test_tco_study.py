@@ -134,11 +134,13 @@ def test_gaudi3_decodes_cheapest_by_hardware_cost(scenario):
 
 
 def test_full_tco_rule_reverses_the_decode_choice_by_a_bounded_margin():
-    """Under the full TCO rule (power at TDP, $0.40/kWh) B200 decodes cheaper than Gaudi 3,
-    so B200::Gaudi3 trails B200::B200 by 1-23% (docs/tco_study.md says why)."""
+    """Under the full TCO rule (power at TDP, $0.40/kWh) B200 decodes cheaper than Gaudi 3
+    except for 70B FP16 offline, so B200::Gaudi3 is 0.72-1.05 of B200::B200 and beats it
+    only there (docs/tco_study.md says why)."""
     ratios = [row[("B200", "Gaudi3")][0] / row[("B200", "B200")][0] for row in RESULT.values()]
-    assert 0.76 <= min(ratios) <= 0.78 and 0.98 <= max(ratios) < 0.995
-    assert not any(f["beats_b200"] for f in t.paper_findings(RESULT).values())
+    assert 0.72 <= min(ratios) <= 0.73 and 1.0 < max(ratios) <= 1.06
+    beats = sorted(sc for sc, f in t.paper_findings(RESULT).items() if f["beats_b200"])
+    assert beats == ["llama3-70b fp16 4096/512 offline", "llama3-70b fp16 512/4096 offline"]
 
 
 def test_a_pair_that_cannot_meet_the_sla_holds_no_ordering():
