@@ -20,6 +20,21 @@ def _error(op, message):
     return VerifyError(message, source_loc(op))
 
 
+_REGION_OPS = ("agent.graph", "agent.loop", "agent.branch", "agent.parallel")
+
+
+def _check_bodies(op) -> None:
+    """Each region of a graph, loop, branch or parallel is one block ending in gpu.yield:
+    the passes walk exactly that shape (IRDL cannot require a terminator)."""
+    for region in op.regions:
+        blocks = list(region.blocks)
+        if len(blocks) != 1:
+            raise _error(op, f"'{op.name}' must have one block in each region, found {len(blocks)}")
+        body = list(blocks[0].operations)
+        if not body or body[-1].name != "gpu.yield":
+            raise _error(op, f"'{op.name}': each region must end with gpu.yield of its results")
+
+
 def run(module, ctx) -> None:
     ops = top_ops(module)
     models = {get(op, "sym_name"): get(op, "kind") for op in ops if op.name == "agent.model"}
@@ -38,6 +53,8 @@ def run(module, ctx) -> None:
                                     f"sla_latency_ms = {lat:g}")
         for op in walk(graph):
             name = op.name
+            if name in _REGION_OPS:
+                _check_bodies(op)
             if name in MODEL_KIND_FOR:
                 model = get(op, "model")
                 if model not in models:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from agentc.diagnostics import CatalogError, SourceLoc
+from agentc.units import transfer_ms
 
 __all__ = [
     "DTYPE_BYTES", "DEVICE_KINDS", "TARGETS", "MODEL_KINDS", "PRICING", "DeviceSpec", "ModelSpec", "Pool",
@@ -257,7 +258,7 @@ class Link:
     latency_ms: float = 0.0
 
     def transfer_ms(self, nbytes: float) -> float:
-        return self.latency_ms + nbytes * 8 / (self.gbps * 1e9) * 1e3
+        return transfer_ms(nbytes, self.gbps, self.latency_ms)
 
 
 @dataclass(frozen=True)

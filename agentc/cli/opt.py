@@ -78,7 +78,8 @@ def opt_cmd(source, passes, output, cluster, verify_diagnostics, list_passes, pr
     try:
         with c.ctx:
             c.module = pipeline.parse_mlir(text, source, c.ctx)
-            pipeline.run_passes(c, names)
+            # like mlir-opt, verify the input before any pass sees it
+            pipeline.run_passes(c, ["verify-agent"] + names)
             reached = pipeline.stage_after_passes(module_stage(c.module), names)
             if reached is not None:
                 set_module_stage(c.module, reached)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
+from agentc.units import transfer_ms
 
 from .problem import Link, Option, Problem
 
@@ -283,7 +284,7 @@ class Instance:
                     break
         if val is None:
             ln = self.link(a, b)
-            ms = ln.latency_ms + (e.bytes * 8.0 / (ln.gbps * 1e6) if e.bytes else 0.0)
+            ms = transfer_ms(e.bytes, ln.gbps, ln.latency_ms)
             val = (ms, e.bytes / 1e9 * ln.usd_per_gb)
         self._tr_cache[key] = val
         return val

@@ -147,3 +147,15 @@ def test_leftovers_of_a_killed_compile_are_removed_by_the_next(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not any(d.exists() for d in stale)
     assert live.exists()
+
+
+def test_graph_without_a_body_is_a_located_error(tmp_path):
+    """An agent.graph whose region has no block (an IndexError once) fails verification,
+    in agentc-opt too, which verifies its input before any pass."""
+    src = tmp_path / "empty.mlir"
+    src.write_text('module attributes {agentc.stage = "placed"} {\n  "agent.graph"() ({\n  }) '
+                   '{entry, sym_name = "g"} : () -> ()\n}\n')
+    for tool in (["-m", "agentc", "compile"], ["-m", "agentc.opt", "-p", "partition"]):
+        r = subprocess.run([sys.executable, *tool, str(src)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1, r.stderr
+        assert f"{src}:2:3: error: 'agent.graph' must have one block in each region, found 0" in r.stderr
