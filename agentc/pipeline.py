@@ -190,14 +190,25 @@ def read_mlir(path: str) -> str:
     return read_source(path, ".mlir file", error=ParseError)
 
 
-def _nesting(text: str, path: str) -> None:
-    """Refuse text whose brackets nest deeper than MAX_MLIR_NESTING, at the first place."""
+def _prescan(text: str, path: str) -> None:
+    """Refuse, at the first place, what MLIR's parser would not survive: brackets nested
+    deeper than MAX_MLIR_NESTING (a native stack overflow), and a generic op of one of
+    agentc's dialects that names no op of it (`"agent."(...)` aborts the process)."""
     import re
 
+    from agentc.dialects import op_names
+
+    known = op_names()
+    ours = {name.split(".", 1)[0] for name in known}
     depth, line, line_start = 0, 1, 0
     for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|->|\n|[\[{(<]|[\]})>]', text):
         tok = m.group()
-        if tok == "\n":
+        if tok.startswith('"') and re.match(r"\s*\(", text[m.end():m.end() + 64]):
+            name = tok[1:-1]
+            if name.split(".", 1)[0] in ours and name not in known:
+                raise ParseError(f"unregistered operation '{name}' found in dialect ('{name.split('.', 1)[0]}')",
+                                 SourceLoc(path, line, m.start() - line_start + 1))
+        elif tok == "\n":
             line += 1
             line_start = m.end()
         elif tok in "[{(<":
@@ -215,7 +226,7 @@ def parse_mlir(text: str, path: str, ctx) -> object:
 
     from agentc.passes._ir import source_loc
 
-    _nesting(text, path)
+    _prescan(text, path)
     with ctx, ir.Location.unknown():
         try:
             return ir.Module.parse(text)

@@ -119,3 +119,11 @@ def create(name: str, operands=(), result_kinds=(), attrs=None, loc=None, region
     for new_index, old_index in enumerate(res_perm):
         results[old_index] = op.results[new_index]
     return op, results
+
+
+def op_names() -> frozenset[str]:
+    """Every op name agentc's dialects define (`agent.graph`, `llm.prefill`, ...)."""
+    global _SLOTS
+    if _SLOTS is None:
+        _SLOTS = _slot_table()
+    return frozenset(_SLOTS)

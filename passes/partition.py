@@ -53,7 +53,7 @@ class PartitionError(AgentcError):
 
 def symbol(label: str) -> str:
     """A label as a symbol name: `ans.1.prefill` -> `ans_1_prefill`."""
-    name = re.sub(r"\W", "_", label).strip("_") or "op"
+    name = re.sub(r"[^A-Za-z0-9_]", "_", label).strip("_") or "op"   # ASCII: an MLIR symbol
     return name if not name[0].isdigit() else f"op_{name}"
 
 

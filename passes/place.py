@@ -17,6 +17,8 @@ or later resumes.
 
 from __future__ import annotations
 
+import math
+
 from mlir import ir
 
 from agentc.costmodel import kv_cache_bytes, usd_per_hr
@@ -115,6 +117,9 @@ def _costs(op) -> list[dict]:
             ok = isinstance(value, kind) or (kind is float and isinstance(value, int) and not isinstance(value, bool))
             if not ok or (kind is int and isinstance(value, bool)):
                 raise VerifyError(f"'{op.name}': costs[{i}].{key} must be a {kind.__name__}", source_loc(op))
+            if kind in (int, float) and not (math.isfinite(value) and value >= 0):
+                raise VerifyError(f"'{op.name}': costs[{i}].{key} must be finite and not negative, got {value!r}",
+                                  source_loc(op))
     return entries
 
 

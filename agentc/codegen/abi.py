@@ -39,7 +39,7 @@ def runtime_header() -> str:
 
 def entry_point(pool: str) -> str:
     """The C name of a pool's host program: `agentc_<pool>_run`."""
-    return "agentc_" + re.sub(r"\W", "_", pool) + "_run"
+    return "agentc_" + re.sub(r"[^A-Za-z0-9_]", "_", pool) + "_run"
 
 
 def c_file(comment: list[str], guard: str, includes: list[str], body: list[str]) -> str:
@@ -53,7 +53,7 @@ def c_file(comment: list[str], guard: str, includes: list[str], body: list[str])
 def host_header(entry: str, pool: str, inputs: list[str], outputs: list[str], kernels: list[str],
                 runtime_kernels: list[str] = ()) -> str:
     """The C prototype of a pool's host program, with what it needs at link time."""
-    guard = re.sub(r"\W", "_", f"AGENTC_{pool}_HOST_H").upper()
+    guard = re.sub(r"[^A-Za-z0-9_]", "_", f"AGENTC_{pool}_HOST_H").upper()
     ins = ", ".join(f"{i}: {k}" for i, k in enumerate(inputs)) or "none"
     outs = ", ".join(f"{i}: {k}" for i, k in enumerate(outputs)) or "none"
     link = (" * Link with this pool's kernel objects (" + ", ".join(kernels) + ")\n * and"

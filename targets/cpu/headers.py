@@ -96,7 +96,7 @@ def c_header(sigs: list[KernelSignature], guard: str = "AGENTC_KERNELS_H", threa
 
 def header_stage(state: CompileState, options) -> CompileState:
     """Stage `header` of a kernel: its C header, naming the async runtime when threaded."""
-    guard = re.sub(r"\W", "_", f"AGENTC_{state.name}_H").upper()
+    guard = re.sub(r"[^A-Za-z0-9_]", "_", f"AGENTC_{state.name}_H").upper()
     threads = options.threads if is_threaded(state) else 1
     state.artifacts["h"] = c_header(state.meta["signatures"], guard, threads).encode()
     return state

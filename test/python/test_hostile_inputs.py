@@ -29,9 +29,16 @@ def _agentc(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def placed_text():
-    c = pipeline.compile_file(os.path.join(ROOT, "examples", "table3.agent"),
-                              pipeline.Options(emit="placed", cluster=CLUSTER, targets=()))
-    return c.asm()
+    """table3 printed at `placed`, with paths relative to the checkout, so the mutated
+    texts (and hypothesis's derandomized cases) are the same wherever it is cloned."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        c = pipeline.compile_file("examples/table3.agent",
+                                  pipeline.Options(emit="placed", cluster="examples/clusters/table3.toml", targets=()))
+        return c.asm()
+    finally:
+        os.chdir(cwd)
 
 
 def _mutations():
@@ -159,3 +166,16 @@ def test_graph_without_a_body_is_a_located_error(tmp_path):
         r = subprocess.run([sys.executable, *tool, str(src)], capture_output=True, text=True, timeout=300)
         assert r.returncode == 1, r.stderr
         assert f"{src}:2:3: error: 'agent.graph' must have one block in each region, found 0" in r.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ('module {\n  "agent."() : () -> ()\n}\n', "unregistered operation 'agent.' found in dialect ('agent')"),
+    ('module {\n  "llm."() : () -> ()\n}\n', "unregistered operation 'llm.' found in dialect ('llm')"),
+])
+def test_empty_op_names_of_our_dialects_are_refused_before_mlir_aborts(tmp_path, text, message):
+    """MLIR aborts the process (LLVM ERROR) on a generic op `"agent."`: found first."""
+    src = tmp_path / "x.mlir"
+    src.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "agentc.opt", str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert f"{src}:2:3: error: {message}" in r.stderr
