@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 
 import numpy as np
 
-from agentc.calibrate import accuracy, best_time_s, calibrate_cpu, predict_rows, write_profile
+from agentc.calibrate import best_time_s, calibrate_cpu, write_profile
+from agentc.costmodel.fit import accuracy, predict_rows
 from agentc.catalog import load_device_profile
 from agentc.costmodel import op_cost
 
@@ -96,7 +96,7 @@ def _line(label: str, ratios) -> str:
 
 def table_report(rows, device, title: str) -> None:
     """Per-kernel and per-layer accuracy of `device` on measured `rows`, by regime."""
-    from agentc.calibrate import ALLREDUCE
+    from agentc.costmodel.fit import ALLREDUCE
 
     pred = predict_rows(rows, device)
     meas = np.array([r["median_ms"] for r in rows])
@@ -124,7 +124,7 @@ def table_report(rows, device, title: str) -> None:
 def table_main(args) -> None:
     import dataclasses
 
-    from agentc.calibrate import fit_measurements, read_measurements
+    from agentc.costmodel.fit import fit_measurements, read_measurements
     from agentc.catalog import load_catalog
 
     cat = load_catalog()

@@ -94,7 +94,7 @@ def calibrate_cmd(device, measurements, catalogs, output, name):
     if measurements is not None:
         import os
 
-        from agentc.calibrate import fit_measurements, read_measurements, write_overlay
+        from agentc.costmodel.fit import fit_measurements, read_measurements, write_overlay
         from agentc.catalog import load_catalog
         from agentc.diagnostics import CatalogError
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from agentc.calibrate import MeasurementError, accuracy, fit_measurements, read_measurements
+from agentc.costmodel.fit import MeasurementError, accuracy, fit_measurements, read_measurements
 from agentc.catalog import load_catalog
 from agentc.costmodel import op_cost
 from agentc.costmodel.layers import layer_kernels, price_kernels
