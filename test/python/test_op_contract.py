@@ -38,7 +38,7 @@ GOOD = 'label = "a.prefill", call = "a", model = "m", tokens = 512 : i64, batch 
 
 
 def test_verifier_accepts_a_complete_op():
-    _parse(PREFILL.format(attrs=GOOD))
+    assert _parse(PREFILL.format(attrs=GOOD)).operation.verify()
 
 
 @pytest.mark.parametrize("attrs, message", [

@@ -77,7 +77,9 @@ def test_cost_does_not_rise_as_the_ttft_bound_loosens(name):
     ttfts = sorted({o.ttft_ms for op in p.ops for o in op.options if o.ttft_ms is not None})
     lo, hi = ttfts[0] * 0.9, ttfts[-1] * 1.1
     bounds = [lo + (hi - lo) * j / (POINTS - 1) for j in range(POINTS)]
-    _assert_non_increasing([(b, _cost(p, ttft_ms=b, e2e_ms=None)) for b in bounds])
+    points = [(b, _cost(p, ttft_ms=b, e2e_ms=None)) for b in bounds]
+    assert len(points) == POINTS
+    _assert_non_increasing(points)
 
 
 def test_table3_example_stays_plan_b():
