@@ -301,3 +301,17 @@ def test_threaded_object_and_header_name_the_async_runtime():
                                 triple="x86_64-unknown-linux-gnu")
     assert b"mlirAsyncRuntime" not in single.artifacts["o"]
     assert "async" not in single.artifacts["h"].decode()
+
+
+@pytest.mark.parametrize("kind, args", [("decode_step", (6, 32, 4, 4, 48)), ("prefill_layer", (8, 32, 4, 4, 48))])
+def test_multi_head_attention_compiles_and_matches(kind, args):
+    """kv_heads == heads (plain multi-head attention: whisper, piper, most encoders'
+    decoders): the decode step's per-head products are matrix-vector products, which
+    once failed the CPU schedule (`transform.structured.specialize failed to apply`)."""
+    kernel = jit(kernels.KERNELS[kind](*args))
+    inputs = _inputs(kernel.signature, np.random.default_rng(11))
+    got = kernel(*inputs)
+    want = REFERENCES[kind](*[x.astype(np.float64) for x in inputs], heads=4, kv_heads=4)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
