@@ -138,10 +138,10 @@ def _contraction_roles(op) -> tuple[int, int, int] | None:
     m_dims = sorted(c & a - b, key=lambda d: -extents[d])
     if not m_dims or not m_dims[0] < n < k or len(a | b | c) == 3:  # no batch: nothing to do
         return None
-    if extents[m_dims[0]] == 1:
-        # every row dim is a unit (decode with one query row per KV head, as when
-        # kv_heads == heads): folding them leaves a matrix-vector product, not a matmul,
-        # so the generic stays as it is and takes the default lowering
+    if min(extents[m_dims[0]], extents[n], extents[k]) == 1:
+        # a unit m, n or k (decode with one query row per KV head, as when kv_heads ==
+        # heads; a head of width 1): folding it leaves a matrix-vector (or smaller)
+        # product, not a matmul, so the generic keeps the default lowering
         return None
     return m_dims[0], n, k
 
