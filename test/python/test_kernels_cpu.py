@@ -303,7 +303,8 @@ def test_threaded_object_and_header_name_the_async_runtime():
     assert "async" not in single.artifacts["h"].decode()
 
 
-@pytest.mark.parametrize("kind, args", [("decode_step", (6, 32, 4, 4, 48)), ("prefill_layer", (8, 32, 4, 4, 48))])
+@pytest.mark.parametrize("kind, args", [("decode_step", (6, 32, 4, 4, 48)), ("prefill_layer", (8, 32, 4, 4, 48)),
+                                        ("decode_step", (6, 4, 4, 4, 8))])   # 1-wide heads
 def test_multi_head_attention_compiles_and_matches(kind, args):
     """kv_heads == heads (plain multi-head attention: whisper, piper, most encoders'
     decoders): the decode step's per-head products are matrix-vector products, which
