@@ -42,9 +42,14 @@ def _plan_view(c) -> dict:
               show_default=True, help="Output format. Example: --format mermaid")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
+@click.option("--verify", is_flag=True,
+              help="Simulate the plan (agentc simulate) and fail when an SLA term misses at its percentile.")
+@click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, pareto, sweep, points, fmt,
-             as_json, output):
+             as_json, output, verify, verify_load, seed):
     """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
 
     \b
@@ -84,6 +89,8 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             raise UsageError("--pareto prints as table, json or svg")
         return _emit_text(text, output)
     view = _plan_view(c)
+    if verify:
+        return _verify(c, view, verify_load, seed, as_json or fmt == "json")
     if fmt == "json":
         return _emit_text(json.dumps(view, indent=2, sort_keys=True), output)
     if fmt in ("mermaid", "dot", "svg"):
@@ -111,6 +118,26 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     for b in view["baselines"]:
         state = f"ratio {num(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
+
+
+def _verify(c, view, load, seed, as_json):
+    """Simulate the plan; print planned vs simulated per SLA term; a miss is an error."""
+    from agentc.passes._ir import source_loc
+    from agentc.passes._plan_ctx import entry_graph
+    from agentc.sim import verify
+
+    verdict = verify.verify(view, load, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"load_rps": verdict.load_rps, "requests": verdict.requests,
+                               "terms": verdict.terms, "holds": not verdict.misses}, indent=2, sort_keys=True))
+    else:
+        t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
+                  title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
+        for row in verdict.terms:
+            t.add_row(f"{row['term']} (p{row['percentile']:g})", num(row["bound_ms"]), num(row["planned_ms"]),
+                      num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
+        console().print(t)
+    verify.check(verdict, source_loc(entry_graph(c.module)))
 
 
 def _tco_sweep(cluster, catalogs, pricing, fmt, output):
