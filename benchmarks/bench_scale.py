@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,15 +51,16 @@ def cluster(pools: int) -> str:
 
 
 def run(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one agentc process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak resident MiB of one agentc process (its own rusage)."""
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "agentc", *args], capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"agentc {' '.join(args)} failed:\n{r.stderr[-2000:]}")
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return wall, peak / 1024
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "agentc", *args], stdout=subprocess.DEVNULL, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"agentc {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def exponent(points: list[tuple[int, float]]) -> float | None:
