@@ -37,10 +37,15 @@ from agentc.diagnostics import UsageError
               help="Print the IR after every pass to stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--verify", is_flag=True,
+              help="Simulate the plan before writing anything; an SLA term missed at its percentile fails the "
+                   "compile (as `agentc plan --verify`).")
+@click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
-                as_json, quiet):
+                as_json, quiet, verify, verify_load):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
 
     \b
@@ -60,6 +65,8 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
                     print_ir_after_all=print_ir_after_all)
     with report.progress(quiet or as_json or emit is not None) as step:
         c = pipeline.compile_file(source, opts, progress=step)
+    if verify:
+        _verify(c, verify_load)
     files, out_desc = outputs.collect_outputs(c, output)
     dest = out_desc[0] if out_desc else None
     dumps = outputs.collect_dumps(c, dump_phases_to)
@@ -104,3 +111,20 @@ def stages_cmd():
 
     for s in STAGES:
         click.echo(f"{s.name:12s} {s.help}")
+
+
+def _verify(c, load) -> None:
+    """Hold the compiled plan to its SLA by simulation before any output is written."""
+    from agentc import pipeline
+    from agentc.passes._ir import source_loc
+    from agentc.passes._plan_ctx import entry_graph
+    from agentc.sim import verify
+    from agentc.targets import manifest
+
+    if "manifest.json" in c.artifacts:
+        view = json.loads(c.artifacts["manifest.json"])
+    else:
+        pipeline.placement(c)
+        view = manifest.build(c)
+    verify.check(verify.verify(view, load), source_loc(entry_graph(c.module)))
+

@@ -39,3 +39,15 @@ def test_verify_is_deterministic_for_a_seed():
     a = _plan(*TABLE3, "--verify", "--load", "1", "--json", "--seed", "3")
     b = _plan(*TABLE3, "--verify", "--load", "1", "--json", "--seed", "3")
     assert a.stdout == b.stdout and a.stdout
+
+
+def test_compile_verify_writes_nothing_when_the_plan_misses(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "agentc", "compile", *TABLE3, "--targets", "cpu", "--verify",
+                        "--load", "1", "-o", str(out), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "does not hold its SLA in simulation" in r.stderr
+    assert not out.exists()
+    r = subprocess.run([sys.executable, "-m", "agentc", "compile", *TABLE3, "--targets", "cpu", "--verify",
+                        "--load", "0.01", "-o", str(out), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.json").is_file()
