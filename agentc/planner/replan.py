@@ -25,16 +25,23 @@ optimum.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 
 from .baselines import baselines as baseline_plans
 from .explain import build_plan, infeasible
-from .formulation import MilpResult
-from .heuristics import greedy_choice, search
+from .formulation import Formulation, MilpResult, relative_gap
+from .heuristics import MIN_SOLVE_S, RINS_FIX, greedy_choice, proven, search
 from .instance import Instance
 from .problem import Plan, Problem
 from .solve import optimise
 from .solve import solve as solve_from_scratch
+
+
+REPAIR_SHARE = 0.25  # of the time limit, for the MILP that repairs the running plan
+# A re-plan answers within this many seconds of solving (or the problem's own limit if
+# lower), with the gap it proved: it runs while a system is short of devices.
+REPLAN_LIMIT_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,10 @@ def movement_usd(inst: Instance, previous: Previous, movement: Movement,
 
 def solve(problem: Problem, previous: Previous | None, movement: Movement | None = Movement(),
           weight_bytes: dict[str, float] | None = None, *, baselines: bool = True,
-          explain: bool = True) -> Replanned:
-    """The best plan for `problem` counting the cost of moving from `previous`
-    (None, or `movement` None: the from-scratch optimum, `agentc.planner.solve`)."""
+          explain: bool = True, time_limit_s: float = REPLAN_LIMIT_S) -> Replanned:
+    """The best plan for `problem` counting the cost of moving from `previous`, found
+    within `time_limit_s` (or the problem's limit if lower). `previous` None, or
+    `movement` None: the from-scratch optimum (`agentc.planner.solve`, its own limit)."""
     if previous is None or movement is None:
         return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
     clean = Instance(problem)
@@ -129,7 +137,7 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):
         inst.per_call_usd[k] += u / per_request
-    res = _optimise(inst, previous)
+    res = _optimise(inst, previous, min(time_limit_s, problem.time_limit_s))
     if res.choice is None:
         raise infeasible(clean, res)
     m = clean.evaluate(res.choice)
@@ -139,27 +147,75 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     return Replanned(plan, sum(usd[k] for k in res.choice), True)
 
 
-def _optimise(inst: Instance, previous: Previous) -> MilpResult:
-    """`optimise`, warm-started from the running plan: every op that can keep its pool
-    and tp keeps them, the others go where greedy list scheduling puts them; the
-    greedy plan over all options is the fallback start."""
+def _optimise(inst: Instance, previous: Previous, budget_s: float) -> MilpResult:
+    """`optimise`, started from the running plan repaired (`_repair`). When that plan is
+    within the requested gap of the LP bound (usual after a small change: the penalty
+    makes staying put cheap), it is the answer; else the full search runs, warm-started
+    from it (or, without a repair, from greedy list scheduling), for what is left of
+    `budget_s`: a re-plan answers in seconds, with the gap it proved."""
     if inst.problem.objective == "latency":
         return optimise(inst)
-    keep = []
+    t0 = time.perf_counter()
+    lp = Formulation(inst, "cost", None, tp_rows=inst.load <= 0).lp_relaxation()
+    if lp is None:
+        return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+    t_lp = time.perf_counter() - t0
+    warm = _repair(inst, previous, lp[1])
+    if warm is None:
+        g = greedy_choice(inst)
+        warm = inst.evaluate(g) if g is not None else None
+        warm = warm if warm is not None and inst.feasible(warm) else None
+    if warm is not None:
+        gap = relative_gap(warm.objective, lp[0])
+        if proven(gap, inst.problem.mip_rel_gap):
+            return MilpResult("optimal", warm.choice, warm.objective, gap, time.perf_counter() - t0, bound=lp[0])
+    left = budget_s - (time.perf_counter() - t0)
+    if warm is not None and left < 3 * t_lp:
+        # the search starts with this LP again, then MILPs: no time for it to improve
+        return MilpResult("feasible", warm.choice, warm.objective, gap, time.perf_counter() - t0, bound=lp[0])
+    inst.problem = replace(inst.problem, time_limit_s=max(MIN_SOLVE_S, left))
+    res = search(inst, "cost", None, warm)
+    if warm is not None and (res.choice is None or res.objective > warm.objective):
+        # the search ran out of time before its own first plan (its LP, even): the
+        # repaired plan stands, with the gap to the LP bound found above
+        res = MilpResult("feasible", warm.choice, warm.objective, relative_gap(warm.objective, lp[0]), 0.0,
+                         bound=lp[0])
+    res.solve_time_s = time.perf_counter() - t0
+    return res
+
+
+def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
+    """The running plan made feasible with few moves: every op keeps its pool and tp
+    where it still can. If that is not a plan, the ops that cannot keep them (pool or
+    option gone, a new op), and those whose kept option the penalised LP relaxation
+    does not take (it moves them, at least in part), are placed by the MILP restricted
+    to them, the others fixed; if that fails, every op on a pool over its devices may
+    move too. None when neither has a plan."""
+    kept, free = [], set()
     for i, ks in enumerate(inst.allowed):
         old = previous.ops.get(inst.ops[i].id)
         same = [k for k in ks if old is not None and inst.sites[inst.choices[k].site].name == old.pool
                 and inst.choices[k].option.tp == old.tp]
-        keep.append(same[:1] or ks)
-    starts = []
-    for cand in (keep, None):
-        g = greedy_choice(inst, cand)
-        if g is not None:
-            m = inst.evaluate(g)
+        kept.append(same[0] if same else None)
+        if not same:
+            free.add(i)
+    if not free:
+        m = inst.evaluate(kept)
+        if inst.feasible(m):
+            return m
+    rounds = [free | {i for i, k in enumerate(kept) if k is not None and lp_x.get(k, 0.0) < RINS_FIX}]
+    if not free:
+        over = set(inst.evaluate(kept).pool_over)
+        rounds.append(rounds[0] | {i for i, k in enumerate(kept) if inst.choices[k].site in over})
+    limit = inst.problem.time_limit_s * REPAIR_SHARE
+    for free in rounds:
+        cand = [ks if i in free else [kept[i]] for i, ks in enumerate(inst.allowed)]
+        res = Formulation(inst, "cost", None, cand=cand).solve(None, limit)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
             if inst.feasible(m):
-                starts.append(m)
-    warm = min(starts, key=lambda m: m.objective) if starts else None
-    return search(inst, "cost", None, warm)
+                return m
+    return None
 
 
 # ---------------------------------------------------------------------------- the diff
