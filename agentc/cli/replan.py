@@ -21,7 +21,7 @@ import os
 import click
 
 from agentc import outputs
-from agentc.cli._common import guarded
+from agentc.cli._common import _finite, guarded
 from agentc.diagnostics import AgentcError, SourceLoc, UsageError, locate_in_file
 
 REPLAN_FILE = "replan.json"
@@ -63,7 +63,8 @@ def load_manifest(path: str) -> tuple[str, dict]:
         raise UsageError("the manifest's cluster pools lack a name or count", locate_in_file(path, '"pools"'))
     names = {p["name"] for p in pools}
     for o in m["ops"]:
-        ok = (isinstance(o, dict) and isinstance(o.get("id"), str) and o.get("pool") in names
+        ok = (isinstance(o, dict) and isinstance(o.get("id"), str) and isinstance(o.get("pool"), str)
+              and o["pool"] in names
               and all(isinstance(o.get(k), int) for k in ("tp", "replicas"))
               and isinstance(o.get("est_latency_ms"), (int, float)))
         if not ok:
@@ -71,11 +72,18 @@ def load_manifest(path: str) -> tuple[str, dict]:
             raise UsageError(f"the manifest's op {where!r} lacks an id, a known pool, tp, replicas or "
                              "est_latency_ms", locate_in_file(path, f'"{where}"') if isinstance(where, str)
                              else locate_in_file(path, '"ops"'))
+    devices = m["totals"].get("devices")
+    if not isinstance(devices, dict) or not all(isinstance(v, int) for v in devices.values()):
+        raise UsageError("the manifest's totals.devices must map pools to device counts",
+                         locate_in_file(path, '"devices"'))
     if not m["inputs"] or not all(isinstance(i, dict) and isinstance(i.get("path"), str) for i in m["inputs"]):
         raise UsageError("the manifest names no source in 'inputs'", locate_in_file(path, '"inputs"'))
-    for key in ("mode", "worst_case"):
-        if key not in m["sla"]:
-            raise UsageError(f"the manifest's sla has no '{key}'", locate_in_file(path, '"sla"'))
+    for where, key, allowed in ((m["sla"], "mode", ("hard", "soft")), (m["sla"], "worst_case", (True, False)),
+                                (m, "objective", ("cost", "latency", "tokens-per-dollar")),
+                                (m["cluster"], "pricing", ("tco", "capex", "given"))):
+        if where.get(key) not in allowed:
+            raise UsageError(f"the manifest's '{key}' is {where.get(key)!r}; expected one of "
+                             f"{', '.join(map(str, allowed))}", locate_in_file(path, f'"{key}"'))
     return path, m
 
 
@@ -139,6 +147,10 @@ def apply_measurements(measured, old: dict, labels: dict, trace: str) -> list[di
         if meas.pool not in classes:
             raise UsageError(f"the trace measures pool '{meas.pool}', which is not a pool of this plan",
                              locate_in_file(trace, json.dumps("pool " + meas.pool)))
+        if meas.pool != entry["pool"]:
+            raise UsageError(f"the trace measures op '{meas.op}' on pool '{meas.pool}'; this plan runs it on "
+                             f"'{entry['pool']}' (a trace of another plan?)",
+                             locate_in_file(trace, json.dumps(meas.op)))
         planned = float(entry["est_latency_ms"])
         if planned <= 0:
             continue  # nothing to scale (a free op): its measured time is reported, not applied
@@ -220,7 +232,7 @@ def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalt
 @click.argument("manifest", type=click.Path())
 @click.option("--cluster", required=True, type=click.Path(dir_okay=False),
               help="The new cluster inventory TOML. Example: --cluster fleet-after-loss.toml")
-@click.option("--load", type=click.FloatRange(min=0), default=None,
+@click.option("--load", type=click.FloatRange(min=0, max=1e9), default=None, callback=_finite,
               help="New arrival rate in req/s (default: the program's load clause).")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="Chrome trace of the running plan (agentc simulate -o, agentc run --trace): each op's "
@@ -228,6 +240,7 @@ def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalt
 @click.option("--no-movement-penalty", "no_penalty", is_flag=True,
               help="Plan from scratch: moving ops costs nothing (the plain optimum on the new cluster).")
 @click.option("--horizon", "horizon_h", type=click.FloatRange(min=0, min_open=True, max=1e6), default=1.0,
+              callback=_finite,
               show_default=True, help="Hours within which a move must pay for itself.")
 @click.option("--source", type=click.Path(dir_okay=False), default=None,
               help="The program to re-plan (default: the manifest's source, checked by sha256).")
@@ -236,6 +249,7 @@ def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalt
 @click.option("--pricing", type=click.Choice(["tco", "capex", "given"]), default=None,
               help="Device pricing (default: the manifest's, so costs compare).")
 @click.option("--lambda", "lam", type=click.FloatRange(min=0.0, max=1e12), default=1e3, show_default=True,
+              callback=_finite,
               help="Penalty per ms of SLA violation in soft mode.")
 @click.option("--targets", default="cpu,nvvm,rocdl", show_default=True,
               help="Code-generation targets to build, comma separated.")

@@ -109,8 +109,16 @@ def read_trace(path: str) -> list[Measured]:
     for off, ev in events:
         if not isinstance(ev, dict):
             raise UsageError("a trace event must be an object", _loc(path, text, off))
+        for key in ("pid", "id"):
+            if not isinstance(ev.get(key), (int, str, type(None))) or isinstance(ev.get(key), bool):
+                raise UsageError(f"a trace event's '{key}' must be a number or a string", _loc(path, text, off))
+        args = ev.get("args")
+        if args is not None and not isinstance(args, dict):
+            raise UsageError("a trace event's 'args' must be an object", _loc(path, text, off))
+        if not isinstance((args or {}).get("request"), (int, str, type(None))):
+            raise UsageError("a trace event's 'args.request' must be a number or a string", _loc(path, text, off))
         if ev.get("ph") == "M" and ev.get("name") == "process_name":
-            name = (ev.get("args") or {}).get("name") if isinstance(ev.get("args"), dict) else None
+            name = (ev.get("args") or {}).get("name")
             if isinstance(name, str) and name.startswith(POOL_PREFIX):
                 pools[ev.get("pid")] = name[len(POOL_PREFIX):]
 
@@ -131,7 +139,7 @@ def read_trace(path: str) -> list[Measured]:
         if ev.get("pid") not in pools or ph not in ("X", "b", "e") or cat not in ("op", "wait", "decode"):
             continue
         pool = pools[ev["pid"]]
-        req = (ev.get("args") or {}).get("request") if isinstance(ev.get("args"), dict) else None
+        req = (ev.get("args") or {}).get("request")
         if ph == "X" and cat == "op":
             name, ts, dur = field(off, ev, "name", str), field(off, ev, "ts", (int, float)), \
                 field(off, ev, "dur", (int, float))
