@@ -17,6 +17,7 @@ Run: python benchmarks/bench_replan.py [--seeds 11,12,13] [--load 20] [--ops 500
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_planner import scale_problem  # noqa: E402  (the same generated graphs)
 
+from agentc.diagnostics import InfeasiblePlanError  # noqa: E402
 from agentc.planner import solve  # noqa: E402
 from agentc.planner import replan  # noqa: E402
 
@@ -50,10 +52,15 @@ def run(n: int, seed: int, load: float) -> list[tuple]:
         r = replan.solve(lost, previous, baselines=False, explain=False)
         t_replan, c_replan = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
-        scratch = solve(lost, baselines=False, explain=False)
+        try:
+            scratch = solve(lost, baselines=False, explain=False)
+        except InfeasiblePlanError:  # no plan within its time limit (not proven infeasible)
+            scratch = None
         t_scratch, c_scratch = time.perf_counter() - t0, time.process_time() - c0
         rows.append((seed, case, pool, count, used, t_replan, t_scratch, c_replan, c_scratch, moved(previous.ops, r.plan),
-                     moved(previous.ops, scratch), r.plan.cost / scratch.cost, r.plan.status, scratch.status))
+                     moved(previous.ops, scratch) if scratch else math.nan,
+                     r.plan.cost / scratch.cost if scratch else math.nan, r.plan.status,
+                     scratch.status if scratch else "no plan found"))
     return rows
 
 
@@ -83,7 +90,8 @@ def main() -> None:
                   f"{GOAL_S:g} s: {'met' if worst < GOAL_S else 'MISSED'}), median ratio re-plan/scratch "
                   f"{statistics.median(r[5] / r[6] for r in sel):.2f} wall, "
                   f"{statistics.median(r[7] / r[8] for r in sel):.2f} CPU; ops moved median "
-                  f"{statistics.median(r[9] for r in sel):g} vs {statistics.median(r[10] for r in sel):g} from scratch")
+                  f"{statistics.median(r[9] for r in sel):g} vs "
+                  f"{statistics.median(r[10] for r in sel if r[10] == r[10]):g} from scratch")
     print("* = the from-scratch solve; moved = ops whose pool or tp differs from the running plan; CPU s = this "
           "process's CPU time (the solver is single-threaded; wall time grows when the machine is shared)")
 
