@@ -157,8 +157,8 @@ def _optimise(inst: Instance, previous: Previous, budget_s: float) -> MilpResult
         return optimise(inst)
     t0 = time.perf_counter()
     lp = Formulation(inst, "cost", None, tp_rows=inst.load <= 0).lp_relaxation()
-    if lp is None:
-        return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+    if lp is None:  # infeasible, or out of time: the planner's own search says which
+        return optimise(inst)
     t_lp = time.perf_counter() - t0
     warm = _repair(inst, previous, lp[1])
     if warm is None:
