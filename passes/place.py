@@ -233,7 +233,7 @@ def run(module, ctx, restore=None) -> None:
         plan = _restore(problem, g, graph_op)
     else:
         try:
-            plan = planner.solve(problem)
+            plan = (ctx.solver or planner.solve)(problem)
         except InfeasiblePlanError as e:
             raise InfeasiblePlanError(e.message, e.loc or source_loc(graph_op), e.notes) from None
         _write_back(plan, problem, g, graph_op, cluster)
