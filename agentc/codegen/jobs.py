@@ -160,4 +160,12 @@ def collect(c) -> None:
                 entry["note"] = "host program: " + job.state.meta["entry"]
             else:
                 entry["kernel"] = kernel
+            if ext == "host.o" and "launches" in job.state.meta:
+                entry["launches"] = launch_dims(job.state.meta["launches"])
             meta[path] = entry
+
+
+def launch_dims(launches: list[dict]) -> list[dict]:
+    """A GPU launcher's kernel launches in call order: kernel, grid and block (x, y, z)."""
+    return [{"kernel": l["kernel"], "grid": list(l["grid"]), "block": list(l["block"])}
+            for l in launches]
