@@ -273,7 +273,8 @@ def runtime_memory(module: ir.Module) -> None:
         allocs: list[ir.Operation] = []
 
         def collect(op: ir.Operation) -> ir.WalkResult:
-            if op.name in ("memref.alloc", "memref.alloca", "memref.realloc"):
+            # (bufferization here never frees; a dealloc would free twice)
+            if op.name in ("memref.alloc", "memref.alloca", "memref.realloc", "memref.dealloc"):
                 allocs.append(op)
             return ir.WalkResult.ADVANCE
 
