@@ -25,7 +25,9 @@ the ratio CPU/GPU. Exit status: 0 when every error is within --tol (1e-3 by defa
 kernels use the approximate ex2/lg2 instructions), 1 when one is not or a temporary
 was not freed, and 0 with a one-line message when there is no NVIDIA GPU here.
 
-Never a test dependency; nothing in test/ imports it. On a machine with a GPU:
+No test needs a GPU for it: test/python/test_gpu_check_stub.py runs it against a stub
+libcuda.so.1 (every launch reaches the driver, every allocation is freed, the missing
+results are noticed). On a machine with a GPU:
 
     python benchmarks/gpu_check.py [--kernel encoder_layer decode_step] [--repeat 20]
 """
