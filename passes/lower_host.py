@@ -21,8 +21,8 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   inputs then outputs: the symbol in `{pool}/{kernel}.o` or a GPU `host.o`) once per
   trip of its loops (layers, tokens, chunks), and copies the first output into the
   result buffer;
-- every buffer comes from `agentc_alloc` (zero-filled) and goes back to `agentc_free`,
-  so a GPU runtime can hand out device-visible memory.
+- every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes
+  back to `agentc_free`, so a GPU runtime can hand out device-visible memory.
 
 Control flow: the program is the schedule's straight pass, so each call in a loop or
 branch runs once; repeating them is still the runtime's (see partition). A retrieve
@@ -61,7 +61,8 @@ func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} {{
   return %m : {BYTES}
 }}
 func.func private @__agentc_buffer(%n: i64) -> {BYTES} {{
-  %p = func.call @agentc_alloc(%n) : (i64) -> !llvm.ptr
+  %host = arith.constant 0 : i64  // AGENTC_ALLOC_HOST
+  %p = func.call @agentc_alloc(%n, %host) : (i64, i64) -> !llvm.ptr
   %m = func.call @__agentc_bytes(%p, %n) : (!llvm.ptr, i64) -> {BYTES}
   return %m : {BYTES}
 }}
