@@ -32,8 +32,10 @@ NEW_TOKENS = 32
 PROMPT_LENGTHS = (1, 5, 12, 23, 32)
 
 
-def _write_checkpoint(directory, config: dict, seed: int) -> None:
-    """Seeded Llama weights under Hugging Face names and layouts ([out, in] Linear weights)."""
+def write_llama_checkpoint(directory, config: dict, seed: int) -> None:
+    """Seeded Llama weights under Hugging Face names and layouts ([out, in] Linear weights):
+    `model.safetensors` and `config.json` in `directory` (also used by the `agentc run`
+    tests, which import it from here)."""
     rng = np.random.default_rng(seed)
     d, ffn, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     kvd = d // config["num_attention_heads"] * config["num_key_value_heads"]
@@ -65,7 +67,7 @@ def _load(directory):
 
 def _build(tmp_path_factory, name, config, seed):
     directory = tmp_path_factory.mktemp(name)
-    _write_checkpoint(directory, config, seed)
+    write_llama_checkpoint(directory, config, seed)
     config, weights = _load(directory)
     decoder = Decoder(DecoderSpec.from_hf_config(config), weights)
     reference = LlamaRef(weights, layers=config["num_hidden_layers"], heads=config["num_attention_heads"],
