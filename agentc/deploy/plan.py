@@ -287,6 +287,13 @@ def build(m: dict, model_overrides: dict[str, str] | None = None) -> Deployment:
                              f"it is requested as '{r.device.k8s_resource}' on Kubernetes and as Ray's "
                              f"'{r.device.ray_resource}' plus the pool's resource")
 
+    by_id = {o["id"]: o for o in ops}
+    for g in llms:  # an engine samples and detokenizes where it runs, whatever pool the plan chose
+        engine_pools = sorted({r.device.pool for r in g.roles})
+        for i in g.engine_ops:
+            if by_id[i]["pool"] not in engine_pools:
+                notes.append(f"op {i} is planned on pool {by_id[i]['pool']} but runs inside the "
+                             f"'{g.name}' engine on {' and '.join(engine_pools)}")
     in_llm = {i for g in llms for r in g.roles for i in r.ops} | {i for g in llms for i in g.engine_ops}
     by_pool: dict[str, list[dict]] = {}
     for o in ops:
