@@ -4,20 +4,29 @@ event state, and splitting them would spread that state over files.
 
 What is modelled, and how (docs/simulate.md says the same for users):
 
-- Pools: each pool is a SimPy `Container` of its devices. An op execution takes `tp`
-  devices for its busy time and gives them back; requests for devices are served in
-  strict FIFO order per pool (SimPy serves the oldest request first and a request for
-  more devices than are free blocks those behind it: no backfilling).
+- Pools: each pool's devices are handed out in strict FIFO order (a request for more
+  devices than are free blocks those behind it: no backfilling). An op execution takes
+  `tp` devices for its busy time. A hold of known length is returned lazily (the pool
+  reaps it when next asked, or wakes itself only when someone waits), so an op that
+  finds its devices free costs one SimPy event, not four.
 - After its busy time an op waits the rest of its planned latency without devices:
   tools and remote stores wait on someone else, as the planner assumes.
 - Decode (`--batching continuous`, the default) is iteration-level continuous batching:
   one engine per `tp` devices of the pool for each model placed there (the decode ops
   of every call of that model share its batches); a new sequence joins the fullest
-  engine that still has room (at most the planned batch) at the next step boundary,
-  else waits in a FIFO backlog; each step takes `tp` devices for the step time of the
+  engine that still has room (batch below the planned one and, when the manifest gives
+  the memory, its KV cache fits what the weights leave) at the next step boundary,
+  else waits in a FIFO backlog; each step holds `tp` devices for the step time of the
   current batch size (the cost model's, tabulated in the manifest; the mean over the
-  batch's calls when they differ in context) and gives every sequence one token.
-  `--batching planned` runs decode like any op, at the planner's batched time.
+  batch's calls when they differ in context) and gives every sequence one token. An
+  engine runs the steps up to the next change (a sequence leaving) as one SimPy event
+  and is cut at the next step boundary when a sequence joins or someone else waits for
+  its pool, which is when a step-by-step engine would have changed course.
+- Prefill (continuous batching) is batched up to a token budget: one engine per `tp`
+  devices for each model, which, once it holds its devices, takes the queued prompts
+  in FIFO order while their tokens fit the budget (at least one) and runs them as one
+  batch, its time the cost model's for the batch's total tokens (manifest table).
+  `--batching planned` runs decode and prefill like any op, at the planner's times.
 - Transfers between pools start when their producer finishes; a link is shared by its
   concurrent transfers (processor sharing: n transfers each get 1/n of the bandwidth),
   and its latency is added after.
@@ -27,26 +36,37 @@ What is modelled, and how (docs/simulate.md says the same for users):
   read from are done, so `parallel` joins on its last child.
 - Variability: each execution's times are multiplied by a Gamma factor of mean 1 and
   the kind's coefficient of variation (`--cv`; 0 = deterministic; 1 = exponential);
-  decode draws one factor per step.
+  decode and prefill engines draw one factor per step or batch from their own stream.
+- Scenarios (events.py): device losses at given times (running work finishes; the
+  lost devices take no new work); the arrivals carry load steps and ramps. A
+  `Controller` hook is called every `every_ms` and may return a new plan, which later
+  requests then walk (the seam for re-planning; nothing here re-plans).
 
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
-flow, service), so a seed fixes every number the simulation reports.
+flow, service, one per batch engine), so a seed fixes every number the simulation reports.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from agentc.sim.arrivals import Arrival
-from agentc.sim.plan import Edge, Op, Plan, Region
+from agentc.sim.plan import Op, Plan, Region
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
+PREFILL_KINDS = IN_KINDS[1:]
+DEFAULT_PREFILL_BUDGET = 8192   # tokens per prefill batch (docs/simulate.md)
+INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,25 @@ class Config:
     warmup: int = 0                          # first requests left out of the statistics
     trace_requests: int = 0                  # requests whose ops go into the trace
     timeline: bool = False                   # keep pool occupancy over time (plots)
+    prefill_budget: int = DEFAULT_PREFILL_BUDGET  # tokens per prefill batch; 0 = one prompt a batch
+
+
+@dataclass(frozen=True)
+class Loss:
+    """`devices` of `pool` stop taking work at `t_ms` (what they run finishes)."""
+
+    t_ms: float
+    pool: str
+    devices: int
+
+
+@dataclass
+class Controller:
+    """Called every `every_ms` of simulated time with the simulation; a Plan it returns
+    replaces the current one for requests arriving from then on (the re-planning seam)."""
+
+    every_ms: float
+    decide: Callable[["Simulation"], Plan | None]
 
 
 @dataclass
@@ -76,6 +115,7 @@ class PoolStats:
     queue_time: dict = field(default_factory=dict)  # queue length -> ms spent at it
     waits: list = field(default_factory=list)       # ms waited per measured execution
     timeline: list = field(default_factory=list)    # (t_ms, busy devices, queue length)
+    lost: list = field(default_factory=list)        # (t_ms, devices lost)
 
 
 @dataclass
@@ -92,62 +132,154 @@ class Result:
     decode_batches: dict[str, list[int]]  # decode op -> steps run at each batch size
     trace: list = field(default_factory=list)
     end_ms: float = 0.0
+    prefill_batches: dict = field(default_factory=dict)  # prefill op -> {batch size: batches}
+    kv: dict = field(default_factory=dict)     # decoder -> KV budget and blocked sequences
+    unfinished: int = 0                  # measured requests still running when events ran out
+
+
+def _land(env, ev, delay):
+    """Trigger `ev` `delay` ms from now: how a Timeout schedules itself, for an event
+    made earlier (a transfer's arrival, known once the link has carried it)."""
+    ev._ok = True
+    ev._value = None
+    env.schedule(ev, NORMAL, delay)
 
 
 class _Pool:
-    """A pool's devices with FIFO allocation and time-weighted occupancy."""
+    """A pool's devices: strict FIFO, timed holds returned lazily, open holds (batch
+    engines) returned explicitly; busy and waiting intervals kept for the statistics."""
 
-    def __init__(self, env, name: str, devices: int, timeline: bool, ids: bool):
+    def __init__(self, env, name: str, devices: int, ids: bool):
         self.env = env
-        self.res = simpy.Container(env, capacity=devices, init=devices)
         self.stats = PoolStats(name, devices)
-        self.busy = 0
-        self.queue = 0
-        self.last = 0.0
-        self.timeline = timeline
+        self.free = devices
+        self.retire = 0          # lost devices still busy: dropped as they come back
+        self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned
+        self.n = 0
+        self.waiters: deque = deque()  # (tp, hold_ms, event, t_ask)
+        self.alarm = INF
+        self.busy_iv: list = []  # (start, end, tp)
+        self.wait_iv: list = []  # (t_ask, t_start) of asks that waited
         self.free_ids = list(range(devices)) if ids else None
+        self.engines: list = []  # decode engines in a multi-step run on this pool
 
-    def _advance(self):
+    def ask(self, tp: int, hold_ms: float | None):
+        """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
+        value is the ids once granted. `hold_ms` None: held until `release`."""
         now = self.env.now
-        dt = now - self.last
-        if dt > 0:
-            self.stats.busy_area += self.busy * dt
-            qt = self.stats.queue_time
-            qt[self.queue] = qt.get(self.queue, 0.0) + dt
-            self.last = now
+        if self.holds and self.holds[0][0] <= now:
+            self._reap(now)
+        if not self.waiters and self.free >= tp:
+            return None, self._grant(tp, hold_ms, now, now)
+        ev = self.env.event()
+        self.waiters.append((tp, hold_ms, ev, now))
+        self._arm()
+        for e in list(self.engines):
+            e.yield_soon()
+        return ev, None
 
-    def _mark(self):
-        if self.timeline:
-            tl = self.stats.timeline
-            if tl and tl[-1][0] == self.env.now:
-                tl[-1] = (self.env.now, self.busy, self.queue)
-            else:
-                tl.append((self.env.now, self.busy, self.queue))
+    def release(self, tp: int, ids, start: float):
+        self.busy_iv.append((start, self.env.now, tp))
+        self._put(tp, ids)
+        self._serve()
 
-    def acquire(self, tp: int):
-        """Take `tp` devices (FIFO); returns the device ids when tracing, else None."""
-        self._advance()
-        self.queue += 1
-        self._mark()
-        ev = self.res.get(tp)
-        if not ev.triggered:
-            yield ev
-        self._advance()
-        self.queue -= 1
-        self.busy += tp
-        self._mark()
+    def lose(self, k: int):
+        self._reap(self.env.now)
+        self.stats.lost.append((self.env.now, k))
+        now_free = min(k, self.free)
+        self.free -= now_free
         if self.free_ids is not None:
-            return [heapq.heappop(self.free_ids) for _ in range(tp)]
-        return None
+            for _ in range(now_free):
+                self.free_ids.remove(max(self.free_ids))
+        self.retire += k - now_free
 
-    def release(self, tp: int, ids):
-        self._advance()
-        self.busy -= tp
-        self._mark()
-        if ids is not None:
+    def _grant(self, tp, hold_ms, t_ask, now):
+        self.free -= tp
+        ids = tuple(heapq.heappop(self.free_ids) for _ in range(tp)) if self.free_ids is not None else None
+        if hold_ms is not None:
+            end = now + hold_ms
+            heapq.heappush(self.holds, (end, self.n, tp, ids))
+            self.n += 1
+            self.busy_iv.append((now, end, tp))
+        if now > t_ask:
+            self.wait_iv.append((t_ask, now))
+        return ids
+
+    def _put(self, tp, ids):
+        if self.retire:
+            k = min(self.retire, tp)
+            self.retire -= k
+            tp -= k
+            ids = ids[k:] if ids else ids
+        self.free += tp
+        if ids:
             for i in ids:
                 heapq.heappush(self.free_ids, i)
-        self.res.put(tp)
+
+    def _reap(self, now):
+        holds = self.holds
+        while holds and holds[0][0] <= now:
+            _, _, tp, ids = heapq.heappop(holds)
+            self._put(tp, ids)
+
+    def _serve(self):
+        now = self.env.now
+        self._reap(now)
+        w = self.waiters
+        while w and w[0][0] <= self.free:
+            tp, hold_ms, ev, t_ask = w.popleft()
+            ev.succeed(self._grant(tp, hold_ms, t_ask, now))
+        self._arm()
+
+    def _arm(self):
+        """Wake when the next timed hold ends, while someone waits."""
+        if self.waiters and self.holds:
+            t = self.holds[0][0]
+            if t < self.alarm:
+                self.alarm = t
+                self.env.timeout(t - self.env.now).callbacks.append(self._wake)
+
+    def _wake(self, _ev):
+        if self.env.now >= self.alarm:
+            self.alarm = INF
+        self._serve()
+
+    def settle(self, t0: float, t1: float, timeline: bool):
+        """Busy device-ms and the time-weighted queue length within [t0, t1]."""
+        st = self.stats
+        if self.busy_iv:
+            b = np.asarray(self.busy_iv, dtype=float)
+            st.busy_area = float((np.clip(np.minimum(b[:, 1], t1) - np.maximum(b[:, 0], t0), 0, None)
+                                  * b[:, 2]).sum())
+        span = max(t1 - t0, 0.0)
+        qt = {}
+        if self.wait_iv:
+            w = np.asarray(self.wait_iv, dtype=float)
+            times = np.concatenate([w[:, 0], w[:, 1], [t0, t1]])
+            delta = np.concatenate([np.ones(len(w)), -np.ones(len(w)), [0, 0]])
+            order = np.argsort(times, kind="stable")
+            times, q = times[order], np.cumsum(delta[order])
+            seg = np.clip(np.minimum(times[1:], t1) - np.maximum(times[:-1], t0), 0, None)
+            lengths = q[:-1].astype(int)
+            sums = np.bincount(lengths, weights=seg)
+            qt = {k: float(v) for k, v in enumerate(sums) if v > 0}
+        elif span > 0:
+            qt = {0: span}
+        st.queue_time = qt
+        if timeline:
+            ch = [(s, tp, 0) for s, _e, tp in self.busy_iv] + [(e, -tp, 0) for _s, e, tp in self.busy_iv]
+            ch += [(a, 0, 1) for a, _b in self.wait_iv] + [(b, 0, -1) for _a, b in self.wait_iv]
+            ch.sort(key=lambda c: c[0])
+            busy = queue = 0
+            tl = []
+            for t, db, dq in ch:
+                busy += db
+                queue += dq
+                if tl and tl[-1][0] == t:
+                    tl[-1] = (t, busy, queue)
+                else:
+                    tl.append((t, busy, queue))
+            st.timeline = tl
 
 
 class _Link:
@@ -155,18 +287,17 @@ class _Link:
 
     def __init__(self, env):
         self.env = env
-        self.active: dict[int, list] = {}   # key -> [remaining wire ms, done event]
+        self.active: dict[int, list] = {}   # key -> [remaining wire ms, arrival event, latency ms]
         self.last = 0.0
         self.gen = 0
         self.next_key = 0
-        self.busy_ms = 0.0
+        self.busy_iv: list = []             # (start, end) of busy periods
 
     def _advance(self):
         now = self.env.now
         n = len(self.active)
         if n:
             dt = now - self.last
-            self.busy_ms += dt
             for item in self.active.values():
                 item[0] -= dt / n
         self.last = now
@@ -189,19 +320,29 @@ class _Link:
         self._advance()
         cut = max(1e-9, 1e-9 * soonest)
         for key in [k for k, item in self.active.items() if item[0] <= cut]:
-            self.active.pop(key)[1].succeed()
+            _, ev, latency = self.active.pop(key)
+            _land(self.env, ev, latency)
         if len(self.active) == n:  # rounding kept it: finish the smallest anyway
             key = min(self.active, key=lambda k: (self.active[k][0], k))
-            self.active.pop(key)[1].succeed()
+            _, ev, latency = self.active.pop(key)
+            _land(self.env, ev, latency)
+        if not self.active:
+            self.busy_iv[-1] = (self.busy_iv[-1][0], self.env.now)
         self._reschedule()
 
-    def send(self, wire_ms: float):
+    def send(self, wire_ms: float, latency_ms: float):
+        """An event triggered when the transfer has crossed the wire and the latency."""
         self._advance()
-        done = self.env.event()
-        self.active[self.next_key] = [wire_ms, done]
+        if not self.active:
+            self.busy_iv.append((self.env.now, INF))
+        ev = self.env.event()
+        self.active[self.next_key] = [wire_ms, ev, latency_ms]
         self.next_key += 1
         self._reschedule()
-        return done
+        return ev
+
+    def busy_within(self, t0, t1) -> float:
+        return sum(max(0.0, min(e, t1) - max(s, t0)) for s, e in self.busy_iv)
 
 
 @dataclass
@@ -210,6 +351,7 @@ class _Req:
     arrival_ms: float
     measured: bool
     traced: bool
+    plan: Plan
     s_in: float = 1.0
     s_out: float = 1.0
     arrive: dict = field(default_factory=dict)
@@ -218,27 +360,89 @@ class _Req:
 
 
 class _Seq:
-    __slots__ = ("req", "op", "tokens", "produced", "first", "last", "done", "joined", "started", "factor")
+    __slots__ = ("req", "op", "tokens", "left", "first", "last", "done", "joined", "started", "kv", "kv_wait")
 
-    def __init__(self, req, op, tokens, done, joined):
-        self.req, self.op, self.tokens, self.done, self.joined = req, op, tokens, done, joined
-        self.produced = 0
+    def __init__(self, req, op, tokens, done, joined, kv):
+        self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
+        self.left = tokens
         self.first = self.last = self.started = None
+        self.kv_wait = False
+
+
+class _Factors:
+    """An engine's own stream of service-time factors (one per step or batch), so
+    cutting a run short never changes which factor a later step gets."""
+
+    def __init__(self, rng, cv: float):
+        self.rng, self.cv = rng, cv
+        self.buf = np.ones(0)
+        self.pos = 0
+
+    def take(self, m: int) -> np.ndarray:
+        if len(self.buf) - self.pos < m:
+            k = 1.0 / (self.cv * self.cv)
+            self.buf = np.concatenate([self.buf[self.pos:], self.rng.gamma(k, 1.0 / k, size=max(m, 256))])
+            self.pos = 0
+        return self.buf[self.pos:self.pos + m]
 
 
 class _Engine:
     """One continuous-batching decode engine: a tp group of the pool serving one model."""
 
-    def __init__(self, sim, decoder, index):
-        self.sim, self.decoder, self.index = sim, decoder, index
+    def __init__(self, sim, decoder, index, factors):
+        self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
         self.active: list[_Seq] = []
         self.pending: list[_Seq] = []
+        self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
-        sim.env.process(self.run())
+        self.start = 0.0         # the current run: start, steps, step time or step ends
+        self.m = 0
+        self.dt = 0.0
+        self.ends = None
+        self.cut = 0             # steps the current run stops after (0: its natural end)
+        self.running = False
+        self.proc = sim.env.process(self.run())
 
     def kick(self):
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
+        elif self.running:
+            self.yield_soon()
+
+    def _end(self, j: int) -> float:
+        return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
+
+    def yield_soon(self):
+        """Stop the current run at the step boundary at or after now."""
+        if not self.running or self.cut:
+            return
+        now = self.sim.env.now
+        if self.ends is None:
+            j = max(1, math.ceil((now - self.start) / self.dt)) if self.dt > 0 else 1
+            while self._end(j) < now:
+                j += 1
+            while j > 1 and self._end(j - 1) >= now:
+                j -= 1
+        else:
+            j = bisect_left(self.ends, now) + 1
+        if j < self.m:
+            self.cut = j
+            self.proc.interrupt()
+
+    def _admit(self):
+        dec = self.decoder
+        if self.pending:
+            self.active += self.pending
+            self.pending = []
+        backlog = dec.backlog
+        while backlog and len(self.active) < dec.max_batch:
+            s = backlog[0]
+            if self.active and self.kv + s.kv > dec.kv_budget:
+                s.kv_wait = True
+                break
+            backlog.popleft()
+            self.active.append(s)
+            self.kv += s.kv
 
     def run(self):
         sim, dec = self.sim, self.decoder
@@ -248,44 +452,69 @@ class _Engine:
                 self.wake = env.event()
                 yield self.wake
                 self.wake = None
-            self.active += self.pending
-            self.pending = []
-            while len(self.active) < dec.max_batch and dec.backlog:
-                self.active.append(dec.backlog.popleft())
+            self._admit()
             if not self.active:
                 continue
-            ids = yield from pool.acquire(tp)
+            ev, ids = pool.ask(tp, None)
+            if ev is not None:
+                ids = yield ev
             start = env.now
-            n = len(self.active)
-            for s in self.active:
+            active = self.active
+            n = len(active)
+            counts: dict = {}
+            for s in active:
+                counts[s.op.id] = counts.get(s.op.id, 0) + 1
                 if s.started is None:
                     s.started = start
                     if s.req.measured:
                         pool.stats.waits.append(start - s.joined)
+                        if s.kv_wait:
+                            dec.kv_blocked.append(start - s.joined)
             # calls of one model share the batch; each sequence's op prices the step at
             # this batch size for its own context, and the step takes their mean
-            ops = {s.op.id: s.op for s in self.active}
-            if len(ops) == 1:
-                (op,) = ops.values()
-                step = op.decode.step(n)
+            if len(counts) == 1:
+                step = active[0].op.decode.step(n)
             else:
-                step = sum(s.op.decode.step(n) for s in self.active) / n
-            dt = step * sim.factor(dec.kind)
-            for op_id in ops:
-                counts = sim.decode_batches[op_id]
-                counts[n] = counts.get(n, 0) + 1
-            yield env.timeout(dt)
-            pool.release(tp, ids)
+                ops = sim.plan_ops
+                step = sum(c * ops[op_id].decode.step(n) for op_id, c in counts.items()) / n
+            m = min(s.left for s in active)
+            self.start, self.m, self.cut = start, m, 0
+            if self.factors is None:
+                self.dt, self.ends = step, None
+            else:
+                self.ends = start + np.cumsum(step * self.factors.take(m))
+            self.running = True
+            pool.engines.append(self)
+            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch):
+                self.cut = 1 if m > 1 else 0
+            try:
+                yield env.timeout(self._end(self.cut or m) - start)
+            except simpy.Interrupt:
+                rest = self._end(self.cut) - env.now
+                if rest > 0:
+                    yield env.timeout(rest)
+            j = self.cut or m
+            self.running = False
+            pool.engines.remove(self)
+            if self.factors is not None:
+                self.factors.pos += j
+            first_step = self._end(1)
+            pool.release(tp, ids, start)
             now = env.now
-            if ids is not None and any(s.req.traced for s in self.active):
-                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}", start, now, None))
+            for op_id in counts:
+                c = sim.decode_batches[op_id]
+                c[n] = c.get(n, 0) + j
+            if ids is not None and any(s.req.traced for s in active):
+                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
+                                  start, now, None))
             keep = []
-            for s in self.active:
-                s.produced += 1
+            for s in active:
                 if s.first is None:
-                    s.first = now
-                s.last = now
-                if s.produced >= s.tokens:
+                    s.first = first_step
+                s.left -= j
+                if s.left <= 0:
+                    s.last = now
+                    self.kv -= s.kv
                     s.done.succeed()
                 else:
                     keep.append(s)
@@ -296,65 +525,213 @@ class _Decoder:
     """The decode engines of one model on one pool at one tp: every decode op of that
     model placed there joins the same batches, as one serving instance would run them."""
 
-    def __init__(self, sim, name: str, ops: list[Op], devices: int):
+    def __init__(self, sim, name: str, ops: list[Op], devices: int, factors):
         self.name = name
         self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
         self.max_batch = min(op.decode.max_batch for op in ops)
+        budgets = [op.decode.kv_budget_bytes for op in ops if op.decode.kv_budget_bytes]
+        self.kv_budget = min(budgets) if budgets else INF
         self.backlog: deque = deque()
-        self.engines = [_Engine(sim, self, i) for i in range(max(1, devices // self.tp))]
+        self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
+        self.engines = [_Engine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
 
     def join(self, seq: _Seq):
         best, best_load = None, -1
         cap = self.max_batch
-        for e in self.engines:
-            load = len(e.active) + len(e.pending)
-            if load < cap and load > best_load:
-                best, best_load = e, load
+        if not self.backlog:
+            for e in self.engines:
+                load = len(e.active) + len(e.pending)
+                if load < cap and load > best_load:
+                    if load and e.kv + seq.kv > self.kv_budget:
+                        seq.kv_wait = True
+                        continue
+                    best, best_load = e, load
         if best is None:
             self.backlog.append(seq)
+            for e in self.engines:   # an idle engine takes it from the backlog
+                if e.wake is not None:
+                    e.kick()
+                    break
         else:
             best.pending.append(seq)
+            best.kv += seq.kv
             best.kick()
+
+
+class _Prefiller:
+    """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
+    order; an engine holding its devices runs the queued prompts whose tokens fit the
+    budget (at least one) as one batch."""
+
+    def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
+        self.sim, self.name, self.budget = sim, name, budget
+        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.queue: deque = deque()     # [op, tokens, done event, t_ask, req]
+        self.idle: list = []
+        self.factors = factors
+        for i in range(max(1, devices // self.tp)):
+            sim.env.process(self.run(i))
+
+    def submit(self, item):
+        self.queue.append(item)
+        if self.idle:
+            self.idle.pop(0).succeed()
+
+    def run(self, index):
+        sim = self.sim
+        env, pool, tp = sim.env, sim.pools[self.pool], self.tp
+        stats = sim.prefill_batches
+        while True:
+            if not self.queue:
+                wake = env.event()
+                self.idle.append(wake)
+                yield wake
+                continue
+            ev, ids = pool.ask(tp, None)
+            if ev is not None:
+                ids = yield ev
+            start = env.now
+            batch, total = [], 0.0
+            q = self.queue
+            while q and (not batch or total + q[0][1] <= self.budget):
+                item = q.popleft()
+                batch.append(item)
+                total += item[1]
+            if not batch:      # another engine took them while this one waited
+                pool.release(tp, ids, start)
+                continue
+            # each prompt's op prices the batch at its total tokens; weighted by tokens
+            t = sum(item[1] * item[0].prefill.at(total) for item in batch) / total
+            f = 1.0 if self.factors is None else float(self.factors.take(1)[0])
+            if self.factors is not None:
+                self.factors.pos += 1
+            yield env.timeout(t * f)
+            pool.release(tp, ids, start)
+            now = env.now
+            k = len(batch)
+            for op, _tokens, done, t_ask, req in batch:
+                c = stats[op.id]
+                c[k] = c.get(k, 0) + 1
+                if req.measured:
+                    pool.stats.waits.append(start - t_ask)
+                done.succeed((start, now, ids, f))
+            if ids is not None and any(item[4].traced for item in batch):
+                sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, now, None))
+
+
+class _OpRun:
+    """What executing an op needs, looked up once per plan rather than per execution."""
+
+    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs")
+
+    def __init__(self, sim, op: Op, plan: Plan):
+        self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
+        self.busy, self.total = op.busy_ms, op.latency_ms
+        self.cv = sim.cv.get(op.kind, 0.0)
+        self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
+        self.decoder = sim.decoders.get(op.id)
+        self.prefiller = sim.prefillers.get(op.id)
+        self.inputs = tuple(f"{s}>{op.id}" for s in op.inputs)
+        self.outs = tuple((f"{e.src}>{e.dst}", e, sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None)
+                          for e in plan.out_edges.get(op.id, ()))
 
 
 class Simulation:
     """One run of a plan against a list of arrivals."""
 
-    def __init__(self, plan: Plan, arrivals: list[Arrival], config: Config = Config()):
+    def __init__(self, plan: Plan, arrivals: list[Arrival], config: Config = Config(),
+                 losses: tuple[Loss, ...] = (), controller: Controller | None = None):
         self.plan, self.arrivals, self.config = plan, arrivals, config
+        self.losses, self.controller = losses, controller
         self.env = simpy.Environment()
         seq = np.random.SeedSequence(config.seed)
-        r_flow, r_service = seq.spawn(2)
+        r_flow, r_service, r_engines = seq.spawn(3)
         self.rng_flow = np.random.default_rng(r_flow)
         self.rng_service = np.random.default_rng(r_service)
-        cv = dict(config.cv)
-        self.cv = {op.kind: cv.get(op.kind, cv.get("*", 0.0)) for op in plan.ops.values()}
-        tracing = config.trace_requests > 0
-        self.pools = {name: _Pool(self.env, name, n, config.timeline, tracing) for name, n in plan.pools.items()}
-        self.links = {name: _Link(self.env) for name in
-                      sorted({e.link for es in plan.out_edges.values() for e in es if e.link})}
-        self.decode_batches = {op.id: {} for op in plan.ops.values() if op.decode is not None}
-        self.decoders = {}
+        self._engine_seeds = r_engines
+        self.cv_table = dict(config.cv)
+        self.cv: dict[str, float] = {}
+        self.pools: dict[str, _Pool] = {}
+        self.links: dict[str, _Link] = {}
+        self.decode_batches: dict[str, dict] = {}
+        self.prefill_batches: dict[str, dict] = {}
+        self.decoders: dict[str, _Decoder] = {}
+        self.prefillers: dict[str, _Prefiller] = {}
+        self.loop_trips: dict[str, list[int]] = {}
+        self.arm_counts: dict[str, list[int]] = {}
+        self.op_counts: dict[str, int] = {}
+        self.trace: list = []
+        self.done: list[RequestStats] = []
+        self.runs: dict[int, dict[str, _OpRun]] = {}
+        self.plan_ops: dict[str, Op] = {}
+        self._use(plan)
+
+    # -------------------------------------------------------------------- plans
+    def _kind_cv(self, kind: str) -> float:
+        return self.cv_table.get(kind, self.cv_table.get("*", 0.0))
+
+    def _factors(self, kind: str):
+        cv = self._kind_cv(kind)
+        if cv <= 0:
+            return lambda _i: None
+        return lambda _i: _Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
+
+    def _use(self, plan: Plan) -> None:
+        """Make `plan` the one new requests walk: its pools (grown to its device counts),
+        links, batch engines and per-op lookups."""
+        config, tracing = self.config, self.config.trace_requests > 0
+        self.plan = plan
+        self.plan_ops.update(plan.ops)
+        for name, n in plan.pools.items():
+            if name not in self.pools:
+                self.pools[name] = _Pool(self.env, name, n, tracing)
+            elif n > self.pools[name].stats.devices:
+                pool = self.pools[name]
+                extra = n - pool.stats.devices
+                pool.stats.devices = n
+                if pool.free_ids is not None:
+                    for i in range(n - extra, n):
+                        heapq.heappush(pool.free_ids, i)
+                pool.free += extra
+                pool._serve()
+        for op in plan.ops.values():
+            self.cv.setdefault(op.kind, self._kind_cv(op.kind))
+            self.op_counts.setdefault(op.id, 0)
+            if op.decode is not None:
+                self.decode_batches.setdefault(op.id, {})
+            if op.prefill is not None:
+                self.prefill_batches.setdefault(op.id, {})
+        for e in (e for es in plan.out_edges.values() for e in es if e.link):
+            self.links.setdefault(e.link, _Link(self.env))
+        for rid, r in plan.regions.items():
+            if r.kind == "loop":
+                self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
+            elif r.kind == "branch":
+                self.arm_counts.setdefault(rid, [0, 0])
         if config.batching == "continuous":
             groups: dict[tuple, list[Op]] = {}
+            pre: dict[tuple, list[Op]] = {}
             for op in plan.ops.values():
                 if op.decode is not None:
                     groups.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
+                elif op.prefill is not None and config.prefill_budget > 0:
+                    pre.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
             for (name, pool, tp, _kind), ops in sorted(groups.items()):
-                decoder = _Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops, plan.pools[pool])
+                decoder = _Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                                   plan.pools[pool], self._factors(ops[0].kind))
                 for op in ops:
                     self.decoders[op.id] = decoder
-        self.loop_trips = {rid: [0] * (r.max_trips + 1) for rid, r in plan.regions.items() if r.kind == "loop"}
-        self.arm_counts = {rid: [0, 0] for rid, r in plan.regions.items() if r.kind == "branch"}
-        self.op_counts = {op_id: 0 for op_id in plan.ops}
-        self.trace: list = []
-        self.done: list[RequestStats] = []
-        prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in IN_KINDS[1:] and op.tokens)
+            for (name, pool, tp, kind), ops in sorted(pre.items()):
+                prefiller = _Prefiller(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                                       plan.pools[pool], config.prefill_budget, self._factors(kind)(0))
+                for op in ops:
+                    self.prefillers[op.id] = prefiller
+        self.runs[id(plan)] = {op.id: _OpRun(self, op, plan) for op in plan.ops.values()}
+        prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
         self.ref_out = plan.ops[decodes[0][1]].decode.tokens if decodes else None
         self.tbt_ops = plan.ttft_ops or frozenset(op_id for _t, op_id in decodes)
-        self.window = (0.0, 0.0)
 
     # -------------------------------------------------------------------- randomness
     def factor(self, kind: str) -> float:
@@ -379,56 +756,57 @@ class Simulation:
         warm = min(self.config.warmup, max(0, len(self.arrivals) - 1))
         t0 = self.arrivals[warm].t_ms if self.arrivals else 0.0
         t1 = self.arrivals[-1].t_ms if self.arrivals else 0.0
-        snapshots = {}
-
-        def snapshot(tag):
-            for p in self.pools.values():
-                p._advance()
-            for link in self.links.values():
-                link._advance()
-            snapshots[tag] = ({n: (p.stats.busy_area, dict(p.stats.queue_time)) for n, p in self.pools.items()},
-                              {n: link.busy_ms for n, link in self.links.items()})
 
         def source():
             last = 0.0
+            trace_end = warm + self.config.trace_requests
             for i, a in enumerate(self.arrivals):
                 if a.t_ms > last:
                     yield env.timeout(a.t_ms - last)
                     last = a.t_ms
-                if i == warm:
-                    snapshot("start")
-                traced = warm <= i < warm + self.config.trace_requests
-                req = _Req(i, a.t_ms, i >= warm, traced)
+                req = _Req(i, a.t_ms, i >= warm, warm <= i < trace_end, self.plan)
                 if a.input_tokens is not None and self.ref_in:
                     req.s_in = a.input_tokens / self.ref_in
                 if a.output_tokens is not None and self.ref_out:
                     req.s_out = a.output_tokens / self.ref_out
                 env.process(self._request(req))
-            snapshot("end")
+
+        def lose(loss: Loss):
+            yield env.timeout(loss.t_ms)
+            self.pools[loss.pool].lose(loss.devices)
+
+        def control():
+            ctl = self.controller
+            while env.now + ctl.every_ms <= t1:
+                yield env.timeout(ctl.every_ms)
+                new = ctl.decide(self)
+                if new is not None:
+                    self._use(new)
 
         env.process(source())
+        for loss in self.losses:
+            env.process(lose(loss))
+        if self.controller is not None and self.controller.every_ms > 0:
+            env.process(control())
         env.run()
-        if "start" not in snapshots:
-            snapshot("start")
-        if "end" not in snapshots:
-            snapshot("end")
-        span = max(t1 - t0, 1e-9)
-        (p0, l0), (p1, l1) = snapshots["start"], snapshots["end"]
-        for name, p in self.pools.items():
-            busy0, q0 = p0[name]
-            busy1, q1 = p1[name]
-            p.stats.busy_area = busy1 - busy0
-            p.stats.queue_time = {k: v - q0.get(k, 0.0) for k, v in sorted(q1.items()) if v - q0.get(k, 0.0) > 0}
-        links = {n: (l1[n] - l0[n]) / span if t1 > t0 else 0.0 for n in self.links}
+        for p in self.pools.values():
+            p.settle(t0, t1, self.config.timeline)
+        links = {n: link.busy_within(t0, t1) / (t1 - t0) if t1 > t0 else 0.0 for n, link in sorted(self.links.items())}
         done = sorted(self.done, key=lambda r: r.id)
-        return Result(self.plan, self.config, [r for r in done if r.id >= warm], (t0, t1),
-                      {n: p.stats for n, p in self.pools.items()}, links, self.loop_trips, self.arm_counts,
+        kv = {}
+        for dec in sorted({id(d): d for d in self.decoders.values()}.values(), key=lambda d: d.name):
+            if dec.kv_budget < INF:
+                kv[dec.name] = {"budget_bytes": dec.kv_budget, "blocked": list(dec.kv_blocked)}
+        measured = [r for r in done if r.id >= warm]
+        return Result(self.plan, self.config, measured, (t0, t1),
+                      {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
-                                       for k, v in self.decode_batches.items()},
-                      self.trace, env.now)
+                                       for k, v in sorted(self.decode_batches.items())},
+                      self.trace, env.now, {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
+                      kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
-        yield from self._region(req, self.plan.regions[""])
+        yield from self._region(req, req.plan.regions[""])
         stats = RequestStats(req.id, req.arrival_ms, self.env.now)
         if req.first_token is not None:
             stats.ttft_ms = req.first_token - req.arrival_ms
@@ -437,8 +815,13 @@ class Simulation:
 
     def _region(self, req: _Req, region: Region):
         if region.chain:
+            runs = self.runs[id(req.plan)]
             for item in region.items:
-                yield from self._item(req, item)
+                r = runs.get(item)
+                if r is not None:
+                    yield from self._op(req, r)
+                else:
+                    yield from self._item(req, item)
             return
         events = {}
         for item in region.items:
@@ -452,85 +835,97 @@ class Simulation:
         yield from self._item(req, item)
 
     def _item(self, req: _Req, item: str):
-        op = self.plan.ops.get(item)
-        if op is not None:
-            yield from self._op(req, op)
+        plan = req.plan
+        r = self.runs[id(plan)].get(item)
+        if r is not None:
+            yield from self._op(req, r)
             return
-        region = self.plan.regions[item]
+        region = plan.regions[item]
         if region.kind == "loop":
             trips = self._trips(region)
             self.loop_trips[item][trips] += 1
             for _ in range(trips):
                 yield from self._region(req, region)
         elif region.kind == "branch":
-            arms = sorted(region.items, key=lambda a: self.plan.regions[a].index)
-            arm = 0 if self.rng_flow.random() < self.plan.regions[arms[0]].prob else 1
+            arms = sorted(region.items, key=lambda a: plan.regions[a].index)
+            arm = 0 if self.rng_flow.random() < plan.regions[arms[0]].prob else 1
             self.arm_counts[item][arm] += 1
-            yield from self._region(req, self.plan.regions[arms[arm]])
+            yield from self._region(req, plan.regions[arms[arm]])
         else:
             yield from self._region(req, region)
 
-    def _op(self, req: _Req, op: Op):
+    def _op(self, req: _Req, r: _OpRun):
         env = self.env
-        for s in op.inputs:
-            ev = req.arrive.get((s, op.id))
+        op = r.op
+        arrive = req.arrive
+        for key in r.inputs:
+            ev = arrive.pop(key, None)
             if ev is not None and not ev.processed:
                 yield ev
         self.op_counts[op.id] += 1
-        scale = req.s_in if op.kind in IN_KINDS else req.s_out if op.kind in OUT_KINDS else 1.0
-        decoder = self.decoders.get(op.id)
-        if decoder is not None:
+        scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
+        if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
-            seq = _Seq(req, op, tokens, env.event(), env.now)
-            decoder.join(seq)
+            kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
+            seq = _Seq(req, op, tokens, env.event(), env.now, kv)
+            r.decoder.join(seq)
             yield seq.done
             self._tokens(req, op, seq.first, seq.last, tokens)
             if req.traced:
                 self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
+        elif r.prefiller is not None:
+            done = env.event()
+            r.prefiller.submit((op, op.tokens * scale, done, env.now, req))
+            start, busy_end, ids, f = yield done
+            rest = (r.total - r.busy) * f * scale
+            if rest > 0:
+                yield env.timeout(rest)
+            if req.traced:
+                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
         else:
-            pool = self.pools[op.pool]
-            f = self.factor(op.kind) * scale
+            f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
+            pool = r.pool
             t_ask = env.now
-            ids = yield from pool.acquire(op.tp)
+            busy = r.busy * f
+            ev, ids = pool.ask(r.tp, busy)
+            if ev is not None:
+                ids = yield ev
             start = env.now
             if req.measured:
                 pool.stats.waits.append(start - t_ask)
-            yield env.timeout(op.busy_ms * f)
-            pool.release(op.tp, ids)
-            busy_end = env.now
-            rest = (op.latency_ms - op.busy_ms) * f
-            if rest > 0:
-                yield env.timeout(rest)
+            end = start + r.total * f
+            if end > start:
+                yield env.timeout(end - start)
             if op.decode is not None:  # planned batching: tokens evenly over the planned time
                 tokens = max(1, round(op.decode.tokens * req.s_out))
                 step = (env.now - start) / tokens
                 self._tokens(req, op, start + step, env.now, tokens)
             if req.traced:
-                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
-                if rest > 0:
-                    self.trace.append(("wait", op.pool, None, op.id, busy_end, env.now, req.id))
-        for e in self.plan.out_edges.get(op.id, ()):
+                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
+                if end > start + busy:
+                    self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+        for key, e, link in r.outs:
             # a KV cache grows with the prompt; other payloads are taken as planned
-            req.arrive[(e.src, e.dst)] = env.process(self._transfer(req, e, req.s_in if op.kind in IN_KINDS else 1.0))
+            if link is not None:
+                ev = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
+            elif e.latency_ms > 0:
+                ev = env.timeout(e.latency_ms)
+            else:
+                continue
+            arrive[key] = ev
+            if req.traced:
+                ev.callbacks.append(lambda _ev, e=e, t=env.now, rid=req.id: self.trace.append(
+                    ("transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", t, self.env.now, rid)))
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):
-        if op.id in self.plan.ttft_ops and (req.first_token is None or first < req.first_token):
+        if op.id in req.plan.ttft_ops and (req.first_token is None or first < req.first_token):
             req.first_token = first
         if op.id in self.tbt_ops and tokens > 1:
             gap = (last - first) / (tokens - 1)
             req.tbt = gap if req.tbt is None else max(req.tbt, gap)
 
-    def _transfer(self, req: _Req, e: Edge, scale: float):
-        start = self.env.now
-        if e.link is not None and e.wire_ms > 0:
-            yield self.links[e.link].send(e.wire_ms * scale)
-        if e.latency_ms > 0:
-            yield self.env.timeout(e.latency_ms)
-        if req.traced:
-            self.trace.append(("transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", start,
-                               self.env.now, req.id))
 
-
-def simulate(plan: Plan, arrivals: list[Arrival], config: Config = Config()) -> Result:
+def simulate(plan: Plan, arrivals: list[Arrival], config: Config = Config(), losses: tuple[Loss, ...] = (),
+             controller: Controller | None = None) -> Result:
     """Run `arrivals` through `plan` and return the raw statistics (see report.py)."""
-    return Simulation(plan, arrivals, config).run()
+    return Simulation(plan, arrivals, config, losses, controller).run()
