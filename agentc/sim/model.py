@@ -485,7 +485,8 @@ class _Engine:
                 self.ends = start + np.cumsum(step * self.factors.take(m))
             self.running = True
             pool.engines.append(self)
-            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch):
+            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
+                                                and self.kv + dec.backlog[0].kv <= dec.kv_budget):
                 self.cut = 1 if m > 1 else 0
             try:
                 yield env.timeout(self._end(self.cut or m) - start)
@@ -609,9 +610,10 @@ class _Prefiller:
             pool.release(tp, ids, start)
             now = env.now
             k = len(batch)
-            for op, _tokens, done, t_ask, req in batch:
-                c = stats[op.id]
+            for op_id in {item[0].id for item in batch}:
+                c = stats[op_id]
                 c[k] = c.get(k, 0) + 1
+            for _op, _tokens, done, t_ask, req in batch:
                 if req.measured:
                     pool.stats.waits.append(start - t_ask)
                 done.succeed((start, now, ids, f))
