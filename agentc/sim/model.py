@@ -293,49 +293,58 @@ class _Link:
         self.next_key = 0
         self.busy_iv: list = []             # (start, end) of busy periods
 
-    def _advance(self):
-        now = self.env.now
+    def _advance(self, now):
         n = len(self.active)
         if n:
-            dt = now - self.last
+            d = (now - self.last) / n
             for item in self.active.values():
-                item[0] -= dt / n
+                item[0] -= d
         self.last = now
 
     def _reschedule(self):
+        """One timer for the transfer that will finish first; its value is the
+        generation it belongs to, so a timer made stale by a later send does nothing."""
         self.gen += 1
-        if self.active:
-            n = len(self.active)
-            soonest = min(item[0] for item in self.active.values())
-            gen = self.gen
-            self.env.timeout(max(0.0, soonest) * n).callbacks.append(lambda _ev: self._fire(gen, soonest))
+        active = self.active
+        if active:
+            if len(active) == 1:
+                (item,) = active.values()
+                soonest, n = item[0], 1
+            else:
+                soonest, n = min(item[0] for item in active.values()), len(active)
+            self.soonest = soonest
+            self.env.timeout(max(0.0, soonest) * n, self.gen).callbacks.append(self._fire)
 
-    def _fire(self, gen, soonest):
+    def _fire(self, ev):
         """The transfer that was soonest is done now (and any as close): decided by
         the schedule, not by comparing a float with zero, which rounding can defeat
         late in a long run."""
-        if gen != self.gen:
+        if ev._value != self.gen:
             return
-        n = len(self.active)
-        self._advance()
-        cut = max(1e-9, 1e-9 * soonest)
-        for key in [k for k, item in self.active.items() if item[0] <= cut]:
-            _, ev, latency = self.active.pop(key)
-            _land(self.env, ev, latency)
-        if len(self.active) == n:  # rounding kept it: finish the smallest anyway
-            key = min(self.active, key=lambda k: (self.active[k][0], k))
-            _, ev, latency = self.active.pop(key)
-            _land(self.env, ev, latency)
-        if not self.active:
-            self.busy_iv[-1] = (self.busy_iv[-1][0], self.env.now)
+        env, active = self.env, self.active
+        n = len(active)
+        self._advance(env.now)
+        cut = max(1e-9, 1e-9 * self.soonest)
+        for key in [k for k, item in active.items() if item[0] <= cut]:
+            _, arrival, latency = active.pop(key)
+            _land(env, arrival, latency)
+        if len(active) == n:  # rounding kept it: finish the smallest anyway
+            key = min(active, key=lambda k: (active[k][0], k))
+            _, arrival, latency = active.pop(key)
+            _land(env, arrival, latency)
+        if not active:
+            self.busy_iv[-1] = (self.busy_iv[-1][0], env.now)
         self._reschedule()
 
     def send(self, wire_ms: float, latency_ms: float):
         """An event triggered when the transfer has crossed the wire and the latency."""
-        self._advance()
-        if not self.active:
-            self.busy_iv.append((self.env.now, INF))
-        ev = self.env.event()
+        now = self.env.now
+        if self.active:
+            self._advance(now)
+        else:
+            self.last = now
+            self.busy_iv.append((now, INF))
+        ev = simpy.Event(self.env)
         self.active[self.next_key] = [wire_ms, ev, latency_ms]
         self.next_key += 1
         self._reschedule()
