@@ -571,72 +571,91 @@ class _Decoder:
 class _Prefiller:
     """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
     order; an engine holding its devices runs the queued prompts whose tokens fit the
-    budget (at least one) as one batch."""
+    budget (at least one) as one batch. The engines are driven by their events'
+    callbacks rather than processes, so a prompt that finds an engine idle and its
+    devices free costs one event, as an op does."""
 
     def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
         self.sim, self.name, self.budget = sim, name, budget
         self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
-        self.queue: deque = deque()     # [op, tokens, done event, t_ask, req]
-        self.idle: list = []
+        self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
+        self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
         self.factors = factors
-        for i in range(max(1, devices // self.tp)):
-            sim.env.process(self.run(i))
 
-    def submit(self, item):
+    def submit(self, op: Op, tokens: float, req):
+        """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
+        item = [op, tokens, None, self.sim.env.now, req]
         self.queue.append(item)
         if self.idle:
-            self.idle.pop(0).succeed()
+            self._start(heapq.heappop(self.idle))
+        if item[2] is None:
+            item[2] = self.sim.env.event()
+        return item[2]
 
-    def run(self, index):
-        sim = self.sim
-        env, pool, tp = sim.env, sim.pools[self.pool], self.tp
-        stats = sim.prefill_batches
-        while True:
-            if not self.queue:
-                wake = env.event()
-                self.idle.append(wake)
-                yield wake
-                continue
-            ev, ids = pool.ask(tp, None)
-            if ev is not None:
-                ids = yield ev
-            start = env.now
-            batch, total = [], 0.0
-            q = self.queue
-            while q and (not batch or total + q[0][1] <= self.budget):
-                item = q.popleft()
-                batch.append(item)
-                total += item[1]
-            if not batch:      # another engine took them while this one waited
-                pool.release(tp, ids, start)
-                continue
-            # each prompt's op prices the batch at its total tokens; weighted by tokens
+    def _start(self, engine: int):
+        ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
+        if ev is None:
+            self._run(engine, ids)
+        else:
+            ev.callbacks.append(lambda e: self._run(engine, e._value))
+
+    def _run(self, engine: int, ids):
+        env, pool = self.sim.env, self.sim.pools[self.pool]
+        start = env.now
+        batch, total, q = [], 0.0, self.queue
+        while q and (not batch or total + q[0][1] <= self.budget):
+            item = q.popleft()
+            batch.append(item)
+            total += item[1]
+        if not batch:
+            pool.release(self.tp, ids, start)
+            heapq.heappush(self.idle, engine)
+            return
+        # each prompt's op prices the batch at its total tokens; weighted by tokens
+        if len(batch) == 1:
+            t = batch[0][0].prefill.at(total)
+        else:
             t = sum(item[1] * item[0].prefill.at(total) for item in batch) / total
-            f = 1.0 if self.factors is None else float(self.factors.take(1)[0])
-            if self.factors is not None:
-                self.factors.pos += 1
-            yield env.timeout(t * f)
-            pool.release(tp, ids, start)
-            now = env.now
-            k = len(batch)
-            for op_id in {item[0].id for item in batch}:
-                c = stats[op_id]
-                c[k] = c.get(k, 0) + 1
-            for _op, _tokens, done, t_ask, req in batch:
-                if req.measured:
-                    pool.stats.waits.append(start - t_ask)
-                done.succeed((start, now, ids, f))
-            if ids is not None and any(item[4].traced for item in batch):
-                sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, now, None))
+        f = 1.0
+        if self.factors is not None:
+            f = float(self.factors.take(1)[0])
+            self.factors.pos += 1
+        timer = env.timeout(t * f, (start, start + t * f, ids, f))
+        timer.callbacks.append(lambda _e: self._finish(engine, batch, ids, start, timer))
+        for item in batch:
+            if item[2] is None:   # the prompt submitting now waits on the timer itself
+                item[2] = timer
+
+    def _finish(self, engine: int, batch: list, ids, start: float, timer):
+        sim = self.sim
+        pool = sim.pools[self.pool]
+        pool.release(self.tp, ids, start)
+        k = len(batch)
+        for op_id in {item[0].id for item in batch}:
+            c = sim.prefill_batches[op_id]
+            c[k] = c.get(k, 0) + 1
+        for _op, _tokens, ev, t_ask, req in batch:
+            if req.measured:
+                pool.stats.waits.append(start - t_ask)
+            if ev is not timer:
+                ev.succeed(timer._value)
+        if ids is not None and any(item[4].traced for item in batch):
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env.now, None))
+        if self.queue:
+            self._start(engine)
+        else:
+            heapq.heappush(self.idle, engine)
 
 
 class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
-    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs")
+    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
+                 "waits", "count")
 
     def __init__(self, sim, op: Op, plan: Plan):
         self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
+        self.waits, self.count = self.pool.stats.waits, 0
         self.busy, self.total = op.busy_ms, op.latency_ms
         self.cv = sim.cv.get(op.kind, 0.0)
         self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
@@ -674,6 +693,8 @@ class Simulation:
         self.trace: list = []
         self.done: list[RequestStats] = []
         self.runs: dict[int, dict[str, _OpRun]] = {}
+        self.all_runs: list[_OpRun] = []
+        self.chains: dict[int, dict[str, tuple]] = {}
         self.plan_ops: dict[str, Op] = {}
         self._use(plan)
 
@@ -737,7 +758,12 @@ class Simulation:
                                        plan.pools[pool], config.prefill_budget, self._factors(kind)(0))
                 for op in ops:
                     self.prefillers[op.id] = prefiller
-        self.runs[id(plan)] = {op.id: _OpRun(self, op, plan) for op in plan.ops.values()}
+        runs = {op.id: _OpRun(self, op, plan) for op in plan.ops.values()}
+        self.runs[id(plan)] = runs
+        self.all_runs += runs.values()
+        # a chain region's items, each an _OpRun or a child region's id
+        self.chains[id(plan)] = {rid: tuple(runs.get(item, item) for item in r.items)
+                                 for rid, r in plan.regions.items() if r.chain}
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -800,6 +826,8 @@ class Simulation:
         if self.controller is not None and self.controller.every_ms > 0:
             env.process(control())
         env.run()
+        for r in self.all_runs:
+            self.op_counts[r.op.id] += r.count
         for p in self.pools.values():
             p.settle(t0, t1, self.config.timeline)
         links = {n: link.busy_within(t0, t1) / (t1 - t0) if t1 > t0 else 0.0 for n, link in sorted(self.links.items())}
@@ -826,11 +854,9 @@ class Simulation:
 
     def _region(self, req: _Req, region: Region):
         if region.chain:
-            runs = self.runs[id(req.plan)]
-            for item in region.items:
-                r = runs.get(item)
-                if r is not None:
-                    yield from self._op(req, r)
+            for item in self.chains[id(req.plan)][region.id]:
+                if item.__class__ is _OpRun:
+                    yield from self._op(req, item)
                 else:
                     yield from self._item(req, item)
             return
@@ -873,7 +899,7 @@ class Simulation:
             ev = arrive.pop(key, None)
             if ev is not None and not ev.processed:
                 yield ev
-        self.op_counts[op.id] += 1
+        r.count += 1
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
@@ -885,9 +911,7 @@ class Simulation:
             if req.traced:
                 self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
         elif r.prefiller is not None:
-            done = env.event()
-            r.prefiller.submit((op, op.tokens * scale, done, env.now, req))
-            start, busy_end, ids, f = yield done
+            start, busy_end, ids, f = yield r.prefiller.submit(op, op.tokens * scale, req)
             rest = (r.total - r.busy) * f * scale
             if rest > 0:
                 yield env.timeout(rest)
@@ -903,7 +927,7 @@ class Simulation:
                 ids = yield ev
             start = env.now
             if req.measured:
-                pool.stats.waits.append(start - t_ask)
+                r.waits.append(start - t_ask)
             end = start + r.total * f
             if end > start:
                 yield env.timeout(end - start)
