@@ -137,12 +137,17 @@ class Result:
     unfinished: int = 0                  # measured requests still running when events ran out
 
 
-def _land(env, ev, delay):
-    """Trigger `ev` `delay` ms from now: how a Timeout schedules itself, for an event
-    made earlier (a transfer's arrival, known once the link has carried it)."""
-    ev._ok = True
-    ev._value = None
-    env.schedule(ev, NORMAL, delay)
+class _Transfer:
+    """One transfer's arrival: `timer` fires at `at`, the time it lands. A link moves
+    `at` later (with a new timer) when a transfer joins it; a consumer waits until the
+    timer it woke on is still the transfer's current one."""
+
+    __slots__ = ("at", "timer", "trace")
+
+    def __init__(self, env, at: float):
+        self.at = at
+        self.timer = env.timeout(at - env.now)
+        self.trace = None
 
 
 class _Pool:
@@ -283,72 +288,62 @@ class _Pool:
 
 
 class _Link:
-    """Processor sharing: n concurrent transfers each progress at 1/n of the bandwidth."""
+    """Processor sharing: n concurrent transfers each progress at 1/n of the bandwidth.
+
+    Between sends the future is known: with remaining wire times r1 <= r2 <= ... the
+    k-th finishes after n r1 + (n-1)(r2-r1) + ..., so each send projects every active
+    transfer's landing and schedules one timer per transfer it moved. A send only
+    delays the others, so a transfer alone on its link costs one event."""
 
     def __init__(self, env):
         self.env = env
-        self.active: dict[int, list] = {}   # key -> [remaining wire ms, arrival event, latency ms]
+        self.active: list[list] = []   # [remaining wire ms, _Transfer, latency ms]
         self.last = 0.0
-        self.gen = 0
-        self.next_key = 0
-        self.busy_iv: list = []             # (start, end) of busy periods
+        self.busy_iv: list = []        # [start, end] of busy periods (end as projected)
 
-    def _advance(self, now):
-        n = len(self.active)
-        if n:
-            d = (now - self.last) / n
-            for item in self.active.values():
-                item[0] -= d
+    def _advance(self, now: float):
+        """Progress the active transfers from `last` to `now`, dropping finished ones."""
+        t, act = self.last, self.active
+        while act and t < now:
+            n = len(act)
+            m = min(x[0] for x in act)
+            if t + m * n <= now:
+                for x in act:
+                    x[0] -= m
+                tol = 1e-12 * max(1.0, m)
+                act = [x for x in act if x[0] > tol]
+                t += m * n
+            else:
+                d = (now - t) / n
+                for x in act:
+                    x[0] -= d
+                t = now
+        self.active = act
         self.last = now
 
-    def _reschedule(self):
-        """One timer for the transfer that will finish first; its value is the
-        generation it belongs to, so a timer made stale by a later send does nothing."""
-        self.gen += 1
-        active = self.active
-        if active:
-            if len(active) == 1:
-                (item,) = active.values()
-                soonest, n = item[0], 1
-            else:
-                soonest, n = min(item[0] for item in active.values()), len(active)
-            self.soonest = soonest
-            self.env.timeout(max(0.0, soonest) * n, self.gen).callbacks.append(self._fire)
-
-    def _fire(self, ev):
-        """The transfer that was soonest is done now (and any as close): decided by
-        the schedule, not by comparing a float with zero, which rounding can defeat
-        late in a long run."""
-        if ev._value != self.gen:
-            return
-        env, active = self.env, self.active
-        n = len(active)
-        self._advance(env.now)
-        cut = max(1e-9, 1e-9 * self.soonest)
-        for key in [k for k, item in active.items() if item[0] <= cut]:
-            _, arrival, latency = active.pop(key)
-            _land(env, arrival, latency)
-        if len(active) == n:  # rounding kept it: finish the smallest anyway
-            key = min(active, key=lambda k: (active[k][0], k))
-            _, arrival, latency = active.pop(key)
-            _land(env, arrival, latency)
-        if not active:
-            self.busy_iv[-1] = (self.busy_iv[-1][0], env.now)
-        self._reschedule()
-
-    def send(self, wire_ms: float, latency_ms: float):
-        """An event triggered when the transfer has crossed the wire and the latency."""
-        now = self.env.now
-        if self.active:
-            self._advance(now)
-        else:
-            self.last = now
-            self.busy_iv.append((now, INF))
-        ev = simpy.Event(self.env)
-        self.active[self.next_key] = [wire_ms, ev, latency_ms]
-        self.next_key += 1
-        self._reschedule()
-        return ev
+    def send(self, wire_ms: float, latency_ms: float) -> _Transfer:
+        env = self.env
+        now = env.now
+        self._advance(now)
+        if not self.active:
+            self.busy_iv.append([now, now])
+        new = [wire_ms, None, latency_ms]
+        self.active.append(new)
+        act = sorted(self.active, key=lambda x: x[0])
+        n, t, prev = len(act), now, 0.0
+        for k, x in enumerate(act):
+            t += (n - k) * (x[0] - prev)
+            prev = x[0]
+            at = t + x[2]
+            if x is new:
+                x[1] = _Transfer(env, at)
+            elif at != x[1].at:
+                x[1].at = at
+                x[1].timer = env.timeout(at - now)
+                if x[1].trace is not None:
+                    x[1].trace[5] = at
+        self.busy_iv[-1][1] = t
+        return new[1]
 
     def busy_within(self, t0, t1) -> float:
         return sum(max(0.0, min(e, t1) - max(s, t0)) for s, e in self.busy_iv)
@@ -896,9 +891,13 @@ class Simulation:
         op = r.op
         arrive = req.arrive
         for key in r.inputs:
-            ev = arrive.pop(key, None)
-            if ev is not None and not ev.processed:
-                yield ev
+            x = arrive.pop(key, None)
+            if x is not None:
+                while True:
+                    timer = x.timer
+                    yield timer
+                    if x.timer is timer:
+                        break
         r.count += 1
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
         if r.decoder is not None:
@@ -942,15 +941,15 @@ class Simulation:
         for key, e, link in r.outs:
             # a KV cache grows with the prompt; other payloads are taken as planned
             if link is not None:
-                ev = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
+                x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
             elif e.latency_ms > 0:
-                ev = env.timeout(e.latency_ms)
+                x = _Transfer(env, env.now + e.latency_ms)
             else:
                 continue
-            arrive[key] = ev
+            arrive[key] = x
             if req.traced:
-                ev.callbacks.append(lambda _ev, e=e, t=env.now, rid=req.id: self.trace.append(
-                    ("transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", t, self.env.now, rid)))
+                x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", env.now, x.at, req.id]
+                self.trace.append(x.trace)
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):
         if op.id in req.plan.ttft_ops and (req.first_token is None or first < req.first_token):
