@@ -840,65 +840,106 @@ class Simulation:
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
-        yield from self._region(req, req.plan.regions[""])
+        yield from self._block(req, req.plan.regions[""])
         stats = RequestStats(req.id, req.arrival_ms, self.env.now)
         if req.first_token is not None:
             stats.ttft_ms = req.first_token - req.arrival_ms
         stats.tbt_ms = req.tbt
         self.done.append(stats)
 
-    def _region(self, req: _Req, region: Region):
-        if region.chain:
-            for item in self.chains[id(req.plan)][region.id]:
-                if item.__class__ is _OpRun:
-                    yield from self._op(req, item)
-                else:
-                    yield from self._item(req, item)
+    def _block(self, req: _Req, region: Region):
+        """A region: a chain runs in this process; otherwise each item is a process
+        that starts when the items it reads from are done (`parallel` joins on all)."""
+        chain = self.chains[id(req.plan)].get(region.id)
+        if chain is not None:
+            yield from self._walk(req, chain)
             return
+        runs = self.runs[id(req.plan)]
         events = {}
         for item in region.items:
             deps = [events[d] for d in region.deps.get(item, ())]
-            events[item] = self.env.process(self._after(req, item, deps))
+            events[item] = self.env.process(self._after(req, runs.get(item, item), deps))
         yield self.env.all_of(list(events.values()))
 
     def _after(self, req, item, deps):
         if deps:
             yield self.env.all_of(deps)
-        yield from self._item(req, item)
+        yield from self._walk(req, (item,))
 
-    def _item(self, req: _Req, item: str):
-        plan = req.plan
-        r = self.runs[id(plan)].get(item)
-        if r is not None:
-            yield from self._op(req, r)
-            return
-        region = plan.regions[item]
-        if region.kind == "loop":
-            trips = self._trips(region)
-            self.loop_trips[item][trips] += 1
-            for _ in range(trips):
-                yield from self._region(req, region)
-        elif region.kind == "branch":
-            arms = sorted(region.items, key=lambda a: plan.regions[a].index)
-            arm = 0 if self.rng_flow.random() < plan.regions[arms[0]].prob else 1
-            self.arm_counts[item][arm] += 1
-            yield from self._region(req, plan.regions[arms[arm]])
-        else:
-            yield from self._region(req, region)
-
-    def _op(self, req: _Req, r: _OpRun):
-        env = self.env
-        op = r.op
+    def _walk(self, req: _Req, items: tuple):
+        """Run `items` (op runs and region ids) in order, entering chain regions in
+        place: one generator per request rather than one per op, since each op costs
+        a resume of every generator above it."""
+        env, plan = self.env, req.plan
+        chains = self.chains[id(plan)]
         arrive = req.arrive
-        for key in r.inputs:
-            x = arrive.pop(key, None)
-            if x is not None:
-                while True:
-                    timer = x.timer
-                    yield timer
-                    if x.timer is timer:
-                        break
-        r.count += 1
+        stack = [iter(items)]
+        while stack:
+            r = next(stack[-1], None)
+            if r is None:
+                stack.pop()
+                continue
+            if r.__class__ is not _OpRun:
+                region = plan.regions[r]
+                if region.kind == "loop":
+                    trips = self._trips(region)
+                    self.loop_trips[r][trips] += 1
+                    body = chains.get(r)
+                    if body is not None:
+                        stack.append(iter(body * trips))
+                    else:
+                        for _ in range(trips):
+                            yield from self._block(req, region)
+                    continue
+                if region.kind == "branch":
+                    arms = sorted(region.items, key=lambda a: plan.regions[a].index)
+                    arm = 0 if self.rng_flow.random() < plan.regions[arms[0]].prob else 1
+                    self.arm_counts[r][arm] += 1
+                    region = plan.regions[arms[arm]]
+                body = chains.get(region.id)
+                if body is not None:
+                    stack.append(iter(body))
+                else:
+                    yield from self._block(req, region)
+                continue
+            for key in r.inputs:
+                x = arrive.pop(key, None)
+                if x is not None:
+                    while True:
+                        timer = x.timer
+                        yield timer
+                        if x.timer is timer:
+                            break
+            r.count += 1
+            if r.decoder is not None or r.prefiller is not None or r.op.decode is not None:
+                yield from self._batched(req, r)
+            else:
+                f = (self.factor(r.op.kind) if r.cv > 0 else 1.0) * \
+                    (req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0)
+                pool = r.pool
+                t_ask = env.now
+                busy = r.busy * f
+                ev, ids = pool.ask(r.tp, busy)
+                if ev is not None:
+                    ids = yield ev
+                start = env.now
+                if req.measured:
+                    r.waits.append(start - t_ask)
+                end = start + r.total * f
+                if end > start:
+                    yield env.timeout(end - start)
+                if req.traced:
+                    op = r.op
+                    self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
+                    if end > start + busy:
+                        self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+            if r.outs:
+                self._send(req, r)
+
+    def _batched(self, req: _Req, r: _OpRun):
+        """A decode or prefill op: through its batch engine, or (planned batching) as
+        an op whose tokens come evenly over its planned time."""
+        env, op = self.env, r.op
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
@@ -918,26 +959,25 @@ class Simulation:
                 self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
         else:
             f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
-            pool = r.pool
             t_ask = env.now
             busy = r.busy * f
-            ev, ids = pool.ask(r.tp, busy)
+            ev, ids = r.pool.ask(r.tp, busy)
             if ev is not None:
                 ids = yield ev
             start = env.now
             if req.measured:
                 r.waits.append(start - t_ask)
-            end = start + r.total * f
-            if end > start:
-                yield env.timeout(end - start)
-            if op.decode is not None:  # planned batching: tokens evenly over the planned time
-                tokens = max(1, round(op.decode.tokens * req.s_out))
-                step = (env.now - start) / tokens
-                self._tokens(req, op, start + step, env.now, tokens)
+            yield env.timeout(r.total * f)
+            tokens = max(1, round(op.decode.tokens * req.s_out))
+            step = (env.now - start) / tokens
+            self._tokens(req, op, start + step, env.now, tokens)
             if req.traced:
                 self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
-                if end > start + busy:
+                if r.total > r.busy:
                     self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+
+    def _send(self, req: _Req, r: _OpRun):
+        env, arrive = self.env, req.arrive
         for key, e, link in r.outs:
             # a KV cache grows with the prompt; other payloads are taken as planned
             if link is not None:
