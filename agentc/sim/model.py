@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -417,18 +417,20 @@ class _Engine:
         return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
 
     def yield_soon(self):
-        """Stop the current run at the step boundary at or after now."""
+        """Stop the current run at the first step boundary after now. A step ending
+        exactly now counts as ended: a step-by-step engine's step end was scheduled
+        when the step began, so SimPy ran it before whatever happens at this instant."""
         if not self.running or self.cut:
             return
         now = self.sim.env.now
         if self.ends is None:
-            j = max(1, math.ceil((now - self.start) / self.dt)) if self.dt > 0 else 1
-            while self._end(j) < now:
-                j += 1
-            while j > 1 and self._end(j - 1) >= now:
+            j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
+            while j > 1 and self._end(j - 1) > now:
                 j -= 1
+            while self._end(j) <= now:
+                j += 1
         else:
-            j = bisect_left(self.ends, now) + 1
+            j = bisect_right(self.ends, now) + 1
         if j < self.m:
             self.cut = j
             self.proc.interrupt()
