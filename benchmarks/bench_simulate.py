@@ -90,7 +90,7 @@ def main():
     planned, _ = best(lambda: rate(voice, args.load, n, batching="planned"), k)
     print("simulated requests per CPU second (best of %d runs)" % k)
     print(f"(a) baseline: textbook SimPy M/M/1: {mm1:,.0f} req/s; one-op plan (M/M/1) in agentc: {base:,.0f} req/s")
-    for name, r in ((f"continuous batching", cont), ("--batching planned", planned)):
+    for name, r in (("continuous batching", cont), ("--batching planned", planned)):
         print(f"    voice agent at {args.load:g} req/s, {name:20s}: {r:,.0f} req/s = {r / mm1:.3f} x SimPy M/M/1, "
               f"{r / base:.3f} x one-op plan, {r / 20000:.2f} of the 20,000 goal")
     print("(b) chain of k ops on one pool (4 devices, 1 ms each, at 50% utilisation: 2000/k req/s):")

@@ -138,8 +138,10 @@ def add_simulation_fields(manifest: dict, c) -> None:
       one execution holds its tp devices, as the planner counts it), `wait_ms` (time
       waited on an external service without a device), `call` (the source call it
       came from), `model` (the model it runs, if any), `batch` (the batch the planner priced), `tokens` (prompt tokens of
-      tokenize/prefill, generated tokens of decode), and for decode ops `decode`:
-      tokens and the mean step time by batch size from the cost model;
+      tokenize/prefill, generated tokens of decode), for decode ops `decode`:
+      tokens, the mean step time by batch size from the cost model, the prompt
+      (`context`) and the KV bytes per token and per tp group (memory less weights),
+      and for prefill ops `prefill`: a batch's time by its total prompt tokens;
     - `regions`: the control flow (loops with max and expected trips and the continue
       probability whose truncated geometric law has that mean; branches and their arm
       probabilities; parallel blocks), keyed by id with their parent;

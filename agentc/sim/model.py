@@ -57,7 +57,6 @@ from typing import Callable
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL
 
 from agentc.sim.arrivals import Arrival
 from agentc.sim.plan import Op, Plan, Region
@@ -838,7 +837,8 @@ class Simulation:
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
                                        for k, v in sorted(self.decode_batches.items())},
-                      self.trace, env.now, {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
+                      self.trace, env.now,
+                      {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
