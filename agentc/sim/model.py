@@ -171,9 +171,17 @@ class _Pool:
         """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
         value is the ids once granted. `hold_ms` None: held until `release`."""
         now = self.env.now
-        if self.holds and self.holds[0][0] <= now:
+        holds = self.holds
+        if holds and holds[0][0] <= now:
             self._reap(now)
         if not self.waiters and self.free >= tp:
+            if hold_ms is not None and self.free_ids is None:   # the common case, inline
+                self.free -= tp
+                end = now + hold_ms
+                heapq.heappush(holds, (end, self.n, tp, None))
+                self.n += 1
+                self.busy_iv.append((now, end, tp))
+                return None, None
             return None, self._grant(tp, hold_ms, now, now)
         ev = self.env.event()
         self.waiters.append((tp, hold_ms, ev, now))
@@ -323,9 +331,17 @@ class _Link:
     def send(self, wire_ms: float, latency_ms: float) -> _Transfer:
         env = self.env
         now = env.now
-        self._advance(now)
-        if not self.active:
-            self.busy_iv.append([now, now])
+        act = self.active
+        if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
+            act.clear()
+        elif act:
+            self._advance(now)
+        if not self.active:   # alone on the link: it lands after its wire time and the latency
+            self.last = now
+            x = _Transfer(env, now + wire_ms + latency_ms)
+            self.active.append([wire_ms, x, latency_ms])
+            self.busy_iv.append([now, now + wire_ms])
+            return x
         new = [wire_ms, None, latency_ms]
         self.active.append(new)
         act = sorted(self.active, key=lambda x: x[0])
