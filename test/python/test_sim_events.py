@@ -134,3 +134,16 @@ def test_read_returns_losses_in_time_order(tmp_path):
     assert [(x.t_ms, x.pool, x.devices) for x in s.losses] == [(2000.0, "q", 3), (9000.0, "p", 1)]
     with pytest.raises(AgentcError):
         events.check(s, plan.from_manifest(manifest({"p": 2})))
+
+
+def test_window_alone_and_a_bad_window(tmp_path):
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps(manifest({"p": 2}, sla={"e2e_ms": 100.0})))
+    r = CliRunner().invoke(cli, ["simulate", str(m), "--load", "10", "--duration", "20", "--window", "5",
+                                 "--warmup", "0", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert [w["start_s"] for w in d["windows"]] == [0, 5, 10, 15] and "events" not in d
+    assert sum(w["requests"] for w in d["windows"]) == d["requests"]
+    r = CliRunner().invoke(cli, ["simulate", str(m), "--load", "10", "--window", "-1"], catch_exceptions=False)
+    assert r.exit_code == 1 and "--window must be positive" in r.output
