@@ -153,17 +153,22 @@ class _Pool:
     """A pool's devices: strict FIFO, timed holds returned lazily, open holds (batch
     engines) returned explicitly; busy and waiting intervals kept for the statistics."""
 
-    def __init__(self, env, name: str, devices: int, ids: bool):
+    def __init__(self, env, name: str, devices: int, ids: bool, window: tuple[float, float], keep: bool):
         self.env = env
         self.stats = PoolStats(name, devices)
+        self.t0, self.t1 = window  # busy and queue time count within the measured window
+        self.busy_area = 0.0
+        self.qlen, self.qlast = 0, 0.0
+        self.queue_time: dict[int, float] = {}
+        self.keep = keep           # keep every interval for the plots' timelines
         self.free = devices
         self.retire = 0          # lost devices still busy: dropped as they come back
         self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned
         self.n = 0
         self.waiters: deque = deque()  # (tp, hold_ms, event, t_ask)
         self.alarm = INF
-        self.busy_iv: list = []  # (start, end, tp)
-        self.wait_iv: list = []  # (t_ask, t_start) of asks that waited
+        self.busy_iv: list = []  # (start, end, tp), when kept
+        self.wait_iv: list = []  # (t_ask, t_start) of asks that waited, when kept
         self.free_ids = list(range(devices)) if ids else None
         self.engines: list = []  # decode engines in a multi-step run on this pool
 
@@ -180,18 +185,19 @@ class _Pool:
                 end = now + hold_ms
                 heapq.heappush(holds, (end, self.n, tp, None))
                 self.n += 1
-                self.busy_iv.append((now, end, tp))
+                self._busy(now, end, tp)
                 return None, None
             return None, self._grant(tp, hold_ms, now, now)
         ev = self.env.event()
         self.waiters.append((tp, hold_ms, ev, now))
+        self._queue(1)
         self._arm()
         for e in list(self.engines):
             e.yield_soon()
         return ev, None
 
     def release(self, tp: int, ids, start: float):
-        self.busy_iv.append((start, self.env.now, tp))
+        self._busy(start, self.env.now, tp)
         self._put(tp, ids)
         self._serve()
 
@@ -212,10 +218,28 @@ class _Pool:
             end = now + hold_ms
             heapq.heappush(self.holds, (end, self.n, tp, ids))
             self.n += 1
-            self.busy_iv.append((now, end, tp))
-        if now > t_ask:
+            self._busy(now, end, tp)
+        if now > t_ask and self.keep:
             self.wait_iv.append((t_ask, now))
         return ids
+
+    def _busy(self, start: float, end: float, tp: int):
+        a = start if start > self.t0 else self.t0
+        b = end if end < self.t1 else self.t1
+        if b > a:
+            self.busy_area += tp * (b - a)
+        if self.keep:
+            self.busy_iv.append((start, end, tp))
+
+    def _queue(self, change: int):
+        """Time at each queue length within the window, up to now; then the change."""
+        now = self.env.now
+        a = self.qlast if self.qlast > self.t0 else self.t0
+        b = now if now < self.t1 else self.t1
+        if b > a:
+            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (b - a)
+        self.qlast = now
+        self.qlen += change
 
     def _put(self, tp, ids):
         if self.retire:
@@ -240,6 +264,7 @@ class _Pool:
         w = self.waiters
         while w and w[0][0] <= self.free:
             tp, hold_ms, ev, t_ask = w.popleft()
+            self._queue(-1)
             ev.succeed(self._grant(tp, hold_ms, t_ask, now))
         self._arm()
 
@@ -256,28 +281,17 @@ class _Pool:
             self.alarm = INF
         self._serve()
 
-    def settle(self, t0: float, t1: float, timeline: bool):
-        """Busy device-ms and the time-weighted queue length within [t0, t1]."""
+    def settle(self):
+        """Busy device-ms and time at each queue length within the window; the
+        occupancy timeline when the intervals were kept."""
         st = self.stats
-        if self.busy_iv:
-            b = np.asarray(self.busy_iv, dtype=float)
-            st.busy_area = float((np.clip(np.minimum(b[:, 1], t1) - np.maximum(b[:, 0], t0), 0, None)
-                                  * b[:, 2]).sum())
-        span = max(t1 - t0, 0.0)
-        qt = {}
-        if self.wait_iv:
-            w = np.asarray(self.wait_iv, dtype=float)
-            times = np.concatenate([w[:, 0], w[:, 1], [t0, t1]])
-            delta = np.concatenate([np.ones(len(w)), -np.ones(len(w)), [0, 0]])
-            order = np.argsort(times, kind="stable")
-            times, q = times[order], np.cumsum(delta[order])
-            seg = np.clip(np.minimum(times[1:], t1) - np.maximum(times[:-1], t0), 0, None)
-            lengths = q[:-1].astype(int)
-            sums = np.bincount(lengths, weights=seg)
-            qt = {k: float(v) for k, v in enumerate(sums) if v > 0}
-        elif span > 0:
-            qt = {0: span}
-        st.queue_time = qt
+        st.busy_area = self.busy_area
+        self._queue(0)
+        if self.t1 > self.qlast:   # the rest of the window, after the last change
+            a = max(self.qlast, self.t0)
+            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (self.t1 - a)
+        st.queue_time = {k: v for k, v in sorted(self.queue_time.items()) if v > 0}
+        timeline = self.keep
         if timeline:
             ch = [(s, tp, 0) for s, _e, tp in self.busy_iv] + [(e, -tp, 0) for _s, e, tp in self.busy_iv]
             ch += [(a, 0, 1) for a, _b in self.wait_iv] + [(b, 0, -1) for _a, b in self.wait_iv]
@@ -302,11 +316,13 @@ class _Link:
     transfer's landing and schedules one timer per transfer it moved. A send only
     delays the others, so a transfer alone on its link costs one event."""
 
-    def __init__(self, env):
+    def __init__(self, env, window: tuple[float, float]):
         self.env = env
         self.active: list[list] = []   # [remaining wire ms, _Transfer, latency ms]
         self.last = 0.0
-        self.busy_iv: list = []        # [start, end] of busy periods (end as projected)
+        self.t0, self.t1 = window
+        self.busy_ms = 0.0             # within the window, busy periods before the current one
+        self.period = None             # [start, end (as projected)] of the current busy period
 
     def _advance(self, now: float):
         """Progress the active transfers from `last` to `now`, dropping finished ones."""
@@ -340,7 +356,7 @@ class _Link:
             self.last = now
             x = _Transfer(env, now + wire_ms + latency_ms)
             self.active.append([wire_ms, x, latency_ms])
-            self.busy_iv.append([now, now + wire_ms])
+            self._period(now, now + wire_ms)
             return x
         new = [wire_ms, None, latency_ms]
         self.active.append(new)
@@ -357,11 +373,19 @@ class _Link:
                 x[1].timer = env.timeout(at - now)
                 if x[1].trace is not None:
                     x[1].trace[5] = at
-        self.busy_iv[-1][1] = t
+        self.period[1] = t
         return new[1]
 
-    def busy_within(self, t0, t1) -> float:
-        return sum(max(0.0, min(e, t1) - max(s, t0)) for s, e in self.busy_iv)
+    def _period(self, start: float, end: float):
+        """A new busy period: count the finished one within the window."""
+        self.busy_ms += self.busy_within()
+        self.period = [start, end]
+
+    def busy_within(self) -> float:
+        """Busy ms of the current period within the window."""
+        if self.period is None:
+            return 0.0
+        return max(0.0, min(self.period[1], self.t1) - max(self.period[0], self.t0))
 
 
 @dataclass
@@ -704,6 +728,9 @@ class Simulation:
         self.op_counts: dict[str, int] = {}
         self.trace: list = []
         self.done: list[RequestStats] = []
+        warm = min(config.warmup, max(0, len(arrivals) - 1))
+        # the measured window: from the first measured arrival to the last arrival
+        self.window = (arrivals[warm].t_ms, arrivals[-1].t_ms) if arrivals else (0.0, 0.0)
         self.runs: dict[int, dict[str, _OpRun]] = {}
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
@@ -728,7 +755,7 @@ class Simulation:
         self.plan_ops.update(plan.ops)
         for name, n in plan.pools.items():
             if name not in self.pools:
-                self.pools[name] = _Pool(self.env, name, n, tracing)
+                self.pools[name] = _Pool(self.env, name, n, tracing, self.window, config.timeline)
             elif n > self.pools[name].stats.devices:
                 pool = self.pools[name]
                 extra = n - pool.stats.devices
@@ -746,7 +773,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, _Link(self.env))
+            self.links.setdefault(e.link, _Link(self.env, self.window))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -841,8 +868,9 @@ class Simulation:
         for r in self.all_runs:
             self.op_counts[r.op.id] += r.count
         for p in self.pools.values():
-            p.settle(t0, t1, self.config.timeline)
-        links = {n: link.busy_within(t0, t1) / (t1 - t0) if t1 > t0 else 0.0 for n, link in sorted(self.links.items())}
+            p.settle()
+        links = {n: (link.busy_ms + link.busy_within()) / (t1 - t0) if t1 > t0 else 0.0
+                 for n, link in sorted(self.links.items())}
         done = sorted(self.done, key=lambda r: r.id)
         kv = {}
         for dec in sorted({id(d): d for d in self.decoders.values()}.values(), key=lambda d: d.name):
