@@ -1,6 +1,7 @@
-"""The discrete-event model of a placed plan under load (SimPy). One module past 400
-lines: the SimPy processes (arrivals, requests, ops, batch engines, links) share one
-event state, and splitting them would spread that state over files.
+"""The discrete-event model of a placed plan under load (SimPy): the simulation, its
+processes (arrivals, requests walking the plan, scenario events) and its results. The
+batch engines are in engines.py, the pools and links in resources.py; this module is
+past 400 lines because the request walk and the Simulation share one state.
 
 What is modelled, and how (docs/simulate.md says the same for users):
 
@@ -50,8 +51,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_right
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -59,7 +58,9 @@ import numpy as np
 import simpy
 
 from agentc.sim.arrivals import Arrival
+from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
+from agentc.sim.resources import Link, Pool, PoolStats, Transfer
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
@@ -107,17 +108,6 @@ class RequestStats:
 
 
 @dataclass
-class PoolStats:
-    name: str
-    devices: int
-    busy_area: float = 0.0       # device-ms busy
-    queue_time: dict = field(default_factory=dict)  # queue length -> ms spent at it
-    waits: list = field(default_factory=list)       # ms waited per measured execution
-    timeline: list = field(default_factory=list)    # (t_ms, busy devices, queue length)
-    lost: list = field(default_factory=list)        # (t_ms, devices lost)
-
-
-@dataclass
 class Result:
     plan: Plan
     config: Config
@@ -136,258 +126,6 @@ class Result:
     unfinished: int = 0                  # measured requests still running when events ran out
 
 
-class _Transfer:
-    """One transfer's arrival: `timer` fires at `at`, the time it lands. A link moves
-    `at` later (with a new timer) when a transfer joins it; a consumer waits until the
-    timer it woke on is still the transfer's current one."""
-
-    __slots__ = ("at", "timer", "trace")
-
-    def __init__(self, env, at: float):
-        self.at = at
-        self.timer = env.timeout(at - env.now)
-        self.trace = None
-
-
-class _Pool:
-    """A pool's devices: strict FIFO, timed holds returned lazily, open holds (batch
-    engines) returned explicitly; busy and waiting intervals kept for the statistics."""
-
-    def __init__(self, env, name: str, devices: int, ids: bool, window: tuple[float, float], keep: bool):
-        self.env = env
-        self.stats = PoolStats(name, devices)
-        self.t0, self.t1 = window  # busy and queue time count within the measured window
-        self.busy_area = 0.0
-        self.qlen, self.qlast = 0, 0.0
-        self.queue_time: dict[int, float] = {}
-        self.keep = keep           # keep every interval for the plots' timelines
-        self.free = devices
-        self.retire = 0          # lost devices still busy: dropped as they come back
-        self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned
-        self.n = 0
-        self.waiters: deque = deque()  # (tp, hold_ms, event, t_ask)
-        self.alarm = INF
-        self.busy_iv: list = []  # (start, end, tp), when kept
-        self.wait_iv: list = []  # (t_ask, t_start) of asks that waited, when kept
-        self.free_ids = list(range(devices)) if ids else None
-        self.engines: list = []  # decode engines in a multi-step run on this pool
-
-    def ask(self, tp: int, hold_ms: float | None):
-        """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
-        value is the ids once granted. `hold_ms` None: held until `release`."""
-        now = self.env.now
-        holds = self.holds
-        if holds and holds[0][0] <= now:
-            self._reap(now)
-        if not self.waiters and self.free >= tp:
-            if hold_ms is not None and self.free_ids is None:   # the common case, inline
-                self.free -= tp
-                end = now + hold_ms
-                heapq.heappush(holds, (end, self.n, tp, None))
-                self.n += 1
-                self._busy(now, end, tp)
-                return None, None
-            return None, self._grant(tp, hold_ms, now, now)
-        ev = self.env.event()
-        self.waiters.append((tp, hold_ms, ev, now))
-        self._queue(1)
-        self._arm()
-        for e in list(self.engines):
-            e.yield_soon()
-        return ev, None
-
-    def release(self, tp: int, ids, start: float):
-        self._busy(start, self.env.now, tp)
-        self._put(tp, ids)
-        self._serve()
-
-    def lose(self, k: int):
-        self._reap(self.env.now)
-        self.stats.lost.append((self.env.now, k))
-        now_free = min(k, self.free)
-        self.free -= now_free
-        if self.free_ids is not None:
-            for _ in range(now_free):
-                self.free_ids.remove(max(self.free_ids))
-        self.retire += k - now_free
-
-    def _grant(self, tp, hold_ms, t_ask, now):
-        self.free -= tp
-        ids = tuple(heapq.heappop(self.free_ids) for _ in range(tp)) if self.free_ids is not None else None
-        if hold_ms is not None:
-            end = now + hold_ms
-            heapq.heappush(self.holds, (end, self.n, tp, ids))
-            self.n += 1
-            self._busy(now, end, tp)
-        if now > t_ask and self.keep:
-            self.wait_iv.append((t_ask, now))
-        return ids
-
-    def _busy(self, start: float, end: float, tp: int):
-        a = start if start > self.t0 else self.t0
-        b = end if end < self.t1 else self.t1
-        if b > a:
-            self.busy_area += tp * (b - a)
-        if self.keep:
-            self.busy_iv.append((start, end, tp))
-
-    def _queue(self, change: int):
-        """Time at each queue length within the window, up to now; then the change."""
-        now = self.env.now
-        a = self.qlast if self.qlast > self.t0 else self.t0
-        b = now if now < self.t1 else self.t1
-        if b > a:
-            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (b - a)
-        self.qlast = now
-        self.qlen += change
-
-    def _put(self, tp, ids):
-        if self.retire:
-            k = min(self.retire, tp)
-            self.retire -= k
-            tp -= k
-            ids = ids[k:] if ids else ids
-        self.free += tp
-        if ids:
-            for i in ids:
-                heapq.heappush(self.free_ids, i)
-
-    def _reap(self, now):
-        holds = self.holds
-        while holds and holds[0][0] <= now:
-            _, _, tp, ids = heapq.heappop(holds)
-            self._put(tp, ids)
-
-    def _serve(self):
-        now = self.env.now
-        self._reap(now)
-        w = self.waiters
-        while w and w[0][0] <= self.free:
-            tp, hold_ms, ev, t_ask = w.popleft()
-            self._queue(-1)
-            ev.succeed(self._grant(tp, hold_ms, t_ask, now))
-        self._arm()
-
-    def _arm(self):
-        """Wake when the next timed hold ends, while someone waits."""
-        if self.waiters and self.holds:
-            t = self.holds[0][0]
-            if t < self.alarm:
-                self.alarm = t
-                self.env.timeout(t - self.env.now).callbacks.append(self._wake)
-
-    def _wake(self, _ev):
-        if self.env.now >= self.alarm:
-            self.alarm = INF
-        self._serve()
-
-    def settle(self):
-        """Busy device-ms and time at each queue length within the window; the
-        occupancy timeline when the intervals were kept."""
-        st = self.stats
-        st.busy_area = self.busy_area
-        self._queue(0)
-        if self.t1 > self.qlast:   # the rest of the window, after the last change
-            a = max(self.qlast, self.t0)
-            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (self.t1 - a)
-        st.queue_time = {k: v for k, v in sorted(self.queue_time.items()) if v > 0}
-        timeline = self.keep
-        if timeline:
-            ch = [(s, tp, 0) for s, _e, tp in self.busy_iv] + [(e, -tp, 0) for _s, e, tp in self.busy_iv]
-            ch += [(a, 0, 1) for a, _b in self.wait_iv] + [(b, 0, -1) for _a, b in self.wait_iv]
-            ch.sort(key=lambda c: c[0])
-            busy = queue = 0
-            tl = []
-            for t, db, dq in ch:
-                busy += db
-                queue += dq
-                if tl and tl[-1][0] == t:
-                    tl[-1] = (t, busy, queue)
-                else:
-                    tl.append((t, busy, queue))
-            st.timeline = tl
-
-
-class _Link:
-    """Processor sharing: n concurrent transfers each progress at 1/n of the bandwidth.
-
-    Between sends the future is known: with remaining wire times r1 <= r2 <= ... the
-    k-th finishes after n r1 + (n-1)(r2-r1) + ..., so each send projects every active
-    transfer's landing and schedules one timer per transfer it moved. A send only
-    delays the others, so a transfer alone on its link costs one event."""
-
-    def __init__(self, env, window: tuple[float, float]):
-        self.env = env
-        self.active: list[list] = []   # [remaining wire ms, _Transfer, latency ms]
-        self.last = 0.0
-        self.t0, self.t1 = window
-        self.busy_ms = 0.0             # within the window, busy periods before the current one
-        self.period = None             # [start, end (as projected)] of the current busy period
-
-    def _advance(self, now: float):
-        """Progress the active transfers from `last` to `now`, dropping finished ones."""
-        t, act = self.last, self.active
-        while act and t < now:
-            n = len(act)
-            m = min(x[0] for x in act)
-            if t + m * n <= now:
-                for x in act:
-                    x[0] -= m
-                tol = 1e-12 * max(1.0, m)
-                act = [x for x in act if x[0] > tol]
-                t += m * n
-            else:
-                d = (now - t) / n
-                for x in act:
-                    x[0] -= d
-                t = now
-        self.active = act
-        self.last = now
-
-    def send(self, wire_ms: float, latency_ms: float) -> _Transfer:
-        env = self.env
-        now = env.now
-        act = self.active
-        if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
-            act.clear()
-        elif act:
-            self._advance(now)
-        if not self.active:   # alone on the link: it lands after its wire time and the latency
-            self.last = now
-            x = _Transfer(env, now + wire_ms + latency_ms)
-            self.active.append([wire_ms, x, latency_ms])
-            self._period(now, now + wire_ms)
-            return x
-        new = [wire_ms, None, latency_ms]
-        self.active.append(new)
-        act = sorted(self.active, key=lambda x: x[0])
-        n, t, prev = len(act), now, 0.0
-        for k, x in enumerate(act):
-            t += (n - k) * (x[0] - prev)
-            prev = x[0]
-            at = t + x[2]
-            if x is new:
-                x[1] = _Transfer(env, at)
-            elif at != x[1].at:
-                x[1].at = at
-                x[1].timer = env.timeout(at - now)
-                if x[1].trace is not None:
-                    x[1].trace[5] = at
-        self.period[1] = t
-        return new[1]
-
-    def _period(self, start: float, end: float):
-        """A new busy period: count the finished one within the window."""
-        self.busy_ms += self.busy_within()
-        self.period = [start, end]
-
-    def busy_within(self) -> float:
-        """Busy ms of the current period within the window."""
-        if self.period is None:
-            return 0.0
-        return max(0.0, min(self.period[1], self.t1) - max(self.period[0], self.t0))
-
-
 @dataclass
 class _Req:
     id: int
@@ -400,287 +138,6 @@ class _Req:
     arrive: dict = field(default_factory=dict)
     first_token: float | None = None
     tbt: float | None = None
-
-
-class _Seq:
-    __slots__ = ("req", "op", "tokens", "left", "first", "last", "done", "joined", "started", "kv", "kv_wait")
-
-    def __init__(self, req, op, tokens, done, joined, kv):
-        self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
-        self.left = tokens
-        self.first = self.last = self.started = None
-        self.kv_wait = False
-
-
-class _Factors:
-    """An engine's own stream of service-time factors (one per step or batch), so
-    cutting a run short never changes which factor a later step gets."""
-
-    def __init__(self, rng, cv: float):
-        self.rng, self.cv = rng, cv
-        self.buf = np.ones(0)
-        self.pos = 0
-
-    def take(self, m: int) -> np.ndarray:
-        if len(self.buf) - self.pos < m:
-            k = 1.0 / (self.cv * self.cv)
-            self.buf = np.concatenate([self.buf[self.pos:], self.rng.gamma(k, 1.0 / k, size=max(m, 256))])
-            self.pos = 0
-        return self.buf[self.pos:self.pos + m]
-
-
-class _Engine:
-    """One continuous-batching decode engine: a tp group of the pool serving one model."""
-
-    def __init__(self, sim, decoder, index, factors):
-        self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
-        self.active: list[_Seq] = []
-        self.pending: list[_Seq] = []
-        self.kv = 0.0            # KV bytes of active and pending sequences
-        self.wake = None
-        self.start = 0.0         # the current run: start, steps, step time or step ends
-        self.m = 0
-        self.dt = 0.0
-        self.ends = None
-        self.cut = 0             # steps the current run stops after (0: its natural end)
-        self.running = False
-        self.proc = sim.env.process(self.run())
-
-    def kick(self):
-        if self.wake is not None and not self.wake.triggered:
-            self.wake.succeed()
-        elif self.running:
-            self.yield_soon()
-
-    def _end(self, j: int) -> float:
-        return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
-
-    def yield_soon(self):
-        """Stop the current run at the first step boundary after now. A step ending
-        exactly now counts as ended: a step-by-step engine's step end was scheduled
-        when the step began, so SimPy ran it before whatever happens at this instant."""
-        if not self.running or self.cut:
-            return
-        now = self.sim.env.now
-        if self.ends is None:
-            j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
-            while j > 1 and self._end(j - 1) > now:
-                j -= 1
-            while self._end(j) <= now:
-                j += 1
-        else:
-            j = bisect_right(self.ends, now) + 1
-        if j < self.m:
-            self.cut = j
-            self.proc.interrupt()
-
-    def _admit(self):
-        dec = self.decoder
-        if self.pending:
-            self.active += self.pending
-            self.pending = []
-        backlog = dec.backlog
-        while backlog and len(self.active) < dec.max_batch:
-            s = backlog[0]
-            if self.active and self.kv + s.kv > dec.kv_budget:
-                s.kv_wait = True
-                break
-            backlog.popleft()
-            self.active.append(s)
-            self.kv += s.kv
-
-    def run(self):
-        sim, dec = self.sim, self.decoder
-        env, pool, tp = sim.env, sim.pools[dec.pool], dec.tp
-        while True:
-            if not self.active and not self.pending and not dec.backlog:
-                self.wake = env.event()
-                yield self.wake
-                self.wake = None
-            self._admit()
-            if not self.active:
-                continue
-            ev, ids = pool.ask(tp, None)
-            if ev is not None:
-                ids = yield ev
-            start = env.now
-            active = self.active
-            n = len(active)
-            counts: dict = {}
-            for s in active:
-                counts[s.op.id] = counts.get(s.op.id, 0) + 1
-                if s.started is None:
-                    s.started = start
-                    if s.req.measured:
-                        pool.stats.waits.append(start - s.joined)
-                        if s.kv_wait:
-                            dec.kv_blocked.append(start - s.joined)
-            # calls of one model share the batch; each sequence's op prices the step at
-            # this batch size for its own context, and the step takes their mean
-            if len(counts) == 1:
-                step = active[0].op.decode.step(n)
-            else:
-                ops = sim.plan_ops
-                step = sum(c * ops[op_id].decode.step(n) for op_id, c in counts.items()) / n
-            m = min(s.left for s in active)
-            self.start, self.m, self.cut = start, m, 0
-            if self.factors is None:
-                self.dt, self.ends = step, None
-            else:
-                self.ends = start + np.cumsum(step * self.factors.take(m))
-            self.running = True
-            pool.engines.append(self)
-            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
-                                                and self.kv + dec.backlog[0].kv <= dec.kv_budget):
-                self.cut = 1 if m > 1 else 0
-            try:
-                yield env.timeout(self._end(self.cut or m) - start)
-            except simpy.Interrupt:
-                rest = self._end(self.cut) - env.now
-                if rest > 0:
-                    yield env.timeout(rest)
-            j = self.cut or m
-            self.running = False
-            pool.engines.remove(self)
-            if self.factors is not None:
-                self.factors.pos += j
-            first_step = self._end(1)
-            pool.release(tp, ids, start)
-            now = env.now
-            for op_id in counts:
-                c = sim.decode_batches[op_id]
-                c[n] = c.get(n, 0) + j
-            if ids is not None and any(s.req.traced for s in active):
-                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
-                                  start, now, None))
-            keep = []
-            for s in active:
-                if s.first is None:
-                    s.first = first_step
-                s.left -= j
-                if s.left <= 0:
-                    s.last = now
-                    self.kv -= s.kv
-                    s.done.succeed()
-                else:
-                    keep.append(s)
-            self.active = keep
-
-
-class _Decoder:
-    """The decode engines of one model on one pool at one tp: every decode op of that
-    model placed there joins the same batches, as one serving instance would run them."""
-
-    def __init__(self, sim, name: str, ops: list[Op], devices: int, factors):
-        self.name = name
-        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
-        self.max_batch = min(op.decode.max_batch for op in ops)
-        budgets = [op.decode.kv_budget_bytes for op in ops if op.decode.kv_budget_bytes]
-        self.kv_budget = min(budgets) if budgets else INF
-        self.backlog: deque = deque()
-        self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
-        self.engines = [_Engine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
-
-    def join(self, seq: _Seq):
-        best, best_load = None, -1
-        cap = self.max_batch
-        if not self.backlog:
-            for e in self.engines:
-                load = len(e.active) + len(e.pending)
-                if load < cap and load > best_load:
-                    if load and e.kv + seq.kv > self.kv_budget:
-                        seq.kv_wait = True
-                        continue
-                    best, best_load = e, load
-        if best is None:
-            self.backlog.append(seq)
-            for e in self.engines:   # an idle engine takes it from the backlog
-                if e.wake is not None:
-                    e.kick()
-                    break
-        else:
-            best.pending.append(seq)
-            best.kv += seq.kv
-            best.kick()
-
-
-class _Prefiller:
-    """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
-    order; an engine holding its devices runs the queued prompts whose tokens fit the
-    budget (at least one) as one batch. The engines are driven by their events'
-    callbacks rather than processes, so a prompt that finds an engine idle and its
-    devices free costs one event, as an op does."""
-
-    def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
-        self.sim, self.name, self.budget = sim, name, budget
-        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
-        self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
-        self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
-        self.factors = factors
-
-    def submit(self, op: Op, tokens: float, req):
-        """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
-        item = [op, tokens, None, self.sim.env.now, req]
-        self.queue.append(item)
-        if self.idle:
-            self._start(heapq.heappop(self.idle))
-        if item[2] is None:
-            item[2] = self.sim.env.event()
-        return item[2]
-
-    def _start(self, engine: int):
-        ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
-        if ev is None:
-            self._run(engine, ids)
-        else:
-            ev.callbacks.append(lambda e: self._run(engine, e._value))
-
-    def _run(self, engine: int, ids):
-        env, pool = self.sim.env, self.sim.pools[self.pool]
-        start = env.now
-        batch, total, q = [], 0.0, self.queue
-        while q and (not batch or total + q[0][1] <= self.budget):
-            item = q.popleft()
-            batch.append(item)
-            total += item[1]
-        if not batch:
-            pool.release(self.tp, ids, start)
-            heapq.heappush(self.idle, engine)
-            return
-        # each prompt's op prices the batch at its total tokens; weighted by tokens
-        if len(batch) == 1:
-            t = batch[0][0].prefill.at(total)
-        else:
-            t = sum(item[1] * item[0].prefill.at(total) for item in batch) / total
-        f = 1.0
-        if self.factors is not None:
-            f = float(self.factors.take(1)[0])
-            self.factors.pos += 1
-        timer = env.timeout(t * f, (start, start + t * f, ids, f))
-        timer.callbacks.append(lambda _e: self._finish(engine, batch, ids, start, timer))
-        for item in batch:
-            if item[2] is None:   # the prompt submitting now waits on the timer itself
-                item[2] = timer
-
-    def _finish(self, engine: int, batch: list, ids, start: float, timer):
-        sim = self.sim
-        pool = sim.pools[self.pool]
-        pool.release(self.tp, ids, start)
-        k = len(batch)
-        for op_id in {item[0].id for item in batch}:
-            c = sim.prefill_batches[op_id]
-            c[k] = c.get(k, 0) + 1
-        for _op, _tokens, ev, t_ask, req in batch:
-            if req.measured:
-                pool.stats.waits.append(start - t_ask)
-            if ev is not timer:
-                ev.succeed(timer._value)
-        if ids is not None and any(item[4].traced for item in batch):
-            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env.now, None))
-        if self.queue:
-            self._start(engine)
-        else:
-            heapq.heappush(self.idle, engine)
 
 
 class _OpRun:
@@ -717,12 +174,12 @@ class Simulation:
         self._engine_seeds = r_engines
         self.cv_table = dict(config.cv)
         self.cv: dict[str, float] = {}
-        self.pools: dict[str, _Pool] = {}
-        self.links: dict[str, _Link] = {}
+        self.pools: dict[str, Pool] = {}
+        self.links: dict[str, Link] = {}
         self.decode_batches: dict[str, dict] = {}
         self.prefill_batches: dict[str, dict] = {}
-        self.decoders: dict[str, _Decoder] = {}
-        self.prefillers: dict[str, _Prefiller] = {}
+        self.decoders: dict[str, Decoder] = {}
+        self.prefillers: dict[str, Prefiller] = {}
         self.loop_trips: dict[str, list[int]] = {}
         self.arm_counts: dict[str, list[int]] = {}
         self.op_counts: dict[str, int] = {}
@@ -745,7 +202,7 @@ class Simulation:
         cv = self._kind_cv(kind)
         if cv <= 0:
             return lambda _i: None
-        return lambda _i: _Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
+        return lambda _i: Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
 
     def _use(self, plan: Plan) -> None:
         """Make `plan` the one new requests walk: its pools (grown to its device counts),
@@ -755,7 +212,7 @@ class Simulation:
         self.plan_ops.update(plan.ops)
         for name, n in plan.pools.items():
             if name not in self.pools:
-                self.pools[name] = _Pool(self.env, name, n, tracing, self.window, config.timeline)
+                self.pools[name] = Pool(self.env, name, n, tracing, self.window, config.timeline)
             elif n > self.pools[name].stats.devices:
                 pool = self.pools[name]
                 extra = n - pool.stats.devices
@@ -773,7 +230,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, _Link(self.env, self.window))
+            self.links.setdefault(e.link, Link(self.env, self.window))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -788,12 +245,12 @@ class Simulation:
                 elif op.prefill is not None and config.prefill_budget > 0:
                     pre.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
             for (name, pool, tp, _kind), ops in sorted(groups.items()):
-                decoder = _Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                decoder = Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
                                    plan.pools[pool], self._factors(ops[0].kind))
                 for op in ops:
                     self.decoders[op.id] = decoder
             for (name, pool, tp, kind), ops in sorted(pre.items()):
-                prefiller = _Prefiller(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                prefiller = Prefiller(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
                                        plan.pools[pool], config.prefill_budget, self._factors(kind)(0))
                 for op in ops:
                     self.prefillers[op.id] = prefiller
@@ -990,7 +447,7 @@ class Simulation:
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
             kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
-            seq = _Seq(req, op, tokens, env.event(), env.now, kv)
+            seq = Seq(req, op, tokens, env.event(), env.now, kv)
             r.decoder.join(seq)
             yield seq.done
             self._tokens(req, op, seq.first, seq.last, tokens)
@@ -1029,7 +486,7 @@ class Simulation:
             if link is not None:
                 x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
             elif e.latency_ms > 0:
-                x = _Transfer(env, env.now + e.latency_ms)
+                x = Transfer(env, env.now + e.latency_ms)
             else:
                 continue
             arrive[key] = x
