@@ -138,8 +138,10 @@ def add_simulation_fields(manifest: dict, c) -> None:
       one execution holds its tp devices, as the planner counts it), `wait_ms` (time
       waited on an external service without a device), `call` (the source call it
       came from), `model` (the model it runs, if any), `batch` (the batch the planner priced), `tokens` (prompt tokens of
-      tokenize/prefill, generated tokens of decode), and for decode ops `decode`:
-      tokens and the mean step time by batch size from the cost model;
+      tokenize/prefill, generated tokens of decode), for decode ops `decode`:
+      tokens, the mean step time by batch size from the cost model, the prompt
+      (`context`) and the KV bytes per token and per tp group (memory less weights),
+      and for prefill ops `prefill`: a batch's time by its total prompt tokens;
     - `regions`: the control flow (loops with max and expected trips and the continue
       probability whose truncated geometric law has that mean; branches and their arm
       probabilities; parallel blocks), keyed by id with their parent;
@@ -205,6 +207,10 @@ def add_simulation_fields(manifest: dict, c) -> None:
         if op.name in DECODE_KINDS:
             entry["decode"] = _decode_steps(op, p, batch, cost, models, pools, cluster,
                                             op_cost, attrs_of, model_for)
+        if op.name in ("llm.prefill", "moe.expert_prefill"):
+            table = _prefill_steps(op, p, cost, models, pools, cluster, op_cost, attrs_of, model_for)
+            if table:
+                entry["prefill"] = table
 
     producers = _returned(graph)
     manifest["returns"] = sorted(x for x in producers if x in plan.ops)
@@ -262,7 +268,45 @@ def _decode_steps(op, p, batch, cost, models, pools, cluster, op_cost, attrs_of,
                                               cluster).time_ms / ref)] for s in sizes] + steps
         except Exception:  # noqa: BLE001 - a price the cost model refuses: keep the planned step
             steps = [[batch, _r(planned)]]
-    return {"tokens": tokens, "max_batch": batch, "step_ms": steps}
+    out = {"tokens": tokens, "max_batch": batch, "step_ms": steps}
+    try:  # the KV memory a tp group has for sequences: its memory less the weights
+        from agentc.dialects.ops import kv_cache_bytes
+
+        model, device = model_for(op, models), pools[p.pool].device
+        if model is not None and device.memory_gb > 0:
+            out.update(context=_r(float(a.get("context", 0))), kv_bytes_per_token=_r(kv_cache_bytes(model, 1, 1)),
+                       kv_budget_bytes=_r(p.option.tp * device.memory_bytes - model.weight_bytes))
+    except Exception:  # noqa: BLE001 - a model the catalog cannot size: no KV limit
+        pass
+    return out
+
+
+PREFILL_TABLE_BATCHES = (1, 2, 4, 8, 16, 32)
+
+
+def _prefill_steps(op, p, cost, models, pools, cluster, op_cost, attrs_of, model_for) -> dict | None:
+    """A prefill batch's time by its total prompt tokens (k prompts of this op's length),
+    scaled so one prompt takes the planner's busy time: the simulator batches prompts
+    up to a token budget and prices the batch from this table."""
+    if cost.get("profiled", False):
+        return None
+    a = {k: v for k, v in attrs_of(op).items() if k not in _PLACEMENT_ATTRS}
+    b0 = int(a.get("batch", 1) or 1)
+    tokens = int(a.get("tokens", 0)) * b0
+    if tokens <= 0:
+        return None
+    try:
+        model, device = model_for(op, models), pools[p.pool].device
+
+        def busy(k):
+            return op_cost(op.name, dict(a, batch=k * b0), model, device, p.option.tp, cluster).busy_ms
+
+        ref = busy(1)
+        if not ref > 0:
+            return None
+        return {"step_ms": [[k * tokens, _r(p.option.busy_ms * busy(k) / ref)] for k in PREFILL_TABLE_BATCHES]}
+    except Exception:  # noqa: BLE001 - a price the cost model refuses: prefill stays unbatched
+        return None
 
 
 def _returned(graph) -> set[str]:

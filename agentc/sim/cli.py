@@ -8,8 +8,10 @@ import click
 
 from agentc.cli._common import guarded
 from agentc.diagnostics import UsageError
+from agentc.sim.model import DEFAULT_PREFILL_BUDGET
 
 DEFAULT_REQUESTS = 5000
+DEFAULT_WINDOW_S = 10.0
 
 
 def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
@@ -44,6 +46,13 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
                    "0 = deterministic, 1 = exponential. Repeatable. Example: --cv llm.decode=0.2")
 @click.option("--batching", type=click.Choice(["continuous", "planned"]), default="continuous", show_default=True,
               help="Decode as iteration-level continuous batching, or at the planner's batched time.")
+@click.option("--prefill-budget", type=click.IntRange(min=0), default=None, metavar="TOKENS",
+              help="Prompt tokens one prefill batch may hold (continuous batching; default "
+                   f"{DEFAULT_PREFILL_BUDGET}; 0 = one prompt per batch).")
+@click.option("--events", "events_file", type=click.Path(dir_okay=False), default=None,
+              help="A TOML scenario: [[load]] steps and ramps, [[loss]] of devices at given times.")
+@click.option("--window", type=float, default=None, metavar="S",
+              help="Report SLA attainment per window of S seconds of arrivals (default 10 with --events).")
 @click.option("--cluster", type=click.Path(dir_okay=False), default=None,
               help="Cluster TOML to plan a .agent source for (default: the built-in fleet).")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
@@ -54,8 +63,8 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 @click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
               help="Write trace.json (Perfetto), simulation.json and plots (SVG, PNG) to DIR.")
 @guarded
-def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, batching, cluster, catalogs,
-                 trace_requests, as_json, output):
+def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, batching, prefill_budget,
+                 events_file, window, cluster, catalogs, trace_requests, as_json, output):
     """Simulate SOURCE (.agent, an output directory or a manifest.json) under load.
 
     \b
@@ -76,10 +85,23 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
         raise UsageError("give --requests or --duration, not both")
     if duration is not None and not (duration > 0 and math.isfinite(duration)):
         raise UsageError(f"--duration must be positive, got {duration:g}")
+    if window is not None and not (window > 0 and math.isfinite(window)):
+        raise UsageError(f"--window must be positive, got {window:g}")
+    scenario = None
+    if events_file is not None:
+        from agentc.sim import events
+
+        scenario = events.read(events_file)
+        if trace_csv is not None and scenario.loads:
+            raise UsageError("--trace gives the arrivals; its [[load]] changes cannot apply (keep only [[loss]])")
+        if window is None:
+            window = DEFAULT_WINDOW_S
     if output is not None:
         outputs.check_replaceable(output, "-o")
         outputs.check_writable(output)
     p = plan.load(source, cluster, tuple(catalogs))
+    if scenario is not None:
+        events.check(scenario, p)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     if trace_csv is not None:
         arr = arrivals.read_trace(trace_csv)
@@ -89,7 +111,10 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
             raise UsageError(f"'{source}' has no `load` clause: give the arrival rate with --load R or a --trace")
         if duration is None and requests is None:
             requests = DEFAULT_REQUESTS
-        arr = arrivals.poisson(rate, rng, requests=requests, duration_s=duration)
+        if scenario is not None and scenario.loads:
+            arr = events.arrivals(scenario, rate, rng, requests=requests, duration_s=duration)
+        else:
+            arr = arrivals.poisson(rate, rng, requests=requests, duration_s=duration)
         if not arr:
             raise UsageError(f"no request arrives within {duration:g} s at {rate:g} req/s")
     if warmup is None:
@@ -97,9 +122,16 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
     if warmup >= len(arr):
         raise UsageError(f"--warmup {warmup} leaves none of the {len(arr)} requests to measure")
     config = model.Config(seed=seed, cv=_cv(cv), batching=batching, warmup=warmup,
-                          trace_requests=trace_requests if output else 0, timeline=output is not None)
-    result = model.simulate(p, arr, config)
-    summary = report.summarize(result)
+                          trace_requests=trace_requests if output else 0, timeline=output is not None,
+                          prefill_budget=DEFAULT_PREFILL_BUDGET if prefill_budget is None else prefill_budget)
+    result = model.simulate(p, arr, config, scenario.losses if scenario is not None else ())
+    summary = report.summarize(result, window * 1e3 if window is not None else None)
+    if scenario is not None:
+        summary["events"] = {"file": events_file,
+                             "load": [{"at_s": c.t_ms / 1e3, "rps": c.rps, "ramp_s": c.ramp_ms / 1e3}
+                                      for c in scenario.loads],
+                             "loss": [{"at_s": x.t_ms / 1e3, "pool": x.pool, "devices": x.devices}
+                                      for x in scenario.losses]}
     if output is not None:
         from agentc.sim import perfetto, plots
 

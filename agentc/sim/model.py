@@ -1,23 +1,33 @@
-"""The discrete-event model of a placed plan under load (SimPy). One module past 400
-lines: the SimPy processes (arrivals, requests, ops, batch engines, links) share one
-event state, and splitting them would spread that state over files.
+"""The discrete-event model of a placed plan under load (SimPy): the simulation, its
+processes (arrivals, requests walking the plan, scenario events) and its results. The
+batch engines are in engines.py, the pools and links in resources.py; this module is
+past 400 lines because the request walk and the Simulation share one state.
 
 What is modelled, and how (docs/simulate.md says the same for users):
 
-- Pools: each pool is a SimPy `Container` of its devices. An op execution takes `tp`
-  devices for its busy time and gives them back; requests for devices are served in
-  strict FIFO order per pool (SimPy serves the oldest request first and a request for
-  more devices than are free blocks those behind it: no backfilling).
+- Pools: each pool's devices are handed out in strict FIFO order (a request for more
+  devices than are free blocks those behind it: no backfilling). An op execution takes
+  `tp` devices for its busy time. A hold of known length is returned lazily (the pool
+  reaps it when next asked, or wakes itself only when someone waits), so an op that
+  finds its devices free costs one SimPy event, not four.
 - After its busy time an op waits the rest of its planned latency without devices:
   tools and remote stores wait on someone else, as the planner assumes.
 - Decode (`--batching continuous`, the default) is iteration-level continuous batching:
   one engine per `tp` devices of the pool for each model placed there (the decode ops
   of every call of that model share its batches); a new sequence joins the fullest
-  engine that still has room (at most the planned batch) at the next step boundary,
-  else waits in a FIFO backlog; each step takes `tp` devices for the step time of the
+  engine that still has room (batch below the planned one and, when the manifest gives
+  the memory, its KV cache fits what the weights leave) at the next step boundary,
+  else waits in a FIFO backlog; each step holds `tp` devices for the step time of the
   current batch size (the cost model's, tabulated in the manifest; the mean over the
-  batch's calls when they differ in context) and gives every sequence one token.
-  `--batching planned` runs decode like any op, at the planner's batched time.
+  batch's calls when they differ in context) and gives every sequence one token. An
+  engine runs the steps up to the next change (a sequence leaving) as one SimPy event
+  and is cut at the next step boundary when a sequence joins or someone else waits for
+  its pool, which is when a step-by-step engine would have changed course.
+- Prefill (continuous batching) is batched up to a token budget: one engine per `tp`
+  devices for each model, which, once it holds its devices, takes the queued prompts
+  in FIFO order while their tokens fit the budget (at least one) and runs them as one
+  batch, its time the cost model's for the batch's total tokens (manifest table).
+  `--batching planned` runs decode and prefill like any op, at the planner's times.
 - Transfers between pools start when their producer finishes; a link is shared by its
   concurrent transfers (processor sharing: n transfers each get 1/n of the bandwidth),
   and its latency is added after.
@@ -27,26 +37,36 @@ What is modelled, and how (docs/simulate.md says the same for users):
   read from are done, so `parallel` joins on its last child.
 - Variability: each execution's times are multiplied by a Gamma factor of mean 1 and
   the kind's coefficient of variation (`--cv`; 0 = deterministic; 1 = exponential);
-  decode draws one factor per step.
+  decode and prefill engines draw one factor per step or batch from their own stream.
+- Scenarios (events.py): device losses at given times (running work finishes; the
+  lost devices take no new work); the arrivals carry load steps and ramps. A
+  `Controller` hook is called every `every_ms` and may return a new plan, which later
+  requests then walk (the seam for re-planning; nothing here re-plans).
 
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
-flow, service), so a seed fixes every number the simulation reports.
+flow, service, one per batch engine), so a seed fixes every number the simulation reports.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import simpy
 
 from agentc.sim.arrivals import Arrival
-from agentc.sim.plan import Edge, Op, Plan, Region
+from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
+from agentc.sim.plan import Op, Plan, Region
+from agentc.sim.resources import Link, Pool, PoolStats, Transfer
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
+PREFILL_KINDS = IN_KINDS[1:]
+DEFAULT_PREFILL_BUDGET = 8192   # tokens per prefill batch (docs/simulate.md)
+INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,25 @@ class Config:
     warmup: int = 0                          # first requests left out of the statistics
     trace_requests: int = 0                  # requests whose ops go into the trace
     timeline: bool = False                   # keep pool occupancy over time (plots)
+    prefill_budget: int = DEFAULT_PREFILL_BUDGET  # tokens per prefill batch; 0 = one prompt a batch
+
+
+@dataclass(frozen=True)
+class Loss:
+    """`devices` of `pool` stop taking work at `t_ms` (what they run finishes)."""
+
+    t_ms: float
+    pool: str
+    devices: int
+
+
+@dataclass
+class Controller:
+    """Called every `every_ms` of simulated time with the simulation; a Plan it returns
+    replaces the current one for requests arriving from then on (the re-planning seam)."""
+
+    every_ms: float
+    decide: Callable[["Simulation"], Plan | None]
 
 
 @dataclass
@@ -66,16 +105,6 @@ class RequestStats:
     end_ms: float = 0.0
     ttft_ms: float | None = None
     tbt_ms: float | None = None
-
-
-@dataclass
-class PoolStats:
-    name: str
-    devices: int
-    busy_area: float = 0.0       # device-ms busy
-    queue_time: dict = field(default_factory=dict)  # queue length -> ms spent at it
-    waits: list = field(default_factory=list)       # ms waited per measured execution
-    timeline: list = field(default_factory=list)    # (t_ms, busy devices, queue length)
 
 
 @dataclass
@@ -92,116 +121,9 @@ class Result:
     decode_batches: dict[str, list[int]]  # decode op -> steps run at each batch size
     trace: list = field(default_factory=list)
     end_ms: float = 0.0
-
-
-class _Pool:
-    """A pool's devices with FIFO allocation and time-weighted occupancy."""
-
-    def __init__(self, env, name: str, devices: int, timeline: bool, ids: bool):
-        self.env = env
-        self.res = simpy.Container(env, capacity=devices, init=devices)
-        self.stats = PoolStats(name, devices)
-        self.busy = 0
-        self.queue = 0
-        self.last = 0.0
-        self.timeline = timeline
-        self.free_ids = list(range(devices)) if ids else None
-
-    def _advance(self):
-        now = self.env.now
-        dt = now - self.last
-        if dt > 0:
-            self.stats.busy_area += self.busy * dt
-            qt = self.stats.queue_time
-            qt[self.queue] = qt.get(self.queue, 0.0) + dt
-            self.last = now
-
-    def _mark(self):
-        if self.timeline:
-            tl = self.stats.timeline
-            if tl and tl[-1][0] == self.env.now:
-                tl[-1] = (self.env.now, self.busy, self.queue)
-            else:
-                tl.append((self.env.now, self.busy, self.queue))
-
-    def acquire(self, tp: int):
-        """Take `tp` devices (FIFO); returns the device ids when tracing, else None."""
-        self._advance()
-        self.queue += 1
-        self._mark()
-        ev = self.res.get(tp)
-        if not ev.triggered:
-            yield ev
-        self._advance()
-        self.queue -= 1
-        self.busy += tp
-        self._mark()
-        if self.free_ids is not None:
-            return [heapq.heappop(self.free_ids) for _ in range(tp)]
-        return None
-
-    def release(self, tp: int, ids):
-        self._advance()
-        self.busy -= tp
-        self._mark()
-        if ids is not None:
-            for i in ids:
-                heapq.heappush(self.free_ids, i)
-        self.res.put(tp)
-
-
-class _Link:
-    """Processor sharing: n concurrent transfers each progress at 1/n of the bandwidth."""
-
-    def __init__(self, env):
-        self.env = env
-        self.active: dict[int, list] = {}   # key -> [remaining wire ms, done event]
-        self.last = 0.0
-        self.gen = 0
-        self.next_key = 0
-        self.busy_ms = 0.0
-
-    def _advance(self):
-        now = self.env.now
-        n = len(self.active)
-        if n:
-            dt = now - self.last
-            self.busy_ms += dt
-            for item in self.active.values():
-                item[0] -= dt / n
-        self.last = now
-
-    def _reschedule(self):
-        self.gen += 1
-        if self.active:
-            n = len(self.active)
-            soonest = min(item[0] for item in self.active.values())
-            gen = self.gen
-            self.env.timeout(max(0.0, soonest) * n).callbacks.append(lambda _ev: self._fire(gen, soonest))
-
-    def _fire(self, gen, soonest):
-        """The transfer that was soonest is done now (and any as close): decided by
-        the schedule, not by comparing a float with zero, which rounding can defeat
-        late in a long run."""
-        if gen != self.gen:
-            return
-        n = len(self.active)
-        self._advance()
-        cut = max(1e-9, 1e-9 * soonest)
-        for key in [k for k, item in self.active.items() if item[0] <= cut]:
-            self.active.pop(key)[1].succeed()
-        if len(self.active) == n:  # rounding kept it: finish the smallest anyway
-            key = min(self.active, key=lambda k: (self.active[k][0], k))
-            self.active.pop(key)[1].succeed()
-        self._reschedule()
-
-    def send(self, wire_ms: float):
-        self._advance()
-        done = self.env.event()
-        self.active[self.next_key] = [wire_ms, done]
-        self.next_key += 1
-        self._reschedule()
-        return done
+    prefill_batches: dict = field(default_factory=dict)  # prefill op -> {batch size: batches}
+    kv: dict = field(default_factory=dict)     # decoder -> KV budget and blocked sequences
+    unfinished: int = 0                  # measured requests still running when events ran out
 
 
 @dataclass
@@ -210,6 +132,7 @@ class _Req:
     arrival_ms: float
     measured: bool
     traced: bool
+    plan: Plan
     s_in: float = 1.0
     s_out: float = 1.0
     arrive: dict = field(default_factory=dict)
@@ -217,144 +140,131 @@ class _Req:
     tbt: float | None = None
 
 
-class _Seq:
-    __slots__ = ("req", "op", "tokens", "produced", "first", "last", "done", "joined", "started", "factor")
+class _OpRun:
+    """What executing an op needs, looked up once per plan rather than per execution."""
 
-    def __init__(self, req, op, tokens, done, joined):
-        self.req, self.op, self.tokens, self.done, self.joined = req, op, tokens, done, joined
-        self.produced = 0
-        self.first = self.last = self.started = None
+    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
+                 "waits", "count")
 
-
-class _Engine:
-    """One continuous-batching decode engine: a tp group of the pool serving one model."""
-
-    def __init__(self, sim, decoder, index):
-        self.sim, self.decoder, self.index = sim, decoder, index
-        self.active: list[_Seq] = []
-        self.pending: list[_Seq] = []
-        self.wake = None
-        sim.env.process(self.run())
-
-    def kick(self):
-        if self.wake is not None and not self.wake.triggered:
-            self.wake.succeed()
-
-    def run(self):
-        sim, dec = self.sim, self.decoder
-        env, pool, tp = sim.env, sim.pools[dec.pool], dec.tp
-        while True:
-            if not self.active and not self.pending and not dec.backlog:
-                self.wake = env.event()
-                yield self.wake
-                self.wake = None
-            self.active += self.pending
-            self.pending = []
-            while len(self.active) < dec.max_batch and dec.backlog:
-                self.active.append(dec.backlog.popleft())
-            if not self.active:
-                continue
-            ids = yield from pool.acquire(tp)
-            start = env.now
-            n = len(self.active)
-            for s in self.active:
-                if s.started is None:
-                    s.started = start
-                    if s.req.measured:
-                        pool.stats.waits.append(start - s.joined)
-            # calls of one model share the batch; each sequence's op prices the step at
-            # this batch size for its own context, and the step takes their mean
-            ops = {s.op.id: s.op for s in self.active}
-            if len(ops) == 1:
-                (op,) = ops.values()
-                step = op.decode.step(n)
-            else:
-                step = sum(s.op.decode.step(n) for s in self.active) / n
-            dt = step * sim.factor(dec.kind)
-            for op_id in ops:
-                counts = sim.decode_batches[op_id]
-                counts[n] = counts.get(n, 0) + 1
-            yield env.timeout(dt)
-            pool.release(tp, ids)
-            now = env.now
-            if ids is not None and any(s.req.traced for s in self.active):
-                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}", start, now, None))
-            keep = []
-            for s in self.active:
-                s.produced += 1
-                if s.first is None:
-                    s.first = now
-                s.last = now
-                if s.produced >= s.tokens:
-                    s.done.succeed()
-                else:
-                    keep.append(s)
-            self.active = keep
-
-
-class _Decoder:
-    """The decode engines of one model on one pool at one tp: every decode op of that
-    model placed there joins the same batches, as one serving instance would run them."""
-
-    def __init__(self, sim, name: str, ops: list[Op], devices: int):
-        self.name = name
-        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
-        self.max_batch = min(op.decode.max_batch for op in ops)
-        self.backlog: deque = deque()
-        self.engines = [_Engine(sim, self, i) for i in range(max(1, devices // self.tp))]
-
-    def join(self, seq: _Seq):
-        best, best_load = None, -1
-        cap = self.max_batch
-        for e in self.engines:
-            load = len(e.active) + len(e.pending)
-            if load < cap and load > best_load:
-                best, best_load = e, load
-        if best is None:
-            self.backlog.append(seq)
-        else:
-            best.pending.append(seq)
-            best.kick()
+    def __init__(self, sim, op: Op, plan: Plan):
+        self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
+        self.waits, self.count = self.pool.stats.waits, 0
+        self.busy, self.total = op.busy_ms, op.latency_ms
+        self.cv = sim.cv.get(op.kind, 0.0)
+        self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
+        self.decoder = sim.decoders.get(op.id)
+        self.prefiller = sim.prefillers.get(op.id)
+        self.inputs = tuple(f"{s}>{op.id}" for s in op.inputs)
+        self.outs = tuple((f"{e.src}>{e.dst}", e, sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None)
+                          for e in plan.out_edges.get(op.id, ()))
 
 
 class Simulation:
     """One run of a plan against a list of arrivals."""
 
-    def __init__(self, plan: Plan, arrivals: list[Arrival], config: Config = Config()):
+    def __init__(self, plan: Plan, arrivals: list[Arrival], config: Config = Config(),
+                 losses: tuple[Loss, ...] = (), controller: Controller | None = None):
         self.plan, self.arrivals, self.config = plan, arrivals, config
+        self.losses, self.controller = losses, controller
         self.env = simpy.Environment()
         seq = np.random.SeedSequence(config.seed)
-        r_flow, r_service = seq.spawn(2)
+        r_flow, r_service, r_engines = seq.spawn(3)
         self.rng_flow = np.random.default_rng(r_flow)
         self.rng_service = np.random.default_rng(r_service)
-        cv = dict(config.cv)
-        self.cv = {op.kind: cv.get(op.kind, cv.get("*", 0.0)) for op in plan.ops.values()}
-        tracing = config.trace_requests > 0
-        self.pools = {name: _Pool(self.env, name, n, config.timeline, tracing) for name, n in plan.pools.items()}
-        self.links = {name: _Link(self.env) for name in
-                      sorted({e.link for es in plan.out_edges.values() for e in es if e.link})}
-        self.decode_batches = {op.id: {} for op in plan.ops.values() if op.decode is not None}
-        self.decoders = {}
+        self._engine_seeds = r_engines
+        self.cv_table = dict(config.cv)
+        self.cv: dict[str, float] = {}
+        self.pools: dict[str, Pool] = {}
+        self.links: dict[str, Link] = {}
+        self.decode_batches: dict[str, dict] = {}
+        self.prefill_batches: dict[str, dict] = {}
+        self.decoders: dict[str, Decoder] = {}
+        self.prefillers: dict[str, Prefiller] = {}
+        self.loop_trips: dict[str, list[int]] = {}
+        self.arm_counts: dict[str, list[int]] = {}
+        self.op_counts: dict[str, int] = {}
+        self.trace: list = []
+        self.done: list[RequestStats] = []
+        warm = min(config.warmup, max(0, len(arrivals) - 1))
+        # the measured window: from the first measured arrival to the last arrival
+        self.window = (arrivals[warm].t_ms, arrivals[-1].t_ms) if arrivals else (0.0, 0.0)
+        self.runs: dict[int, dict[str, _OpRun]] = {}
+        self.all_runs: list[_OpRun] = []
+        self.chains: dict[int, dict[str, tuple]] = {}
+        self.plan_ops: dict[str, Op] = {}
+        self._use(plan)
+
+    # -------------------------------------------------------------------- plans
+    def _kind_cv(self, kind: str) -> float:
+        return self.cv_table.get(kind, self.cv_table.get("*", 0.0))
+
+    def _factors(self, kind: str):
+        cv = self._kind_cv(kind)
+        if cv <= 0:
+            return lambda _i: None
+        return lambda _i: Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
+
+    def _use(self, plan: Plan) -> None:
+        """Make `plan` the one new requests walk: its pools (grown to its device counts),
+        links, batch engines and per-op lookups."""
+        config, tracing = self.config, self.config.trace_requests > 0
+        self.plan = plan
+        self.plan_ops.update(plan.ops)
+        for name, n in plan.pools.items():
+            if name not in self.pools:
+                self.pools[name] = Pool(self.env, name, n, tracing, self.window, config.timeline)
+            elif n > self.pools[name].stats.devices:
+                pool = self.pools[name]
+                extra = n - pool.stats.devices
+                pool.stats.devices = n
+                if pool.free_ids is not None:
+                    for i in range(n - extra, n):
+                        heapq.heappush(pool.free_ids, i)
+                pool.free += extra
+                pool._serve()
+        for op in plan.ops.values():
+            self.cv.setdefault(op.kind, self._kind_cv(op.kind))
+            self.op_counts.setdefault(op.id, 0)
+            if op.decode is not None:
+                self.decode_batches.setdefault(op.id, {})
+            if op.prefill is not None:
+                self.prefill_batches.setdefault(op.id, {})
+        for e in (e for es in plan.out_edges.values() for e in es if e.link):
+            self.links.setdefault(e.link, Link(self.env, self.window))
+        for rid, r in plan.regions.items():
+            if r.kind == "loop":
+                self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
+            elif r.kind == "branch":
+                self.arm_counts.setdefault(rid, [0, 0])
         if config.batching == "continuous":
             groups: dict[tuple, list[Op]] = {}
+            pre: dict[tuple, list[Op]] = {}
             for op in plan.ops.values():
                 if op.decode is not None:
                     groups.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
+                elif op.prefill is not None and config.prefill_budget > 0:
+                    pre.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
             for (name, pool, tp, _kind), ops in sorted(groups.items()):
-                decoder = _Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops, plan.pools[pool])
+                decoder = Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                                   plan.pools[pool], self._factors(ops[0].kind))
                 for op in ops:
                     self.decoders[op.id] = decoder
-        self.loop_trips = {rid: [0] * (r.max_trips + 1) for rid, r in plan.regions.items() if r.kind == "loop"}
-        self.arm_counts = {rid: [0, 0] for rid, r in plan.regions.items() if r.kind == "branch"}
-        self.op_counts = {op_id: 0 for op_id in plan.ops}
-        self.trace: list = []
-        self.done: list[RequestStats] = []
-        prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in IN_KINDS[1:] and op.tokens)
+            for (name, pool, tp, kind), ops in sorted(pre.items()):
+                prefiller = Prefiller(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
+                                       plan.pools[pool], config.prefill_budget, self._factors(kind)(0))
+                for op in ops:
+                    self.prefillers[op.id] = prefiller
+        runs = {op.id: _OpRun(self, op, plan) for op in plan.ops.values()}
+        self.runs[id(plan)] = runs
+        self.all_runs += runs.values()
+        # a chain region's items, each an _OpRun or a child region's id
+        self.chains[id(plan)] = {rid: tuple(runs.get(item, item) for item in r.items)
+                                 for rid, r in plan.regions.items() if r.chain}
+        prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
         self.ref_out = plan.ops[decodes[0][1]].decode.tokens if decodes else None
         self.tbt_ops = plan.ttft_ops or frozenset(op_id for _t, op_id in decodes)
-        self.window = (0.0, 0.0)
 
     # -------------------------------------------------------------------- randomness
     def factor(self, kind: str) -> float:
@@ -379,158 +289,220 @@ class Simulation:
         warm = min(self.config.warmup, max(0, len(self.arrivals) - 1))
         t0 = self.arrivals[warm].t_ms if self.arrivals else 0.0
         t1 = self.arrivals[-1].t_ms if self.arrivals else 0.0
-        snapshots = {}
-
-        def snapshot(tag):
-            for p in self.pools.values():
-                p._advance()
-            for link in self.links.values():
-                link._advance()
-            snapshots[tag] = ({n: (p.stats.busy_area, dict(p.stats.queue_time)) for n, p in self.pools.items()},
-                              {n: link.busy_ms for n, link in self.links.items()})
 
         def source():
             last = 0.0
+            trace_end = warm + self.config.trace_requests
             for i, a in enumerate(self.arrivals):
                 if a.t_ms > last:
                     yield env.timeout(a.t_ms - last)
                     last = a.t_ms
-                if i == warm:
-                    snapshot("start")
-                traced = warm <= i < warm + self.config.trace_requests
-                req = _Req(i, a.t_ms, i >= warm, traced)
+                req = _Req(i, a.t_ms, i >= warm, warm <= i < trace_end, self.plan)
                 if a.input_tokens is not None and self.ref_in:
                     req.s_in = a.input_tokens / self.ref_in
                 if a.output_tokens is not None and self.ref_out:
                     req.s_out = a.output_tokens / self.ref_out
                 env.process(self._request(req))
-            snapshot("end")
+
+        def lose(loss: Loss):
+            yield env.timeout(loss.t_ms)
+            self.pools[loss.pool].lose(loss.devices)
+
+        def control():
+            ctl = self.controller
+            while env.now + ctl.every_ms <= t1:
+                yield env.timeout(ctl.every_ms)
+                new = ctl.decide(self)
+                if new is not None:
+                    self._use(new)
 
         env.process(source())
+        for loss in self.losses:
+            env.process(lose(loss))
+        if self.controller is not None and self.controller.every_ms > 0:
+            env.process(control())
         env.run()
-        if "start" not in snapshots:
-            snapshot("start")
-        if "end" not in snapshots:
-            snapshot("end")
-        span = max(t1 - t0, 1e-9)
-        (p0, l0), (p1, l1) = snapshots["start"], snapshots["end"]
-        for name, p in self.pools.items():
-            busy0, q0 = p0[name]
-            busy1, q1 = p1[name]
-            p.stats.busy_area = busy1 - busy0
-            p.stats.queue_time = {k: v - q0.get(k, 0.0) for k, v in sorted(q1.items()) if v - q0.get(k, 0.0) > 0}
-        links = {n: (l1[n] - l0[n]) / span if t1 > t0 else 0.0 for n in self.links}
+        for r in self.all_runs:
+            self.op_counts[r.op.id] += r.count
+        for p in self.pools.values():
+            p.settle()
+        links = {n: (link.busy_ms + link.busy_within()) / (t1 - t0) if t1 > t0 else 0.0
+                 for n, link in sorted(self.links.items())}
         done = sorted(self.done, key=lambda r: r.id)
-        return Result(self.plan, self.config, [r for r in done if r.id >= warm], (t0, t1),
-                      {n: p.stats for n, p in self.pools.items()}, links, self.loop_trips, self.arm_counts,
+        kv = {}
+        for dec in sorted({id(d): d for d in self.decoders.values()}.values(), key=lambda d: d.name):
+            if dec.kv_budget < INF:
+                kv[dec.name] = {"budget_bytes": dec.kv_budget, "blocked": list(dec.kv_blocked)}
+        measured = [r for r in done if r.id >= warm]
+        return Result(self.plan, self.config, measured, (t0, t1),
+                      {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
-                                       for k, v in self.decode_batches.items()},
-                      self.trace, env.now)
+                                       for k, v in sorted(self.decode_batches.items())},
+                      self.trace, env.now,
+                      {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
+                      kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
-        yield from self._region(req, self.plan.regions[""])
+        yield from self._block(req, req.plan.regions[""])
         stats = RequestStats(req.id, req.arrival_ms, self.env.now)
         if req.first_token is not None:
             stats.ttft_ms = req.first_token - req.arrival_ms
         stats.tbt_ms = req.tbt
         self.done.append(stats)
 
-    def _region(self, req: _Req, region: Region):
-        if region.chain:
-            for item in region.items:
-                yield from self._item(req, item)
+    def _block(self, req: _Req, region: Region):
+        """A region: a chain runs in this process; otherwise each item is a process
+        that starts when the items it reads from are done (`parallel` joins on all)."""
+        chain = self.chains[id(req.plan)].get(region.id)
+        if chain is not None:
+            yield from self._walk(req, chain)
             return
+        runs = self.runs[id(req.plan)]
         events = {}
         for item in region.items:
             deps = [events[d] for d in region.deps.get(item, ())]
-            events[item] = self.env.process(self._after(req, item, deps))
+            events[item] = self.env.process(self._after(req, runs.get(item, item), deps))
         yield self.env.all_of(list(events.values()))
 
     def _after(self, req, item, deps):
         if deps:
             yield self.env.all_of(deps)
-        yield from self._item(req, item)
+        yield from self._walk(req, (item,))
 
-    def _item(self, req: _Req, item: str):
-        op = self.plan.ops.get(item)
-        if op is not None:
-            yield from self._op(req, op)
-            return
-        region = self.plan.regions[item]
-        if region.kind == "loop":
-            trips = self._trips(region)
-            self.loop_trips[item][trips] += 1
-            for _ in range(trips):
-                yield from self._region(req, region)
-        elif region.kind == "branch":
-            arms = sorted(region.items, key=lambda a: self.plan.regions[a].index)
-            arm = 0 if self.rng_flow.random() < self.plan.regions[arms[0]].prob else 1
-            self.arm_counts[item][arm] += 1
-            yield from self._region(req, self.plan.regions[arms[arm]])
-        else:
-            yield from self._region(req, region)
+    def _walk(self, req: _Req, items: tuple):
+        """Run `items` (op runs and region ids) in order, entering chain regions in
+        place: one generator per request rather than one per op, since each op costs
+        a resume of every generator above it."""
+        env, plan = self.env, req.plan
+        chains = self.chains[id(plan)]
+        arrive = req.arrive
+        stack = [iter(items)]
+        while stack:
+            r = next(stack[-1], None)
+            if r is None:
+                stack.pop()
+                continue
+            if r.__class__ is not _OpRun:
+                region = plan.regions[r]
+                if region.kind == "loop":
+                    trips = self._trips(region)
+                    self.loop_trips[r][trips] += 1
+                    body = chains.get(r)
+                    if body is not None:
+                        stack.append(iter(body * trips))
+                    else:
+                        for _ in range(trips):
+                            yield from self._block(req, region)
+                    continue
+                if region.kind == "branch":
+                    arms = sorted(region.items, key=lambda a: plan.regions[a].index)
+                    arm = 0 if self.rng_flow.random() < plan.regions[arms[0]].prob else 1
+                    self.arm_counts[r][arm] += 1
+                    region = plan.regions[arms[arm]]
+                body = chains.get(region.id)
+                if body is not None:
+                    stack.append(iter(body))
+                else:
+                    yield from self._block(req, region)
+                continue
+            for key in r.inputs:
+                x = arrive.pop(key, None)
+                if x is not None:
+                    while True:
+                        timer = x.timer
+                        yield timer
+                        if x.timer is timer:
+                            break
+            r.count += 1
+            if r.decoder is not None or r.prefiller is not None or r.op.decode is not None:
+                yield from self._batched(req, r)
+            else:
+                f = (self.factor(r.op.kind) if r.cv > 0 else 1.0) * \
+                    (req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0)
+                pool = r.pool
+                t_ask = env.now
+                busy = r.busy * f
+                ev, ids = pool.ask(r.tp, busy)
+                if ev is not None:
+                    ids = yield ev
+                start = env.now
+                if req.measured:
+                    r.waits.append(start - t_ask)
+                end = start + r.total * f
+                if end > start:
+                    yield env.timeout(end - start)
+                if req.traced:
+                    op = r.op
+                    self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
+                    if end > start + busy:
+                        self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+            if r.outs:
+                self._send(req, r)
 
-    def _op(self, req: _Req, op: Op):
-        env = self.env
-        for s in op.inputs:
-            ev = req.arrive.get((s, op.id))
-            if ev is not None and not ev.processed:
-                yield ev
-        self.op_counts[op.id] += 1
-        scale = req.s_in if op.kind in IN_KINDS else req.s_out if op.kind in OUT_KINDS else 1.0
-        decoder = self.decoders.get(op.id)
-        if decoder is not None:
+    def _batched(self, req: _Req, r: _OpRun):
+        """A decode or prefill op: through its batch engine, or (planned batching) as
+        an op whose tokens come evenly over its planned time."""
+        env, op = self.env, r.op
+        scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
+        if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
-            seq = _Seq(req, op, tokens, env.event(), env.now)
-            decoder.join(seq)
+            kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
+            seq = Seq(req, op, tokens, env.event(), env.now, kv)
+            r.decoder.join(seq)
             yield seq.done
             self._tokens(req, op, seq.first, seq.last, tokens)
             if req.traced:
                 self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
-        else:
-            pool = self.pools[op.pool]
-            f = self.factor(op.kind) * scale
-            t_ask = env.now
-            ids = yield from pool.acquire(op.tp)
-            start = env.now
-            if req.measured:
-                pool.stats.waits.append(start - t_ask)
-            yield env.timeout(op.busy_ms * f)
-            pool.release(op.tp, ids)
-            busy_end = env.now
-            rest = (op.latency_ms - op.busy_ms) * f
+        elif r.prefiller is not None:
+            start, busy_end, ids, f = yield r.prefiller.submit(op, op.tokens * scale, req)
+            rest = (r.total - r.busy) * f * scale
             if rest > 0:
                 yield env.timeout(rest)
-            if op.decode is not None:  # planned batching: tokens evenly over the planned time
-                tokens = max(1, round(op.decode.tokens * req.s_out))
-                step = (env.now - start) / tokens
-                self._tokens(req, op, start + step, env.now, tokens)
             if req.traced:
                 self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
-                if rest > 0:
-                    self.trace.append(("wait", op.pool, None, op.id, busy_end, env.now, req.id))
-        for e in self.plan.out_edges.get(op.id, ()):
+        else:
+            f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
+            t_ask = env.now
+            busy = r.busy * f
+            ev, ids = r.pool.ask(r.tp, busy)
+            if ev is not None:
+                ids = yield ev
+            start = env.now
+            if req.measured:
+                r.waits.append(start - t_ask)
+            yield env.timeout(r.total * f)
+            tokens = max(1, round(op.decode.tokens * req.s_out))
+            step = (env.now - start) / tokens
+            self._tokens(req, op, start + step, env.now, tokens)
+            if req.traced:
+                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
+                if r.total > r.busy:
+                    self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+
+    def _send(self, req: _Req, r: _OpRun):
+        env, arrive = self.env, req.arrive
+        for key, e, link in r.outs:
             # a KV cache grows with the prompt; other payloads are taken as planned
-            req.arrive[(e.src, e.dst)] = env.process(self._transfer(req, e, req.s_in if op.kind in IN_KINDS else 1.0))
+            if link is not None:
+                x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
+            elif e.latency_ms > 0:
+                x = Transfer(env, env.now + e.latency_ms)
+            else:
+                continue
+            arrive[key] = x
+            if req.traced:
+                x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", env.now, x.at, req.id]
+                self.trace.append(x.trace)
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):
-        if op.id in self.plan.ttft_ops and (req.first_token is None or first < req.first_token):
+        if op.id in req.plan.ttft_ops and (req.first_token is None or first < req.first_token):
             req.first_token = first
         if op.id in self.tbt_ops and tokens > 1:
             gap = (last - first) / (tokens - 1)
             req.tbt = gap if req.tbt is None else max(req.tbt, gap)
 
-    def _transfer(self, req: _Req, e: Edge, scale: float):
-        start = self.env.now
-        if e.link is not None and e.wire_ms > 0:
-            yield self.links[e.link].send(e.wire_ms * scale)
-        if e.latency_ms > 0:
-            yield self.env.timeout(e.latency_ms)
-        if req.traced:
-            self.trace.append(("transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", start,
-                               self.env.now, req.id))
 
-
-def simulate(plan: Plan, arrivals: list[Arrival], config: Config = Config()) -> Result:
+def simulate(plan: Plan, arrivals: list[Arrival], config: Config = Config(), losses: tuple[Loss, ...] = (),
+             controller: Controller | None = None) -> Result:
     """Run `arrivals` through `plan` and return the raw statistics (see report.py)."""
-    return Simulation(plan, arrivals, config).run()
+    return Simulation(plan, arrivals, config, losses, controller).run()

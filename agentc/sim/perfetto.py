@@ -2,9 +2,9 @@
 ui.perfetto.dev or chrome://tracing).
 
 One process per pool with one thread per device: an op that holds devices is a slice
-on each of them, a decode step a slice named `op xN` (N sequences in the batch). Time
-waited without a device (tools, remote stores) and each request's decode sequence are
-async slices of the pool; transfers are async slices of a `links` process, and a flow
+on each of them, a decode run a slice named `op xN (K steps)` (N sequences in the
+batch for K steps), a prefill batch `op prefill xN`. Time waited without a device
+(tools, remote stores) and each request's decode sequence are async slices of the pool; transfers are async slices of a `links` process, and a flow
 arrow joins a producer's slice to its consumer's. Only the first `--trace-requests`
 measured requests are recorded, so the file stays small. Times are microseconds.
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from agentc.diagnostics import SimulationInputError, SourceLoc, UsageError, locate_in_file
@@ -29,6 +30,9 @@ class Decode:
     max_batch: int
     batches: tuple[int, ...]
     step_ms: tuple[float, ...]
+    context: float = 0.0             # prompt tokens the sequence's KV cache starts with
+    kv_bytes_per_token: float = 0.0  # KV cache of one token (all layers), 0 = not limited
+    kv_budget_bytes: float = 0.0     # a tp group's memory left after the weights, 0 = no limit
 
     def step(self, batch: int) -> float:
         bs, ts = self.batches, self.step_ms
@@ -39,6 +43,25 @@ class Decode:
                 f = (batch - bs[i - 1]) / (bs[i] - bs[i - 1])
                 return ts[i - 1] + f * (ts[i] - ts[i - 1])
         return ts[-1]
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """A prefill batch's time by its total prompt tokens (the cost model's, tabulated
+    in the manifest at multiples of this op's prompt): linear between the points,
+    proportional below the first, along the last segment's slope beyond the last."""
+
+    tokens: tuple[float, ...]
+    ms: tuple[float, ...]
+
+    def at(self, total: float) -> float:
+        xs, ys = self.tokens, self.ms
+        if total <= xs[0] or len(xs) == 1:
+            return ys[0] * total / xs[0]
+        i = bisect_left(xs, total)
+        if i >= len(xs):
+            i = len(xs) - 1
+        return ys[i - 1] + (total - xs[i - 1]) * (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,7 @@ class Op:
     tokens: int = 0       # prompt tokens (tokenize/prefill) or generated tokens (decode)
     start_ms: float = 0.0  # where the planner's path puts it (orders LLM calls)
     model: str | None = None  # decode ops of one model on one pool share their batches
+    prefill: Prefill | None = None  # batched prefill time by total tokens, when the manifest has it
 
 
 @dataclass(frozen=True)
@@ -183,11 +207,17 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
         if dec:
             steps = sorted((int(b), float(t)) for b, t in dec["step_ms"])
             decode = Decode(int(dec["tokens"]), int(dec["max_batch"]), tuple(b for b, _ in steps),
-                            tuple(t for _, t in steps))
+                            tuple(t for _, t in steps), float(dec.get("context", 0.0)),
+                            float(dec.get("kv_bytes_per_token", 0.0)), float(dec.get("kv_budget_bytes", 0.0)))
+        pre = o.get("prefill")
+        prefill = None
+        if pre:
+            pts = sorted((float(n), float(t)) for n, t in pre["step_ms"])
+            prefill = Prefill(tuple(n for n, _ in pts), tuple(t for _, t in pts))
         ops[o["id"]] = Op(o["id"], o["kind"], o["pool"], int(o["tp"]), float(o["est_latency_ms"]),
                           float(o["busy_ms"]), o["region"], tuple(o.get("inputs", ())), o.get("call"),
                           decode, o.get("loc", ""), int(o.get("tokens", 0) or 0), float(o.get("start_ms", 0.0)),
-                          o.get("model"))
+                          o.get("model"), prefill)
     for op in ops.values():
         for s in op.inputs:
             if s not in ops:

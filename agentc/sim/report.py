@@ -94,7 +94,33 @@ def _meets_all(result: Result, r) -> bool:
     return True
 
 
-def summarize(result: Result) -> dict:
+def windows(result: Result, window_ms: float) -> list[dict]:
+    """SLA attainment of the requests arriving in each window [k w, (k+1) w) of
+    simulated time: what a load step, a ramp or a lost device does to the plan."""
+    sla = result.plan.sla
+    pct = sla.percentile if sla.percentile is not None else DEFAULT_PERCENTILE
+    groups: dict[int, list] = {}
+    for r in result.requests:
+        groups.setdefault(int(r.arrival_ms // window_ms), []).append(r)
+    out = []
+    for k in sorted(groups):
+        rs = groups[k]
+        e2e = np.asarray([r.end_ms - r.arrival_ms for r in rs], dtype=float)
+        terms = {}
+        for name, bound, values in (("latency", sla.e2e_ms, e2e),
+                                    ("ttft", sla.ttft_ms, [r.ttft_ms for r in rs if r.ttft_ms is not None]),
+                                    ("tbt", sla.tbt_ms, [r.tbt_ms for r in rs if r.tbt_ms is not None])):
+            if bound is not None and len(values):
+                met = float((np.asarray(values, dtype=float) <= _within(bound)).mean())
+                terms[name] = {"attained": _r(met), "holds": bool(met >= pct / 100.0 - 1e-12)}
+        out.append({"start_s": _r(k * window_ms / 1e3), "end_s": _r((k + 1) * window_ms / 1e3), "requests": len(rs),
+                    "offered_rps": _r(len(rs) / (window_ms / 1e3)), "e2e_p50_ms": _r(np.percentile(e2e, 50)),
+                    "e2e_p99_ms": _r(np.percentile(e2e, 99)), "terms": terms,
+                    "sla_attained": _r(sum(1 for r in rs if _meets_all(result, r)) / len(rs))})
+    return out
+
+
+def summarize(result: Result, window_ms: float | None = None) -> dict:
     plan, cfg, reqs = result.plan, result.config, result.requests
     t0, t1 = result.window_ms
     span_s = max(t1 - t0, 1e-9) / 1e3
@@ -129,8 +155,24 @@ def summarize(result: Result) -> dict:
         if steps:
             decode[op_id] = {"steps": steps, "mean_batch": _r(sum((i + 1) * c for i, c in enumerate(counts)) / steps),
                              "max_batch": plan.ops[op_id].decode.max_batch}
+    prefill = {}
+    for op_id, counts in sorted(result.prefill_batches.items()):
+        batches = sum(counts.values())
+        if batches:
+            prefill[op_id] = {"batches": batches,
+                              "mean_prompts": _r(sum(k * c for k, c in counts.items()) / batches),
+                              "max_prompts": max(counts)}
+    kv = {}
+    for name, k in sorted(result.kv.items()):
+        blocked = k["blocked"]
+        kv[name] = {"budget_gb": _r(k["budget_bytes"] / 1e9), "blocked_sequences": len(blocked),
+                    "blocked_wait_mean_ms": _r(np.mean(blocked)) if blocked else 0.0}
     planned = plan.planned
-    return {
+    extra = {}
+    if window_ms:
+        extra["windows"] = windows(result, window_ms)
+        extra["window_s"] = _r(window_ms / 1e3)
+    return {**extra,
         "agent": plan.agent,
         "source": plan.source,
         "seed": cfg.seed,
@@ -153,6 +195,9 @@ def summarize(result: Result) -> dict:
         "loops": loops,
         "branches": branches,
         "decode": decode,
+        "prefill": prefill,
+        "prefill_budget_tokens": cfg.prefill_budget if cfg.batching == "continuous" else None,
+        "kv": kv,
     }
 
 
@@ -201,6 +246,25 @@ def print_table(summary: dict, console=None) -> None:
         pt.add_row(name, str(p["devices"]), "-" if u is None else f"{100 * u:.1f}%", f"{p['queue_mean']:.3g}",
                    f"{p['queue_p99']:g}", f"{p['wait_mean_ms']:.4g}", f"{p['wait_p99_ms']:.4g}")
     console.print(pt)
+    if summary.get("kv") and any(k["blocked_sequences"] for k in summary["kv"].values()):
+        console.print("KV memory: " + ", ".join(
+            f"{name} {k['blocked_sequences']} sequences waited for KV memory (mean {k['blocked_wait_mean_ms']:.4g} ms)"
+            for name, k in summary["kv"].items() if k["blocked_sequences"]))
+    if summary.get("windows"):
+        w = Table(title=f"SLA by window of {summary['window_s']:g} s (requests by arrival time)")
+        names = sorted({n for row in summary["windows"] for n in row["terms"]})
+        for c in ("window s", "requests", "req/s", "p50 ms", "p99 ms", *[f"{n} met" for n in names], "met every term"):
+            w.add_column(c, justify="left" if c == "window s" else "right")
+        for row in summary["windows"]:
+            cells = []
+            for n in names:
+                t = row["terms"].get(n)
+                cells.append("-" if t is None else
+                             (f"{100 * t['attained']:.1f}%" if t["holds"] else f"[red]{100 * t['attained']:.1f}%[/]"))
+            w.add_row(f"{row['start_s']:g}-{row['end_s']:g}", str(row["requests"]), f"{row['offered_rps']:.3g}",
+                      f"{row['e2e_p50_ms']:.4g}", f"{row['e2e_p99_ms']:.4g}", *cells,
+                      f"{100 * row['sla_attained']:.1f}%")
+        console.print(w)
     if summary["links"]:
         console.print("links: " + ", ".join(f"{k} {100 * v['utilisation']:.2f}%"
                                             for k, v in summary["links"].items()))

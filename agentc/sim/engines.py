@@ -1,0 +1,299 @@
+"""Batch engines: iteration-level continuous batching for decode (multi-step runs cut
+at step boundaries when a sequence joins or another op waits for the pool, admission
+limited by KV memory) and prefill batched up to a token budget. model.py says what
+they model; these classes are how."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_right
+from collections import deque
+
+import numpy as np
+import simpy
+
+from agentc.sim.plan import Op
+
+INF = math.inf
+
+
+class Seq:
+    __slots__ = ("req", "op", "tokens", "left", "first", "last", "done", "joined", "started", "kv", "kv_wait")
+
+    def __init__(self, req, op, tokens, done, joined, kv):
+        self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
+        self.left = tokens
+        self.first = self.last = self.started = None
+        self.kv_wait = False
+
+
+class Factors:
+    """An engine's own stream of service-time factors (one per step or batch), so
+    cutting a run short never changes which factor a later step gets."""
+
+    def __init__(self, rng, cv: float):
+        self.rng, self.cv = rng, cv
+        self.buf = np.ones(0)
+        self.pos = 0
+
+    def take(self, m: int) -> np.ndarray:
+        if len(self.buf) - self.pos < m:
+            k = 1.0 / (self.cv * self.cv)
+            self.buf = np.concatenate([self.buf[self.pos:], self.rng.gamma(k, 1.0 / k, size=max(m, 256))])
+            self.pos = 0
+        return self.buf[self.pos:self.pos + m]
+
+
+class DecodeEngine:
+    """One continuous-batching decode engine: a tp group of the pool serving one model."""
+
+    def __init__(self, sim, decoder, index, factors):
+        self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
+        self.active: list[Seq] = []
+        self.pending: list[Seq] = []
+        self.kv = 0.0            # KV bytes of active and pending sequences
+        self.wake = None
+        self.start = 0.0         # the current run: start, steps, step time or step ends
+        self.m = 0
+        self.dt = 0.0
+        self.ends = None
+        self.cut = 0             # steps the current run stops after (0: its natural end)
+        self.running = False
+        self.proc = sim.env.process(self.run())
+
+    def kick(self):
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+        elif self.running:
+            self.yield_soon()
+
+    def _end(self, j: int) -> float:
+        return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
+
+    def yield_soon(self):
+        """Stop the current run at the first step boundary after now. A step ending
+        exactly now counts as ended: a step-by-step engine's step end was scheduled
+        when the step began, so SimPy ran it before whatever happens at this instant."""
+        if not self.running or self.cut:
+            return
+        now = self.sim.env.now
+        if self.ends is None:
+            j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
+            while j > 1 and self._end(j - 1) > now:
+                j -= 1
+            while self._end(j) <= now:
+                j += 1
+        else:
+            j = bisect_right(self.ends, now) + 1
+        if j < self.m:
+            self.cut = j
+            self.proc.interrupt()
+
+    def _admit(self):
+        dec = self.decoder
+        if self.pending:
+            self.active += self.pending
+            self.pending = []
+        backlog = dec.backlog
+        while backlog and len(self.active) < dec.max_batch:
+            s = backlog[0]
+            if self.active and self.kv + s.kv > dec.kv_budget:
+                s.kv_wait = True
+                break
+            backlog.popleft()
+            self.active.append(s)
+            self.kv += s.kv
+
+    def run(self):
+        sim, dec = self.sim, self.decoder
+        env, pool, tp = sim.env, sim.pools[dec.pool], dec.tp
+        while True:
+            if not self.active and not self.pending and not dec.backlog:
+                self.wake = env.event()
+                yield self.wake
+                self.wake = None
+            self._admit()
+            if not self.active:
+                continue
+            ev, ids = pool.ask(tp, None)
+            if ev is not None:
+                ids = yield ev
+            start = env.now
+            active = self.active
+            n = len(active)
+            counts: dict = {}
+            for s in active:
+                counts[s.op.id] = counts.get(s.op.id, 0) + 1
+                if s.started is None:
+                    s.started = start
+                    if s.req.measured:
+                        pool.stats.waits.append(start - s.joined)
+                        if s.kv_wait:
+                            dec.kv_blocked.append(start - s.joined)
+            # calls of one model share the batch; each sequence's op prices the step at
+            # this batch size for its own context, and the step takes their mean
+            if len(counts) == 1:
+                step = active[0].op.decode.step(n)
+            else:
+                ops = sim.plan_ops
+                step = sum(c * ops[op_id].decode.step(n) for op_id, c in counts.items()) / n
+            m = min(s.left for s in active)
+            self.start, self.m, self.cut = start, m, 0
+            if self.factors is None:
+                self.dt, self.ends = step, None
+            else:
+                self.ends = start + np.cumsum(step * self.factors.take(m))
+            self.running = True
+            pool.engines.append(self)
+            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
+                                                and self.kv + dec.backlog[0].kv <= dec.kv_budget):
+                self.cut = 1 if m > 1 else 0
+            try:
+                yield env.timeout(self._end(self.cut or m) - start)
+            except simpy.Interrupt:
+                rest = self._end(self.cut) - env.now
+                if rest > 0:
+                    yield env.timeout(rest)
+            j = self.cut or m
+            self.running = False
+            pool.engines.remove(self)
+            if self.factors is not None:
+                self.factors.pos += j
+            first_step = self._end(1)
+            pool.release(tp, ids, start)
+            now = env.now
+            for op_id in counts:
+                c = sim.decode_batches[op_id]
+                c[n] = c.get(n, 0) + j
+            if ids is not None and any(s.req.traced for s in active):
+                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
+                                  start, now, None))
+            keep = []
+            for s in active:
+                if s.first is None:
+                    s.first = first_step
+                s.left -= j
+                if s.left <= 0:
+                    s.last = now
+                    self.kv -= s.kv
+                    s.done.succeed()
+                else:
+                    keep.append(s)
+            self.active = keep
+
+
+class Decoder:
+    """The decode engines of one model on one pool at one tp: every decode op of that
+    model placed there joins the same batches, as one serving instance would run them."""
+
+    def __init__(self, sim, name: str, ops: list[Op], devices: int, factors):
+        self.name = name
+        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.max_batch = min(op.decode.max_batch for op in ops)
+        budgets = [op.decode.kv_budget_bytes for op in ops if op.decode.kv_budget_bytes]
+        self.kv_budget = min(budgets) if budgets else INF
+        self.backlog: deque = deque()
+        self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
+        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+
+    def join(self, seq: Seq):
+        best, best_load = None, -1
+        cap = self.max_batch
+        if not self.backlog:
+            for e in self.engines:
+                load = len(e.active) + len(e.pending)
+                if load < cap and load > best_load:
+                    if load and e.kv + seq.kv > self.kv_budget:
+                        seq.kv_wait = True
+                        continue
+                    best, best_load = e, load
+        if best is None:
+            self.backlog.append(seq)
+            for e in self.engines:   # an idle engine takes it from the backlog
+                if e.wake is not None:
+                    e.kick()
+                    break
+        else:
+            best.pending.append(seq)
+            best.kv += seq.kv
+            best.kick()
+
+
+class Prefiller:
+    """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
+    order; an engine holding its devices runs the queued prompts whose tokens fit the
+    budget (at least one) as one batch. The engines are driven by their events'
+    callbacks rather than processes, so a prompt that finds an engine idle and its
+    devices free costs one event, as an op does."""
+
+    def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
+        self.sim, self.name, self.budget = sim, name, budget
+        self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
+        self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
+        self.factors = factors
+
+    def submit(self, op: Op, tokens: float, req):
+        """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
+        item = [op, tokens, None, self.sim.env.now, req]
+        self.queue.append(item)
+        if self.idle:
+            self._start(heapq.heappop(self.idle))
+        if item[2] is None:
+            item[2] = self.sim.env.event()
+        return item[2]
+
+    def _start(self, engine: int):
+        ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
+        if ev is None:
+            self._run(engine, ids)
+        else:
+            ev.callbacks.append(lambda e: self._run(engine, e._value))
+
+    def _run(self, engine: int, ids):
+        env, pool = self.sim.env, self.sim.pools[self.pool]
+        start = env.now
+        batch, total, q = [], 0.0, self.queue
+        while q and (not batch or total + q[0][1] <= self.budget):
+            item = q.popleft()
+            batch.append(item)
+            total += item[1]
+        if not batch:
+            pool.release(self.tp, ids, start)
+            heapq.heappush(self.idle, engine)
+            return
+        # each prompt's op prices the batch at its total tokens; weighted by tokens
+        if len(batch) == 1:
+            t = batch[0][0].prefill.at(total)
+        else:
+            t = sum(item[1] * item[0].prefill.at(total) for item in batch) / total
+        f = 1.0
+        if self.factors is not None:
+            f = float(self.factors.take(1)[0])
+            self.factors.pos += 1
+        timer = env.timeout(t * f, (start, start + t * f, ids, f))
+        timer.callbacks.append(lambda _e: self._finish(engine, batch, ids, start, timer))
+        for item in batch:
+            if item[2] is None:   # the prompt submitting now waits on the timer itself
+                item[2] = timer
+
+    def _finish(self, engine: int, batch: list, ids, start: float, timer):
+        sim = self.sim
+        pool = sim.pools[self.pool]
+        pool.release(self.tp, ids, start)
+        k = len(batch)
+        for op_id in {item[0].id for item in batch}:
+            c = sim.prefill_batches[op_id]
+            c[k] = c.get(k, 0) + 1
+        for _op, _tokens, ev, t_ask, req in batch:
+            if req.measured:
+                pool.stats.waits.append(start - t_ask)
+            if ev is not timer:
+                ev.succeed(timer._value)
+        if ids is not None and any(item[4].traced for item in batch):
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env.now, None))
+        if self.queue:
+            self._start(engine)
+        else:
+            heapq.heappush(self.idle, engine)

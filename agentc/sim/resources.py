@@ -1,0 +1,275 @@
+"""The simulator's shared resources: a pool's devices (strict FIFO, holds of known
+length returned lazily, statistics accumulated within the measured window) and a link
+shared by processor sharing, whose transfers' landings are projected at each send."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+INF = math.inf
+
+
+@dataclass
+class PoolStats:
+    name: str
+    devices: int
+    busy_area: float = 0.0       # device-ms busy
+    queue_time: dict = field(default_factory=dict)  # queue length -> ms spent at it
+    waits: list = field(default_factory=list)       # ms waited per measured execution
+    timeline: list = field(default_factory=list)    # (t_ms, busy devices, queue length)
+    lost: list = field(default_factory=list)        # (t_ms, devices lost)
+
+
+class Transfer:
+    """One transfer's arrival: `timer` fires at `at`, the time it lands. A link moves
+    `at` later (with a new timer) when a transfer joins it; a consumer waits until the
+    timer it woke on is still the transfer's current one."""
+
+    __slots__ = ("at", "timer", "trace")
+
+    def __init__(self, env, at: float):
+        self.at = at
+        self.timer = env.timeout(at - env.now)
+        self.trace = None
+
+
+class Pool:
+    """A pool's devices: strict FIFO, timed holds returned lazily, open holds (batch
+    engines) returned explicitly; busy and waiting intervals kept for the statistics."""
+
+    def __init__(self, env, name: str, devices: int, ids: bool, window: tuple[float, float], keep: bool):
+        self.env = env
+        self.stats = PoolStats(name, devices)
+        self.t0, self.t1 = window  # busy and queue time count within the measured window
+        self.busy_area = 0.0
+        self.qlen, self.qlast = 0, 0.0
+        self.queue_time: dict[int, float] = {}
+        self.keep = keep           # keep every interval for the plots' timelines
+        self.free = devices
+        self.retire = 0          # lost devices still busy: dropped as they come back
+        self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned
+        self.n = 0
+        self.waiters: deque = deque()  # (tp, hold_ms, event, t_ask)
+        self.alarm = INF
+        self.busy_iv: list = []  # (start, end, tp), when kept
+        self.wait_iv: list = []  # (t_ask, t_start) of asks that waited, when kept
+        self.free_ids = list(range(devices)) if ids else None
+        self.engines: list = []  # decode engines in a multi-step run on this pool
+
+    def ask(self, tp: int, hold_ms: float | None):
+        """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
+        value is the ids once granted. `hold_ms` None: held until `release`."""
+        now = self.env.now
+        holds = self.holds
+        if holds and holds[0][0] <= now:
+            self._reap(now)
+        if not self.waiters and self.free >= tp:
+            if hold_ms is not None and self.free_ids is None:   # the common case, inline
+                self.free -= tp
+                end = now + hold_ms
+                heapq.heappush(holds, (end, self.n, tp, None))
+                self.n += 1
+                self._busy(now, end, tp)
+                return None, None
+            return None, self._grant(tp, hold_ms, now, now)
+        ev = self.env.event()
+        self.waiters.append((tp, hold_ms, ev, now))
+        self._queue(1)
+        self._arm()
+        for e in list(self.engines):
+            e.yield_soon()
+        return ev, None
+
+    def release(self, tp: int, ids, start: float):
+        self._busy(start, self.env.now, tp)
+        self._put(tp, ids)
+        self._serve()
+
+    def lose(self, k: int):
+        self._reap(self.env.now)
+        self.stats.lost.append((self.env.now, k))
+        now_free = min(k, self.free)
+        self.free -= now_free
+        if self.free_ids is not None:
+            for _ in range(now_free):
+                self.free_ids.remove(max(self.free_ids))
+        self.retire += k - now_free
+
+    def _grant(self, tp, hold_ms, t_ask, now):
+        self.free -= tp
+        ids = tuple(heapq.heappop(self.free_ids) for _ in range(tp)) if self.free_ids is not None else None
+        if hold_ms is not None:
+            end = now + hold_ms
+            heapq.heappush(self.holds, (end, self.n, tp, ids))
+            self.n += 1
+            self._busy(now, end, tp)
+        if now > t_ask and self.keep:
+            self.wait_iv.append((t_ask, now))
+        return ids
+
+    def _busy(self, start: float, end: float, tp: int):
+        a = start if start > self.t0 else self.t0
+        b = end if end < self.t1 else self.t1
+        if b > a:
+            self.busy_area += tp * (b - a)
+        if self.keep:
+            self.busy_iv.append((start, end, tp))
+
+    def _queue(self, change: int):
+        """Time at each queue length within the window, up to now; then the change."""
+        now = self.env.now
+        a = self.qlast if self.qlast > self.t0 else self.t0
+        b = now if now < self.t1 else self.t1
+        if b > a:
+            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (b - a)
+        self.qlast = now
+        self.qlen += change
+
+    def _put(self, tp, ids):
+        if self.retire:
+            k = min(self.retire, tp)
+            self.retire -= k
+            tp -= k
+            ids = ids[k:] if ids else ids
+        self.free += tp
+        if ids:
+            for i in ids:
+                heapq.heappush(self.free_ids, i)
+
+    def _reap(self, now):
+        holds = self.holds
+        while holds and holds[0][0] <= now:
+            _, _, tp, ids = heapq.heappop(holds)
+            self._put(tp, ids)
+
+    def _serve(self):
+        now = self.env.now
+        self._reap(now)
+        w = self.waiters
+        while w and w[0][0] <= self.free:
+            tp, hold_ms, ev, t_ask = w.popleft()
+            self._queue(-1)
+            ev.succeed(self._grant(tp, hold_ms, t_ask, now))
+        self._arm()
+
+    def _arm(self):
+        """Wake when the next timed hold ends, while someone waits."""
+        if self.waiters and self.holds:
+            t = self.holds[0][0]
+            if t < self.alarm:
+                self.alarm = t
+                self.env.timeout(t - self.env.now).callbacks.append(self._wake)
+
+    def _wake(self, _ev):
+        if self.env.now >= self.alarm:
+            self.alarm = INF
+        self._serve()
+
+    def settle(self):
+        """Busy device-ms and time at each queue length within the window; the
+        occupancy timeline when the intervals were kept."""
+        st = self.stats
+        st.busy_area = self.busy_area
+        self._queue(0)
+        if self.t1 > self.qlast:   # the rest of the window, after the last change
+            a = max(self.qlast, self.t0)
+            self.queue_time[self.qlen] = self.queue_time.get(self.qlen, 0.0) + (self.t1 - a)
+        st.queue_time = {k: v for k, v in sorted(self.queue_time.items()) if v > 0}
+        timeline = self.keep
+        if timeline:
+            ch = [(s, tp, 0) for s, _e, tp in self.busy_iv] + [(e, -tp, 0) for _s, e, tp in self.busy_iv]
+            ch += [(a, 0, 1) for a, _b in self.wait_iv] + [(b, 0, -1) for _a, b in self.wait_iv]
+            ch.sort(key=lambda c: c[0])
+            busy = queue = 0
+            tl = []
+            for t, db, dq in ch:
+                busy += db
+                queue += dq
+                if tl and tl[-1][0] == t:
+                    tl[-1] = (t, busy, queue)
+                else:
+                    tl.append((t, busy, queue))
+            st.timeline = tl
+
+
+class Link:
+    """Processor sharing: n concurrent transfers each progress at 1/n of the bandwidth.
+
+    Between sends the future is known: with remaining wire times r1 <= r2 <= ... the
+    k-th finishes after n r1 + (n-1)(r2-r1) + ..., so each send projects every active
+    transfer's landing and schedules one timer per transfer it moved. A send only
+    delays the others, so a transfer alone on its link costs one event."""
+
+    def __init__(self, env, window: tuple[float, float]):
+        self.env = env
+        self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
+        self.last = 0.0
+        self.t0, self.t1 = window
+        self.busy_ms = 0.0             # within the window, busy periods before the current one
+        self.period = None             # [start, end (as projected)] of the current busy period
+
+    def _advance(self, now: float):
+        """Progress the active transfers from `last` to `now`, dropping finished ones."""
+        t, act = self.last, self.active
+        while act and t < now:
+            n = len(act)
+            m = min(x[0] for x in act)
+            if t + m * n <= now:
+                for x in act:
+                    x[0] -= m
+                tol = 1e-12 * max(1.0, m)
+                act = [x for x in act if x[0] > tol]
+                t += m * n
+            else:
+                d = (now - t) / n
+                for x in act:
+                    x[0] -= d
+                t = now
+        self.active = act
+        self.last = now
+
+    def send(self, wire_ms: float, latency_ms: float) -> Transfer:
+        env = self.env
+        now = env.now
+        act = self.active
+        if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
+            act.clear()
+        elif act:
+            self._advance(now)
+        if not self.active:   # alone on the link: it lands after its wire time and the latency
+            self.last = now
+            x = Transfer(env, now + wire_ms + latency_ms)
+            self.active.append([wire_ms, x, latency_ms])
+            self._period(now, now + wire_ms)
+            return x
+        new = [wire_ms, None, latency_ms]
+        self.active.append(new)
+        act = sorted(self.active, key=lambda x: x[0])
+        n, t, prev = len(act), now, 0.0
+        for k, x in enumerate(act):
+            t += (n - k) * (x[0] - prev)
+            prev = x[0]
+            at = t + x[2]
+            if x is new:
+                x[1] = Transfer(env, at)
+            elif at != x[1].at:
+                x[1].at = at
+                x[1].timer = env.timeout(at - now)
+                if x[1].trace is not None:
+                    x[1].trace[5] = at
+        self.period[1] = t
+        return new[1]
+
+    def _period(self, start: float, end: float):
+        """A new busy period: count the finished one within the window."""
+        self.busy_ms += self.busy_within()
+        self.period = [start, end]
+
+    def busy_within(self) -> float:
+        """Busy ms of the current period within the window."""
+        if self.period is None:
+            return 0.0
+        return max(0.0, min(self.period[1], self.t1) - max(self.period[0], self.t0))
