@@ -124,3 +124,8 @@ def locate_in_file(path: str, needle: str) -> SourceLoc:
     except OSError:
         pass
     return SourceLoc(path, 1, 1)
+
+
+class WeightsError(AgentcError):
+    """A checkpoint `agentc run` cannot use: missing, unreadable, or a tensor that is
+    absent or of the wrong shape or dtype (the message names it)."""

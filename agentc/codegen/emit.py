@@ -238,12 +238,14 @@ class Func:
             return s.add(s.mul(s.mul(c, scale), g), b)
         return self.elementwise([centred, (var, rows), (gamma, last), (beta, last)], shape, body)
 
-    def attention(self, q, k, v, seq, ctx, heads, kv_heads, head_dim, causal: bool) -> str:
+    def attention(self, q, k, v, seq, ctx, heads, kv_heads, head_dim, causal: bool,
+                  key_mask: str | None = None) -> str:
         """softmax(q k^T / sqrt(hd) [+ causal mask]) v for all heads.
 
         q: [seq, heads*hd]; k, v: [ctx, kv_heads*hd]. Returns [seq, heads*hd]. With
         `causal`, query i sees keys j <= i + (ctx - seq), i.e. the queries are the last
-        `seq` positions of the context.
+        `seq` positions of the context. `key_mask` ([ctx], 1.0 keep / 0.0 drop) hides the
+        padding keys of a sequence shorter than the kernel's rows.
         """
         group = heads // kv_heads
         hd = head_dim
@@ -263,14 +265,17 @@ class Func:
             lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
         offset = ctx - seq
 
-        def scale_mask(s, x):
+        def scale_mask(s, x, *keep):
             scaled = s.mul(x, s.const(1.0 / math.sqrt(hd)))
+            if keep:
+                scaled = s.select(s.cmpf("ogt", keep[0], s.const(0.5)), scaled, s.const(-math.inf))
             if not causal:
                 return scaled
             limit = s._op(f"arith.addi {s.index(2)}, {s._op(f'arith.constant {offset} : index')} : index")
             hidden = s.cmpi("ugt", s.index(3), limit)
             return s.select(hidden, s.const(-math.inf), scaled)
-        probs = self.softmax_last(self.elementwise([scores], score_shape, scale_mask), score_shape)
+        masks = [(key_mask, [3])] if key_mask else []
+        probs = self.softmax_last(self.elementwise([scores, *masks], score_shape, scale_mask), score_shape)
         # dims (i, kv, g, e, j): out[i, kv, g, e] = sum_j p[kv, g, i, j] * v[j, kv, e]
         out_shape = [seq, kv_heads, group, hd]
         out = self.generic(
