@@ -75,8 +75,8 @@ class Encoder:
     def bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
 
-    def embed_ids(self, ids: list[int]) -> np.ndarray:
-        """The pooled, L2-normalised embedding [d] of one tokenized sentence."""
+    def encode(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """`embed.encode`: the last layer's hidden states [bucket, d] and the row mask."""
         n = len(ids)
         rows = self.bucket(n)
         x = np.zeros((rows, self.d), np.float32)
@@ -87,8 +87,15 @@ class Encoder:
                          ffn=self.ffn, masked=True)
         for w in self.weights:
             (x,) = layer(x, *w, mask)
-        pool = compiled("mean_pool_l2", 1, seq=rows, d=self.d, masked=True)
-        return pool(x, mask)[0]
+        return x, mask
+
+    def pool(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """`embed.pool`: masked mean over the sentence's rows, L2-normalised [d]."""
+        return compiled("mean_pool_l2", 1, seq=x.shape[0], d=self.d, masked=True)(x, mask)[0]
+
+    def embed_ids(self, ids: list[int]) -> np.ndarray:
+        """The pooled, L2-normalised embedding [d] of one tokenized sentence."""
+        return self.pool(*self.encode(ids))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return np.stack([self.embed_ids(self.tokenize(t)) for t in texts]) if texts \
