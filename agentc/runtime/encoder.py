@@ -75,12 +75,16 @@ class Encoder:
     def bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
 
+    def _embed_rows(self, ids: list[int]) -> np.ndarray:
+        """Word + position + type-0 embeddings, LayerNorm'd: the first layer's input rows."""
+        return _layernorm(self.word[ids] + self.pos[:len(ids)] + self.type0, *self.ln)
+
     def encode(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """`embed.encode`: the last layer's hidden states [bucket, d] and the row mask."""
         n = len(ids)
         rows = self.bucket(n)
         x = np.zeros((rows, self.d), np.float32)
-        x[:n] = _layernorm(self.word[ids] + self.pos[:n] + self.type0, *self.ln)
+        x[:n] = self._embed_rows(ids)
         mask = np.zeros(rows, np.float32)
         mask[:n] = 1.0
         layer = compiled("encoder_layer", self.threads, seq=rows, d_model=self.d, heads=self.heads,

@@ -10,12 +10,20 @@ costs seconds, hence the cache: a shape is compiled at its first use and kept.
 from __future__ import annotations
 
 import functools
+import time
 
 from agentc.codegen import kernels
 from agentc.codegen.jit import JitKernel, jit
+
+# (kernel kind, start ns, end ns) of every compile, so a trace can tell compile time
+# from the op's own time (agentc.runtime.executor).
+COMPILES: list[tuple[str, int, int]] = []
 
 
 @functools.cache
 def compiled(kind: str, threads: int = 1, **args) -> JitKernel:
     """The JIT-compiled kernel `kind` built with `args` (keyword arguments of its builder)."""
-    return jit(kernels.KERNELS[kind](**args), threads=threads)
+    start = time.perf_counter_ns()
+    kernel = jit(kernels.KERNELS[kind](**args), threads=threads)
+    COMPILES.append((kind, start, time.perf_counter_ns()))
+    return kernel

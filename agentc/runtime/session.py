@@ -191,8 +191,11 @@ def trace_json(events, pool_order: list[str]) -> bytes:
     for p, pid in pids.items():
         out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": f"pool {p}"}})
         out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 1, "args": {"name": f"{p}[0]"}})
+        out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 2, "args": {"name": f"{p} jit"}})
     for e in events:
-        out.append({"ph": "X", "name": e.name, "cat": "op", "pid": pids[e.pool], "tid": 1,
+        compile_ = e.kind == "compile"
+        out.append({"ph": "X", "name": e.name, "cat": "jit" if compile_ else "op", "pid": pids[e.pool],
+                    "tid": 2 if compile_ else 1,
                     "ts": round((e.start_ns - t0) / 1e3, 3), "dur": round((e.end_ns - e.start_ns) / 1e3, 3),
                     "args": {"kind": e.kind}})
     doc = {"displayTimeUnit": "ms", "traceEvents": out, "otherData": {"source": "agentc run"}}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import erf
 
 EPS = 1e-12
 
@@ -24,11 +25,8 @@ def _ln(x, g, b):
     return (x - mu) / np.sqrt(var + EPS) * g + b
 
 
-_erf = np.vectorize(math.erf)
-
-
 def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
 class BertRef:
