@@ -33,8 +33,10 @@ def _dims(rank: int) -> str:
     return ", ".join(f"d{i}" for i in range(rank))
 
 
-def _map(rank: int, results: list[int]) -> str:
-    return f"affine_map<({_dims(rank)}) -> ({', '.join(f'd{i}' for i in results)})>"
+def _map(rank: int, results: list[int | str]) -> str:
+    """An indexing map; a result is a dimension number or an affine expression text."""
+    exprs = ", ".join(i if isinstance(i, str) else f"d{i}" for i in results)
+    return f"affine_map<({_dims(rank)}) -> ({exprs})>"
 
 
 class Scalar:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from agentc.codegen.emit import L2_EPS, LOG_EPS, Func
+from agentc.codegen.emit import L2_EPS, LOG_EPS, RMS_EPS, Func
 
 
 def matmul(m: int, n: int, k: int, *, dtype: str = "f32", name: str = "matmul") -> str:
@@ -41,87 +41,162 @@ def _swiglu_ffn(f: Func, h, w_gate, w_up, w_down, rows, d_model, ffn) -> str:
 
 
 def _check_heads(d_model, heads, kv_heads):
-    if d_model % heads or heads % kv_heads:
-        raise ValueError(f"need heads | d_model and kv_heads | heads, got d_model={d_model}, "
-                         f"heads={heads}, kv_heads={kv_heads}")
+    if d_model % heads or heads % kv_heads or (d_model // heads) % 2:
+        raise ValueError(f"need heads | d_model, kv_heads | heads and an even head_dim, got "
+                         f"d_model={d_model}, heads={heads}, kv_heads={kv_heads}")
     return d_model // heads
 
 
-def prefill_layer(seq: int, d_model: int, heads: int, kv_heads: int, ffn: int, *,
-                  dtype: str = "f32", name: str = "prefill_layer") -> str:
-    """One pre-norm decoder layer (Llama style) over a prompt of `seq` tokens.
+def _rope(f: Func, x, cos, sin, rows: int, heads: int, hd: int) -> str:
+    """Rotary position embedding of x[rows, heads*hd] (Hugging Face Llama's pairing).
 
-    Args (x[seq,d], attn_norm[d], wq[d,d], wk[d,kv*hd], wv[d,kv*hd], wo[d,d],
-    ffn_norm[d], w_gate[d,ffn], w_up[d,ffn], w_down[ffn,d]) -> y[seq,d]. Causal
-    attention; every layer of a model calls this same function with its own weights.
+    Element e of a head turns with element (e + hd/2) mod hd by the angle in
+    cos/sin[rows, hd/2] (`x*cos + rotate_half(x)*sin`). The tables carry the positions
+    and the model's theta, so the kernel needs no sin/cos (no libm on CPUs, no
+    libdevice on GPUs) and one kernel serves every position. The result keeps the
+    [rows, heads, hd] grouping attention splits by (reshaping through a finer split
+    such as [rows, heads, 2, hd/2] miscompiled once views were folded).
+    """
+    half = hd // 2
+    shape = [rows, heads, hd]
+    x3 = f.emit(f"tensor.expand_shape {x} [[0], [1, 2]] output_shape {shape} : "
+                f"{f.t([rows, heads * hd])} into {f.t(shape)}")
+
+    def turn(s, own, partner, c, sn):
+        first_half = s.cmpi("ult", s.index(2), s._op(f"arith.constant {half} : index"))
+        return s.add(s.mul(own, c), s.mul(s.select(first_half, s.neg(partner), partner), sn))
+    out = f.generic([(x3, shape, [0, 1, 2]), (x3, shape, [0, 1, f"(d2 + {half}) mod {hd}"]),
+                     (cos, [rows, half], [0, f"d2 mod {half}"]), (sin, [rows, half], [0, f"d2 mod {half}"])],
+                    [(f.empty(shape), shape, [0, 1, 2])], ["parallel"] * 3,
+                    lambda s, a, b, c, sn, _o: turn(s, a, b, c, sn))
+    return f.emit(f"tensor.collapse_shape {out} [[0], [1, 2]] : {f.t(shape)} into "
+                  f"{f.t([rows, heads * hd])}")
+
+
+def _layer_weights(d_model, kvd, ffn):
+    return [("%attn_norm", [d_model]), ("%wq", [d_model, d_model]), ("%wk", [d_model, kvd]),
+            ("%wv", [d_model, kvd]), ("%wo", [d_model, d_model]), ("%ffn_norm", [d_model]),
+            ("%w_gate", [d_model, ffn]), ("%w_up", [d_model, ffn]), ("%w_down", [ffn, d_model])]
+
+
+def prefill_layer(seq: int, d_model: int, heads: int, kv_heads: int, ffn: int, *,
+                  eps: float = RMS_EPS, dtype: str = "f32", name: str = "prefill_layer") -> str:
+    """One pre-norm Llama decoder layer over a prompt of `seq` tokens; emits its K/V.
+
+    Args (x[seq,d], cos[seq,hd/2], sin[seq,hd/2], attn_norm[d], wq[d,d], wk[d,kv*hd],
+    wv[d,kv*hd], wo[d,d], ffn_norm[d], w_gate[d,ffn], w_up[d,ffn], w_down[ffn,d]) ->
+    (y[seq,d], k[seq,kv*hd], v[seq,kv*hd]). cos/sin are the RoPE tables of positions
+    0..seq-1; k is rotated, as the cache keeps it. Causal attention, so a prompt shorter
+    than `seq` (a bucketed kernel, zero rows after it) gets exact rows for its tokens.
+    Every layer of a model calls this same function with its own weights.
     """
     hd = _check_heads(d_model, heads, kv_heads)
     kvd = kv_heads * hd
     f = Func(dtype)
     shape = [seq, d_model]
-    h = f.rmsnorm("%x", "%attn_norm", shape)
-    q = f.matmul(h, "%wq", seq, d_model, d_model)
-    k = f.matmul(h, "%wk", seq, d_model, kvd)
+    h = f.rmsnorm("%x", "%attn_norm", shape, eps)
+    q = _rope(f, f.matmul(h, "%wq", seq, d_model, d_model), "%cos", "%sin", seq, heads, hd)
+    k = _rope(f, f.matmul(h, "%wk", seq, d_model, kvd), "%cos", "%sin", seq, kv_heads, hd)
     v = f.matmul(h, "%wv", seq, d_model, kvd)
     att = f.attention(q, k, v, seq, seq, heads, kv_heads, hd, causal=True)
     x1 = f.add("%x", f.matmul(att, "%wo", seq, d_model, d_model), shape)
-    h2 = f.rmsnorm(x1, "%ffn_norm", shape)
+    h2 = f.rmsnorm(x1, "%ffn_norm", shape, eps)
     y = f.add(x1, _swiglu_ffn(f, h2, "%w_gate", "%w_up", "%w_down", seq, d_model, ffn), shape)
-    args = [("%x", shape), ("%attn_norm", [d_model]), ("%wq", [d_model, d_model]),
-            ("%wk", [d_model, kvd]), ("%wv", [d_model, kvd]), ("%wo", [d_model, d_model]),
-            ("%ffn_norm", [d_model]), ("%w_gate", [d_model, ffn]), ("%w_up", [d_model, ffn]),
-            ("%w_down", [ffn, d_model])]
-    return f.module(name, args, [(y, f.t(shape))])
+    args = ([("%x", shape), ("%cos", [seq, hd // 2]), ("%sin", [seq, hd // 2])]
+            + _layer_weights(d_model, kvd, ffn))
+    return f.module(name, args, [(y, f.t(shape)), (k, f.t([seq, kvd])), (v, f.t([seq, kvd]))])
 
 
 def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int, *,
-                dtype: str = "f32", name: str = "decode_step") -> str:
-    """One decoder layer for one new token attending over `context` cached positions.
+                eps: float = RMS_EPS, dtype: str = "f32", name: str = "decode_step") -> str:
+    """One decoder layer for one new token over a KV cache of `context` rows.
 
-    Args (x[d], attn_norm[d], wq[d,d], wk[d,kv*hd], wv[d,kv*hd], wo[d,d], ffn_norm[d],
-    w_gate[d,ffn], w_up[d,ffn], w_down[ffn,d], k_cache[context,kv*hd],
-    v_cache[context,kv*hd]) -> (y[d], k_new[kv*hd], v_new[kv*hd]). The token attends
-    to the cache plus itself; the caller appends k_new/v_new to its cache.
+    Args (x[d], cos[hd/2], sin[hd/2], attn_norm[d], wq, wk, wv, wo, ffn_norm, w_gate,
+    w_up, w_down (as prefill_layer), k_cache[context,kv*hd], v_cache[context,kv*hd],
+    mask[context]) -> (y[d], k_new[kv*hd], v_new[kv*hd]). cos/sin: the RoPE row of the
+    token's position. The context length is a run-time value: `mask` is 1.0 for the
+    cache rows written so far and 0.0 for the rest, so one kernel serves every length
+    up to `context` (the runtime picks the kernel by a power-of-two bucket). The token
+    attends to the kept rows plus itself; the caller writes k_new (rotated) and v_new
+    into its cache at the token's position.
     """
     hd = _check_heads(d_model, heads, kv_heads)
     kvd = kv_heads * hd
     f = Func(dtype)
-    h = f.rmsnorm("%x", "%attn_norm", [d_model])
-    q = f.vecmat(h, "%wq", d_model, d_model)
-    k_new = f.vecmat(h, "%wk", d_model, kvd)
-    v_new = f.vecmat(h, "%wv", d_model, kvd)
-    full = [context + 1, kvd]
+    h = f.rmsnorm("%x", "%attn_norm", [d_model], eps)
 
-    def extend(cache, row):
-        grown = f.emit(f"tensor.insert_slice {cache} into {f.empty(full)}[0, 0] [{context}, {kvd}] "
-                       f"[1, 1] : {f.t([context, kvd])} into {f.t(full)}")
-        return f.emit(f"tensor.insert_slice {row} into {grown}[{context}, 0] [1, {kvd}] [1, 1] : "
-                      f"{f.t([kvd])} into {f.t(full)}")
-    q2 = f.emit(f"tensor.expand_shape {q} [[0, 1]] output_shape [1, {d_model}] : "
-                f"{f.t([d_model])} into {f.t([1, d_model])}")
-    att = f.attention(q2, extend("%k_cache", k_new), extend("%v_cache", v_new),
-                      1, context + 1, heads, kv_heads, hd, causal=False)
+    def row(vec, width):
+        return f.emit(f"tensor.expand_shape {vec} [[0, 1]] output_shape [1, {width}] : "
+                      f"{f.t([width])} into {f.t([1, width])}")
+    cos, sin = row("%cos", hd // 2), row("%sin", hd // 2)
+    q = _rope(f, row(f.vecmat(h, "%wq", d_model, d_model), d_model), cos, sin, 1, heads, hd)
+    k_row = _rope(f, row(f.vecmat(h, "%wk", d_model, kvd), kvd), cos, sin, 1, kv_heads, hd)
+    k_new = f.emit(f"tensor.collapse_shape {k_row} [[0, 1]] : {f.t([1, kvd])} into {f.t([kvd])}")
+    v_new = f.vecmat(h, "%wv", d_model, kvd)
+
+    def extend(cache, new, shape):
+        """cache[context, ...] with `new` as row `context`: the keys the token sees."""
+        full = [context + 1, *shape]
+        ones = ", ".join(["1"] * len(full))
+        zeros = ", ".join(["0"] * len(shape))
+        sizes = ", ".join(map(str, shape))
+        grown = f.emit(f"tensor.insert_slice {cache} into {f.empty(full)}[0{', ' + zeros if shape else ''}] "
+                       f"[{context}{', ' + sizes if shape else ''}] [{ones}] : "
+                       f"{f.t([context, *shape])} into {f.t(full)}")
+        return f.emit(f"tensor.insert_slice {new} into {grown}[{context}{', ' + zeros if shape else ''}] "
+                      f"[1{', ' + sizes if shape else ''}] [{ones}] : {f.t(shape)} into {f.t(full)}")
+    keep_self = f.emit(f"tensor.from_elements {f.emit(f'arith.constant 1.0 : {dtype}')} : {f.t([])}")
+    att = f.attention(q, extend("%k_cache", k_new, [kvd]), extend("%v_cache", v_new, [kvd]),
+                      1, context + 1, heads, kv_heads, hd, causal=False,
+                      key_mask=extend("%mask", keep_self, []))
     att1 = f.emit(f"tensor.collapse_shape {att} [[0, 1]] : {f.t([1, d_model])} into {f.t([d_model])}")
     x1 = f.add("%x", f.vecmat(att1, "%wo", d_model, d_model), [d_model])
-    h2 = f.rmsnorm(x1, "%ffn_norm", [d_model])
+    h2 = f.rmsnorm(x1, "%ffn_norm", [d_model], eps)
     y = f.add(x1, _swiglu_ffn(f, h2, "%w_gate", "%w_up", "%w_down", None, d_model, ffn), [d_model])
-    args = [("%x", [d_model]), ("%attn_norm", [d_model]), ("%wq", [d_model, d_model]),
-            ("%wk", [d_model, kvd]), ("%wv", [d_model, kvd]), ("%wo", [d_model, d_model]),
-            ("%ffn_norm", [d_model]), ("%w_gate", [d_model, ffn]), ("%w_up", [d_model, ffn]),
-            ("%w_down", [ffn, d_model]), ("%k_cache", [context, kvd]), ("%v_cache", [context, kvd])]
+    args = ([("%x", [d_model]), ("%cos", [hd // 2]), ("%sin", [hd // 2])]
+            + _layer_weights(d_model, kvd, ffn)
+            + [("%k_cache", [context, kvd]), ("%v_cache", [context, kvd]), ("%mask", [context])])
     return f.module(name, args, [(y, f.t([d_model])), (k_new, f.t([kvd])), (v_new, f.t([kvd]))])
 
 
-def sample(vocab: int, k: int = 4, *, dtype: str = "f32", name: str = "sample") -> str:
-    """Softmax over logits and the top-k tokens (the first index is the argmax).
+def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype: str = "f32",
+           name: str = "sample") -> str:
+    """Final RMSNorm, LM head and a top-k draw: the token that follows hidden state h.
 
-    Args (logits[vocab]) -> (probs[vocab], top_probs[k], top_ids[k] as i32).
+    Args (h[d], norm[d], w_out[d,vocab], params[2] = (1/temperature, u)) ->
+    (token[1] as i32, logits[vocab], top_probs[k], top_ids[k] as i32). The k largest
+    logits (ties to the lower id) get softmax(logit/temperature) probabilities; the
+    token is the first of them whose cumulative probability exceeds u in [0, 1)
+    (inverse-CDF sampling, u drawn by the caller's seeded generator). k = 1 is greedy
+    (the argmax, whatever u and the temperature).
     """
     f = Func(dtype)
-    probs = f.softmax_last("%logits", [vocab])
-    vals, idxs = f.topk_1d(probs, vocab, k)
-    return f.module(name, [("%logits", [vocab])],
-                    [(probs, f.t([vocab])), (vals, f.t([k])), (idxs, f.t([k], "i32"))])
+    h = f.rmsnorm("%h", "%norm", [d_model], eps)
+    logits = f.vecmat(h, "%w_out", d_model, vocab)
+    vals, ids = f.topk_1d(logits, vocab, k)
+    c0, c1 = (f.emit(f"arith.constant {i} : index") for i in (0, 1))
+    top = f.emit(f"tensor.extract {vals}[{c0}] : {f.t([k])}")
+    inv_t = f.emit(f"tensor.extract %params[{c0}] : {f.t([2])}")
+    u = f.emit(f"tensor.extract %params[{c1}] : {f.t([2])}")
+    weights = f.elementwise([vals], [k], lambda s, v: s.exp(s.mul(s.sub(v, top), inv_t)))
+    total = f.reduce_last(weights, [k], 0.0, lambda s, a, v: s.add(a, v))
+    probs = f.elementwise([weights, (total, [])], [k], lambda s, w, t: s.div(w, t))
+    # cdf[i] = sum of probs[j] for j <= i, and the draw = how many cdf entries are <= u:
+    # both order-free reductions, so any target may parallelise them.
+    cdf = f.generic([(probs, [k], [1])], [(f.full([k], 0.0), [k], [0])], ["parallel", "reduction"],
+                    lambda s, p, a: s.add(a, s.select(s.cmpi("ule", s.index(1), s.index(0)),
+                                                      p, s.const(0.0))))
+    below = f.reduce_last(cdf, [k], 0.0, lambda s, a, c: s.add(a, s.select(
+        s.cmpf("ole", c, u), s.const(1.0), s.const(0.0))))
+    count = f.emit(f"tensor.extract {below}[] : {f.t([])}")
+    last = f.emit(f"arith.constant {float(k - 1):.1f} : {dtype}")
+    pick = f.emit(f"arith.fptosi {f.emit(f'arith.minimumf {count}, {last} : {dtype}')} : {dtype} to i32")
+    token_id = f.emit(f"tensor.extract {ids}[{f.emit(f'arith.index_cast {pick} : i32 to index')}] : "
+                      f"{f.t([k], 'i32')}")
+    token = f.emit(f"tensor.from_elements {token_id} : {f.t([1], 'i32')}")
+    args = [("%h", [d_model]), ("%norm", [d_model]), ("%w_out", [d_model, vocab]), ("%params", [2])]
+    return f.module(name, args, [(token, f.t([1], "i32")), (logits, f.t([vocab])),
+                                 (probs, f.t([k])), (ids, f.t([k], "i32"))])
 
 
 def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool = False,
