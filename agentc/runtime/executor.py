@@ -264,7 +264,7 @@ class Executor:
         return [self._llm(op).decode(args[0], n)]
 
     def _llm_sample(self, op, args):
-        return [args[0]]
+        return [args[0]]   # the tokens were chosen by the compiled sample kernel in decode
 
     def _llm_detokenize(self, op, args):
         return [self._llm(op).detokenize(args[0])]

