@@ -82,7 +82,8 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
         ctx = max(1, min(int(get(op, "context", tokens) or tokens), CONTEXT_CAP))
         return "decode_step", dict(context=ctx, **s), [tokens, layers], 1
     if name == "llm.sample":
-        return "sample", dict(vocab=int(model.get("vocab", 32000)), k=SAMPLE_K), [tokens], 1
+        return "sample", dict(d_model=s["d_model"], vocab=int(model.get("vocab", 32000)), k=SAMPLE_K), \
+            [tokens], 1
     if name == "stt.featurize":
         frames = max(1, min(int(audio_ms / 10), FRAMES_CAP))
         return "logmel", dict(frames=frames, n_fft_bins=FFT_BINS, n_mels=int(model.get("mel_bins", 80))), [], 1

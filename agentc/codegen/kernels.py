@@ -170,6 +170,8 @@ def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype:
     (inverse-CDF sampling, u drawn by the caller's seeded generator). k = 1 is greedy
     (the argmax, whatever u and the temperature).
     """
+    if not 1 <= k <= vocab:
+        raise ValueError(f"sample: need 1 <= k <= vocab, got k={k}, vocab={vocab}")
     f = Func(dtype)
     h = f.rmsnorm("%h", "%norm", [d_model], eps)
     logits = f.vecmat(h, "%w_out", d_model, vocab)

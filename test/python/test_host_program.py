@@ -158,8 +158,8 @@ def test_host_program_runs_the_schedule_in_order_with_every_input(program):
 def test_host_program_binds_each_layers_weights(program):
     binds = [line.split() for line in run(program) if line.startswith("bind ")]
     prefill = [b for b in binds if b[2] == "ans.prefill"]
-    # prefill_layer: 9 weight arguments (1..9), for each of the 2 layers
-    assert sorted({(int(b[3]), int(b[4])) for b in prefill}) == [(a, l) for a in range(1, 10) for l in (0, 1)]
+    # prefill_layer: the RoPE tables (1, 2) and 9 weight arguments (3..11), for each of the 2 layers
+    assert sorted({(int(b[3]), int(b[4])) for b in prefill}) == [(a, l) for a in range(1, 12) for l in (0, 1)]
     decode = [b for b in binds if b[2] == "ans.decode"]
     # decode: every (token, layer) trip binds again; 4 tokens x 2 layers
     assert len(decode) == len({b[3] for b in decode}) * 4 * 2

@@ -24,7 +24,7 @@ CASES = {
     "matmul": ((16, 64, 8), {}),
     "prefill_layer": ((8, 32, 4, 2, 48), {"heads": 4, "kv_heads": 2}),
     "decode_step": ((6, 32, 4, 2, 48), {"heads": 4, "kv_heads": 2}),
-    "sample": ((50, 4), {"k": 4}),
+    "sample": ((16, 50, 4), {"k": 4}),
     "encoder_layer": ((8, 32, 4, 64), {"heads": 4}),
     "mean_pool_l2": ((7, 24), {}),
     "retrieve": ((40, 16, 3), {"k": 3}),
@@ -51,6 +51,10 @@ def _check_against_numpy(kind, args, ref_kwargs, seed=7):
     inputs = _inputs(kernel.signature, rng)
     if kind == "logmel":  # power spectra and filterbanks are non-negative
         inputs = [np.abs(x) for x in inputs]
+    if kind == "decode_step":  # the cache rows written so far: all but the last two
+        inputs[-1] = (np.arange(args[0]) < args[0] - 2).astype(np.float32)
+    if kind == "sample":  # (1/temperature, u)
+        inputs[-1] = np.array([1.25, 0.6], np.float32)
     got = kernel(*inputs)
     want = REFERENCES[kind](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
     want = want if isinstance(want, tuple) else (want,)
@@ -145,7 +149,8 @@ def test_prefill_layer_with_packed_attention_check_against_numpy(args, threads, 
     assert ("mlirAsyncRuntimeExecute" in kernel.llvm_mlir) == (threads > 1)
     inputs = _inputs(kernel.signature, np.random.default_rng(8))
     want = REFERENCES["prefill_layer"](*[x.astype(np.float64) for x in inputs], **ref_kwargs)
-    np.testing.assert_allclose(kernel(*inputs)[0], want, rtol=1e-4, atol=2e-5)
+    for got, expected in zip(kernel(*inputs), want):   # y, then the rotated K and V
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-5)
 
 
 def test_causal_mask_ignores_future_tokens():
@@ -197,7 +202,7 @@ def test_vectorize_stage_emits_fma_loops():
 @pytest.mark.parametrize("triple,machine", [("x86_64-unknown-linux-gnu", "X86-64"),
                                             ("aarch64-unknown-linux-gnu", "AArch64")])
 def test_object_is_elf_for_triple_with_kernel_symbols(tmp_path, triple, machine):
-    state = cpu.compile_kernel(kernels.sample(32, 2), name="sample", triple=triple)
+    state = cpu.compile_kernel(kernels.sample(16, 32, 2), name="sample", triple=triple)
     obj = state.artifacts["o"]
     assert obj[:4] == b"\x7fELF"
     path = tmp_path / "k.o"
@@ -309,7 +314,7 @@ def test_threaded_object_and_header_name_the_async_runtime():
 
 
 @pytest.mark.parametrize("kind, args", [("decode_step", (6, 32, 4, 4, 48)), ("prefill_layer", (8, 32, 4, 4, 48)),
-                                        ("decode_step", (6, 4, 4, 4, 8))])   # 1-wide heads
+                                        ("decode_step", (6, 8, 4, 4, 8))])   # 2-wide heads (RoPE's least)
 def test_multi_head_attention_compiles_and_matches(kind, args):
     """kv_heads == heads (plain multi-head attention: whisper, piper, most encoders'
     decoders): the decode step's per-head products are matrix-vector products, which

@@ -64,25 +64,46 @@ def ref_matmul(a, b):
     return a @ b
 
 
-def ref_prefill_layer(x, attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, *, heads, kv_heads):
-    h = _np_rmsnorm(x, attn_norm)
-    x1 = x + _np_attention(h @ wq, h @ wk, h @ wv, heads, kv_heads, causal=True) @ wo
-    return x1 + _np_swiglu(_np_rmsnorm(x1, ffn_norm), w_gate, w_up, w_down)
+def _np_rope(x, cos, sin, heads):
+    """HF Llama's apply_rotary_pos_emb on x[seq, heads*hd] with half tables [seq, hd/2]."""
+    seq = x.shape[0]
+    hd = x.shape[1] // heads
+    xh = x.reshape(seq, heads, hd)
+    c = np.concatenate([cos, cos], axis=-1)[:, None, :]
+    s = np.concatenate([sin, sin], axis=-1)[:, None, :]
+    rotated = np.concatenate([-xh[..., hd // 2:], xh[..., : hd // 2]], axis=-1)
+    return (xh * c + rotated * s).reshape(seq, heads * hd)
 
 
-def ref_decode_step(x, attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, k_cache, v_cache,
-                    *, heads, kv_heads):
+def ref_prefill_layer(x, cos, sin, attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, *,
+                      heads, kv_heads):
     h = _np_rmsnorm(x, attn_norm)
-    k_new, v_new = h @ wk, h @ wv
-    keys = np.vstack([k_cache, k_new[None]])
-    values = np.vstack([v_cache, v_new[None]])
-    x1 = x + (_np_attention((h @ wq)[None], keys, values, heads, kv_heads, causal=False) @ wo)[0]
+    q, k, v = _np_rope(h @ wq, cos, sin, heads), _np_rope(h @ wk, cos, sin, kv_heads), h @ wv
+    x1 = x + _np_attention(q, k, v, heads, kv_heads, causal=True) @ wo
+    return x1 + _np_swiglu(_np_rmsnorm(x1, ffn_norm), w_gate, w_up, w_down), k, v
+
+
+def ref_decode_step(x, cos, sin, attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down,
+                    k_cache, v_cache, mask, *, heads, kv_heads):
+    h = _np_rmsnorm(x, attn_norm)
+    q = _np_rope((h @ wq)[None], cos[None], sin[None], heads)
+    k_new = _np_rope((h @ wk)[None], cos[None], sin[None], kv_heads)[0]
+    v_new = h @ wv
+    kept = mask > 0.5                       # the cache rows written so far
+    keys = np.vstack([k_cache[kept], k_new[None]])
+    values = np.vstack([v_cache[kept], v_new[None]])
+    x1 = x + (_np_attention(q, keys, values, heads, kv_heads, causal=False) @ wo)[0]
     return x1 + _np_swiglu(_np_rmsnorm(x1, ffn_norm), w_gate, w_up, w_down), k_new, v_new
 
 
-def ref_sample(logits, *, k=4):
-    probs = _np_softmax(logits)
-    return (probs, *_np_topk(probs, k))
+def ref_sample(h, norm, w_out, params, *, k=4):
+    """Final norm + LM head; top-k; the first of them whose cumulative
+    softmax(logit * params[0]) exceeds u = params[1]."""
+    logits = _np_rmsnorm(h, norm) @ w_out
+    top, ids = _np_topk(logits, k)
+    probs = _np_softmax((top - top[0]) * params[0])
+    chosen = min(int(np.sum(np.cumsum(probs) <= params[1])), k - 1)
+    return np.array([ids[chosen]], np.int32), logits, probs, ids
 
 
 def ref_encoder_layer(x, wq, bq, wk, bk, wv, bv, wo, bo, ln1_g, ln1_b, w1, b1, w2, b2, ln2_g, ln2_b,

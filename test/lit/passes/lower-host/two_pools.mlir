@@ -25,17 +25,18 @@
 // CHECK: call @__agentc_release(%[[BUF]])
 // CHECK: return
 
-// The GPU pool: prefill binds its 9 weights per layer and calls the kernel's
-// bufferized signature (input, weights, then the output) once per layer.
+// The GPU pool: prefill binds its RoPE tables and 9 weights per layer and calls the
+// kernel's bufferized signature (input, tables, weights, then the outputs y, K, V) once
+// per layer.
 // CHECK-LABEL: module @h100
 // CHECK: func.func @prefill_layer_s128_d64_h2_kv1_f128({{.*}}tensor<128x64xf32>
 // CHECK: module @host
-// CHECK: func.func private @prefill_layer_s128_d64_h2_kv1_f128(memref<128x64xf32>, memref<64xf32>, {{.*}}, memref<128x64xf32>)
+// CHECK: func.func private @prefill_layer_s128_d64_h2_kv1_f128(memref<128x64xf32>, memref<128x16xf32>, memref<128x16xf32>, memref<64xf32>, {{.*}}, memref<128x64xf32>, memref<128x32xf32>, memref<128x32xf32>)
 // CHECK: func.func @a_prefill(
 // CHECK: %[[L:.*]] = arith.constant 4 : index
 // CHECK: scf.for %[[I:.*]] = %{{.*}} to %[[L]]
 // CHECK: %[[IDX:.*]] = arith.index_cast %[[I]] : index to i64
-// CHECK-COUNT-9: call @agentc_bind({{.*}}, %[[IDX]], {{.*}})
+// CHECK-COUNT-11: call @agentc_bind({{.*}}, %[[IDX]], {{.*}})
 // CHECK: call @prefill_layer_s128_d64_h2_kv1_f128(
 // CHECK: memref.copy
 // CHECK: func.func @agentc_h100_run(

@@ -6,7 +6,7 @@
 // KERN: func.func private @agentc_tokenize(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64
 // KERN: func.func @a_tokenize{{.*}}agentc.abi = "agentc_tokenize"
 // KERN: call @agentc_tokenize(
-// KERN: func.func @prefill_layer_s128_d64_h2_kv1_f128({{.*}}) -> tensor<128x64xf32> attributes {llvm.emit_c_interface}
+// KERN: func.func @prefill_layer_s128_d64_h2_kv1_f128({{.*}}) -> (tensor<128x64xf32>, tensor<128x32xf32>, tensor<128x32xf32>) attributes {llvm.emit_c_interface}
 // KERN: func.func @a_prefill{{.*}}agentc.kernel = "prefill_layer_s128_d64_h2_kv1_f128"
 // KERN: scf.for {{.*}} iter_args
 // KERN: call @prefill_layer_s128_d64_h2_kv1_f128(
