@@ -216,18 +216,21 @@ class Executor:
                            "(a JSON list of strings, or one document per line)", _loc(op))
         return [index.search(args[0], int(get(op, "k", 4)))]
 
-    def _call_tool(self, name: str, args):
+    def _call_tool(self, op, name: str, args):
         fn = self.rt.tools.get(name) or default_tool(name)
         self.rt.tool_calls[name] = self.rt.tool_calls.get(name, 0) + 1
-        return fn(*args)
+        try:
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 - a user's tool failing is the user's error
+            raise RunError(f"tool '{name}' failed: {type(err).__name__}: {err}", _loc(op)) from None
 
     def _tool_compute(self, op, args):
-        return [self._call_tool(get(op, "tool"), args)]
+        return [self._call_tool(op, get(op, "tool"), args)]
 
     def _compute_cpu(self, op, args):
         fn = get(op, "fn")
         if fn in self.rt.tools:
-            return [self._call_tool(fn, args)]
+            return [self._call_tool(op, fn, args)]
         return [args[0] if args else None]   # an unregistered compute passes its first input on
 
     def _observe_append(self, op, args):

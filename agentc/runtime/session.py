@@ -129,9 +129,7 @@ def _encoder(module, sym, spec, cfg: RunConfig):
 
 
 def _decoder(module, sym, spec, cfg: RunConfig):
-    """The LLM runner of a model with --weights (agentc.runtime.decoder), or None."""
-    if sym not in cfg.weights:
-        return None
+    """The LLM runner of a model with --weights (agentc.runtime.decoder)."""
     from agentc.runtime import llm
 
     return llm.load(spec, cfg.weights[sym], _model_loc(module, sym), seed=cfg.seed,
@@ -150,10 +148,13 @@ def prepare(c, cfg: RunConfig) -> Executor:
     rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("embed.")}):
         rt.encoders[sym] = _encoder(module, sym, specs[sym], cfg)
+    for op in ops:   # refused before anything runs, at the first llm call of the model
+        sym = get(op, "model")
+        if op.name.startswith("llm.") and sym not in cfg.weights:
+            raise RunError(f"model '{sym}': llm ops need decoder weights in `agentc run`; pass "
+                           f"--weights {sym}=PATH (a Llama-architecture checkpoint)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("llm.")}):
-        dec = _decoder(module, sym, specs[sym], cfg)
-        if dec is not None:
-            rt.decoders[sym] = dec
+        rt.decoders[sym] = _decoder(module, sym, specs[sym], cfg)
     unknown = sorted(set(cfg.weights) - set(specs))
     if unknown:
         raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "

@@ -244,3 +244,19 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
     tokens, _ = ref.generate(tok.encode(prompt).ids, 12)
     assert len(set(tokens)) > 3   # a real sequence, not one token repeated
     assert res.output.rstrip("\n") == tok.decode(tokens)
+
+
+def test_the_cpu_rag_example_asks_for_llm_weights_before_running():
+    res = _run(["examples/rag_cpu.agent", "--input", "q", "--index", "docs=examples/rag_corpus.txt"])
+    assert res.exit_code == 1
+    assert "examples/rag_cpu.agent:18:10: error: model 'small': llm ops need decoder weights" in res.output
+
+
+def test_a_failing_tool_is_a_located_error(tmp_path, tools):
+    src = tmp_path / "loop.agent"
+    src.write_text(LOOP)
+    res = _run([str(src), "--input", "q", "--tool", "search=runtools:no_such"])
+    assert res.exit_code == 1 and "cannot load tool 'runtools:no_such'" in res.output
+    res = _run([str(src), "--input", "q", "--tool", "search=json:loads"])
+    assert res.exit_code == 1
+    assert f"{src}:2:7: error: tool 'search' failed: JSONDecodeError" in res.output
