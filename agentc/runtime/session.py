@@ -73,8 +73,11 @@ def source_of(path: str) -> tuple[str, str | None]:
     with open(man_path, encoding="utf-8") as f:
         manifest = json.load(f)
     src, cluster = None, None
+    base = os.path.dirname(os.path.abspath(path.rstrip("/")))
     for entry in manifest.get("inputs", []):
         p = entry.get("path", "")
+        if not os.path.isfile(p) and os.path.isfile(os.path.join(base, p)):
+            p = os.path.join(base, p)   # recorded relative to where the compile ran
         if p.endswith((".agent", ".mlir")) and src is None:
             src = p
             if os.path.isfile(p):

@@ -260,3 +260,19 @@ def test_a_failing_tool_is_a_located_error(tmp_path, tools):
     res = _run([str(src), "--input", "q", "--tool", "search=json:loads"])
     assert res.exit_code == 1
     assert f"{src}:2:7: error: tool 'search' failed: JSONDecodeError" in res.output
+
+
+def test_run_reads_a_compiles_output_directory(tmp_path, tools, monkeypatch):
+    from agentc.runtime.session import CPU_CLUSTER
+
+    src = tmp_path / "loop.agent"
+    src.write_text(LOOP)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["compile", "loop.agent", "--cluster", CPU_CLUSTER, "-o", "out",
+                                   "--targets", "cpu", "-q"], prog_name="agentc")
+    assert res.exit_code == 0, res.output
+    args = ["--input", "q", "--seed", "4", "--tool", "search=runtools:search"]
+    assert _run(["out", *args]).output == _run(["loop.agent", *args]).output
+    src.write_text(LOOP.replace("0.3", "0.4"))
+    res = _run(["out", *args])
+    assert res.exit_code == 1 and "changed since 'out' was compiled" in res.output
