@@ -53,13 +53,17 @@ def _show(value, kind: str, output: str | None) -> None:
               help="Threads per compiled matmul.")
 @click.option("--max-new-tokens", default=None, type=click.IntRange(min=1),
               help="Cap on generated tokens per llm call (default: the program's out=).")
+@click.option("--top-k", "top_k", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Sample each generated token among the k most likely (1: greedy), seeded by --seed.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Sampling temperature (with --top-k above 1).")
 @click.option("--trace", "trace_path", default=None, type=click.Path(dir_okay=False),
               help="Write a Chrome/Perfetto trace of the executed ops (plan op ids as names).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="File for an audio output.")
 @guarded
 def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens,
-            trace_path, output):
+            top_k, temperature, trace_path, output):
     """Run SOURCE (.agent, .mlir, or a compile's output directory) on one request in this process.
 
     \b
@@ -76,7 +80,7 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
         weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
         indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
         tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
-        seed=seed, threads=threads, max_new_tokens=max_new_tokens)
+        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
     path, recorded_cluster = session.source_of(source)
     opts = make_options(emit=pipeline.PLACED, cluster=cluster or recorded_cluster or session.CPU_CLUSTER,
                         catalogs=tuple(catalogs), targets=("cpu",))

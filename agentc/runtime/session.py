@@ -35,6 +35,8 @@ class RunConfig:
     threads: int = 1
     buckets: tuple[int, ...] | None = None
     max_new_tokens: int | None = None
+    top_k: int = 1
+    temperature: float = 1.0
 
 
 def parse_pairs(values, what: str, example: str) -> dict[str, str]:
@@ -136,7 +138,7 @@ def _decoder(module, sym, spec, cfg: RunConfig):
     from agentc.runtime import llm
 
     return llm.load(spec, cfg.weights[sym], _model_loc(module, sym), seed=cfg.seed,
-                    threads=cfg.threads)
+                    threads=cfg.threads, top_k=cfg.top_k, temperature=cfg.temperature)
 
 
 def prepare(c, cfg: RunConfig) -> Executor:

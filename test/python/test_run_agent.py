@@ -244,6 +244,17 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
     tokens, _ = ref.generate(tok.encode(prompt).ids, 12)
     assert len(set(tokens)) > 3   # a real sequence, not one token repeated
     assert res.output.rstrip("\n") == tok.decode(tokens)
+    # seeded top-k: the documented rule (one uniform draw per token from the seed's
+    # generator), reproducible run to run
+    args = ["--top-k", "20", "--temperature", "10", "--seed", "11"]
+    first = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}",
+                  "--weights", f"tiny={tmp_path / 'tiny'}", *args])
+    again = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}",
+                  "--weights", f"tiny={tmp_path / 'tiny'}", *args])
+    draws = np.random.default_rng(11).random(12)
+    sampled, _ = ref.generate(tok.encode(prompt).ids, 12, top_k=20, temperature=10.0, draws=draws)
+    assert first.exit_code == 0 and first.output == again.output
+    assert first.output.rstrip("\n") == tok.decode(sampled) != tok.decode(tokens)
 
 
 def test_the_cpu_rag_example_asks_for_llm_weights_before_running():
