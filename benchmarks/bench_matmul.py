@@ -77,13 +77,13 @@ def _measure(args: argparse.Namespace, threads: int) -> dict:
 
     seq, d, heads, kv_heads, ffn = (int(x) for x in args.prefill.split(","))
     hd = d // heads
-    shapes = [(seq, d), (d,), (d, d), (d, kv_heads * hd), (d, kv_heads * hd), (d, d), (d,),
-              (d, ffn), (d, ffn), (ffn, d)]
+    shapes = [(seq, d), (seq, hd // 2), (seq, hd // 2), (d,), (d, d), (d, kv_heads * hd),
+              (d, kv_heads * hd), (d, d), (d,), (d, ffn), (d, ffn), (ffn, d)]
     weights = [rng.standard_normal(s, dtype=np.float32) / np.sqrt(s[0]) for s in shapes]
     layer = jit(kernels.prefill_layer(seq, d, heads, kv_heads, ffn), threads=threads, **tile)
     ref = lambda: ref_prefill_layer(*weights, heads=heads, kv_heads=kv_heads)  # noqa: E731
-    out = [np.zeros((seq, d), np.float32)]
-    err = float(np.abs(layer(*weights, outputs=out)[0] - ref()).max())
+    out = [np.zeros((seq, d), np.float32)] + [np.zeros((seq, kv_heads * hd), np.float32) for _ in 'kv']
+    err = float(np.abs(layer(*weights, outputs=out)[0] - ref()[0]).max())
     t_gen, t_np = _best_pair(lambda: layer(*weights, outputs=out), ref, args.rounds,
                              max(2, args.repeat // 3))
     result.update(prefill=args.prefill, layer_err=err, layer_s=t_gen, layer_numpy_s=t_np,

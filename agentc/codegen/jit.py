@@ -69,6 +69,8 @@ class JitKernel:
             arrays.append(arr)
         out_args = sig.args[sig.n_inputs:]
         outs = outputs or [np.zeros(shape, dtype=_NP_TYPES[elem]) for _, elem, shape in out_args]
+        if len(outs) != len(out_args):   # a missing descriptor would be read past the end
+            raise TypeError(f"{sig.name} has {len(out_args)} outputs, got {len(outs)} arrays")
         for out, (arg_name, elem, shape) in zip(outs, out_args):
             if out.shape != shape or out.dtype != _NP_TYPES[elem] or not out.flags.c_contiguous:
                 raise ValueError(f"{sig.name}: output {arg_name} must be a C-contiguous {elem} "

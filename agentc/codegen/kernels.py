@@ -31,13 +31,24 @@ def matmul(m: int, n: int, k: int, *, dtype: str = "f32", name: str = "matmul") 
     return f.module(name, [("%a", [m, k]), ("%b", [k, n])], [(c, f.t([m, n]))])
 
 
+def _project(f: Func, x, w, rows, k, n) -> str:
+    """x @ w for x[rows, k], or a [k] vector (rows None) as a one-row matmul: the CPU
+    target schedules matmuls (vectorised along n, streaming w's rows) but lowers
+    linalg.vecmat to plain loops that walk w by columns, about 5x slower."""
+    if rows is not None:
+        return f.matmul(x, w, rows, k, n)
+    row = f.emit(f"tensor.expand_shape {x} [[0, 1]] output_shape [1, {k}] : {f.t([k])} into {f.t([1, k])}")
+    out = f.matmul(row, w, 1, k, n)
+    return f.emit(f"tensor.collapse_shape {out} [[0, 1]] : {f.t([1, n])} into {f.t([n])}")
+
+
 def _swiglu_ffn(f: Func, h, w_gate, w_up, w_down, rows, d_model, ffn) -> str:
     shape = [ffn] if rows is None else [rows, ffn]
-    gate = f.project(h, w_gate, rows, d_model, ffn)
-    up = f.project(h, w_up, rows, d_model, ffn)
+    gate = _project(f, h, w_gate, rows, d_model, ffn)
+    up = _project(f, h, w_up, rows, d_model, ffn)
     act = f.elementwise([gate, up], shape, lambda s, g, u: s.mul(
         s.div(g, s.add(s.const(1.0), s.exp(s.neg(g)))), u))
-    return f.project(act, w_down, rows, ffn, d_model)
+    return _project(f, act, w_down, rows, ffn, d_model)
 
 
 def _check_heads(d_model, heads, kv_heads):
@@ -129,10 +140,10 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
         return f.emit(f"tensor.expand_shape {vec} [[0, 1]] output_shape [1, {width}] : "
                       f"{f.t([width])} into {f.t([1, width])}")
     cos, sin = row("%cos", hd // 2), row("%sin", hd // 2)
-    q = _rope(f, row(f.vecmat(h, "%wq", d_model, d_model), d_model), cos, sin, 1, heads, hd)
-    k_row = _rope(f, row(f.vecmat(h, "%wk", d_model, kvd), kvd), cos, sin, 1, kv_heads, hd)
+    q = _rope(f, row(_project(f, h, "%wq", None, d_model, d_model), d_model), cos, sin, 1, heads, hd)
+    k_row = _rope(f, row(_project(f, h, "%wk", None, d_model, kvd), kvd), cos, sin, 1, kv_heads, hd)
     k_new = f.emit(f"tensor.collapse_shape {k_row} [[0, 1]] : {f.t([1, kvd])} into {f.t([kvd])}")
-    v_new = f.vecmat(h, "%wv", d_model, kvd)
+    v_new = _project(f, h, "%wv", None, d_model, kvd)
 
     def extend(cache, new, shape):
         """cache[context, ...] with `new` as row `context`: the keys the token sees."""
@@ -150,7 +161,7 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
                       1, context + 1, heads, kv_heads, hd, causal=False,
                       key_mask=extend("%mask", keep_self, []))
     att1 = f.emit(f"tensor.collapse_shape {att} [[0, 1]] : {f.t([1, d_model])} into {f.t([d_model])}")
-    x1 = f.add("%x", f.vecmat(att1, "%wo", d_model, d_model), [d_model])
+    x1 = f.add("%x", _project(f, att1, "%wo", None, d_model, d_model), [d_model])
     h2 = f.rmsnorm(x1, "%ffn_norm", [d_model], eps)
     y = f.add(x1, _swiglu_ffn(f, h2, "%w_gate", "%w_up", "%w_down", None, d_model, ffn), [d_model])
     args = ([("%x", [d_model]), ("%cos", [hd // 2]), ("%sin", [hd // 2])]
@@ -174,7 +185,7 @@ def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype:
         raise ValueError(f"sample: need 1 <= k <= vocab, got k={k}, vocab={vocab}")
     f = Func(dtype)
     h = f.rmsnorm("%h", "%norm", [d_model], eps)
-    logits = f.vecmat(h, "%w_out", d_model, vocab)
+    logits = _project(f, h, "%w_out", None, d_model, vocab)
     vals, ids = f.topk_1d(logits, vocab, k)
     c0, c1 = (f.emit(f"arith.constant {i} : index") for i in (0, 1))
     top = f.emit(f"tensor.extract {vals}[{c0}] : {f.t([k])}")

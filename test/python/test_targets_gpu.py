@@ -235,7 +235,7 @@ def test_same_input_same_bytes():
 # ------------------------------------------------------------------------------ codegen/kernels.py
 
 SMALL_ARGS = {"matmul": (64, 48, 32), "prefill_layer": (16, 64, 4, 2, 128),
-              "decode_step": (16, 64, 4, 2, 128), "sample": (256, 4),
+              "decode_step": (16, 64, 4, 2, 128), "sample": (64, 256, 4),
               "encoder_layer": (16, 64, 4, 128), "mean_pool_l2": (16, 64),
               "retrieve": (128, 64, 4), "logmel": (16, 65, 20)}
 

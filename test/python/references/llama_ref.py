@@ -7,8 +7,9 @@ or runtime: weights stay in the checkpoint's layout (`nn.Linear` weights are
 `inv_freq = theta ** (-arange(0, hd, 2) / hd)`, grouped-query attention repeats each
 KV head over `heads / kv_heads` query heads, and everything runs in float64. There is
 no KV cache: every step recomputes the whole sequence, so a cache bug on the other side
-cannot be mirrored here. Sampling is the documented rule (top-k logits, softmax of
-logit/temperature, the first token whose cumulative probability exceeds u).
+cannot be mirrored here (one causal pass yields the logits after every prefix, which is
+how a generated sequence is checked). Sampling is the documented rule (top-k logits,
+softmax of logit/temperature, the first token whose cumulative probability exceeds u).
 """
 
 from __future__ import annotations
@@ -78,23 +79,20 @@ class LlamaRef:
             x = x + self._mlp(self._norm(x, self.w[p + "post_attention_layernorm.weight"]), layer)
         return self._norm(x, self.w["model.norm.weight"])
 
-    def logits(self, ids) -> np.ndarray:
-        """Next-token logits [vocab] after the sequence `ids`."""
-        return self.head @ self.hidden(ids)[-1]
+    def logits(self, ids, start: int = 0) -> np.ndarray:
+        """Next-token logits [len(ids) - start, vocab]: row i follows ids[: start + i + 1].
 
-    def generate(self, prompt, max_new: int, *, top_k: int = 1, temperature: float = 1.0,
-                 draws=None) -> tuple[list[int], list[np.ndarray]]:
-        """(tokens, logits before each token). `draws`: the uniform numbers, one per token
-        (greedy when top_k == 1)."""
-        ids, tokens, seen = list(prompt), [], []
-        for step in range(max_new):
-            logits = self.logits(ids)
-            seen.append(logits)
-            order = np.argsort(-logits, kind="stable")[:top_k]
-            z = (logits[order] - logits[order[0]]) / temperature
-            probs = np.exp(z) / np.exp(z).sum()
-            u = draws[step] if draws is not None else 0.0
-            chosen = min(int(np.sum(np.cumsum(probs) <= u)), top_k - 1)
-            tokens.append(int(order[chosen]))
-            ids.append(tokens[-1])
-        return tokens, seen
+        One causal pass over the whole sequence gives every prefix's logits, so a
+        generated sequence is checked token by token without a cache: each token must
+        be what `choose` picks from the logits of the prefix before it.
+        """
+        return self.hidden(ids)[start:] @ self.head.T
+
+
+def choose(logits, top_k: int = 1, temperature: float = 1.0, u: float = 0.0) -> int:
+    """The sampling rule: among the top_k logits (ties to the lower id), the first token
+    whose cumulative softmax(logit / temperature) exceeds u; top_k = 1 is the argmax."""
+    order = np.argsort(-logits, kind="stable")[:top_k] if top_k > 1 else [int(np.argmax(logits))]
+    z = (logits[order] - logits[order[0]]) / temperature
+    probs = np.exp(z) / np.exp(z).sum()
+    return int(order[min(int(np.sum(np.cumsum(probs) <= u)), top_k - 1)])
