@@ -169,10 +169,14 @@ def test_bad_weights_are_a_located_error(tmp_path):
     src, bad = tmp_path / "rag.agent", tmp_path / "bad.safetensors"
     src.write_text(RAG)
     save_file({"embeddings.word_embeddings.weight": np.zeros((10, 384), np.float32)}, str(bad))
+    message = ("error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' "
+               "has shape [10, 384], expected [30522, 384]")
     res = _run([str(src), "--input", "q", "--weights", f"minilm={bad}", "--index", "docs=/nonexistent"])
-    assert res.exit_code == 1
-    assert f"{src}:1:1: error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' " \
-           "has shape [10, 384], expected [30522, 384]" in res.output
+    assert res.exit_code == 1 and f"{src}:1:1: {message}" in res.output
+    # the same checkpoint named on the declaration, relative to the source file
+    src.write_text(RAG.replace("minilm-l6", 'minilm-l6(weights="bad.safetensors")'))
+    res = _run([str(src), "--input", "q", "--index", "docs=/nonexistent"])
+    assert res.exit_code == 1 and f"{src}:1:1: {message}" in res.output
 
 
 RAG_LLM = """\
