@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agentc.diagnostics import AgentcError, SourceLoc, UsageError, WeightsError
-from agentc.passes._ir import attrs_of, get, source_loc, top_ops
+from agentc.passes._ir import get, source_loc
 from agentc.passes._plan_ctx import entry_graph
 
 # Ops that only mark a point in the schedule in one process (their bytes are already here).
@@ -111,7 +111,6 @@ class Executor:
     def __init__(self, module, rt: Runtime):
         self.module, self.rt = module, rt
         self.graph = entry_graph(module)
-        self.indexes = {get(op, "sym_name"): attrs_of(op) for op in top_ops(module) if op.name == "agent.index"}
 
     # ------------------------------------------------------------------ driving
     def run(self, inputs: list[Any]) -> Any:
