@@ -31,6 +31,7 @@ from agentc.passes._plan_ctx import entry_graph
 
 # Ops that only mark a point in the schedule in one process (their bytes are already here).
 _PASS_THROUGH = ("kv.transfer", "agent.send", "agent.recv", "comm.allreduce", "tool.lookup")
+_CONTROL = ("agent.graph", "agent.loop", "agent.branch", "agent.parallel", "gpu.yield", "agent.yield", "scf.yield")
 
 
 class RunError(AgentcError):
@@ -111,6 +112,11 @@ class Executor:
     def __init__(self, module, rt: Runtime):
         self.module, self.rt = module, rt
         self.graph = entry_graph(module)
+
+    def can_run(self, name: str) -> bool:
+        """Whether this executor has a runner for ops named `name`."""
+        return (name in _CONTROL or name == "agent.input" or name in _PASS_THROUGH
+                or hasattr(self, "_" + name.replace(".", "_")))
 
     # ------------------------------------------------------------------ driving
     def run(self, inputs: list[Any]) -> Any:

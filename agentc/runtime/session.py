@@ -164,6 +164,10 @@ def prepare(c, cfg: RunConfig) -> Executor:
     graph = entry_graph(module)
     ops = list(walk(graph))
     rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
+    probe = Executor(module, rt)
+    for op in ops:   # refused before anything runs
+        if not probe.can_run(op.name):
+            raise RunError(f"'agentc run' cannot execute op '{op.name}' yet (docs/run.md)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("embed.")}):
         rt.encoders[sym] = _encoder(module, sym, specs[sym], cfg)
     for op in ops:   # refused before anything runs, at the first llm call of the model

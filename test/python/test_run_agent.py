@@ -300,3 +300,10 @@ def test_run_reads_a_compiles_output_directory(tmp_path, tools, monkeypatch):
     src.write_text(LOOP.replace("0.3", "0.4"))
     res = _run(["out", *args])
     assert res.exit_code == 1 and "changed since 'out' was compiled" in res.output
+
+
+def test_ops_it_cannot_run_are_refused_before_running():
+    res = _run(["examples/voice_agent.agent", "--input", "q"])
+    assert res.exit_code == 1
+    assert "examples/voice_agent.agent:16:10: error: 'agentc run' cannot execute op 'stt.featurize' yet" \
+        in res.output
