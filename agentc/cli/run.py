@@ -76,7 +76,7 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
 
     \b
     Examples:
-      agentc run examples/rag_cpu.agent --input 'what is agentc?' --index docs=examples/rag_corpus.txt --weights small=ckpt/
+      agentc run examples/run/rag_cpu.agent --input 'what is agentc?' --index docs=examples/run/rag_corpus.txt --weights small=ckpt/
       agentc run out/ --input hello --tool search=mytools:search --trace run.json
     """
     from agentc import outputs, pipeline

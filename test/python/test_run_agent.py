@@ -271,9 +271,9 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
 
 
 def test_the_cpu_rag_example_asks_for_llm_weights_before_running():
-    res = _run(["examples/rag_cpu.agent", "--input", "q", "--index", "docs=examples/rag_corpus.txt"])
+    res = _run(["examples/run/rag_cpu.agent", "--input", "q", "--index", "docs=examples/run/rag_corpus.txt"])
     assert res.exit_code == 1
-    assert "examples/rag_cpu.agent:18:10: error: model 'small': llm ops need decoder weights" in res.output
+    assert "examples/run/rag_cpu.agent:18:10: error: model 'small': llm ops need decoder weights" in res.output
 
 
 def test_a_failing_tool_is_a_located_error(tmp_path, tools):
