@@ -19,8 +19,8 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   other argument (weights, caches, index chunks) with `agentc_bind(model, op, arg,
   index, bytes)`, calls the kernel through its bufferized C ABI (memref descriptors,
   inputs then outputs: the symbol in `{pool}/{kernel}.o` or a GPU `host.o`) once per
-  trip of its loops (layers, tokens, chunks), and copies the first output into the
-  result buffer;
+  trip of its loops (layers, tokens, chunks), and copies every output, one after
+  another, into the result buffer (as much as its capacity holds);
 - every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes
   back to `agentc_free`, so a GPU runtime can hand out device-visible memory.
 
@@ -217,7 +217,28 @@ def _compute_fn(fn, kernel_types, strings: StringGlobals) -> str:
     for _ in loops:
         b("}")
     if has_out:
-        b(f"%n = func.call @__agentc_copy(%out, {'%bx' if carry else '%by0'}) : ({BYTES}, {BYTES}) -> i64")
+        # Every output goes into the result, one after another (the first is the
+        # carried activation when the kernel loops): decode's k_new/v_new, sample's and
+        # retrieve's ids. A result smaller than their total keeps what fits.
+        firsts = ["%bx" if carry else "%by0"] + [f"%by{j}" for j in range(1, len(k_out))]
+        sizes = [_nbytes(t) for t in k_out]
+        if len(firsts) == 1:
+            b(f"%n = func.call @__agentc_copy(%out, {firsts[0]}) : ({BYTES}, {BYTES}) -> i64")
+        else:
+            b(f"%optr = func.call @__agentc_ptr(%out) : ({BYTES}) -> !llvm.ptr")
+            b(f"%ocap = func.call @__agentc_size(%out) : ({BYTES}) -> i64")
+            b("%n_0 = arith.constant 0 : i64")
+            offset = 0
+            for j, src in enumerate(firsts):
+                b(f"%off{j} = arith.constant {offset} : i64")
+                b(f"%offc{j} = arith.minsi %off{j}, %ocap : i64")
+                b(f"%op{j} = llvm.getelementptr %optr[%offc{j}] : (!llvm.ptr, i64) -> !llvm.ptr, i8")
+                b(f"%orem{j} = arith.subi %ocap, %offc{j} : i64")
+                b(f"%od{j} = func.call @__agentc_bytes(%op{j}, %orem{j}) : (!llvm.ptr, i64) -> {BYTES}")
+                b(f"%oc{j} = func.call @__agentc_copy(%od{j}, {src}) : ({BYTES}, {BYTES}) -> i64")
+                b(f"%n_{j + 1} = arith.addi %n_{j}, %oc{j} : i64")
+                offset += sizes[j]
+            b(f"%n = arith.addi %n_{len(firsts)}, %n_0 : i64")   # the bytes written
     else:
         b("%n = arith.constant 0 : i64")
     for t in temps:

@@ -212,13 +212,16 @@ def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype:
                                  (probs, f.t([k])), (ids, f.t([k], "i32"))])
 
 
-def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, dtype: str = "f32",
-                  name: str = "encoder_layer") -> str:
+def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool = False,
+                  dtype: str = "f32", name: str = "encoder_layer") -> str:
     """One post-norm BERT-style encoder layer (as in all-MiniLM), bidirectional attention.
 
     Args (x[seq,d], wq[d,d], bq[d], wk[d,d], bk[d], wv[d,d], bv[d], wo[d,d], bo[d],
-    ln1_g[d], ln1_b[d], w1[d,ffn], b1[ffn], w2[ffn,d], b2[d], ln2_g[d], ln2_b[d])
-    -> y[seq,d]. GELU is the erf form.
+    ln1_g[d], ln1_b[d], w1[d,ffn], b1[ffn], w2[ffn,d], b2[d], ln2_g[d], ln2_b[d]
+    [, mask[seq]]) -> y[seq,d]. GELU is the erf form. With `masked`, the last argument
+    (1.0 token / 0.0 padding) hides padding keys, so a sentence shorter than `seq`
+    rows (a bucketed kernel, `agentc run`) attends only to its own tokens; padding rows
+    come out finite and are dropped by the pooling.
     """
     hd = _check_heads(d_model, heads, heads)
     f = Func(dtype)
@@ -229,7 +232,8 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, dtype: str = 
     q = dense("%x", "%wq", "%bq", d_model, d_model)
     k = dense("%x", "%wk", "%bk", d_model, d_model)
     v = dense("%x", "%wv", "%bv", d_model, d_model)
-    att = f.attention(q, k, v, seq, seq, heads, heads, hd, causal=False)
+    att = f.attention(q, k, v, seq, seq, heads, heads, hd, causal=False,
+                      key_mask="%mask" if masked else None)
     x1 = f.layernorm(f.add("%x", dense(att, "%wo", "%bo", d_model, d_model), shape),
                      "%ln1_g", "%ln1_b", shape)
     inner = dense(x1, "%w1", "%b1", d_model, ffn)
@@ -240,20 +244,34 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, dtype: str = 
     args = [("%x", shape), ("%wq", mat), ("%bq", vec), ("%wk", mat), ("%bk", vec), ("%wv", mat),
             ("%bv", vec), ("%wo", mat), ("%bo", vec), ("%ln1_g", vec), ("%ln1_b", vec),
             ("%w1", [d_model, ffn]), ("%b1", [ffn]), ("%w2", [ffn, d_model]), ("%b2", vec),
-            ("%ln2_g", vec), ("%ln2_b", vec)]
+            ("%ln2_g", vec), ("%ln2_b", vec)] + ([("%mask", [seq])] if masked else [])
     return f.module(name, args, [(y, f.t(shape))])
 
 
-def mean_pool_l2(seq: int, d: int, *, dtype: str = "f32", name: str = "mean_pool_l2") -> str:
-    """Sentence embedding: mean over tokens, then L2-normalise. Args (h[seq,d]) -> e[d]."""
+def mean_pool_l2(seq: int, d: int, *, masked: bool = False, dtype: str = "f32",
+                 name: str = "mean_pool_l2") -> str:
+    """Sentence embedding: mean over tokens, then L2-normalise. Args (h[seq,d]) -> e[d].
+
+    With `masked`, a second argument mask[seq] (1.0 token / 0.0 padding) weights the
+    rows and the mean divides by the token count (sentence-transformers' pooling).
+    """
     f = Func(dtype)
-    total = f.generic([("%h", [seq, d], [0, 1])], [(f.full([d], 0.0), [d], [1])],
-                      ["reduction", "parallel"], lambda s, v, a: s.add(a, v))
-    mean = f.elementwise([total], [d], lambda s, t: s.div(t, s.const(seq)))
+    if masked:
+        total = f.generic([("%h", [seq, d], [0, 1]), ("%mask", [seq], [0])],
+                          [(f.full([d], 0.0), [d], [1])], ["reduction", "parallel"],
+                          lambda s, v, m, a: s.add(a, s.mul(v, m)))
+        count = f.reduce_last("%mask", [seq], 0.0, lambda s, a, v: s.add(a, v))
+        mean = f.elementwise([total, (count, [])], [d],
+                             lambda s, t, c: s.div(t, s.max(c, s.const(1.0))))
+    else:
+        total = f.generic([("%h", [seq, d], [0, 1])], [(f.full([d], 0.0), [d], [1])],
+                          ["reduction", "parallel"], lambda s, v, a: s.add(a, v))
+        mean = f.elementwise([total], [d], lambda s, t: s.div(t, s.const(seq)))
     sq = f.reduce_last(mean, [d], 0.0, lambda s, a, v: s.add(a, v), pre=lambda s, v: s.mul(v, v))
     out = f.elementwise([mean, (sq, [])], [d], lambda s, m, q: s.mul(
         m, s.rsqrt(s.max(q, s.const(L2_EPS)))))
-    return f.module(name, [("%h", [seq, d])], [(out, f.t([d]))])
+    args = [("%h", [seq, d])] + ([("%mask", [seq])] if masked else [])
+    return f.module(name, args, [(out, f.t([d]))])
 
 
 def retrieve(n: int, d: int, k: int, *, dtype: str = "f32", name: str = "retrieve") -> str:

@@ -107,6 +107,8 @@ int main(int argc, char **argv) {
   printf("rc %lld\nout %lld %lld\n", (long long)rc, (long long)out_bytes[0], (long long)out_bytes[1]);
   float *s = (float *)docs;
   printf("scores %.7g %.7g %.7g %.7g\n", s[0], s[1], s[2], s[3]);
+  int32_t *ids = (int32_t *)(docs + 4 * sizeof(float));   /* retrieve's second output */
+  printf("ids %d %d %d %d\n", ids[0], ids[1], ids[2], ids[3]);
   printf("allocs %ld frees %ld\n", allocs, frees);
   return 0;
 }
@@ -170,13 +172,15 @@ def test_host_program_binds_each_layers_weights(program):
 def test_host_program_retrieve_matches_numpy(program):
     lines = run(program)
     out = next(line for line in lines if line.startswith("out ")).split()
-    assert int(out[1]) == 4 * 4            # four f32 scores into the documents buffer
+    assert int(out[1]) == 4 * 4 + 4 * 4    # four f32 scores, then their four i32 ids
     got = np.array([float(v) for v in next(line for line in lines if line.startswith("scores")).split()[1:]])
     index = np.sin(np.arange(1, 64 * 16 + 1, dtype=np.float64)).astype(np.float32).reshape(64, 16)
     query = np.sin(np.arange(3 * 16 + 1, 3 * 16 + 17, dtype=np.float64)).astype(np.float32)
     cos = index @ query / (np.linalg.norm(index, axis=1) * np.linalg.norm(query))
     np.testing.assert_allclose(got, np.sort(cos)[::-1][:4], rtol=1e-4)
     assert got[0] == pytest.approx(1.0, abs=1e-5)    # the query is row 3
+    ids = [int(v) for v in next(line for line in lines if line.startswith("ids")).split()[1:]]
+    assert ids == list(np.argsort(-cos, kind="stable")[:4])
 
 
 def test_host_program_stops_at_a_negative_code_and_frees_everything(program):

