@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erf
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 EPS = 1e-12
 
@@ -26,7 +27,8 @@ def _ln(x, g, b):
 
 
 def _gelu(x):
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    # math.erf element by element: no scipy in the test environment
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
 class BertRef:
