@@ -270,6 +270,17 @@ def compile_file(path: str, options: Options, progress=None, *, or_later: bool =
     return c
 
 
+def resume(c: Compilation, progress=None) -> Compilation:
+    """Run the stages after the one `c` stopped at, up to `c.options.emit` (None: all):
+    how `agentc replan` finishes a compile it stopped at `costed` to adjust the module
+    (load, measured costs) and the solver."""
+    try:
+        _run_stages(c, stage_names().index(c.stage) + 1, progress)
+    except AgentcError as e:
+        raise relocate(e, c.input_path) from None
+    return c
+
+
 def relocate(err: AgentcError, path: str) -> AgentcError:
     """Ops parsed from .mlir text without explicit locations sit at `"-":line:col`;
     point such errors at the file they came from."""
@@ -298,5 +309,5 @@ def _run_stages(c: Compilation, start: int, progress) -> None:
                 break
 
 
-__all__ = ["Compilation", "Options", "STAGES", "Stage", "compile_file", "placement", "stage_is_ir",
+__all__ = ["Compilation", "Options", "STAGES", "Stage", "compile_file", "placement", "resume", "stage_is_ir",
            "stage_names"]

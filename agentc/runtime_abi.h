@@ -29,10 +29,18 @@ AGENTC_ABI_FN(agentc_allreduce);
 
 #undef AGENTC_ABI_FN
 
-/* Memory for every buffer of the host program: zero-filled, at least 64-byte
- * aligned, never NULL (abort instead). A GPU pool's runtime returns memory the
- * device can read (e.g. managed memory). */
-void *agentc_alloc(int64_t bytes);
+/* Memory for every buffer of the host program and of a GPU kernel's launcher:
+ * zero-filled, at least 64-byte aligned, never NULL (abort instead). `where` says
+ * who touches it. agentc_free takes any pointer agentc_alloc returned, whatever
+ * its `where` (the runtime remembers how it allocated it). */
+#define AGENTC_ALLOC_HOST 0    /* a host program's buffer (values, kernel arguments):
+                                  on a GPU pool kernels read it too, so the runtime
+                                  returns memory both sides can touch (managed) */
+#define AGENTC_ALLOC_DEVICE 1  /* a launcher's temporary only kernels touch
+                                  (cuMemAlloc / hipMalloc) */
+#define AGENTC_ALLOC_SHARED 2  /* a launcher's temporary the host code also reads
+                                  or writes (cuMemAllocManaged / hipMallocManaged) */
+void *agentc_alloc(int64_t bytes, int64_t where);
 void agentc_free(void *p);
 
 /* The buffer for argument `arg` (1-based: argument 0 is the op's input) of the kernel

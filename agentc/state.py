@@ -56,6 +56,9 @@ class PassContext:
     options: Options = field(default_factory=Options)
     files: list[str] = field(default_factory=list)
     placement: Placement | None = None
+    # what `place` solves with (None: agentc.planner.solve); `agentc replan` puts its
+    # movement-penalised solve here (agentc/planner/replan.py)
+    solver: Any = None
     _catalog: Catalog | None = None
     _cluster: Cluster | None = None
 

@@ -101,7 +101,9 @@ def table_report(rows, device, title: str) -> None:
     pred = predict_rows(rows, device)
     meas = np.array([r["median_ms"] for r in rows])
     print(f"{title}: {device.name} compute_eff {device.compute_efficiency:.3f} memory_eff "
-          f"{device.memory_efficiency:.3f} p {device.roofline_p} fixed {device.launch_us:.2f} us")
+          f"{device.memory_efficiency:.3f} p {device.roofline_p} fixed {device.launch_us:.2f} us"
+          + (f"; elementwise memory_eff {device.elementwise_memory_efficiency:.3f} fixed "
+             f"{device.elementwise_launch_us:.2f} us" if device.elementwise_memory_efficiency is not None else ""))
     layers: dict[tuple, list[float]] = {}
     groups: dict[str, list[float]] = {}
     for r, p, t in zip(rows, pred, meas):

@@ -86,6 +86,14 @@ DECODE_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.phase == "d
 WAITING_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.waits)
 SPLITTABLE: frozenset[str] = frozenset(n for n, c in OPS.items() if c.splittable)
 ABI: dict[str, str] = {n: c.abi for n, c in OPS.items() if c.abi}
+# Producer -> consumer pairs that run interleaved layer by layer inside one forward pass
+# (the MoE router, the experts and their merge take turns in every layer), so they sit
+# on one pool: split, they would trade hidden states across a link twice per layer and
+# step, and the KV cache the router receives would not be where attention reads it.
+LAYER_INTERLEAVED: frozenset[tuple[str, str]] = frozenset({
+    ("moe.gate_select", "moe.expert_prefill"), ("moe.gate_select", "moe.expert_decode"),
+    ("moe.expert_prefill", "moe.merge"), ("moe.expert_decode", "moe.merge"),
+    ("comm.allreduce", "moe.merge")})
 
 
 

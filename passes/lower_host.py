@@ -21,7 +21,7 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   inputs then outputs: the symbol in `{pool}/{kernel}.o` or a GPU `host.o`) once per
   trip of its loops (layers, tokens, chunks), and copies every output, one after
   another, into the result buffer (as much as its capacity holds);
-- every buffer comes from `agentc_alloc` (zero-filled) and goes back to `agentc_free`,
+- every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes back to `agentc_free`,
   so a GPU runtime can hand out device-visible memory.
 
 Control flow: the program is the schedule's straight pass, so each call in a loop or
@@ -61,7 +61,8 @@ func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} {{
   return %m : {BYTES}
 }}
 func.func private @__agentc_buffer(%n: i64) -> {BYTES} {{
-  %p = func.call @agentc_alloc(%n) : (i64) -> !llvm.ptr
+  %host = arith.constant 0 : i64  // AGENTC_ALLOC_HOST
+  %p = func.call @agentc_alloc(%n, %host) : (i64, i64) -> !llvm.ptr
   %m = func.call @__agentc_bytes(%p, %n) : (!llvm.ptr, i64) -> {BYTES}
   return %m : {BYTES}
 }}

@@ -26,6 +26,7 @@ from agentc.diagnostics import InfeasiblePlanError, VerifyError
 from agentc.frontend.lower import attrs
 from agentc.passes._ir import get, source_loc
 from agentc.dialects import type_kind
+from agentc.dialects.ops import LAYER_INTERLEAVED
 from agentc.passes._plan_ctx import entry_graph, model_for, models_of, value_bytes
 from agentc.state import Placement
 
@@ -168,6 +169,10 @@ def build_problem(module, ctx):
     # an explicit all-reduce joins the shards of the op that feeds it: same pool
     colocate = [(_key(prod), _key(op)) for op, _w in g.ops if op.name == "comm.allreduce"
                 for operand in op.operands for prod in g.producers(operand) if _key(prod) in g.ids]
+    # and the ops of one MoE layer take turns layer by layer: same pool (ops.LAYER_INTERLEAVED)
+    colocate += [(_key(prod), _key(op)) for op, _w in g.ops for operand in op.operands
+                 for prod in g.producers(operand)
+                 if (prod.name, op.name) in LAYER_INTERLEAVED and _key(prod) in g.ids]
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"))
     plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
@@ -228,7 +233,7 @@ def run(module, ctx, restore=None) -> None:
         plan = _restore(problem, g, graph_op)
     else:
         try:
-            plan = planner.solve(problem)
+            plan = (ctx.solver or planner.solve)(problem)
         except InfeasiblePlanError as e:
             raise InfeasiblePlanError(e.message, e.loc or source_loc(graph_op), e.notes) from None
         _write_back(plan, problem, g, graph_op, cluster)

@@ -16,17 +16,21 @@ threads touch neighbouring elements of row-major buffers (coalesced access); ups
 mapping pass here. Copies and the few sequential loops the kernels keep on tensors
 (top-k selection, cache updates) become kernels too (the loops as 1x1 launches).
 
-Memory model of the host code: buffers passed in are device-accessible pointers;
-temporaries are still `memref.alloc` (malloc), and a few scalar loads/stores remain
-on the host, so running the host object needs memory both sides can touch (CUDA
-managed memory, or HMM on Linux with the open kernel driver).
+Memory model of the host code: buffers passed in are device-accessible pointers
+(the host program's `agentc_alloc(.., AGENTC_ALLOC_HOST)`). Every temporary comes from
+the runtime, `agentc_alloc(bytes, where)`, and goes back with `agentc_free` before every
+return of the launcher (`runtime_memory`). `where` is AGENTC_ALLOC_DEVICE when only
+kernels touch the buffer, AGENTC_ALLOC_SHARED when the host code also reads or writes
+it (the scalar seeds of reductions, top-k results, a reduction loop left on the host),
+so a runtime can give device memory to the first and managed memory to the second.
 """
 
 from __future__ import annotations
 
 from mlir import ir
 
-from agentc.diagnostics import UsageError
+from agentc.codegen import abi
+from agentc.diagnostics import ToolchainError, UsageError
 
 from . import toolchain
 from .base import check_opt_level, check_options
@@ -104,7 +108,9 @@ def map_parallel_loops(module: ir.Module) -> None:
 
 
 def _host_funcs(module: ir.Module) -> list[ir.Operation]:
-    return [op.operation for op in module.body.operations if op.operation.name == "func.func"]
+    """The host functions with a body (runtime declarations have none)."""
+    return [op.operation for op in module.body.operations
+            if op.operation.name == "func.func" and op.operation.regions[0].blocks]
 
 
 def copies_to_linalg(module: ir.Module) -> None:
@@ -184,6 +190,117 @@ def merge_kernel_modules(module: ir.Module) -> list[str]:
 
     module.operation.walk(redirect)
     return names
+
+
+# Ops that give another view of the same buffer: a user of the view uses the buffer.
+_VIEWS = ("memref.subview", "memref.expand_shape", "memref.collapse_shape",
+          "memref.reinterpret_cast", "memref.cast")
+_BYTES = {"f64": 8, "i64": 8, "index": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i16": 2,
+          "i8": 1, "i1": 1}
+
+
+def _where(value: ir.Value) -> int:
+    """AGENTC_ALLOC_DEVICE if only kernel launches use `value` (through views), else SHARED."""
+    for use in value.uses:
+        user = use.owner
+        if user.name in _VIEWS:
+            if _where(user.results[0]) == abi.ALLOC_SHARED:
+                return abi.ALLOC_SHARED
+        elif user.name != "gpu.launch_func":
+            return abi.ALLOC_SHARED
+    return abi.ALLOC_DEVICE
+
+
+def _descriptor_type(memref: ir.MemRefType) -> ir.Type:
+    """The LLVM struct `finalize-memref-to-llvm` gives a static identity-layout memref."""
+    rank = memref.rank
+    arrays = f", array<{rank} x i64>, array<{rank} x i64>" if rank else ""
+    return ir.Type.parse(f"!llvm.struct<(ptr, ptr, i64{arrays})>")
+
+
+def _runtime_alloc(op: ir.Operation) -> ir.Value:
+    """`memref.alloc` -> `agentc_alloc(bytes, where)` wrapped in a memref descriptor."""
+    from mlir.dialects import arith, func, llvm
+
+    memref = ir.MemRefType(op.results[0].type)
+    element = str(memref.element_type)
+    if not memref.has_static_shape or element not in _BYTES \
+            or memref.layout.value != ir.AffineMap.get_identity(memref.rank):
+        raise ToolchainError(f"gpu: launcher temporary {memref} is not a static row-major buffer")
+    i64 = ir.IntegerType.get_signless(64)
+    nbytes = _BYTES[element]
+    for size in memref.shape:
+        nbytes *= size
+    with ir.InsertionPoint(op), op.location:
+        where = _where(op.results[0])
+        ptr = func.call([llvm.PointerType.get()], "agentc_alloc",
+                        [arith.constant(i64, max(nbytes, 1)), arith.constant(i64, where)])
+        desc = llvm.mlir_poison(_descriptor_type(memref))
+        desc = llvm.insertvalue(desc, ptr, [0])
+        desc = llvm.insertvalue(desc, ptr, [1])
+        desc = llvm.insertvalue(desc, arith.constant(i64, 0), [2])
+        stride = 1
+        for dim in reversed(range(memref.rank)):
+            size = memref.shape[dim]
+            desc = llvm.insertvalue(desc, arith.constant(i64, size), [3, dim])
+            desc = llvm.insertvalue(desc, arith.constant(i64, stride), [4, dim])
+            stride *= size
+        cast = ir.Operation.create("builtin.unrealized_conversion_cast", results=[memref],
+                                   operands=[desc])
+        return cast.results[0]
+
+
+def _runtime_free(buffer: ir.Value, before: ir.Operation) -> None:
+    from mlir.dialects import arith, func, llvm, memref
+
+    with ir.InsertionPoint(before), before.location:
+        index = memref.extract_aligned_pointer_as_index(buffer)
+        address = arith.index_cast(ir.IntegerType.get_signless(64), index)
+        func.call([], "agentc_free", [llvm.inttoptr(llvm.PointerType.get(), address)])
+
+
+def runtime_memory(module: ir.Module) -> None:
+    """Every launcher temporary from `agentc_alloc` (DEVICE or SHARED, see `_where`), freed
+    with `agentc_free` before each return, so a call leaves nothing allocated behind.
+
+    Temporaries are all allocated in the entry block (bufferization puts them there),
+    which dominates every return, so each return frees all of them, newest first.
+    """
+    declared = {ir.StringAttr(op.operation.attributes["sym_name"]).value
+                for op in module.body.operations if op.operation.name == "func.func"}
+    used = False
+    for fn in _host_funcs(module):
+        allocs: list[ir.Operation] = []
+
+        def collect(op: ir.Operation) -> ir.WalkResult:
+            # (bufferization here never frees; a dealloc would free twice)
+            if op.name in ("memref.alloc", "memref.alloca", "memref.realloc", "memref.dealloc"):
+                allocs.append(op)
+            return ir.WalkResult.ADVANCE
+
+        fn.walk(collect)
+        entry = fn.regions[0].blocks[0]
+        buffers = []
+        for op in allocs:
+            if op.name != "memref.alloc" or op.parent.name != "func.func" or op.block != entry:
+                raise ToolchainError(f"gpu: {op.name} outside the entry block of a launcher")
+            buffer = _runtime_alloc(op)
+            op.results[0].replace_all_uses_with(buffer)
+            op.erase()
+            buffers.append(buffer)
+        returns = [block.operations[len(block.operations) - 1] for block in fn.regions[0].blocks]
+        for ret in returns:
+            if ret.operation.name == "func.return":
+                for buffer in reversed(buffers):
+                    _runtime_free(buffer, ret.operation)
+        used = used or bool(buffers)
+    if not used:
+        return
+    first = module.body.operations[0]
+    for decl in abi.RUNTIME_DECLS:
+        name = decl.split("@", 1)[1].split("(", 1)[0]
+        if name in ("agentc_alloc", "agentc_free") and name not in declared:
+            ir.InsertionPoint(first).insert(ir.Operation.parse(decl))
 
 
 def launch_table(text: str) -> list[dict]:
@@ -298,7 +415,12 @@ def parse_gpu_options(who: str, options_type: type, overrides: dict, chip_prefix
 
 
 def gpu_stage(state, options):
-    """Stage `gpu` of both GPU targets: tile and map to blocks/threads, outline the kernels."""
-    state.ir, state.meta["kernels"] = lower_to_gpu(state.ir, options.tile_sizes)
+    """Stage `gpu` of both GPU targets: tile and map to blocks/threads, outline the kernels,
+    take the launchers' temporaries from the runtime."""
+    text, state.meta["kernels"] = lower_to_gpu(state.ir, options.tile_sizes)
+    with ir.Context():
+        module = ir.Module.parse(text)
+        runtime_memory(module)
+        state.ir = _run(str(module), "cse")
     state.meta["launches"] = launch_table(state.ir)
     return state

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 def _r(x):
@@ -94,7 +94,7 @@ def build(c) -> dict:
         m = meta.get(path, {})
         artifacts.append({"path": path, "sha256": _sha(c.artifacts[path]), "bytes": len(c.artifacts[path]),
                           "pool": m.get("pool"), "target": m.get("target"), "kind": m.get("kind"),
-                          "note": m.get("note")})
+                          "note": m.get("note"), **launch_fields(m)})
     sla = {"e2e_ms": get(graph, "sla_latency_ms"), "percentile": get(graph, "sla_percentile"),
            "ttft_ms": get(graph, "sla_ttft_ms"), "tbt_ms": get(graph, "sla_tbt_ms"),
            "load_rps": get(graph, "load_rps"), "mode": c.options.sla_mode,
@@ -336,6 +336,13 @@ def call_fields(op) -> dict:
     from agentc.passes._ir import get
 
     return {k: get(op, k) for k in ("model", "call") if get(op, k) is not None}
+
+
+def launch_fields(meta: dict) -> dict:
+    """Additive in 1.3: a GPU launcher's (`{pool}/{kernel}.host.o`) kernel launches in call
+    order, each `{"kernel", "grid": [x, y, z], "block": [x, y, z]}`, so a runtime or a
+    profiler knows the launch dimensions without reading the object."""
+    return {"launches": meta["launches"]} if "launches" in meta else {}
 
 
 def models_table(module) -> dict:

@@ -10,8 +10,12 @@ Stages, in order:
          PTX for driver JIT) embedded -> LLVM IR -> x86-64 object via llvmlite
          -> artifacts["host.ll"], artifacts["host.o"]
 
-Kernels take one bare pointer per buffer plus index scalars, so a launcher (or
-`benchmarks/gpu_check.py`) can call them without building memref descriptors.
+Kernels take one bare pointer per buffer plus index scalars, so a launcher can call
+them without building memref descriptors. The launcher (`host.o`) has the kernel's
+CPU signature, takes its temporaries from the runtime (`agentc_alloc`, freed before it
+returns) and launches through MLIR's `mgpu*` wrappers (docs/runtime_abi.md);
+meta["launches"] (and the manifest) list its launches with their grid and block.
+`benchmarks/gpu_check.py` runs launchers on a GPU against the CPU kernels.
 """
 
 from __future__ import annotations

@@ -6,11 +6,17 @@ Stages, in order:
   llvm    the kernel gpu.module alone -> LLVM IR (as `mlir-translate`) -> artifacts["amdgpu.ll"]
   amdgcn  llvmlite, triple amdgcn-amd-amdhsa, cpu = chip -> artifacts["amdgcn.o"]
   hsaco   `ld.lld -shared` -> artifacts["hsaco"]; skipped (meta note) without ld.lld
+  host    host funcs -> LLVM dialect (`gpu-to-llvm`) with the code object embedded in a
+          `gpu.binary` -> LLVM IR -> x86-64 object -> artifacts["host.ll"], ["host.o"]
 
 This MLIR build has no AMDGPU serializer, so `gpu-module-to-binary` cannot be used:
-the device code is translated and assembled by hand (`toolchain`). There is no host stage yet:
-launching needs the HIP runtime wrappers, which are not built here; the kernels and
-their launch sizes are listed in meta["kernels"].
+the device code is translated and assembled by hand (`toolchain`) and the `gpu.binary`
+built here. The launchers are NVVM's: they load the embedded object with
+`mgpuModuleLoad` and launch with `mgpuLaunchKernel` (MLIR's runtime wrappers; the ROCm
+build of them calls hipModuleLoadData / hipModuleLaunchKernel), and take their
+temporaries from `agentc_alloc`. The embedded object is the HSACO when ld.lld made one;
+otherwise the relocatable AMDGCN object, which a runtime must link (ld.lld -shared)
+before HIP loads it: meta["host_embeds"] says which.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from . import toolchain
 from .base import CompileState, StageFn
 
 DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
+HOST_TRIPLE = "x86_64-unknown-linux-gnu"
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class RocdlOptions:
 
 class RocdlTarget:
     name: ClassVar[str] = "rocdl"
-    EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "rocdl", "amdgcn": "amdgcn", "objects": "hsaco"}
+    EMIT_POINTS: ClassVar[dict[str, str]] = {"llvm": "rocdl", "amdgcn": "amdgcn", "objects": "host"}
 
     def parse_options(self, **overrides) -> RocdlOptions:
         return common.parse_gpu_options("rocdl", RocdlOptions, overrides, "gfx", "a gfxNNN name",
@@ -51,6 +58,7 @@ class RocdlTarget:
         stages["llvm"] = lambda s: _llvm(s, options)
         stages["amdgcn"] = lambda s: _amdgcn(s, options)
         stages["hsaco"] = lambda s: _hsaco(s, options)
+        stages["host"] = lambda s: _host(s, options)
 
 
 def _rocdl(state: CompileState, options: RocdlOptions) -> CompileState:
@@ -85,15 +93,16 @@ def device_module_text(text: str) -> str:
 
 
 def _llvm(state: CompileState, options: RocdlOptions) -> CompileState:
+    # state.ir stays the MLIR module (host funcs + gpu.module) for the host stage.
     llvm_ir = toolchain.translate_to_llvmir(device_module_text(state.ir), stage="llvm")
     state.artifacts["amdgpu.ll"] = llvm_ir.encode()
-    state.ir = llvm_ir
     return state
 
 
 def _amdgcn(state: CompileState, options: RocdlOptions) -> CompileState:
     state.artifacts["amdgcn.o"] = toolchain.emit_object(
-        state.ir, DEVICE_TRIPLE, cpu=options.chip, opt_level=options.opt_level, stage="amdgcn")
+        state.artifacts["amdgpu.ll"].decode(), DEVICE_TRIPLE, cpu=options.chip,
+        opt_level=options.opt_level, stage="amdgcn")
     return state
 
 
@@ -105,4 +114,46 @@ def _hsaco(state: CompileState, options: RocdlOptions) -> CompileState:
     state.artifacts["hsaco"] = toolchain.run_tool(
         [lld, "-shared", toolchain.IN, "-o", toolchain.OUT], "hsaco", state.artifacts["amdgcn.o"], ".o")
     state.meta["hsaco"] = "ld.lld -shared"
+    return state
+
+
+def binary_module(text: str, code_object: bytes) -> str:
+    """The module with its kernel gpu.module replaced by a `gpu.binary` of the same name
+    holding `code_object` (what `gpu-module-to-binary` would make with a serializer)."""
+    from mlir.dialects import gpu
+
+    with ir.Context():
+        module = ir.Module.parse(text)
+        for op in list(module.body.operations):
+            op = op.operation
+            if op.name != "gpu.module":
+                continue
+            targets = ir.ArrayAttr(op.attributes["targets"])
+            objects = [gpu.ObjectAttr.get(t, int(gpu.CompilationTarget.Binary), code_object)
+                       for t in targets]
+            name = ir.StringAttr(op.attributes["sym_name"]).value
+            binary = ir.Operation.parse(f"gpu.binary @{name} {ir.ArrayAttr.get(objects)}")
+            ir.InsertionPoint(op).insert(binary)
+            op.erase()
+        return str(module)
+
+
+def _host(state: CompileState, options: RocdlOptions) -> CompileState:
+    if "hsaco" in state.artifacts:
+        code_object = state.artifacts["hsaco"]
+        state.meta["host_embeds"] = "hsaco"
+    else:
+        code_object = state.artifacts["amdgcn.o"]
+        state.meta["host_embeds"] = ("amdgcn.o (relocatable: link it with ld.lld -shared before "
+                                     "hipModuleLoadData)")
+    host = toolchain.run_pipeline(
+        binary_module(state.ir, code_object),
+        "builtin.module("
+        + common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}") + ")",
+        stage="host")
+    llvm_ir = toolchain.translate_to_llvmir(host, stage="host")
+    state.artifacts["host.ll"] = llvm_ir.encode()
+    state.artifacts["host.o"] = toolchain.emit_object(llvm_ir, HOST_TRIPLE, cpu="x86-64",
+                                                      opt_level=options.opt_level, stage="host")
+    state.ir = llvm_ir
     return state

@@ -66,6 +66,10 @@ class DeviceSpec:
     memory_efficiency: float = 1.0
     fp8_compute_efficiency: float | None = None
     roofline_p: float = 0.0  # smooth-roofline exponent (costmodel.layers); 0: the hard max
+    # Elementwise kernels (norms, RoPE, activation, add, gather): their own achieved
+    # bandwidth and fixed cost (costmodel.layers.ELEMENTWISE); None: the GEMM figures.
+    elementwise_memory_efficiency: float | None = None
+    elementwise_launch_us: float | None = None
     allreduce_gbytes_s: float = 0.0  # NCCL all-reduce bus bandwidth; 0: fabric_gbytes_s
     target: str = "none"
     chip: str = ""

@@ -127,6 +127,7 @@ DEVICE_NUMBERS = {
     "launch_us": dict(nonneg=True), "compute_efficiency": dict(positive=True),
     "memory_efficiency": dict(positive=True), "fp8_compute_efficiency": dict(positive=True),
     "roofline_p": dict(nonneg=True), "allreduce_gbytes_s": dict(nonneg=True),
+    "elementwise_memory_efficiency": dict(positive=True), "elementwise_launch_us": dict(nonneg=True),
 }
 DEVICE_STRINGS = {"vendor": (), "kind": DEVICE_KINDS, "target": TARGETS, "chip": (), "triple": ()}
 _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", "capex_usd",
@@ -135,6 +136,7 @@ _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0
                              "fabric_gbytes_s": 0.0, "fabric_latency_us": 0.0,
                              "compute_efficiency": 1.0, "memory_efficiency": 1.0,
                              "fp8_compute_efficiency": None, "roofline_p": 0.0, "allreduce_gbytes_s": 0.0,
+                             "elementwise_memory_efficiency": None, "elementwise_launch_us": None,
                              "chip": "", "triple": ""}
 _ABSTRACT_KEYS = ("given_usd_per_hr", "vendor", "kind")
 
@@ -176,7 +178,7 @@ def device_from_table(tf: TomlFile, name: str, raw: Mapping[str, Any],
         if key in merged:
             values[key] = string(tf, table, merged, key, choices, what=what)
     values["mem_gbps"] = number(tf, table, merged, bw_keys[0], positive=True, what=what)
-    for key in ("compute_efficiency", "memory_efficiency", "fp8_compute_efficiency"):
+    for key in ("compute_efficiency", "memory_efficiency", "fp8_compute_efficiency", "elementwise_memory_efficiency"):
         if values[key] is not None and values[key] > 1:
             raise tf.error(f"{what}'{key}' is a fraction of peak and must be at most 1", table, key)
     if values["devices_per_chassis"] > 1 and values["fabric_gbytes_s"] <= 0:

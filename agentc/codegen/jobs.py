@@ -111,9 +111,10 @@ def _host_job(c, pool, target_name, options, host, kernels) -> _Job:
     cpu = targets.get("cpu")
     if target_name != "cpu":
         options = cpu.parse_options(**({"triple": c.options.cpu_triple} if c.options.cpu_triple else {}))
-    # What defines the kernel symbols the host program calls: the CPU objects, the NVVM
-    # host launchers; for ROCDL (no launcher is built) the runtime, around the code objects.
-    objects = {"cpu": [f"{k}.o" for k in kernels], "nvvm": [f"{k}.host.o" for k in kernels]}
+    # What defines the kernel symbols the host program calls: the CPU objects, the GPU
+    # targets' host launchers.
+    objects = {"cpu": [f"{k}.o" for k in kernels], "nvvm": [f"{k}.host.o" for k in kernels],
+               "rocdl": [f"{k}.host.o" for k in kernels]}
     state = CompileState(pool, str(host) + "\n")
     state.meta.update(entry=get(host, "agentc.entry_point"), pool=pool,
                       inputs=list(attr_value(host.attributes["agentc.inputs"])),
@@ -159,4 +160,12 @@ def collect(c) -> None:
                 entry["note"] = "host program: " + job.state.meta["entry"]
             else:
                 entry["kernel"] = kernel
+            if ext == "host.o" and "launches" in job.state.meta:
+                entry["launches"] = launch_dims(job.state.meta["launches"])
             meta[path] = entry
+
+
+def launch_dims(launches: list[dict]) -> list[dict]:
+    """A GPU launcher's kernel launches in call order: kernel, grid and block (x, y, z)."""
+    return [{"kernel": l["kernel"], "grid": list(l["grid"]), "block": list(l["block"])}
+            for l in launches]

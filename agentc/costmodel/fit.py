@@ -112,35 +112,55 @@ def _best_fixed(roof: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return f, err
 
 
-def fit_kernels(rows: list[Mapping[str, Any]], device: DeviceSpec) -> dict[str, float]:
-    """Least-squares fit (relative error) of compute_efficiency, memory_efficiency,
-    roofline_p and the per-kernel fixed cost launch_us to measured kernel times:
-    t = launch + roof(c / compute_eff, m / memory_eff; p). A grid over the
-    efficiencies and p, then a finer grid around the best point."""
-    if len(rows) > _FIT_ROWS:  # a seeded subsample (not a stride: tables interleave kernels)
-        pick = np.sort(np.random.default_rng(0).choice(len(rows), _FIT_ROWS, replace=False))
-        rows = [rows[i] for i in pick]
-    t = np.array([r["median_ms"] for r in rows])
-    c, m = kernel_roofs(rows, device)
+def _fit_roofs(t: np.ndarray, c: np.ndarray, m: np.ndarray, p_grid, compute_eff: float | None = None):
+    """(error, p, compute_eff, memory_eff, fixed ms) minimising the relative squared
+    error of t = fixed + roof(c / compute_eff, m / memory_eff; p): a grid over the
+    efficiencies (compute_eff held when given) for each p, refined twice around the best."""
     best = None
-    for p in _P_GRID:
-        lo_c, hi_c, lo_m, hi_m = 0.02, 1.0, 0.02, 1.0
+    for p in p_grid:
+        lo_c, hi_c = (compute_eff, compute_eff) if compute_eff else (0.02, 1.0)
+        lo_m, hi_m = 0.02, 1.0
         for _ in range(3):  # coarse grid, then two refinements around the best cell
-            ce = np.linspace(lo_c, hi_c, 33)
+            ce = np.linspace(lo_c, hi_c, 1 if compute_eff else 33)
             me = np.linspace(lo_m, hi_m, 33)
             f = np.empty((ce.size, me.size))
             err = np.empty_like(f)
             for a, eff in enumerate(ce):  # one row of the grid at a time keeps memory small
                 f[a], err[a] = _best_fixed(_roof(c[None, :] / eff, m[None, :] / me[:, None], p), t)
             i, j = np.unravel_index(np.argmin(err), err.shape)
-            step_c, step_m = ce[1] - ce[0], me[1] - me[0]
-            lo_c, hi_c = max(0.005, ce[i] - step_c), min(1.0, ce[i] + step_c)
+            step_m = me[1] - me[0]
+            if not compute_eff:
+                step_c = ce[1] - ce[0]
+                lo_c, hi_c = max(0.005, ce[i] - step_c), min(1.0, ce[i] + step_c)
             lo_m, hi_m = max(0.005, me[j] - step_m), min(1.0, me[j] + step_m)
             cand = (float(err[i, j]), p, float(ce[i]), float(me[j]), float(f[i, j]))
         if best is None or cand[0] < best[0]:
             best = cand
-    _, p, ce, me, f = best
-    return {"compute_efficiency": ce, "memory_efficiency": me, "roofline_p": p, "launch_us": f * 1e3}
+    return best
+
+
+def fit_kernels(rows: list[Mapping[str, Any]], device: DeviceSpec) -> dict[str, float]:
+    """Least-squares fit (relative error) of the layer model's numbers to measured kernel
+    times: on the GEMM-like kernels, compute_efficiency, memory_efficiency, roofline_p
+    and the fixed cost launch_us (t = launch + roof(c / compute_eff, m / memory_eff; p));
+    on the elementwise kernels (layers.ELEMENTWISE), given rows of them, their own
+    elementwise_memory_efficiency and elementwise_launch_us at the GEMMs' compute
+    efficiency and p."""
+    from agentc.costmodel.layers import ELEMENTWISE
+
+    if len(rows) > _FIT_ROWS:  # a seeded subsample (not a stride: tables interleave kernels)
+        pick = np.sort(np.random.default_rng(0).choice(len(rows), _FIT_ROWS, replace=False))
+        rows = [rows[i] for i in pick]
+    elem = np.array([r["kernel"] in ELEMENTWISE for r in rows])
+    t = np.array([r["median_ms"] for r in rows])
+    c, m = kernel_roofs(rows, device)
+    gemm = ~elem if (~elem).any() else elem  # a table of elementwise kernels only: one class
+    _, p, ce, me, f = _fit_roofs(t[gemm], c[gemm], m[gemm], _P_GRID)
+    out = {"compute_efficiency": ce, "memory_efficiency": me, "roofline_p": p, "launch_us": f * 1e3}
+    if elem.any() and (~elem).any():
+        _, _, _, me_e, f_e = _fit_roofs(t[elem], c[elem], m[elem], (p,), compute_eff=ce)
+        out.update(elementwise_memory_efficiency=me_e, elementwise_launch_us=f_e * 1e3)
+    return out
 
 
 def fit_allreduce(rows: list[Mapping[str, Any]]) -> dict[str, float]:
@@ -167,7 +187,7 @@ def accuracy(ratios: np.ndarray) -> dict[str, float]:
 
 def predict_rows(rows: list[Mapping[str, Any]], device: DeviceSpec) -> np.ndarray:
     """agentc's predicted ms for each measured row on `device` (its efficiencies)."""
-    from agentc.costmodel.layers import allreduce_ms, kernel_ms, measured_kernel
+    from agentc.costmodel.layers import allreduce_ms, kernel_class, kernel_ms, measured_kernel
 
     out = []
     for r in rows:
@@ -177,7 +197,7 @@ def predict_rows(rows: list[Mapping[str, Any]], device: DeviceSpec) -> np.ndarra
             out.append(allreduce_ms(r["tokens"] * r["d_model"] * bytes_per_elem(r.get("dtype", "fp16")), tp, device))
         else:
             k = measured_kernel(r["kernel"], row_model(r), r["tokens"], r["context"])
-            out.append(kernel_ms(k, device, tp, r.get("dtype", "fp16"))[2] + device.launch_us / 1e3)
+            out.append(kernel_ms(k, device, tp, r.get("dtype", "fp16"))[2] + kernel_class(k.name, device)[1] / 1e3)
     return np.array(out)
 
 

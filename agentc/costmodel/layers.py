@@ -18,6 +18,14 @@ which equals max(c, m) far from the ridge and 2^(1/p) x max at it (measured GEMM
 `agentc calibrate --from-measurements`; p = 0 means the hard max). `fixed` is the
 device's `launch_us`, the measured per-kernel fixed cost.
 
+Kernels come in two classes with their own achieved bandwidth and fixed cost: GEMM-like
+(qkv, attention, o, gate/up, down, experts, router, LM head) use `memory_efficiency` and
+`launch_us`; the elementwise ones (ELEMENTWISE: norms, RoPE, activation, add, expert
+merge, embedding gather) use `elementwise_memory_efficiency` and `elementwise_launch_us`
+when the device has them. Measured on A40/A100/H100, a decode-sized RMSNorm takes ~6 us
+where a GEMM-fitted model says ~2 us, and one shared pair of numbers then under-prices
+every decode step by 10-15% (the weight-streaming GEMMs are pulled the other way).
+
 Tensor parallelism (Megatron style) shards every kernel by heads or FFN columns
 except the norms, the residual add, the embedding and the MoE router, which every
 rank runs whole; attention shards by KV head (at most kv_heads ways). An all-reduce of
@@ -43,6 +51,18 @@ MOE_LAYER = ("norm", "qkv", "rope", "attn", "o", "norm", "moe_gate", "experts", 
 # Kernels outside the layers, once per forward pass.
 PASS_KERNELS = ("embed", "final_norm", "lm_head")
 KERNEL_NAMES = tuple(sorted(set(DENSE_LAYER + MOE_LAYER + PASS_KERNELS)))
+# Kernels bound by streaming activations, not by a weight matrix or attention.
+ELEMENTWISE = frozenset({"norm", "rope", "act", "add", "merge", "embed", "final_norm"})
+
+
+def kernel_class(name: str, device: DeviceSpec) -> tuple[float, float]:
+    """(memory efficiency, fixed cost in us) of kernel `name` on `device`."""
+    if name in ELEMENTWISE:
+        me = device.elementwise_memory_efficiency
+        fixed = device.elementwise_launch_us
+        return (device.memory_efficiency if me is None else me,
+                device.launch_us if fixed is None else fixed)
+    return device.memory_efficiency, device.launch_us
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,7 @@ class KernelTime:
     memory_ms: float  # sum over kernels of the memory roof
     compute_bound_ms: float  # time of the kernels whose compute roof is the larger
     memory_bound_ms: float  # time of the kernels whose memory roof is the larger
-    fixed_ms: float  # per-kernel fixed costs
+    fixed_ms: float  # per-kernel fixed costs (each kernel's class, kernel_class)
     launches: float
 
     @property
@@ -110,16 +130,17 @@ class KernelTime:
 def kernel_ms(k: Kernel, device: DeviceSpec, tp: int, dtype: str) -> tuple[float, float, float]:
     """(compute roof, memory roof, smooth roof) of one launch of `k`, in ms."""
     peak = device.tflops(dtype) * 1e12 * device.efficiency(dtype)
-    bw = device.mem_gbps * 1e9 * device.memory_efficiency
+    bw = device.mem_gbps * 1e9 * kernel_class(k.name, device)[0]
     c = k.flops_at(tp) / peak * 1e3 if k.flops else 0.0
     m = k.bytes_at(tp) / bw * 1e3
     return c, m, smooth_roof((c, m), device.roofline_p)
 
 
 def price_kernels(kernels: Iterable[Kernel], device: DeviceSpec, tp: int, dtype: str) -> KernelTime:
-    c_sum = m_sum = cb = mb = launches = 0.0
+    c_sum = m_sum = cb = mb = launches = fixed_us = 0.0
     for k in kernels:
         c, m, t = kernel_ms(k, device, tp, dtype)
+        fixed_us += kernel_class(k.name, device)[1] * k.count
         c_sum += c * k.count
         m_sum += m * k.count
         if c >= m:
@@ -127,7 +148,7 @@ def price_kernels(kernels: Iterable[Kernel], device: DeviceSpec, tp: int, dtype:
         else:
             mb += t * k.count
         launches += k.count
-    return KernelTime(c_sum, m_sum, cb, mb, launches * device.launch_us / 1e3, launches)
+    return KernelTime(c_sum, m_sum, cb, mb, fixed_us / 1e3, launches)
 
 
 # --------------------------------------------------------------------------- kernels of a pass

@@ -24,7 +24,8 @@ H100, A100, A40 = CAT.devices["H100"], CAT.devices["A100"], CAT.devices["A40"]
 def ideal(device):
     """The device at its datasheet peak (efficiency 1, no fixed cost per kernel, the hard
     roofline), to compare with hand numbers."""
-    return dataclasses.replace(device, compute_efficiency=1.0, memory_efficiency=1.0, launch_us=0.0, roofline_p=0.0)
+    return dataclasses.replace(device, compute_efficiency=1.0, memory_efficiency=1.0, launch_us=0.0, roofline_p=0.0,
+                               elementwise_memory_efficiency=None, elementwise_launch_us=None)
 
 
 # --------------------------------------------------------------------------- KV cache, links

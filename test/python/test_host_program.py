@@ -52,7 +52,7 @@ RUNTIME = r"""
 static long allocs, frees;
 static int fail_tool;   /* web_search returns -5 when set */
 
-void *agentc_alloc(int64_t n) { allocs++; return calloc(1, (size_t)n); }
+void *agentc_alloc(int64_t n, int64_t where) { allocs++; if (where != 0) abort(); return calloc(1, (size_t)n); }
 void agentc_free(void *p) { frees++; free(p); }
 
 /* The index (op "d", argument 1): row r, column c = sin(r * 16 + c + 1). Weights: small. */

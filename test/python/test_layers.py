@@ -18,13 +18,16 @@ CAT = load_catalog()
 H100 = CAT.devices["H100"]
 M8 = CAT.models["llama3-8b"]
 
-# H100 as the catalog cites it: 989.5 TFLOP/s x 0.74, 3350 GB/s x 0.78, p 1.5, 1.8 us.
-PEAK, BW, P, FIXED_MS = 989.5e12 * 0.74, 3350e9 * 0.78, 1.5, 1.8e-3
+# H100 as the catalog cites it: 989.5 TFLOP/s x 0.742, p 1.5; GEMM-like kernels 3350 GB/s
+# x 0.941 and 5.39 us each, elementwise kernels 3350 GB/s x 0.801 and 1.75 us each.
+PEAK, BW, P, FIXED_MS = 989.5e12 * 0.742, 3350e9 * 0.941, 1.5, 5.39e-3
+BW_E, FIXED_E_MS = 3350e9 * 0.801, 1.75e-3
 
 
-def by_hand(flops, nbytes):
-    c, m = flops / PEAK * 1e3, nbytes / BW * 1e3
-    return (c**P + m**P) ** (1 / P) + FIXED_MS
+def by_hand(flops, nbytes, elementwise=False):
+    bw, fixed = (BW_E, FIXED_E_MS) if elementwise else (BW, FIXED_MS)
+    c, m = flops / PEAK * 1e3, nbytes / bw * 1e3
+    return (c**P + m**P) ** (1 / P) + fixed
 
 
 def llama3_8b_layer_by_hand(n):
@@ -32,40 +35,44 @@ def llama3_8b_layer_by_hand(n):
     KV width 1024 (8 of 32 heads), kernels as docs/calibration.md lists them."""
     d, f, k, e = 4096, 14336, 1024, 2
     pairs = n * (n + 1) / 2  # causal
+    elementwise = True
     kernels = [
-        (4 * n * d, (3 * n * d + d) * e),  # norm
-        (2 * n * d * (d + 2 * k), n * d * e + (d * (d + 2 * k) + n * (d + 2 * k)) * e),  # qkv
-        (4 * n * (d + k), 2 * n * (d + k) * e),  # rope
-        (4 * d * pairs, 2 * n * d * e + 2 * k * e * n),  # attention: q in, out, K/V written and read
-        (2 * n * d * d, n * d * e + (d * d + n * d) * e),  # o
-        (4 * n * d, (3 * n * d + d) * e),  # norm
-        (4 * n * d * f, n * d * e + (2 * d * f + 2 * n * f) * e),  # gate_up
-        (4 * n * f, 3 * n * f * e),  # act
-        (2 * n * f * d, n * d * e + (f * d + n * f) * e),  # down
-        (n * d, 3 * n * d * e),  # add
+        (4 * n * d, (3 * n * d + d) * e, elementwise),  # norm
+        (2 * n * d * (d + 2 * k), n * d * e + (d * (d + 2 * k) + n * (d + 2 * k)) * e, False),  # qkv
+        (4 * n * (d + k), 2 * n * (d + k) * e, elementwise),  # rope
+        (4 * d * pairs, 2 * n * d * e + 2 * k * e * n, False),  # attention: q in, out, K/V written and read
+        (2 * n * d * d, n * d * e + (d * d + n * d) * e, False),  # o
+        (4 * n * d, (3 * n * d + d) * e, elementwise),  # norm
+        (4 * n * d * f, n * d * e + (2 * d * f + 2 * n * f) * e, False),  # gate_up
+        (4 * n * f, 3 * n * f * e, elementwise),  # act
+        (2 * n * f * d, n * d * e + (f * d + n * f) * e, False),  # down
+        (n * d, 3 * n * d * e, elementwise),  # add
     ]
-    return sum(by_hand(fl, b) for fl, b in kernels)
+    return sum(by_hand(fl, b, el) for fl, b, el in kernels)
 
 
 @pytest.mark.parametrize("tokens", [1, 512])
 def test_llama3_8b_layer_on_h100_matches_the_hand_sum(tokens):
-    assert (H100.compute_efficiency, H100.memory_efficiency, H100.roofline_p, H100.launch_us) == (0.74, 0.78, 1.5, 1.8)
+    assert (H100.compute_efficiency, H100.memory_efficiency, H100.roofline_p, H100.launch_us) == (0.742, 0.941, 1.5, 5.39)
+    assert (H100.elementwise_memory_efficiency, H100.elementwise_launch_us) == (0.801, 1.75)
     kt = price_kernels(layer_kernels(M8, tokens, 0, 1), H100, 1, "fp16")
     assert kt.roof_ms + kt.fixed_ms == pytest.approx(llama3_8b_layer_by_hand(tokens), rel=1e-9)
 
 
 def test_one_token_layer_is_weight_streaming_plus_ten_fixed_costs():
-    # 218 MB of weights at 2613 GB/s is 83.5 us; ten kernels add 18 us; p = 1.5 adds < 1%.
+    # 218 MB of weights at 3152 GB/s is 69 us; five GEMM-like and five elementwise kernels
+    # add 35.7 us of fixed cost; p = 1.5 and the elementwise bytes add < 1% + 2 us.
     weights = (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336) * 2
+    fixed = 5 * FIXED_MS + 5 * FIXED_E_MS
     t = llama3_8b_layer_by_hand(1)
-    assert weights / BW * 1e3 + 10 * FIXED_MS < t < 1.01 * (weights / BW * 1e3) + 10 * FIXED_MS + 0.002
+    assert weights / BW * 1e3 + fixed < t < 1.01 * (weights / BW * 1e3) + fixed + 0.002
 
 
 def test_prefill_op_is_layers_times_the_layer_plus_embedding_norm_and_head():
     n, d, v, e = 512, 4096, 128256, 2
     cost = op_cost("llm.prefill", {"tokens": n}, M8, H100)
-    embed = by_hand(0, 2 * n * d * e + n * 4)
-    final_norm = by_hand(4 * n * d, (3 * n * d + d) * e)
+    embed = by_hand(0, 2 * n * d * e + n * 4, elementwise=True)
+    final_norm = by_hand(4 * n * d, (3 * n * d + d) * e, elementwise=True)
     head = by_hand(2 * d * v, d * e + (d * v + v) * e)  # logits of the last position
     assert cost.time_ms == pytest.approx(32 * llama3_8b_layer_by_hand(n) + embed + final_norm + head, rel=1e-9)
     assert cost.binding == "compute"
@@ -74,7 +81,9 @@ def test_prefill_op_is_layers_times_the_layer_plus_embedding_norm_and_head():
 def test_decode_step_is_memory_bound_and_names_it():
     cost = op_cost("llm.decode", {"context": 512, "tokens": 1}, M8, H100)
     assert cost.binding == "memory"
-    assert cost.static_ms == pytest.approx((32 * 10 + 3) * FIXED_MS)
+    # per layer 5 GEMM-like (qkv, attn, o, gate_up, down) and 5 elementwise kernels;
+    # then the embedding gather and final norm (elementwise) and the LM head
+    assert cost.static_ms == pytest.approx(32 * 5 * (FIXED_MS + FIXED_E_MS) + 2 * FIXED_E_MS + FIXED_MS)
 
 
 def test_tensor_parallel_shards_all_but_the_norms_and_the_add():
@@ -100,7 +109,9 @@ def test_smooth_roofline_at_the_ridge_is_2_to_the_1_over_p():
     dev = dataclasses.replace(H100, launch_us=0.0)
     flops = 1e12
     nbytes = flops / PEAK * BW  # compute time == memory time
-    kernel = dataclasses.replace(layer_kernels(M8, 1, 0, 1)[0], flops=flops, whole_bytes=nbytes, shard_bytes=0.0)
+    qkv = layer_kernels(M8, 1, 0, 1)[1]
+    assert qkv.name == "qkv"  # a GEMM-like kernel: BW is its bandwidth
+    kernel = dataclasses.replace(qkv, flops=flops, whole_bytes=nbytes, shard_bytes=0.0)
     kt = price_kernels([kernel], dev, 1, "fp16")
     assert kt.roof_ms == pytest.approx(2 ** (1 / 1.5) * flops / PEAK * 1e3)
 
@@ -108,11 +119,14 @@ def test_smooth_roofline_at_the_ridge_is_2_to_the_1_over_p():
 # --------------------------------------------------------------------------- calibration
 
 
-def synthetic_table(path, ce, me, p, fixed_us, lat_us, busbw):
+def synthetic_table(path, ce, me, p, fixed_us, lat_us, busbw, me_elem=None, fixed_elem_us=None):
     """Kernel times from the documented formulas with known parameters, written here
     without agentc: GEMMs and memory-bound kernels of two model shapes over 1-4096 tokens
-    and tp 1-8, and all-reduces of 64 KiB-256 MiB."""
+    and tp 1-8, and all-reduces of 64 KiB-256 MiB. The elementwise kernels (norm, act,
+    add) stream at `me_elem` with `fixed_elem_us` each when given."""
     peak, bw = 989.5e12 * ce, 3350e9 * me
+    bw_elem = 3350e9 * (me if me_elem is None else me_elem)
+    fixed_elem_us = fixed_us if fixed_elem_us is None else fixed_elem_us
     rows = ["kernel,tokens,context,tp,d_model,ffn,heads,kv_heads,median_ms"]
     for d, f, h, kvh in ((4096, 14336, 32, 8), (8192, 28672, 64, 8)):
         k = d * kvh // h
@@ -128,8 +142,9 @@ def synthetic_table(path, ce, me, p, fixed_us, lat_us, busbw):
                     "add": (n * d, 3 * n * d * 2),
                 }
                 for name, (fl, b) in shapes.items():
-                    c, m = fl / peak * 1e3, b / bw * 1e3
-                    t = fixed_us / 1e3 + (c**p + m**p) ** (1 / p)
+                    elem = name in ("norm", "act", "add")
+                    c, m = fl / peak * 1e3, b / (bw_elem if elem else bw) * 1e3
+                    t = (fixed_elem_us if elem else fixed_us) / 1e3 + (c**p + m**p) ** (1 / p)
                     rows.append(f"{name},{n},0,{tp},{d},{f},{h},{kvh},{t!r}")
     for g in (2, 4, 8):
         for size in (1 << 16, 1 << 20, 1 << 24, 1 << 28):
@@ -140,13 +155,16 @@ def synthetic_table(path, ce, me, p, fixed_us, lat_us, busbw):
 
 def test_fit_recovers_known_parameters(tmp_path):
     path = tmp_path / "synthetic.csv"
-    synthetic_table(path, ce=0.62, me=0.81, p=2.0, fixed_us=3.0, lat_us=30.0, busbw=200.0)
+    synthetic_table(path, ce=0.62, me=0.81, p=2.0, fixed_us=3.0, lat_us=30.0, busbw=200.0,
+                    me_elem=0.55, fixed_elem_us=6.0)
     fit = fit_measurements(read_measurements(str(path)), H100)
     got = fit["device"]
     assert got["roofline_p"] == 2.0
     assert got["compute_efficiency"] == pytest.approx(0.62, abs=0.01)
     assert got["memory_efficiency"] == pytest.approx(0.81, abs=0.01)
     assert got["launch_us"] == pytest.approx(3.0, abs=0.3)
+    assert got["elementwise_memory_efficiency"] == pytest.approx(0.55, abs=0.01)
+    assert got["elementwise_launch_us"] == pytest.approx(6.0, abs=0.3)
     assert got["fabric_latency_us"] == pytest.approx(30.0, rel=1e-3)
     assert got["allreduce_gbytes_s"] == pytest.approx(200.0, rel=1e-3)
     assert fit["measured"]["kernels_within_10pct"] > 0.95

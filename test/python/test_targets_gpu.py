@@ -118,7 +118,7 @@ def test_parse_options_is_frozen_and_validated():
 
 def test_stage_order():
     for target, names in ((NvvmTarget(), ["gpu", "nvvm", "ptx", "cubin", "host"]),
-                          (RocdlTarget(), ["gpu", "rocdl", "llvm", "amdgcn", "hsaco"])):
+                          (RocdlTarget(), ["gpu", "rocdl", "llvm", "amdgcn", "hsaco", "host"])):
         stages: dict = {}
         target.add_stages(stages, target.parse_options())
         assert list(stages) == names

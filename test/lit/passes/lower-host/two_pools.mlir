@@ -5,7 +5,7 @@
 // The CPU pool: a runtime call with both inputs, then a send of its result.
 // CHECK-LABEL: module @xeon
 // CHECK: module @host attributes {agentc.entry_point = "agentc_xeon_run", agentc.host, agentc.inputs = ["text", "json"], agentc.outputs = []}
-// CHECK-DAG: func.func private @agentc_alloc(i64) -> !llvm.ptr
+// CHECK-DAG: func.func private @agentc_alloc(i64, i64) -> !llvm.ptr
 // CHECK-DAG: func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64
 // CHECK-DAG: func.func private @agentc_tokenize(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64
 // CHECK: func.func @a_tokenize(%[[Q:.*]]: memref<?xi8>{{.*}}, %[[J:.*]]: memref<?xi8>{{.*}}, %[[OUT:.*]]: memref<?xi8>{{.*}}) -> i64

@@ -1,0 +1,287 @@
+"""Re-planning: the cheapest placement for a changed cluster, load or cost table that
+moves little from the plan already running (`agentc replan`; arXiv 2507.19635 names
+re-planning and runtime cost feedback as its future work).
+
+The MILP minimises the plan's cost plus a movement penalty: what changing the running
+plan costs once, in dollars (`Movement`), spread over a payback horizon so it is in
+the objective's own unit ($/hr under load, $/request without). Every term depends only
+on the option an op takes, so it is added to that option's per-call price
+(`Instance.per_call_usd`, the one list that the MILP, the heuristics and the evaluator
+all price calls from): the formulation is unchanged and the heuristics stay consistent
+with it. The penalty of one option of op i, whose old placement was pool P, tp t, r
+replicas, on pool Q with tp u and s replicas:
+
+- another pool or tp: `usd_per_op_moved` (another pool only), r replicas stopped, s
+  replicas started, and s copies of the op's weights loaded (`usd_per_gb_loaded`);
+- same pool and tp: only the replicas added (started, weights loaded) or removed.
+
+An op the old plan did not have pays nothing (it starts wherever it goes). The plan
+reported is priced without the penalty, by a second, clean `Instance`; its solver
+status and gap are those of the penalised problem (the one actually solved). With no
+previous plan, or the penalty off, this is `agentc.planner.solve`: the from-scratch
+optimum.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+from .baselines import baselines as baseline_plans
+from .explain import build_plan, infeasible
+from .formulation import Formulation, MilpResult, relative_gap
+from .heuristics import MIN_SOLVE_S, RINS_FIX, greedy_choice, proven, search
+from .instance import Instance
+from .problem import Plan, Problem
+from .solve import optimise
+from .solve import solve as solve_from_scratch
+
+
+REPAIR_SHARE = 0.25  # of the time limit, for the MILP that repairs the running plan
+# A re-plan answers within this many seconds of solving (or the problem's own limit if
+# lower), with the gap it proved: it runs while a system is short of devices.
+REPLAN_LIMIT_S = 4.0
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where the running plan has an op: its pool, tp and replicas."""
+
+    pool: str
+    tp: int
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The running plan, as far as re-planning needs it (read from its manifest)."""
+
+    ops: dict[str, Placed]
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One-time dollars of changing a running plan, and how long a change has to pay
+    for itself. Defaults: restarting a replica idles its devices for about a minute
+    (an H100 at ~$2.5/hr: $0.04; stopping drains it, half that), loading weights runs at
+    ~2 GB/s per device ($0.0004 per GB on that device, rounded up to $0.001 for the
+    storage read), and moving an op (re-routing, a new placement to watch) is priced at
+    one more replica start. A move must pay back within `horizon_h` hours of operation:
+    under load the one-time dollars become dollars per hour over `horizon_h`; without a
+    load (a $/request objective) over the requests of `horizon_h` hours at 1 req/s."""
+
+    usd_per_op_moved: float = 0.04
+    usd_per_replica_started: float = 0.04
+    usd_per_replica_stopped: float = 0.02
+    usd_per_gb_loaded: float = 0.001
+    horizon_h: float = 1.0
+
+    def requests(self, load_rps: float) -> float:
+        """Requests over the payback horizon: what one-time dollars are divided by."""
+        return self.horizon_h * 3600.0 * (load_rps if load_rps > 0 else 1.0)
+
+
+@dataclass
+class Replanned:
+    """The new plan and what moving to it costs once (dollars, by the `Movement` rates)."""
+
+    plan: Plan
+    movement_usd: float = 0.0
+    penalised: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def replicas(inst: Instance, k: int) -> int:
+    """Replicas of choice k: as `build_plan` counts them (busy devices / tp under load)."""
+    c = inst.choices[k]
+    return max(1, math.ceil(inst.demand(k) / c.option.tp - 1e-9)) if inst.load > 0 else 1
+
+
+def movement_usd(inst: Instance, previous: Previous, movement: Movement,
+                 weight_bytes: dict[str, float] | None = None) -> list[float]:
+    """One-time dollars of each choice of `inst` against the running plan."""
+    weight_bytes = weight_bytes or {}
+    out = []
+    for k, c in enumerate(inst.choices):
+        op_id = inst.ops[c.op].id
+        old = previous.ops.get(op_id)
+        if old is None:
+            out.append(0.0)
+            continue
+        gb = weight_bytes.get(op_id, 0.0) / 1e9
+        start = movement.usd_per_replica_started + gb * movement.usd_per_gb_loaded
+        pool, tp, reps = inst.sites[c.site].name, c.option.tp, replicas(inst, k)
+        if pool != old.pool or tp != old.tp:
+            usd = movement.usd_per_op_moved if pool != old.pool else 0.0
+            usd += old.replicas * movement.usd_per_replica_stopped + reps * start
+        else:
+            usd = max(0, reps - old.replicas) * start + max(0, old.replicas - reps) * movement.usd_per_replica_stopped
+        out.append(usd)
+    return out
+
+
+def solve(problem: Problem, previous: Previous | None, movement: Movement | None = Movement(),
+          weight_bytes: dict[str, float] | None = None, *, baselines: bool = True,
+          explain: bool = True, time_limit_s: float = REPLAN_LIMIT_S) -> Replanned:
+    """The best plan for `problem` counting the cost of moving from `previous`, found
+    within `time_limit_s` (or the problem's limit if lower). `previous` None, or
+    `movement` None: the from-scratch optimum (`agentc.planner.solve`, its own limit)."""
+    if previous is None or movement is None:
+        return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
+    clean = Instance(problem)
+    if not clean.ops:
+        return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
+    inst = Instance(problem)
+    usd = movement_usd(inst, previous, movement, weight_bytes)
+    per_request = movement.requests(inst.load)
+    for k, u in enumerate(usd):
+        inst.per_call_usd[k] += u / per_request
+    res = _optimise(inst, previous, min(time_limit_s, problem.time_limit_s))
+    if res.choice is None:
+        raise infeasible(clean, res)
+    m = clean.evaluate(res.choice)
+    plan = build_plan(clean, m, res, explain)
+    if baselines:
+        plan.baselines = baseline_plans(problem, clean, m, optimise)
+    return Replanned(plan, sum(usd[k] for k in res.choice), True)
+
+
+def _optimise(inst: Instance, previous: Previous, budget_s: float) -> MilpResult:
+    """`optimise`, started from the running plan repaired (`_repair`). When that plan is
+    within the requested gap of the LP bound (usual after a small change: the penalty
+    makes staying put cheap), it is the answer; else the full search runs, warm-started
+    from it (or, without a repair, from greedy list scheduling), for what is left of
+    `budget_s`: a re-plan answers in seconds, with the gap it proved."""
+    if inst.problem.objective == "latency":
+        return optimise(inst)
+    t0 = time.perf_counter()
+    lp = Formulation(inst, "cost", None, tp_rows=inst.load <= 0).lp_relaxation()
+    if lp is None:  # infeasible, or out of time: the planner's own search says which
+        return optimise(inst)
+    t_lp = time.perf_counter() - t0
+    warm = _repair(inst, previous, lp[1])
+    if warm is None:
+        g = greedy_choice(inst)
+        warm = inst.evaluate(g) if g is not None else None
+        warm = warm if warm is not None and inst.feasible(warm) else None
+    if warm is not None:
+        gap = relative_gap(warm.objective, lp[0])
+        if proven(gap, inst.problem.mip_rel_gap):
+            return MilpResult("optimal", warm.choice, warm.objective, gap, time.perf_counter() - t0, bound=lp[0])
+    left = budget_s - (time.perf_counter() - t0)
+    if warm is not None and left < 3 * t_lp:
+        # the search starts with this LP again, then MILPs: no time for it to improve
+        return MilpResult("feasible", warm.choice, warm.objective, gap, time.perf_counter() - t0, bound=lp[0])
+    inst.problem = replace(inst.problem, time_limit_s=max(MIN_SOLVE_S, left))
+    res = search(inst, "cost", None, warm)
+    if warm is not None and (res.choice is None or res.objective > warm.objective):
+        # the search ran out of time before its own first plan (its LP, even): the
+        # repaired plan stands, with the gap to the LP bound found above
+        res = MilpResult("feasible", warm.choice, warm.objective, relative_gap(warm.objective, lp[0]), 0.0,
+                         bound=lp[0])
+    res.solve_time_s = time.perf_counter() - t0
+    return res
+
+
+def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
+    """The running plan made feasible with few moves: every op keeps its pool and tp
+    where it still can. If that is not a plan, the ops that cannot keep them (pool or
+    option gone, a new op), and those whose kept option the penalised LP relaxation
+    does not take (it moves them, at least in part), are placed by the MILP restricted
+    to them, the others fixed; if that fails, every op on a pool over its devices may
+    move too. None when neither has a plan."""
+    kept, free = [], set()
+    for i, ks in enumerate(inst.allowed):
+        old = previous.ops.get(inst.ops[i].id)
+        same = [k for k in ks if old is not None and inst.sites[inst.choices[k].site].name == old.pool
+                and inst.choices[k].option.tp == old.tp]
+        kept.append(same[0] if same else None)
+        if not same:
+            free.add(i)
+    if not free:
+        m = inst.evaluate(kept)
+        if inst.feasible(m):
+            return m
+    rounds = [free | {i for i, k in enumerate(kept) if k is not None and lp_x.get(k, 0.0) < RINS_FIX}]
+    if not free:
+        over = set(inst.evaluate(kept).pool_over)
+        rounds.append(rounds[0] | {i for i, k in enumerate(kept) if inst.choices[k].site in over})
+    limit = inst.problem.time_limit_s * REPAIR_SHARE
+    for free in rounds:
+        cand = [ks if i in free else [kept[i]] for i, ks in enumerate(inst.allowed)]
+        res = Formulation(inst, "cost", None, cand=cand).solve(None, limit)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if inst.feasible(m):
+                return m
+    return None
+
+
+# ---------------------------------------------------------------------------- the diff
+
+
+@dataclass(frozen=True)
+class OpChange:
+    op: str
+    before: Placed | None  # None: an op the old plan did not have
+    after: Placed | None   # None: an op the new plan does not have
+
+    @property
+    def moved(self) -> bool:
+        return self.before is not None and self.after is not None and self.before.pool != self.after.pool
+
+
+@dataclass
+class Diff:
+    """Two manifests side by side: what changes when the new plan replaces the old."""
+
+    ops: list[OpChange]
+    devices: dict[str, tuple[int, int]]      # pool -> (devices used before, after), changed only
+    inventory: dict[str, tuple[int, int]]    # pool -> (devices in the cluster before, after), changed only
+    totals: dict[str, tuple[float | None, float | None]]  # cost and SLA figures, before/after
+    sla: dict[str, float | None]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to do on the running system: no op, replica or device changes."""
+        return not self.ops and not self.devices
+
+    def to_dict(self) -> dict:
+        def placed(p):
+            return None if p is None else {"pool": p.pool, "tp": p.tp, "replicas": p.replicas}
+
+        return {
+            "empty": self.empty,
+            "ops": [{"op": c.op, "moved": c.moved, "before": placed(c.before), "after": placed(c.after)}
+                    for c in self.ops],
+            "devices": {p: {"before": b, "after": a} for p, (b, a) in self.devices.items()},
+            "inventory": {p: {"before": b, "after": a} for p, (b, a) in self.inventory.items()},
+            "totals": {k: {"before": b, "after": a} for k, (b, a) in self.totals.items()},
+            "sla": dict(self.sla),
+        }
+
+
+TOTALS = ("usd_per_hr", "usd_per_request", "e2e_ms", "ttft_ms", "tbt_ms")
+
+
+def placements(manifest: dict) -> dict[str, Placed]:
+    return {o["id"]: Placed(o["pool"], int(o["tp"]), int(o["replicas"])) for o in manifest["ops"]}
+
+
+def diff(old: dict, new: dict) -> Diff:
+    """What differs between two manifests (read as `agentc compile` writes them)."""
+    before, after = placements(old), placements(new)
+    ops = [OpChange(op, before.get(op), after.get(op)) for op in sorted(set(before) | set(after))
+           if before.get(op) != after.get(op)]
+    used_b, used_a = old["totals"].get("devices", {}), new["totals"].get("devices", {})
+    devices = {p: (used_b.get(p, 0), used_a.get(p, 0)) for p in sorted(set(used_b) | set(used_a))
+               if used_b.get(p, 0) != used_a.get(p, 0)}
+    inv_b = {p["name"]: p["count"] for p in old["cluster"]["pools"]}
+    inv_a = {p["name"]: p["count"] for p in new["cluster"]["pools"]}
+    inventory = {p: (inv_b.get(p, 0), inv_a.get(p, 0)) for p in sorted(set(inv_b) | set(inv_a))
+                 if inv_b.get(p, 0) != inv_a.get(p, 0)}
+    totals = {k: (old["totals"].get(k), new["totals"].get(k)) for k in TOTALS}
+    sla = {k: new["sla"].get(k) for k in ("e2e_ms", "ttft_ms", "tbt_ms", "load_rps")}
+    sla["load_rps_before"] = old["sla"].get("load_rps")
+    return Diff(ops, devices, inventory, totals, sla)
