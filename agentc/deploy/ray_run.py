@@ -182,6 +182,7 @@ class PoolWorker:
         self.pool, self.error = pool, None
         self.done: OrderedDict = OrderedDict()     # (request id, step) -> answer
         self.state: OrderedDict = OrderedDict()    # request id -> its memory store
+        self.executed = 0                          # ops run (not answered from `done`)
         try:
             c = compile_placed(prog)
             self.ops = {get(op, "op_id") or op.name: op for op in _pool_ops(c.module, pool)}
@@ -193,8 +194,9 @@ class PoolWorker:
     def ready(self):
         return self.error
 
-    def pid(self) -> int:
-        return os.getpid()
+    def stats(self) -> dict:
+        """This process's id and how many op calls it has really run (tests, benchmarks)."""
+        return {"pid": os.getpid(), "executed": self.executed}
 
     def run(self, rid: str, step: int, op_id: str, *args):
         """Op `op_id`, call number `step` of request `rid`: its result (a tuple for an op
@@ -209,6 +211,7 @@ class PoolWorker:
         if op.name == "llm.decode" and self.cfg.top_k > 1:
             self._reseed(rid)
         out = self.ex._op(op, list(args))
+        self.executed += 1
         rt.events.clear()
         n = len(op.results)
         answer = None if n == 0 else out[0] if n == 1 else tuple(out)
@@ -297,8 +300,7 @@ class RayPlan:
         self.pgs, self.actors = {}, {}
         for g in self.groups.values():
             bundle = {pool_resource(g.pool): 1.0} if self.pinned else {"CPU": cpu_share}
-            pg = placement_group([dict(bundle) for _ in range(g.devices)], strategy="PACK",
-                                 name=f"agentc-{g.pool}")
+            pg = placement_group([dict(bundle) for _ in range(g.devices)], strategy="PACK")
             self.pgs[g.pool] = pg
             per_bundle = -(-g.actors // g.devices)
             need = {k: v / per_bundle for k, v in bundle.items()}
@@ -407,3 +409,67 @@ def start(address: str | None, resources: dict[str, float]) -> None:
     else:
         ray.init(num_cpus=min(2, os.cpu_count() or 1), resources=resources, include_dashboard=False,
                  namespace="agentc", log_to_driver=False)
+
+
+def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS):
+    """The Ray Serve application: one ingress replica holding the pools' actors; POST
+    `{"input": [...] | "text", "id": "..."}` -> `{"id": ..., "output": ...}` (an agentc
+    error -> 422 with `{"id", "error"}`; a body that is not such JSON -> 400)."""
+    from ray import serve
+    from starlette.responses import JSONResponse
+
+    @serve.deployment(name="agentc", max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0})
+    class AgentIngress:
+        def __init__(self, prog: Program, max_replicas: int):
+            self.plan = RayPlan(prog, max_replicas=max_replicas)
+
+        async def __call__(self, request):
+            import json
+            import uuid
+
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+            inputs = body.get("input") if isinstance(body, dict) else None
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            if not isinstance(inputs, list):
+                return JSONResponse({"error": 'expected {"input": [...], "id": "..."}'}, status_code=400)
+            rid = str(body.get("id") or uuid.uuid4().hex)
+            try:
+                output = await self.plan.arun(rid, inputs)
+            except AgentcError as err:
+                return JSONResponse({"id": rid, "error": err.message}, status_code=422)
+            return JSONResponse(json.loads(json.dumps({"id": rid, "output": output}, default=str)))
+
+    return AgentIngress.bind(prog, max_replicas)
+
+
+def serve(prog: Program, *, address: str | None, port: int, host: str = "127.0.0.1",
+          max_replicas: int = DEFAULT_MAX_REPLICAS, announce=print) -> None:
+    """`agentc serve --ray`: check the program here (errors print located), start the
+    Serve application, and answer until interrupted."""
+    import time
+
+    import ray
+    from ray import serve as ray_serve
+
+    from agentc.deploy.plan import pool_resource
+
+    c = compile_placed(prog)
+    check_config(c, prog.cfg)
+    groups = pool_groups(c, max_replicas)
+    if not ray.is_initialized():
+        start(address, {pool_resource(g.pool): g.devices for g in groups})
+    try:
+        ray_serve.start(http_options={"host": host, "port": port})
+        ray_serve.run(ingress(prog, max_replicas), name="agentc", route_prefix="/")
+        announce(f"http://{host}:{port}/")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ray_serve.shutdown()
+        ray.shutdown()

@@ -9,3 +9,18 @@ def pytest_configure(config):
                       ("slow", "takes tens of seconds (lit suite, cmake, fuzzing)")):
         if not any(line.split(":")[0].strip() == name for line in registered.splitlines()):
             config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray for the whole session (tests/test_ray_*.py): 2 CPUs, no
+    dashboard, advertising the pool resources of the test clusters (xeon, epyc), as
+    the nodes of a real cluster would; shut down at the end."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, namespace="agentc-test", log_to_driver=False,
+             resources={"agentc_pool_xeon": 4, "agentc_pool_epyc": 4})
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,208 @@
+"""`agentc run --ray` and the Ray backend (agentc/deploy/ray_run.py) on a local Ray:
+a two-pool CPU plan gives the in-process `agentc run`'s bytes, 50 concurrent requests
+get their own answers, and a pool actor killed mid-run loses and repeats no request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from agentc.cli import cli
+
+CORPUS = ["The cat sat on the mat.", "Paris is the capital of France.",
+          "Compilers translate programs into machine code.", "The stock market fell sharply today.",
+          "Bananas are rich in potassium.", "agentc compiles agent programs onto clusters of devices.",
+          "A GPU runs thousands of threads at once.", "Rain is expected tomorrow afternoon."]
+
+# Embedding on epyc, retrieval on xeon, the tool back on epyc: the prices below make the
+# planner split the program, so values cross pools twice.
+RAG = """\
+model minilm = minilm-l6
+index docs(size=8, dim=384)
+
+agent rag(question: text) -> json {
+  e    = embed(minilm, question)
+  hits = retrieve(docs, e, k=3)
+  r    = tool tag(hits, latency=2ms, payload=1KB)
+  return r
+}
+"""
+
+TWO_POOLS = """\
+name = "two-cpu"
+pricing = "tco"
+
+[[pool]]
+name = "xeon"
+device = "xeon-8480"
+count = 2
+nodes = 2
+
+[[pool]]
+name = "epyc"
+device = "epyc-9654"
+count = 2
+nodes = 2
+
+[[profile]]
+op = "retrieve.search"
+device = "epyc-9654"
+latency_ms = 0.01
+usd_per_call = 0.001
+
+[[profile]]
+op = "retrieve.search"
+device = "xeon-8480"
+latency_ms = 0.01
+usd_per_call = 0.0
+"""
+
+LOOP = """\
+agent loopy(q: text) -> json {
+  r = tool grow(q, latency=2ms, payload=1KB)
+  loop max 6 while 0.6 {
+    r = tool grow(r, latency=2ms, payload=1KB)
+  }
+  if 0.5 {
+    r = tool left(r, latency=1ms, payload=1KB)
+  } else {
+    r = tool right(r, latency=1ms, payload=1KB)
+  }
+  return r
+}
+"""
+
+TOOLS = textwrap.dedent("""\
+    def tag(hits):
+        return {"ids": [h["id"] for h in hits], "top": hits[0]["text"]}
+
+    def grow(x):
+        return (x if isinstance(x, str) else x["text"]) + "+"
+
+    def left(x):
+        return "L:" + x
+
+    def right(x):
+        return "R:" + x
+""")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ray")
+    (d / "rag.agent").write_text(RAG)
+    (d / "loop.agent").write_text(LOOP)
+    (d / "two.toml").write_text(TWO_POOLS)
+    (d / "corpus.json").write_text(json.dumps(CORPUS))
+    (d / "raytools.py").write_text(TOOLS)
+    sys.path.insert(0, str(d))   # the actors get the caller's import path (Program.make)
+    yield d
+    sys.path.remove(str(d))
+    sys.modules.pop("raytools", None)
+
+
+def _rag_args(files):
+    return [str(files / "rag.agent"), "--cluster", str(files / "two.toml"),
+            "--index", f"docs={files / 'corpus.json'}", "--tool", "tag=raytools:tag"]
+
+
+def _cli(args):
+    res = CliRunner().invoke(cli, ["run", *args], prog_name="agentc")
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def rag_plan(files, ray_local):
+    from agentc.deploy.ray_run import Program, RayPlan
+    from agentc.runtime.session import RunConfig
+
+    cfg = RunConfig({}, {"docs": str(files / "corpus.json")}, {"tag": "raytools:tag"})
+    plan = RayPlan(Program.make(str(files / "rag.agent"), str(files / "two.toml"), cfg=cfg))
+    yield plan
+    plan.close()
+
+
+@pytest.fixture(scope="module")
+def reference(files):
+    """The in-process executor's answers (what `agentc run` prints), one per question."""
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.runtime import session
+
+    cfg = session.RunConfig({}, {"docs": str(files / "corpus.json")}, {"tag": "raytools:tag"})
+    opts = make_options(emit=pipeline.PLACED, cluster=str(files / "two.toml"), targets=("cpu",))
+    ex = session.prepare(pipeline.compile_file(str(files / "rag.agent"), opts, or_later=True), cfg)
+    return lambda q: ex.run([q])
+
+
+def test_the_plan_uses_both_pools(rag_plan):
+    pools = {g.pool: sorted(g.replicas) for g in rag_plan.groups.values()}
+    assert pools == {"epyc": ["e.encode", "e.pool", "r.compute", "r.lookup"], "xeon": ["hits"]}
+    assert rag_plan.pinned   # bundles hold the agentc_pool_<pool> resources the nodes advertise
+
+
+def test_two_pool_answer_is_the_in_process_runs_bytes(files, rag_plan, capsys):
+    from agentc.cli.run import _show
+
+    question = "what does a compiler do with a program?"
+    local = _cli([*_rag_args(files), "--input", question])
+    capsys.readouterr()
+    _show(rag_plan.run("bytes", [question]), "json", None)   # what `run --ray` prints
+    assert capsys.readouterr().out == local
+    assert json.loads(local)["top"] == "Compilers translate programs into machine code."
+
+
+def test_run_ray_cli_and_decisions_match_the_in_process_run(files, ray_local):
+    args = [str(files / "loop.agent"), *[f"--tool={t}=raytools:{t}" for t in ("grow", "left", "right")]]
+    outs = set()
+    for seed in (0, 3):
+        local = _cli([*args, "--input", "q", "--seed", str(seed)])
+        assert _cli([*args, "--input", "q", "--seed", str(seed), "--ray"]) == local
+        outs.add(local)
+    assert len(outs) == 2   # the seeds draw different trips or arms: decisions really ran
+
+
+def _many(plan, ids, questions):
+    async def go():
+        return await asyncio.gather(*[plan.arun(i, [q]) for i, q in zip(ids, questions)])
+    return asyncio.run(go())
+
+
+def test_fifty_concurrent_requests_get_their_own_answers(rag_plan, reference):
+    questions = [f"{CORPUS[i % 8].split()[1]} question number {i}" for i in range(50)]
+    answers = _many(rag_plan, [f"c{i}" for i in range(50)], questions)
+    assert len(answers) == 50
+    for q, a in zip(questions, answers):
+        assert json.dumps(a, sort_keys=True) == json.dumps(reference(q), sort_keys=True)
+    assert len({json.dumps(a, sort_keys=True) for a in answers}) > 4   # not one answer for all
+
+
+def test_a_killed_actor_loses_no_request_and_runs_none_twice(rag_plan, reference):
+    import ray
+
+    epyc, xeon = rag_plan.actors["epyc"][0], rag_plan.actors["xeon"][0]
+    before = ray.get([epyc.stats.remote(), xeon.stats.remote()])
+    questions = [f"kill test {i}: {CORPUS[i % 8]}" for i in range(30)]
+    ids = [f"k{i}" for i in range(30)]
+
+    async def go():
+        tasks = [asyncio.create_task(rag_plan.arun(i, [q])) for i, q in zip(ids, questions)]
+        await asyncio.sleep(0.2)
+        in_flight = sum(not t.done() for t in tasks)
+        ray.kill(epyc, no_restart=False)       # a crash: Ray restarts it, calls are retried
+        dup = asyncio.gather(*[rag_plan.arun(i, [q]) for i, q in zip(ids, questions)])
+        return in_flight, await asyncio.gather(*tasks), await dup
+    in_flight, answers, again = asyncio.run(go())
+    assert in_flight > 0   # the kill landed mid-run
+    after = ray.get([epyc.stats.remote(), xeon.stats.remote()])
+    assert after[0]["pid"] != before[0]["pid"]   # it really died and came back
+    for q, a, b in zip(questions, answers, again):
+        assert a == b == json.loads(json.dumps(reference(q)))
+    # The surviving pool ran each request's one op exactly once, duplicates included.
+    assert after[1]["executed"] - before[1]["executed"] == len(ids)
