@@ -24,6 +24,7 @@ plan onto Ray's primitives and nothing more:
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import sys
 import threading
@@ -210,7 +211,10 @@ class PoolWorker:
         op = self.ops[op_id]
         if op.name == "llm.decode" and self.cfg.top_k > 1:
             self._reseed(rid)
-        out = self.ex._op(op, list(args))
+        # Values from the object store are read-only views (numpy zero-copy); ops such
+        # as decode extend what they are given (the KV cache), as in one process.
+        args = [a if isinstance(a, (str, bytes, int, float, type(None))) else copy.deepcopy(a) for a in args]
+        out = self.ex._op(op, args)
         self.executed += 1
         rt.events.clear()
         n = len(op.results)
