@@ -107,8 +107,8 @@ def onnx_bert(tensors: dict, layers: int, heads: int):
     count_ = op("ReduceSum", [m3, const(np.array([1], np.int64))], keepdims=0)
     mean = op("Div", [summed, op("Max", [count_, const(np.array(1.0, np.float32))])])
     norm = op("ReduceL2", [mean], axes=[1], keepdims=1)   # axes an attribute before opset 18
-    out = op("Div", [mean, op("Max", [norm, const(np.array(1e-12, np.float32))])])
-    nodes[-1].output[0] = "emb"
+    op("Div", [mean, op("Max", [norm, const(np.array(1e-12, np.float32))])])
+    nodes[-1].output[0] = "emb"   # the last node's output is the graph's
     graph = helper.make_graph(
         nodes, "minilm",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["B", "S"]),

@@ -179,6 +179,7 @@ class _Lowerer:
         self.catalog = catalog
         self.models: dict[str, tuple[ModelSpec, SourceLoc]] = {}
         self.model_ops_emitted: set[str] = set()
+        self.model_weights: dict[str, str] = {}   # `weights="..."`: a checkpoint for `agentc run`
         self.indexes: dict[str, tuple[int, int, SourceLoc]] = {}
         self.agents: dict[str, _Agent] = {}
         self.labels: dict[str, int] = {}
@@ -228,9 +229,15 @@ class _Lowerer:
     def _model_spec(self, m: ast.ModelDecl) -> ModelSpec:
         overrides = {}
         for kw in m.kwargs:
-            if kw.name in overrides:
+            if kw.name in overrides or (kw.name == "weights" and m.name in self.model_weights):
                 raise VerifyError(f"argument '{kw.name}' given twice", kw.loc)
             v = kw.value
+            if kw.name == "weights":   # not an architecture field: where `agentc run` reads the tensors
+                if not isinstance(v, ast.Str):
+                    raise VerifyError("weights= takes a quoted path, e.g. weights=\"ckpt/model.safetensors\"",
+                                      kw.loc)
+                self.model_weights[m.name] = v.value
+                continue
             if isinstance(v, ast.Quantity):
                 if v.unit is not None:
                     raise VerifyError(f"model field '{kw.name}' takes a plain number, got '{v.text}'", v.loc)
@@ -308,6 +315,8 @@ class _Lowerer:
                   if f.name not in ("name", "source")}
         default = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
         kept = {k: v for k, v in fields.items() if v != default.get(k) or k in ("dtype", "kind")}
+        if name in self.model_weights:
+            kept["weights"] = self.model_weights[name]
         first_graph = next((op for op in self.module.body.operations if op.name == "agent.graph"), None)
         ip = ir.InsertionPoint(first_graph) if first_graph is not None else ir.InsertionPoint(self.module.body)
         with ip:

@@ -24,7 +24,7 @@ from agentc.runtime.weights import Checkpoint
 
 # Rows of the compiled encoder kernels; the last bucket is raised to the model's
 # position embeddings when that is longer.
-BUCKETS = (32, 128, 512)
+BUCKETS = (32, 128, 256, 512)
 
 def _layer_tensors(d: int, ffn: int) -> list[tuple[str, tuple[int, ...]]]:
     """(HF name under `encoder.layer.N.`, HF shape) in the encoder_layer kernel's argument

@@ -26,11 +26,12 @@ from typing import Any, Callable
 import numpy as np
 
 from agentc.diagnostics import AgentcError, SourceLoc, UsageError, WeightsError
-from agentc.passes._ir import attrs_of, get, source_loc, top_ops
+from agentc.passes._ir import get, source_loc
 from agentc.passes._plan_ctx import entry_graph
 
 # Ops that only mark a point in the schedule in one process (their bytes are already here).
 _PASS_THROUGH = ("kv.transfer", "agent.send", "agent.recv", "comm.allreduce", "tool.lookup")
+_CONTROL = ("agent.graph", "agent.loop", "agent.branch", "agent.parallel", "gpu.yield", "agent.yield", "scf.yield")
 
 
 class RunError(AgentcError):
@@ -111,7 +112,11 @@ class Executor:
     def __init__(self, module, rt: Runtime):
         self.module, self.rt = module, rt
         self.graph = entry_graph(module)
-        self.indexes = {get(op, "sym_name"): attrs_of(op) for op in top_ops(module) if op.name == "agent.index"}
+
+    def can_run(self, name: str) -> bool:
+        """Whether this executor has a runner for ops named `name`."""
+        return (name in _CONTROL or name == "agent.input" or name in _PASS_THROUGH
+                or hasattr(self, "_" + name.replace(".", "_")))
 
     # ------------------------------------------------------------------ driving
     def run(self, inputs: list[Any]) -> Any:

