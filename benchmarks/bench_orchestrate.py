@@ -2,8 +2,8 @@
 Ray (agentc/deploy/ray_run.py, the path `agentc run --ray` and `agentc serve --ray`
 take) against the in-process `agentc run` executor, in one run on this machine.
 
-The plan: examples/rag_cpu.agent for `agentc run`'s CPU cluster (MiniLM embeds the
-question, the compiled retrieve kernel searches examples/rag_corpus.txt, a seeded
+The plan: examples/run/rag_cpu.agent for `agentc run`'s CPU cluster (MiniLM embeds the
+question, the compiled retrieve kernel searches examples/run/rag_corpus.txt, a seeded
 Llama-architecture checkpoint of the example's declared shape, written here with
 MiniLM's tokenizer, answers `--max-new-tokens` tokens greedily).
 
@@ -35,9 +35,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCE = os.path.join(ROOT, "examples", "rag_cpu.agent")
-CORPUS = os.path.join(ROOT, "examples", "rag_corpus.txt")
-# examples/rag_cpu.agent's `model small` declaration.
+SOURCE = os.path.join(ROOT, "examples", "run", "rag_cpu.agent")
+CORPUS = os.path.join(ROOT, "examples", "run", "rag_corpus.txt")
+# examples/run/rag_cpu.agent's `model small` declaration.
 SMALL = dict(d=256, layers=2, heads=4, kv_heads=2, ffn=688, vocab=30522)
 
 
@@ -84,9 +84,7 @@ def main() -> None:
 
     import ray
 
-    from agentc import pipeline
-    from agentc.cli._common import make_options
-    from agentc.deploy.ray_run import Program, RayPlan
+    from agentc.deploy.ray_run import Program, RayPlan, compile_placed
     from agentc.runtime import session
     from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
@@ -99,11 +97,11 @@ def main() -> None:
                             max_new_tokens=args.max_new_tokens)
     questions = [f"question {i}: what does a compiler do with program {i}?" for i in range(args.requests)]
 
-    opts = make_options(emit=pipeline.PLACED, cluster=session.CPU_CLUSTER, targets=("cpu",))
-    ex = session.prepare(pipeline.compile_file(SOURCE, opts, or_later=True), cfg)
+    prog = Program.make(SOURCE, session.CPU_CLUSTER, cfg=cfg)
+    ex = session.prepare(compile_placed(prog), cfg)   # the compilation `agentc run` executes
     ex.run([questions[0]])   # warm: every kernel shape compiled
     t0 = time.perf_counter()
-    plan = RayPlan(Program.make(SOURCE, session.CPU_CLUSTER, cfg=cfg))   # a local Ray, as `run --ray` starts
+    plan = RayPlan(prog)   # a local Ray, as `run --ray` starts
     startup_s = time.perf_counter() - t0
 
     def in_process(r):
@@ -155,7 +153,7 @@ def main() -> None:
     if not (local_answers == seq_answers == conc_answers):
         sys.exit("the Ray answers differ from the in-process ones")
 
-    print(f"CPU RAG plan (examples/rag_cpu.agent, {args.requests} requests, {args.max_new_tokens} new tokens; "
+    print(f"CPU RAG plan (examples/run/rag_cpu.agent, {args.requests} requests, {args.max_new_tokens} new tokens; "
           f"pool actors {actors}; Ray start + actor load {startup_s:.1f} s); answers equal on both sides")
     print(f"{'path':<24}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'req/s ratio':>13}{'p99 ratio':>11}")
     local = best["in-process agentc run"]

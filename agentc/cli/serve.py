@@ -8,7 +8,6 @@ stay one list) and answers HTTP through Ray Serve: POST / with
 
 from __future__ import annotations
 
-import sys
 import uuid
 
 import click
@@ -51,7 +50,7 @@ def run_on_ray(ray_address: str, max_replicas: int, source, inputs, trace_path, 
     started = not ray.is_initialized()
     plan = RayPlan(prog, address=ray_address or None, max_replicas=max_replicas)
     try:
-        values = [sys.stdin.read() if v == "-" else v for v in inputs]
+        values = [run_cli._stdin() if v == "-" else v for v in inputs]
         result = plan.run(uuid.uuid4().hex, values)
         kinds = get(entry_graph(plan.module), "output_kinds") or ["text"]
         run_cli._show(result, kinds[0], output)
@@ -79,7 +78,7 @@ def serve_cmd(source, ray_address, max_replicas, port, host, **opts):
     \b
     POST http://HOST:PORT/ {"input": ["what is agentc?"], "id": "r1"} -> {"id": "r1", "output": ...}
     Examples:
-      agentc serve examples/rag_cpu.agent --index docs=examples/rag_corpus.txt --weights small=ckpt/ --ray
+      agentc serve examples/run/rag_cpu.agent --index docs=examples/run/rag_corpus.txt --weights small=ckpt/ --ray
       agentc serve out/ --port 8080 --ray=auto
     """
     from agentc.deploy import ray_run

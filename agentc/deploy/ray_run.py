@@ -72,7 +72,8 @@ def compile_placed(prog: Program):
     from agentc import pipeline
     from agentc.cli._common import make_options
 
-    opts = make_options(emit=pipeline.PLACED, cluster=prog.cluster, catalogs=prog.catalogs, targets=("cpu",))
+    opts = make_options(emit=pipeline.PLACED, cluster=prog.cluster, catalogs=prog.catalogs, targets=("cpu",),
+                        sla_mode="soft")
     return pipeline.compile_file(prog.source, opts, or_later=True)
 
 
@@ -109,7 +110,8 @@ def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
 
 def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
     """What `session.prepare` loads, restricted to the ops of one pool: encoders of its
-    embeds and of the indexes it searches, decoders of its llm calls, its indexes."""
+    embeds and of the indexes it searches, decoders of its llm calls, its indexes.
+    (session.prepare loads for every op; a `pool=` argument there would make this one.)"""
     from agentc.passes._plan_ctx import models_of
     from agentc.runtime import session
     from agentc.runtime.index import Index, read_documents
@@ -128,7 +130,7 @@ def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
         rt.encoders[sym] = session._encoder(module, sym, specs[sym], cfg)
     for op in ops:
         sym = get(op, "model")
-        if op.name.startswith("llm.") and sym not in cfg.weights:
+        if op.name.startswith("llm.") and session._weights_path(module, sym, cfg) is None:
             raise RunError(f"model '{sym}': llm ops need decoder weights in `agentc run`; pass "
                            f"--weights {sym}=PATH (a Llama-architecture checkpoint)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("llm.")}):

@@ -131,13 +131,11 @@ def rag_plan(files, ray_local):
 @pytest.fixture(scope="module")
 def reference(files):
     """The in-process executor's answers (what `agentc run` prints), one per question."""
-    from agentc import pipeline
-    from agentc.cli._common import make_options
+    from agentc.deploy.ray_run import Program, compile_placed
     from agentc.runtime import session
 
     cfg = session.RunConfig({}, {"docs": str(files / "corpus.json")}, {"tag": "raytools:tag"})
-    opts = make_options(emit=pipeline.PLACED, cluster=str(files / "two.toml"), targets=("cpu",))
-    ex = session.prepare(pipeline.compile_file(str(files / "rag.agent"), opts, or_later=True), cfg)
+    ex = session.prepare(compile_placed(Program.make(str(files / "rag.agent"), str(files / "two.toml"))), cfg)
     return lambda q: ex.run([q])
 
 
