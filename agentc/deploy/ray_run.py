@@ -67,6 +67,13 @@ class Program:
                        tuple(os.path.abspath(c) for c in catalogs), cfg, paths)
 
 
+def _import_path(prog: Program) -> None:
+    """The caller's import path, in an actor or Serve replica (tools are imported by name)."""
+    for p in reversed(prog.sys_path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
 def compile_placed(prog: Program):
     """The placed compilation `agentc run` executes (the same call its CLI makes)."""
     from agentc import pipeline
@@ -179,9 +186,7 @@ class PoolWorker:
     """One actor of a pool: the pool's ops, run by the in-process executor's op code."""
 
     def __init__(self, prog: Program, pool: str):
-        for p in reversed(prog.sys_path):
-            if p not in sys.path:
-                sys.path.insert(0, p)
+        _import_path(prog)
         self.pool, self.error = pool, None
         self.done: OrderedDict = OrderedDict()     # (request id, step) -> answer
         self.state: OrderedDict = OrderedDict()    # request id -> its memory store
@@ -293,6 +298,7 @@ class RayPlan:
         from agentc.deploy.plan import pool_resource
 
         self.prog = prog
+        _import_path(prog)
         c = compiled or compile_placed(prog)
         check_config(c, prog.cfg)
         self.module = c.module

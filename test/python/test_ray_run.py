@@ -204,3 +204,69 @@ def test_a_killed_actor_loses_no_request_and_runs_none_twice(rag_plan, reference
         assert a == b == json.loads(json.dumps(reference(q)))
     # The surviving pool ran each request's one op exactly once, duplicates included.
     assert after[1]["executed"] - before[1]["executed"] == len(ids)
+
+
+def test_replicas_follow_the_plan_up_to_the_cap(files):
+    """Under load the planner gives an op several replicas; each pool gets that many
+    actors (at most --max-replicas) and each op its own count, read here from the IR."""
+    from agentc.deploy.ray_run import Program, RayPlan, compile_placed, pool_groups
+    from agentc.passes._ir import get, walk
+    from agentc.passes._plan_ctx import entry_graph
+
+    src = files / "rag_load.agent"
+    src.write_text(RAG.replace("-> json {", "-> json {\n  load 700 rps"))
+    c = compile_placed(Program.make(str(src), str(files / "two.toml")))
+    planned = {get(op, "op_id"): (get(op, "pool"), int(get(op, "replicas"))) for op in walk(entry_graph(c.module))
+               if get(op, "pool")}
+    assert max(r for _, r in planned.values()) >= 2   # the load really asks for replicas
+    for cap in (1, 2, 8):
+        groups = {g.pool: g for g in pool_groups(c, cap)}
+        for op_id, (pool, reps) in planned.items():
+            assert groups[pool].replicas[op_id] == min(reps, cap)
+        for pool, g in groups.items():
+            assert g.actors == min(cap, max(r for p, r in planned.values() if p == pool))
+    # requests spread over an op's replicas, one request's ops stay on one actor
+    plan = object.__new__(RayPlan)
+    plan.groups = {g.pool: g for g in pool_groups(c, 8)}
+    plan.actors = {p: list(range(g.actors)) for p, g in plan.groups.items()}
+    wide = next(op_id for op_id, (_, r) in planned.items() if r >= 2)
+    pool = planned[wide][0]
+    assert len({plan.actor_for(pool, wide, f"r{i}") for i in range(40)}) == planned[wide][1]
+
+
+@pytest.mark.slow
+def test_serve_answers_http_requests_concurrently(files, ray_local):
+    """`agentc serve`'s application on Ray Serve: concurrent POSTs, a repeated id answered
+    from the record, bad bodies refused with 400."""
+    import concurrent.futures
+    import urllib.error
+    import urllib.request
+
+    from ray import serve
+
+    from agentc.deploy.ray_run import Program, ingress
+    from agentc.runtime.session import CPU_CLUSTER, RunConfig
+
+    cfg = RunConfig({}, {}, {t: f"raytools:{t}" for t in ("grow", "left", "right")})
+    prog = Program.make(str(files / "loop.agent"), CPU_CLUSTER, cfg=cfg)
+    serve.start(http_options={"host": "127.0.0.1", "port": 8431})
+    serve.run(ingress(prog), name="agentc", route_prefix="/")
+    try:
+        def post(body: bytes):
+            req = urllib.request.Request("http://127.0.0.1:8431/", data=body, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read())
+        bodies = [json.dumps({"input": [f"q{i}"], "id": f"h{i}"}).encode() for i in range(8)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, bodies + bodies[:2]))
+        for i, (status, body) in enumerate(answers[:8]):
+            assert status == 200 and body["id"] == f"h{i}" and body["output"].startswith(("L:q", "R:q")), body
+            assert body["output"].split("q", 1)[1].lstrip("0123456789").strip("+") == ""
+        assert answers[8] == answers[0] and answers[9] == answers[1]
+        assert post(b"not json")[0] == 400
+        assert post(json.dumps({"id": "x"}).encode())[0] == 400
+    finally:
+        serve.shutdown()
