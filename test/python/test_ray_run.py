@@ -89,6 +89,9 @@ TOOLS = textwrap.dedent("""\
 
     def right(x):
         return "R:" + x
+
+    def boom(x):
+        raise ValueError("no service")
 """)
 
 
@@ -164,6 +167,15 @@ def test_run_ray_cli_and_decisions_match_the_in_process_run(files, ray_local):
         assert _cli([*args, "--input", "q", "--seed", str(seed), "--ray"]) == local
         outs.add(local)
     assert len(outs) == 2   # the seeds draw different trips or arms: decisions really ran
+
+
+def test_an_op_failing_in_an_actor_is_the_located_error_of_agentc_run(files, ray_local):
+    args = [str(files / "loop.agent"), "--input", "q", "--tool=grow=raytools:boom"]
+    local = CliRunner().invoke(cli, ["run", *args], prog_name="agentc")
+    on_ray = CliRunner().invoke(cli, ["run", *args, "--ray"], prog_name="agentc")
+    assert local.exit_code == on_ray.exit_code == 1
+    assert "loop.agent:2:7: error: tool 'grow' failed: ValueError: no service" in local.output
+    assert on_ray.output == local.output
 
 
 def _many(plan, ids, questions):
