@@ -47,28 +47,29 @@ _RECORD = 4096          # answers (and per-request actor state) kept for dedupli
 
 @dataclass(frozen=True)
 class Program:
-    """What every actor needs to rebuild the plan: picklable, with absolute paths (an
-    actor's working directory is not the caller's)."""
+    """What every actor needs to rebuild the plan, picklable: paths as the user gave them,
+    with the caller's working directory and import path (actors start elsewhere; error
+    messages keep the user's spelling of the source)."""
 
     source: str
     cluster: str
     catalogs: tuple[str, ...] = ()
     cfg: RunConfig = field(default_factory=lambda: RunConfig({}, {}, {}))
+    cwd: str = "."
     sys_path: tuple[str, ...] = ()
 
     @staticmethod
     def make(source: str, cluster: str, catalogs=(), cfg: RunConfig | None = None) -> "Program":
-        cfg = cfg or RunConfig({}, {}, {})
-        absolute = lambda d: {k: os.path.abspath(v) for k, v in d.items()}  # noqa: E731
-        cfg = RunConfig(**{**cfg.__dict__, "weights": absolute(cfg.weights), "indexes": absolute(cfg.indexes)})
         # Tools are imported by name in the actors: give them the caller's import path.
         paths = tuple(os.path.abspath(p or ".") for p in sys.path)
-        return Program(os.path.abspath(source), os.path.abspath(cluster),
-                       tuple(os.path.abspath(c) for c in catalogs), cfg, paths)
+        return Program(source, cluster, tuple(catalogs), cfg or RunConfig({}, {}, {}), os.getcwd(), paths)
 
 
-def _import_path(prog: Program) -> None:
-    """The caller's import path, in an actor or Serve replica (tools are imported by name)."""
+def _enter(prog: Program) -> None:
+    """In an actor or Serve replica: the caller's working directory (where the user's
+    relative paths start; on a cluster, the same path on shared storage) and import path."""
+    if os.path.isdir(prog.cwd):
+        os.chdir(prog.cwd)
     for p in reversed(prog.sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -103,7 +104,12 @@ def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
     pool's count), actors (its largest replica count, at most max_replicas)."""
     counts = {p.name: p.count for p in c.pass_ctx.cluster.pools}
     by_pool: dict[str, list] = {}
+    seen: dict[str, Any] = {}
     for op in _pool_ops(c.module):
+        op_id = get(op, "op_id") or op.name
+        if op_id in seen:   # actors find ops by id: two ops under one id would be confused
+            raise RunError(f"two ops share the plan id '{op_id}'; `--ray` needs unique op ids", source_loc(op))
+        seen[op_id] = op
         by_pool.setdefault(get(op, "pool"), []).append(op)
     groups = []
     for pool, ops in sorted(by_pool.items()):
@@ -186,7 +192,7 @@ class PoolWorker:
     """One actor of a pool: the pool's ops, run by the in-process executor's op code."""
 
     def __init__(self, prog: Program, pool: str):
-        _import_path(prog)
+        _enter(prog)
         self.pool, self.error = pool, None
         self.done: OrderedDict = OrderedDict()     # (request id, step) -> answer
         self.state: OrderedDict = OrderedDict()    # request id -> its memory store
@@ -290,26 +296,51 @@ class RayPlan:
     """A compiled plan's pools as Ray actors, and requests run through them."""
 
     def __init__(self, prog: Program, *, address: str | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS,
-                 compiled=None):
+                 compiled=None, actors: dict[str, list] | None = None):
+        """Start the pools' actors, or, given `actors` (another RayPlan's, e.g. the
+        `serve` driver's), drive those."""
+        import ray
+
+        from agentc.deploy.plan import pool_resource
+
+        self.prog = prog
+        _enter(prog)
+        c = compiled or compile_placed(prog)
+        check_config(c, prog.cfg)
+        self.module = c.module
+        self.groups = {g.pool: g for g in pool_groups(c, max_replicas)}
+        self._answers: OrderedDict = OrderedDict()
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._lock = threading.Lock()
+        self.pgs, self.actors, self.owner, self.pinned = {}, dict(actors or {}), actors is None, False
+        if actors is not None:
+            return
+        if not ray.is_initialized():
+            start(address, {pool_resource(g.pool): g.devices for g in self.groups.values()})
+        try:
+            self._start_actors()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self) -> None:
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from agentc.deploy.plan import pool_resource
 
-        self.prog = prog
-        _import_path(prog)
-        c = compiled or compile_placed(prog)
-        check_config(c, prog.cfg)
-        self.module = c.module
-        self.groups = {g.pool: g for g in pool_groups(c, max_replicas)}
-        if not ray.is_initialized():
-            start(address, {pool_resource(g.pool): g.devices for g in self.groups.values()})
         have = ray.cluster_resources()
         self.pinned = all(pool_resource(p) in have for p in self.groups)
-        cpu_share = max(0.01, round(min(1.0, have.get("CPU", 1) / max(1, sum(g.devices for g in self.groups.values()))), 2))
+        short = [f"{g.pool} needs {g.devices} x {pool_resource(g.pool)}, the cluster has "
+                 f"{have.get(pool_resource(g.pool), 0):g}" for g in self.groups.values()
+                 if self.pinned and have.get(pool_resource(g.pool), 0) < g.devices]
+        if short:
+            raise UsageError("the Ray cluster advertises too few pool resources: " + "; ".join(short))
+        # Without pool resources (a laptop, a fresh `ray start`): a share of the CPUs each.
+        bundles = sum(g.devices for g in self.groups.values())
+        cpu_share = max(0.01, round(min(1.0, have.get("CPU", 1) / bundles), 2))
         remote = ray.remote(PoolWorker)
-        self.pgs, self.actors = {}, {}
         for g in self.groups.values():
             bundle = {pool_resource(g.pool): 1.0} if self.pinned else {"CPU": cpu_share}
             pg = placement_group([dict(bundle) for _ in range(g.devices)], strategy="PACK")
@@ -320,21 +351,16 @@ class RayPlan:
                         max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
             self.actors[g.pool] = [
                 remote.options(**opts, scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i % g.devices))
-                .remote(prog, g.pool) for i in range(g.actors)]
+                .remote(self.prog, g.pool) for i in range(g.actors)]
         try:
             ray.get([pg.ready() for pg in self.pgs.values()], timeout=120)
         except ray.exceptions.GetTimeoutError:
-            self.close()
             raise UsageError("Ray could not place the pools' bundles within 120 s: "
                              + ", ".join(f"{g.pool}: {g.devices} x {{{pool_resource(g.pool)}: 1}}"
                                          for g in self.groups.values())) from None
         for err in ray.get([a.ready.remote() for acts in self.actors.values() for a in acts]):
             if err is not None:
-                self.close()
                 raise err
-        self._answers: OrderedDict = OrderedDict()
-        self._inflight: dict[str, asyncio.Future] = {}
-        self._lock = threading.Lock()
 
     def actor_for(self, pool: str, op_id: str, rid: str):
         reps = self.groups[pool].replicas.get(op_id, 1)
@@ -389,9 +415,12 @@ class RayPlan:
                 self._answers.popitem(last=False)
 
     def close(self) -> None:
+        """End the actors and placement groups this plan started (not borrowed ones)."""
         import ray
         from ray.util.placement_group import remove_placement_group
 
+        if not self.owner:
+            return
         for acts in self.actors.values():
             for a in acts:
                 ray.kill(a, no_restart=True)
@@ -423,8 +452,9 @@ def start(address: str | None, resources: dict[str, float]) -> None:
                  namespace="agentc", log_to_driver=False)
 
 
-def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS):
-    """The Ray Serve application: one ingress replica holding the pools' actors; POST
+def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS, actors: dict | None = None):
+    """The Ray Serve application: one ingress replica driving the pools' actors (`actors`,
+    started by the caller, or its own); POST
     `{"input": [...] | "text", "id": "..."}` -> `{"id": ..., "output": ...}` (an agentc
     error -> 422 with `{"id", "error"}`; a body that is not such JSON -> 400)."""
     from ray import serve
@@ -432,8 +462,8 @@ def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS):
 
     @serve.deployment(name="agentc", max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0})
     class AgentIngress:
-        def __init__(self, prog: Program, max_replicas: int):
-            self.plan = RayPlan(prog, max_replicas=max_replicas)
+        def __init__(self, prog: Program, max_replicas: int, actors: dict | None):
+            self.plan = RayPlan(prog, max_replicas=max_replicas, actors=actors)
 
         async def __call__(self, request):
             import json
@@ -455,28 +485,22 @@ def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS):
                 return JSONResponse({"id": rid, "error": err.message}, status_code=422)
             return JSONResponse(json.loads(json.dumps({"id": rid, "output": output}, default=str)))
 
-    return AgentIngress.bind(prog, max_replicas)
+    return AgentIngress.bind(prog, max_replicas, actors)
 
 
 def serve(prog: Program, *, address: str | None, port: int, host: str = "127.0.0.1",
           max_replicas: int = DEFAULT_MAX_REPLICAS, announce=print) -> None:
-    """`agentc serve --ray`: check the program here (errors print located), start the
-    Serve application, and answer until interrupted."""
+    """`agentc serve --ray`: start the pools' actors here (so errors print located), hand
+    them to the Serve application, and answer until interrupted."""
     import time
 
     import ray
     from ray import serve as ray_serve
 
-    from agentc.deploy.plan import pool_resource
-
-    c = compile_placed(prog)
-    check_config(c, prog.cfg)
-    groups = pool_groups(c, max_replicas)
-    if not ray.is_initialized():
-        start(address, {pool_resource(g.pool): g.devices for g in groups})
+    plan = RayPlan(prog, address=address, max_replicas=max_replicas)   # errors print located, here
     try:
         ray_serve.start(http_options={"host": host, "port": port})
-        ray_serve.run(ingress(prog, max_replicas), name="agentc", route_prefix="/")
+        ray_serve.run(ingress(prog, max_replicas, plan.actors), name="agentc", route_prefix="/")
         announce(f"http://{host}:{port}/")
         while True:
             time.sleep(3600)
@@ -484,4 +508,5 @@ def serve(prog: Program, *, address: str | None, port: int, host: str = "127.0.0
         pass
     finally:
         ray_serve.shutdown()
+        plan.close()
         ray.shutdown()

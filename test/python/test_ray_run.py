@@ -256,13 +256,14 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
 
     from ray import serve
 
-    from agentc.deploy.ray_run import Program, ingress
+    from agentc.deploy.ray_run import Program, RayPlan, ingress
     from agentc.runtime.session import CPU_CLUSTER, RunConfig
 
     cfg = RunConfig({}, {}, {t: f"raytools:{t}" for t in ("grow", "left", "right")})
     prog = Program.make(str(files / "loop.agent"), CPU_CLUSTER, cfg=cfg)
+    plan = RayPlan(prog)   # as `agentc serve` does: the pools' actors started by the caller
     serve.start(http_options={"host": "127.0.0.1", "port": 8431})
-    serve.run(ingress(prog), name="agentc", route_prefix="/")
+    serve.run(ingress(prog, actors=plan.actors), name="agentc", route_prefix="/")
     try:
         def post(body: bytes):
             req = urllib.request.Request("http://127.0.0.1:8431/", data=body, method="POST")
@@ -282,3 +283,4 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
         assert post(json.dumps({"id": "x"}).encode())[0] == 400
     finally:
         serve.shutdown()
+        plan.close()
