@@ -178,6 +178,25 @@ def test_an_op_failing_in_an_actor_is_the_located_error_of_agentc_run(files, ray
     assert on_ray.output == local.output
 
 
+def test_a_cluster_without_pool_resources_gets_cpu_bundles(files, ray_local):
+    """A laptop or a fresh `ray start` advertises no agentc_pool_* resources: the pools'
+    bundles are CPU shares instead, and the answer is the same."""
+    from agentc.deploy.ray_run import Program, RayPlan
+    from agentc.runtime.session import RunConfig
+
+    laptop = files / "laptop.toml"
+    laptop.write_text('name = "laptop"\n\n[[pool]]\nname = "laptop"\ndevice = "xeon-8480"\ncount = 1\nnodes = 1\n')
+    cfg = RunConfig({}, {}, {t: f"raytools:{t}" for t in ("grow", "left", "right")})
+    plan = RayPlan(Program.make(str(files / "loop.agent"), str(laptop), cfg=cfg))
+    try:
+        assert not plan.pinned
+        assert plan.run("l1", ["q"]) == json.loads(_cli([str(files / "loop.agent"), "--cluster", str(laptop),
+                                                         "--input", "q", *[f"--tool={t}=raytools:{t}" for t in
+                                                                           ("grow", "left", "right")]]))
+    finally:
+        plan.close()
+
+
 def _many(plan, ids, questions):
     async def go():
         return await asyncio.gather(*[plan.arun(i, [q]) for i, q in zip(ids, questions)])
