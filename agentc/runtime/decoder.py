@@ -88,7 +88,15 @@ class DecoderSpec:
 
     @classmethod
     def from_hf_config(cls, config: dict) -> DecoderSpec:
-        """From a Hugging Face `config.json` of a Llama model."""
+        """From a Hugging Face `config.json` of a Llama model. Variants the kernels do not
+        compute (scaled RoPE, a head dim other than hidden_size / heads) are refused
+        rather than run wrong."""
+        if config.get("rope_scaling"):
+            raise WeightsError(f"decoder config: rope_scaling {config['rope_scaling']} is not supported")
+        heads = config.get("num_attention_heads")
+        if config.get("head_dim") and heads and config["head_dim"] * heads != config.get("hidden_size"):
+            raise WeightsError(f"decoder config: head_dim {config['head_dim']} is not hidden_size / "
+                               "num_attention_heads")
         try:
             heads = int(config["num_attention_heads"])
             return cls(d_model=int(config["hidden_size"]), layers=int(config["num_hidden_layers"]),

@@ -175,8 +175,12 @@ def test_bad_weights_name_the_tensor(main_model):
         Decoder(spec, {**weights, name: np.zeros((256, 256), np.float32)})
     with pytest.raises(WeightsError, match=f"'{name}' has dtype int32"):
         Decoder(spec, {**weights, name: weights[name].astype(np.int32)})
-    with pytest.raises(WeightsError, match="num_key_value_heads|hidden_size"):
+    with pytest.raises(WeightsError, match="no 'hidden_size' field"):
         DecoderSpec.from_hf_config({k: v for k, v in MAIN.items() if k != "hidden_size"})
+    with pytest.raises(WeightsError, match="rope_scaling"):
+        DecoderSpec.from_hf_config({**MAIN, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+    with pytest.raises(WeightsError, match="head_dim 32"):
+        DecoderSpec.from_hf_config({**MAIN, "head_dim": 32})
 
 
 def test_bad_ids_and_lengths_are_usage_errors(main_model):
