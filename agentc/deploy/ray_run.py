@@ -43,6 +43,7 @@ MAX_RESTARTS = 3        # a pool actor that keeps crashing is a bug, not bad luc
 MAX_TASK_RETRIES = 1    # "retried once": a call in flight when its actor died
 DEFAULT_MAX_REPLICAS = 2  # actors per pool on this 2-core machine; --max-replicas raises it
 _RECORD = 4096          # answers (and per-request actor state) kept for deduplication
+_OP_RECORD = 256        # op results an actor keeps for repeated calls (they can be KV caches)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class PoolWorker:
         self.pool, self.error = pool, None
         self.done: OrderedDict = OrderedDict()     # (request id, step) -> answer
         self.state: OrderedDict = OrderedDict()    # request id -> its memory store
+        self.samplers: OrderedDict = OrderedDict()  # (request id, model) -> its Sampler
         self.executed = 0                          # ops run (not answered from `done`)
         try:
             c = compile_placed(prog)
@@ -220,10 +222,10 @@ class PoolWorker:
             return self.done[key]
         rt = self.ex.rt
         rt.memory = self.state.setdefault(rid, {})
-        self._trim(self.state)
+        self._trim(self.state, _RECORD)
         op = self.ops[op_id]
-        if op.name == "llm.decode" and self.cfg.top_k > 1:
-            self._reseed(rid)
+        if op.name == "llm.decode" and get(op, "model") in rt.decoders:
+            rt.decoders[get(op, "model")].sampler = self._sampler(rid, get(op, "model"))
         # Values from the object store are read-only views (numpy zero-copy); ops such
         # as decode extend what they are given (the KV cache), as in one process.
         args = [a if isinstance(a, (str, bytes, int, float, type(None))) else copy.deepcopy(a) for a in args]
@@ -233,20 +235,23 @@ class PoolWorker:
         n = len(op.results)
         answer = None if n == 0 else out[0] if n == 1 else tuple(out)
         self.done[key] = answer
-        self._trim(self.done)
+        self._trim(self.done, _OP_RECORD)
         return answer
 
-    def _reseed(self, rid: str):
-        """Sampling draws per request from the seed, as one `agentc run` does."""
+    def _sampler(self, rid: str, model: str):
+        """A request's own sampler per model, seeded by --seed: the draws one `agentc run`
+        of that request makes, however requests interleave on this actor."""
         from agentc.runtime.sampling import Sampler
 
-        for runner in self.ex.rt.decoders.values():
-            if getattr(runner, "_rid", None) != rid:
-                runner.sampler, runner._rid = Sampler(self.cfg.top_k, self.cfg.temperature, self.cfg.seed), rid
+        key = (rid, model)
+        if key not in self.samplers:
+            self.samplers[key] = Sampler(self.cfg.top_k, self.cfg.temperature, self.cfg.seed)
+            self._trim(self.samplers, _RECORD)
+        return self.samplers[key]
 
     @staticmethod
-    def _trim(d: OrderedDict):
-        while len(d) > _RECORD:
+    def _trim(d: OrderedDict, most: int):
+        while len(d) > most:
             d.popitem(last=False)
 
 

@@ -303,3 +303,29 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
     finally:
         serve.shutdown()
         plan.close()
+
+
+@pytest.mark.slow
+def test_rag_with_an_llm_samples_per_request_as_agentc_run(files, ray_local, tmp_path):
+    """The KV cache crosses the object store (prefill -> decode) and top-k sampling draws
+    per request from --seed: concurrent requests give one `agentc run` each's text."""
+    from test_run_agent import RAG_LLM, _tiny_llama
+
+    from agentc.deploy.ray_run import Program, RayPlan, compile_placed
+    from agentc.runtime import session
+    from agentc.runtime.weights import default_encoder_path, load_checkpoint
+
+    _tiny_llama(tmp_path / "tiny", load_checkpoint(default_encoder_path()).tokenizer_json)
+    src = tmp_path / "rag_llm.agent"
+    src.write_text(RAG_LLM)
+    cfg = session.RunConfig({"tiny": str(tmp_path / "tiny")}, {"docs": str(files / "corpus.json")}, {},
+                            seed=5, top_k=20, temperature=10.0, max_new_tokens=6)
+    prog = Program.make(str(src), session.CPU_CLUSTER, cfg=cfg)
+    questions = [f"what is item {i}?" for i in range(4)]
+    expected = [session.prepare(compile_placed(prog), cfg).run([q]) for q in questions]   # one process each
+    plan = RayPlan(prog)
+    try:
+        assert _many(plan, [f"t{i}" for i in range(4)], questions) == expected
+    finally:
+        plan.close()
+    assert len(set(expected)) > 1
