@@ -19,7 +19,7 @@ kept), so they see the same background load on a shared machine. The answers of 
 first. Prints req/s, p50/p99 latency and the ratios Ray / in-process; asserts nothing
 about time.
 
-    python benchmarks/bench_orchestrate.py [--requests 24] [--max-new-tokens 8] [--rounds 3]
+    python benchmarks/bench_orchestrate.py [--requests 24] [--max-new-tokens 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
     import ray
