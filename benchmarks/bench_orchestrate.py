@@ -12,6 +12,8 @@ MiniLM's tokenizer, answers `--max-new-tokens` tokens greedily).
 - Ray, sequential: the same requests one after another through the pools' actors.
 - Ray, concurrent: all requests in flight at once (`RayPlan.arun`, as the Serve ingress
   runs them).
+- Serve HTTP: all requests POSTed at once to the Ray Serve endpoint `agentc serve --ray`
+  starts (the same ingress, on the same pool actors; `--no-http` skips it).
 
 Both sides are warmed up (kernels compiled, actors loaded) before timing; wall time,
 since the Ray side spans processes; the paths alternate round by round (best round
@@ -26,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import sys
 import tempfile
 import time
+import urllib.request
 
 import numpy as np
 
@@ -80,11 +84,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-http", dest="http", action="store_false",
+                    help="skip the Ray Serve HTTP path (agentc serve --ray's endpoint)")
+    ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
 
     import ray
 
-    from agentc.deploy.ray_run import Program, RayPlan, compile_placed
+    from agentc.deploy.ray_run import Program, RayPlan, compile_placed, ingress
     from agentc.runtime import session
     from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
@@ -134,11 +141,31 @@ def main() -> None:
         done = asyncio.run(go())
         return [d[0] for d in done], stats([d[1] for d in done], time.perf_counter() - t0)
 
+    def serve_http(r):
+        """POST every request at once to the Serve endpoint `agentc serve --ray` starts."""
+        def post(i, q):
+            body = json.dumps({"input": [q], "id": f"h{r}.{i}"}).encode()
+            s = time.perf_counter()
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=300) as resp:
+                out = json.loads(resp.read())["output"]
+            return out, time.perf_counter() - s
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(len(questions)) as pool:
+            done = list(pool.map(post, range(len(questions)), questions))
+        return [d[0] for d in done], stats([d[1] for d in done], time.perf_counter() - t0)
+
     paths = {"in-process agentc run": in_process, "Ray, one at a time": ray_sequential,
              "Ray, all in flight": ray_concurrent}
+    url = f"http://127.0.0.1:{args.port}/"
     best: dict[str, dict] = {}
     answers: dict[str, list] = {}
     try:
+        if args.http:
+            from ray import serve
+
+            serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+            serve.run(ingress(prog, actors=plan.actors), name="agentc", route_prefix="/")
+            paths["Serve HTTP, all in flight"] = serve_http
         plan.run("warm", [questions[0]])
         for r in range(args.rounds):   # alternated, so every path sees the same background load
             for name, fn in paths.items():
@@ -147,10 +174,13 @@ def main() -> None:
                     best[name] = s
         actors = {g.pool: g.actors for g in plan.groups.values()}
     finally:
+        if args.http:
+            from ray import serve
+
+            serve.shutdown()
         plan.close()
         ray.shutdown()
-    local_answers, seq_answers, conc_answers = answers.values()
-    if not (local_answers == seq_answers == conc_answers):
+    if any(a != answers["in-process agentc run"] for a in answers.values()):
         sys.exit("the Ray answers differ from the in-process ones")
 
     print(f"CPU RAG plan (examples/run/rag_cpu.agent, {args.requests} requests, {args.max_new_tokens} new tokens; "
