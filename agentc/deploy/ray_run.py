@@ -256,7 +256,14 @@ class PoolWorker:
 
 
 def _unwrap(err: BaseException) -> BaseException:
-    """The agentc error inside a Ray task error, so the CLI prints it located."""
+    """The agentc error inside a Ray task error, so the CLI prints it located; an actor
+    lost for good (restarts spent, its node gone) is a run error, not a compiler bug."""
+    import ray
+
+    if isinstance(err, ray.exceptions.RayActorError):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return RunError(f"a pool actor was lost and not restarted (after {MAX_RESTARTS} restarts, or its "
+                        f"node is gone): {first}")
     cause = getattr(err, "cause", None)
     return cause if isinstance(cause, AgentcError) else err
 
@@ -269,7 +276,7 @@ def fetch(value):
         return value
     try:
         return ray.get(value)
-    except ray.exceptions.RayTaskError as err:
+    except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as err:
         raise _unwrap(err) from None
 
 
@@ -441,7 +448,7 @@ async def _await(value):
         return value
     try:
         return await value
-    except ray.exceptions.RayTaskError as err:
+    except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as err:
         raise _unwrap(err) from None
 
 

@@ -180,7 +180,8 @@ def test_an_op_failing_in_an_actor_is_the_located_error_of_agentc_run(files, ray
 
 def test_a_cluster_without_pool_resources_gets_cpu_bundles(files, ray_local):
     """A laptop or a fresh `ray start` advertises no agentc_pool_* resources: the pools'
-    bundles are CPU shares instead, and the answer is the same."""
+    bundles are CPU shares instead, and the answer is the same. An actor killed for good
+    is a run error (exit 1), not a compiler bug."""
     from agentc.deploy.ray_run import Program, RayPlan
     from agentc.runtime.session import RunConfig
 
@@ -193,6 +194,14 @@ def test_a_cluster_without_pool_resources_gets_cpu_bundles(files, ray_local):
         assert plan.run("l1", ["q"]) == json.loads(_cli([str(files / "loop.agent"), "--cluster", str(laptop),
                                                          "--input", "q", *[f"--tool={t}=raytools:{t}" for t in
                                                                            ("grow", "left", "right")]]))
+        # an actor gone for good (no restart) fails the request with a run error, not a bug
+        import ray
+
+        from agentc.runtime.executor import RunError
+
+        ray.kill(plan.actors["laptop"][0], no_restart=True)
+        with pytest.raises(RunError, match="a pool actor was lost and not restarted"):
+            plan.run("l2", ["q"])
     finally:
         plan.close()
 
