@@ -279,6 +279,7 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
     """`agentc serve`'s application on Ray Serve: concurrent POSTs, a repeated id answered
     from the record, bad bodies refused with 400."""
     import concurrent.futures
+    import socket
     import urllib.error
     import urllib.request
 
@@ -289,12 +290,15 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
 
     cfg = RunConfig({}, {}, {t: f"raytools:{t}" for t in ("grow", "left", "right")})
     prog = Program.make(str(files / "loop.agent"), CPU_CLUSTER, cfg=cfg)
+    with socket.socket() as probe:   # a free port: other jobs share this machine
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     plan = RayPlan(prog)   # as `agentc serve` does: the pools' actors started by the caller
-    serve.start(http_options={"host": "127.0.0.1", "port": 8431})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(ingress(prog, actors=plan.actors), name="agentc", route_prefix="/")
     try:
         def post(body: bytes):
-            req = urllib.request.Request("http://127.0.0.1:8431/", data=body, method="POST")
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=60) as r:
                     return r.status, json.loads(r.read())
