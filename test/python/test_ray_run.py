@@ -342,3 +342,10 @@ def test_rag_with_an_llm_samples_per_request_as_agentc_run(files, ray_local, tmp
     finally:
         plan.close()
     assert len(set(expected)) > 1
+
+
+def test_serve_refuses_a_bad_tool_before_starting_anything(files):
+    res = CliRunner().invoke(cli, ["serve", str(files / "loop.agent"), "--tool", "grow=raytools:nope", "--port",
+                                   "8000", "--ray"], prog_name="agentc")
+    assert res.exit_code == 1
+    assert "error: cannot load tool 'raytools:nope': module 'raytools' has no attribute 'nope'" in res.output
