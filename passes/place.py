@@ -97,7 +97,7 @@ def _key(op):
 
 # What each entry of an op's `costs` attribute holds (written by annotate-cost).
 _COST_KEYS = {"pool": str, "tp": int, "time_ms": float, "usd_per_call": float, "fits": bool, "binding": str}
-_COST_OPTIONAL = {"busy_ms": float, "fee_usd": float, "ttft_ms": float, "tbt_ms": float}
+_COST_OPTIONAL = {"busy_ms": float, "fee_usd": float, "ttft_ms": float, "tbt_ms": float, "batch": int}
 
 
 def _costs(op) -> list[dict]:
@@ -148,7 +148,7 @@ def build_problem(module, ctx):
             options.append(planner.Option(
                 device=c["pool"], tp=int(c["tp"]), time_ms=float(c["time_ms"]),
                 usd_per_call=float(c["usd_per_call"]), busy_ms=float(c.get("busy_ms", c["time_ms"])),
-                fee_usd=float(c.get("fee_usd", 0.0)),
+                fee_usd=float(c.get("fee_usd", 0.0)), batch=int(c.get("batch", 1)),
                 ttft_ms=c.get("ttft_ms"), tbt_ms=c.get("tbt_ms"), memory_ok=bool(c["fits"]),
                 note=str(c["binding"])))
         loc = source_loc(op)
@@ -281,7 +281,8 @@ def _restore(problem, g, graph_op):
         if not isinstance(rank, int) or isinstance(rank, bool) or not isinstance(pool, str):
             raise VerifyError(f"op '{_key(op)}' carries no placement (integer `option`, string `pool`) to "
                               "resume from", source_loc(op))
-        chosen[_key(op)] = (rank, pool)
+        replicas = get(op, "replicas")
+        chosen[_key(op)] = (rank, pool) + ((replicas,) if isinstance(replicas, int) else ())
     return planner.replay(problem, chosen, status, None if gap is None else float(gap))
 
 

@@ -91,7 +91,7 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
     p = inst.problem
     n = len(inst.ops)
     ch = [inst.choices[k] for k in m.choice]
-    dur = [inst.ops[i].weight * ch[i].option.time_ms for i in range(n)]
+    dur = [inst.duration(k) for k in m.choice]
     latest_finish = [m.e2e_ms] * n
     for i in reversed(inst.topo):
         for k in inst.succ[i]:
@@ -101,11 +101,10 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
     slack = [max(0.0, denoise(latest_finish[i] - m.finish[i], m.e2e_ms)) for i in range(n)]
     ops = {}
     for i, c in enumerate(ch):
-        reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9)) if inst.load > 0 else 1
         ops[inst.ops[i].id] = OpPlacement(
-            inst.ops[i].id, c.option, inst.sites[c.site].name, reps, m.start[i], m.finish[i], slack[i],
+            inst.ops[i].id, c.option, inst.sites[c.site].name, c.replicas, m.start[i], m.finish[i], slack[i],
             excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
-                      if inst.choices[k].excluded is not None])
+                      if inst.choices[k].excluded is not None], wait_ms=c.wait_ms)
     edges = []
     for k, e in enumerate(inst.edges):
         a, b = ch[e.u].site, ch[e.v].site
@@ -113,7 +112,7 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
             ms, usd = m.transfers[k]
             edges.append(EdgePlacement(inst.ops[e.u].id, inst.ops[e.v].id, inst.sites[a].name,
                                        inst.sites[b].name, e.weight * ms, e.weight * usd))
-    ttfts = [c.option.ttft_ms for c in ch if c.option.ttft_ms is not None]
+    ttfts = [c.option.ttft_ms + c.wait_ms for c in ch if c.option.ttft_ms is not None]
     tbts = [c.option.tbt_ms for c in ch if c.option.tbt_ms is not None]
     plan = Plan(
         ops=ops, edges=edges, e2e_ms=m.e2e_ms,

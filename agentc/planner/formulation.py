@@ -214,7 +214,7 @@ class Formulation:
         inst = self.inst
         sla = inst.problem.sla.e2e_ms
         n = len(inst.ops)
-        dur = [[(self.xcol[k], inst.ops[i].weight * inst.choices[k].option.time_ms) for k in self.cand[i]]
+        dur = [[(self.xcol[k], inst.duration(k)) for k in self.cand[i]]
                for i in range(n)]
         fastest = [min(v for _, v in d) for d in dur]
         es = [0.0] * n

@@ -59,7 +59,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
     n = len(inst.ops)
     latency_first = p.objective == "latency"
     scale = inst.load * 3600.0 if inst.load > 0 else 1.0
-    fastest = [min(inst.ops[i].weight * inst.choices[k].option.time_ms for k in cand[i])
+    fastest = [min(inst.duration(k) for k in cand[i])
                for i in range(n)]
     after = [0.0] * n  # fastest time from the end of op i to the end of the graph
     for i in reversed(inst.topo):
@@ -68,7 +68,6 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
     pick: list[int] = [-1] * n
     finish = [0.0] * n
     for i in inst.topo:
-        w = inst.ops[i].weight
         best_key, best = None, -1
         options = cand[i]
         j = inst.partner.get(i)
@@ -83,7 +82,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
                 ms, usd = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
                 start = max(start, finish[e.u] + e.weight * ms)
                 money += e.weight * usd * scale
-            end = start + w * c.option.time_ms
+            end = start + inst.duration(k)
             money += inst.per_call_usd[k] * scale
             if inst.load > 0 and not site.metered:
                 money += inst.demand(k) * site.usd_per_hr
@@ -104,7 +103,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
             e = inst.edges[ek]
             ms, _ = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
             start = max(start, finish[e.u] + e.weight * ms)
-        finish[i] = start + w * c.option.time_ms
+        finish[i] = start + inst.duration(best)
     return tuple(pick)
 
 
@@ -148,13 +147,12 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         best, best_gain = None, 1e-12 * abs(m.objective)
         for i, k in enumerate(m.choice):
             cur = inst.choices[k]
-            w = inst.ops[i].weight
             here = _rate(inst, k)
             for k2 in inst.allowed[i]:
                 c = inst.choices[k2]
                 if k2 == k or c.site != cur.site or (i, k2) in tried:
                     continue
-                if slack is not None and w * (c.option.time_ms - cur.option.time_ms) > slack[i] - 1e-9:
+                if slack is not None and inst.duration(k2) - inst.duration(k) > slack[i] - 1e-9:
                     continue
                 gain = here - _rate(inst, k2)
                 if gain > best_gain:

@@ -20,6 +20,7 @@ from typing import Callable
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
 from agentc.units import transfer_ms
 
+from . import queueing
 from .problem import Link, Option, Problem
 
 # arXiv 2507.19635 section 4: RoCE links of 200-400 Gb/s between chassis; take the low end.
@@ -70,6 +71,11 @@ class Choice:
     tbt_excess_ms: float
     memory_ok: bool
     tp_excess: int  # devices missing in the pool for this tp
+    # under load (queueing.py): replicas dedicated to the op, the devices they hold
+    # (replicas * tp), and the wait at the SLA's percentile an execution then sees
+    replicas: int = 1
+    devices: int = 0
+    wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class Instance:
                 raise VerifyError(f"op '{op.id}' has negative weight {op.weight}")
             self.index[op.id] = i
         self._build_sites()
+        self.wait_q = queueing.wait_quantile_of(p.sla)
         self._build_choices(restrict)
         self._build_edges()
         self.colocate: list[tuple[int, int]] = []
@@ -170,33 +177,42 @@ class Instance:
                 raise InfeasiblePlanError(f"op '{op.id}' has no options to run on")
             mine = []
             for rank, o in enumerate(op.options):
-                if o.tp < 1:
-                    raise VerifyError(f"op '{op.id}': option on {o.device} has tp={o.tp}")
+                if o.tp < 1 or o.batch < 1:
+                    raise VerifyError(f"op '{op.id}': option on {o.device} has tp={o.tp}, batch={o.batch}")
                 for j in self.sites_for(o.device):
                     site = self.sites[j]
-                    ttft_x = max(0.0, o.ttft_ms - sla.ttft_ms) if (sla.ttft_ms is not None and o.ttft_ms is not None) else 0.0
-                    tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
-                    tp_x = max(0, o.tp - site.count) if site.count is not None else 0
-                    reason = None
-                    if not o.memory_ok:
-                        reason = f"does not fit device memory on {site.name}"
-                    elif tp_x:
-                        reason = f"tp={o.tp} needs more devices than pool {site.name} has ({site.count})"
-                    elif self.hard and ttft_x > 0:
-                        reason = f"TTFT {o.ttft_ms:g} ms exceeds the SLA of {sla.ttft_ms:g} ms"
-                    elif self.hard and tbt_x > 0:
-                        reason = f"TBT {o.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
-                    c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x)
-                    if restrict is not None and not restrict(i, c):
-                        continue
-                    mine.append(len(self.choices))
-                    self.choices.append(c)
+                    for size in self._sizes(op, o, site):
+                        ttft = None if o.ttft_ms is None else o.ttft_ms + size.wait_ms
+                        ttft_x = max(0.0, ttft - sla.ttft_ms) if (sla.ttft_ms is not None and ttft is not None) else 0.0
+                        tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
+                        tp_x = max(0, o.tp - site.count) if site.count is not None else 0
+                        reason = None
+                        if not o.memory_ok:
+                            reason = f"does not fit device memory on {site.name}"
+                        elif tp_x:
+                            reason = f"tp={o.tp} needs more devices than pool {site.name} has ({site.count})"
+                        elif self.hard and ttft_x > 0:
+                            reason = f"TTFT {ttft:g} ms exceeds the SLA of {sla.ttft_ms:g} ms"
+                        elif self.hard and tbt_x > 0:
+                            reason = f"TBT {o.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
+                        c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x,
+                                   size.replicas, size.devices, size.wait_ms)
+                        if restrict is not None and not restrict(i, c):
+                            continue
+                        mine.append(len(self.choices))
+                        self.choices.append(c)
             self.op_choices.append(mine)
         self.allowed = [[k for k in ks if self.choices[k].excluded is None] for ks in self.op_choices]
-        # Per-choice terms that evaluate() sums for every candidate plan, computed once.
+        # Per-choice terms that evaluate() sums for every candidate plan, computed once:
+        # the time on the path (the op's own and its queueing wait) and the devices held.
         w = [self.ops[c.op].weight for c in self.choices]
-        self._dur = [w[k] * c.option.time_ms for k, c in enumerate(self.choices)]
-        self._demand = [self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp for k, c in enumerate(self.choices)]
+        self._dur = [w[k] * (c.option.time_ms + c.wait_ms) for k, c in enumerate(self.choices)]
+        # Host work on a CPU pool shares its devices (a CPU server runs many short host
+        # calls at once on its cores): the pool holds their summed busy demand, as a
+        # fraction, not whole replicas per op.
+        self._demand = [0.0 if self.load <= 0 else
+                        self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp if self.sites[c.site].is_cpu
+                        else float(c.devices) for k, c in enumerate(self.choices)]
         # $ per request that choice k pays call by call: its whole price without load or
         # on a metered pool; under load on an hourly pool only its fee (an API charge),
         # the devices being paid by the hour through their demand. Every objective (MILP,
@@ -204,6 +220,41 @@ class Instance:
         self.per_call_usd = [w[k] * (c.option.usd_per_call if self.load <= 0 or self.sites[c.site].metered
                                      else c.option.fee_usd) for k, c in enumerate(self.choices)]
         self.money_scale = self._money_scale()
+
+    # -- queueing under load (queueing.py): one choice per replica count -------------
+
+    def _sizes(self, op, o: Option, site: Site) -> list[queueing.Candidate]:
+        """How option `o` of `op` may be sized on `site`: without load one unsized entry;
+        under load the replica counts queueing.candidates offers (more than the least only
+        where a wait can matter: an e2e or TTFT bound or the latency objective; only the
+        ones whose time fits a hard e2e bound), none for a decode batch the load cannot
+        fill, and on an unlimited implicit site the least, without wait (it scales out).
+        Host work on CPU pools is not sized per op (one entry: it shares the pool)."""
+        if self.load <= 0 or site.is_cpu:  # CPU pools: shared, see _build_choices
+            return [queueing.Candidate(1, 0, 0.0)]
+        p = self.problem
+        q, cs2 = self.wait_q, p.service_cv ** 2
+        rate = self.load * op.weight
+        if o.batch > 1 and not site.metered and o.busy_ms > 0:
+            smaller = [s for s in op.options if s.device == o.device and s.tp == o.tp and s.batch < o.batch]
+            if smaller:
+                prev = max(smaller, key=lambda s: s.batch)
+                if queueing.fits_smaller_batch(rate, prev.busy_ms, prev.batch, q, cs2):
+                    return []
+        timed = p.sla.e2e_ms is not None or p.sla.ttft_ms is not None or p.objective == "latency"
+        sizes = queueing.candidates(rate, o.busy_ms, o.tp, o.batch, q, cs2, site.count,
+                                    all_counts=timed and not site.implicit)
+        if site.implicit:
+            return [queueing.Candidate(sizes[0].replicas, sizes[0].devices, 0.0)]
+        bound = p.sla.e2e_ms
+        if self.hard and bound is not None:
+            fits = [s for s in sizes if not exceeds(op.weight * (o.time_ms + s.wait_ms), bound)]
+            sizes = fits or sizes[-1:]
+        return sizes
+
+    def duration(self, k: int) -> float:
+        """Choice k's time on the request path: weight x (own time + queueing wait)."""
+        return self._dur[k]
 
     def _money_scale(self) -> float:
         """A magnitude of the cost objective (its unit: $/request, or $/hr under load): the

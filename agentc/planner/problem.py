@@ -33,6 +33,8 @@ class Option:
     note: str = ""
     fee_usd: float = 0.0  # per-call charge on top of device time (an API fee): part of
     # usd_per_call, and still paid per call under load, where devices are paid per hour
+    batch: int = 1  # executions one replica serves at once (decode); busy_ms and
+    # usd_per_call are per execution, time_ms is the whole batch's
 
 
 @dataclass
@@ -114,6 +116,9 @@ class Problem:
     # pairs of op ids that must run on the same pool (an explicit all-reduce and the
     # tensor-parallel op whose shards it joins)
     colocate: list[tuple[str, str]] = field(default_factory=list)
+    # service-time coefficient of variation the queueing waits assume (planner/queueing.py):
+    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic
+    service_cv: float = 1.0
 
 
 # ---------------------------------------------------------------------------- results
@@ -144,6 +149,7 @@ class OpPlacement:
     slack_ms: float
     alternatives: list[Alternative] = field(default_factory=list)
     excluded: list[tuple[Option, str]] = field(default_factory=list)
+    wait_ms: float = 0.0  # queueing wait per execution at the SLA's percentile (under load)
 
     @property
     def runner_up(self) -> Alternative | None:
