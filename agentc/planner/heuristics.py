@@ -162,7 +162,9 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         trial = list(m.choice)
         trial[best[0]] = best[1]
         t = inst.evaluate(trial)
-        if inst.feasible(t) and t.objective <= m.objective + 1e-12 * abs(m.objective):
+        # the slack above is read off one schedule; the SLA statistic over scenarios
+        # (and the cap) is checked on the evaluated plan
+        if inst.feasible(t) and not exceeds(t.e2e_ms, deadline) and t.objective <= m.objective + 1e-12 * abs(m.objective):
             m = t
         else:  # e.g. a larger tp than the pool's devices: never offer this move again
             tried.add(best)
@@ -367,6 +369,5 @@ def fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
 def value(inst: Instance, mode: str, m: Metrics) -> float:
     """The formulation's objective at plan m (penalties included)."""
     if mode == "latency":
-        return m.e2e_ms + sum(inst.problem.lam * (inst.choices[k].ttft_excess_ms + inst.choices[k].tbt_excess_ms)
-                              for k in m.choice) * (not inst.hard)
+        return m.e2e_ms + inst.problem.lam * m.latency_excess_ms * (not inst.hard)
     return m.objective

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 DEFAULT_PERCENTILE = 99.0   # the simulator's too: terms without a percentile are judged at p99
 MAX_CANDIDATES = 24         # replica counts offered per option beyond the least stable one
+NEGLIGIBLE_WAIT_MS = 1e-3   # a wait below a microsecond is not worth another replica
 
 
 def erlang_b(c: int, a: float) -> float:
@@ -96,39 +97,49 @@ def in_flight(rate_per_s: float, service_ms: float) -> float:
     return rate_per_s * service_ms / 1000.0
 
 
-def candidates(rate_per_s: float, busy_ms: float, tp: int, batch: int, q: float, cs2: float,
+def candidates(rate_per_s: float, busy_ms: float, tp: int, batch: int, q: float | None, cs2: float,
                max_devices: int | None, all_counts: bool = True) -> list[Candidate]:
     """Replica counts for one option at `rate_per_s` executions/s, least first.
 
     The least is the smallest stable count (replicas * batch > offered load); an option
     that keeps nothing busy holds no devices (its pool still hosts it: n >= tp); with `all_counts`, more follow until the wait at `q` is 0, at most
     MAX_CANDIDATES more and never more devices than `max_devices` (the first one is
-    always returned, so an op too big for its pool still has a priced choice)."""
+    always returned, so an op too big for its pool still has a priced choice). `q` None:
+    mean waits (a mean is 0 only without load, so the count stops at MAX_CANDIDATES or
+    the pool's size)."""
     if busy_ms <= 0:  # nothing held (a call that only waits): hosted by the pool, no replica
         return [Candidate(1, 0, 0.0)]
     service = busy_ms * batch
     a = in_flight(rate_per_s, service)
     r = max(1, math.floor(a / batch) + 1)
-    out = [Candidate(r, r * tp, wait_quantile_ms(r * batch, a, service, q, cs2))]
-    while all_counts and out[-1].wait_ms > 0 and len(out) <= MAX_CANDIDATES:
+    out = [Candidate(r, r * tp, wait_ms(r * batch, a, service, q, cs2))]
+    while all_counts and out[-1].wait_ms > NEGLIGIBLE_WAIT_MS and len(out) <= MAX_CANDIDATES:
         r += 1
         if max_devices is not None and r * tp > max_devices:
             break
-        out.append(Candidate(r, r * tp, wait_quantile_ms(r * batch, a, service, q, cs2)))
+        out.append(Candidate(r, r * tp, wait_ms(r * batch, a, service, q, cs2)))
     return out
 
 
-def fits_smaller_batch(rate_per_s: float, busy_ms: float, batch: int, q: float, cs2: float) -> bool:
+def fits_smaller_batch(rate_per_s: float, busy_ms: float, batch: int, q: float | None, cs2: float) -> bool:
     """True when one replica at this (smaller) `batch` holds the op's in-flight requests
     with no wait at `q`: a larger batch on the same devices is then slower at the same
     device count, so the load cannot fill it (Little's law) and it is not offered."""
     service = busy_ms * batch
     a = in_flight(rate_per_s, service)
-    return a < batch and wait_quantile_ms(batch, a, service, q, cs2) == 0.0
+    return a < batch and wait_ms(batch, a, service, 0.99 if q is None else q, cs2) == 0.0
 
 
-def wait_quantile_of(sla) -> float:
-    """The quantile waits are sized at: the SLA's percentile where it states one, else p99
-    (what the simulator judges terms without a percentile at)."""
-    pct = getattr(sla, "percentile", None)
-    return (pct if pct is not None else DEFAULT_PERCENTILE) / 100.0
+def wait_level(q_stat: float | None) -> float | None:
+    """The quantile waits are sized at, from the e2e term's statistic (problem.stat_quantile):
+    its percentile for `latency.pNN`; p99 for a bound on every control-flow path (a
+    queueing wait has no worst case: the simulator, too, judges such terms at p99);
+    None, the mean wait, for `latency.mean`."""
+    if q_stat is None:
+        return None
+    return DEFAULT_PERCENTILE / 100.0 if q_stat >= 1.0 else q_stat
+
+
+def wait_ms(c: int, a: float, service_ms: float, q: float | None, cs2: float = 1.0) -> float:
+    """The wait at quantile `q` (None: the mean) with `c` servers."""
+    return mean_wait_ms(c, a, service_ms, cs2) if q is None else wait_quantile_ms(c, a, service_ms, q, cs2)

@@ -121,18 +121,22 @@ def menus(p: Problem, pick: tuple[Option, ...]) -> list[list[tuple[int, int, flo
 def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None,
           sized: tuple | None = None) -> tuple[float, float] | None:
     """(e2e ms, cost) of one assignment (under load with `sized`: per op, the replicas,
-    devices and wait it takes), or None if a limit other than the e2e SLA rules it out
-    (memory, tp over a pool, TTFT, devices over a pool under load)."""
+    devices and wait per call it takes), or None if a limit other than the e2e SLA rules
+    it out (memory, tp over a pool, TTFT, devices over a pool under load).
+
+    TTFT: the first op (in program order) that reports a TTFT on any option and runs
+    gives the first token, at its start plus its wait and one call's TTFT (its time if
+    none)."""
     ids = {op.id: i for i, op in enumerate(p.ops)}
     pools = {pl.name: pl for pl in p.pools}
     waits = [s[2] for s in sized] if sized else [0.0] * len(p.ops)
-    for o, wait in zip(pick, waits):
+    for o in pick:
         if not o.memory_ok or (o.device in pools and o.tp > pools[o.device].count):
-            return None
-        if ttft_sla is not None and o.ttft_ms is not None and o.ttft_ms + wait > ttft_sla:
             return None
     finish = [0.0] * len(p.ops)
     moved_usd = 0.0
+    first = next((i for i, op in enumerate(p.ops) if op.weight > 0
+                  and any(o.ttft_ms is not None for o in op.options)), None)
     for i, op in enumerate(p.ops):  # index order is topological
         start = 0.0
         for e in p.edges:
@@ -141,6 +145,10 @@ def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None,
                 ms, usd = _transfer(p, e, pick[u].device, pick[i].device)
                 start = max(start, finish[u] + e.weight * ms)
         finish[i] = start + op.weight * (pick[i].time_ms + waits[i])
+        if i == first and ttft_sla is not None:
+            ttft = start + waits[i] + (pick[i].ttft_ms if pick[i].ttft_ms is not None else pick[i].time_ms)
+            if not meets(ttft, ttft_sla):
+                return None
     for e in p.edges:
         moved_usd += e.weight * _transfer(p, e, pick[ids[e.src]].device, pick[ids[e.dst]].device)[1]
     e2e = max(finish)
@@ -194,6 +202,7 @@ def test_planner_matches_exhaustive_search(seed):
     p = make_problem(seed)
     ttft = None
     if seed % 4 == 1:  # a TTFT bound that rules out the slower options that report TTFT
+        # (on the first op that reports one, TTFT is its start plus one call's TTFT)
         reported = sorted(o.ttft_ms for op in p.ops for o in op.options if o.ttft_ms is not None)
         ttft = reported[len(reported) // 2] if reported else None
     rows = table(p, ttft)
