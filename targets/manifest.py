@@ -195,8 +195,9 @@ def add_simulation_fields(manifest: dict, c) -> None:
     for entry in manifest["ops"]:
         op_id = entry["id"]
         op, p = labels[op_id], plan.ops[op_id]
-        cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp), {})
-        batch = int(cost.get("batch", 1))
+        batch = p.option.batch  # the decode batch is the planner's choice, one costs entry per size
+        cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp
+                     and int(x.get("batch", 1)) == batch), {})
         entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
                      call=get(op, "call"), model=get(op, "model"), batch=batch, busy_ms=_r(p.option.busy_ms),
                      wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
