@@ -195,7 +195,17 @@ def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
             c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, denoise(t.e2e_ms - m.e2e_ms, m.e2e_ms),
             denoise(t.cost - m.cost, m.cost), feasible, tuple(dict.fromkeys(reasons)))))
     out.sort(key=lambda r: r[:4])
-    return [r[4] for r in out]
+    # under load an option is a choice per replica count: list each option on each pool
+    # once, at its best count, and not the chosen option at other counts
+    mine = inst.choices[m.choice[i]]
+    seen = {(mine.rank, inst.sites[mine.site].name)}
+    kept = []
+    for r in out:
+        key = (r[3], r[4].pool)
+        if key not in seen:
+            seen.add(key)
+            kept.append(r[4])
+    return kept
 
 
 def _binding(inst: Instance, m: Metrics, plan: Plan) -> list[str]:
