@@ -137,8 +137,10 @@ def _verify(c, view, load, seed, as_json):
     else:
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
+        from agentc.sim import report
+
         for row in verdict.terms:
-            t.add_row(f"{row['term']} (p{row['percentile']:g})", num(row["bound_ms"]), num(row["planned_ms"]),
+            t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
                       num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)))
