@@ -46,19 +46,27 @@ class _Graph:
         self.ops: list = []          # (op, weight)
         self.ids: set[str] = set()   # op_id of every placed or transfer op
         self.transfer_ends: dict[str, tuple[str, str]] = {}  # kv.transfer id -> (prefill, decode)
-        self._visit(graph.regions[0].blocks[0], 1.0)
+        self.flow = self._visit(graph.regions[0].blocks[0], 1.0)
 
-    def _visit(self, block, weight):
+    def _visit(self, block, weight) -> tuple:
+        """Flatten `block` into self.ops; returns its control flow (planner.Loop/Branch
+        around op ids, in program order) for the planner's scenarios."""
+        from agentc import planner
+
+        flow: list = []
         for op in block.operations:
             if op.name == "agent.loop":
                 trips = get(op, "max_trips") if self.worst_case else get(op, "expected_trips")
-                self._visit(op.regions[0].blocks[0], weight * trips)
+                body = self._visit(op.regions[0].blocks[0], weight * trips)
+                n = int(get(op, "max_trips"))
+                flow.append(planner.Loop(body, n, planner.continue_prob(n, float(get(op, "expected_trips")))))
             elif op.name == "agent.branch":
                 p = get(op, "prob")
-                self._visit(op.regions[0].blocks[0], weight * (1.0 if self.worst_case else p))
-                self._visit(op.regions[1].blocks[0], weight * (1.0 if self.worst_case else 1 - p))
+                then = self._visit(op.regions[0].blocks[0], weight * (1.0 if self.worst_case else p))
+                orelse = self._visit(op.regions[1].blocks[0], weight * (1.0 if self.worst_case else 1 - p))
+                flow.append(planner.Branch(float(p), then, orelse))
             elif op.name == "agent.parallel":
-                self._visit(op.regions[0].blocks[0], weight)
+                flow += self._visit(op.regions[0].blocks[0], weight)
             elif _is_granular(op):
                 base = get(op, "label", op.name)
                 name, n = base, 1
@@ -68,6 +76,9 @@ class _Graph:
                 op.attributes["op_id"] = ir.StringAttr.get(name)
                 self.ids.add(name)
                 self.ops.append((op, weight))
+                if op.name not in TRANSFER_OPS:
+                    flow.append(name)
+        return tuple(flow)
 
     def producers(self, value) -> list:
         """Granular ops whose result reaches `value` (through region results/arguments)."""
@@ -169,7 +180,7 @@ def build_problem(module, ctx):
     colocate = [(_key(prod), _key(op)) for op, _w in g.ops if op.name == "comm.allreduce"
                 for operand in op.operands for prod in g.producers(operand) if _key(prod) in g.ids]
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
-                      tbt_ms=get(graph_op, "sla_tbt_ms"))
+                      tbt_ms=get(graph_op, "sla_tbt_ms"), **sla_stats(graph_op))
     plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
@@ -181,8 +192,44 @@ def build_problem(module, ctx):
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
         lam=opts.lam if opts else 1e3,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
-        tokens_per_request=float(tokens), colocate=colocate)
+        tokens_per_request=float(tokens), colocate=colocate,
+        # --worst-case: one scenario, every trip and both arms (the weights above)
+        flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
     return problem, g, graph_op, cluster
+
+
+def sla_stats(graph_op) -> dict[str, str]:
+    """The statistic each SLA term holds at, from the graph's attributes (frontend):
+    `sla_percentile` etc. give pNN, `sla_*_mean` the mean, neither every path."""
+    out = {}
+    for term, pct, mean in (("e2e", "sla_percentile", "sla_latency_mean"),
+                            ("ttft", "sla_ttft_percentile", "sla_ttft_mean"),
+                            ("tbt", "sla_tbt_percentile", "sla_tbt_mean")):
+        if get(graph_op, mean):
+            out[f"{term}_stat"] = "mean"
+        elif get(graph_op, pct) is not None:
+            out[f"{term}_stat"] = f"p{float(get(graph_op, pct)):g}"
+    return out
+
+
+PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
+
+
+def _first_token_ops(g, graph_op, edges) -> list[str]:
+    """Prefills of the LLM calls whose output reaches the returned value, program order:
+    the calls whose first token is the answer's (what TTFT times)."""
+    term = list(graph_op.regions[0].blocks[0].operations)[-1]
+    reach = {_key(p) for v in term.operands for p in g.producers(v) if _key(p) in g.ids}
+    preds: dict[str, set[str]] = {}
+    for e in edges:
+        preds.setdefault(e.dst, set()).add(e.src)
+    todo = list(reach)
+    while todo:
+        for x in preds.get(todo.pop(), ()):
+            if x not in reach:
+                reach.add(x)
+                todo.append(x)
+    return [_key(op) for op, _w in g.ops if op.name in PREFILL_KINDS and _key(op) in reach]
 
 
 def _pool_price(device, cluster) -> float:

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from .problem import Branch, Loop
 
-MAX_SCENARIOS = 64     # scenarios the MILP gets (each holds a copy of the timing rows)
+MAX_SCENARIOS = 128    # scenarios the MILP gets (each holds a copy of the timing rows)
 MAX_PARTIAL = 256      # while enumerating (a product of two parts is formed before merging)
 PROB_EPS = 1e-15       # scenarios below this probability are impossible (0 ** k)
 
