@@ -15,6 +15,9 @@ SLA term exactly over the traces:
 - TBT: the largest tbt_ms of the streaming ops the trace runs;
 - "all": every trace; "pNN": the least v with P(value <= v) >= NN%; "mean".
 
+Under load every op also picks its replica count, and each of its calls waits its M/M/c
+wait at the e2e term's percentile (p99 for "all", the mean for "mean"), from
+references/queueing_ref.py; a pool holds the sum of its ops' replicas.
 Money is the expectation (ops at their expected counts). The planner must return the
 enumeration's optimum to 1e-9 relative, meet every term, and say `optimal`.
 """
@@ -29,6 +32,7 @@ import pytest
 
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.planner import SLA, Branch, Link, Loop, Option, PlanEdge, PlanOp, Pool, Problem, solve
+from references import queueing_ref
 
 REL = 1e-9
 CLASSES = {"A": (1.0, 0.25), "B": (2.2, 0.49), "C": (0.4, 0.15)}
@@ -164,9 +168,28 @@ def _stat(values: list[tuple[float, float]], stat: str) -> float | None:
     return max(v for _, v in values)
 
 
-def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str]):
-    """(latency, TTFT, TBT) statistics and cost of one assignment; None if a pool is
-    over its devices under load."""
+def menus(p: Problem, pick: tuple[Option, ...], stats: dict[str, str]) -> list:
+    """Per op, the (replicas, devices, wait per call) it may take under load
+    (references/queueing_ref.py): waits at the e2e term's percentile, p99 for every
+    path, mean waits for the mean."""
+    stat = stats["e2e"]
+    q = None if stat == "mean" else 0.99 if stat == "all" else float(stat[1:]) / 100
+    pools = {pl.name: pl for pl in p.pools}
+    return [queueing_ref.sizes(p.load_rps * op.weight, o.busy_ms, o.tp, q, pools[o.device].count)
+            for op, o in zip(p.ops, pick)]
+
+
+def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str], sized=None):
+    """(latency, TTFT, TBT) statistics and cost of one assignment (under load with
+    `sized`, per op its replicas, devices and wait per call); None if a pool is over its
+    devices under load."""
+    wait = [s[2] for s in sized] if sized else [0.0] * len(p.ops)
+    pools = {pl.name: pl for pl in p.pools}
+    held: dict[str, int] = {}
+    for o, (_r, devices, _w) in zip(pick, sized or ()):
+        held[o.device] = held.get(o.device, 0) + devices  # each op's own replicas
+    if any(devices > pools[name].count for name, devices in held.items()):
+        return None
     ids = {op.id: i for i, op in enumerate(p.ops)}
     n = len(p.ops)
     tx = [_transfer(p, e, pick[ids[e.src]].device, pick[ids[e.dst]].device) for e in p.edges]
@@ -180,12 +203,12 @@ def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str]):
                 u = ids[e.src]
                 if ids[e.dst] == i:
                     start[i] = max(start[i], finish[u] + (c[i] if c[u] > 0 else 0) * ms)
-            finish[i] = start[i] + c[i] * pick[i].time_ms
+            finish[i] = start[i] + c[i] * (pick[i].time_ms + wait[i])
         lat.append((prob, max(finish)))
         f = next((i for i in first if c[i] > 0), None)
         if f is not None:
             o = pick[f]
-            ttft.append((prob, start[f] + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)))
+            ttft.append((prob, start[f] + wait[f] + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)))
         ran = [pick[i].tbt_ms or 0.0 for i in stream if c[i] > 0]
         if ran:
             tbt.append((prob, max(ran)))
@@ -193,15 +216,8 @@ def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str]):
     moved = sum(e.weight * t[1] for e, t in zip(p.edges, tx))
     if p.load_rps <= 0:
         return values, sum(op.weight * o.usd_per_call for op, o in zip(p.ops, pick)) + moved
-    pools = {pl.name: pl for pl in p.pools}
-    busy = {}
-    for op, o in zip(p.ops, pick):
-        busy[o.device] = busy.get(o.device, 0.0) + p.load_rps * op.weight * o.busy_ms / 1000.0
     usd_hr = p.load_rps * 3600.0 * moved
-    for name, demand in busy.items():
-        devices = max(1, math.ceil(demand - 1e-9))
-        if devices > pools[name].count:
-            return None
+    for name, devices in held.items():
         usd_hr += devices * pools[name].usd_per_hr
     return values, usd_hr
 
@@ -224,10 +240,15 @@ def test_percentiles_match_exhaustive_search(seed):
     stats = _terms(seed)
     rows = []
     for pick in itertools.product(*(op.options for op in p.ops)):
-        r = measure(p, tr, pick, stats)
-        if r is not None:
-            rows.append(r)
-    assert rows
+        for sized in itertools.product(*menus(p, pick, stats)) if p.load_rps > 0 else [None]:
+            r = measure(p, tr, pick, stats, sized)
+            if r is not None:
+                rows.append(r)
+    if not rows:  # under load no assignment fits the pools (stable queues need c > a)
+        assert p.load_rps > 0
+        with pytest.raises(InfeasiblePlanError):
+            solve(p, baselines=False, explain=False)
+        return
     # a TTFT or TBT bound in some cases: the median of what the assignments reach
     ttft = tbt = None
     if seed % 4 == 1:
@@ -249,7 +270,11 @@ def test_percentiles_match_exhaustive_search(seed):
             continue
         plan = solve(p, baselines=False, explain=False)
         pick = tuple(plan.ops[op.id].option for op in p.ops)
-        got = measure(p, tr, pick, stats)
+        sized = None
+        if p.load_rps > 0:  # the plan's replicas, priced by the reference
+            sized = tuple(next(s for s in menu if s[0] == plan.ops[op.id].replicas)
+                          for op, menu in zip(p.ops, menus(p, pick, stats)))
+        got = measure(p, tr, pick, stats, sized)
         assert got is not None, f"{label}: the plan breaks a pool's count"
         (e2e, t1, t2), cost = got
         assert meets(e2e, bound) and meets(t1, ttft) and meets(t2, tbt), f"{label}: an SLA term misses"
