@@ -269,8 +269,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
         lp = relaxed.lp_relaxation()
-        if lp is None:
-            return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+        if lp is None:  # infeasible, or the LP ran out of time: the MILP itself tells which
+            res = _solve(inst, mode, cap, cand, starts[0] if starts else None, time_limit=left())
+            res.solve_time_s = time.perf_counter() - t0
+            return res
         bound, x, reduced = lp
         lp_bound = bound
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]

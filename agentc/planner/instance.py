@@ -315,6 +315,13 @@ class Instance:
                                     all_counts=timed and not site.implicit)
         if site.implicit:
             return [queueing.Candidate(sizes[0].replicas, sizes[0].devices, 0.0)]
+        bound, i = p.sla.e2e_ms, self.index[op.id]
+        if self.hard and bound is not None and self.q_e2e == 1.0 and self.executed[i]:
+            # the op's calls alone over a bound every path must meet (in the scenario
+            # where it runs least) can never be used: such counts (near-unstable
+            # queues, waits of many service times) only make the model bigger
+            least = min(c[i] for pr, c, _ in self.scen if pr > 0 and c[i] > 0)
+            sizes = [s for s in sizes if not exceeds(least * (o.time_ms + s.wait_ms), bound)] or sizes[-1:]
         return sizes
 
     def call_ms(self, k: int) -> float:
