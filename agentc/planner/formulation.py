@@ -40,7 +40,7 @@ import numpy as np
 
 from agentc.diagnostics import InfeasiblePlanError
 
-from .instance import QUANTILE_TOL, SLA_REL_TOL, Instance, Metrics, exceeds
+from .instance import QUANTILE_TOL, SLA_REL_TOL, Instance, Metrics, exceeds, ttft_part
 
 INF = math.inf
 # Relaxation weights: a device over a pool's count, and an op placed where its weights
@@ -285,22 +285,25 @@ class Formulation:
             hard = inst.hard and not self.relax
             self.ttft_col = self._col(0.0, 0.0, sla.ttft_ms if hard else INF)
             exprs, consts, bigm = [], [], []
-            for s, i in enumerate(inst.first):
-                if i is None:
+            for s, chain in enumerate(inst.first):
+                if chain is None:
                     exprs.append(None)
                     consts.append(0.0)
                     bigm.append(0.0)
                     continue
-                expr = [(self.scol[s][i], 1.0)]
-                expr += [(self.xcol[k], _ttft_one(inst.choices[k].option)) for k in self.cand[i]]
-                const, hi = 0.0, hi_start[s][i] + max(_ttft_one(inst.choices[k].option) for k in self.cand[i])
-                k = inst.ttft_edge.get(i)
-                if k is not None:
+                ops, links = chain
+                expr = [(self.scol[s][ops[0]], 1.0)]
+                hi = hi_start[s][ops[0]]
+                for j, i in enumerate(ops):
+                    parts = [(k, ttft_part(inst.choices[k].option, j == 0, j == len(ops) - 1)) for k in self.cand[i]]
+                    expr += [(self.xcol[k], v) for k, v in parts]
+                    hi += max(v for _, v in parts)
+                const = 0.0
+                for k in links:
                     terms, c0 = edge_ms[k]
-                    d = inst.edges[k].v
-                    expr += terms + [(self.xcol[kk], inst.choices[kk].option.tbt_ms or 0.0) for kk in self.cand[d]]
-                    const = c0
-                    hi += tr_hi[k] + max(inst.choices[kk].option.tbt_ms or 0.0 for kk in self.cand[d])
+                    expr += terms
+                    const += c0
+                    hi += tr_hi[k]
                 exprs.append([expr])
                 consts.append(const)
                 bigm.append(hi)
@@ -553,11 +556,6 @@ class Formulation:
         gap = relative_gap(objective, bound)
         return MilpResult("optimal" if proven and target is None else "feasible", choice, objective,
                           gap, elapsed, vals, bound)
-
-
-def _ttft_one(o) -> float:
-    """One call's time to first token (its whole time when it reports none)."""
-    return o.ttft_ms if o.ttft_ms is not None else o.time_ms
 
 
 def relative_gap(objective: float, bound: float) -> float:

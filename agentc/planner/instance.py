@@ -195,23 +195,28 @@ class Instance:
         # ops that stream tokens (an option reports a TBT); a scenario running none has no TBT
         self.tbt_ops = [i for i, op in enumerate(self.ops) if any(o.tbt_ms is not None for o in op.options)]
         self.executed = [any(c[i] > 0 for pr, c, _ in self.scen if pr > 0) for i in range(n)]
-        ids = p.ttft_ops
-        if ids is None:
-            cand = [i for i, op in enumerate(self.ops) if any(o.ttft_ms is not None for o in op.options)]
-        else:
-            for x in ids:
+        chains = p.ttft_ops
+        if chains is None:
+            chains = [[op.id] for op in self.ops if any(o.ttft_ms is not None for o in op.options)]
+        self.ttft_chains: list[tuple[list[int], list[int]]] = []  # (ops, edges between them)
+        for chain in chains:
+            chain = [chain] if isinstance(chain, str) else list(chain)
+            for x in chain:
                 if x not in self.index:
                     raise VerifyError(f"first-token op '{x}' is not in the graph")
-            cand = sorted(self.index[x] for x in ids)
-        self.ttft_ops = cand
-        kv = {}
-        for k, e in enumerate(self.edges):
-            if self.problem.edges[k].kind == "kv.transfer":
-                kv.setdefault(e.u, k)
-        self.ttft_edge = {i: kv.get(i) for i in cand}
-        # the op timed for TTFT in each scenario: the first candidate it runs (program
-        # order); when first-token calls run in parallel this is an upper bound
-        self.first = [next((i for i in cand if c[i] > 0), None) for _, c, _ in self.scen]
+            ops = [self.index[x] for x in chain]
+            links = []
+            for u, v in zip(ops, ops[1:]):
+                k = next((k for k in self.succ[u] if self.edges[k].v == v), None)
+                if k is None:
+                    raise VerifyError(f"first-token chain: no edge {self.ops[u].id} -> {self.ops[v].id}")
+                links.append(k)
+            self.ttft_chains.append((ops, links))
+        self.ttft_chains.sort(key=lambda c: c[0][0])
+        # the chain timed for TTFT in each scenario: the first (program order) it runs;
+        # when first-token calls run in parallel this is an upper bound
+        self.first = [next((ch for ch in self.ttft_chains if all(c[i] > 0 for i in ch[0])), None)
+                      for _, c, _ in self.scen]
 
     def _build_sites(self) -> None:
         p = self.problem
@@ -377,17 +382,15 @@ class Instance:
             finish[i] = s + counts[i] * self.choices[choice[i]].option.time_ms
         return start, finish
 
-    def first_token_ms(self, choice, transfers, start, i: int) -> float:
-        """When op i's first call gives the first token: its start, one call's TTFT
-        (its time when it reports none), then after a prefill the KV transfer and one
-        step of the decode it feeds."""
-        o = self.choices[choice[i]].option
-        t = start[i] + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
-        k = self.ttft_edge.get(i)
-        if k is not None:
-            d = self.choices[choice[self.edges[k].v]].option
-            t += transfers[k][0] + (d.tbt_ms or 0.0)
-        return t
+    def first_token_ms(self, choice, transfers, start, chain) -> float:
+        """When a first-token chain gives its first token: its first op's start, one call
+        of each op but the last (the first at its TTFT), the transfers between, and one
+        step of the last (its TBT; its TTFT or time when it streams nothing)."""
+        ops, links = chain
+        t = start[ops[0]]
+        for j, i in enumerate(ops):
+            t += ttft_part(self.choices[choice[i]].option, j == 0, j == len(ops) - 1)
+        return t + sum(transfers[k][0] for k in links)
 
     def scenario_times(self, choice, transfers=None) -> list[tuple[float, float, float | None, float | None]]:
         """(probability, latency, TTFT, TBT) of the placement in every scenario."""
@@ -397,8 +400,8 @@ class Instance:
         out = []
         for s, (prob, counts, ecounts) in enumerate(self.scen):
             start, finish = self._longest(choice, transfers, counts, ecounts)
-            i = self.first[s]
-            ttft = None if i is None else self.first_token_ms(choice, transfers, start, i)
+            chain = self.first[s]
+            ttft = None if chain is None else self.first_token_ms(choice, transfers, start, chain)
             tbts = [self.choices[choice[j]].option.tbt_ms or 0.0 for j in self.tbt_ops if counts[j] > 0]
             out.append((prob, max(finish, default=0.0), ttft, max(tbts) if tbts else None))
         return out
@@ -479,6 +482,15 @@ class Instance:
             return not m.violations
         return not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
                                        for k in m.choice)
+
+
+def ttft_part(o: Option, first: bool, last: bool) -> float:
+    """What one op of a first-token chain adds (see Instance.first_token_ms)."""
+    if last and not first and o.tbt_ms is not None:
+        return o.tbt_ms
+    if first or last:
+        return o.ttft_ms if o.ttft_ms is not None else o.time_ms
+    return o.time_ms
 
 
 def statistic(values: list[tuple[float, float]], q: float | None) -> float | None:
