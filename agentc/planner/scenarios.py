@@ -73,10 +73,14 @@ class Enumerator:
     # -- structure ---------------------------------------------------------------------
 
     def _block(self, items: tuple) -> Dist:
+        ran = [0.0] * self.n  # the block's plain ops, counted in place (long straight lines)
         d: Dist = {(0.0,) * self.n: 1.0}
         for item in items:
-            d = self._add(d, self._item(item))
-        return d
+            if isinstance(item, str):
+                ran[self.index[item]] += 1.0
+            else:
+                d = self._add(d, self._item(item))
+        return self._add(d, {tuple(ran): 1.0})
 
     def _item(self, item) -> Dist:
         if isinstance(item, str):
