@@ -370,7 +370,7 @@ class Instance:
         """Devices kept busy by choice k at the problem's load."""
         return self._demand[k]
 
-    def _longest(self, choice, transfers, counts, ecounts) -> tuple[list[float], list[float]]:
+    def longest(self, choice, transfers, counts, ecounts) -> tuple[list[float], list[float]]:
         """Start and finish of every op when op i runs counts[i] calls back to back."""
         n = len(self.ops)
         start, finish = [0.0] * n, [0.0] * n
@@ -399,7 +399,7 @@ class Instance:
             transfers = [self.transfer(k, ch[e.u].site, ch[e.v].site) for k, e in enumerate(self.edges)]
         out = []
         for s, (prob, counts, ecounts) in enumerate(self.scen):
-            start, finish = self._longest(choice, transfers, counts, ecounts)
+            start, finish = self.longest(choice, transfers, counts, ecounts)
             chain = self.first[s]
             ttft = None if chain is None else self.first_token_ms(choice, transfers, start, chain)
             tbts = [self.choices[choice[j]].option.tbt_ms or 0.0 for j in self.tbt_ops if counts[j] > 0]
@@ -413,7 +413,7 @@ class Instance:
         for k, e in enumerate(self.edges):
             transfers.append(self.transfer(k, ch[e.u].site, ch[e.v].site))
         # the schedule shown (start/finish, slack, critical path): expected counts
-        start, finish = self._longest(choice, transfers, [op.weight for op in self.ops],
+        start, finish = self.longest(choice, transfers, [op.weight for op in self.ops],
                                       [e.weight for e in self.edges])
         times = self.scenario_times(choice, transfers)
         e2e = statistic([(pr, t) for pr, t, _, _ in times], self.q_e2e)
