@@ -47,3 +47,17 @@ def test_the_manifest_and_the_simulator_share_the_statistics():
     verdict = verify.verify(m, QUIET_RPS, requests=100, seed=0)
     assert [(t["term"], t["percentile"]) for t in verdict.terms] == [
         ("latency.p95", 95.0), ("ttft", 99.0), ("tbt", 99.0)]
+
+
+def test_plan_and_explain_name_the_statistics():
+    from agentc.cli.plan import plan_statistics
+
+    c = pipeline.compile_file(os.path.join(ROOT, "examples", "voice_agent.agent"), make_options(emit="placed"),
+                              or_later=True)
+    plan = pipeline.placement(c).plan
+    # voice: `loop max 3 while 0.3`, 4 scenarios (0..3 searches); p99 needs all 3 rounds
+    assert plan.stats == {"e2e": "p99", "ttft": "all", "tbt": "all"}
+    assert plan.scenarios == 4 and plan.scenarios_exact
+    line = plan_statistics(plan)
+    assert line.startswith("statistics: latency.p99 ") and "ttft " in line and "(every path)" in line
+    assert line.endswith("over 4 control-flow scenario(s), exact")
