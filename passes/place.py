@@ -213,11 +213,12 @@ def sla_stats(graph_op) -> dict[str, str]:
 
 
 PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
+DECODE_KINDS = ("llm.decode", "moe.expert_decode")
 
 
 def _first_token_ops(g, graph_op, edges) -> list[str]:
-    """Prefills of the LLM calls whose output reaches the returned value, program order:
-    the calls whose first token is the answer's (what TTFT times)."""
+    """Per LLM call whose output reaches the returned value (program order), the chain
+    from its prefill to its decode: where the answer's first token can come from."""
     term = list(graph_op.regions[0].blocks[0].operations)[-1]
     reach = {_key(p) for v in term.operands for p in g.producers(v) if _key(p) in g.ids}
     preds: dict[str, set[str]] = {}
@@ -229,7 +230,34 @@ def _first_token_ops(g, graph_op, edges) -> list[str]:
             if x not in reach:
                 reach.add(x)
                 todo.append(x)
-    return [_key(op) for op, _w in g.ops if op.name in PREFILL_KINDS and _key(op) in reach]
+    succ: dict[str, list[str]] = {}
+    for e in edges:
+        succ.setdefault(e.src, []).append(e.dst)
+    kinds = {_key(op): op.name for op, _w in g.ops}
+    chains = []
+    for op, _w in g.ops:
+        if op.name in PREFILL_KINDS and _key(op) in reach:
+            chains.append(_to_decode(_key(op), succ, kinds))
+    return chains
+
+
+def _to_decode(prefill: str, succ: dict[str, list[str]], kinds: dict[str, str]) -> list[str]:
+    """The ops from a prefill to the decode that streams its first token (breadth first
+    along the edges: MoE gates and merges sit between); the prefill alone if none."""
+    parent, todo = {prefill: None}, [prefill]
+    while todo:
+        x = todo.pop(0)
+        if kinds.get(x) in DECODE_KINDS:
+            chain = []
+            while x is not None:
+                chain.append(x)
+                x = parent[x]
+            return chain[::-1]
+        for y in succ.get(x, ()):
+            if y not in parent:
+                parent[y] = x
+                todo.append(y)
+    return [prefill]
 
 
 def _pool_price(device, cluster) -> float:

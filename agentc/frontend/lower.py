@@ -410,7 +410,8 @@ class _Lowerer:
                                       f"{base}.mean", t.loc)
                 out["sla_percentile" if base == "latency" else f"sla_{base}_percentile"] = pct
             if key in out and named[key] != metric:
-                raise VerifyError(f"'{named[key]}' and '{metric}' both bound the {base}; an agent has one "
+                what = "end-to-end latency" if base == "latency" else base.upper()
+                raise VerifyError(f"'{named[key]}' and '{metric}' both bound the {what}; an agent has one "
                                   f"{base} term: keep the percentile you plan for", t.loc)
             if key in out:
                 raise VerifyError(f"SLA term '{metric}' is given twice", t.loc)

@@ -9,7 +9,8 @@ Modules: problem (the dataclasses, no MLIR), instance (normalised problem and th
 evaluator), formulation (the MILP), heuristics (greedy, descent, LP-guided search),
 explain (critical path, alternatives, binding constraints), baselines, solve (the
 orchestration), replay (a plan rebuilt from recorded decisions), scenarios (the
-control-flow scenarios SLA statistics are taken over).
+control-flow scenarios SLA statistics are taken over), chance (the MILP's timing rows
+and SLA statistics over those scenarios).
 """
 
 from agentc.planner.heuristics import greedy_choice

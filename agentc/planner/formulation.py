@@ -9,8 +9,9 @@ Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
   sum_b y[a,b] = x-mass(u, a) and sum_a y[a,b] = x-mass(v, b). Both are exact at
   integer points and their LP relaxations equal the earth mover's distance between the
   ends' fractional placements, far tighter than y >= x_u + x_v - 1;
-- s[i] start times on the DAG, bounded below by the fastest-option earliest start and,
-  under a hard SLA, above by SLA minus the fastest tail; E >= finish of every sink;
+- per control-flow scenario, start times on the DAG with every op's duration times its
+  count there, bounded below by the fastest-option earliest start; the SLA statistics
+  over scenarios (every path, pNN by a chance constraint, mean): chance.py;
 - colocated op pairs (an explicit all-reduce and its tensor-parallel op): equal x-mass
   on every pool;
 - n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
@@ -40,7 +41,8 @@ import numpy as np
 
 from agentc.diagnostics import InfeasiblePlanError
 
-from .instance import QUANTILE_TOL, SLA_REL_TOL, Instance, Metrics, exceeds
+from .chance import tbt_rows, timing_rows, warm_rows
+from .instance import Instance, Metrics
 
 INF = math.inf
 # Relaxation weights: a device over a pool's count, and an op placed where its weights
@@ -142,9 +144,9 @@ class Formulation:
         self.zcol: dict[str, list[int | None]] = {}
         self.mcol: dict[str, list[int | None]] = {}
         if self.timed:
-            self._timing(edge_ms, mode, e2e_cap, lam)
+            timing_rows(self, edge_ms, mode, e2e_cap, lam)
         if p.sla.tbt_ms is not None and inst.hard and not self.relax and inst.q_tbt != 1.0:
-            self._tbt()
+            tbt_rows(self)
         if inst.load > 0:
             self._capacity(money)
 
@@ -217,170 +219,6 @@ class Formulation:
         self.edge_aux.append(("transport", y))
         return terms, 0.0
 
-    def _timing(self, edge_ms, mode: str, e2e_cap: float | None, lam: float) -> None:
-        """Start times per scenario, and the latency and TTFT statistics over them.
-
-        In scenario s op i takes counts[i] calls back to back and edge k carries ec[k]
-        transfers. A statistic Q of a term with per-scenario value V_s is, for "all",
-        Q >= V_s in every scenario; for pNN, binary z_s ("scenario s is covered"),
-        V_s <= Q + M_s (1 - z_s) and sum_s P_s z_s >= NN% (M_s: V_s's largest value,
-        with the slowest options); for the mean, Q >= sum_s P_s V_s. Each is exact."""
-        inst, sla = self.inst, self.inst.problem.sla
-        n = len(inst.ops)
-        one = [[(self.xcol[k], inst.call_ms(k)) for k in self.cand[i]] for i in range(n)]
-        fast = [min(v for _, v in d) for d in one]
-        slow = [max(v for _, v in d) for d in one]
-        tr_hi = []
-        for k, e in enumerate(inst.edges):
-            su, sv = self.sites_of[e.u], self.sites_of[e.v]
-            tr_hi.append(max(inst.transfer(k, a, b)[0] for a in su for b in sv))
-        cap = e2e_cap
-        if inst.hard and not self.relax and sla.e2e_ms is not None:
-            cap = sla.e2e_ms if cap is None else min(cap, sla.e2e_ms)
-        tol = SLA_REL_TOL * max(1.0, cap) if cap is not None else 0.0
-        want_e2e = sla.e2e_ms is not None or mode == "latency" or e2e_cap is not None
-        q = inst.q_e2e
-        self.scol: list[list[int]] = []
-        self.sinks = [i for i in range(n) if not inst.succ[i]]
-        lows, his, hi_start = [], [], []
-        for s, (prob, counts, ec) in enumerate(inst.scen):
-            es, tail, ls = [0.0] * n, [0.0] * n, [0.0] * n
-            for i in inst.topo:
-                for k in inst.pred[i]:
-                    u = inst.edges[k].u
-                    es[i] = max(es[i], es[u] + counts[u] * fast[u])
-                    ls[i] = max(ls[i], ls[u] + counts[u] * slow[u] + ec[k] * tr_hi[k])
-            for i in reversed(inst.topo):
-                tail[i] = counts[i] * fast[i] + max((tail[inst.edges[k].v] for k in inst.succ[i]), default=0.0)
-            low = max((es[i] + tail[i] for i in range(n)), default=0.0)
-            lows.append(low)
-            his.append(max((ls[i] + counts[i] * slow[i] for i in range(n)), default=0.0))
-            hi_start.append(ls)
-            bounded = cap is not None and want_e2e and q == 1.0
-            if bounded and prob > 0 and low > cap + tol:
-                self.trivially_infeasible = True
-            self.scol.append([self._col(0.0, es[i], max(es[i], cap - tail[i]) if bounded else INF)
-                              for i in range(n)])
-            for k, e in enumerate(inst.edges):
-                terms, const = edge_ms[k]
-                row = [(self.scol[s][e.v], 1.0), (self.scol[s][e.u], -1.0)]
-                row += [(c, -counts[e.u] * v) for c, v in one[e.u]] + [(c, -ec[k] * v) for c, v in terms]
-                self._row(row, ec[k] * const, INF)
-
-        def finish(s: int, i: int, sign: float) -> list[tuple[int, float]]:
-            counts = inst.scen[s][1]
-            return [(self.scol[s][i], sign)] + [(c, sign * counts[i] * v) for c, v in one[i]]
-
-        if want_e2e:
-            lower = max(lows, default=0.0) if q == 1.0 else 0.0
-            self.ecol = self._col(1.0 if mode == "latency" else 0.0, lower,
-                                  INF if cap is None else max(lower, cap))
-            self._statistic("e2e", q, [[finish(s, i, 1.0) for i in self.sinks] for s in range(len(inst.scen))],
-                            [0.0] * len(inst.scen), his, self.ecol,
-                            [cap is not None and lows[s] > cap + tol for s in range(len(inst.scen))])
-            if sla.e2e_ms is not None and (self.relax or not inst.hard):
-                self.sigma_e2e = self._col(1.0 if self.relax else lam, 0.0, INF)
-                self._row([(self.ecol, 1.0), (self.sigma_e2e, -1.0)], -INF, sla.e2e_ms)
-        if sla.ttft_ms is not None and any(f is not None for f in inst.first):
-            hard = inst.hard and not self.relax
-            self.ttft_col = self._col(0.0, 0.0, sla.ttft_ms if hard else INF)
-            exprs, consts, bigm = [], [], []
-            for s, i in enumerate(inst.first):
-                if i is None:
-                    exprs.append(None)
-                    consts.append(0.0)
-                    bigm.append(0.0)
-                    continue
-                expr = [(self.scol[s][i], 1.0)]
-                expr += [(self.xcol[k], _ttft_one(inst.choices[k])) for k in self.cand[i]]
-                const, hi = 0.0, hi_start[s][i] + max(_ttft_one(inst.choices[k]) for k in self.cand[i])
-                k = inst.ttft_edge.get(i)
-                if k is not None:
-                    terms, c0 = edge_ms[k]
-                    d = inst.edges[k].v
-                    expr += terms + [(self.xcol[kk], inst.choices[kk].option.tbt_ms or 0.0) for kk in self.cand[d]]
-                    const = c0
-                    hi += tr_hi[k] + max(inst.choices[kk].option.tbt_ms or 0.0 for kk in self.cand[d])
-                exprs.append([expr])
-                consts.append(const)
-                bigm.append(hi)
-            self._statistic("ttft", inst.q_ttft, exprs, consts, bigm, self.ttft_col, [False] * len(exprs))
-            if not hard:
-                self.sigma_ttft = self._col(1.0 if self.relax else lam, 0.0, INF)
-                self._row([(self.ttft_col, 1.0), (self.sigma_ttft, -1.0)], -INF, sla.ttft_ms)
-
-    def _statistic(self, name: str, q: float | None, exprs, consts, bigm, qcol: int, never) -> None:
-        """Rows making column `qcol` at least the statistic of the per-scenario value
-        max(expr) + const (exprs[s] a list of linear expressions; None: the scenario has
-        no value)."""
-        inst = self.inst
-        live = [s for s, e in enumerate(exprs) if e is not None and inst.scen[s][0] > 0]
-        mass = sum(inst.scen[s][0] for s in live)
-        self.zcol[name] = [None] * len(exprs)
-        self.mcol[name] = [None] * len(exprs)
-        if q == 1.0:
-            for s in live:
-                for expr in exprs[s]:
-                    self._row([(qcol, 1.0)] + [(c, -v) for c, v in expr], consts[s], INF)
-        elif q is None:
-            agg = [(qcol, mass)]
-            for s in live:
-                ms = self.mcol[name][s] = self._col(0.0, 0.0, INF)
-                for expr in exprs[s]:
-                    self._row([(ms, 1.0)] + [(c, -v) for c, v in expr], consts[s], INF)
-                agg.append((ms, -inst.scen[s][0]))
-            self._row(agg, 0.0, INF)
-        else:
-            for s in live:
-                z = self.zcol[name][s] = self._col(0.0, 0.0, 0.0 if never[s] else 1.0, True)
-                m = max(bigm[s], 0.0)
-                for expr in exprs[s]:  # expr + const <= Q + M (1 - z)
-                    self._row(expr + [(qcol, -1.0), (z, m)], -INF, m - consts[s])
-            self._row([(self.zcol[name][s], inst.scen[s][0]) for s in live], q * mass - QUANTILE_TOL, INF)
-            self._dominance(name, live)
-
-    def _dominance(self, name: str, live: list[int]) -> None:
-        """z_s <= z_t when scenario t runs no more of anything than s: covering s costs
-        at least what covering t does (values only grow with counts), so the cut keeps
-        an optimum and tightens the LP."""
-        inst, z = self.inst, self.zcol[name]
-        for s in live:
-            cs = inst.scen[s][1]
-            for t in live:
-                if t != s and all(a <= b for a, b in zip(inst.scen[t][1], cs)) and inst.scen[t][1] != cs:
-                    self._row([(z[s], 1.0), (z[t], -1.0)], -INF, 0.0)
-
-    def _tbt(self) -> None:
-        """TBT at a percentile or mean: a scenario's TBT is the slowest step of the
-        streaming ops it runs (the largest tbt_ms of their chosen options)."""
-        inst, bound = self.inst, self.inst.problem.sla.tbt_ms
-        q = inst.q_tbt
-        live = [s for s, (pr, c, _) in enumerate(inst.scen) if pr > 0 and any(c[i] > 0 for i in inst.tbt_ops)]
-        mass = sum(inst.scen[s][0] for s in live)
-        self.zcol["tbt"] = [None] * len(inst.scen)
-        self.mcol["tbt"] = [None] * len(inst.scen)
-        if q is None:
-            self.tbt_col = self._col(0.0, 0.0, bound)
-            agg = [(self.tbt_col, mass)]
-            for s in live:
-                ms = self.mcol["tbt"][s] = self._col(0.0, 0.0, INF)
-                for i in inst.tbt_ops:
-                    if inst.scen[s][1][i] > 0:
-                        self._row([(ms, 1.0)] + [(self.xcol[k], -(inst.choices[k].option.tbt_ms or 0.0))
-                                                 for k in self.cand[i]], 0.0, INF)
-                agg.append((ms, -inst.scen[s][0]))
-            self._row(agg, 0.0, INF)
-            return
-        for s in live:
-            z = self.zcol["tbt"][s] = self._col(0.0, 0.0, 1.0, True)
-            for i in inst.tbt_ops:
-                if inst.scen[s][1][i] > 0:
-                    for k in self.cand[i]:
-                        if exceeds(inst.choices[k].option.tbt_ms or 0.0, bound):
-                            self._row([(z, 1.0), (self.xcol[k], 1.0)], -INF, 1.0)
-        self._row([(self.zcol["tbt"][s], inst.scen[s][0]) for s in live], q * mass - QUANTILE_TOL, INF)
-        self._dominance("tbt", live)
-
     def _capacity(self, money: float) -> None:
         inst = self.inst
         self.ncol: dict[int, int] = {}
@@ -426,35 +264,7 @@ class Formulation:
                 v[aux[site[e.u]]] = 1.0
             elif kind == "transport":
                 v[aux[(site[e.u], site[e.v])]] = 1.0
-        if self.timed:
-            times = inst.scenario_times(m.choice, m.transfers)
-            for s, (prob, counts, ec) in enumerate(inst.scen):
-                start, _ = inst._longest(m.choice, m.transfers, counts, ec)
-                for i, c in enumerate(self.scol[s]):
-                    v[c] = max(start[i], self.lb[c])
-            for name, col, value, at in (("e2e", self.ecol, m.e2e_ms, 1), ("ttft", self.ttft_col, m.ttft_ms, 2)):
-                if col is None:
-                    continue
-                v[col] = max(value or 0.0, self.lb[col])
-                for s, t in enumerate(times):
-                    if self.zcol[name][s] is not None:
-                        v[self.zcol[name][s]] = float(t[at] is not None and t[at] <= v[col])
-                    if self.mcol[name][s] is not None:
-                        v[self.mcol[name][s]] = t[at] or 0.0
-            if self.sigma_e2e is not None:
-                v[self.sigma_e2e] = max(0.0, v[self.ecol] - inst.problem.sla.e2e_ms)
-            if self.sigma_ttft is not None:
-                v[self.sigma_ttft] = max(0.0, v[self.ttft_col] - inst.problem.sla.ttft_ms)
-        if "tbt" in self.zcol:
-            times = inst.scenario_times(m.choice, m.transfers)
-            bound = inst.problem.sla.tbt_ms
-            for s, t in enumerate(times):
-                if self.zcol["tbt"][s] is not None:
-                    v[self.zcol["tbt"][s]] = float(t[3] is None or not exceeds(t[3], bound))
-                if self.mcol["tbt"][s] is not None:
-                    v[self.mcol["tbt"][s]] = t[3] or 0.0
-            if inst.q_tbt is None:
-                v[self.tbt_col] = m.tbt_ms or 0.0
+        warm_rows(self, m, v)
         if inst.load > 0:
             for j, c in self.ncol.items():
                 v[c] = m.devices.get(j, 0)
@@ -553,13 +363,6 @@ class Formulation:
         gap = relative_gap(objective, bound)
         return MilpResult("optimal" if proven and target is None else "feasible", choice, objective,
                           gap, elapsed, vals, bound)
-
-
-def _ttft_one(c) -> float:
-    """One call's time to first token (its whole time when it reports none), after its
-    queueing wait."""
-    o = c.option
-    return c.wait_ms + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
 
 
 def relative_gap(objective: float, bound: float) -> float:

@@ -201,23 +201,28 @@ class Instance:
         # ops that stream tokens (an option reports a TBT); a scenario running none has no TBT
         self.tbt_ops = [i for i, op in enumerate(self.ops) if any(o.tbt_ms is not None for o in op.options)]
         self.executed = [any(c[i] > 0 for pr, c, _ in self.scen if pr > 0) for i in range(n)]
-        ids = p.ttft_ops
-        if ids is None:
-            cand = [i for i, op in enumerate(self.ops) if any(o.ttft_ms is not None for o in op.options)]
-        else:
-            for x in ids:
+        chains = p.ttft_ops
+        if chains is None:
+            chains = [[op.id] for op in self.ops if any(o.ttft_ms is not None for o in op.options)]
+        self.ttft_chains: list[tuple[list[int], list[int]]] = []  # (ops, edges between them)
+        for chain in chains:
+            chain = [chain] if isinstance(chain, str) else list(chain)
+            for x in chain:
                 if x not in self.index:
                     raise VerifyError(f"first-token op '{x}' is not in the graph")
-            cand = sorted(self.index[x] for x in ids)
-        self.ttft_ops = cand
-        kv = {}
-        for k, e in enumerate(self.edges):
-            if self.problem.edges[k].kind == "kv.transfer":
-                kv.setdefault(e.u, k)
-        self.ttft_edge = {i: kv.get(i) for i in cand}
-        # the op timed for TTFT in each scenario: the first candidate it runs (program
-        # order); when first-token calls run in parallel this is an upper bound
-        self.first = [next((i for i in cand if c[i] > 0), None) for _, c, _ in self.scen]
+            ops = [self.index[x] for x in chain]
+            links = []
+            for u, v in zip(ops, ops[1:]):
+                k = next((k for k in self.succ[u] if self.edges[k].v == v), None)
+                if k is None:
+                    raise VerifyError(f"first-token chain: no edge {self.ops[u].id} -> {self.ops[v].id}")
+                links.append(k)
+            self.ttft_chains.append((ops, links))
+        self.ttft_chains.sort(key=lambda c: c[0][0])
+        # the chain timed for TTFT in each scenario: the first (program order) it runs;
+        # when first-token calls run in parallel this is an upper bound
+        self.first = [next((ch for ch in self.ttft_chains if all(c[i] > 0 for i in ch[0])), None)
+                      for _, c, _ in self.scen]
 
     def _build_sites(self) -> None:
         p = self.problem
@@ -422,7 +427,7 @@ class Instance:
         """Devices kept busy by choice k at the problem's load."""
         return self._demand[k]
 
-    def _longest(self, choice, transfers, counts, ecounts) -> tuple[list[float], list[float]]:
+    def longest(self, choice, transfers, counts, ecounts) -> tuple[list[float], list[float]]:
         """Start and finish of every op when op i runs counts[i] calls back to back."""
         n = len(self.ops)
         start, finish = [0.0] * n, [0.0] * n
@@ -434,18 +439,15 @@ class Instance:
             finish[i] = s + counts[i] * self._call[choice[i]]
         return start, finish
 
-    def first_token_ms(self, choice, transfers, start, i: int) -> float:
-        """When op i's first call gives the first token: its start, one call's TTFT
-        (its time when it reports none), then after a prefill the KV transfer and one
-        step of the decode it feeds."""
-        c = self.choices[choice[i]]
-        o = c.option
-        t = start[i] + c.wait_ms + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
-        k = self.ttft_edge.get(i)
-        if k is not None:
-            d = self.choices[choice[self.edges[k].v]].option
-            t += transfers[k][0] + (d.tbt_ms or 0.0)
-        return t
+    def first_token_ms(self, choice, transfers, start, chain) -> float:
+        """When a first-token chain gives its first token: its first op's start, one call
+        of each op but the last (the first at its TTFT), the transfers between, and one
+        step of the last (its TBT; its TTFT or time when it streams nothing)."""
+        ops, links = chain
+        t = start[ops[0]]
+        for j, i in enumerate(ops):
+            t += ttft_part(self.choices[choice[i]], j == 0, j == len(ops) - 1)
+        return t + sum(transfers[k][0] for k in links)
 
     def scenario_times(self, choice, transfers=None) -> list[tuple[float, float, float | None, float | None]]:
         """(probability, latency, TTFT, TBT) of the placement in every scenario."""
@@ -454,9 +456,9 @@ class Instance:
             transfers = [self.transfer(k, ch[e.u].site, ch[e.v].site) for k, e in enumerate(self.edges)]
         out = []
         for s, (prob, counts, ecounts) in enumerate(self.scen):
-            start, finish = self._longest(choice, transfers, counts, ecounts)
-            i = self.first[s]
-            ttft = None if i is None else self.first_token_ms(choice, transfers, start, i)
+            start, finish = self.longest(choice, transfers, counts, ecounts)
+            chain = self.first[s]
+            ttft = None if chain is None else self.first_token_ms(choice, transfers, start, chain)
             tbts = [self.choices[choice[j]].option.tbt_ms or 0.0 for j in self.tbt_ops if counts[j] > 0]
             out.append((prob, max(finish, default=0.0), ttft, max(tbts) if tbts else None))
         return out
@@ -468,7 +470,7 @@ class Instance:
         for k, e in enumerate(self.edges):
             transfers.append(self.transfer(k, ch[e.u].site, ch[e.v].site))
         # the schedule shown (start/finish, slack, critical path): expected counts
-        start, finish = self._longest(choice, transfers, [op.weight for op in self.ops],
+        start, finish = self.longest(choice, transfers, [op.weight for op in self.ops],
                                       [e.weight for e in self.edges])
         times = self.scenario_times(choice, transfers)
         e2e = statistic([(pr, t) for pr, t, _, _ in times], self.q_e2e)
@@ -537,6 +539,17 @@ class Instance:
             return not m.violations
         return not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
                                        for k in m.choice)
+
+
+def ttft_part(c: Choice, first: bool, last: bool) -> float:
+    """What one op of a first-token chain adds (see Instance.first_token_ms), after the
+    queueing wait of its call (queueing.py; 0 without load)."""
+    o = c.option
+    if last and not first and o.tbt_ms is not None:
+        return c.wait_ms + o.tbt_ms
+    if first or last:
+        return c.wait_ms + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
+    return c.wait_ms + o.time_ms
 
 
 def statistic(values: list[tuple[float, float]], q: float | None) -> float | None:

@@ -175,9 +175,12 @@ class Problem:
     service_cv: float = 1.0
     # the program's loops and branches (None: a straight-line graph run `weight` times)
     flow: tuple | None = None
-    # ops that produce a first token of the answer (the prefills of LLM calls whose output
-    # reaches the returned value), in program order; None: every op reporting a ttft_ms
-    ttft_ops: list[str] | None = None
+    # where a first token of the answer can come from, in program order: per LLM call whose
+    # output reaches the returned value, the chain of ops from its prefill to its decode
+    # (consecutive ops joined by an edge; a lone id is a chain of one). TTFT is the chain's
+    # start plus one call of each op but the last, the transfers between, and one step
+    # (tbt_ms) of the last. None: every op reporting a ttft_ms, alone.
+    ttft_ops: list | None = None
 
 
 # ---------------------------------------------------------------------------- results

@@ -22,11 +22,12 @@ from .problem import Branch, Loop
 
 MAX_SCENARIOS = 128    # scenarios the MILP gets (each holds a copy of the timing rows)
 MAX_PARTIAL = 256      # while enumerating (a product of two parts is formed before merging)
-PROB_EPS = 1e-15       # scenarios below this probability are impossible (0 ** k)
+PROB_EPS = 1e-15       # a loop's trips past P(trips >= k) <= this go into one bound
+MAX_TRIPS = 64         # trips enumerated one by one; the rest go into one bound
 
 
 def trip_law(max_trips: int, continue_prob: float) -> list[float]:
-    """P(k trips), k = 0..max_trips, of a pre-tested loop."""
+    """P(k trips), k = 0..max_trips, of a pre-tested loop (a list: for small loops)."""
     p = continue_prob
     if p >= 1.0:
         return [0.0] * max_trips + [1.0]
@@ -72,10 +73,14 @@ class Enumerator:
     # -- structure ---------------------------------------------------------------------
 
     def _block(self, items: tuple) -> Dist:
+        ran = [0.0] * self.n  # the block's plain ops, counted in place (long straight lines)
         d: Dist = {(0.0,) * self.n: 1.0}
         for item in items:
-            d = self._add(d, self._item(item))
-        return d
+            if isinstance(item, str):
+                ran[self.index[item]] += 1.0
+            else:
+                d = self._add(d, self._item(item))
+        return self._add(d, {tuple(ran): 1.0})
 
     def _item(self, item) -> Dist:
         if isinstance(item, str):
@@ -90,16 +95,51 @@ class Enumerator:
                         out[c] = out.get(c, 0.0) + p * q
             return self._cap(out, MAX_PARTIAL)
         if isinstance(item, Loop):
-            body = self._block(item.body)
-            out, acc = {}, {(0.0,) * self.n: 1.0}
-            for k, pk in enumerate(trip_law(item.max_trips, item.continue_prob)):
-                if k:
-                    acc = self._add(acc, body)
-                if pk > PROB_EPS:
-                    for c, q in acc.items():
-                        out[c] = out.get(c, 0.0) + pk * q
-            return self._cap(out, MAX_PARTIAL)
+            return self._loop(item)
         raise TypeError(f"unknown flow item {item!r}")
+
+    def _loop(self, item: Loop) -> Dist:
+        """Trip by trip while trips are likely (P(trips >= k) = p^k above PROB_EPS) and
+        few (MAX_TRIPS); the rest of the law becomes one scenario running all max_trips
+        trips of the body's element-wise largest counts (a sound bound)."""
+        body = self._block(item.body)
+        n, p = item.max_trips, item.continue_prob
+        fixed = len(body) == 1
+        zero = (0.0,) * self.n
+        out: Dist = {}
+        acc: Dist = {zero: 1.0}   # k trips, when the body is random
+        k = 0
+        while k < n and k < MAX_TRIPS and p < 1.0 and p ** k > PROB_EPS:
+            pk = p ** k * (1.0 - p)
+            for c, q in ({self._times(body, k): 1.0} if fixed else acc).items():
+                out[c] = out.get(c, 0.0) + pk * q
+            k += 1
+            if not fixed:
+                acc = self._add(acc, body)
+        rest = 1.0 if p >= 1.0 else p ** k   # P(trips >= k)
+        if fixed:
+            top = {self._times(body, n): 1.0}          # exact: k trips cost k times one
+        elif k == n:
+            top = acc                                  # exactly n trips, p^n
+        elif p >= 1.0 and n <= MAX_TRIPS:
+            top = acc
+            for _ in range(n - k):
+                top = self._add(top, body)
+        else:
+            top = {self._times(body, n): 1.0}
+            self.merged = True
+        if not fixed and k < n and p < 1.0:
+            self.merged = True  # trips k..n-1 are bounded by n trips
+        elif fixed and k < n and p < 1.0:
+            self.merged = True
+        for c, q in top.items():
+            out[c] = out.get(c, 0.0) + rest * q
+        return self._cap(out, MAX_PARTIAL)
+
+    def _times(self, body: Dist, k: int) -> tuple[float, ...]:
+        """k trips of the body's element-wise largest counts (exact for a fixed body)."""
+        top = [max(col) for col in zip(*body)] if len(body) > 1 else next(iter(body))
+        return tuple(k * x for x in top)
 
     def _add(self, a: Dist, b: Dist) -> Dist:
         """Two independent parts run one after the other: counts add."""
