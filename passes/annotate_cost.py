@@ -22,18 +22,25 @@ from agentc.passes._plan_ctx import model_for, models_of
 
 NAME = "annotate-cost"
 MAX_BATCH = 256
+# Decode batch sizes offered to the planner, which picks one per op: a small batch buys
+# latency (a shorter step), a large one devices (more sequences per step); under load
+# the planner drops the sizes its traffic cannot fill (planner/queueing.py).
+BATCH_MENU = (1, 4, 16, 64, 256)
 
 
-def _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
-    """Decode is served in batches: the largest power-of-two batch that fits in memory
-    and keeps the per-token step within the TBT SLA (the paper maximises batch under the
-    SLA). Returns (cost at that batch, batch); per-request busy time and dollars are the
-    batch's divided by the batch size. Profiled costs are taken as measured, unbatched."""
-    best, best_b = op_cost(kind, a, model, dev, tp, cluster, loc), 1
-    if not best.profiled:
-        for b, c in batch_sweep(kind, a, model, dev, tp, cluster, tbt_sla_ms, MAX_BATCH, loc):
-            best, best_b = c, b
-    return best, best_b
+def _batches(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
+    """Decode is served in batches: every size of BATCH_MENU that fits in memory and keeps
+    the per-token step within the TBT SLA, and the largest power of two that does (the
+    paper maximises batch under the SLA). Returns [(cost at that batch, batch)]; per-
+    request busy time and dollars are the batch's divided by the batch size. Profiled
+    costs are taken as measured, unbatched."""
+    first = op_cost(kind, a, model, dev, tp, cluster, loc)
+    if first.profiled:
+        return [(first, 1)]
+    sweep = list(batch_sweep(kind, a, model, dev, tp, cluster, tbt_sla_ms, MAX_BATCH, loc))
+    if not sweep:
+        return [(first, 1)]
+    return [(c, b) for b, c in sweep if b in BATCH_MENU or b == sweep[-1][0]]
 
 
 def op_costs(op, models, cluster, tbt_sla_ms=None):
@@ -61,14 +68,14 @@ def op_costs(op, models, cluster, tbt_sla_ms=None):
         for tp in degrees:
             try:
                 if kind in DECODE_KINDS:
-                    cost, batch = _batched(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms)
+                    priced = _batches(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms)
                 else:
-                    cost, batch = op_cost(kind, a, model, dev, tp, cluster, loc), 1
+                    priced = [(op_cost(kind, a, model, dev, tp, cluster, loc), 1)]
             except CostModelError:
                 if dev.is_abstract:
                     continue
                 raise
-            out.append((pool, cost, batch))
+            out += [(pool, cost, batch) for cost, batch in priced]
     return out
 
 

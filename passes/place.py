@@ -47,19 +47,27 @@ class _Graph:
         self.ops: list = []          # (op, weight)
         self.ids: set[str] = set()   # op_id of every placed or transfer op
         self.transfer_ends: dict[str, tuple[str, str]] = {}  # kv.transfer id -> (prefill, decode)
-        self._visit(graph.regions[0].blocks[0], 1.0)
+        self.flow = self._visit(graph.regions[0].blocks[0], 1.0)
 
-    def _visit(self, block, weight):
+    def _visit(self, block, weight) -> tuple:
+        """Flatten `block` into self.ops; returns its control flow (planner.Loop/Branch
+        around op ids, in program order) for the planner's scenarios."""
+        from agentc import planner
+
+        flow: list = []
         for op in block.operations:
             if op.name == "agent.loop":
                 trips = get(op, "max_trips") if self.worst_case else get(op, "expected_trips")
-                self._visit(op.regions[0].blocks[0], weight * trips)
+                body = self._visit(op.regions[0].blocks[0], weight * trips)
+                n = int(get(op, "max_trips"))
+                flow.append(planner.Loop(body, n, planner.continue_prob(n, float(get(op, "expected_trips")))))
             elif op.name == "agent.branch":
                 p = get(op, "prob")
-                self._visit(op.regions[0].blocks[0], weight * (1.0 if self.worst_case else p))
-                self._visit(op.regions[1].blocks[0], weight * (1.0 if self.worst_case else 1 - p))
+                then = self._visit(op.regions[0].blocks[0], weight * (1.0 if self.worst_case else p))
+                orelse = self._visit(op.regions[1].blocks[0], weight * (1.0 if self.worst_case else 1 - p))
+                flow.append(planner.Branch(float(p), then, orelse))
             elif op.name == "agent.parallel":
-                self._visit(op.regions[0].blocks[0], weight)
+                flow += self._visit(op.regions[0].blocks[0], weight)
             elif _is_granular(op):
                 base = get(op, "label", op.name)
                 name, n = base, 1
@@ -69,6 +77,9 @@ class _Graph:
                 op.attributes["op_id"] = ir.StringAttr.get(name)
                 self.ids.add(name)
                 self.ops.append((op, weight))
+                if op.name not in TRANSFER_OPS:
+                    flow.append(name)
+        return tuple(flow)
 
     def producers(self, value) -> list:
         """Granular ops whose result reaches `value` (through region results/arguments)."""
@@ -98,7 +109,7 @@ def _key(op):
 
 # What each entry of an op's `costs` attribute holds (written by annotate-cost).
 _COST_KEYS = {"pool": str, "tp": int, "time_ms": float, "usd_per_call": float, "fits": bool, "binding": str}
-_COST_OPTIONAL = {"busy_ms": float, "fee_usd": float, "ttft_ms": float, "tbt_ms": float}
+_COST_OPTIONAL = {"busy_ms": float, "fee_usd": float, "ttft_ms": float, "tbt_ms": float, "batch": int}
 
 
 def _costs(op) -> list[dict]:
@@ -149,7 +160,7 @@ def build_problem(module, ctx):
             options.append(planner.Option(
                 device=c["pool"], tp=int(c["tp"]), time_ms=float(c["time_ms"]),
                 usd_per_call=float(c["usd_per_call"]), busy_ms=float(c.get("busy_ms", c["time_ms"])),
-                fee_usd=float(c.get("fee_usd", 0.0)),
+                fee_usd=float(c.get("fee_usd", 0.0)), batch=int(c.get("batch", 1)),
                 ttft_ms=c.get("ttft_ms"), tbt_ms=c.get("tbt_ms"), memory_ok=bool(c["fits"]),
                 note=str(c["binding"])))
         loc = source_loc(op)
@@ -174,7 +185,7 @@ def build_problem(module, ctx):
                  for prod in g.producers(operand)
                  if (prod.name, op.name) in LAYER_INTERLEAVED and _key(prod) in g.ids]
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
-                      tbt_ms=get(graph_op, "sla_tbt_ms"))
+                      tbt_ms=get(graph_op, "sla_tbt_ms"), **sla_stats(graph_op))
     plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
@@ -186,8 +197,72 @@ def build_problem(module, ctx):
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
         lam=opts.lam if opts else 1e3,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
-        tokens_per_request=float(tokens), colocate=colocate)
+        tokens_per_request=float(tokens), colocate=colocate,
+        # --worst-case: one scenario, every trip and both arms (the weights above)
+        flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
     return problem, g, graph_op, cluster
+
+
+def sla_stats(graph_op) -> dict[str, str]:
+    """The statistic each SLA term holds at, from the graph's attributes (frontend):
+    `sla_percentile` etc. give pNN, `sla_*_mean` the mean, neither every path."""
+    out = {}
+    for term, pct, mean in (("e2e", "sla_percentile", "sla_latency_mean"),
+                            ("ttft", "sla_ttft_percentile", "sla_ttft_mean"),
+                            ("tbt", "sla_tbt_percentile", "sla_tbt_mean")):
+        if get(graph_op, mean):
+            out[f"{term}_stat"] = "mean"
+        elif get(graph_op, pct) is not None:
+            out[f"{term}_stat"] = f"p{float(get(graph_op, pct)):g}"
+    return out
+
+
+PREFILL_KINDS = ("llm.prefill", "moe.expert_prefill")
+DECODE_KINDS = ("llm.decode", "moe.expert_decode")
+
+
+def _first_token_ops(g, graph_op, edges) -> list[str]:
+    """Per LLM call whose output reaches the returned value (program order), the chain
+    from its prefill to its decode: where the answer's first token can come from."""
+    term = list(graph_op.regions[0].blocks[0].operations)[-1]
+    reach = {_key(p) for v in term.operands for p in g.producers(v) if _key(p) in g.ids}
+    preds: dict[str, set[str]] = {}
+    for e in edges:
+        preds.setdefault(e.dst, set()).add(e.src)
+    todo = list(reach)
+    while todo:
+        for x in preds.get(todo.pop(), ()):
+            if x not in reach:
+                reach.add(x)
+                todo.append(x)
+    succ: dict[str, list[str]] = {}
+    for e in edges:
+        succ.setdefault(e.src, []).append(e.dst)
+    kinds = {_key(op): op.name for op, _w in g.ops}
+    chains = []
+    for op, _w in g.ops:
+        if op.name in PREFILL_KINDS and _key(op) in reach:
+            chains.append(_to_decode(_key(op), succ, kinds))
+    return chains
+
+
+def _to_decode(prefill: str, succ: dict[str, list[str]], kinds: dict[str, str]) -> list[str]:
+    """The ops from a prefill to the decode that streams its first token (breadth first
+    along the edges: MoE gates and merges sit between); the prefill alone if none."""
+    parent, todo = {prefill: None}, [prefill]
+    while todo:
+        x = todo.pop(0)
+        if kinds.get(x) in DECODE_KINDS:
+            chain = []
+            while x is not None:
+                chain.append(x)
+                x = parent[x]
+            return chain[::-1]
+        for y in succ.get(x, ()):
+            if y not in parent:
+                parent[y] = x
+                todo.append(y)
+    return [prefill]
 
 
 def _pool_price(device, cluster) -> float:
@@ -286,7 +361,8 @@ def _restore(problem, g, graph_op):
         if not isinstance(rank, int) or isinstance(rank, bool) or not isinstance(pool, str):
             raise VerifyError(f"op '{_key(op)}' carries no placement (integer `option`, string `pool`) to "
                               "resume from", source_loc(op))
-        chosen[_key(op)] = (rank, pool)
+        replicas = get(op, "replicas")
+        chosen[_key(op)] = (rank, pool) + ((replicas,) if isinstance(replicas, int) else ())
     return planner.replay(problem, chosen, status, None if gap is None else float(gap))
 
 

@@ -46,9 +46,12 @@ def run(module, ctx) -> None:
             v = get(graph, key)
             if v is not None and v <= 0:
                 raise _error(graph, f"agent '{gname}': {key} must be positive, got {v:g}")
-        for key in ("sla_ttft_ms", "sla_tbt_ms"):
+        for key, term in (("sla_ttft_ms", "ttft"), ("sla_tbt_ms", "tbt")):
             v = get(graph, key)
-            if v is not None and lat is not None and v >= lat:
+            # only comparable at the same statistic (pNN / mean / every path)
+            same = (get(graph, f"sla_{term}_percentile") == get(graph, "sla_percentile")
+                    and bool(get(graph, f"sla_{term}_mean")) == bool(get(graph, "sla_latency_mean")))
+            if v is not None and lat is not None and same and v >= lat:
                 raise _error(graph, f"agent '{gname}': impossible SLA: {key} = {v:g} is not below "
                                     f"sla_latency_ms = {lat:g}")
         for op in walk(graph):

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 
+from agentc.planner.scenarios import continue_prob
+
 SCHEMA_VERSION = "1.3"
 
 
@@ -98,7 +100,9 @@ def build(c) -> dict:
     sla = {"e2e_ms": get(graph, "sla_latency_ms"), "percentile": get(graph, "sla_percentile"),
            "ttft_ms": get(graph, "sla_ttft_ms"), "tbt_ms": get(graph, "sla_tbt_ms"),
            "load_rps": get(graph, "load_rps"), "mode": c.options.sla_mode,
-           "worst_case": c.options.worst_case}
+           "worst_case": c.options.worst_case,
+           # the statistic each term holds at over control-flow paths: all, mean, pNN
+           "stats": dict(sorted(plan.stats.items()))}
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "agent": get(graph, "sym_name"),
@@ -173,7 +177,7 @@ def add_simulation_fields(manifest: dict, c) -> None:
                 entry = {"kind": kind, "parent": parent, "loc": str(loc) if loc else ""}
                 if kind == "loop":
                     n, e = int(get(op, "max_trips")), float(get(op, "expected_trips"))
-                    entry.update(max_trips=n, expected_trips=_r(e), continue_prob=_r(_continue_prob(n, e)))
+                    entry.update(max_trips=n, expected_trips=_r(e), continue_prob=_r(continue_prob(n, e)))
                     regions[rid] = entry
                     visit(op.regions[0].blocks[0], rid)
                 elif kind == "branch":
@@ -197,8 +201,9 @@ def add_simulation_fields(manifest: dict, c) -> None:
     for entry in manifest["ops"]:
         op_id = entry["id"]
         op, p = labels[op_id], plan.ops[op_id]
-        cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp), {})
-        batch = int(cost.get("batch", 1))
+        batch = p.option.batch  # the decode batch is the planner's choice, one costs entry per size
+        cost = next((x for x in get(op, "costs", []) if x["pool"] == p.pool and int(x["tp"]) == p.option.tp
+                     and int(x.get("batch", 1)) == batch), {})
         entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
                      call=get(op, "call"), model=get(op, "model"), batch=batch, busy_ms=_r(p.option.busy_ms),
                      wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
@@ -229,23 +234,6 @@ def add_simulation_fields(manifest: dict, c) -> None:
         e.update(latency_ms=_r(link.latency_ms), wire_ms=_r(e["bytes"] * 8 / (link.gbps * 1e9) * 1e3),
                  profiled=False)
     manifest["links"] = dict(sorted(links.items()))
-
-
-def _continue_prob(max_trips: int, expected: float) -> float:
-    """The p whose pre-tested loop (p + p^2 + ... + p^N expected trips) has this mean;
-    for `while p` it is p itself, for `expect E` the simulator's chosen law, for a fixed
-    count (E = N) it is 1."""
-    if expected >= max_trips - 1e-12:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        # p + p^2 + ... + p^N in closed form (N may be huge: loop bounds multiply)
-        if mid * (1 - mid ** max_trips) / (1 - mid) < expected:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def _decode_steps(op, p, batch, cost, models, pools, cluster, op_cost, attrs_of, model_for) -> dict:

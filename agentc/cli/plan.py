@@ -111,7 +111,11 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     out = console()
     out.print(t)
     tot = view["totals"]
-    out.print(f"e2e {num(tot['e2e_ms'])} ms, TTFT {num(tot['ttft_ms'])} ms, TBT {num(tot['tbt_ms'])} ms, "
+    st = (view.get("sla") or {}).get("stats") or {}
+    name = {t: t2 + ("" if st.get(t, "all") == "all" else "." + st[t])
+            for t, t2 in (("e2e", "latency"), ("ttft", "ttft"), ("tbt", "tbt"))}
+    out.print(f"{name['e2e']} {num(tot['e2e_ms'])} ms, {name['ttft']} {num(tot['ttft_ms'])} ms, "
+              f"{name['tbt']} {num(tot['tbt_ms'])} ms, "
               f"{num(tot['usd_per_hr'])} $/hr, {num(tot['usd_per_1m_requests'])} $ per 1M requests, "
               f"devices {tot['devices']}")
     out.print(f"solver: {view['solver']['status']}")
@@ -133,8 +137,10 @@ def _verify(c, view, load, seed, as_json):
     else:
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
+        from agentc.sim import report
+
         for row in verdict.terms:
-            t.add_row(f"{row['term']} (p{row['percentile']:g})", num(row["bound_ms"]), num(row["planned_ms"]),
+            t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
                       num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)))
@@ -240,8 +246,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             "excluded": [{"pool": o.device, "tp": o.tp, "reason": r} for o, r in p.excluded],
         })
     result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
-              "e2e_ms": plan.e2e_ms, "cost": plan.cost, "objective": plan.objective,
-              "status": plan.status, "gap": plan.gap}
+              "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
+              "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
+              "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap}
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
@@ -259,7 +266,21 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
         for ex in r["excluded"][:3]:
             out.print(f"    excluded {ex['pool']} tp={ex['tp']}: {ex['reason']}")
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
+    out.print(plan_statistics(plan))
     out.print(f"solver: {plan.status}")
+
+
+def plan_statistics(plan) -> str:
+    """The SLA statistics the plan is judged at, over how many control-flow scenarios."""
+    parts = []
+    for term, label, value in (("e2e", "latency", plan.e2e_ms), ("ttft", "ttft", plan.ttft_ms),
+                               ("tbt", "tbt", plan.tbt_ms)):
+        stat = plan.stats.get(term, "all")
+        if value is not None:
+            parts.append(f"{label}{'' if stat == 'all' else '.' + stat} {num(value)} ms"
+                         + (" (every path)" if stat == "all" else ""))
+    how = "exact" if plan.scenarios_exact else "merged into a sound upper bound"
+    return f"statistics: {', '.join(parts)} over {plan.scenarios} control-flow scenario(s), {how}"
 
 
 @click.command("cost")

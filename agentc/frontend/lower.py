@@ -399,25 +399,29 @@ class _Lowerer:
         out: dict[str, float] = {}
         named: dict[str, str] = {}      # key -> the metric that set it
         for t in clause.terms:
+            # `latency`, `ttft`, `tbt`, each optionally `.pNN` (a percentile over requests)
+            # or `.mean`; a plain term holds on every control-flow path (README)
             metric = t.metric
-            if metric == "latency" or metric.startswith("latency.p"):
-                key = "sla_latency_ms"
-                if metric != "latency":
-                    pct_text = metric[len("latency.p"):]
-                    try:
-                        pct = float(pct_text.replace("_", "."))
-                    except ValueError:
-                        pct = -1
-                    if not 0 < pct <= 100:
-                        raise VerifyError(f"bad percentile '{metric}'; write latency.p50, latency.p99, ...", t.loc)
-                    out["sla_percentile"] = pct
-            elif metric in ("ttft", "tbt"):
-                key = f"sla_{metric}_ms"
-            else:
-                raise VerifyError(f"unknown SLA term '{metric}'; expected latency[.pNN], ttft or tbt", t.loc)
+            base, _, stat = metric.partition(".")
+            if base not in ("latency", "ttft", "tbt"):
+                raise VerifyError(f"unknown SLA term '{metric}'; expected latency, ttft or tbt, each "
+                                  "optionally .pNN or .mean", t.loc)
+            key = f"sla_{base}_ms"
+            if stat == "mean":
+                out[f"sla_{base}_mean"] = True
+            elif stat:
+                try:
+                    pct = float(stat[1:].replace("_", ".")) if stat.startswith("p") else -1
+                except ValueError:
+                    pct = -1
+                if not 0 < pct <= 100:
+                    raise VerifyError(f"bad percentile '{metric}'; write {base}.p50, {base}.p99, ... or "
+                                      f"{base}.mean", t.loc)
+                out["sla_percentile" if base == "latency" else f"sla_{base}_percentile"] = pct
             if key in out and named[key] != metric:
-                raise VerifyError(f"'{named[key]}' and '{metric}' both bound the end-to-end latency; an agent "
-                                  "has one latency term: keep the percentile you plan for", t.loc)
+                what = "end-to-end latency" if base == "latency" else base.upper()
+                raise VerifyError(f"'{named[key]}' and '{metric}' both bound the {what}; an agent has one "
+                                  f"{base} term: keep the percentile you plan for", t.loc)
             if key in out:
                 raise VerifyError(f"SLA term '{metric}' is given twice", t.loc)
             named[key] = metric
@@ -426,13 +430,16 @@ class _Lowerer:
                 raise VerifyError(f"SLA '{metric}' must be positive, got '{t.bound.text}'", t.bound.loc)
             out[key] = ms
         lat = out.get("sla_latency_ms")
+        lat_stat = named.get("sla_latency_ms", "").partition(".")[2]
         for key, name in (("sla_ttft_ms", "ttft"), ("sla_tbt_ms", "tbt")):
-            if lat is not None and key in out and out[key] >= lat:
-                term = next(t for t in clause.terms if t.metric == name)
+            # a request's TTFT and TBT are below its latency: at the same statistic, so are theirs
+            same = key in named and named[key].partition(".")[2] == lat_stat
+            if lat is not None and same and out[key] >= lat:
+                term = next(t for t in clause.terms if t.metric.partition(".")[0] == name)
                 raise VerifyError(f"impossible SLA: {name} < {out[key]:g}ms cannot be met within "
                                   f"an end-to-end latency < {lat:g}ms", term.loc)
         if "sla_ttft_ms" in out and "sla_tbt_ms" in out and out["sla_tbt_ms"] > out["sla_ttft_ms"] * 1e3:
-            term = next(t for t in clause.terms if t.metric == "tbt")
+            term = next(t for t in clause.terms if t.metric.partition(".")[0] == "tbt")
             raise VerifyError("implausible SLA: tbt is over a thousand times ttft", term.loc)
         return out
 

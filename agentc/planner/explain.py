@@ -52,9 +52,13 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
     if relaxed.choice is not None:
         m = inst.evaluate(relaxed.choice)
         if m.e2e_over_ms > 0:
-            notes.append(f"e2e SLA of {p.sla.e2e_ms:g} ms: the best achievable plan takes "
-                         f"{m.e2e_ms:g} ms, missing it by {m.e2e_over_ms:g} ms")
+            notes.append(f"e2e SLA of {p.sla.e2e_ms:g} ms ({_stat_words(p.sla.e2e_stat)}): the best "
+                         f"achievable plan takes {m.e2e_ms:g} ms, missing it by {m.e2e_over_ms:g} ms")
             heads.append(f"e2e SLA (misses by {m.e2e_over_ms:g} ms)")
+        if m.ttft_over_ms > 0:
+            notes.append(f"TTFT SLA of {p.sla.ttft_ms:g} ms ({_stat_words(p.sla.ttft_stat)}): the best "
+                         f"achievable first token comes at {m.ttft_ms:g} ms, missing it by {m.ttft_over_ms:g} ms")
+            heads.append("TTFT SLA")
         for i, k in enumerate(m.choice):
             c, op_id = inst.choices[k], inst.ops[i].id
             if c.ttft_excess_ms > 0:
@@ -91,21 +95,23 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
     p = inst.problem
     n = len(inst.ops)
     ch = [inst.choices[k] for k in m.choice]
-    dur = [inst.ops[i].weight * ch[i].option.time_ms for i in range(n)]
-    latest_finish = [m.e2e_ms] * n
+    dur = [inst.duration(k) for k in m.choice]
+    latest_finish = [m.path_ms] * n
     for i in reversed(inst.topo):
         for k in inst.succ[i]:
             e = inst.edges[k]
             latest_finish[i] = min(latest_finish[i],
                                    latest_finish[e.v] - dur[e.v] - e.weight * m.transfers[k][0])
-    slack = [max(0.0, denoise(latest_finish[i] - m.finish[i], m.e2e_ms)) for i in range(n)]
+    slack = [max(0.0, denoise(latest_finish[i] - m.finish[i], m.path_ms)) for i in range(n)]
     ops = {}
     for i, c in enumerate(ch):
-        reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9)) if inst.load > 0 else 1
+        reps = c.replicas  # sized by queueing.py; host work on a CPU pool shares its devices
+        if inst.load > 0 and inst.sites[c.site].is_cpu:
+            reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9))
         ops[inst.ops[i].id] = OpPlacement(
             inst.ops[i].id, c.option, inst.sites[c.site].name, reps, m.start[i], m.finish[i], slack[i],
             excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
-                      if inst.choices[k].excluded is not None])
+                      if inst.choices[k].excluded is not None], wait_ms=c.wait_ms)
     edges = []
     for k, e in enumerate(inst.edges):
         a, b = ch[e.u].site, ch[e.v].site
@@ -113,11 +119,8 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
             ms, usd = m.transfers[k]
             edges.append(EdgePlacement(inst.ops[e.u].id, inst.ops[e.v].id, inst.sites[a].name,
                                        inst.sites[b].name, e.weight * ms, e.weight * usd))
-    ttfts = [c.option.ttft_ms for c in ch if c.option.ttft_ms is not None]
-    tbts = [c.option.tbt_ms for c in ch if c.option.tbt_ms is not None]
     plan = Plan(
-        ops=ops, edges=edges, e2e_ms=m.e2e_ms,
-        ttft_ms=max(ttfts) if ttfts else None, tbt_ms=max(tbts) if tbts else None,
+        ops=ops, edges=edges, e2e_ms=m.e2e_ms, ttft_ms=m.ttft_ms, tbt_ms=m.tbt_ms,
         usd_per_request=m.usd_per_request, usd_per_hr=m.usd_per_hr,
         devices={inst.sites[j].name: d for j, d in m.devices.items()},
         cost=m.cost, objective=p.objective, status=status_label(res),
@@ -126,12 +129,21 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
         sla_slack_ms=None if p.sla.e2e_ms is None else denoise(p.sla.e2e_ms - m.e2e_ms, p.sla.e2e_ms),
         violations=list(m.violations), penalty=m.penalty,
         tokens_per_usd=(p.tokens_per_request / m.usd_per_request
-                        if p.tokens_per_request and m.usd_per_request > 0 else None))
+                        if p.tokens_per_request and m.usd_per_request > 0 else None),
+        stats={"e2e": p.sla.e2e_stat, "ttft": p.sla.ttft_stat, "tbt": p.sla.tbt_stat},
+        scenarios=len(inst.scen), scenarios_exact=inst.scen_exact)
     if explain and n <= ALTERNATIVES_UP_TO_OPS:
         for i in range(n):
             ops[inst.ops[i].id].alternatives = _alternatives(inst, m, i)
     plan.binding = _binding(inst, m, plan)
     return plan
+
+
+def _stat_words(stat: str) -> str:
+    """How an SLA statistic reads in a note."""
+    if stat == "all":
+        return "every control-flow path"
+    return "mean over control-flow paths" if stat == "mean" else f"{stat[1:]}% of requests"
 
 
 def status_label(res: MilpResult) -> str:
@@ -144,12 +156,12 @@ def status_label(res: MilpResult) -> str:
 def _critical_path(inst: Instance, m: Metrics) -> list[str]:
     if not inst.ops:
         return []
-    i = next(i for i in inst.topo if not inst.succ[i] and denoise(m.finish[i] - m.e2e_ms, m.e2e_ms) == 0)
+    i = next(i for i in inst.topo if not inst.succ[i] and denoise(m.finish[i] - m.path_ms, m.path_ms) == 0)
     path = [i]
     while True:
         tight = [inst.edges[k].u for k in inst.pred[i]
                  if denoise(m.finish[inst.edges[k].u] + inst.edges[k].weight * m.transfers[k][0] - m.start[i],
-                            m.e2e_ms) == 0]
+                            m.path_ms) == 0]
         if not tight or m.start[i] <= 0.0:
             break
         i = tight[0]
@@ -183,7 +195,17 @@ def _alternatives(inst: Instance, m: Metrics, i: int) -> list[Alternative]:
             c.option, inst.sites[c.site].name, t.e2e_ms, t.cost, denoise(t.e2e_ms - m.e2e_ms, m.e2e_ms),
             denoise(t.cost - m.cost, m.cost), feasible, tuple(dict.fromkeys(reasons)))))
     out.sort(key=lambda r: r[:4])
-    return [r[4] for r in out]
+    # under load an option is a choice per replica count: list each option on each pool
+    # once, at its best count, and not the chosen option at other counts
+    mine = inst.choices[m.choice[i]]
+    seen = {(mine.rank, inst.sites[mine.site].name)}
+    kept = []
+    for r in out:
+        key = (r[3], r[4].pool)
+        if key not in seen:
+            seen.add(key)
+            kept.append(r[4])
+    return kept
 
 
 def _binding(inst: Instance, m: Metrics, plan: Plan) -> list[str]:

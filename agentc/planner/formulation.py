@@ -9,8 +9,9 @@ Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
   sum_b y[a,b] = x-mass(u, a) and sum_a y[a,b] = x-mass(v, b). Both are exact at
   integer points and their LP relaxations equal the earth mover's distance between the
   ends' fractional placements, far tighter than y >= x_u + x_v - 1;
-- s[i] start times on the DAG, bounded below by the fastest-option earliest start and,
-  under a hard SLA, above by SLA minus the fastest tail; E >= finish of every sink;
+- per control-flow scenario, start times on the DAG with every op's duration times its
+  count there, bounded below by the fastest-option earliest start; the SLA statistics
+  over scenarios (every path, pNN by a chance constraint, mean): chance.py;
 - colocated op pairs (an explicit all-reduce and its tensor-parallel op): equal x-mass
   on every pool;
 - n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
@@ -40,7 +41,8 @@ import numpy as np
 
 from agentc.diagnostics import InfeasiblePlanError
 
-from .instance import SLA_REL_TOL, Instance, Metrics
+from .chance import tbt_rows, timing_rows, warm_rows
+from .instance import Instance, Metrics
 
 INF = math.inf
 # Relaxation weights: a device over a pool's count, and an op placed where its weights
@@ -134,11 +136,17 @@ class Formulation:
         for a, b in inst.colocate:  # same pool: equal x-mass on every site
             for site in sorted(set(self.sites_of[a]) | set(self.sites_of[b])):
                 self._row(self._mass(a, site) + [(c, -v) for c, v in self._mass(b, site)], 0.0, 0.0)
-        self.timed = p.sla.e2e_ms is not None or mode == "latency" or e2e_cap is not None
+        self.timed = (p.sla.e2e_ms is not None or p.sla.ttft_ms is not None or mode == "latency"
+                      or e2e_cap is not None)
         self.edge_aux: list[tuple[str, dict]] = []
         edge_ms = [self._edge(k, money * scale) for k in range(len(inst.edges))]
+        self.ecol = self.ttft_col = self.sigma_e2e = self.sigma_ttft = None
+        self.zcol: dict[str, list[int | None]] = {}
+        self.mcol: dict[str, list[int | None]] = {}
         if self.timed:
-            self._timing(edge_ms, mode, e2e_cap, lam)
+            timing_rows(self, edge_ms, mode, e2e_cap, lam)
+        if p.sla.tbt_ms is not None and inst.hard and not self.relax and inst.q_tbt != 1.0:
+            tbt_rows(self)
         if inst.load > 0:
             self._capacity(money)
 
@@ -161,7 +169,8 @@ class Formulation:
         return [(self.xcol[k], 1.0) for k in self.cand[i] if self.inst.choices[k].site == site]
 
     def _edge(self, k: int, money: float) -> tuple[list[tuple[int, float]], float]:
-        """Objective terms for edge k's transfer $; returns its ms as (terms, constant)."""
+        """Objective terms for edge k's transfer $ (at its expected weight); returns the
+        ms of one transfer as (terms, constant)."""
         inst = self.inst
         e = inst.edges[k]
         su, sv = self.sites_of[e.u], self.sites_of[e.v]
@@ -180,7 +189,7 @@ class Formulation:
                 col = self.xcol[kk]
                 self.cost[col] += money * w * usd
                 if ms:
-                    terms.append((col, w * ms))
+                    terms.append((col, ms))
             self.edge_aux.append(("linear", {}))
             return terms, 0.0
         values = set(pairs.values())
@@ -193,58 +202,22 @@ class Formulation:
                 self._row([(q[a], 1.0)] + [(c, -1.0) for c, _ in self._mass(e.u, a)], -INF, 0.0)
                 self._row([(q[a], 1.0)] + [(c, -1.0) for c, _ in self._mass(e.v, a)], -INF, 0.0)
                 if ms0:
-                    terms.append((q[a], -w * ms0))
+                    terms.append((q[a], -ms0))
             self.edge_aux.append(("same", q))
-            return terms, w * ms0
+            return terms, ms0
         y = {}
         for a in su:
             for b in sv:
                 ms, usd = pairs.get((a, b), (0.0, 0.0))
                 y[(a, b)] = self._col(money * w * usd, 0.0, 1.0)
                 if ms:
-                    terms.append((y[(a, b)], w * ms))
+                    terms.append((y[(a, b)], ms))
         for a in su:
             self._row([(y[(a, b)], 1.0) for b in sv] + [(c, -1.0) for c, _ in self._mass(e.u, a)], 0.0, 0.0)
         for b in sv:
             self._row([(y[(a, b)], 1.0) for a in su] + [(c, -1.0) for c, _ in self._mass(e.v, b)], 0.0, 0.0)
         self.edge_aux.append(("transport", y))
         return terms, 0.0
-
-    def _timing(self, edge_ms, mode: str, e2e_cap: float | None, lam: float) -> None:
-        inst = self.inst
-        sla = inst.problem.sla.e2e_ms
-        n = len(inst.ops)
-        dur = [[(self.xcol[k], inst.ops[i].weight * inst.choices[k].option.time_ms) for k in self.cand[i]]
-               for i in range(n)]
-        fastest = [min(v for _, v in d) for d in dur]
-        es = [0.0] * n
-        for i in inst.topo:
-            for k in inst.pred[i]:
-                es[i] = max(es[i], es[inst.edges[k].u] + fastest[inst.edges[k].u])
-        tail = [0.0] * n
-        for i in reversed(inst.topo):
-            tail[i] = fastest[i] + max((tail[inst.edges[k].v] for k in inst.succ[i]), default=0.0)
-        cap = e2e_cap
-        if inst.hard and not self.relax and sla is not None:
-            cap = sla if cap is None else min(cap, sla)
-        if cap is not None and any(es[i] + tail[i] > cap + SLA_REL_TOL * max(1.0, cap) for i in range(n)):
-            self.trivially_infeasible = True
-        self.scol = [self._col(0.0, es[i], INF if cap is None else max(es[i], cap - tail[i]))
-                     for i in range(n)]
-        lower = max((es[i] + tail[i] for i in range(n)), default=0.0)
-        self.ecol = self._col(1.0 if mode == "latency" else 0.0, lower, INF if cap is None else max(lower, cap))
-        for k, e in enumerate(inst.edges):
-            terms, const = edge_ms[k]
-            row = [(self.scol[e.v], 1.0), (self.scol[e.u], -1.0)]
-            row += [(c, -v) for c, v in dur[e.u]] + [(c, -v) for c, v in terms]
-            self._row(row, const, INF)
-        for i in range(n):
-            if not inst.succ[i]:
-                self._row([(self.ecol, 1.0), (self.scol[i], -1.0)] + [(c, -v) for c, v in dur[i]], 0.0, INF)
-        self.sigma_e2e = None
-        if sla is not None and (self.relax or not inst.hard):
-            self.sigma_e2e = self._col(1.0 if self.relax else lam, 0.0, INF)
-            self._row([(self.ecol, 1.0), (self.sigma_e2e, -1.0)], -INF, sla)
 
     def _capacity(self, money: float) -> None:
         inst = self.inst
@@ -291,12 +264,7 @@ class Formulation:
                 v[aux[site[e.u]]] = 1.0
             elif kind == "transport":
                 v[aux[(site[e.u], site[e.v])]] = 1.0
-        if self.timed:
-            for i, c in enumerate(self.scol):
-                v[c] = max(m.start[i], self.lb[c])
-            v[self.ecol] = max(m.e2e_ms, self.lb[self.ecol])
-            if self.sigma_e2e is not None:
-                v[self.sigma_e2e] = max(0.0, v[self.ecol] - inst.problem.sla.e2e_ms)
+        warm_rows(self, m, v)
         if inst.load > 0:
             for j, c in self.ncol.items():
                 v[c] = m.devices.get(j, 0)

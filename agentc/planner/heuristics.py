@@ -59,7 +59,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
     n = len(inst.ops)
     latency_first = p.objective == "latency"
     scale = inst.load * 3600.0 if inst.load > 0 else 1.0
-    fastest = [min(inst.ops[i].weight * inst.choices[k].option.time_ms for k in cand[i])
+    fastest = [min(inst.duration(k) for k in cand[i])
                for i in range(n)]
     after = [0.0] * n  # fastest time from the end of op i to the end of the graph
     for i in reversed(inst.topo):
@@ -68,7 +68,6 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
     pick: list[int] = [-1] * n
     finish = [0.0] * n
     for i in inst.topo:
-        w = inst.ops[i].weight
         best_key, best = None, -1
         options = cand[i]
         j = inst.partner.get(i)
@@ -83,7 +82,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
                 ms, usd = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
                 start = max(start, finish[e.u] + e.weight * ms)
                 money += e.weight * usd * scale
-            end = start + w * c.option.time_ms
+            end = start + inst.duration(k)
             money += inst.per_call_usd[k] * scale
             if inst.load > 0 and not site.metered:
                 money += inst.demand(k) * site.usd_per_hr
@@ -104,7 +103,7 @@ def _pass(inst: Instance, cand: list[list[int]], budget: float) -> tuple[int, ..
             e = inst.edges[ek]
             ms, _ = inst.transfer(ek, inst.choices[pick[e.u]].site, c.site)
             start = max(start, finish[e.u] + e.weight * ms)
-        finish[i] = start + w * c.option.time_ms
+        finish[i] = start + inst.duration(best)
     return tuple(pick)
 
 
@@ -148,13 +147,12 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         best, best_gain = None, 1e-12 * abs(m.objective)
         for i, k in enumerate(m.choice):
             cur = inst.choices[k]
-            w = inst.ops[i].weight
             here = _rate(inst, k)
             for k2 in inst.allowed[i]:
                 c = inst.choices[k2]
                 if k2 == k or c.site != cur.site or (i, k2) in tried:
                     continue
-                if slack is not None and w * (c.option.time_ms - cur.option.time_ms) > slack[i] - 1e-9:
+                if slack is not None and inst.duration(k2) - inst.duration(k) > slack[i] - 1e-9:
                     continue
                 gain = here - _rate(inst, k2)
                 if gain > best_gain:
@@ -164,7 +162,9 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         trial = list(m.choice)
         trial[best[0]] = best[1]
         t = inst.evaluate(trial)
-        if inst.feasible(t) and t.objective <= m.objective + 1e-12 * abs(m.objective):
+        # the slack above is read off one schedule; the SLA statistic over scenarios
+        # (and the cap) is checked on the evaluated plan
+        if inst.feasible(t) and not exceeds(t.e2e_ms, deadline) and t.objective <= m.objective + 1e-12 * abs(m.objective):
             m = t
         else:  # e.g. a larger tp than the pool's devices: never offer this move again
             tried.add(best)
@@ -269,8 +269,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
         lp = relaxed.lp_relaxation()
-        if lp is None:
-            return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+        if lp is None:  # infeasible, or the LP ran out of time: the MILP itself tells which
+            res = _solve(inst, mode, cap, cand, starts[0] if starts else None, time_limit=left())
+            res.solve_time_s = time.perf_counter() - t0
+            return res
         bound, x, reduced = lp
         lp_bound = bound
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
@@ -369,6 +371,5 @@ def fits(inst: Instance, m: Metrics, cap: float | None) -> bool:
 def value(inst: Instance, mode: str, m: Metrics) -> float:
     """The formulation's objective at plan m (penalties included)."""
     if mode == "latency":
-        return m.e2e_ms + sum(inst.problem.lam * (inst.choices[k].ttft_excess_ms + inst.choices[k].tbt_excess_ms)
-                              for k in m.choice) * (not inst.hard)
+        return m.e2e_ms + inst.problem.lam * m.latency_excess_ms * (not inst.hard)
     return m.objective

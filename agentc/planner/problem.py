@@ -33,6 +33,8 @@ class Option:
     note: str = ""
     fee_usd: float = 0.0  # per-call charge on top of device time (an API fee): part of
     # usd_per_call, and still paid per call under load, where devices are paid per hour
+    batch: int = 1  # executions one replica serves at once (decode); busy_ms and
+    # usd_per_call are per execution, time_ms is the whole batch's
 
 
 @dataclass
@@ -83,9 +85,63 @@ class Link:
 
 @dataclass(frozen=True)
 class SLA:
+    """Bounds and the statistic each one holds at, over the program's control-flow
+    scenarios (loop trip counts, branch arms; see scenarios.py):
+
+    - "all": every scenario that can happen meets the bound (plain `latency < T`);
+    - "pNN" (e.g. "p99", "p99.9"): scenarios covering at least NN% of requests meet it;
+    - "mean": the probability-weighted mean over scenarios meets it.
+    """
+
     e2e_ms: float | None = None
     ttft_ms: float | None = None
     tbt_ms: float | None = None
+    e2e_stat: str = "all"
+    ttft_stat: str = "all"
+    tbt_stat: str = "all"
+
+
+def stat_quantile(stat: str) -> float | None:
+    """The fraction of requests a statistic covers: "all" 1.0, "p99" 0.99, "mean" None.
+    Raises ValueError on anything else."""
+    if stat == "all":
+        return 1.0
+    if stat == "mean":
+        return None
+    if stat.startswith("p"):
+        q = float(stat[1:]) / 100.0
+        if 0.0 < q <= 1.0:
+            return q
+    raise ValueError(f"unknown SLA statistic '{stat}' (all, mean, pNN)")
+
+
+def stat_name(stat: str) -> str:
+    """How a term is written: "latency" for "all", "latency.p99", "latency.mean"."""
+    return "" if stat == "all" else f".{stat}"
+
+
+# ---------------------------------------------------------------------- control flow
+# The program's structure, so the planner can enumerate what a request may execute.
+# A body is a tuple of op ids, `Loop`s and `Branch`es in program order; every op of the
+# problem appears once. `Problem.flow = None`: every op runs `weight` times, always.
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A pre-tested loop: each further trip (up to `max_trips`) with `continue_prob`."""
+
+    body: tuple
+    max_trips: int
+    continue_prob: float
+
+
+@dataclass(frozen=True)
+class Branch:
+    """`then` with probability `prob`, else `orelse`."""
+
+    prob: float
+    then: tuple
+    orelse: tuple
 
 
 Objective = Literal["cost", "latency", "tokens-per-dollar"]
@@ -114,6 +170,17 @@ class Problem:
     # pairs of op ids that must run on the same pool (an explicit all-reduce and the
     # tensor-parallel op whose shards it joins)
     colocate: list[tuple[str, str]] = field(default_factory=list)
+    # service-time coefficient of variation the queueing waits assume (planner/queueing.py):
+    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic
+    service_cv: float = 1.0
+    # the program's loops and branches (None: a straight-line graph run `weight` times)
+    flow: tuple | None = None
+    # where a first token of the answer can come from, in program order: per LLM call whose
+    # output reaches the returned value, the chain of ops from its prefill to its decode
+    # (consecutive ops joined by an edge; a lone id is a chain of one). TTFT is the chain's
+    # start plus one call of each op but the last, the transfers between, and one step
+    # (tbt_ms) of the last. None: every op reporting a ttft_ms, alone.
+    ttft_ops: list | None = None
 
 
 # ---------------------------------------------------------------------------- results
@@ -144,6 +211,7 @@ class OpPlacement:
     slack_ms: float
     alternatives: list[Alternative] = field(default_factory=list)
     excluded: list[tuple[Option, str]] = field(default_factory=list)
+    wait_ms: float = 0.0  # queueing wait per call under load (planner/queueing.py)
 
     @property
     def runner_up(self) -> Alternative | None:
@@ -199,6 +267,12 @@ class Plan:
     tokens_per_usd: float | None
     binding: list[str] = field(default_factory=list)
     baselines: list[Baseline] = field(default_factory=list)
+    # the statistic e2e_ms / ttft_ms / tbt_ms are given at (SLA.e2e_stat etc.), and the
+    # control-flow scenarios behind them: how many, and how many the program has (more
+    # when they were merged into a sound bound, scenarios.MAX_SCENARIOS)
+    stats: dict[str, str] = field(default_factory=dict)
+    scenarios: int = 1
+    scenarios_exact: bool = True
 
     @property
     def runner_up(self) -> dict[str, Alternative | None]:

@@ -19,18 +19,21 @@ from .problem import Plan, Problem
 from .solve import optimise
 
 
-def replay(problem: Problem, chosen: dict[str, tuple[int, str]], status: str, gap: float | None,
+def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float | None,
            *, baselines: bool = True, explain: bool = True) -> Plan:
-    """The plan that picks, for each op id, option `rank` on pool `pool`; `status` and
+    """The plan that picks, for each op id, option `rank` on pool `pool` (and, under load,
+    `replicas` when given as a third element); `status` and
     `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
     inst = Instance(problem)
     choice = []
     for i, op in enumerate(inst.ops):
         if op.id not in chosen:
             raise VerifyError(f"op '{op.id}' carries no placement to resume from")
-        rank, pool = chosen[op.id]
+        rank, pool, *sized = chosen[op.id]
         ks = [k for k in inst.op_choices[i]
               if inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == pool]
+        # under load one option is priced at several replica counts: the recorded one
+        ks = [k for k in ks if not sized or inst.choices[k].replicas == sized[0]] or ks
         if not ks:
             raise VerifyError(f"op '{op.id}': its placement (option {rank} on pool '{pool}') is not "
                               "among its costed options")

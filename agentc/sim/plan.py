@@ -119,6 +119,9 @@ class SLA:
     percentile: float | None
     ttft_ms: float | None
     tbt_ms: float | None
+    # the statistic per term ("e2e", "ttft", "tbt"): "all" (every control-flow path),
+    # "mean" or "pNN", as the planner planned it (manifest sla.stats); empty in older manifests
+    stats: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -245,7 +248,8 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
             Edge(e["src"], e["dst"], link, float(e.get("latency_ms", e["ms"])), float(e.get("wire_ms", 0.0))))
     regions = _regions(m.get("regions", {}), ops)
     sla_in = m.get("sla") or {}
-    sla = SLA(sla_in.get("e2e_ms"), sla_in.get("percentile"), sla_in.get("ttft_ms"), sla_in.get("tbt_ms"))
+    sla = SLA(sla_in.get("e2e_ms"), sla_in.get("percentile"), sla_in.get("ttft_ms"), sla_in.get("tbt_ms"),
+              tuple(sorted((sla_in.get("stats") or {}).items())))
     return Plan(agent=m.get("agent", "agent"), source=path, ops=ops, regions=regions,
                 out_edges={k: tuple(v) for k, v in sorted(out_edges.items())}, pools=dict(sorted(pools.items())),
                 links={k: float(v["gbps"]) for k, v in sorted((m.get("links") or {}).items())},

@@ -48,12 +48,13 @@ def render(result: Result, summary: dict) -> dict[str, bytes]:
             x = np.sort(values)
             ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label=label)
     for term in summary["sla"]:
-        if term["term"] == "tbt":
+        if term["term"].startswith("tbt"):
             continue
         ax.axvline(term["bound_ms"], linestyle="--", color="tab:red" if not term["holds"] else "tab:green")
         ax.annotate(f"{term['term']} < {term['bound_ms']:g} ms", (term["bound_ms"], 0.05), rotation=90,
                     fontsize=8, ha="right")
-        ax.axhline(term["percentile"] / 100.0, linestyle=":", color="grey", linewidth=0.8)
+        if term["percentile"] is not None:  # a mean has no level on the CDF
+            ax.axhline(term["percentile"] / 100.0, linestyle=":", color="grey", linewidth=0.8)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("fraction of requests")
     ax.set_title(f"{summary['agent']}: latency CDF ({summary['requests']} requests)")

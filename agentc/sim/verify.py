@@ -50,10 +50,13 @@ def check(verdict: Verdict, loc=None) -> None:
     """Raise when a term misses: the simulated percentile, the bound and the gap."""
     if not verdict.misses:
         return
-    parts = [f"{t['term']}: simulated p{t['percentile']:g} {t['observed_ms']:g} ms misses the bound "
+    from agentc.sim import report
+
+    parts = [f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms misses the bound "
              f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% of "
              f"requests meet it; the plan predicted {t['planned_ms']:g} ms)" for t in verdict.misses]
     raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
                               + "; ".join(parts), loc,
-                              ("the planner costs loops at their mean and sizes pools without queueing "
-                               "(issue 17); loosen the bound, lower the load or add capacity",))
+                              ("the planner meets each term over the program's loop trips and branch arms, "
+                               "but sizes pools without queueing (issue 17); loosen the bound, lower the "
+                               "load or add capacity",))

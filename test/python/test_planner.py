@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
+from references import queueing_ref
 from agentc.planner import (SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem, pareto,
                             solve)
 
@@ -193,10 +194,11 @@ def test_load_fits_cheaper_per_request_class():
 
 
 def test_load_beyond_a_pool_forces_the_other_class():
-    p = capacity_problem(10.0, co_count=4)  # CO would need 9 devices; HP needs 5 of its 6
+    # 10 req/s: CO offers 9 Erlangs, stable only on 10 devices; HP 5 Erlangs: 6 of its 6
+    p = capacity_problem(10.0, co_count=4)
     p.pools[0] = Pool("hp", "HP", 6, 4.0)
     plan = solve(p)
-    assert plan.ops["llm"].pool == "hp" and plan.devices == {"hp": 5}
+    assert plan.ops["llm"].pool == "hp" and plan.devices == {"hp": 6}
     assert not any(b.feasible for b in plan.baselines if b.name == "homogeneous CO")
 
 
@@ -205,20 +207,21 @@ def test_load_beyond_every_pool_names_the_pool():
         solve(capacity_problem(20.0, hp_count=2, co_count=4))
     notes = "\n".join(err.value.notes)
     assert "pool" in err.value.message
-    # HP runs 0.5 busy devices per req/s (10 at 20 req/s), CO 0.9 (18): neither pool suffices
-    assert "op 'llm' alone needs more devices than any pool it can use has: at 20 req/s at least 10 on " \
+    # HP offers 0.5 Erlangs per req/s (10 at 20 req/s: stable on 11), CO 0.9 (18: 19)
+    assert "op 'llm' alone needs more devices than any pool it can use has: at 20 req/s at least 11 on " \
            "pool hp, which has 2" in notes
 
 
 def test_load_that_fits_each_op_but_not_all_names_the_pool_count():
-    """Each op alone fits the pool; together they need 6 of its 4 devices."""
+    """Each op alone fits the pool (3 Erlangs: stable on 4 replicas); together they need 8
+    of its 4 devices."""
     ops = [PlanOp(f"op{i}", "compute", [Option("hp", 1, 10.0, 0.0, 3000.0)]) for i in range(2)]
     p = Problem(ops, [], [Pool("hp", "HP", 4, 1.0)], [], SLA(None), load_rps=1.0,
                 default_link=Link("*", "*", 100.0, 0.0, 0.0))
     with pytest.raises(InfeasiblePlanError) as err:
         solve(p)
     assert err.value.message == "no placement meets pool hp count"
-    assert "pool hp: 1 req/s needs 6 devices, the pool has 4 (exceeded by 2)" in err.value.notes
+    assert "pool hp: 1 req/s needs 8 devices, the pool has 4 (exceeded by 4)" in err.value.notes
 
 
 def colocated_problem(colocate):
@@ -287,23 +290,40 @@ def oracle(problem):
                     usd += e.weight * tr
             fin[op.id] = start + op.weight * o.time_ms
             usd += op.weight * o.usd_per_call
-        e2e = max(fin.values())
-        if problem.sla.e2e_ms is not None and e2e > problem.sla.e2e_ms + 1e-9:
+        if problem.load_rps <= 0:
+            if problem.sla.e2e_ms is None or max(fin.values()) <= problem.sla.e2e_ms + 1e-9:
+                best = min(best, usd)
             continue
-        if problem.load_rps > 0:
-            demand = {}
-            for op in problem.ops:
+        # under load every op also picks its replicas (queueing_ref.sizes: each one's
+        # devices and p99 wait); the wait lengthens the op on the path
+        menus = [queueing_ref.sizes(problem.load_rps * op.weight, where[op.id].busy_ms, where[op.id].tp, 0.99,
+                                    pools[where[op.id].device].count) for op in problem.ops]
+        fees = problem.load_rps * 3600 * (usd - sum(op.weight * where[op.id].usd_per_call for op in problem.ops))
+        for sized in itertools.product(*menus):
+            fin = {}
+            for op, (_r, _n, wait) in zip(problem.ops, sized):
                 o = where[op.id]
-                demand[o.device] = demand.get(o.device, 0.0) + problem.load_rps * op.weight * o.busy_ms / 1000 * o.tp
-            need = {d: max(math.ceil(v - 1e-9), max(where[op.id].tp for op in problem.ops if where[op.id].device == d))
-                    for d, v in demand.items()}
+                start = 0.0
+                for e in problem.edges:
+                    if e.dst == op.id:
+                        a, b = where[e.src].device, o.device
+                        ms = 0.0
+                        if a != b:
+                            ln = next((l for l in problem.links if {l.a, l.b} == {a, b}), problem.default_link)
+                            ms = ln.latency_ms + e.bytes * 8 / (ln.gbps * 1e6)
+                        start = max(start, fin[e.src] + e.weight * ms)
+                fin[op.id] = start + op.weight * (o.time_ms + wait)
+            if problem.sla.e2e_ms is not None and max(fin.values()) > problem.sla.e2e_ms + 1e-9:
+                continue
+            held, widest = {}, {}
+            for op, (_r, n, _w) in zip(problem.ops, sized):
+                d = where[op.id].device
+                held[d] = held.get(d, 0) + n
+                widest[d] = max(widest.get(d, 0), where[op.id].tp)
+            need = {d: max(held[d], widest[d]) for d in held}
             if any(need[d] > pools[d].count for d in need):
                 continue
-            cost = sum(need[d] * pools[d].usd_per_hr for d in need) + problem.load_rps * 3600 * (
-                usd - sum(op.weight * where[op.id].usd_per_call for op in problem.ops))
-        else:
-            cost = usd
-        best = min(best, cost)
+            best = min(best, sum(need[d] * pools[d].usd_per_hr for d in need) + fees)
     return best
 
 

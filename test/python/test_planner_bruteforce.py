@@ -6,7 +6,8 @@ fastest plan's latency, and just below it) is solved by `agentc.planner.solve` a
 enumerating every assignment of options to ops. The enumeration prices an assignment
 from the problem's raw numbers with code written here (not agentc's Instance or
 evaluate): the path latency with transfer terms on cross-pool edges, money per request
-or per hour with whole devices under load. The planner must return the enumeration's
+or per hour with whole devices under load, where every op also picks its replica count
+and waits its M/M/c p99 wait (test/python/references/queueing_ref.py). The planner must return the enumeration's
 optimum (to 1e-9 relative), meet every hard bound, and say `optimal`.
 
 Prices are realistic ($/request ~1e-6), the range where the solver's absolute
@@ -23,6 +24,7 @@ import pytest
 
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem, solve
+from references import queueing_ref
 
 REL = 1e-9
 # device class: (relative speed, $/hr per device)
@@ -48,7 +50,9 @@ def make_problem(seed: int) -> Problem:
     shape = SHAPES[seed % len(SHAPES)]
     loaded = seed % 3 == 2
     classes = rng.sample(sorted(CLASSES), 3)
-    budget = 4000  # assignments in all, kept small for the enumeration
+    # assignments in all, kept small for the enumeration (under load each also picks
+    # replica counts per op)
+    budget = 200 if loaded else 4000
     n = rng.randint(3 if shape != "diamond" else 4, 8)
     ops = []
     total = 1
@@ -107,18 +111,32 @@ def _transfer(p: Problem, e: PlanEdge, a: str, b: str) -> tuple[float, float]:
     return link.latency_ms + e.bytes * 8.0 / (link.gbps * 1e6), e.bytes / 1e9 * link.usd_per_gb
 
 
-def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None) -> tuple[float, float] | None:
-    """(e2e ms, cost) of one assignment, or None if a limit other than the e2e SLA rules
-    it out (memory, tp over a pool, TTFT, devices over a pool under load)."""
+def menus(p: Problem, pick: tuple[Option, ...]) -> list[list[tuple[int, int, float]]]:
+    """Per op, the (replicas, devices, p99 wait) it may take under load (queueing_ref)."""
+    pools = {pl.name: pl for pl in p.pools}
+    return [queueing_ref.sizes(p.load_rps * op.weight, o.busy_ms, o.tp, 0.99, pools[o.device].count)
+            for op, o in zip(p.ops, pick)]
+
+
+def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None,
+          sized: tuple | None = None) -> tuple[float, float] | None:
+    """(e2e ms, cost) of one assignment (under load with `sized`: per op, the replicas,
+    devices and wait per call it takes), or None if a limit other than the e2e SLA rules
+    it out (memory, tp over a pool, TTFT, devices over a pool under load).
+
+    TTFT: the first op (in program order) that reports a TTFT on any option and runs
+    gives the first token, at its start plus its wait and one call's TTFT (its time if
+    none)."""
     ids = {op.id: i for i, op in enumerate(p.ops)}
     pools = {pl.name: pl for pl in p.pools}
+    waits = [s[2] for s in sized] if sized else [0.0] * len(p.ops)
     for o in pick:
         if not o.memory_ok or (o.device in pools and o.tp > pools[o.device].count):
             return None
-        if ttft_sla is not None and o.ttft_ms is not None and o.ttft_ms > ttft_sla:
-            return None
     finish = [0.0] * len(p.ops)
     moved_usd = 0.0
+    first = next((i for i, op in enumerate(p.ops) if op.weight > 0
+                  and any(o.ttft_ms is not None for o in op.options)), None)
     for i, op in enumerate(p.ops):  # index order is topological
         start = 0.0
         for e in p.edges:
@@ -126,21 +144,25 @@ def price(p: Problem, pick: tuple[Option, ...], ttft_sla: float | None = None) -
                 u = ids[e.src]
                 ms, usd = _transfer(p, e, pick[u].device, pick[i].device)
                 start = max(start, finish[u] + e.weight * ms)
-        finish[i] = start + op.weight * pick[i].time_ms
+        finish[i] = start + op.weight * (pick[i].time_ms + waits[i])
+        if i == first and ttft_sla is not None:
+            ttft = start + waits[i] + (pick[i].ttft_ms if pick[i].ttft_ms is not None else pick[i].time_ms)
+            if not meets(ttft, ttft_sla):
+                return None
     for e in p.edges:
         moved_usd += e.weight * _transfer(p, e, pick[ids[e.src]].device, pick[ids[e.dst]].device)[1]
     e2e = max(finish)
     if p.load_rps <= 0:
         return e2e, sum(op.weight * o.usd_per_call for op, o in zip(p.ops, pick)) + moved_usd
-    per_call, busy, widest = moved_usd, {}, {}
-    for op, o in zip(p.ops, pick):
+    per_call, held, widest = moved_usd, {}, {}
+    for op, o, (_r, n, _w) in zip(p.ops, pick, sized):
         metered = pools[o.device].usd_per_hr == 0
         per_call += op.weight * (o.usd_per_call if metered else o.fee_usd)
-        busy[o.device] = busy.get(o.device, 0.0) + p.load_rps * op.weight * o.busy_ms / 1000.0 * o.tp
+        held[o.device] = held.get(o.device, 0) + n  # replicas are the op's own
         widest[o.device] = max(widest.get(o.device, 0), o.tp)
     usd_hr = p.load_rps * 3600.0 * per_call
-    for name, demand in busy.items():
-        devices = max(widest[name], math.ceil(demand - 1e-9))  # a demand within 1e-9 of n is n
+    for name, n in held.items():
+        devices = max(widest[name], n)
         if devices > pools[name].count:
             return None
         usd_hr += devices * pools[name].usd_per_hr
@@ -151,9 +173,10 @@ def table(p: Problem, ttft_sla: float | None = None) -> list[tuple[float, float]
     """(e2e, cost) of every assignment that no limit but the e2e SLA rules out."""
     rows = []
     for pick in itertools.product(*(op.options for op in p.ops)):
-        r = price(p, pick, ttft_sla)
-        if r is not None:
-            rows.append(r)
+        for sized in itertools.product(*menus(p, pick)) if p.load_rps > 0 else [None]:
+            r = price(p, pick, ttft_sla, sized)
+            if r is not None:
+                rows.append(r)
     return rows
 
 
@@ -179,6 +202,7 @@ def test_planner_matches_exhaustive_search(seed):
     p = make_problem(seed)
     ttft = None
     if seed % 4 == 1:  # a TTFT bound that rules out the slower options that report TTFT
+        # (on the first op that reports one, TTFT is its start plus one call's TTFT)
         reported = sorted(o.ttft_ms for op in p.ops for o in op.options if o.ttft_ms is not None)
         ttft = reported[len(reported) // 2] if reported else None
     rows = table(p, ttft)
@@ -197,7 +221,11 @@ def test_planner_matches_exhaustive_search(seed):
         plan = solve(p, baselines=False, explain=False)
         pick = tuple(plan.ops[op.id].option for op in p.ops)
         assert all(plan.ops[op.id].pool == plan.ops[op.id].option.device for op in p.ops)
-        got = price(p, pick, ttft)
+        sized = None
+        if p.load_rps > 0:  # the plan's replicas, priced by the reference
+            sized = tuple(next(s for s in menu if s[0] == plan.ops[op.id].replicas)
+                          for op, menu in zip(p.ops, menus(p, pick)))
+        got = price(p, pick, ttft, sized)
         assert got is not None, f"{label}: the plan breaks a limit"
         e2e, cost = got
         assert meets(e2e, bound), f"{label}: plan takes {e2e} ms over the SLA {bound}"

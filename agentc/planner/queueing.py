@@ -1,0 +1,145 @@
+"""Queueing under load: how long a request waits for an op's replicas, in closed form.
+
+Model. Under a load of lambda requests/s an op with weight w (executions per request)
+sees executions arrive at rate lambda*w, taken as Poisson (the simulator's arrivals are
+Poisson; loops and fan-out make them burstier, which the percentile margin absorbs). Each
+of its `replicas` replicas holds `tp` devices of its pool and serves `batch` executions
+at once, each for S = busy_ms * batch (a decode sequence keeps its batch slot for the
+whole batch's decode; every other op has batch 1 and S = busy_ms). So the op is an
+M/G/c queue with c = replicas * batch servers and offered load a = lambda*w*S Erlangs;
+its replicas are dedicated to it, so the devices a pool provisions are the sum of
+replicas * tp over its ops (never fewer, as a plan that pooled fractions would claim).
+
+Waiting time. For exponential service (M/M/c) the wait is exactly
+    P(W > t) = C(c, a) * exp(-(c - a) * t / S),
+C being Erlang's C formula (the probability of waiting). Its q-quantile is therefore
+    W_q = S / (c - a) * ln(C / (1 - q))  when C > 1 - q, else 0.
+For general service with squared coefficient of variation cs2 we scale the waiting part
+by the Allen-Cunneen factor (1 + cs2) / 2 (Poisson arrivals: ca2 = 1), keeping the
+exponential tail; it is exact for cs2 = 1 and a standard, slightly pessimistic
+approximation for M/D/c (cs2 = 0: half the M/M/c wait). The planner assumes cs2 = 1 by
+default (`Problem.service_cv`): the cost model is deterministic, real service is not,
+and M/M/c then never promises less wait than a less variable service delivers.
+
+Why Erlang C and not a utilisation cap: the wait it gives is in ms, so it can sit on the
+critical path next to the op's own time and the SLA bound decides how many replicas are
+worth buying; a cap would need a per-op constant that means nothing to the SLA.
+
+Candidates. The MILP stays linear by pricing each (op option, pool, replica count) as
+its own choice: `candidates` lists, for one option, the replica counts from the least
+stable one (c > a) up to the first at which the q-quantile wait is 0 (C <= 1 - q), each
+with its devices and wait, so the one-hot over choices selects replicas too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+DEFAULT_PERCENTILE = 99.0   # the simulator's too: terms without a percentile are judged at p99
+MAX_CANDIDATES = 24         # replica counts offered per option beyond the least stable one
+NEGLIGIBLE_WAIT_MS = 1e-3   # a wait below a microsecond is not worth another replica
+
+
+def erlang_b(c: int, a: float) -> float:
+    """Erlang's B (loss) formula by its stable recursion B(k) = a B(k-1) / (k + a B(k-1))."""
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return b
+
+
+def erlang_c(c: int, a: float) -> float:
+    """Probability that an arrival waits in M/M/c with offered load `a` Erlangs (1 when
+    the queue is unstable, a >= c). C = B / (1 - (a/c) (1 - B)) with B Erlang B."""
+    if a <= 0:
+        return 0.0
+    if a >= c:
+        return 1.0
+    b = erlang_b(c, a)
+    return b / (1.0 - (a / c) * (1.0 - b))
+
+
+def wait_quantile_ms(c: int, a: float, service_ms: float, q: float, cs2: float = 1.0) -> float:
+    """The q-quantile of the waiting time (ms) in M/G/c: exact for M/M/c (cs2 = 1),
+    Allen-Cunneen scaled otherwise; inf when unstable."""
+    if a <= 0 or service_ms <= 0:
+        return 0.0
+    if a >= c:
+        return math.inf
+    pw = erlang_c(c, a)
+    if pw <= 1.0 - q:
+        return 0.0
+    return (1.0 + cs2) / 2.0 * service_ms / (c - a) * math.log(pw / (1.0 - q))
+
+
+def mean_wait_ms(c: int, a: float, service_ms: float, cs2: float = 1.0) -> float:
+    """Mean waiting time (ms) in M/G/c by Allen-Cunneen: C * S / (c - a) * (1 + cs2) / 2."""
+    if a <= 0 or service_ms <= 0:
+        return 0.0
+    if a >= c:
+        return math.inf
+    return (1.0 + cs2) / 2.0 * erlang_c(c, a) * service_ms / (c - a)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to size an op on a pool: `replicas` of `tp` devices, and the q-quantile
+    wait an execution then sees."""
+
+    replicas: int
+    devices: int
+    wait_ms: float
+
+
+def in_flight(rate_per_s: float, service_ms: float) -> float:
+    """Little's law: executions in service at once (offered load in Erlangs)."""
+    return rate_per_s * service_ms / 1000.0
+
+
+def candidates(rate_per_s: float, busy_ms: float, tp: int, batch: int, q: float | None, cs2: float,
+               max_devices: int | None, all_counts: bool = True) -> list[Candidate]:
+    """Replica counts for one option at `rate_per_s` executions/s, least first.
+
+    The least is the smallest stable count (replicas * batch > offered load); an option
+    that keeps nothing busy holds no devices (its pool still hosts it: n >= tp); with `all_counts`, more follow until the wait at `q` is 0, at most
+    MAX_CANDIDATES more and never more devices than `max_devices` (the first one is
+    always returned, so an op too big for its pool still has a priced choice). `q` None:
+    mean waits (a mean is 0 only without load, so the count stops at MAX_CANDIDATES or
+    the pool's size)."""
+    if busy_ms <= 0:  # nothing held (a call that only waits): hosted by the pool, no replica
+        return [Candidate(1, 0, 0.0)]
+    service = busy_ms * batch
+    a = in_flight(rate_per_s, service)
+    r = max(1, math.floor(a / batch) + 1)
+    out = [Candidate(r, r * tp, wait_ms(r * batch, a, service, q, cs2))]
+    while all_counts and out[-1].wait_ms > NEGLIGIBLE_WAIT_MS and len(out) <= MAX_CANDIDATES:
+        r += 1
+        if max_devices is not None and r * tp > max_devices:
+            break
+        out.append(Candidate(r, r * tp, wait_ms(r * batch, a, service, q, cs2)))
+    return out
+
+
+def fits_smaller_batch(rate_per_s: float, busy_ms: float, batch: int, q: float | None, cs2: float) -> bool:
+    """True when one replica at this (smaller) `batch` holds the op's in-flight requests
+    with no wait at `q`: a larger batch on the same devices is then slower at the same
+    device count, so the load cannot fill it (Little's law) and it is not offered."""
+    service = busy_ms * batch
+    a = in_flight(rate_per_s, service)
+    return a < batch and wait_ms(batch, a, service, 0.99 if q is None else q, cs2) == 0.0
+
+
+def wait_level(q_stat: float | None) -> float | None:
+    """The quantile waits are sized at, from the e2e term's statistic (problem.stat_quantile):
+    its percentile for `latency.pNN`; p99 for a bound on every control-flow path (a
+    queueing wait has no worst case: the simulator, too, judges such terms at p99);
+    None, the mean wait, for `latency.mean`."""
+    if q_stat is None:
+        return None
+    return DEFAULT_PERCENTILE / 100.0 if q_stat >= 1.0 else q_stat
+
+
+def wait_ms(c: int, a: float, service_ms: float, q: float | None, cs2: float = 1.0) -> float:
+    """The wait at quantile `q` (None: the mean) with `c` servers."""
+    return mean_wait_ms(c, a, service_ms, cs2) if q is None else wait_quantile_ms(c, a, service_ms, q, cs2)

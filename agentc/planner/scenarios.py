@@ -1,0 +1,180 @@
+"""Control-flow scenarios: what one request executes, and with which probability.
+
+A scenario is a vector of execution counts, one per op (a loop body's ops run once per
+trip, an arm's ops run only when it is taken), with its probability. The program's
+laws are exact: a branch takes `then` with its `prob`; a pre-tested loop of at most N
+trips that continues with probability p runs k < N trips with p^k (1 - p) and N trips
+with p^N (the law the simulator draws from). Independent parts combine by adding
+counts and multiplying probabilities; a loop adds up its body's scenarios trip by trip.
+
+Latency, TTFT and TBT only grow with every count, so merging a group of scenarios into
+one with their element-wise largest counts and their summed probability gives a plan
+that covers the group whenever it covers the merged one: a sound bound. Past
+MAX_SCENARIOS (partial results past MAX_PARTIAL) scenarios are merged that way,
+neighbours by size, into groups of about equal probability, and the plan says so.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .problem import Branch, Loop
+
+MAX_SCENARIOS = 128    # scenarios the MILP gets (each holds a copy of the timing rows)
+MAX_PARTIAL = 256      # while enumerating (a product of two parts is formed before merging)
+PROB_EPS = 1e-15       # a loop's trips past P(trips >= k) <= this go into one bound
+MAX_TRIPS = 64         # trips enumerated one by one; the rest go into one bound
+
+
+def trip_law(max_trips: int, continue_prob: float) -> list[float]:
+    """P(k trips), k = 0..max_trips, of a pre-tested loop (a list: for small loops)."""
+    p = continue_prob
+    if p >= 1.0:
+        return [0.0] * max_trips + [1.0]
+    return [p ** k * (1.0 - p) for k in range(max_trips)] + [p ** max_trips]
+
+
+def continue_prob(max_trips: int, expected: float) -> float:
+    """The p whose pre-tested loop (p + p^2 + ... + p^N expected trips) has this mean;
+    for `while p` it is p itself, for `expect E` the law chosen for it, for a fixed
+    count (E = N) it is 1."""
+    if expected >= max_trips - 1e-12:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        # p + p^2 + ... + p^N in closed form (N may be huge: loop bounds multiply)
+        if mid * (1 - mid ** max_trips) / (1 - mid) < expected:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+Dist = dict[tuple[float, ...], float]
+
+
+class Enumerator:
+    """Scenarios of a flow over ops `index` (op id -> position); `size[i]` orders
+    scenarios for merging (e.g. the op's fastest time)."""
+
+    def __init__(self, index: dict[str, int], size: Sequence[float]):
+        self.index, self.size, self.n = index, list(size), len(index)
+        self.merged = False
+        self.total = 1  # the most scenarios seen before a merge (a lower bound on the true count)
+
+    def run(self, flow: tuple) -> list[tuple[float, tuple[float, ...]]]:
+        d = self._block(flow)
+        raw = len(d)
+        d = self._cap(d, MAX_SCENARIOS)
+        self.total = max(self.total, raw)
+        return sorted(((p, c) for c, p in d.items()), key=lambda e: (self._size(e[1]), e[1]))
+
+    # -- structure ---------------------------------------------------------------------
+
+    def _block(self, items: tuple) -> Dist:
+        ran = [0.0] * self.n  # the block's plain ops, counted in place (long straight lines)
+        d: Dist = {(0.0,) * self.n: 1.0}
+        for item in items:
+            if isinstance(item, str):
+                ran[self.index[item]] += 1.0
+            else:
+                d = self._add(d, self._item(item))
+        return self._add(d, {tuple(ran): 1.0})
+
+    def _item(self, item) -> Dist:
+        if isinstance(item, str):
+            c = [0.0] * self.n
+            c[self.index[item]] = 1.0
+            return {tuple(c): 1.0}
+        if isinstance(item, Branch):
+            out: Dist = {}
+            for arm, p in ((item.then, item.prob), (item.orelse, 1.0 - item.prob)):
+                if p > PROB_EPS:
+                    for c, q in self._block(arm).items():
+                        out[c] = out.get(c, 0.0) + p * q
+            return self._cap(out, MAX_PARTIAL)
+        if isinstance(item, Loop):
+            return self._loop(item)
+        raise TypeError(f"unknown flow item {item!r}")
+
+    def _loop(self, item: Loop) -> Dist:
+        """Trip by trip while trips are likely (P(trips >= k) = p^k above PROB_EPS) and
+        few (MAX_TRIPS); the rest of the law becomes one scenario running all max_trips
+        trips of the body's element-wise largest counts (a sound bound)."""
+        body = self._block(item.body)
+        n, p = item.max_trips, item.continue_prob
+        fixed = len(body) == 1
+        zero = (0.0,) * self.n
+        out: Dist = {}
+        acc: Dist = {zero: 1.0}   # k trips, when the body is random
+        k = 0
+        while k < n and k < MAX_TRIPS and p < 1.0 and p ** k > PROB_EPS:
+            pk = p ** k * (1.0 - p)
+            for c, q in ({self._times(body, k): 1.0} if fixed else acc).items():
+                out[c] = out.get(c, 0.0) + pk * q
+            k += 1
+            if not fixed:
+                acc = self._add(acc, body)
+        rest = 1.0 if p >= 1.0 else p ** k   # P(trips >= k)
+        if fixed:
+            top = {self._times(body, n): 1.0}          # exact: k trips cost k times one
+        elif k == n:
+            top = acc                                  # exactly n trips, p^n
+        elif p >= 1.0 and n <= MAX_TRIPS:
+            top = acc
+            for _ in range(n - k):
+                top = self._add(top, body)
+        else:
+            top = {self._times(body, n): 1.0}
+            self.merged = True
+        if not fixed and k < n and p < 1.0:
+            self.merged = True  # trips k..n-1 are bounded by n trips
+        elif fixed and k < n and p < 1.0:
+            self.merged = True
+        for c, q in top.items():
+            out[c] = out.get(c, 0.0) + rest * q
+        return self._cap(out, MAX_PARTIAL)
+
+    def _times(self, body: Dist, k: int) -> tuple[float, ...]:
+        """k trips of the body's element-wise largest counts (exact for a fixed body)."""
+        top = [max(col) for col in zip(*body)] if len(body) > 1 else next(iter(body))
+        return tuple(k * x for x in top)
+
+    def _add(self, a: Dist, b: Dist) -> Dist:
+        """Two independent parts run one after the other: counts add."""
+        if len(b) == 1 and len(a) == 1:
+            (ca, pa), (cb, pb) = next(iter(a.items())), next(iter(b.items()))
+            return {tuple(x + y for x, y in zip(ca, cb)): pa * pb}
+        out: Dist = {}
+        for ca, pa in a.items():
+            for cb, pb in b.items():
+                c = tuple(x + y for x, y in zip(ca, cb))
+                out[c] = out.get(c, 0.0) + pa * pb
+        return self._cap(out, MAX_PARTIAL)
+
+    # -- the sound bound ---------------------------------------------------------------
+
+    def _size(self, c: tuple[float, ...]) -> float:
+        return sum(x * s for x, s in zip(c, self.size))
+
+    def _cap(self, d: Dist, cap: int) -> Dist:
+        """At most `cap` scenarios: neighbours by size merged into groups of about equal
+        probability, each to its element-wise largest counts (an upper bound)."""
+        if len(d) <= cap:
+            return d
+        self.total = max(self.total, len(d))
+        self.merged = True
+        items = sorted(d.items(), key=lambda e: (self._size(e[0]), e[0]))
+        total = sum(d.values())
+        groups: dict[int, tuple[list[float], float]] = {}
+        before = 0.0
+        for c, p in items:
+            g = min(cap - 1, int(before / total * cap))
+            before += p
+            top, mass = groups.get(g, (list(c), 0.0))
+            groups[g] = ([max(x, y) for x, y in zip(top, c)], mass + p)
+        out: Dist = {}
+        for top, mass in groups.values():
+            out[tuple(top)] = out.get(tuple(top), 0.0) + mass
+        return out
