@@ -7,11 +7,15 @@ lost since the plan in force was made, or when the rate left the one the plan wa
 made for by more than `RATE_THRESHOLD` (relative) and by more than `NOISE_SIGMAS`
 Poisson standard deviations (a Poisson count over S s varies by sqrt(count), which at
 low rates or short periods is itself over the threshold). The re-plan is `agentc
-replan` (movement penalty on) at the measured rate onto a cluster file written from
-the current inventory: the plan's own cluster file with each pool's count less its
-lost devices, stopping at the placement (no code). The new plan applies to arrivals
-from `switch delay` later; no other re-plan starts while one is pending. A re-plan
-that finds no plan is recorded and the running plan stays.
+replan` (movement penalty on) onto a cluster file written from the current inventory
+(the plan's own cluster file with each pool's count less its lost devices), stopping
+at the placement (no code). After a load change it plans for the measured rate times
+the headroom: the planner sizes pools for the mean rate with no queueing margin, and
+a plan made for exactly the measured rate still misses the SLA in the simulation
+(docs/simulate.md has the figures). After a loss alone it keeps the load the running
+plan was made for. The new plan applies to arrivals from `switch delay` later; no
+other re-plan starts while one is pending. A re-plan that finds no plan is recorded
+and the running plan stays.
 
 Every re-plan is a pure function of the manifest in force, the inventory and the rate
 (the solver is deterministic on a given problem), so a seed still fixes the output.

@@ -92,7 +92,7 @@ class Pool:
     def lose(self, k: int):
         self._reap(self.env.now)
         self.stats.lost.append((self.env.now, k))
-        self._retire(k)
+        self._retire(min(k, self.active))   # a re-plan may have left fewer in service
 
     def resize(self, n: int):
         """A new plan's device count: added devices are free at once (a retiring one
