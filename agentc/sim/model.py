@@ -206,7 +206,7 @@ class Simulation:
         return lambda _i: Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
 
     def _use(self, plan: Plan) -> None:
-        """Make `plan` the one new requests walk: its pools (grown to its device counts),
+        """Make `plan` the one new requests walk: its pools (resized to its device counts),
         links, batch engines and per-op lookups."""
         config, tracing = self.config, self.config.trace_requests > 0
         self.plan = plan
