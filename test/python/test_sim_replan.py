@@ -169,3 +169,45 @@ def test_a_manifest_whose_program_cannot_be_found_is_a_located_error(tmp_path):
     r = invoke(str(path), "--load", "20", "--duration", "5", "--replan-every", "5")
     assert r.exit_code == 1, r.output
     assert f"{path}:" in r.output and "error: cannot find the source" in r.output
+
+
+def test_a_switch_applies_after_its_delay_and_shrinks_a_pool_as_running_work_ends():
+    """Hand-worked: 2 devices, 10 ms per request, two requests at 0. At 5 ms the
+    controller switches to a 1-device plan with a 3 ms delay: at 8 both still run and
+    finish at 10; the two requests at 12 then share one device, 12-22 and 22-32 (on
+    the old plan they would both end at 22). Then a loss undone by a re-plan."""
+    from agentc.sim import arrivals, model, plan
+
+    def manifest(n):
+        return {"schema_version": "1.2", "agent": "t", "sla": {},
+                "cluster": {"pools": [{"name": "p", "count": n}]},
+                "ops": [{"id": "a", "kind": "compute.cpu", "pool": "p", "tp": 1, "est_latency_ms": 10.0,
+                         "busy_ms": 10.0, "region": "", "inputs": []}],
+                "edges": [], "totals": {"e2e_ms": 10.0}, "regions": {}, "returns": ["a"]}
+
+    two, one = plan.from_manifest(manifest(2)), plan.from_manifest(manifest(1))
+    arr = [arrivals.Arrival(t) for t in (0.0, 0.0, 12.0, 12.0)]
+    calls = []
+
+    def decide(sim):
+        calls.append(sim.env.now)
+        if len(calls) == 1:
+            sim.switch(one, 3.0)
+
+    res = model.simulate(two, arr, controller=model.Controller(5.0, decide))
+    assert calls == [5.0, 10.0]
+    assert [r.end_ms for r in res.requests] == pytest.approx([10.0, 10.0, 22.0, 32.0])
+    assert [r.end_ms for r in model.simulate(two, arr).requests] == pytest.approx([10.0, 10.0, 22.0, 22.0])
+    # a loss at 1 ms (both devices busy: one retires at 10) then a switch at 5 ms back
+    # to 2 devices: the retiring device stays, so the requests at 12 run at once again
+    calls.clear()
+
+    def regrow(sim):
+        calls.append(sim.env.now)
+        if len(calls) == 1:
+            sim.switch(two, 0.0)
+
+    res = model.simulate(two, arr, losses=(model.Loss(1.0, "p", 1),), controller=model.Controller(5.0, regrow))
+    assert [r.end_ms for r in res.requests] == pytest.approx([10.0, 10.0, 22.0, 22.0])
+    lost = model.simulate(two, arr, losses=(model.Loss(1.0, "p", 1),))
+    assert [r.end_ms for r in lost.requests] == pytest.approx([10.0, 10.0, 22.0, 32.0])
