@@ -177,9 +177,11 @@ def apply_measurements(measured, old: dict, labels: dict, trace: str) -> list[di
 
 def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalty=True, horizon_h=1.0,
                    source=None, catalogs=(), pricing=None, lam=1e3, targets=("cpu", "nvvm", "rocdl"),
-                   progress=None):
+                   progress=None, plan_only=False):
     """Re-plan the manifest's program on `cluster`; returns (compilation, old manifest,
-    new manifest, Replanned, measurements applied). Raises AgentcError, located."""
+    new manifest, Replanned, measurements applied). Raises AgentcError, located.
+    `plan_only` stops at the placement and builds the manifest in memory (no code: what
+    the simulator's re-planning needs, in a fraction of the time)."""
     from mlir import ir
 
     from agentc import pipeline
@@ -219,12 +221,17 @@ def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalt
             return result[-1].plan
 
         c.pass_ctx.solver = solver
-        c.options.emit = None
+        c.options.emit = pipeline.PLACED if plan_only else None
         pipeline.resume(c, progress)
     except AgentcError as e:
         e.notes = e.notes + (f"while re-planning '{path}' onto cluster '{cluster}'",)
         raise
-    new = json.loads(c.artifacts["manifest.json"])
+    if plan_only:
+        from agentc.targets import manifest as manifest_json
+
+        new = json.loads(manifest_json.dumps(manifest_json.build(c)))
+    else:
+        new = json.loads(c.artifacts["manifest.json"])
     return c, old, new, result[0], applied
 
 

@@ -53,6 +53,13 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
               help="A TOML scenario: [[load]] steps and ramps, [[loss]] of devices at given times.")
 @click.option("--window", type=float, default=None, metavar="S",
               help="Report SLA attainment per window of S seconds of arrivals (default 10 with --events).")
+@click.option("--replan-every", "replan_every", type=float, default=None, metavar="S",
+              help="Re-plan inside the simulation every S s when the measured rate moved or devices were lost, "
+                   "and report it against the static plan (docs/simulate.md).")
+@click.option("--switch-delay", "switch_delay", type=float, default=None, metavar="S",
+              help="Seconds from a re-plan until its plan takes new requests (default 30).")
+@click.option("--headroom", type=float, default=None, metavar="X",
+              help="A re-plan after a load change plans for the measured rate times X (default 1.5; 1 = as measured).")
 @click.option("--cluster", type=click.Path(dir_okay=False), default=None,
               help="Cluster TOML to plan a .agent source for (default: the built-in fleet).")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
@@ -64,7 +71,8 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
               help="Write trace.json (Perfetto), simulation.json and plots (SVG, PNG) to DIR.")
 @guarded
 def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, batching, prefill_budget,
-                 events_file, window, cluster, catalogs, trace_requests, as_json, output):
+                 events_file, window, replan_every, switch_delay, headroom, cluster, catalogs, trace_requests, as_json,
+                 output):
     """Simulate SOURCE (.agent, an output directory or a manifest.json) under load.
 
     \b
@@ -87,6 +95,17 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
         raise UsageError(f"--duration must be positive, got {duration:g}")
     if window is not None and not (window > 0 and math.isfinite(window)):
         raise UsageError(f"--window must be positive, got {window:g}")
+    for name, value in (("--switch-delay", switch_delay), ("--headroom", headroom)):
+        if value is not None and replan_every is None:
+            raise UsageError(f"{name} applies to re-planning; give --replan-every S too")
+    if headroom is not None and not (headroom >= 1 and math.isfinite(headroom)):
+        raise UsageError(f"--headroom must be at least 1, got {headroom:g}")
+    if replan_every is not None and not (replan_every > 0 and math.isfinite(replan_every)):
+        raise UsageError(f"--replan-every must be positive, got {replan_every:g}")
+    if switch_delay is not None and not (switch_delay >= 0 and math.isfinite(switch_delay)):
+        raise UsageError(f"--switch-delay must be non-negative, got {switch_delay:g}")
+    if replan_every is not None and window is None:
+        window = DEFAULT_WINDOW_S
     scenario = None
     if events_file is not None:
         from agentc.sim import events
@@ -99,7 +118,12 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
     if output is not None:
         outputs.check_replaceable(output, "-o")
         outputs.check_writable(output)
-    p = plan.load(source, cluster, tuple(catalogs))
+    if replan_every is None:
+        p = plan.load(source, cluster, tuple(catalogs))
+    else:
+        from agentc.sim import replanning
+
+        p, manifest, program, cluster_file = replanning.load(source, cluster, tuple(catalogs))
     if scenario is not None:
         events.check(scenario, p)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
@@ -124,8 +148,22 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
     config = model.Config(seed=seed, cv=_cv(cv), batching=batching, warmup=warmup,
                           trace_requests=trace_requests if output else 0, timeline=output is not None,
                           prefill_budget=DEFAULT_PREFILL_BUDGET if prefill_budget is None else prefill_budget)
-    result = model.simulate(p, arr, config, scenario.losses if scenario is not None else ())
+    losses = scenario.losses if scenario is not None else ()
+    controller = replanner = static = None
+    if replan_every is not None:
+        import dataclasses
+
+        made_for = p.load_rps or (rate if trace_csv is None else len(arr) / max(arr[-1].t_ms / 1e3, 1e-9))
+        replanner = replanning.Replanner(manifest, program, cluster_file, arr, replan_every * 1e3,
+                                         1e3 * (replanning.DEFAULT_SWITCH_DELAY_S if switch_delay is None
+                                                else switch_delay), made_for, tuple(catalogs),
+                                         replanning.DEFAULT_HEADROOM if headroom is None else headroom)
+        controller = model.Controller(replan_every * 1e3, replanner.decide)
+        static = model.simulate(p, arr, dataclasses.replace(config, trace_requests=0, timeline=False), losses)
+    result = model.simulate(p, arr, config, losses, controller)
     summary = report.summarize(result, window * 1e3 if window is not None else None)
+    if replanner is not None:
+        summary["replanning"] = replanning.compare(static, result, replanner, window * 1e3)
     if scenario is not None:
         summary["events"] = {"file": events_file,
                              "load": [{"at_s": c.t_ms / 1e3, "rps": c.rps, "ramp_s": c.ramp_ms / 1e3}
@@ -143,6 +181,8 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
         click.echo(report.dumps(summary), nl=False)
     else:
         report.print_table(summary, console())
+        if replanner is not None:
+            replanning.print_table(summary["replanning"], console())
         if output is not None:
             click.echo(f"wrote {output}/: trace.json (open in ui.perfetto.dev), simulation.json, "
                        f"latency_cdf, utilisation, queue (.svg, .png)")

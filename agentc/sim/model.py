@@ -41,7 +41,8 @@ What is modelled, and how (docs/simulate.md says the same for users):
 - Scenarios (events.py): device losses at given times (running work finishes; the
   lost devices take no new work); the arrivals carry load steps and ramps. A
   `Controller` hook is called every `every_ms` and may return a new plan, which later
-  requests then walk (the seam for re-planning; nothing here re-plans).
+  requests then walk (the seam for re-planning, replanning.py; `switch` applies a plan
+  after a delay).
 
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
 flow, service, one per batch engine), so a seed fixes every number the simulation reports.
@@ -49,7 +50,6 @@ flow, service, one per batch engine), so a seed fixes every number the simulatio
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -192,6 +192,7 @@ class Simulation:
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
         self.plan_ops: dict[str, Op] = {}
+        self.widest: dict[str, int] = {}     # pool -> widest tp any plan placed there
         self._use(plan)
 
     # -------------------------------------------------------------------- plans
@@ -205,23 +206,21 @@ class Simulation:
         return lambda _i: Factors(np.random.default_rng(self._engine_seeds.spawn(1)[0]), cv)
 
     def _use(self, plan: Plan) -> None:
-        """Make `plan` the one new requests walk: its pools (grown to its device counts),
+        """Make `plan` the one new requests walk: its pools (resized to its device counts),
         links, batch engines and per-op lookups."""
         config, tracing = self.config, self.config.trace_requests > 0
         self.plan = plan
         self.plan_ops.update(plan.ops)
+        used = {op.pool for op in plan.ops.values()}
+        for op in plan.ops.values():
+            self.widest[op.pool] = max(self.widest.get(op.pool, 1), op.tp)
         for name, n in plan.pools.items():
             if name not in self.pools:
                 self.pools[name] = Pool(self.env, name, n, tracing, self.window, config.timeline)
-            elif n > self.pools[name].stats.devices:
-                pool = self.pools[name]
-                extra = n - pool.stats.devices
-                pool.stats.devices = n
-                if pool.free_ids is not None:
-                    for i in range(n - extra, n):
-                        heapq.heappush(pool.free_ids, i)
-                pool.free += extra
-                pool._serve()
+            elif name in used:
+                # a pool the new plan uses gets its device count (never below an op's tp
+                # still to run there); others keep theirs for the requests on older plans
+                self.pools[name].resize(max(n, self.widest[name]))
         for op in plan.ops.values():
             self.cv.setdefault(op.kind, self._kind_cv(op.kind))
             self.op_counts.setdefault(op.id, 0)
@@ -265,6 +264,14 @@ class Simulation:
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
         self.ref_out = plan.ops[decodes[0][1]].decode.tokens if decodes else None
         self.tbt_ops = plan.ttft_ops or frozenset(op_id for _t, op_id in decodes)
+
+    def switch(self, plan: Plan, delay_ms: float) -> None:
+        """Make `plan` the one new requests walk `delay_ms` from now (a re-plan's
+        switch takes time: draining, starting replicas, loading weights)."""
+        def later():
+            yield self.env.timeout(delay_ms)
+            self._use(plan)
+        self.env.process(later())
 
     # -------------------------------------------------------------------- randomness
     def factor(self, kind: str) -> float:

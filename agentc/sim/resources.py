@@ -57,6 +57,7 @@ class Pool:
         self.busy_iv: list = []  # (start, end, tp), when kept
         self.wait_iv: list = []  # (t_ask, t_start) of asks that waited, when kept
         self.free_ids = list(range(devices)) if ids else None
+        self.active, self.next_id = devices, devices   # devices in service; the next new device's id
         self.engines: list = []  # decode engines in a multi-step run on this pool
 
     def ask(self, tp: int, hold_ms: float | None):
@@ -91,6 +92,30 @@ class Pool:
     def lose(self, k: int):
         self._reap(self.env.now)
         self.stats.lost.append((self.env.now, k))
+        self._retire(min(k, self.active))   # a re-plan may have left fewer in service
+
+    def resize(self, n: int):
+        """A new plan's device count: added devices are free at once (a retiring one
+        stays instead); surplus ones retire as lost ones do, running work finishing."""
+        self._reap(self.env.now)
+        if n < self.active:
+            self._retire(self.active - n)
+        elif n > self.active:
+            extra = n - self.active
+            kept = min(extra, self.retire)
+            self.retire -= kept
+            add = extra - kept
+            if self.free_ids is not None:
+                for i in range(self.next_id, self.next_id + add):
+                    heapq.heappush(self.free_ids, i)
+            self.next_id += add
+            self.free += add
+            self.active = n
+            self.stats.devices = max(self.stats.devices, n)
+            self._serve()
+
+    def _retire(self, k: int):
+        self.active -= k
         now_free = min(k, self.free)
         self.free -= now_free
         if self.free_ids is not None:
