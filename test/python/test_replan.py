@@ -153,14 +153,14 @@ def _cluster(tmp, name, gaudi3=8):
 
 @pytest.fixture(scope="module")
 def rag(tmp_path_factory):
-    """rag compiled once on the built-in fleet (the plan uses 4 of gaudi3's 8 devices)."""
+    """rag compiled once on the built-in fleet (its decode uses 2 of gaudi3's 8 devices)."""
     root = tmp_path_factory.mktemp("replan")
     dest = str(root / "rag-out")
     r = _agentc("compile", "examples/rag_agent.agent", "-o", dest, "--targets", "cpu", "-q", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     with open(os.path.join(dest, "manifest.json")) as f:
         m = json.load(f)
-    assert m["totals"]["devices"]["gaudi3"] == 4
+    assert m["totals"]["devices"]["gaudi3"] >= 2
     return root, dest, m
 
 
@@ -193,7 +193,8 @@ def test_lost_devices_move_only_the_lost_pools_ops_and_deploy_validates(rag):
     from ray.serve.schema import ServeDeploySchema
 
     root, dest, m = rag
-    cluster = _cluster(root, "g3.toml", gaudi3=3)
+    left = m["totals"]["devices"]["gaudi3"] - 1  # one device fewer than the plan uses there
+    cluster = _cluster(root, "g3.toml", gaudi3=left)
     out = str(root / "g3")
     r = _replan(dest, "--cluster", cluster, "-o", out)
     assert r.exit_code == 0, r.output
@@ -202,8 +203,8 @@ def test_lost_devices_move_only_the_lost_pools_ops_and_deploy_validates(rag):
     moved = {o["op"] for o in doc["diff"]["ops"] if o["moved"]}
     assert moved and moved <= on_g3
     assert all(o["pool"] != "gaudi3" or o["id"] in on_g3 for o in new["ops"])
-    assert sum(o["tp"] * o["replicas"] for o in new["ops"] if o["pool"] == "gaudi3") <= 3
-    assert doc["diff"]["inventory"] == {"gaudi3": {"before": 8, "after": 3}}
+    assert sum(o["tp"] * o["replicas"] for o in new["ops"] if o["pool"] == "gaudi3") <= left
+    assert doc["diff"]["inventory"] == {"gaudi3": {"before": 8, "after": left}}
     assert "ops that change" in r.stdout and "gaudi3" in r.stdout
     # the from-scratch plan: no cheaper than the penalised one is dear, equal to a compile
     scratch = str(root / "g3-scratch")
