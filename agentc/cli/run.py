@@ -88,7 +88,6 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
       agentc run out/ --input hello --tool search=mytools:search --trace run.json
     """
     if ray_address is not None:   # `--ray`: the pools as Ray actors (agentc/cli/serve.py)
-        from agentc.cli.serve import run_on_ray
 
         return run_on_ray(ray_address, max_replicas, source, inputs, trace_path, output, weights=weights,
                           indexes=indexes, tools=tools, cluster=cluster, catalogs=catalogs, seed=seed,
@@ -120,3 +119,47 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
         pools = [p.name for p in c.pass_ctx.cluster.pools]
         with open(trace_path, "wb") as f:
             f.write(session.trace_json(ex.rt.events, pools))
+
+
+# --------------------------------------------------------------------------- --ray (docs/orchestrate.md)
+
+def program(source, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens, top_k,
+            temperature):
+    """The ray_run.Program of `run`-style options (paths made absolute for the actors)."""
+    from agentc.deploy.ray_run import Program
+    from agentc.runtime import session
+
+    cfg = session.RunConfig(
+        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
+        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
+        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
+        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
+    path, recorded_cluster = session.source_of(source)
+    return Program.make(path, cluster or recorded_cluster or session.CPU_CLUSTER, catalogs, cfg)
+
+
+def run_on_ray(ray_address: str, max_replicas: int, source, inputs, trace_path, output, **opts):
+    """`agentc run ... --ray`: one request through the pools' actors, printed as `run` does."""
+    import uuid
+
+    from agentc.deploy.ray_run import RayPlan
+    from agentc.diagnostics import UsageError
+    from agentc.passes._ir import get
+    from agentc.passes._plan_ctx import entry_graph
+
+    import ray
+
+    if trace_path:
+        raise UsageError("--trace is not recorded on Ray yet; run without --ray for a trace")
+    prog = program(source, **opts)
+    started = not ray.is_initialized()
+    plan = RayPlan(prog, address=ray_address or None, max_replicas=max_replicas)
+    try:
+        values = [_stdin() if v == "-" else v for v in inputs]
+        result = plan.run(uuid.uuid4().hex, values)
+        kinds = get(entry_graph(plan.module), "output_kinds") or ["text"]
+        _show(result, kinds[0], output)
+    finally:
+        plan.close()
+        if started:
+            ray.shutdown()

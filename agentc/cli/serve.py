@@ -1,5 +1,5 @@
-"""`agentc serve --ray [ADDRESS] --port P` and `agentc run --ray [ADDRESS]`: the plan's
-pools as Ray actors (agentc.deploy.ray_run; docs/orchestrate.md).
+"""`agentc serve --ray [ADDRESS] --port P`: the plan's pools as Ray actors answering HTTP
+(agentc.deploy.ray_run; docs/orchestrate.md). `agentc run --ray` lives in run.py.
 
 `serve` takes the same program options as `run` (copied from its command, so the two
 stay one list) and answers HTTP through Ray Serve: POST / with
@@ -7,8 +7,6 @@ stay one list) and answers HTTP through Ray Serve: POST / with
 """
 
 from __future__ import annotations
-
-import uuid
 
 import click
 
@@ -19,46 +17,6 @@ from agentc.cli._ray_options import max_replicas_option, ray_option
 # The `run` options that describe the program and its artifacts (not one request).
 _PROGRAM_OPTIONS = ("weights", "indexes", "tools", "cluster", "catalogs", "seed", "threads", "max_new_tokens",
                     "top_k", "temperature")
-
-def program(source, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens, top_k,
-            temperature):
-    """The ray_run.Program of `run`-style options (paths made absolute for the actors)."""
-    from agentc.deploy.ray_run import Program
-    from agentc.runtime import session
-
-    cfg = session.RunConfig(
-        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
-        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
-        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
-        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
-    path, recorded_cluster = session.source_of(source)
-    return Program.make(path, cluster or recorded_cluster or session.CPU_CLUSTER, catalogs, cfg)
-
-
-def run_on_ray(ray_address: str, max_replicas: int, source, inputs, trace_path, output, **opts):
-    """`agentc run ... --ray`: one request through the pools' actors, printed as `run` does."""
-    from agentc.deploy.ray_run import RayPlan
-    from agentc.diagnostics import UsageError
-    from agentc.passes._ir import get
-    from agentc.passes._plan_ctx import entry_graph
-
-    import ray
-
-    if trace_path:
-        raise UsageError("--trace is not recorded on Ray yet; run without --ray for a trace")
-    prog = program(source, **opts)
-    started = not ray.is_initialized()
-    plan = RayPlan(prog, address=ray_address or None, max_replicas=max_replicas)
-    try:
-        values = [run_cli._stdin() if v == "-" else v for v in inputs]
-        result = plan.run(uuid.uuid4().hex, values)
-        kinds = get(entry_graph(plan.module), "output_kinds") or ["text"]
-        run_cli._show(result, kinds[0], output)
-    finally:
-        plan.close()
-        if started:
-            ray.shutdown()
-
 
 def _serve_params():
     by_name = {p.name: p for p in run_cli.run_cmd.params}
@@ -83,7 +41,7 @@ def serve_cmd(source, ray_address, max_replicas, port, host, **opts):
     """
     from agentc.deploy import ray_run
 
-    prog = program(source, **opts)
+    prog = run_cli.program(source, **opts)
     ray_run.serve(prog, address=ray_address or None, port=port, host=host, max_replicas=max_replicas,
                   announce=lambda url: click.echo(f"serving {source} at {url} (Ctrl-C stops)"))
     return 0
