@@ -57,6 +57,7 @@ def check(verdict: Verdict, loc=None) -> None:
              f"requests meet it; the plan predicted {t['planned_ms']:g} ms)" for t in verdict.misses]
     raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
                               + "; ".join(parts), loc,
-                              ("the planner meets each term over the program's loop trips and branch arms, "
-                               "but sizes pools without queueing (issue 17); loosen the bound, lower the "
-                               "load or add capacity",))
+                              ("the planner meets each term over the program's loop trips and branch arms "
+                               "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
+                               "model leaves out (batches forming, shared links, queues in series); loosen "
+                               "the bound, lower the load or add capacity",))
