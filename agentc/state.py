@@ -30,6 +30,7 @@ class Options:
     objective: str = "cost"
     sla_mode: str = "hard"
     lam: float = 1e3
+    time_limit_s: float = 10.0  # the MILP's wall-clock limit per solve
     pricing: str | None = None
     worst_case: bool = False
     cpu_triple: str | None = None

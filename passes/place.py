@@ -195,7 +195,7 @@ def build_problem(module, ctx):
         ops=ops, edges=edges, pools=plan_pools, links=links, sla=sla,
         load_rps=float(get(graph_op, "load_rps", 0.0) or 0.0),
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
-        lam=opts.lam if opts else 1e3,
+        lam=opts.lam if opts else 1e3, time_limit_s=opts.time_limit_s if opts else 10.0,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
         tokens_per_request=float(tokens), colocate=colocate,
         # --worst-case: one scenario, every trip and both arms (the weights above)

@@ -86,6 +86,10 @@ def common_plan_options(fn):
                           "(default: cluster file)."),
         click.option("--worst-case", is_flag=True,
                      help="Price loops at their maximum trips and branches at their costlier arm."),
+        click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1, max=86400), default=10.0,
+                     show_default=True, callback=_finite,
+                     help="Seconds the MILP may search per solve; a plan not proven optimal by then is "
+                          "reported 'feasible (gap X%)'. Example: --time-limit 60"),
     ]
     for o in reversed(opts):
         fn = o(fn)

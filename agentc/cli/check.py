@@ -22,7 +22,7 @@ from agentc.cli._common import common_plan_options, guarded, make_options
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
 @guarded
 def check_cmd(source, baseline, max_cost_increase, max_latency_increase, cluster, catalogs, objective, sla_mode,
-              lam, pricing, worst_case, as_json):
+              lam, pricing, worst_case, time_limit_s, as_json):
     """Plan SOURCE and compare it with a baseline manifest; exit 1 on an SLA violation or
     a cost/latency regression beyond the bounds, 0 otherwise.
 
@@ -40,7 +40,7 @@ def check_cmd(source, baseline, max_cost_increase, max_latency_increase, cluster
     from agentc import check, report
 
     opts = make_options(cluster=cluster, catalogs=tuple(catalogs), objective=objective, sla_mode=sla_mode, lam=lam,
-                    pricing=pricing, worst_case=worst_case)
+                    pricing=pricing, worst_case=worst_case, time_limit_s=time_limit_s)
     result = check.compare(check.current_manifest(source, opts), check.load_manifest(baseline),
                            max_cost_increase=check.parse_bound(max_cost_increase),
                            max_latency_increase=check.parse_bound(max_latency_increase))

@@ -43,7 +43,7 @@ from agentc.diagnostics import UsageError
 @click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @guarded
-def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case,
+def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
                 as_json, quiet, verify, verify_load):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
@@ -60,7 +60,8 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
         if t not in ("cpu", "nvvm", "rocdl"):
             raise UsageError(f"unknown target '{t}'; targets: cpu, nvvm, rocdl")
     opts = make_options(emit=emit, cluster=cluster, catalogs=tuple(catalogs), objective=objective,
-                    sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, targets=target_list,
+                    sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case, time_limit_s=time_limit_s,
+                    targets=target_list,
                     cpu_triple=cpu_triple, cpu=cpu_name, cpu_threads=cpu_threads, dump_phases_to=dump_phases_to,
                     print_ir_after_all=print_ir_after_all)
     with report.progress(quiet or as_json or emit is not None) as step:

@@ -48,7 +48,7 @@ def _plan_view(c) -> dict:
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
 @guarded
-def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, pareto, sweep, points, fmt,
+def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
              as_json, output, verify, verify_load, seed):
     """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
 
@@ -69,7 +69,8 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     if source is None:
         raise UsageError("plan needs a SOURCE file (or --sweep prefill-decode-pairs)")
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
-                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
+                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
+                 time_limit_s=time_limit_s)
     if pareto:
         from agentc import planner
 
@@ -215,7 +216,8 @@ def _emit_table(table, output):
 @click.option("--op", "op_name", default=None, help="Explain one op (its id, e.g. ans.decode).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @guarded
-def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, op_name, as_json):
+def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, op_name,
+                as_json):
     """Say why each op went where: chosen device, time and cost, the runner-up and the
     delta, slack on the critical path, and the constraints that bind.
 
@@ -225,7 +227,8 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
       agentc explain examples/voice_agent.agent --op ans.decode
     """
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
-                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case)
+                 sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
+                 time_limit_s=time_limit_s)
     plan = c.plan
     ids = sorted(plan.ops)
     if op_name is not None:

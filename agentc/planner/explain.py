@@ -29,7 +29,7 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
     if res.status == "no-solution":
         return InfeasiblePlanError(
             f"no placement found within the time limit of {p.time_limit_s:g} s",
-            notes=["the MILP neither found a plan nor proved there is none; raise time_limit_s"])
+            notes=["the MILP neither found a plan nor proved there is none; give it longer with --time-limit SECONDS"])
     notes, heads = [], []
     for i, ks in enumerate(inst.op_choices):
         if all(not inst.choices[k].memory_ok for k in ks):
