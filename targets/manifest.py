@@ -140,7 +140,9 @@ def add_simulation_fields(manifest: dict, c) -> None:
     - per op: `region` (the innermost loop/branch arm/parallel block holding it, "" at
       top level), `inputs` (the ops whose results it reads), `busy_ms` (device time
       one execution holds its tp devices, as the planner counts it), `wait_ms` (time
-      waited on an external service without a device), `call` (the source call it
+      waited on an external service without a device), `queue_wait_ms` (the planner's
+      queueing wait per call under load, on the path of the planned latency: 1.3, additive),
+      `call` (the source call it
       came from), `model` (the model it runs, if any), `batch` (the batch the planner priced), `tokens` (prompt tokens of
       tokenize/prefill, generated tokens of decode), for decode ops `decode`:
       tokens, the mean step time by batch size from the cost model, the prompt
@@ -206,7 +208,8 @@ def add_simulation_fields(manifest: dict, c) -> None:
                      and int(x.get("batch", 1)) == batch), {})
         entry.update(region=region_of.get(op_id, ""), inputs=sorted(inputs.get(op_id, ())),
                      call=get(op, "call"), model=get(op, "model"), batch=batch, busy_ms=_r(p.option.busy_ms),
-                     wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)))
+                     wait_ms=_r(max(0.0, p.option.time_ms - p.option.busy_ms * batch)),
+                     queue_wait_ms=_r(p.wait_ms))
         if op.name in TOKEN_KINDS:
             entry["tokens"] = int(get(op, "tokens", 0)) * int(get(op, "batch", 1))
         if op.name in DECODE_KINDS:

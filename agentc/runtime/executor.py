@@ -145,10 +145,10 @@ class Executor:
         return []
 
     def _loop(self, op, outer: dict, last) -> list[Any]:
-        from agentc.targets.manifest import _continue_prob
+        from agentc.planner.scenarios import continue_prob
 
         n = int(get(op, "max_trips", 1))
-        p = _continue_prob(n, float(get(op, "expected_trips", n)))
+        p = continue_prob(n, float(get(op, "expected_trips", n)))
         block = op.regions[0].blocks[0]
         label = get(op, "label") or f"loop@{_loc(op)}"
         values = [outer[v] for v in op.operands]

@@ -57,7 +57,7 @@ def _phase_pools(plan: dict) -> dict[str, set]:
 
 @pytest.mark.parametrize("sla, cluster", [
     ("sla { latency < 5000ms }", None),          # the default cluster (the old bug's case)
-    ("sla { ttft < 60ms }", SPLIT_CLUSTER),      # prefill and decode on different pools
+    ("sla { tbt < 10ms }", SPLIT_CLUSTER),       # prefill and decode on different pools
 ], ids=["default-cluster", "split-cluster"])
 def test_router_experts_and_merge_share_a_pool_per_phase(tmp_path, sla, cluster):
     plan = _plan(tmp_path, sla, 256 if cluster is None else 2048, 32 if cluster is None else 256, cluster)
@@ -67,7 +67,7 @@ def test_router_experts_and_merge_share_a_pool_per_phase(tmp_path, sla, cluster)
 
 def test_kv_cache_moves_to_decode_attention_and_is_charged(tmp_path):
     isl = 2048
-    plan = _plan(tmp_path, "sla { ttft < 60ms }", isl, 256, SPLIT_CLUSTER)
+    plan = _plan(tmp_path, "sla { tbt < 10ms }", isl, 256, SPLIT_CLUSTER)
     pools = _phase_pools(plan)
     assert pools["prefill"] != pools["decode"]  # the case this test is about
     (decode_pool,) = pools["decode"]
