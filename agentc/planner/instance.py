@@ -282,11 +282,12 @@ class Instance:
         self._call = [c.option.time_ms + c.wait_ms for c in self.choices]
         self._dur = [w[k] * self._call[k] for k in range(len(self.choices))]
         # Devices held under load: the op's own replicas x tp. Host work on a CPU pool
-        # shares its devices (a CPU server runs many short host calls at once on its
-        # cores): the pool holds their summed busy demand, as a fraction.
+        # shares its devices (one queue per pool, as the simulator serves it): the pool
+        # holds their summed busy demand over queueing.HOST_UTILISATION_CAP, so that the
+        # shared queue, which the path does not charge, stays short.
         self._demand = [0.0 if self.load <= 0 else
-                        self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp if self.sites[c.site].is_cpu
-                        else float(c.devices) for k, c in enumerate(self.choices)]
+                        self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp / queueing.HOST_UTILISATION_CAP
+                        if self.sites[c.site].is_cpu else float(c.devices) for k, c in enumerate(self.choices)]
         # $ per request that choice k pays call by call: its whole price without load or
         # on a metered pool; under load on an hourly pool only its fee (an API charge),
         # the devices being paid by the hour through their demand. Every objective (MILP,
