@@ -31,14 +31,10 @@ def run_json(*args) -> dict:
 
 @pytest.fixture(scope="module")
 def voice20(tmp_path_factory) -> str:
-    """The voice agent planned for 20 req/s (a `load` clause: pools sized to the load).
-    Its TTFT bound is loosened to 1000 ms: at 20 req/s the plan for 250 ms misses it in
-    simulation (p99 413 ms; the planner's per-op M/G/c waits leave out how prefill
-    batches form), and this test is about re-planning, not that gap (issue 17)."""
+    """The voice agent planned for 20 req/s (a `load` clause: pools sized to the load)."""
     with open(VOICE, encoding="utf-8") as f:
         text = f.read()
-    assert "ttft < 250ms" in text
-    text = text.replace("  sla {", "  load 20 rps\n  sla {", 1).replace("ttft < 250ms", "ttft < 1000ms")
+    text = text.replace("  sla {", "  load 20 rps\n  sla {", 1)
     path = tmp_path_factory.mktemp("v") / "voice20.agent"
     path.write_text(text)
     return str(path)
@@ -53,9 +49,9 @@ def events(tmp_path, text: str) -> str:
 def test_a_load_step_is_recovered_by_replanning(voice20, tmp_path):
     """20 -> 80 req/s at 30 s. The re-plan every 5 s sees the step at 35 s (the rate
     over 30-35 s), plans for 1.5x the measured rate, and the new plan takes arrivals
-    from 40 s. From 80 s (the backlog of 30-40 s drained; 70-80 s: 21%) at least 90% of
+    from 40 s. From 70 s (the backlog of 30-40 s drained; 60-70 s: 73%) at least 90% of
     requests meet every SLA term in each window with re-planning (measured 100%; before
-    the step 90-99.5%), at most 5% without (measured 0%); before the step the two runs
+    the step 96.7-100%), at most 5% without (measured 0%); before the step the two runs
     are the same requests on the same plan."""
     ev = events(tmp_path, "[[load]]\nat_s = 30\nrps = 80\n")
     d = run_json(voice20, "--duration", "100", "--warmup", "100", "--events", ev, "--replan-every", "5",
@@ -72,9 +68,9 @@ def test_a_load_step_is_recovered_by_replanning(voice20, tmp_path):
     for start in (0.0, 10.0, 20.0):
         # arrivals of 20-30 s still queue when the new pools come at 40 s (the p99 differs)
         assert rows[start]["static"]["sla_attained"] == rows[start]["replanned"]["sla_attained"]
-        assert rows[start]["static"]["sla_attained"] >= 0.85
+        assert rows[start]["static"]["sla_attained"] >= 0.9
     assert rows[0.0]["static"] == rows[0.0]["replanned"] and rows[10.0]["static"] == rows[10.0]["replanned"]
-    for start in (80.0, 90.0):
+    for start in (70.0, 80.0, 90.0):
         static, replanned = rows[start]["static"], rows[start]["replanned"]
         assert replanned["sla_attained"] >= 0.9, (start, replanned)
         assert static["sla_attained"] <= 0.05, (start, static)
@@ -83,7 +79,7 @@ def test_a_load_step_is_recovered_by_replanning(voice20, tmp_path):
         assert static["usd_per_hr"] == pytest.approx(r["usd_per_hr_before"], rel=1e-5)
     # the switch is at 40 s: window 30-40 is all the old plan's
     assert rows[30.0]["replanned"]["usd_per_hr"] == pytest.approx(r["usd_per_hr_before"], rel=1e-5)
-    assert rp["replanned"]["sla_attained"] > rp["static"]["sla_attained"] + 0.25  # measured 0.365 vs 0.077
+    assert rp["replanned"]["sla_attained"] > rp["static"]["sla_attained"] + 0.25  # measured 0.572 vs 0.081
 
 
 def test_without_a_change_nothing_replans_and_the_output_is_plain_simulate(voice20):
