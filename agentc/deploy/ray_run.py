@@ -123,48 +123,10 @@ def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
 
 
 def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
-    """What `session.prepare` loads, restricted to the ops of one pool: encoders of its
-    embeds and of the indexes it searches, decoders of its llm calls, its indexes.
-    (session.prepare loads for every op; a `pool=` argument there would make this one.)"""
-    from agentc.passes._plan_ctx import models_of
+    """What `session.prepare` loads, restricted to the ops of one pool."""
     from agentc.runtime import session
-    from agentc.runtime.index import Index, read_documents
 
-    module = c.module
-    specs = models_of(module)
-    ops = _pool_ops(module, pool)
-    rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
-    encoders = {get(op, "model") for op in ops if op.name.startswith("embed.")}
-    searches = [op for op in ops if op.name == "retrieve.search" and get(op, "index") in cfg.indexes]
-    for op in searches:
-        producer = op.operands[0].owner
-        sym = get(producer, "model") if hasattr(producer, "attributes") else None
-        encoders.add(sym or next((s for s, m in sorted(specs.items()) if m.kind == "encoder"), None))
-    for sym in sorted(e for e in encoders if e):
-        rt.encoders[sym] = session._encoder(module, sym, specs[sym], cfg)
-    for op in ops:
-        sym = get(op, "model")
-        if op.name.startswith("llm.") and session._weights_path(module, sym, cfg) is None:
-            raise RunError(f"model '{sym}': llm ops need decoder weights in `agentc run`; pass "
-                           f"--weights {sym}=PATH (a Llama-architecture checkpoint)", source_loc(op))
-    for sym in sorted({get(op, "model") for op in ops if op.name.startswith("llm.")}):
-        rt.decoders[sym] = session._decoder(module, sym, specs[sym], cfg)
-    for op in searches:
-        name = get(op, "index")
-        if name in rt.indexes:
-            continue
-        producer = op.operands[0].owner
-        sym = get(producer, "model") if hasattr(producer, "attributes") else None
-        enc = rt.encoders.get(sym) or next(iter(rt.encoders.values()), None)
-        if enc is None:
-            raise RunError(f"index '{name}' needs an embedding model to embed its documents", source_loc(op))
-        if int(get(op, "dim", enc.d)) != enc.d:
-            raise RunError(f"index '{name}' has dim {get(op, 'dim')}, but model '{sym}' embeds in {enc.d}",
-                           source_loc(op))
-        docs = read_documents(cfg.indexes[name])
-        rt.indexes[name] = Index(docs, enc.embed(docs))
-    rt.tools = {name: session.load_tool(spec) for name, spec in sorted(cfg.tools.items())}
-    return rt
+    return session.load_runtime(c.module, _pool_ops(c.module, pool), cfg)
 
 
 def check_config(c, cfg: RunConfig) -> None:

@@ -156,19 +156,43 @@ def _decoder(module, sym, spec, cfg: RunConfig):
 
 def prepare(c, cfg: RunConfig) -> Executor:
     """An executor for the placed compilation `c`."""
-    from agentc.runtime.index import Index, read_documents
-
     check_cpu_only(c)
     module = c.module
-    specs = models_of(module)
-    graph = entry_graph(module)
-    ops = list(walk(graph))
-    rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
-    probe = Executor(module, rt)
+    ops = list(walk(entry_graph(module)))
+    probe = Executor(module, Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens))
     for op in ops:   # refused before anything runs
         if not probe.can_run(op.name):
             raise RunError(f"'agentc run' cannot execute op '{op.name}' yet (docs/run.md)", source_loc(op))
-    for sym in sorted({get(op, "model") for op in ops if op.name.startswith("embed.")}):
+    specs = models_of(module)
+    unknown = sorted(set(cfg.weights) - set(specs))
+    if unknown:
+        raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "
+                         f"models: {', '.join(sorted(specs))}")
+    for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
+        raise UsageError(f"--index names no index the program searches: '{name}'")
+    return Executor(module, load_runtime(module, ops, cfg))
+
+
+def load_runtime(module, ops: list, cfg: RunConfig) -> Runtime:
+    """What running `ops` needs, loaded once: the encoders of their embeds and of the
+    indexes they search, the decoders of their llm calls (refused, located, without
+    weights), the indexes (documents embedded) and the tools. `prepare` passes every op;
+    a Ray pool actor (agentc.deploy.ray_run) only its pool's."""
+    from agentc.runtime.index import Index, read_documents
+
+    specs = models_of(module)
+    rt = Runtime(decide=Decider(cfg.seed), max_new_tokens=cfg.max_new_tokens)
+    searches = [op for op in ops if op.name == "retrieve.search" and get(op, "index") in cfg.indexes]
+
+    def search_model(op):
+        producer = op.operands[0].owner
+        return get(producer, "model") if hasattr(producer, "attributes") else None
+
+    encoders = {get(op, "model") for op in ops if op.name.startswith("embed.")}
+    # a search embeds its index's documents with its query's encoder (else the program's first)
+    encoders |= {search_model(op) or next((s for s, m in sorted(specs.items()) if m.kind == "encoder"), None)
+                 for op in searches}
+    for sym in sorted(e for e in encoders if e):
         rt.encoders[sym] = _encoder(module, sym, specs[sym], cfg)
     for op in ops:   # refused before anything runs, at the first llm call of the model
         sym = get(op, "model")
@@ -177,18 +201,11 @@ def prepare(c, cfg: RunConfig) -> Executor:
                            f"--weights {sym}=PATH (a Llama-architecture checkpoint)", source_loc(op))
     for sym in sorted({get(op, "model") for op in ops if op.name.startswith("llm.")}):
         rt.decoders[sym] = _decoder(module, sym, specs[sym], cfg)
-    unknown = sorted(set(cfg.weights) - set(specs))
-    if unknown:
-        raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "
-                         f"models: {', '.join(sorted(specs))}")
-    for op in ops:
-        if op.name != "retrieve.search":
-            continue
+    for op in searches:
         name = get(op, "index")
-        if name in rt.indexes or name not in cfg.indexes:
+        if name in rt.indexes:
             continue
-        producer = op.operands[0].owner
-        sym = get(producer, "model") if hasattr(producer, "attributes") else None
+        sym = search_model(op)
         enc = rt.encoders.get(sym) or next(iter(rt.encoders.values()), None)
         if enc is None:
             raise RunError(f"index '{name}' needs an embedding model to embed its documents", source_loc(op))
@@ -197,10 +214,8 @@ def prepare(c, cfg: RunConfig) -> Executor:
                            source_loc(op))
         docs = read_documents(cfg.indexes[name])
         rt.indexes[name] = Index(docs, enc.embed(docs))
-    for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
-        raise UsageError(f"--index names no index the program searches: '{name}'")
     rt.tools = {name: load_tool(spec) for name, spec in sorted(cfg.tools.items())}
-    return Executor(module, rt)
+    return rt
 
 
 def trace_json(events, pool_order: list[str]) -> bytes:
