@@ -44,6 +44,17 @@ def _ray_options(fn):
     return ray_option(max_replicas_option(fn))
 
 
+def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, temperature):
+    """The runtime's configuration from `run`'s program options (shared with --ray and serve)."""
+    from agentc.runtime import session
+
+    return session.RunConfig(
+        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
+        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
+        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
+        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
+
+
 @click.command("run")
 @click.argument("source", type=click.Path())
 @click.option("--input", "inputs", multiple=True,
@@ -97,11 +108,7 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
     from agentc.passes._plan_ctx import entry_graph
     from agentc.runtime import session
 
-    cfg = session.RunConfig(
-        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
-        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
-        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
-        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
+    cfg = run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, temperature)
     path, recorded_cluster = session.source_of(source)
     # One request: the plan only says where each op runs, so a missed SLA is not a
     # reason to refuse it (soft mode prices the miss instead).
@@ -129,11 +136,7 @@ def program(source, weights, indexes, tools, cluster, catalogs, seed, threads, m
     from agentc.deploy.ray_run import Program
     from agentc.runtime import session
 
-    cfg = session.RunConfig(
-        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
-        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
-        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
-        seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
+    cfg = run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, temperature)
     path, recorded_cluster = session.source_of(source)
     return Program.make(path, cluster or recorded_cluster or session.CPU_CLUSTER, catalogs, cfg)
 
