@@ -424,3 +424,21 @@ def gpu_stage(state, options):
         state.ir = _run(str(module), "cse")
     state.meta["launches"] = launch_table(state.ir)
     return state
+
+
+HOST_TRIPLE = "x86_64-unknown-linux-gnu"  # where the launchers run
+
+
+def host_object(state, binary_mlir: str, opt_level: int):
+    """The `host` stage both GPU targets share: the launchers (a module holding the
+    device code as a gpu.binary) lowered to LLVM IR and an x86-64 object."""
+    host = toolchain.run_pipeline(
+        binary_mlir,
+        "builtin.module(" + HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}") + ")",
+        stage="host")
+    llvm_ir = toolchain.translate_to_llvmir(host, stage="host")
+    state.artifacts["host.ll"] = llvm_ir.encode()
+    state.artifacts["host.o"] = toolchain.emit_object(llvm_ir, HOST_TRIPLE, cpu="x86-64", opt_level=opt_level,
+                                                      stage="host")
+    state.ir = llvm_ir
+    return state

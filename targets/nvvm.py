@@ -30,7 +30,6 @@ from . import _gpu_common as common
 from . import toolchain
 from .base import CompileState, StageFn
 
-HOST_TRIPLE = "x86_64-unknown-linux-gnu"
 CHIPS = ("sm_80", "sm_86", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_100a", "sm_120")
 
 
@@ -174,14 +173,4 @@ def _host(state: CompileState, options: NvvmOptions) -> CompileState:
         state.meta["host_embeds"] = "cubin"
     else:
         state.meta["host_embeds"] = "ptx (JIT-compiled by the driver at load)"
-    host = toolchain.run_pipeline(
-        binary_mlir,
-        "builtin.module("
-        + common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}") + ")",
-        stage="host")
-    llvm_ir = toolchain.translate_to_llvmir(host, stage="host")
-    state.artifacts["host.ll"] = llvm_ir.encode()
-    state.artifacts["host.o"] = toolchain.emit_object(llvm_ir, HOST_TRIPLE, cpu="x86-64",
-                                                      opt_level=options.opt_level, stage="host")
-    state.ir = llvm_ir
-    return state
+    return common.host_object(state, binary_mlir, options.opt_level)

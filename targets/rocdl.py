@@ -34,7 +34,6 @@ from . import toolchain
 from .base import CompileState, StageFn
 
 DEVICE_TRIPLE = "amdgcn-amd-amdhsa"
-HOST_TRIPLE = "x86_64-unknown-linux-gnu"
 
 
 @dataclass(frozen=True)
@@ -146,14 +145,4 @@ def _host(state: CompileState, options: RocdlOptions) -> CompileState:
         code_object = state.artifacts["amdgcn.o"]
         state.meta["host_embeds"] = ("amdgcn.o (relocatable: link it with ld.lld -shared before "
                                      "hipModuleLoadData)")
-    host = toolchain.run_pipeline(
-        binary_module(state.ir, code_object),
-        "builtin.module("
-        + common.HOST_TO_LLVM.replace("gpu-to-llvm", "gpu-to-llvm{use-bare-pointers-for-kernels}") + ")",
-        stage="host")
-    llvm_ir = toolchain.translate_to_llvmir(host, stage="host")
-    state.artifacts["host.ll"] = llvm_ir.encode()
-    state.artifacts["host.o"] = toolchain.emit_object(llvm_ir, HOST_TRIPLE, cpu="x86-64",
-                                                      opt_level=options.opt_level, stage="host")
-    state.ir = llvm_ir
-    return state
+    return common.host_object(state, binary_module(state.ir, code_object), options.opt_level)
