@@ -230,9 +230,13 @@ def trace_json(events, pool_order: list[str]) -> bytes:
         out.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": f"pool {p}"}})
         out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 1, "args": {"name": f"{p}[0]"}})
         out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": 2, "args": {"name": f"{p} jit"}})
+    from agentc.passes.place import TRANSFER_OPS
+
     for e in events:
         compile_ = e.kind == "compile"
-        out.append({"ph": "X", "name": e.name, "cat": "jit" if compile_ else "op", "pid": pids[e.pool],
+        # a transfer is an edge of the plan, not an op: its own category, as the simulator's
+        cat = "jit" if compile_ else "transfer" if e.kind in TRANSFER_OPS else "op"
+        out.append({"ph": "X", "name": e.name, "cat": cat, "pid": pids[e.pool],
                     "tid": 2 if compile_ else 1,
                     "ts": round((e.start_ns - t0) / 1e3, 3), "dur": round((e.end_ns - e.start_ns) / 1e3, 3),
                     "args": {"kind": e.kind}})

