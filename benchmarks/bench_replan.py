@@ -41,7 +41,11 @@ def moved(before, plan) -> int:
 
 def run(n: int, seed: int, load: float) -> list[tuple]:
     p = replace(scale_problem(n, seed), load_rps=load)
-    base = solve(p, baselines=False, explain=False)
+    try:
+        base = solve(p, baselines=False, explain=False)
+    except InfeasiblePlanError as e:  # no running plan to re-plan from: said, not a crash
+        print(f"{seed:>4}    -  no running plan: {e.message}", flush=True)
+        return []
     previous = replan.Previous({op: replan.Placed(x.pool, x.option.tp, x.replicas) for op, x in base.ops.items()})
     pool = max(base.devices, key=lambda name: (base.devices[name], name))
     used = base.devices[pool]
