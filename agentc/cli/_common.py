@@ -96,6 +96,19 @@ def common_plan_options(fn):
     return fn
 
 
+def parse_pairs(values, what: str, example: str) -> dict[str, str]:
+    """Repeated `NAME=VALUE` options into a dict (a usage error, exit 1, otherwise)."""
+    from agentc.diagnostics import UsageError
+
+    out = {}
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise UsageError(f"{what} '{v}' is not NAME=VALUE; example: {example}")
+        out[name] = rest
+    return out
+
+
 def make_options(**kw):
     from agentc.state import Options
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from agentc.cli._common import guarded, make_options
+from agentc.cli._common import guarded, make_options, parse_pairs
 from agentc.diagnostics import UsageError
 
 
@@ -49,9 +49,9 @@ def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, te
     from agentc.runtime import session
 
     return session.RunConfig(
-        weights=session.parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
-        indexes=session.parse_pairs(indexes, "--index", "--index docs=corpus.json"),
-        tools=session.parse_pairs(tools, "--tool", "--tool search=mytools:search"),
+        weights=parse_pairs(weights, "--weights", "--weights minilm=model.safetensors"),
+        indexes=parse_pairs(indexes, "--index", "--index docs=corpus.json"),
+        tools=parse_pairs(tools, "--tool", "--tool search=mytools:search"),
         seed=seed, threads=threads, max_new_tokens=max_new_tokens, top_k=top_k, temperature=temperature)
 
 

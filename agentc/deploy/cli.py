@@ -5,19 +5,8 @@ from __future__ import annotations
 import click
 
 from agentc import outputs
-from agentc.cli._common import guarded
+from agentc.cli._common import guarded, parse_pairs
 from agentc.deploy import FORMATS
-from agentc.diagnostics import UsageError
-
-
-def _model_overrides(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        name, sep, source = v.partition("=")
-        if not sep or not name or not source:
-            raise UsageError(f"--model takes NAME=SOURCE (a declared model and what the engine loads), got '{v}'")
-        out[name] = source
-    return out
 
 
 @click.command("deploy")
@@ -43,7 +32,7 @@ def deploy_cmd(source, fmt, output, models, quiet):
     """
     from agentc import deploy
 
-    files = deploy.render(source, fmt, _model_overrides(models))
+    files = deploy.render(source, fmt, parse_pairs(models, "--model", "--model llama=/models/llama3-8b"))
     outputs.check_replaceable(output, "-o")
     outputs.check_writable(output)
     outputs.write_outputs({**files, outputs.MARKER: outputs.MARKER_TEXT}, output)

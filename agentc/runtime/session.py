@@ -40,17 +40,6 @@ class RunConfig:
     temperature: float = 1.0
 
 
-def parse_pairs(values, what: str, example: str) -> dict[str, str]:
-    """`NAME=VALUE` options into a dict (a located usage error otherwise)."""
-    out = {}
-    for v in values:
-        name, sep, rest = v.partition("=")
-        if not sep or not name or not rest:
-            raise UsageError(f"{what} '{v}' is not NAME=VALUE; example: {example}")
-        out[name] = rest
-    return out
-
-
 def load_tool(spec: str):
     """`module:function` -> the callable."""
     mod, sep, fn = spec.partition(":")
