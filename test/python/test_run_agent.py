@@ -195,31 +195,9 @@ TINY = dict(d=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=30522)
 
 def _tiny_llama(folder, tokenizer_json) -> dict:
     """A seeded Llama checkpoint in the Hugging Face layout, with MiniLM's tokenizer."""
-    from safetensors.numpy import save_file
+    from references.llama_ckpt import write_seeded_llama
 
-    t, rng = TINY, np.random.default_rng(7)
-    d, kvd = t["d"], t["kv_heads"] * t["d"] // t["heads"]
-    w = {"model.embed_tokens.weight": rng.normal(0, 1, (t["vocab"], d)),
-         "lm_head.weight": rng.normal(0, 1, (t["vocab"], d)),
-         "model.norm.weight": 1 + 0.1 * rng.normal(size=d)}
-    for i in range(t["layers"]):
-        p = f"model.layers.{i}."
-        w[p + "input_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
-        w[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.normal(size=d)
-        for name, shape in (("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (kvd, d)),
-                            ("self_attn.v_proj", (kvd, d)), ("self_attn.o_proj", (d, d)),
-                            ("mlp.gate_proj", (t["ffn"], d)), ("mlp.up_proj", (t["ffn"], d)),
-                            ("mlp.down_proj", (d, t["ffn"]))):
-            w[p + name + ".weight"] = rng.normal(0, 0.2, shape)
-    w = {k: np.asarray(v, np.float32) for k, v in w.items()}
-    folder.mkdir()
-    save_file(w, str(folder / "model.safetensors"))
-    (folder / "tokenizer.json").write_text(tokenizer_json)
-    (folder / "config.json").write_text(json.dumps({
-        "hidden_size": d, "num_hidden_layers": t["layers"], "num_attention_heads": t["heads"],
-        "num_key_value_heads": t["kv_heads"], "intermediate_size": t["ffn"], "vocab_size": t["vocab"],
-        "max_position_embeddings": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-6}))
-    return w
+    return write_seeded_llama(folder, tokenizer_json, TINY, seed=7, max_positions=256)
 
 
 def _generate(ref, prompt, n, top_k=1, temperature=1.0, draws=None):
