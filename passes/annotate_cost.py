@@ -43,9 +43,9 @@ def _batches(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
     return [(c, b) for b, c in sweep if b in BATCH_MENU or b == sweep[-1][0]]
 
 
-def op_costs(op, models, cluster, tbt_sla_ms=None):
-    """The list of (pool, OpCost, batch) for `op` over the cluster's pools (the source of
-    the `costs` attribute)."""
+def op_costs(op, models, cluster, tbt_sla_ms=None, pools=None):
+    """The list of (pool, OpCost, batch) for `op` over `pools` (default: the cluster's;
+    the source of the `costs` attribute)."""
     kind = op.name
     a = attrs_of(op)
     model = model_for(op, models)
@@ -53,7 +53,7 @@ def op_costs(op, models, cluster, tbt_sla_ms=None):
     demand = op_demand(kind, a, model, loc)
     has_cpu = any(p.device.is_cpu for p in cluster.pools)
     out = []
-    for pool in cluster.pools:
+    for pool in cluster.pools if pools is None else pools:
         dev = pool.device
         if demand.host_side and has_cpu and not dev.is_cpu:
             continue
@@ -84,11 +84,12 @@ def run(module, ctx) -> None:
     models = models_of(module)
     for graph in [op for op in top_ops(module) if op.name == "agent.graph"]:
         tbt = get(graph, "sla_tbt_ms")
-        for op in walk(graph):
-            # kv.transfer is an edge: the place pass prices it by link or transfer profile.
-            if op.name not in KINDS or op.name == "kv.transfer":
-                continue
-            entries = op_costs(op, models, cluster, tbt)
+        # kv.transfer is an edge: the place pass prices it by link or transfer profile.
+        priced = [op for op in walk(graph) if op.name in KINDS and op.name != "kv.transfer"]
+        # identical pools are priced once per op that could use one (Cluster.without_twins)
+        pools, _twins = cluster.without_twins(len(priced) if get(graph, "load_rps", 0.0) else 1)
+        for op in priced:
+            entries = op_costs(op, models, cluster, tbt, pools)
             loc = source_loc(op)
             if not entries:
                 raise VerifyError(f"no pool of cluster '{cluster.name}' can run {op.name}", loc)

@@ -311,6 +311,31 @@ class Cluster:
         # clusters of hundreds of pools and their links
         return {frozenset((ln.a, ln.b)): ln for ln in self.links}
 
+    def without_twins(self, keep: int) -> tuple[tuple[Pool, ...], dict[str, tuple[str, ...]]]:
+        """The pools worth pricing, and each kept pool's dropped twins.
+
+        Pools of one device, size and node count that no link names are interchangeable
+        (the default link joins each to the rest alike): a plan stays a plan, at the same
+        cost and times, when they swap names. A plan puts each op on one pool, so it
+        uses at most as many of them as it has ops, and without load (no capacity, only
+        the link between twins) one suffices: `keep` says how many. The first by name
+        are kept. 1,000 identical CPU pools are then priced as one, not 1,000 times."""
+        named = {x for ln in self.links for x in (ln.a, ln.b)}
+        groups: dict[tuple, list[Pool]] = {}
+        kept = []
+        for p in sorted(self.pools, key=lambda p: p.name):
+            if p.name in named:
+                kept.append(p)
+                continue
+            twins = groups.setdefault((p.device.name, p.count, p.nodes), [])
+            twins.append(p)
+            if len(twins) <= max(1, keep):
+                kept.append(p)
+        dropped = {g[max(1, keep) - 1].name: tuple(p.name for p in g[max(1, keep):])
+                   for g in groups.values() if len(g) > max(1, keep)}
+        order = {p.name: i for i, p in enumerate(self.pools)}
+        return tuple(sorted(kept, key=lambda p: order[p.name])), dropped
+
     def pool(self, name: str) -> Pool:
         if name in self._pools_by_name:
             return self._pools_by_name[name]

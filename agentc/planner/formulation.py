@@ -112,7 +112,7 @@ class Formulation:
         money = 0.0 if mode in ("relax", "latency") else self.unit
         scale = inst.load * 3600.0 if inst.load > 0 else 1.0
         lam = 0.0 if self.relax else (0.0 if inst.hard else p.lam * self.unit)
-        self.cand = cand or (inst.op_choices if self.relax else inst.allowed)
+        self.cand = cand or (inst.op_choices if self.relax else inst.useful)
         if any(not ks for ks in self.cand):
             self.trivially_infeasible = True
             return

@@ -40,9 +40,9 @@ def greedy_choice(inst: Instance, candidates: list[list[int]] | None = None) -> 
     the pass is repeated with a tighter internal budget until the plan fits (or the
     budget reaches zero, which is the latency-greedy plan).
     """
-    if any(not ks for ks in inst.allowed):
+    cand = candidates or inst.useful
+    if any(not ks for ks in cand):
         return None
-    cand = candidates or inst.allowed
     sla = inst.problem.sla.e2e_ms
     pick = _pass(inst, cand, math.inf if sla is None else sla)
     if sla is None or inst.problem.objective == "latency":

@@ -129,10 +129,10 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     `movement` None: the from-scratch optimum (`agentc.planner.solve`, its own limit)."""
     if previous is None or movement is None:
         return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
-    clean = Instance(problem)
+    clean = Instance(problem, merge_identical=False)  # the running plan names its pools
     if not clean.ops:
         return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
-    inst = Instance(problem)
+    inst = Instance(problem, merge_identical=False)
     usd = movement_usd(inst, previous, movement, weight_bytes)
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):

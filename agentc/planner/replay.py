@@ -24,7 +24,7 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
     """The plan that picks, for each op id, option `rank` on pool `pool` (and, under load,
     `replicas` when given as a third element); `status` and
     `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
-    inst = Instance(problem)
+    inst = Instance(problem, merge_identical=False)  # the placement names its pools
     choice = []
     for i, op in enumerate(inst.ops):
         if op.id not in chosen:

@@ -422,7 +422,7 @@ def test_a_solver_pick_over_the_deadline_is_repaired(monkeypatch):
     def sloppy(self, warm=None, time_limit=None, target=None):
         calls.append(self.ub[self.ecol])
         if len(calls) == 1:  # pretend the solver accepted C (160 ms) under a 150 ms bound
-            c = tuple(next(k for k in ks if self.inst.choices[k].option.device == "CO") for ks in self.cand)
+            c = tuple(next(k for k in ks if self.inst.choices[k].option.device == "CO") for ks in self.inst.allowed)
             return formulation.MilpResult("optimal", c, 0.06, 0.0, 0.0, bound=0.06)
         return real(self, warm, time_limit, target)
 
