@@ -17,6 +17,7 @@ tolerances once accepted plans up to 19% dearer than the optimum.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 import math
 import random
 
@@ -240,3 +241,67 @@ def test_generated_cases_cover_every_shape_and_load():
     assert kinds == {(shape, loaded) for shape in SHAPES for loaded in (False, True)}
     assert all(len(make_problem(s).ops) <= 8 for s in CASES)
     assert sum(bool(table(make_problem(s))) for s in CASES) >= 30  # graphs with a plan
+
+
+# ------------------------------------------------ identical pools (Instance._merge_twins)
+
+
+def with_twins(p: Problem, copies: int) -> Problem | None:
+    """`p` with `copies` more pools identical to one of its pools that no profiled
+    transfer names (its own links dropped: the default link joins them all alike), every
+    option on it offered on each copy too; None when there is no such pool."""
+    named = {x for e in p.edges if e.profiled for pair in e.profiled for x in pair}
+    base = next((pl for pl in p.pools if pl.name not in named), None)
+    if base is None:
+        return None
+    p = replace(p, links=[ln for ln in p.links if base.name not in (ln.a, ln.b)])
+    names = [f"{base.name}{j}" for j in range(copies)]
+    pools = list(p.pools) + [Pool(n, base.device_class, base.count, base.usd_per_hr) for n in names]
+    ops = [PlanOp(op.id, op.kind, list(op.options) + [replace(o, device=n) for n in names
+                                                         for o in op.options if o.device == base.name],
+                  weight=op.weight) for op in p.ops]
+    return replace(p, ops=ops, pools=pools)
+
+
+def twin_problem(seed: int) -> Problem | None:
+    """Seed's problem with twins enough that some are dropped: 2 without load (one is
+    kept), one more than its ops under load (one per op is kept)."""
+    p = make_problem(seed)
+    return with_twins(p, len(p.ops) if p.load_rps > 0 else 2)
+
+
+def _small(q: Problem | None) -> bool:
+    return q is not None and math.prod(len(op.options) for op in q.ops) <= (400 if q.load_rps > 0 else 3000)
+
+
+TWIN_CASES = ([s for s in range(120) if make_problem(s).load_rps <= 0 and _small(twin_problem(s))][:5]
+              + [s for s in range(120) if make_problem(s).load_rps > 0 and _small(twin_problem(s))][:5])
+
+
+@pytest.mark.parametrize("seed", TWIN_CASES)
+def test_identical_pools_are_merged_without_losing_the_optimum(seed):
+    """Pools interchangeable by symmetry are kept once without load (and once per op
+    under load): the plan still costs the optimum of the enumeration over every pool."""
+    p = twin_problem(seed)
+    rows = table(p)
+    from agentc.planner.instance import Instance
+    copies = len(p.ops) if p.load_rps > 0 else 2
+    assert len(Instance(p).dropped) == copies + 1 - (len(p.ops) if p.load_rps > 0 else 1)
+    if not rows:
+        with pytest.raises(InfeasiblePlanError):
+            solve(p, baselines=False, explain=False)
+        return
+    for label, bound in slas(rows)[:4]:
+        p.sla = SLA(e2e_ms=bound)
+        best = min((c for lat, c in rows if meets(lat, bound)), default=None)
+        if best is None:
+            continue
+        plan = solve(p, baselines=False, explain=False)
+        assert plan.cost == pytest.approx(best, rel=REL), f"{label}: plan {plan.cost} vs optimum {best}"
+        assert plan.status == "optimal"
+
+
+def test_twin_cases_cover_both_loads():
+    assert len(TWIN_CASES) == 10
+    assert {make_problem(s).load_rps > 0 for s in TWIN_CASES} == {False, True}
+    assert sum(bool(table(twin_problem(s))) for s in TWIN_CASES) >= 8  # most have a plan
