@@ -13,10 +13,10 @@ the `deployments` list sets those replicas and pins them to their pool.
 
 from __future__ import annotations
 
-from agentc.deploy.plan import Deployment, LLMGroup, Role, pool_resource, slug, stated, yaml_text
+from agentc.deploy.plan import Deployment, Device, LLMGroup, Role, pool_resource, slug, stated, yaml_text
 
-APP_BUILDER = "agentc.runtime.ray:build_app"
-POOL_ACTOR = "agentc.runtime.ray:PoolDeployment"
+APP_BUILDER = "agentc.deploy.serve_app:build_app"
+POOL_ACTOR = "agentc.deploy.serve_app:PoolDeployment"
 NIXL = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
 
 
@@ -40,6 +40,26 @@ def llm_config(g: LLMGroup, r: Role) -> dict:
     return cfg
 
 
+def deployment_name(pool: str) -> str:
+    """The Serve deployment of a pool's part (the config's `deployments` override it by name)."""
+    return f"pool-{slug(pool)}"
+
+
+def actor_options(device: Device, tp: int) -> dict:
+    """A pool replica's ray_actor_options: tp devices of the pool's kind (CPUs, GPUs with
+    Ray's accelerator_type label, or the vendor's resource), on nodes of the pool."""
+    opts = {"resources": {pool_resource(device.pool): 1}}
+    if device.vendor == "cpu":
+        opts["num_cpus"] = tp
+    elif device.ray_resource == "GPU":
+        opts["num_gpus"] = tp
+    else:
+        opts["resources"][device.ray_resource] = tp
+    if device.accelerator_type:
+        opts["accelerator_type"] = device.accelerator_type
+    return opts
+
+
 def _llm_entry(g: LLMGroup) -> dict:
     entry = {"name": g.name, "model": g.model, "calls": list(g.calls), "engine_ops": list(g.engine_ops)}
     if g.aggregated:
@@ -56,19 +76,10 @@ def render(dep: Deployment) -> dict[str, bytes]:
     for part in dep.pools:
         if not part.device.has_code:  # stated in dep.notes: nothing to load there
             continue
-        name = f"pool-{slug(part.device.pool)}"
-        pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR,
-                      "init_args": ["manifest.json", part.device.pool], "ops": list(part.ops)})
-        opts = {"resources": {pool_resource(part.device.pool): 1}}
-        if part.device.vendor == "cpu":
-            opts["num_cpus"] = part.tp
-        elif part.device.ray_resource == "GPU":
-            opts["num_gpus"] = part.tp
-        else:
-            opts["resources"][part.device.ray_resource] = part.tp
-        if part.device.accelerator_type:
-            opts["accelerator_type"] = part.device.accelerator_type
-        deployments.append({"name": name, "num_replicas": part.replicas, "ray_actor_options": opts})
+        name = deployment_name(part.device.pool)
+        pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR, "ops": list(part.ops)})
+        deployments.append({"name": name, "num_replicas": part.replicas,
+                            "ray_actor_options": actor_options(part.device, part.tp)})
     notes = stated(dep)
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
