@@ -18,8 +18,7 @@ store, its sampler), as `crc32(rid) mod r` does for `--ray`'s actors; Serve's de
 router spreads calls by queue length, so the pool deployments route by request id.
 
 Values crossing pools travel as Serve responses passed to the next call (Serve hands
-them on as object references); an op with several results is returned as a tuple and
-each consumer is told which element it takes (Serve passes only top-level responses).
+them on as object references, so they move through Ray's object store, not the ingress).
 
 Only CPU pools run: agentc's runtime runs CPU code, and the LLM groups the config puts
 on `ray.serve.llm` need vLLM's engines; a plan with ops on other pools is refused.
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
@@ -44,14 +42,6 @@ INGRESS = "agentc"
 RUN_ARGS = ("weights", "index", "tool", "seed", "threads", "max_new_tokens", "top_k", "temperature")
 
 
-@dataclass(frozen=True)
-class Part:
-    """Result `index` of a several-result op still in flight."""
-
-    response: Any
-    index: int
-
-
 class PoolDeployment(PoolWorker):
     """A pool's Serve replica: PoolWorker, one op at a time (Serve may call a sync method
     from several threads; the executor swaps per-request state in and out)."""
@@ -62,8 +52,7 @@ class PoolDeployment(PoolWorker):
             raise self.error
         self._lock = threading.Lock()
 
-    def run(self, rid: str, step: int, op_id: str, *args, picks: dict | None = None):
-        args = [a[picks[i]] if picks and i in picks else a for i, a in enumerate(args)]
+    def run(self, rid: str, step: int, op_id: str, *args):
         with self._lock:
             return super().run(rid, step, op_id, *args)
 
@@ -87,8 +76,6 @@ class ByRequest(RequestRouter):
 
 def _fetch(value):
     """A value in flight, read blocking (in the driver's worker thread)."""
-    if isinstance(value, Part):
-        return _fetch(value.response)[value.index]
     if hasattr(value, "result") and hasattr(value, "__await__"):
         try:
             return value.result()
@@ -100,8 +87,6 @@ def _fetch(value):
 
 
 async def _await(value):
-    if isinstance(value, Part):
-        return (await _await(value.response))[value.index]
     if hasattr(value, "result") and hasattr(value, "__await__"):
         try:
             return await value
@@ -121,20 +106,15 @@ class _ServeSubmitter(_Submitter):
         pool = get(op, "pool")
         if not pool:
             return super()._op(op, args)
-        plain, picks = [], {}
-        for i, a in enumerate(args):
-            if isinstance(a, Part):
-                picks[i] = a.index
-                a = a.response
-            plain.append(a)
         op_id = get(op, "op_id") or op.name
-        response = self.plan.actors[pool].run.remote(self.rid, self.step, op_id, *plain, picks=picks or None)
+        response = self.plan.actors[pool].run.remote(self.rid, self.step, op_id, *args)
         self.step += 1
         n = len(op.results)
         if n == 0:
             self.pending.append(response)
             return []
-        return [response] if n == 1 else [Part(response, i) for i in range(n)]
+        # Serve passes on whole responses only: an op with several results is read here.
+        return [response] if n == 1 else list(self.plan.fetch_value(response))
 
 
 class ServePlan(RayPlan):
