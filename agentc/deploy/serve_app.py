@@ -178,7 +178,7 @@ def _check_against_manifest(c, m: dict, path: str) -> None:
 
     compiled = {get(op, "op_id") or op.name: get(op, "pool") for op in walk(entry_graph(c.module)) if get(op, "pool")}
     written = {o["id"]: o["pool"] for o in m["ops"]}
-    moved = sorted(i for i in set(compiled) | set(written) if compiled.get(i) != written.get(i))
+    moved = sorted(i for i in written if compiled.get(i) != written[i])   # (transfers are edges there)
     if moved:
         raise UsageError(f"compiling the manifest's source again does not give the plan in '{path}' "
                          f"(ops {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''} differ; a re-planned "
