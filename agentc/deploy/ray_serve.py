@@ -1,14 +1,17 @@
-"""Ray Serve config (`serve deploy serve.yaml`): one application for the whole agent.
+"""Ray Serve config (`serve run serve.yaml` / `serve deploy serve.yaml`): one application.
 
 Fields follow Ray 2.60: `ray.serve.schema.ServeDeploySchema` for the file, and
 `ray.serve.llm.LLMConfig` (model_loading_config, accelerator_type, engine_kwargs,
 deployment_config.autoscaling_config, placement_group_config.bundle_per_worker) for each
-LLM role. The application's builder, `agentc.runtime.ray:build_app`, belongs to the Ray
-runtime (issue 20 item 1): it builds each LLM group with the named `ray.serve.llm`
-builder and its args (`build_pd_openai_app` with prefill_config/decode_config, or
-`build_openai_app` with llm_configs when aggregated), and one deployment
-`pool-<pool>` of `agentc.runtime.ray:PoolDeployment(manifest, pool)` per pool part;
-the `deployments` list sets those replicas and pins them to their pool.
+LLM role. The application's builder is `agentc.deploy.serve_app:build_app`: it reads
+`args.manifest` and `agentc run`'s program options (`weights`, `index`, `tool`, ...)
+and deploys one `pool-<pool>` deployment of `PoolDeployment` per pool the plan uses,
+behind an HTTP ingress. The `deployments` list sets each pool part's replicas and
+resources (`actor_options`, which the builder uses too) and pins it to its pool. The
+`llm` entries give each LLM group as `ray.serve.llm` would serve it on GPUs
+(`build_pd_openai_app` with prefill_config/decode_config, or `build_openai_app` with
+llm_configs when aggregated); the builder does not start those (no vLLM here; a CPU
+plan's LLM ops run in its pool deployments, on agentc's own decoder).
 """
 
 from __future__ import annotations
@@ -84,11 +87,13 @@ def render(dep: Deployment) -> dict[str, bytes]:
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
         "args": {"manifest": "manifest.json", "llm": [_llm_entry(g) for g in dep.llms], "pools": pools,
-                 "notes": notes},
+                 "notes": notes, "weights": [], "index": [], "tool": []},
         "deployments": deployments,
     }
     head = [f"Ray Serve config for agent '{dep.agent}', written by `agentc deploy --format ray-serve`.",
-            "Deploy with `serve deploy serve.yaml` beside manifest.json; the builder and the pool",
-            "actor are agentc's Ray runtime (`agentc serve --ray`)."]
+            "Run `serve run serve.yaml` here (relative paths and tool modules start in the working",
+            "directory); add `agentc run`'s options to args as NAME=VALUE lists (weights, index, tool).",
+            "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
+            "The builder runs CPU plans only; the `llm` entries are for ray.serve.llm on GPUs (vLLM)."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}

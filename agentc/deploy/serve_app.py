@@ -211,8 +211,10 @@ def build_app(args: dict):
     """The Serve application for `args` (serve.yaml's `applications[0].args`): `manifest`
     (a compile's output directory or its manifest.json) and `agentc run`'s program options
     (`weights`, `index`, `tool` as NAME=VALUE lists; `seed`, `threads`, `max_new_tokens`,
-    `top_k`, `temperature`). Relative paths start in the working directory, as for `run`."""
+    `top_k`, `temperature`). Relative paths and tool modules start in the working
+    directory (`serve run`'s), as for `python -m agentc run`."""
     import os
+    import sys
 
     from agentc.deploy import plan, ray_serve
     from agentc.deploy.ray_run import check_config
@@ -221,6 +223,8 @@ def build_app(args: dict):
     if not isinstance(args, dict) or not isinstance(args.get("manifest"), str):
         raise UsageError("the application's args need 'manifest': an `agentc compile -o` directory or its "
                          "manifest.json")
+    if os.getcwd() not in sys.path:   # tools import from here, as under `python -m agentc run`
+        sys.path.insert(0, os.getcwd())
     path = plan.manifest_path(args["manifest"])
     m = plan.load(path)
     _refuse_non_cpu(m)
