@@ -32,14 +32,18 @@ from typing import Any
 
 from ray import serve
 from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentResponse
 from ray.serve.request_router import RequestRouter
 
 from agentc.deploy.ray_run import PoolWorker, Program, RayPlan, _Submitter, _unwrap, compile_placed, pool_groups
 from agentc.diagnostics import AgentcError, UsageError
 
 INGRESS = "agentc"
-# Options `agentc run` takes for the program, as the config's args spell them.
-RUN_ARGS = ("weights", "index", "tool", "seed", "threads", "max_new_tokens", "top_k", "temperature")
+# What the builder reads from args (`agentc run`'s program options as the config spells
+# them), and what the config carries for its reader (the writer's summary of the plan).
+ARGS = ("manifest", "weights", "index", "tool", "seed", "threads", "max_new_tokens", "top_k", "temperature",
+        "max_replicas")
+SUMMARY_ARGS = ("llm", "pools", "notes")
 
 
 class PoolDeployment(PoolWorker):
@@ -76,7 +80,7 @@ class ByRequest(RequestRouter):
 
 def _fetch(value):
     """A value in flight, read blocking (in the driver's worker thread)."""
-    if hasattr(value, "result") and hasattr(value, "__await__"):
+    if isinstance(value, DeploymentResponse):
         try:
             return value.result()
         except AgentcError:
@@ -87,7 +91,7 @@ def _fetch(value):
 
 
 async def _await(value):
-    if hasattr(value, "result") and hasattr(value, "__await__"):
+    if isinstance(value, DeploymentResponse):
         try:
             return await value
         except AgentcError:
@@ -168,7 +172,7 @@ def _run_config(args: dict):
 
     return run_config(pairs("weights"), pairs("index"), pairs("tool"), number("seed", int, 0),
                       number("threads", int, 1), number("max_new_tokens", int, None), number("top_k", int, 1),
-                      number("temperature", float, 1.0))
+                      number("temperature", float, 1.0)), number("max_replicas", int, None)
 
 
 def _check_against_manifest(c, m: dict, path: str) -> None:
@@ -211,8 +215,9 @@ def build_app(args: dict):
     """The Serve application for `args` (serve.yaml's `applications[0].args`): `manifest`
     (a compile's output directory or its manifest.json) and `agentc run`'s program options
     (`weights`, `index`, `tool` as NAME=VALUE lists; `seed`, `threads`, `max_new_tokens`,
-    `top_k`, `temperature`). Relative paths and tool modules start in the working
-    directory (`serve run`'s), as for `python -m agentc run`."""
+    `top_k`, `temperature`), and `max_replicas` (a cap on each pool's replicas).
+    Relative paths and tool modules start in the working directory (`serve run`'s), as
+    for `python -m agentc run`."""
     import os
     import sys
 
@@ -223,12 +228,16 @@ def build_app(args: dict):
     if not isinstance(args, dict) or not isinstance(args.get("manifest"), str):
         raise UsageError("the application's args need 'manifest': an `agentc compile -o` directory or its "
                          "manifest.json")
+    unknown = sorted(set(args) - set(ARGS) - set(SUMMARY_ARGS))
+    if unknown:
+        raise UsageError(f"the application's args have unknown keys: {', '.join(unknown)}; "
+                         f"the builder reads {', '.join(ARGS)}")
     if os.getcwd() not in sys.path:   # tools import from here, as under `python -m agentc run`
         sys.path.insert(0, os.getcwd())
     path = plan.manifest_path(args["manifest"])
     m = plan.load(path)
     _refuse_non_cpu(m)
-    cfg = _run_config(args)
+    cfg, max_replicas = _run_config(args)
     source, cluster = session.source_of(os.path.dirname(os.path.abspath(path)))
     prog = Program.make(source, cluster or session.CPU_CLUSTER, cfg=cfg)
     c = compile_placed(prog)
@@ -236,10 +245,9 @@ def build_app(args: dict):
     check_config(c, cfg)
 
     dev = plan._devices(m)
-    cap = args.get("max_replicas") or 1 << 30
     handles = {}
-    for g in pool_groups(c, cap):
-        tp = max(o["tp"] for o in m["ops"] if o["pool"] == g.pool)
+    for g in pool_groups(c, max_replicas or 1 << 30):   # no cap: the plan's replicas
+        tp = max((o["tp"] for o in m["ops"] if o["pool"] == g.pool), default=1)
         handles[g.pool] = serve.deployment(PoolDeployment).options(
             name=ray_serve.deployment_name(g.pool), num_replicas=g.actors,
             ray_actor_options=ray_serve.actor_options(dev[g.pool], tp), max_ongoing_requests=1024,

@@ -223,6 +223,8 @@ def test_bad_builder_args_are_usage_errors(project):
         serve_app.build_app({"manifest": str(project / "dep"), "weights": "tiny=x"})
     with pytest.raises(UsageError, match=r"args.seed must be an integer"):
         serve_app.build_app({"manifest": str(project / "dep"), "seed": "5"})
+    with pytest.raises(UsageError, match=r"unknown keys: indexes; the builder reads manifest, weights, index"):
+        serve_app.build_app({"manifest": str(project / "dep"), "indexes": ["docs=corpus.json"]})
 
 
 def test_the_router_keeps_a_request_on_one_replica():
