@@ -248,13 +248,13 @@ class _Submitter(Executor):
     def __init__(self, plan: "RayPlan", rid: str):
         decider = Decider(plan.prog.cfg.seed)
         super().__init__(plan.module, Runtime(decide=lambda k, label, p, trip, last:
-                                              decider(k, label, p, trip, fetch(last))))
+                                              decider(k, label, p, trip, plan.fetch_value(last))))
         self.plan, self.rid, self.step, self.pending = plan, rid, 0, []
 
     def _op(self, op, args):
         pool = get(op, "pool")
         if not pool:
-            return super()._op(op, [fetch(a) for a in args])
+            return super()._op(op, [self.plan.fetch_value(a) for a in args])
         op_id = get(op, "op_id") or op.name
         n = len(op.results)
         actor = self.plan.actor_for(pool, op_id, self.rid)
@@ -268,6 +268,14 @@ class _Submitter(Executor):
 
 class RayPlan:
     """A compiled plan's pools as Ray actors, and requests run through them."""
+
+    # How a value in flight is read, blocking and awaited (the Serve builder's plan,
+    # agentc.deploy.serve_app, holds Serve responses instead of ObjectRefs).
+    fetch_value = staticmethod(fetch)
+
+    @staticmethod
+    async def await_value(value):
+        return await _await(value)
 
     def __init__(self, prog: Program, *, address: str | None = None, max_replicas: int = DEFAULT_MAX_REPLICAS,
                  compiled=None, actors: dict[str, list] | None = None):
@@ -353,8 +361,8 @@ class RayPlan:
                 return self._answers[rid]
         result, pending = self.submit(rid, inputs)
         for ref in pending:
-            fetch(ref)
-        answer = fetch(result)
+            self.fetch_value(ref)
+        answer = self.fetch_value(result)
         self._record(rid, answer)
         return answer
 
@@ -369,9 +377,9 @@ class RayPlan:
         self._inflight[rid] = fut
         try:
             result, pending = await asyncio.to_thread(self.submit, rid, inputs)
-            answer = await _await(result)
+            answer = await self.await_value(result)
             for ref in pending:
-                await _await(ref)
+                await self.await_value(ref)
             self._record(rid, answer)
             fut.set_result(answer)
             return answer
@@ -426,13 +434,37 @@ def start(address: str | None, resources: dict[str, float]) -> None:
                  namespace="agentc", log_to_driver=False)
 
 
+async def answer(plan: RayPlan, request):
+    """An HTTP request to a plan: POST `{"input": [...] | "text", "id": "..."}` ->
+    `{"id": ..., "output": ...}`; an agentc error -> 422 with `{"id", "error"}`; a body
+    that is not such JSON -> 400 (the Serve ingresses of `agentc serve` and of the
+    `agentc deploy --format ray-serve` builder both answer so)."""
+    import json
+    import uuid
+
+    from starlette.responses import JSONResponse
+
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+    inputs = body.get("input") if isinstance(body, dict) else None
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list):
+        return JSONResponse({"error": 'expected {"input": [...], "id": "..."}'}, status_code=400)
+    rid = str(body.get("id") or uuid.uuid4().hex)
+    try:
+        output = await plan.arun(rid, inputs)
+    except AgentcError as err:
+        return JSONResponse({"id": rid, "error": err.message}, status_code=422)
+    return JSONResponse(json.loads(json.dumps({"id": rid, "output": output}, default=str)))
+
+
 def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS, actors: dict | None = None):
     """The Ray Serve application: one ingress replica driving the pools' actors (`actors`,
-    started by the caller, or its own); POST
-    `{"input": [...] | "text", "id": "..."}` -> `{"id": ..., "output": ...}` (an agentc
-    error -> 422 with `{"id", "error"}`; a body that is not such JSON -> 400)."""
+    started by the caller, or its own), answering as `answer` says."""
     from ray import serve
-    from starlette.responses import JSONResponse
 
     @serve.deployment(name="agentc", max_ongoing_requests=1024, ray_actor_options={"num_cpus": 0})
     class AgentIngress:
@@ -440,24 +472,7 @@ def ingress(prog: Program, max_replicas: int = DEFAULT_MAX_REPLICAS, actors: dic
             self.plan = RayPlan(prog, max_replicas=max_replicas, actors=actors)
 
         async def __call__(self, request):
-            import json
-            import uuid
-
-            try:
-                body = await request.json()
-            except (ValueError, UnicodeDecodeError):
-                return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-            inputs = body.get("input") if isinstance(body, dict) else None
-            if isinstance(inputs, str):
-                inputs = [inputs]
-            if not isinstance(inputs, list):
-                return JSONResponse({"error": 'expected {"input": [...], "id": "..."}'}, status_code=400)
-            rid = str(body.get("id") or uuid.uuid4().hex)
-            try:
-                output = await self.plan.arun(rid, inputs)
-            except AgentcError as err:
-                return JSONResponse({"id": rid, "error": err.message}, status_code=422)
-            return JSONResponse(json.loads(json.dumps({"id": rid, "output": output}, default=str)))
+            return await answer(self.plan, request)
 
     return AgentIngress.bind(prog, max_replicas, actors)
 

@@ -1,22 +1,25 @@
-"""Ray Serve config (`serve deploy serve.yaml`): one application for the whole agent.
+"""Ray Serve config (`serve run serve.yaml` / `serve deploy serve.yaml`): one application.
 
 Fields follow Ray 2.60: `ray.serve.schema.ServeDeploySchema` for the file, and
 `ray.serve.llm.LLMConfig` (model_loading_config, accelerator_type, engine_kwargs,
 deployment_config.autoscaling_config, placement_group_config.bundle_per_worker) for each
-LLM role. The application's builder, `agentc.runtime.ray:build_app`, belongs to the Ray
-runtime (issue 20 item 1): it builds each LLM group with the named `ray.serve.llm`
-builder and its args (`build_pd_openai_app` with prefill_config/decode_config, or
-`build_openai_app` with llm_configs when aggregated), and one deployment
-`pool-<pool>` of `agentc.runtime.ray:PoolDeployment(manifest, pool)` per pool part;
-the `deployments` list sets those replicas and pins them to their pool.
+LLM role. The application's builder is `agentc.deploy.serve_app:build_app`: it reads
+`args.manifest` and `agentc run`'s program options (`weights`, `index`, `tool`, ...)
+and deploys one `pool-<pool>` deployment of `PoolDeployment` per pool the plan uses,
+behind an HTTP ingress. The `deployments` list sets each pool part's replicas and
+resources (`actor_options`, which the builder uses too) and pins it to its pool. The
+`llm` entries give each LLM group as `ray.serve.llm` would serve it on GPUs
+(`build_pd_openai_app` with prefill_config/decode_config, or `build_openai_app` with
+llm_configs when aggregated); the builder does not start those (no vLLM here; a CPU
+plan's LLM ops run in its pool deployments, on agentc's own decoder).
 """
 
 from __future__ import annotations
 
-from agentc.deploy.plan import Deployment, LLMGroup, Role, pool_resource, slug, stated, yaml_text
+from agentc.deploy.plan import Deployment, Device, LLMGroup, Role, pool_resource, slug, stated, yaml_text
 
-APP_BUILDER = "agentc.runtime.ray:build_app"
-POOL_ACTOR = "agentc.runtime.ray:PoolDeployment"
+APP_BUILDER = "agentc.deploy.serve_app:build_app"
+POOL_ACTOR = "agentc.deploy.serve_app:PoolDeployment"
 NIXL = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
 
 
@@ -40,6 +43,26 @@ def llm_config(g: LLMGroup, r: Role) -> dict:
     return cfg
 
 
+def deployment_name(pool: str) -> str:
+    """The Serve deployment of a pool's part (the config's `deployments` override it by name)."""
+    return f"pool-{slug(pool)}"
+
+
+def actor_options(device: Device, tp: int) -> dict:
+    """A pool replica's ray_actor_options: tp devices of the pool's kind (CPUs, GPUs with
+    Ray's accelerator_type label, or the vendor's resource), on nodes of the pool."""
+    opts = {"resources": {pool_resource(device.pool): 1}}
+    if device.vendor == "cpu":
+        opts["num_cpus"] = tp
+    elif device.ray_resource == "GPU":
+        opts["num_gpus"] = tp
+    else:
+        opts["resources"][device.ray_resource] = tp
+    if device.accelerator_type:
+        opts["accelerator_type"] = device.accelerator_type
+    return opts
+
+
 def _llm_entry(g: LLMGroup) -> dict:
     entry = {"name": g.name, "model": g.model, "calls": list(g.calls), "engine_ops": list(g.engine_ops)}
     if g.aggregated:
@@ -56,28 +79,21 @@ def render(dep: Deployment) -> dict[str, bytes]:
     for part in dep.pools:
         if not part.device.has_code:  # stated in dep.notes: nothing to load there
             continue
-        name = f"pool-{slug(part.device.pool)}"
-        pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR,
-                      "init_args": ["manifest.json", part.device.pool], "ops": list(part.ops)})
-        opts = {"resources": {pool_resource(part.device.pool): 1}}
-        if part.device.vendor == "cpu":
-            opts["num_cpus"] = part.tp
-        elif part.device.ray_resource == "GPU":
-            opts["num_gpus"] = part.tp
-        else:
-            opts["resources"][part.device.ray_resource] = part.tp
-        if part.device.accelerator_type:
-            opts["accelerator_type"] = part.device.accelerator_type
-        deployments.append({"name": name, "num_replicas": part.replicas, "ray_actor_options": opts})
+        name = deployment_name(part.device.pool)
+        pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR, "ops": list(part.ops)})
+        deployments.append({"name": name, "num_replicas": part.replicas,
+                            "ray_actor_options": actor_options(part.device, part.tp)})
     notes = stated(dep)
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
         "args": {"manifest": "manifest.json", "llm": [_llm_entry(g) for g in dep.llms], "pools": pools,
-                 "notes": notes},
+                 "notes": notes, "weights": [], "index": [], "tool": []},
         "deployments": deployments,
     }
     head = [f"Ray Serve config for agent '{dep.agent}', written by `agentc deploy --format ray-serve`.",
-            "Deploy with `serve deploy serve.yaml` beside manifest.json; the builder and the pool",
-            "actor are agentc's Ray runtime (`agentc serve --ray`)."]
+            "Run `serve run serve.yaml` here (relative paths and tool modules start in the working",
+            "directory); add `agentc run`'s options to args as NAME=VALUE lists (weights, index, tool).",
+            "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
+            "The builder runs CPU plans only; the `llm` entries are for ray.serve.llm on GPUs (vLLM)."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}
