@@ -308,12 +308,15 @@ class Formulation:
         return h
 
     def lp_relaxation(self) -> tuple[float, dict[int, float], dict[int, float]] | None:
-        """(bound, x, reduced cost) of the LP relaxation, by choice; None if infeasible."""
+        """(bound, x, reduced cost) of the LP relaxation, by choice; None if it has none
+        (`lp_infeasible` then says whether that is proven or the time ran out)."""
+        self.lp_infeasible = self.trivially_infeasible
         if self.trivially_infeasible:
             return None
         h = self._load(integer=False)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            self.lp_infeasible = h.getModelStatus() == highspy.HighsModelStatus.kInfeasible
             return None
         sol = h.getSolution()
         vals, duals = sol.col_value, sol.col_dual

@@ -206,6 +206,86 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: flo
     return m
 
 
+def mend(inst: Instance, choice, cap: float | None, until: float, rounds: int = 2000) -> Metrics | None:
+    """A plan keeping every limit, reached from `choice` (an LP rounding) one op at a
+    time, or None. Each round fixes the worst violation: a pool over its devices moves
+    one of its ops to the choice that frees the most devices per dollar and per ms of
+    slack lost; a path over the deadline speeds up one op without slack by the choice
+    that buys its ms cheapest where its pool has room. A move is kept when the total
+    violation (pool excess relative to the pool, latency excess relative to the
+    deadline) falls. For large graphs under load, where the LP is fractional on most
+    ops and the sub-MILPs find no plan in time."""
+    if not inst.hard:
+        return None
+    deadline = min(x for x in (inst.problem.sla.e2e_ms, cap, math.inf) if x is not None)
+    cur = list(choice)
+    m = inst.evaluate(cur)
+
+    def badness(t: Metrics) -> tuple[float, float, float]:
+        """(latency excess and other misses, the ms all ops together lack against the
+        deadline (with several critical paths one speed-up does not yet shorten the
+        latency), devices over the pools): the deadline first, since a full fast
+        pool is emptied afterwards by moving ops with slack to slower pools."""
+        over = sum(n / max(1, inst.sites[j].count or 1) for j, n in t.pool_over.items())
+        late = max(0.0, t.e2e_ms - deadline) if deadline < math.inf else 0.0
+        lacking = -sum(min(0.0, x) for x in _deadline_slack(inst, t, deadline)) if late else 0.0
+        return late + len([v for v in t.violations if "pool" not in v and "latency" not in v]), lacking, over
+
+    tried: set[tuple[int, int]] = set()
+    for _ in range(rounds):
+        if fits(inst, m, cap):
+            return m
+        if time.perf_counter() > until:
+            return None
+        slack = _deadline_slack(inst, m, deadline) if deadline < math.inf else [math.inf] * len(cur)
+        room = {j: (inst.sites[j].count or math.inf) - m.devices.get(j, 0) for j in range(len(inst.sites))}
+        moves, speedups = [], []
+        if m.pool_over:
+            j = max(m.pool_over, key=lambda s: (m.pool_over[s] / (inst.sites[s].count or 1), -s))
+            for i, k in enumerate(cur):
+                if inst.choices[k].site != j:
+                    continue
+                for k2 in inst.useful[i]:
+                    c2 = inst.choices[k2]
+                    freed = inst.demand(k) - (inst.demand(k2) if c2.site == j else 0.0)
+                    if k2 == k or (i, k2) in tried or freed <= 0:
+                        continue
+                    if c2.site != j and inst.demand(k2) > room[c2.site]:
+                        continue
+                    late = max(0.0, inst.duration(k2) - inst.duration(k) - max(0.0, slack[i]))
+                    cost = max(0.0, _rate(inst, k2) - _rate(inst, k)) + 1e-12
+                    moves.append(((cost * (1.0 + late)) / freed, i, k2))
+        if m.e2e_ms > deadline:
+            for i, k in enumerate(cur):
+                if slack[i] >= 0:
+                    continue
+                c = inst.choices[k]
+                for k2 in inst.useful[i]:
+                    c2 = inst.choices[k2]
+                    gain = inst.duration(k) - inst.duration(k2)
+                    if k2 == k or (i, k2) in tried or gain <= 0:
+                        continue
+                    # a move into a full pool is allowed (the next rounds move an op
+                    # with slack out of it), but one that fits is preferred
+                    extra = inst.demand(k2) - (inst.demand(k) if c2.site == c.site else 0.0)
+                    cost = max(0.0, _rate(inst, k2) - _rate(inst, k)) + 1e-12
+                    speedups.append((cost / min(gain, -slack[i]) * (1.0 if c2.site == c.site else 2.0)
+                                     * (1.0 if extra <= room[c2.site] else 4.0), i, k2))
+        if not moves and not speedups:
+            return None
+        for _score, i, k2 in sorted(speedups)[:4] + sorted(moves)[:4]:
+            trial = list(cur)
+            trial[i] = k2
+            t = inst.evaluate(trial)
+            if badness(t) < badness(m):
+                cur, m = trial, t
+                break
+            tried.add((i, k2))
+        else:
+            continue
+    return m if fits(inst, m, cap) else None
+
+
 # -------------------------------------------------------------------- LP-guided search
 
 
@@ -269,7 +349,9 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
         relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
         lp = relaxed.lp_relaxation()
-        if lp is None:  # infeasible, or the LP ran out of time: the MILP itself tells which
+        if lp is None and relaxed.lp_infeasible:  # no fractional plan: no plan at all
+            return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
+        if lp is None:  # the LP ran out of time: the MILP gets what is left
             res = _solve(inst, mode, cap, cand, starts[0] if starts else None, time_limit=left())
             res.solve_time_s = time.perf_counter() - t0
             return res
@@ -280,6 +362,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         gm = inst.evaluate(g) if g is not None else None
         polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
                       time_limit=left(0.5)))
+        if not starts and mode == "cost":  # no plan yet: mend the LP's rounding
+            mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, t0 + limit)
+            if mended is not None:
+                polish(MilpResult("feasible", mended.choice, None, math.inf, 0.0))
         done = closed(bound)
         if done is None and inst.load > 0:
             pools = [{inst.choices[k].site for k in ks} for ks in support]

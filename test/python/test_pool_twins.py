@@ -89,3 +89,29 @@ def test_dominated_and_too_slow_choices_leave_the_milp():
     assert kept == [0, 1]
     plan = solve(p, baselines=False, explain=False)
     assert plan.ops["a"].option.time_ms == 20.0 and plan.cost == 3e-6 and plan.status == "optimal"
+
+
+def test_mend_reaches_a_plan_from_a_rounding_that_breaks_the_deadline_and_a_pool():
+    """heuristics.mend, the large-graph fallback when the sub-MILPs find no plan: from
+    every op on the fast pool (3 devices needed, 2 there) it reaches a plan within
+    the deadline and the pools, checked here by hand."""
+    import time as _time
+
+    from agentc.planner.heuristics import mend
+
+    ops = [PlanOp(f"o{i}", "compute", [Option("F", 1, 10.0, 0.0, 10.0), Option("S", 1, 30.0, 0.0, 30.0)])
+           for i in range(3)]
+    edges = [PlanEdge("o0", "o1", 0.0), PlanEdge("o1", "o2", 0.0)]
+    p = Problem(ops, edges, [Pool("F", "F", 2, 4.0), Pool("S", "S", 10, 1.0)], [], SLA(75.0), load_rps=1.0,
+                service_cv=0.0)
+    inst = Instance(p)
+    on = {name: [next(k for k in inst.op_choices[i] if inst.sites[inst.choices[k].site].name == name
+                      and inst.choices[k].replicas == 1) for i in range(3)] for name in "FS"}
+    start = inst.evaluate(on["F"])
+    assert start.pool_over  # 3 replicas on a pool of 2
+    m = mend(inst, on["F"], None, _time.perf_counter() + 10)
+    assert m is not None
+    sites = [inst.sites[inst.choices[k].site].name for k in m.choice]
+    waits = [inst.choices[k].wait_ms for k in m.choice]
+    assert sum(10.0 if s == "F" else 30.0 for s in sites) + sum(waits) <= 75.0
+    assert sites.count("F") <= 2 and sites.count("S") >= 1
