@@ -186,7 +186,7 @@ def build_problem(module, ctx):
                  if (prod.name, op.name) in LAYER_INTERLEAVED and _key(prod) in g.ids]
     sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
                       tbt_ms=get(graph_op, "sla_tbt_ms"), **sla_stats(graph_op))
-    plan_pools = [planner.Pool(p.name, p.device.name, p.count, _pool_price(p.device, cluster), p.device.is_cpu)
+    plan_pools = [planner.Pool(p.name, p.device.name, p.count, pool_price(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
     default = cluster.default_link
@@ -265,7 +265,7 @@ def _to_decode(prefill: str, succ: dict[str, list[str]], kinds: dict[str, str]) 
     return [prefill]
 
 
-def _pool_price(device, cluster) -> float:
+def pool_price(device, cluster) -> float:
     """$/hr of one device; an abstract, unpriced class (profiled per op, like the paper's
     HP/CO) is metered: 0 $/hr, and its ops pay their profiled $ per call."""
     if device.is_abstract and device.given_usd_per_hr is None:

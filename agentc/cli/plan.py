@@ -47,9 +47,12 @@ def _plan_view(c) -> dict:
 @click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
+@click.option("--repair", is_flag=True,
+              help="With --verify: add devices to the pools where requests wait until the simulation holds "
+                   "every SLA term, and say what was added.")
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
-             as_json, output, verify, verify_load, seed):
+             as_json, output, verify, verify_load, seed, repair):
     """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
 
     \b
@@ -90,8 +93,10 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             raise UsageError("--pareto prints as table, json or svg")
         return _emit_text(text, output)
     view = _plan_view(c)
+    if repair and not verify:
+        raise UsageError("--repair goes with --verify")
     if verify:
-        return _verify(c, view, verify_load, seed, as_json or fmt == "json")
+        return _verify(c, view, verify_load, seed, as_json or fmt == "json", repair)
     if fmt == "json":
         return _emit_text(json.dumps(view, indent=2, sort_keys=True), output)
     if fmt in ("mermaid", "dot", "svg"):
@@ -125,17 +130,43 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
 
 
-def _verify(c, view, load, seed, as_json):
-    """Simulate the plan; print planned vs simulated per SLA term; a miss is an error."""
+def _verify(c, view, load, seed, as_json, repair=False):
+    """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
+    With `repair`, first grow the pools where requests wait until the simulation holds
+    (verify.repair) and print what was added."""
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
+    from agentc.passes.place import pool_price
     from agentc.sim import verify
 
-    verdict = verify.verify(view, load, seed=seed)
-    if as_json:
-        click.echo(json.dumps({"load_rps": verdict.load_rps, "requests": verdict.requests,
-                               "terms": verdict.terms, "holds": not verdict.misses}, indent=2, sort_keys=True))
+    fixed = None
+    if repair:
+        cluster = c.pass_ctx.cluster
+        _, fixed = verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load,
+                                 seed=seed)
+        verdict = fixed.verdict
     else:
+        verdict = verify.verify(view, load, seed=seed)
+    if as_json:
+        doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
+               "terms": verdict.terms, "holds": not verdict.misses}
+        if fixed is not None:
+            doc["repair"] = {"added_devices": fixed.added, "before": fixed.before,
+                             "added_usd_per_hr": {k: round(v, 6) for k, v in fixed.usd_per_hr.items()},
+                             "steps": fixed.steps}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        if fixed is not None:
+            if fixed.added:
+                t = Table("pool", "devices planned", "devices after repair", "added $/hr",
+                          title=f"repair: {fixed.steps} step(s) of simulation")
+                for pool, n in fixed.added.items():
+                    t.add_row(pool, str(fixed.before.get(pool, 0)), str(fixed.before.get(pool, 0) + n),
+                              num(fixed.usd_per_hr[pool]))
+                console().print(t)
+            else:
+                console().print("repair: nothing added (the plan holds, or no pool that requests wait on "
+                                "can grow)")
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
