@@ -86,10 +86,18 @@ def run(module, ctx) -> None:
         tbt = get(graph, "sla_tbt_ms")
         # kv.transfer is an edge: the place pass prices it by link or transfer profile.
         priced = [op for op in walk(graph) if op.name in KINDS and op.name != "kv.transfer"]
-        # identical pools are priced once per op that could use one (Cluster.without_twins)
-        pools, _twins = cluster.without_twins(len(priced) if get(graph, "load_rps", 0.0) else 1)
+        # identical pools (Cluster.without_twins): priced once without load; under load
+        # once per op that keeps devices busy, and one more (twins that host only ops
+        # keeping nothing busy merge into one), found by pricing on one twin first
+        pools, _twins = cluster.without_twins(1)
+        first = {id(op): op_costs(op, models, cluster, tbt, pools) for op in priced}
+        if get(graph, "load_rps", 0.0):
+            busy = sum(1 for op in priced if any(c.busy_ms > 0 for _p, c, _b in first[id(op)]))
+            more, _twins = cluster.without_twins(min(len(priced), busy + 1))
+            if len(more) != len(pools):
+                pools, first = more, {}
         for op in priced:
-            entries = op_costs(op, models, cluster, tbt, pools)
+            entries = first.get(id(op)) or op_costs(op, models, cluster, tbt, pools)
             loc = source_loc(op)
             if not entries:
                 raise VerifyError(f"no pool of cluster '{cluster.name}' can run {op.name}", loc)

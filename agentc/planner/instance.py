@@ -249,9 +249,10 @@ class Instance:
 
         Pools of one class, size and price that no link, option or profiled transfer
         names are interchangeable: any plan stays a plan, at the same cost and times,
-        when they swap names. A plan puts each op on one pool, so it uses at most as
-        many of them as there are ops: the first that many are kept (by name) and the
-        rest cannot improve on the optimum. Without load there is no capacity at all,
+        when they swap names. A plan puts each op on one pool, and the twins that host
+        only ops keeping no device busy can be merged into one, so it needs at most one
+        twin per op that keeps devices busy, and one more: the first that many are kept
+        (by name) and the rest cannot improve on the optimum. Without load there is no capacity at all,
         and moving every op on such pools onto the first one only removes transfers
         between them (their links to the rest are the same), so one is kept. A cluster
         of 1,000 identical CPU pools is then the size of one (the placement model grows
@@ -265,7 +266,11 @@ class Instance:
             for rank, o in enumerate(op.options):
                 if o.device in offers:
                     offers[o.device][i].append((rank, replace(o, device="")))
-        keep = 1 if self.load <= 0 else max(1, len(self.ops))
+        # under load, pools that only host ops keeping no device busy can all be merged
+        # into one (each costs at least a device; links to the rest are alike), so a
+        # plan needs at most one twin per op that keeps devices busy, and one more
+        busy = sum(1 for op in self.ops if any(o.busy_ms > 0 for o in op.options))
+        keep = 1 if self.load <= 0 else max(1, min(len(self.ops), busy + 1))
         groups: dict[tuple, list] = {}
         out = []
         for pl in pools:
