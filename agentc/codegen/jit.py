@@ -18,7 +18,7 @@ from agentc.diagnostics import UsageError
 from agentc.targets import toolchain
 from agentc.targets.cpu import compile_kernel
 from agentc.targets.cpu.headers import KernelSignature
-from agentc.targets.cpu.schedule import is_threaded
+from agentc.targets.cpu.schedule import is_threaded, native_tile
 
 _NP_TYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i32": np.int32,
              "i64": np.int64, "i8": np.int8}
@@ -103,12 +103,15 @@ def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] | None = No
         threads: int = 1, function: str | None = None) -> JitKernel:
     """Compile a kernel module through vectorize/bufferize/llvm and load it in-process.
 
-    tile: the matmul register tile (default `CpuOptions.tile`). threads > 1 splits large
-    matmuls over that many threads (MLIR's async runtime, loaded into the engine).
+    tile: the matmul register tile (default: this CPU's, `native_tile`, else
+    `CpuOptions.tile`). threads > 1 splits large matmuls over that many threads
+    (MLIR's async runtime, loaded into the engine).
     """
     from mlir import execution_engine, ir
 
     options = {"opt_level": opt_level, "threads": threads}
+    # The engine compiles for this machine's CPU, so the register tile is this CPU's.
+    tile = tile or native_tile(toolchain.host_cpu()[1])
     if tile is not None:
         options["tile"] = tile
     state = compile_kernel(text, stop_after="llvm", **options)

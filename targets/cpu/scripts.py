@@ -64,6 +64,12 @@ def transform_script(schedules) -> str:
                 counts = [sched.threads, 0, 0, 0] if sched.split == "m" else [0, sched.threads, 0, 0]
                 blocks.append(frag("pack_b_forall", id=i, counts=counts, packed=packed))
                 cur, cur_type = "ppar", "!transform.any_op"
+                copy, copy_type = "bpart", "!transform.any_op"
+            else:
+                copy, copy_type = "btranspose", '!transform.op<"linalg.transpose">'
+            # a block of panel rows that divides K (a K block divides K)
+            rows = next(r for r in (8, 4, 2, 1) if sched.k_block % r == 0)
+            blocks.append(frag("vectorize_pack_b", id=i, transpose=copy, transpose_type=copy_type, rows=rows))
             blocks.append(frag("panels", id=i, cur=cur, cur_type=cur_type, m=m, k=k, k_block=sched.k_block))
         else:
             if sched.split:

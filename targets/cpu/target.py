@@ -14,7 +14,7 @@ from agentc.diagnostics import UsageError
 from .. import toolchain
 from ..base import CompileState, StageFn, check_opt_level, check_options, run_stages
 from .headers import header_stage, host_header_stage, kernel_signatures
-from .schedule import is_threaded, tag_contractions, tag_matmuls
+from .schedule import is_threaded, native_tile, tag_contractions, tag_matmuls
 from .scripts import batch_script, strip_transform_script, transform_script, with_transform_script
 
 BUFFERIZE_PIPELINE = (
@@ -71,7 +71,8 @@ def llvm_pipeline(threads: int = 1) -> str:
 class CpuOptions:
     """triple: LLVM target triple (default: this machine). cpu: "" for the triple's
     baseline, "native" for this machine's CPU and features (host architecture only),
-    or an LLVM CPU name. tile: matmul register tile (m, n, k); edges are peeled.
+    or an LLVM CPU name. tile: matmul register tile (m, n, k); edges are peeled
+    (with cpu="native", default: this CPU's, `schedule.native_tile`).
     threads: how many threads each large matmul is split over (1: no threading; more
     uses MLIR's async runtime, see the package docstring)."""
 
@@ -109,6 +110,10 @@ class CpuTarget:
                 close = difflib.get_close_matches(cpu, sorted(toolchain.known_cpus(values["triple"])), n=3)
                 raise UsageError(f"cpu target: LLVM knows no CPU '{cpu}' for triple {values['triple']}"
                                  + (f"; did you mean {', '.join(close)}?" if close else ""))
+        if values.get("cpu") == "native" and "tile" not in values:
+            tile = native_tile(toolchain.host_cpu()[1])
+            if tile is not None:
+                values["tile"] = tile
         values["opt_level"] = int(values.get("opt_level", 3))
         check_opt_level("cpu target", values["opt_level"])
         return CpuOptions(**values)
