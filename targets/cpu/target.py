@@ -13,6 +13,7 @@ from agentc.diagnostics import UsageError
 
 from .. import toolchain
 from ..base import CompileState, StageFn, check_opt_level, check_options, run_stages
+from .expand_exp import expand_exp
 from .headers import header_stage, host_header_stage, kernel_signatures
 from .schedule import is_threaded, native_tile, tag_contractions, tag_matmuls
 from .scripts import batch_script, strip_transform_script, transform_script, with_transform_script
@@ -144,6 +145,7 @@ def _bufferize(state: CompileState) -> CompileState:
 
 def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["signatures"] = kernel_signatures(state.ir)
+    state.ir = expand_exp(state.ir)
     tagged, batches = tag_contractions(state.ir, options)
     state.meta["batched_contractions"] = batches
     if batches:
