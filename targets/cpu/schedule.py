@@ -276,6 +276,63 @@ def tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedul
         return str(module), schedules
 
 
+# Lanes of an elementwise tile, widest first (a tile must divide the last dim: the
+# vectoriser wants static shapes); a row reduction keeps its whole row up to this long.
+VECTOR_LANES = (64, 32, 16, 8)
+MAX_REDUCED_ROW = 1024
+
+
+def vector_key(sizes) -> str:
+    return "x".join(map(str, sizes))
+
+
+def _vector_tiling(op) -> tuple[int, ...] | None:
+    """Tile sizes leaving one vector per tile of a static, single-result linalg.generic
+    whose maps are plain dims and whose body reads no indices, if its last loop is
+    parallel (a slice of VECTOR_LANES) or the only reduction (the whole row); None for
+    anything else, which stays loops (it would not vectorise, or not well)."""
+    from mlir import ir
+
+    if len(op.results) != 1 or not all(ir.ShapedType(v.type).has_static_shape for v in op.operands):
+        return None
+    maps = [_dims(m) for m in ir.ArrayAttr(op.attributes["indexing_maps"])]
+    if any(dims is None for dims in maps):
+        return None
+    if any(o.name in ("linalg.index", "tensor.extract") for o in op.regions[0].blocks[0].operations):
+        return None
+    iterators = ["reduction" in str(t) for t in ir.ArrayAttr(op.attributes["iterator_types"])]
+    extents = _loop_extents(op)
+    if len(extents) < 2:
+        return None
+    last = extents[-1]
+    if iterators[-1]:
+        if any(iterators[:-1]) or last > MAX_REDUCED_ROW:
+            return None
+        return (1,) * (len(extents) - 1) + (0,)
+    if any(iterators):
+        return None
+    lanes = next((n for n in VECTOR_LANES if last % n == 0), None)
+    return None if lanes is None else (1,) * (len(extents) - 1) + (lanes,)
+
+
+def tag_elementwise(text: str) -> tuple[str, list[tuple[int, ...]]]:
+    """Mark the linalg.generic ops that vectorise as one tile per vector (`agentc.vector`)."""
+    from mlir import ir
+
+    tilings = []
+    with ir.Context():
+        module = ir.Module.parse(text)
+
+        def visit(op):
+            sizes = _vector_tiling(op.operation) if op.name == "linalg.generic" else None
+            if sizes is not None:
+                op.attributes["agentc.vector"] = ir.StringAttr.get(vector_key(sizes))
+                tilings.append(sizes)
+            return ir.WalkResult.ADVANCE
+        module.operation.walk(visit)
+        return str(module), tilings
+
+
 def is_threaded(state) -> bool:
     """Whether a kernel's schedules (in its CompileState's meta) use threads."""
     return (any(sched.split for sched in state.meta.get("matmul_schedules", ()))

@@ -15,8 +15,9 @@ from .. import toolchain
 from ..base import CompileState, StageFn, check_opt_level, check_options, run_stages
 from .expand_exp import expand_exp
 from .headers import header_stage, host_header_stage, kernel_signatures
-from .schedule import is_threaded, native_tile, tag_contractions, tag_matmuls
-from .scripts import batch_script, strip_transform_script, transform_script, with_transform_script
+from .schedule import is_threaded, native_tile, tag_contractions, tag_elementwise, tag_matmuls
+from .scripts import (batch_script, elementwise_script, strip_transform_script, transform_script,
+                      with_transform_script)
 
 BUFFERIZE_PIPELINE = (
     "builtin.module("
@@ -38,7 +39,7 @@ LLVM_PIPELINE = (
     "convert-vector-to-scf{{full-unroll=true}},"
     "lower-affine,"
     "convert-scf-to-cf,"
-    "convert-vector-to-llvm,"
+    "convert-vector-to-llvm{{reassociate-fp-reductions=true}},"
     "finalize-memref-to-llvm,"
     "convert-math-to-llvm,"
     "convert-arith-to-llvm,"
@@ -150,6 +151,12 @@ def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["batched_contractions"] = batches
     if batches:
         done = toolchain.run_pipeline(with_transform_script(tagged, batch_script(batches)),
+                                      "builtin.module(transform-interpreter)", stage="vectorize")
+        state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
+                                          stage="vectorize")
+    tagged, tilings = tag_elementwise(state.ir)
+    if tilings:
+        done = toolchain.run_pipeline(with_transform_script(tagged, elementwise_script(tilings)),
                                       "builtin.module(transform-interpreter)", stage="vectorize")
         state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
                                           stage="vectorize")
