@@ -144,30 +144,28 @@ def _bufferize(state: CompileState) -> CompileState:
     return state
 
 
+def _run_script(tagged: str, script: str) -> str:
+    """Run a transform script over its tagged payload, then drop the script."""
+    done = toolchain.run_pipeline(with_transform_script(tagged, script),
+                                  "builtin.module(transform-interpreter)", stage="vectorize")
+    return toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
+                                  stage="vectorize")
+
+
 def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["signatures"] = kernel_signatures(state.ir)
     state.ir = expand_exp(state.ir)
     tagged, batches = tag_contractions(state.ir, options)
     state.meta["batched_contractions"] = batches
     if batches:
-        done = toolchain.run_pipeline(with_transform_script(tagged, batch_script(batches)),
-                                      "builtin.module(transform-interpreter)", stage="vectorize")
-        state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
-                                          stage="vectorize")
+        state.ir = _run_script(tagged, batch_script(batches))
     tagged, tilings = tag_elementwise(state.ir)
     if tilings:
-        done = toolchain.run_pipeline(with_transform_script(tagged, elementwise_script(tilings)),
-                                      "builtin.module(transform-interpreter)", stage="vectorize")
-        state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
-                                          stage="vectorize")
+        state.ir = _run_script(tagged, elementwise_script(tilings))
     tagged, schedules = tag_matmuls(state.ir, options)
     state.meta["matmul_schedules"] = schedules
-    if not schedules:
-        return state
-    scheduled = with_transform_script(tagged, transform_script(schedules))
-    done = toolchain.run_pipeline(scheduled, "builtin.module(transform-interpreter)", stage="vectorize")
-    state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
-                                      stage="vectorize")
+    if schedules:
+        state.ir = _run_script(tagged, transform_script(schedules))
     return state
 
 
