@@ -23,12 +23,16 @@ onnxruntime; asserts nothing about time.
 
     python benchmarks/bench_run.py [--threads 1] [--rounds 7]
 
-Recorded (1 thread, a 2-core Sapphire Rapids VM shared with other jobs, medians of 7
-rounds): before the CPU schedule work of issue 19, 0.39x at batch 1 and 0.37x at
-batch 32; after it, RECORDED_AFTER. What changed: B's packing copies vectorised
-(they were scalar, a fifth of a layer), 6x64 register tiles on AVX-512, exp as a
-vectorisable polynomial instead of a libm call per element, elementwise ops and row
-reductions vectorised, kernel calls with prebuilt descriptors.
+Recorded (1 thread, a 2-core Sapphire Rapids VM shared with other jobs at load 6 to
+10, so single runs scatter by +-0.1): before the CPU schedule work of issue 19, 0.39x
+at batch 1 and 0.37-0.44x at batch 32 (two runs); after it, 0.73-0.82x at batch 1
+and 0.76-0.85x at batch 32 (four runs, medians of 7 rounds each). What changed:
+B's packing copies vectorised (they were scalar, a fifth of a layer), 6x64 register
+tiles on AVX-512, exp as a vectorisable polynomial instead of a libm call per
+element, elementwise ops and row reductions vectorised, kernel temporaries kept by
+malloc between calls (they were page-faulted in again on every call), kernel calls
+with prebuilt descriptors. What is left: B (the weights) is packed again on every
+call, about a tenth of a layer; matmuls are about 70%.
 """
 
 from __future__ import annotations
@@ -177,8 +181,8 @@ def main() -> None:
         a, o = batch / statistics.median(ours_s), batch / statistics.median(theirs_s)
         print(f"{batch:>5}  {a:>12.1f}  {o:>17.1f}  {statistics.median(ratios):>5.2f}x  "
               f"({min(ratios):.2f}-{max(ratios):.2f})")
-    print("recorded: before issue 19's CPU schedule work 0.39x (batch 1) / 0.37x (batch 32); "
-          "after RECORDED_AFTER")
+    print("recorded on a shared 2-core VM: before issue 19's CPU schedule work 0.39x (batch 1) / "
+          "0.37-0.44x (batch 32); after it 0.73-0.82x / 0.76-0.85x")
 
 
 if __name__ == "__main__":
