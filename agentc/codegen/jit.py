@@ -18,7 +18,7 @@ from agentc.diagnostics import UsageError
 from agentc.targets import toolchain
 from agentc.targets.cpu import compile_kernel
 from agentc.targets.cpu.headers import KernelSignature
-from agentc.targets.cpu.schedule import is_threaded
+from agentc.targets.cpu.schedule import is_threaded, native_tile
 
 _NP_TYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "i32": np.int32,
              "i64": np.int64, "i8": np.int8}
@@ -56,6 +56,19 @@ class JitKernel:
     def __init__(self, engine, signature: KernelSignature, llvm_mlir: str):
         self.engine, self.signature, self.llvm_mlir = engine, signature, llvm_mlir
         self._entry = engine.lookup(signature.name)
+        # Shapes are static, so all of a call's descriptors are one int64 buffer built
+        # once ([allocated, aligned, offset, sizes..., strides...] per argument) and a
+        # call only writes the pointers: a descriptor built field by field in ctypes
+        # cost about 8 us, 0.15 ms for an encoder layer's 19 arrays.
+        words, starts = [], []
+        for _, _, shape in signature.args:
+            starts.append(len(words))
+            strides = [1] * len(shape)
+            for i in range(len(shape) - 2, -1, -1):
+                strides[i] = strides[i + 1] * shape[i + 1]
+            words += [0, 0, 0, *shape, *strides]
+        self._template = np.array(words, np.int64)
+        self._starts = np.array(starts, np.int64)
 
     def __call__(self, *inputs: np.ndarray, outputs: list[np.ndarray] | None = None):
         sig = self.signature
@@ -76,15 +89,20 @@ class JitKernel:
                 raise ValueError(f"{sig.name}: output {arg_name} must be a C-contiguous {elem} "
                                  f"array of shape {shape}")
         arrays += outs
-        descriptors = [_descriptor(a) for a in arrays]
+        descriptors = self._template.copy()
+        pointers = [a.__array_interface__["data"][0] for a in arrays]
+        descriptors[self._starts] = pointers        # allocated
+        descriptors[self._starts + 1] = pointers    # aligned
         # The packed entry point takes one pointer per argument to the argument's value,
         # and each `_mlir_ciface` argument is a pointer to a descriptor.
-        values = (ctypes.c_void_p * len(descriptors))(*[ctypes.addressof(d) for d in descriptors])
-        slot = ctypes.sizeof(ctypes.c_void_p)
-        packed = (ctypes.c_void_p * len(descriptors))(
-            *[ctypes.addressof(values) + i * slot for i in range(len(descriptors))])
-        self._entry(packed)
+        values = _address(descriptors) + 8 * self._starts
+        packed = _address(values) + 8 * np.arange(len(arrays), dtype=np.int64)
+        self._entry(ctypes.c_void_p(_address(packed)))
         return tuple(outs)
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
 
 
 @functools.cache
@@ -103,12 +121,15 @@ def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] | None = No
         threads: int = 1, function: str | None = None) -> JitKernel:
     """Compile a kernel module through vectorize/bufferize/llvm and load it in-process.
 
-    tile: the matmul register tile (default `CpuOptions.tile`). threads > 1 splits large
-    matmuls over that many threads (MLIR's async runtime, loaded into the engine).
+    tile: the matmul register tile (default: this CPU's, `native_tile`, else
+    `CpuOptions.tile`). threads > 1 splits large matmuls over that many threads
+    (MLIR's async runtime, loaded into the engine).
     """
     from mlir import execution_engine, ir
 
     options = {"opt_level": opt_level, "threads": threads}
+    # The engine compiles for this machine's CPU, so the register tile is this CPU's.
+    tile = tile or native_tile(toolchain.host_cpu()[1])
     if tile is not None:
         options["tile"] = tile
     state = compile_kernel(text, stop_after="llvm", **options)

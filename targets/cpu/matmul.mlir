@@ -60,6 +60,17 @@ module attributes {transform.with_named_sequence} {
       : (!transform.op<"linalg.pack">)
       -> (!transform.op<"tensor.pad">, !transform.op<"tensor.expand_shape">, !transform.op<"linalg.transpose">)
 
+// B's panels are copied panel row by panel row: tiled into blocks of `rows` rows of a
+// panel (a divisor of K) and vectorised, each row moves as one vector of the panel's
+// width. Left to loops, LLVM copied them one float at a time (it knows nothing of how
+// the buffers alias), a fifth of an encoder layer's time. Parameters: transpose (the
+// handle of B's copy into panels), transpose_type (its transform type), rows.
+// @fragment vectorize_pack_b
+    %bcopy_${id}, %bcl0_${id}, %bcl1_${id} = transform.structured.tile_using_for %${transpose}_${id}
+      tile_sizes [1, ${rows}, 0]
+      : (${transpose_type}) -> (!transform.any_op, !transform.any_op, !transform.any_op)
+    transform.structured.vectorize %bcopy_${id} : !transform.any_op
+
 // Threads share out the panels (or rows of A and C); each thread copies the B panels it
 // uses inside its share, so a matmul is one dispatch to the thread pool, not two.
 // Parameters: packed (the packed op's handle), counts (threads per loop of (m, panel, k, j)).

@@ -14,9 +14,9 @@ import importlib.resources
 import re
 import string
 
-from .schedule import batch_key
+from .schedule import batch_key, vector_key
 
-SCRIPT_FILES = ("matmul.mlir", "batch.mlir")
+SCRIPT_FILES = ("matmul.mlir", "batch.mlir", "elementwise.mlir")
 _FRAGMENT = re.compile(r"// @fragment (\w+)")
 TRANSFORM_ATTR = "transform.with_named_sequence"
 
@@ -64,6 +64,12 @@ def transform_script(schedules) -> str:
                 counts = [sched.threads, 0, 0, 0] if sched.split == "m" else [0, sched.threads, 0, 0]
                 blocks.append(frag("pack_b_forall", id=i, counts=counts, packed=packed))
                 cur, cur_type = "ppar", "!transform.any_op"
+                copy, copy_type = "bpart", "!transform.any_op"
+            else:
+                copy, copy_type = "btranspose", '!transform.op<"linalg.transpose">'
+            # a block of panel rows that divides K (a K block divides K)
+            rows = next(r for r in (8, 4, 2, 1) if sched.k_block % r == 0)
+            blocks.append(frag("vectorize_pack_b", id=i, transpose=copy, transpose_type=copy_type, rows=rows))
             blocks.append(frag("panels", id=i, cur=cur, cur_type=cur_type, m=m, k=k, k_block=sched.k_block))
         else:
             if sched.split:
@@ -96,6 +102,20 @@ def batch_script(batches) -> str:
                                more_loops="".join(f", %bl{j}_{i}" for j in range(1, loops)),
                                types=", ".join(["!transform.any_op"] * (loops + 1))))
         blocks.append(frag("specialize", id=i))
+    return frag("head") + "".join(blocks) + frag("end")
+
+
+def elementwise_script(tilings) -> str:
+    """The transform script vectorising tagged elementwise ops and row reductions."""
+    def frag(name: str, **params) -> str:
+        return _fill("elementwise.mlir", name, **params)
+
+    blocks = []
+    for i, sizes in enumerate(sorted(set(tilings))):
+        loops = sum(1 for size in sizes if size)
+        blocks.append(frag("vector", id=i, key=vector_key(sizes), sizes=list(sizes),
+                           loops="".join(f", %ewl{j}_{i}" for j in range(loops)),
+                           types=", ".join(["!transform.any_op"] * (loops + 1))))
     return frag("head") + "".join(blocks) + frag("end")
 
 

@@ -13,9 +13,11 @@ from agentc.diagnostics import UsageError
 
 from .. import toolchain
 from ..base import CompileState, StageFn, check_opt_level, check_options, run_stages
+from .expand_exp import expand_exp
 from .headers import header_stage, host_header_stage, kernel_signatures
-from .schedule import is_threaded, tag_contractions, tag_matmuls
-from .scripts import batch_script, strip_transform_script, transform_script, with_transform_script
+from .schedule import is_threaded, native_tile, tag_contractions, tag_elementwise, tag_matmuls
+from .scripts import (batch_script, elementwise_script, strip_transform_script, transform_script,
+                      with_transform_script)
 
 BUFFERIZE_PIPELINE = (
     "builtin.module("
@@ -37,7 +39,7 @@ LLVM_PIPELINE = (
     "convert-vector-to-scf{{full-unroll=true}},"
     "lower-affine,"
     "convert-scf-to-cf,"
-    "convert-vector-to-llvm,"
+    "convert-vector-to-llvm{{reassociate-fp-reductions=true}},"
     "finalize-memref-to-llvm,"
     "convert-math-to-llvm,"
     "convert-arith-to-llvm,"
@@ -71,7 +73,8 @@ def llvm_pipeline(threads: int = 1) -> str:
 class CpuOptions:
     """triple: LLVM target triple (default: this machine). cpu: "" for the triple's
     baseline, "native" for this machine's CPU and features (host architecture only),
-    or an LLVM CPU name. tile: matmul register tile (m, n, k); edges are peeled.
+    or an LLVM CPU name. tile: matmul register tile (m, n, k); edges are peeled
+    (with cpu="native", default: this CPU's, `schedule.native_tile`).
     threads: how many threads each large matmul is split over (1: no threading; more
     uses MLIR's async runtime, see the package docstring)."""
 
@@ -109,6 +112,10 @@ class CpuTarget:
                 close = difflib.get_close_matches(cpu, sorted(toolchain.known_cpus(values["triple"])), n=3)
                 raise UsageError(f"cpu target: LLVM knows no CPU '{cpu}' for triple {values['triple']}"
                                  + (f"; did you mean {', '.join(close)}?" if close else ""))
+        if values.get("cpu") == "native" and "tile" not in values:
+            tile = native_tile(toolchain.host_cpu()[1])
+            if tile is not None:
+                values["tile"] = tile
         values["opt_level"] = int(values.get("opt_level", 3))
         check_opt_level("cpu target", values["opt_level"])
         return CpuOptions(**values)
@@ -137,23 +144,28 @@ def _bufferize(state: CompileState) -> CompileState:
     return state
 
 
+def _run_script(tagged: str, script: str) -> str:
+    """Run a transform script over its tagged payload, then drop the script."""
+    done = toolchain.run_pipeline(with_transform_script(tagged, script),
+                                  "builtin.module(transform-interpreter)", stage="vectorize")
+    return toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
+                                  stage="vectorize")
+
+
 def _vectorize(state: CompileState, options: CpuOptions) -> CompileState:
     state.meta["signatures"] = kernel_signatures(state.ir)
+    state.ir = expand_exp(state.ir)
     tagged, batches = tag_contractions(state.ir, options)
     state.meta["batched_contractions"] = batches
     if batches:
-        done = toolchain.run_pipeline(with_transform_script(tagged, batch_script(batches)),
-                                      "builtin.module(transform-interpreter)", stage="vectorize")
-        state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
-                                          stage="vectorize")
+        state.ir = _run_script(tagged, batch_script(batches))
+    tagged, tilings = tag_elementwise(state.ir)
+    if tilings:
+        state.ir = _run_script(tagged, elementwise_script(tilings))
     tagged, schedules = tag_matmuls(state.ir, options)
     state.meta["matmul_schedules"] = schedules
-    if not schedules:
-        return state
-    scheduled = with_transform_script(tagged, transform_script(schedules))
-    done = toolchain.run_pipeline(scheduled, "builtin.module(transform-interpreter)", stage="vectorize")
-    state.ir = toolchain.run_pipeline(strip_transform_script(done), "builtin.module(canonicalize,cse)",
-                                      stage="vectorize")
+    if schedules:
+        state.ir = _run_script(tagged, transform_script(schedules))
     return state
 
 

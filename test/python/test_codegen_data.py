@@ -65,7 +65,8 @@ def test_every_fragment_is_used_and_fills_in_to_a_valid_script(monkeypatch):
     matmul = scripts.transform_script(list(_all_schedules()))
     batch = scripts.batch_script([((1, 0, 1, 0, 0), False), ((1, 1, 0, 0, 0), False),
                                   ((0, 1, 1, 0, 0), True)])
-    for text in (matmul, batch):
+    elementwise = scripts.elementwise_script([(1, 64), (1, 1, 0), (1, 1, 1, 0)])
+    for text in (matmul, batch, elementwise):
         assert "${" not in text
         with ir.Context():
             ir.Module.parse(text)          # every parameter filled with something MLIR reads

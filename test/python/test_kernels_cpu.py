@@ -320,3 +320,31 @@ def test_multi_head_attention_compiles_and_matches(kind, args):
     decoders): the decode step's per-head products are matrix-vector products, which
     once failed the CPU schedule (`transform.structured.specialize failed to apply`)."""
     _check_against_numpy(kind, args, {"heads": 4, "kv_heads": 4}, seed=11)
+
+
+def test_exp_is_a_vector_polynomial_within_two_ulp():
+    """The CPU target's exp (targets/cpu/expand_exp.py) against numpy's exp in f64: a
+    [16, 256] softmax-style map is vectorised (no libm expf call is left) and every
+    normal result is within 2 ulp (1.2e-7 relative); below the normal floats it is 0,
+    past the largest float +inf."""
+    from agentc.codegen.emit import Func
+
+    f = Func("f32")
+    out = f.elementwise(["%x"], [16, 256], lambda s, v: s.exp(v))
+    kernel = jit(f.module("exp", [("%x", [16, 256])], [(out, f.t([16, 256]))]))
+    assert "expf" not in kernel.llvm_mlir and "vector<" in kernel.llvm_mlir
+    x = np.linspace(-87.0, 88.3, 16 * 256 - 6)
+    x = np.concatenate([x, [0.0, -np.inf, -90.0, -87.4, 89.0, np.inf]]).astype(np.float32)
+    got = kernel(x.reshape(16, 256))[0].ravel()
+    want = np.exp(x.astype(np.float64))
+    normal = slice(0, x.size - 5)
+    assert np.max(np.abs(got[normal] / want[normal] - 1)) < 1.2e-7
+    assert got[-5:].tolist() == [0.0, 0.0, 0.0, np.inf, np.inf]
+
+
+def test_register_tile_follows_the_vector_width():
+    """AVX-512 gets the 6x64 tile (24 zmm accumulators); AVX2 (or AVX-512 switched off)
+    keeps the target's 6x16 default."""
+    assert schedule.native_tile("+avx2,+fma,+avx512f,+avx512vl") == schedule.AVX512_TILE == (6, 64, 1)
+    assert schedule.native_tile("+avx2,+fma,-avx512f") is None
+    assert schedule.native_tile("+neon") is None
