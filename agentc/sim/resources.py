@@ -1,6 +1,8 @@
 """The simulator's shared resources: a pool's devices (strict FIFO, holds of known
 length returned lazily, statistics accumulated within the measured window) and a link
-shared by processor sharing, whose transfers' landings are projected at each send."""
+shared by processor sharing, whose transfers' landings are projected at each send.
+The request walk may act a little ahead of the clock (model.py says when), so the
+calls it makes take the time they act at."""
 
 from __future__ import annotations
 
@@ -24,15 +26,19 @@ class PoolStats:
 
 
 class Transfer:
-    """One transfer's arrival: `timer` fires at `at`, the time it lands. A link moves
-    `at` later (with a new timer) when a transfer joins it; a consumer waits until the
-    timer it woke on is still the transfer's current one."""
+    """One transfer's arrival at `at`. `fire` is when its timer fires (the clock's sum
+    `sent + (at - sent)`, which a timer set at `sent` would reach), `timer` the event
+    a consumer waits on. A link moves `at` later when a transfer joins it and hands the
+    transfer to `arm`, which sets a new timer before its process next waits (model.py;
+    a consumer in that same process may instead run on past `fire` and need none); a
+    consumer waits until the timer it woke on is still the transfer's current one."""
 
-    __slots__ = ("at", "timer", "trace")
+    __slots__ = ("at", "fire", "timer", "trace")
 
-    def __init__(self, env, at: float):
+    def __init__(self, sent: float, at: float):
         self.at = at
-        self.timer = env.timeout(at - env.now)
+        self.fire = sent + (at - sent)
+        self.timer = None
         self.trace = None
 
 
@@ -83,6 +89,24 @@ class Pool:
         for e in list(self.engines):
             e.yield_soon()
         return ev, None
+
+    def hold_now(self, tp: int, hold_ms: float, now: float):
+        """The ids (None when not tracked) of `tp` devices held for `hold_ms` from `now`
+        when strict FIFO grants them at once, else False. `now` may run ahead of the
+        clock when no event comes before it (model.py), so holds end by it, not by the clock."""
+        holds = self.holds
+        if holds and holds[0][0] <= now:
+            self._reap(now)
+        if self.waiters or self.free < tp:
+            return False
+        if self.free_ids is None:
+            self.free -= tp
+            end = now + hold_ms
+            heapq.heappush(holds, (end, self.n, tp, None))
+            self.n += 1
+            self._busy(now, end, tp)
+            return None
+        return self._grant(tp, hold_ms, now, now)
 
     def release(self, tp: int, ids, start: float):
         self._busy(start, self.env.now, tp)
@@ -228,8 +252,9 @@ class Link:
     transfer's landing and schedules one timer per transfer it moved. A send only
     delays the others, so a transfer alone on its link costs one event."""
 
-    def __init__(self, env, window: tuple[float, float]):
+    def __init__(self, env, window: tuple[float, float], arm):
         self.env = env
+        self.arm = arm                 # sets a moved or new transfer's timer (model.py)
         self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
         self.last = 0.0
         self.t0, self.t1 = window
@@ -256,9 +281,8 @@ class Link:
         self.active = act
         self.last = now
 
-    def send(self, wire_ms: float, latency_ms: float) -> Transfer:
-        env = self.env
-        now = env.now
+    def send(self, wire_ms: float, latency_ms: float, now: float) -> Transfer:
+        """A transfer sent at `now` (at or ahead of the clock, see Pool.hold_now)."""
         act = self.active
         if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
             act.clear()
@@ -266,7 +290,8 @@ class Link:
             self._advance(now)
         if not self.active:   # alone on the link: it lands after its wire time and the latency
             self.last = now
-            x = Transfer(env, now + wire_ms + latency_ms)
+            x = Transfer(now, now + wire_ms + latency_ms)
+            self.arm(x)
             self.active.append([wire_ms, x, latency_ms])
             self._period(now, now + wire_ms)
             return x
@@ -274,15 +299,18 @@ class Link:
         self.active.append(new)
         act = sorted(self.active, key=lambda x: x[0])
         n, t, prev = len(act), now, 0.0
+        arm = self.arm
         for k, x in enumerate(act):
             t += (n - k) * (x[0] - prev)
             prev = x[0]
             at = t + x[2]
             if x is new:
-                x[1] = Transfer(env, at)
+                x[1] = Transfer(now, at)
+                arm(x[1])
             elif at != x[1].at:
                 x[1].at = at
-                x[1].timer = env.timeout(at - now)
+                x[1].fire = now + (at - now)
+                arm(x[1])
                 if x[1].trace is not None:
                     x[1].trace[5] = at
         self.period[1] = t
