@@ -46,6 +46,12 @@ What is modelled, and how (docs/simulate.md says the same for users):
 
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
 flow, service, one per batch engine), so a seed fixes every number the simulation reports.
+
+Events: a request's walk carries on past a wait (an op's time, a transfer landing)
+without a timeout whenever the next event due is later than the wait's end, since
+nothing can then happen before it (`_walk`); requests and decode engines run from
+their events' callbacks rather than as Processes. Both only drop events no one acts
+on, so a seed gives the same results as a timeout per op and a process per request.
 """
 
 from __future__ import annotations
@@ -144,7 +150,7 @@ class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count")
+                 "waits", "count", "batched")
 
     def __init__(self, sim, op: Op, plan: Plan):
         self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
@@ -154,6 +160,7 @@ class _OpRun:
         self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
         self.decoder = sim.decoders.get(op.id)
         self.prefiller = sim.prefillers.get(op.id)
+        self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
         self.inputs = tuple(f"{s}>{op.id}" for s in op.inputs)
         self.outs = tuple((f"{e.src}>{e.dst}", e, sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None)
                           for e in plan.out_edges.get(op.id, ()))
@@ -253,7 +260,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, Link(self.env, self.window, self._arm))
+            self.links.setdefault(e.link, Link(self.env, self.window, self.pending))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -315,13 +322,6 @@ class Simulation:
         return k
 
     # -------------------------------------------------------------------- the clock
-    def _arm(self, x: Transfer) -> None:
-        """`x` needs a timer at `x.fire`: set before the acting process next waits (or
-        never, when its consumer runs past `fire` first), in the order timers were due."""
-        pending = self.pending
-        pending.pop(x, None)
-        pending[x] = None
-
     def _flush(self) -> None:
         """Set the pending transfers' timers, as many as a send would have set at once:
         before the walk waits or does anything that schedules events."""
@@ -515,9 +515,13 @@ class Simulation:
                 if x is None:
                     continue
                 if x in pending:   # sent since this process last waited: lands at x.fire
-                    if env.peek() > x.fire:
+                    # (a batched op starts on the clock: it would only stop there)
+                    if not r.batched and env.peek() > x.fire:
                         now = x.fire
-                        self._passed(now)
+                        if len(pending) == 1:
+                            pending.clear()
+                        else:
+                            self._passed(now)
                         continue
                     self._flush()
                 timer = x.timer   # None: it landed while the walk ran ahead
@@ -528,7 +532,7 @@ class Simulation:
                     now = env.now
                     timer = x.timer   # moved meanwhile: wait for its new timer
             r.count += 1
-            if r.decoder is not None or r.prefiller is not None or r.op.decode is not None:
+            if r.batched:
                 now = yield from self._batched(req, r, now)
             else:
                 f = (self.factor(r.op.kind) if r.cv > 0 else 1.0) * \
@@ -538,7 +542,10 @@ class Simulation:
                 busy = r.busy * f
                 ids = pool.hold_now(r.tp, busy, now)
                 if ids is False:   # it queues: on the clock
-                    yield from self._sync(now)
+                    if pending:
+                        self._flush()
+                    if now > env.now:
+                        yield self._timeout_at(now)
                     ev, ids = pool.ask(r.tp, busy)
                     if ev is not None:
                         ids = yield ev
@@ -570,8 +577,11 @@ class Simulation:
     def _batched(self, req: _Req, r: _OpRun, now: float):
         """A decode or prefill op: through its batch engine, or (planned batching) as
         an op whose tokens come evenly over its planned time. Returns the time it ends."""
-        yield from self._sync(now)
         env, op = self.env, r.op
+        if self.pending:
+            self._flush()
+        if now > env.now:
+            yield self._timeout_at(now)
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
@@ -631,7 +641,7 @@ class Simulation:
                 x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms, now)
             elif e.latency_ms > 0:
                 x = Transfer(now, now + e.latency_ms)
-                self._arm(x)
+                self.pending[x] = None
             else:
                 continue
             arrive[key] = x

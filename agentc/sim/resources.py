@@ -29,7 +29,7 @@ class Transfer:
     """One transfer's arrival at `at`. `fire` is when its timer fires (the clock's sum
     `sent + (at - sent)`, which a timer set at `sent` would reach), `timer` the event
     a consumer waits on. A link moves `at` later when a transfer joins it and hands the
-    transfer to `arm`, which sets a new timer before its process next waits (model.py;
+    transfer to the pending ones, whose timers are set before its process next waits (model.py;
     a consumer in that same process may instead run on past `fire` and need none); a
     consumer waits until the timer it woke on is still the transfer's current one."""
 
@@ -96,7 +96,13 @@ class Pool:
         clock when no event comes before it (model.py), so holds end by it, not by the clock."""
         holds = self.holds
         if holds and holds[0][0] <= now:
-            self._reap(now)
+            if self.retire or self.free_ids is not None:
+                self._reap(now)
+            else:   # _reap's common case, inline
+                free = self.free
+                while holds and holds[0][0] <= now:
+                    free += heapq.heappop(holds)[2]
+                self.free = free
         if self.waiters or self.free < tp:
             return False
         if self.free_ids is None:
@@ -252,9 +258,9 @@ class Link:
     transfer's landing and schedules one timer per transfer it moved. A send only
     delays the others, so a transfer alone on its link costs one event."""
 
-    def __init__(self, env, window: tuple[float, float], arm):
+    def __init__(self, env, window: tuple[float, float], pending: dict):
         self.env = env
-        self.arm = arm                 # sets a moved or new transfer's timer (model.py)
+        self.pending = pending         # transfers whose timers are due to be set, in order (model.py)
         self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
         self.last = 0.0
         self.t0, self.t1 = window
@@ -291,35 +297,36 @@ class Link:
         if not self.active:   # alone on the link: it lands after its wire time and the latency
             self.last = now
             x = Transfer(now, now + wire_ms + latency_ms)
-            self.arm(x)
+            self.pending[x] = None
             self.active.append([wire_ms, x, latency_ms])
-            self._period(now, now + wire_ms)
+            p = self.period   # a new busy period: count the finished one within the window
+            if p is not None:
+                b = (p[1] if p[1] < self.t1 else self.t1) - (p[0] if p[0] > self.t0 else self.t0)
+                if b > 0:
+                    self.busy_ms += b
+            self.period = [now, now + wire_ms]
             return x
         new = [wire_ms, None, latency_ms]
         self.active.append(new)
         act = sorted(self.active, key=lambda x: x[0])
         n, t, prev = len(act), now, 0.0
-        arm = self.arm
+        pending = self.pending
         for k, x in enumerate(act):
             t += (n - k) * (x[0] - prev)
             prev = x[0]
             at = t + x[2]
             if x is new:
                 x[1] = Transfer(now, at)
-                arm(x[1])
+                pending[x[1]] = None
             elif at != x[1].at:
                 x[1].at = at
                 x[1].fire = now + (at - now)
-                arm(x[1])
+                pending.pop(x[1], None)   # its timer is now due after the ones set so far
+                pending[x[1]] = None
                 if x[1].trace is not None:
                     x[1].trace[5] = at
         self.period[1] = t
         return new[1]
-
-    def _period(self, start: float, end: float):
-        """A new busy period: count the finished one within the window."""
-        self.busy_ms += self.busy_within()
-        self.period = [start, end]
 
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""
