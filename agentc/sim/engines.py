@@ -273,6 +273,21 @@ class Prefiller:
             item[2] = self.sim.env.event()
         return item[2]
 
+    def submit_at(self, op: Op, tokens: float, req, now: float):
+        """`submit` at the walk's `now`, ahead of the clock (model.py), when an idle
+        engine takes the prompt at once and its devices are free then: the event its
+        request waits on; else None (submit on the clock then)."""
+        if not self.idle or self.queue:
+            return None
+        ids = self.sim.pools[self.pool].take_now(self.tp, now)
+        if ids is False:
+            return None
+        engine = heapq.heappop(self.idle)
+        item = [op, tokens, None, now, req]
+        self.queue.append(item)
+        self._run(engine, ids, now)
+        return item[2]
+
     def _start(self, engine: int):
         ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
         if ev is None:
@@ -280,9 +295,10 @@ class Prefiller:
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
-    def _run(self, engine: int, ids):
-        env, pool = self.sim.env, self.sim.pools[self.pool]
-        start = env.now
+    def _run(self, engine: int, ids, start: float | None = None):
+        sim, pool = self.sim, self.sim.pools[self.pool]
+        if start is None:
+            start = sim.env.now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()
@@ -301,7 +317,7 @@ class Prefiller:
         if self.factors is not None:
             f = float(self.factors.take(1)[0])
             self.factors.pos += 1
-        timer = env.timeout(t * f, (start, start + t * f, ids, f))
+        timer = sim._timeout_at(start + t * f, (start, start + t * f, ids, f))
         timer.callbacks.append(lambda _e: self._finish(engine, batch, ids, start, timer))
         for item in batch:
             if item[2] is None:   # the prompt submitting now waits on the timer itself

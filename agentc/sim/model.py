@@ -335,7 +335,7 @@ class Simulation:
         for x in [x for x in pending if x.fire <= t]:
             del pending[x]
 
-    def _timeout_at(self, t: float):
+    def _timeout_at(self, t: float, value=None):
         """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
         clock gives `t`, so a timer set at the clock equals one set at a later walk time."""
         env = self.env
@@ -345,7 +345,7 @@ class Simulation:
             step = math.inf if now + d < t else -math.inf
             while now + d != t:
                 d = math.nextafter(d, step)
-        return env.timeout(d)
+        return env.timeout(d, value)
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
@@ -515,8 +515,8 @@ class Simulation:
                 if x is None:
                     continue
                 if x in pending:   # sent since this process last waited: lands at x.fire
-                    # (a batched op starts on the clock: it would only stop there)
-                    if not r.batched and env.peek() > x.fire:
+                    # (a batched op starts on the clock but a prefill may: it would stop there)
+                    if (not r.batched or r.prefiller is not None) and env.peek() > x.fire:
                         now = x.fire
                         if len(pending) == 1:
                             pending.clear()
@@ -580,9 +580,13 @@ class Simulation:
         env, op = self.env, r.op
         if self.pending:
             self._flush()
-        if now > env.now:
-            yield self._timeout_at(now)
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
+        ahead = None
+        if now > env.now:
+            if r.prefiller is not None:
+                ahead = r.prefiller.submit_at(op, op.tokens * scale, req, now)
+            if ahead is None:
+                yield self._timeout_at(now)
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
             kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
@@ -594,7 +598,9 @@ class Simulation:
                 self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
             return env.now
         if r.prefiller is not None:
-            start, busy_end, ids, f = yield r.prefiller.submit(op, op.tokens * scale, req)
+            if ahead is None:
+                ahead = r.prefiller.submit(op, op.tokens * scale, req)
+            start, busy_end, ids, f = yield ahead
             now = env.now
             rest = (r.total - r.busy) * f * scale
             if rest > 0:

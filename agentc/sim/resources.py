@@ -114,6 +114,14 @@ class Pool:
             return None
         return self._grant(tp, hold_ms, now, now)
 
+    def take_now(self, tp: int, now: float):
+        """`hold_now` for a hold until `release` (a batch engine's)."""
+        if self.holds and self.holds[0][0] <= now:
+            self._reap(now)
+        if self.waiters or self.free < tp:
+            return False
+        return self._grant(tp, None, now, now)
+
     def release(self, tp: int, ids, start: float):
         self._busy(start, self.env.now, tp)
         self._put(tp, ids)
