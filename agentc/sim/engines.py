@@ -160,10 +160,10 @@ class DecodeEngine:
         # calls of one model share the batch; each sequence's op prices the step at
         # this batch size for its own context, and the step takes their mean
         if len(counts) == 1:
-            step = active[0].op.decode.step(n)
+            step = dec.step(active[0].op.decode, n)
         else:
             ops = sim.plan_ops
-            step = sum(c * ops[op_id].decode.step(n) for op_id, c in counts.items()) / n
+            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in counts.items()) / n
         m = min(s.left for s in active)
         self.start, self.m, self.cut = start, m, 0
         if self.factors is None:
@@ -225,6 +225,14 @@ class Decoder:
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
         self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+        self.tables: dict[int, tuple] = {}   # id(Decode) -> (it, its step time by batch size)
+
+    def step(self, decode, n: int) -> float:
+        """`decode.step(n)`, tabulated once per call's Decode (n never passes max_batch)."""
+        entry = self.tables.get(id(decode))
+        if entry is None:
+            entry = self.tables[id(decode)] = (decode, [decode.step(b) for b in range(self.max_batch + 1)])
+        return entry[1][n]
 
     def join(self, seq: Seq):
         best, best_load = None, -1

@@ -110,7 +110,12 @@ class Pool:
             end = now + hold_ms
             heapq.heappush(holds, (end, self.n, tp, None))
             self.n += 1
-            self._busy(now, end, tp)
+            a = now if now > self.t0 else self.t0   # _busy, inline
+            b = end if end < self.t1 else self.t1
+            if b > a:
+                self.busy_area += tp * (b - a)
+            if self.keep:
+                self.busy_iv.append((now, end, tp))
             return None
         return self._grant(tp, hold_ms, now, now)
 
