@@ -1,4 +1,4 @@
-"""`agentc simulate` speed: simulated requests per second of wall time.
+"""`agentc simulate` speed: simulated requests per CPU second.
 
 (a) The voice agent (examples/voice_agent.agent; no load clause, so at --load, default
     20 req/s), continuous batching and --batching planned, against two baselines
@@ -8,15 +8,24 @@
     requests/s for the voice agent on one core.
 (b) Growth with graph size: chains of 10, 100 and 500 ops on one pool; requests/s and
     op executions/s (flat op executions/s = linear in the graph size).
-(c) Linearity in requests: wall time of 4N requests over N requests (4.0 = linear).
+(c) Linearity in requests: CPU time of 4N requests over N requests (4.0 = linear).
+(d) With --against REV: every example at its load (the voice agent at --load), this
+    simulator against agentc/sim as of git revision REV, run alternately in the same
+    process (the older copy imported under another package name), as a ratio of
+    simulated requests per CPU second (time.process_time: the machine may be shared).
 
-Run: python benchmarks/bench_simulate.py [--requests 2000] [--load 20]
+Run: python benchmarks/bench_simulate.py [--requests 2000] [--load 20] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -61,13 +70,57 @@ def simpy_mm1(n: int, rate_per_ms: float = 0.05, service_ms: float = 10.0) -> fl
     return n / (time.process_time() - t)
 
 
-def rate(p: plan.Plan, load_rps: float, n: int, **cfg) -> tuple[float, float]:
-    """(simulated requests per wall second, wall seconds) for n Poisson requests."""
+def rate(p: plan.Plan, load_rps: float, n: int, sim=model, **cfg) -> tuple[float, float]:
+    """(simulated requests per CPU second, CPU seconds) for n Poisson requests."""
     arr = arrivals.poisson(load_rps, np.random.default_rng(0), requests=n)
+    gc.collect()
     t = time.process_time()
-    model.simulate(p, arr, model.Config(seed=0, **cfg))
+    sim.simulate(p, arr, sim.Config(seed=0, **cfg))
     wall = time.process_time() - t
     return n / wall, wall
+
+
+EXAMPLES = (("voice_agent", None), ("rag_agent", None), ("react_tools", None), ("supervisor", None),
+            ("table3", "clusters/table3.toml"))
+
+
+def older_sim(rev: str):
+    """agentc/sim as of git revision `rev`, importable beside this one: its files are
+    written to a temporary package `agentc_sim_<rev>` with its own imports renamed."""
+    name = "agentc_sim_" + "".join(c for c in rev if c.isalnum())
+    root = tempfile.mkdtemp(prefix="bench-simulate-")
+    os.makedirs(os.path.join(root, name))
+    files = subprocess.run(["git", "-C", REPO, "ls-tree", "--name-only", rev, "agentc/sim/"],
+                           check=True, capture_output=True, text=True).stdout.split()
+    for path in files:
+        text = subprocess.run(["git", "-C", REPO, "show", f"{rev}:{path}"], check=True, capture_output=True,
+                              text=True).stdout
+        with open(os.path.join(root, name, os.path.basename(path)), "w", encoding="utf-8") as f:
+            f.write(text.replace("agentc.sim", name))
+    sys.path.insert(0, root)
+    return importlib.import_module(f"{name}.model"), importlib.import_module(f"{name}.plan")
+
+
+def against(rev: str, n: int, repeats: int, voice_load: float):
+    """(d): per example, this simulator's rate over REV's, the best run of each."""
+    old_model, old_plan = older_sim(rev)
+    print(f"(d) every example, {n} requests, this simulator against agentc/sim at {rev} (best of {repeats}, "
+          f"alternating):")
+    for name, cluster in EXAMPLES:
+        manifest = plan.compile_manifest(os.path.join(REPO, "examples", f"{name}.agent"),
+                                         os.path.join(REPO, "examples", cluster) if cluster else None, ())
+        new_p, old_p = plan.from_manifest(manifest), old_plan.from_manifest(manifest)
+        load = new_p.load_rps or voice_load
+        new = old = 0.0
+        for k in range(repeats):
+            runs = [("new", new_p, model), ("old", old_p, old_model)]
+            for who, p, sim in (runs if k % 2 == 0 else runs[::-1]):
+                r, _ = rate(p, load, n, sim=sim)
+                if who == "new":
+                    new = max(new, r)
+                else:
+                    old = max(old, r)
+        print(f"    {name:12s} at {load:g} req/s: {new:9,.0f} req/s, {rev}: {old:9,.0f} req/s, ratio {new / old:.2f}")
 
 
 def best(fn, repeats: int):
@@ -80,6 +133,8 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--load", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="also time every example against agentc/sim at this git revision (d)")
     args = ap.parse_args()
     n, k = args.requests, args.repeats
 
@@ -100,7 +155,9 @@ def main():
         print(f"    k={k:4d}: {r:10,.1f} req/s  {r * k:12,.0f} op executions/s")
     _, w1 = rate(voice, args.load, n // 2)
     _, w4 = rate(voice, args.load, 2 * n)
-    print(f"(c) voice agent: wall time for {2 * n} requests / for {n // 2}: {w4 / w1:.2f} (4.00 = linear)")
+    print(f"(c) voice agent: CPU time for {2 * n} requests / for {n // 2}: {w4 / w1:.2f} (4.00 = linear)")
+    if args.against:
+        against(args.against, n, args.repeats, args.load)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from bisect import bisect_right
 from collections import deque
 
 import numpy as np
-import simpy
 
 from agentc.sim.plan import Op
 
@@ -46,10 +45,14 @@ class Factors:
 
 
 class DecodeEngine:
-    """One continuous-batching decode engine: a tp group of the pool serving one model."""
+    """One continuous-batching decode engine: a tp group of the pool serving one model.
+    It is driven by its events' callbacks rather than a process, so that cutting a
+    run short moves its timer (the old one fires unheard) instead of interrupting a
+    process, which costs an interrupt event and a second resume."""
 
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
+        self.pool = sim.pools[decoder.pool]
         self.active: list[Seq] = []
         self.pending: list[Seq] = []
         self.kv = 0.0            # KV bytes of active and pending sequences
@@ -60,7 +63,16 @@ class DecodeEngine:
         self.ends = None
         self.cut = 0             # steps the current run stops after (0: its natural end)
         self.running = False
-        self.proc = sim.env.process(self.run())
+        self.timer = None        # the current run's end
+        self.run_ids = None      # the devices, batch size and calls of the current run
+        self.run_n = 0
+        self.counts: dict = {}
+        sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
+
+    def _begin(self):
+        self._loop()
+        return
+        yield
 
     def kick(self):
         if self.wake is not None and not self.wake.triggered:
@@ -88,7 +100,9 @@ class DecodeEngine:
             j = bisect_right(self.ends, now) + 1
         if j < self.m:
             self.cut = j
-            self.proc.interrupt()
+            self.timer.callbacks.remove(self._done)
+            self.timer = self.sim.env.timeout(self._end(j) - now)
+            self.timer.callbacks.append(self._done)
 
     def _admit(self):
         dec = self.decoder
@@ -105,82 +119,97 @@ class DecodeEngine:
             self.active.append(s)
             self.kv += s.kv
 
-    def run(self):
-        sim, dec = self.sim, self.decoder
-        env, pool, tp = sim.env, sim.pools[dec.pool], dec.tp
+    def _loop(self, _event=None):
+        """Admit sequences and ask for the devices; idle (until kicked) with none."""
+        self.wake = None
+        dec = self.decoder
         while True:
             if not self.active and not self.pending and not dec.backlog:
-                self.wake = env.event()
-                yield self.wake
-                self.wake = None
+                self.wake = self.sim.env.event()
+                self.wake.callbacks.append(self._loop)
+                return
             self._admit()
-            if not self.active:
-                continue
-            ev, ids = pool.ask(tp, None)
-            if ev is not None:
-                ids = yield ev
-            start = env.now
-            active = self.active
-            n = len(active)
-            counts: dict = {}
-            for s in active:
-                counts[s.op.id] = counts.get(s.op.id, 0) + 1
-                if s.started is None:
-                    s.started = start
-                    if s.req.measured:
-                        pool.stats.waits.append(start - s.joined)
-                        if s.kv_wait:
-                            dec.kv_blocked.append(start - s.joined)
-            # calls of one model share the batch; each sequence's op prices the step at
-            # this batch size for its own context, and the step takes their mean
-            if len(counts) == 1:
-                step = active[0].op.decode.step(n)
+            if self.active:
+                break
+        ev, ids = self.pool.ask(dec.tp, None)
+        if ev is None:
+            self._run(ids)
+        else:
+            ev.callbacks.append(self._granted)
+
+    def _granted(self, event):
+        self._run(event._value)
+
+    def _run(self, ids):
+        """A run of steps on the held devices up to the next sequence leaving (or one
+        step when someone waits to join or for the pool)."""
+        sim, dec, pool = self.sim, self.decoder, self.pool
+        env = sim.env
+        start = env.now
+        active = self.active
+        n = len(active)
+        counts: dict = {}
+        for s in active:
+            counts[s.op.id] = counts.get(s.op.id, 0) + 1
+            if s.started is None:
+                s.started = start
+                if s.req.measured:
+                    pool.stats.waits.append(start - s.joined)
+                    if s.kv_wait:
+                        dec.kv_blocked.append(start - s.joined)
+        # calls of one model share the batch; each sequence's op prices the step at
+        # this batch size for its own context, and the step takes their mean
+        if len(counts) == 1:
+            step = dec.step(active[0].op.decode, n)
+        else:
+            ops = sim.plan_ops
+            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in counts.items()) / n
+        m = min(s.left for s in active)
+        self.start, self.m, self.cut = start, m, 0
+        if self.factors is None:
+            self.dt, self.ends = step, None
+        else:
+            self.ends = start + np.cumsum(step * self.factors.take(m))
+        self.running = True
+        self.run_ids, self.run_n, self.counts = ids, n, counts
+        pool.engines.append(self)
+        if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
+                                            and self.kv + dec.backlog[0].kv <= dec.kv_budget):
+            self.cut = 1 if m > 1 else 0
+        self.timer = env.timeout(self._end(self.cut or m) - start)
+        self.timer.callbacks.append(self._done)
+
+    def _done(self, _event):
+        sim, dec, pool = self.sim, self.decoder, self.pool
+        ids, n, start, active = self.run_ids, self.run_n, self.start, self.active
+        j = self.cut or self.m
+        self.running = False
+        self.timer = None
+        pool.engines.remove(self)
+        if self.factors is not None:
+            self.factors.pos += j
+        first_step = self._end(1)
+        pool.release(dec.tp, ids, start)
+        now = sim.env.now
+        for op_id in self.counts:
+            c = sim.decode_batches[op_id]
+            c[n] = c.get(n, 0) + j
+        if ids is not None and any(s.req.traced for s in active):
+            sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
+                              start, now, None))
+        keep = []
+        for s in active:
+            if s.first is None:
+                s.first = first_step
+            s.left -= j
+            if s.left <= 0:
+                s.last = now
+                self.kv -= s.kv
+                s.done.succeed()
             else:
-                ops = sim.plan_ops
-                step = sum(c * ops[op_id].decode.step(n) for op_id, c in counts.items()) / n
-            m = min(s.left for s in active)
-            self.start, self.m, self.cut = start, m, 0
-            if self.factors is None:
-                self.dt, self.ends = step, None
-            else:
-                self.ends = start + np.cumsum(step * self.factors.take(m))
-            self.running = True
-            pool.engines.append(self)
-            if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
-                                                and self.kv + dec.backlog[0].kv <= dec.kv_budget):
-                self.cut = 1 if m > 1 else 0
-            try:
-                yield env.timeout(self._end(self.cut or m) - start)
-            except simpy.Interrupt:
-                rest = self._end(self.cut) - env.now
-                if rest > 0:
-                    yield env.timeout(rest)
-            j = self.cut or m
-            self.running = False
-            pool.engines.remove(self)
-            if self.factors is not None:
-                self.factors.pos += j
-            first_step = self._end(1)
-            pool.release(tp, ids, start)
-            now = env.now
-            for op_id in counts:
-                c = sim.decode_batches[op_id]
-                c[n] = c.get(n, 0) + j
-            if ids is not None and any(s.req.traced for s in active):
-                sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
-                                  start, now, None))
-            keep = []
-            for s in active:
-                if s.first is None:
-                    s.first = first_step
-                s.left -= j
-                if s.left <= 0:
-                    s.last = now
-                    self.kv -= s.kv
-                    s.done.succeed()
-                else:
-                    keep.append(s)
-            self.active = keep
+                keep.append(s)
+        self.active = keep
+        self._loop()
 
 
 class Decoder:
@@ -196,6 +225,14 @@ class Decoder:
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
         self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+        self.tables: dict[int, tuple] = {}   # id(Decode) -> (it, its step time by batch size)
+
+    def step(self, decode, n: int) -> float:
+        """`decode.step(n)`, tabulated once per call's Decode (n never passes max_batch)."""
+        entry = self.tables.get(id(decode))
+        if entry is None:
+            entry = self.tables[id(decode)] = (decode, [decode.step(b) for b in range(self.max_batch + 1)])
+        return entry[1][n]
 
     def join(self, seq: Seq):
         best, best_load = None, -1
@@ -244,6 +281,21 @@ class Prefiller:
             item[2] = self.sim.env.event()
         return item[2]
 
+    def submit_at(self, op: Op, tokens: float, req, now: float):
+        """`submit` at the walk's `now`, ahead of the clock (model.py), when an idle
+        engine takes the prompt at once and its devices are free then: the event its
+        request waits on; else None (submit on the clock then)."""
+        if not self.idle or self.queue:
+            return None
+        ids = self.sim.pools[self.pool].take_now(self.tp, now)
+        if ids is False:
+            return None
+        engine = heapq.heappop(self.idle)
+        item = [op, tokens, None, now, req]
+        self.queue.append(item)
+        self._run(engine, ids, now)
+        return item[2]
+
     def _start(self, engine: int):
         ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
         if ev is None:
@@ -251,9 +303,10 @@ class Prefiller:
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
-    def _run(self, engine: int, ids):
-        env, pool = self.sim.env, self.sim.pools[self.pool]
-        start = env.now
+    def _run(self, engine: int, ids, start: float | None = None):
+        sim, pool = self.sim, self.sim.pools[self.pool]
+        if start is None:
+            start = sim.env.now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()
@@ -272,7 +325,7 @@ class Prefiller:
         if self.factors is not None:
             f = float(self.factors.take(1)[0])
             self.factors.pos += 1
-        timer = env.timeout(t * f, (start, start + t * f, ids, f))
+        timer = sim._timeout_at(start + t * f, (start, start + t * f, ids, f))
         timer.callbacks.append(lambda _e: self._finish(engine, batch, ids, start, timer))
         for item in batch:
             if item[2] is None:   # the prompt submitting now waits on the timer itself

@@ -46,6 +46,12 @@ What is modelled, and how (docs/simulate.md says the same for users):
 
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
 flow, service, one per batch engine), so a seed fixes every number the simulation reports.
+
+Events: a request's walk carries on past a wait (an op's time, a transfer landing)
+without a timeout whenever the next event due is later than the wait's end, since
+nothing can then happen before it (`_walk`); requests and decode engines run from
+their events' callbacks rather than as Processes. Both only drop events no one acts
+on, so a seed gives the same results as a timeout per op and a process per request.
 """
 
 from __future__ import annotations
@@ -144,7 +150,7 @@ class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count")
+                 "waits", "count", "batched")
 
     def __init__(self, sim, op: Op, plan: Plan):
         self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
@@ -154,9 +160,32 @@ class _OpRun:
         self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
         self.decoder = sim.decoders.get(op.id)
         self.prefiller = sim.prefillers.get(op.id)
+        self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
         self.inputs = tuple(f"{s}>{op.id}" for s in op.inputs)
         self.outs = tuple((f"{e.src}>{e.dst}", e, sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None)
                           for e in plan.out_edges.get(op.id, ()))
+
+
+class _Driver:
+    """Runs a request's walk from the callbacks of the events it waits on, as a SimPy
+    Process would, without the Process's own start and end events (two of the few
+    events a request costs). The walk never waits on a failing event."""
+
+    __slots__ = ("gen",)
+
+    def __init__(self, gen):
+        self.gen = gen
+        self.resume(None)
+
+    def resume(self, event) -> None:
+        gen = self.gen
+        try:
+            ev = gen.send(None if event is None else event._value)
+            while ev.callbacks is None:   # already processed: carry on
+                ev = gen.send(ev._value)
+        except StopIteration:
+            return
+        ev.callbacks.append(self.resume)
 
 
 class Simulation:
@@ -185,6 +214,8 @@ class Simulation:
         self.op_counts: dict[str, int] = {}
         self.trace: list = []
         self.done: list[RequestStats] = []
+        self.pending: dict[Transfer, None] = {}   # transfers whose timer is not set yet, in arming order
+        self.horizon = 0.0   # the latest time the walk ran to ahead of the clock (a request's end)
         warm = min(config.warmup, max(0, len(arrivals) - 1))
         # the measured window: from the first measured arrival to the last arrival
         self.window = (arrivals[warm].t_ms, arrivals[-1].t_ms) if arrivals else (0.0, 0.0)
@@ -229,7 +260,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, Link(self.env, self.window))
+            self.links.setdefault(e.link, Link(self.env, self.window, self.pending))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -290,6 +321,39 @@ class Simulation:
             k += 1
         return k
 
+    # -------------------------------------------------------------------- the clock
+    def _flush(self) -> None:
+        """Set the pending transfers' timers, as many as a send would have set at once:
+        before the walk waits or does anything that schedules events."""
+        for x in self.pending:
+            x.timer = self._timeout_at(x.fire)
+        self.pending.clear()
+
+    def _passed(self, t: float) -> None:
+        """The walk ran to `t` without stopping: pending timers due by then fired unseen."""
+        pending = self.pending
+        for x in [x for x in pending if x.fire <= t]:
+            del pending[x]
+
+    def _timeout_at(self, t: float, value=None):
+        """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
+        clock gives `t`, so a timer set at the clock equals one set at a later walk time."""
+        env = self.env
+        now = env.now
+        d = t - now
+        if now + d != t:
+            step = math.inf if now + d < t else -math.inf
+            while now + d != t:
+                d = math.nextafter(d, step)
+        return env.timeout(d, value)
+
+    def _sync(self, now: float):
+        """Bring the clock to the walk's `now` before something that schedules events."""
+        if self.pending:
+            self._flush()
+        if now > self.env.now:
+            yield self._timeout_at(now)
+
     # -------------------------------------------------------------------- processes
     def run(self) -> Result:
         env = self.env
@@ -300,16 +364,34 @@ class Simulation:
         def source():
             last = 0.0
             trace_end = warm + self.config.trace_requests
-            for i, a in enumerate(self.arrivals):
-                if a.t_ms > last:
-                    yield env.timeout(a.t_ms - last)
-                    last = a.t_ms
-                req = _Req(i, a.t_ms, i >= warm, warm <= i < trace_end, self.plan)
-                if a.input_tokens is not None and self.ref_in:
-                    req.s_in = a.input_tokens / self.ref_in
-                if a.output_tokens is not None and self.ref_out:
-                    req.s_out = a.output_tokens / self.ref_out
-                env.process(self._request(req))
+            arr = self.arrivals
+            i, n = 0, len(arr)
+            while i < n:
+                if arr[i].t_ms > last:
+                    yield env.timeout(arr[i].t_ms - last)
+                    last = arr[i].t_ms
+                j = i + 1
+                while j < n and arr[j].t_ms <= last:
+                    j += 1
+                # a request arriving alone with nothing else due now starts at once (a
+                # Process would start it next anyway); else they start as Processes
+                quiet = j == i + 1 and env.peek() > last
+                later = env.timeout(arr[j].t_ms - last) if j < n and arr[j].t_ms > last else None
+                for k in range(i, j):
+                    a = arr[k]
+                    req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan)
+                    if a.input_tokens is not None and self.ref_in:
+                        req.s_in = a.input_tokens / self.ref_in
+                    if a.output_tokens is not None and self.ref_out:
+                        req.s_out = a.output_tokens / self.ref_out
+                    if quiet:
+                        _Driver(self._request(req))
+                    else:
+                        env.process(self._request(req))
+                i = j
+                if later is not None:
+                    yield later
+                    last = arr[j].t_ms
 
         def lose(loss: Loss):
             yield env.timeout(loss.t_ms)
@@ -345,44 +427,60 @@ class Simulation:
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
                                        for k, v in sorted(self.decode_batches.items())},
-                      self.trace, env.now,
+                      self.trace, max(env.now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
-        yield from self._block(req, req.plan.regions[""])
-        stats = RequestStats(req.id, req.arrival_ms, self.env.now)
+        now = yield from self._block(req, req.plan.regions[""], self.env.now)
+        if self.pending:   # a send may have moved other requests' transfers too
+            self._flush()
+        if now > self.horizon:
+            self.horizon = now
+        stats = RequestStats(req.id, req.arrival_ms, now)
         if req.first_token is not None:
             stats.ttft_ms = req.first_token - req.arrival_ms
         stats.tbt_ms = req.tbt
         self.done.append(stats)
 
-    def _block(self, req: _Req, region: Region):
-        """A region: a chain runs in this process; otherwise each item is a process
-        that starts when the items it reads from are done (`parallel` joins on all)."""
+    def _block(self, req: _Req, region: Region, now: float):
+        """A region, from the walk's `now` to the time it returns: a chain runs in this
+        process; otherwise each item is a process that starts when the items it reads
+        from are done (`parallel` joins on all)."""
         chain = self.chains[id(req.plan)].get(region.id)
         if chain is not None:
-            yield from self._walk(req, chain)
-            return
+            return (yield from self._walk(req, chain, now))
+        yield from self._sync(now)
         runs = self.runs[id(req.plan)]
         events = {}
         for item in region.items:
             deps = [events[d] for d in region.deps.get(item, ())]
             events[item] = self.env.process(self._after(req, runs.get(item, item), deps))
         yield self.env.all_of(list(events.values()))
+        return self.env.now
 
     def _after(self, req, item, deps):
         if deps:
             yield self.env.all_of(deps)
-        yield from self._walk(req, (item,))
+        now = yield from self._walk(req, (item,), self.env.now)
+        yield from self._sync(now)   # the block joins on this process's end
 
-    def _walk(self, req: _Req, items: tuple):
-        """Run `items` (op runs and region ids) in order, entering chain regions in
-        place: one generator per request rather than one per op, since each op costs
-        a resume of every generator above it."""
+    def _walk(self, req: _Req, items: tuple, now: float):
+        """Run `items` (op runs and region ids) in order from the walk's `now`, entering
+        chain regions in place, and return the time they end: one generator per request
+        rather than one per op, since each op costs a resume of every generator above it.
+
+        The walk runs ahead of the clock: when the next event due is later than the end
+        of a wait (an op's time, a transfer landing), nothing can happen before it, so
+        the walk carries on at that time without a timeout; it stops (a timeout firing
+        exactly then) at a wait something may come before, and brings the clock along
+        before whatever schedules events (a pool ask that queues, a batch engine, a
+        process). The pools and links see the same calls at the same times in the same
+        order, so the results are the same as waiting out every step."""
         env, plan = self.env, req.plan
         chains = self.chains[id(plan)]
         arrive = req.arrive
+        pending = self.pending
         stack = [iter(items)]
         while stack:
             r = next(stack[-1], None)
@@ -399,7 +497,7 @@ class Simulation:
                         stack.append(iter(body * trips))
                     else:
                         for _ in range(trips):
-                            yield from self._block(req, region)
+                            now = yield from self._block(req, region, now)
                     continue
                 if region.kind == "branch":
                     arms = sorted(region.items, key=lambda a: plan.regions[a].index)
@@ -410,47 +508,85 @@ class Simulation:
                 if body is not None:
                     stack.append(iter(body))
                 else:
-                    yield from self._block(req, region)
+                    now = yield from self._block(req, region, now)
                 continue
             for key in r.inputs:
                 x = arrive.pop(key, None)
-                if x is not None:
-                    while True:
-                        timer = x.timer
-                        yield timer
-                        if x.timer is timer:
-                            break
+                if x is None:
+                    continue
+                if x in pending:   # sent since this process last waited: lands at x.fire
+                    # (a batched op starts on the clock but a prefill may: it would stop there)
+                    if (not r.batched or r.prefiller is not None) and env.peek() > x.fire:
+                        now = x.fire
+                        if len(pending) == 1:
+                            pending.clear()
+                        else:
+                            self._passed(now)
+                        continue
+                    self._flush()
+                timer = x.timer   # None: it landed while the walk ran ahead
+                while timer is not None and timer.callbacks is not None:   # not fired yet
+                    if pending:
+                        self._flush()
+                    yield timer
+                    now = env.now
+                    timer = x.timer   # moved meanwhile: wait for its new timer
             r.count += 1
-            if r.decoder is not None or r.prefiller is not None or r.op.decode is not None:
-                yield from self._batched(req, r)
+            if r.batched:
+                now = yield from self._batched(req, r, now)
             else:
                 f = (self.factor(r.op.kind) if r.cv > 0 else 1.0) * \
                     (req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0)
                 pool = r.pool
-                t_ask = env.now
+                t_ask = now
                 busy = r.busy * f
-                ev, ids = pool.ask(r.tp, busy)
-                if ev is not None:
-                    ids = yield ev
-                start = env.now
+                ids = pool.hold_now(r.tp, busy, now)
+                if ids is False:   # it queues: on the clock
+                    if pending:
+                        self._flush()
+                    if now > env.now:
+                        yield self._timeout_at(now)
+                    ev, ids = pool.ask(r.tp, busy)
+                    if ev is not None:
+                        ids = yield ev
+                    now = env.now
+                start = now
                 if req.measured:
                     r.waits.append(start - t_ask)
                 end = start + r.total * f
                 if end > start:
-                    yield env.timeout(end - start)
+                    t = start + (end - start)   # what the clock reads after the timeout
+                    if env.peek() > t:
+                        now = t
+                        if pending:
+                            self._passed(now)
+                    else:
+                        if pending:
+                            self._flush()
+                        yield self._timeout_at(t)
+                        now = env.now
                 if req.traced:
                     op = r.op
                     self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
                     if end > start + busy:
-                        self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+                        self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
             if r.outs:
-                self._send(req, r)
+                self._send(req, r, now)
+        return now
 
-    def _batched(self, req: _Req, r: _OpRun):
+    def _batched(self, req: _Req, r: _OpRun, now: float):
         """A decode or prefill op: through its batch engine, or (planned batching) as
-        an op whose tokens come evenly over its planned time."""
+        an op whose tokens come evenly over its planned time. Returns the time it ends."""
         env, op = self.env, r.op
+        if self.pending:
+            self._flush()
         scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
+        ahead = None
+        if now > env.now:
+            if r.prefiller is not None:
+                ahead = r.prefiller.submit_at(op, op.tokens * scale, req, now)
+            if ahead is None:
+                yield self._timeout_at(now)
         if r.decoder is not None:
             tokens = max(1, round(op.decode.tokens * req.s_out))
             kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
@@ -460,45 +596,63 @@ class Simulation:
             self._tokens(req, op, seq.first, seq.last, tokens)
             if req.traced:
                 self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
-        elif r.prefiller is not None:
-            start, busy_end, ids, f = yield r.prefiller.submit(op, op.tokens * scale, req)
+            return env.now
+        if r.prefiller is not None:
+            if ahead is None:
+                ahead = r.prefiller.submit(op, op.tokens * scale, req)
+            start, busy_end, ids, f = yield ahead
+            now = env.now
             rest = (r.total - r.busy) * f * scale
             if rest > 0:
-                yield env.timeout(rest)
+                now = yield from self._wait(now, rest)
             if req.traced:
                 self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
-        else:
-            f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
-            t_ask = env.now
-            busy = r.busy * f
-            ev, ids = r.pool.ask(r.tp, busy)
-            if ev is not None:
-                ids = yield ev
-            start = env.now
-            if req.measured:
-                r.waits.append(start - t_ask)
-            yield env.timeout(r.total * f)
-            tokens = max(1, round(op.decode.tokens * req.s_out))
-            step = (env.now - start) / tokens
-            self._tokens(req, op, start + step, env.now, tokens)
-            if req.traced:
-                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
-                if r.total > r.busy:
-                    self.trace.append(("wait", op.pool, None, op.id, start + busy, env.now, req.id))
+            return now
+        f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
+        t_ask = env.now
+        busy = r.busy * f
+        ev, ids = r.pool.ask(r.tp, busy)
+        if ev is not None:
+            ids = yield ev
+        start = env.now
+        if req.measured:
+            r.waits.append(start - t_ask)
+        now = yield from self._wait(start, r.total * f)
+        tokens = max(1, round(op.decode.tokens * req.s_out))
+        step = (now - start) / tokens
+        self._tokens(req, op, start + step, now, tokens)
+        if req.traced:
+            self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
+            if r.total > r.busy:
+                self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
+        return now
 
-    def _send(self, req: _Req, r: _OpRun):
-        env, arrive = self.env, req.arrive
+    def _wait(self, now: float, ms: float):
+        """Wait `ms` from the walk's `now` (on the clock or ahead of it, see _walk)."""
+        end = now + ms
+        if self.env.peek() > end:
+            if self.pending:
+                self._passed(end)
+            return end
+        if self.pending:
+            self._flush()
+        yield self._timeout_at(end)
+        return end
+
+    def _send(self, req: _Req, r: _OpRun, now: float):
+        arrive = req.arrive
         for key, e, link in r.outs:
             # a KV cache grows with the prompt; other payloads are taken as planned
             if link is not None:
-                x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms)
+                x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms, now)
             elif e.latency_ms > 0:
-                x = Transfer(env, env.now + e.latency_ms)
+                x = Transfer(now, now + e.latency_ms)
+                self.pending[x] = None
             else:
                 continue
             arrive[key] = x
             if req.traced:
-                x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", env.now, x.at, req.id]
+                x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", now, x.at, req.id]
                 self.trace.append(x.trace)
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):

@@ -1,6 +1,8 @@
 """The simulator's shared resources: a pool's devices (strict FIFO, holds of known
 length returned lazily, statistics accumulated within the measured window) and a link
-shared by processor sharing, whose transfers' landings are projected at each send."""
+shared by processor sharing, whose transfers' landings are projected at each send.
+The request walk may act a little ahead of the clock (model.py says when), so the
+calls it makes take the time they act at."""
 
 from __future__ import annotations
 
@@ -24,15 +26,19 @@ class PoolStats:
 
 
 class Transfer:
-    """One transfer's arrival: `timer` fires at `at`, the time it lands. A link moves
-    `at` later (with a new timer) when a transfer joins it; a consumer waits until the
-    timer it woke on is still the transfer's current one."""
+    """One transfer's arrival at `at`. `fire` is when its timer fires (the clock's sum
+    `sent + (at - sent)`, which a timer set at `sent` would reach), `timer` the event
+    a consumer waits on. A link moves `at` later when a transfer joins it and hands the
+    transfer to the pending ones, whose timers are set before its process next waits (model.py;
+    a consumer in that same process may instead run on past `fire` and need none); a
+    consumer waits until the timer it woke on is still the transfer's current one."""
 
-    __slots__ = ("at", "timer", "trace")
+    __slots__ = ("at", "fire", "timer", "trace")
 
-    def __init__(self, env, at: float):
+    def __init__(self, sent: float, at: float):
         self.at = at
-        self.timer = env.timeout(at - env.now)
+        self.fire = sent + (at - sent)
+        self.timer = None
         self.trace = None
 
 
@@ -83,6 +89,43 @@ class Pool:
         for e in list(self.engines):
             e.yield_soon()
         return ev, None
+
+    def hold_now(self, tp: int, hold_ms: float, now: float):
+        """The ids (None when not tracked) of `tp` devices held for `hold_ms` from `now`
+        when strict FIFO grants them at once, else False. `now` may run ahead of the
+        clock when no event comes before it (model.py), so holds end by it, not by the clock."""
+        holds = self.holds
+        if holds and holds[0][0] <= now:
+            if self.retire or self.free_ids is not None:
+                self._reap(now)
+            else:   # _reap's common case, inline
+                free = self.free
+                while holds and holds[0][0] <= now:
+                    free += heapq.heappop(holds)[2]
+                self.free = free
+        if self.waiters or self.free < tp:
+            return False
+        if self.free_ids is None:
+            self.free -= tp
+            end = now + hold_ms
+            heapq.heappush(holds, (end, self.n, tp, None))
+            self.n += 1
+            a = now if now > self.t0 else self.t0   # _busy, inline
+            b = end if end < self.t1 else self.t1
+            if b > a:
+                self.busy_area += tp * (b - a)
+            if self.keep:
+                self.busy_iv.append((now, end, tp))
+            return None
+        return self._grant(tp, hold_ms, now, now)
+
+    def take_now(self, tp: int, now: float):
+        """`hold_now` for a hold until `release` (a batch engine's)."""
+        if self.holds and self.holds[0][0] <= now:
+            self._reap(now)
+        if self.waiters or self.free < tp:
+            return False
+        return self._grant(tp, None, now, now)
 
     def release(self, tp: int, ids, start: float):
         self._busy(start, self.env.now, tp)
@@ -228,8 +271,9 @@ class Link:
     transfer's landing and schedules one timer per transfer it moved. A send only
     delays the others, so a transfer alone on its link costs one event."""
 
-    def __init__(self, env, window: tuple[float, float]):
+    def __init__(self, env, window: tuple[float, float], pending: dict):
         self.env = env
+        self.pending = pending         # transfers whose timers are due to be set, in order (model.py)
         self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
         self.last = 0.0
         self.t0, self.t1 = window
@@ -256,9 +300,8 @@ class Link:
         self.active = act
         self.last = now
 
-    def send(self, wire_ms: float, latency_ms: float) -> Transfer:
-        env = self.env
-        now = env.now
+    def send(self, wire_ms: float, latency_ms: float, now: float) -> Transfer:
+        """A transfer sent at `now` (at or ahead of the clock, see Pool.hold_now)."""
         act = self.active
         if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
             act.clear()
@@ -266,32 +309,37 @@ class Link:
             self._advance(now)
         if not self.active:   # alone on the link: it lands after its wire time and the latency
             self.last = now
-            x = Transfer(env, now + wire_ms + latency_ms)
+            x = Transfer(now, now + wire_ms + latency_ms)
+            self.pending[x] = None
             self.active.append([wire_ms, x, latency_ms])
-            self._period(now, now + wire_ms)
+            p = self.period   # a new busy period: count the finished one within the window
+            if p is not None:
+                b = (p[1] if p[1] < self.t1 else self.t1) - (p[0] if p[0] > self.t0 else self.t0)
+                if b > 0:
+                    self.busy_ms += b
+            self.period = [now, now + wire_ms]
             return x
         new = [wire_ms, None, latency_ms]
         self.active.append(new)
         act = sorted(self.active, key=lambda x: x[0])
         n, t, prev = len(act), now, 0.0
+        pending = self.pending
         for k, x in enumerate(act):
             t += (n - k) * (x[0] - prev)
             prev = x[0]
             at = t + x[2]
             if x is new:
-                x[1] = Transfer(env, at)
+                x[1] = Transfer(now, at)
+                pending[x[1]] = None
             elif at != x[1].at:
                 x[1].at = at
-                x[1].timer = env.timeout(at - now)
+                x[1].fire = now + (at - now)
+                pending.pop(x[1], None)   # its timer is now due after the ones set so far
+                pending[x[1]] = None
                 if x[1].trace is not None:
                     x[1].trace[5] = at
         self.period[1] = t
         return new[1]
-
-    def _period(self, start: float, end: float):
-        """A new busy period: count the finished one within the window."""
-        self.busy_ms += self.busy_within()
-        self.period = [start, end]
 
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""
