@@ -26,6 +26,12 @@ AGENTC_ABI_FN(agentc_observe_append);
 AGENTC_ABI_FN(agentc_compute);
 AGENTC_ABI_FN(agentc_kv_transfer);
 AGENTC_ABI_FN(agentc_allreduce);
+/* embed.encode's table lookups: tokenize the text in[0] with model `name`'s tokenizer
+ * (truncated to its position embeddings) and write its n first-layer input rows
+ * (word + position + type embeddings, LayerNorm'd; [n, d_model] f32) to out. Returns
+ * n * d_model * 4. The host program runs the layers on them in a masked kernel of the
+ * smallest row bucket that holds n. */
+AGENTC_ABI_FN(agentc_embed_rows);
 
 #undef AGENTC_ABI_FN
 

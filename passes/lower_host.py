@@ -36,7 +36,7 @@ import math
 from mlir import ir
 
 from agentc import dialects
-from agentc.codegen.abi import ABI_TYPE, RUNTIME_DECLS, entry_point
+from agentc.codegen.abi import ABI_TYPE, EMBED_ROWS, RUNTIME_DECLS, entry_point
 from agentc.passes._ir import StringGlobals, get, placed_nothing, str_attr, top_ops
 from agentc.passes.partition import PartitionError
 
@@ -248,6 +248,117 @@ def _compute_fn(fn, kernel_types, strings: StringGlobals) -> str:
             + "\n".join(b.lines) + "\n}")
 
 
+def _bucketed_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`embed.encode` / `embed.pool` over a sentence of n real rows: the smallest bucket
+    kernel that holds n (`agentc.buckets`), its padding rows zero and masked out.
+
+    encode: `agentc_embed_rows` (the runtime tokenizes and gathers the embedding rows:
+    table lookups) gives n rows [n, d]; the layers run in the bucket's masked encoder
+    kernel; the result is the last layer's n rows (n * d * 4 bytes). pool: n is its
+    input's bytes / (d * 4); the result is the masked mean, L2-normalised [d].
+    """
+    name = get(fn, "sym_name")
+    encode = get(fn, "agentc.op") == "embed.encode"
+    rows = _i64s(fn.attributes["agentc.buckets"])
+    syms = [str(ir.StringAttr(a).value) for a in ir.ArrayAttr(fn.attributes["agentc.bucket_kernels"])]
+    layers = _i64s(fn.attributes["agentc.loops"]) if encode else []
+    k_in0, _ = kernel_types[syms[-1]]
+    row_bytes = _nbytes(k_in0[0]) // rows[-1]
+    b = _Lines()
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%zero = arith.constant 0 : i64")
+    b("%one = arith.constant 1.0 : f32")
+    b(f"%row_bytes = arith.constant {row_bytes} : i64")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    if encode:
+        b(f"%rows_cap = arith.constant {rows[-1] * row_bytes} : i64")
+        b(f"%rows = func.call @__agentc_buffer(%rows_cap) : (i64) -> {BYTES}")
+        b("%n_in = arith.constant 1 : i64")
+        b("%ins = llvm.alloca %n_in x !llvm.ptr : (i64) -> !llvm.ptr")
+        b("%sizes = llvm.alloca %n_in x i64 : (i64) -> !llvm.ptr")
+        b(f"%p0 = func.call @__agentc_ptr(%in0) : ({BYTES}) -> !llvm.ptr")
+        b("llvm.store %p0, %ins : !llvm.ptr, !llvm.ptr")
+        b(f"%s0 = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+        b("llvm.store %s0, %sizes : i64, !llvm.ptr")
+        b(f"%rp = func.call @__agentc_ptr(%rows) : ({BYTES}) -> !llvm.ptr")
+        b(f"%got = func.call @agentc_embed_rows(%model, %ins, %sizes, %n_in, %rp, %rows_cap) : {ABI_TYPE}")
+        b("%bad = arith.cmpi slt, %got, %zero : i64")
+        b("cf.cond_br %bad, ^done(%got : i64), ^rows")
+        b.lines.append("^rows:")
+        b(f"%src = func.call @__agentc_view(%rows, %got) : ({BYTES}, i64) -> {BYTES}")
+    else:
+        b(f"%s_in = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+        b(f"%src = func.call @__agentc_view(%in0, %s_in) : ({BYTES}, i64) -> {BYTES}")
+    b(f"%srcn = func.call @__agentc_size(%src) : ({BYTES}) -> i64")
+    b("%n64 = arith.divui %srcn, %row_bytes : i64")
+    b("%n = arith.index_cast %n64 : i64 to index")
+    b("cf.br ^pick0")
+    for i, (rows_i, sym) in enumerate(zip(rows, syms)):
+        k_in, k_out = kernel_types[sym]
+        b.lines.append(f"^pick{i}:")
+        if i + 1 < len(rows):
+            b(f"%fits{i} = arith.constant {rows_i} : index")
+            b(f"%le{i} = arith.cmpi ule, %n, %fits{i} : index")
+            b(f"cf.cond_br %le{i}, ^bucket{i}, ^pick{i + 1}")
+        else:
+            b(f"cf.br ^bucket{i}")
+        b.lines.append(f"^bucket{i}:")
+        x_t, mask_t = _memref(str(k_in[0])), _memref(str(k_in[-1]))
+        b(f"%nx{i} = arith.constant {_nbytes(k_in[0])} : i64")
+        b(f"%bx{i} = func.call @__agentc_buffer(%nx{i}) : (i64) -> {BYTES}")
+        b(f"%cx{i} = func.call @__agentc_copy(%bx{i}, %src) : ({BYTES}, {BYTES}) -> i64")
+        b(f"%x{i} = memref.view %bx{i}[%c0][] : {BYTES} to {x_t}")
+        b(f"%nm{i} = arith.constant {_nbytes(k_in[-1])} : i64")
+        b(f"%bm{i} = func.call @__agentc_buffer(%nm{i}) : (i64) -> {BYTES}")
+        b(f"%m{i} = memref.view %bm{i}[%c0][] : {BYTES} to {mask_t}")
+        b(f"%cap{i} = arith.constant {rows_i} : index")
+        b(f"%real{i} = arith.minui %n, %cap{i} : index")
+        b(f"scf.for %j{i} = %c0 to %real{i} step %c1 {{")
+        b(f"  memref.store %one, %m{i}[%j{i}] : {mask_t}")
+        b("}")
+        b(f"%ny{i} = arith.constant {_nbytes(k_out[0])} : i64")
+        b(f"%by{i} = func.call @__agentc_buffer(%ny{i}) : (i64) -> {BYTES}")
+        b(f"%y{i} = memref.view %by{i}[%c0][] : {BYTES} to {_memref(str(k_out[0]))}")
+        weights = k_in[1:-1]
+        if layers:
+            b(f"%layers{i} = arith.constant {layers[0]} : index")
+            b(f"scf.for %l{i} = %c0 to %layers{i} step %c1 {{")
+            b(f"%index{i} = arith.index_cast %l{i} : index to i64")
+        else:
+            b(f"%index{i} = arith.constant 0 : i64")
+        args = [f"%x{i}"]
+        for a, t in enumerate(weights, 1):
+            b(f"%arg_no{i}_{a} = arith.constant {a} : i64")
+            b(f"%nw{i}_{a} = arith.constant {_nbytes(t)} : i64")
+            b(f"%pw{i}_{a} = func.call @agentc_bind(%model, %label, %arg_no{i}_{a}, %index{i}, %nw{i}_{a}) : "
+              "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+            b(f"%bw{i}_{a} = func.call @__agentc_bytes(%pw{i}_{a}, %nw{i}_{a}) : (!llvm.ptr, i64) -> {BYTES}")
+            b(f"%w{i}_{a} = memref.view %bw{i}_{a}[%c0][] : {BYTES} to {_memref(str(t))}")
+            args.append(f"%w{i}_{a}")
+        types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+        b(f"func.call @{sym}({', '.join(args + [f'%m{i}', f'%y{i}'])}) : ({', '.join(types)}) -> ()")
+        if layers:
+            b(f"memref.copy %y{i}, %x{i} : {types[-1]} to {types[0]}")
+            b("}")
+            # the result: the n real rows of the last layer
+            b(f"%res{i} = func.call @__agentc_view(%bx{i}, %srcn) : ({BYTES}, i64) -> {BYTES}")
+        else:
+            b(f"%res{i} = func.call @__agentc_view(%by{i}, %ny{i}) : ({BYTES}, i64) -> {BYTES}")
+        b(f"%wrote{i} = func.call @__agentc_copy(%out, %res{i}) : ({BYTES}, {BYTES}) -> i64")
+        for t in (f"%bx{i}", f"%bm{i}", f"%by{i}"):
+            b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+        b(f"cf.br ^done(%wrote{i} : i64)")
+    b.lines.append("^done(%rc: i64):")
+    if encode:
+        b(f"func.call @__agentc_release(%rows) : ({BYTES}) -> ()")
+    b("return %rc : i64")
+    params = [f"%in0: {BYTES}", f"%out: {BYTES}"]
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
 def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     """The C entry point: the schedule over buffers, with an error exit."""
     b = _Lines()
@@ -360,8 +471,11 @@ def host_text(sub) -> str:
         raise PartitionError(f"lower-host: pool '{pool}' has no schedule (run partition and lower-kernels)")
     strings = StringGlobals()
     results = {get(fn, "sym_name"): int(get(fn, "agentc.result_bytes", 0) or 0) for fn in op_fns}
-    fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes else _compute_fn(fn, kernel_types, strings))
-           for fn in op_fns]
+    fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes
+            else _bucketed_fn(fn, kernel_types, strings) if "agentc.buckets" in fn.attributes
+            else _compute_fn(fn, kernel_types, strings)) for fn in op_fns]
+    if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
+        abis.add(EMBED_ROWS)
     run = _run_fn(pool, schedule, results, strings)
     kernels = []
     for sym in sorted(kernel_types):

@@ -12,7 +12,11 @@ Shape rule (what is and is not faithful):
 - faithful: d_model, heads, kv_heads, ffn, vocab, mel bins, index dim and k from the
   model/plan; a tensor-parallel shard of `tp` divides d_model, heads, ffn (and
   kv_heads, at least 1) by tp, keeping head_dim; one layer function serves all layers.
-- capped: prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
+- bucketed: an embedding model's sentence (`embed.encode`, `embed.pool`) runs in masked
+  kernels of ENCODER_BUCKETS rows (the last raised to the model's position embeddings);
+  the host program picks the smallest bucket that holds the real token count and masks
+  the padding (`agentc.buckets`, `agentc.bucket_kernels`).
+- capped: other prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
   frames at FRAMES_CAP, index rows per scan at INDEX_CAP (a larger index is scanned in
   `agentc.calls` chunks). Longer prompts are not chunked with cross-chunk attention.
 - not faithful: element type (f32 everywhere, whatever the model's dtype); Whisper's
@@ -52,6 +56,9 @@ INDEX_CAP = 4096
 SAMPLE_K = 4
 FFT_BINS = 201          # n_fft = 400 (25 ms at 16 kHz)
 VOCODER_HOP = 256
+# Rows of the masked encoder kernels of an embedding model: a sentence runs in the
+# smallest that holds it. The last is the model's position embeddings when longer.
+ENCODER_BUCKETS = (32, 128)
 
 
 
@@ -110,11 +117,30 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
     return None
 
 
+def encoder_buckets(model: dict) -> list[int]:
+    """Row buckets of an embedding model's masked kernels, ascending; the last is its
+    position embeddings (512 when the model does not say)."""
+    top = int(model.get("position_embeddings", 0) or 512)
+    return sorted({b for b in ENCODER_BUCKETS if b < top} | {top})
+
+
+def bucket_plans(op, model: dict) -> list[tuple[str, dict]] | None:
+    """(kernel kind, builder arguments) per bucket of `embed.encode` / `embed.pool`;
+    None for every other op."""
+    if op.name not in ("embed.encode", "embed.pool"):
+        return None
+    s = _shard(model, int(get(op, "tp", 1) or 1))
+    if op.name == "embed.encode":
+        return [("encoder_layer", dict(seq=b, d_model=s["d_model"], heads=s["heads"], ffn=s["ffn"], masked=True))
+                for b in encoder_buckets(model)]
+    return [("mean_pool_l2", dict(seq=b, d=s["d_model"], masked=True)) for b in encoder_buckets(model)]
+
+
 def kernel_symbol(kind: str, args: dict) -> str:
     short = {"seq": "s", "context": "c", "d_model": "d", "heads": "h", "kv_heads": "kv", "ffn": "f",
              "vocab": "v", "k": "k", "frames": "t", "n_fft_bins": "b", "n_mels": "m", "d": "d",
              "n": "n", "m": "m"}
-    return kind + "_" + "_".join(f"{short.get(k, k)}{v}" for k, v in args.items())
+    return kind + "_" + "_".join(k if v is True else f"{short.get(k, k)}{v}" for k, v in args.items())
 
 
 def _kernel_func(text: str):
@@ -224,6 +250,22 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             if res_types else 0
         header.append(f"agentc.result_bytes = {result_bytes} : i64")
         plan = kernel_plan(inner, model)
+        buckets = bucket_plans(inner, model)
+        if buckets is not None:
+            # The op function sketches the largest bucket's call; lower-host dispatches
+            # on the real length.
+            syms = []
+            for kind, kargs in buckets:
+                syms.append(kernel_symbol(kind, kargs))
+                kernel_texts.setdefault(syms[-1], kernels.KERNELS[kind](**kargs, name=syms[-1]))
+            rows = [kargs["seq"] for _, kargs in buckets]
+            plan = (buckets[-1][0], buckets[-1][1], [int(model.get("layers", 1))]
+                    if inner.name == "embed.encode" else [], 1)
+            header.append(f"agentc.buckets = {_i64_array(rows)}")
+            header.append("agentc.bucket_kernels = [" + ", ".join(str_attr(x) for x in syms) + "]")
+            if inner.name == "embed.encode":   # the real rows, at most the largest bucket's
+                header = [h for h in header if not h.startswith("agentc.result_bytes")]
+                header.append(f"agentc.result_bytes = {rows[-1] * buckets[-1][1]['d_model'] * 4} : i64")
         if plan is not None:
             kind, kargs, loops, calls = plan
             sym = kernel_symbol(kind, kargs)

@@ -15,7 +15,7 @@ import re
 
 from agentc.dialects.ops import ABI  # op -> runtime function: part of each op's contract
 
-__all__ = ["ABI", "ABI_TYPE", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
+__all__ = ["ABI", "ABI_TYPE", "EMBED_ROWS", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
 
 # `int64_t agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` as an MLIR function type.
 ABI_TYPE = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
@@ -28,6 +28,10 @@ RUNTIME_DECLS = [
     "func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
     "func.func private @agentc_recv(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
 ]
+
+# The runtime's part of `embed.encode` (tokenizer and embedding-table lookups): the
+# first layer's input rows of a sentence; the host program runs the layers.
+EMBED_ROWS = "agentc_embed_rows"
 
 # agentc_alloc's `where` (AGENTC_ALLOC_* in the header): who touches the buffer.
 ALLOC_HOST, ALLOC_DEVICE, ALLOC_SHARED = 0, 1, 2

@@ -231,3 +231,35 @@ def trace_json(events, pool_order: list[str]) -> bytes:
                     "args": {"kind": e.kind}})
     doc = {"displayTimeUnit": "ms", "traceEvents": out, "otherData": {"source": "agentc run"}}
     return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def prepare_host(c, cfg: RunConfig):
+    """`agentc run` through the pools' emitted host programs (agentc.runtime.host): the
+    compile continued to the `llvm` stage, every pool's program loaded, the runtime
+    (encoders, indexes, tools) loaded as for the executor. Returns (pools, runtime), or
+    None when the program has ops the host path does not run yet (host.HOST_OPS); the
+    caller then uses `prepare`."""
+    import dataclasses
+
+    from agentc import pipeline
+    from agentc.runtime import host
+
+    check_cpu_only(c)
+    if host.unsupported(c.module):
+        return None
+    ops = list(walk(entry_graph(c.module)))
+    specs = models_of(c.module)
+    unknown = sorted(set(cfg.weights) - set(specs))
+    if unknown:
+        raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "
+                         f"models: {', '.join(sorted(specs))}")
+    for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
+        raise UsageError(f"--index names no index the program searches: '{name}'")
+    for op in ops:
+        if op.name == "retrieve.search" and get(op, "index") not in cfg.indexes:
+            raise RunError(f"no documents for index '{get(op, 'index')}'; pass --index {get(op, 'index')}=FILE "
+                           "(a JSON list of strings, or one document per line)", source_loc(op))
+    rt = load_runtime(c.module, ops, cfg)
+    c.options = dataclasses.replace(c.options, emit="llvm", cpu_threads=cfg.threads)
+    pipeline.resume(c)
+    return host.load_pools(c), rt

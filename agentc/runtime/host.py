@@ -1,0 +1,399 @@
+"""`agentc run` through the emitted host programs: each pool's `agentc_<pool>_run`
+(passes/lower_host.py) and its kernels, loaded in this process, with the runtime C ABI
+(agentc/runtime_abi.h) provided by ctypes callbacks into Python.
+
+Loading: the pool's LLVM IR (`{pool}/{pool}.ll` and `{pool}/{kernel}.ll`, the code
+`agentc compile` turns into the pool's objects) is optimised (O3) and compiled for this
+machine's CPU by llvmlite's MCJIT, all of a pool in one engine, so the host program
+calls its kernels directly. The ABI symbols (`agentc_alloc`, `agentc_bind`, ...) are
+process-wide symbols defined once here; they answer for the run in progress (one at a
+time, `_LOCK`).
+
+Running: every pool's host program runs in its own thread (a cross-pool `agentc_recv`
+blocks until the peer's `agentc_send`), each with the graph inputs as bytes; the graph
+outputs come back from the pool that makes each. What the callbacks do:
+- `agentc_alloc` / `agentc_free`: zero-filled 64-byte-aligned numpy buffers, kept
+  alive until freed;
+- `agentc_bind(model, op, arg, index)`: an encoder layer's weights (`Encoder.weights`,
+  laid out as the kernel wants) or an index chunk's rows (padded with zero rows);
+- `agentc_embed_rows`: the encoder's WordPiece ids and embedding rows (table lookups);
+- tools, compute, memory and observe: as the in-process executor does, values as bytes
+  (text UTF-8, answers JSON).
+A callback that fails records the error, returns a negative code (or a zeroed buffer
+where the ABI allows no failure) and the run raises it afterwards.
+
+Which programs: those whose every op the emitted code computes for real
+(`HOST_OPS`): embeddings, retrieval, tools, compute, memory, observe, with no loop or
+branch (the host program is the schedule's straight pass). Decoder ops (`llm.*`) and
+control flow still run on `agentc.runtime.executor` (docs/run.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from agentc.diagnostics import AgentcError
+from agentc.passes._ir import get, walk
+from agentc.passes._plan_ctx import entry_graph
+from agentc.runtime.executor import Event, RunError, default_tool
+
+# Ops whose emitted host code computes what the program means (see the module docstring).
+HOST_OPS = frozenset({"agent.input", "agent.graph", "agent.yield", "gpu.yield", "embed.encode", "embed.pool",
+                      "retrieve.search", "tool.lookup", "tool.compute", "compute.cpu", "memory.read",
+                      "memory.write", "observe.append", "agent.send", "agent.recv"})
+RECV_TIMEOUT_S = 600.0
+
+_ABI = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p),
+                        ctypes.POINTER(ctypes.c_int64), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+_ALLOC = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_BIND = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64,
+                         ctypes.c_int64)
+_CHANNEL = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int64)
+_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+_LOCK = threading.Lock()
+_ACTIVE: list = [None]      # the HostABI of the run in progress
+
+
+def unsupported(module) -> list:
+    """The ops of the entry graph the host-program path does not run (empty: it can)."""
+    return [op for op in walk(entry_graph(module)) if op.name not in HOST_OPS]
+
+
+class HostABI:
+    """The runtime ABI of one run: buffers, bound arrays, channels, tools (an executor
+    `Runtime` holds the encoders, indexes, tools and stores)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.buffers: dict[int, np.ndarray] = {}
+        self.bound: dict[tuple, np.ndarray] = {}
+        self.channels: dict[int, queue.Queue] = {}
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    # -- memory
+    def _buffer(self, n: int) -> int:
+        arr = np.zeros(max(1, n) + 64, np.uint8)
+        addr = (arr.ctypes.data + 63) & ~63
+        with self.lock:
+            self.buffers[addr] = arr
+        return addr
+
+    def alloc(self, n: int, _where: int) -> int:
+        return self._buffer(n)
+
+    def free(self, p: int) -> None:
+        with self.lock:
+            self.buffers.pop(p, None)
+
+    # -- weights and index rows
+    def bind(self, model: str, op: str, arg: int, index: int, nbytes: int) -> int:
+        key = (model, op, arg, index)
+        if key not in self.bound:
+            self.bound[key] = self._bound_array(model, arg, index, nbytes)
+        return self.bound[key].ctypes.data
+
+    def _bound_array(self, model: str, arg: int, index: int, nbytes: int) -> np.ndarray:
+        if model in self.rt.encoders:
+            arr = self.rt.encoders[model].weights[index][arg - 1]
+            if arr.nbytes != nbytes:
+                raise RunError(f"model '{model}': layer {index} argument {arg} has {arr.nbytes} bytes, "
+                               f"the compiled kernel wants {nbytes}")
+            return np.ascontiguousarray(arr, np.float32)
+        if model in self.rt.indexes:
+            emb = self.rt.indexes[model].embeddings
+            rows = nbytes // (4 * emb.shape[1])
+            out = np.zeros((rows, emb.shape[1]), np.float32)
+            part = emb[index * rows:(index + 1) * rows]
+            out[:len(part)] = part
+            return out
+        raise RunError(f"no weights bound for '{model}' in `agentc run`")
+
+    # -- runtime calls: (name, inputs as bytes) -> bytes
+    def call(self, fn: str, name: str, ins: list[bytes], out: int, cap: int) -> int:
+        data = getattr(self, "_" + fn.removeprefix("agentc_"))(name, ins)
+        data = bytes(data)[:cap]
+        ctypes.memmove(out, data, len(data))
+        return len(data)
+
+    def _embed_rows(self, name, ins):
+        enc = self.rt.encoders.get(name)
+        if enc is None:
+            raise RunError(f"no encoder weights for model '{name}'; pass --weights {name}=PATH")
+        return enc._embed_rows(enc.tokenize(ins[0].decode("utf-8", "replace"))).tobytes()
+
+    def _tool_lookup(self, name, ins):
+        return ins[0] if ins else b""
+
+    def _tool(self, name, ins):
+        fn = self.rt.tools.get(name) or default_tool(name)
+        self.rt.tool_calls[name] = self.rt.tool_calls.get(name, 0) + 1
+        try:
+            answer = fn(*[i.decode("utf-8", "replace") for i in ins])
+        except Exception as err:  # noqa: BLE001 - a user's tool failing is the user's error
+            raise RunError(f"tool '{name}' failed: {type(err).__name__}: {err}") from None
+        return _encode(answer)
+
+    def _tool_invoke(self, name, ins):
+        return self._tool(name, ins)
+
+    def _compute(self, name, ins):
+        return self._tool(name, ins) if name in self.rt.tools else (ins[0] if ins else b"")
+
+    def _memory_read(self, name, ins):
+        return "\n".join(self.rt.memory.get(name, [])).encode()
+
+    def _memory_write(self, name, ins):
+        self.rt.memory.setdefault(name, []).extend(i.decode("utf-8", "replace") for i in ins)
+        return b""
+
+    def _observe_append(self, name, ins):
+        self.rt.observations.append([i.decode("utf-8", "replace") for i in ins])
+        return b""
+
+    # -- channels between pools (one process: queues)
+    def _queue(self, channel: int) -> queue.Queue:
+        with self.lock:
+            return self.channels.setdefault(channel, queue.Queue())
+
+    def send(self, channel: int, data: int, n: int) -> int:
+        self._queue(channel).put(ctypes.string_at(data, n) if n else b"")
+        return 0
+
+    def recv(self, channel: int, out: int, cap: int) -> int:
+        try:
+            data = self._queue(channel).get(timeout=RECV_TIMEOUT_S)[:cap]
+        except queue.Empty:
+            raise RunError(f"channel {channel}: nothing received in {RECV_TIMEOUT_S:.0f} s") from None
+        ctypes.memmove(out, data, len(data))
+        return len(data)
+
+
+def _encode(value) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+def _guard(default):
+    """A callback that records its exception (raised after the run) and returns `default`."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args):
+            abi = _ACTIVE[0]
+            try:
+                return fn(abi, *args)
+            except BaseException as err:  # noqa: BLE001 - re-raised by run() after the program stops
+                if abi is not None:
+                    abi.errors.append(err)
+                return default(abi, *args) if callable(default) else default
+        return inner
+    return wrap
+
+
+def _abi_fn(fn_name: str):
+    @_guard(-1)
+    def cb(abi, name, ins, sizes, n_in, out, cap):
+        blobs = [ctypes.string_at(ins[i], sizes[i]) if sizes[i] else b"" for i in range(n_in)]
+        return abi.call(fn_name, name.decode(), blobs, out, cap)
+    return _ABI(cb)
+
+
+def _zeroed(abi, *args):      # a bind that failed: the program runs on, the run raises
+    return abi._buffer(args[-1])
+
+
+_CALLBACKS = {
+    "agentc_alloc": _ALLOC(_guard(lambda abi, n, w: abi._buffer(n))(lambda abi, n, w: abi.alloc(n, w))),
+    "agentc_free": _FREE(_guard(None)(lambda abi, p: abi.free(p))),
+    "agentc_bind": _BIND(_guard(_zeroed)(lambda abi, m, o, a, i, n: abi.bind(m.decode(), o.decode(), a, i, n))),
+    "agentc_send": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.send(ch, p, n))),
+    "agentc_recv": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.recv(ch, p, n))),
+}
+for _fn in ("agentc_embed_rows", "agentc_tool_lookup", "agentc_tool_invoke", "agentc_compute",
+            "agentc_memory_read", "agentc_memory_write", "agentc_observe_append"):
+    _CALLBACKS[_fn] = _abi_fn(_fn)
+
+
+@functools.cache
+def _llvm():
+    """llvmlite, initialised once, with the ABI symbols and MLIR's runtime libraries
+    (memrefCopy; the async runtime of threaded kernels) visible to JIT-compiled code."""
+    import llvmlite.binding as llvm
+
+    from agentc.targets import toolchain
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    for lib in ("mlir_c_runner_utils", "mlir_async_runtime"):
+        ctypes.CDLL(toolchain.runtime_lib(lib), mode=ctypes.RTLD_GLOBAL)
+        llvm.load_library_permanently(toolchain.runtime_lib(lib))
+    for name, cb in _CALLBACKS.items():
+        llvm.add_symbol(name, ctypes.cast(cb, ctypes.c_void_p).value)
+    target = llvm.Target.from_default_triple()
+    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                      opt=3, codemodel="jitdefault")
+    return llvm, tm
+
+
+@dataclass
+class Pool:
+    """One pool's loaded host program."""
+
+    name: str
+    entry: object
+    engine: object
+    inputs: list[str]
+    outputs: list[str]
+
+
+def load_pool(name: str, entry_name: str, ll_texts: list[str], inputs: list[str], outputs: list[str]) -> Pool:
+    """Compile a pool's LLVM IR modules into one engine; its entry point as a ctypes function."""
+    llvm, tm = _llvm()
+    mods = []
+    for text in ll_texts:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+        mods.append(mod)
+    for mod in mods:     # the O3 pipeline, as MLIR's ExecutionEngine runs for the JIT kernels
+        pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+        pb.getModulePassManager().run(mod, pb)
+    engine = llvm.create_mcjit_compiler(mods[0], tm)
+    for mod in mods[1:]:
+        engine.add_module(mod)
+    engine.finalize_object()
+    addr = engine.get_function_address(entry_name)
+    if not addr:
+        raise RunError(f"pool '{name}': no entry point '{entry_name}' in its host program")
+    return Pool(name, _ENTRY(addr), engine, inputs, outputs)
+
+
+def load_pools(c) -> list[Pool]:
+    """Every pool's host program of a compilation that reached the `llvm` stage."""
+    from agentc.passes._ir import attr_value, top_ops
+
+    pools = []
+    for op in top_ops(c.module):
+        if op.name != "builtin.module":
+            continue
+        pool = get(op, "sym_name")
+        host = next((h.operation for h in op.regions[0].blocks[0].operations
+                     if h.operation.name == "builtin.module" and "agentc.host" in h.attributes), None)
+        if host is None:
+            continue
+        kernels = sorted(get(f, "sym_name") for f in op.regions[0].blocks[0].operations
+                         if f.operation.name == "func.func" and "llvm.emit_c_interface" in f.attributes)
+        texts = [c.artifacts[f"{pool}/{pool}.ll"].decode()] + [c.artifacts[f"{pool}/{k}.ll"].decode() for k in kernels]
+        pools.append(load_pool(pool, get(host, "agentc.entry_point"), texts,
+                               list(attr_value(host.attributes["agentc.inputs"])),
+                               list(attr_value(host.attributes["agentc.outputs"]))))
+    return pools
+
+
+def to_bytes(value, kind: str) -> bytes:
+    """A graph input as the host program takes it."""
+    if kind == "embedding" and not isinstance(value, (str, bytes)):
+        return np.asarray(value, np.float32).tobytes()
+    if kind in ("text", "tokens") or isinstance(value, (str, bytes)):
+        return value if isinstance(value, bytes) else str(value).encode()
+    return _encode(value)
+
+
+def from_bytes(data: bytes, kind: str, docs: list[str] | None):
+    """A graph output the host program wrote, as the executor returns it."""
+    if kind == "embedding":
+        return np.frombuffer(data, np.float32).copy()
+    if kind == "documents" and docs is not None and len(data) % 8 == 0:
+        k = len(data) // 8      # k f32 scores, then their k i32 ids (retrieve's two outputs)
+        scores = np.frombuffer(data[:4 * k], np.float32)
+        ids = np.frombuffer(data[4 * k:], np.int32)
+        return [{"id": int(i), "score": round(float(s), 6), "text": docs[int(i)]}
+                for s, i in zip(scores, ids) if 0 <= int(i) < len(docs)]
+    text = data.decode("utf-8", "replace")
+    if kind == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def _output_owners(module) -> list[tuple[str, str | None]]:
+    """(pool, index name of a retrieve) of each graph output, in graph order."""
+    graph = entry_graph(module)
+    ret = list(graph.regions[0].blocks[0].operations)[-1]
+    out = []
+    for v in ret.operands:
+        owner = v.owner
+        attrs = getattr(owner, "attributes", None)
+        pool = get(owner, "pool") if attrs is not None else None
+        index = get(owner, "index") if attrs is not None and owner.name == "retrieve.search" else None
+        out.append((pool, index))
+    return out
+
+
+def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list:
+    """Run every pool's host program (threads) on `inputs`; the graph outputs in order."""
+    owners = _output_owners(c.module)
+    abi = HostABI(rt)
+    results: dict[str, tuple[int, list[bytes]]] = {}
+
+    def one(pool: Pool):
+        blobs = [to_bytes(v, k) for v, k in zip(inputs, pool.inputs)]
+        keep = [ctypes.create_string_buffer(b, len(b) or 1) for b in blobs]
+        ins = (ctypes.c_void_p * max(1, len(blobs)))(*[ctypes.addressof(k) for k in keep])
+        in_bytes = (ctypes.c_int64 * max(1, len(blobs)))(*[len(b) for b in blobs])
+        outs = [ctypes.create_string_buffer(capacity) for _ in pool.outputs]
+        out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[ctypes.addressof(o) for o in outs])
+        out_bytes = (ctypes.c_int64 * max(1, len(outs)))(*[capacity] * len(outs))
+        import time
+
+        start = time.perf_counter_ns()
+        rc = pool.entry(ctypes.addressof(ins), ctypes.addressof(in_bytes), ctypes.addressof(out_ptrs),
+                        ctypes.addressof(out_bytes))
+        rt.events.append(Event(f"agentc_{pool.name}_run", pool.name, start, time.perf_counter_ns(), "host"))
+        results[pool.name] = (rc, [o.raw[:out_bytes[j]] for j, o in enumerate(outs)])
+
+    with _LOCK:
+        _ACTIVE[0] = abi
+        try:
+            threads = [threading.Thread(target=one, args=(p,), name=f"agentc-{p.name}") for p in pools]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            _ACTIVE[0] = None
+    if abi.errors:
+        err = abi.errors[0]
+        raise err if isinstance(err, AgentcError) else RunError(f"host program: {type(err).__name__}: {err}")
+    for name, (rc, _) in sorted(results.items()):
+        if rc != 0:
+            raise RunError(f"pool '{name}': its host program returned {rc}")
+    taken = {p.name: 0 for p in pools}
+    out = []
+    for (pool, index), kind in zip(owners, _kinds(c.module)):
+        blobs = results[pool][1]
+        data = blobs[taken[pool]]
+        taken[pool] += 1
+        docs = rt.indexes[index].docs if index in rt.indexes else None
+        out.append(from_bytes(data, kind, docs))
+    return out
+
+
+def _kinds(module) -> list[str]:
+    from agentc import dialects
+
+    ret = list(entry_graph(module).regions[0].blocks[0].operations)[-1]
+    return [dialects.type_kind(v.type) for v in ret.operands]
