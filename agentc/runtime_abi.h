@@ -51,7 +51,8 @@ void agentc_free(void *p);
 
 /* The buffer for argument `arg` (1-based: argument 0 is the op's input) of the kernel
  * that op `op` (its label) of `model` (a model, or an index for retrieve) calls, on
- * repetition `index` (the layer, or the index chunk); at least `bytes` long. The
+ * repetition `index` (the layer; for retrieve, the first row of the index chunk);
+ * at least `bytes` long. The
  * runtime owns it (weights, KV caches, index rows); never NULL. */
 void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index, int64_t bytes);
 

@@ -24,9 +24,13 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
 - every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes
   back to `agentc_free`, so a GPU runtime can hand out device-visible memory.
 
+Two compute ops have functions of their own: an embedding (`embed.encode`,
+`embed.pool`) runs at its real length in the smallest of its masked row-bucket kernels
+(`_bucketed_fn`), and a retrieve merges every index chunk's top-k into the exact top-k
+(`_retrieve_fn`).
+
 Control flow: the program is the schedule's straight pass, so each call in a loop or
-branch runs once; repeating them is still the runtime's (see partition). A retrieve
-over several index chunks keeps the last chunk's top-k.
+branch runs once; repeating them is still the runtime's (see partition).
 """
 
 from __future__ import annotations
@@ -359,6 +363,126 @@ def _bucketed_fn(fn, kernel_types, strings: StringGlobals) -> str:
             + "\n".join(b.lines) + "\n}")
 
 
+def _retrieve_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`retrieve.search` over an index of `agentc.calls` chunks: each chunk's top-k
+    (ids local to the chunk, offset by the chunk's first row) is merged into a running
+    top-k by (score descending, id ascending), so the result is the exact top-k of the
+    whole index; every member of it is in its chunk's top-k. `agentc_bind`'s index is the
+chunk's first row (chunks are not all the same size). The last chunk may have a
+    kernel of its own size (`agentc.last_kernel`). The result: k f32 scores, then their
+    k i32 ids."""
+    name = get(fn, "sym_name")
+    full = get(fn, "agentc.kernel")
+    calls = int(get(fn, "agentc.calls", 1) or 1)
+    last = get(fn, "agentc.last_kernel", None)
+    (q_t, idx_t), (s_t, i_t) = kernel_types[full]
+    k = ir.ShapedType(s_t).shape[0]
+    rows = ir.ShapedType(idx_t).shape[0]
+    f32k, i32k = f"memref<{k}xf32>", f"memref<{k}xi32>"
+    b = _Lines()
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b(f"%ck = arith.constant {k} : index")
+    b("%ninf = arith.constant 0xFF800000 : f32")
+    b("%imax = arith.constant 2147483647 : i32")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    b(f"%nq = arith.constant {_nbytes(q_t)} : i64")
+    b(f"%bq = func.call @__agentc_buffer(%nq) : (i64) -> {BYTES}")
+    b(f"%cq = func.call @__agentc_copy(%bq, %in0) : ({BYTES}, {BYTES}) -> i64")
+    b(f"%q = memref.view %bq[%c0][] : {BYTES} to {_memref(str(q_t))}")
+    b(f"%nk = arith.constant {4 * k} : i64")
+    temps = ["%bq"]
+    for v, t in (("s", f32k), ("i", i32k), ("ts", f32k), ("ti", i32k)):
+        b(f"%b{v} = func.call @__agentc_buffer(%nk) : (i64) -> {BYTES}")
+        b(f"%{v} = memref.view %b{v}[%c0][] : {BYTES} to {t}")
+        temps.append(f"%b{v}")
+    b("scf.for %t = %c0 to %ck step %c1 {")
+    b(f"  memref.store %ninf, %s[%t] : {f32k}")
+    b(f"  memref.store %imax, %i[%t] : {i32k}")
+    b("}")
+    chunks = [(full, None, calls - (1 if last else 0))]
+    if last:
+        chunks.append((last, None, calls - 1))
+
+    def chunk(tag: str, sym: str, c: str) -> None:
+        (_, it), (st, _) = kernel_types[sym]
+        kk = ir.ShapedType(st).shape[0]
+        b(f"%rows{tag} = arith.constant {rows} : index")
+        b(f"%first{tag} = arith.muli {c}, %rows{tag} : index")   # the chunk's first row
+        b(f"%c64{tag} = arith.index_cast %first{tag} : index to i64")
+        b(f"%arg{tag} = arith.constant 1 : i64")
+        b(f"%nw{tag} = arith.constant {_nbytes(it)} : i64")
+        b(f"%pw{tag} = func.call @agentc_bind(%model, %label, %arg{tag}, %c64{tag}, %nw{tag}) : "
+          "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+        b(f"%bw{tag} = func.call @__agentc_bytes(%pw{tag}, %nw{tag}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%w{tag} = memref.view %bw{tag}[%c0][] : {BYTES} to {_memref(str(it))}")
+        b(f"%ny{tag} = arith.constant {4 * kk} : i64")
+        b(f"%bys{tag} = func.call @__agentc_buffer(%ny{tag}) : (i64) -> {BYTES}")
+        b(f"%ys{tag} = memref.view %bys{tag}[%c0][] : {BYTES} to memref<{kk}xf32>")
+        b(f"%byi{tag} = func.call @__agentc_buffer(%ny{tag}) : (i64) -> {BYTES}")
+        b(f"%yi{tag} = memref.view %byi{tag}[%c0][] : {BYTES} to memref<{kk}xi32>")
+        b(f"func.call @{sym}(%q, %w{tag}, %ys{tag}, %yi{tag}) : ({_memref(str(q_t))}, {_memref(str(it))}, "
+          f"memref<{kk}xf32>, memref<{kk}xi32>) -> ()")
+        b(f"%off{tag} = arith.index_cast %first{tag} : index to i32")
+        b(f"%ckk{tag} = arith.constant {kk} : index")
+        b(f"%m{tag}:2 = scf.for %t{tag} = %c0 to %ck step %c1 iter_args(%a{tag} = %c0, %b{tag} = %c0) "
+          "-> (index, index) {")
+        b(f"  %sa{tag} = memref.load %s[%a{tag}] : {f32k}")
+        b(f"  %ia{tag} = memref.load %i[%a{tag}] : {i32k}")
+        b(f"  %bok{tag} = arith.cmpi ult, %b{tag}, %ckk{tag} : index")
+        b(f"  %bb{tag} = arith.select %bok{tag}, %b{tag}, %c0 : index")
+        b(f"  %sb0{tag} = memref.load %ys{tag}[%bb{tag}] : memref<{kk}xf32>")
+        b(f"  %ib0{tag} = memref.load %yi{tag}[%bb{tag}] : memref<{kk}xi32>")
+        b(f"  %ib1{tag} = arith.addi %ib0{tag}, %off{tag} : i32")
+        b(f"  %sb{tag} = arith.select %bok{tag}, %sb0{tag}, %ninf : f32")
+        b(f"  %ib{tag} = arith.select %bok{tag}, %ib1{tag}, %imax : i32")
+        b(f"  %gt{tag} = arith.cmpf ogt, %sa{tag}, %sb{tag} : f32")
+        b(f"  %eq{tag} = arith.cmpf oeq, %sa{tag}, %sb{tag} : f32")
+        b(f"  %lt{tag} = arith.cmpi slt, %ia{tag}, %ib{tag} : i32")
+        b(f"  %tie{tag} = arith.andi %eq{tag}, %lt{tag} : i1")
+        b(f"  %ta{tag} = arith.ori %gt{tag}, %tie{tag} : i1")
+        b(f"  %vs{tag} = arith.select %ta{tag}, %sa{tag}, %sb{tag} : f32")
+        b(f"  %vi{tag} = arith.select %ta{tag}, %ia{tag}, %ib{tag} : i32")
+        b(f"  memref.store %vs{tag}, %ts[%t{tag}] : {f32k}")
+        b(f"  memref.store %vi{tag}, %ti[%t{tag}] : {i32k}")
+        b(f"  %a1{tag} = arith.addi %a{tag}, %c1 : index")
+        b(f"  %b1{tag} = arith.addi %b{tag}, %c1 : index")
+        b(f"  %na{tag} = arith.select %ta{tag}, %a1{tag}, %a{tag} : index")
+        b(f"  %nb{tag} = arith.select %ta{tag}, %b{tag}, %b1{tag} : index")
+        b(f"  scf.yield %na{tag}, %nb{tag} : index, index")
+        b("}")
+        b(f"memref.copy %ts, %s : {f32k} to {f32k}")
+        b(f"memref.copy %ti, %i : {i32k} to {i32k}")
+        for t in (f"%bys{tag}", f"%byi{tag}"):
+            b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+
+    if chunks[0][2] > 0:
+        b(f"%chunks = arith.constant {chunks[0][2]} : index")
+        b("scf.for %c = %c0 to %chunks step %c1 {")
+        chunk("_f", full, "%c")
+        b("}")
+    if last:
+        b(f"%clast = arith.constant {calls - 1} : index")
+        chunk("_l", last, "%clast")
+    # the result: the k scores, then their k ids (as much as the buffer holds)
+    b(f"%optr = func.call @__agentc_ptr(%out) : ({BYTES}) -> !llvm.ptr")
+    b(f"%ocap = func.call @__agentc_size(%out) : ({BYTES}) -> i64")
+    b(f"%n0 = func.call @__agentc_copy(%out, %bs) : ({BYTES}, {BYTES}) -> i64")
+    b("%off1 = arith.minsi %nk, %ocap : i64")
+    b("%op1 = llvm.getelementptr %optr[%off1] : (!llvm.ptr, i64) -> !llvm.ptr, i8")
+    b("%orem1 = arith.subi %ocap, %off1 : i64")
+    b(f"%od1 = func.call @__agentc_bytes(%op1, %orem1) : (!llvm.ptr, i64) -> {BYTES}")
+    b(f"%n1 = func.call @__agentc_copy(%od1, %bi) : ({BYTES}, {BYTES}) -> i64")
+    b("%n = arith.addi %n0, %n1 : i64")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b("return %n : i64")
+    params = [f"%in0: {BYTES}", f"%out: {BYTES}"]
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
 def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     """The C entry point: the schedule over buffers, with an error exit."""
     b = _Lines()
@@ -473,6 +597,7 @@ def host_text(sub) -> str:
     results = {get(fn, "sym_name"): int(get(fn, "agentc.result_bytes", 0) or 0) for fn in op_fns}
     fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes
             else _bucketed_fn(fn, kernel_types, strings) if "agentc.buckets" in fn.attributes
+            else _retrieve_fn(fn, kernel_types, strings) if get(fn, "agentc.op") == "retrieve.search"
             else _compute_fn(fn, kernel_types, strings)) for fn in op_fns]
     if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
         abis.add(EMBED_ROWS)

@@ -16,9 +16,11 @@ Shape rule (what is and is not faithful):
   kernels of ENCODER_BUCKETS rows (the last raised to the model's position embeddings);
   the host program picks the smallest bucket that holds the real token count and masks
   the padding (`agentc.buckets`, `agentc.bucket_kernels`).
+- chunked: an index is scanned in chunks of INDEX_CAP rows (`agentc.calls`; the last
+  chunk in a kernel of its own size, `agentc.last_kernel`), each chunk's top-k merged
+  into the exact top-k of the whole index by the host program.
 - capped: other prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
-  frames at FRAMES_CAP, index rows per scan at INDEX_CAP (a larger index is scanned in
-  `agentc.calls` chunks). Longer prompts are not chunked with cross-chunk attention.
+  frames at FRAMES_CAP. Longer prompts are not chunked with cross-chunk attention.
 - not faithful: element type (f32 everywhere, whatever the model's dtype); Whisper's
   cross-attention (its decoder is a self-attention decode step); the TTS vocoder (a
   frames x hop matmul stand-in); MoE routing (gate and merge are matmuls; an expert is a
@@ -104,7 +106,7 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
     if name == "retrieve.search":
         size = int(get(op, "index_size", INDEX_CAP) or INDEX_CAP)
         n = max(1, min(size, INDEX_CAP))
-        return "retrieve", dict(n=n, d=int(get(op, "dim", 384) or 384), k=int(get(op, "k", 4) or 4)), \
+        return "retrieve", dict(n=n, d=int(get(op, "dim", 384) or 384), k=min(n, int(get(op, "k", 4) or 4))), \
             [], -(-size // n)
     if name == "tts.vocode":
         frames = max(1, min(int(audio_ms / 1000 * int(model.get("sample_rate_hz", 22050)) / VOCODER_HOP),
@@ -278,6 +280,14 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             header.append(f"agentc.loops = {_i64_array(loops if k_out[0] == k_in[0] else [])}")
             if calls > 1:
                 header.append(f"agentc.calls = {calls} : i64")
+            rest = int(get(inner, "index_size", 0) or 0) - (calls - 1) * kargs.get("n", 0)
+            if kind == "retrieve" and 0 < rest < kargs["n"]:
+                # the last chunk's own kernel: zero padding rows would score 0 and beat
+                # real rows of negative similarity
+                last = dict(kargs, n=rest, k=min(rest, kargs["k"]))
+                last_sym = kernel_symbol(kind, last)
+                kernel_texts.setdefault(last_sym, kernels.KERNELS[kind](**last, name=last_sym))
+                header.append(f"agentc.last_kernel = {str_attr(last_sym)}")
             text = _compute_body(fn_name, arg_types, res_types, sym, k_in, k_out, loops, calls,
                                  ", ".join(header))
         elif inner.name in ABI:

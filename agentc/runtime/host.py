@@ -111,9 +111,9 @@ class HostABI:
             return np.ascontiguousarray(arr, np.float32)
         if model in self.rt.indexes:
             emb = self.rt.indexes[model].embeddings
-            rows = nbytes // (4 * emb.shape[1])
+            rows = nbytes // (4 * emb.shape[1])     # `index`: the chunk's first row
             out = np.zeros((rows, emb.shape[1]), np.float32)
-            part = emb[index * rows:(index + 1) * rows]
+            part = emb[index:index + rows]
             out[:len(part)] = part
             return out
         raise RunError(f"no weights bound for '{model}' in `agentc run`")

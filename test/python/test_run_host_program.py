@@ -154,3 +154,43 @@ def test_cli_engine_host_refuses_llm_programs_by_name(tmp_path):
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi"])
     assert res.exit_code == 1, res.output
     assert "error: --engine host" in res.output and "llm.prefill" in res.output
+
+
+RETRIEVE = """\
+index docs(size=9000, dim=16)
+
+agent a(e: embedding) -> documents {
+  d = retrieve(docs, e, k=5)
+  return d
+}
+"""
+
+
+def test_retrieve_over_chunks_is_the_exact_top_k(tmp_path):
+    """9000 rows: two chunks of 4096 and a last one of 808 (its own kernel). The best
+    match sits in chunk 0, the next ones in the last chunk and at chunk edges; ties go
+    to the lower id. Against numpy's cosine over all rows."""
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.runtime import host, session
+    from agentc.runtime.executor import Runtime
+    from agentc.runtime.index import Index
+
+    rng = np.random.default_rng(7)
+    rows = rng.standard_normal((9000, 16)).astype(np.float32)
+    query = rng.standard_normal(16).astype(np.float32)
+    rows[17] = 3 * query                      # cosine 1, chunk 0
+    rows[8999] = query + 0.05 * rows[8999]    # last row of the last chunk
+    rows[4095] = rows[4096] = query + 0.2 * rows[4095]   # a tie across a chunk edge
+    (tmp_path / "r.agent").write_text(RETRIEVE)
+    opts = make_options(emit="llvm", cluster=session.CPU_CLUSTER, targets=("cpu",), sla_mode="soft")
+    c = pipeline.compile_file(str(tmp_path / "r.agent"), opts)
+    docs = [f"doc {i}" for i in range(9000)]
+    rt = Runtime(indexes={"docs": Index(docs, rows)})
+    (hits,) = host.run(c, host.load_pools(c), rt, [query])
+    r64, q64 = rows.astype(np.float64), query.astype(np.float64)
+    cos = r64 @ q64 / (np.linalg.norm(r64, axis=1) * np.linalg.norm(q64))
+    want = sorted(range(9000), key=lambda i: (-round(cos[i], 6), i))[:5]
+    assert [h["id"] for h in hits] == want
+    assert want[0] == 17 and 8999 in want and {4095, 4096} <= set(want)
+    np.testing.assert_allclose([h["score"] for h in hits], cos[want], atol=2e-6)
