@@ -35,11 +35,13 @@ import functools
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from agentc.diagnostics import AgentcError
+from agentc.codegen.abi import entry_point
+from agentc.diagnostics import AgentcError, UsageError
 from agentc.passes._ir import get, walk
 from agentc.passes._plan_ctx import entry_graph
 from agentc.runtime.executor import Event, RunError, default_tool
@@ -79,6 +81,7 @@ class HostABI:
         self.channels: dict[int, queue.Queue] = {}
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
+        self.failed = threading.Event()     # a pool stopped early: its peers stop waiting
 
     # -- memory
     def _buffer(self, n: int) -> int:
@@ -170,10 +173,16 @@ class HostABI:
         return 0
 
     def recv(self, channel: int, out: int, cap: int) -> int:
-        try:
-            data = self._queue(channel).get(timeout=RECV_TIMEOUT_S)[:cap]
-        except queue.Empty:
-            raise RunError(f"channel {channel}: nothing received in {RECV_TIMEOUT_S:.0f} s") from None
+        deadline = time.monotonic() + RECV_TIMEOUT_S
+        while True:
+            try:
+                data = self._queue(channel).get(timeout=0.05)[:cap]
+                break
+            except queue.Empty:
+                if self.failed.is_set():
+                    return -1       # the sender's pool stopped; its error is the run's
+                if time.monotonic() > deadline:
+                    raise RunError(f"channel {channel}: nothing received in {RECV_TIMEOUT_S:.0f} s") from None
         ctypes.memmove(out, data, len(data))
         return len(data)
 
@@ -335,27 +344,43 @@ def from_bytes(data: bytes, kind: str, docs: list[str] | None):
     return text
 
 
-def _output_owners(module) -> list[tuple[str, str | None]]:
-    """(pool, index name of a retrieve) of each graph output, in graph order."""
+def _output_owners(module) -> list[tuple[str | None, str | None, int | None]]:
+    """(pool, index name of a retrieve, graph input number) of each graph output, in
+    graph order; a graph input returned as it is has no pool."""
+    from mlir import ir
+
     graph = entry_graph(module)
     ret = list(graph.regions[0].blocks[0].operations)[-1]
     out = []
     for v in ret.operands:
         owner = v.owner
-        attrs = getattr(owner, "attributes", None)
-        pool = get(owner, "pool") if attrs is not None else None
-        index = get(owner, "index") if attrs is not None and owner.name == "retrieve.search" else None
-        out.append((pool, index))
+        if not hasattr(owner, "attributes"):     # a block argument
+            out.append((None, None, ir.BlockArgument(v).arg_number))
+        elif owner.name == "agent.input":
+            out.append((None, None, int(get(owner, "index", 0))))
+        else:
+            out.append((get(owner, "pool"), get(owner, "index") if owner.name == "retrieve.search" else None, None))
     return out
 
 
 def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list:
     """Run every pool's host program (threads) on `inputs`; the graph outputs in order."""
     owners = _output_owners(c.module)
+    wanted = max((len(p.inputs) for p in pools), default=0)
+    if len(inputs) < wanted:
+        raise UsageError(f"the agent reads {wanted} input(s) but {len(inputs)} were given; pass --input VALUE")
     abi = HostABI(rt)
     results: dict[str, tuple[int, list[bytes]]] = {}
 
     def one(pool: Pool):
+        try:
+            run_pool(pool)
+        except BaseException as err:  # noqa: BLE001 - raised by run() below
+            abi.errors.append(err)
+        if pool.name not in results or results[pool.name][0] != 0:
+            abi.failed.set()
+
+    def run_pool(pool: Pool):
         blobs = [to_bytes(v, k) for v, k in zip(inputs, pool.inputs)]
         keep = [ctypes.create_string_buffer(b, len(b) or 1) for b in blobs]
         ins = (ctypes.c_void_p * max(1, len(blobs)))(*[ctypes.addressof(k) for k in keep])
@@ -363,12 +388,10 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
         outs = [ctypes.create_string_buffer(capacity) for _ in pool.outputs]
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[ctypes.addressof(o) for o in outs])
         out_bytes = (ctypes.c_int64 * max(1, len(outs)))(*[capacity] * len(outs))
-        import time
-
         start = time.perf_counter_ns()
         rc = pool.entry(ctypes.addressof(ins), ctypes.addressof(in_bytes), ctypes.addressof(out_ptrs),
                         ctypes.addressof(out_bytes))
-        rt.events.append(Event(f"agentc_{pool.name}_run", pool.name, start, time.perf_counter_ns(), "host"))
+        rt.events.append(Event(entry_point(pool.name), pool.name, start, time.perf_counter_ns(), "host"))
         results[pool.name] = (rc, [o.raw[:out_bytes[j]] for j, o in enumerate(outs)])
 
     with _LOCK:
@@ -389,7 +412,10 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
             raise RunError(f"pool '{name}': its host program returned {rc}")
     taken = {p.name: 0 for p in pools}
     out = []
-    for (pool, index), kind in zip(owners, _kinds(c.module)):
+    for (pool, index, arg), kind in zip(owners, _kinds(c.module)):
+        if pool is None:
+            out.append(inputs[arg])
+            continue
         blobs = results[pool][1]
         data = blobs[taken[pool]]
         taken[pool] += 1

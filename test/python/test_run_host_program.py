@@ -194,3 +194,50 @@ def test_retrieve_over_chunks_is_the_exact_top_k(tmp_path):
     assert [h["id"] for h in hits] == want
     assert want[0] == 17 and 8999 in want and {4095, 4096} <= set(want)
     np.testing.assert_allclose([h["score"] for h in hits], cos[want], atol=2e-6)
+
+
+TOOLS = """\
+CALLS = []
+
+def search(q):
+    CALLS.append(q)
+    return {"query": q, "hits": len(CALLS)}
+
+def broken(q):
+    raise ValueError("no network")
+"""
+TOOL_PROGRAM = """\
+agent a(q: text) -> json {
+  r = tool search(q, latency=2ms, payload=1KB)
+  return r
+}
+"""
+
+
+def test_tools_run_through_the_host_programs_abi(tmp_path, monkeypatch):
+    """tool.lookup / tool.compute reach the registered callable through
+    agentc_tool_lookup / agentc_tool_invoke, with the input's bytes as text; a failing
+    tool stops the program and is the CLI's error (exit 1)."""
+    import sys
+
+    from agentc.cli import cli
+
+    (tmp_path / "hosttools.py").write_text(TOOLS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("hosttools", None)
+    src = tmp_path / "t.agent"
+    src.write_text(TOOL_PROGRAM)
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "weather in Paris",
+                                   "--tool", "search=hosttools:search"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {"query": "weather in Paris", "hits": 1}
+    import hosttools
+
+    assert hosttools.CALLS == ["weather in Paris"]
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "x",
+                                   "--tool", "search=hosttools:broken"])
+    assert res.exit_code == 1
+    assert "error: tool 'search' failed: ValueError: no network" in res.output
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host"])
+    assert res.exit_code == 1 and "1 input(s) but 0 were given" in res.output
+    sys.modules.pop("hosttools", None)
