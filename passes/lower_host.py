@@ -483,6 +483,233 @@ chunk's first row (chunks are not all the same size). The last chunk may have a
             + "\n".join(b.lines) + "\n}")
 
 
+def _bind(b: _Lines, tag: str, label: str, arg: int, index: str, memref_t: str, nbytes: int) -> str:
+    """A runtime-owned buffer (agentc_bind) viewed as `memref_t`; its SSA name."""
+    b(f"%a{tag} = arith.constant {arg} : i64")
+    b(f"%n{tag} = arith.constant {nbytes} : i64")
+    b(f"%p{tag} = func.call @agentc_bind(%model, {label}, %a{tag}, {index}, %n{tag}) : "
+      "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+    b(f"%b{tag} = func.call @__agentc_bytes(%p{tag}, %n{tag}) : (!llvm.ptr, i64) -> {BYTES}")
+    b(f"%{tag} = memref.view %b{tag}[%c0][] : {BYTES} to {memref_t}")
+    return f"%{tag}"
+
+
+def _temp(b: _Lines, temps: list, tag: str, memref_t: str, nbytes: int) -> str:
+    """A zeroed buffer of the program (released at the end) viewed as `memref_t`."""
+    b(f"%n{tag} = arith.constant {nbytes} : i64")
+    b(f"%b{tag} = func.call @__agentc_buffer(%n{tag}) : (i64) -> {BYTES}")
+    b(f"%{tag} = memref.view %b{tag}[%c0][] : {BYTES} to {memref_t}")
+    temps.append(f"%b{tag}")
+    return f"%{tag}"
+
+
+def _kv_view(b: _Lines, kv: str, tag: str, offset: str, memref_t: str) -> str:
+    b(f"%{tag} = memref.view {kv}[{offset}][] : {BYTES} to {memref_t}")
+    return f"%{tag}"
+
+
+def _prefill_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`llm.prefill` at the prompt's real length n (its i32 ids' bytes / 4, at most the
+    call's context rows C): token embeddings gathered (agentc_bind argument 0: the
+    [vocab, d] table), every layer in the `prefill_layer` kernel of C rows (causal, so
+    the zero rows after the prompt change nothing), its K and V kept. The result is the
+    call's KV value: n (i64), the last prompt row's hidden state [d], then K of every
+    layer [C, kv_dim] and V of every layer."""
+    name = get(fn, "sym_name")
+    kernel = get(fn, "agentc.kernel")
+    k_in, k_out = kernel_types[kernel]
+    C, vocab, layers = (int(get(fn, a)) for a in ("agentc.context", "agentc.vocab", "agentc.layers"))
+    d = ir.ShapedType(k_in[0]).shape[1]
+    kvd = ir.ShapedType(k_out[1]).shape[1]
+    x_t, kv_t = f"memref<{C}x{d}xf32>", f"memref<{C}x{kvd}xf32>"
+    b, temps = _Lines(), []
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%z64 = arith.constant 0 : i64")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    b(f"%s_in = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+    b("%four = arith.constant 4 : i64")
+    b("%n_all = arith.divui %s_in, %four : i64")
+    b(f"%cC = arith.constant {C} : i64")
+    b("%n64 = arith.minui %n_all, %cC : i64")
+    b("%n = arith.index_cast %n64 : i64 to index")
+    b("%ids = memref.view %in0[%c0][%n] : memref<?xi8> to memref<?xi32>")
+    emb = _bind(b, "emb", "%label", 0, "%z64", f"memref<{vocab}x{d}xf32>", vocab * d * 4)
+    x = _temp(b, temps, "x", x_t, C * d * 4)
+    b("scf.for %i = %c0 to %n step %c1 {")
+    b("  %tok = memref.load %ids[%i] : memref<?xi32>")
+    b("  %tki = arith.index_cast %tok : i32 to index")
+    b(f"  %vmax = arith.constant {vocab - 1} : index")
+    b("  %id = arith.minui %tki, %vmax : index")
+    b(f"  %cd = arith.constant {d} : index")
+    b("  scf.for %j = %c0 to %cd step %c1 {")
+    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
+    b(f"    memref.store %e, {x}[%i, %j] : {x_t}")
+    b("  }")
+    b("}")
+    outs = [_temp(b, temps, f"y{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(k_out)]
+    b(f"%kv_head = arith.constant {8 + 4 * d} : index")
+    b(f"%kv_layer = arith.constant {C * kvd * 4} : index")
+    b(f"%kv_vbase = arith.constant {8 + 4 * d + layers * C * kvd * 4} : index")
+    b(f"%layers = arith.constant {layers} : index")
+    b("scf.for %l = %c0 to %layers step %c1 {")
+    b("%index = arith.index_cast %l : index to i64")
+    args = [x]
+    for a, t in enumerate(k_in[1:], 1):
+        args.append(_bind(b, f"w{a}", "%label", a, "%index", _memref(str(t)), _nbytes(t)))
+    types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+    b(f"func.call @{kernel}({', '.join(args + outs)}) : ({', '.join(types)}) -> ()")
+    b(f"memref.copy {outs[0]}, {x} : {x_t} to {x_t}")
+    b("%koff0 = arith.muli %l, %kv_layer : index")
+    b("%koff = arith.addi %koff0, %kv_head : index")
+    b("%voff = arith.addi %koff0, %kv_vbase : index")
+    k_l = _kv_view(b, "%out", "k_l", "%koff", kv_t)
+    v_l = _kv_view(b, "%out", "v_l", "%voff", kv_t)
+    b(f"memref.copy {outs[1]}, {k_l} : {kv_t} to {kv_t}")
+    b(f"memref.copy {outs[2]}, {v_l} : {kv_t} to {kv_t}")
+    b("}")
+    # the header: n, and the last prompt row's hidden state
+    b("%pos = memref.view %out[%c0][] : memref<?xi8> to memref<1xi64>")
+    b("memref.store %n64, %pos[%c0] : memref<1xi64>")
+    b("%c8 = arith.constant 8 : index")
+    b(f"%hid = memref.view %out[%c8][] : memref<?xi8> to memref<{d}xf32>")
+    b("%last = arith.subi %n, %c1 : index")
+    b(f"%cd2 = arith.constant {d} : index")
+    b("scf.for %j = %c0 to %cd2 step %c1 {")
+    b(f"  %h = memref.load {x}[%last, %j] : {x_t}")
+    b(f"  memref.store %h, %hid[%j] : memref<{d}xf32>")
+    b("}")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b(f"%written = arith.constant {8 + 4 * d + 2 * layers * C * kvd * 4} : i64")
+    b("return %written : i64")
+    return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`llm.decode` with its sampling: T new tokens, one at a time. Each is drawn by the
+    `sample` kernel (final norm, LM head, top-k; agentc_bind of op `<label>.sample`:
+    argument 1 the norm, 2 the head [d, vocab], 3 on repetition t the token's params
+    (1/temperature, u)) from the last hidden state; unless it is the last, its embedding
+    runs through every layer's `decode_step` over the KV cache (a copy of the KV value;
+    the mask marks the rows written; RoPE rows: arguments 1 and 2 on repetition `pos`),
+    its K and V are written at row pos. The result: the T token ids, i32."""
+    name = get(fn, "sym_name")
+    kernel, sample = get(fn, "agentc.kernel"), get(fn, "agentc.sample_kernel")
+    k_in, k_out = kernel_types[kernel]
+    s_in, s_out = kernel_types[sample]
+    C, vocab, layers, T = (int(get(fn, a)) for a in ("agentc.context", "agentc.vocab", "agentc.layers",
+                                                      "agentc.tokens"))
+    d = ir.ShapedType(k_in[0]).shape[0]
+    kvd = ir.ShapedType(k_out[1]).shape[0]
+    kv_t = f"memref<{C}x{kvd}xf32>"
+    kv_total = 8 + 4 * d + 2 * layers * C * kvd * 4
+    b, temps = _Lines(), []
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%z64 = arith.constant 0 : i64")
+    b("%one = arith.constant 1.0 : f32")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    label = str(get(fn, "agentc.label", name))
+    b(f"%label = llvm.mlir.addressof @{strings(label)} : !llvm.ptr")
+    b(f"%slabel = llvm.mlir.addressof @{strings(label + '.sample')} : !llvm.ptr")
+    b(f"%nkv = arith.constant {kv_total} : i64")
+    b(f"%kv = func.call @__agentc_buffer(%nkv) : (i64) -> {BYTES}")
+    temps.append("%kv")
+    b(f"%ckv = func.call @__agentc_copy(%kv, %in0) : ({BYTES}, {BYTES}) -> i64")
+    b("%posv = memref.view %kv[%c0][] : memref<?xi8> to memref<1xi64>")
+    b("%pos64 = memref.load %posv[%c0] : memref<1xi64>")
+    b("%pos0 = arith.index_cast %pos64 : i64 to index")
+    b("%c8 = arith.constant 8 : index")
+    b(f"%hid = memref.view %kv[%c8][] : memref<?xi8> to memref<{d}xf32>")
+    mask = _temp(b, temps, "mask", f"memref<{C}xf32>", C * 4)
+    b(f"%cC = arith.constant {C} : index")
+    b("%wrote = arith.minui %pos0, %cC : index")
+    b("scf.for %j = %c0 to %wrote step %c1 {")
+    b(f"  memref.store %one, {mask}[%j] : memref<{C}xf32>")
+    b("}")
+    emb = _bind(b, "emb", "%label", 0, "%z64", f"memref<{vocab}x{d}xf32>", vocab * d * 4)
+    norm = _bind(b, "snorm", "%slabel", 1, "%z64", _memref(str(s_in[1])), _nbytes(s_in[1]))
+    head = _bind(b, "shead", "%slabel", 2, "%z64", _memref(str(s_in[2])), _nbytes(s_in[2]))
+    x = _temp(b, temps, "x", f"memref<{d}xf32>", d * 4)
+    outs = [_temp(b, temps, f"y{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(k_out)]
+    souts = [_temp(b, temps, f"s{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(s_out)]
+    b(f"%cT = arith.constant {T} : index")
+    b("%ids = memref.view %out[%c0][%cT] : memref<?xi8> to memref<?xi32>")
+    b(f"%kv_head = arith.constant {8 + 4 * d} : index")
+    b(f"%kv_layer = arith.constant {C * kvd * 4} : index")
+    b(f"%kv_vbase = arith.constant {8 + 4 * d + layers * C * kvd * 4} : index")
+    b(f"%layers = arith.constant {layers} : index")
+    b("%last_t = arith.subi %cT, %c1 : index")
+    b("%end = scf.for %t = %c0 to %cT step %c1 iter_args(%pos = %pos0) -> (index) {")
+    b("%t64 = arith.index_cast %t : index to i64")
+    params = _bind(b, "sparams", "%slabel", 3, "%t64", _memref(str(s_in[3])), _nbytes(s_in[3]))
+    stypes = [_memref(str(t)) for t in list(s_in) + list(s_out)]
+    b(f"func.call @{sample}(%hid, {norm}, {head}, {params}, {', '.join(souts)}) : ({', '.join(stypes)}) -> ()")
+    b(f"%tok = memref.load {souts[0]}[%c0] : {_memref(str(s_out[0]))}")
+    b("memref.store %tok, %ids[%t] : memref<?xi32>")
+    b("%notlast = arith.cmpi ult, %t, %last_t : index")
+    b("%room = arith.cmpi ult, %pos, %cC : index")
+    b("%more = arith.andi %notlast, %room : i1")
+    b("%next = scf.if %more -> (index) {")
+    b("  %tki = arith.index_cast %tok : i32 to index")
+    b(f"  %vmax = arith.constant {vocab - 1} : index")
+    b("  %id = arith.minui %tki, %vmax : index")
+    b(f"  %cd = arith.constant {d} : index")
+    b("  scf.for %j = %c0 to %cd step %c1 {")
+    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
+    b(f"    memref.store %e, {x}[%j] : memref<{d}xf32>")
+    b("  }")
+    b("  %p64 = arith.index_cast %pos : index to i64")
+    cos = _bind(b, "cos", "%label", 1, "%p64", _memref(str(k_in[1])), _nbytes(k_in[1]))
+    sin = _bind(b, "sin", "%label", 2, "%p64", _memref(str(k_in[2])), _nbytes(k_in[2]))
+    b("  scf.for %l = %c0 to %layers step %c1 {")
+    b("  %index = arith.index_cast %l : index to i64")
+    args = [x, cos, sin]
+    for a, t in enumerate(k_in[3:12], 3):
+        args.append(_bind(b, f"w{a}", "%label", a, "%index", _memref(str(t)), _nbytes(t)))
+    b("  %koff0 = arith.muli %l, %kv_layer : index")
+    b("  %koff = arith.addi %koff0, %kv_head : index")
+    b("  %voff = arith.addi %koff0, %kv_vbase : index")
+    k_l = _kv_view(b, "%kv", "k_l", "%koff", kv_t)
+    v_l = _kv_view(b, "%kv", "v_l", "%voff", kv_t)
+    types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+    b(f"  func.call @{kernel}({', '.join(args + [k_l, v_l, mask] + outs)}) : ({', '.join(types)}) -> ()")
+    b(f"  memref.copy {outs[0]}, {x} : memref<{d}xf32> to memref<{d}xf32>")
+    b(f"  %ckvd = arith.constant {kvd} : index")
+    b("  scf.for %j = %c0 to %ckvd step %c1 {")
+    b(f"    %kn = memref.load {outs[1]}[%j] : memref<{kvd}xf32>")
+    b(f"    memref.store %kn, {k_l}[%pos, %j] : {kv_t}")
+    b(f"    %vn = memref.load {outs[2]}[%j] : memref<{kvd}xf32>")
+    b(f"    memref.store %vn, {v_l}[%pos, %j] : {kv_t}")
+    b("  }")
+    b("  }")
+    b(f"  memref.store %one, {mask}[%pos] : memref<{C}xf32>")
+    b(f"  memref.copy {x}, %hid : memref<{d}xf32> to memref<{d}xf32>")
+    b("  %pos1 = arith.addi %pos, %c1 : index")
+    b("  scf.yield %pos1 : index")
+    b("} else {")
+    b("  scf.yield %pos : index")
+    b("}")
+    b("scf.yield %next : index")
+    b("}")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b(f"%written = arith.constant {4 * T} : i64")
+    b("return %written : i64")
+    return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _pass_fn(fn) -> str:
+    """`llm.sample` after a decode that drew its tokens: the ids, handed on."""
+    return (f"func.func @{get(fn, 'sym_name')}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            f"  %n = func.call @__agentc_copy(%out, %in0) : ({BYTES}, {BYTES}) -> i64\n"
+            "  return %n : i64\n}")
+
+
 def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     """The C entry point: the schedule over buffers, with an error exit."""
     b = _Lines()
@@ -573,6 +800,11 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
             f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
 
 
+def _llm(fn, op: str) -> bool:
+    """An llm op function lower-kernels sized for its call (`agentc.context`)."""
+    return get(fn, "agentc.op") == op and "agentc.context" in fn.attributes
+
+
 def host_text(sub) -> str:
     """The host module of one lowered pool module (`lower-kernels` output)."""
     pool = get(sub, "sym_name")
@@ -598,6 +830,9 @@ def host_text(sub) -> str:
     fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes
             else _bucketed_fn(fn, kernel_types, strings) if "agentc.buckets" in fn.attributes
             else _retrieve_fn(fn, kernel_types, strings) if get(fn, "agentc.op") == "retrieve.search"
+            else _prefill_fn(fn, kernel_types, strings) if _llm(fn, "llm.prefill")
+            else _decode_fn(fn, kernel_types, strings) if _llm(fn, "llm.decode")
+            else _pass_fn(fn) if _llm(fn, "llm.sample")
             else _compute_fn(fn, kernel_types, strings)) for fn in op_fns]
     if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
         abis.add(EMBED_ROWS)

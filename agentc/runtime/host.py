@@ -49,7 +49,8 @@ from agentc.runtime.executor import Event, RunError, default_tool
 # Ops whose emitted host code computes what the program means (see the module docstring).
 HOST_OPS = frozenset({"agent.input", "agent.graph", "agent.yield", "gpu.yield", "embed.encode", "embed.pool",
                       "retrieve.search", "tool.lookup", "tool.compute", "compute.cpu", "memory.read",
-                      "memory.write", "observe.append", "agent.send", "agent.recv"})
+                      "memory.write", "observe.append", "agent.send", "agent.recv", "llm.tokenize",
+                      "llm.prefill", "kv.transfer", "llm.decode", "llm.sample", "llm.detokenize"})
 RECV_TIMEOUT_S = 600.0
 
 _ABI = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p),
@@ -74,8 +75,9 @@ class HostABI:
     """The runtime ABI of one run: buffers, bound arrays, channels, tools (an executor
     `Runtime` holds the encoders, indexes, tools and stores)."""
 
-    def __init__(self, rt):
+    def __init__(self, rt, prompts: dict | None = None):
         self.rt = rt
+        self.prompts = prompts or {}     # model -> its tokenize's operand (kind, index)
         self.buffers: dict[int, np.ndarray] = {}
         self.bound: dict[tuple, np.ndarray] = {}
         self.channels: dict[int, queue.Queue] = {}
@@ -102,10 +104,17 @@ class HostABI:
     def bind(self, model: str, op: str, arg: int, index: int, nbytes: int) -> int:
         key = (model, op, arg, index)
         if key not in self.bound:
-            self.bound[key] = self._bound_array(model, arg, index, nbytes)
+            self.bound[key] = self._bound_array(model, op, arg, index, nbytes)
         return self.bound[key].ctypes.data
 
-    def _bound_array(self, model: str, arg: int, index: int, nbytes: int) -> np.ndarray:
+    def _bound_array(self, model: str, op: str, arg: int, index: int, nbytes: int) -> np.ndarray:
+        if model in self.rt.decoders:
+            arr = self._decoder_array(model, op, arg, index, nbytes)
+            if arr.nbytes != nbytes:
+                raise RunError(f"model '{model}': op '{op}' argument {arg} has {arr.nbytes} bytes, "
+                               f"the compiled kernel wants {nbytes} (do the checkpoint's sizes match the "
+                               "model's declaration?)")
+            return np.ascontiguousarray(arr, np.float32)
         if model in self.rt.encoders:
             arr = self.rt.encoders[model].weights[index][arg - 1]
             if arr.nbytes != nbytes:
@@ -121,9 +130,30 @@ class HostABI:
             return out
         raise RunError(f"no weights bound for '{model}' in `agentc run`")
 
+    def _decoder_array(self, model: str, op: str, arg: int, index: int, nbytes: int) -> np.ndarray:
+        """A decoder's arguments (lower-host's llm functions): 0 the token embeddings;
+        prefill/decode 1, 2 the RoPE cos/sin rows (all C rows for prefill; row `index`
+        = the position for decode), 3.. layer `index`'s weights; `<label>.sample` 1 the
+        final norm, 2 the LM head, 3 the token's (1/temperature, u)."""
+        dec = self.rt.decoders[model].decoder
+        if op.endswith(".sample"):
+            if arg == 3:
+                return self.rt.decoders[model].sampler.params()
+            return {1: dec.final_norm, 2: dec.lm_head}[arg]
+        if arg == 0:
+            return dec.embed
+        if arg in (1, 2):
+            table = dec.cos if arg == 1 else dec.sin
+            rows = nbytes // (4 * table.shape[1])
+            return table[index:index + 1].reshape(-1) if rows == 1 and nbytes == 4 * table.shape[1] \
+                and "decode" in op else table[:rows]
+        return dec.layers[index][arg - 3]
+
     # -- runtime calls: (name, inputs as bytes) -> bytes
     def call(self, fn: str, name: str, ins: list[bytes], out: int, cap: int) -> int:
         data = getattr(self, "_" + fn.removeprefix("agentc_"))(name, ins)
+        if fn == "agentc_tokenize":   # a prompt longer than the call's context keeps its end
+            data = data[-(cap // 4):] if cap >= 4 else data[:0]
         data = bytes(data)[:cap]
         ctypes.memmove(out, data, len(data))
         return len(data)
@@ -133,6 +163,34 @@ class HostABI:
         if enc is None:
             raise RunError(f"no encoder weights for model '{name}'; pass --weights {name}=PATH")
         return enc._embed_rows(enc.tokenize(ins[0].decode("utf-8", "replace"))).tobytes()
+
+    def _runner(self, name):
+        runner = self.rt.decoders.get(name)
+        if runner is None:
+            raise RunError(f"model '{name}': llm ops need decoder weights; pass --weights {name}=PATH")
+        return runner
+
+    def _tokenize(self, name, ins):
+        """The prompt as the executor builds it: the inputs joined by newlines, documents
+        by their text (a retrieve's scores and ids, fetched from its index by id)."""
+        kinds = self.prompts.get(name, [])
+        texts = []
+        for i, data in enumerate(ins):
+            kind, index = kinds[i] if i < len(kinds) else ("text", None)
+            if kind == "documents" and index in self.rt.indexes:
+                texts.append("\n".join(h["text"] for h in from_bytes(data, kind, self.rt.indexes[index].docs)))
+            else:
+                texts.append(data.decode("utf-8", "replace"))
+        return np.asarray(self._runner(name).tokenize("\n".join(texts)), np.int32)
+
+    def _detokenize(self, name, ins):
+        ids = np.frombuffer(ins[0][:len(ins[0]) // 4 * 4], np.int32).tolist() if ins else []
+        if self.rt.max_new_tokens is not None:
+            ids = ids[:self.rt.max_new_tokens]
+        return self._runner(name).detokenize(ids).encode()
+
+    def _kv_transfer(self, name, ins):
+        return ins[0] if ins else b""
 
     def _tool_lookup(self, name, ins):
         return ins[0] if ins else b""
@@ -230,7 +288,7 @@ _CALLBACKS = {
     "agentc_send": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.send(ch, p, n))),
     "agentc_recv": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.recv(ch, p, n))),
 }
-for _fn in ("agentc_embed_rows", "agentc_tool_lookup", "agentc_tool_invoke", "agentc_compute",
+for _fn in ("agentc_tokenize", "agentc_detokenize", "agentc_kv_transfer", "agentc_embed_rows", "agentc_tool_lookup", "agentc_tool_invoke", "agentc_compute",
             "agentc_memory_read", "agentc_memory_write", "agentc_observe_append"):
     _CALLBACKS[_fn] = _abi_fn(_fn)
 
@@ -344,6 +402,23 @@ def from_bytes(data: bytes, kind: str, docs: list[str] | None):
     return text
 
 
+def prompt_kinds(module) -> dict[str, list[tuple[str, str | None]]]:
+    """model -> (kind, index of a retrieve's documents) of each input of its first
+    llm.tokenize: how `agentc_tokenize` reads the bytes it gets."""
+    from agentc import dialects
+
+    out: dict[str, list] = {}
+    for op in walk(entry_graph(module)):
+        if op.name == "llm.tokenize":
+            kinds = []
+            for v in op.operands:
+                owner = v.owner
+                index = get(owner, "index") if getattr(owner, "name", "") == "retrieve.search" else None
+                kinds.append((dialects.type_kind(v.type), index))
+            out.setdefault(str(get(op, "model")), kinds)
+    return out
+
+
 def _output_owners(module) -> list[tuple[str | None, str | None, int | None]]:
     """(pool, index name of a retrieve, graph input number) of each graph output, in
     graph order; a graph input returned as it is has no pool."""
@@ -369,7 +444,7 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
     wanted = max((len(p.inputs) for p in pools), default=0)
     if len(inputs) < wanted:
         raise UsageError(f"the agent reads {wanted} input(s) but {len(inputs)} were given; pass --input VALUE")
-    abi = HostABI(rt)
+    abi = HostABI(rt, prompt_kinds(c.module))
     results: dict[str, tuple[int, list[bytes]]] = {}
 
     def one(pool: Pool):

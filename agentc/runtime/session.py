@@ -259,6 +259,11 @@ def prepare_host(c, cfg: RunConfig):
         if op.name == "retrieve.search" and get(op, "index") not in cfg.indexes:
             raise RunError(f"no documents for index '{get(op, 'index')}'; pass --index {get(op, 'index')}=FILE "
                            "(a JSON list of strings, or one document per line)", source_loc(op))
+    from agentc.passes.lower_kernels import SAMPLE_K
+
+    if cfg.top_k not in (1, SAMPLE_K) and any(op.name == "llm.decode" for op in ops):
+        raise UsageError(f"--engine host samples among the top {SAMPLE_K} tokens (the compiled `sample` "
+                         f"kernel's k) or greedily; --top-k {cfg.top_k} needs --engine executor")
     rt = load_runtime(c.module, ops, cfg)
     c.options = dataclasses.replace(c.options, emit="llvm", cpu_threads=cfg.threads)
     pipeline.resume(c)
