@@ -24,10 +24,13 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
 - every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes
   back to `agentc_free`, so a GPU runtime can hand out device-visible memory.
 
-Two compute ops have functions of their own: an embedding (`embed.encode`,
+Some compute ops have functions of their own: an embedding (`embed.encode`,
 `embed.pool`) runs at its real length in the smallest of its masked row-bucket kernels
-(`_bucketed_fn`), and a retrieve merges every index chunk's top-k into the exact top-k
-(`_retrieve_fn`).
+(`_bucketed_fn`); a retrieve merges every index chunk's top-k into the exact top-k
+(`_retrieve_fn`); an llm call that lower-kernels sized (`agentc.context`) runs its
+prompt at its real length and keeps K/V in the KV value (`_prefill_fn`), and decodes
+token by token, each drawn by the `sample` kernel, over that cache with a length mask
+(`_decode_fn`; `llm.sample` then hands the ids on).
 
 Control flow: the program is the schedule's straight pass, so each call in a loop or
 branch runs once; repeating them is still the runtime's (see partition).

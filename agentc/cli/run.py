@@ -89,8 +89,8 @@ def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, te
               help="File for an audio output.")
 @click.option("--engine", default="executor", show_default=True, type=click.Choice(["executor", "host"]),
               help="host: run the pools' emitted host programs (agentc_<pool>_run, loaded with llvmlite; "
-                   "embeddings, retrieval, tools; no llm ops or control flow yet). executor: walk the plan in "
-                   "Python, calling the same compiled kernels (docs/run.md).")
+                   "embeddings, retrieval, llm calls, tools; no loops or branches yet). executor: walk the plan "
+                   "in Python, calling the same compiled kernels (docs/run.md).")
 @_ray_options
 @guarded
 def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens,
@@ -128,9 +128,10 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
         hosted = session.prepare_host(c, cfg)
         if hosted is None:
             ops = sorted({op.name for op in host.unsupported(c.module)})
-            raise host.RunError(f"--engine host runs embeddings, retrieval, tools, compute, memory and observe "
-                                f"ops with no loop or branch; this program also has: {', '.join(ops)} "
-                                "(run it with --engine executor)", session.SourceLoc(c.input_path, 1, 1))
+            raise host.RunError(f"--engine host runs the schedule's straight pass (no loop or branch) of "
+                                f"embedding, retrieval, llm, tool, compute, memory and observe ops; this "
+                                f"program also has: {', '.join(ops)} (run it with --engine executor)",
+                                session.SourceLoc(c.input_path, 1, 1))
         pools, rt = hosted
         result, events = host.run(c, pools, rt, values)[0], rt.events
     else:

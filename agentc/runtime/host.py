@@ -15,17 +15,23 @@ outputs come back from the pool that makes each. What the callbacks do:
 - `agentc_alloc` / `agentc_free`: zero-filled 64-byte-aligned numpy buffers, kept
   alive until freed;
 - `agentc_bind(model, op, arg, index)`: an encoder layer's weights (`Encoder.weights`,
-  laid out as the kernel wants) or an index chunk's rows (padded with zero rows);
+  laid out as the kernel wants), an index chunk's rows (padded with zero rows), or a
+  decoder's tensors (`_decoder_array`: token embeddings, RoPE rows, layer weights, final
+  norm, LM head, and per token the sampler's (1/temperature, u));
 - `agentc_embed_rows`: the encoder's WordPiece ids and embedding rows (table lookups);
+- `agentc_tokenize` / `agentc_detokenize`: the decoder's tokenizer (the prompt as the
+  executor builds it; documents by their text), ids as i32; `agentc_kv_transfer`:
+  the KV value handed on (one process);
 - tools, compute, memory and observe: as the in-process executor does, values as bytes
   (text UTF-8, answers JSON).
 A callback that fails records the error, returns a negative code (or a zeroed buffer
 where the ABI allows no failure) and the run raises it afterwards.
 
 Which programs: those whose every op the emitted code computes for real
-(`HOST_OPS`): embeddings, retrieval, tools, compute, memory, observe, with no loop or
-branch (the host program is the schedule's straight pass). Decoder ops (`llm.*`) and
-control flow still run on `agentc.runtime.executor` (docs/run.md).
+(`HOST_OPS`): embeddings, retrieval, llm calls (tokenize, prefill, the KV transfer,
+decode with sampling, detokenize), tools, compute, memory, observe, with no loop or
+branch (the host program is the schedule's straight pass; loops and branches still run
+on `agentc.runtime.executor`, docs/run.md).
 """
 
 from __future__ import annotations

@@ -145,15 +145,17 @@ def test_cli_engine_host_runs_rag(hosted, ref, tmp_path):
     assert "agentc_xeon_run" in names
 
 
-def test_cli_engine_host_refuses_llm_programs_by_name(tmp_path):
+def test_cli_engine_host_refuses_control_flow_by_name(tmp_path):
+    """The host program is the schedule's straight pass: a loop is refused, located."""
     from agentc.cli import cli
 
     src = tmp_path / "a.agent"
-    src.write_text("model tiny = decoder(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=512)\n"
-                   "agent a(q: text) -> text {\n  ans = llm(tiny, [q], in=16, out=4)\n  return ans\n}\n")
+    src.write_text("agent a(q: text) -> json {\n  r = tool search(q, latency=2ms, payload=1KB)\n"
+                   "  loop max 3 while 0.5 {\n    r = tool search(r, latency=2ms, payload=1KB)\n  }\n"
+                   "  return r\n}\n")
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi"])
     assert res.exit_code == 1, res.output
-    assert "error: --engine host" in res.output and "llm.prefill" in res.output
+    assert "error: --engine host" in res.output and "agent.loop" in res.output
 
 
 RETRIEVE = """\
@@ -241,3 +243,135 @@ def test_tools_run_through_the_host_programs_abi(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host"])
     assert res.exit_code == 1 and "1 input(s) but 0 were given" in res.output
     sys.modules.pop("hosttools", None)
+
+
+# ---------------------------------------------------------------------------- the decoder
+TINY = dict(d=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=30522)
+DECODER = """\
+model tiny = llama3-8b(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=30522)
+
+agent chat(q: text) -> text {
+  ans = llm(tiny, [q], in=16, out=32)
+  return ans
+}
+"""
+PROMPTS = ["hello", "what does a compiler do?", "the cat sat on the mat and then",
+           "Paris is the capital of", "1 2 3 4 5 6 7 8 9 10 11 12"]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """A seeded Llama checkpoint (MiniLM's tokenizer), its float64 reference, and the
+    chat program loaded through its host programs."""
+    from tokenizers import Tokenizer
+
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.runtime import session
+    from references.llama_ckpt import write_seeded_llama
+    from references.llama_ref import LlamaRef
+
+    tmp = tmp_path_factory.mktemp("llama")
+    ckpt = load_checkpoint(default_encoder_path())
+    weights = write_seeded_llama(tmp / "tiny", ckpt.tokenizer_json, TINY, seed=7, max_positions=256)
+    (tmp / "chat.agent").write_text(DECODER)
+    opts = make_options(emit=pipeline.PLACED, cluster=session.CPU_CLUSTER, targets=("cpu",), sla_mode="soft")
+    c = pipeline.compile_file(str(tmp / "chat.agent"), opts, or_later=True)
+    pools, rt = session.prepare_host(c, session.RunConfig(weights={"tiny": str(tmp / "tiny")}, indexes={},
+                                                          tools={}))
+    tok = Tokenizer.from_str(ckpt.tokenizer_json)
+    tok.no_truncation()
+    tok.no_padding()
+    ref = LlamaRef(weights, layers=2, heads=4, kv_heads=2, rope_theta=10000.0, eps=1e-6)
+    return c, pools, rt, tok, ref, tmp
+
+
+def _generate(ref, prompt, n, top_k=1, temperature=1.0, draws=None):
+    """Tokens from the float64 reference, one full causal pass per token (no cache)."""
+    from references.llama_ref import choose
+
+    ids = list(prompt)
+    for i in range(n):
+        ids.append(choose(ref.logits(ids)[-1], top_k, temperature, 0.0 if draws is None else draws[i]))
+    return ids[len(prompt):]
+
+
+def test_decoder_host_program_generates_the_references_tokens(llama):
+    """32 greedy tokens for 5 prompts: prefill, the KV cache, 31 decode steps and the
+    sampling all in the emitted host program, against a float64 Llama without a cache."""
+    from agentc.runtime import host
+
+    c, pools, rt, tok, ref, _ = llama
+    for prompt in PROMPTS:
+        (text,) = host.run(c, pools, rt, [prompt])
+        want = _generate(ref, tok.encode(prompt).ids, 32)
+        assert len(set(want)) > 3            # a real sequence, not one token repeated
+        assert text == tok.decode(want), prompt
+
+
+def test_decoder_host_program_equals_the_executor(llama):
+    from agentc.runtime import session
+
+    c, pools, rt, _, _, tmp = llama
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.runtime import host
+
+    opts = make_options(emit=pipeline.PLACED, cluster=session.CPU_CLUSTER, targets=("cpu",), sla_mode="soft")
+    c2 = pipeline.compile_file(str(tmp / "chat.agent"), opts, or_later=True)
+    ex = session.prepare(c2, session.RunConfig(weights={"tiny": str(tmp / "tiny")}, indexes={}, tools={}))
+    assert host.run(c, pools, rt, [PROMPTS[1]]) == [ex.run([PROMPTS[1]])]
+
+
+def test_seeded_top_k_through_the_host_program(llama):
+    """--top-k 4 (the compiled sample kernel's k): the documented rule with one draw per
+    token from the seed's generator, reproducible."""
+    from agentc.runtime import host
+    from agentc.runtime.sampling import Sampler
+
+    c, pools, rt, tok, ref, _ = llama
+    runner = rt.decoders["tiny"]
+    greedy = runner.sampler
+    try:
+        outs = []
+        for _ in range(2):
+            runner.sampler = Sampler(4, 10.0, 11)
+            outs.append(host.run(c, pools, rt, [PROMPTS[0]])[0])
+    finally:
+        runner.sampler = greedy
+    draws = np.random.default_rng(11).random(32)
+    want = _generate(ref, tok.encode(PROMPTS[0]).ids, 32, top_k=4, temperature=10.0, draws=draws)
+    assert outs[0] == outs[1] == tok.decode(want)
+    assert outs[0] != tok.decode(_generate(ref, tok.encode(PROMPTS[0]).ids, 32))
+
+
+RAG_LLM = """\
+model tiny = llama3-8b(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=30522)
+model minilm = minilm-l6
+index docs(size=8, dim=384)
+
+agent rag(question: text) -> text {
+  e    = embed(minilm, question)
+  hits = retrieve(docs, e, k=3)
+  ans  = llm(tiny, [question, hits], in=128, out=12)
+  return ans
+}
+"""
+
+
+def test_rag_with_a_decoder_end_to_end_through_host_programs(llama, hosted, ref):
+    """`agentc run --engine host` of embed -> retrieve -> llm: the BERT reference's
+    top 3, the documented prompt (question, then the documents' text, joined by
+    newlines), the float64 Llama's greedy tokens."""
+    from agentc.cli import cli
+
+    _, _, _, tok, lref, tmp = llama
+    corpus = hosted[3] / "corpus.json"
+    src = tmp / "rag.agent"
+    src.write_text(RAG_LLM)
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", QUESTION,
+                                   "--index", f"docs={corpus}", "--weights", f"tiny={tmp / 'tiny'}"])
+    assert res.exit_code == 0, res.output
+    top = ref.rank(QUESTION, CORPUS, 3)
+    prompt = QUESTION + "\n" + "\n".join(CORPUS[i] for i in top)
+    assert res.output.rstrip("\n") == tok.decode(_generate(lref, tok.encode(prompt).ids, 12))
