@@ -62,6 +62,11 @@ void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index,
 int64_t agentc_send(int64_t channel, const char *peer, const void *data, int64_t bytes);
 int64_t agentc_recv(int64_t channel, const char *peer, void *out, int64_t cap);
 
+/* Called before (begin = 1) and after (begin = 0) each op the program runs; `op` is
+ * the plan's op id (what `agentc run --trace` names its slices). A runtime that does
+ * not trace defines it empty. */
+void agentc_trace(const char *op, int64_t begin);
+
 #ifdef __cplusplus
 }
 #endif

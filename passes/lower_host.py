@@ -12,6 +12,8 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   in program order; it returns 0, or the first negative code of a runtime call, after
   freeing its buffers;
 - `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer);
+- each op call sits between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`, so a
+  runtime can time the plan's ops;
 - a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
   input (the bytes it returns are the result's length);
 - a compute op copies its first input's bytes into the kernel's first argument
@@ -713,8 +715,9 @@ def _pass_fn(fn) -> str:
             "  return %n : i64\n}")
 
 
-def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
-    """The C entry point: the schedule over buffers, with an error exit."""
+def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlobals) -> str:
+    """The C entry point: the schedule over buffers, with an error exit; each op call
+    between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`."""
     b = _Lines()
     names: dict[str, str] = {}
     buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
@@ -785,8 +788,14 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
               "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
         elif op.name == "func.call":
             args = [val(v) for v in op.operands] + ([f"%buf{n}"] if op.results else [])
+            callee = get(op, "callee").lstrip("@")
+            b(f"%tl{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
+            b(f"%tb{n} = arith.constant 1 : i64")
+            b(f"func.call @agentc_trace(%tl{n}, %tb{n}) : (!llvm.ptr, i64) -> ()")
             b(f"{rc} = func.call {get(op, 'callee')}({', '.join(args)}) : "
               f"({', '.join([BYTES] * len(args))}) -> i64")
+            b(f"%te{n} = arith.constant 0 : i64")
+            b(f"func.call @agentc_trace(%tl{n}, %te{n}) : (!llvm.ptr, i64) -> ()")
         else:
             raise PartitionError(f"lower-host: unexpected '{op.name}' in the schedule of pool '{pool}'")
         b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
@@ -839,7 +848,8 @@ def host_text(sub) -> str:
             else _compute_fn(fn, kernel_types, strings)) for fn in op_fns]
     if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
         abis.add(EMBED_ROWS)
-    run = _run_fn(pool, schedule, results, strings)
+    labels = {get(fn, "sym_name"): str(get(fn, "agentc.label", get(fn, "sym_name"))) for fn in op_fns}
+    run = _run_fn(pool, schedule, results, labels, strings)
     kernels = []
     for sym in sorted(kernel_types):
         ins, outs = kernel_types[sym]

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agentc.codegen.abi import entry_point
 from agentc.diagnostics import AgentcError, UsageError
 from agentc.passes._ir import get, walk
 from agentc.passes._plan_ctx import entry_graph
@@ -66,6 +65,7 @@ _FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _BIND = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64,
                          ctypes.c_int64)
 _CHANNEL = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int64)
+_TRACE = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int64)
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 _LOCK = threading.Lock()
@@ -81,8 +81,11 @@ class HostABI:
     """The runtime ABI of one run: buffers, bound arrays, channels, tools (an executor
     `Runtime` holds the encoders, indexes, tools and stores)."""
 
-    def __init__(self, rt, prompts: dict | None = None):
+    def __init__(self, rt, prompts: dict | None = None, kinds: dict | None = None):
         self.rt = rt
+        self.kinds = kinds or {}         # op id -> op name (the trace's slice kinds)
+        self.pool_of: dict[int, str] = {}     # thread -> the pool it runs
+        self.started: dict[tuple[int, str], int] = {}
         self.prompts = prompts or {}     # model -> its tokenize's operand (kind, index)
         self.buffers: dict[int, np.ndarray] = {}
         self.bound: dict[tuple, np.ndarray] = {}
@@ -227,6 +230,15 @@ class HostABI:
         self.rt.observations.append([i.decode("utf-8", "replace") for i in ins])
         return b""
 
+    # -- the trace: one slice per op call (agentc_trace)
+    def trace(self, op: str, begin: int) -> None:
+        now, thread = time.perf_counter_ns(), threading.get_ident()
+        if begin:
+            self.started[(thread, op)] = now
+            return
+        start = self.started.pop((thread, op), now)
+        self.rt.events.append(Event(op, self.pool_of.get(thread, "host"), start, now, self.kinds.get(op, op)))
+
     # -- channels between pools (one process: queues)
     def _queue(self, channel: int) -> queue.Queue:
         with self.lock:
@@ -293,6 +305,7 @@ _CALLBACKS = {
     "agentc_bind": _BIND(_guard(_zeroed)(lambda abi, m, o, a, i, n: abi.bind(m.decode(), o.decode(), a, i, n))),
     "agentc_send": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.send(ch, p, n))),
     "agentc_recv": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.recv(ch, p, n))),
+    "agentc_trace": _TRACE(_guard(None)(lambda abi, op, begin: abi.trace(op.decode(), begin))),
 }
 for _fn in ("agentc_tokenize", "agentc_detokenize", "agentc_kv_transfer", "agentc_embed_rows", "agentc_tool_lookup", "agentc_tool_invoke", "agentc_compute",
             "agentc_memory_read", "agentc_memory_write", "agentc_observe_append"):
@@ -450,7 +463,9 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
     wanted = max((len(p.inputs) for p in pools), default=0)
     if len(inputs) < wanted:
         raise UsageError(f"the agent reads {wanted} input(s) but {len(inputs)} were given; pass --input VALUE")
-    abi = HostABI(rt, prompt_kinds(c.module))
+    kinds = {str(get(op, "op_id") or get(op, "label")): op.name for op in walk(entry_graph(c.module))
+             if get(op, "op_id") or get(op, "label")}
+    abi = HostABI(rt, prompt_kinds(c.module), kinds)
     results: dict[str, tuple[int, list[bytes]]] = {}
 
     def one(pool: Pool):
@@ -469,10 +484,9 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
         outs = [ctypes.create_string_buffer(capacity) for _ in pool.outputs]
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[ctypes.addressof(o) for o in outs])
         out_bytes = (ctypes.c_int64 * max(1, len(outs)))(*[capacity] * len(outs))
-        start = time.perf_counter_ns()
+        abi.pool_of[threading.get_ident()] = pool.name
         rc = pool.entry(ctypes.addressof(ins), ctypes.addressof(in_bytes), ctypes.addressof(out_ptrs),
                         ctypes.addressof(out_bytes))
-        rt.events.append(Event(entry_point(pool.name), pool.name, start, time.perf_counter_ns(), "host"))
         results[pool.name] = (rc, [o.raw[:out_bytes[j]] for j, o in enumerate(outs)])
 
     with _LOCK:

@@ -91,6 +91,7 @@ int64_t agentc_tool_lookup(const char *name, const void *const *in, const int64_
   return fail_tool ? -5 : r;
 }
 FN(agentc_tool_invoke)
+void agentc_trace(const char *op, int64_t begin) { printf("trace %s %lld\n", op, (long long)begin); }
 int64_t agentc_send(int64_t ch, const char *peer, const void *p, int64_t n) { return -1; }
 int64_t agentc_recv(int64_t ch, const char *peer, void *p, int64_t n) { return -1; }
 
@@ -161,6 +162,15 @@ def test_host_program_runs_the_schedule_in_order_with_every_input(program):
     assert "rc 0" in lines
     allocs, frees = alloc_counts(lines)
     assert allocs == frees and allocs > 0      # every buffer the program allocated was freed
+
+
+def test_host_program_brackets_each_op_with_the_trace_hook(program):
+    lines = [line.split() for line in run(program) if line.startswith("trace ")]
+    ops = [t[1] for t in lines[::2]]
+    assert [t[2] for t in lines] == ["1", "0"] * len(ops)
+    assert [t[1] for t in lines[1::2]] == ops
+    assert ops == ["d", "hits.lookup", "hits.compute", "ans.tokenize", "ans.prefill", "ans.kv_transfer", "ans.decode",
+                   "ans.sample", "ans.detokenize"]
 
 
 def test_host_program_binds_each_layers_weights(program):

@@ -107,8 +107,11 @@ def test_host_program_equals_the_executor_path(hosted):
     emb, hits = _run(hosted, QUESTION)
     np.testing.assert_allclose(emb, enc.embed([QUESTION])[0], rtol=0, atol=1e-6)
     assert hits == rt.indexes["docs"].search(enc.embed([QUESTION])[0], 3)
-    # the pool's program ran (one slice per pool run), not the executor's op runners
-    assert any(e.kind == "host" and e.name == "agentc_xeon_run" for e in rt.events)
+    # the pool's program ran its ops (agentc_trace: one slice per op, the plan's names)
+    rt.events.clear()
+    _run(hosted, QUESTION)
+    assert [(e.name, e.kind, e.pool) for e in rt.events] == [
+        ("e.encode", "embed.encode", "xeon"), ("e.pool", "embed.pool", "xeon"), ("hits", "retrieve.search", "xeon")]
 
 
 def test_every_buffer_the_program_allocates_is_freed(hosted):
@@ -141,8 +144,13 @@ def test_cli_engine_host_runs_rag(hosted, ref, tmp_path):
                                    "--index", f"docs={tmp / 'corpus.json'}", "--trace", str(trace)])
     assert res.exit_code == 0, res.output
     assert [h["id"] for h in json.loads(res.output)] == ref.rank(QUESTION, CORPUS, 3)
-    names = {e["name"] for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"}
-    assert "agentc_xeon_run" in names
+    from agentc import pipeline
+    from agentc.runtime.session import CPU_CLUSTER
+    from agentc.state import Options
+
+    plan = pipeline.compile_file(str(src), Options(emit="placed", cluster=CPU_CLUSTER)).placement.plan
+    events = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X" and e["cat"] == "op"]
+    assert {e["name"] for e in events} == set(plan.ops)     # as the executor's trace names them
 
 
 def test_cli_engine_host_refuses_control_flow_by_name(tmp_path):
