@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agentc.diagnostics import AgentcError, UsageError
-from agentc.passes._ir import get, walk
+from agentc.passes._ir import get, source_loc, walk
 from agentc.passes._plan_ctx import entry_graph
 from agentc.runtime.executor import Event, RunError, default_tool
 
@@ -84,6 +84,7 @@ class HostABI:
     def __init__(self, rt, prompts: dict | None = None, kinds: dict | None = None):
         self.rt = rt
         self.kinds = kinds or {}         # op id -> op name (the trace's slice kinds)
+        self.locs: dict[str, object] = {}     # tool / compute name -> its op's source location
         self.pool_of: dict[int, str] = {}     # thread -> the pool it runs
         self.started: dict[tuple[int, str], int] = {}
         self.prompts = prompts or {}     # model -> its tokenize's operand (kind, index)
@@ -210,7 +211,7 @@ class HostABI:
         try:
             answer = fn(*[i.decode("utf-8", "replace") for i in ins])
         except Exception as err:  # noqa: BLE001 - a user's tool failing is the user's error
-            raise RunError(f"tool '{name}' failed: {type(err).__name__}: {err}") from None
+            raise RunError(f"tool '{name}' failed: {type(err).__name__}: {err}", self.locs.get(name)) from None
         return _encode(answer)
 
     def _tool_invoke(self, name, ins):
@@ -466,6 +467,10 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
     kinds = {str(get(op, "op_id") or get(op, "label")): op.name for op in walk(entry_graph(c.module))
              if get(op, "op_id") or get(op, "label")}
     abi = HostABI(rt, prompt_kinds(c.module), kinds)
+    for op in walk(entry_graph(c.module)):
+        name = get(op, "tool") or get(op, "fn")
+        if name and op.name in ("tool.compute", "compute.cpu"):
+            abi.locs.setdefault(str(name), source_loc(op))
     results: dict[str, tuple[int, list[bytes]]] = {}
 
     def one(pool: Pool):

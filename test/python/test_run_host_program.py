@@ -121,8 +121,8 @@ def test_every_buffer_the_program_allocates_is_freed(hosted):
     seen = []
     real = host.HostABI.__init__
 
-    def spy(self, runtime):
-        real(self, runtime)
+    def spy(self, *args):
+        real(self, *args)
         seen.append(self)
     host.HostABI.__init__ = spy
     try:
@@ -247,7 +247,7 @@ def test_tools_run_through_the_host_programs_abi(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "x",
                                    "--tool", "search=hosttools:broken"])
     assert res.exit_code == 1
-    assert "error: tool 'search' failed: ValueError: no network" in res.output
+    assert "t.agent:2:7: error: tool 'search' failed: ValueError: no network" in res.output
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host"])
     assert res.exit_code == 1 and "1 input(s) but 0 were given" in res.output
     sys.modules.pop("hosttools", None)
