@@ -49,7 +49,8 @@ AGENTC_ABI_FN(agentc_embed_rows);
 void *agentc_alloc(int64_t bytes, int64_t where);
 void agentc_free(void *p);
 
-/* The buffer for argument `arg` (1-based: argument 0 is the op's input) of the kernel
+/* The buffer for argument `arg` (1-based: argument 0 is the op's input; for an llm
+ * call, 0 is the token embeddings [vocab, d_model] its input rows come from) of the kernel
  * that op `op` (its label) of `model` (a model, or an index for retrieve) calls, on
  * repetition `index` (the layer; for retrieve, the first row of the index chunk);
  * at least `bytes` long. The
