@@ -180,7 +180,7 @@ def llm_plan(op, model: dict, contexts: dict) -> tuple[list, dict] | None:
     sample = ("sample", dict(d_model=s["d_model"], vocab=vocab, k=SAMPLE_K))
     attrs = {"agentc.context": rows, "agentc.vocab": vocab, "agentc.layers": int(model.get("layers", 1))}
     if op.name == "llm.tokenize":
-        return [], dict(attrs, **{"agentc.result_bytes": 4 * (rows - tokens + 1)})
+        return [], dict(attrs, **{"agentc.result_bytes": 4 * max(1, rows - tokens + 1)})
     if op.name == "llm.detokenize":
         return [], dict(attrs, **{"agentc.result_bytes": TEXT_BYTES_PER_TOKEN * tokens})
     if op.name in ("llm.prefill", "kv.transfer"):

@@ -73,8 +73,11 @@ _ACTIVE: list = [None]      # the HostABI of the run in progress
 
 
 def unsupported(module) -> list:
-    """The ops of the entry graph the host-program path does not run (empty: it can)."""
-    return [op for op in walk(entry_graph(module)) if op.name not in HOST_OPS]
+    """The ops of the entry graph the host-program path does not run (empty: it can):
+    ops outside HOST_OPS, and llm ops of a tensor-parallel shard (lower-kernels sizes
+    only unsharded calls)."""
+    return [op for op in walk(entry_graph(module)) if op.name not in HOST_OPS
+            or (op.name.startswith("llm.") and int(get(op, "tp", 1) or 1) != 1)]
 
 
 class HostABI:
@@ -155,8 +158,8 @@ class HostABI:
         if arg in (1, 2):
             table = dec.cos if arg == 1 else dec.sin
             rows = nbytes // (4 * table.shape[1])
-            return table[index:index + 1].reshape(-1) if rows == 1 and nbytes == 4 * table.shape[1] \
-                and "decode" in op else table[:rows]
+            # prefill binds the table's first C rows (C >= 64), a decode step one row
+            return table[index] if rows == 1 else table[:rows]
         return dec.layers[index][arg - 3]
 
     # -- runtime calls: (name, inputs as bytes) -> bytes
