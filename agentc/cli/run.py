@@ -9,7 +9,7 @@ import sys
 import click
 
 from agentc.cli._common import guarded, make_options, parse_pairs
-from agentc.diagnostics import UsageError
+from agentc.diagnostics import SourceLoc, UsageError
 
 
 def _stdin() -> str:
@@ -87,14 +87,14 @@ def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, te
               help="Write a Chrome/Perfetto trace of the executed ops (plan op ids as names).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="File for an audio output.")
-@click.option("--engine", default="executor", show_default=True, type=click.Choice(["executor", "host"]),
-              help="host: run the pools' emitted host programs (agentc_<pool>_run, loaded with llvmlite; "
-                   "embeddings, retrieval, llm calls, tools; no loops or branches yet). executor: walk the plan "
-                   "in Python, calling the same compiled kernels (docs/run.md).")
+@click.option("--engine", default="auto", show_default=True, type=click.Choice(["auto", "host", "executor"]),
+              help="host: run the pools' emitted host programs (agentc_<pool>_run, loaded with llvmlite); "
+                   "executor: walk the plan in Python, calling the same compiled kernels; auto: host unless "
+                   "the program has loops or branches (or --top-k other than 1 or 4). See docs/run.md.")
 @_ray_options
 @guarded
 def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens,
-            top_k, temperature, trace_path, output, engine="executor", ray_address=None, max_replicas=None):
+            top_k, temperature, trace_path, output, engine="auto", ray_address=None, max_replicas=None):
     """Run SOURCE (.agent, .mlir, or a compile's output directory) on one request in this process.
 
     \b
@@ -122,17 +122,13 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
     if trace_path:
         outputs.check_writable(trace_path)
     values = [_stdin() if v == "-" else v for v in inputs]
-    if engine == "host":
+    refusal = session.host_refusal(c, cfg) if engine != "executor" else "--engine executor"
+    if engine == "host" and refusal:
+        raise session.RunError(f"{refusal} (run it with --engine executor)", SourceLoc(c.input_path, 1, 1))
+    if refusal is None:
         from agentc.runtime import host
 
-        hosted = session.prepare_host(c, cfg)
-        if hosted is None:
-            ops = sorted({op.name for op in host.unsupported(c.module)})
-            raise host.RunError(f"--engine host runs the schedule's straight pass (no loop or branch) of "
-                                f"embedding, retrieval, llm, tool, compute, memory and observe ops; this "
-                                f"program also has: {', '.join(ops)} (run it with --engine executor)",
-                                session.SourceLoc(c.input_path, 1, 1))
-        pools, rt = hosted
+        pools, rt = session.prepare_host(c, cfg)
         result, events = host.run(c, pools, rt, values)[0], rt.events
     else:
         ex = session.prepare(c, cfg)
