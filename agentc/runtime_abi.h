@@ -26,6 +26,12 @@ AGENTC_ABI_FN(agentc_observe_append);
 AGENTC_ABI_FN(agentc_compute);
 AGENTC_ABI_FN(agentc_kv_transfer);
 AGENTC_ABI_FN(agentc_allreduce);
+/* embed.encode's table lookups: tokenize the text in[0] with model `name`'s tokenizer
+ * (truncated to its position embeddings) and write its n first-layer input rows
+ * (word + position + type embeddings, LayerNorm'd; [n, d_model] f32) to out. Returns
+ * n * d_model * 4. The host program runs the layers on them in a masked kernel of the
+ * smallest row bucket that holds n. */
+AGENTC_ABI_FN(agentc_embed_rows);
 
 #undef AGENTC_ABI_FN
 
@@ -43,9 +49,11 @@ AGENTC_ABI_FN(agentc_allreduce);
 void *agentc_alloc(int64_t bytes, int64_t where);
 void agentc_free(void *p);
 
-/* The buffer for argument `arg` (1-based: argument 0 is the op's input) of the kernel
+/* The buffer for argument `arg` (1-based: argument 0 is the op's input; for an llm
+ * call, 0 is the token embeddings [vocab, d_model] its input rows come from) of the kernel
  * that op `op` (its label) of `model` (a model, or an index for retrieve) calls, on
- * repetition `index` (the layer, or the index chunk); at least `bytes` long. The
+ * repetition `index` (the layer; for retrieve, the first row of the index chunk);
+ * at least `bytes` long. The
  * runtime owns it (weights, KV caches, index rows); never NULL. */
 void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index, int64_t bytes);
 
@@ -54,6 +62,11 @@ void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index,
  * negative code. */
 int64_t agentc_send(int64_t channel, const char *peer, const void *data, int64_t bytes);
 int64_t agentc_recv(int64_t channel, const char *peer, void *out, int64_t cap);
+
+/* Called before (begin = 1) and after (begin = 0) each op the program runs; `op` is
+ * the plan's op id (what `agentc run --trace` names its slices). A runtime that does
+ * not trace defines it empty. */
+void agentc_trace(const char *op, int64_t begin);
 
 #ifdef __cplusplus
 }

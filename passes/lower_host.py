@@ -12,6 +12,8 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   in program order; it returns 0, or the first negative code of a runtime call, after
   freeing its buffers;
 - `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer);
+- each op call sits between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`, so a
+  runtime can time the plan's ops;
 - a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
   input (the bytes it returns are the result's length);
 - a compute op copies its first input's bytes into the kernel's first argument
@@ -24,9 +26,16 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
 - every buffer comes from `agentc_alloc(bytes, AGENTC_ALLOC_HOST)` (zero-filled) and goes
   back to `agentc_free`, so a GPU runtime can hand out device-visible memory.
 
+Some compute ops have functions of their own: an embedding (`embed.encode`,
+`embed.pool`) runs at its real length in the smallest of its masked row-bucket kernels
+(`_bucketed_fn`); a retrieve merges every index chunk's top-k into the exact top-k
+(`_retrieve_fn`); an llm call that lower-kernels sized (`agentc.context`) runs its
+prompt at its real length and keeps K/V in the KV value (`_prefill_fn`), and decodes
+token by token, each drawn by the `sample` kernel, over that cache with a length mask
+(`_decode_fn`; `llm.sample` then hands the ids on).
+
 Control flow: the program is the schedule's straight pass, so each call in a loop or
-branch runs once; repeating them is still the runtime's (see partition). A retrieve
-over several index chunks keeps the last chunk's top-k.
+branch runs once; repeating them is still the runtime's (see partition).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import math
 from mlir import ir
 
 from agentc import dialects
-from agentc.codegen.abi import ABI_TYPE, RUNTIME_DECLS, entry_point
+from agentc.codegen.abi import ABI_TYPE, EMBED_ROWS, RUNTIME_DECLS, entry_point
 from agentc.passes._ir import StringGlobals, get, placed_nothing, str_attr, top_ops
 from agentc.passes.partition import PartitionError
 
@@ -248,8 +257,467 @@ def _compute_fn(fn, kernel_types, strings: StringGlobals) -> str:
             + "\n".join(b.lines) + "\n}")
 
 
-def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
-    """The C entry point: the schedule over buffers, with an error exit."""
+def _bucketed_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`embed.encode` / `embed.pool` over a sentence of n real rows: the smallest bucket
+    kernel that holds n (`agentc.buckets`), its padding rows zero and masked out.
+
+    encode: `agentc_embed_rows` (the runtime tokenizes and gathers the embedding rows:
+    table lookups) gives n rows [n, d]; the layers run in the bucket's masked encoder
+    kernel; the result is the last layer's n rows (n * d * 4 bytes). pool: n is its
+    input's bytes / (d * 4); the result is the masked mean, L2-normalised [d].
+    """
+    name = get(fn, "sym_name")
+    encode = get(fn, "agentc.op") == "embed.encode"
+    rows = _i64s(fn.attributes["agentc.buckets"])
+    syms = [str(ir.StringAttr(a).value) for a in ir.ArrayAttr(fn.attributes["agentc.bucket_kernels"])]
+    layers = _i64s(fn.attributes["agentc.loops"]) if encode else []
+    k_in0, _ = kernel_types[syms[-1]]
+    row_bytes = _nbytes(k_in0[0]) // rows[-1]
+    b = _Lines()
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%zero = arith.constant 0 : i64")
+    b("%one = arith.constant 1.0 : f32")
+    b(f"%row_bytes = arith.constant {row_bytes} : i64")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    if encode:
+        b(f"%rows_cap = arith.constant {rows[-1] * row_bytes} : i64")
+        b(f"%rows = func.call @__agentc_buffer(%rows_cap) : (i64) -> {BYTES}")
+        b("%n_in = arith.constant 1 : i64")
+        b("%ins = llvm.alloca %n_in x !llvm.ptr : (i64) -> !llvm.ptr")
+        b("%sizes = llvm.alloca %n_in x i64 : (i64) -> !llvm.ptr")
+        b(f"%p0 = func.call @__agentc_ptr(%in0) : ({BYTES}) -> !llvm.ptr")
+        b("llvm.store %p0, %ins : !llvm.ptr, !llvm.ptr")
+        b(f"%s0 = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+        b("llvm.store %s0, %sizes : i64, !llvm.ptr")
+        b(f"%rp = func.call @__agentc_ptr(%rows) : ({BYTES}) -> !llvm.ptr")
+        b(f"%got = func.call @agentc_embed_rows(%model, %ins, %sizes, %n_in, %rp, %rows_cap) : {ABI_TYPE}")
+        b("%bad = arith.cmpi slt, %got, %zero : i64")
+        b("cf.cond_br %bad, ^done(%got : i64), ^rows")
+        b.lines.append("^rows:")
+        b(f"%src = func.call @__agentc_view(%rows, %got) : ({BYTES}, i64) -> {BYTES}")
+    else:
+        b(f"%s_in = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+        b(f"%src = func.call @__agentc_view(%in0, %s_in) : ({BYTES}, i64) -> {BYTES}")
+    b(f"%srcn = func.call @__agentc_size(%src) : ({BYTES}) -> i64")
+    b("%n64 = arith.divui %srcn, %row_bytes : i64")
+    b("%n = arith.index_cast %n64 : i64 to index")
+    b("cf.br ^pick0")
+    for i, (rows_i, sym) in enumerate(zip(rows, syms)):
+        k_in, k_out = kernel_types[sym]
+        b.lines.append(f"^pick{i}:")
+        if i + 1 < len(rows):
+            b(f"%fits{i} = arith.constant {rows_i} : index")
+            b(f"%le{i} = arith.cmpi ule, %n, %fits{i} : index")
+            b(f"cf.cond_br %le{i}, ^bucket{i}, ^pick{i + 1}")
+        else:
+            b(f"cf.br ^bucket{i}")
+        b.lines.append(f"^bucket{i}:")
+        x_t, mask_t = _memref(str(k_in[0])), _memref(str(k_in[-1]))
+        b(f"%nx{i} = arith.constant {_nbytes(k_in[0])} : i64")
+        b(f"%bx{i} = func.call @__agentc_buffer(%nx{i}) : (i64) -> {BYTES}")
+        b(f"%cx{i} = func.call @__agentc_copy(%bx{i}, %src) : ({BYTES}, {BYTES}) -> i64")
+        b(f"%x{i} = memref.view %bx{i}[%c0][] : {BYTES} to {x_t}")
+        b(f"%nm{i} = arith.constant {_nbytes(k_in[-1])} : i64")
+        b(f"%bm{i} = func.call @__agentc_buffer(%nm{i}) : (i64) -> {BYTES}")
+        b(f"%m{i} = memref.view %bm{i}[%c0][] : {BYTES} to {mask_t}")
+        b(f"%cap{i} = arith.constant {rows_i} : index")
+        b(f"%real{i} = arith.minui %n, %cap{i} : index")
+        b(f"scf.for %j{i} = %c0 to %real{i} step %c1 {{")
+        b(f"  memref.store %one, %m{i}[%j{i}] : {mask_t}")
+        b("}")
+        b(f"%ny{i} = arith.constant {_nbytes(k_out[0])} : i64")
+        b(f"%by{i} = func.call @__agentc_buffer(%ny{i}) : (i64) -> {BYTES}")
+        b(f"%y{i} = memref.view %by{i}[%c0][] : {BYTES} to {_memref(str(k_out[0]))}")
+        weights = k_in[1:-1]
+        if layers:
+            b(f"%layers{i} = arith.constant {layers[0]} : index")
+            b(f"scf.for %l{i} = %c0 to %layers{i} step %c1 {{")
+            b(f"%index{i} = arith.index_cast %l{i} : index to i64")
+        else:
+            b(f"%index{i} = arith.constant 0 : i64")
+        args = [f"%x{i}"]
+        for a, t in enumerate(weights, 1):
+            b(f"%arg_no{i}_{a} = arith.constant {a} : i64")
+            b(f"%nw{i}_{a} = arith.constant {_nbytes(t)} : i64")
+            b(f"%pw{i}_{a} = func.call @agentc_bind(%model, %label, %arg_no{i}_{a}, %index{i}, %nw{i}_{a}) : "
+              "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+            b(f"%bw{i}_{a} = func.call @__agentc_bytes(%pw{i}_{a}, %nw{i}_{a}) : (!llvm.ptr, i64) -> {BYTES}")
+            b(f"%w{i}_{a} = memref.view %bw{i}_{a}[%c0][] : {BYTES} to {_memref(str(t))}")
+            args.append(f"%w{i}_{a}")
+        types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+        b(f"func.call @{sym}({', '.join(args + [f'%m{i}', f'%y{i}'])}) : ({', '.join(types)}) -> ()")
+        if layers:
+            b(f"memref.copy %y{i}, %x{i} : {types[-1]} to {types[0]}")
+            b("}")
+            # the result: the n real rows of the last layer
+            b(f"%res{i} = func.call @__agentc_view(%bx{i}, %srcn) : ({BYTES}, i64) -> {BYTES}")
+        else:
+            b(f"%res{i} = func.call @__agentc_view(%by{i}, %ny{i}) : ({BYTES}, i64) -> {BYTES}")
+        b(f"%wrote{i} = func.call @__agentc_copy(%out, %res{i}) : ({BYTES}, {BYTES}) -> i64")
+        for t in (f"%bx{i}", f"%bm{i}", f"%by{i}"):
+            b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+        b(f"cf.br ^done(%wrote{i} : i64)")
+    b.lines.append("^done(%rc: i64):")
+    if encode:
+        b(f"func.call @__agentc_release(%rows) : ({BYTES}) -> ()")
+    b("return %rc : i64")
+    params = [f"%in0: {BYTES}", f"%out: {BYTES}"]
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _retrieve_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`retrieve.search` over an index of `agentc.calls` chunks: each chunk's top-k
+    (ids local to the chunk, offset by the chunk's first row) is merged into a running
+    top-k by (score descending, id ascending), so the result is the exact top-k of the
+    whole index; every member of it is in its chunk's top-k. `agentc_bind`'s index is the
+chunk's first row (chunks are not all the same size). The last chunk may have a
+    kernel of its own size (`agentc.last_kernel`). The result: k f32 scores, then their
+    k i32 ids."""
+    name = get(fn, "sym_name")
+    full = get(fn, "agentc.kernel")
+    calls = int(get(fn, "agentc.calls", 1) or 1)
+    last = get(fn, "agentc.last_kernel", None)
+    (q_t, idx_t), (s_t, i_t) = kernel_types[full]
+    k = ir.ShapedType(s_t).shape[0]
+    rows = ir.ShapedType(idx_t).shape[0]
+    f32k, i32k = f"memref<{k}xf32>", f"memref<{k}xi32>"
+    b = _Lines()
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b(f"%ck = arith.constant {k} : index")
+    b("%ninf = arith.constant 0xFF800000 : f32")
+    b("%imax = arith.constant 2147483647 : i32")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    b(f"%nq = arith.constant {_nbytes(q_t)} : i64")
+    b(f"%bq = func.call @__agentc_buffer(%nq) : (i64) -> {BYTES}")
+    b(f"%cq = func.call @__agentc_copy(%bq, %in0) : ({BYTES}, {BYTES}) -> i64")
+    b(f"%q = memref.view %bq[%c0][] : {BYTES} to {_memref(str(q_t))}")
+    b(f"%nk = arith.constant {4 * k} : i64")
+    temps = ["%bq"]
+    for v, t in (("s", f32k), ("i", i32k), ("ts", f32k), ("ti", i32k)):
+        b(f"%b{v} = func.call @__agentc_buffer(%nk) : (i64) -> {BYTES}")
+        b(f"%{v} = memref.view %b{v}[%c0][] : {BYTES} to {t}")
+        temps.append(f"%b{v}")
+    b("scf.for %t = %c0 to %ck step %c1 {")
+    b(f"  memref.store %ninf, %s[%t] : {f32k}")
+    b(f"  memref.store %imax, %i[%t] : {i32k}")
+    b("}")
+    chunks = [(full, None, calls - (1 if last else 0))]
+    if last:
+        chunks.append((last, None, calls - 1))
+
+    def chunk(tag: str, sym: str, c: str) -> None:
+        (_, it), (st, _) = kernel_types[sym]
+        kk = ir.ShapedType(st).shape[0]
+        b(f"%rows{tag} = arith.constant {rows} : index")
+        b(f"%first{tag} = arith.muli {c}, %rows{tag} : index")   # the chunk's first row
+        b(f"%c64{tag} = arith.index_cast %first{tag} : index to i64")
+        b(f"%arg{tag} = arith.constant 1 : i64")
+        b(f"%nw{tag} = arith.constant {_nbytes(it)} : i64")
+        b(f"%pw{tag} = func.call @agentc_bind(%model, %label, %arg{tag}, %c64{tag}, %nw{tag}) : "
+          "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+        b(f"%bw{tag} = func.call @__agentc_bytes(%pw{tag}, %nw{tag}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%w{tag} = memref.view %bw{tag}[%c0][] : {BYTES} to {_memref(str(it))}")
+        b(f"%ny{tag} = arith.constant {4 * kk} : i64")
+        b(f"%bys{tag} = func.call @__agentc_buffer(%ny{tag}) : (i64) -> {BYTES}")
+        b(f"%ys{tag} = memref.view %bys{tag}[%c0][] : {BYTES} to memref<{kk}xf32>")
+        b(f"%byi{tag} = func.call @__agentc_buffer(%ny{tag}) : (i64) -> {BYTES}")
+        b(f"%yi{tag} = memref.view %byi{tag}[%c0][] : {BYTES} to memref<{kk}xi32>")
+        b(f"func.call @{sym}(%q, %w{tag}, %ys{tag}, %yi{tag}) : ({_memref(str(q_t))}, {_memref(str(it))}, "
+          f"memref<{kk}xf32>, memref<{kk}xi32>) -> ()")
+        b(f"%off{tag} = arith.index_cast %first{tag} : index to i32")
+        b(f"%ckk{tag} = arith.constant {kk} : index")
+        b(f"%m{tag}:2 = scf.for %t{tag} = %c0 to %ck step %c1 iter_args(%a{tag} = %c0, %b{tag} = %c0) "
+          "-> (index, index) {")
+        b(f"  %sa{tag} = memref.load %s[%a{tag}] : {f32k}")
+        b(f"  %ia{tag} = memref.load %i[%a{tag}] : {i32k}")
+        b(f"  %bok{tag} = arith.cmpi ult, %b{tag}, %ckk{tag} : index")
+        b(f"  %bb{tag} = arith.select %bok{tag}, %b{tag}, %c0 : index")
+        b(f"  %sb0{tag} = memref.load %ys{tag}[%bb{tag}] : memref<{kk}xf32>")
+        b(f"  %ib0{tag} = memref.load %yi{tag}[%bb{tag}] : memref<{kk}xi32>")
+        b(f"  %ib1{tag} = arith.addi %ib0{tag}, %off{tag} : i32")
+        b(f"  %sb{tag} = arith.select %bok{tag}, %sb0{tag}, %ninf : f32")
+        b(f"  %ib{tag} = arith.select %bok{tag}, %ib1{tag}, %imax : i32")
+        b(f"  %gt{tag} = arith.cmpf ogt, %sa{tag}, %sb{tag} : f32")
+        b(f"  %eq{tag} = arith.cmpf oeq, %sa{tag}, %sb{tag} : f32")
+        b(f"  %lt{tag} = arith.cmpi slt, %ia{tag}, %ib{tag} : i32")
+        b(f"  %tie{tag} = arith.andi %eq{tag}, %lt{tag} : i1")
+        b(f"  %ta{tag} = arith.ori %gt{tag}, %tie{tag} : i1")
+        b(f"  %vs{tag} = arith.select %ta{tag}, %sa{tag}, %sb{tag} : f32")
+        b(f"  %vi{tag} = arith.select %ta{tag}, %ia{tag}, %ib{tag} : i32")
+        b(f"  memref.store %vs{tag}, %ts[%t{tag}] : {f32k}")
+        b(f"  memref.store %vi{tag}, %ti[%t{tag}] : {i32k}")
+        b(f"  %a1{tag} = arith.addi %a{tag}, %c1 : index")
+        b(f"  %b1{tag} = arith.addi %b{tag}, %c1 : index")
+        b(f"  %na{tag} = arith.select %ta{tag}, %a1{tag}, %a{tag} : index")
+        b(f"  %nb{tag} = arith.select %ta{tag}, %b{tag}, %b1{tag} : index")
+        b(f"  scf.yield %na{tag}, %nb{tag} : index, index")
+        b("}")
+        b(f"memref.copy %ts, %s : {f32k} to {f32k}")
+        b(f"memref.copy %ti, %i : {i32k} to {i32k}")
+        for t in (f"%bys{tag}", f"%byi{tag}"):
+            b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+
+    if chunks[0][2] > 0:
+        b(f"%chunks = arith.constant {chunks[0][2]} : index")
+        b("scf.for %c = %c0 to %chunks step %c1 {")
+        chunk("_f", full, "%c")
+        b("}")
+    if last:
+        b(f"%clast = arith.constant {calls - 1} : index")
+        chunk("_l", last, "%clast")
+    # the result: the k scores, then their k ids (as much as the buffer holds)
+    b(f"%optr = func.call @__agentc_ptr(%out) : ({BYTES}) -> !llvm.ptr")
+    b(f"%ocap = func.call @__agentc_size(%out) : ({BYTES}) -> i64")
+    b(f"%n0 = func.call @__agentc_copy(%out, %bs) : ({BYTES}, {BYTES}) -> i64")
+    b("%off1 = arith.minsi %nk, %ocap : i64")
+    b("%op1 = llvm.getelementptr %optr[%off1] : (!llvm.ptr, i64) -> !llvm.ptr, i8")
+    b("%orem1 = arith.subi %ocap, %off1 : i64")
+    b(f"%od1 = func.call @__agentc_bytes(%op1, %orem1) : (!llvm.ptr, i64) -> {BYTES}")
+    b(f"%n1 = func.call @__agentc_copy(%od1, %bi) : ({BYTES}, {BYTES}) -> i64")
+    b("%n = arith.addi %n0, %n1 : i64")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b("return %n : i64")
+    params = [f"%in0: {BYTES}", f"%out: {BYTES}"]
+    return (f"func.func @{name}({', '.join(params)}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _bind(b: _Lines, tag: str, label: str, arg: int, index: str, memref_t: str, nbytes: int) -> str:
+    """A runtime-owned buffer (agentc_bind) viewed as `memref_t`; its SSA name."""
+    b(f"%a{tag} = arith.constant {arg} : i64")
+    b(f"%n{tag} = arith.constant {nbytes} : i64")
+    b(f"%p{tag} = func.call @agentc_bind(%model, {label}, %a{tag}, {index}, %n{tag}) : "
+      "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+    b(f"%b{tag} = func.call @__agentc_bytes(%p{tag}, %n{tag}) : (!llvm.ptr, i64) -> {BYTES}")
+    b(f"%{tag} = memref.view %b{tag}[%c0][] : {BYTES} to {memref_t}")
+    return f"%{tag}"
+
+
+def _temp(b: _Lines, temps: list, tag: str, memref_t: str, nbytes: int) -> str:
+    """A zeroed buffer of the program (released at the end) viewed as `memref_t`."""
+    b(f"%n{tag} = arith.constant {nbytes} : i64")
+    b(f"%b{tag} = func.call @__agentc_buffer(%n{tag}) : (i64) -> {BYTES}")
+    b(f"%{tag} = memref.view %b{tag}[%c0][] : {BYTES} to {memref_t}")
+    temps.append(f"%b{tag}")
+    return f"%{tag}"
+
+
+def _kv_view(b: _Lines, kv: str, tag: str, offset: str, memref_t: str) -> str:
+    b(f"%{tag} = memref.view {kv}[{offset}][] : {BYTES} to {memref_t}")
+    return f"%{tag}"
+
+
+def _prefill_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`llm.prefill` at the prompt's real length n (its i32 ids' bytes / 4, at most the
+    call's context rows C): token embeddings gathered (agentc_bind argument 0: the
+    [vocab, d] table), every layer in the `prefill_layer` kernel of C rows (causal, so
+    the zero rows after the prompt change nothing), its K and V kept. The result is the
+    call's KV value: n (i64), the last prompt row's hidden state [d], then K of every
+    layer [C, kv_dim] and V of every layer."""
+    name = get(fn, "sym_name")
+    kernel = get(fn, "agentc.kernel")
+    k_in, k_out = kernel_types[kernel]
+    C, vocab, layers = (int(get(fn, a)) for a in ("agentc.context", "agentc.vocab", "agentc.layers"))
+    d = ir.ShapedType(k_in[0]).shape[1]
+    kvd = ir.ShapedType(k_out[1]).shape[1]
+    x_t, kv_t = f"memref<{C}x{d}xf32>", f"memref<{C}x{kvd}xf32>"
+    b, temps = _Lines(), []
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%z64 = arith.constant 0 : i64")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    b(f"%label = llvm.mlir.addressof @{strings(get(fn, 'agentc.label', name))} : !llvm.ptr")
+    b(f"%s_in = func.call @__agentc_size(%in0) : ({BYTES}) -> i64")
+    b("%four = arith.constant 4 : i64")
+    b("%n_all = arith.divui %s_in, %four : i64")
+    b(f"%cC = arith.constant {C} : i64")
+    b("%n64 = arith.minui %n_all, %cC : i64")
+    b("%n = arith.index_cast %n64 : i64 to index")
+    b("%ids = memref.view %in0[%c0][%n] : memref<?xi8> to memref<?xi32>")
+    emb = _bind(b, "emb", "%label", 0, "%z64", f"memref<{vocab}x{d}xf32>", vocab * d * 4)
+    x = _temp(b, temps, "x", x_t, C * d * 4)
+    b("scf.for %i = %c0 to %n step %c1 {")
+    b("  %tok = memref.load %ids[%i] : memref<?xi32>")
+    b("  %tki = arith.index_cast %tok : i32 to index")
+    b(f"  %vmax = arith.constant {vocab - 1} : index")
+    b("  %id = arith.minui %tki, %vmax : index")
+    b(f"  %cd = arith.constant {d} : index")
+    b("  scf.for %j = %c0 to %cd step %c1 {")
+    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
+    b(f"    memref.store %e, {x}[%i, %j] : {x_t}")
+    b("  }")
+    b("}")
+    outs = [_temp(b, temps, f"y{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(k_out)]
+    b(f"%kv_head = arith.constant {8 + 4 * d} : index")
+    b(f"%kv_layer = arith.constant {C * kvd * 4} : index")
+    b(f"%kv_vbase = arith.constant {8 + 4 * d + layers * C * kvd * 4} : index")
+    b(f"%layers = arith.constant {layers} : index")
+    b("scf.for %l = %c0 to %layers step %c1 {")
+    b("%index = arith.index_cast %l : index to i64")
+    args = [x]
+    for a, t in enumerate(k_in[1:], 1):
+        args.append(_bind(b, f"w{a}", "%label", a, "%index", _memref(str(t)), _nbytes(t)))
+    types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+    b(f"func.call @{kernel}({', '.join(args + outs)}) : ({', '.join(types)}) -> ()")
+    b(f"memref.copy {outs[0]}, {x} : {x_t} to {x_t}")
+    b("%koff0 = arith.muli %l, %kv_layer : index")
+    b("%koff = arith.addi %koff0, %kv_head : index")
+    b("%voff = arith.addi %koff0, %kv_vbase : index")
+    k_l = _kv_view(b, "%out", "k_l", "%koff", kv_t)
+    v_l = _kv_view(b, "%out", "v_l", "%voff", kv_t)
+    b(f"memref.copy {outs[1]}, {k_l} : {kv_t} to {kv_t}")
+    b(f"memref.copy {outs[2]}, {v_l} : {kv_t} to {kv_t}")
+    b("}")
+    # the header: n, and the last prompt row's hidden state
+    b("%pos = memref.view %out[%c0][] : memref<?xi8> to memref<1xi64>")
+    b("memref.store %n64, %pos[%c0] : memref<1xi64>")
+    b("%c8 = arith.constant 8 : index")
+    b(f"%hid = memref.view %out[%c8][] : memref<?xi8> to memref<{d}xf32>")
+    b("%last = arith.subi %n, %c1 : index")
+    b(f"%cd2 = arith.constant {d} : index")
+    b("scf.for %j = %c0 to %cd2 step %c1 {")
+    b(f"  %h = memref.load {x}[%last, %j] : {x_t}")
+    b(f"  memref.store %h, %hid[%j] : memref<{d}xf32>")
+    b("}")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b(f"%written = arith.constant {8 + 4 * d + 2 * layers * C * kvd * 4} : i64")
+    b("return %written : i64")
+    return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
+    """`llm.decode` with its sampling: T new tokens, one at a time. Each is drawn by the
+    `sample` kernel (final norm, LM head, top-k; agentc_bind of op `<label>.sample`:
+    argument 1 the norm, 2 the head [d, vocab], 3 on repetition t the token's params
+    (1/temperature, u)) from the last hidden state; unless it is the last, its embedding
+    runs through every layer's `decode_step` over the KV cache (a copy of the KV value;
+    the mask marks the rows written; RoPE rows: arguments 1 and 2 on repetition `pos`),
+    its K and V are written at row pos. The result: the T token ids, i32."""
+    name = get(fn, "sym_name")
+    kernel, sample = get(fn, "agentc.kernel"), get(fn, "agentc.sample_kernel")
+    k_in, k_out = kernel_types[kernel]
+    s_in, s_out = kernel_types[sample]
+    C, vocab, layers, T = (int(get(fn, a)) for a in ("agentc.context", "agentc.vocab", "agentc.layers",
+                                                      "agentc.tokens"))
+    d = ir.ShapedType(k_in[0]).shape[0]
+    kvd = ir.ShapedType(k_out[1]).shape[0]
+    kv_t = f"memref<{C}x{kvd}xf32>"
+    kv_total = 8 + 4 * d + 2 * layers * C * kvd * 4
+    b, temps = _Lines(), []
+    b("%c0 = arith.constant 0 : index")
+    b("%c1 = arith.constant 1 : index")
+    b("%z64 = arith.constant 0 : i64")
+    b("%one = arith.constant 1.0 : f32")
+    b(f"%model = llvm.mlir.addressof @{strings(get(fn, 'agentc.model', '') or '')} : !llvm.ptr")
+    label = str(get(fn, "agentc.label", name))
+    b(f"%label = llvm.mlir.addressof @{strings(label)} : !llvm.ptr")
+    b(f"%slabel = llvm.mlir.addressof @{strings(label + '.sample')} : !llvm.ptr")
+    b(f"%nkv = arith.constant {kv_total} : i64")
+    b(f"%kv = func.call @__agentc_buffer(%nkv) : (i64) -> {BYTES}")
+    temps.append("%kv")
+    b(f"%ckv = func.call @__agentc_copy(%kv, %in0) : ({BYTES}, {BYTES}) -> i64")
+    b("%posv = memref.view %kv[%c0][] : memref<?xi8> to memref<1xi64>")
+    b("%pos64 = memref.load %posv[%c0] : memref<1xi64>")
+    b("%pos0 = arith.index_cast %pos64 : i64 to index")
+    b("%c8 = arith.constant 8 : index")
+    b(f"%hid = memref.view %kv[%c8][] : memref<?xi8> to memref<{d}xf32>")
+    mask = _temp(b, temps, "mask", f"memref<{C}xf32>", C * 4)
+    b(f"%cC = arith.constant {C} : index")
+    b("%wrote = arith.minui %pos0, %cC : index")
+    b("scf.for %j = %c0 to %wrote step %c1 {")
+    b(f"  memref.store %one, {mask}[%j] : memref<{C}xf32>")
+    b("}")
+    emb = _bind(b, "emb", "%label", 0, "%z64", f"memref<{vocab}x{d}xf32>", vocab * d * 4)
+    norm = _bind(b, "snorm", "%slabel", 1, "%z64", _memref(str(s_in[1])), _nbytes(s_in[1]))
+    head = _bind(b, "shead", "%slabel", 2, "%z64", _memref(str(s_in[2])), _nbytes(s_in[2]))
+    x = _temp(b, temps, "x", f"memref<{d}xf32>", d * 4)
+    outs = [_temp(b, temps, f"y{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(k_out)]
+    souts = [_temp(b, temps, f"s{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(s_out)]
+    b(f"%cT = arith.constant {T} : index")
+    b("%ids = memref.view %out[%c0][%cT] : memref<?xi8> to memref<?xi32>")
+    b(f"%kv_head = arith.constant {8 + 4 * d} : index")
+    b(f"%kv_layer = arith.constant {C * kvd * 4} : index")
+    b(f"%kv_vbase = arith.constant {8 + 4 * d + layers * C * kvd * 4} : index")
+    b(f"%layers = arith.constant {layers} : index")
+    b("%last_t = arith.subi %cT, %c1 : index")
+    b("%end = scf.for %t = %c0 to %cT step %c1 iter_args(%pos = %pos0) -> (index) {")
+    b("%t64 = arith.index_cast %t : index to i64")
+    params = _bind(b, "sparams", "%slabel", 3, "%t64", _memref(str(s_in[3])), _nbytes(s_in[3]))
+    stypes = [_memref(str(t)) for t in list(s_in) + list(s_out)]
+    b(f"func.call @{sample}(%hid, {norm}, {head}, {params}, {', '.join(souts)}) : ({', '.join(stypes)}) -> ()")
+    b(f"%tok = memref.load {souts[0]}[%c0] : {_memref(str(s_out[0]))}")
+    b("memref.store %tok, %ids[%t] : memref<?xi32>")
+    b("%notlast = arith.cmpi ult, %t, %last_t : index")
+    b("%room = arith.cmpi ult, %pos, %cC : index")
+    b("%more = arith.andi %notlast, %room : i1")
+    b("%next = scf.if %more -> (index) {")
+    b("  %tki = arith.index_cast %tok : i32 to index")
+    b(f"  %vmax = arith.constant {vocab - 1} : index")
+    b("  %id = arith.minui %tki, %vmax : index")
+    b(f"  %cd = arith.constant {d} : index")
+    b("  scf.for %j = %c0 to %cd step %c1 {")
+    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
+    b(f"    memref.store %e, {x}[%j] : memref<{d}xf32>")
+    b("  }")
+    b("  %p64 = arith.index_cast %pos : index to i64")
+    cos = _bind(b, "cos", "%label", 1, "%p64", _memref(str(k_in[1])), _nbytes(k_in[1]))
+    sin = _bind(b, "sin", "%label", 2, "%p64", _memref(str(k_in[2])), _nbytes(k_in[2]))
+    b("  scf.for %l = %c0 to %layers step %c1 {")
+    b("  %index = arith.index_cast %l : index to i64")
+    args = [x, cos, sin]
+    for a, t in enumerate(k_in[3:12], 3):
+        args.append(_bind(b, f"w{a}", "%label", a, "%index", _memref(str(t)), _nbytes(t)))
+    b("  %koff0 = arith.muli %l, %kv_layer : index")
+    b("  %koff = arith.addi %koff0, %kv_head : index")
+    b("  %voff = arith.addi %koff0, %kv_vbase : index")
+    k_l = _kv_view(b, "%kv", "k_l", "%koff", kv_t)
+    v_l = _kv_view(b, "%kv", "v_l", "%voff", kv_t)
+    types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
+    b(f"  func.call @{kernel}({', '.join(args + [k_l, v_l, mask] + outs)}) : ({', '.join(types)}) -> ()")
+    b(f"  memref.copy {outs[0]}, {x} : memref<{d}xf32> to memref<{d}xf32>")
+    b(f"  %ckvd = arith.constant {kvd} : index")
+    b("  scf.for %j = %c0 to %ckvd step %c1 {")
+    b(f"    %kn = memref.load {outs[1]}[%j] : memref<{kvd}xf32>")
+    b(f"    memref.store %kn, {k_l}[%pos, %j] : {kv_t}")
+    b(f"    %vn = memref.load {outs[2]}[%j] : memref<{kvd}xf32>")
+    b(f"    memref.store %vn, {v_l}[%pos, %j] : {kv_t}")
+    b("  }")
+    b("  }")
+    b(f"  memref.store %one, {mask}[%pos] : memref<{C}xf32>")
+    b(f"  memref.copy {x}, %hid : memref<{d}xf32> to memref<{d}xf32>")
+    b("  %pos1 = arith.addi %pos, %c1 : index")
+    b("  scf.yield %pos1 : index")
+    b("} else {")
+    b("  scf.yield %pos : index")
+    b("}")
+    b("scf.yield %next : index")
+    b("}")
+    for t in temps:
+        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
+    b(f"%written = arith.constant {4 * T} : i64")
+    b("return %written : i64")
+    return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            + "\n".join(b.lines) + "\n}")
+
+
+def _pass_fn(fn) -> str:
+    """`llm.sample` after a decode that drew its tokens: the ids, handed on."""
+    return (f"func.func @{get(fn, 'sym_name')}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
+            f"  %n = func.call @__agentc_copy(%out, %in0) : ({BYTES}, {BYTES}) -> i64\n"
+            "  return %n : i64\n}")
+
+
+def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlobals) -> str:
+    """The C entry point: the schedule over buffers, with an error exit; each op call
+    between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`."""
     b = _Lines()
     names: dict[str, str] = {}
     buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
@@ -320,8 +788,14 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
               "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
         elif op.name == "func.call":
             args = [val(v) for v in op.operands] + ([f"%buf{n}"] if op.results else [])
+            callee = get(op, "callee").lstrip("@")
+            b(f"%tl{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
+            b(f"%tb{n} = arith.constant 1 : i64")
+            b(f"func.call @agentc_trace(%tl{n}, %tb{n}) : (!llvm.ptr, i64) -> ()")
             b(f"{rc} = func.call {get(op, 'callee')}({', '.join(args)}) : "
               f"({', '.join([BYTES] * len(args))}) -> i64")
+            b(f"%te{n} = arith.constant 0 : i64")
+            b(f"func.call @agentc_trace(%tl{n}, %te{n}) : (!llvm.ptr, i64) -> ()")
         else:
             raise PartitionError(f"lower-host: unexpected '{op.name}' in the schedule of pool '{pool}'")
         b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
@@ -336,6 +810,11 @@ def _run_fn(pool: str, schedule, results: dict, strings: StringGlobals) -> str:
     out.append("  return %err : i64")
     return (f"func.func @{entry_point(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
             f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
+
+
+def _llm(fn, op: str) -> bool:
+    """An llm op function lower-kernels sized for its call (`agentc.context`)."""
+    return get(fn, "agentc.op") == op and "agentc.context" in fn.attributes
 
 
 def host_text(sub) -> str:
@@ -360,9 +839,17 @@ def host_text(sub) -> str:
         raise PartitionError(f"lower-host: pool '{pool}' has no schedule (run partition and lower-kernels)")
     strings = StringGlobals()
     results = {get(fn, "sym_name"): int(get(fn, "agentc.result_bytes", 0) or 0) for fn in op_fns}
-    fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes else _compute_fn(fn, kernel_types, strings))
-           for fn in op_fns]
-    run = _run_fn(pool, schedule, results, strings)
+    fns = [(_abi_fn(fn, strings) if "agentc.abi" in fn.attributes
+            else _bucketed_fn(fn, kernel_types, strings) if "agentc.buckets" in fn.attributes
+            else _retrieve_fn(fn, kernel_types, strings) if get(fn, "agentc.op") == "retrieve.search"
+            else _prefill_fn(fn, kernel_types, strings) if _llm(fn, "llm.prefill")
+            else _decode_fn(fn, kernel_types, strings) if _llm(fn, "llm.decode")
+            else _pass_fn(fn) if _llm(fn, "llm.sample")
+            else _compute_fn(fn, kernel_types, strings)) for fn in op_fns]
+    if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
+        abis.add(EMBED_ROWS)
+    labels = {get(fn, "sym_name"): str(get(fn, "agentc.label", get(fn, "sym_name"))) for fn in op_fns}
+    run = _run_fn(pool, schedule, results, labels, strings)
     kernels = []
     for sym in sorted(kernel_types):
         ins, outs = kernel_types[sym]

@@ -12,9 +12,15 @@ Shape rule (what is and is not faithful):
 - faithful: d_model, heads, kv_heads, ffn, vocab, mel bins, index dim and k from the
   model/plan; a tensor-parallel shard of `tp` divides d_model, heads, ffn (and
   kv_heads, at least 1) by tp, keeping head_dim; one layer function serves all layers.
-- capped: prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
-  frames at FRAMES_CAP, index rows per scan at INDEX_CAP (a larger index is scanned in
-  `agentc.calls` chunks). Longer prompts are not chunked with cross-chunk attention.
+- bucketed: an embedding model's sentence (`embed.encode`, `embed.pool`) runs in masked
+  kernels of ENCODER_BUCKETS rows (the last raised to the model's position embeddings);
+  the host program picks the smallest bucket that holds the real token count and masks
+  the padding (`agentc.buckets`, `agentc.bucket_kernels`).
+- chunked: an index is scanned in chunks of INDEX_CAP rows (`agentc.calls`; the last
+  chunk in a kernel of its own size, `agentc.last_kernel`), each chunk's top-k merged
+  into the exact top-k of the whole index by the host program.
+- capped: other prompt/sequence rows at SEQ_CAP, decode context at CONTEXT_CAP, audio
+  frames at FRAMES_CAP. Longer prompts are not chunked with cross-chunk attention.
 - not faithful: element type (f32 everywhere, whatever the model's dtype); Whisper's
   cross-attention (its decoder is a self-attention decode step); the TTS vocoder (a
   frames x hop matmul stand-in); MoE routing (gate and merge are matmuls; an expert is a
@@ -39,7 +45,7 @@ from agentc import dialects
 from agentc.codegen import kernels
 from agentc.codegen.abi import ABI_TYPE
 from agentc.dialects.ops import ABI
-from agentc.passes._ir import StringGlobals, get, model_attrs, placed_nothing, str_attr, top_ops
+from agentc.passes._ir import StringGlobals, get, model_attrs, placed_nothing, str_attr, top_ops, walk
 from agentc.passes._plan_ctx import models_of, value_bytes
 from agentc.passes.partition import PartitionError
 
@@ -52,6 +58,15 @@ INDEX_CAP = 4096
 SAMPLE_K = 4
 FFT_BINS = 201          # n_fft = 400 (25 ms at 16 kHz)
 VOCODER_HOP = 256
+# Rows of the masked encoder kernels of an embedding model: a sentence runs in the
+# smallest that holds it. The last is the model's position embeddings when longer.
+ENCODER_BUCKETS = (32, 128)
+# Rows of an llm call's prompt and KV cache: the smallest power of two >= prompt + new
+# tokens (at least MIN_CONTEXT, at most CONTEXT_CAP). Prefill runs the real prompt in it
+# (causal, so the zero rows after it change nothing) and decode masks the unwritten rows.
+MIN_CONTEXT = 64
+LLM_OPS = ("llm.tokenize", "llm.prefill", "kv.transfer", "llm.decode", "llm.sample", "llm.detokenize")
+TEXT_BYTES_PER_TOKEN = 64     # room for a detokenized token (the longest vocabulary entries)
 
 
 
@@ -97,7 +112,7 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
     if name == "retrieve.search":
         size = int(get(op, "index_size", INDEX_CAP) or INDEX_CAP)
         n = max(1, min(size, INDEX_CAP))
-        return "retrieve", dict(n=n, d=int(get(op, "dim", 384) or 384), k=int(get(op, "k", 4) or 4)), \
+        return "retrieve", dict(n=n, d=int(get(op, "dim", 384) or 384), k=min(n, int(get(op, "k", 4) or 4))), \
             [], -(-size // n)
     if name == "tts.vocode":
         frames = max(1, min(int(audio_ms / 1000 * int(model.get("sample_rate_hz", 22050)) / VOCODER_HOP),
@@ -110,11 +125,78 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
     return None
 
 
+def encoder_buckets(model: dict) -> list[int]:
+    """Row buckets of an embedding model's masked kernels, ascending; the last is its
+    position embeddings (512 when the model does not say)."""
+    top = int(model.get("position_embeddings", 0) or 512)
+    return sorted({b for b in ENCODER_BUCKETS if b < top} | {top})
+
+
+def bucket_plans(op, model: dict) -> list[tuple[str, dict]] | None:
+    """(kernel kind, builder arguments) per bucket of `embed.encode` / `embed.pool`;
+    None for every other op."""
+    if op.name not in ("embed.encode", "embed.pool"):
+        return None
+    s = _shard(model, int(get(op, "tp", 1) or 1))
+    if op.name == "embed.encode":
+        return [("encoder_layer", dict(seq=b, d_model=s["d_model"], heads=s["heads"], ffn=s["ffn"], masked=True))
+                for b in encoder_buckets(model)]
+    return [("mean_pool_l2", dict(seq=b, d=s["d_model"], masked=True)) for b in encoder_buckets(model)]
+
+
+def llm_contexts(module_op) -> dict[str, tuple[int, int]]:
+    """call label -> (context rows, new tokens) of every llm call (its decode op)."""
+    out = {}
+    for op in walk(module_op):
+        if op.name == "llm.decode" and get(op, "call"):
+            tokens = int(get(op, "tokens", 1) or 1)
+            need = int(get(op, "context", tokens) or tokens) + tokens
+            rows = MIN_CONTEXT
+            while rows < need and rows < CONTEXT_CAP:
+                rows *= 2
+            out[str(get(op, "call"))] = (rows, tokens)
+    return out
+
+
+def kv_bytes(model: dict, context: int) -> int:
+    """Bytes of an llm call's KV value (prefill -> kv.transfer -> decode): the position
+    (i64), the last hidden state [d_model] f32, then K of every layer [context, kv_dim]
+    and V of every layer, f32."""
+    s = _shard(model, 1)
+    kvd = s["kv_heads"] * (s["d_model"] // s["heads"])
+    return 8 + 4 * s["d_model"] + 2 * int(model.get("layers", 1)) * context * kvd * 4
+
+
+def llm_plan(op, model: dict, contexts: dict) -> tuple[list, dict] | None:
+    """(kernels as (kind, arguments), attributes) of an llm op of a call with a decode:
+    the real-length prompt, KV cache and token loop lower-host builds on; None for
+    other ops (and tensor-parallel shards, which keep the sketch)."""
+    call = get(op, "call")
+    if op.name not in LLM_OPS or call not in contexts or int(get(op, "tp", 1) or 1) != 1:
+        return None
+    rows, tokens = contexts[call]
+    s = _shard(model, 1)
+    vocab = int(model.get("vocab", 32000))
+    sample = ("sample", dict(d_model=s["d_model"], vocab=vocab, k=SAMPLE_K))
+    attrs = {"agentc.context": rows, "agentc.vocab": vocab, "agentc.layers": int(model.get("layers", 1))}
+    if op.name == "llm.tokenize":
+        return [], dict(attrs, **{"agentc.result_bytes": 4 * max(1, rows - tokens + 1)})
+    if op.name == "llm.detokenize":
+        return [], dict(attrs, **{"agentc.result_bytes": TEXT_BYTES_PER_TOKEN * tokens})
+    if op.name in ("llm.prefill", "kv.transfer"):
+        kernels_ = [("prefill_layer", dict(seq=rows, **s))] if op.name == "llm.prefill" else []
+        return kernels_, dict(attrs, **{"agentc.result_bytes": kv_bytes(model, rows)})
+    if op.name == "llm.decode":
+        return [("decode_step", dict(context=rows, **s)), sample], \
+            dict(attrs, **{"agentc.result_bytes": 4 * tokens, "agentc.tokens": tokens})
+    return [sample], dict(attrs, **{"agentc.result_bytes": 4 * tokens, "agentc.tokens": tokens})
+
+
 def kernel_symbol(kind: str, args: dict) -> str:
     short = {"seq": "s", "context": "c", "d_model": "d", "heads": "h", "kv_heads": "kv", "ffn": "f",
              "vocab": "v", "k": "k", "frames": "t", "n_fft_bins": "b", "n_mels": "m", "d": "d",
              "n": "n", "m": "m"}
-    return kind + "_" + "_".join(f"{short.get(k, k)}{v}" for k, v in args.items())
+    return kind + "_" + "_".join(k if v is True else f"{short.get(k, k)}{v}" for k, v in args.items())
 
 
 def _kernel_func(text: str):
@@ -198,9 +280,10 @@ def _i64_array(values) -> str:
     return "array<i64: " + ", ".join(str(int(v)) for v in values) + ">" if values else "array<i64>"
 
 
-def lower_pool(sub, models: dict, specs: dict) -> None:
+def lower_pool(sub, models: dict, specs: dict, contexts: dict | None = None) -> None:
     """Rewrite the op functions of one pool module; add kernels and ABI declarations.
-    `models`: model attributes (kernel shapes); `specs`: ModelSpecs (value sizes)."""
+    `models`: model attributes (kernel shapes); `specs`: ModelSpecs (value sizes);
+    `contexts`: llm calls' (context rows, new tokens) (`llm_contexts`)."""
     body = sub.regions[0].blocks[0]
     kernel_texts: dict[str, str] = {}
     strings = StringGlobals()
@@ -224,6 +307,37 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             if res_types else 0
         header.append(f"agentc.result_bytes = {result_bytes} : i64")
         plan = kernel_plan(inner, model)
+        llm = llm_plan(inner, model, contexts or {})
+        if llm is not None:
+            llm_kernels, llm_attrs = llm
+            header = [h for h in header if not h.startswith("agentc.result_bytes")]
+            header += [f"{k} = {v} : i64" for k, v in llm_attrs.items()]
+            syms = []
+            for kind, kargs in llm_kernels:
+                syms.append(kernel_symbol(kind, kargs))
+                kernel_texts.setdefault(syms[-1], kernels.KERNELS[kind](**kargs, name=syms[-1]))
+            if inner.name == "llm.decode":
+                header.append(f"agentc.sample_kernel = {str_attr(syms[1])}")
+            if llm_kernels and plan is not None:
+                # the op function sketches its (first) kernel's call; lower-host builds
+                # the real one
+                plan = (llm_kernels[0][0], llm_kernels[0][1], plan[2], plan[3])
+        buckets = bucket_plans(inner, model)
+        if buckets is not None:
+            # The op function sketches the largest bucket's call; lower-host dispatches
+            # on the real length.
+            syms = []
+            for kind, kargs in buckets:
+                syms.append(kernel_symbol(kind, kargs))
+                kernel_texts.setdefault(syms[-1], kernels.KERNELS[kind](**kargs, name=syms[-1]))
+            rows = [kargs["seq"] for _, kargs in buckets]
+            plan = (buckets[-1][0], buckets[-1][1], [int(model.get("layers", 1))]
+                    if inner.name == "embed.encode" else [], 1)
+            header.append(f"agentc.buckets = {_i64_array(rows)}")
+            header.append("agentc.bucket_kernels = [" + ", ".join(str_attr(x) for x in syms) + "]")
+            if inner.name == "embed.encode":   # the real rows, at most the largest bucket's
+                header = [h for h in header if not h.startswith("agentc.result_bytes")]
+                header.append(f"agentc.result_bytes = {rows[-1] * buckets[-1][1]['d_model'] * 4} : i64")
         if plan is not None:
             kind, kargs, loops, calls = plan
             sym = kernel_symbol(kind, kargs)
@@ -236,6 +350,14 @@ def lower_pool(sub, models: dict, specs: dict) -> None:
             header.append(f"agentc.loops = {_i64_array(loops if k_out[0] == k_in[0] else [])}")
             if calls > 1:
                 header.append(f"agentc.calls = {calls} : i64")
+            rest = int(get(inner, "index_size", 0) or 0) - (calls - 1) * kargs.get("n", 0)
+            if kind == "retrieve" and 0 < rest < kargs["n"]:
+                # the last chunk's own kernel: zero padding rows would score 0 and beat
+                # real rows of negative similarity
+                last = dict(kargs, n=rest, k=min(rest, kargs["k"]))
+                last_sym = kernel_symbol(kind, last)
+                kernel_texts.setdefault(last_sym, kernels.KERNELS[kind](**last, name=last_sym))
+                header.append(f"agentc.last_kernel = {str_attr(last_sym)}")
             text = _compute_body(fn_name, arg_types, res_types, sym, k_in, k_out, loops, calls,
                                  ", ".join(header))
         elif inner.name in ABI:
@@ -284,10 +406,11 @@ def run(module, ctx) -> None:
             return
         raise PartitionError("lower-kernels needs a partitioned module (run partition first)")
     models, specs = model_attrs(module_op), models_of(module_op)
+    contexts = llm_contexts(module_op)
     for sub in subs:
         if "agentc.kernels" in sub.attributes:
             continue
-        lower_pool(sub, models, specs)
+        lower_pool(sub, models, specs, contexts)
         sub.attributes["agentc.kernels"] = ir.UnitAttr.get()
 
 

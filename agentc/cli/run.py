@@ -9,7 +9,7 @@ import sys
 import click
 
 from agentc.cli._common import guarded, make_options, parse_pairs
-from agentc.diagnostics import UsageError
+from agentc.diagnostics import SourceLoc, UsageError
 
 
 def _stdin() -> str:
@@ -87,10 +87,14 @@ def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, te
               help="Write a Chrome/Perfetto trace of the executed ops (plan op ids as names).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="File for an audio output.")
+@click.option("--engine", default="auto", show_default=True, type=click.Choice(["auto", "host", "executor"]),
+              help="host: run the pools' emitted host programs (agentc_<pool>_run, loaded with llvmlite); "
+                   "executor: walk the plan in Python, calling the same compiled kernels; auto: host unless "
+                   "the program has loops or branches (or --top-k other than 1 or 4). See docs/run.md.")
 @_ray_options
 @guarded
 def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, threads, max_new_tokens,
-            top_k, temperature, trace_path, output, ray_address=None, max_replicas=None):
+            top_k, temperature, trace_path, output, engine="auto", ray_address=None, max_replicas=None):
     """Run SOURCE (.agent, .mlir, or a compile's output directory) on one request in this process.
 
     \b
@@ -117,15 +121,24 @@ def run_cmd(source, inputs, weights, indexes, tools, cluster, catalogs, seed, th
     c = pipeline.compile_file(path, opts, or_later=True)
     if trace_path:
         outputs.check_writable(trace_path)
-    ex = session.prepare(c, cfg)
     values = [_stdin() if v == "-" else v for v in inputs]
-    result = ex.run(values)
+    refusal = session.host_refusal(c, cfg) if engine != "executor" else "--engine executor"
+    if engine == "host" and refusal:
+        raise session.RunError(f"{refusal} (run it with --engine executor)", SourceLoc(c.input_path, 1, 1))
+    if refusal is None:
+        from agentc.runtime import host
+
+        pools, rt = session.prepare_host(c, cfg)
+        result, events = host.run(c, pools, rt, values)[0], rt.events
+    else:
+        ex = session.prepare(c, cfg)
+        result, events = ex.run(values), ex.rt.events
     kinds = get(entry_graph(c.module), "output_kinds") or ["text"]
     _show(result, kinds[0], output)
     if trace_path:
         pools = [p.name for p in c.pass_ctx.cluster.pools]
         with open(trace_path, "wb") as f:
-            f.write(session.trace_json(ex.rt.events, pools))
+            f.write(session.trace_json(events, pools))
 
 
 # --------------------------------------------------------------------------- --ray (docs/orchestrate.md)

@@ -15,19 +15,25 @@ import re
 
 from agentc.dialects.ops import ABI  # op -> runtime function: part of each op's contract
 
-__all__ = ["ABI", "ABI_TYPE", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
+__all__ = ["ABI", "ABI_TYPE", "EMBED_ROWS", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
 
 # `int64_t agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` as an MLIR function type.
 ABI_TYPE = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
 
-# What every host program calls besides the op functions: memory, weights, channels.
+# What every host program calls besides the op functions: memory, weights, channels,
+# the trace hook.
 RUNTIME_DECLS = [
     "func.func private @agentc_alloc(i64, i64) -> !llvm.ptr",
     "func.func private @agentc_free(!llvm.ptr)",
     "func.func private @agentc_bind(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr",
     "func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
     "func.func private @agentc_recv(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
+    "func.func private @agentc_trace(!llvm.ptr, i64)",
 ]
+
+# The runtime's part of `embed.encode` (tokenizer and embedding-table lookups): the
+# first layer's input rows of a sentence; the host program runs the layers.
+EMBED_ROWS = "agentc_embed_rows"
 
 # agentc_alloc's `where` (AGENTC_ALLOC_* in the header): who touches the buffer.
 ALLOC_HOST, ALLOC_DEVICE, ALLOC_SHARED = 0, 1, 2

@@ -231,3 +231,52 @@ def trace_json(events, pool_order: list[str]) -> bytes:
                     "args": {"kind": e.kind}})
     doc = {"displayTimeUnit": "ms", "traceEvents": out, "otherData": {"source": "agentc run"}}
     return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def host_refusal(c, cfg: RunConfig) -> str | None:
+    """Why the pools' host programs cannot run this program with `cfg` (None: they can):
+    ops they do not run yet (loops, branches, ...), or sampling the compiled `sample`
+    kernel does not do."""
+    from agentc.passes.lower_kernels import SAMPLE_K
+    from agentc.runtime import host
+
+    ops = sorted({op.name for op in host.unsupported(c.module)})
+    if ops:
+        return (f"--engine host runs the schedule's straight pass (no loop or branch) of embedding, "
+                f"retrieval, llm, tool, compute, memory and observe ops; this program also has: {', '.join(ops)}")
+    if cfg.top_k not in (1, SAMPLE_K) and any(op.name == "llm.decode" for op in walk(entry_graph(c.module))):
+        return (f"--engine host samples among the top {SAMPLE_K} tokens (the compiled `sample` kernel's k) or "
+                f"greedily, not --top-k {cfg.top_k}")
+    return None
+
+
+def prepare_host(c, cfg: RunConfig):
+    """`agentc run` through the pools' emitted host programs (agentc.runtime.host): the
+    compile continued to the `llvm` stage, every pool's program loaded, the runtime
+    (encoders, indexes, tools) loaded as for the executor. Returns (pools, runtime), or
+    None when the program has ops the host path does not run yet (host.HOST_OPS); the
+    caller then uses `prepare` (`host_refusal` says why)."""
+    import dataclasses
+
+    from agentc import pipeline
+    from agentc.runtime import host
+
+    check_cpu_only(c)
+    if host_refusal(c, cfg):
+        return None
+    ops = list(walk(entry_graph(c.module)))
+    specs = models_of(c.module)
+    unknown = sorted(set(cfg.weights) - set(specs))
+    if unknown:
+        raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "
+                         f"models: {', '.join(sorted(specs))}")
+    for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
+        raise UsageError(f"--index names no index the program searches: '{name}'")
+    for op in ops:
+        if op.name == "retrieve.search" and get(op, "index") not in cfg.indexes:
+            raise RunError(f"no documents for index '{get(op, 'index')}'; pass --index {get(op, 'index')}=FILE "
+                           "(a JSON list of strings, or one document per line)", source_loc(op))
+    rt = load_runtime(c.module, ops, cfg)
+    c.options = dataclasses.replace(c.options, emit="llvm", cpu_threads=cfg.threads)
+    pipeline.resume(c)
+    return host.load_pools(c), rt

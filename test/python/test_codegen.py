@@ -102,7 +102,8 @@ def test_partition_one_module_per_pool_with_transfers(placed):
 def test_kernels_stage_calls_kernels_and_abi(placed):
     c = compile_from(placed, emit="kernels")
     text = c.asm()
-    assert "func.call @prefill_layer_s128_d4096_h32_kv8_f14336" in text
+    # an llm call's prompt and KV cache rows: a power of two >= in + out (512 + 128), capped at 1024
+    assert "func.call @prefill_layer_s1024_d4096_h32_kv8_f14336" in text
     assert "func.func private @agentc_tool_invoke" in text
     assert "scf.for" in text
 

@@ -11,6 +11,7 @@ kernel, and the graph output holds numpy's top-k cosine scores.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,7 @@ int64_t agentc_tool_lookup(const char *name, const void *const *in, const int64_
   return fail_tool ? -5 : r;
 }
 FN(agentc_tool_invoke)
+void agentc_trace(const char *op, int64_t begin) { printf("trace %s %lld\n", op, (long long)begin); }
 int64_t agentc_send(int64_t ch, const char *peer, const void *p, int64_t n) { return -1; }
 int64_t agentc_recv(int64_t ch, const char *peer, void *p, int64_t n) { return -1; }
 
@@ -126,7 +128,12 @@ def program(tmp_path_factory):
     pool = tmp / "out" / "host"
     (pool / "runtime.c").write_text(RUNTIME)
     objects = sorted(p.name for p in pool.glob("*.o"))
-    subprocess.run(["cc", "-O1", "runtime.c", *objects, "-lm", "-o", "prog"], cwd=pool, check=True)
+    # the kernels' memref copies that are not contiguous call MLIR's runner utils
+    from agentc.targets.toolchain import runtime_lib
+
+    utils = runtime_lib("mlir_c_runner_utils")
+    subprocess.run(["cc", "-O1", "runtime.c", *objects, utils, f"-Wl,-rpath,{os.path.dirname(utils)}", "-lm",
+                    "-o", "prog"], cwd=pool, check=True)
     return pool
 
 
@@ -157,14 +164,32 @@ def test_host_program_runs_the_schedule_in_order_with_every_input(program):
     assert allocs == frees and allocs > 0      # every buffer the program allocated was freed
 
 
+def test_host_program_brackets_each_op_with_the_trace_hook(program):
+    lines = [line.split() for line in run(program) if line.startswith("trace ")]
+    ops = [t[1] for t in lines[::2]]
+    assert [t[2] for t in lines] == ["1", "0"] * len(ops)
+    assert [t[1] for t in lines[1::2]] == ops
+    assert ops == ["d", "hits.lookup", "hits.compute", "ans.tokenize", "ans.prefill", "ans.kv_transfer", "ans.decode",
+                   "ans.sample", "ans.detokenize"]
+
+
 def test_host_program_binds_each_layers_weights(program):
     binds = [line.split() for line in run(program) if line.startswith("bind ")]
     prefill = [b for b in binds if b[2] == "ans.prefill"]
-    # prefill_layer: the RoPE tables (1, 2) and 9 weight arguments (3..11), for each of the 2 layers
-    assert sorted({(int(b[3]), int(b[4])) for b in prefill}) == [(a, l) for a in range(1, 12) for l in (0, 1)]
-    decode = [b for b in binds if b[2] == "ans.decode"]
-    # decode: every (token, layer) trip binds again; 4 tokens x 2 layers
-    assert len(decode) == len({b[3] for b in decode}) * 4 * 2
+    # prefill: the token embeddings (0) once, the RoPE tables (1, 2) and 9 weight
+    # arguments (3..11) for each of the 2 layers
+    assert sorted({(int(b[3]), int(b[4])) for b in prefill}) == \
+        [(0, 0)] + [(a, l) for a in range(1, 12) for l in (0, 1)]
+    # decode, 4 new tokens: each drawn by the sample kernel (norm 1, head 2 once; the
+    # token's params 3 on repetition t); the first 3 run through both layers (weights
+    # 3..11 per layer) at positions n, n+1, n+2 (RoPE rows 1, 2 bound by position)
+    sample = [(int(b[3]), int(b[4])) for b in binds if b[2] == "ans.decode.sample"]
+    assert sample == [(1, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3)]
+    decode = [(int(b[3]), int(b[4])) for b in binds if b[2] == "ans.decode"]
+    assert decode[0] == (0, 0)
+    positions = [i for a, i in decode if a == 1]
+    assert positions == [positions[0] + t for t in range(3)] and [i for a, i in decode if a == 2] == positions
+    assert sorted(i for a, i in decode if a >= 3) == sorted([0, 1] * 3 * 9)
     index = [b for b in binds if b[2] == "d"]
     assert index == [["bind", "docs", "d", "1", "0", str(64 * 16 * 4)]]
 
