@@ -124,6 +124,8 @@ class Table:
 
     @staticmethod
     def growth(what: str, ns: list[int], series: dict[str, list]) -> None:
+        if len(ns) < 2:
+            return
         fits = ", ".join(f"{name} {_k(list(zip(ns, ts)))}" for name, ts in series.items())
         print(f"{what}: growth exponent k (time ~ n^k): {fits}", flush=True)
 
