@@ -3,10 +3,14 @@
 Generates chains, fan-outs and nested loops of N tool calls ending in one LLM call, and
 clusters of P CPU pools, and times `agentc compile` to `placed` and (up to
 --full-max nodes) a full compile for the CPU target, each in a fresh process. Prints
-seconds, peak memory and, per shape, the growth exponent k fitted to time ~ n^k (the
-goal is k <= 1.2), so the figures compare with each other within one run.
+wall and CPU seconds (user + system; the steadier figure on a shared machine), peak
+memory and, per shape, the growth exponent k fitted to time ~ n^k (the goal is
+k <= 1.2), so the figures compare with each other within one run. With --baseline, an
+older source tree (`git archive BASE | tar -x -C DIR`) runs every case right after this
+one, and the row shows the ratio of their CPU times.
 
     python benchmarks/bench_scale.py [--sizes 100,1000,5000] [--pools 10,100,1000] [--full-max 1000]
+                                     [--placed-max N] [--shapes chain,fanout] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -50,17 +54,36 @@ def cluster(pools: int) -> str:
     return "\n".join(lines)
 
 
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one agentc process (its own rusage)."""
+def baseline_tree(checkout: str, tmp: str) -> str:
+    """A directory to put first on PYTHONPATH so that `import agentc` loads `checkout`
+    (an agentc source tree, e.g. `git archive BASE | tar -x -C DIR`) instead of the
+    installed one: agentc/ with the top-level dialects/, passes/ and targets/ linked in
+    where pyproject.toml's package-dir puts them."""
+    root = os.path.join(tmp, "baseline-path")
+    pkg = os.path.join(root, "agentc")
+    os.makedirs(pkg)
+    for name in os.listdir(os.path.join(checkout, "agentc")):
+        os.symlink(os.path.abspath(os.path.join(checkout, "agentc", name)), os.path.join(pkg, name))
+    for name in ("dialects", "passes", "targets"):
+        os.symlink(os.path.abspath(os.path.join(checkout, name)), os.path.join(pkg, name))
+    return root
+
+
+def run(args: list[str], path: str | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak resident MiB of one agentc
+    process, from its own rusage; `path`: a baseline_tree to run instead. The machine may
+    be shared: CPU time is the steadier figure, wall time what a user waits."""
+    env = dict(os.environ, PYTHONPATH=path) if path else None
     t = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "agentc", *args], stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-m", "agentc", *args], stdout=subprocess.DEVNULL, stderr=err,
+                                env=env)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
             raise SystemExit(f"agentc {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def exponent(points: list[tuple[int, float]]) -> float | None:
@@ -72,47 +95,84 @@ def exponent(points: list[tuple[int, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
+def _k(points: list[tuple[int, float]]) -> str:
+    k = exponent(points)
+    return "-" if k is None else f"{k:.2f}"
+
+
+class Table:
+    """Rows of one case measured by this checkout and, with --baseline, by the baseline
+    right after it (so both see the same load); ratios are this / baseline CPU time."""
+
+    def __init__(self, base: str | None):
+        self.base = base
+        head = f"{'case':20s} {'wall s':>8s} {'cpu s':>8s} {'MiB':>6s}"
+        if base:
+            head += f" {'base cpu':>9s} {'cpu ratio':>9s} {'base wall':>9s}"
+        print(head, flush=True)
+
+    def case(self, label: str, args: list[str], series: dict[str, list]) -> None:
+        wall, cpu, mem = run(args)
+        series.setdefault("wall", []).append(wall)
+        series.setdefault("cpu", []).append(cpu)
+        row = f"{label:20s} {wall:8.2f} {cpu:8.2f} {mem:6.0f}"
+        if self.base:
+            bwall, bcpu, _ = run(args, self.base)
+            series.setdefault("base cpu", []).append(bcpu)
+            row += f" {bcpu:9.2f} {cpu / bcpu:9.2f} {bwall:9.2f}"
+        print(row, flush=True)
+
+    @staticmethod
+    def growth(what: str, ns: list[int], series: dict[str, list]) -> None:
+        if len(ns) < 2:
+            return
+        fits = ", ".join(f"{name} {_k(list(zip(ns, ts)))}" for name, ts in series.items())
+        print(f"{what}: growth exponent k (time ~ n^k): {fits}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100,1000,5000")
-    ap.add_argument("--pools", default="10,100,1000")
+    ap.add_argument("--pools", default="10,100,1000", help="pool counts ('' for none)")
     ap.add_argument("--shapes", default="chain,fanout,nested")
     ap.add_argument("--full-max", type=int, default=1000, help="largest graph compiled in full")
+    ap.add_argument("--placed-max", type=int, default=None, help="largest graph compiled to `placed`")
+    ap.add_argument("--baseline", default=None, metavar="CHECKOUT",
+                    help="an agentc source tree to time beside this one, case by case")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'case':22s} {'placed s':>9s} {'MiB':>6s} {'full s':>8s} {'MiB':>6s}")
+        table = Table(baseline_tree(a.baseline, tmp) if a.baseline else None)
         for shape in a.shapes.split(","):
-            placed, full = [], []
+            placed, full = {}, {}
+            placed_ns, full_ns = [], []
             for n in sizes:
                 src = os.path.join(tmp, f"{shape}{n}.agent")
                 with open(src, "w") as f:
                     f.write(program(shape, n))
-                t, mem = run(["compile", src, "--emit", "placed", "-o", os.path.join(tmp, "p.mlir")])
-                placed.append((n, t))
-                row = f"{shape} n={n:<14d} {t:9.2f} {mem:6.0f}"
+                if a.placed_max is None or n <= a.placed_max:
+                    table.case(f"{shape} {n} placed", ["compile", src, "--emit", "placed", "-o",
+                                                       os.path.join(tmp, "p.mlir")], placed)
+                    placed_ns.append(n)
                 if n <= a.full_max:
-                    tf, memf = run(["compile", src, "--targets", "cpu", "-q", "-o", os.path.join(tmp, "out")])
-                    full.append((n, tf))
-                    row += f" {tf:8.2f} {memf:6.0f}"
-                print(row, flush=True)
-            kp, kf = exponent(placed), exponent(full)
-            if kp is not None:
-                print(f"{shape}: growth exponent k (time ~ n^k): placed {kp:.2f}"
-                      + (f", full {kf:.2f}" if kf is not None else ""), flush=True)
-        src = os.path.join(tmp, "chain100.agent")
-        with open(src, "w") as f:
-            f.write(program("chain", 100))
-        pts = []
-        for p in [int(s) for s in a.pools.split(",")]:
-            cl = os.path.join(tmp, f"pools{p}.toml")
-            with open(cl, "w") as f:
-                f.write(cluster(p))
-            t, mem = run(["compile", src, "--cluster", cl, "--emit", "placed", "-o", os.path.join(tmp, "p.mlir")])
-            pts.append((p, t))
-            print(f"pools={p:<16d} {t:9.2f} {mem:6.0f}", flush=True)
-        if exponent(pts) is not None:
-            print(f"pools: growth exponent k (time ~ pools^k): placed {exponent(pts):.2f}")
+                    table.case(f"{shape} {n} full", ["compile", src, "--targets", "cpu", "-q", "-o",
+                                                     os.path.join(tmp, "out")], full)
+                    full_ns.append(n)
+            table.growth(f"{shape} placed", placed_ns, placed)
+            table.growth(f"{shape} full", full_ns, full)
+        pool_counts = [int(s) for s in a.pools.split(",") if s.strip()]
+        if pool_counts:
+            src = os.path.join(tmp, "chain100.agent")
+            with open(src, "w") as f:
+                f.write(program("chain", 100))
+            series: dict[str, list] = {}
+            for p in pool_counts:
+                cl = os.path.join(tmp, f"pools{p}.toml")
+                with open(cl, "w") as f:
+                    f.write(cluster(p))
+                table.case(f"pools {p} placed", ["compile", src, "--cluster", cl, "--emit", "placed", "-o",
+                                                 os.path.join(tmp, "p.mlir")], series)
+            table.growth("pools placed", pool_counts, series)
 
 
 if __name__ == "__main__":

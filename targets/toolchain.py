@@ -15,6 +15,7 @@ that file (`mlir-opt --pass-pipeline=...`, `mlir-translate --mlir-to-llvmir`,
   `llvm/bin`) or PATH; `runtime_lib(name)`: a shared library from `mlir/lib`.
 - `run_pipeline(text, pipeline, stage=)`: parse, run a `builtin.module(...)` pipeline, print.
 - `translate_to_llvmir(text, stage=)`: LLVM-dialect MLIR -> LLVM IR text.
+- `lower_to_llvmir(text, pipeline, stage=)`: both in one context, no print and re-parse between.
 - `emit_object(llvm_ir, triple, cpu=, features=, opt_level=, stage=)`: LLVM IR -> ELF
   bytes for any triple LLVM was built with (x86_64, aarch64, amdgcn, ...).
 - `run_tool(argv, stage, data, suffix)`: an external tool from an input file to an output file.
@@ -33,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from agentc.diagnostics import ToolchainError
 
@@ -111,27 +113,34 @@ def _diagnostic_lines(err) -> list[str]:
 
 def run_pipeline(text: str, pipeline: str, *, stage: str = "mlir") -> str:
     """Run a textual pass pipeline (`builtin.module(...)`) over MLIR text; return the text."""
+    from mlir import ir
+
+    with ir.Context():
+        return str(_run_pipeline(text, pipeline, stage))
+
+
+def _run_pipeline(text: str, pipeline: str, stage: str):
+    """The module `text` parses to, after `pipeline` ran on it (in the current context)."""
     from mlir import ir, passmanager
 
     argv = ["mlir-opt", f"--pass-pipeline={pipeline}", IN]
-    with ir.Context():
-        try:
-            module = ir.Module.parse(text)
-        except ir.MLIRError as err:
-            raise failure(stage, f"input does not parse: {err.message}",
-                          ["mlir-opt", "--pass-pipeline=builtin.module()", IN], text,
-                          notes=_diagnostic_lines(err)[:8]) from None
-        try:
-            pm = passmanager.PassManager.parse(pipeline)
-        except ValueError as err:
-            raise failure(stage, f"bad pass pipeline: {err}", argv, text) from None
-        try:
-            pm.run(module.operation)
-        except ir.MLIRError as err:
-            diags = _diagnostic_lines(err)
-            first = diags[0] if diags else err.message.splitlines()[0]
-            raise failure(stage, f"pass pipeline failed: {first}", argv, text, notes=diags[1:8]) from None
-        return str(module)
+    try:
+        module = ir.Module.parse(text)
+    except ir.MLIRError as err:
+        raise failure(stage, f"input does not parse: {err.message}",
+                      ["mlir-opt", "--pass-pipeline=builtin.module()", IN], text,
+                      notes=_diagnostic_lines(err)[:8]) from None
+    try:
+        pm = passmanager.PassManager.parse(pipeline)
+    except ValueError as err:
+        raise failure(stage, f"bad pass pipeline: {err}", argv, text) from None
+    try:
+        pm.run(module.operation)
+    except ir.MLIRError as err:
+        diags = _diagnostic_lines(err)
+        first = diags[0] if diags else err.message.splitlines()[0]
+        raise failure(stage, f"pass pipeline failed: {first}", argv, text, notes=diags[1:8]) from None
+    return module
 
 
 class _MlirOperation(ctypes.Structure):
@@ -164,35 +173,62 @@ def translate_to_llvmir(text: str, *, stage: str = "llvm") -> str:
     with its NVVM/ROCDL intrinsics) to LLVM IR text, as `mlir-translate --mlir-to-llvmir`."""
     from mlir import ir
 
-    lib, get_pointer = _capi()
     argv = ["mlir-translate", "--mlir-to-llvmir", IN]
-    with ir.Context() as ctx:
+    with ir.Context():
         try:
             module = ir.Module.parse(text)
         except ir.MLIRError as err:
             raise failure(stage, f"input does not parse: {err.message}", argv, text) from None
-        diags: list[str] = []
+        return _translate(module, stage, lambda: text)
 
-        def collect(diag) -> bool:
-            diags.append(f"{diag.location}: {diag.message}")
-            return True
-        handler = ctx.attach_diagnostic_handler(collect)
-        op = get_pointer(module.operation._CAPIPtr, b"mlir.ir.Operation._CAPIPtr")
-        llvm_ctx = lib.LLVMContextCreate()
+
+def lower_to_llvmir(text: str, pipeline: str, *, stage: str = "llvm",
+                    edit: Callable[[str], str] | None = None,
+                    edit_needed: Callable[[object], bool] | None = None) -> str:
+    """`run_pipeline` then `translate_to_llvmir`, translating the lowered module as it
+    is: for a 1000-node host program, printing it and parsing it back between the two
+    cost more than the lowering. When `edit_needed(module)` says the lowered text must be
+    rewritten first, `edit` runs on it and the rewritten text is translated (the same
+    result as calling the two in turn)."""
+    from mlir import ir
+
+    with ir.Context():
+        module = _run_pipeline(text, pipeline, stage)
+        if edit is not None and (edit_needed is None or edit_needed(module)):
+            lowered = edit(str(module))
+            return translate_to_llvmir(lowered, stage=stage)
+        return _translate(module, stage, lambda: str(module))
+
+
+def _translate(module, stage: str, text: Callable[[], str]) -> str:
+    """LLVM IR text of `module` (in the current context); `text()` is what a failure saves."""
+    from mlir import ir
+
+    lib, get_pointer = _capi()
+    argv = ["mlir-translate", "--mlir-to-llvmir", IN]
+    ctx = ir.Context.current
+    diags: list[str] = []
+
+    def collect(diag) -> bool:
+        diags.append(f"{diag.location}: {diag.message}")
+        return True
+    handler = ctx.attach_diagnostic_handler(collect)
+    op = get_pointer(module.operation._CAPIPtr, b"mlir.ir.Operation._CAPIPtr")
+    llvm_ctx = lib.LLVMContextCreate()
+    try:
+        llvm_module = lib.mlirTranslateModuleToLLVMIR(_MlirOperation(op), llvm_ctx)
+        if not llvm_module:
+            first = diags[0] if diags else "ops left outside the LLVM dialect?"
+            raise failure(stage, f"translation to LLVM IR failed: {first}", argv, text(), notes=diags[1:8])
+        raw = lib.LLVMPrintModuleToString(llvm_module)
         try:
-            llvm_module = lib.mlirTranslateModuleToLLVMIR(_MlirOperation(op), llvm_ctx)
-            if not llvm_module:
-                first = diags[0] if diags else "ops left outside the LLVM dialect?"
-                raise failure(stage, f"translation to LLVM IR failed: {first}", argv, text, notes=diags[1:8])
-            raw = lib.LLVMPrintModuleToString(llvm_module)
-            try:
-                return ctypes.string_at(raw).decode("utf-8")
-            finally:
-                lib.LLVMDisposeMessage(raw)
-                lib.LLVMDisposeModule(llvm_module)
+            return ctypes.string_at(raw).decode("utf-8")
         finally:
-            lib.LLVMContextDispose(llvm_ctx)
-            handler.detach()
+            lib.LLVMDisposeMessage(raw)
+            lib.LLVMDisposeModule(llvm_module)
+    finally:
+        lib.LLVMContextDispose(llvm_ctx)
+        handler.detach()
 
 
 # -- LLVM -------------------------------------------------------------------------------------

@@ -47,13 +47,6 @@ def _pools(c):
     return [(get(op, "sym_name"), op) for op in top_ops(c.module) if op.name == "builtin.module"]
 
 
-def _kernel_module(pool_op, kernel: str) -> str:
-    from agentc.passes._ir import get
-
-    for op in pool_op.regions[0].blocks[0].operations:
-        if op.operation.name == "func.func" and get(op, "sym_name") == kernel:
-            return "module {\n" + str(op.operation) + "\n}\n"
-    raise KeyError(kernel)
 
 
 def _jobs(c) -> list[tuple[str, dict, str, _Job]]:
@@ -78,10 +71,12 @@ def _jobs(c) -> list[tuple[str, dict, str, _Job]]:
             options = target.parse_options(**{k: v for k, v in cpu.items() if v is not None})
         else:
             options = target.parse_options(chip=chip) if chip else target.parse_options()
-        kernels = sorted(get(f, "sym_name") for f in op.regions[0].blocks[0].operations
-                         if f.operation.name == "func.func" and "llvm.emit_c_interface" in f.attributes)
+        # One pass over the pool's ops (not one per kernel): a pool may hold many kernels.
+        funcs = {get(f, "sym_name"): f.operation for f in op.regions[0].blocks[0].operations
+                 if f.operation.name == "func.func" and "llvm.emit_c_interface" in f.attributes}
+        kernels = sorted(funcs)
         for kernel in kernels:
-            text = _kernel_module(op, kernel)
+            text = "module {\n" + str(funcs[kernel]) + "\n}\n"
             key = (name, options, text)
             if key not in cache:
                 cache[key] = _Job(target, options, CompileState(kernel, text))
@@ -131,17 +126,29 @@ def advance(c, point: str) -> None:
         points = job.target.HOST_EMIT_POINTS if placement.get("host") else job.target.EMIT_POINTS
         if point in points:
             job.advance(points[point])
-    collect(c)
+    # The emit points change no pool module (the jobs work on their own copies), so a
+    # pool's .mlir printed after the last passes stands; printing a 1000-node pool again
+    # at every emit point cost more than its kernels. A compile resumed past `host` has
+    # not printed them yet.
+    _collect_modules(c, only_missing=True)
+    _collect_jobs(c)
 
 
 def collect(c) -> None:
     """(Re)write artifacts and their meta from the pool modules and the jobs' states."""
+    _collect_modules(c)
+    _collect_jobs(c)
+
+
+def _collect_modules(c, only_missing: bool = False) -> None:
     from agentc import targets
     from agentc.passes._ir import get
 
     meta = c.artifact_meta
     for pool, op in _pools(c):
         path = f"{pool}/{pool}.mlir"
+        if only_missing and path in c.artifacts:
+            continue
         c.artifacts[path] = (str(op.operation) + "\n").encode()
         placed = get(op, "agentc.target", "none")
         # The code generator's name ("cpu", not the catalog's "llvm-cpu"), as for every
@@ -150,6 +157,10 @@ def collect(c) -> None:
         if placed == "none":
             entry["note"] = NO_CODE
         meta[path] = entry
+
+
+def _collect_jobs(c) -> None:
+    meta = c.artifact_meta
     for pool, placement, kernel, job in _jobs(c):
         for ext, data in sorted(job.state.artifacts.items()):
             path = f"{pool}/{kernel}.{ext}"

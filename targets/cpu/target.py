@@ -130,7 +130,7 @@ class CpuTarget:
     def add_host_stages(self, stages: dict[str, StageFn], options: CpuOptions) -> None:
         """A pool's host program (`lower-host`): already on buffers, one thread."""
         one = replace(options, threads=1)
-        stages["llvm"] = lambda state: _to_llvm(state, one)
+        stages["llvm"] = lambda state: _to_llvm(state, one, keep_mlir=False)
         stages["obj"] = lambda state: _obj(state, one)
         stages["header"] = host_header_stage
 
@@ -181,11 +181,23 @@ def _renumber_assert_messages(text: str) -> str:
                   lambda m: names.setdefault(m.group(0), f"@assert_msg_{len(names)}"), text)
 
 
-def _to_llvm(state: CompileState, options: CpuOptions) -> CompileState:
+def _has_assert_messages(module) -> bool:
+    return any(op.operation.name == "llvm.mlir.global"
+               and op.operation.attributes["sym_name"].value.startswith("assert_msg_")
+               for op in module.body.operations)
+
+
+def _to_llvm(state: CompileState, options: CpuOptions, keep_mlir: bool = True) -> CompileState:
+    """Lower to LLVM IR; `keep_mlir` keeps the lowered MLIR text (meta "llvm_mlir", what
+    the JIT runs), which a host program does not need."""
     threads = options.threads if is_threaded(state) else 1
-    lowered = toolchain.run_pipeline(state.ir, llvm_pipeline(threads), stage="llvm")
-    state.meta["llvm_mlir"] = _renumber_assert_messages(lowered)
-    state.ir = toolchain.translate_to_llvmir(state.meta["llvm_mlir"])
+    if keep_mlir:
+        lowered = toolchain.run_pipeline(state.ir, llvm_pipeline(threads), stage="llvm")
+        state.meta["llvm_mlir"] = _renumber_assert_messages(lowered)
+        state.ir = toolchain.translate_to_llvmir(state.meta["llvm_mlir"])
+    else:
+        state.ir = toolchain.lower_to_llvmir(state.ir, llvm_pipeline(threads), stage="llvm",
+                                             edit=_renumber_assert_messages, edit_needed=_has_assert_messages)
     state.artifacts["ll"] = state.ir.encode()
     return state
 
