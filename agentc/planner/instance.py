@@ -20,6 +20,7 @@ Cost stays the expectation: ops priced at `weight` executions per request.
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import math
 from dataclasses import dataclass, field, replace
@@ -196,12 +197,12 @@ class Instance:
                 if ids:
                     raise VerifyError(f"op '{ids[0]}' {what}")
             fastest = [min((o.time_ms for o in op.options), default=0.0) for op in self.ops]
-            en = Enumerator(self.index, fastest)
+            found, merged, total = scenarios(p.flow, tuple(self.index.items()), tuple(fastest))
             self.scen = []
-            for prob, counts in en.run(p.flow):
+            for prob, counts in found:
                 ec = tuple(counts[e.v] if counts[e.u] > 0 else 0.0 for e in self.edges)
                 self.scen.append((prob, counts, ec))
-            self.scen_exact, self.scen_total = not en.merged, en.total
+            self.scen_exact, self.scen_total = not merged, total
         # ops that stream tokens (an option reports a TBT); a scenario running none has no TBT
         self.tbt_ops = [i for i, op in enumerate(self.ops) if any(o.tbt_ms is not None for o in op.options)]
         self.executed = [any(c[i] > 0 for pr, c, _ in self.scen if pr > 0) for i in range(n)]
@@ -660,6 +661,16 @@ class Instance:
             return not m.violations
         return not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
                                        for k in m.choice)
+
+
+@functools.lru_cache(maxsize=8)
+def scenarios(flow: tuple, index: tuple, fastest: tuple) -> tuple[list, bool, int]:
+    """The flow's scenarios (scenarios.Enumerator), once per program: the baselines,
+    the latency objective's two solves and `explain` build further Instances of the same
+    problem, and nested loops take seconds to enumerate."""
+    en = Enumerator(dict(index), fastest)
+    found = en.run(flow)
+    return found, en.merged, en.total
 
 
 def ttft_part(c: Choice, first: bool, last: bool) -> float:

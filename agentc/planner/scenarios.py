@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from .problem import Branch, Loop
 
 MAX_SCENARIOS = 128    # scenarios the MILP gets (each holds a copy of the timing rows)
 MAX_PARTIAL = 256      # while enumerating (a product of two parts is formed before merging)
 PROB_EPS = 1e-15       # a loop's trips past P(trips >= k) <= this go into one bound
 MAX_TRIPS = 64         # trips enumerated one by one; the rest go into one bound
+VECTOR_MIN = 1 << 16   # pair products (times ops) from which two parts add in numpy
+VECTOR_CHUNK = 1 << 22  # counts summed at once there (32 MiB of float64)
 
 
 def trip_law(max_trips: int, continue_prob: float) -> list[float]:
@@ -146,6 +150,8 @@ class Enumerator:
         if len(b) == 1 and len(a) == 1:
             (ca, pa), (cb, pb) = next(iter(a.items())), next(iter(b.items()))
             return {tuple(x + y for x, y in zip(ca, cb)): pa * pb}
+        if len(a) * len(b) * self.n >= VECTOR_MIN:
+            return self._cap(_product(a, b, self.n), MAX_PARTIAL)
         out: Dist = {}
         for ca, pa in a.items():
             for cb, pb in b.items():
@@ -165,16 +171,42 @@ class Enumerator:
             return d
         self.total = max(self.total, len(d))
         self.merged = True
-        items = sorted(d.items(), key=lambda e: (self._size(e[0]), e[0]))
+        keys = list(d)
+        counts = np.array(keys, dtype=float)
+        sizes = np.zeros(len(keys))
+        for j, s in enumerate(self.size):  # left to right, as sum() over one scenario would
+            sizes = sizes + counts[:, j] * s
+        order = sorted(range(len(keys)), key=lambda i: (float(sizes[i]), keys[i]))
         total = sum(d.values())
-        groups: dict[int, tuple[list[float], float]] = {}
-        before = 0.0
-        for c, p in items:
+        cut, mass, before = [], [], 0.0
+        for at, i in enumerate(order):
             g = min(cap - 1, int(before / total * cap))
-            before += p
-            top, mass = groups.get(g, (list(c), 0.0))
-            groups[g] = ([max(x, y) for x, y in zip(top, c)], mass + p)
+            before += d[keys[i]]
+            if not cut or g != cut[-1][0]:  # a group is a run of neighbours: it starts here
+                cut.append((g, at))
+                mass.append(0.0)
+            mass[-1] += d[keys[i]]
+        tops = np.maximum.reduceat(counts[order], [start for _g, start in cut], axis=0)
         out: Dist = {}
-        for top, mass in groups.values():
-            out[tuple(top)] = out.get(tuple(top), 0.0) + mass
+        for top, m in zip(map(tuple, tops.tolist()), mass):
+            out[top] = out.get(top, 0.0) + m
         return out
+
+
+def _product(a: Dist, b: Dist, n: int) -> Dist:
+    """`Enumerator._add`'s sum over every pair, the counts added in numpy: the same keys
+    in the same order and the same probabilities to the bit (each pair's product added
+    in a-major order). Rows are told apart by their bytes (counts are sums of
+    non-negative numbers: no -0.0 or NaN, so equal bytes are equal counts)."""
+    ca, pa = np.array(list(a), dtype=float), np.array(list(a.values()))
+    cb, pb = np.array(list(b), dtype=float), np.array(list(b.values()))
+    acc: dict[bytes, float] = {}
+    width = 8 * n
+    step = max(1, VECTOR_CHUNK // max(1, len(b) * n))
+    for lo in range(0, len(a), step):
+        raw = np.ascontiguousarray((ca[lo:lo + step, None, :] + cb[None, :, :]).reshape(-1, n)).tobytes()
+        p = (pa[lo:lo + step, None] * pb[None, :]).reshape(-1).tolist()
+        for i, q in enumerate(p):
+            k = raw[i * width:(i + 1) * width]
+            acc[k] = acc.get(k, 0.0) + q
+    return {tuple(np.frombuffer(k).tolist()): q for k, q in acc.items()}

@@ -84,8 +84,9 @@ class HostABI:
     """The runtime ABI of one run: buffers, bound arrays, channels, tools (an executor
     `Runtime` holds the encoders, indexes, tools and stores)."""
 
-    def __init__(self, rt, prompts: dict | None = None, kinds: dict | None = None):
+    def __init__(self, rt, prompts: dict | None = None, kinds: dict | None = None, tools: dict | None = None):
         self.rt = rt
+        self.tools = tools or {}         # tool / compute name -> its operands' (kind, index)
         self.kinds = kinds or {}         # op id -> op name (the trace's slice kinds)
         self.locs: dict[str, object] = {}     # tool / compute name -> its op's source location
         self.pool_of: dict[int, str] = {}     # thread -> the pool it runs
@@ -211,8 +212,14 @@ class HostABI:
     def _tool(self, name, ins):
         fn = self.rt.tools.get(name) or default_tool(name)
         self.rt.tool_calls[name] = self.rt.tool_calls.get(name, 0) + 1
+        kinds = self.tools.get(name, [])
+        args = []
+        for i, data in enumerate(ins):
+            kind, index = kinds[i] if i < len(kinds) else ("text", None)
+            docs = self.rt.indexes[index].docs if index in self.rt.indexes else None
+            args.append(from_bytes(data, kind, docs))
         try:
-            answer = fn(*[i.decode("utf-8", "replace") for i in ins])
+            answer = fn(*args)
         except Exception as err:  # noqa: BLE001 - a user's tool failing is the user's error
             raise RunError(f"tool '{name}' failed: {type(err).__name__}: {err}", self.locs.get(name)) from None
         return _encode(answer)
@@ -428,17 +435,30 @@ def from_bytes(data: bytes, kind: str, docs: list[str] | None):
 def prompt_kinds(module) -> dict[str, list[tuple[str, str | None]]]:
     """model -> (kind, index of a retrieve's documents) of each input of its first
     llm.tokenize: how `agentc_tokenize` reads the bytes it gets."""
+    return _operand_kinds(module, ("llm.tokenize",), "model")
+
+
+def tool_kinds(module) -> dict[str, list[tuple[str, str | None]]]:
+    """tool or compute name -> (kind, index) of each of its inputs: how `agentc_tool_*`
+    and `agentc_compute` turn the bytes they get into the values the executor passes
+    (a retrieve's hits as {id, score, text}, JSON as its value), so a user's tool sees
+    the same arguments on either engine."""
+    return {**_operand_kinds(module, ("compute.cpu",), "fn"),
+            **_operand_kinds(module, ("tool.compute", "tool.lookup"), "tool")}
+
+
+def _operand_kinds(module, names: tuple[str, ...], key: str) -> dict[str, list[tuple[str, str | None]]]:
     from agentc import dialects
 
     out: dict[str, list] = {}
     for op in walk(entry_graph(module)):
-        if op.name == "llm.tokenize":
+        if op.name in names and get(op, key) is not None:
             kinds = []
             for v in op.operands:
                 owner = v.owner
                 index = get(owner, "index") if getattr(owner, "name", "") == "retrieve.search" else None
                 kinds.append((dialects.type_kind(v.type), index))
-            out.setdefault(str(get(op, "model")), kinds)
+            out.setdefault(str(get(op, key)), kinds)
     return out
 
 
@@ -469,7 +489,7 @@ def run(c, pools: list[Pool], rt, inputs: list, capacity: int = 1 << 20) -> list
         raise UsageError(f"the agent reads {wanted} input(s) but {len(inputs)} were given; pass --input VALUE")
     kinds = {str(get(op, "op_id") or get(op, "label")): op.name for op in walk(entry_graph(c.module))
              if get(op, "op_id") or get(op, "label")}
-    abi = HostABI(rt, prompt_kinds(c.module), kinds)
+    abi = HostABI(rt, prompt_kinds(c.module), kinds, tool_kinds(c.module))
     for op in walk(entry_graph(c.module)):
         name = get(op, "tool") or get(op, "fn")
         if name and op.name in ("tool.compute", "compute.cpu"):

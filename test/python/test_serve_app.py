@@ -298,3 +298,16 @@ def test_bad_bodies_are_4xx_with_a_message(app):
         assert status == 400 and "error" in answer and "Traceback" not in answer["error"], (body, answer)
     status, answer = _post(app["port"], json.dumps({"input": [], "id": "none"}).encode())
     assert status == 422 and answer["id"] == "none" and "Traceback" not in answer["error"], answer
+
+
+def test_the_host_engine_refuses_an_llm_split_across_pools(project):
+    """Found by this file's byte comparison: on this plan (prefill on epyc, decode on
+    xeon) the pools' host programs gave other tokens after the first than the executor,
+    whose tokens equal a float64 reference; until that is found, `auto` runs such plans
+    on the executor and `--engine host` says why it will not."""
+    with _cwd(project):
+        res = CliRunner().invoke(cli, ["run", "out", "--engine", "host", "--input", "q", *_run_args(project)],
+                                 prog_name="agentc")
+    assert res.exit_code == 1
+    assert "does not yet run an llm call whose prefill and decode sit on different pools" in res.output
+    assert "(prefill on epyc, decode on xeon)" in res.output
