@@ -115,6 +115,18 @@ def _memref(tensor_type: str) -> str:
     return tensor_type.replace("tensor<", "memref<", 1)
 
 
+def _bind_arg(b, a: int, t, tag: str, index: str) -> str:
+    """Kernel argument `a` (type `t`), a weight the runtime binds by model, op label,
+    argument number and `index` (the layer): the memref's SSA name, suffixed `tag`."""
+    b(f"%arg_no{tag} = arith.constant {a} : i64")
+    b(f"%nw{tag} = arith.constant {_nbytes(t)} : i64")
+    b(f"%pw{tag} = func.call @agentc_bind(%model, %label, %arg_no{tag}, {index}, %nw{tag}) : "
+      "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
+    b(f"%bw{tag} = func.call @__agentc_bytes(%pw{tag}, %nw{tag}) : (!llvm.ptr, i64) -> {BYTES}")
+    b(f"%w{tag} = memref.view %bw{tag}[%c0][] : {BYTES} to {_memref(str(t))}")
+    return f"%w{tag}"
+
+
 def _nbytes(tensor_type) -> int:
     shaped = ir.ShapedType(tensor_type)
     return math.prod(shaped.shape) * _ELEM_BYTES.get(str(shaped.element_type), 4)
@@ -212,13 +224,7 @@ def _compute_fn(fn, kernel_types, strings: StringGlobals) -> str:
     b(f"%index = arith.index_cast {index} : index to i64")
     args = ["%x"]
     for a, t in enumerate(k_in[1:], 1):
-        b(f"%arg_no{a} = arith.constant {a} : i64")
-        b(f"%nw{a} = arith.constant {_nbytes(t)} : i64")
-        b(f"%pw{a} = func.call @agentc_bind(%model, %label, %arg_no{a}, %index, %nw{a}) : "
-          "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
-        b(f"%bw{a} = func.call @__agentc_bytes(%pw{a}, %nw{a}) : (!llvm.ptr, i64) -> {BYTES}")
-        b(f"%w{a} = memref.view %bw{a}[%c0][] : {BYTES} to {_memref(str(t))}")
-        args.append(f"%w{a}")
+        args.append(_bind_arg(b, a, t, str(a), "%index"))
     types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
     b(f"func.call @{kernel}({', '.join(args + outs)}) : ({', '.join(types)}) -> ()")
     if carry:
@@ -339,13 +345,7 @@ def _bucketed_fn(fn, kernel_types, strings: StringGlobals) -> str:
             b(f"%index{i} = arith.constant 0 : i64")
         args = [f"%x{i}"]
         for a, t in enumerate(weights, 1):
-            b(f"%arg_no{i}_{a} = arith.constant {a} : i64")
-            b(f"%nw{i}_{a} = arith.constant {_nbytes(t)} : i64")
-            b(f"%pw{i}_{a} = func.call @agentc_bind(%model, %label, %arg_no{i}_{a}, %index{i}, %nw{i}_{a}) : "
-              "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> !llvm.ptr")
-            b(f"%bw{i}_{a} = func.call @__agentc_bytes(%pw{i}_{a}, %nw{i}_{a}) : (!llvm.ptr, i64) -> {BYTES}")
-            b(f"%w{i}_{a} = memref.view %bw{i}_{a}[%c0][] : {BYTES} to {_memref(str(t))}")
-            args.append(f"%w{i}_{a}")
+            args.append(_bind_arg(b, a, t, f"{i}_{a}", f"%index{i}"))
         types = [_memref(str(t)) for t in list(k_in) + list(k_out)]
         b(f"func.call @{sym}({', '.join(args + [f'%m{i}', f'%y{i}'])}) : ({', '.join(types)}) -> ()")
         if layers:

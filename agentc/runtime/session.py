@@ -152,6 +152,12 @@ def prepare(c, cfg: RunConfig) -> Executor:
     for op in ops:   # refused before anything runs
         if not probe.can_run(op.name):
             raise RunError(f"'agentc run' cannot execute op '{op.name}' yet (docs/run.md)", source_loc(op))
+    check_names(module, ops, cfg)
+    return Executor(module, load_runtime(module, ops, cfg))
+
+
+def check_names(module, ops: list, cfg: RunConfig) -> None:
+    """--weights and --index name models and indexes the program has (either engine)."""
     specs = models_of(module)
     unknown = sorted(set(cfg.weights) - set(specs))
     if unknown:
@@ -159,7 +165,6 @@ def prepare(c, cfg: RunConfig) -> Executor:
                          f"models: {', '.join(sorted(specs))}")
     for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
         raise UsageError(f"--index names no index the program searches: '{name}'")
-    return Executor(module, load_runtime(module, ops, cfg))
 
 
 def load_runtime(module, ops: list, cfg: RunConfig) -> Runtime:
@@ -275,13 +280,7 @@ def prepare_host(c, cfg: RunConfig):
     if host_refusal(c, cfg):
         return None
     ops = list(walk(entry_graph(c.module)))
-    specs = models_of(c.module)
-    unknown = sorted(set(cfg.weights) - set(specs))
-    if unknown:
-        raise UsageError(f"--weights names no model of the program: {', '.join(unknown)}; "
-                         f"models: {', '.join(sorted(specs))}")
-    for name in sorted(set(cfg.indexes) - {get(op, "index") for op in ops if op.name == "retrieve.search"}):
-        raise UsageError(f"--index names no index the program searches: '{name}'")
+    check_names(c.module, ops, cfg)
     for op in ops:
         if op.name == "retrieve.search" and get(op, "index") not in cfg.indexes:
             raise RunError(f"no documents for index '{get(op, 'index')}'; pass --index {get(op, 'index')}=FILE "

