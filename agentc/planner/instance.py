@@ -20,6 +20,7 @@ Cost stays the expectation: ops priced at `weight` executions per request.
 
 from __future__ import annotations
 
+import collections
 import functools
 import graphlib
 import math
@@ -191,7 +192,7 @@ class Instance:
             _flow_ops(p.flow, seen)
             missing = sorted(set(self.index) - set(seen))
             unknown = sorted(set(seen) - set(self.index))
-            twice = sorted({x for x in seen if seen.count(x) > 1})
+            twice = sorted(x for x, n in collections.Counter(seen).items() if n > 1)
             for what, ids in (("is not in the control flow", missing), ("is not an op", unknown),
                               ("appears twice in the control flow", twice)):
                 if ids:
@@ -261,6 +262,10 @@ class Instance:
         p = self.problem
         named = {x for ln in p.links for x in (ln.a, ln.b)}
         named |= {x for e in p.edges if e.profiled for pair in e.profiled for x in pair}
+        alike = collections.Counter((pl.device_class, pl.count, pl.usd_per_hr, pl.cpu)
+                                    for pl in pools if pl.name not in named)
+        if all(n == 1 for n in alike.values()):
+            return pools   # no two pools could be twins: skip comparing their offers
         # what each pool offers every op, its own name left out: twins offer the same
         offers: dict[str, list] = {pl.name: [[] for _ in self.ops] for pl in pools}
         for i, op in enumerate(self.ops):
