@@ -217,3 +217,14 @@ def test_scenario_sums_in_numpy_are_the_python_sums_to_the_bit(monkeypatch):
         assert runs[0] == runs[1], seed
         merged += runs[0][1]
     assert merged >= 10   # the merging bound was exercised too
+
+
+def test_an_op_twice_in_the_control_flow_is_refused():
+    from agentc.diagnostics import VerifyError
+    from agentc.planner import SLA, Option, PlanOp, Problem
+    from agentc.planner.instance import Instance
+    from agentc.planner.problem import Loop
+
+    ops = [PlanOp(x, "compute", [Option("P", 1, 1.0, 1e-6, 1.0)]) for x in "ab"]
+    with pytest.raises(VerifyError, match="op 'a' appears twice in the control flow"):
+        Instance(Problem(ops, [], [], [], SLA(None), flow=("a", Loop(("b", "a"), 2, 0.5))))
