@@ -544,14 +544,7 @@ def _prefill_fn(fn, kernel_types, strings: StringGlobals) -> str:
     x = _temp(b, temps, "x", x_t, C * d * 4)
     b("scf.for %i = %c0 to %n step %c1 {")
     b("  %tok = memref.load %ids[%i] : memref<?xi32>")
-    b("  %tki = arith.index_cast %tok : i32 to index")
-    b(f"  %vmax = arith.constant {vocab - 1} : index")
-    b("  %id = arith.minui %tki, %vmax : index")
-    b(f"  %cd = arith.constant {d} : index")
-    b("  scf.for %j = %c0 to %cd step %c1 {")
-    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
-    b(f"    memref.store %e, {x}[%i, %j] : {x_t}")
-    b("  }")
+    _embed_token(b, emb, vocab, d, f"{x}[%i, %j] : {x_t}")
     b("}")
     outs = [_temp(b, temps, f"y{j}", _memref(str(t)), _nbytes(t)) for j, t in enumerate(k_out)]
     b(f"%kv_head = arith.constant {8 + 4 * d} : index")
@@ -654,14 +647,7 @@ def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
     b("%room = arith.cmpi ult, %pos, %cC : index")
     b("%more = arith.andi %notlast, %room : i1")
     b("%next = scf.if %more -> (index) {")
-    b("  %tki = arith.index_cast %tok : i32 to index")
-    b(f"  %vmax = arith.constant {vocab - 1} : index")
-    b("  %id = arith.minui %tki, %vmax : index")
-    b(f"  %cd = arith.constant {d} : index")
-    b("  scf.for %j = %c0 to %cd step %c1 {")
-    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
-    b(f"    memref.store %e, {x}[%j] : memref<{d}xf32>")
-    b("  }")
+    _embed_token(b, emb, vocab, d, f"{x}[%j] : memref<{d}xf32>")
     b("  %p64 = arith.index_cast %pos : index to i64")
     cos = _bind(b, "cos", "%label", 1, "%p64", _memref(str(k_in[1])), _nbytes(k_in[1]))
     sin = _bind(b, "sin", "%label", 2, "%p64", _memref(str(k_in[2])), _nbytes(k_in[2]))
@@ -696,6 +682,20 @@ def _decode_fn(fn, kernel_types, strings: StringGlobals) -> str:
     b("scf.yield %next : index")
     b("}")
     return _llm_fn_end(b, name, fn, temps, 4 * T)
+
+
+def _embed_token(b, emb: str, vocab: int, d: int, into: str) -> None:
+    """Row %tok of the token-embedding table `emb` (ids past the vocabulary clamped)
+    stored into `into`, a store target with its indices and type (the prompt's row
+    %i in prefill, the one-row input of a decode step)."""
+    b("  %tki = arith.index_cast %tok : i32 to index")
+    b(f"  %vmax = arith.constant {vocab - 1} : index")
+    b("  %id = arith.minui %tki, %vmax : index")
+    b(f"  %cd = arith.constant {d} : index")
+    b("  scf.for %j = %c0 to %cd step %c1 {")
+    b(f"    %e = memref.load {emb}[%id, %j] : memref<{vocab}x{d}xf32>")
+    b(f"    memref.store %e, {into}")
+    b("  }")
 
 
 def _llm_fn_end(b, name: str, fn, temps: list[str], written: int) -> str:
