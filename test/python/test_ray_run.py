@@ -8,6 +8,8 @@ import asyncio
 import json
 import sys
 import textwrap
+import urllib.error
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -280,8 +282,6 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
     from the record, bad bodies refused with 400."""
     import concurrent.futures
     import socket
-    import urllib.error
-    import urllib.request
 
     from ray import serve
 
@@ -298,12 +298,7 @@ def test_serve_answers_http_requests_concurrently(files, ray_local):
     serve.run(ingress(prog, actors=plan.actors), name="agentc", route_prefix="/")
     try:
         def post(body: bytes):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=60) as r:
-                    return r.status, json.loads(r.read())
-            except urllib.error.HTTPError as err:
-                return err.code, json.loads(err.read())
+            return _post(port, body, timeout=60)
         bodies = [json.dumps({"input": [f"q{i}"], "id": f"h{i}"}).encode() for i in range(8)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(post, bodies + bodies[:2]))
@@ -349,3 +344,13 @@ def test_serve_refuses_a_bad_tool_before_starting_anything(files):
                                    "8000", "--ray"], prog_name="agentc")
     assert res.exit_code == 1
     assert "error: cannot load tool 'raytools:nope': module 'raytools' has no attribute 'nope'" in res.output
+
+
+def _post(port: int, body: bytes, timeout: float = 120):
+    """(status, JSON body) of a POST to a local Serve ingress; HTTP errors are answers too."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())

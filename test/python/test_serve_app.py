@@ -16,8 +16,6 @@ import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import yaml
@@ -27,7 +25,7 @@ from ray.serve.schema import ServeDeploySchema
 from agentc.cli import cli
 from agentc.diagnostics import UsageError
 
-from test_ray_run import CORPUS, TWO_POOLS
+from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
 
 # Greedy, so one prepared executor answers every question as a fresh `agentc run` would
@@ -132,15 +130,6 @@ def app(project, ray_local):
         yield {"port": port, "name": spec["name"], "handle": serve.get_app_handle(spec["name"])}
     finally:
         serve.shutdown()
-
-
-def _post(port: int, body: bytes):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def _executed(name: str) -> dict[str, int]:
