@@ -28,6 +28,9 @@ from agentc.diagnostics import UsageError
 from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
 
+# Every test that starts Ray runs in one pytest-xdist worker (one Ray per session).
+pytestmark = pytest.mark.xdist_group("ray")
+
 # Greedy, so one prepared executor answers every question as a fresh `agentc run` would
 # (per-request sampling draws over Ray are test_ray_run's; the pool code is the same).
 RUN_OPTS = ["--max-new-tokens", "6"]
