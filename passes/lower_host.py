@@ -716,9 +716,11 @@ def _pass_fn(fn) -> str:
             "  return %n : i64\n}")
 
 
-def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlobals) -> str:
+def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlobals,
+            sent: dict[int, int]) -> str:
     """The C entry point: the schedule over buffers, with an error exit; each op call
-    between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`."""
+    between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`. A recv's buffer
+    holds what its peer's buffer can hold (`sent`: channel -> bytes, `sent_bytes`)."""
     b = _Lines()
     names: dict[str, str] = {}
     buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
@@ -742,7 +744,7 @@ def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlo
     for n, op in enumerate(ops):
         size = None
         if op.name == "agent.recv":
-            size = int(get(op, "bytes"))
+            size = max(int(get(op, "bytes")), sent.get(int(get(op, "channel")), 0))
         elif op.name == "func.call" and op.results:
             size = results[get(op, "callee").lstrip("@")]
         if size is not None:
@@ -818,8 +820,33 @@ def _llm(fn, op: str) -> bool:
     return get(fn, "agentc.op") == op and "agentc.context" in fn.attributes
 
 
-def host_text(sub) -> str:
-    """The host module of one lowered pool module (`lower-kernels` output)."""
+def _schedule_of(sub):
+    return next((op.operation for op in sub.regions[0].blocks[0].operations
+                 if op.operation.name == "func.func" and "agentc.schedule" in op.operation.attributes), None)
+
+
+def sent_bytes(subs) -> dict[int, int]:
+    """channel -> the bytes of the buffer its send reads: the sending op function's
+    `agentc.result_bytes` (what lower-kernels lays out, e.g. an llm call's whole KV
+    value), not the send's `bytes` (the planner's payload estimate, which for a KV
+    value counts only the prompt's rows and would cut the cache short)."""
+    out: dict[int, int] = {}
+    for sub in subs:
+        body = sub.regions[0].blocks[0]
+        sizes = {get(op.operation, "sym_name"): int(get(op.operation, "agentc.result_bytes", 0) or 0)
+                 for op in body.operations if op.operation.name == "func.func"}
+        schedule = _schedule_of(sub)
+        for op in schedule.regions[0].blocks[0].operations if schedule is not None else []:
+            op = op.operation
+            owner = op.operands[0].owner if op.name == "agent.send" else None
+            if getattr(owner, "name", "") == "func.call":
+                out[int(get(op, "channel"))] = sizes.get(get(owner, "callee").lstrip("@"), 0)
+    return out
+
+
+def host_text(sub, sent: dict[int, int] | None = None) -> str:
+    """The host module of one lowered pool module (`lower-kernels` output); `sent`:
+    `sent_bytes` of every pool of the program (a recv's buffer holds its peer's)."""
     pool = get(sub, "sym_name")
     body = sub.regions[0].blocks[0]
     kernel_types, op_fns, schedule, abis = {}, [], None, set()
@@ -850,7 +877,7 @@ def host_text(sub) -> str:
     if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
         abis.add(EMBED_ROWS)
     labels = {get(fn, "sym_name"): str(get(fn, "agentc.label", get(fn, "sym_name"))) for fn in op_fns}
-    run = _run_fn(pool, schedule, results, labels, strings)
+    run = _run_fn(pool, schedule, results, labels, strings, sent or {})
     kernels = []
     for sym in sorted(kernel_types):
         ins, outs = kernel_types[sym]
@@ -868,9 +895,9 @@ def host_text(sub) -> str:
             + "\n".join(parts) + "\n}")
 
 
-def lower_pool(sub) -> None:
+def lower_pool(sub, sent: dict[int, int] | None = None) -> None:
     """Replace the op functions, schedule and their declarations with `module @host`."""
-    host = ir.Module.parse(host_text(sub))
+    host = ir.Module.parse(host_text(sub, sent))
     body = sub.regions[0].blocks[0]
     for op in list(body.operations):
         op = op.operation
@@ -888,8 +915,9 @@ def run(module, ctx) -> None:
         return
     if not subs or not all("agentc.kernels" in s.attributes for s in subs):
         raise PartitionError("lower-host needs the kernels stage (run partition and lower-kernels first)")
+    sent = sent_bytes([s for s in subs if "agentc.host" not in s.attributes])
     for sub in subs:
         if "agentc.host" in sub.attributes or get(sub, "agentc.target", "none") == "none":
             continue
-        lower_pool(sub)
+        lower_pool(sub, sent)
         sub.attributes["agentc.host"] = ir.UnitAttr.get()

@@ -263,13 +263,15 @@ class HostABI:
         deadline = time.monotonic() + RECV_TIMEOUT_S
         while True:
             try:
-                data = self._queue(channel).get(timeout=0.05)[:cap]
+                data = self._queue(channel).get(timeout=0.05)
                 break
             except queue.Empty:
                 if self.failed.is_set():
                     return -1       # the sender's pool stopped; its error is the run's
                 if time.monotonic() > deadline:
                     raise RunError(f"channel {channel}: nothing received in {RECV_TIMEOUT_S:.0f} s") from None
+        if len(data) > cap:    # cut short, the peer's value would be another value
+            raise RunError(f"channel {channel}: received {len(data)} bytes, the receiving buffer holds {cap}")
         ctypes.memmove(out, data, len(data))
         return len(data)
 
