@@ -11,7 +11,8 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
   allocates one buffer per value the pool makes, at the size agentc estimated, and calls
   in program order; it returns 0, or the first negative code of a runtime call, after
   freeing its buffers;
-- `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer);
+- `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer); a
+  recv's buffer holds what the sending op function can write (`sent_bytes`);
 - each op call sits between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`, so a
   runtime can time the plan's ops;
 - a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
