@@ -240,16 +240,21 @@ def trace_json(events, pool_order: list[str]) -> bytes:
 
 def host_refusal(c, cfg: RunConfig) -> str | None:
     """Why the pools' host programs cannot run this program with `cfg` (None: they can):
-    ops they do not run yet (loops, branches, ...), or sampling the compiled `sample`
-    kernel does not do."""
+    ops they do not run yet (loops and branches on several pools, ...), decisions a
+    tool may make, or sampling the compiled `sample` kernel does not do."""
     from agentc.passes.lower_kernels import SAMPLE_K
     from agentc.runtime import host
 
     ops = sorted({op.name for op in host.unsupported(c.module)})
     if ops:
-        return (f"--engine host runs the schedule's straight pass (no loop or branch) of embedding, "
-                f"retrieval, llm, tool, compute, memory and observe ops; this program also has: {', '.join(ops)}")
+        return (f"--engine host runs embedding, retrieval, llm, tool, compute, memory and observe ops, and "
+                f"loops and branches of a program placed on one pool; this program also has: {', '.join(ops)}")
     graph_ops = list(walk(entry_graph(c.module)))
+    if cfg.tools and any(op.name in host.CONTROL_OPS for op in graph_ops):
+        # the executor lets a tool's answer decide ({"continue": ...}, {"branch": ...});
+        # the host programs' decisions are the seed's draws only
+        return ("--engine host draws loop and branch decisions from the seed; with --tool, a tool's answer "
+                "may decide them, which only the executor reads yet")
     if cfg.top_k not in (1, SAMPLE_K) and any(op.name == "llm.decode" for op in graph_ops):
         return (f"--engine host samples among the top {SAMPLE_K} tokens (the compiled `sample` kernel's k) or "
                 f"greedily, not --top-k {cfg.top_k}")
