@@ -363,3 +363,14 @@ def test_run_of_a_replanned_directory_runs_the_replanned_placement(tmp_path):
     assert runs[re_out][1][slow] == after[slow]
     assert runs[re_out][1] == {k: v for k, v in after.items() if k in runs[re_out][1]}
     assert runs[out][0] == runs[re_out][0]   # the same answer wherever the ops run
+    # and deployed: serve.yaml's builder takes the re-plan (before: "does not give the plan")
+    from agentc.deploy import serve_app
+
+    dep = tmp_path / "dep"
+    r = CliRunner().invoke(cli, ["deploy", re_out, "--format", "ray-serve", "-o", str(dep), "-q",
+                                 "--index", f"docs={tmp_path / 'docs.json'}"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dep.iterdir() if p.suffix == ".mlir") == ["rag.host.mlir"]
+    args = yaml.safe_load((dep / "serve.yaml").read_text())["applications"][0]["args"]
+    assert args["index"] == [f"docs={tmp_path / 'docs.json'}"]
+    assert serve_app.build_app({**args, "manifest": str(dep / "manifest.json")}) is not None

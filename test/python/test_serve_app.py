@@ -79,7 +79,10 @@ def project(tmp_path_factory):
     _tiny_llama(d / "tiny", load_checkpoint(default_encoder_path()).tokenizer_json)
     with _cwd(d):
         _agentc("compile", "rag.agent", "--cluster", "two.toml", "--targets", "cpu", "-o", "out", "-q")
-        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q")
+        # the runtime's options go into serve.yaml's args (absolute: Serve's controller
+        # builds the app in the test's working directory, not this folder)
+        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q", "--weights", f"tiny={d / 'tiny'}",
+                "--index", f"docs={d / 'corpus.json'}")
     return d
 
 
@@ -115,9 +118,9 @@ def app(project, ray_local):
 
     doc = yaml.safe_load((project / "dep" / "serve.yaml").read_text())
     (spec,) = doc["applications"]
-    spec["args"].update(manifest=str(project / "dep" / "manifest.json"),
-                        weights=[f"tiny={project / 'tiny'}"], index=[f"docs={project / 'corpus.json'}"],
-                        max_new_tokens=6)
+    assert (spec["args"]["weights"], spec["args"]["index"], spec["args"]["tool"]) == \
+        ([f"tiny={project / 'tiny'}"], [f"docs={project / 'corpus.json'}"], [])   # from `deploy --weights/--index`
+    spec["args"].update(manifest=str(project / "dep" / "manifest.json"), max_new_tokens=6)
     port = _free_port()
     client = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port})
     try:
