@@ -18,11 +18,15 @@ INF = math.inf
 
 
 class Seq:
-    __slots__ = ("req", "op", "tokens", "left", "first", "last", "done", "joined", "started", "kv", "kv_wait")
+    """A sequence in a decode engine: it has all its tokens when the engine's step count
+    reaches `end`; `adm` orders it among the engine's sequences (admission order)."""
+
+    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "done", "joined", "started", "kv",
+                 "kv_wait")
 
     def __init__(self, req, op, tokens, done, joined, kv):
         self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
-        self.left = tokens
+        self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
 
@@ -48,25 +52,33 @@ class DecodeEngine:
     """One continuous-batching decode engine: a tp group of the pool serving one model.
     It is driven by its events' callbacks rather than a process, so that cutting a
     run short moves its timer (the old one fires unheard) instead of interrupting a
-    process, which costs an interrupt event and a second resume."""
+    process, which costs an interrupt event and a second resume. A run's work is in
+    the sequences that change (join, start, leave), not in every active one: each
+    sequence ends at a step count (a heap), and the engine counts the calls in its batch."""
 
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
+        self.env = sim.env
         self.pool = sim.pools[decoder.pool]
-        self.active: list[Seq] = []
+        self.active: dict[Seq, None] = {}   # in admission order
+        self.ends: list = []     # heap of (end step, admission, Seq) of the active ones
+        self.fresh: list[Seq] = []   # admitted, not yet in a run
+        self.run_fresh: list[Seq] = []   # in their first run (the current one)
+        self.calls: dict[str, int] = {}   # op id -> active sequences of that call
+        self.steps = 0           # steps run so far
+        self.admitted = 0
         self.pending: list[Seq] = []
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
         self.start = 0.0         # the current run: start, steps, step time or step ends
         self.m = 0
         self.dt = 0.0
-        self.ends = None
+        self.step_ends = None
         self.cut = 0             # steps the current run stops after (0: its natural end)
         self.running = False
         self.timer = None        # the current run's end
-        self.run_ids = None      # the devices, batch size and calls of the current run
+        self.run_ids = None      # the devices and batch size of the current run
         self.run_n = 0
-        self.counts: dict = {}
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -81,7 +93,7 @@ class DecodeEngine:
             self.yield_soon()
 
     def _end(self, j: int) -> float:
-        return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
+        return self.start + j * self.dt if self.step_ends is None else float(self.step_ends[j - 1])
 
     def yield_soon(self):
         """Stop the current run at the first step boundary after now. A step ending
@@ -89,34 +101,46 @@ class DecodeEngine:
         when the step began, so SimPy ran it before whatever happens at this instant."""
         if not self.running or self.cut:
             return
-        now = self.sim.env.now
-        if self.ends is None:
+        now = self.env._now
+        if self.step_ends is None:
             j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
             while j > 1 and self._end(j - 1) > now:
                 j -= 1
             while self._end(j) <= now:
                 j += 1
         else:
-            j = bisect_right(self.ends, now) + 1
+            j = bisect_right(self.step_ends, now) + 1
         if j < self.m:
             self.cut = j
             self.timer.callbacks.remove(self._done)
-            self.timer = self.sim.env.timeout(self._end(j) - now)
+            self.timer = self.env.timeout(self._end(j) - now)
             self.timer.callbacks.append(self._done)
+
+    def _add(self, s: Seq):
+        s.adm = self.admitted
+        self.admitted += 1
+        s.end = self.steps + s.tokens
+        self.active[s] = None
+        heapq.heappush(self.ends, (s.end, s.adm, s))
+        self.fresh.append(s)
+        calls, op_id = self.calls, s.op.id
+        calls[op_id] = calls.get(op_id, 0) + 1
 
     def _admit(self):
         dec = self.decoder
         if self.pending:
-            self.active += self.pending
+            for s in self.pending:
+                self._add(s)
             self.pending = []
         backlog = dec.backlog
-        while backlog and len(self.active) < dec.max_batch:
+        active = self.active
+        while backlog and len(active) < dec.max_batch:
             s = backlog[0]
-            if self.active and self.kv + s.kv > dec.kv_budget:
+            if active and self.kv + s.kv > dec.kv_budget:
                 s.kv_wait = True
                 break
             backlog.popleft()
-            self.active.append(s)
+            self._add(s)
             self.kv += s.kv
 
     def _loop(self, _event=None):
@@ -125,7 +149,7 @@ class DecodeEngine:
         dec = self.decoder
         while True:
             if not self.active and not self.pending and not dec.backlog:
-                self.wake = self.sim.env.event()
+                self.wake = self.env.event()
                 self.wake.callbacks.append(self._loop)
                 return
             self._admit()
@@ -143,35 +167,41 @@ class DecodeEngine:
     def _run(self, ids):
         """A run of steps on the held devices up to the next sequence leaving (or one
         step when someone waits to join or for the pool)."""
-        sim, dec, pool = self.sim, self.decoder, self.pool
-        env = sim.env
-        start = env.now
-        active = self.active
-        n = len(active)
-        counts: dict = {}
-        for s in active:
-            counts[s.op.id] = counts.get(s.op.id, 0) + 1
-            if s.started is None:
+        dec, pool = self.decoder, self.pool
+        env = self.env
+        start = env._now
+        n = len(self.active)
+        fresh = self.fresh
+        if fresh:
+            waits = pool.stats.waits
+            for s in fresh:
                 s.started = start
                 if s.req.measured:
-                    pool.stats.waits.append(start - s.joined)
+                    waits.append(start - s.joined)
                     if s.kv_wait:
                         dec.kv_blocked.append(start - s.joined)
+            self.fresh = []
+        self.run_fresh = fresh
         # calls of one model share the batch; each sequence's op prices the step at
         # this batch size for its own context, and the step takes their mean
-        if len(counts) == 1:
-            step = dec.step(active[0].op.decode, n)
+        calls = self.calls
+        if len(calls) == 1:
+            step = dec.own[next(iter(calls))][n]
         else:
-            ops = sim.plan_ops
-            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in counts.items()) / n
-        m = min(s.left for s in active)
+            ops = self.sim.plan_ops
+            if len(calls) > 2:   # the sum in the order the calls first come in the batch
+                calls = {}
+                for s in self.active:
+                    calls[s.op.id] = calls.get(s.op.id, 0) + 1
+            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in calls.items()) / n
+        m = self.ends[0][0] - self.steps
         self.start, self.m, self.cut = start, m, 0
         if self.factors is None:
-            self.dt, self.ends = step, None
+            self.dt, self.step_ends = step, None
         else:
-            self.ends = start + np.cumsum(step * self.factors.take(m))
+            self.step_ends = start + np.cumsum(step * self.factors.take(m))
         self.running = True
-        self.run_ids, self.run_n, self.counts = ids, n, counts
+        self.run_ids, self.run_n = ids, n
         pool.engines.append(self)
         if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
                                             and self.kv + dec.backlog[0].kv <= dec.kv_budget):
@@ -180,8 +210,8 @@ class DecodeEngine:
         self.timer.callbacks.append(self._done)
 
     def _done(self, _event):
-        sim, dec, pool = self.sim, self.decoder, self.pool
-        ids, n, start, active = self.run_ids, self.run_n, self.start, self.active
+        dec, pool = self.decoder, self.pool
+        ids, n, start = self.run_ids, self.run_n, self.start
         j = self.cut or self.m
         self.running = False
         self.timer = None
@@ -190,26 +220,41 @@ class DecodeEngine:
             self.factors.pos += j
         first_step = self._end(1)
         pool.release(dec.tp, ids, start)
-        now = sim.env.now
-        for op_id in self.counts:
-            c = sim.decode_batches[op_id]
+        now = self.env._now
+        batches = dec.batches
+        for op_id in self.calls:
+            c = batches[op_id]
             c[n] = c.get(n, 0) + j
-        if ids is not None and any(s.req.traced for s in active):
-            sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
-                              start, now, None))
-        keep = []
-        for s in active:
-            if s.first is None:
-                s.first = first_step
-            s.left -= j
-            if s.left <= 0:
+        if ids is not None and any(s.req.traced for s in self.active):
+            self.sim.trace.append(("step", dec.pool, tuple(ids),
+                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, now, None))
+        for s in self.run_fresh:
+            s.first = first_step
+        self.run_fresh = []
+        self.steps = steps = self.steps + j
+        ends = self.ends
+        if ends[0][0] <= steps:
+            out = [heapq.heappop(ends)[2]]
+            while ends and ends[0][0] <= steps:
+                out.append(heapq.heappop(ends)[2])
+            if len(out) > 1:
+                out.sort(key=_admission)
+            active, calls = self.active, self.calls
+            for s in out:
                 s.last = now
                 self.kv -= s.kv
+                del active[s]
+                op_id = s.op.id
+                if calls[op_id] == 1:
+                    del calls[op_id]
+                else:
+                    calls[op_id] -= 1
                 s.done.succeed()
-            else:
-                keep.append(s)
-        self.active = keep
         self._loop()
+
+
+def _admission(s: Seq) -> int:
+    return s.adm
 
 
 class Decoder:
@@ -224,8 +269,12 @@ class Decoder:
         self.kv_budget = min(budgets) if budgets else INF
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
-        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
         self.tables: dict[int, tuple] = {}   # id(Decode) -> (it, its step time by batch size)
+        # each call's step time by batch size, and its batch-size counts (Simulation.decode_batches)
+        self.own = {op.id: self.tables.setdefault(id(op.decode), (op.decode, [op.decode.step(b) for b in range(
+            self.max_batch + 1)]))[1] for op in ops}
+        self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
+        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
 
     def step(self, decode, n: int) -> float:
         """`decode.step(n)`, tabulated once per call's Decode (n never passes max_batch)."""
