@@ -68,6 +68,7 @@ class DecodeEngine:
         self.steps = 0           # steps run so far
         self.admitted = 0
         self.pending: list[Seq] = []
+        self.load = 0            # active and pending sequences
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
         self.start = 0.0         # the current run: start, steps, step time or step ends
@@ -102,11 +103,12 @@ class DecodeEngine:
         if not self.running or self.cut:
             return
         now = self.env._now
-        if self.step_ends is None:
-            j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
-            while j > 1 and self._end(j - 1) > now:
+        if self.step_ends is None:   # step j ends at start + j * dt (_end)
+            start, dt = self.start, self.dt
+            j = max(1, math.floor((now - start) / dt) + 1) if dt > 0 else 1
+            while j > 1 and start + (j - 1) * dt > now:
                 j -= 1
-            while self._end(j) <= now:
+            while start + j * dt <= now:
                 j += 1
         else:
             j = bisect_right(self.step_ends, now) + 1
@@ -141,6 +143,7 @@ class DecodeEngine:
                 break
             backlog.popleft()
             self._add(s)
+            self.load += 1
             self.kv += s.kv
 
     def _loop(self, _event=None):
@@ -187,13 +190,16 @@ class DecodeEngine:
         calls = self.calls
         if len(calls) == 1:
             step = dec.own[next(iter(calls))][n]
-        else:
-            ops = self.sim.plan_ops
-            if len(calls) > 2:   # the sum in the order the calls first come in the batch
-                calls = {}
-                for s in self.active:
-                    calls[s.op.id] = calls.get(s.op.id, 0) + 1
-            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in calls.items()) / n
+        elif len(calls) == 2:   # (a sum of two in either order)
+            (a, ca), (b, cb) = calls.items()
+            latest = dec.latest
+            step = (ca * latest[a][n] + cb * latest[b][n]) / n
+        else:   # the sum in the order the calls first come in the batch
+            calls = {}
+            for s in self.active:
+                calls[s.op.id] = calls.get(s.op.id, 0) + 1
+            latest = dec.latest
+            step = sum(c * latest[op_id][n] for op_id, c in calls.items()) / n
         m = self.ends[0][0] - self.steps
         self.start, self.m, self.cut = start, m, 0
         if self.factors is None:
@@ -233,24 +239,40 @@ class DecodeEngine:
         self.run_fresh = []
         self.steps = steps = self.steps + j
         ends = self.ends
-        if ends[0][0] <= steps:
-            out = [heapq.heappop(ends)[2]]
-            while ends and ends[0][0] <= steps:
-                out.append(heapq.heappop(ends)[2])
-            if len(out) > 1:
-                out.sort(key=_admission)
-            active, calls = self.active, self.calls
+        if ends[0][0] > steps:
+            self._loop()
+            return
+        out = [heapq.heappop(ends)[2]]
+        while ends and ends[0][0] <= steps:
+            out.append(heapq.heappop(ends)[2])
+        if len(out) > 1:
+            out.sort(key=_admission)
+        active, calls = self.active, self.calls
+        self.load -= len(out)
+        for s in out:
+            s.last = now
+            self.kv -= s.kv
+            del active[s]
+            op_id = s.op.id
+            if calls[op_id] == 1:
+                del calls[op_id]
+            else:
+                calls[op_id] -= 1
+        due = self.sim.due
+        if len(out) > 1 or (due and due[0][0] <= now):
             for s in out:
-                s.last = now
-                self.kv -= s.kv
-                del active[s]
-                op_id = s.op.id
-                if calls[op_id] == 1:
-                    del calls[op_id]
-                else:
-                    calls[op_id] -= 1
                 s.done.succeed()
+            self._loop()
+            return
+        # One sequence leaves and no event is due now: its event would be the next one
+        # processed (what _loop schedules comes later), so its request carries on at
+        # once instead, after _loop, as SimPy's step would run it (an event fewer).
         self._loop()
+        done = out[0].done
+        done._ok, done._value = True, None
+        callbacks, done.callbacks = done.callbacks, None
+        for callback in callbacks:
+            callback(done)
 
 
 def _admission(s: Seq) -> int:
@@ -269,26 +291,42 @@ class Decoder:
         self.kv_budget = min(budgets) if budgets else INF
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
+        self.env = sim.env
         self.tables: dict[int, tuple] = {}   # id(Decode) -> (it, its step time by batch size)
-        # each call's step time by batch size, and its batch-size counts (Simulation.decode_batches)
-        self.own = {op.id: self.tables.setdefault(id(op.decode), (op.decode, [op.decode.step(b) for b in range(
-            self.max_batch + 1)]))[1] for op in ops}
+        # each call's step time by batch size (the latest plan's, see retable), and its
+        # batch-size counts (Simulation.decode_batches)
+        self.own = {op.id: self.step_table(op.decode) for op in ops}
         self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
+        self.retable(sim.plan_ops)
         self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
 
-    def step(self, decode, n: int) -> float:
-        """`decode.step(n)`, tabulated once per call's Decode (n never passes max_batch)."""
+    def retable(self, plan_ops: dict):
+        """A batch of several calls is priced by each call's op in the latest plan
+        (`plan_ops`, as the simulation knows them): their step tables."""
+        latest = {}
+        for op_id, own in self.own.items():
+            decode = plan_ops[op_id].decode
+            latest[op_id] = self.step_table(decode) if decode is not None else own
+        self.latest = latest
+
+    def step_table(self, decode) -> list:
+        """`decode.step(n)` by n, tabulated once per Decode (n never passes max_batch)."""
         entry = self.tables.get(id(decode))
         if entry is None:
             entry = self.tables[id(decode)] = (decode, [decode.step(b) for b in range(self.max_batch + 1)])
-        return entry[1][n]
+        return entry[1]
 
-    def join(self, seq: Seq):
+    def join(self, req, op: Op, now: float) -> Seq:
+        """A new sequence of `op` for `req`, joining at `now` (the clock): the fullest
+        engine with room takes it at its next step boundary, else the backlog."""
+        d = op.decode
+        tokens = max(1, round(d.tokens * req.s_out))
+        seq = Seq(req, op, tokens, self.env.event(), now, d.kv_bytes_per_token * (d.context * req.s_in + tokens))
         best, best_load = None, -1
         cap = self.max_batch
         if not self.backlog:
             for e in self.engines:
-                load = len(e.active) + len(e.pending)
+                load = e.load
                 if load < cap and load > best_load:
                     if load and e.kv + seq.kv > self.kv_budget:
                         seq.kv_wait = True
@@ -302,8 +340,10 @@ class Decoder:
                     break
         else:
             best.pending.append(seq)
+            best.load += 1
             best.kv += seq.kv
             best.kick()
+        return seq
 
 
 class Prefiller:
@@ -316,13 +356,14 @@ class Prefiller:
     def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
         self.sim, self.name, self.budget = sim, name, budget
         self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.devices = sim.pools[self.pool]
         self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
         self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
         self.factors = factors
 
     def submit(self, op: Op, tokens: float, req):
         """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
-        item = [op, tokens, None, self.sim.env.now, req]
+        item = [op, tokens, None, self.sim.env._now, req]
         self.queue.append(item)
         if self.idle:
             self._start(heapq.heappop(self.idle))
@@ -336,7 +377,7 @@ class Prefiller:
         request waits on; else None (submit on the clock then)."""
         if not self.idle or self.queue:
             return None
-        ids = self.sim.pools[self.pool].take_now(self.tp, now)
+        ids = self.devices.take_now(self.tp, now)
         if ids is False:
             return None
         engine = heapq.heappop(self.idle)
@@ -346,16 +387,16 @@ class Prefiller:
         return item[2]
 
     def _start(self, engine: int):
-        ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
+        ev, ids = self.devices.ask(self.tp, None)
         if ev is None:
             self._run(engine, ids)
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
     def _run(self, engine: int, ids, start: float | None = None):
-        sim, pool = self.sim, self.sim.pools[self.pool]
+        sim, pool = self.sim, self.devices
         if start is None:
-            start = sim.env.now
+            start = sim.env._now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()
@@ -382,10 +423,10 @@ class Prefiller:
 
     def _finish(self, engine: int, batch: list, ids, start: float, timer):
         sim = self.sim
-        pool = sim.pools[self.pool]
+        pool = self.devices
         pool.release(self.tp, ids, start)
         k = len(batch)
-        for op_id in {item[0].id for item in batch}:
+        for op_id in {item[0].id for item in batch} if k > 1 else (batch[0][0].id,):
             c = sim.prefill_batches[op_id]
             c[k] = c.get(k, 0) + 1
         for _op, _tokens, ev, t_ask, req in batch:
@@ -394,7 +435,7 @@ class Prefiller:
             if ev is not timer:
                 ev.succeed(timer._value)
         if ids is not None and any(item[4].traced for item in batch):
-            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env.now, None))
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env._now, None))
         if self.queue:
             self._start(engine)
         else:
