@@ -366,14 +366,20 @@ class Simulation:
 
     def _timeout_at(self, t: float, value=None):
         """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
-        clock gives `t`, so a timer set at the clock equals one set at a later walk time."""
+        clock gives `t`, so a timer set at the clock equals one set at a later walk time.
+        When no delay gives `t` (the sums skip it: t well above twice the clock), the
+        first time after it."""
         env = self.env
         now = env._now
         d = t - now
-        if now + d != t:
-            step = math.inf if now + d < t else -math.inf
-            while now + d != t:
-                d = math.nextafter(d, step)
+        if now + d < t:
+            while now + d < t:
+                d = math.nextafter(d, math.inf)
+        elif now + d > t:
+            while now + d > t:
+                d = math.nextafter(d, -math.inf)
+            if now + d < t:
+                d = math.nextafter(d, math.inf)
         return env.timeout(d, value)
 
     def _sync(self, now: float):
