@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from bisect import bisect_right
 from collections import deque
 
@@ -212,7 +213,8 @@ class DecodeEngine:
         if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
                                             and self.kv + dec.backlog[0].kv <= dec.kv_budget):
             self.cut = 1 if m > 1 else 0
-        self.timer = env.timeout(self._end(self.cut or m) - start)
+        j = self.cut or m
+        self.timer = env.timeout((start + j * step if self.step_ends is None else float(self.step_ends[j - 1])) - start)
         self.timer.callbacks.append(self._done)
 
     def _done(self, _event):
@@ -224,7 +226,7 @@ class DecodeEngine:
         pool.engines.remove(self)
         if self.factors is not None:
             self.factors.pos += j
-        first_step = self._end(1)
+        first_step = self.start + self.dt if self.step_ends is None else float(self.step_ends[0])   # _end(1)
         pool.release(dec.tp, ids, start)
         now = self.env._now
         batches = dec.batches
@@ -279,6 +281,10 @@ def _admission(s: Seq) -> int:
     return s.adm
 
 
+_load = operator.attrgetter("load")   # of a DecodeEngine
+_kv = operator.attrgetter("kv")
+
+
 class Decoder:
     """The decode engines of one model on one pool at one tp: every decode op of that
     model placed there joins the same batches, as one serving instance would run them."""
@@ -325,6 +331,11 @@ class Decoder:
         best, best_load = None, -1
         cap = self.max_batch
         if not self.backlog:
+            # when every engine has room for its KV cache, the first of the fullest (if it has room)
+            best = max(self.engines, key=_load)
+            if best.load >= cap or max(self.engines, key=_kv).kv + seq.kv > self.kv_budget:
+                best = None
+        if best is None and not self.backlog:
             for e in self.engines:
                 load = e.load
                 if load < cap and load > best_load:

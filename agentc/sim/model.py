@@ -152,7 +152,7 @@ class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count", "batched", "kind")
+                 "waits", "count", "batched", "kind", "ahead")
 
     def __init__(self, sim, op: Op, plan: Plan, sent: set):
         self.op, self.pool, self.tp, self.kind = op, sim.pools[op.pool], op.tp, op.kind
@@ -164,6 +164,7 @@ class _OpRun:
         self.decoder = sim.decoders.get(op.id)
         self.prefiller = sim.prefillers.get(op.id)
         self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
+        self.ahead = not self.batched or self.prefiller is not None   # may start ahead of the clock
         # the inputs that come by a transfer (`sent`: the edges that make one)
         self.inputs = tuple(k for k in (f"{s}>{op.id}" for s in op.inputs) if k in sent)
         outs = []
@@ -549,7 +550,7 @@ class Simulation:
                         continue
                     if x in pending:   # sent since this process last waited: lands at x.fire
                         # (a batched op starts on the clock but a prefill may: it would stop there)
-                        if (not r.batched or r.prefiller is not None) and (due[0][0] if due else INF) > x.fire:
+                        if r.ahead and (due[0][0] if due else INF) > x.fire:
                             now = x.fire
                             if len(pending) == 1:
                                 pending.clear()

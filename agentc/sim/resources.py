@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -125,10 +126,25 @@ class Pool:
             self._reap(now)
         if self.waiters or self.free < tp:
             return False
+        if self.free_ids is None:   # _grant's common case, inline
+            self.free -= tp
+            return None
         return self._grant(tp, None, now, now)
 
     def release(self, tp: int, ids, start: float):
-        self._busy(start, self.env._now, tp)
+        now = self.env._now
+        a = start if start > self.t0 else self.t0   # _busy, inline
+        b = now if now < self.t1 else self.t1
+        if b > a:
+            self.busy_area += tp * (b - a)
+        if self.keep:
+            self.busy_iv.append((start, now, tp))
+        if ids is None and not self.retire and not self.waiters:   # _put and _serve's common case, inline
+            self.free += tp
+            holds = self.holds
+            if holds and holds[0][0] <= now:
+                self._reap(now)
+            return
         self._put(tp, ids)
         self._serve()
 
@@ -285,7 +301,7 @@ class Link:
         t, act = self.last, self.active
         while act and t < now:
             n = len(act)
-            m = min(x[0] for x in act)
+            m = min(act, key=_remaining)[0]
             if t + m * n <= now:
                 for x in act:
                     x[0] -= m
@@ -351,5 +367,4 @@ class Link:
         return max(0.0, min(self.p1, self.t1) - max(self.p0, self.t0))
 
 
-def _remaining(x: list) -> float:
-    return x[0]
+_remaining = operator.itemgetter(0)   # of a link's [remaining wire ms, Transfer, latency ms]
