@@ -51,7 +51,10 @@ Events: a request's walk carries on past a wait (an op's time, a transfer landin
 without a timeout whenever the next event due is later than the wait's end, since
 nothing can then happen before it (`_walk`); requests and decode engines run from
 their events' callbacks rather than as Processes. Both only drop events no one acts
-on, so a seed gives the same results as a timeout per op and a process per request.
+on, so a seed gives the same results as a timeout per op and a process per request;
+a decode sequence that leaves alone, with nothing else due then, resumes its request
+directly, which is where SimPy would have run its event next. The walk reads SimPy's
+clock and event heap (`env._now`, `env._queue`) directly: it asks them for every op.
 """
 
 from __future__ import annotations
