@@ -98,8 +98,10 @@ def _agentc(*args, cwd):
     return subprocess.run(["agentc", *args], cwd=cwd, capture_output=True, text=True)
 
 
-@pytest.fixture
-def project(tmp_path):
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """search.agent compiled once; each test writes files of its own names beside it."""
+    tmp_path = tmp_path_factory.mktemp("check")
     for name in ("search.agent", "cluster.toml"):
         shutil.copy(os.path.join(EXAMPLE, name), tmp_path / name)
     r = _agentc("compile", "search.agent", "--cluster", "cluster.toml", "--targets", "cpu", "-o", "out",
