@@ -22,16 +22,30 @@ def _snapshot(parent: str) -> dict[str, bytes]:
     return tree_bytes(parent, dirs=True)
 
 
-@pytest.fixture
-def built(tmp_path, monkeypatch):
-    """A project compiled once into build/out; returns (project dir, snapshot of build/)."""
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory):
+    """The project compiled once per module into build/out (each test gets a copy)."""
+    src = tmp_path_factory.mktemp("atomic")
     for name in ("search.agent", "cluster.toml"):
-        shutil.copy(os.path.join(EXAMPLE, name), tmp_path / name)
-    monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(cli, ["compile", "search.agent", "--cluster", "cluster.toml", "--targets", "cpu",
-                                 "-o", "build/out", "--quiet"])
+        shutil.copy(os.path.join(EXAMPLE, name), src / name)
+    here = os.getcwd()
+    os.chdir(src)
+    try:
+        r = CliRunner().invoke(cli, ["compile", "search.agent", "--cluster", "cluster.toml", "--targets", "cpu",
+                                     "-o", "build/out", "--quiet"])
+    finally:
+        os.chdir(here)
     assert r.exit_code == 0, r.output
-    return tmp_path, _snapshot(str(tmp_path / "build"))
+    return src
+
+
+@pytest.fixture
+def built(first_build, tmp_path, monkeypatch):
+    """A project with a compile's output in build/out; returns (project dir, snapshot of build/)."""
+    project = tmp_path / "project"
+    shutil.copytree(first_build, project, symlinks=True)
+    monkeypatch.chdir(project)
+    return project, _snapshot(str(project / "build"))
 
 
 def _compile(*extra):
