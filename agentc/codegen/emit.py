@@ -163,6 +163,19 @@ class Func:
         return self.emit(f"linalg.matmul ins({a}, {b} : {self.t([m, k])}, {self.t([k, n])}) "
                          f"outs({out} : {ty}) -> {ty}")
 
+    def matmul_panels(self, a, bp, m, k, n, panel) -> str:
+        """[m, k] @ B for a B[k, n] given as column panels bp[n / panel, k, panel] (weights
+        packed once when they are loaded, `agentc.codegen.kernels.pack_panels`): the
+        contraction the CPU target's packed-B schedule makes of a matmul, so that schedule
+        runs on it without copying B into panels on every call."""
+        panels = n // panel
+        cp = [m, panels, panel]
+        out = self.generic([(a, [m, k], [0, 2]), (bp, [panels, k, panel], [1, 2, 3])],
+                           [(self.full(cp, 0.0), cp, [0, 1, 3])],
+                           ["parallel", "parallel", "reduction", "parallel"],
+                           lambda s, x, w, acc: s.add(acc, s.mul(x, w)))
+        return self.emit(f"tensor.collapse_shape {out} [[0], [1, 2]] : {self.t(cp)} into {self.t([m, n])}")
+
     def vecmat(self, x, w, k, n) -> str:
         """[k] @ [k, n] with linalg.vecmat (decode's memory-bound projections)."""
         out = self.full([n], 0.0)

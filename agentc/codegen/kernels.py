@@ -212,8 +212,18 @@ def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype:
                                  (probs, f.t([k])), (ids, f.t([k], "i32"))])
 
 
+def pack_panels(w, panel: int):
+    """A weight w[k, n] (numpy) as column panels [n / panel, k, panel], the layout a
+    kernel built with `panel=` takes: what the CPU target's packed-B schedule would
+    otherwise copy B into on every call (`Func.matmul_panels`)."""
+    k, n = w.shape
+    if n % panel:
+        raise ValueError(f"pack_panels: {n} columns are not whole panels of {panel}")
+    return w.reshape(k, n // panel, panel).transpose(1, 0, 2).copy()
+
+
 def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool = False,
-                  dtype: str = "f32", name: str = "encoder_layer") -> str:
+                  panel: int = 0, dtype: str = "f32", name: str = "encoder_layer") -> str:
     """One post-norm BERT-style encoder layer (as in all-MiniLM), bidirectional attention.
 
     Args (x[seq,d], wq[d,d], bq[d], wk[d,d], bk[d], wv[d,d], bv[d], wo[d,d], bo[d],
@@ -221,14 +231,22 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     [, mask[seq]]) -> y[seq,d]. GELU is the erf form. With `masked`, the last argument
     (1.0 token / 0.0 padding) hides padding keys, so a sentence shorter than `seq`
     rows (a bucketed kernel, `agentc run`) attends only to its own tokens; padding rows
-    come out finite and are dropped by the pooling.
+    come out finite and are dropped by the pooling. With `panel` > 0 the four [in, out]
+    weights come as column panels (`pack_panels`: wq[d/panel, d, panel], ...,
+    w1[ffn/panel, d, panel], w2[d/panel, ffn, panel]), packed once by the caller.
     """
     hd = _check_heads(d_model, heads, heads)
+    if panel and (d_model % panel or ffn % panel):
+        raise ValueError(f"encoder_layer: d_model={d_model} and ffn={ffn} must be whole panels of {panel}")
     f = Func(dtype)
     shape = [seq, d_model]
 
     def dense(x, w, b, k, n):
-        return f.add_bias(f.matmul(x, w, seq, k, n), b, [seq, n])
+        out = f.matmul_panels(x, w, seq, k, n, panel) if panel else f.matmul(x, w, seq, k, n)
+        return f.add_bias(out, b, [seq, n])
+
+    def weight(k, n):
+        return [n // panel, k, panel] if panel else [k, n]
     q = dense("%x", "%wq", "%bq", d_model, d_model)
     k = dense("%x", "%wk", "%bk", d_model, d_model)
     v = dense("%x", "%wv", "%bv", d_model, d_model)
@@ -240,10 +258,10 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     gelu = f.elementwise([inner], [seq, ffn], lambda s, u: s.mul(
         s.mul(s.const(0.5), u), s.add(s.const(1.0), s.erf(s.mul(u, s.const(1 / math.sqrt(2)))))))
     y = f.layernorm(f.add(x1, dense(gelu, "%w2", "%b2", ffn, d_model), shape), "%ln2_g", "%ln2_b", shape)
-    vec, mat = [d_model], [d_model, d_model]
+    vec, mat = [d_model], weight(d_model, d_model)
     args = [("%x", shape), ("%wq", mat), ("%bq", vec), ("%wk", mat), ("%bk", vec), ("%wv", mat),
             ("%bv", vec), ("%wo", mat), ("%bo", vec), ("%ln1_g", vec), ("%ln1_b", vec),
-            ("%w1", [d_model, ffn]), ("%b1", [ffn]), ("%w2", [ffn, d_model]), ("%b2", vec),
+            ("%w1", weight(d_model, ffn)), ("%b1", [ffn]), ("%w2", weight(ffn, d_model)), ("%b2", vec),
             ("%ln2_g", vec), ("%ln2_b", vec)] + ([("%mask", [seq])] if masked else [])
     return f.module(name, args, [(y, f.t(shape))])
 
