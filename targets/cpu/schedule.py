@@ -279,7 +279,8 @@ def _inside_forall(op) -> bool:
 
 
 def tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedule]]:
-    """Mark each static linalg.matmul with its schedule (`agentc.schedule`).
+    """Mark each static linalg.matmul, and each contraction over prepacked B panels
+    (`_panel_layout`), with its schedule (`agentc.schedule`).
 
     Matmuls already inside a thread's share of work (`scf.forall`) get one thread.
     """
@@ -292,18 +293,18 @@ def tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedul
 
         def visit(op):
             sched = None
-            opts = single if op.name in ("linalg.matmul", "linalg.generic") and _inside_forall(op.operation) \
-                else options
             if op.name == "linalg.matmul":
                 layout = _matmul_layout(op.operation)
                 if layout is not None:
                     m, n, k, b_transposed = layout
-                    sched = matmul_schedule((m, n, k), opts, b_transposed)
+                    sched = matmul_schedule((m, n, k), single if _inside_forall(op.operation) else options,
+                                            b_transposed)
             elif op.name == "linalg.generic":
                 panels = _panel_layout(op.operation)
                 if panels is not None:
                     m, n, k, panel = panels
-                    sched = matmul_schedule((m, n, k), opts, panel=panel)
+                    sched = matmul_schedule((m, n, k), single if _inside_forall(op.operation) else options,
+                                            panel=panel)
             if sched is not None:
                 op.attributes["agentc.schedule"] = ir.StringAttr.get(sched.key)
                 schedules.append(sched)
