@@ -301,6 +301,55 @@ class Func:
         return self.emit(f"tensor.collapse_shape {out} [[0], [1, 2, 3]] : "
                          f"{self.t(out_shape)} into {self.t([seq, heads * hd])}")
 
+    def attention_append(self, q, k_cache, v_cache, k_new, v_new, ctx, heads, kv_heads, head_dim,
+                         key_mask: str) -> str:
+        """One query's attention over the kept rows of a KV cache plus its own new K/V row,
+        without building the grown cache: the new row's score joins the cache's in the
+        softmax's max and sum, its value in the weighted sum. (Concatenating first copied
+        the whole cache, every layer, every decode step.)
+
+        q: [1, heads*hd]; k_cache, v_cache: [ctx, kv_heads*hd]; k_new, v_new: [kv_heads*hd];
+        key_mask: [ctx], 1.0 keep / 0.0 drop. Returns [1, heads*hd].
+        """
+        group, hd = heads // kv_heads, head_dim
+        q4 = self.emit(f"tensor.expand_shape {q} [[0], [1, 2, 3]] output_shape "
+                       f"[1, {kv_heads}, {group}, {hd}] : {self.t([1, heads * hd])} "
+                       f"into {self.t([1, kv_heads, group, hd])}")
+
+        def split(x, rows):
+            lead = [rows] if rows else []
+            return self.emit(f"tensor.expand_shape {x} [{'[0], [1, 2]' if rows else '[0, 1]'}] output_shape "
+                             f"{lead + [kv_heads, hd]} : {self.t(lead + [kv_heads * hd])} "
+                             f"into {self.t(lead + [kv_heads, hd])}")
+        k3, v3, k2, v2 = split(k_cache, ctx), split(v_cache, ctx), split(k_new, 0), split(v_new, 0)
+        scale = 1.0 / math.sqrt(hd)
+        shape, row = [kv_heads, group, ctx], [kv_heads, group]
+        # scores[kv, g, j] = sum_e q[0, kv, g, e] * k[j, kv, e], scaled; dropped rows -inf
+        scores = self.generic([(q4, [1, kv_heads, group, hd], ["0", 0, 1, 3]), (k3, [ctx, kv_heads, hd], [2, 0, 3])],
+                              [(self.full(shape, 0.0), shape, [0, 1, 2])],
+                              ["parallel"] * 3 + ["reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        scores = self.elementwise([scores, (key_mask, [2])], shape, lambda s, x, keep: s.select(
+            s.cmpf("ogt", keep, s.const(0.5)), s.mul(x, s.const(scale)), s.const(-math.inf)))
+        own = self.generic([(q4, [1, kv_heads, group, hd], ["0", 0, 1, 2]), (k2, [kv_heads, hd], [0, 2])],
+                           [(self.full(row, 0.0), row, [0, 1])],
+                           ["parallel", "parallel", "reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        own = self.elementwise([own], row, lambda s, x: s.mul(x, s.const(scale)))
+        peak = self.reduce_last(scores, shape, -math.inf, lambda s, a, v: s.max(a, v))
+        peak = self.elementwise([peak, own], row, lambda s, a, b: s.max(a, b))   # finite: own is
+        exps = self.elementwise([scores, (peak, [0, 1])], shape, lambda s, v, m: s.exp(s.sub(v, m)))
+        own_w = self.elementwise([own, peak], row, lambda s, v, m: s.exp(s.sub(v, m)))
+        total = self.reduce_last(exps, shape, 0.0, lambda s, a, v: s.add(a, v))
+        total = self.elementwise([total, own_w], row, lambda s, a, b: s.add(a, b))
+        # out[kv, g, e] = (sum_j exps[kv, g, j] * v[j, kv, e] + own_w[kv, g] * v_new[kv, e]) / total
+        out_shape = [kv_heads, group, hd]
+        acc = self.generic([(exps, shape, [0, 1, 3]), (v3, [ctx, kv_heads, hd], [3, 0, 2])],
+                           [(self.full(out_shape, 0.0), out_shape, [0, 1, 2])],
+                           ["parallel"] * 3 + ["reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        out = self.elementwise([acc, (own_w, [0, 1]), (v2, [0, 2]), (total, [0, 1])], out_shape,
+                               lambda s, a, w, v, t: s.div(s.add(a, s.mul(w, v)), t))
+        return self.emit(f"tensor.collapse_shape {out} [[0, 1, 2]] : {self.t(out_shape)} into "
+                         f"{self.t([heads * hd])}")
+
     def argmax_1d(self, x, n) -> tuple[str, str]:
         """(max value, first index of it) of a [n] tensor, as rank-0 tensors."""
         best = self.full([], -math.inf)

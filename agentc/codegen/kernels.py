@@ -128,7 +128,8 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
     token's position. The context length is a run-time value: `mask` is 1.0 for the
     cache rows written so far and 0.0 for the rest, so one kernel serves every length
     up to `context` (the runtime picks the kernel by a power-of-two bucket). The token
-    attends to the kept rows plus itself; the caller writes k_new (rotated) and v_new
+    attends to the kept rows plus itself (`Func.attention_append`: the cache is read in
+    place, not copied into a grown one); the caller writes k_new (rotated) and v_new
     into its cache at the token's position.
     """
     hd = _check_heads(d_model, heads, kv_heads)
@@ -144,23 +145,8 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
     k_row = _rope(f, row(_project(f, h, "%wk", None, d_model, kvd), kvd), cos, sin, 1, kv_heads, hd)
     k_new = f.emit(f"tensor.collapse_shape {k_row} [[0, 1]] : {f.t([1, kvd])} into {f.t([kvd])}")
     v_new = _project(f, h, "%wv", None, d_model, kvd)
-
-    def extend(cache, new, shape):
-        """cache[context, ...] with `new` as row `context`: the keys the token sees."""
-        full = [context + 1, *shape]
-        ones = ", ".join(["1"] * len(full))
-        zeros = ", ".join(["0"] * len(shape))
-        sizes = ", ".join(map(str, shape))
-        grown = f.emit(f"tensor.insert_slice {cache} into {f.empty(full)}[0{', ' + zeros if shape else ''}] "
-                       f"[{context}{', ' + sizes if shape else ''}] [{ones}] : "
-                       f"{f.t([context, *shape])} into {f.t(full)}")
-        return f.emit(f"tensor.insert_slice {new} into {grown}[{context}{', ' + zeros if shape else ''}] "
-                      f"[1{', ' + sizes if shape else ''}] [{ones}] : {f.t(shape)} into {f.t(full)}")
-    keep_self = f.emit(f"tensor.from_elements {f.emit(f'arith.constant 1.0 : {dtype}')} : {f.t([])}")
-    att = f.attention(q, extend("%k_cache", k_new, [kvd]), extend("%v_cache", v_new, [kvd]),
-                      1, context + 1, heads, kv_heads, hd, causal=False,
-                      key_mask=extend("%mask", keep_self, []))
-    att1 = f.emit(f"tensor.collapse_shape {att} [[0, 1]] : {f.t([1, d_model])} into {f.t([d_model])}")
+    att1 = f.attention_append(q, "%k_cache", "%v_cache", k_new, v_new, context, heads, kv_heads, hd,
+                              key_mask="%mask")
     x1 = f.add("%x", _project(f, att1, "%wo", None, d_model, d_model), [d_model])
     h2 = f.rmsnorm(x1, "%ffn_norm", [d_model], eps)
     y = f.add(x1, _swiglu_ffn(f, h2, "%w_gate", "%w_up", "%w_down", None, d_model, ffn), [d_model])
