@@ -163,15 +163,28 @@ class Func:
         return self.emit(f"linalg.matmul ins({a}, {b} : {self.t([m, k])}, {self.t([k, n])}) "
                          f"outs({out} : {ty}) -> {ty}")
 
-    def matmul_panels(self, a, bp, m, k, n, panel) -> str:
+    def matmul_panels(self, a, bp, m, k, n, panel, bias=None, residual=None) -> str:
         """[m, k] @ B for a B[k, n] given as column panels bp[n / panel, k, panel] (weights
         packed once when they are loaded, `agentc.codegen.kernels.pack_panels`): the
         contraction the CPU target's packed-B schedule makes of a matmul, so that schedule
-        runs on it without copying B into panels on every call."""
+        runs on it without copying B into panels on every call. A `bias` [n] and a
+        `residual` [m, n] to add are the accumulator's start, so adding them costs no
+        pass of its own over C."""
         panels = n // panel
         cp = [m, panels, panel]
+        terms = []
+        if bias is not None:
+            terms.append((self.emit(f"tensor.expand_shape {bias} [[0, 1]] output_shape [{panels}, {panel}] : "
+                                    f"{self.t([n])} into {self.t([panels, panel])}"), [1, 2]))
+        if residual is not None:
+            terms.append(self.emit(f"tensor.expand_shape {residual} [[0], [1, 2]] output_shape {cp} : "
+                                   f"{self.t([m, n])} into {self.t(cp)}"))
+        if terms:
+            init = self.elementwise(terms, cp, lambda s, *v: v[0] if len(v) == 1 else s.add(v[1], v[0]))
+        else:
+            init = self.full(cp, 0.0)
         out = self.generic([(a, [m, k], [0, 2]), (bp, [panels, k, panel], [1, 2, 3])],
-                           [(self.full(cp, 0.0), cp, [0, 1, 3])],
+                           [(init, cp, [0, 1, 3])],
                            ["parallel", "parallel", "reduction", "parallel"],
                            lambda s, x, w, acc: s.add(acc, s.mul(x, w)))
         return self.emit(f"tensor.collapse_shape {out} [[0], [1, 2]] : {self.t(cp)} into {self.t([m, n])}")

@@ -227,9 +227,12 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     f = Func(dtype)
     shape = [seq, d_model]
 
-    def dense(x, w, b, k, n):
-        out = f.matmul_panels(x, w, seq, k, n, panel) if panel else f.matmul(x, w, seq, k, n)
-        return f.add_bias(out, b, [seq, n])
+    def dense(x, w, b, k, n, residual=None):
+        """x @ w + b (+ residual)."""
+        if panel:   # bias and residual start the accumulator
+            return f.matmul_panels(x, w, seq, k, n, panel, bias=b, residual=residual)
+        out = f.add_bias(f.matmul(x, w, seq, k, n), b, [seq, n])
+        return out if residual is None else f.add(residual, out, [seq, n])
 
     def weight(k, n):
         return [n // panel, k, panel] if panel else [k, n]
@@ -238,12 +241,11 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     v = dense("%x", "%wv", "%bv", d_model, d_model)
     att = f.attention(q, k, v, seq, seq, heads, heads, hd, causal=False,
                       key_mask="%mask" if masked else None)
-    x1 = f.layernorm(f.add("%x", dense(att, "%wo", "%bo", d_model, d_model), shape),
-                     "%ln1_g", "%ln1_b", shape)
+    x1 = f.layernorm(dense(att, "%wo", "%bo", d_model, d_model, residual="%x"), "%ln1_g", "%ln1_b", shape)
     inner = dense(x1, "%w1", "%b1", d_model, ffn)
     gelu = f.elementwise([inner], [seq, ffn], lambda s, u: s.mul(
         s.mul(s.const(0.5), u), s.add(s.const(1.0), s.erf(s.mul(u, s.const(1 / math.sqrt(2)))))))
-    y = f.layernorm(f.add(x1, dense(gelu, "%w2", "%b2", ffn, d_model), shape), "%ln2_g", "%ln2_b", shape)
+    y = f.layernorm(dense(gelu, "%w2", "%b2", ffn, d_model, residual=x1), "%ln2_g", "%ln2_b", shape)
     vec, mat = [d_model], weight(d_model, d_model)
     args = [("%x", shape), ("%wq", mat), ("%bq", vec), ("%wk", mat), ("%bk", vec), ("%wv", mat),
             ("%bv", vec), ("%wo", mat), ("%bo", vec), ("%ln1_g", vec), ("%ln1_b", vec),
