@@ -370,3 +370,10 @@ def test_encoder_layer_with_weights_packed_once_check_against_numpy(threads, thr
     want = REFERENCES["encoder_layer"](*[x.astype(np.float64) for x in plain], heads=heads)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
     assert np.array_equal(kernels.pack_panels(plain[1], panel), panels(plain[1]))
+
+
+def test_decode_step_reads_its_cache_in_place():
+    """The new K/V row joins the softmax beside the cache; no [context + 1] copy of the
+    cache is built (test_kernel_check_against_numpy checks the values)."""
+    text = kernels.decode_step(6, 32, 4, 2, 48)
+    assert "tensor<7x" not in text and "tensor.insert_slice" not in text
