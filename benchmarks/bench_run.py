@@ -31,10 +31,11 @@ B's packing copies vectorised (they were scalar, a fifth of a layer), 6x64 regis
 tiles on AVX-512, exp as a vectorisable polynomial instead of a libm call per
 element, elementwise ops and row reductions vectorised, kernel temporaries kept by
 malloc between calls (they were page-faulted in again on every call), kernel calls
-with prebuilt descriptors. Then the weights packed into panels once, when loaded,
-instead of on every call, with the bias and residual as the matmuls' starting
-accumulators: 0.80-0.87x at batch 1 (four runs of 21 rounds; the same runs' per-call
-packing encoder, `--per-call`, 0.72-0.76x) and 0.92-0.97x at batch 32 (0.82-0.83x).
+with prebuilt descriptors. Then (runs of 21 rounds, `--per-call` timing the encoder
+that still packs per call in the same rounds): the weights packed into panels once,
+when loaded, 0.80-0.83x at batch 1 and 0.90-0.96x at batch 32 (three runs; per-call
+packing 0.72-0.76x / 0.81-0.83x); with the bias and residual as the matmuls' starting
+accumulators as well, 0.85-0.87x and 0.94-0.97x (two runs; per-call 0.76x / 0.83-0.84x).
 What is left: the host-program engine (`--engine host`) still binds unpacked weights,
 its kernels being compiled by `agentc compile` for the plain layout.
 """
@@ -204,8 +205,8 @@ def main() -> None:
             line += f"  {statistics.median(plain):.2f}x ({min(plain):.2f}-{max(plain):.2f})"
         print(line)
     print("recorded on a shared 2-core VM: before issue 19's CPU schedule work 0.39x (batch 1) / "
-          "0.37-0.44x (batch 32); after it 0.73-0.82x / 0.76-0.85x; weights packed once 0.80-0.87x / "
-          "0.92-0.97x")
+          "0.37-0.44x (batch 32); after it 0.73-0.82x / 0.76-0.85x; weights packed once 0.85-0.87x / "
+          "0.94-0.97x")
 
 
 if __name__ == "__main__":
