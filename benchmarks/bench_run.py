@@ -35,7 +35,7 @@ with prebuilt descriptors. Then (runs of 21 rounds, `--per-call` timing the enco
 that still packs per call in the same rounds): the weights packed into panels once,
 when loaded, 0.80-0.83x at batch 1 and 0.90-0.96x at batch 32 (three runs; per-call
 packing 0.72-0.76x / 0.81-0.83x); with the bias and residual as the matmuls' starting
-accumulators as well, 0.85-0.87x and 0.94-0.97x (two runs; per-call 0.76x / 0.83-0.84x).
+accumulators as well, 0.85-0.87x and 0.94-0.97x (three runs; per-call 0.76-0.77x / 0.83-0.85x).
 What is left: the host-program engine (`--engine host`) still binds unpacked weights,
 its kernels being compiled by `agentc compile` for the plain layout.
 """
