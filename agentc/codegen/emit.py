@@ -156,9 +156,10 @@ class Func:
         self.lines.append(f"  }} -> {result_types[0] if len(outs) == 1 else '(' + ', '.join(result_types) + ')'}")
         return results[0] if len(results) == 1 else tuple(results)
 
-    def matmul(self, a, b, m, k, n) -> str:
-        """[m, k] @ [k, n] with linalg.matmul (the op targets tile and vectorise)."""
-        out = self.full([m, n], 0.0)
+    def matmul(self, a, b, m, k, n, init=None) -> str:
+        """[m, k] @ [k, n] with linalg.matmul (the op targets tile and vectorise), added to
+        `init` [m, n] when given (the accumulator's start)."""
+        out = self.full([m, n], 0.0) if init is None else init
         ty = self.t([m, n])
         return self.emit(f"linalg.matmul ins({a}, {b} : {self.t([m, k])}, {self.t([k, n])}) "
                          f"outs({out} : {ty}) -> {ty}")

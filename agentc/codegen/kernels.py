@@ -228,11 +228,13 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     shape = [seq, d_model]
 
     def dense(x, w, b, k, n, residual=None):
-        """x @ w + b (+ residual)."""
-        if panel:   # bias and residual start the accumulator
+        """x @ w + b (+ residual): bias and residual start the accumulator (no pass of
+        their own over the result), in both layouts alike, so both round alike."""
+        if panel:
             return f.matmul_panels(x, w, seq, k, n, panel, bias=b, residual=residual)
-        out = f.add_bias(f.matmul(x, w, seq, k, n), b, [seq, n])
-        return out if residual is None else f.add(residual, out, [seq, n])
+        terms = [(b, [1])] + ([residual] if residual is not None else [])
+        init = f.elementwise(terms, [seq, n], lambda s, *v: v[0] if len(v) == 1 else s.add(v[1], v[0]))
+        return f.matmul(x, w, seq, k, n, init=init)
 
     def weight(k, n):
         return [n // panel, k, panel] if panel else [k, n]
