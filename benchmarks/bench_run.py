@@ -31,11 +31,15 @@ B's packing copies vectorised (they were scalar, a fifth of a layer), 6x64 regis
 tiles on AVX-512, exp as a vectorisable polynomial instead of a libm call per
 element, elementwise ops and row reductions vectorised, kernel temporaries kept by
 malloc between calls (they were page-faulted in again on every call), kernel calls
-with prebuilt descriptors. Then (runs of 21 rounds, `--per-call` timing the encoder
-that still packs per call in the same rounds): the weights packed into panels once,
-when loaded, 0.80-0.83x at batch 1 and 0.90-0.96x at batch 32 (three runs; per-call
-packing 0.72-0.76x / 0.81-0.83x); with the bias and residual as the matmuls' starting
-accumulators as well, 0.85-0.87x and 0.94-0.97x (three runs; per-call 0.76-0.77x / 0.83-0.85x).
+with prebuilt descriptors. Then (runs of 21 rounds; `--per-call` times, in the same
+rounds, the encoder whose kernel still packs its weights per call): weights packed into
+panels once, when loaded, 0.80-0.83x at batch 1 and 0.90-0.96x at batch 32 (three runs;
+per-call packing 0.72-0.76x / 0.81-0.83x); with the bias and residual as the matmuls'
+starting accumulators as well, 0.85-0.88x and 0.94-0.97x (four runs). The accumulator
+change went into both layouts (so host programs and the executor round alike), after
+which one run's per-call column read 0.87x / 0.98x: the runs scatter too much to show
+the packing alone, which an in-process A/B of one layer (30 rounds, CPU time) puts at
+8% (8.07 vs 7.44 ms per layer).
 What is left: the host-program engine (`--engine host`) still binds unpacked weights,
 its kernels being compiled by `agentc compile` for the plain layout.
 """
@@ -205,7 +209,7 @@ def main() -> None:
             line += f"  {statistics.median(plain):.2f}x ({min(plain):.2f}-{max(plain):.2f})"
         print(line)
     print("recorded on a shared 2-core VM: before issue 19's CPU schedule work 0.39x (batch 1) / "
-          "0.37-0.44x (batch 32); after it 0.73-0.82x / 0.76-0.85x; weights packed once 0.85-0.87x / "
+          "0.37-0.44x (batch 32); after it 0.73-0.82x / 0.76-0.85x; weights packed once 0.85-0.88x / "
           "0.94-0.97x")
 
 
