@@ -156,12 +156,39 @@ class Func:
         self.lines.append(f"  }} -> {result_types[0] if len(outs) == 1 else '(' + ', '.join(result_types) + ')'}")
         return results[0] if len(results) == 1 else tuple(results)
 
-    def matmul(self, a, b, m, k, n) -> str:
-        """[m, k] @ [k, n] with linalg.matmul (the op targets tile and vectorise)."""
-        out = self.full([m, n], 0.0)
+    def matmul(self, a, b, m, k, n, init=None) -> str:
+        """[m, k] @ [k, n] with linalg.matmul (the op targets tile and vectorise), added to
+        `init` [m, n] when given (the accumulator's start)."""
+        out = self.full([m, n], 0.0) if init is None else init
         ty = self.t([m, n])
         return self.emit(f"linalg.matmul ins({a}, {b} : {self.t([m, k])}, {self.t([k, n])}) "
                          f"outs({out} : {ty}) -> {ty}")
+
+    def matmul_panels(self, a, bp, m, k, n, panel, bias=None, residual=None) -> str:
+        """[m, k] @ B for a B[k, n] given as column panels bp[n / panel, k, panel] (weights
+        packed once when they are loaded, `agentc.codegen.kernels.pack_panels`): the
+        contraction the CPU target's packed-B schedule makes of a matmul, so that schedule
+        runs on it without copying B into panels on every call. A `bias` [n] and a
+        `residual` [m, n] to add are the accumulator's start, so adding them costs no
+        pass of its own over C."""
+        panels = n // panel
+        cp = [m, panels, panel]
+        terms = []
+        if bias is not None:
+            terms.append((self.emit(f"tensor.expand_shape {bias} [[0, 1]] output_shape [{panels}, {panel}] : "
+                                    f"{self.t([n])} into {self.t([panels, panel])}"), [1, 2]))
+        if residual is not None:
+            terms.append(self.emit(f"tensor.expand_shape {residual} [[0], [1, 2]] output_shape {cp} : "
+                                   f"{self.t([m, n])} into {self.t(cp)}"))
+        if terms:
+            init = self.elementwise(terms, cp, lambda s, *v: v[0] if len(v) == 1 else s.add(v[1], v[0]))
+        else:
+            init = self.full(cp, 0.0)
+        out = self.generic([(a, [m, k], [0, 2]), (bp, [panels, k, panel], [1, 2, 3])],
+                           [(init, cp, [0, 1, 3])],
+                           ["parallel", "parallel", "reduction", "parallel"],
+                           lambda s, x, w, acc: s.add(acc, s.mul(x, w)))
+        return self.emit(f"tensor.collapse_shape {out} [[0], [1, 2]] : {self.t(cp)} into {self.t([m, n])}")
 
     def vecmat(self, x, w, k, n) -> str:
         """[k] @ [k, n] with linalg.vecmat (decode's memory-bound projections)."""
@@ -287,6 +314,55 @@ class Func:
             lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
         return self.emit(f"tensor.collapse_shape {out} [[0], [1, 2, 3]] : "
                          f"{self.t(out_shape)} into {self.t([seq, heads * hd])}")
+
+    def attention_append(self, q, k_cache, v_cache, k_new, v_new, ctx, heads, kv_heads, head_dim,
+                         key_mask: str) -> str:
+        """One query's attention over the kept rows of a KV cache plus its own new K/V row,
+        without building the grown cache: the new row's score joins the cache's in the
+        softmax's max and sum, its value in the weighted sum. (Concatenating first copied
+        the whole cache, every layer, every decode step.)
+
+        q: [1, heads*hd]; k_cache, v_cache: [ctx, kv_heads*hd]; k_new, v_new: [kv_heads*hd];
+        key_mask: [ctx], 1.0 keep / 0.0 drop. Returns [1, heads*hd].
+        """
+        group, hd = heads // kv_heads, head_dim
+        q4 = self.emit(f"tensor.expand_shape {q} [[0], [1, 2, 3]] output_shape "
+                       f"[1, {kv_heads}, {group}, {hd}] : {self.t([1, heads * hd])} "
+                       f"into {self.t([1, kv_heads, group, hd])}")
+
+        def split(x, rows):
+            lead = [rows] if rows else []
+            return self.emit(f"tensor.expand_shape {x} [{'[0], [1, 2]' if rows else '[0, 1]'}] output_shape "
+                             f"{lead + [kv_heads, hd]} : {self.t(lead + [kv_heads * hd])} "
+                             f"into {self.t(lead + [kv_heads, hd])}")
+        k3, v3, k2, v2 = split(k_cache, ctx), split(v_cache, ctx), split(k_new, 0), split(v_new, 0)
+        scale = 1.0 / math.sqrt(hd)
+        shape, row = [kv_heads, group, ctx], [kv_heads, group]
+        # scores[kv, g, j] = sum_e q[0, kv, g, e] * k[j, kv, e], scaled; dropped rows -inf
+        scores = self.generic([(q4, [1, kv_heads, group, hd], ["0", 0, 1, 3]), (k3, [ctx, kv_heads, hd], [2, 0, 3])],
+                              [(self.full(shape, 0.0), shape, [0, 1, 2])],
+                              ["parallel"] * 3 + ["reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        scores = self.elementwise([scores, (key_mask, [2])], shape, lambda s, x, keep: s.select(
+            s.cmpf("ogt", keep, s.const(0.5)), s.mul(x, s.const(scale)), s.const(-math.inf)))
+        own = self.generic([(q4, [1, kv_heads, group, hd], ["0", 0, 1, 2]), (k2, [kv_heads, hd], [0, 2])],
+                           [(self.full(row, 0.0), row, [0, 1])],
+                           ["parallel", "parallel", "reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        own = self.elementwise([own], row, lambda s, x: s.mul(x, s.const(scale)))
+        peak = self.reduce_last(scores, shape, -math.inf, lambda s, a, v: s.max(a, v))
+        peak = self.elementwise([peak, own], row, lambda s, a, b: s.max(a, b))   # finite: own is
+        exps = self.elementwise([scores, (peak, [0, 1])], shape, lambda s, v, m: s.exp(s.sub(v, m)))
+        own_w = self.elementwise([own, peak], row, lambda s, v, m: s.exp(s.sub(v, m)))
+        total = self.reduce_last(exps, shape, 0.0, lambda s, a, v: s.add(a, v))
+        total = self.elementwise([total, own_w], row, lambda s, a, b: s.add(a, b))
+        # out[kv, g, e] = (sum_j exps[kv, g, j] * v[j, kv, e] + own_w[kv, g] * v_new[kv, e]) / total
+        out_shape = [kv_heads, group, hd]
+        acc = self.generic([(exps, shape, [0, 1, 3]), (v3, [ctx, kv_heads, hd], [3, 0, 2])],
+                           [(self.full(out_shape, 0.0), out_shape, [0, 1, 2])],
+                           ["parallel"] * 3 + ["reduction"], lambda s, a, b, acc: s.add(acc, s.mul(a, b)))
+        out = self.elementwise([acc, (own_w, [0, 1]), (v2, [0, 2]), (total, [0, 1])], out_shape,
+                               lambda s, a, w, v, t: s.div(s.add(a, s.mul(w, v)), t))
+        return self.emit(f"tensor.collapse_shape {out} [[0, 1, 2]] : {self.t(out_shape)} into "
+                         f"{self.t([heads * hd])}")
 
     def argmax_1d(self, x, n) -> tuple[str, str]:
         """(max value, first index of it) of a [n] tensor, as rank-0 tensors."""

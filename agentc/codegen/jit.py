@@ -117,6 +117,15 @@ def _load_async_runtime() -> None:
     ctypes.CDLL(toolchain.runtime_lib("mlir_async_runtime"), mode=ctypes.RTLD_GLOBAL)
 
 
+@functools.cache
+def host_tile() -> tuple[int, int, int]:
+    """The matmul register tile `jit` compiles with by default: this CPU's (`native_tile`),
+    else the CPU target's default. Its n is the panel width of prepacked weights."""
+    from agentc.targets.cpu.target import CpuOptions
+
+    return native_tile(toolchain.host_cpu()[1]) or CpuOptions.tile
+
+
 def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] | None = None,
         threads: int = 1, function: str | None = None) -> JitKernel:
     """Compile a kernel module through vectorize/bufferize/llvm and load it in-process.
@@ -129,9 +138,7 @@ def jit(text: str, *, opt_level: int = 3, tile: tuple[int, int, int] | None = No
 
     options = {"opt_level": opt_level, "threads": threads}
     # The engine compiles for this machine's CPU, so the register tile is this CPU's.
-    tile = tile or native_tile(toolchain.host_cpu()[1])
-    if tile is not None:
-        options["tile"] = tile
+    options["tile"] = tile or host_tile()
     state = compile_kernel(text, stop_after="llvm", **options)
     sigs = state.meta["signatures"]
     sig = next((s for s in sigs if function in (None, s.name)), None)

@@ -128,7 +128,8 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
     token's position. The context length is a run-time value: `mask` is 1.0 for the
     cache rows written so far and 0.0 for the rest, so one kernel serves every length
     up to `context` (the runtime picks the kernel by a power-of-two bucket). The token
-    attends to the kept rows plus itself; the caller writes k_new (rotated) and v_new
+    attends to the kept rows plus itself (`Func.attention_append`: the cache is read in
+    place, not copied into a grown one); the caller writes k_new (rotated) and v_new
     into its cache at the token's position.
     """
     hd = _check_heads(d_model, heads, kv_heads)
@@ -144,23 +145,8 @@ def decode_step(context: int, d_model: int, heads: int, kv_heads: int, ffn: int,
     k_row = _rope(f, row(_project(f, h, "%wk", None, d_model, kvd), kvd), cos, sin, 1, kv_heads, hd)
     k_new = f.emit(f"tensor.collapse_shape {k_row} [[0, 1]] : {f.t([1, kvd])} into {f.t([kvd])}")
     v_new = _project(f, h, "%wv", None, d_model, kvd)
-
-    def extend(cache, new, shape):
-        """cache[context, ...] with `new` as row `context`: the keys the token sees."""
-        full = [context + 1, *shape]
-        ones = ", ".join(["1"] * len(full))
-        zeros = ", ".join(["0"] * len(shape))
-        sizes = ", ".join(map(str, shape))
-        grown = f.emit(f"tensor.insert_slice {cache} into {f.empty(full)}[0{', ' + zeros if shape else ''}] "
-                       f"[{context}{', ' + sizes if shape else ''}] [{ones}] : "
-                       f"{f.t([context, *shape])} into {f.t(full)}")
-        return f.emit(f"tensor.insert_slice {new} into {grown}[{context}{', ' + zeros if shape else ''}] "
-                      f"[1{', ' + sizes if shape else ''}] [{ones}] : {f.t(shape)} into {f.t(full)}")
-    keep_self = f.emit(f"tensor.from_elements {f.emit(f'arith.constant 1.0 : {dtype}')} : {f.t([])}")
-    att = f.attention(q, extend("%k_cache", k_new, [kvd]), extend("%v_cache", v_new, [kvd]),
-                      1, context + 1, heads, kv_heads, hd, causal=False,
-                      key_mask=extend("%mask", keep_self, []))
-    att1 = f.emit(f"tensor.collapse_shape {att} [[0, 1]] : {f.t([1, d_model])} into {f.t([d_model])}")
+    att1 = f.attention_append(q, "%k_cache", "%v_cache", k_new, v_new, context, heads, kv_heads, hd,
+                              key_mask="%mask")
     x1 = f.add("%x", _project(f, att1, "%wo", None, d_model, d_model), [d_model])
     h2 = f.rmsnorm(x1, "%ffn_norm", [d_model], eps)
     y = f.add(x1, _swiglu_ffn(f, h2, "%w_gate", "%w_up", "%w_down", None, d_model, ffn), [d_model])
@@ -212,8 +198,18 @@ def sample(d_model: int, vocab: int, k: int = 4, *, eps: float = RMS_EPS, dtype:
                                  (probs, f.t([k])), (ids, f.t([k], "i32"))])
 
 
+def pack_panels(w, panel: int):
+    """A weight w[k, n] (numpy) as column panels [n / panel, k, panel], the layout a
+    kernel built with `panel=` takes: what the CPU target's packed-B schedule would
+    otherwise copy B into on every call (`Func.matmul_panels`)."""
+    k, n = w.shape
+    if n % panel:
+        raise ValueError(f"pack_panels: {n} columns are not whole panels of {panel}")
+    return w.reshape(k, n // panel, panel).transpose(1, 0, 2).copy()
+
+
 def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool = False,
-                  dtype: str = "f32", name: str = "encoder_layer") -> str:
+                  panel: int = 0, dtype: str = "f32", name: str = "encoder_layer") -> str:
     """One post-norm BERT-style encoder layer (as in all-MiniLM), bidirectional attention.
 
     Args (x[seq,d], wq[d,d], bq[d], wk[d,d], bk[d], wv[d,d], bv[d], wo[d,d], bo[d],
@@ -221,29 +217,41 @@ def encoder_layer(seq: int, d_model: int, heads: int, ffn: int, *, masked: bool 
     [, mask[seq]]) -> y[seq,d]. GELU is the erf form. With `masked`, the last argument
     (1.0 token / 0.0 padding) hides padding keys, so a sentence shorter than `seq`
     rows (a bucketed kernel, `agentc run`) attends only to its own tokens; padding rows
-    come out finite and are dropped by the pooling.
+    come out finite and are dropped by the pooling. With `panel` > 0 the four [in, out]
+    weights come as column panels (`pack_panels`: wq[d/panel, d, panel], ...,
+    w1[ffn/panel, d, panel], w2[d/panel, ffn, panel]), packed once by the caller.
     """
     hd = _check_heads(d_model, heads, heads)
+    if panel and (d_model % panel or ffn % panel):
+        raise ValueError(f"encoder_layer: d_model={d_model} and ffn={ffn} must be whole panels of {panel}")
     f = Func(dtype)
     shape = [seq, d_model]
 
-    def dense(x, w, b, k, n):
-        return f.add_bias(f.matmul(x, w, seq, k, n), b, [seq, n])
+    def dense(x, w, b, k, n, residual=None):
+        """x @ w + b (+ residual): bias and residual start the accumulator (no pass of
+        their own over the result), in both layouts alike, so both round alike."""
+        if panel:
+            return f.matmul_panels(x, w, seq, k, n, panel, bias=b, residual=residual)
+        terms = [(b, [1])] + ([residual] if residual is not None else [])
+        init = f.elementwise(terms, [seq, n], lambda s, *v: v[0] if len(v) == 1 else s.add(v[1], v[0]))
+        return f.matmul(x, w, seq, k, n, init=init)
+
+    def weight(k, n):
+        return [n // panel, k, panel] if panel else [k, n]
     q = dense("%x", "%wq", "%bq", d_model, d_model)
     k = dense("%x", "%wk", "%bk", d_model, d_model)
     v = dense("%x", "%wv", "%bv", d_model, d_model)
     att = f.attention(q, k, v, seq, seq, heads, heads, hd, causal=False,
                       key_mask="%mask" if masked else None)
-    x1 = f.layernorm(f.add("%x", dense(att, "%wo", "%bo", d_model, d_model), shape),
-                     "%ln1_g", "%ln1_b", shape)
+    x1 = f.layernorm(dense(att, "%wo", "%bo", d_model, d_model, residual="%x"), "%ln1_g", "%ln1_b", shape)
     inner = dense(x1, "%w1", "%b1", d_model, ffn)
     gelu = f.elementwise([inner], [seq, ffn], lambda s, u: s.mul(
         s.mul(s.const(0.5), u), s.add(s.const(1.0), s.erf(s.mul(u, s.const(1 / math.sqrt(2)))))))
-    y = f.layernorm(f.add(x1, dense(gelu, "%w2", "%b2", ffn, d_model), shape), "%ln2_g", "%ln2_b", shape)
-    vec, mat = [d_model], [d_model, d_model]
+    y = f.layernorm(dense(gelu, "%w2", "%b2", ffn, d_model, residual=x1), "%ln2_g", "%ln2_b", shape)
+    vec, mat = [d_model], weight(d_model, d_model)
     args = [("%x", shape), ("%wq", mat), ("%bq", vec), ("%wk", mat), ("%bk", vec), ("%wv", mat),
             ("%bv", vec), ("%wo", mat), ("%bo", vec), ("%ln1_g", vec), ("%ln1_b", vec),
-            ("%w1", [d_model, ffn]), ("%b1", [ffn]), ("%w2", [ffn, d_model]), ("%b2", vec),
+            ("%w1", weight(d_model, ffn)), ("%b1", [ffn]), ("%w2", weight(ffn, d_model)), ("%b2", vec),
             ("%ln2_g", vec), ("%ln2_b", vec)] + ([("%mask", [seq])] if masked else [])
     return f.module(name, args, [(y, f.t(shape))])
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from agentc.codegen.emit import LN_EPS
+from agentc.codegen.jit import host_tile
+from agentc.codegen.kernels import pack_panels
 from agentc.runtime.kernels import compiled
 from agentc.runtime.weights import Checkpoint
 
@@ -50,7 +52,8 @@ class Encoder:
     """A sentence encoder: `embed(texts)` -> L2-normalised [n, d] float32 embeddings."""
 
     def __init__(self, ckpt: Checkpoint, *, layers: int, d_model: int, heads: int, ffn: int,
-                 vocab: int, positions: int = 512, type_vocab: int = 2, buckets: tuple[int, ...] = BUCKETS, threads: int = 1):
+                 vocab: int, positions: int = 512, type_vocab: int = 2, buckets: tuple[int, ...] = BUCKETS,
+                 threads: int = 1, prepack: bool = True):
         self.layers, self.d, self.heads, self.ffn = layers, d_model, heads, ffn
         self.positions, self.threads = positions, threads
         self.buckets = tuple(sorted(b for b in buckets if b < positions)) + (positions,)
@@ -63,6 +66,15 @@ class Encoder:
         for i in range(layers):
             arrays = [ckpt.take(f"encoder.layer.{i}.{name}", shape) for name, shape in _layer_tensors(d, ffn)]
             self.weights.append([np.ascontiguousarray(a.T) if a.ndim == 2 else a for a in arrays])
+        # The kernels called here take the [in, out] weights packed into column panels once,
+        # now, rather than copying them into panels on every call (a tenth of a layer).
+        # `weights` keeps the plain layout: the host programs' kernels (agentc.runtime.host)
+        # are compiled by `agentc compile` for it.
+        # (prepack=False: packed on every call, as before; benchmarks/bench_run.py compares.)
+        panel = host_tile()[1]
+        self.panel = panel if prepack and d % panel == 0 and ffn % panel == 0 else 0
+        self.packed = [[pack_panels(a, self.panel) if self.panel and a.ndim == 2 else a for a in w]
+                       for w in self.weights]
         self.tokenizer = ckpt.tokenizer()
 
     def tokenize(self, text: str) -> list[int]:
@@ -88,8 +100,8 @@ class Encoder:
         mask = np.zeros(rows, np.float32)
         mask[:n] = 1.0
         layer = compiled("encoder_layer", self.threads, seq=rows, d_model=self.d, heads=self.heads,
-                         ffn=self.ffn, masked=True)
-        for w in self.weights:
+                         ffn=self.ffn, masked=True, panel=self.panel)
+        for w in self.packed:
             (x,) = layer(x, *w, mask)
         return x, mask
 

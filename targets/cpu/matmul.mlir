@@ -18,9 +18,10 @@ module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 
 // One block per distinct schedule, run on each op tagged with it (packing rewrites one
-// op at a time). Parameters: key (the schedule's `agentc.schedule` tag).
+// op at a time). Parameters: key (the schedule's `agentc.schedule` tag), op (the op's
+// name: linalg.matmul, or linalg.generic for a prepacked B's contraction).
 // @fragment match
-    %mm_${id} = transform.structured.match ops{["linalg.matmul"]}
+    %mm_${id} = transform.structured.match ops{["${op}"]}
       attributes {agentc.schedule = "${key}"} in %root : (!transform.any_op) -> !transform.any_op
     transform.foreach %mm_${id} : !transform.any_op {
     ^bb0(%one_${id}: !transform.any_op):
@@ -79,6 +80,13 @@ module attributes {transform.with_named_sequence} {
       : (!transform.op<"linalg.generic">) -> (!transform.any_op, !transform.any_op)
     %bpart_${id}, %fforall_${id} = transform.structured.fuse_into_containing_op %btranspose_${id}
       into %forall_${id} : (!transform.op<"linalg.transpose">, !transform.any_op) -> (!transform.any_op, !transform.any_op)
+
+// B prepacked (weights packed once when loaded): the op is already the packed generic
+// over (m, panel, k, j); threads share out its panels (or rows) with nothing to copy.
+// Parameters: counts (threads per loop of (m, panel, k, j)).
+// @fragment prepacked_forall
+    %ppar_${id}, %forall_${id} = transform.structured.tile_using_forall %one_${id} num_threads ${counts}
+      : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
 
 // Each panel and K block becomes a loop; the rest is a matmul on one panel, tiled into
 // register tiles of m rows. Parameters: cur, cur_type (its transform type), k_block,

@@ -28,6 +28,8 @@ class MatmulSchedule:
     dimensions ("m", "n") the register tile does not divide, whose last partial tile
     is peeled off into its own loop. b_transposed: B is stored [n, k] (a matmul with
     `indexing_maps`, e.g. attention's Q @ K^T); its panels then need no transpose.
+    prepacked: B arrives already in panels (`Func.matmul_panels`, weights packed once
+    when loaded); the op is the packed contraction and nothing is copied.
     """
 
     tile: tuple[int, int, int]
@@ -37,6 +39,7 @@ class MatmulSchedule:
     pack_b: bool = False
     peel: str = ""
     b_transposed: bool = False
+    prepacked: bool = False
 
     @property
     def key(self) -> str:
@@ -50,6 +53,8 @@ class MatmulSchedule:
             key += "_packb"
         if self.b_transposed:
             key += "_bt"
+        if self.prepacked:
+            key += "_pre"
         if self.peel:
             key += f"_peel{self.peel}"
         return key
@@ -88,8 +93,10 @@ def _k_block(k: int, tile_k: int, target: int, lo: int, hi: int) -> int:
     return min(divisors, key=lambda d: (abs(d - target), -d), default=0)
 
 
-def matmul_schedule(shape_mnk, options: CpuOptions, b_transposed: bool = False) -> MatmulSchedule:
-    """The schedule for a static matmul of shape (m, n, k) under `options`.
+def matmul_schedule(shape_mnk, options: CpuOptions, b_transposed: bool = False,
+                    panel: int = 0) -> MatmulSchedule:
+    """The schedule for a static matmul of shape (m, n, k) under `options`; `panel` > 0
+    for a B already packed into panels of that width (its register tile's n).
 
     Measured on AVX2 (Zen 3) at 512^3: row-major B with K blocks of 128 reaches about
     60 GFLOP/s, packed B panels with the whole K (32 KiB panels, streamed) about 80.
@@ -99,6 +106,8 @@ def matmul_schedule(shape_mnk, options: CpuOptions, b_transposed: bool = False) 
     tile = (min(pm, m), min(pn, n), next(t for t in (pk, 4, 2, 1) if t <= pk and k % t == 0))
     # A transposed B is read a column at a time unless packed: pack it whenever N allows.
     pack_b = n >= 2 * tile[1] and (m >= MIN_PACKED_ROWS or b_transposed)
+    if panel:
+        tile, pack_b = (tile[0], panel, tile[2]), True
     split, threads = "", 1
     if options.threads > 1 and m * n * k >= MIN_THREADED_MACS:
         t = options.threads
@@ -117,7 +126,7 @@ def matmul_schedule(shape_mnk, options: CpuOptions, b_transposed: bool = False) 
     else:
         k_block = _k_block(k, tile[2], 128, 64, 256)
         peel = ("m" if m_part % tile[0] else "") + ("n" if n_part % tile[1] else "")
-    return MatmulSchedule(tile, k_block, split, threads, pack_b, peel, b_transposed)
+    return MatmulSchedule(tile, k_block, split, threads, pack_b, peel, b_transposed, bool(panel))
 
 
 def batch_key(sizes, forall: bool) -> str:
@@ -241,6 +250,25 @@ def _matmul_layout(op) -> tuple[int, int, int, bool] | None:
     return c.shape[0], c.shape[1], a.shape[[a0, a1].index(dim_k)], b0 == c1
 
 
+def _panel_layout(op) -> tuple[int, int, int, int] | None:
+    """(m, n, k, panel) of a static `Func.matmul_panels` contraction: a linalg.generic
+    C[m, p, j] += A[m, k] * Bp[p, k, j] over loops (m, p, k, j); None for anything else."""
+    from mlir import ir
+
+    operands = list(op.operands)
+    if len(operands) != 3 or len(op.results) != 1:
+        return None
+    a, b, c = (ir.ShapedType(v.type) for v in operands)
+    if not (a.has_static_shape and b.has_static_shape and c.has_static_shape):
+        return None
+    if [_dims(m) for m in ir.ArrayAttr(op.attributes["indexing_maps"])] != [[0, 2], [1, 2, 3], [0, 1, 3]]:
+        return None
+    iterators = ["reduction" in str(t) for t in ir.ArrayAttr(op.attributes["iterator_types"])]
+    if iterators != [False, False, True, False] or not _is_multiply_accumulate(op.regions[0].blocks[0]):
+        return None
+    return a.shape[0], b.shape[0] * b.shape[2], a.shape[1], b.shape[2]
+
+
 def _inside_forall(op) -> bool:
     parent = op.parent
     while parent is not None and parent.name != "builtin.module":
@@ -251,7 +279,8 @@ def _inside_forall(op) -> bool:
 
 
 def tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedule]]:
-    """Mark each static linalg.matmul with its schedule (`agentc.schedule`).
+    """Mark each static linalg.matmul, and each contraction over prepacked B panels
+    (`_panel_layout`), with its schedule (`agentc.schedule`).
 
     Matmuls already inside a thread's share of work (`scf.forall`) get one thread.
     """
@@ -263,14 +292,22 @@ def tag_matmuls(text: str, options: CpuOptions) -> tuple[str, list[MatmulSchedul
         module = ir.Module.parse(text)
 
         def visit(op):
+            sched = None
             if op.name == "linalg.matmul":
                 layout = _matmul_layout(op.operation)
                 if layout is not None:
                     m, n, k, b_transposed = layout
                     sched = matmul_schedule((m, n, k), single if _inside_forall(op.operation) else options,
                                             b_transposed)
-                    op.attributes["agentc.schedule"] = ir.StringAttr.get(sched.key)
-                    schedules.append(sched)
+            elif op.name == "linalg.generic":
+                panels = _panel_layout(op.operation)
+                if panels is not None:
+                    m, n, k, panel = panels
+                    sched = matmul_schedule((m, n, k), single if _inside_forall(op.operation) else options,
+                                            panel=panel)
+            if sched is not None:
+                op.attributes["agentc.schedule"] = ir.StringAttr.get(sched.key)
+                schedules.append(sched)
             return ir.WalkResult.ADVANCE
         module.operation.walk(visit)
         return str(module), schedules

@@ -49,10 +49,18 @@ def transform_script(schedules) -> str:
 
     blocks = []
     for i, sched in enumerate(sorted(set(schedules), key=lambda sched: sched.key)):
-        blocks.append(frag("match", id=i, key=sched.key))
+        blocks.append(frag("match", id=i, key=sched.key,
+                           op="linalg.generic" if sched.prepacked else "linalg.matmul"))
         cur = "one"
         m, n, k = sched.tile
-        if sched.pack_b:
+        if sched.prepacked:
+            cur, cur_type = "one", "!transform.any_op"
+            if sched.split:
+                counts = [sched.threads, 0, 0, 0] if sched.split == "m" else [0, sched.threads, 0, 0]
+                blocks.append(frag("prepacked_forall", id=i, counts=counts))
+                cur = "ppar"
+            blocks.append(frag("panels", id=i, cur=cur, cur_type=cur_type, m=m, k=k, k_block=sched.k_block))
+        elif sched.pack_b:
             blocks.append(frag("pack_b", id=i, cur=cur, n=n))
             packed, bpanels = ("gen", "bpack") if sched.b_transposed else ("packed", "bpanels")
             if not sched.b_transposed:

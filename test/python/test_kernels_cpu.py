@@ -348,3 +348,32 @@ def test_register_tile_follows_the_vector_width():
     assert schedule.native_tile("+avx2,+fma,+avx512f,+avx512vl") == schedule.AVX512_TILE == (6, 64, 1)
     assert schedule.native_tile("+avx2,+fma,-avx512f") is None
     assert schedule.native_tile("+neon") is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_encoder_layer_with_weights_packed_once_check_against_numpy(threads, thread_small_ops):
+    """`panel=`: the layer takes its four weights as column panels, packed by the caller
+    once; the projections then copy nothing per call and still compute x @ w."""
+    seq, d, heads, ffn, panel = 68, 128, 4, 256, 16   # 68 rows: a peeled edge tile
+    text = kernels.encoder_layer(seq, d, heads, ffn, panel=panel)
+    state = cpu.compile_kernel(text, threads=threads, stop_after="vectorize")
+    keys = [s.key for s in state.meta["matmul_schedules"]]
+    assert sum("_pre" in key for key in keys) == 6   # q, k, v, o, w1, w2
+    assert all("_n2_" in key for key in keys if "_pre" in key) == (threads > 1)   # panels shared out
+    assert "linalg.transpose" not in state.ir                       # no copy of B into panels
+    kernel = jit(text, threads=threads)
+    plain = _inputs(jit(kernels.encoder_layer(seq, d, heads, ffn)).signature, np.random.default_rng(9))
+
+    def panels(w):   # written here apart from pack_panels: panel p is columns [p*16, p*16+16)
+        return np.stack([w[:, p * panel:(p + 1) * panel] for p in range(w.shape[1] // panel)])
+    got = kernel(*[panels(x) if x.ndim == 2 and i else x for i, x in enumerate(plain)])[0]
+    want = REFERENCES["encoder_layer"](*[x.astype(np.float64) for x in plain], heads=heads)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+    assert np.array_equal(kernels.pack_panels(plain[1], panel), panels(plain[1]))
+
+
+def test_decode_step_reads_its_cache_in_place():
+    """The new K/V row joins the softmax beside the cache; no [context + 1] copy of the
+    cache is built (test_kernel_check_against_numpy checks the values)."""
+    text = kernels.decode_step(6, 32, 4, 2, 48)
+    assert "tensor<7x" not in text and "tensor.insert_slice" not in text
