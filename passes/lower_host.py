@@ -1032,15 +1032,16 @@ def host_text(sub) -> str:
 
 def lower_pool(sub) -> None:
     """Replace the op functions, schedule and their declarations with `module @host`."""
-    host = ir.Module.parse(host_text(sub))
+    # Parsed as a detached operation, straight into the pool module (a parsed Module
+    # printed and parsed again cost as much as building its text).
+    host = ir.Operation.parse(host_text(sub))
     body = sub.regions[0].blocks[0]
     for op in list(body.operations):
         op = op.operation
         if op.name == "func.func" and "llvm.emit_c_interface" in op.attributes:
             continue
         op.erase()
-    new = host.operation
-    body.append(ir.Operation.parse(str(new)))
+    body.append(host)
 
 
 def run(module, ctx) -> None:
