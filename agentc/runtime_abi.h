@@ -68,6 +68,14 @@ int64_t agentc_recv(int64_t channel, const char *peer, void *out, int64_t cap);
  * not trace defines it empty. */
 void agentc_trace(const char *op, int64_t begin);
 
+/* A control decision of a program that runs its loops and branches: kind 0, a loop
+ * (`region` its label) about to run trip `trip` (0, 1, ...; never past its max):
+ * returns 1 to run it, 0 to leave the loop; kind 1, a branch: returns the index of the
+ * arm to take (0: then). `prob` is the program's probability (a loop's continue
+ * probability, a branch's first-arm probability). agentc run's default: a seeded
+ * draw u, 1 / arm 0 when u < prob. Negative: an error (the program stops with it). */
+int64_t agentc_decide(const char *region, int64_t kind, double prob, int64_t trip);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,7 +12,8 @@
 (d) With --against REV: every example at its load (the voice agent at --load), this
     simulator against agentc/sim as of git revision REV, run alternately in the same
     process (the older copy imported under another package name), as a ratio of
-    simulated requests per CPU second (time.process_time: the machine may be shared).
+    simulated requests per CPU second (time.process_time: the machine may be shared),
+    and whether the two give the same statistics, float for float.
 
 Run: python benchmarks/bench_simulate.py [--requests 2000] [--load 20] [--against REV]
 """
@@ -120,7 +121,27 @@ def against(rev: str, n: int, repeats: int, voice_load: float):
                     new = max(new, r)
                 else:
                     old = max(old, r)
-        print(f"    {name:12s} at {load:g} req/s: {new:9,.0f} req/s, {rev}: {old:9,.0f} req/s, ratio {new / old:.2f}")
+        same = _outcome(new_p, load, n, model) == _outcome(old_p, load, n, old_model)
+        print(f"    {name:12s} at {load:g} req/s: {new:9,.0f} req/s, {rev}: {old:9,.0f} req/s, ratio {new / old:.2f}, "
+              f"results {'identical' if same else 'DIFFERENT'}")
+
+
+def _outcome(p, load_rps: float, n: int, sim) -> tuple:
+    """Every statistic of a run with the benchmark's arrivals and seed, as plain values
+    (the two simulators' dataclasses are different classes)."""
+    r = sim.simulate(p, arrivals.poisson(load_rps, np.random.default_rng(0), requests=n), sim.Config(seed=0))
+    return _plain((r.requests, r.pools, r.links, r.loop_trips, r.arm_counts, r.op_counts, r.decode_batches,
+                   r.prefill_batches, r.kv, r.trace, r.end_ms, r.unfinished, r.window_ms))
+
+
+def _plain(x):
+    if hasattr(x, "__dataclass_fields__"):
+        return tuple((k, _plain(getattr(x, k))) for k in x.__dataclass_fields__)
+    if isinstance(x, dict):
+        return tuple((k, _plain(v)) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return tuple(_plain(v) for v in x)
+    return x
 
 
 def best(fn, repeats: int):

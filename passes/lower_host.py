@@ -7,13 +7,14 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
 
 - the C entry point `int64_t agentc_<pool>_run(in, in_bytes, out, out_bytes)` takes the
   graph inputs as arrays of pointers and sizes and writes the graph outputs this pool
-  makes into caller buffers (`out_bytes[i]`: capacity in, bytes written out). It calls
-  step functions in program order, each running up to STEP_OPS ops over a frame of
-  values (one slot per value: its buffer and bytes); an op allocates its result's
-  buffer at the size agentc estimated, and a buffer is freed after the last op that
-  reads it. It returns 0, or the first negative code of a runtime call, after freeing
-  what is left;
-- `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer);
+  makes into caller buffers (`out_bytes[i]`: capacity in, bytes written out). Its
+  straight pass calls step functions in program order, each running up to STEP_OPS ops
+  over a frame of values (one slot per value: its buffer and bytes); an op allocates
+  its result's buffer at the size agentc estimated, and a buffer is freed after the
+  last op that reads it. It returns 0, or the first negative code of a runtime call,
+  after freeing what is left;
+- `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer); a
+  recv's buffer holds what the sending op function can write (`sent_bytes`);
 - each op call sits between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`, so a
   runtime can time the plan's ops;
 - a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
@@ -37,8 +38,11 @@ prompt at its real length and keeps K/V in the KV value (`_prefill_fn`), and dec
 token by token, each drawn by the `sample` kernel, over that cache with a length mask
 (`_decode_fn`; `llm.sample` then hands the ids on).
 
-Control flow: the program is the schedule's straight pass, so each call in a loop or
-branch runs once; repeating them is still the runtime's (see partition).
+Control flow: a program on one pool runs its loops and branches (`control_tree`,
+`_run_cf_fn`): each loop trip and branch arm is the runtime's decision
+(`agentc_decide`). On several pools the program is the schedule's straight pass, so
+each call in a loop or branch runs once (their schedules are not yet joined by shared
+decisions and carried values; see partition).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import math
 from mlir import ir
 
 from agentc import dialects
-from agentc.codegen.abi import ABI_TYPE, EMBED_ROWS, RUNTIME_DECLS, entry_point
+from agentc.codegen.abi import ABI_TYPE, DECIDE, DECIDE_TYPE, EMBED_ROWS, RUNTIME_DECLS, entry_point
 from agentc.passes._ir import StringGlobals, get, placed_nothing, str_attr, top_ops
 from agentc.passes.partition import PartitionError
 
@@ -823,7 +827,7 @@ class _Frame:
 
 
 def _run_fns(pool: str, schedule, results: dict, labels: dict, runtime_fns: set,
-             strings: StringGlobals) -> list[str]:
+             strings: StringGlobals, sent: dict[int, int]) -> list[str]:
     """The C entry point and its steps. The entry point allocates the frame (`_Frame`),
     puts the graph inputs in their slots, calls the step functions in order with an
     error exit, copies the graph outputs out and frees what is left with the frame.
@@ -832,11 +836,12 @@ def _run_fns(pool: str, schedule, results: dict, labels: dict, runtime_fns: set,
     buffer into its own slot, between `agentc_trace(label, 1)` and
     `agentc_trace(label, 0)`, and freeing the buffers it read last. No value lives in
     a register across ops: one function over the whole schedule, with every buffer live
-    throughout, grew LLVM's time much faster than the schedule."""
+    throughout, grew LLVM's time much faster than the schedule. A recv's buffer holds
+    what its peer's buffer can hold (`sent`: channel -> bytes, `sent_bytes`)."""
     frame = _Frame(schedule)
     ops = [n for n, op in enumerate(frame.ops) if op.name != "func.return"]
     groups = [ops[i:i + STEP_OPS] for i in range(0, len(ops), STEP_OPS)]
-    steps = [_step_fn(k, group, pool, frame, results, labels, runtime_fns, strings)
+    steps = [_step_fn(k, group, pool, frame, results, labels, runtime_fns, strings, sent)
              for k, group in enumerate(groups)]
     b = _Lines()
     b("%zero = arith.constant 0 : i64")
@@ -880,7 +885,7 @@ def _run_fns(pool: str, schedule, results: dict, labels: dict, runtime_fns: set,
 
 
 def _step_fn(k: int, group: list[int], pool: str, frame: _Frame, results: dict, labels: dict,
-             runtime_fns: set, strings: StringGlobals) -> str:
+             runtime_fns: set, strings: StringGlobals, sent: dict[int, int]) -> str:
     """Step `k`: the ops `group` of the schedule in order, over the frame; the first
     negative code, or the last op's."""
     head, b = _Lines(), _Lines()    # head: the entry block's allocas (static, not per call)
@@ -888,7 +893,7 @@ def _step_fn(k: int, group: list[int], pool: str, frame: _Frame, results: dict, 
     for i, n in enumerate(group):
         if i:
             b.lines.append(f"^op{n}:")
-        rc = _op_lines(head, b, n, frame.ops[n], pool, frame, results, labels, runtime_fns, strings)
+        rc = _op_lines(head, b, n, frame.ops[n], pool, frame, results, labels, runtime_fns, strings, sent)
         if i + 1 < len(group):
             b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
             b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{group[i + 1]}")
@@ -902,7 +907,7 @@ def _step_fn(k: int, group: list[int], pool: str, frame: _Frame, results: dict, 
 
 
 def _op_lines(head, b, n: int, op, pool: str, frame: _Frame, results: dict, labels: dict,
-              runtime_fns: set, strings: StringGlobals) -> str:
+              runtime_fns: set, strings: StringGlobals, sent: dict[int, int]) -> str:
     """Op `n` of the schedule over the frame (SSA names suffixed `n`); its return code's
     name: the bytes its result holds, or a negative code."""
     read: dict[int, str] = {}
@@ -917,7 +922,8 @@ def _op_lines(head, b, n: int, op, pool: str, frame: _Frame, results: dict, labe
 
     rc = f"%rc{n}"
     if op.results:
-        size = int(get(op, "bytes")) if op.name == "agent.recv" else results[get(op, "callee").lstrip("@")]
+        size = (max(int(get(op, "bytes")), sent.get(int(get(op, "channel")), 0)) if op.name == "agent.recv"
+                else results[get(op, "callee").lstrip("@")])
         b(f"%slot{n} = arith.constant {frame.first + n} : i64")
         b(f"%cap{n} = arith.constant {max(1, size)} : i64")
     if op.name == "agent.recv":
@@ -974,13 +980,329 @@ def _op_lines(head, b, n: int, op, pool: str, frame: _Frame, results: dict, labe
     return rc
 
 
+# --------------------------------------------------------------------------- control flow
+
+_CONTROL = ("agent.loop", "agent.branch")
+
+
+class _Tree:
+    """The entry graph in program order (partition's order) with its loops and branches
+    kept: `nodes` of ("op", op), ("loop", op, body, yields), ("branch", op, [(arm,
+    yields), ...]); `inputs` the graph's input values in the schedule's argument order;
+    `outputs` the values the graph returns; `steps` its granular ops in order."""
+
+    def __init__(self, graph):
+        self.inputs: list = []
+        self.steps: list = []
+        body = [o.operation for o in graph.regions[0].blocks[0].operations]
+        self.nodes, self.outputs = self._visit(body)
+
+    def _visit(self, ops):
+        nodes, yields = [], []
+        for op in ops:
+            if op.name == "agent.input":
+                self.inputs.append(op.results[0])
+            elif op.name == "agent.loop":
+                block = op.regions[0].blocks[0]
+                inner, ys = self._visit([o.operation for o in block.operations])
+                nodes.append(("loop", op, inner, ys))
+            elif op.name == "agent.branch":
+                arms = [self._visit([o.operation for o in r.blocks[0].operations]) for r in op.regions]
+                nodes.append(("branch", op, arms))
+            elif op.name in ("gpu.yield", "agent.yield", "scf.yield"):
+                yields = list(op.operands)
+            else:
+                self.steps.append(op)
+                nodes.append(("op", op))
+        return nodes, yields
+
+
+def control_tree(module, schedule):
+    """The `_Tree` of a one-pool program with loops or branches whose granular ops are
+    the schedule's calls one to one (None otherwise: the straight pass stands; a
+    parallel region, or ops on several pools, whose schedules are not yet joined by
+    shared decisions)."""
+    from agentc.passes._plan_ctx import entry_graph
+
+    graph = entry_graph(module)
+    if graph is None:
+        return None
+    names = set()
+    for region in graph.regions:
+        for block in region.blocks:
+            for op in block.operations:
+                _names(op.operation, names)
+    if not names & set(_CONTROL) or "agent.parallel" in names:
+        return None
+    tree = _Tree(graph)
+    *calls, ret = [op.operation for op in schedule.regions[0].blocks[0].operations]
+    if (len(calls) != len(tree.steps) or len(ret.operands) != len(tree.outputs)
+            or any(c.name != "func.call" for c in calls)):
+        return None
+    return tree
+
+
+def _names(op, into: set) -> None:
+    into.add(op.name)
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                _names(inner.operation, into)
+
+
+def _run_cf_fn(pool: str, schedule, tree: _Tree, results: dict, labels: dict, runtime_fns: set,
+               strings: StringGlobals) -> str:
+    """The C entry point of a one-pool program with loops and branches: the graph's
+    control flow over the schedule's calls. A loop asks `agentc_decide(region, 0, p,
+    trip)` before each trip (at most `max_trips`; p the loop's continue probability); a
+    branch asks `agentc_decide(region, 1, prob, 0)` for its arm. A value has one buffer
+    (allocated on entry) and a slot with its length; a loop's carried values and a
+    region's results have buffers of their own, written by copies: the initial values
+    on entering a loop, the body's yields after each trip (so after the loop they hold
+    the last trip's, or the initial values after none), an arm's yields after it."""
+    from agentc.planner.scenarios import continue_prob
+
+    b = _Lines()
+    calls = [op.operation for op in schedule.regions[0].blocks[0].operations][:-1]
+    call_of = {id(step): (n, c) for n, (step, c) in enumerate(zip(tree.steps, calls))}
+    where: dict = {}        # graph value -> ("in", i) | ("op", n) | ("m", m)
+    buffers: list[str] = []
+    for i, v in enumerate(tree.inputs):
+        b(f"%ip{i}g = llvm.getelementptr %in[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+        b(f"%ip{i} = llvm.load %ip{i}g : !llvm.ptr -> !llvm.ptr")
+        b(f"%is{i}g = llvm.getelementptr %in_bytes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        b(f"%is{i} = llvm.load %is{i}g : !llvm.ptr -> i64")
+        b(f"%input{i} = func.call @__agentc_bytes(%ip{i}, %is{i}) : (!llvm.ptr, i64) -> {BYTES}")
+        where[v] = ("in", i)
+    b("%zero = arith.constant 0 : i64")
+    b("%one = arith.constant 1 : i64")
+    for n, c in enumerate(calls):
+        if c.results:
+            size = results[get(c, "callee").lstrip("@")]
+            b(f"%cap{n} = arith.constant {max(1, size)} : i64")
+            b(f"%buf{n} = func.call @__agentc_buffer(%cap{n}) : (i64) -> {BYTES}")
+            b(f"%sz{n} = llvm.alloca %one x i64 : (i64) -> !llvm.ptr")
+            b(f"llvm.store %zero, %sz{n} : i64, !llvm.ptr")
+            buffers.append(f"%buf{n}")
+            for r in tree.steps[n].results:
+                where[r] = ("op", n)
+        if get(c, "callee").lstrip("@") in runtime_fns:
+            # a runtime call's input arrays (`_abi_fn`)
+            b(f"%n_in{n} = arith.constant {max(1, len(c.operands))} : i64")
+            b(f"%ins{n} = llvm.alloca %n_in{n} x !llvm.ptr : (i64) -> !llvm.ptr")
+            b(f"%sizes{n} = llvm.alloca %n_in{n} x i64 : (i64) -> !llvm.ptr")
+
+    # merged values: a loop's carried values (and its results), a branch's results
+    sources: dict[int, list] = {}
+
+    def merges(nodes):
+        for node in nodes:
+            if node[0] == "loop":
+                op, body, ys = node[1], node[2], node[3]
+                block = op.regions[0].blocks[0]
+                for arg, init, y, res in zip(block.arguments, op.operands, ys, op.results):
+                    m = len(sources)
+                    sources[m] = [init, y]
+                    where[arg] = where[res] = ("m", m)
+                merges(body)
+            elif node[0] == "branch":
+                op, arms = node[1], node[2]
+                for arm, _ in arms:
+                    merges(arm)
+                for j, res in enumerate(op.results):
+                    m = len(sources)
+                    sources[m] = [ys[j] for _, ys in arms]
+                    where[res] = ("m", m)
+
+    merges(tree.nodes)
+    # each merge's capacity: the largest of what can flow into it (static result bytes,
+    # a graph input's bytes), found by iterating to a fixed point (loops carry cycles)
+    atoms: dict[int, set] = {m: set() for m in sources}
+    changed = True
+    while changed:
+        changed = False
+        for m, srcs in sources.items():
+            new = set(atoms[m])
+            for v in srcs:
+                kind, k = where[v]
+                new |= ({("c", max(1, results[get(calls[k], "callee").lstrip("@")]))} if kind == "op"
+                        else {("in", k)} if kind == "in" else atoms[k])
+            if new != atoms[m]:
+                atoms[m], changed = new, True
+    for m in sources:
+        static = max([c for t, c in atoms[m] if t == "c"], default=1)
+        b(f"%mcap{m}_0 = arith.constant {static} : i64")
+        last = f"%mcap{m}_0"
+        for j, (_, i) in enumerate(sorted(a for a in atoms[m] if a[0] == "in")):
+            b(f"%mcap{m}_{j + 1} = arith.maxui {last}, %is{i} : i64")
+            last = f"%mcap{m}_{j + 1}"
+        b(f"%mbuf{m} = func.call @__agentc_buffer({last}) : (i64) -> {BYTES}")
+        b(f"%msz{m} = llvm.alloca %one x i64 : (i64) -> !llvm.ptr")
+        b(f"llvm.store %zero, %msz{m} : i64, !llvm.ptr")
+        buffers.append(f"%mbuf{m}")
+
+    fresh = iter(range(1 << 30))
+
+    def view(v) -> str:
+        kind, k = where[v]
+        if kind == "in":
+            return f"%input{k}"
+        t = next(fresh)
+        buf, slot = (f"%buf{k}", f"%sz{k}") if kind == "op" else (f"%mbuf{k}", f"%msz{k}")
+        b(f"%vn{t} = llvm.load {slot} : !llvm.ptr -> i64")
+        b(f"%vv{t} = func.call @__agentc_view({buf}, %vn{t}) : ({BYTES}, i64) -> {BYTES}")
+        return f"%vv{t}"
+
+    def check(rc: str, tag: str) -> None:
+        b(f"%bad{tag} = arith.cmpi slt, {rc}, %zero : i64")
+        b(f"cf.cond_br %bad{tag}, ^fail({rc} : i64), ^ok{tag}")
+        b.lines.append(f"^ok{tag}:")
+
+    def put(m: int, v) -> None:
+        """Copy value `v` into merge `m`'s buffer (unless it is that merge already)."""
+        if where[v] == ("m", m):
+            return
+        src = view(v)
+        t = next(fresh)
+        b(f"%mc{t} = func.call @__agentc_copy(%mbuf{m}, {src}) : ({BYTES}, {BYTES}) -> i64")
+        b(f"llvm.store %mc{t}, %msz{m} : i64, !llvm.ptr")
+
+    def emit(nodes) -> None:
+        for node in nodes:
+            if node[0] == "op":
+                n, c = call_of[id(node[1])]
+                callee = get(c, "callee").lstrip("@")
+                args = [(view(v), BYTES) for v in node[1].operands]
+                if callee in runtime_fns:
+                    for j, (value, _) in enumerate(args):
+                        b(f"%in{n}_{j} = arith.constant {j} : i64")
+                        b(f"func.call @__agentc_arg({value}, %ins{n}, %sizes{n}, %in{n}_{j}) : "
+                          f"({BYTES}, !llvm.ptr, !llvm.ptr, i64) -> ()")
+                    args = [(f"%ins{n}", "!llvm.ptr"), (f"%sizes{n}", "!llvm.ptr")]
+                args += [(f"%buf{n}", BYTES)] if c.results else []
+                b(f"%tl{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
+                b(f"%tb{n} = arith.constant 1 : i64")
+                b(f"func.call @agentc_trace(%tl{n}, %tb{n}) : (!llvm.ptr, i64) -> ()")
+                b(f"%rc{n} = func.call @{callee}({', '.join(a for a, _ in args)}) : "
+                  f"({', '.join(t for _, t in args)}) -> i64")
+                b(f"%te{n} = arith.constant 0 : i64")
+                b(f"func.call @agentc_trace(%tl{n}, %te{n}) : (!llvm.ptr, i64) -> ()")
+                check(f"%rc{n}", f"op{n}")
+                if c.results:
+                    b(f"llvm.store %rc{n}, %sz{n} : i64, !llvm.ptr")
+            elif node[0] == "loop":
+                op, body, ys = node[1], node[2], node[3]
+                k = next(fresh)
+                block = op.regions[0].blocks[0]
+                carried = [where[a][1] for a in block.arguments]
+                for m, init in zip(carried, op.operands):
+                    put(m, init)
+                n_max = int(get(op, "max_trips", 1) or 1)
+                p = continue_prob(n_max, float(get(op, "expected_trips", n_max)))
+                region = strings(str(get(op, "label") or f"loop{k}"))
+                b(f"%lz{k} = arith.constant 0 : i64")
+                b(f"cf.br ^head{k}(%lz{k} : i64)")
+                b.lines.append(f"^head{k}(%trip{k}: i64):")
+                b(f"%lmax{k} = arith.constant {n_max} : i64")
+                b(f"%lmore{k} = arith.cmpi slt, %trip{k}, %lmax{k} : i64")
+                b(f"cf.cond_br %lmore{k}, ^ask{k}, ^exit{k}")
+                b.lines.append(f"^ask{k}:")
+                b(f"%lr{k} = llvm.mlir.addressof @{region} : !llvm.ptr")
+                b(f"%lk{k} = arith.constant 0 : i64")
+                b(f"%lp{k} = arith.constant {float(p):.17e} : f64")
+                b(f"%ld{k} = func.call @{DECIDE}(%lr{k}, %lk{k}, %lp{k}, %trip{k}) : {DECIDE_TYPE}")
+                check(f"%ld{k}", f"l{k}")
+                b(f"%lgo{k} = arith.cmpi ne, %ld{k}, %zero : i64")
+                b(f"cf.cond_br %lgo{k}, ^body{k}, ^exit{k}")
+                b.lines.append(f"^body{k}:")
+                emit(body)
+                for m, y in zip(carried, ys):
+                    put(m, y)
+                b(f"%next{k} = arith.addi %trip{k}, %one : i64")
+                b(f"cf.br ^head{k}(%next{k} : i64)")
+                b.lines.append(f"^exit{k}:")
+            else:
+                op, arms = node[1], node[2]
+                k = next(fresh)
+                region = strings(str(get(op, "label") or f"branch{k}"))
+                b(f"%br{k} = llvm.mlir.addressof @{region} : !llvm.ptr")
+                b(f"%bk{k} = arith.constant 1 : i64")
+                b(f"%bp{k} = arith.constant {float(get(op, 'prob', 1.0)):.17e} : f64")
+                b(f"%bd{k} = func.call @{DECIDE}(%br{k}, %bk{k}, %bp{k}, %zero) : {DECIDE_TYPE}")
+                check(f"%bd{k}", f"b{k}")
+                for j in range(len(arms) - 1):
+                    b(f"%bj{k}_{j} = arith.constant {j} : i64")
+                    b(f"%bis{k}_{j} = arith.cmpi eq, %bd{k}, %bj{k}_{j} : i64")
+                    b(f"cf.cond_br %bis{k}_{j}, ^arm{k}_{j}, ^not{k}_{j}")
+                    b.lines.append(f"^not{k}_{j}:")
+                b(f"cf.br ^arm{k}_{len(arms) - 1}")
+                merged = [where[r][1] for r in op.results]
+                for j, (arm, ys) in enumerate(arms):
+                    b.lines.append(f"^arm{k}_{j}:")
+                    emit(arm)
+                    for m, y in zip(merged, ys):
+                        put(m, y)
+                    b(f"cf.br ^join{k}")
+                b.lines.append(f"^join{k}:")
+
+    b("cf.br ^start")
+    b.lines.append("^start:")
+    emit(tree.nodes)
+    for j, v in enumerate(tree.outputs):
+        src = view(v)
+        b(f"%op{j}g = llvm.getelementptr %out[{j}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+        b(f"%op{j} = llvm.load %op{j}g : !llvm.ptr -> !llvm.ptr")
+        b(f"%os{j}g = llvm.getelementptr %out_bytes[{j}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        b(f"%os{j} = llvm.load %os{j}g : !llvm.ptr -> i64")
+        b(f"%ob{j} = func.call @__agentc_bytes(%op{j}, %os{j}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%on{j} = func.call @__agentc_copy(%ob{j}, {src}) : ({BYTES}, {BYTES}) -> i64")
+        b(f"llvm.store %on{j}, %os{j}g : i64, !llvm.ptr")
+    for buf in buffers:
+        b(f"func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
+    b("return %zero : i64")
+    out = b.lines
+    out.append("^fail(%err: i64):")
+    for buf in buffers:
+        out.append(f"  func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
+    out.append("  return %err : i64")
+    return (f"func.func @{entry_point(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
+            f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
+
+
 def _llm(fn, op: str) -> bool:
     """An llm op function lower-kernels sized for its call (`agentc.context`)."""
     return get(fn, "agentc.op") == op and "agentc.context" in fn.attributes
 
 
-def host_text(sub) -> str:
-    """The host module of one lowered pool module (`lower-kernels` output)."""
+def _schedule_of(sub):
+    return next((op.operation for op in sub.regions[0].blocks[0].operations
+                 if op.operation.name == "func.func" and "agentc.schedule" in op.operation.attributes), None)
+
+
+def sent_bytes(subs) -> dict[int, int]:
+    """channel -> the bytes of the buffer its send reads: the sending op function's
+    `agentc.result_bytes` (what lower-kernels lays out, e.g. an llm call's whole KV
+    value), not the send's `bytes` (the planner's payload estimate, which for a KV
+    value counts only the prompt's rows and would cut the cache short)."""
+    out: dict[int, int] = {}
+    for sub in subs:
+        body = sub.regions[0].blocks[0]
+        sizes = {get(op.operation, "sym_name"): int(get(op.operation, "agentc.result_bytes", 0) or 0)
+                 for op in body.operations if op.operation.name == "func.func"}
+        schedule = _schedule_of(sub)
+        for op in schedule.regions[0].blocks[0].operations if schedule is not None else []:
+            op = op.operation
+            owner = op.operands[0].owner if op.name == "agent.send" else None
+            if getattr(owner, "name", "") == "func.call":
+                out[int(get(op, "channel"))] = sizes.get(get(owner, "callee").lstrip("@"), 0)
+    return out
+
+
+def host_text(sub, sent: dict[int, int] | None = None, module=None) -> str:
+    """The host module of one lowered pool module (`lower-kernels` output); `sent`:
+    `sent_bytes` of every pool of the program (a recv's buffer holds its peer's);
+    `module`: the whole program, whose loops and branches a one-pool program runs
+    (`control_tree`)."""
     pool = get(sub, "sym_name")
     body = sub.regions[0].blocks[0]
     kernel_types, op_fns, schedule, abis = {}, [], None, set()
@@ -1012,12 +1334,17 @@ def host_text(sub) -> str:
         abis.add(EMBED_ROWS)
     labels = {get(fn, "sym_name"): str(get(fn, "agentc.label", get(fn, "sym_name"))) for fn in op_fns}
     runtime_fns = {get(fn, "sym_name") for fn in op_fns if "agentc.abi" in fn.attributes}
-    run = _run_fns(pool, schedule, results, labels, runtime_fns, strings)
+    tree = control_tree(module, schedule) if module is not None else None
+    run = ([_run_cf_fn(pool, schedule, tree, results, labels, runtime_fns, strings)] if tree is not None
+           else _run_fns(pool, schedule, results, labels, runtime_fns, strings, sent or {}))
+    if tree is not None:
+        abis.add(DECIDE)
     kernels = []
     for sym in sorted(kernel_types):
         ins, outs = kernel_types[sym]
         kernels.append(f"func.func private @{sym}({', '.join(_memref(str(t)) for t in ins + outs)})")
-    parts = (strings.decls() + RUNTIME_DECLS + [f"func.func private @{a}{ABI_TYPE}" for a in sorted(abis)]
+    parts = (strings.decls() + RUNTIME_DECLS + [f"func.func private @{a}{DECIDE_TYPE if a == DECIDE else ABI_TYPE}"
+                                                for a in sorted(abis)]
              + kernels + [HELPERS] + fns + run)
     block = schedule.regions[0].blocks[0]
     ret = [o.operation for o in block.operations][-1]
@@ -1030,11 +1357,11 @@ def host_text(sub) -> str:
             + "\n".join(parts) + "\n}")
 
 
-def lower_pool(sub) -> None:
+def lower_pool(sub, sent: dict[int, int] | None = None, module=None) -> None:
     """Replace the op functions, schedule and their declarations with `module @host`."""
     # Parsed as a detached operation, straight into the pool module (a parsed Module
     # printed and parsed again cost as much as building its text).
-    host = ir.Operation.parse(host_text(sub))
+    host = ir.Operation.parse(host_text(sub, sent, module))
     body = sub.regions[0].blocks[0]
     for op in list(body.operations):
         op = op.operation
@@ -1051,8 +1378,10 @@ def run(module, ctx) -> None:
         return
     if not subs or not all("agentc.kernels" in s.attributes for s in subs):
         raise PartitionError("lower-host needs the kernels stage (run partition and lower-kernels first)")
+    sent = sent_bytes([s for s in subs if "agentc.host" not in s.attributes])
+    one_pool = module_op if len(subs) == 1 else None   # loops and branches: see control_tree
     for sub in subs:
         if "agentc.host" in sub.attributes or get(sub, "agentc.target", "none") == "none":
             continue
-        lower_pool(sub)
+        lower_pool(sub, sent, one_pool)
         sub.attributes["agentc.host"] = ir.UnitAttr.get()

@@ -109,11 +109,14 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             return _emit_text(dot, output)
         svg = pictures.to_svg(dot)
         return _emit_text(svg.decode() if isinstance(svg, bytes) else svg, output)
-    t = Table("op", "kind", "pool", "tp", "replicas", "latency ms", "$/call", "slack ms", "source",
-              title=f"plan for agent '{view['agent']}' ({view['objective']})")
+    # batch: sequences one execution serves (decode's chosen batch); queue ms: the
+    # planner's M/G/c wait at the SLA's percentile, already inside latency ms
+    t = Table("op", "kind", "pool", "tp", "replicas", "batch", "queue ms", "latency ms", "$/call", "slack ms",
+              "source", title=f"plan for agent '{view['agent']}' ({view['objective']})")
     for op in view["ops"]:
-        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), num(op["est_latency_ms"]),
-                  num(op["usd_per_call"]), num(op["slack_ms"]), op["loc"])
+        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), str(op.get("batch", 1)),
+                  num(op.get("queue_wait_ms", 0.0)), num(op["est_latency_ms"]), num(op["usd_per_call"]),
+                  num(op["slack_ms"]), op["loc"])
     out = console()
     out.print(t)
     tot = view["totals"]

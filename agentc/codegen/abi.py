@@ -15,7 +15,7 @@ import re
 
 from agentc.dialects.ops import ABI  # op -> runtime function: part of each op's contract
 
-__all__ = ["ABI", "ABI_TYPE", "EMBED_ROWS", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
+__all__ = ["ABI", "ABI_TYPE", "DECIDE", "DECIDE_TYPE", "EMBED_ROWS", "ALLOC_DEVICE", "ALLOC_HOST", "ALLOC_SHARED", "RUNTIME_DECLS", "c_file", "entry_point", "host_header", "runtime_header"]
 
 # `int64_t agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` as an MLIR function type.
 ABI_TYPE = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64"
@@ -30,6 +30,12 @@ RUNTIME_DECLS = [
     "func.func private @agentc_recv(i64, !llvm.ptr, !llvm.ptr, i64) -> i64",
     "func.func private @agentc_trace(!llvm.ptr, i64)",
 ]
+
+# A loop's continue decision (kind 0: 1 runs trip `trip`, 0 stops) or a branch's arm
+# (kind 1: the arm's index), asked by a host program that runs loops and branches
+# (`int64_t agentc_decide(region, kind, prob, trip)`; negative: an error).
+DECIDE = "agentc_decide"
+DECIDE_TYPE = "(!llvm.ptr, i64, f64, i64) -> i64"
 
 # The runtime's part of `embed.encode` (tokenizer and embedding-table lookups): the
 # first layer's input rows of a sentence; the host program runs the layers.

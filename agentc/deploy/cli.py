@@ -18,9 +18,16 @@ from agentc.deploy import FORMATS
 @click.option("--model", "models", multiple=True, metavar="NAME=SOURCE",
               help="What the engines load for a declared model, e.g. --model llama=/models/llama3-8b "
                    "(default: the published checkpoint of a catalog model with its architecture).")
+@click.option("--weights", multiple=True, metavar="MODEL=PATH",
+              help="ray-serve: a checkpoint for `agentc run`'s runtime, written into the application's args "
+                   "(relative paths start where `serve run` runs). Example: --weights small=ckpt/")
+@click.option("--index", "indexes", multiple=True, metavar="NAME=FILE",
+              help="ray-serve: an index's documents, into the args. Example: --index docs=corpus.json")
+@click.option("--tool", "tools", multiple=True, metavar="NAME=module:function",
+              help="ray-serve: a tool's Python callable, into the args. Example: --tool search=mytools:search")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @guarded
-def deploy_cmd(source, fmt, output, models, quiet):
+def deploy_cmd(source, fmt, output, models, weights, indexes, tools, quiet):
     """Write serving-stack configs for the plan in SOURCE (an `agentc compile -o` directory
     or its manifest.json): Ray Serve, NVIDIA Dynamo, llm-d, vLLM or SGLang launch scripts.
 
@@ -32,7 +39,10 @@ def deploy_cmd(source, fmt, output, models, quiet):
     """
     from agentc import deploy
 
-    files = deploy.render(source, fmt, parse_pairs(models, "--model", "--model llama=/models/llama3-8b"))
+    run_args = {"weights": parse_pairs(weights, "--weights", "--weights small=ckpt/"),
+                "index": parse_pairs(indexes, "--index", "--index docs=corpus.json"),
+                "tool": parse_pairs(tools, "--tool", "--tool search=mytools:search")}
+    files = deploy.render(source, fmt, parse_pairs(models, "--model", "--model llama=/models/llama3-8b"), run_args)
     outputs.check_replaceable(output, "-o")
     outputs.check_writable(output)
     outputs.write_outputs({**files, outputs.MARKER: outputs.MARKER_TEXT}, output)

@@ -74,7 +74,7 @@ def _llm_entry(g: LLMGroup) -> dict:
     return entry
 
 
-def render(dep: Deployment) -> dict[str, bytes]:
+def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -> dict[str, bytes]:
     pools, deployments = [], []
     for part in dep.pools:
         if not part.device.has_code:  # stated in dep.notes: nothing to load there
@@ -87,12 +87,15 @@ def render(dep: Deployment) -> dict[str, bytes]:
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
         "args": {"manifest": "manifest.json", "llm": [_llm_entry(g) for g in dep.llms], "pools": pools,
-                 "notes": notes, "weights": [], "index": [], "tool": []},
+                 "notes": notes,
+                 **{key: [f"{k}={v}" for k, v in sorted((run_args or {}).get(key, {}).items())]
+                    for key in ("weights", "index", "tool")}},
         "deployments": deployments,
     }
     head = [f"Ray Serve config for agent '{dep.agent}', written by `agentc deploy --format ray-serve`.",
             "Run `serve run serve.yaml` here (relative paths and tool modules start in the working",
-            "directory); add `agentc run`'s options to args as NAME=VALUE lists (weights, index, tool).",
+            "directory); args take `agentc run`'s options as NAME=VALUE lists (weights, index, tool:",
+            "`agentc deploy --weights/--index/--tool` fill them).",
             "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
             "The builder runs CPU plans only; the `llm` entries are for ray.serve.llm on GPUs (vLLM)."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []

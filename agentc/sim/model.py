@@ -51,7 +51,10 @@ Events: a request's walk carries on past a wait (an op's time, a transfer landin
 without a timeout whenever the next event due is later than the wait's end, since
 nothing can then happen before it (`_walk`); requests and decode engines run from
 their events' callbacks rather than as Processes. Both only drop events no one acts
-on, so a seed gives the same results as a timeout per op and a process per request.
+on, so a seed gives the same results as a timeout per op and a process per request;
+a decode sequence that leaves alone, with nothing else due then, resumes its request
+directly, which is where SimPy would have run its event next. The walk reads SimPy's
+clock and event heap (`env._now`, `env._queue`) directly: it asks them for every op.
 """
 
 from __future__ import annotations
@@ -132,38 +135,54 @@ class Result:
     unfinished: int = 0                  # measured requests still running when events ran out
 
 
-@dataclass
 class _Req:
-    id: int
-    arrival_ms: float
-    measured: bool
-    traced: bool
-    plan: Plan
-    s_in: float = 1.0
-    s_out: float = 1.0
-    arrive: dict = field(default_factory=dict)
-    first_token: float | None = None
-    tbt: float | None = None
+    """A request walking its plan. `scales`: its times' factors by an op's scale (none,
+    prompt, output: a trace's token counts over the plan's)."""
+
+    __slots__ = ("id", "arrival_ms", "measured", "traced", "plan", "s_in", "s_out", "scales", "arrive",
+                 "first_token", "tbt")
+
+    def __init__(self, id: int, arrival_ms: float, measured: bool, traced: bool, plan: Plan,
+                 s_in: float = 1.0, s_out: float = 1.0):
+        self.id, self.arrival_ms, self.measured, self.traced, self.plan = id, arrival_ms, measured, traced, plan
+        self.s_in, self.s_out, self.scales = s_in, s_out, (1.0, s_in, s_out)
+        self.arrive: dict = {}
+        self.first_token: float | None = None
+        self.tbt: float | None = None
 
 
 class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count", "batched")
+                 "waits", "count", "batched", "kind", "ahead")
 
-    def __init__(self, sim, op: Op, plan: Plan):
-        self.op, self.pool, self.tp = op, sim.pools[op.pool], op.tp
+    def __init__(self, sim, op: Op, plan: Plan, sent: set):
+        self.op, self.pool, self.tp, self.kind = op, sim.pools[op.pool], op.tp, op.kind
         self.waits, self.count = self.pool.stats.waits, 0
         self.busy, self.total = op.busy_ms, op.latency_ms
         self.cv = sim.cv.get(op.kind, 0.0)
+        # which of the request's scales (_Req.scales) its times take: 0 none, 1 prompt, 2 output
         self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
         self.decoder = sim.decoders.get(op.id)
         self.prefiller = sim.prefillers.get(op.id)
         self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
-        self.inputs = tuple(f"{s}>{op.id}" for s in op.inputs)
-        self.outs = tuple((f"{e.src}>{e.dst}", e, sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None)
-                          for e in plan.out_edges.get(op.id, ()))
+        self.ahead = not self.batched or self.prefiller is not None   # may start ahead of the clock
+        # the inputs that come by a transfer (`sent`: the edges that make one)
+        self.inputs = tuple(k for k in (f"{s}>{op.id}" for s in op.inputs) if k in sent)
+        outs = []
+        for e in plan.out_edges.get(op.id, ()):
+            link = sim.links[e.link] if e.link is not None and e.wire_ms > 0 else None
+            if link is not None or e.latency_ms > 0:
+                # a KV cache grows with the prompt; other payloads are taken as planned
+                outs.append((f"{e.src}>{e.dst}", link, e.wire_ms, e.latency_ms, self.scale == 1, e))
+        self.outs = tuple(outs)
+
+
+def _uniforms(rng):
+    """`rng.random()`'s numbers, drawn in blocks (the same stream, with less overhead per number)."""
+    while True:
+        yield from rng.random(1024).tolist()
 
 
 class _Driver:
@@ -199,6 +218,7 @@ class Simulation:
         seq = np.random.SeedSequence(config.seed)
         r_flow, r_service, r_engines = seq.spawn(3)
         self.rng_flow = np.random.default_rng(r_flow)
+        self.flow = _uniforms(self.rng_flow)   # its draws, in order
         self.rng_service = np.random.default_rng(r_service)
         self._engine_seeds = r_engines
         self.cv_table = dict(config.cv)
@@ -208,6 +228,7 @@ class Simulation:
         self.decode_batches: dict[str, dict] = {}
         self.prefill_batches: dict[str, dict] = {}
         self.decoders: dict[str, Decoder] = {}
+        self.all_decoders: list[Decoder] = []   # every plan's
         self.prefillers: dict[str, Prefiller] = {}
         self.loop_trips: dict[str, list[int]] = {}
         self.arm_counts: dict[str, list[int]] = {}
@@ -224,7 +245,13 @@ class Simulation:
         self.chains: dict[int, dict[str, tuple]] = {}
         self.plan_ops: dict[str, Op] = {}
         self.widest: dict[str, int] = {}     # pool -> widest tp any plan placed there
+        self.due = self.env._queue   # SimPy's event heap: due[0][0] is when the next event is
         self._use(plan)
+
+    def stop_at_every_wait(self) -> None:
+        """Never run ahead of the clock (an event seems due at once, always): the walk
+        SimPy would make with a timeout per wait, which the tests compare with."""
+        self.due = [(-INF,)]
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
@@ -242,6 +269,8 @@ class Simulation:
         config, tracing = self.config, self.config.trace_requests > 0
         self.plan = plan
         self.plan_ops.update(plan.ops)
+        for dec in self.all_decoders:
+            dec.retable(self.plan_ops)
         used = {op.pool for op in plan.ops.values()}
         for op in plan.ops.values():
             self.widest[op.pool] = max(self.widest.get(op.pool, 1), op.tp)
@@ -279,12 +308,15 @@ class Simulation:
                                    plan.pools[pool], self._factors(ops[0].kind))
                 for op in ops:
                     self.decoders[op.id] = decoder
+                self.all_decoders.append(decoder)
             for (name, pool, tp, kind), ops in sorted(pre.items()):
                 prefiller = Prefiller(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
                                        plan.pools[pool], config.prefill_budget, self._factors(kind)(0))
                 for op in ops:
                     self.prefillers[op.id] = prefiller
-        runs = {op.id: _OpRun(self, op, plan) for op in plan.ops.values()}
+        sent = {f"{e.src}>{e.dst}" for es in plan.out_edges.values() for e in es
+                if (e.link is not None and e.wire_ms > 0) or e.latency_ms > 0}
+        runs = {op.id: _OpRun(self, op, plan, sent) for op in plan.ops.values()}
         self.runs[id(plan)] = runs
         self.all_runs += runs.values()
         # a chain region's items, each an _OpRun or a child region's id
@@ -317,7 +349,8 @@ class Simulation:
         if p >= 1.0:
             return n
         k = 0
-        while k < n and self.rng_flow.random() < p:
+        flow = self.flow
+        while k < n and next(flow) < p:
             k += 1
         return k
 
@@ -337,21 +370,27 @@ class Simulation:
 
     def _timeout_at(self, t: float, value=None):
         """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
-        clock gives `t`, so a timer set at the clock equals one set at a later walk time."""
+        clock gives `t`, so a timer set at the clock equals one set at a later walk time.
+        When no delay gives `t` (the sums skip it: t well above twice the clock), the
+        first time after it."""
         env = self.env
-        now = env.now
+        now = env._now
         d = t - now
-        if now + d != t:
-            step = math.inf if now + d < t else -math.inf
-            while now + d != t:
-                d = math.nextafter(d, step)
+        if now + d < t:
+            while now + d < t:
+                d = math.nextafter(d, math.inf)
+        elif now + d > t:
+            while now + d > t:
+                d = math.nextafter(d, -math.inf)
+            if now + d < t:
+                d = math.nextafter(d, math.inf)
         return env.timeout(d, value)
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
         if self.pending:
             self._flush()
-        if now > self.env.now:
+        if now > self.env._now:
             yield self._timeout_at(now)
 
     # -------------------------------------------------------------------- processes
@@ -365,6 +404,7 @@ class Simulation:
             last = 0.0
             trace_end = warm + self.config.trace_requests
             arr = self.arrivals
+            due = self.due
             i, n = 0, len(arr)
             while i < n:
                 if arr[i].t_ms > last:
@@ -375,15 +415,13 @@ class Simulation:
                     j += 1
                 # a request arriving alone with nothing else due now starts at once (a
                 # Process would start it next anyway); else they start as Processes
-                quiet = j == i + 1 and env.peek() > last
+                quiet = j == i + 1 and (due[0][0] if due else INF) > last
                 later = env.timeout(arr[j].t_ms - last) if j < n and arr[j].t_ms > last else None
                 for k in range(i, j):
                     a = arr[k]
-                    req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan)
-                    if a.input_tokens is not None and self.ref_in:
-                        req.s_in = a.input_tokens / self.ref_in
-                    if a.output_tokens is not None and self.ref_out:
-                        req.s_out = a.output_tokens / self.ref_out
+                    s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
+                    s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
+                    req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
                     if quiet:
                         _Driver(self._request(req))
                     else:
@@ -399,7 +437,7 @@ class Simulation:
 
         def control():
             ctl = self.controller
-            while env.now + ctl.every_ms <= t1:
+            while env._now + ctl.every_ms <= t1:
                 yield env.timeout(ctl.every_ms)
                 new = ctl.decide(self)
                 if new is not None:
@@ -427,12 +465,12 @@ class Simulation:
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
                                        for k, v in sorted(self.decode_batches.items())},
-                      self.trace, max(env.now, self.horizon),
+                      self.trace, max(env._now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
-        now = yield from self._block(req, req.plan.regions[""], self.env.now)
+        now = yield from self._walk(req, ("",), self.env._now)   # the top region
         if self.pending:   # a send may have moved other requests' transfers too
             self._flush()
         if now > self.horizon:
@@ -457,12 +495,12 @@ class Simulation:
             deps = [events[d] for d in region.deps.get(item, ())]
             events[item] = self.env.process(self._after(req, runs.get(item, item), deps))
         yield self.env.all_of(list(events.values()))
-        return self.env.now
+        return self.env._now
 
     def _after(self, req, item, deps):
         if deps:
             yield self.env.all_of(deps)
-        now = yield from self._walk(req, (item,), self.env.now)
+        now = yield from self._walk(req, (item,), self.env._now)
         yield from self._sync(now)   # the block joins on this process's end
 
     def _walk(self, req: _Req, items: tuple, now: float):
@@ -481,140 +519,164 @@ class Simulation:
         chains = self.chains[id(plan)]
         arrive = req.arrive
         pending = self.pending
+        due = self.due   # due[0][0]: when the next event is (SimPy's queue, a heap)
+        scales, measured, traced = req.scales, req.measured, req.traced
         stack = [iter(items)]
         while stack:
-            r = next(stack[-1], None)
-            if r is None:
-                stack.pop()
-                continue
-            if r.__class__ is not _OpRun:
-                region = plan.regions[r]
-                if region.kind == "loop":
-                    trips = self._trips(region)
-                    self.loop_trips[r][trips] += 1
-                    body = chains.get(r)
-                    if body is not None:
-                        stack.append(iter(body * trips))
-                    else:
+            for r in stack[-1]:
+                if r.__class__ is not _OpRun:
+                    region = plan.regions[r]
+                    if region.kind == "loop":
+                        trips = self._trips(region)
+                        self.loop_trips[r][trips] += 1
+                        body = chains.get(r)
+                        if body is not None:
+                            stack.append(iter(body * trips))
+                            break
                         for _ in range(trips):
                             now = yield from self._block(req, region, now)
-                    continue
-                if region.kind == "branch":
-                    arms = sorted(region.items, key=lambda a: plan.regions[a].index)
-                    arm = 0 if self.rng_flow.random() < plan.regions[arms[0]].prob else 1
-                    self.arm_counts[r][arm] += 1
-                    region = plan.regions[arms[arm]]
-                body = chains.get(region.id)
-                if body is not None:
-                    stack.append(iter(body))
-                else:
-                    now = yield from self._block(req, region, now)
-                continue
-            for key in r.inputs:
-                x = arrive.pop(key, None)
-                if x is None:
-                    continue
-                if x in pending:   # sent since this process last waited: lands at x.fire
-                    # (a batched op starts on the clock but a prefill may: it would stop there)
-                    if (not r.batched or r.prefiller is not None) and env.peek() > x.fire:
-                        now = x.fire
-                        if len(pending) == 1:
-                            pending.clear()
-                        else:
-                            self._passed(now)
                         continue
-                    self._flush()
-                timer = x.timer   # None: it landed while the walk ran ahead
-                while timer is not None and timer.callbacks is not None:   # not fired yet
-                    if pending:
+                    if region.kind == "branch":
+                        arms = sorted(region.items, key=lambda a: plan.regions[a].index)
+                        arm = 0 if next(self.flow) < plan.regions[arms[0]].prob else 1
+                        self.arm_counts[r][arm] += 1
+                        region = plan.regions[arms[arm]]
+                    body = chains.get(region.id)
+                    if body is not None:
+                        stack.append(iter(body))
+                        break
+                    now = yield from self._block(req, region, now)
+                    continue
+                for key in r.inputs:
+                    x = arrive.pop(key, None)
+                    if x is None:
+                        continue
+                    if x in pending:   # sent since this process last waited: lands at x.fire
+                        # (a batched op starts on the clock but a prefill may: it would stop there)
+                        if r.ahead and (due[0][0] if due else INF) > x.fire:
+                            now = x.fire
+                            if len(pending) == 1:
+                                pending.clear()
+                            else:
+                                self._passed(now)
+                            continue
                         self._flush()
-                    yield timer
-                    now = env.now
-                    timer = x.timer   # moved meanwhile: wait for its new timer
-            r.count += 1
-            if r.batched:
-                now = yield from self._batched(req, r, now)
-            else:
-                f = (self.factor(r.op.kind) if r.cv > 0 else 1.0) * \
-                    (req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0)
-                pool = r.pool
-                t_ask = now
-                busy = r.busy * f
-                ids = pool.hold_now(r.tp, busy, now)
-                if ids is False:   # it queues: on the clock
-                    if pending:
-                        self._flush()
-                    if now > env.now:
-                        yield self._timeout_at(now)
-                    ev, ids = pool.ask(r.tp, busy)
-                    if ev is not None:
-                        ids = yield ev
-                    now = env.now
-                start = now
-                if req.measured:
-                    r.waits.append(start - t_ask)
-                end = start + r.total * f
-                if end > start:
-                    t = start + (end - start)   # what the clock reads after the timeout
-                    if env.peek() > t:
-                        now = t
-                        if pending:
-                            self._passed(now)
-                    else:
+                    timer = x.timer   # None: it landed while the walk ran ahead
+                    while timer is not None and timer.callbacks is not None:   # not fired yet
                         if pending:
                             self._flush()
-                        yield self._timeout_at(t)
-                        now = env.now
-                if req.traced:
-                    op = r.op
-                    self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy, req.id))
-                    if end > start + busy:
-                        self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
-            if r.outs:
-                self._send(req, r, now)
+                        yield timer
+                        now = env._now
+                        timer = x.timer   # moved meanwhile: wait for its new timer
+                r.count += 1
+                if r.decoder is not None:   # joins a decode engine, on the clock
+                    if pending:
+                        self._flush()
+                    if now > env._now:
+                        yield self._timeout_at(now)
+                    seq = r.decoder.join(req, r.op, env._now)
+                    yield seq.done
+                    now = self._decoded(req, r.op, seq)
+                elif r.prefiller is not None:   # joins a prefill batch: on the clock unless it starts one at once
+                    if pending:
+                        self._flush()
+                    scale = scales[r.scale]
+                    tokens = r.op.tokens * scale
+                    ahead = None
+                    if now > env._now:
+                        ahead = r.prefiller.submit_at(r.op, tokens, req, now)
+                        if ahead is None:
+                            yield self._timeout_at(now)
+                    if ahead is None:
+                        ahead = r.prefiller.submit(r.op, tokens, req)
+                    start, busy_end, ids, f = yield ahead
+                    now = env._now
+                    rest = (r.total - r.busy) * f * scale
+                    if rest > 0:
+                        now = yield from self._wait(now, rest)
+                    if traced:
+                        op = r.op
+                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
+                elif r.batched:
+                    now = yield from self._planned(req, r, now)
+                else:
+                    f = scales[r.scale]
+                    if r.cv > 0:
+                        f = self.factor(r.kind) * f
+                    pool = r.pool
+                    t_ask = now
+                    busy = r.busy * f
+                    ids = pool.hold_now(r.tp, busy, now)
+                    if ids is False:   # it queues: on the clock
+                        if pending:
+                            self._flush()
+                        if now > env._now:
+                            yield self._timeout_at(now)
+                        ev, ids = pool.ask(r.tp, busy)
+                        if ev is not None:
+                            ids = yield ev
+                        now = env._now
+                    start = now
+                    if measured:
+                        r.waits.append(start - t_ask)
+                    end = start + r.total * f
+                    if end > start:
+                        t = start + (end - start)   # what the clock reads after the timeout
+                        if (due[0][0] if due else INF) > t:
+                            now = t
+                            if pending:
+                                self._passed(now)
+                        else:
+                            if pending:
+                                self._flush()
+                            yield self._timeout_at(t)
+                            now = env._now
+                    if traced:
+                        op = r.op
+                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy,
+                                           req.id))
+                        if end > start + busy:
+                            self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
+                if r.outs:
+                    for key, link, wire, latency, grows, e in r.outs:
+                        if link is not None:
+                            x = link.send(wire * scales[1] if grows else wire, latency, now)
+                        else:
+                            x = Transfer(now, now + latency)
+                            pending[x] = None
+                        arrive[key] = x
+                        if traced:
+                            x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", now, x.at,
+                                       req.id]
+                            self.trace.append(x.trace)
+            else:
+                stack.pop()
         return now
 
-    def _batched(self, req: _Req, r: _OpRun, now: float):
-        """A decode or prefill op: through its batch engine, or (planned batching) as
-        an op whose tokens come evenly over its planned time. Returns the time it ends."""
+    def _decoded(self, req: _Req, op: Op, seq: Seq) -> float:
+        """A decode sequence is done: its tokens' times; the time it ends."""
+        now = self.env._now
+        self._tokens(req, op, seq.first, seq.last, seq.tokens)
+        if req.traced:
+            self.trace.append(("decode", op.pool, None, op.id, seq.joined, now, req.id))
+        return now
+
+    def _planned(self, req: _Req, r: _OpRun, now: float):
+        """A decode op under `--batching planned`: an op whose tokens come evenly over
+        its planned time. Returns the time it ends."""
         env, op = self.env, r.op
         if self.pending:
             self._flush()
-        scale = req.s_in if r.scale == 1 else req.s_out if r.scale == 2 else 1.0
-        ahead = None
-        if now > env.now:
-            if r.prefiller is not None:
-                ahead = r.prefiller.submit_at(op, op.tokens * scale, req, now)
-            if ahead is None:
-                yield self._timeout_at(now)
-        if r.decoder is not None:
-            tokens = max(1, round(op.decode.tokens * req.s_out))
-            kv = op.decode.kv_bytes_per_token * (op.decode.context * req.s_in + tokens)
-            seq = Seq(req, op, tokens, env.event(), env.now, kv)
-            r.decoder.join(seq)
-            yield seq.done
-            self._tokens(req, op, seq.first, seq.last, tokens)
-            if req.traced:
-                self.trace.append(("decode", op.pool, None, op.id, seq.joined, env.now, req.id))
-            return env.now
-        if r.prefiller is not None:
-            if ahead is None:
-                ahead = r.prefiller.submit(op, op.tokens * scale, req)
-            start, busy_end, ids, f = yield ahead
-            now = env.now
-            rest = (r.total - r.busy) * f * scale
-            if rest > 0:
-                now = yield from self._wait(now, rest)
-            if req.traced:
-                self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
-            return now
+        scale = req.scales[r.scale]
+        if now > env._now:
+            yield self._timeout_at(now)
         f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
-        t_ask = env.now
+        t_ask = env._now
         busy = r.busy * f
         ev, ids = r.pool.ask(r.tp, busy)
         if ev is not None:
             ids = yield ev
-        start = env.now
+        start = env._now
         if req.measured:
             r.waits.append(start - t_ask)
         now = yield from self._wait(start, r.total * f)
@@ -630,7 +692,8 @@ class Simulation:
     def _wait(self, now: float, ms: float):
         """Wait `ms` from the walk's `now` (on the clock or ahead of it, see _walk)."""
         end = now + ms
-        if self.env.peek() > end:
+        due = self.due
+        if (due[0][0] if due else INF) > end:
             if self.pending:
                 self._passed(end)
             return end
@@ -638,22 +701,6 @@ class Simulation:
             self._flush()
         yield self._timeout_at(end)
         return end
-
-    def _send(self, req: _Req, r: _OpRun, now: float):
-        arrive = req.arrive
-        for key, e, link in r.outs:
-            # a KV cache grows with the prompt; other payloads are taken as planned
-            if link is not None:
-                x = link.send(e.wire_ms * (req.s_in if r.scale == 1 else 1.0), e.latency_ms, now)
-            elif e.latency_ms > 0:
-                x = Transfer(now, now + e.latency_ms)
-                self.pending[x] = None
-            else:
-                continue
-            arrive[key] = x
-            if req.traced:
-                x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", now, x.at, req.id]
-                self.trace.append(x.trace)
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):
         if op.id in req.plan.ttft_ops and (req.first_token is None or first < req.first_token):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -69,7 +70,7 @@ class Pool:
     def ask(self, tp: int, hold_ms: float | None):
         """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
         value is the ids once granted. `hold_ms` None: held until `release`."""
-        now = self.env.now
+        now = self.env._now
         holds = self.holds
         if holds and holds[0][0] <= now:
             self._reap(now)
@@ -125,22 +126,37 @@ class Pool:
             self._reap(now)
         if self.waiters or self.free < tp:
             return False
+        if self.free_ids is None:   # _grant's common case, inline
+            self.free -= tp
+            return None
         return self._grant(tp, None, now, now)
 
     def release(self, tp: int, ids, start: float):
-        self._busy(start, self.env.now, tp)
+        now = self.env._now
+        a = start if start > self.t0 else self.t0   # _busy, inline
+        b = now if now < self.t1 else self.t1
+        if b > a:
+            self.busy_area += tp * (b - a)
+        if self.keep:
+            self.busy_iv.append((start, now, tp))
+        if ids is None and not self.retire and not self.waiters:   # _put and _serve's common case, inline
+            self.free += tp
+            holds = self.holds
+            if holds and holds[0][0] <= now:
+                self._reap(now)
+            return
         self._put(tp, ids)
         self._serve()
 
     def lose(self, k: int):
-        self._reap(self.env.now)
-        self.stats.lost.append((self.env.now, k))
+        self._reap(self.env._now)
+        self.stats.lost.append((self.env._now, k))
         self._retire(min(k, self.active))   # a re-plan may have left fewer in service
 
     def resize(self, n: int):
         """A new plan's device count: added devices are free at once (a retiring one
         stays instead); surplus ones retire as lost ones do, running work finishing."""
-        self._reap(self.env.now)
+        self._reap(self.env._now)
         if n < self.active:
             self._retire(self.active - n)
         elif n > self.active:
@@ -188,7 +204,7 @@ class Pool:
 
     def _queue(self, change: int):
         """Time at each queue length within the window, up to now; then the change."""
-        now = self.env.now
+        now = self.env._now
         a = self.qlast if self.qlast > self.t0 else self.t0
         b = now if now < self.t1 else self.t1
         if b > a:
@@ -214,7 +230,7 @@ class Pool:
             self._put(tp, ids)
 
     def _serve(self):
-        now = self.env.now
+        now = self.env._now
         self._reap(now)
         w = self.waiters
         while w and w[0][0] <= self.free:
@@ -229,10 +245,10 @@ class Pool:
             t = self.holds[0][0]
             if t < self.alarm:
                 self.alarm = t
-                self.env.timeout(t - self.env.now).callbacks.append(self._wake)
+                self.env.timeout(t - self.env._now).callbacks.append(self._wake)
 
     def _wake(self, _ev):
-        if self.env.now >= self.alarm:
+        if self.env._now >= self.alarm:
             self.alarm = INF
         self._serve()
 
@@ -278,14 +294,14 @@ class Link:
         self.last = 0.0
         self.t0, self.t1 = window
         self.busy_ms = 0.0             # within the window, busy periods before the current one
-        self.period = None             # [start, end (as projected)] of the current busy period
+        self.p0 = self.p1 = None       # start and end (as projected) of the current busy period
 
     def _advance(self, now: float):
         """Progress the active transfers from `last` to `now`, dropping finished ones."""
         t, act = self.last, self.active
         while act and t < now:
             n = len(act)
-            m = min(x[0] for x in act)
+            m = min(act, key=_remaining)[0]
             if t + m * n <= now:
                 for x in act:
                     x[0] -= m
@@ -303,25 +319,28 @@ class Link:
     def send(self, wire_ms: float, latency_ms: float, now: float) -> Transfer:
         """A transfer sent at `now` (at or ahead of the clock, see Pool.hold_now)."""
         act = self.active
-        if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
-            act.clear()
-        elif act:
-            self._advance(now)
-        if not self.active:   # alone on the link: it lands after its wire time and the latency
+        if act:
+            if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
+                act.clear()
+            else:
+                self._advance(now)
+                act = self.active
+        if not act:   # alone on the link: it lands after its wire time and the latency
             self.last = now
             x = Transfer(now, now + wire_ms + latency_ms)
             self.pending[x] = None
-            self.active.append([wire_ms, x, latency_ms])
-            p = self.period   # a new busy period: count the finished one within the window
-            if p is not None:
-                b = (p[1] if p[1] < self.t1 else self.t1) - (p[0] if p[0] > self.t0 else self.t0)
+            act.append([wire_ms, x, latency_ms])
+            p0 = self.p0   # a new busy period: count the finished one within the window
+            if p0 is not None:
+                p1 = self.p1
+                b = (p1 if p1 < self.t1 else self.t1) - (p0 if p0 > self.t0 else self.t0)
                 if b > 0:
                     self.busy_ms += b
-            self.period = [now, now + wire_ms]
+            self.p0, self.p1 = now, now + wire_ms
             return x
         new = [wire_ms, None, latency_ms]
-        self.active.append(new)
-        act = sorted(self.active, key=lambda x: x[0])
+        act.append(new)
+        act = sorted(act, key=_remaining)
         n, t, prev = len(act), now, 0.0
         pending = self.pending
         for k, x in enumerate(act):
@@ -338,11 +357,14 @@ class Link:
                 pending[x[1]] = None
                 if x[1].trace is not None:
                     x[1].trace[5] = at
-        self.period[1] = t
+        self.p1 = t
         return new[1]
 
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""
-        if self.period is None:
+        if self.p0 is None:
             return 0.0
-        return max(0.0, min(self.period[1], self.t1) - max(self.period[0], self.t0))
+        return max(0.0, min(self.p1, self.t1) - max(self.p0, self.t0))
+
+
+_remaining = operator.itemgetter(0)   # of a link's [remaining wire ms, Transfer, latency ms]

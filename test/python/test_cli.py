@@ -5,6 +5,7 @@ writes nothing and leaves a previous output directory as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,7 +155,6 @@ def test_explain_and_pareto_on_every_example(example):
     cluster where it has one, clusters/<stem>.toml): the explanation names a pool for
     every op, no feasible runner-up is cheaper, critical-path ops have no slack; the
     frontier is strictly monotone and nothing on it beats the plan at the plan's latency."""
-    import json
     path = os.path.join(REPO, "examples", example)
     cluster = os.path.join(REPO, "examples", "clusters", example.replace(".agent", ".toml"))
     extra = ["--cluster", cluster] if os.path.isfile(cluster) else []
@@ -216,6 +216,25 @@ def test_plan_table_with_o_is_refused_before_planning(tmp_path):
     assert not (tmp_path / "plan.txt").exists()
     proc = run_agentc("plan", VOICE, "--sweep", "prefill-decode-pairs")
     assert proc.returncode == 1 and "takes no SOURCE" in proc.stderr
+
+
+def test_plan_table_shows_each_ops_batch_and_queueing_wait():
+    """The table's batch and queue ms are the manifest's (decode's chosen batch; the
+    M/G/c wait inside each op's latency), row by row."""
+    rag = VOICE.replace("voice_agent", "rag_agent")
+    doc = json.loads(run_agentc("plan", rag, "--json").stdout)
+    proc = subprocess.run([sys.executable, "-m", "agentc", "plan", rag], capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="250"))
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "replicas" in line)
+    cols = [c.strip() for c in header.strip("┃").split("┃")]
+    assert cols[4:8] == ["replicas", "batch", "queue ms", "latency ms"]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("│").split("│")]
+                              for line in proc.stdout.splitlines() if line.startswith("│"))}
+    assert any(o["queue_wait_ms"] > 0 for o in doc["ops"]) and any(o["batch"] > 1 for o in doc["ops"])
+    for o in doc["ops"]:
+        assert int(rows[o["id"]][5]) == o["batch"]
+        assert float(rows[o["id"]][6]) == pytest.approx(o["queue_wait_ms"], rel=1e-3)
 
 
 def test_unknown_cpu_name_is_a_user_error_not_an_llvm_abort(tmp_path):

@@ -87,7 +87,7 @@ def test_runtime_abi_header_is_shipped_and_declares_every_runtime_call(setuptool
     header = abi.runtime_header()
     declared = set(re.findall(r"AGENTC_ABI_FN\((\w+)\);", header))
     declared |= set(re.findall(r"^\S.*?\b(agentc_\w+)\(", header, re.MULTILINE))
-    called = set(abi.ABI.values()) | {abi.EMBED_ROWS} | {re.search(r"@(\w+)\(", d).group(1)
+    called = set(abi.ABI.values()) | {abi.EMBED_ROWS, abi.DECIDE} | {re.search(r"@(\w+)\(", d).group(1)
                                                          for d in abi.RUNTIME_DECLS}
     assert called <= declared, called - declared
     # the ops' runtime calls and embed.encode's table lookups (lower-host)

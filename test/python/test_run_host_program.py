@@ -130,17 +130,69 @@ def test_every_buffer_the_program_allocates_is_freed(hosted):
     assert seen and seen[0].buffers == {}
 
 
-def test_cli_engine_host_refuses_control_flow_by_name(tmp_path):
-    """The host program is the schedule's straight pass: a loop is refused, located."""
+CONTROL = """\
+agent a(q: text) -> documents {
+  r = tool search(q, latency=2ms, payload=1KB)
+  loop max 4 while 0.6 {
+    memory.store(r, store=notes, bytes=1KB, latency=1ms)
+    r = tool search(r, latency=2ms, payload=1KB)
+  }
+  if 0.5 {
+    r = tool calc(r, latency=2ms, payload=1KB)
+  }
+  memory.store(r, store=notes, bytes=1KB, latency=1ms)
+  log = memory.load(q, store=notes, bytes=4KB, latency=1ms)
+  return log
+}
+"""
+
+
+def test_loops_and_branches_run_in_the_host_program(tmp_path):
+    """The loop runs the drawn number of trips and the branch the drawn arm: the notes
+    store logs the carried answer once per trip, then the branch's result (the default
+    tool's answer names the tool). Against the rule worked out here from the seed's
+    generator (a trip while a draw < 0.6, at most 4; then arm 0 when a draw < 0.5), and
+    equal to the executor's output and op sequence."""
+    from agentc.cli import cli
+
+    src = tmp_path / "a.agent"
+    src.write_text(CONTROL)
+    answer = {t: json.dumps({"result": "ok", "tool": t}, sort_keys=True) for t in ("search", "calc")}
+    seen = set()
+    for seed in range(8):
+        u, i, trips = np.random.default_rng(seed).random(6), 0, 0
+        while trips < 4:
+            i += 1
+            if not u[i - 1] < 0.6:
+                break
+            trips += 1
+        want = "\n".join([answer["search"]] * trips + [answer["calc" if u[i] < 0.5 else "search"]])
+        seen.add((trips, u[i] < 0.5))
+        outs = {}
+        for engine in ("host", "executor"):
+            trace = tmp_path / f"{engine}.json"
+            res = CliRunner().invoke(cli, ["run", str(src), "--engine", engine, "--input", "hi", "--seed", str(seed),
+                                           "--trace", str(trace)])
+            assert res.exit_code == 0, res.output
+            events = json.loads(trace.read_text())["traceEvents"]
+            outs[engine] = (json.loads(res.output), [e["name"] for e in events if e["ph"] == "X"])
+        assert outs["host"] == outs["executor"]
+        assert outs["host"][0] == want, seed
+    assert {t for t, _ in seen} >= {0, 1, 2} and {arm for _, arm in seen} == {True, False}
+
+
+def test_cli_engine_host_refuses_a_tool_that_may_decide(tmp_path):
+    """With --tool, the executor lets a tool's answer decide a loop; the host programs
+    draw from the seed only, so `--engine host` says so (exit 1)."""
     from agentc.cli import cli
 
     src = tmp_path / "a.agent"
     src.write_text("agent a(q: text) -> json {\n  r = tool search(q, latency=2ms, payload=1KB)\n"
                    "  loop max 3 while 0.5 {\n    r = tool search(r, latency=2ms, payload=1KB)\n  }\n"
                    "  return r\n}\n")
-    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi"])
+    res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi", "--tool", "search=json:dumps"])
     assert res.exit_code == 1, res.output
-    assert "error: --engine host" in res.output and "agent.loop" in res.output
+    assert "error: --engine host draws loop and branch decisions from the seed" in res.output
 
 
 RETRIEVE = """\

@@ -24,9 +24,13 @@ from ray.serve.schema import ServeDeploySchema
 
 from agentc.cli import cli
 from agentc.diagnostics import UsageError
+from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
 from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
+
+# Every test that starts Ray runs in one pytest-xdist worker (one Ray per session).
+pytestmark = pytest.mark.xdist_group("ray")
 
 # Greedy, so one prepared executor answers every question as a fresh `agentc run` would
 # (per-request sampling draws over Ray are test_ray_run's; the pool code is the same).
@@ -67,7 +71,6 @@ def _agentc(*args):
 def project(tmp_path_factory):
     """A user's folder: the program, its cluster, corpus and checkpoint, compiled and
     deployed there (relative paths, as a user types them)."""
-    from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
     d = tmp_path_factory.mktemp("serveapp")
     (d / "rag.agent").write_text(RAG_LLM)
@@ -76,7 +79,10 @@ def project(tmp_path_factory):
     _tiny_llama(d / "tiny", load_checkpoint(default_encoder_path()).tokenizer_json)
     with _cwd(d):
         _agentc("compile", "rag.agent", "--cluster", "two.toml", "--targets", "cpu", "-o", "out", "-q")
-        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q")
+        # the runtime's options go into serve.yaml's args (absolute: Serve's controller
+        # builds the app in the test's working directory, not this folder)
+        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q", "--weights", f"tiny={d / 'tiny'}",
+                "--index", f"docs={d / 'corpus.json'}")
     return d
 
 
@@ -112,9 +118,9 @@ def app(project, ray_local):
 
     doc = yaml.safe_load((project / "dep" / "serve.yaml").read_text())
     (spec,) = doc["applications"]
-    spec["args"].update(manifest=str(project / "dep" / "manifest.json"),
-                        weights=[f"tiny={project / 'tiny'}"], index=[f"docs={project / 'corpus.json'}"],
-                        max_new_tokens=6)
+    assert (spec["args"]["weights"], spec["args"]["index"], spec["args"]["tool"]) == \
+        ([f"tiny={project / 'tiny'}"], [f"docs={project / 'corpus.json'}"], [])   # from `deploy --weights/--index`
+    spec["args"].update(manifest=str(project / "dep" / "manifest.json"), max_new_tokens=6)
     port = _free_port()
     client = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port})
     try:
@@ -289,14 +295,35 @@ def test_bad_bodies_are_4xx_with_a_message(app):
     assert status == 422 and answer["id"] == "none" and "Traceback" not in answer["error"], answer
 
 
-def test_the_host_engine_refuses_an_llm_split_across_pools(project):
-    """Found by this file's byte comparison: on this plan (prefill on epyc, decode on
-    xeon) the pools' host programs gave other tokens after the first than the executor,
-    whose tokens equal a float64 reference; until that is found, `auto` runs such plans
-    on the executor and `--engine host` says why it will not."""
+def test_the_host_engine_runs_an_llm_split_across_pools(project, tmp_path):
+    """Prefill on epyc, `kv.transfer` across, decode on xeon: the pools' host programs
+    hand the whole KV value over (a recv's buffer once held only the planner's estimate
+    of it, the prompt's rows of the first layers, so every token after the first was
+    wrong), and their tokens are the executor's and a float64 Llama's (greedy, no cache)
+    on the BERT reference's top 3."""
+    from tokenizers import Tokenizer
+
+    from references.bert_ref import BertRef
+    from references.llama_ref import LlamaRef
+    from test_run_agent import _generate
+
+    ops = json.loads((project / "out" / "manifest.json").read_text())["ops"]
+    assert {o["kind"]: o["pool"] for o in ops if o["kind"] in ("llm.prefill", "llm.decode")} == \
+        {"llm.prefill": "epyc", "llm.decode": "xeon"}
+    question = "Where is the capital of France?"
+    args = ["--input", question, "--weights", f"tiny={project / 'tiny'}", "--index", f"docs={project / 'corpus.json'}"]
     with _cwd(project):
-        res = CliRunner().invoke(cli, ["run", "out", "--engine", "host", "--input", "q", *_run_args(project)],
-                                 prog_name="agentc")
-    assert res.exit_code == 1
-    assert "does not yet run an llm call whose prefill and decode sit on different pools" in res.output
-    assert "(prefill on epyc, decode on xeon)" in res.output
+        host = CliRunner().invoke(cli, ["run", "out", "--engine", "host", *args], prog_name="agentc")
+        executor = CliRunner().invoke(cli, ["run", "out", "--engine", "executor", *args], prog_name="agentc")
+    assert host.exit_code == 0, host.output
+    assert executor.exit_code == 0, executor.output
+    ckpt = load_checkpoint(default_encoder_path())
+    top = BertRef(ckpt.tensors, ckpt.tokenizer_json, heads=12).rank(question, CORPUS, 3)
+    tok = Tokenizer.from_str(ckpt.tokenizer_json)
+    tok.no_truncation()
+    tok.no_padding()
+    ref = LlamaRef(_tiny_llama(tmp_path / "tiny", ckpt.tokenizer_json), layers=2, heads=4, kv_heads=2,
+                   rope_theta=10000.0, eps=1e-6)
+    want = _generate(ref, tok.encode(question + "\n" + "\n".join(CORPUS[i] for i in top)).ids, 12)
+    assert len(set(want)) > 3     # a real sequence, not one token repeated
+    assert host.output == executor.output == tok.decode(want) + "\n"
