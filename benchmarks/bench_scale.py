@@ -66,18 +66,24 @@ def baseline_tree(checkout: str, tmp: str) -> str:
         os.symlink(os.path.abspath(os.path.join(checkout, "agentc", name)), os.path.join(pkg, name))
     for name in ("dialects", "passes", "targets"):
         os.symlink(os.path.abspath(os.path.join(checkout, name)), os.path.join(pkg, name))
+    found = subprocess.run([sys.executable, "-c", "import agentc; print(agentc.__file__)"], cwd=tmp,
+                           env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True).stdout.strip()
+    if not found.startswith(root):
+        raise SystemExit(f"the baseline does not load: `import agentc` gives {found or 'an error'}")
     return root
 
 
-def run(args: list[str], path: str | None = None) -> tuple[float, float, float]:
+def run(args: list[str], path: str | None = None, cwd: str | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak resident MiB of one agentc
     process, from its own rusage; `path`: a baseline_tree to run instead. The machine may
-    be shared: CPU time is the steadier figure, wall time what a user waits."""
+    be shared: CPU time is the steadier figure, wall time what a user waits. `cwd`: a
+    directory without an `agentc` package (`python -m` puts the working directory
+    first on sys.path, so from a checkout's root the baseline would run that checkout)."""
     env = dict(os.environ, PYTHONPATH=path) if path else None
     t = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "agentc", *args], stdout=subprocess.DEVNULL, stderr=err,
-                                env=env)
+                                env=env, cwd=cwd)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         if os.waitstatus_to_exitcode(status) != 0:
@@ -104,20 +110,20 @@ class Table:
     """Rows of one case measured by this checkout and, with --baseline, by the baseline
     right after it (so both see the same load); ratios are this / baseline CPU time."""
 
-    def __init__(self, base: str | None):
-        self.base = base
+    def __init__(self, base: str | None, cwd: str):
+        self.base, self.cwd = base, cwd
         head = f"{'case':20s} {'wall s':>8s} {'cpu s':>8s} {'MiB':>6s}"
         if base:
             head += f" {'base cpu':>9s} {'cpu ratio':>9s} {'base wall':>9s}"
         print(head, flush=True)
 
     def case(self, label: str, args: list[str], series: dict[str, list]) -> None:
-        wall, cpu, mem = run(args)
+        wall, cpu, mem = run(args, cwd=self.cwd)
         series.setdefault("wall", []).append(wall)
         series.setdefault("cpu", []).append(cpu)
         row = f"{label:20s} {wall:8.2f} {cpu:8.2f} {mem:6.0f}"
         if self.base:
-            bwall, bcpu, _ = run(args, self.base)
+            bwall, bcpu, _ = run(args, self.base, self.cwd)
             series.setdefault("base cpu", []).append(bcpu)
             row += f" {bcpu:9.2f} {cpu / bcpu:9.2f} {bwall:9.2f}"
         print(row, flush=True)
@@ -142,7 +148,7 @@ def main() -> None:
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        table = Table(baseline_tree(a.baseline, tmp) if a.baseline else None)
+        table = Table(baseline_tree(a.baseline, tmp) if a.baseline else None, tmp)
         for shape in a.shapes.split(","):
             placed, full = {}, {}
             placed_ns, full_ns = [], []

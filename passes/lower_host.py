@@ -7,16 +7,19 @@ handle becomes a `memref<?xi8>` (a byte buffer that knows its length) and:
 
 - the C entry point `int64_t agentc_<pool>_run(in, in_bytes, out, out_bytes)` takes the
   graph inputs as arrays of pointers and sizes and writes the graph outputs this pool
-  makes into caller buffers (`out_bytes[i]`: capacity in, bytes written out). It
-  allocates one buffer per value the pool makes, at the size agentc estimated, and calls
-  in program order; it returns 0, or the first negative code of a runtime call, after
-  freeing its buffers;
+  makes into caller buffers (`out_bytes[i]`: capacity in, bytes written out). Its
+  straight pass calls step functions in program order, each running up to STEP_OPS ops
+  over a frame of values (one slot per value: its buffer and bytes); an op allocates
+  its result's buffer at the size agentc estimated, and a buffer is freed after the
+  last op that reads it. It returns 0, or the first negative code of a runtime call,
+  after freeing what is left;
 - `agent.recv` / `agent.send` call `agentc_recv` / `agentc_send` (channel, peer); a
   recv's buffer holds what the sending op function can write (`sent_bytes`);
 - each op call sits between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`, so a
   runtime can time the plan's ops;
 - a runtime op calls `agentc_<op>(name, in[], in_bytes[], n_in, out, cap)` with every
-  input (the bytes it returns are the result's length);
+  input (the bytes it returns are the result's length); its op function takes `in[]`
+  and `in_bytes[]` from its caller;
 - a compute op copies its first input's bytes into the kernel's first argument
   (truncated or zero-padded: the runtime's buffer layout is its own), binds every
   other argument (weights, caches, index chunks) with `agentc_bind(model, op, arg,
@@ -57,11 +60,20 @@ NAME = "lower-host"
 
 BYTES = "memref<?xi8>"
 _DESC = "!llvm.struct<(ptr, ptr, i64, array<1 x i64>, array<1 x i64>)>"
+# A frame slot: one value of the schedule, its buffer and the bytes it holds.
+_SLOT = "!llvm.struct<(ptr, i64)>"
+# Functions only this module calls: no symbol in the object, so a program links several
+# pools' objects, and LLVM drops each one where it inlined every call.
+_INTERNAL = "llvm.linkage = #llvm.linkage<internal>"
 _ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i8": 1, "i32": 4, "i64": 8, "index": 8, "i1": 1}
 
-# Small functions every host module has: pointer <-> byte buffer, sizes, copies.
+# Small functions every host module has: pointer <-> byte buffer, sizes, copies, and the
+# frame of values the entry point's steps share (`_run_fns`). `__agentc_arg` (one input of
+# a runtime call into its arrays) stays a call: inlined a thousand times into one
+# fan-in's block, its loads and stores made a scheduling region that LLVM's code
+# generator took seconds over.
 HELPERS = f"""
-func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} {{
+func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} attributes {{{_INTERNAL}}} {{
   %u = llvm.mlir.poison : {_DESC}
   %0 = llvm.insertvalue %p, %u[0] : {_DESC}
   %1 = llvm.insertvalue %p, %0[1] : {_DESC}
@@ -73,35 +85,35 @@ func.func private @__agentc_bytes(%p: !llvm.ptr, %n: i64) -> {BYTES} {{
   %m = builtin.unrealized_conversion_cast %4 : {_DESC} to {BYTES}
   return %m : {BYTES}
 }}
-func.func private @__agentc_buffer(%n: i64) -> {BYTES} {{
+func.func private @__agentc_buffer(%n: i64) -> {BYTES} attributes {{{_INTERNAL}}} {{
   %host = arith.constant 0 : i64  // AGENTC_ALLOC_HOST
   %p = func.call @agentc_alloc(%n, %host) : (i64, i64) -> !llvm.ptr
   %m = func.call @__agentc_bytes(%p, %n) : (!llvm.ptr, i64) -> {BYTES}
   return %m : {BYTES}
 }}
-func.func private @__agentc_ptr(%m: {BYTES}) -> !llvm.ptr {{
+func.func private @__agentc_ptr(%m: {BYTES}) -> !llvm.ptr attributes {{{_INTERNAL}}} {{
   %i = memref.extract_aligned_pointer_as_index %m : {BYTES} -> index
   %j = arith.index_cast %i : index to i64
   %p = llvm.inttoptr %j : i64 to !llvm.ptr
   return %p : !llvm.ptr
 }}
-func.func private @__agentc_size(%m: {BYTES}) -> i64 {{
+func.func private @__agentc_size(%m: {BYTES}) -> i64 attributes {{{_INTERNAL}}} {{
   %c0 = arith.constant 0 : index
   %n = memref.dim %m, %c0 : {BYTES}
   %r = arith.index_cast %n : index to i64
   return %r : i64
 }}
-func.func private @__agentc_release(%m: {BYTES}) {{
+func.func private @__agentc_release(%m: {BYTES}) attributes {{{_INTERNAL}}} {{
   %p = func.call @__agentc_ptr(%m) : ({BYTES}) -> !llvm.ptr
   func.call @agentc_free(%p) : (!llvm.ptr) -> ()
   return
 }}
-func.func private @__agentc_view(%m: {BYTES}, %n: i64) -> {BYTES} {{
+func.func private @__agentc_view(%m: {BYTES}, %n: i64) -> {BYTES} attributes {{{_INTERNAL}}} {{
   %k = arith.index_cast %n : i64 to index
   %v = memref.reinterpret_cast %m to offset: [0], sizes: [%k], strides: [1] : {BYTES} to {BYTES}
   return %v : {BYTES}
 }}
-func.func private @__agentc_copy(%dst: {BYTES}, %src: {BYTES}) -> i64 {{
+func.func private @__agentc_copy(%dst: {BYTES}, %src: {BYTES}) -> i64 attributes {{{_INTERNAL}}} {{
   %c0 = arith.constant 0 : index
   %a = memref.dim %dst, %c0 : {BYTES}
   %b = memref.dim %src, %c0 : {BYTES}
@@ -111,6 +123,69 @@ func.func private @__agentc_copy(%dst: {BYTES}, %src: {BYTES}) -> i64 {{
   memref.copy %s, %d : {BYTES} to {BYTES}
   %r = arith.index_cast %n : index to i64
   return %r : i64
+}}
+func.func private @__agentc_arg(%m: {BYTES}, %ins: !llvm.ptr, %sizes: !llvm.ptr, %j: i64) attributes {{{_INTERNAL}, passthrough = ["noinline"]}} {{
+  %p = func.call @__agentc_ptr(%m) : ({BYTES}) -> !llvm.ptr
+  %pj = llvm.getelementptr %ins[%j] : (!llvm.ptr, i64) -> !llvm.ptr, !llvm.ptr
+  llvm.store %p, %pj : !llvm.ptr, !llvm.ptr
+  %n = func.call @__agentc_size(%m) : ({BYTES}) -> i64
+  %nj = llvm.getelementptr %sizes[%j] : (!llvm.ptr, i64) -> !llvm.ptr, i64
+  llvm.store %n, %nj : i64, !llvm.ptr
+  return
+}}
+func.func private @__agentc_slot_ptr(%frame: !llvm.ptr, %i: i64) -> !llvm.ptr attributes {{{_INTERNAL}}} {{
+  %g = llvm.getelementptr %frame[%i] : (!llvm.ptr, i64) -> !llvm.ptr, {_SLOT}
+  return %g : !llvm.ptr
+}}
+func.func private @__agentc_slot(%frame: !llvm.ptr, %i: i64) -> {BYTES} attributes {{{_INTERNAL}}} {{
+  %g = func.call @__agentc_slot_ptr(%frame, %i) : (!llvm.ptr, i64) -> !llvm.ptr
+  %p = llvm.load %g : !llvm.ptr -> !llvm.ptr
+  %h = llvm.getelementptr %g[0, 1] : (!llvm.ptr) -> !llvm.ptr, {_SLOT}
+  %n = llvm.load %h : !llvm.ptr -> i64
+  %m = func.call @__agentc_bytes(%p, %n) : (!llvm.ptr, i64) -> {BYTES}
+  return %m : {BYTES}
+}}
+func.func private @__agentc_slot_set(%frame: !llvm.ptr, %i: i64, %p: !llvm.ptr, %n: i64) attributes {{{_INTERNAL}}} {{
+  %g = func.call @__agentc_slot_ptr(%frame, %i) : (!llvm.ptr, i64) -> !llvm.ptr
+  llvm.store %p, %g : !llvm.ptr, !llvm.ptr
+  %h = llvm.getelementptr %g[0, 1] : (!llvm.ptr) -> !llvm.ptr, {_SLOT}
+  llvm.store %n, %h : i64, !llvm.ptr
+  return
+}}
+func.func private @__agentc_slot_new(%frame: !llvm.ptr, %i: i64, %cap: i64) -> {BYTES} attributes {{{_INTERNAL}}} {{
+  %m = func.call @__agentc_buffer(%cap) : (i64) -> {BYTES}
+  %p = func.call @__agentc_ptr(%m) : ({BYTES}) -> !llvm.ptr
+  %zero = arith.constant 0 : i64
+  func.call @__agentc_slot_set(%frame, %i, %p, %zero) : (!llvm.ptr, i64, !llvm.ptr, i64) -> ()
+  return %m : {BYTES}
+}}
+func.func private @__agentc_slot_written(%frame: !llvm.ptr, %i: i64, %n: i64) attributes {{{_INTERNAL}}} {{
+  %g = func.call @__agentc_slot_ptr(%frame, %i) : (!llvm.ptr, i64) -> !llvm.ptr
+  %h = llvm.getelementptr %g[0, 1] : (!llvm.ptr) -> !llvm.ptr, {_SLOT}
+  llvm.store %n, %h : i64, !llvm.ptr
+  return
+}}
+func.func private @__agentc_slot_free(%frame: !llvm.ptr, %i: i64) attributes {{{_INTERNAL}}} {{
+  %g = func.call @__agentc_slot_ptr(%frame, %i) : (!llvm.ptr, i64) -> !llvm.ptr
+  %p = llvm.load %g : !llvm.ptr -> !llvm.ptr
+  %null = llvm.mlir.zero : !llvm.ptr
+  %live = llvm.icmp "ne" %p, %null : !llvm.ptr
+  scf.if %live {{
+    func.call @agentc_free(%p) : (!llvm.ptr) -> ()
+    llvm.store %null, %g : !llvm.ptr, !llvm.ptr
+  }}
+  return
+}}
+func.func private @__agentc_frame_free(%frame: !llvm.ptr, %first: i64, %slots: i64) attributes {{{_INTERNAL}}} {{
+  %a = arith.index_cast %first : i64 to index
+  %b = arith.index_cast %slots : i64 to index
+  %c1 = arith.constant 1 : index
+  scf.for %s = %a to %b step %c1 {{
+    %i = arith.index_cast %s : index to i64
+    func.call @__agentc_slot_free(%frame, %i) : (!llvm.ptr, i64) -> ()
+  }}
+  func.call @agentc_free(%frame) : (!llvm.ptr) -> ()
+  return
 }}
 """
 
@@ -149,32 +224,25 @@ class _Lines:
 
 
 def _attrs(fn, keep=("agentc.op", "agentc.label", "agentc.kernel", "agentc.abi")) -> str:
+    """An op function's attributes: what it runs, and internal linkage (its one caller
+    is its step, so LLVM inlines it there and emits no copy of its own)."""
     parts = [f"{k} = {fn.attributes[k]}" for k in keep if k in fn.attributes]
-    return " attributes {" + ", ".join(parts) + "}" if parts else ""
+    return " attributes {" + ", ".join(parts + [_INTERNAL]) + "}"
 
 
 def _abi_fn(fn, strings: StringGlobals) -> str:
-    """Runtime-call op function: (inputs..., out) -> bytes written or a negative code."""
+    """Runtime-call op function: (in[], in_bytes[], out) -> bytes written or a negative
+    code. Its inputs come as the runtime takes them, arrays of pointers and sizes that
+    the caller fills (`__agentc_arg`, one call per input): as one memref argument each,
+    a fan-in of a thousand values was a call of 5000 arguments, which LLVM's
+    interprocedural passes take in time quadratic in its width."""
     name = get(fn, "sym_name")
     ftype = ir.FunctionType(ir.TypeAttr(fn.attributes["function_type"]).value)
     k, has_out = len(ftype.inputs), bool(ftype.results)
-    params = [f"%in{i}: {BYTES}" for i in range(k)] + ([f"%out: {BYTES}"] if has_out else [])
+    params = ["%ins: !llvm.ptr", "%sizes: !llvm.ptr"] + ([f"%out: {BYTES}"] if has_out else [])
     b = _Lines()
     b(f"%name = llvm.mlir.addressof @{strings(get(fn, 'agentc.abi_arg'))} : !llvm.ptr")
     b(f"%n_in = arith.constant {k} : i64")
-    if k:
-        b("%ins = llvm.alloca %n_in x !llvm.ptr : (i64) -> !llvm.ptr")
-        b("%sizes = llvm.alloca %n_in x i64 : (i64) -> !llvm.ptr")
-        for i in range(k):
-            b(f"%p{i} = func.call @__agentc_ptr(%in{i}) : ({BYTES}) -> !llvm.ptr")
-            b(f"%g{i} = llvm.getelementptr %ins[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
-            b(f"llvm.store %p{i}, %g{i} : !llvm.ptr, !llvm.ptr")
-            b(f"%s{i} = func.call @__agentc_size(%in{i}) : ({BYTES}) -> i64")
-            b(f"%h{i} = llvm.getelementptr %sizes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
-            b(f"llvm.store %s{i}, %h{i} : i64, !llvm.ptr")
-    else:
-        b("%ins = llvm.mlir.zero : !llvm.ptr")
-        b("%sizes = llvm.mlir.zero : !llvm.ptr")
     if has_out:
         b(f"%o = func.call @__agentc_ptr(%out) : ({BYTES}) -> !llvm.ptr")
         b(f"%cap = func.call @__agentc_size(%out) : ({BYTES}) -> i64")
@@ -720,103 +788,196 @@ def _pass_fn(fn) -> str:
             "  return %n : i64\n}")
 
 
-def _run_fn(pool: str, schedule, results: dict, labels: dict, strings: StringGlobals,
-            sent: dict[int, int]) -> str:
-    """The C entry point: the schedule over buffers, with an error exit; each op call
-    between `agentc_trace(label, 1)` and `agentc_trace(label, 0)`. A recv's buffer
-    holds what its peer's buffer can hold (`sent`: channel -> bytes, `sent_bytes`)."""
+_STEP_ATTRS = f'attributes {{{_INTERNAL}, passthrough = ["noinline"]}}'
+# Ops per step function: enough that LLVM's fixed cost per function does not dominate a
+# long schedule, few enough that every function stays small.
+STEP_OPS = 16
+
+
+class _Frame:
+    """Where the values of a schedule live: one frame slot (buffer, bytes) per graph input
+    (the caller's buffers) and per op (the buffer the program allocates for its result),
+    and after which op each owned buffer is freed: its last reader, or never for a graph
+    output (the entry point copies those out, then frees the frame)."""
+
+    def __init__(self, schedule):
+        # One naming state for the whole schedule: a value's name without it re-numbers
+        # the enclosing function on every call (quadratic in the schedule's length).
+        self.state = ir.AsmState(schedule.operation if hasattr(schedule, "operation") else schedule)
+        block = schedule.regions[0].blocks[0]
+        self.ops = [op.operation for op in block.operations]
+        self.first = len(block.arguments)
+        self.slots = self.first + len(self.ops)
+        self._slot = {arg.get_name(self.state): i for i, arg in enumerate(block.arguments)}
+        for n, op in enumerate(self.ops):
+            if op.results:
+                self._slot[op.results[0].get_name(self.state)] = self.first + n
+        last: dict[int, int | None] = {self.first + n: n for n, op in enumerate(self.ops) if op.results}
+        for n, op in enumerate(self.ops):
+            for v in op.operands:
+                if self.of(v) >= self.first:
+                    last[self.of(v)] = None if op.name == "func.return" else n
+        self.frees: dict[int, list[int]] = {}
+        for slot, n in sorted(last.items()):
+            if n is not None:
+                self.frees.setdefault(n, []).append(slot)
+
+    def of(self, value) -> int:
+        return self._slot[value.get_name(self.state)]
+
+
+def _run_fns(pool: str, schedule, results: dict, labels: dict, runtime_fns: set,
+             strings: StringGlobals, sent: dict[int, int]) -> list[str]:
+    """The C entry point and its steps. The entry point allocates the frame (`_Frame`),
+    puts the graph inputs in their slots, calls the step functions in order with an
+    error exit, copies the graph outputs out and frees what is left with the frame.
+    Each step function (`@__agentc_step<k>(frame) -> rc`, never inlined) runs up to
+    STEP_OPS ops, each reading its inputs from their slots, allocating its result's
+    buffer into its own slot, between `agentc_trace(label, 1)` and
+    `agentc_trace(label, 0)`, and freeing the buffers it read last. No value lives in
+    a register across ops: one function over the whole schedule, with every buffer live
+    throughout, grew LLVM's time much faster than the schedule. A recv's buffer holds
+    what its peer's buffer can hold (`sent`: channel -> bytes, `sent_bytes`)."""
+    frame = _Frame(schedule)
+    ops = [n for n, op in enumerate(frame.ops) if op.name != "func.return"]
+    groups = [ops[i:i + STEP_OPS] for i in range(0, len(ops), STEP_OPS)]
+    steps = [_step_fn(k, group, pool, frame, results, labels, runtime_fns, strings, sent)
+             for k, group in enumerate(groups)]
     b = _Lines()
-    names: dict[str, str] = {}
-    buffers: list[tuple[str, int]] = []   # (buffer SSA name, bytes)
-    # One naming state for the whole schedule: a value's name without it re-numbers the
-    # enclosing function on every call (quadratic in the schedule's length).
-    state = ir.AsmState(schedule.operation if hasattr(schedule, "operation") else schedule)
-
-    def val(v) -> str:
-        return names[v.get_name(state)]
-
-    block = schedule.regions[0].blocks[0]
-    for i, arg in enumerate(block.arguments):
+    b("%zero = arith.constant 0 : i64")
+    b(f"%frame_bytes = arith.constant {16 * frame.slots} : i64")
+    b("%host = arith.constant 0 : i64  // AGENTC_ALLOC_HOST")
+    b("%frame = func.call @agentc_alloc(%frame_bytes, %host) : (i64, i64) -> !llvm.ptr")
+    for i in range(frame.first):
         b(f"%ip{i}g = llvm.getelementptr %in[{i}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
         b(f"%ip{i} = llvm.load %ip{i}g : !llvm.ptr -> !llvm.ptr")
         b(f"%is{i}g = llvm.getelementptr %in_bytes[{i}] : (!llvm.ptr) -> !llvm.ptr, i64")
         b(f"%is{i} = llvm.load %is{i}g : !llvm.ptr -> i64")
-        b(f"%input{i} = func.call @__agentc_bytes(%ip{i}, %is{i}) : (!llvm.ptr, i64) -> {BYTES}")
-        names[arg.get_name(state)] = f"%input{i}"
-    b("%zero = arith.constant 0 : i64")
-    ops = [op.operation for op in block.operations]
-    for n, op in enumerate(ops):
-        size = None
-        if op.name == "agent.recv":
-            size = max(int(get(op, "bytes")), sent.get(int(get(op, "channel")), 0))
-        elif op.name == "func.call" and op.results:
-            size = results[get(op, "callee").lstrip("@")]
-        if size is not None:
-            b(f"%cap{n} = arith.constant {max(1, size)} : i64")
-            b(f"%buf{n} = func.call @__agentc_buffer(%cap{n}) : (i64) -> {BYTES}")
-            buffers.append((f"%buf{n}", size))
-    b("cf.br ^op0")
-    made = None      # (op index, rc) of the value the previous op wrote
-    for n, op in enumerate(ops):
-        b.lines.append(f"^op{n}:")
-        if made is not None:
-            # the value is its buffer cut to the bytes written
-            b(f"%v{made[0]} = func.call @__agentc_view(%buf{made[0]}, {made[1]}) : ({BYTES}, i64) -> {BYTES}")
-            made = None
-        if op.name == "func.return":
-            for j, v in enumerate(op.operands):
-                b(f"%op{j}g = llvm.getelementptr %out[{j}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
-                b(f"%op{j} = llvm.load %op{j}g : !llvm.ptr -> !llvm.ptr")
-                b(f"%os{j}g = llvm.getelementptr %out_bytes[{j}] : (!llvm.ptr) -> !llvm.ptr, i64")
-                b(f"%os{j} = llvm.load %os{j}g : !llvm.ptr -> i64")
-                b(f"%ob{j} = func.call @__agentc_bytes(%op{j}, %os{j}) : (!llvm.ptr, i64) -> {BYTES}")
-                b(f"%on{j} = func.call @__agentc_copy(%ob{j}, {val(v)}) : ({BYTES}, {BYTES}) -> i64")
-                b(f"llvm.store %on{j}, %os{j}g : i64, !llvm.ptr")
-            for buf, _ in buffers:
-                b(f"func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
-            b("return %zero : i64")
-            continue
-        rc = f"%rc{n}"
-        if op.name == "agent.recv":
-            peer = strings(str(get(op, "peer")))
-            b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
-            b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
-            b(f"%bp{n} = func.call @__agentc_ptr(%buf{n}) : ({BYTES}) -> !llvm.ptr")
-            b(f"{rc} = func.call @agentc_recv(%ch{n}, %peer{n}, %bp{n}, %cap{n}) : "
-              "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
-        elif op.name == "agent.send":
-            peer = strings(str(get(op, "peer")))
-            v = val(op.operands[0])
-            b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
-            b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
-            b(f"%vp{n} = func.call @__agentc_ptr({v}) : ({BYTES}) -> !llvm.ptr")
-            b(f"%vs{n} = func.call @__agentc_size({v}) : ({BYTES}) -> i64")
-            b(f"{rc} = func.call @agentc_send(%ch{n}, %peer{n}, %vp{n}, %vs{n}) : "
-              "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
-        elif op.name == "func.call":
-            args = [val(v) for v in op.operands] + ([f"%buf{n}"] if op.results else [])
-            callee = get(op, "callee").lstrip("@")
-            b(f"%tl{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
-            b(f"%tb{n} = arith.constant 1 : i64")
-            b(f"func.call @agentc_trace(%tl{n}, %tb{n}) : (!llvm.ptr, i64) -> ()")
-            b(f"{rc} = func.call {get(op, 'callee')}({', '.join(args)}) : "
-              f"({', '.join([BYTES] * len(args))}) -> i64")
-            b(f"%te{n} = arith.constant 0 : i64")
-            b(f"func.call @agentc_trace(%tl{n}, %te{n}) : (!llvm.ptr, i64) -> ()")
+        b(f"%in_slot{i} = arith.constant {i} : i64")
+        b(f"func.call @__agentc_slot_set(%frame, %in_slot{i}, %ip{i}, %is{i}) : "
+          "(!llvm.ptr, i64, !llvm.ptr, i64) -> ()")
+    b(f"%first = arith.constant {frame.first} : i64")
+    b(f"%slots = arith.constant {frame.slots} : i64")
+    for k in range(len(groups)):
+        b(f"%rc{k} = func.call @__agentc_step{k}(%frame) : (!llvm.ptr) -> i64")
+        b(f"%bad{k} = arith.cmpi slt, %rc{k}, %zero : i64")
+        b(f"cf.cond_br %bad{k}, ^fail(%rc{k} : i64), ^step{k + 1}")
+        b.lines.append(f"^step{k + 1}:")
+    ret = frame.ops[-1]
+    for j, v in enumerate(ret.operands):
+        b(f"%vs{j} = arith.constant {frame.of(v)} : i64")
+        b(f"%v{j} = func.call @__agentc_slot(%frame, %vs{j}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%op{j}g = llvm.getelementptr %out[{j}] : (!llvm.ptr) -> !llvm.ptr, !llvm.ptr")
+        b(f"%op{j} = llvm.load %op{j}g : !llvm.ptr -> !llvm.ptr")
+        b(f"%os{j}g = llvm.getelementptr %out_bytes[{j}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        b(f"%os{j} = llvm.load %os{j}g : !llvm.ptr -> i64")
+        b(f"%ob{j} = func.call @__agentc_bytes(%op{j}, %os{j}) : (!llvm.ptr, i64) -> {BYTES}")
+        b(f"%on{j} = func.call @__agentc_copy(%ob{j}, %v{j}) : ({BYTES}, {BYTES}) -> i64")
+        b(f"llvm.store %on{j}, %os{j}g : i64, !llvm.ptr")
+    b("func.call @__agentc_frame_free(%frame, %first, %slots) : (!llvm.ptr, i64, i64) -> ()")
+    b("return %zero : i64")
+    b.lines.append("^fail(%err: i64):")
+    b("func.call @__agentc_frame_free(%frame, %first, %slots) : (!llvm.ptr, i64, i64) -> ()")
+    b("return %err : i64")
+    entry = (f"func.func @{entry_point(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
+             f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(b.lines) + "\n}")
+    return steps + [entry]
+
+
+def _step_fn(k: int, group: list[int], pool: str, frame: _Frame, results: dict, labels: dict,
+             runtime_fns: set, strings: StringGlobals, sent: dict[int, int]) -> str:
+    """Step `k`: the ops `group` of the schedule in order, over the frame; the first
+    negative code, or the last op's."""
+    head, b = _Lines(), _Lines()    # head: the entry block's allocas (static, not per call)
+    head("%zero = arith.constant 0 : i64")
+    for i, n in enumerate(group):
+        if i:
+            b.lines.append(f"^op{n}:")
+        rc = _op_lines(head, b, n, frame.ops[n], pool, frame, results, labels, runtime_fns, strings, sent)
+        if i + 1 < len(group):
+            b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
+            b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{group[i + 1]}")
         else:
-            raise PartitionError(f"lower-host: unexpected '{op.name}' in the schedule of pool '{pool}'")
-        b(f"%bad{n} = arith.cmpi slt, {rc}, %zero : i64")
-        b(f"cf.cond_br %bad{n}, ^fail({rc} : i64), ^op{n + 1}")
+            b(f"return {rc} : i64")
+    if len(group) > 1:
+        b.lines.append("^fail(%err: i64):")
+        b("return %err : i64")
+    return (f"func.func private @__agentc_step{k}(%frame: !llvm.ptr) -> i64 {_STEP_ATTRS} {{\n"
+            + "\n".join(head.lines + b.lines) + "\n}")
+
+
+def _op_lines(head, b, n: int, op, pool: str, frame: _Frame, results: dict, labels: dict,
+              runtime_fns: set, strings: StringGlobals, sent: dict[int, int]) -> str:
+    """Op `n` of the schedule over the frame (SSA names suffixed `n`); its return code's
+    name: the bytes its result holds, or a negative code."""
+    read: dict[int, str] = {}
+
+    def val(v) -> str:
+        s = frame.of(v)
+        if s not in read:
+            name = read[s] = f"%a{n}_{len(read)}"
+            b(f"{name}s = arith.constant {s} : i64")
+            b(f"{name} = func.call @__agentc_slot(%frame, {name}s) : (!llvm.ptr, i64) -> {BYTES}")
+        return read[s]
+
+    rc = f"%rc{n}"
+    if op.results:
+        size = (max(int(get(op, "bytes")), sent.get(int(get(op, "channel")), 0)) if op.name == "agent.recv"
+                else results[get(op, "callee").lstrip("@")])
+        b(f"%slot{n} = arith.constant {frame.first + n} : i64")
+        b(f"%cap{n} = arith.constant {max(1, size)} : i64")
+    if op.name == "agent.recv":
+        peer = strings(str(get(op, "peer")))
+        b(f"%buf{n} = func.call @__agentc_slot_new(%frame, %slot{n}, %cap{n}) : (!llvm.ptr, i64, i64) -> {BYTES}")
+        b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
+        b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
+        b(f"%bp{n} = func.call @__agentc_ptr(%buf{n}) : ({BYTES}) -> !llvm.ptr")
+        b(f"{rc} = func.call @agentc_recv(%ch{n}, %peer{n}, %bp{n}, %cap{n}) : "
+          "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
+    elif op.name == "agent.send":
+        peer = strings(str(get(op, "peer")))
+        v = val(op.operands[0])
+        b(f"%ch{n} = arith.constant {int(get(op, 'channel'))} : i64")
+        b(f"%peer{n} = llvm.mlir.addressof @{peer} : !llvm.ptr")
+        b(f"%vp{n} = func.call @__agentc_ptr({v}) : ({BYTES}) -> !llvm.ptr")
+        b(f"%vs{n} = func.call @__agentc_size({v}) : ({BYTES}) -> i64")
+        b(f"{rc} = func.call @agentc_send(%ch{n}, %peer{n}, %vp{n}, %vs{n}) : "
+          "(i64, !llvm.ptr, !llvm.ptr, i64) -> i64")
+    elif op.name == "func.call":
+        callee = get(op, "callee").lstrip("@")
+        if callee in runtime_fns:
+            # A runtime call's inputs: the runtime's arrays of pointers and sizes (`_abi_fn`).
+            count = len(op.operands)
+            head(f"%n_in{n} = arith.constant {max(1, count)} : i64")
+            head(f"%ins{n} = llvm.alloca %n_in{n} x !llvm.ptr : (i64) -> !llvm.ptr")
+            head(f"%sizes{n} = llvm.alloca %n_in{n} x i64 : (i64) -> !llvm.ptr")
+            for j, v in enumerate(op.operands):
+                value = val(v)
+                b(f"%in{n}_{j} = arith.constant {j} : i64")
+                b(f"func.call @__agentc_arg({value}, %ins{n}, %sizes{n}, %in{n}_{j}) : "
+                  f"({BYTES}, !llvm.ptr, !llvm.ptr, i64) -> ()")
+            args = [(f"%ins{n}", "!llvm.ptr"), (f"%sizes{n}", "!llvm.ptr")]
+        else:
+            args = [(val(v), BYTES) for v in op.operands]
         if op.results:
-            names[op.results[0].get_name(state)] = f"%v{n}"
-            made = (n, rc)
-    out = b.lines
-    out.append("^fail(%err: i64):")
-    for buf, _ in buffers:
-        out.append(f"  func.call @__agentc_release({buf}) : ({BYTES}) -> ()")
-    out.append("  return %err : i64")
-    return (f"func.func @{entry_point(pool)}(%in: !llvm.ptr, %in_bytes: !llvm.ptr, %out: !llvm.ptr, "
-            f"%out_bytes: !llvm.ptr) -> i64 attributes {{agentc.entry}} {{\n" + "\n".join(out) + "\n}")
+            b(f"%buf{n} = func.call @__agentc_slot_new(%frame, %slot{n}, %cap{n}) : "
+              f"(!llvm.ptr, i64, i64) -> {BYTES}")
+            args.append((f"%buf{n}", BYTES))
+        b(f"%label{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
+        b(f"%begin{n} = arith.constant 1 : i64")
+        b(f"func.call @agentc_trace(%label{n}, %begin{n}) : (!llvm.ptr, i64) -> ()")
+        b(f"{rc} = func.call @{callee}({', '.join(a for a, _ in args)}) : "
+          f"({', '.join(t for _, t in args)}) -> i64")
+        b(f"%end{n} = arith.constant 0 : i64")
+        b(f"func.call @agentc_trace(%label{n}, %end{n}) : (!llvm.ptr, i64) -> ()")
+    else:
+        raise PartitionError(f"lower-host: unexpected '{op.name}' in the schedule of pool '{pool}'")
+    if op.results:
+        b(f"func.call @__agentc_slot_written(%frame, %slot{n}, {rc}) : (!llvm.ptr, i64, i64) -> ()")
+    for j, s in enumerate(frame.frees.get(n, [])):
+        b(f"%free{n}_{j} = arith.constant {s} : i64")
+        b(f"func.call @__agentc_slot_free(%frame, %free{n}_{j}) : (!llvm.ptr, i64) -> ()")
+    return rc
 
 
 # --------------------------------------------------------------------------- control flow
@@ -889,7 +1050,8 @@ def _names(op, into: set) -> None:
                 _names(inner.operation, into)
 
 
-def _run_cf_fn(pool: str, schedule, tree: _Tree, results: dict, labels: dict, strings: StringGlobals) -> str:
+def _run_cf_fn(pool: str, schedule, tree: _Tree, results: dict, labels: dict, runtime_fns: set,
+               strings: StringGlobals) -> str:
     """The C entry point of a one-pool program with loops and branches: the graph's
     control flow over the schedule's calls. A loop asks `agentc_decide(region, 0, p,
     trip)` before each trip (at most `max_trips`; p the loop's continue probability); a
@@ -924,6 +1086,11 @@ def _run_cf_fn(pool: str, schedule, tree: _Tree, results: dict, labels: dict, st
             buffers.append(f"%buf{n}")
             for r in tree.steps[n].results:
                 where[r] = ("op", n)
+        if get(c, "callee").lstrip("@") in runtime_fns:
+            # a runtime call's input arrays (`_abi_fn`)
+            b(f"%n_in{n} = arith.constant {max(1, len(c.operands))} : i64")
+            b(f"%ins{n} = llvm.alloca %n_in{n} x !llvm.ptr : (i64) -> !llvm.ptr")
+            b(f"%sizes{n} = llvm.alloca %n_in{n} x i64 : (i64) -> !llvm.ptr")
 
     # merged values: a loop's carried values (and its results), a branch's results
     sources: dict[int, list] = {}
@@ -1005,11 +1172,19 @@ def _run_cf_fn(pool: str, schedule, tree: _Tree, results: dict, labels: dict, st
             if node[0] == "op":
                 n, c = call_of[id(node[1])]
                 callee = get(c, "callee").lstrip("@")
-                args = [view(v) for v in node[1].operands] + ([f"%buf{n}"] if c.results else [])
+                args = [(view(v), BYTES) for v in node[1].operands]
+                if callee in runtime_fns:
+                    for j, (value, _) in enumerate(args):
+                        b(f"%in{n}_{j} = arith.constant {j} : i64")
+                        b(f"func.call @__agentc_arg({value}, %ins{n}, %sizes{n}, %in{n}_{j}) : "
+                          f"({BYTES}, !llvm.ptr, !llvm.ptr, i64) -> ()")
+                    args = [(f"%ins{n}", "!llvm.ptr"), (f"%sizes{n}", "!llvm.ptr")]
+                args += [(f"%buf{n}", BYTES)] if c.results else []
                 b(f"%tl{n} = llvm.mlir.addressof @{strings(labels.get(callee, callee))} : !llvm.ptr")
                 b(f"%tb{n} = arith.constant 1 : i64")
                 b(f"func.call @agentc_trace(%tl{n}, %tb{n}) : (!llvm.ptr, i64) -> ()")
-                b(f"%rc{n} = func.call @{callee}({', '.join(args)}) : ({', '.join([BYTES] * len(args))}) -> i64")
+                b(f"%rc{n} = func.call @{callee}({', '.join(a for a, _ in args)}) : "
+                  f"({', '.join(t for _, t in args)}) -> i64")
                 b(f"%te{n} = arith.constant 0 : i64")
                 b(f"func.call @agentc_trace(%tl{n}, %te{n}) : (!llvm.ptr, i64) -> ()")
                 check(f"%rc{n}", f"op{n}")
@@ -1158,9 +1333,10 @@ def host_text(sub, sent: dict[int, int] | None = None, module=None) -> str:
     if any(get(fn, "agentc.op") == "embed.encode" and "agentc.buckets" in fn.attributes for fn in op_fns):
         abis.add(EMBED_ROWS)
     labels = {get(fn, "sym_name"): str(get(fn, "agentc.label", get(fn, "sym_name"))) for fn in op_fns}
+    runtime_fns = {get(fn, "sym_name") for fn in op_fns if "agentc.abi" in fn.attributes}
     tree = control_tree(module, schedule) if module is not None else None
-    run = (_run_cf_fn(pool, schedule, tree, results, labels, strings) if tree is not None
-           else _run_fn(pool, schedule, results, labels, strings, sent or {}))
+    run = ([_run_cf_fn(pool, schedule, tree, results, labels, runtime_fns, strings)] if tree is not None
+           else _run_fns(pool, schedule, results, labels, runtime_fns, strings, sent or {}))
     if tree is not None:
         abis.add(DECIDE)
     kernels = []
@@ -1169,7 +1345,7 @@ def host_text(sub, sent: dict[int, int] | None = None, module=None) -> str:
         kernels.append(f"func.func private @{sym}({', '.join(_memref(str(t)) for t in ins + outs)})")
     parts = (strings.decls() + RUNTIME_DECLS + [f"func.func private @{a}{DECIDE_TYPE if a == DECIDE else ABI_TYPE}"
                                                 for a in sorted(abis)]
-             + kernels + [HELPERS] + fns + [run])
+             + kernels + [HELPERS] + fns + run)
     block = schedule.regions[0].blocks[0]
     ret = [o.operation for o in block.operations][-1]
     kinds = [dialects.type_kind(a.type) for a in block.arguments]
@@ -1183,15 +1359,16 @@ def host_text(sub, sent: dict[int, int] | None = None, module=None) -> str:
 
 def lower_pool(sub, sent: dict[int, int] | None = None, module=None) -> None:
     """Replace the op functions, schedule and their declarations with `module @host`."""
-    host = ir.Module.parse(host_text(sub, sent, module))
+    # Parsed as a detached operation, straight into the pool module (a parsed Module
+    # printed and parsed again cost as much as building its text).
+    host = ir.Operation.parse(host_text(sub, sent, module))
     body = sub.regions[0].blocks[0]
     for op in list(body.operations):
         op = op.operation
         if op.name == "func.func" and "llvm.emit_c_interface" in op.attributes:
             continue
         op.erase()
-    new = host.operation
-    body.append(ir.Operation.parse(str(new)))
+    body.append(host)
 
 
 def run(module, ctx) -> None:

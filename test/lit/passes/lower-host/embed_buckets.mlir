@@ -39,9 +39,11 @@
 // CHECK: call @mean_pool_l2_s32_d384_masked(
 // CHECK: call @mean_pool_l2_s128_d384_masked(
 // CHECK: call @mean_pool_l2_s512_d384_masked(
-// CHECK: func.func @agentc_xeon_run(
+// CHECK: func.func private @__agentc_step0(
 // CHECK: %[[EB:.*]] = arith.constant 786432 : i64
-// CHECK: call @__agentc_buffer(%[[EB]])
+// CHECK: call @__agentc_slot_new(%{{.*}}, %{{.*}}, %[[EB]])
+// CHECK: call @e_encode(
+// CHECK: func.func @agentc_xeon_run(
 // CHECK-NOT: encoder_layer_s128_d384_h12_f1536(
 
 module attributes {agentc.stage = "placed"} {

@@ -43,9 +43,23 @@
 // CHECK: memref.store %{{.*}}, %[[MASK]][%[[POS]]]
 // CHECK: func.func @ans_sample(
 // CHECK-NEXT: call @__agentc_copy(
-// CHECK: func.func @agentc_xeon_run(
-// CHECK: arith.constant 244 : i64
+// The steps: the token ids' buffer (244 bytes), then the KV value's (33032 bytes) that
+// prefill writes and kv.transfer copies; the ids (slot 1, after the one input) are
+// freed after prefill reads them.
+// CHECK: func.func private @__agentc_step0(%[[F:[^:]+]]: !llvm.ptr
+// CHECK: %[[TCAP:.*]] = arith.constant 244 : i64
+// CHECK: call @__agentc_slot_new(%[[F]], %{{.*}}, %[[TCAP]])
+// CHECK: call @ans_tokenize(
+// CHECK: %[[KVS:.*]] = arith.constant 2 : i64
+// CHECK: %[[KVCAP:.*]] = arith.constant 33032 : i64
+// CHECK: %[[KV:.*]] = call @__agentc_slot_new(%[[F]], %[[KVS]], %[[KVCAP]])
+// CHECK: call @ans_prefill(%{{.*}}, %[[KV]])
+// CHECK: %[[DONE:.*]] = arith.constant 1 : i64
+// CHECK: call @__agentc_slot_free(%[[F]], %[[DONE]])
 // CHECK: arith.constant 33032 : i64
+// CHECK: call @ans_kv_transfer(
+// CHECK: func.func @agentc_xeon_run(
+// CHECK: call @__agentc_step0(
 
 module attributes {agentc.stage = "placed"} {
   "agent.model"() {d_model = 64 : i64, dtype = "fp16", ffn = 128 : i64, heads = 4 : i64, kind = "decoder", kv_heads = 2 : i64, layers = 2 : i64, sym_name = "tiny", vocab = 512 : i64} : () -> ()

@@ -2,28 +2,53 @@
 // program over byte buffers in a nested module @host; the kernels stay outside it.
 // RUN: %agentc-opt %s -p partition,lower-kernels,lower-host | FileCheck %s
 
-// The CPU pool: a runtime call with both inputs, then a send of its result.
+// The CPU pool: a runtime call with both inputs, then a send of its result. The runtime
+// call's op function takes its inputs as the runtime does (arrays of pointers and sizes).
 // CHECK-LABEL: module @xeon
 // CHECK: module @host attributes {agentc.entry_point = "agentc_xeon_run", agentc.host, agentc.inputs = ["text", "json"], agentc.outputs = []}
 // CHECK-DAG: func.func private @agentc_alloc(i64, i64) -> !llvm.ptr
 // CHECK-DAG: func.func private @agentc_send(i64, !llvm.ptr, !llvm.ptr, i64) -> i64
 // CHECK-DAG: func.func private @agentc_tokenize(!llvm.ptr, !llvm.ptr, !llvm.ptr, i64, !llvm.ptr, i64) -> i64
-// CHECK: func.func @a_tokenize(%[[Q:.*]]: memref<?xi8>{{.*}}, %[[J:.*]]: memref<?xi8>{{.*}}, %[[OUT:.*]]: memref<?xi8>{{.*}}) -> i64
+// CHECK: func.func @a_tokenize(%[[INS:[^:]+]]: !llvm.ptr{{.*}}, %[[SIZES:[^:]+]]: !llvm.ptr{{.*}}, %[[OUT:[^:]+]]: memref<?xi8>{{.*}}) -> i64 attributes {{{.*}}llvm.linkage = #llvm.linkage<internal>}
 // CHECK: %[[N:.*]] = arith.constant 2 : i64
-// CHECK: %[[INS:.*]] = llvm.alloca %[[N]] x !llvm.ptr
-// CHECK: call @__agentc_ptr(%[[Q]])
-// CHECK: call @__agentc_ptr(%[[J]])
-// CHECK: call @agentc_tokenize({{.*}}, %[[INS]], {{.*}}, %[[N]], {{.*}})
-// CHECK: func.func @agentc_xeon_run(%{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}) -> i64 attributes {agentc.entry}
+// CHECK: %[[O:.*]] = call @__agentc_ptr(%[[OUT]])
+// CHECK: call @agentc_tokenize({{.*}}, %[[INS]], %[[SIZES]], %[[N]], %[[O]], {{.*}})
+// The schedule's ops in a step function over the frame: each reads its inputs from their
+// slots, allocates its result into its own slot (512 bytes: slot 2, after the 2 inputs),
+// and frees the buffers it reads last (the send frees the tokens).
+// CHECK: func.func private @__agentc_step0(%[[F:[^:]+]]: !llvm.ptr{{.*}}) -> i64 attributes {{{.*}}passthrough = ["noinline"]}
+// CHECK: %[[A:.*]] = llvm.alloca %{{.*}} x !llvm.ptr
+// CHECK: %[[S:.*]] = llvm.alloca %{{.*}} x i64
+// CHECK: %[[SLOT:.*]] = arith.constant 2 : i64
 // CHECK: %[[CAP:.*]] = arith.constant 512 : i64
-// CHECK: %[[BUF:.*]] = call @__agentc_buffer(%[[CAP]])
-// CHECK: %[[RC:.*]] = call @a_tokenize(%{{.*}}, %{{.*}}, %[[BUF]])
+// CHECK: %[[Q:.*]] = call @__agentc_slot(%[[F]], %{{.*}})
+// CHECK: call @__agentc_arg(%[[Q]], %[[A]], %[[S]], %{{.*}})
+// CHECK: %[[J:.*]] = call @__agentc_slot(%[[F]], %{{.*}})
+// CHECK: call @__agentc_arg(%[[J]], %[[A]], %[[S]], %{{.*}})
+// CHECK: %[[BUF:.*]] = call @__agentc_slot_new(%[[F]], %[[SLOT]], %[[CAP]])
+// CHECK: %[[RC:.*]] = call @a_tokenize(%[[A]], %[[S]], %[[BUF]])
+// CHECK: call @__agentc_slot_written(%[[F]], %[[SLOT]], %[[RC]])
 // CHECK: cf.cond_br %{{.*}}, ^bb{{[0-9]+}}(%[[RC]] : i64), ^bb
-// CHECK: %[[V:.*]] = call @__agentc_view(%[[BUF]], %[[RC]])
+// CHECK: %[[TOK:.*]] = arith.constant 2 : i64
+// CHECK: %[[V:.*]] = call @__agentc_slot(%[[F]], %[[TOK]])
 // CHECK: %[[P:.*]] = call @__agentc_ptr(%[[V]])
 // CHECK: call @agentc_send(%{{.*}}, %{{.*}}, %[[P]], %{{.*}})
-// CHECK: call @__agentc_release(%[[BUF]])
+// CHECK: %[[DONE:.*]] = arith.constant 2 : i64
+// CHECK: call @__agentc_slot_free(%[[F]], %[[DONE]])
 // CHECK: return
+// The entry point: a frame of 5 slots (2 inputs, 3 ops) of 16 bytes, the inputs in their
+// slots, the steps, and on either exit the frame freed with what it still holds.
+// CHECK: func.func @agentc_xeon_run(%{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}, %{{.*}}: !llvm.ptr{{.*}}) -> i64 attributes {agentc.entry}
+// CHECK: %[[FB:.*]] = arith.constant 80 : i64
+// CHECK: %[[FR:.*]] = call @agentc_alloc(%[[FB]], %{{.*}})
+// CHECK-COUNT-2: call @__agentc_slot_set(%[[FR]], %{{.*}})
+// CHECK: %[[RC0:.*]] = call @__agentc_step0(%[[FR]])
+// CHECK: cf.cond_br %{{.*}}, ^bb{{[0-9]+}}(%[[RC0]] : i64), ^bb
+// CHECK: call @__agentc_frame_free(%[[FR]], %{{.*}}, %{{.*}})
+// CHECK-NEXT: return
+// CHECK: ^bb{{[0-9]+}}(%[[ERR:[^:]+]]: i64
+// CHECK-NEXT: call @__agentc_frame_free(%[[FR]], %{{.*}}, %{{.*}})
+// CHECK-NEXT: return %[[ERR]]
 
 // The GPU pool: prefill binds its RoPE tables and 9 weights per layer and calls the
 // kernel's bufferized signature (input, tables, weights, then the outputs y, K, V) once
@@ -39,8 +64,9 @@
 // CHECK-COUNT-11: call @agentc_bind({{.*}}, %[[IDX]], {{.*}})
 // CHECK: call @prefill_layer_s128_d64_h2_kv1_f128(
 // CHECK: memref.copy
-// CHECK: func.func @agentc_h100_run(
+// CHECK: func.func private @__agentc_step0(
 // CHECK: call @agentc_recv(
+// CHECK: func.func @agentc_h100_run(
 
 module attributes {agentc.stage = "placed"} {
   "agent.model"() {d_model = 64 : i64, dtype = "fp16", ffn = 128 : i64, heads = 2 : i64, kind = "decoder", kv_heads = 1 : i64, layers = 4 : i64, sym_name = "m", vocab = 1000 : i64} : () -> ()
