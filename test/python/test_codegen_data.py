@@ -45,13 +45,16 @@ def test_every_transform_script_is_package_data(setuptools_config):
 def _all_schedules():
     """One schedule of every shape `matmul_schedule` makes: packed or not (B transposed
     or not), split over m or n or not split, K blocked or not, each peel (a packed
-    matmul peels m only: its panels are whole)."""
+    matmul peels m only: its panels are whole), and B packed at load (prepacked)."""
     for pack_b, b_t, split, k_block, peel in itertools.product(
             (False, True), (False, True), ("", "m", "n"), (0, 64), ("", "m", "n", "mn")):
         if (b_t and not pack_b) or (pack_b and "n" in peel):
             continue
         yield schedule.MatmulSchedule((6, 16, 1), k_block or (128 if pack_b else 0), split,
                                       2 if split else 1, pack_b, peel, b_t)
+    # weights packed once at load (prepacked): whole panels, split over m or n or not
+    for split, peel in itertools.product(("", "m", "n"), ("", "m")):
+        yield schedule.MatmulSchedule((6, 16, 1), 128, split, 2 if split else 1, True, peel, prepacked=True)
 
 
 def test_every_fragment_is_used_and_fills_in_to_a_valid_script(monkeypatch):
