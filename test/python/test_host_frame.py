@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from test_host_program import run   # the linked program's output lines
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
 
@@ -128,12 +129,6 @@ def chain(tmp_path_factory):
     (pool / "runtime.c").write_text(RUNTIME)
     subprocess.run(["cc", "-O1", "runtime.c", "host.o", "-o", "prog"], cwd=pool, check=True)
     return pool
-
-
-def run(pool, *args) -> list[str]:
-    done = subprocess.run([str(pool / "prog"), *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
 
 
 def counts(lines: list[str]) -> dict[str, int]:
