@@ -97,8 +97,8 @@ def kernel_plan(op, model: dict) -> tuple[str, dict, list[int], int] | None:
         ctx = max(1, min(int(get(op, "context", tokens) or tokens), CONTEXT_CAP))
         return "decode_step", dict(context=ctx, **s), [tokens, layers], 1
     if name == "llm.sample":
-        return "sample", dict(d_model=s["d_model"], vocab=int(model.get("vocab", 32000)), k=SAMPLE_K), \
-            [tokens], 1
+        vocab = int(model.get("vocab", 32000))
+        return "sample", dict(d_model=s["d_model"], vocab=vocab, k=min(SAMPLE_K, vocab)), [tokens], 1
     if name == "stt.featurize":
         frames = max(1, min(int(audio_ms / 10), FRAMES_CAP))
         return "logmel", dict(frames=frames, n_fft_bins=FFT_BINS, n_mels=int(model.get("mel_bins", 80))), [], 1
@@ -177,7 +177,7 @@ def llm_plan(op, model: dict, contexts: dict) -> tuple[list, dict] | None:
     rows, tokens = contexts[call]
     s = _shard(model, 1)
     vocab = int(model.get("vocab", 32000))
-    sample = ("sample", dict(d_model=s["d_model"], vocab=vocab, k=SAMPLE_K))
+    sample = ("sample", dict(d_model=s["d_model"], vocab=vocab, k=min(SAMPLE_K, vocab)))   # a vocabulary below k
     attrs = {"agentc.context": rows, "agentc.vocab": vocab, "agentc.layers": int(model.get("layers", 1))}
     if op.name == "llm.tokenize":
         return [], dict(attrs, **{"agentc.result_bytes": 4 * max(1, rows - tokens + 1)})

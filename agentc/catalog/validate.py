@@ -246,6 +246,11 @@ def check_model(name: str, values: Mapping[str, Any], fail) -> ModelSpec:
     if values["d_model"] % values["heads"] or values["heads"] % values["kv_heads"]:
         raise fail(f"model '{name}': heads must divide d_model and kv_heads must divide heads",
                    "kv_heads", ())
+    head_dim = values["d_model"] // values["heads"]
+    if kind != "encoder" and head_dim % 2:
+        # the generated decoder layers rotate channel pairs (RoPE): an odd head has no pairs
+        raise fail(f"{kind} model '{name}': the head dimension d_model/heads = {head_dim} must be even "
+                   "(rotary position embeddings rotate pairs of channels)", "heads", ())
     experts, top_k = values.get("experts", 1), values.get("top_k", 1)
     if experts < 1 or not 1 <= top_k <= experts:
         raise fail(f"model '{name}': need 1 <= top_k <= experts, got top_k={top_k}, experts={experts}",

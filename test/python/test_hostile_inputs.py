@@ -107,7 +107,23 @@ PROGRAMS = {
     # a multi-output agent that passes its input straight through
     "multi": ("model m = llama3-8b\nagent main(q: text) -> (text, text) {\n"
               "  return q, llm(m, q, in=64, out=16)\n}\n"),
+    # a vocabulary smaller than the compiled sampler's k (once: "need 1 <= k <= vocab", exit 2)
+    "vocab": ("model m = decoder(layers=1, d_model=2, heads=1, kv_heads=1, ffn=1, vocab=1)\n"
+              "agent a(q: text) -> text {\n  return llm(m, q, in=8, out=2)\n}\n"),
 }
+
+
+def test_a_decoder_with_an_odd_head_is_a_located_error(tmp_path):
+    """The issue's `decoder(layers=1, d_model=1, heads=1, ...)`: once a user error at a
+    generated location, then an internal error (exit 2) in code generation; now the
+    declaration is refused where it stands (RoPE rotates pairs of a head's channels)."""
+    (tmp_path / "t.agent").write_text("model m = decoder(layers=1, d_model=1, heads=1, kv_heads=1, ffn=1, vocab=1)\n"
+                                      "agent a(q: text) -> text {\n  return llm(m, q, in=8, out=2)\n}\n")
+    r = _agentc("compile", "t.agent", "-o", "out", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert ("t.agent:1:1: error: decoder model 'm': the head dimension d_model/heads = 1 must be even"
+            in r.stderr)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
