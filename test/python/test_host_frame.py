@@ -15,19 +15,9 @@ import subprocess
 import sys
 
 import pytest
-from test_host_program import run   # the linked program's output lines
+from test_host_program import CLUSTER, run   # one CPU pool; the linked program's output lines
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
-
-CLUSTER = """name = "cpu-only"
-pricing = "given"
-
-[[pool]]
-name = "host"
-device = "epyc-9654"
-count = 4
-nodes = 4
-"""
 
 CHAIN = 30      # tools in the chain; t0's result is read again by the final fan-in
 
