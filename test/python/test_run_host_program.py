@@ -147,6 +147,8 @@ agent a(q: text) -> documents {
 """
 
 
+@pytest.mark.skip(reason="host-engine loops and branches are refused: one suite run crashed (SIGSEGV) in this "
+                         "test's host program; test_host_program.py still runs that control flow, C-linked")
 def test_loops_and_branches_run_in_the_host_program(tmp_path):
     """The loop runs the drawn number of trips and the branch the drawn arm: the notes
     store logs the carried answer once per trip, then the branch's result (the default
@@ -181,9 +183,9 @@ def test_loops_and_branches_run_in_the_host_program(tmp_path):
     assert {t for t, _ in seen} >= {0, 1, 2} and {arm for _, arm in seen} == {True, False}
 
 
-def test_cli_engine_host_refuses_a_tool_that_may_decide(tmp_path):
-    """With --tool, the executor lets a tool's answer decide a loop; the host programs
-    draw from the seed only, so `--engine host` says so (exit 1)."""
+def test_cli_engine_host_refuses_loops_and_branches_for_now(tmp_path):
+    """Loops and branches run on the executor until the crash seen once in a host
+    program's control flow is found: `--engine host` says so (exit 1)."""
     from agentc.cli import cli
 
     src = tmp_path / "a.agent"
@@ -192,7 +194,7 @@ def test_cli_engine_host_refuses_a_tool_that_may_decide(tmp_path):
                    "  return r\n}\n")
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi", "--tool", "search=json:dumps"])
     assert res.exit_code == 1, res.output
-    assert "error: --engine host draws loop and branch decisions from the seed" in res.output
+    assert "error: --engine host does not run loops and branches for now" in res.output
 
 
 RETRIEVE = """\
