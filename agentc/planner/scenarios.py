@@ -63,34 +63,63 @@ class Enumerator:
     scenarios for merging (e.g. the op's fastest time)."""
 
     def __init__(self, index: dict[str, int], size: Sequence[float]):
-        self.index, self.size, self.n = index, list(size), len(index)
+        self.index, self.op_size = index, list(size)
         self.merged = False
         self.total = 1  # the most scenarios seen before a merge (a lower bound on the true count)
 
     def run(self, flow: tuple) -> list[tuple[float, tuple[float, ...]]]:
+        """Scenarios over ops, enumerated over blocks: the plain ops of one block run
+        equally often in every scenario, so a count per block is exact, and nests of
+        loops cost their depth, not their depth times the ops (issue 15)."""
+        self.col: dict[str, int] = {}
+        self.n = 0
+        self._columns(flow)
+        self.size = [0.0] * self.n
+        for op, c in self.col.items():   # a block's ops in program order, as a sum over them
+            self.size[c] += self.op_size[self.index[op]]
         d = self._block(flow)
         raw = len(d)
         d = self._cap(d, MAX_SCENARIOS)
         self.total = max(self.total, raw)
-        return sorted(((p, c) for c, p in d.items()), key=lambda e: (self._size(e[1]), e[1]))
+        found = sorted(((p, c) for c, p in d.items()), key=lambda e: (self._size(e[1]), e[1]))
+        return [(p, self._ops(c)) for p, c in found]
+
+    def _columns(self, items: tuple) -> None:
+        """One column per block that holds plain ops; each op in exactly one block."""
+        col = None
+        for item in items:
+            if isinstance(item, str):
+                if item in self.col:
+                    raise ValueError(f"op '{item}' appears twice in the control flow")
+                if col is None:
+                    col, self.n = self.n, self.n + 1
+                self.col[item] = col
+            elif isinstance(item, Branch):
+                self._columns(item.then)
+                self._columns(item.orelse)
+            elif isinstance(item, Loop):
+                self._columns(item.body)
+
+    def _ops(self, c: tuple[float, ...]) -> tuple[float, ...]:
+        """A block-count vector as op counts (ops outside the flow run 0 times)."""
+        out = [0.0] * len(self.index)
+        for op, j in self.col.items():
+            out[self.index[op]] = c[j]
+        return tuple(out)
 
     # -- structure ---------------------------------------------------------------------
 
     def _block(self, items: tuple) -> Dist:
-        ran = [0.0] * self.n  # the block's plain ops, counted in place (long straight lines)
+        ran = [0.0] * self.n  # the block's plain ops: one run of their column
         d: Dist = {(0.0,) * self.n: 1.0}
         for item in items:
             if isinstance(item, str):
-                ran[self.index[item]] += 1.0
+                ran[self.col[item]] = 1.0
             else:
                 d = self._add(d, self._item(item))
         return self._add(d, {tuple(ran): 1.0})
 
     def _item(self, item) -> Dist:
-        if isinstance(item, str):
-            c = [0.0] * self.n
-            c[self.index[item]] = 1.0
-            return {tuple(c): 1.0}
         if isinstance(item, Branch):
             out: Dist = {}
             for arm, p in ((item.then, item.prob), (item.orelse, 1.0 - item.prob)):
