@@ -24,7 +24,8 @@ The menu is kept small on purpose, so an op that fits a pool gets no split choic
 plans without overflow are unchanged:
 - splits are offered only to an op that no single pool can carry under the load (every
   usable choice needs more devices than its pool has), never to an op that must share a
-  pool with another (colocated), to host work on CPU pools, or without load;
+  pool with another (colocated), or without load; parts go to accelerator pools only
+  (host work on a CPU pool shares it, and an op that fits one runs there whole);
 - fractions are multiples of 1/FRACTION_STEPS; a split uses the fewest pools, 2 up to
   MAX_PARTS, with which some split carries the op;
 - per part, of the sizings that fit its pool, the cheapest (devices x price) and, where
@@ -34,6 +35,7 @@ plans without overflow are unchanged:
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -74,11 +76,22 @@ def needs_split(inst, i: int) -> bool:
     usable = [inst.choices[k] for k in inst.op_choices[i] if inst.choices[k].excluded is None]
     if not usable:
         return False
+    weight = inst.ops[i].weight
     for c in usable:
         site = inst.sites[c.site]
-        if site.is_cpu or site.count is None or site.metered or c.devices <= site.count:
+        if site.count is None or site.metered:
+            return False
+        # host work on a CPU pool shares its devices (Instance._build_choices)
+        held = (math.ceil(inst.load * weight * c.option.busy_ms / 1000.0 * c.option.tp
+                          / queueing.HOST_UTILISATION_CAP - 1e-9) if site.is_cpu else c.devices)
+        if max(held, c.option.tp) <= site.count:
             return False
     return True
+
+
+def _splittable(site) -> bool:
+    """A pool a part may go to: a dedicated accelerator pool of known size, paid by the hour."""
+    return not (site.is_cpu or site.count is None or site.metered or site.parts)
 
 
 def _sizings(inst, i: int, site_index: int, share: float, timed: bool) -> list[Part]:
@@ -116,7 +129,8 @@ def split_menu(inst, i: int) -> list[tuple[Part, ...]]:
         return []
     p = inst.problem
     timed = p.sla.e2e_ms is not None or p.sla.ttft_ms is not None or p.objective == "latency"
-    sites = sorted({inst.choices[k].site for k in inst.op_choices[i] if inst.choices[k].excluded is None})
+    sites = sorted({inst.choices[k].site for k in inst.op_choices[i]
+                    if inst.choices[k].excluded is None and _splittable(inst.sites[inst.choices[k].site])})
     cache: dict[tuple[int, int], list[Part]] = {}
 
     def menu(j: int, steps: int) -> list[Part]:
