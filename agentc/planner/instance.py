@@ -399,13 +399,12 @@ class Instance:
                     self.sites.append(Site(split.site_name(self, shares), "split", None,
                                            self.sites[first.site].usd_per_hr, False, False, shares))
                     j = made[(i, shares)] = len(self.sites) - 1
-                o = split.composite(parts)
+                o, wait = split.composite(parts)
                 first = max(parts, key=lambda pt: (pt.fraction, -pt.site))
                 tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
                 self.op_choices[i].append(len(self.choices))
                 self.choices.append(Choice(i, first.rank, j, o, None, 0.0, tbt_x, True, 0, first.replicas,
-                                           sum(pt.devices for pt in parts), max(pt.wait_ms for pt in parts),
-                                           parts))
+                                           sum(pt.devices for pt in parts), wait, parts))
 
     def holds(self, k: int) -> list[tuple[int, float, int]]:
         """What choice k holds under load, per pool: (site, busy-device demand, tp of a

@@ -15,10 +15,14 @@ stays exact over the menu it is given:
 - a transfer to or from a split site is priced by the parts: the $ is the expected one
   over the fractions (each request picks a pool for the op independently), the ms is
   the slowest pair any request can meet;
-- its time on the path is the slowest part's: the option's time_ms, ttft_ms and tbt_ms
-  are the largest over the parts, its wait the largest part's wait. A request goes to
-  one pool, so every path a request can take is covered: sound for every statistic
-  (exact when the parts are alike), never optimistic.
+- its time on the path is the slowest part's: one call takes the largest over the
+  parts of their time plus queueing wait (likewise its time to first token), and a
+  decode step the largest part's step. A request goes to one pool, so every path a
+  request can take is covered: sound for every statistic, never optimistic (a
+  percentile over the pools a request may meet could be lower; the bound is what a
+  request routed to the slowest part sees). One looseness: a split decode that ends a
+  first-token chain adds the largest wait plus the largest step, which may come from
+  two different parts.
 
 The menu is kept small on purpose, so an op that fits a pool gets no split choices and
 plans without overflow are unchanged:
@@ -28,8 +32,9 @@ plans without overflow are unchanged:
   (host work on a CPU pool shares it, and an op that fits one runs there whole);
 - fractions are multiples of 1/FRACTION_STEPS; a split uses the fewest pools, 2 up to
   MAX_PARTS, with which some split carries the op;
-- per part, of the sizings that fit its pool, the cheapest (devices x price) and, where
-  a wait can matter, the fastest (least time plus wait).
+- per part, of the sizings that fit its pool, the cheapest (devices x price, plus the
+  calls' fees), the one with the fewest devices (room for the pool's other ops) and,
+  where a wait can matter, the fastest (least time plus wait).
 """
 
 from __future__ import annotations
@@ -110,9 +115,13 @@ def _sizings(inst, i: int, site_index: int, share: float, timed: bool) -> list[P
                 found.append(Part(site_index, share, rank, o, cand.replicas, cand.devices, cand.wait_ms))
     if not found:
         return []
-    cheapest = min(found, key=lambda p: (p.devices, p.option.time_ms + p.wait_ms, p.rank))
-    fastest = min(found, key=lambda p: (p.option.time_ms + p.wait_ms, p.devices, p.rank))
-    return [cheapest] if not timed or fastest == cheapest else [cheapest, fastest]
+    # $/hr of a part: its devices, and the per-call fees of its calls (paid under load)
+    usd = {id(p): p.devices * site.usd_per_hr + rate * 3600.0 * p.option.fee_usd for p in found}
+    cheapest = min(found, key=lambda p: (usd[id(p)], p.option.time_ms + p.wait_ms, p.rank))
+    fastest = min(found, key=lambda p: (p.option.time_ms + p.wait_ms, usd[id(p)], p.rank))
+    # the fewest devices too: where the pool is shared, fewer may leave room a cheaper needs
+    fewest = min(found, key=lambda p: (p.devices, usd[id(p)], p.option.time_ms + p.wait_ms, p.rank))
+    return list(dict.fromkeys([cheapest, fewest] + ([fastest] if timed else [])))
 
 
 def _compositions(total: int, k: int):
@@ -150,18 +159,21 @@ def split_menu(inst, i: int) -> list[tuple[Part, ...]]:
     return []
 
 
-def composite(parts: tuple[Part, ...]) -> Option:
-    """The option a split stands for on the path (slowest part) and in price (weighted)."""
+def composite(parts: tuple[Part, ...]) -> tuple[Option, float]:
+    """The option a split stands for, and its wait: in price the fraction-weighted
+    mean; on the path the slowest part, so that wait + time_ms is the largest of the
+    parts' wait + time (and likewise for TTFT), exactly; tbt_ms is the largest step."""
     first = max(parts, key=lambda p: (p.fraction, -p.site))
-    worst = [p.option for p in parts]
-    ttft = [o.ttft_ms for o in worst if o.ttft_ms is not None]
-    tbt = [o.tbt_ms for o in worst if o.tbt_ms is not None]
-    return replace(first.option, tp=max(o.tp for o in worst), time_ms=max(o.time_ms for o in worst),
+    wait = max(p.wait_ms for p in parts)
+    ttft = [p.wait_ms + p.option.ttft_ms for p in parts if p.option.ttft_ms is not None]
+    tbt = [p.option.tbt_ms for p in parts if p.option.tbt_ms is not None]
+    return replace(first.option, tp=max(p.option.tp for p in parts),
+                   time_ms=max(p.wait_ms + p.option.time_ms for p in parts) - wait,
                    usd_per_call=sum(p.fraction * p.option.usd_per_call for p in parts),
                    busy_ms=sum(p.fraction * p.option.busy_ms for p in parts),
-                   ttft_ms=max(ttft) if ttft else None, tbt_ms=max(tbt) if tbt else None,
+                   ttft_ms=max(ttft) - wait if ttft else None, tbt_ms=max(tbt) if tbt else None,
                    fee_usd=sum(p.fraction * p.option.fee_usd for p in parts),
-                   note=first.option.note)
+                   note=first.option.note), wait
 
 
 def site_name(inst, parts) -> str:
