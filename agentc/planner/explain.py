@@ -46,7 +46,9 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
         if sized and all(s.count is not None and n > s.count for n, s in sized):
             n, s = min(sized, key=lambda e: e[0] - e[1].count)
             notes.append(f"op '{inst.ops[i].id}' alone needs more devices than any pool it can use has: "
-                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
+                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}; "
+                         f"no split of it over up to {split.MAX_PARTS} pools (fractions of "
+                         f"1/{split.FRACTION_STEPS}) carries it either")
             heads.append(f"pool {s.name} count")
             too_big = True
     relaxed = MilpResult("skipped", None, None, math.inf, 0.0) if too_big else Formulation(inst, "relax").solve()
