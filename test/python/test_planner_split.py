@@ -143,54 +143,85 @@ def _transfer_usd(p: Problem, e: PlanEdge, a: str, b: str) -> float:
     return 0.0 if a == b else e.bytes / 1e9 * p.default_link.usd_per_gb
 
 
-def _menus(p: Problem, op: PlanOp) -> list[list[tuple[str, float, Option, int]]]:
-    """Every way to run `op`: a list of parts (pool, fraction, option, devices)."""
+def _menus(p: Problem, op: PlanOp, timed: bool = False) -> list[list[tuple]]:
+    """Every way to run `op`: a list of parts (pool, fraction, option, devices, p99 wait).
+
+    Untimed, every sizing of every part (a superset of the planner's menu). Timed (a
+    latency bound), a part takes one of the sizings the planner's menu names: the
+    cheapest ($/hr of its devices and fees), the one with the fewest devices, the
+    fastest (time plus wait)."""
     pools = {pl.name: pl for pl in p.pools}
 
-    def sized(o: Option, share: float) -> list[int]:
+    def sized(o: Option, share: float) -> list[tuple[int, float]]:
         count = pools[o.device].count
         if o.tp > count:
             return []
-        return [n for _r, n, _w in queueing_ref.sizes(p.load_rps * op.weight * share, o.busy_ms, o.tp, 0.99, count)
-                if n <= count]
+        return [(n, w) for _r, n, w in queueing_ref.sizes(p.load_rps * op.weight * share, o.busy_ms, o.tp, 0.99,
+                                                          count) if n <= count]
 
-    whole = [[(o.device, 1.0, o, n)] for o in op.options for n in sized(o, 1.0)]
+    whole = [[(o.device, 1.0, o, n, w)] for o in op.options for n, w in sized(o, 1.0)]
     if whole:
         return whole
+
+    def part_menu(g: str, f: float) -> list[tuple]:
+        all_ = [(g, f, o, n, w) for o in op.options if o.device == g for n, w in sized(o, f)]
+        if not timed or not all_:
+            return all_
+        usd = lambda x: x[3] * pools[g].usd_per_hr + p.load_rps * op.weight * f * 3600.0 * x[2].fee_usd  # noqa: E731
+        call = lambda x: x[2].time_ms + x[4]  # noqa: E731
+        picks = [min(all_, key=lambda x: (usd(x), call(x))), min(all_, key=lambda x: (x[3], usd(x), call(x))),
+                 min(all_, key=lambda x: (call(x), usd(x)))]
+        return list({id(x): x for x in picks}.values())
+
     names = sorted({o.device for o in op.options})
     for k in range(2, 4):
         found = []
         for group in itertools.combinations(names, k):
             for cuts in itertools.combinations(range(1, STEPS), k - 1):
                 shares = [(b - a) / STEPS for a, b in zip((0,) + cuts, cuts + (STEPS,))]
-                per_part = [[(g, f, o, n) for o in op.options if o.device == g for n in sized(o, f)]
-                            for g, f in zip(group, shares)]
+                per_part = [part_menu(g, f) for g, f in zip(group, shares)]
                 found += [list(x) for x in itertools.product(*per_part)]
         if found:
             return found
     return []
 
 
-def exhaustive_cost(p: Problem) -> float:
-    """The least $/hr over every combination of the ops' menus that fits the pools."""
+def _transfer_ms(p: Problem, e: PlanEdge, a: str, b: str) -> float:
+    link = p.default_link
+    return 0.0 if a == b else link.latency_ms + e.bytes * 8.0 / (link.gbps * 1e6)
+
+
+def exhaustive(p: Problem, timed: bool = False) -> list[tuple[float, float]]:
+    """(e2e ms, $/hr) of every combination of the ops' menus that fits the pools. The
+    graph is a chain: a call takes its slowest part's time plus wait, a transfer the
+    slowest pair of pools a request can meet; money is the expectation over the
+    fractions (each call picks its pool independently)."""
     pools = {pl.name: pl for pl in p.pools}
     ids = {op.id: i for i, op in enumerate(p.ops)}
-    best = math.inf
-    for pick in itertools.product(*(_menus(p, op) for op in p.ops)):
+    rows = []
+    for pick in itertools.product(*(_menus(p, op, timed) for op in p.ops)):
         held, widest, fees = {}, {}, 0.0
         for op, parts in zip(p.ops, pick):
-            for pool, f, o, n in parts:
+            for pool, f, o, n, _w in parts:
                 held[pool] = held.get(pool, 0) + n
                 widest[pool] = max(widest.get(pool, 0), o.tp)
                 fees += op.weight * f * o.fee_usd
         devices = {x: max(held[x], widest[x]) for x in held}
         if any(devices[x] > pools[x].count for x in devices):
             continue
-        moved = sum(e.weight * fu * fv * _transfer_usd(p, e, a, b)
-                    for e in p.edges for a, fu, _o, _n in pick[ids[e.src]] for b, fv, _o2, _n2 in pick[ids[e.dst]])
+        moved = sum(e.weight * u[1] * v[1] * _transfer_usd(p, e, u[0], v[0])
+                    for e in p.edges for u in pick[ids[e.src]] for v in pick[ids[e.dst]])
         usd = sum(devices[x] * pools[x].usd_per_hr for x in devices) + p.load_rps * 3600.0 * (fees + moved)
-        best = min(best, usd)
-    return best
+        e2e = sum(op.weight * max(o.time_ms + w for _g, _f, o, _n, w in parts) for op, parts in zip(p.ops, pick))
+        e2e += sum(e.weight * max(_transfer_ms(p, e, u[0], v[0]) for u in pick[ids[e.src]] for v in pick[ids[e.dst]])
+                   for e in p.edges)
+        rows.append((e2e, usd))
+    return rows
+
+
+def exhaustive_cost(p: Problem, bound: float | None = None) -> float:
+    rows = exhaustive(p, bound is not None)
+    return min((usd for e2e, usd in rows if bound is None or e2e <= bound * (1 + REL)), default=math.inf)
 
 
 def _kind(seed: int) -> str:
@@ -213,9 +244,18 @@ def test_the_generated_cases_split_something():
 
 
 @pytest.mark.parametrize("seed", CASES)
-def test_planner_matches_exhaustive_search_over_splits(seed):
+@pytest.mark.parametrize("bound", ["none", "mid"])
+def test_planner_matches_exhaustive_search_over_splits(seed, bound):
+    """Without a latency bound, and with a hard one halfway between the reference's
+    fastest and slowest plans (p99 queueing waits on the path)."""
     p = make_problem(seed)
-    want = exhaustive_cost(p)
+    if bound == "mid":
+        rows = exhaustive(p, True)
+        if not rows:
+            pytest.skip("no plan at all: covered without a bound")
+        lats = [e2e for e2e, _ in rows]
+        p.sla = SLA((min(lats) + max(lats)) / 2)
+    want = exhaustive_cost(p, p.sla.e2e_ms)
     if want == math.inf:
         with pytest.raises(InfeasiblePlanError):
             solve(p, baselines=False)
@@ -225,6 +265,8 @@ def test_planner_matches_exhaustive_search_over_splits(seed):
     assert plan.cost == pytest.approx(want, rel=REL)
     pools = {pl.name: pl.count for pl in p.pools}
     assert all(n <= pools[x] for x, n in plan.devices.items())
+    if p.sla.e2e_ms is not None:
+        assert plan.e2e_ms <= p.sla.e2e_ms * (1 + REL)
     for placed in plan.ops.values():
         if placed.split:
             assert sum(s.fraction for s in placed.split) == pytest.approx(1.0)
