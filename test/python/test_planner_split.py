@@ -394,6 +394,20 @@ def test_the_simulator_routes_calls_of_a_split_op_by_its_fractions(split_plan):
         assert abs(ran[part.pool] - f * total) <= 5 * math.sqrt(total * f * (1 - f))
 
 
+def test_replan_moves_a_split_op_whole_when_its_pool_grows(split_plan):
+    """With 16 B200 the prefill fits one pool: the diff shows it leaving its split."""
+    d, m = split_plan
+    (d / "gpus16.toml").write_text(CLUSTER.replace('"B200"\ncount = 8', '"B200"\ncount = 16'))
+    res = subprocess.run([sys.executable, "-m", "agentc", "replan", "out", "--cluster", "gpus16.toml",
+                          "-o", "out16", "--json"], capture_output=True, text=True, timeout=300, cwd=d)
+    assert res.returncode == 0, res.stderr
+    change = next(o for o in json.loads(res.stdout)["diff"]["ops"] if o["op"] == "ans.prefill")
+    before = next(o for o in m["ops"] if o["id"] == "ans.prefill")["split"]
+    assert [(x["pool"], x["fraction"]) for x in change["before"]["split"]] == [(x["pool"], x["fraction"])
+                                                                              for x in before]
+    assert change["after"]["pool"] == "b200" and "split" not in change["after"]
+
+
 def test_deploy_refuses_a_split_op_with_a_located_error(split_plan):
     d, _m = split_plan
     res = agentc("deploy", str(d / "out"), "--format", "vllm", "-o", str(d / "dep"))
