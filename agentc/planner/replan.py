@@ -24,6 +24,7 @@ optimum.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -132,7 +133,11 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     clean = Instance(problem, merge_identical=False)  # the running plan names its pools
     if not clean.ops:
         return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
-    inst = Instance(problem, merge_identical=False)
+    # The penalised instance: the clean one's choices (built once: half a second at 500
+    # ops; nothing it precomputes reads the prices changed below but the dominance
+    # pruning, which both instances do at the clean prices anyway) with its own prices.
+    inst = copy.copy(clean)
+    inst.per_call_usd = list(clean.per_call_usd)
     usd = movement_usd(inst, previous, movement, weight_bytes)
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):
@@ -196,12 +201,18 @@ def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
         old = previous.ops.get(inst.ops[i].id)
         same = [k for k in ks if old is not None and inst.sites[inst.choices[k].site].name == old.pool
                 and inst.choices[k].option.tp == old.tp]
-        kept.append(same[0] if same else None)
+        # under load an option comes in one choice per replica count: keep the running
+        # count (else the nearest, more before fewer), not the first, which waits longest
+        kept.append(min(same, key=lambda k: (abs(inst.choices[k].replicas - old.replicas),
+                                             -inst.choices[k].replicas)) if same else None)
         if not same:
             free.add(i)
     if not free:
         m = inst.evaluate(kept)
         if inst.feasible(m):
+            return m
+        m = _shed(inst, m)
+        if m is not None:
             return m
     rounds = [free | {i for i, k in enumerate(kept) if k is not None and lp_x.get(k, 0.0) < RINS_FIX}]
     if not free:
@@ -216,6 +227,39 @@ def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
             if inst.feasible(m):
                 return m
     return None
+
+
+def _shed(inst: Instance, m):
+    """A device loss repaired without moving an op: while a pool is over its devices
+    (and nothing else is wrong), take one replica off the op of that pool whose plan
+    stays within the SLA and is cheapest with one fewer (every such op is tried, each
+    trial evaluated exactly). None when no single replica can go."""
+    if not _fits_apart_from_devices(inst, m):
+        return None
+    by_shape = [{(inst.choices[k].site, inst.choices[k].option.tp, inst.choices[k].replicas): k for k in ks}
+                for ks in inst.allowed]
+    while m.pool_over:
+        best = None
+        for i, k in enumerate(m.choice):
+            c = inst.choices[k]
+            fewer = by_shape[i].get((c.site, c.option.tp, c.replicas - 1)) if c.site in m.pool_over else None
+            if fewer is None:
+                continue
+            trial = inst.evaluate(m.choice[:i] + (fewer,) + m.choice[i + 1:])
+            if (_fits_apart_from_devices(inst, trial) and sum(trial.pool_over.values()) < sum(m.pool_over.values())
+                    and (best is None or trial.objective < best.objective)):
+                best = trial
+        if best is None:
+            return None
+        m = best
+    return m if inst.feasible(m) else None
+
+
+def _fits_apart_from_devices(inst: Instance, m) -> bool:
+    """`inst.feasible(m)` with the pools' device counts left out."""
+    sla = not inst.hard or not (m.e2e_over_ms or m.ttft_over_ms or m.tbt_over_ms)
+    return sla and not m.split and all(inst.choices[k].memory_ok and not inst.choices[k].tp_excess
+                                       for k in m.choice)
 
 
 # ---------------------------------------------------------------------------- the diff
