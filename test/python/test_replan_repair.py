@@ -78,3 +78,28 @@ def test_too_few_devices_for_any_single_stop_falls_back_to_the_search():
 
     with pytest.raises(InfeasiblePlanError):
         replan.solve(chain(10), RUNNING)
+
+
+def with_side_op(count_a: int) -> Problem:
+    """The chain at SLA 205 ms (both ops need 6 replicas: one at 5 waits 20 ms) plus op3,
+    off the chain: 10 ms on pool a, or 30 ms on pool b at $2/hr per device."""
+    ops = [PlanOp(op, "compute", [Option("a", 1, 100.0, 0.0, 100.0)]) for op in ("op1", "op2")]
+    ops.append(PlanOp("op3", "compute", [Option("a", 1, 10.0, 0.0, 10.0), Option("b", 1, 30.0, 0.0, 30.0)]))
+    return Problem(ops, [PlanEdge("op1", "op2", 0.0)], [Pool("a", "X", count_a, 1.0), Pool("b", "Y", 4, 2.0)],
+                   [], SLA(205.0), load_rps=15.0)
+
+
+def test_when_no_replica_can_stop_the_op_with_slack_moves(monkeypatch):
+    """Running: op1, op2 at 6 replicas and op3 at its fewest (1) on a's 13 devices. With 12,
+    no replica can stop (the chain has 5 ms of slack; op3 has one), so op3, off the
+    chain, moves to b, at its fewest replicas there (2: the cheapest, $4/hr)."""
+    monkeypatch.setattr(replan, "Formulation", NoMilp)
+    running = replan.Previous({**RUNNING.ops, "op3": replan.Placed("a", 1, 1)})
+    inst = Instance(with_side_op(12), merge_identical=False)
+    w = _waits(inst)
+    assert min(r for (op, r) in w if op == "op3") == 1 and w[("op1", 5)] > 5.0
+    m = replan._repair(inst, running, {})
+    assert m is not None and inst.feasible(m)
+    got = {inst.ops[i].id: (inst.sites[inst.choices[k].site].name, inst.choices[k].replicas)
+           for i, k in enumerate(m.choice)}
+    assert got == {"op1": ("a", 6), "op2": ("a", 6), "op3": ("b", 2)}
