@@ -288,7 +288,7 @@ def test_the_llm_schema_rejects_a_bad_config(breakage, outputs):
 
 def test_ray_serve_schema_rejects_a_bad_config(plans, outputs):
     doc = yaml.safe_load(outputs["voice"]["ray-serve/serve.yaml"])
-    doc["applications"][0]["deployments"][0]["autoscaling_config"]["max_replicas"] = "many"
+    doc["applications"][0]["deployments"][0]["num_replicas"] = "many"
     with pytest.raises(Exception):
         ServeDeploySchema.model_validate(doc)
 
