@@ -179,7 +179,15 @@ def test_ray_serve_validates_and_matches_the_plan(name, plans, outputs):
         ops = [o for o in m["ops"] if o["pool"] == pool and o["id"] in pooled]
         assert "num_replicas" not in d   # Serve refuses it beside autoscaling_config
         assert_bounds(d["autoscaling_config"], max(o["replicas"] for o in ops))
-        assert d["ray_actor_options"]["resources"][f"agentc_pool_{pool}"] == 1
+        opts = d["ray_actor_options"]
+        assert opts["resources"][f"agentc_pool_{pool}"] == 1
+        dev = pools[pool]["device"]
+        assert opts.get("accelerator_type") == RAY_LABEL_OF.get(dev)
+        tp = max(o["tp"] for o in ops)
+        if pools[pool]["target"] == "llvm-cpu":
+            assert opts["num_cpus"] == tp
+        elif pools[pool]["target"] in K8S_GPU:
+            assert opts["num_gpus"] == tp
 
 
 # The device classes of the examples' clusters as Ray labels them (ray.util.accelerators;
