@@ -9,7 +9,8 @@ from agentc.deploy.ray_run import DEFAULT_MAX_REPLICAS
 
 RAY_HELP = ("Run on Ray: the Ray cluster at ADDRESS (e.g. ray://head:10001 or auto), or, with no "
             "ADDRESS, a local Ray started here. Write it last or as --ray=ADDRESS, so it does not "
-            "take SOURCE as its address.")
+            "take SOURCE as its address. GPU pools ask Ray for tp GPUs per actor with the device's "
+            "accelerator_type; a Ray cluster without them is refused.")
 MAX_REPLICAS_HELP = (f"Cap on the actors per pool (the plan's replicas above it share actors; "
                      f"default {DEFAULT_MAX_REPLICAS}, for a small machine).")
 

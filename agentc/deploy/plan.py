@@ -202,12 +202,15 @@ def load(path: str) -> dict:
     return m
 
 
+def device_of(pool: str, device_class: str, target: str) -> Device:
+    """A pool's device as serving stacks and Ray name it (its vendor from the codegen
+    target, or from the class for vendors with no upstream backend)."""
+    vendor = _TARGET_VENDOR.get(target) or _DEVICE_VENDOR.get(device_class)
+    return Device(pool, device_class, target, vendor)
+
+
 def _devices(m: dict) -> dict[str, Device]:
-    out = {}
-    for p in m["cluster"].get("pools", []):
-        vendor = _TARGET_VENDOR.get(p["target"]) or _DEVICE_VENDOR.get(p["device"])
-        out[p["name"]] = Device(p["name"], p["device"], p["target"], vendor)
-    return out
+    return {p["name"]: device_of(p["name"], p["device"], p["target"]) for p in m["cluster"].get("pools", [])}
 
 
 def _catalog_shapes() -> dict[tuple, str]:

@@ -1,4 +1,4 @@
-"""A placed CPU plan on Ray: `agentc run --ray` and `agentc serve --ray` (docs/orchestrate.md).
+"""A placed plan on Ray: `agentc run --ray` and `agentc serve --ray` (docs/orchestrate.md).
 
 Why Ray: agentc plans across machines but must not manage a cluster itself. Ray places
 the actors, moves values between machines and restarts what crashes; agentc maps its
@@ -7,7 +7,12 @@ plan onto Ray's primitives and nothing more:
 - each pool is a placement group with one bundle per device the plan uses there (the
   bundle holds the pool's custom resource `agentc_pool_<pool>`, which the nodes of that
   pool advertise: `ray start --resources '{"agentc_pool_xeon": 2}'`; a local Ray started
-  here advertises them itself; a cluster that advertises none gets CPU bundles);
+  here advertises them itself; a cluster that advertises none gets CPU bundles); a GPU
+  pool's bundles hold tp GPUs per actor and Ray's `accelerator_type` label of its device
+  (pool_spec), so GPU nodes take them; a cluster without such devices is refused in
+  words before anything waits for them (check_resources). The actors run agentc's
+  runtime, which runs CPU code: on GPU nodes they hold the pool's devices and compute
+  on the nodes' CPUs until the runtime launches device kernels;
 - each pool runs `PoolWorker` actors (as many as the plan's largest replica count in the
   pool, capped by `max_replicas`), each loading what that pool's ops need exactly as
   `agentc run` does (agentc.runtime.session's loaders, agentc.runtime.executor's ops);
@@ -98,12 +103,24 @@ class PoolGroup:
     devices: int                 # bundles of its placement group
     actors: int                  # PoolWorker actors
     replicas: dict[str, int]     # op id -> actors that serve it (the plan's replicas, capped)
+    device: Any = None           # agentc.deploy.plan.Device: how Ray names the pool's devices
+    tp: int = 1                  # accelerator pools: devices per actor (the pool's widest tp)
+
+    @property
+    def accelerated(self) -> bool:
+        """Devices Ray schedules as their own resource (GPU, HPU), not a share of CPU."""
+        return self.device is not None and self.device.vendor != "cpu"
 
 
 def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
-    """Per pool used by the plan: devices (tp x replicas of its widest op, at most the
-    pool's count), actors (its largest replica count, at most max_replicas)."""
-    counts = {p.name: p.count for p in c.pass_ctx.cluster.pools}
+    """Per pool used by the plan: actors (its largest replica count, at most max_replicas)
+    and bundles. A CPU pool's bundles are its devices (tp x replicas of its widest op, at
+    most the pool's count and its actor count), shared by the actors; an accelerator
+    pool gives each actor a bundle of tp devices (its widest op's tp), so it holds whole
+    devices, as many as the pool has."""
+    from agentc.deploy.plan import device_of
+
+    pools = {p.name: p for p in c.pass_ctx.cluster.pools}
     by_pool: dict[str, list] = {}
     seen: dict[str, Any] = {}
     for op in _pool_ops(c.module):
@@ -114,12 +131,102 @@ def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
         by_pool.setdefault(get(op, "pool"), []).append(op)
     groups = []
     for pool, ops in sorted(by_pool.items()):
+        spec = pools.get(pool)
+        device = device_of(pool, spec.device.name, spec.device.target) if spec else None
+        count = spec.count if spec else None
         plan_reps = {get(op, "op_id") or op.name: int(get(op, "replicas", 1) or 1) for op in ops}
         actors = max(1, min(max(plan_reps.values()), max_replicas))
-        devices = max(int(get(op, "tp", 1) or 1) * int(get(op, "replicas", 1) or 1) for op in ops)
-        devices = max(1, min(devices, counts.get(pool, devices), actors))
-        groups.append(PoolGroup(pool, devices, actors, {k: min(v, actors) for k, v in sorted(plan_reps.items())}))
+        tp = max(int(get(op, "tp", 1) or 1) for op in ops)
+        if device is not None and device.vendor != "cpu":
+            actors = max(1, min(actors, (count or actors * tp) // tp))
+            devices = actors
+        else:
+            devices = max(int(get(op, "tp", 1) or 1) * int(get(op, "replicas", 1) or 1) for op in ops)
+            devices = max(1, min(devices, count or devices, actors))
+            tp = 1
+        groups.append(PoolGroup(pool, devices, actors, {k: min(v, actors) for k, v in sorted(plan_reps.items())},
+                                device, tp))
     return groups
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What Ray is asked for one pool: its placement group's bundles and, per actor, the
+    `.options()` (besides the scheduling strategy) and the bundle it goes into."""
+
+    bundles: list[dict[str, float]]
+    actor: dict[str, Any]
+    bundle_of: list[int]          # actor i -> its bundle index
+
+
+# Ray turns `accelerator_type=X` into a demand for this resource, which it sets on every
+# node with that device (ray.util.accelerators' labels); in a placement group the
+# bundle must hold it too.
+ACCELERATOR_RESOURCE = "accelerator_type:{}"
+ACCELERATOR_SHARE = 0.001
+
+
+def pool_spec(g: PoolGroup, pinned: bool, cpu_share: float = 1.0) -> PoolSpec:
+    """The Ray resources of pool group `g`. `pinned`: the cluster's nodes advertise the
+    pools' resources (`agentc_pool_<pool>`), so bundles hold them and land on the pool's
+    nodes. Accelerator pools hold tp devices per bundle (`num_gpus`, or the vendor's
+    resource such as HPU) plus Ray's accelerator_type where Ray knows the device; CPU pools
+    hold a pool unit (or a share of CPU, unpinned) per bundle, divided among its actors."""
+    from agentc.deploy.plan import pool_resource
+
+    opts: dict[str, Any] = dict(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
+    if g.accelerated:
+        bundle = {g.device.ray_resource: float(g.tp)}
+        if pinned:
+            bundle[pool_resource(g.pool)] = float(g.tp)
+        label = g.device.accelerator_type
+        if label:
+            bundle[ACCELERATOR_RESOURCE.format(label)] = ACCELERATOR_SHARE
+            opts["accelerator_type"] = label
+        opts["num_cpus"] = 0
+        if g.device.ray_resource == "GPU":
+            opts["num_gpus"] = g.tp
+        extra = {k: v for k, v in bundle.items() if k != "GPU" and not k.startswith("accelerator_type:")}
+        opts["resources"] = extra or None
+        return PoolSpec([dict(bundle) for _ in range(g.devices)], opts, list(range(g.actors)))
+    bundle = {pool_resource(g.pool): 1.0} if pinned else {"CPU": cpu_share}
+    per_bundle = -(-g.actors // g.devices)
+    need = {k: v / per_bundle for k, v in bundle.items()}
+    opts["num_cpus"] = need.pop("CPU", 0)
+    opts["resources"] = need or None
+    return PoolSpec([dict(bundle) for _ in range(g.devices)], opts, [i % g.devices for i in range(g.actors)])
+
+
+def check_resources(specs: dict[str, PoolSpec], groups: dict[str, PoolGroup], have: dict[str, float]) -> None:
+    """Refuse, in words, a plan the Ray cluster cannot hold, instead of waiting forever for
+    bundles no node can take: devices of each kind, pool resources, accelerator labels."""
+    need: dict[str, float] = {}
+    for spec in specs.values():
+        for b in spec.bundles:
+            for k, v in b.items():
+                need[k] = need.get(k, 0.0) + v
+    short = []
+    for key in sorted(need):
+        if have.get(key, 0.0) + 1e-9 >= need[key]:
+            continue
+        users = [p for p, spec in sorted(specs.items()) if any(key in b for b in spec.bundles)]
+        if key.startswith("accelerator_type:"):
+            short.append(f"pool {', '.join(users)} needs {key.split(':', 1)[1]} devices, and no node of the "
+                         f"Ray cluster has one (Ray labels such nodes '{key}')")
+            continue
+        parts = []
+        for p in users:
+            g = groups[p]
+            units = sum(b[key] for b in specs[p].bundles)
+            what = (f"{g.actors} actor{'s' if g.actors > 1 else ''} x tp {g.tp} {g.device.device_class}"
+                    if g.accelerated else f"{g.devices} bundle{'s' if g.devices > 1 else ''}")
+            parts.append(f"{p} needs {units:g} ({what})")
+        short.append(f"{key}: {'; '.join(parts)}; the Ray cluster has {have.get(key, 0.0):g}")
+    if short:
+        raise UsageError("the Ray cluster cannot hold the plan's pools: " + "; ".join(short),
+                         notes=("start Ray on nodes with those devices (`ray start --num-gpus N "
+                                "--resources '{\"agentc_pool_<pool>\": N}'`), or plan for the "
+                                "devices it has with --cluster",))
 
 
 def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
@@ -131,12 +238,12 @@ def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
 
 def check_config(c, cfg: RunConfig) -> None:
     """The option checks `session.prepare` makes, without loading anything (the driver
-    loads no weights; the actors do)."""
+    loads no weights; the actors do). Unlike `agentc run`, pools of any device are taken:
+    Ray places them (pool_spec), and refuses a cluster without their devices."""
     from agentc.passes._plan_ctx import models_of
     from agentc.runtime import session
     from agentc.runtime.index import read_documents
 
-    session.check_cpu_only(c)
     specs = models_of(c.module)
     unknown = sorted(set(cfg.weights) - set(specs))
     if unknown:
@@ -298,7 +405,7 @@ class RayPlan:
         if actors is not None:
             return
         if not ray.is_initialized():
-            start(address, {pool_resource(g.pool): g.devices for g in self.groups.values()})
+            start(address, {pool_resource(g.pool): g.devices * g.tp for g in self.groups.values()})
         try:
             self._start_actors()
         except BaseException:
@@ -314,32 +421,24 @@ class RayPlan:
 
         have = ray.cluster_resources()
         self.pinned = all(pool_resource(p) in have for p in self.groups)
-        short = [f"{g.pool} needs {g.devices} x {pool_resource(g.pool)}, the cluster has "
-                 f"{have.get(pool_resource(g.pool), 0):g}" for g in self.groups.values()
-                 if self.pinned and have.get(pool_resource(g.pool), 0) < g.devices]
-        if short:
-            raise UsageError("the Ray cluster advertises too few pool resources: " + "; ".join(short))
-        # Without pool resources (a laptop, a fresh `ray start`): a share of the CPUs each.
-        bundles = sum(g.devices for g in self.groups.values())
-        cpu_share = max(0.01, round(min(1.0, have.get("CPU", 1) / bundles), 2))
+        # Without pool resources (a laptop, a fresh `ray start`): CPU pools get a share of
+        # the CPUs each (accelerator pools hold whole devices either way).
+        cpu_bundles = sum(g.devices for g in self.groups.values() if not g.accelerated) or 1
+        cpu_share = max(0.01, round(min(1.0, have.get("CPU", 1) / cpu_bundles), 2))
+        specs = {p: pool_spec(g, self.pinned, cpu_share) for p, g in self.groups.items()}
+        check_resources(specs, self.groups, have)
         remote = ray.remote(PoolWorker)
-        for g in self.groups.values():
-            bundle = {pool_resource(g.pool): 1.0} if self.pinned else {"CPU": cpu_share}
-            pg = placement_group([dict(bundle) for _ in range(g.devices)], strategy="PACK")
-            self.pgs[g.pool] = pg
-            per_bundle = -(-g.actors // g.devices)
-            need = {k: v / per_bundle for k, v in bundle.items()}
-            opts = dict(num_cpus=need.pop("CPU", 0), resources=need or None,
-                        max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
-            self.actors[g.pool] = [
-                remote.options(**opts, scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i % g.devices))
-                .remote(self.prog, g.pool) for i in range(g.actors)]
+        for p, spec in specs.items():
+            pg = placement_group(spec.bundles, strategy="PACK")
+            self.pgs[p] = pg
+            self.actors[p] = [
+                remote.options(**spec.actor, scheduling_strategy=PlacementGroupSchedulingStrategy(pg, b))
+                .remote(self.prog, p) for b in spec.bundle_of]
         try:
             ray.get([pg.ready() for pg in self.pgs.values()], timeout=120)
         except ray.exceptions.GetTimeoutError:
             raise UsageError("Ray could not place the pools' bundles within 120 s: "
-                             + ", ".join(f"{g.pool}: {g.devices} x {{{pool_resource(g.pool)}: 1}}"
-                                         for g in self.groups.values())) from None
+                             + ", ".join(f"{p}: {len(s.bundles)} x {s.bundles[0]}" for p, s in specs.items())) from None
         for err in ray.get([a.ready.remote() for acts in self.actors.values() for a in acts]):
             if err is not None:
                 raise err

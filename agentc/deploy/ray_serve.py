@@ -1,9 +1,10 @@
 """Ray Serve config (`serve run serve.yaml` / `serve deploy serve.yaml`): one application.
 
 Fields follow Ray 2.60: `ray.serve.schema.ServeDeploySchema` for the file, and
-`ray.serve.llm.LLMConfig` (model_loading_config, accelerator_type, engine_kwargs,
-deployment_config.autoscaling_config, placement_group_config.bundle_per_worker) for each
-LLM role. The application's builder is `agentc.deploy.serve_app:build_app`: it reads
+`ray.serve.llm.LLMConfig` (model_loading_config, accelerator_type, accelerator_config,
+engine_kwargs, deployment_config.autoscaling_config, placement_group_config.bundle_per_worker)
+for each LLM role, as docs/schemas/ray-serve-llm.schema.json writes them down from Ray's
+documentation (the source is named there). The application's builder is `agentc.deploy.serve_app:build_app`: it reads
 `args.manifest` and `agentc run`'s program options (`weights`, `index`, `tool`, ...)
 and deploys one `pool-<pool>` deployment of `PoolDeployment` per pool the plan uses,
 behind an HTTP ingress. The `deployments` list sets each pool part's replicas and
@@ -23,8 +24,16 @@ POOL_ACTOR = "agentc.deploy.serve_app:PoolDeployment"
 NIXL = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
 
 
+def autoscaling(replicas: int) -> dict:
+    """Serve's autoscaling bounds for a part the plan gives `replicas` replicas (LLM roles
+    and pool deployments alike). The plan sized `replicas` for its load and pays for that
+    many devices, so it is the ceiling and the start; idle time scales down to one, never
+    to zero (a cold replica loads weights and compiles kernels before its first answer)."""
+    return {"min_replicas": 1, "initial_replicas": replicas, "max_replicas": replicas}
+
+
 def llm_config(g: LLMGroup, r: Role) -> dict:
-    """One LLMConfig: the plan's tp per engine, its replicas as the autoscaling ceiling."""
+    """One LLMConfig: the plan's tp per engine, its replicas as the autoscaling bounds."""
     engine = {"tensor_parallel_size": r.tp}
     if g.quantization:
         engine["quantization"] = g.quantization
@@ -33,13 +42,17 @@ def llm_config(g: LLMGroup, r: Role) -> dict:
     cfg = {
         "model_loading_config": {"model_id": g.name, "model_source": g.model_source},
         "engine_kwargs": engine,
-        "deployment_config": {"autoscaling_config": {
-            "min_replicas": 1, "initial_replicas": r.replicas, "max_replicas": r.replicas}},
+        "deployment_config": {"autoscaling_config": autoscaling(r.replicas)},
         "placement_group_config": {"bundle_per_worker": {r.device.ray_resource: 1,
                                                          pool_resource(r.device.pool): 1}},
     }
     if r.device.accelerator_type:
         cfg["accelerator_type"] = r.device.accelerator_type
+        if r.device.ray_resource != "GPU":
+            # Ray infers the hardware kind from the bundles (no GPU or TPU there: CPU) and
+            # refuses an accelerator_type on CPU; Gaudi's bundles hold HPUs, so say "gpu"
+            # (the kind Ray expects of every non-TPU accelerator_type).
+            cfg["accelerator_config"] = {"kind": "gpu"}
     return cfg
 
 
@@ -81,7 +94,7 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
             continue
         name = deployment_name(part.device.pool)
         pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR, "ops": list(part.ops)})
-        deployments.append({"name": name, "num_replicas": part.replicas,
+        deployments.append({"name": name, "autoscaling_config": autoscaling(part.replicas),
                             "ray_actor_options": actor_options(part.device, part.tp)})
     notes = stated(dep)
     app = {

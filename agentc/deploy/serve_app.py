@@ -6,9 +6,10 @@ manifest's recorded source and cluster, compiled again to the placed stage, chec
 against the manifest), and returns
 
 - one deployment `pool-<pool>` per pool the plan uses, of `PoolDeployment` (ray_run's
-  `PoolWorker`: the pool's ops with `agentc run`'s loaders and op code), with the plan's
-  replicas and `ray_actor_options` (ray_serve.actor_options, the same function that
-  writes the config's `deployments`, which Serve applies on top by name);
+  `PoolWorker`: the pool's ops with `agentc run`'s loaders and op code), autoscaled
+  within the plan's replicas (ray_serve.autoscaling) with `ray_actor_options`
+  (ray_serve.actor_options: the same functions write the config's `deployments`, which
+  Serve applies on top by name);
 - the ingress `agentc`, which walks each request with ray_run's driver (`_Submitter`),
   its ops calling the pools' deployment handles, and answers HTTP as `agentc serve` does
   (ray_run.answer).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections import OrderedDict
 from typing import Any
 
 from ray import serve
@@ -44,6 +46,7 @@ INGRESS = "agentc"
 ARGS = ("manifest", "weights", "index", "tool", "seed", "threads", "max_new_tokens", "top_k", "temperature",
         "max_replicas")
 SUMMARY_ARGS = ("llm", "pools", "notes")
+_PINNED = 4096   # requests whose pool replica the router remembers
 
 
 class PoolDeployment(PoolWorker):
@@ -64,18 +67,29 @@ class PoolDeployment(PoolWorker):
 class ByRequest(RequestRouter):
     """Sends op call (rid, step, op_id, ...) to replica crc32(rid) mod r of its pool (r:
     the op's replicas in the plan, at most the replicas running; replicas ordered by id):
-    `--ray`'s rule, so a request's ops in a pool meet on one replica."""
+    `--ray`'s rule, so a request's ops in a pool meet on one replica. The pools autoscale
+    (serve.yaml's bounds), so the first choice is remembered per (request, r) while that
+    replica lives: a replica added or removed mid-request does not split the request."""
 
     def initialize_state(self, replicas: dict[str, int] | None = None, **_):
         self.op_replicas = dict(replicas or {})
+        self.pinned: OrderedDict = OrderedDict()   # (rid, r) -> replica unique_id
 
     async def choose_replicas(self, candidate_replicas, pending_request=None):
         ordered = sorted(candidate_replicas, key=lambda r: r.replica_id.unique_id)
         if not ordered or pending_request is None or len(pending_request.args) < 3:
             return [ordered]
         rid, op_id = str(pending_request.args[0]), str(pending_request.args[2])
-        r = max(1, min(self.op_replicas.get(op_id, 1), len(ordered)))
-        return [[ordered[zlib.crc32(rid.encode()) % r]]]
+        planned = self.op_replicas.get(op_id, 1)
+        key = (rid, planned)
+        by_id = {r.replica_id.unique_id: r for r in ordered}
+        if self.pinned.get(key) in by_id:
+            return [[by_id[self.pinned[key]]]]
+        chosen = ordered[zlib.crc32(rid.encode()) % max(1, min(planned, len(ordered)))]
+        self.pinned[key] = chosen.replica_id.unique_id
+        while len(self.pinned) > _PINNED:
+            self.pinned.popitem(last=False)
+        return [[chosen]]
 
 
 def _fetch(value):
@@ -249,7 +263,7 @@ def build_app(args: dict):
     for g in pool_groups(c, max_replicas or 1 << 30):   # no cap: the plan's replicas
         tp = max((o["tp"] for o in m["ops"] if o["pool"] == g.pool), default=1)
         handles[g.pool] = serve.deployment(PoolDeployment).options(
-            name=ray_serve.deployment_name(g.pool), num_replicas=g.actors,
+            name=ray_serve.deployment_name(g.pool), autoscaling_config=ray_serve.autoscaling(g.actors),
             ray_actor_options=ray_serve.actor_options(dev[g.pool], tp), max_ongoing_requests=1024,
             request_router_config=RequestRouterConfig(request_router_class=ByRequest,
                                                       request_router_kwargs={"replicas": dict(g.replicas)}),

@@ -24,6 +24,7 @@ optimum.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -168,7 +169,11 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     clean = Instance(problem, merge_identical=False)  # the running plan names its pools
     if not clean.ops:
         return Replanned(solve_from_scratch(problem, baselines=baselines, explain=explain))
-    inst = Instance(problem, merge_identical=False)
+    # The penalised instance: the clean one's choices (built once: half a second at 500
+    # ops; nothing it precomputes reads the prices changed below but the dominance
+    # pruning, which both instances do at the clean prices anyway) with its own prices.
+    inst = copy.copy(clean)
+    inst.per_call_usd = list(clean.per_call_usd)
     usd = movement_usd(inst, previous, movement, weight_bytes)
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):
@@ -231,12 +236,18 @@ def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
     for i, ks in enumerate(inst.allowed):
         old = previous.ops.get(inst.ops[i].id)
         same = [k for k in ks if old is not None and _layout(inst, k) == _old_layout(old)]
-        kept.append(same[0] if same else None)
+        # under load an option comes in one choice per replica count: keep the running
+        # count (else the nearest, more before fewer), not the first, which waits longest
+        kept.append(min(same, key=lambda k: (abs(inst.choices[k].replicas - old.replicas),
+                                             -inst.choices[k].replicas)) if same else None)
         if not same:
             free.add(i)
     if not free:
         m = inst.evaluate(kept)
         if inst.feasible(m):
+            return m
+        m = _shed(inst, m)
+        if m is not None:
             return m
     rounds = [free | {i for i, k in enumerate(kept) if k is not None and lp_x.get(k, 0.0) < RINS_FIX}]
     if not free:
@@ -251,6 +262,79 @@ def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
             if inst.feasible(m):
                 return m
     return None
+
+
+def _shed(inst: Instance, m):
+    """A device loss repaired by small steps, each evaluated exactly: while a pool is
+    over its devices (and nothing else is wrong), take one replica off an op of that
+    pool (every op's one-fewer variant is tried), or, when no replica can go without
+    breaking the SLA, move one op of the pool elsewhere (the moves its slack in the
+    running schedule admits, cheapest own price first, `SHED_MOVES` of them tried).
+    Each step takes the cheapest trial that keeps the SLA and lowers the excess. None
+    when a step finds nothing."""
+    if not _fits_apart_from_devices(inst, m):
+        return None
+    by_shape = [{(inst.choices[k].site, inst.choices[k].option.tp, inst.choices[k].replicas): k for k in ks}
+                for ks in inst.allowed]
+
+    def better(trial, best):
+        return (_fits_apart_from_devices(inst, trial) and sum(trial.pool_over.values()) < sum(m.pool_over.values())
+                and (best is None or trial.objective < best.objective))
+
+    while m.pool_over:
+        best = None
+        for i, k in enumerate(m.choice):
+            c = inst.choices[k]
+            fewer = by_shape[i].get((c.site, c.option.tp, c.replicas - 1)) if c.site in m.pool_over else None
+            if fewer is not None:
+                trial = inst.evaluate(m.choice[:i] + (fewer,) + m.choice[i + 1:])
+                best = trial if better(trial, best) else best
+        if best is None:
+            for i, k in _moves(inst, m)[:SHED_MOVES]:
+                trial = inst.evaluate(m.choice[:i] + (k,) + m.choice[i + 1:])
+                best = trial if better(trial, best) else best
+        if best is None:
+            return None
+        m = best
+    return m if inst.feasible(m) else None
+
+
+SHED_MOVES = 64   # moves evaluated per step (~3 ms each at 500 ops)
+
+
+def _moves(inst: Instance, m) -> list[tuple[int, int]]:
+    """(op, choice) moves of ops off the pools `m` overfills, onto choices whose extra
+    time fits the op's slack in `m`'s schedule (expected counts, measured against the
+    e2e bound when there is one), cheapest own price first (its calls and, under load,
+    its devices by the hour; the evaluation prices the whole plan exactly)."""
+    n, dur = len(inst.ops), [inst.duration(k) for k in m.choice]
+    bound = inst.problem.sla.e2e_ms
+    latest = [m.path_ms + (bound - m.e2e_ms if bound is not None else 0.0)] * n
+    for i in reversed(inst.topo):
+        for e_k in inst.succ[i]:
+            e = inst.edges[e_k]
+            latest[i] = min(latest[i], latest[e.v] - dur[e.v] - e.weight * m.transfers[e_k][0])
+    per_hr = inst.load * 3600.0 if inst.load > 0 else 1.0
+
+    def own(k: int) -> float:
+        site = inst.sites[inst.choices[k].site]
+        return inst.per_call_usd[k] * per_hr + (inst.demand(k) * site.usd_per_hr if inst.load > 0 else 0.0)
+
+    out = []
+    for i, k in enumerate(m.choice):
+        if inst.choices[k].site not in m.pool_over:
+            continue
+        slack = latest[i] - m.finish[i]
+        out += [(own(k2), i, k2) for k2 in inst.allowed[i]
+                if inst.choices[k2].site not in m.pool_over and inst.duration(k2) - dur[i] <= slack]
+    return [(i, k2) for _, i, k2 in sorted(out)]
+
+
+def _fits_apart_from_devices(inst: Instance, m) -> bool:
+    """`inst.feasible(m)` with the pools' device counts left out."""
+    sla = not inst.hard or not (m.e2e_over_ms or m.ttft_over_ms or m.tbt_over_ms)
+    return sla and not m.split and all(inst.choices[k].memory_ok and not inst.choices[k].tp_excess
+                                       for k in m.choice)
 
 
 # ---------------------------------------------------------------------------- the diff

@@ -26,7 +26,8 @@ from helpers import tree_bytes
 
 import ray.util.accelerators.accelerators as ray_accelerators
 from agentc.cli import cli
-from ray.serve.schema import ServeDeploySchema
+from ray.serve.config import AutoscalingConfig
+from ray.serve.schema import DeploymentSchema, ServeDeploySchema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = {
@@ -159,7 +160,7 @@ def test_ray_serve_validates_and_matches_the_plan(name, plans, outputs):
             assert set(cfg) <= fields["LLMConfig"]
             assert set(cfg["model_loading_config"]) <= fields["ModelLoadingConfig"]
             assert cfg["engine_kwargs"]["tensor_parallel_size"] == tp
-            assert cfg["deployment_config"]["autoscaling_config"]["max_replicas"] == replicas
+            assert_bounds(cfg["deployment_config"]["autoscaling_config"], replicas)
             assert cfg["placement_group_config"]["bundle_per_worker"][f"agentc_pool_{pool}"] == 1
             if "accelerator_type" in cfg:
                 assert cfg["accelerator_type"] in RAY_LABELS
@@ -176,8 +177,121 @@ def test_ray_serve_validates_and_matches_the_plan(name, plans, outputs):
     for d in app["deployments"]:
         pool = d["name"].removeprefix("pool-")
         ops = [o for o in m["ops"] if o["pool"] == pool and o["id"] in pooled]
-        assert d["num_replicas"] == max(o["replicas"] for o in ops)
-        assert d["ray_actor_options"]["resources"][f"agentc_pool_{pool}"] == 1
+        assert "num_replicas" not in d   # Serve refuses it beside autoscaling_config
+        assert_bounds(d["autoscaling_config"], max(o["replicas"] for o in ops))
+        opts = d["ray_actor_options"]
+        assert opts["resources"][f"agentc_pool_{pool}"] == 1
+        dev = pools[pool]["device"]
+        assert opts.get("accelerator_type") == RAY_LABEL_OF.get(dev)
+        tp = max(o["tp"] for o in ops)
+        if pools[pool]["target"] == "llvm-cpu":
+            assert opts["num_cpus"] == tp
+        elif pools[pool]["target"] in K8S_GPU:
+            assert opts["num_gpus"] == tp
+
+
+# The device classes of the examples' clusters as Ray labels them (ray.util.accelerators;
+# A40 and the abstract HP/CO classes have none), written out here on purpose.
+RAY_LABEL_OF = {"A100": "A100", "H100": "H100", "B200": "B200", "L40S": "L40S",
+                "MI300x": "AMD-Instinct-MI300X-OAM", "Gaudi3": "Intel-GAUDI"}
+
+
+def _llm_schema():
+    with open(os.path.join(ROOT, "docs/schemas/ray-serve-llm.schema.json")) as f:
+        return json.load(f)
+
+
+def assert_bounds(cfg, replicas):
+    """The rule docs/deploy.md states: start at and never exceed the plan's replicas,
+    scale down to one when idle."""
+    assert cfg == {"min_replicas": 1, "initial_replicas": replicas, "max_replicas": replicas}
+    AutoscalingConfig.model_validate(cfg)
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_ray_serve_llm_args_follow_rays_documented_fields(name, plans, outputs):
+    """Each LLM group's builder args validate against the schema written from Ray's docs
+    (ray.serve.llm itself cannot be imported here); their deployment_config against Ray's
+    own DeploymentSchema; tp, replicas and the device class are the manifest's."""
+    m = plans[name][1]
+    (app,) = yaml.safe_load(outputs[name]["ray-serve/serve.yaml"])["applications"]
+    validator = jsonschema.Draft202012Validator(_llm_schema())
+    groups = _by_model(expected_groups(m))
+    device = {p["name"]: p["device"] for p in m["cluster"]["pools"]}
+    for entry in app["args"]["llm"]:
+        validator.validate(entry["args"])
+        (model, ppool, ptp, dpool, dtp), exp = groups[entry["model"]]
+        if entry["builder"] == "ray.serve.llm:build_pd_openai_app":
+            roles = [(entry["args"]["prefill_config"], ppool, ptp, exp["prefill"]),
+                     (entry["args"]["decode_config"], dpool, dtp, exp["decode"])]
+            ids = {cfg["model_loading_config"]["model_id"] for cfg, *_ in roles}
+            assert len(ids) == 1   # build_pd_openai_app refuses a P/D model id mismatch
+        else:
+            (cfg,) = entry["args"]["llm_configs"]
+            roles = [(cfg, ppool, ptp, max(exp["prefill"], exp["decode"]))]
+        for cfg, pool, tp, replicas in roles:
+            assert cfg["engine_kwargs"]["tensor_parallel_size"] == tp
+            assert_bounds(cfg["deployment_config"]["autoscaling_config"], replicas)
+            DeploymentSchema.model_validate({"name": "x", **cfg["deployment_config"]})
+            assert cfg.get("accelerator_type") == RAY_LABEL_OF.get(device[pool])
+
+
+def test_the_llm_schema_names_only_what_ray_has():
+    """The schema's copies of Ray's lists match the installed Ray: accelerator labels,
+    Serve's autoscaling and deployment option names."""
+    schema = _llm_schema()["$defs"]
+    assert set(schema["acceleratorType"]["enum"]) <= RAY_LABELS
+    assert set(schema["autoscalingConfig"]["properties"]) <= set(AutoscalingConfig.model_fields)
+    assert set(schema["deploymentConfig"]["properties"]) <= set(DeploymentSchema.model_fields)
+
+
+def test_a_gaudi_role_says_its_hardware_kind(plans, tmp_path):
+    """Ray infers a CPU deployment from bundles without GPU or TPU and then refuses any
+    accelerator_type: a decode moved onto the voice cluster's Gaudi3 pool (HPU bundles)
+    carries accelerator_config kind gpu, and the schema refuses the config without it."""
+    m = plans["voice"][1]
+    gaudi = next(p["name"] for p in m["cluster"]["pools"] if p["device"] == "Gaudi3")
+    ops = [dict(o, pool=gaudi, tp=1) if o["kind"] == "llm.decode" else o for o in m["ops"]]
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(dict(m, ops=ops)))
+    r = _deploy(str(path), "ray-serve", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    (app,) = yaml.safe_load((tmp_path / "o" / "serve.yaml").read_text())["applications"]
+    validator = jsonschema.Draft202012Validator(_llm_schema())
+    disaggregated = [e for e in app["args"]["llm"] if "decode_config" in e["args"]]
+    assert disaggregated
+    for entry in disaggregated:
+        cfg = entry["args"]["decode_config"]
+        assert cfg["accelerator_type"] == "Intel-GAUDI" and cfg["accelerator_config"] == {"kind": "gpu"}
+        assert cfg["placement_group_config"]["bundle_per_worker"] == {"HPU": 1, f"agentc_pool_{gaudi}": 1}
+        validator.validate(entry["args"])
+        del cfg["accelerator_config"]
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(entry["args"])
+
+
+@pytest.mark.parametrize("breakage", ["no kv transfer", "both bundle forms", "unknown field", "tp zero",
+                                      "num_replicas beside autoscaling", "unknown accelerator"])
+def test_the_llm_schema_rejects_a_bad_config(breakage, outputs):
+    entries = [e for name in EXAMPLES for e in yaml.safe_load(outputs[name]["ray-serve/serve.yaml"])
+               ["applications"][0]["args"]["llm"]]
+    entry = next(e for e in entries if "prefill_config" in e["args"])   # a disaggregated group
+    cfg = entry["args"]["prefill_config"]
+    jsonschema.Draft202012Validator(_llm_schema()).validate(entry["args"])
+    if breakage == "no kv transfer":
+        del cfg["engine_kwargs"]["kv_transfer_config"]
+    elif breakage == "both bundle forms":
+        cfg["placement_group_config"]["bundles"] = [{"GPU": 1}]
+    elif breakage == "unknown field":
+        cfg["resources_per_bundle"] = {"GPU": 1}
+    elif breakage == "tp zero":
+        cfg["engine_kwargs"]["tensor_parallel_size"] = 0
+    elif breakage == "num_replicas beside autoscaling":
+        cfg["deployment_config"]["num_replicas"] = 2
+    else:
+        cfg["accelerator_type"] = "B201"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(_llm_schema()).validate(entry["args"])
 
 
 def test_ray_serve_schema_rejects_a_bad_config(plans, outputs):

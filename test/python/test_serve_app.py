@@ -161,10 +161,11 @@ def test_serve_yaml_validates_and_names_importable_code(project):
     assert spec["args"]["manifest"] == "manifest.json"
     assert (project / "dep" / "manifest.json").read_bytes() == (project / "out" / "manifest.json").read_bytes()
     m = json.loads((project / "out" / "manifest.json").read_text())
-    for d in spec["deployments"]:   # the plan's replicas and CPUs, pinned to the pool
+    for d in spec["deployments"]:   # the plan's replicas (autoscaling bounds) and CPUs, pinned to the pool
         pool = d["name"].removeprefix("pool-")
         ops = [o for o in m["ops"] if o["pool"] == pool and o["kind"] not in ("llm.prefill", "llm.decode")]
-        assert d["num_replicas"] == max(o["replicas"] for o in ops)
+        reps = max(o["replicas"] for o in ops)
+        assert d["autoscaling_config"] == {"min_replicas": 1, "initial_replicas": reps, "max_replicas": reps}
         assert d["ray_actor_options"] == {"num_cpus": max(o["tp"] for o in ops),
                                           "resources": {f"agentc_pool_{pool}": 1}}
 
@@ -245,6 +246,35 @@ def test_the_router_keeps_a_request_on_one_replica():
         assert pick(rid, "wide", reps) == pick(rid, "wide", reps[::-1]) == "abcd"[zlib.crc32(rid.encode()) % 3]
         assert pick(rid, "one", reps) == "a"
     assert len({pick(f"r{i}", "wide", reps) for i in range(30)}) == 3
+
+
+def test_the_router_keeps_a_request_where_it_started_while_pools_autoscale():
+    """The pool deployments autoscale: a replica added mid-request does not move a request
+    that has started (its memory store and sampler stay on one replica); a replica that
+    went away is replaced by the rule's choice among those left."""
+    import asyncio
+    import zlib
+    from types import SimpleNamespace
+
+    from agentc.deploy.serve_app import ByRequest
+
+    router = object.__new__(ByRequest)
+    router.initialize_state(replicas={"wide": 4})
+    rep = {u: SimpleNamespace(replica_id=SimpleNamespace(unique_id=u)) for u in "abcd"}
+
+    def pick(rid, names):
+        req = SimpleNamespace(args=[rid, 0, "wide"])
+        ((chosen,),) = asyncio.run(router.choose_replicas([rep[n] for n in names], req))
+        return chosen.replica_id.unique_id
+
+    rids = [f"s{i}" for i in range(40)]
+    first = {rid: pick(rid, "ab") for rid in rids}          # two replicas running
+    assert first == {rid: "ab"[zlib.crc32(rid.encode()) % 2] for rid in rids}
+    assert all(pick(rid, "abcd") == first[rid] for rid in rids)   # scaled up: nobody moves
+    fresh = [f"n{i}" for i in range(40)]
+    assert {pick(rid, "abcd") for rid in fresh} == set("abcd")    # new requests use all four
+    for rid in rids:                                              # "a" went away
+        assert pick(rid, "bcd") == (first[rid] if first[rid] != "a" else "bcd"[zlib.crc32(rid.encode()) % 3])
 
 
 # --------------------------------------------------------------------------- the running application
