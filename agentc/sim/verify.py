@@ -8,7 +8,7 @@ error that says by how much.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,41 +50,115 @@ def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int):
     return Verdict(rate, len(arr), terms), result
 
 
-MAX_REPAIR_STEPS = 16
+MAX_REPAIR_STEPS = 16     # growth steps per plan (each one simulation), before the trim
+REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulated load
+# Bound of the whole repair: per plan (the given one, then at most len(REPLAN_FACTORS)
+# re-plans) at most MAX_REPAIR_STEPS growth simulations plus one trim simulation per
+# replica added; so at most 4 x (16 + 16 x 1) simulations, in practice a handful.
 
 
 @dataclass(frozen=True)
 class Repair:
-    """What `repair` added: devices per pool, their price, and the verdict after."""
+    """What `repair` did: devices added per pool (to the plan it ends with), the pool
+    sizes and $/hr before and after, the load the plan was re-planned for (None: the
+    placement was kept), the verdict after, the simulations it ran and what it tried."""
 
-    added: dict[str, int]
+    added: dict[str, int]          # devices per pool, after minus before (negative: a re-plan freed some)
     before: dict[str, int]
     usd_per_hr: dict[str, float]   # per pool, for the devices added
     verdict: Verdict
     steps: int
+    usd_per_hr_before: float | None = None
+    usd_per_hr_after: float | None = None
+    replanned_rps: float | None = None
+    tried: tuple[str, ...] = ()
+    moved: tuple[dict, ...] = ()   # a re-plan's changed ops: id, pool/tp/replicas before and after
 
 
 def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None = None,
-           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0) -> tuple[dict, Repair]:
-    """Add devices until the simulation holds every SLA term (`plan --verify --repair`).
+           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None) -> tuple[dict, Repair]:
+    """Add capacity until the simulation holds every SLA term (`plan --verify --repair`).
 
-    The plan's placement stays; only pool sizes grow. Each step simulates the plan and
-    grows the pool where the measured requests waited longest in all (the sum of their
-    queueing waits) by one replica of its widest op (its largest tp), within the
-    cluster's devices; it stops when every term holds, when no pool had a wait (the
-    miss is not for want of devices: service or transfer time), when the pools that
-    waited are full, or after MAX_REPAIR_STEPS. A greedy growth can overshoot, so what
-    holds is then trimmed: each pool, dearest first, gives back replicas while the
-    simulation still holds (same seed and arrivals throughout). Returns the grown manifest (devices and
-    $/hr in its totals) and what was added; the verdict says whether it holds."""
+    First the placement stays and pools grow (`_grow`): each step grows the pool whose
+    requests waited longest in all by one replica of its widest op, within the cluster's
+    devices, then gives back what the SLA does not need. When that cannot make the plan
+    hold (the pool that queues is full, or the miss is not a wait) and `replan(load)`
+    is given (it returns the manifest of the program planned for `load` req/s, or raises
+    AgentcError when no plan exists), the program is planned again for the simulated
+    load times each of REPLAN_FACTORS (the planner then moves ops to pools with room and
+    sizes its queues for the load it will see) and each such plan is grown the same way;
+    the first that holds is returned. Deterministic: the same seed and arrivals for
+    every simulation. Returns the manifest it ends with (devices and $/hr in its totals;
+    the given one is not changed) and what was done; the verdict says whether it holds."""
+    if not (manifest.get("sla") or {}).get("load_rps"):
+        raise InfeasiblePlanError("--repair needs a plan sized for a load: without a `load` clause the plan "
+                                  "already runs on every device of its pools",
+                                  notes=("add `load R rps` to the program",))
+    usd0 = (manifest.get("totals") or {}).get("usd_per_hr")
+    m, rep = _grow(manifest, usd_per_device_hr, load_rps, requests, seed)
+    tried = [_tried(rep, None)]
+    steps = rep.steps
+    if rep.verdict.misses and replan is not None:
+        from agentc.diagnostics import AgentcError
+
+        target = rep.verdict.load_rps
+        for f in REPLAN_FACTORS:
+            rate = target * f
+            if rate <= float(manifest["sla"]["load_rps"]) * (1 + 1e-9):
+                continue   # the given plan is already sized for this load
+            try:
+                planned = replan(rate)
+            except AgentcError as e:
+                tried.append(f"re-planned for {rate:g} req/s: no plan ({e.message})")
+                break
+            m2, rep2 = _grow(planned, usd_per_device_hr, target, requests, seed)
+            steps += rep2.steps
+            tried.append(_tried(rep2, rate))
+            if not rep2.verdict.misses:
+                before = dict(manifest["totals"].get("devices") or {})
+                after = m2["totals"]["devices"]
+                added = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+                         if after.get(k, 0) != before.get(k, 0)}
+                m, rep = m2, replace(rep2, replanned_rps=rate, before=before, added=added,
+                                     usd_per_hr={k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()},
+                                     moved=_moved(manifest, m2))
+                break
+    usd1 = m["totals"].get("usd_per_hr")
+    return m, replace(rep, steps=steps, usd_per_hr_before=usd0, usd_per_hr_after=usd1, tried=tuple(tried))
+
+
+def _moved(old: dict, new: dict) -> tuple[dict, ...]:
+    """Ops whose pool, tp, replicas or batch differ between two plans of one program."""
+    keys = ("pool", "tp", "replicas", "batch")
+    was = {o["id"]: o for o in old["ops"]}
+    out = []
+    for o in sorted(new["ops"], key=lambda o: o["id"]):
+        w = was.get(o["id"])
+        if w is None or any(w.get(k, 1) != o.get(k, 1) for k in keys):
+            out.append({"op": o["id"], "before": None if w is None else {k: w.get(k, 1) for k in keys},
+                        "after": {k: o.get(k, 1) for k in keys}})
+    return tuple(out)
+
+
+def _tried(rep: Repair, rate: float | None) -> str:
+    what = "the plan" if rate is None else f"re-planned for {rate:g} req/s"
+    grown = ", ".join(f"{k} +{n}" for k, n in rep.added.items()) or "no devices"
+    worst = max(rep.verdict.misses, key=lambda t: t["observed_ms"] / t["bound_ms"], default=None)
+    state = "holds" if worst is None else f"{worst['term']} {worst['observed_ms']:g} ms > {worst['bound_ms']:g} ms"
+    return f"{what}: {grown} ({rep.tried[0]}): {state}"
+
+
+def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
+          seed: int) -> tuple[dict, Repair]:
+    """Grow the pools requests wait on, placement fixed (see `repair`); then trim: each
+    pool, dearest first, gives back replicas while the simulation still holds. Stops
+    when every term holds, when no pool had a wait (the miss is not for want of
+    devices: service or transfer time), when the pools that waited are full, or after
+    MAX_REPAIR_STEPS; `tried[0]` of the result says which."""
     import copy
 
     m = copy.deepcopy(manifest)
     totals = m["totals"]
-    if not (m.get("sla") or {}).get("load_rps"):
-        raise InfeasiblePlanError("--repair needs a plan sized for a load: without a `load` clause the plan "
-                                  "already runs on every device of its pools",
-                                  notes=("add `load R rps` to the program",))
     devices = dict(totals.get("devices") or {})
     before = dict(devices)
     count = {p["name"]: int(p["count"]) for p in m["cluster"]["pools"]}
@@ -92,16 +166,23 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     for op in m["ops"]:
         widest[op["pool"]] = max(widest.get(op["pool"], 1), int(op["tp"]))
     steps = 0
+    stop = "held"
     while True:
         verdict, result = _simulate(m, load_rps, requests, seed)
-        if not verdict.misses or steps >= MAX_REPAIR_STEPS:
+        if not verdict.misses:
             break
-        waited = sorted(((sum(st.waits), name) for name, st in result.pools.items()
-                         if st.waits and sum(st.waits) > 0 and devices.get(name, 0) + widest.get(name, 1)
-                         <= count.get(name, 0)), reverse=True)
-        if not waited:
+        if steps >= MAX_REPAIR_STEPS:
+            stop = f"stopped after {MAX_REPAIR_STEPS} growth steps"
             break
-        name = waited[0][1]
+        waited = [(sum(st.waits), name) for name, st in result.pools.items() if st.waits and sum(st.waits) > 0]
+        room = sorted(((w, name) for w, name in waited
+                       if devices.get(name, 0) + widest.get(name, 1) <= count.get(name, 0)), reverse=True)
+        if not room:
+            full = sorted(name for _, name in waited)
+            stop = (f"the pools requests wait on are full ({', '.join(full)})" if full
+                    else "no request waited for a device: the miss is service or transfer time")
+            break
+        name = room[0][1]
         devices[name] = devices.get(name, 0) + widest.get(name, 1)
         totals["devices"] = dict(sorted(devices.items()))
         steps += 1
@@ -121,12 +202,34 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     added = {k: devices[k] - before.get(k, 0) for k in sorted(devices) if devices[k] != before.get(k, 0)}
     usd = {k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()}
     if added and totals.get("usd_per_hr") is not None:
-        totals["usd_per_hr"] = totals["usd_per_hr"] + sum(usd.values())
-    return m, Repair(added, before, usd, verdict, steps)
+        _add_cost(m, sum(usd.values()))
+    return m, Repair(added, before, usd, verdict, steps, tried=(stop,))
 
 
-def check(verdict: Verdict, loc=None) -> None:
-    """Raise when a term misses: the simulated percentile, the bound and the gap."""
+def _add_cost(m: dict, usd_per_hr: float) -> None:
+    """Put `usd_per_hr` more of rented devices into the manifest's totals: $/hr, and
+    per request at the plan's load (devices are paid by the hour under load)."""
+    totals = m["totals"]
+    old = totals["usd_per_hr"]
+    totals["usd_per_hr"] = _r6(old + usd_per_hr)
+    per_req = usd_per_hr / (3600.0 * float(m["sla"]["load_rps"]))
+    if totals.get("usd_per_request") is not None:
+        r = totals["usd_per_request"] + per_req
+        tokens = (totals["usd_per_request"] / totals["usd_per_1m_tokens"] * 1e6
+                  if totals.get("usd_per_1m_tokens") else None)
+        totals["usd_per_request"] = _r6(r)
+        totals["usd_per_1m_requests"] = _r6(r * 1e6)
+        if tokens:
+            totals["usd_per_1m_tokens"] = _r6(r / tokens * 1e6)
+
+
+def _r6(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def check(verdict: Verdict, loc=None, repaired: Repair | None = None) -> None:
+    """Raise when a term misses: the simulated percentile, the bound and the gap; after
+    a repair, also what it tried (each plan, the devices added, why it stopped)."""
     if not verdict.misses:
         return
     from agentc.sim import report
@@ -134,9 +237,15 @@ def check(verdict: Verdict, loc=None) -> None:
     parts = [f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms misses the bound "
              f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% of "
              f"requests meet it; the plan predicted {t['planned_ms']:g} ms)" for t in verdict.misses]
-    raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
-                              + "; ".join(parts), loc,
-                              ("the planner meets each term over the program's loop trips and branch arms "
-                               "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
-                               "model leaves out (batches forming, shared links, queues in series); loosen "
-                               "the bound, lower the load or add capacity",))
+    if repaired is None:
+        raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
+                                  + "; ".join(parts), loc,
+                                  ("the planner meets each term over the program's loop trips and branch arms "
+                                   "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
+                                   "model leaves out (batches forming, shared links, queues in series); loosen "
+                                   "the bound, lower the load or add capacity",))
+    raise InfeasiblePlanError(f"--repair found no capacity that holds the SLA in simulation at "
+                              f"{verdict.load_rps:g} req/s: " + "; ".join(parts), loc,
+                              tuple(f"tried: {t}" for t in repaired.tried)
+                              + (f"{repaired.steps} simulation(s) of {verdict.requests} requests",
+                                 "loosen the bound, lower the load or give the cluster more devices"))
