@@ -53,8 +53,10 @@ def compile_at(c, load: float, emit: str | None = "placed"):
     from agentc import pipeline
     from agentc.passes._plan_ctx import entry_graph
 
-    c2 = pipeline.compile_file(c.input_path, dataclasses.replace(c.options, emit="costed", dump_phases_to=None,
-                                                                 print_ir_after_all=False))
+    full = emit is None   # a whole compile keeps its dumps; a plan for --repair's search does not
+    c2 = pipeline.compile_file(c.input_path, dataclasses.replace(
+        c.options, emit="costed", dump_phases_to=c.options.dump_phases_to if full else None,
+        print_ir_after_all=c.options.print_ir_after_all and full))
     with c2.ctx, ir.Location.unknown():
         entry_graph(c2.module).attributes["load_rps"] = ir.FloatAttr.get(ir.F64Type.get(), float(load))
     c2.options.emit = emit

@@ -52,9 +52,9 @@ def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int):
 
 MAX_REPAIR_STEPS = 16     # growth steps per plan (each one simulation), before the trim
 REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulated load
-# Bound of the whole repair: per plan (the given one, then at most len(REPLAN_FACTORS)
-# re-plans) at most MAX_REPAIR_STEPS growth simulations plus one trim simulation per
-# replica added; so at most 4 x (16 + 16 x 1) simulations, in practice a handful.
+# Bound of the whole repair: at most 1 + len(REPLAN_FACTORS) plans (the given one and
+# the re-plans), each with at most MAX_REPAIR_STEPS + 1 growth simulations and one trim
+# simulation per replica added: at most 4 x (17 + 16) simulations, in practice a handful.
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Repair:
     before: dict[str, int]
     usd_per_hr: dict[str, float]   # per pool, for the devices added
     verdict: Verdict
-    steps: int
+    steps: int                     # simulations run
     usd_per_hr_before: float | None = None
     usd_per_hr_after: float | None = None
     replanned_rps: float | None = None
@@ -79,52 +79,64 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
            requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None) -> tuple[dict, Repair]:
     """Add capacity until the simulation holds every SLA term (`plan --verify --repair`).
 
-    First the placement stays and pools grow (`_grow`): each step grows the pool whose
-    requests waited longest in all by one replica of its widest op, within the cluster's
-    devices, then gives back what the SLA does not need. When that cannot make the plan
-    hold (the pool that queues is full, or the miss is not a wait) and `replan(load)`
-    is given (it returns the manifest of the program planned for `load` req/s, or raises
-    AgentcError when no plan exists), the program is planned again for the simulated
-    load times each of REPLAN_FACTORS (the planner then moves ops to pools with room and
-    sizes its queues for the load it will see) and each such plan is grown the same way;
-    the first that holds is returned. Deterministic: the same seed and arrivals for
-    every simulation. Returns the manifest it ends with (devices and $/hr in its totals;
-    the given one is not changed) and what was done; the verdict says whether it holds."""
+    Two ways, each bounded. Growing (`_grow`): the placement stays; each step grows the
+    pool whose requests waited longest in all by one replica of its widest op, within
+    the cluster's devices, then what the SLA does not need is given back. Re-planning
+    (when `replan(load)` is given: it returns the manifest of the program planned for
+    `load` req/s, or raises AgentcError when there is none): the program is planned for
+    the simulated load times each of REPLAN_FACTORS above its load clause (the planner
+    then moves ops to pools with room and sizes its queues for that load), and each
+    such plan is grown. A plan held to more load than it was sized for is re-planned
+    first (the given plan is grown last); one that misses at its own load is grown
+    first. The first plan that holds is returned. Deterministic: the same seed and
+    arrivals for every simulation. Returns the manifest it ends with (devices and $/hr
+    in its totals; the given one is not changed) and what was done; its verdict says
+    whether it holds, its `tried` what each plan gave."""
+    from agentc.diagnostics import AgentcError
+
     if not (manifest.get("sla") or {}).get("load_rps"):
         raise InfeasiblePlanError("--repair needs a plan sized for a load: without a `load` clause the plan "
                                   "already runs on every device of its pools",
                                   notes=("add `load R rps` to the program",))
-    usd0 = (manifest.get("totals") or {}).get("usd_per_hr")
-    m, rep = _grow(manifest, usd_per_device_hr, load_rps, requests, seed)
-    tried = [_tried(rep, None)]
-    steps = rep.steps
-    if rep.verdict.misses and replan is not None:
-        from agentc.diagnostics import AgentcError
-
-        target = rep.verdict.load_rps
-        for f in REPLAN_FACTORS:
-            rate = target * f
-            if rate <= float(manifest["sla"]["load_rps"]) * (1 + 1e-9):
-                continue   # the given plan is already sized for this load
+    planned_rps = float(manifest["sla"]["load_rps"])
+    target = float(load_rps) if load_rps is not None else planned_rps
+    rates = [target * f for f in REPLAN_FACTORS if target * f > planned_rps * (1 + 1e-9)] if replan else []
+    order = [None] + rates if target <= planned_rps * (1 + 1e-9) else rates + [None]
+    tried, steps, first, found = [], 0, None, None
+    while order:
+        rate = order.pop(0)
+        if rate is None:
+            plan = manifest
+        else:
             try:
-                planned = replan(rate)
+                plan = replan(rate)
             except AgentcError as e:
                 tried.append(f"re-planned for {rate:g} req/s: no plan ({e.message})")
-                break
-            m2, rep2 = _grow(planned, usd_per_device_hr, target, requests, seed)
-            steps += rep2.steps
-            tried.append(_tried(rep2, rate))
-            if not rep2.verdict.misses:
-                before = dict(manifest["totals"].get("devices") or {})
-                after = m2["totals"]["devices"]
-                added = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
-                         if after.get(k, 0) != before.get(k, 0)}
-                m, rep = m2, replace(rep2, replanned_rps=rate, before=before, added=added,
-                                     usd_per_hr={k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()},
-                                     moved=_moved(manifest, m2))
-                break
-    usd1 = m["totals"].get("usd_per_hr")
-    return m, replace(rep, steps=steps, usd_per_hr_before=usd0, usd_per_hr_after=usd1, tried=tuple(tried))
+                # a higher load has no plan either: go on to the given plan, if still to try
+                order = [r for r in order if r is None]
+                continue
+        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed)
+        steps += rep.steps
+        tried.append(_tried(rep, rate))
+        if rate is None:
+            first = (m, rep)
+        if not rep.verdict.misses:
+            found = (m, rep, rate)
+            break
+    if found is None:   # nothing holds: report the given plan, grown as far as it went
+        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed)
+    else:
+        m, rep, rate = found
+        if rate is not None:
+            before = dict(manifest["totals"].get("devices") or {})
+            after = m["totals"]["devices"]
+            added = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+                     if after.get(k, 0) != before.get(k, 0)}
+            rep = replace(rep, replanned_rps=rate, before=before, added=added,
+                          usd_per_hr={k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()},
+                          moved=_moved(manifest, m))
+    return m, replace(rep, steps=steps, usd_per_hr_before=(manifest.get("totals") or {}).get("usd_per_hr"),
+                      usd_per_hr_after=m["totals"].get("usd_per_hr"), tried=tuple(tried))
 
 
 def _moved(old: dict, new: dict) -> tuple[dict, ...]:
@@ -141,11 +153,14 @@ def _moved(old: dict, new: dict) -> tuple[dict, ...]:
 
 
 def _tried(rep: Repair, rate: float | None) -> str:
+    """One line on one plan the repair tried: devices it added, and the outcome."""
     what = "the plan" if rate is None else f"re-planned for {rate:g} req/s"
     grown = ", ".join(f"{k} +{n}" for k, n in rep.added.items()) or "no devices"
     worst = max(rep.verdict.misses, key=lambda t: t["observed_ms"] / t["bound_ms"], default=None)
-    state = "holds" if worst is None else f"{worst['term']} {worst['observed_ms']:g} ms > {worst['bound_ms']:g} ms"
-    return f"{what}: {grown} ({rep.tried[0]}): {state}"
+    if worst is None:
+        return f"{what}, {grown} added: holds"
+    return (f"{what}, {grown} added: {worst['term']} still {worst['observed_ms']:g} ms > {worst['bound_ms']:g} ms "
+            f"({rep.tried[0]})")
 
 
 def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
@@ -165,10 +180,11 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
     widest: dict[str, int] = {}
     for op in m["ops"]:
         widest[op["pool"]] = max(widest.get(op["pool"], 1), int(op["tp"]))
-    steps = 0
+    steps, sims = 0, 0
     stop = "held"
     while True:
         verdict, result = _simulate(m, load_rps, requests, seed)
+        sims += 1
         if not verdict.misses:
             break
         if steps >= MAX_REPAIR_STEPS:
@@ -193,7 +209,7 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
                 devices[name] -= widest.get(name, 1)
                 totals["devices"] = dict(sorted(devices.items()))
                 trial, _ = _simulate(m, load_rps, requests, seed)
-                steps += 1
+                sims += 1
                 if trial.misses:
                     devices[name] += widest.get(name, 1)
                     totals["devices"] = dict(sorted(devices.items()))
@@ -203,7 +219,7 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
     usd = {k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()}
     if added and totals.get("usd_per_hr") is not None:
         _add_cost(m, sum(usd.values()))
-    return m, Repair(added, before, usd, verdict, steps, tried=(stop,))
+    return m, Repair(added, before, usd, verdict, sims, tried=(stop,))
 
 
 def _add_cost(m: dict, usd_per_hr: float) -> None:
