@@ -8,6 +8,7 @@ error that says by how much.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,24 +31,52 @@ class Verdict:
 
 
 def verify(manifest: dict, load_rps: float | None = None, requests: int = DEFAULT_VERIFY_REQUESTS,
-           seed: int = 0) -> Verdict:
+           seed: int = 0, batching: str = "continuous") -> Verdict:
     """Simulate the plan of `manifest` at `load_rps` (default: its load clause, else a
-    light load) and compare every SLA term with its bound."""
-    return _simulate(manifest, load_rps, requests, seed)[0]
+    light load) and compare every SLA term with its bound. `batching="planned"` runs
+    decode and prefill at the planner's times (what the agreement benchmark uses to
+    tell the batch a load fills from queueing)."""
+    return _simulate(manifest, load_rps, requests, seed, batching)[0]
 
 
-def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int):
+def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int, batching: str = "continuous"):
     from agentc.sim import arrivals, model, plan, report
 
     p = plan.from_manifest(manifest)
     rate = load_rps if load_rps is not None else (p.load_rps or LIGHT_LOAD_RPS)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     arr = arrivals.poisson(rate, rng, requests=requests)
-    result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10)))
+    result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10), batching=batching))
     planned = {"latency": manifest["totals"]["e2e_ms"], "ttft": manifest["totals"]["ttft_ms"],
                "tbt": manifest["totals"]["tbt_ms"]}
     terms = [dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in report.sla_terms(result)]
     return Verdict(rate, len(arr), terms), result
+
+
+def capacity_rps(manifest: dict) -> float:
+    """The arrival rate at which the plan's busiest pool is busy all the time: per pool,
+    its devices (those the plan rents under load, else the pool's whole count) over the
+    device-ms a request asks of it (weight x busy_ms x tp over its ops; decode at the
+    planned batch). The third load of the simulation-agreement check is 90% of this."""
+    load = (manifest.get("sla") or {}).get("load_rps")
+    rented = (manifest.get("totals") or {}).get("devices") or {}
+    demand: dict[str, float] = {}
+    for op in manifest["ops"]:
+        demand[op["pool"]] = demand.get(op["pool"], 0.0) + float(op["weight"]) * float(op["busy_ms"]) * int(op["tp"])
+    pools = {p["name"]: int(p["count"]) for p in manifest["cluster"]["pools"]}
+    caps = [(rented.get(name, 0) if load else pools[name]) * 1000.0 / d for name, d in demand.items() if d > 0]
+    return min(caps) if caps else math.inf
+
+
+def hold(manifest: dict, load_rps: float, usd_per_device_hr: dict[str, float], replan=None,
+         requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0) -> tuple[dict, Verdict, Repair | None]:
+    """Simulate the plan at `load_rps`; when a term misses and the plan has a load
+    clause, repair it. Returns the plan simulated last, its verdict, and the repair."""
+    verdict = verify(manifest, load_rps, requests, seed)
+    if not verdict.misses or not (manifest.get("sla") or {}).get("load_rps"):
+        return manifest, verdict, None
+    fixed, rep = repair(manifest, usd_per_device_hr, load_rps, requests, seed, replan)
+    return fixed, rep.verdict, rep
 
 
 MAX_REPAIR_STEPS = 16     # growth steps per plan (each one simulation), before the trim
