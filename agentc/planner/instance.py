@@ -89,7 +89,6 @@ class Choice:
     replicas: int = 1
     devices: int = 0
     wait_ms: float = 0.0
-    ttft_wait_ms: float = 0.0  # the same replicas' wait at the TTFT term's quantile (ttft_part)
 
 
 @dataclass(frozen=True)
@@ -332,7 +331,7 @@ class Instance:
                         reason = f"TBT {o.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
                     for size in self._sizes(op, o, site):  # one per replica count under load
                         c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x,
-                                   size.replicas, size.devices, size.wait_ms, self._ttft_wait(op, o, site, size))
+                                   size.replicas, size.devices, size.wait_ms)
                         if restrict is not None and not restrict(i, c):
                             continue
                         mine.append(len(self.choices))
@@ -456,20 +455,6 @@ class Instance:
             least = min(c[i] for pr, c, _ in self.scen if pr > 0 and c[i] > 0)
             sizes = [s for s in sizes if not exceeds(least * (o.time_ms + s.wait_ms), bound)] or sizes[-1:]
         return sizes
-
-    def _ttft_wait(self, op, o: Option, site: Site, size: queueing.Candidate) -> float:
-        """The wait of `size`'s replicas at the TTFT term's quantile, for the first-token
-        chain (ttft_part): TTFT holds at its own statistic (every path: p99), not the e2e
-        term's. With rag's p95 wait (68.8 ms where p99 is 236 ms) the plan predicted a
-        TTFT p99 of 373 ms that simulated at 586 ms (20,000 requests), over its bound."""
-        if self.load <= 0 or site.is_cpu or site.implicit or size.devices == 0 or o.busy_ms <= 0:
-            return size.wait_ms   # unsized (see _sizes): no wait at any quantile
-        q = queueing.wait_level(self.q_ttft)
-        if q == queueing.wait_level(self.q_e2e):
-            return size.wait_ms
-        service = o.busy_ms * o.batch
-        a = queueing.in_flight(self.load * op.weight, service)
-        return queueing.wait_ms(size.replicas * o.batch, a, service, q, self.problem.service_cv ** 2)
 
     def call_ms(self, k: int) -> float:
         """One call of choice k on the request path: its time and its queueing wait."""
@@ -695,13 +680,13 @@ def scenarios(flow: tuple, index: tuple, fastest: tuple) -> tuple[list, bool, in
 
 def ttft_part(c: Choice, first: bool, last: bool) -> float:
     """What one op of a first-token chain adds (see Instance.first_token_ms), after the
-    queueing wait of its call at the TTFT term's quantile (queueing.py; 0 without load)."""
+    queueing wait of its call (queueing.py; 0 without load)."""
     o = c.option
     if last and not first and o.tbt_ms is not None:
-        return c.ttft_wait_ms + o.tbt_ms
+        return c.wait_ms + o.tbt_ms
     if first or last:
-        return c.ttft_wait_ms + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
-    return c.ttft_wait_ms + o.time_ms
+        return c.wait_ms + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
+    return c.wait_ms + o.time_ms
 
 
 def statistic(values: list[tuple[float, float]], q: float | None) -> float | None:
