@@ -68,17 +68,6 @@ def capacity_rps(manifest: dict) -> float:
     return min(caps) if caps else math.inf
 
 
-def hold(manifest: dict, load_rps: float, usd_per_device_hr: dict[str, float], replan=None,
-         requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0) -> tuple[dict, Verdict, Repair | None]:
-    """Simulate the plan at `load_rps`; when a term misses and the plan has a load
-    clause, repair it. Returns the plan simulated last, its verdict, and the repair."""
-    verdict = verify(manifest, load_rps, requests, seed)
-    if not verdict.misses or not (manifest.get("sla") or {}).get("load_rps"):
-        return manifest, verdict, None
-    fixed, rep = repair(manifest, usd_per_device_hr, load_rps, requests, seed, replan)
-    return fixed, rep.verdict, rep
-
-
 MAX_REPAIR_STEPS = 16     # growth steps per plan (each one simulation), before the trim
 REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulated load
 # Bound of the whole repair: at most 1 + len(REPLAN_FACTORS) plans (the given one and
@@ -294,3 +283,46 @@ def check(verdict: Verdict, loc=None, repaired: Repair | None = None) -> None:
                               tuple(f"tried: {t}" for t in repaired.tried)
                               + (f"{repaired.steps} simulation(s) of {verdict.requests} requests",
                                  "loosen the bound, lower the load or give the cluster more devices"))
+
+
+def agreement_loads(manifest: dict) -> dict[str, float]:
+    """The three loads a plan is held to: light (a tenth of its load clause), its load
+    clause (without one, LIGHT_LOAD_RPS, as `plan --verify`), and 90% of the capacity
+    it buys (capacity_rps)."""
+    planned = (manifest.get("sla") or {}).get("load_rps") or LIGHT_LOAD_RPS
+    return {"light": planned / 10.0, "planned": planned, "90% capacity": 0.9 * capacity_rps(manifest)}
+
+
+def agreement(view: dict, prices: dict[str, float], replan=None, requests: int = DEFAULT_VERIFY_REQUESTS,
+              seed: int = 0, name: str = "", attribution: bool = True) -> list[dict]:
+    """The simulation-agreement check of issue 17 on one plan (`name` labels its rows):
+    at each of `agreement_loads`, one row per SLA term: the plan's prediction and simulation; the
+    simulation with decode and prefill at the planner's batch times (`batching
+    planned`: what is left of a gap there is queueing, the rest is the batch the load
+    fills); and, where the plan misses, the repaired plan's prediction and simulation.
+    `planned_ms`/`simulated_ms` are those of the plan that holds (repaired or not).
+    Without `attribution` the batch-time simulation is skipped (its column repeats the
+    plan's simulation)."""
+    out = []
+    for label, rate in agreement_loads(view).items():
+        given = verify(view, rate, requests, seed)
+        batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
+        rep = None
+        if given.misses and (view.get("sla") or {}).get("load_rps"):
+            rep = repair(view, prices, rate, requests, seed, replan)[1]
+        verdict = rep.verdict if rep is not None else given
+        did = "-"
+        if rep is not None:
+            did = (f"re-planned for {rep.replanned_rps:.4g} req/s; " if rep.replanned_rps is not None else "") + \
+                (", ".join(f"{k} {n:+d}" for k, n in rep.added.items()) or "no devices") + \
+                f"; {rep.usd_per_hr_before:.2f} -> {rep.usd_per_hr_after:.2f} $/hr"
+        for t0, tb, t in zip(given.terms, batched.terms, verdict.terms):
+            out.append({"example": name, "load": label, "rps": rate, "term": t["term"],
+                        "judged": "mean" if t["percentile"] is None else f"p{t['percentile']:g}",
+                        "bound_ms": t["bound_ms"], "given_planned_ms": t0["planned_ms"],
+                        "given_simulated_ms": t0["observed_ms"], "given_attained": t0["attained"],
+                        "given_holds": t0["holds"], "batch_times_ms": tb["observed_ms"],
+                        "planned_ms": t["planned_ms"], "simulated_ms": t["observed_ms"],
+                        "ratio": t["planned_ms"] / t["observed_ms"] if t["observed_ms"] else float("inf"),
+                        "attained": t["attained"], "holds": t["holds"], "repair": did})
+    return out
