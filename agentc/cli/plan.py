@@ -22,13 +22,13 @@ def _compile(source, stop, **kw):
     return c
 
 
-REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it holds. First the pools "
-               "requests wait on grow, one replica of their widest op at a time (at most 16 steps), and "
-               "what the SLA does not need is given back; if that cannot hold (the pool that queues is "
-               "full, or the miss is not a wait), the program is planned again for 1, 1.25 and 1.5625 "
-               "times the simulated load and grown the same way. Prints what it added and $/hr before "
-               "and after; deterministic for a --seed; an error says what it tried when nothing holds. "
-               "Needs a `load` clause.")
+REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it holds. Growing: the pools "
+               "requests wait on gain one replica of their widest op at a time (at most 16 steps), then give "
+               "back what the SLA does not need. Re-planning: the program is planned again for 1, 1.25 and "
+               "1.5625 times the simulated load and each plan is grown. A load past the planned one is "
+               "re-planned first, a miss at the planned load is grown first; at most 4 plans. Prints the ops "
+               "that moved, devices and $/hr before and after; deterministic for a --seed; when nothing holds, "
+               "an error says by how much and what was tried. Needs a `load` clause.")
 
 
 def planner_at(c):
