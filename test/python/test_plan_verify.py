@@ -71,6 +71,13 @@ def test_repair_adds_devices_until_the_simulation_holds_and_no_more():
     assert rep.added and not rep.verdict.misses
     assert all(fixed_view["totals"]["devices"][k] == rep.before.get(k, 0) + n for k, n in rep.added.items())
     assert view["totals"]["devices"] == rep.before  # the input is not changed
+    # the grown devices are paid by the hour: $/hr and $ per request at the plan's 5 req/s
+    added_hr = sum(rep.added.values())   # 1 $/hr per device here
+    assert fixed_view["totals"]["usd_per_hr"] == pytest.approx(view["totals"]["usd_per_hr"] + added_hr, rel=1e-5)
+    assert fixed_view["totals"]["usd_per_request"] == pytest.approx(
+        view["totals"]["usd_per_request"] + added_hr / (3600 * 5.0), rel=1e-5)
+    assert rep.usd_per_hr_before == view["totals"]["usd_per_hr"]
+    assert rep.usd_per_hr_after == fixed_view["totals"]["usd_per_hr"]
     assert not verify.verify(fixed_view, 9.0, requests=1000).misses
     widest = {}
     for op in view["ops"]:
