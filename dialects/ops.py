@@ -31,6 +31,8 @@ class OpContract:
     phase: str = ""                  # "prefill" | "decode" for the two LLM phases
     waits: bool = False              # mostly waits on an API or a remote store
     splittable: bool = False         # tensor parallelism shards its work
+    shard_only_if_too_big: bool = False  # sharded only where one device cannot hold it (an
+    # index over k devices, each scanning its shard, then a merge of the k top-k lists)
     kernel: str | None = None        # kernel kind built for it (agentc's kernel builders)
     abi: str | None = None           # runtime C ABI function it calls instead
     doc: str = field(default="", compare=False)
@@ -73,7 +75,7 @@ OPS: dict[str, OpContract] = {c.name: c for c in (
     _op("embed.pool", "embedding", {"model": STRING, "tokens": INTEGER, "batch": INTEGER}, "embed_pool",
         kernel="mean_pool_l2"),
     _op("retrieve.search", "documents", {"index": STRING, "index_size": INTEGER, "dim": INTEGER, "k": INTEGER},
-        "search", kernel="retrieve"),
+        "search", splittable=True, shard_only_if_too_big=True, kernel="retrieve"),
     _op("memory.read", "documents", {"store": STRING}, "memory", waits=True, abi="agentc_memory_read"),
     _op("memory.write", None, {"store": STRING}, "memory", waits=True, abi="agentc_memory_write"),
     _op("observe.append", None, {}, "observe", abi="agentc_observe_append"),
@@ -85,6 +87,7 @@ PREFILL_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.phase == "
 DECODE_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.phase == "decode")
 WAITING_KINDS: tuple[str, ...] = tuple(n for n, c in OPS.items() if c.waits)
 SPLITTABLE: frozenset[str] = frozenset(n for n, c in OPS.items() if c.splittable)
+SHARD_ONLY_IF_TOO_BIG: frozenset[str] = frozenset(n for n, c in OPS.items() if c.shard_only_if_too_big)
 ABI: dict[str, str] = {n: c.abi for n, c in OPS.items() if c.abi}
 # Producer -> consumer pairs that run interleaved layer by layer inside one forward pass
 # (the MoE router, the experts and their merge take turns in every layer), so they sit

@@ -17,7 +17,7 @@ from agentc.costmodel import KINDS, CostModelError, batch_sweep, op_cost, op_dem
 from agentc.diagnostics import VerifyError
 from agentc.frontend.lower import attrs
 from agentc.passes._ir import attrs_of, get, source_loc, top_ops, walk
-from agentc.dialects.ops import DECODE_KINDS
+from agentc.dialects.ops import DECODE_KINDS, SHARD_ONLY_IF_TOO_BIG
 from agentc.passes._plan_ctx import model_for, models_of
 
 NAME = "annotate-cost"
@@ -76,6 +76,21 @@ def op_costs(op, models, cluster, tbt_sla_ms=None, pools=None):
                     continue
                 raise
             out += [(pool, cost, batch) for cost, batch in priced]
+    if kind in SHARD_ONLY_IF_TOO_BIG:
+        out = _least_shards(out)
+    return out
+
+
+def _least_shards(entries):
+    """Per pool, an op sharded only where one device cannot hold it (an index): tp=1
+    when that fits, else the fewest devices that hold it (else tp=1, reported as not
+    fitting): more shards would only be offered for speed, which is not their purpose."""
+    out = []
+    for name in dict.fromkeys(p.name for p, _c, _b in entries):
+        mine = [e for e in entries if e[0].name == name]
+        fitting = [e for e in mine if e[1].fits]
+        least = min((e[1].tp for e in fitting), default=1)
+        out += [e for e in mine if e[1].tp == least]
     return out
 
 

@@ -329,6 +329,8 @@ def _write_back(plan, problem, g, graph_op, cluster) -> None:
         p = plan.ops[_key(op)]
         _annotate(op, pools[p.pool], p.option.tp, p.replicas, p.start_ms, p.finish_ms)
         op.attributes["option"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), _rank(options[_key(op)], p))
+        if p.split_key:  # a split op: `pool` etc. are its largest part's, `split` all parts
+            op.attributes["split"] = ir.StringAttr.get(p.split_key)
     f64 = ir.F64Type.get()
     graph_op.attributes["plan_e2e_ms"] = ir.FloatAttr.get(f64, float(plan.e2e_ms))
     graph_op.attributes["plan_cost"] = ir.FloatAttr.get(f64, float(plan.cost))
@@ -361,8 +363,10 @@ def _restore(problem, g, graph_op):
         if not isinstance(rank, int) or isinstance(rank, bool) or not isinstance(pool, str):
             raise VerifyError(f"op '{_key(op)}' carries no placement (integer `option`, string `pool`) to "
                               "resume from", source_loc(op))
-        replicas = get(op, "replicas")
-        chosen[_key(op)] = (rank, pool) + ((replicas,) if isinstance(replicas, int) else ())
+        replicas, parts = get(op, "replicas"), get(op, "split", "")
+        if not isinstance(parts, str):
+            raise VerifyError(f"op '{_key(op)}': its `split` must be a string", source_loc(op))
+        chosen[_key(op)] = (rank, pool, replicas if isinstance(replicas, int) else None, parts)
     return planner.replay(problem, chosen, status, None if gap is None else float(gap))
 
 

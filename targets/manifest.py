@@ -74,6 +74,12 @@ def build(c) -> dict:
                                                   "feasible": ru.feasible},
             **call_fields(op),
         })
+        if p.split:  # a split op (planner/split.py): the fields above are its largest part's
+            ops[-1]["split"] = [{"pool": s.pool, "device": pools[s.pool].device.name, "fraction": _r(s.fraction),
+                                 "tp": s.option.tp, "replicas": s.replicas, "devices": s.devices,
+                                 "est_latency_ms": _r(s.option.time_ms), "busy_ms": _r(s.option.busy_ms),
+                                 "queue_wait_ms": _r(s.wait_ms), "usd_per_call": _r(s.option.usd_per_call)}
+                                for s in p.split]
     edges = [{"src": e.src, "dst": e.dst, "src_pool": e.src_pool, "dst_pool": e.dst_pool,
               "bytes": _r(edge_bytes.get((e.src, e.dst), 0.0)), "link": f"{e.src_pool}<->{e.dst_pool}",
               "ms": _r(e.ms), "usd": _r(e.usd)} for e in sorted(plan.edges, key=lambda e: (e.src, e.dst))]

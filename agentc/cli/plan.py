@@ -10,6 +10,7 @@ from rich.table import Table
 
 from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError
+from agentc.planner.split import fraction_text
 from agentc.report import console, num
 
 
@@ -198,7 +199,10 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
     t = Table("op", "kind", "pool", "tp", "replicas", "batch", "queue ms", "latency ms", "$/call", "slack ms",
               "source", title=f"plan for agent '{view['agent']}' ({view['objective']})")
     for op in view["ops"]:
-        t.add_row(op["id"], op["kind"], op["pool"], str(op["tp"]), str(op["replicas"]), str(op.get("batch", 1)),
+        parts = op.get("split") or [op]  # a split op: its pools with their fractions
+        pool = " + ".join(f"{s['pool']} {fraction_text(s['fraction'])}" for s in parts) if "split" in op else op["pool"]
+        t.add_row(op["id"], op["kind"], pool, "+".join(str(s["tp"]) for s in parts),
+                  "+".join(str(s["replicas"]) for s in parts), str(op.get("batch", 1)),
                   num(op.get("queue_wait_ms", 0.0)), num(op["est_latency_ms"]), num(op["usd_per_call"]),
                   num(op["slack_ms"]), op["loc"])
     out = console()
@@ -351,6 +355,11 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
                 "pool": ru.pool, "tp": ru.option.tp, "delta_ms": ru.delta_ms, "delta_cost": ru.delta_cost,
                 "feasible": ru.feasible, "why_not": list(ru.reasons)},
             "excluded": [{"pool": o.device, "tp": o.tp, "reason": r} for o, r in p.excluded],
+            # a split op (planner/split.py): per pool its fraction of the executions; the
+            # fields above are then the largest part's and time_ms the slowest part's
+            "split": [{"pool": s.pool, "fraction": s.fraction, "tp": s.option.tp, "replicas": s.replicas,
+                       "devices": s.devices, "time_ms": s.option.time_ms, "queue_wait_ms": s.wait_ms}
+                      for s in p.split],
         })
     result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
               "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
@@ -366,6 +375,10 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
                 f"${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
+        for part in r["split"]:
+            out.print(f"    split: {fraction_text(part['fraction'])} of its calls on {part['pool']} tp={part['tp']}, "
+                      f"{part['replicas']} replica(s), {num(part['time_ms'])} ms + {num(part['queue_wait_ms'])} ms "
+                      f"queueing")
         if ru:
             why = f"; not chosen: {'; '.join(ru['why_not'])}" if ru["why_not"] else ""
             out.print(f"    runner-up {ru['pool']} tp={ru['tp']}: {ru['delta_ms']:+.4g} ms, "

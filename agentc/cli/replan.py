@@ -320,8 +320,8 @@ def print_diff(doc: dict, dest: str) -> None:
         t = Table("op", "from pool", "to pool", "tp", "replicas", title="ops that change")
         for o in d["ops"]:
             b, a = o["before"] or {}, o["after"] or {}
-            t.add_row(o["op"], b.get("pool", "(new)"), a.get("pool", "(gone)"),
-                      f"{b.get('tp', '-')} -> {a.get('tp', '-')}", f"{b.get('replicas', '-')} -> {a.get('replicas', '-')}")
+            t.add_row(o["op"], _where(b, "(new)"), _where(a, "(gone)"), f"{_each(b, 'tp')} -> {_each(a, 'tp')}",
+                      f"{_each(b, 'replicas')} -> {_each(a, 'replicas')}")
         out.print(t)
     rows = [(p, "inventory", v) for p, v in d["inventory"].items()] + [(p, "used", v) for p, v in d["devices"].items()]
     if rows:
@@ -349,3 +349,21 @@ def print_diff(doc: dict, dest: str) -> None:
     if doc["movement_usd"]:
         out.print(f"one-time cost of the move: ${doc['movement_usd']:.4g} (paid back within "
                   f"{doc['horizon_h']:g} h)")
+
+
+def _where(p: dict, none: str) -> str:
+    """An op's pool, or a split op's pools with their fractions (planner/split.py)."""
+    from agentc.planner.split import fraction_text
+
+    if not p:
+        return none
+    if p.get("split"):
+        return " + ".join(f"{x['pool']} {fraction_text(x['fraction'])}" for x in p["split"])
+    return p["pool"]
+
+
+def _each(p: dict, key: str) -> str:
+    """A figure of an op, per part for a split op ("8+3")."""
+    if not p:
+        return "-"
+    return "+".join(str(x[key]) for x in p["split"]) if p.get("split") else str(p[key])

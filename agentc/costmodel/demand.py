@@ -401,8 +401,13 @@ def _search(kind, attrs, model, loc):
     scanned = n * min(1.0, _attr(kind, attrs, "probe_fraction", 1.0, loc))
     dtype = attrs.get("dtype", "fp32")
     bpe = bytes_per_elem(dtype)
+    # Sharded over tp devices (an index too big for one, annotate_cost): each holds and
+    # scans 1/tp of it (the index counts as sharded weights), then the tp top-k lists
+    # (id and score, 8 bytes each) are merged by one collective over the fabric.
     return Demand(flops=2 * scanned * dim + scanned * math.log2(k + 1), dtype=dtype,
-                  bytes_read=scanned * dim * bpe, bytes_written=k * 8, memory_bytes=n * dim * bpe, launches=2)
+                  bytes_read=scanned * dim * bpe, bytes_written=k * 8, memory_bytes=n * dim * bpe, launches=2,
+                  weight_bytes=scanned * dim * bpe, sharded_memory_bytes=n * dim * bpe,
+                  allreduce_bytes=k * 8, allreduces_per_step=1)
 
 
 def _memory_rw(kind, attrs, model, loc):

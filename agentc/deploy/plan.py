@@ -188,6 +188,13 @@ def load(path: str) -> dict:
             where = o.get("id") if isinstance(o, dict) else o
             raise UsageError(f"the manifest's op {where!r} lacks an id, kind, known pool, tp or replicas",
                              locate_in_file(path, f'"{where}"') if isinstance(where, str) else SourceLoc(path, 1, 1))
+    split = [o["id"] for o in m["ops"] if o.get("split")]
+    if split:  # one engine per op and pool here; a split op needs one per part (planner/split.py)
+        raise UsageError(f"op '{split[0]}' is split over pools ("
+                         + ", ".join(f"{s.get('pool')} {s.get('fraction')}" for s in
+                                     next(o for o in m["ops"] if o["id"] == split[0])["split"])
+                         + "); agentc deploy does not write configs for split ops yet: give the pool enough "
+                         "devices for the whole op, or lower the load", locate_in_file(path, f'"id": "{split[0]}"'))
     llm_ops = [o for o in m["ops"] if o["kind"] in LLM_PHASES]
     if any("call" not in o or "model" not in o for o in llm_ops):
         raise UsageError("the manifest's LLM ops lack 'model' and 'call' (written by an older agentc); "

@@ -10,13 +10,14 @@ evaluator), formulation (the MILP), heuristics (greedy, descent, LP-guided searc
 explain (critical path, alternatives, binding constraints), baselines, solve (the
 orchestration), replay (a plan rebuilt from recorded decisions), scenarios (the
 control-flow scenarios SLA statistics are taken over), chance (the MILP's timing rows
-and SLA statistics over those scenarios).
+and SLA statistics over those scenarios), split (an op no single pool can carry under
+load, served by several pools in fractions).
 """
 
 from agentc.planner.heuristics import greedy_choice
 from agentc.planner.instance import DEFAULT_LINK, Instance, Metrics
 from agentc.planner.problem import (SLA, Alternative, Baseline, Branch, EdgePlacement, Link, Loop, Option,
-                                    OpPlacement, Plan, PlanEdge, PlanOp, Pool, Problem)
+                                    OpPlacement, Plan, PlanEdge, PlanOp, Pool, Problem, SplitPart)
 from agentc.planner.scenarios import MAX_SCENARIOS, continue_prob, trip_law
 from agentc.planner.solve import pareto, solve
 from agentc.planner.replay import replay
@@ -24,5 +25,5 @@ from agentc.planner.replay import replay
 __all__ = [
     "Alternative", "Baseline", "Branch", "DEFAULT_LINK", "EdgePlacement", "Instance", "Link", "Loop",
     "MAX_SCENARIOS", "Metrics", "OpPlacement", "Option", "Plan", "PlanEdge", "PlanOp", "Pool", "Problem",
-    "SLA", "continue_prob", "greedy_choice", "pareto", "replay", "solve", "trip_law",
+    "SLA", "SplitPart", "continue_prob", "greedy_choice", "pareto", "replay", "solve", "trip_law",
 ]

@@ -19,7 +19,8 @@ def baselines(problem: Problem, inst: Instance, m: Metrics,
     optimally) and against greedy list scheduling on the full cluster."""
     out = []
     cpu_only = [all(inst.sites[inst.choices[k].site].is_cpu for k in ks) for ks in inst.op_choices]
-    classes = sorted({inst.sites[c.site].device_class for c in inst.choices if not inst.sites[c.site].is_cpu})
+    classes = sorted({inst.sites[c.site].device_class for c in inst.choices
+                      if not inst.sites[c.site].is_cpu and not c.parts})  # a split is no class
     for cls in classes:
         name = f"homogeneous {cls}"
         missing = [inst.ops[i].id for i, ks in enumerate(inst.op_choices) if not cpu_only[i]

@@ -13,7 +13,8 @@ from agentc.diagnostics import InfeasiblePlanError
 
 from .formulation import Formulation, MilpResult
 from .instance import Instance, Metrics, denoise
-from .problem import Alternative, EdgePlacement, OpPlacement, Plan
+from . import split
+from .problem import Alternative, EdgePlacement, OpPlacement, Plan, SplitPart
 
 ALTERNATIVES_ALL_UP_TO = 2000  # choices in the problem; beyond, one alternative per pool
 # Each alternative re-evaluates the whole plan, so explaining every op costs O(ops^2):
@@ -45,7 +46,9 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
         if sized and all(s.count is not None and n > s.count for n, s in sized):
             n, s = min(sized, key=lambda e: e[0] - e[1].count)
             notes.append(f"op '{inst.ops[i].id}' alone needs more devices than any pool it can use has: "
-                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}")
+                         f"at {p.load_rps:g} req/s at least {n} on pool {s.name}, which has {s.count}; "
+                         f"no split of it over up to {split.MAX_PARTS} pools (fractions of "
+                         f"1/{split.FRACTION_STEPS}) carries it either")
             heads.append(f"pool {s.name} count")
             too_big = True
     relaxed = MilpResult("skipped", None, None, math.inf, 0.0) if too_big else Formulation(inst, "relax").solve()
@@ -108,15 +111,25 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
         reps = c.replicas  # sized by queueing.py; host work on a CPU pool shares its devices
         if inst.load > 0 and inst.sites[c.site].is_cpu:
             reps = max(1, math.ceil(inst.demand(m.choice[i]) / c.option.tp - 1e-9))
+        option, pool, parts = c.option, inst.sites[c.site].name, []
+        if c.parts:  # a split: shown by its parts, the largest standing for the op
+            parts = [SplitPart(inst.sites[pt.site].name, pt.fraction, pt.option, pt.replicas, pt.devices,
+                               pt.wait_ms) for pt in sorted(c.parts, key=lambda pt: (-pt.fraction, pt.site))]
+            option, pool = parts[0].option, parts[0].pool
         ops[inst.ops[i].id] = OpPlacement(
-            inst.ops[i].id, c.option, inst.sites[c.site].name, reps, m.start[i], m.finish[i], slack[i],
+            inst.ops[i].id, option, pool, reps, m.start[i], m.finish[i], slack[i],
             excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
-                      if inst.choices[k].excluded is not None], wait_ms=c.wait_ms)
+                      if inst.choices[k].excluded is not None], wait_ms=c.wait_ms,
+            split=parts, split_key=split.key(inst, c) if c.parts else "")
     edges = []
     for k, e in enumerate(inst.edges):
         a, b = ch[e.u].site, ch[e.v].site
         if a != b:
             ms, usd = m.transfers[k]
+            # a split end: named by the pair of pools whose transfer is the slowest
+            a, b = _slowest_pair(inst, k, a, b)
+            if a == b:
+                continue
             edges.append(EdgePlacement(inst.ops[e.u].id, inst.ops[e.v].id, inst.sites[a].name,
                                        inst.sites[b].name, e.weight * ms, e.weight * usd))
     plan = Plan(
@@ -137,6 +150,14 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
             ops[inst.ops[i].id].alternatives = _alternatives(inst, m, i)
     plan.binding = _binding(inst, m, plan)
     return plan
+
+
+def _slowest_pair(inst: Instance, k: int, a: int, b: int) -> tuple[int, int]:
+    """The pools of sites a and b (a split site stands for its parts) whose transfer on
+    edge k takes longest; (a, b) themselves when neither is split."""
+    pairs = [(x, y) for x, _ in (inst.sites[a].parts or ((a, 1.0),))
+             for y, _ in (inst.sites[b].parts or ((b, 1.0),))]
+    return max(pairs, key=lambda xy: (inst.transfer(k, *xy)[0], xy[0] != xy[1], -xy[0], -xy[1]))
 
 
 def _stat_words(stat: str) -> str:

@@ -223,28 +223,30 @@ class Formulation:
         inst = self.inst
         self.ncol: dict[int, int] = {}
         self.sigma_pool: dict[int, int] = {}
-        by_site: dict[int, list[int]] = {}
+        # per pool, what each choice holds there (a split's parts on their own pools)
+        by_site: dict[int, list[tuple[int, float, int]]] = {}
         for ks in self.cand:
             for k in ks:
-                by_site.setdefault(inst.choices[k].site, []).append(k)
+                for j, d, tp in inst.holds(k):
+                    by_site.setdefault(j, []).append((k, d, tp))
         for j in sorted(by_site):
             site = inst.sites[j]
-            if site.implicit:
+            if site.implicit or site.parts:
                 continue
             ub = INF if (self.relax or site.count is None) else float(site.count)
             self.ncol[j] = n = self._col(money * site.usd_per_hr, 0.0, ub, True)
-            self._row([(n, 1.0)] + [(self.xcol[k], -inst.demand(k)) for k in by_site[j]], 0.0, INF)
+            self._row([(n, 1.0)] + [(self.xcol[k], -d) for k, d, _ in by_site[j]], 0.0, INF)
             # a tensor-parallel replica holds all its tp devices at once: n >= tp of each op
             # (left out with tp_rows=False: a weaker relaxation, still a valid bound)
-            per_op: dict[int, list[int]] = {}
+            per_op: dict[int, list[tuple[int, float, int]]] = {}
             if self.tp_rows:
-                for k in by_site[j]:
-                    per_op.setdefault(inst.choices[k].op, []).append(k)
-            for ks in per_op.values():
+                for held in by_site[j]:
+                    per_op.setdefault(inst.choices[held[0]].op, []).append(held)
+            for held in per_op.values():
                 # also where an option keeps no device busy (a profiled tool call: all
                 # wait): the pool still needs one device to host it
-                if max(inst.choices[k].option.tp for k in ks) > 1 or min(inst.demand(k) for k in ks) <= 0:
-                    self._row([(n, 1.0)] + [(self.xcol[k], -float(inst.choices[k].option.tp)) for k in ks], 0.0, INF)
+                if max(tp for _, _, tp in held) > 1 or min(d for _, d, _ in held) <= 0:
+                    self._row([(n, 1.0)] + [(self.xcol[k], -float(tp)) for k, _, tp in held], 0.0, INF)
             if self.relax and site.count is not None:
                 self.sigma_pool[j] = sg = self._col(RELAX_DEVICE_WEIGHT, 0.0, INF)
                 self._row([(n, 1.0), (sg, -1.0)], -INF, float(site.count))

@@ -32,7 +32,7 @@ import numpy as np
 from agentc.diagnostics import InfeasiblePlanError, VerifyError
 from agentc.units import transfer_ms
 
-from . import queueing
+from . import queueing, split
 from .problem import Link, Option, Problem, stat_name, stat_quantile
 from .scenarios import Enumerator
 
@@ -63,10 +63,13 @@ class Site:
     usd_per_hr: float
     implicit: bool
     cpu: bool = False
+    # a split (split.py): the pools an op's traffic is shared over, as (site, fraction);
+    # empty for a real pool. A split site has no devices of its own (count None).
+    parts: tuple[tuple[int, float], ...] = ()
 
     @property
     def metered(self) -> bool:
-        return self.usd_per_hr == 0.0
+        return self.usd_per_hr == 0.0 and not self.parts
 
     @property
     def is_cpu(self) -> bool:
@@ -89,6 +92,9 @@ class Choice:
     replicas: int = 1
     devices: int = 0
     wait_ms: float = 0.0
+    # a split choice (split.py): its fractions, one per pool; `option`, `replicas` and
+    # `wait_ms` are then the slowest part's and the largest's (see split.py)
+    parts: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,7 @@ class Instance:
                  merge_identical: bool = True):
         self.problem = p = problem
         self.merge_identical = merge_identical
+        self._wide_twins = False
         self.hard = p.sla_mode == "hard"
         self.load = float(p.load_rps or 0.0)
         if p.sla_mode not in ("hard", "soft"):
@@ -157,6 +164,12 @@ class Instance:
         self._build_edges()
         self._build_scenarios()
         self._build_choices(restrict)
+        if self.dropped and any(split.needs_split(self, i) for i in range(len(self.ops))):
+            # a split op may use several twins: keep as many as splits can use, and redo
+            self._wide_twins = True
+            self._build_sites()
+            self._tr_cache.clear()
+            self._build_choices(restrict)
         self.colocate: list[tuple[int, int]] = []
         for a, b in p.colocate:
             if a not in self.index or b not in self.index:
@@ -276,7 +289,9 @@ class Instance:
         # into one (each costs at least a device; links to the rest are alike), so a
         # plan needs at most one twin per op that keeps devices busy, and one more
         busy = sum(1 for op in self.ops if any(o.busy_ms > 0 for o in op.options))
-        keep = 1 if self.load <= 0 else max(1, min(len(self.ops), busy + 1))
+        # (where an op is split, split.py, it may use up to MAX_PARTS pools: that many each)
+        per_op = split.MAX_PARTS if self._wide_twins else 1
+        keep = 1 if self.load <= 0 else max(1, min(len(self.ops) * per_op, busy * per_op + 1))
         groups: dict[tuple, list] = {}
         out = []
         for pl in pools:
@@ -337,6 +352,7 @@ class Instance:
                         mine.append(len(self.choices))
                         self.choices.append(c)
             self.op_choices.append(mine)
+        self._add_splits(restrict)
         self.allowed = [[k for k in ks if self.choices[k].excluded is None] for ks in self.op_choices]
         # Per-choice terms that evaluate() sums for every candidate plan, computed once.
         w = [self.ops[c.op].weight for c in self.choices]
@@ -350,6 +366,10 @@ class Instance:
         self._demand = [0.0 if self.load <= 0 else
                         self.load * w[k] * c.option.busy_ms / 1000.0 * c.option.tp / queueing.HOST_UTILISATION_CAP
                         if self.sites[c.site].is_cpu else float(c.devices) for k, c in enumerate(self.choices)]
+        for k, c in enumerate(self.choices):
+            if c.parts:  # in devices at the split site's price, so demand x price is its $/hr
+                self._demand[k] = sum(p.devices * self.sites[p.site].usd_per_hr
+                                      for p in c.parts) / self.sites[c.site].usd_per_hr
         # $ per request that choice k pays call by call: its whole price without load or
         # on a metered pool; under load on an hourly pool only its fee (an API charge),
         # the devices being paid by the hour through their demand. Every objective (MILP,
@@ -358,6 +378,41 @@ class Instance:
                                      else c.option.fee_usd) for k, c in enumerate(self.choices)]
         self.money_scale = self._money_scale()
         self.useful = self._undominated()
+
+    def _add_splits(self, restrict) -> None:
+        """Split choices (split.py) for the ops no single pool can carry under the load,
+        each on a split site of its own per op, pools and fractions."""
+        if self.load <= 0:
+            return
+        sla = self.problem.sla
+        made: dict[tuple, int] = {}
+        for i in range(len(self.ops)):
+            for parts in split.split_menu(self, i):
+                shares = tuple((pt.site, pt.fraction) for pt in parts)
+                if restrict is not None and not all(
+                        restrict(i, Choice(i, pt.rank, pt.site, pt.option, None, 0.0, 0.0, True, 0,
+                                           pt.replicas, pt.devices, pt.wait_ms)) for pt in parts):
+                    continue
+                j = made.get((i, shares))
+                if j is None:
+                    first = max(parts, key=lambda pt: (pt.fraction, -pt.site))
+                    self.sites.append(Site(split.site_name(self, shares), "split", None,
+                                           self.sites[first.site].usd_per_hr, False, False, shares))
+                    j = made[(i, shares)] = len(self.sites) - 1
+                o, wait = split.composite(parts)
+                first = max(parts, key=lambda pt: (pt.fraction, -pt.site))
+                tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
+                self.op_choices[i].append(len(self.choices))
+                self.choices.append(Choice(i, first.rank, j, o, None, 0.0, tbt_x, True, 0, first.replicas,
+                                           sum(pt.devices for pt in parts), wait, parts))
+
+    def holds(self, k: int) -> list[tuple[int, float, int]]:
+        """What choice k holds under load, per pool: (site, busy-device demand, tp of a
+        replica); a split's parts each on their own pool."""
+        c = self.choices[k]
+        if c.parts:
+            return [(pt.site, float(pt.devices), pt.option.tp) for pt in c.parts]
+        return [(c.site, self._demand[k], c.option.tp)]
 
     def _undominated(self) -> list[list[int]]:
         """`allowed` less the choices another choice of the same op on the same pool
@@ -525,7 +580,7 @@ class Instance:
         A profiled value is looked up by pool name then device class, in the edge's
         direction first; the reverse direction is assumed symmetric when only it is given.
         """
-        if a == b:
+        if a == b and not self.sites[a].parts:
             return (0.0, 0.0)
         key = (k, a, b)
         hit = self._tr_cache.get(key)
@@ -533,6 +588,14 @@ class Instance:
             return hit
         e = self.edges[k]
         sa, sb = self.sites[a], self.sites[b]
+        if sa.parts or sb.parts:
+            # a split end (split.py): each request picks its pools by the fractions, so
+            # the $ is the expectation and the ms the slowest pair a request can meet
+            pairs = [(fa * fb, self.transfer(k, x, y)) for x, fa in (sa.parts or ((a, 1.0),))
+                     for y, fb in (sb.parts or ((b, 1.0),))]
+            val = (max(ms for _, (ms, _) in pairs), sum(f * usd for f, (_, usd) in pairs))
+            self._tr_cache[key] = val
+            return val
         val = None
         if e.profiled:
             for pair in ((sa.name, sb.name), (sa.device_class, sb.device_class),
@@ -607,10 +670,10 @@ class Instance:
         call_usd = sum(self.per_call_usd[k] for k in choice)
         demand: dict[int, float] = {}
         devices: dict[int, int] = {}
-        for i, k in enumerate(choice):
-            j = ch[i].site
-            demand[j] = demand.get(j, 0.0) + self._demand[k]
-            devices[j] = max(devices.get(j, 0), ch[i].option.tp)
+        for k in choice:
+            for j, d, tp in self.holds(k):
+                demand[j] = demand.get(j, 0.0) + d
+                devices[j] = max(devices.get(j, 0), tp)
         if self.load > 0:
             # A tensor-parallel replica needs all tp devices at once: at least max tp.
             devices = {j: max(devices[j], math.ceil(d - 1e-9)) for j, d in demand.items()}

@@ -200,6 +200,19 @@ class Alternative:
     reasons: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class SplitPart:
+    """One pool's share of a split op (planner/split.py): `fraction` of its executions
+    run `option` on `pool` with `replicas` replicas, waiting `wait_ms` at the percentile."""
+
+    pool: str
+    fraction: float
+    option: Option
+    replicas: int
+    devices: int
+    wait_ms: float
+
+
 @dataclass
 class OpPlacement:
     op: str
@@ -212,6 +225,10 @@ class OpPlacement:
     alternatives: list[Alternative] = field(default_factory=list)
     excluded: list[tuple[Option, str]] = field(default_factory=list)
     wait_ms: float = 0.0  # queueing wait per call under load (planner/queueing.py)
+    # a split op (planner/split.py): its parts, largest first; `option`, `pool` and
+    # `replicas` are then the largest part's, and `split_key` is what the IR records
+    split: list[SplitPart] = field(default_factory=list)
+    split_key: str = ""
 
     @property
     def runner_up(self) -> Alternative | None:

@@ -46,11 +46,19 @@ REPLAN_LIMIT_S = 4.0
 
 @dataclass(frozen=True)
 class Placed:
-    """Where the running plan has an op: its pool, tp and replicas."""
+    """Where the running plan has an op: its pool, tp and replicas; a split op (split.py)
+    also its parts, (pool, fraction, tp, replicas) each, largest first."""
 
     pool: str
     tp: int
     replicas: int
+    split: tuple = ()
+
+    def per_pool(self) -> dict[str, tuple[int, int]]:
+        """Pool -> (tp, replicas) the op holds there."""
+        if self.split:
+            return {pool: (tp, reps) for pool, _f, tp, reps in self.split}
+        return {self.pool: (self.tp, self.replicas)}
 
 
 @dataclass(frozen=True)
@@ -111,14 +119,42 @@ def movement_usd(inst: Instance, previous: Previous, movement: Movement,
             continue
         gb = weight_bytes.get(op_id, 0.0) / 1e9
         start = movement.usd_per_replica_started + gb * movement.usd_per_gb_loaded
-        pool, tp, reps = inst.sites[c.site].name, c.option.tp, replicas(inst, k)
-        if pool != old.pool or tp != old.tp:
-            usd = movement.usd_per_op_moved if pool != old.pool else 0.0
-            usd += old.replicas * movement.usd_per_replica_stopped + reps * start
-        else:
-            usd = max(0, reps - old.replicas) * start + max(0, old.replicas - reps) * movement.usd_per_replica_stopped
+        stop = movement.usd_per_replica_stopped
+        # per pool the op holds (a split op several): kept tp -> replicas added or
+        # removed; else the old replicas stopped and the new started; moved when the
+        # pools differ
+        before, after = old.per_pool(), _per_pool(inst, k)
+        usd = movement.usd_per_op_moved if set(before) != set(after) else 0.0
+        for pool in sorted(set(before) | set(after)):
+            (tp0, r0), (tp1, r1) = before.get(pool, (0, 0)), after.get(pool, (0, 0))
+            if pool in before and pool in after and tp0 == tp1:
+                usd += max(0, r1 - r0) * start + max(0, r0 - r1) * stop
+            else:
+                usd += r0 * stop + r1 * start
         out.append(usd)
     return out
+
+
+def _per_pool(inst: Instance, k: int) -> dict[str, tuple[int, int]]:
+    """Pool -> (tp, replicas) choice k holds (a split's parts each on their pool)."""
+    c = inst.choices[k]
+    if c.parts:
+        return {inst.sites[pt.site].name: (pt.option.tp, pt.replicas) for pt in c.parts}
+    return {inst.sites[c.site].name: (c.option.tp, replicas(inst, k))}
+
+
+def _layout(inst: Instance, k: int) -> tuple:
+    """Where choice k runs, as the manifest records it: (pool, fraction, tp) per part."""
+    c = inst.choices[k]
+    if c.parts:
+        return tuple(sorted((inst.sites[pt.site].name, pt.fraction, pt.option.tp) for pt in c.parts))
+    return ((inst.sites[c.site].name, 1.0, c.option.tp),)
+
+
+def _old_layout(old: Placed) -> tuple:
+    if old.split:
+        return tuple(sorted((pool, f, tp) for pool, f, tp, _r in old.split))
+    return ((old.pool, 1.0, old.tp),)
 
 
 def solve(problem: Problem, previous: Previous | None, movement: Movement | None = Movement(),
@@ -194,8 +230,7 @@ def _repair(inst: Instance, previous: Previous, lp_x: dict[int, float]):
     kept, free = [], set()
     for i, ks in enumerate(inst.allowed):
         old = previous.ops.get(inst.ops[i].id)
-        same = [k for k in ks if old is not None and inst.sites[inst.choices[k].site].name == old.pool
-                and inst.choices[k].option.tp == old.tp]
+        same = [k for k in ks if old is not None and _layout(inst, k) == _old_layout(old)]
         kept.append(same[0] if same else None)
         if not same:
             free.add(i)
@@ -249,7 +284,12 @@ class Diff:
 
     def to_dict(self) -> dict:
         def placed(p):
-            return None if p is None else {"pool": p.pool, "tp": p.tp, "replicas": p.replicas}
+            if p is None:
+                return None
+            out = {"pool": p.pool, "tp": p.tp, "replicas": p.replicas}
+            if p.split:
+                out["split"] = [{"pool": x, "fraction": f, "tp": tp, "replicas": r} for x, f, tp, r in p.split]
+            return out
 
         return {
             "empty": self.empty,
@@ -266,7 +306,10 @@ TOTALS = ("usd_per_hr", "usd_per_request", "e2e_ms", "ttft_ms", "tbt_ms")
 
 
 def placements(manifest: dict) -> dict[str, Placed]:
-    return {o["id"]: Placed(o["pool"], int(o["tp"]), int(o["replicas"])) for o in manifest["ops"]}
+    return {o["id"]: Placed(o["pool"], int(o["tp"]), int(o["replicas"]),
+                            tuple((x["pool"], float(x["fraction"]), int(x["tp"]), int(x["replicas"]))
+                                  for x in o.get("split") or ()))
+            for o in manifest["ops"]}
 
 
 def diff(old: dict, new: dict) -> Diff:

@@ -11,6 +11,7 @@ from agentc.diagnostics import VerifyError
 
 import math
 
+from . import split
 from .baselines import baselines as baseline_plans
 from .explain import build_plan
 from .formulation import MilpResult
@@ -22,7 +23,8 @@ from .solve import optimise
 def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float | None,
            *, baselines: bool = True, explain: bool = True) -> Plan:
     """The plan that picks, for each op id, option `rank` on pool `pool` (and, under load,
-    `replicas` when given as a third element); `status` and
+    `replicas` when given as a third element, and a split op's parts as split.key writes
+    them as a fourth, "" for none); `status` and
     `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
     inst = Instance(problem, merge_identical=False)  # the placement names its pools
     choice = []
@@ -30,8 +32,17 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
         if op.id not in chosen:
             raise VerifyError(f"op '{op.id}' carries no placement to resume from")
         rank, pool, *sized = chosen[op.id]
-        ks = [k for k in inst.op_choices[i]
-              if inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == pool]
+        parts = sized[1] if len(sized) > 1 else ""
+        sized = [x for x in sized[:1] if x is not None]
+        if parts:  # a split op (split.py): the choice with exactly the recorded parts
+            ks = [k for k in inst.op_choices[i] if inst.choices[k].parts and split.key(inst, inst.choices[k]) == parts]
+            if not ks:
+                raise VerifyError(f"op '{op.id}': its recorded split '{parts}' is not among the splits it "
+                                  "is offered")
+            choice.append(ks[0])
+            continue
+        ks = [k for k in inst.op_choices[i] if not inst.choices[k].parts
+              and inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == pool]
         # under load one option is priced at several replica counts: the recorded one
         ks = [k for k in ks if not sized or inst.choices[k].replicas == sized[0]] or ks
         if not ks:

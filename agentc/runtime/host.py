@@ -351,8 +351,8 @@ for _fn in ("agentc_tokenize", "agentc_detokenize", "agentc_kv_transfer", "agent
 
 @functools.cache
 def _llvm():
-    """llvmlite, initialised once, with the ABI symbols and MLIR's runtime libraries
-    (memrefCopy; the async runtime of threaded kernels) visible to JIT-compiled code."""
+    """llvmlite, initialised once, with MLIR's runtime libraries (memrefCopy; the async
+    runtime of threaded kernels) visible to JIT-compiled code."""
     import llvmlite.binding as llvm
 
     from agentc.targets import toolchain
@@ -362,12 +362,16 @@ def _llvm():
     for lib in ("mlir_c_runner_utils", "mlir_async_runtime"):
         ctypes.CDLL(toolchain.runtime_lib(lib), mode=ctypes.RTLD_GLOBAL)
         llvm.load_library_permanently(toolchain.runtime_lib(lib))
-    for name, cb in _CALLBACKS.items():
-        llvm.add_symbol(name, ctypes.cast(cb, ctypes.c_void_p).value)
+    return llvm
+
+
+def _target_machine(llvm):
+    """This CPU's target machine, a new one per engine: an MCJIT engine owns the target
+    machine it is created with and deletes it with itself, so a shared one would dangle
+    once the first engine is gone."""
     target = llvm.Target.from_default_triple()
-    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-                                      opt=3, codemodel="jitdefault")
-    return llvm, tm
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, codemodel="jitdefault")
 
 
 @dataclass
@@ -389,7 +393,8 @@ def load_pool(name: str, entry_name: str, ll_texts: list[str], inputs: list[str]
 
 @functools.lru_cache(maxsize=16)
 def _engine(entry_name: str, ll_texts: tuple[str, ...]):
-    llvm, tm = _llvm()
+    llvm = _llvm()
+    tm = _target_machine(llvm)
     mods = []
     for text in ll_texts:
         mod = llvm.parse_assembly(text)
@@ -398,6 +403,11 @@ def _engine(entry_name: str, ll_texts: tuple[str, ...]):
     for mod in mods:     # the O3 pipeline, as MLIR's ExecutionEngine runs for the JIT kernels
         pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
         pb.getModulePassManager().run(mod, pb)
+    # The ABI's symbols are process-global and anyone may register the same names (a
+    # test's recording stubs, a GPU check): registered again right before this engine
+    # resolves them, its calls go to this module's callbacks, which live for good.
+    for name, cb in _CALLBACKS.items():
+        llvm.add_symbol(name, ctypes.cast(cb, ctypes.c_void_p).value)
     engine = llvm.create_mcjit_compiler(mods[0], tm)
     for mod in mods[1:]:
         engine.add_module(mod)

@@ -258,12 +258,6 @@ def host_refusal(c, cfg: RunConfig) -> str | None:
         return (f"--engine host runs embedding, retrieval, llm, tool, compute, memory and observe ops, and "
                 f"loops and branches of a program placed on one pool; this program also has: {', '.join(ops)}")
     graph_ops = list(walk(entry_graph(c.module)))
-    if any(op.name in host.CONTROL_OPS for op in graph_ops):
-        # lower-host emits one-pool control flow (agentc_decide), but one suite run
-        # crashed (SIGSEGV) inside such a program on this engine and the cause is not
-        # found: until it is, loops and branches run on the executor
-        return ("--engine host does not run loops and branches for now (a crash seen once in their "
-                "compiled control flow is not yet found)")
     if cfg.tools and any(op.name in host.CONTROL_OPS for op in graph_ops):
         # the executor lets a tool's answer decide ({"continue": ...}, {"branch": ...});
         # the host programs' decisions are the seed's draws only

@@ -155,17 +155,23 @@ class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count", "batched", "kind", "ahead")
+                 "waits", "count", "batched", "kind", "ahead", "parts")
 
     def __init__(self, sim, op: Op, plan: Plan, sent: set):
+        # a split op (planner/split.py): a run per part, with the cumulative fractions
+        # each call's draw picks one by; the parts run as planned, without batch engines
+        self.parts, acc = [], 0.0
+        for fraction, part in op.parts:
+            acc += fraction
+            self.parts.append((acc, _OpRun(sim, part, plan, sent)))
         self.op, self.pool, self.tp, self.kind = op, sim.pools[op.pool], op.tp, op.kind
         self.waits, self.count = self.pool.stats.waits, 0
         self.busy, self.total = op.busy_ms, op.latency_ms
         self.cv = sim.cv.get(op.kind, 0.0)
         # which of the request's scales (_Req.scales) its times take: 0 none, 1 prompt, 2 output
         self.scale = 1 if op.kind in IN_KINDS else 2 if op.kind in OUT_KINDS else 0
-        self.decoder = sim.decoders.get(op.id)
-        self.prefiller = sim.prefillers.get(op.id)
+        self.decoder = None if op.parts or plan.ops[op.id] is not op else sim.decoders.get(op.id)
+        self.prefiller = None if op.parts or plan.ops[op.id] is not op else sim.prefillers.get(op.id)
         self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
         self.ahead = not self.batched or self.prefiller is not None   # may start ahead of the clock
         # the inputs that come by a transfer (`sent`: the edges that make one)
@@ -271,8 +277,9 @@ class Simulation:
         self.plan_ops.update(plan.ops)
         for dec in self.all_decoders:
             dec.retable(self.plan_ops)
-        used = {op.pool for op in plan.ops.values()}
-        for op in plan.ops.values():
+        placed = [x for op in plan.ops.values() for x in (op,) + tuple(part for _f, part in op.parts)]
+        used = {op.pool for op in placed}
+        for op in placed:
             self.widest[op.pool] = max(self.widest.get(op.pool, 1), op.tp)
         for name, n in plan.pools.items():
             if name not in self.pools:
@@ -299,6 +306,8 @@ class Simulation:
             groups: dict[tuple, list[Op]] = {}
             pre: dict[tuple, list[Op]] = {}
             for op in plan.ops.values():
+                if op.parts:   # a split op's parts run as planned (_OpRun)
+                    continue
                 if op.decode is not None:
                     groups.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
                 elif op.prefill is not None and config.prefill_budget > 0:
@@ -318,7 +327,7 @@ class Simulation:
                 if (e.link is not None and e.wire_ms > 0) or e.latency_ms > 0}
         runs = {op.id: _OpRun(self, op, plan, sent) for op in plan.ops.values()}
         self.runs[id(plan)] = runs
-        self.all_runs += runs.values()
+        self.all_runs += [x for r in runs.values() for x in [r] + [part for _acc, part in r.parts]]
         # a chain region's items, each an _OpRun or a child region's id
         self.chains[id(plan)] = {rid: tuple(runs.get(item, item) for item in r.items)
                                  for rid, r in plan.regions.items() if r.chain}
@@ -524,6 +533,9 @@ class Simulation:
         stack = [iter(items)]
         while stack:
             for r in stack[-1]:
+                if r.__class__ is _OpRun and r.parts:   # a split op: this call's part
+                    u = next(self.flow)
+                    r = next((run for acc, run in r.parts if u < acc), r.parts[-1][1])
                 if r.__class__ is not _OpRun:
                     region = plan.regions[r]
                     if region.kind == "loop":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agentc.diagnostics import SimulationInputError, SourceLoc, UsageError, locate_in_file
 
@@ -81,6 +81,9 @@ class Op:
     start_ms: float = 0.0  # where the planner's path puts it (orders LLM calls)
     model: str | None = None  # decode ops of one model on one pool share their batches
     prefill: Prefill | None = None  # batched prefill time by total tokens, when the manifest has it
+    # a split op (planner/split.py): (fraction, the op as that part runs it), each call
+    # goes to one part drawn by the fractions; empty for an op on one pool
+    parts: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,16 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
                           float(o["busy_ms"]), o["region"], tuple(o.get("inputs", ())), o.get("call"),
                           decode, o.get("loc", ""), int(o.get("tokens", 0) or 0), float(o.get("start_ms", 0.0)),
                           o.get("model"), prefill)
+    for o in ops_in:
+        if o.get("split"):
+            op = ops[o["id"]]
+            # each part runs the op's call on its own pool, priced as planned there (the
+            # batch engines are the primary pool's, so parts run at their planned times)
+            ops[op.id] = replace(op, parts=tuple(
+                (float(x["fraction"]), replace(op, pool=x["pool"], tp=int(x["tp"]),
+                                               latency_ms=float(x["est_latency_ms"]), busy_ms=float(x["busy_ms"]),
+                                               prefill=None))
+                for x in o["split"]))
     for op in ops.values():
         for s in op.inputs:
             if s not in ops:
@@ -234,7 +247,7 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
         # Under load the plan bought whole devices per pool; without a load clause the
         # plan is priced per use on the shared fleet, which then has all its devices.
         pools[p["name"]] = int(planned) if load and planned else int(p["count"])
-    for op in ops.values():
+    for op in [x for op in ops.values() for x in (op,) + tuple(part for _f, part in op.parts)]:
         if op.pool not in pools:
             raise SimulationInputError(f"op '{op.id}' is placed on pool '{op.pool}', which the cluster lacks",
                                        _where(path, f'"{op.id}"'))

@@ -136,6 +136,9 @@ def test_host_ir_allocates_only_through_agentc_alloc_with_a_flag(target):
 
 # ------------------------------------------------------------------ running the launchers
 
+_REGISTERED: list = []
+
+
 class Stubs:
     """The mgpu* wrappers and the runtime ABI as recording stubs, for one MCJIT engine."""
 
@@ -163,7 +166,7 @@ class Stubs:
 
     def _define(self, name, fn, restype, *argtypes):
         callback = ctypes.CFUNCTYPE(restype, *argtypes)(fn)
-        self._keep.append(callback)
+        _REGISTERED.append(callback)    # the symbol stays registered in the process: so does its callback
         self.llvm.add_symbol(name, ctypes.cast(callback, ctypes.c_void_p).value)
 
     def alloc(self, nbytes, where):

@@ -147,8 +147,6 @@ agent a(q: text) -> documents {
 """
 
 
-@pytest.mark.skip(reason="host-engine loops and branches are refused: one suite run crashed (SIGSEGV) in this "
-                         "test's host program; test_host_program.py still runs that control flow, C-linked")
 def test_loops_and_branches_run_in_the_host_program(tmp_path):
     """The loop runs the drawn number of trips and the branch the drawn arm: the notes
     store logs the carried answer once per trip, then the branch's result (the default
@@ -183,9 +181,9 @@ def test_loops_and_branches_run_in_the_host_program(tmp_path):
     assert {t for t, _ in seen} >= {0, 1, 2} and {arm for _, arm in seen} == {True, False}
 
 
-def test_cli_engine_host_refuses_loops_and_branches_for_now(tmp_path):
-    """Loops and branches run on the executor until the crash seen once in a host
-    program's control flow is found: `--engine host` says so (exit 1)."""
+def test_cli_engine_host_refuses_loops_a_tool_may_decide(tmp_path):
+    """With --tool, a tool's answer may decide a loop or branch, which only the
+    executor reads: `--engine host` says so (exit 1); `auto` runs the executor."""
     from agentc.cli import cli
 
     src = tmp_path / "a.agent"
@@ -194,7 +192,13 @@ def test_cli_engine_host_refuses_loops_and_branches_for_now(tmp_path):
                    "  return r\n}\n")
     res = CliRunner().invoke(cli, ["run", str(src), "--engine", "host", "--input", "hi", "--tool", "search=json:dumps"])
     assert res.exit_code == 1, res.output
-    assert "error: --engine host does not run loops and branches for now" in res.output
+    assert "error: --engine host draws loop and branch decisions from the seed; with --tool" in res.output
+    res = CliRunner().invoke(cli, ["run", str(src), "--input", "hi", "--tool", "search=json:dumps"])
+    assert res.exit_code == 0, res.output
+    dumps = ["hi"]
+    for _ in range(4):      # search = json.dumps: once, then once per trip (at most 3)
+        dumps.append(json.dumps(dumps[-1]))
+    assert json.loads(res.output) in dumps[1:]
 
 
 RETRIEVE = """\
@@ -235,6 +239,55 @@ def test_retrieve_over_chunks_is_the_exact_top_k(tmp_path):
     assert [h["id"] for h in hits] == want
     assert want[0] == 17 and 8999 in want and {4095, 4096} <= set(want)
     np.testing.assert_allclose([h["score"] for h in hits], cos[want], atol=2e-6)
+
+
+REREGISTERED = """\
+import ctypes, gc, json, sys
+import llvmlite.binding as llvm
+import numpy as np
+from agentc import pipeline
+from agentc.cli._common import make_options
+from agentc.runtime import host, session
+from agentc.runtime.executor import Runtime
+from agentc.runtime.index import Index
+
+opts = make_options(emit="llvm", cluster=session.CPU_CLUSTER, targets=("cpu",), sla_mode="soft")
+c = pipeline.compile_file(sys.argv[1], opts)
+rows = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]] + 0.01 * np.arange(24, dtype=np.float32).reshape(6, 4)
+rt = Runtime(indexes={"docs": Index([f"doc {i}" for i in range(6)], rows)})
+query = np.array([0.0, 1.0, 0.1, 0.0], np.float32)
+first = host.run(c, host.load_pools(c), rt, [query])
+# someone else (a test's stubs) registers the ABI's names, then frees its callbacks
+stubs = [ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(lambda n, w: 0) for _ in range(2)]
+for name in ("agentc_alloc", "agentc_free", "agentc_bind"):
+    llvm.add_symbol(name, ctypes.cast(stubs[0], ctypes.c_void_p).value)
+del stubs
+gc.collect()
+reuse = [ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(lambda n, w: 0) for _ in range(8)]
+host._engine.cache_clear()       # the next load builds a new engine, which resolves the names again
+second = host.run(c, host.load_pools(c), rt, [query])
+print(json.dumps([first, second], sort_keys=True, default=str))
+"""
+
+
+def test_host_engine_calls_its_own_abi_after_another_registration(tmp_path):
+    """The ABI's symbols are process-global: a test's recording stubs registered
+    `agentc_alloc` and freed their callbacks, and a host program built after them in the
+    same process called the freed closure (the SIGSEGV of xdist runs, where
+    test_gpu_launch ran between two host-engine tests on one worker). In a child process,
+    so that a regression fails here instead of killing the test run."""
+    import subprocess
+    import sys
+
+    (tmp_path / "r.agent").write_text("index docs(size=6, dim=4)\n\nagent a(e: embedding) -> documents {\n"
+                                      "  d = retrieve(docs, e, k=2)\n  return d\n}\n")
+    (tmp_path / "go.py").write_text(REREGISTERED)
+    proc = subprocess.run([sys.executable, str(tmp_path / "go.py"), str(tmp_path / "r.agent")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = json.loads(proc.stdout.splitlines()[-1])
+    assert first == second
+    assert [h["id"] for h in first[0]] == [1, 5]    # rows 1 and 5 are e1 plus a little
 
 
 TOOLS = """\
