@@ -9,6 +9,7 @@ import click
 
 from agentc import outputs
 from agentc.cli._common import StageChoice, common_plan_options, guarded, make_options
+from agentc.cli.plan import REPAIR_HELP
 from agentc.diagnostics import UsageError
 
 
@@ -42,10 +43,13 @@ from agentc.diagnostics import UsageError
                    "compile (as `agentc plan --verify`).")
 @click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
+@click.option("--repair", is_flag=True, help=REPAIR_HELP + " The written plan (code and manifest) is the "
+              "repaired one.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
-                as_json, quiet, verify, verify_load):
+                as_json, quiet, verify, verify_load, seed, repair):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
 
     \b
@@ -66,8 +70,10 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
                     print_ir_after_all=print_ir_after_all)
     with report.progress(quiet or as_json or emit is not None) as step:
         c = pipeline.compile_file(source, opts, progress=step)
+    if repair and not verify:
+        raise UsageError("--repair goes with --verify")
     if verify:
-        _verify(c, verify_load)
+        c = _verify(c, verify_load, seed, repair, quiet or as_json)
     files, out_desc = outputs.collect_outputs(c, output)
     dest = out_desc[0] if out_desc else None
     dumps = outputs.collect_dumps(c, dump_phases_to)
@@ -114,9 +120,13 @@ def stages_cmd():
         click.echo(f"{s.name:12s} {s.help}")
 
 
-def _verify(c, load) -> None:
-    """Hold the compiled plan to its SLA by simulation before any output is written."""
+def _verify(c, load, seed, repair, quiet):
+    """Hold the compiled plan to its SLA by simulation before any output is written.
+    With `repair`, add capacity first (agentc/sim/verify.py): the compile returned is
+    then the repaired one (compiled again for the re-planned load when the repair
+    re-planned, and its manifest's devices and $/hr those the repair settled on)."""
     from agentc import pipeline
+    from agentc.cli.plan import compile_at, print_repair, run_repair
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
     from agentc.sim import verify
@@ -127,5 +137,17 @@ def _verify(c, load) -> None:
     else:
         pipeline.placement(c)
         view = manifest.build(c)
-    verify.check(verify.verify(view, load), source_loc(entry_graph(c.module)))
-
+    if not repair:
+        verify.check(verify.verify(view, load, seed=seed), source_loc(entry_graph(c.module)))
+        return c
+    fixed_view, fixed = run_repair(c, view, load, seed)
+    verify.check(fixed.verdict, source_loc(entry_graph(c.module)), fixed)
+    if fixed.replanned_rps is not None:
+        c = compile_at(c, fixed.replanned_rps, emit=c.options.emit)
+    if "manifest.json" in c.artifacts:
+        doc = json.loads(c.artifacts["manifest.json"])
+        doc["totals"] = fixed_view["totals"]
+        c.artifacts["manifest.json"] = manifest.dumps(doc)
+    if not quiet:
+        print_repair(fixed)
+    return c

@@ -23,6 +23,92 @@ def _compile(source, stop, **kw):
     return c
 
 
+REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it holds. Growing: the pools "
+               "requests wait on gain one replica of their widest op at a time (at most 16 steps), then give "
+               "back what the SLA does not need. Re-planning: the program is planned again for 1, 1.25 and "
+               "1.5625 times the simulated load and each plan is grown. A load past the planned one is "
+               "re-planned first, a miss at the planned load is grown first; at most 4 plans. Prints the ops "
+               "that moved, devices and $/hr before and after; deterministic for a --seed; when nothing holds, "
+               "an error says by how much and what was tried. Needs a `load` clause.")
+
+
+def planner_at(c):
+    """`load -> manifest` of `c`'s program planned for another load (what --repair
+    re-plans with), or None for an input that cannot be re-planned (a .mlir module)."""
+    if not str(c.input_path).endswith(".agent"):
+        return None
+    from agentc.targets import manifest
+
+    def plan(load: float) -> dict:
+        return json.loads(manifest.dumps(manifest.build(compile_at(c, load))))
+    return plan
+
+
+def compile_at(c, load: float, emit: str | None = "placed"):
+    """`c`'s program compiled again with its load clause replaced by `load` req/s, up to
+    `emit` (None: all stages); the same options otherwise."""
+    import dataclasses
+
+    from mlir import ir
+
+    from agentc import pipeline
+    from agentc.passes._plan_ctx import entry_graph
+
+    full = emit is None   # a whole compile keeps its dumps; a plan for --repair's search does not
+    c2 = pipeline.compile_file(c.input_path, dataclasses.replace(
+        c.options, emit="costed", dump_phases_to=c.options.dump_phases_to if full else None,
+        print_ir_after_all=c.options.print_ir_after_all and full))
+    with c2.ctx, ir.Location.unknown():
+        entry_graph(c2.module).attributes["load_rps"] = ir.FloatAttr.get(ir.F64Type.get(), float(load))
+    c2.options.emit = emit
+    pipeline.resume(c2)
+    if emit == "placed":
+        pipeline.placement(c2)
+    return c2
+
+
+def run_repair(c, view, load, seed):
+    """verify.repair on `view` with the cluster's prices and `c`'s re-planner."""
+    from agentc.passes.place import pool_price
+    from agentc.sim import verify
+
+    cluster = c.pass_ctx.cluster
+    return verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load, seed=seed,
+                         replan=planner_at(c))
+
+
+def print_repair(fixed) -> None:
+    """What --repair added: devices per pool, the re-planned load, $/hr before and after."""
+    out = console()
+    if fixed.replanned_rps is not None:
+        t = Table("op", "pool, tp x replicas, batch before", "after",
+                  title=f"repair: re-planned for {fixed.replanned_rps:g} req/s; ops that changed")
+        for mv in fixed.moved:
+            t.add_row(mv["op"], *("-" if x is None else f"{x['pool']}, {x['tp']} x {x['replicas']}, {x['batch']}"
+                                  for x in (mv["before"], mv["after"])))
+        out.print(t)
+    if fixed.added:
+        t = Table("pool", "devices planned", "devices after repair", "added $/hr",
+                  title=f"repair: {fixed.steps} simulation(s)")
+        for pool, n in fixed.added.items():
+            t.add_row(pool, str(fixed.before.get(pool, 0)), str(fixed.before.get(pool, 0) + n),
+                      num(fixed.usd_per_hr[pool]))
+        out.print(t)
+    elif fixed.replanned_rps is None:
+        out.print("repair: nothing added (the plan holds, or no pool that requests wait on can grow)")
+    if fixed.usd_per_hr_before is not None:
+        out.print(f"repair: {num(fixed.usd_per_hr_before)} $/hr before, {num(fixed.usd_per_hr_after)} $/hr after")
+
+
+def repair_doc(fixed) -> dict:
+    """--repair's JSON: what was added and tried, and the cost before and after."""
+    return {"added_devices": fixed.added, "before": fixed.before,
+            "added_usd_per_hr": {k: round(v, 6) for k, v in fixed.usd_per_hr.items()},
+            "usd_per_hr_before": fixed.usd_per_hr_before, "usd_per_hr_after": fixed.usd_per_hr_after,
+            "replanned_rps": fixed.replanned_rps, "tried": list(fixed.tried), "steps": fixed.steps,
+            "moved": list(fixed.moved)}
+
+
 def _plan_view(c) -> dict:
     from agentc.targets import manifest
 
@@ -48,9 +134,7 @@ def _plan_view(c) -> dict:
 @click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
-@click.option("--repair", is_flag=True,
-              help="With --verify: add devices to the pools where requests wait until the simulation holds "
-                   "every SLA term, and say what was added.")
+@click.option("--repair", is_flag=True, help=REPAIR_HELP)
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
              as_json, output, verify, verify_load, seed, repair):
@@ -139,18 +223,15 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
 
 def _verify(c, view, load, seed, as_json, repair=False):
     """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
-    With `repair`, first grow the pools where requests wait until the simulation holds
-    (verify.repair) and print what was added."""
+    With `repair`, first add capacity until the simulation holds (verify.repair) and
+    print what was added."""
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
-    from agentc.passes.place import pool_price
     from agentc.sim import verify
 
     fixed = None
     if repair:
-        cluster = c.pass_ctx.cluster
-        _, fixed = verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load,
-                                 seed=seed)
+        _, fixed = run_repair(c, view, load, seed)
         verdict = fixed.verdict
     else:
         verdict = verify.verify(view, load, seed=seed)
@@ -158,22 +239,11 @@ def _verify(c, view, load, seed, as_json, repair=False):
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
         if fixed is not None:
-            doc["repair"] = {"added_devices": fixed.added, "before": fixed.before,
-                             "added_usd_per_hr": {k: round(v, 6) for k, v in fixed.usd_per_hr.items()},
-                             "steps": fixed.steps}
+            doc["repair"] = repair_doc(fixed)
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         if fixed is not None:
-            if fixed.added:
-                t = Table("pool", "devices planned", "devices after repair", "added $/hr",
-                          title=f"repair: {fixed.steps} step(s) of simulation")
-                for pool, n in fixed.added.items():
-                    t.add_row(pool, str(fixed.before.get(pool, 0)), str(fixed.before.get(pool, 0) + n),
-                              num(fixed.usd_per_hr[pool]))
-                console().print(t)
-            else:
-                console().print("repair: nothing added (the plan holds, or no pool that requests wait on "
-                                "can grow)")
+            print_repair(fixed)
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
@@ -182,7 +252,7 @@ def _verify(c, view, load, seed, as_json, repair=False):
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
                       num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
-    verify.check(verdict, source_loc(entry_graph(c.module)))
+    verify.check(verdict, source_loc(entry_graph(c.module)), fixed)
 
 
 def _tco_sweep(cluster, catalogs, pricing, fmt, output):

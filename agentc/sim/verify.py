@@ -3,12 +3,15 @@
 The planner prices one deterministic path; the simulator draws loop trips and branch
 arms from the program, queues requests per pool and batches decode. A plan is verified
 when every SLA term holds at its percentile in the simulation; otherwise the miss is an
-error that says by how much.
+error that says by how much. `repair` (`--repair`) adds capacity until the simulation
+holds; `agreement` is issue 17's simulation-agreement check (planned against simulated
+at three loads; benchmarks/bench_agreement.py, test_sim_agreement.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,78 +33,193 @@ class Verdict:
 
 
 def verify(manifest: dict, load_rps: float | None = None, requests: int = DEFAULT_VERIFY_REQUESTS,
-           seed: int = 0) -> Verdict:
+           seed: int = 0, batching: str = "continuous") -> Verdict:
     """Simulate the plan of `manifest` at `load_rps` (default: its load clause, else a
-    light load) and compare every SLA term with its bound."""
-    return _simulate(manifest, load_rps, requests, seed)[0]
+    light load) and compare every SLA term with its bound. `batching="planned"` runs
+    decode and prefill at the planner's times (what the agreement benchmark uses to
+    tell the batch a load fills from queueing)."""
+    return _simulate(manifest, load_rps, requests, seed, batching)[0]
 
 
-def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int):
+def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int, batching: str = "continuous"):
     from agentc.sim import arrivals, model, plan, report
 
     p = plan.from_manifest(manifest)
     rate = load_rps if load_rps is not None else (p.load_rps or LIGHT_LOAD_RPS)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     arr = arrivals.poisson(rate, rng, requests=requests)
-    result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10)))
+    result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10), batching=batching))
     planned = {"latency": manifest["totals"]["e2e_ms"], "ttft": manifest["totals"]["ttft_ms"],
                "tbt": manifest["totals"]["tbt_ms"]}
     terms = [dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in report.sla_terms(result)]
     return Verdict(rate, len(arr), terms), result
 
 
-MAX_REPAIR_STEPS = 16
+def capacity_rps(manifest: dict) -> float:
+    """The arrival rate at which the plan's busiest pool is busy all the time: per pool,
+    its devices (those the plan rents under load, else the pool's whole count) over the
+    device-ms a request asks of it (weight x busy_ms x tp over its ops; decode at the
+    planned batch). The third load of the simulation-agreement check is 90% of this."""
+    load = (manifest.get("sla") or {}).get("load_rps")
+    rented = (manifest.get("totals") or {}).get("devices") or {}
+    demand: dict[str, float] = {}
+    for op in manifest["ops"]:
+        demand[op["pool"]] = demand.get(op["pool"], 0.0) + float(op["weight"]) * float(op["busy_ms"]) * int(op["tp"])
+    pools = {p["name"]: int(p["count"]) for p in manifest["cluster"]["pools"]}
+    caps = [(rented.get(name, 0) if load else pools[name]) * 1000.0 / d for name, d in demand.items() if d > 0]
+    return min(caps) if caps else math.inf
+
+
+MAX_REPAIR_STEPS = 16     # growth steps per plan (each one simulation), before the trim
+REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulated load
+# Bound of the whole repair: at most 1 + len(REPLAN_FACTORS) plans (the given one and
+# the re-plans), each with at most MAX_REPAIR_STEPS + 1 growth simulations and, to trim,
+# one per replica added plus one per grown pool: at most 4 x (17 + 32) simulations and 3
+# solves; in practice a handful (rag at 9 req/s: one solve, 5 simulations).
 
 
 @dataclass(frozen=True)
 class Repair:
-    """What `repair` added: devices per pool, their price, and the verdict after."""
+    """What `repair` did: devices added per pool (to the plan it ends with), the pool
+    sizes and $/hr before and after, the load the plan was re-planned for (None: the
+    placement was kept), the verdict after, the simulations it ran and what it tried."""
 
-    added: dict[str, int]
+    added: dict[str, int]          # devices per pool, after minus before (negative: a re-plan freed some)
     before: dict[str, int]
     usd_per_hr: dict[str, float]   # per pool, for the devices added
     verdict: Verdict
-    steps: int
+    steps: int                     # simulations run
+    usd_per_hr_before: float | None = None
+    usd_per_hr_after: float | None = None
+    replanned_rps: float | None = None
+    tried: tuple[str, ...] = ()
+    moved: tuple[dict, ...] = ()   # a re-plan's changed ops: id, pool/tp/replicas before and after
 
 
 def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None = None,
-           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0) -> tuple[dict, Repair]:
-    """Add devices until the simulation holds every SLA term (`plan --verify --repair`).
+           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None) -> tuple[dict, Repair]:
+    """Add capacity until the simulation holds every SLA term (`plan --verify --repair`).
 
-    The plan's placement stays; only pool sizes grow. Each step simulates the plan and
-    grows the pool where the measured requests waited longest in all (the sum of their
-    queueing waits) by one replica of its widest op (its largest tp), within the
-    cluster's devices; it stops when every term holds, when no pool had a wait (the
-    miss is not for want of devices: service or transfer time), when the pools that
-    waited are full, or after MAX_REPAIR_STEPS. A greedy growth can overshoot, so what
-    holds is then trimmed: each pool, dearest first, gives back replicas while the
-    simulation still holds (same seed and arrivals throughout). Returns the grown manifest (devices and
-    $/hr in its totals) and what was added; the verdict says whether it holds."""
+    Two ways, each bounded. Growing (`_grow`): the placement stays; each step grows the
+    pool whose requests waited longest in all by one replica of its widest op, within
+    the cluster's devices, then what the SLA does not need is given back. Re-planning
+    (when `replan(load)` is given: it returns the manifest of the program planned for
+    `load` req/s, or raises AgentcError when there is none): the program is planned for
+    the simulated load times each of REPLAN_FACTORS above its load clause (the planner
+    then moves ops to pools with room and sizes its queues for that load), and each
+    such plan is grown. A plan held to more load than it was sized for is re-planned
+    first (the given plan is grown last); one that misses at its own load is grown
+    first. The first plan that holds is returned. Deterministic: the same seed and
+    arrivals for every simulation. Returns the manifest it ends with (devices and $/hr
+    in its totals; the given one is not changed) and what was done; its verdict says
+    whether it holds, its `tried` what each plan gave."""
+    from agentc.diagnostics import AgentcError
+
+    if not (manifest.get("sla") or {}).get("load_rps"):
+        raise InfeasiblePlanError("--repair needs a plan sized for a load: without a `load` clause the plan "
+                                  "already runs on every device of its pools",
+                                  notes=("add `load R rps` to the program",))
+    planned_rps = float(manifest["sla"]["load_rps"])
+    target = float(load_rps) if load_rps is not None else planned_rps
+    rates = [target * f for f in REPLAN_FACTORS if target * f > planned_rps * (1 + 1e-9)] if replan else []
+    order = [None] + rates if target <= planned_rps * (1 + 1e-9) else rates + [None]
+    tried, steps, first, found = [], 0, None, None
+    while order:
+        rate = order.pop(0)
+        if rate is None:
+            plan = manifest
+        else:
+            try:
+                plan = replan(rate)
+            except AgentcError as e:
+                tried.append(f"re-planned for {rate:g} req/s: no plan ({e.message})")
+                # a higher load has no plan either: go on to the given plan, if still to try
+                order = [r for r in order if r is None]
+                continue
+        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed)
+        steps += rep.steps
+        tried.append(_tried(rep, rate))
+        if rate is None:
+            first = (m, rep)
+        if not rep.verdict.misses:
+            found = (m, rep, rate)
+            break
+    if found is None:   # nothing holds: report the given plan, grown as far as it went
+        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed)
+    else:
+        m, rep, rate = found
+        if rate is not None:
+            before = dict(manifest["totals"].get("devices") or {})
+            after = m["totals"]["devices"]
+            added = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+                     if after.get(k, 0) != before.get(k, 0)}
+            rep = replace(rep, replanned_rps=rate, before=before, added=added,
+                          usd_per_hr={k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()},
+                          moved=_moved(manifest, m))
+    return m, replace(rep, steps=steps, usd_per_hr_before=(manifest.get("totals") or {}).get("usd_per_hr"),
+                      usd_per_hr_after=m["totals"].get("usd_per_hr"), tried=tuple(tried))
+
+
+def _moved(old: dict, new: dict) -> tuple[dict, ...]:
+    """Ops whose pool, tp, replicas or batch differ between two plans of one program."""
+    keys = ("pool", "tp", "replicas", "batch")
+    was = {o["id"]: o for o in old["ops"]}
+    out = []
+    for o in sorted(new["ops"], key=lambda o: o["id"]):
+        w = was.get(o["id"])
+        if w is None or any(w.get(k, 1) != o.get(k, 1) for k in keys):
+            out.append({"op": o["id"], "before": None if w is None else {k: w.get(k, 1) for k in keys},
+                        "after": {k: o.get(k, 1) for k in keys}})
+    return tuple(out)
+
+
+def _tried(rep: Repair, rate: float | None) -> str:
+    """One line on one plan the repair tried: devices it added, and the outcome."""
+    what = "the plan" if rate is None else f"re-planned for {rate:g} req/s"
+    grown = ", ".join(f"{k} +{n}" for k, n in rep.added.items()) or "no devices"
+    worst = max(rep.verdict.misses, key=lambda t: t["observed_ms"] / t["bound_ms"], default=None)
+    if worst is None:
+        return f"{what}, {grown} added: holds"
+    return (f"{what}, {grown} added: {worst['term']} still {worst['observed_ms']:g} ms > {worst['bound_ms']:g} ms "
+            f"({rep.tried[0]})")
+
+
+def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
+          seed: int) -> tuple[dict, Repair]:
+    """Grow the pools requests wait on, placement fixed (see `repair`); then trim: each
+    pool, dearest first, gives back replicas while the simulation still holds. Stops
+    when every term holds, when no pool had a wait (the miss is not for want of
+    devices: service or transfer time), when the pools that waited are full, or after
+    MAX_REPAIR_STEPS; `tried[0]` of the result says which."""
     import copy
 
     m = copy.deepcopy(manifest)
     totals = m["totals"]
-    if not (m.get("sla") or {}).get("load_rps"):
-        raise InfeasiblePlanError("--repair needs a plan sized for a load: without a `load` clause the plan "
-                                  "already runs on every device of its pools",
-                                  notes=("add `load R rps` to the program",))
     devices = dict(totals.get("devices") or {})
     before = dict(devices)
     count = {p["name"]: int(p["count"]) for p in m["cluster"]["pools"]}
     widest: dict[str, int] = {}
     for op in m["ops"]:
         widest[op["pool"]] = max(widest.get(op["pool"], 1), int(op["tp"]))
-    steps = 0
+    steps, sims = 0, 0
+    stop = "held"
     while True:
         verdict, result = _simulate(m, load_rps, requests, seed)
-        if not verdict.misses or steps >= MAX_REPAIR_STEPS:
+        sims += 1
+        if not verdict.misses:
             break
-        waited = sorted(((sum(st.waits), name) for name, st in result.pools.items()
-                         if st.waits and sum(st.waits) > 0 and devices.get(name, 0) + widest.get(name, 1)
-                         <= count.get(name, 0)), reverse=True)
-        if not waited:
+        if steps >= MAX_REPAIR_STEPS:
+            stop = f"stopped after {MAX_REPAIR_STEPS} growth steps"
             break
-        name = waited[0][1]
+        waited = [(sum(st.waits), name) for name, st in result.pools.items() if st.waits and sum(st.waits) > 0]
+        room = sorted(((w, name) for w, name in waited
+                       if devices.get(name, 0) + widest.get(name, 1) <= count.get(name, 0)), reverse=True)
+        if not room:
+            full = sorted(name for _, name in waited)
+            stop = (f"the pools requests wait on are full ({', '.join(full)})" if full
+                    else "no request waited for a device: the miss is service or transfer time")
+            break
+        name = room[0][1]
         devices[name] = devices.get(name, 0) + widest.get(name, 1)
         totals["devices"] = dict(sorted(devices.items()))
         steps += 1
@@ -112,7 +230,7 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
                 devices[name] -= widest.get(name, 1)
                 totals["devices"] = dict(sorted(devices.items()))
                 trial, _ = _simulate(m, load_rps, requests, seed)
-                steps += 1
+                sims += 1
                 if trial.misses:
                     devices[name] += widest.get(name, 1)
                     totals["devices"] = dict(sorted(devices.items()))
@@ -121,12 +239,34 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     added = {k: devices[k] - before.get(k, 0) for k in sorted(devices) if devices[k] != before.get(k, 0)}
     usd = {k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()}
     if added and totals.get("usd_per_hr") is not None:
-        totals["usd_per_hr"] = totals["usd_per_hr"] + sum(usd.values())
-    return m, Repair(added, before, usd, verdict, steps)
+        _add_cost(m, sum(usd.values()))
+    return m, Repair(added, before, usd, verdict, sims, tried=(stop,))
 
 
-def check(verdict: Verdict, loc=None) -> None:
-    """Raise when a term misses: the simulated percentile, the bound and the gap."""
+def _add_cost(m: dict, usd_per_hr: float) -> None:
+    """Put `usd_per_hr` more of rented devices into the manifest's totals: $/hr, and
+    per request at the plan's load (devices are paid by the hour under load)."""
+    totals = m["totals"]
+    old = totals["usd_per_hr"]
+    totals["usd_per_hr"] = _r6(old + usd_per_hr)
+    per_req = usd_per_hr / (3600.0 * float(m["sla"]["load_rps"]))
+    if totals.get("usd_per_request") is not None:
+        r = totals["usd_per_request"] + per_req
+        tokens = (totals["usd_per_request"] / totals["usd_per_1m_tokens"] * 1e6
+                  if totals.get("usd_per_1m_tokens") else None)
+        totals["usd_per_request"] = _r6(r)
+        totals["usd_per_1m_requests"] = _r6(r * 1e6)
+        if tokens:
+            totals["usd_per_1m_tokens"] = _r6(r / tokens * 1e6)
+
+
+def _r6(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def check(verdict: Verdict, loc=None, repaired: Repair | None = None) -> None:
+    """Raise when a term misses: the simulated percentile, the bound and the gap; after
+    a repair, also what it tried (each plan, the devices added, why it stopped)."""
     if not verdict.misses:
         return
     from agentc.sim import report
@@ -134,9 +274,58 @@ def check(verdict: Verdict, loc=None) -> None:
     parts = [f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms misses the bound "
              f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% of "
              f"requests meet it; the plan predicted {t['planned_ms']:g} ms)" for t in verdict.misses]
-    raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
-                              + "; ".join(parts), loc,
-                              ("the planner meets each term over the program's loop trips and branch arms "
-                               "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
-                               "model leaves out (batches forming, shared links, queues in series); loosen "
-                               "the bound, lower the load or add capacity",))
+    if repaired is None:
+        raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
+                                  + "; ".join(parts), loc,
+                                  ("the planner meets each term over the program's loop trips and branch arms "
+                                   "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
+                                   "model leaves out (batches forming, shared links, queues in series); loosen "
+                                   "the bound, lower the load or add capacity",))
+    raise InfeasiblePlanError(f"--repair found no capacity that holds the SLA in simulation at "
+                              f"{verdict.load_rps:g} req/s: " + "; ".join(parts), loc,
+                              tuple(f"tried: {t}" for t in repaired.tried)
+                              + (f"{repaired.steps} simulation(s) of {verdict.requests} requests",
+                                 "loosen the bound, lower the load or give the cluster more devices"))
+
+
+def agreement_loads(manifest: dict) -> dict[str, float]:
+    """The three loads a plan is held to: light (a tenth of its load clause), its load
+    clause (without one, LIGHT_LOAD_RPS, as `plan --verify`), and 90% of the capacity
+    it buys (capacity_rps)."""
+    planned = (manifest.get("sla") or {}).get("load_rps") or LIGHT_LOAD_RPS
+    return {"light": planned / 10.0, "planned": planned, "90% capacity": 0.9 * capacity_rps(manifest)}
+
+
+def agreement(view: dict, prices: dict[str, float], replan=None, requests: int = DEFAULT_VERIFY_REQUESTS,
+              seed: int = 0, name: str = "", attribution: bool = True) -> list[dict]:
+    """The simulation-agreement check of issue 17 on one plan (`name` labels its rows):
+    at each of `agreement_loads`, one row per SLA term: the plan's prediction and simulation; the
+    simulation with decode and prefill at the planner's batch times (`batching
+    planned`: what is left of a gap there is queueing, the rest is the batch the load
+    fills); and, where the plan misses, the repaired plan's prediction and simulation.
+    `planned_ms`/`simulated_ms` are those of the plan that holds (repaired or not).
+    Without `attribution` the batch-time simulation is skipped (its column repeats the
+    plan's simulation)."""
+    out = []
+    for label, rate in agreement_loads(view).items():
+        given = verify(view, rate, requests, seed)
+        batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
+        rep = None
+        if given.misses and (view.get("sla") or {}).get("load_rps"):
+            rep = repair(view, prices, rate, requests, seed, replan)[1]
+        verdict = rep.verdict if rep is not None else given
+        did = "-"
+        if rep is not None:
+            did = (f"re-planned for {rep.replanned_rps:.4g} req/s; " if rep.replanned_rps is not None else "") + \
+                (", ".join(f"{k} {n:+d}" for k, n in rep.added.items()) or "no devices") + \
+                f"; {rep.usd_per_hr_before:.2f} -> {rep.usd_per_hr_after:.2f} $/hr"
+        for t0, tb, t in zip(given.terms, batched.terms, verdict.terms):
+            out.append({"example": name, "load": label, "rps": rate, "term": t["term"],
+                        "judged": "mean" if t["percentile"] is None else f"p{t['percentile']:g}",
+                        "bound_ms": t["bound_ms"], "given_planned_ms": t0["planned_ms"],
+                        "given_simulated_ms": t0["observed_ms"], "given_attained": t0["attained"],
+                        "given_holds": t0["holds"], "batch_times_ms": tb["observed_ms"],
+                        "planned_ms": t["planned_ms"], "simulated_ms": t["observed_ms"],
+                        "ratio": t["planned_ms"] / t["observed_ms"] if t["observed_ms"] else float("inf"),
+                        "attained": t["attained"], "holds": t["holds"], "repair": did})
+    return out

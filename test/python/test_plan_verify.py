@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLE3 = ["examples/table3.agent", "--cluster", "examples/clusters/table3.toml"]
 
@@ -69,6 +71,13 @@ def test_repair_adds_devices_until_the_simulation_holds_and_no_more():
     assert rep.added and not rep.verdict.misses
     assert all(fixed_view["totals"]["devices"][k] == rep.before.get(k, 0) + n for k, n in rep.added.items())
     assert view["totals"]["devices"] == rep.before  # the input is not changed
+    # the grown devices are paid by the hour: $/hr and $ per request at the plan's 5 req/s
+    added_hr = sum(rep.added.values())   # 1 $/hr per device here
+    assert fixed_view["totals"]["usd_per_hr"] == pytest.approx(view["totals"]["usd_per_hr"] + added_hr, rel=1e-5)
+    assert fixed_view["totals"]["usd_per_request"] == pytest.approx(
+        view["totals"]["usd_per_request"] + added_hr / (3600 * 5.0), rel=1e-5)
+    assert rep.usd_per_hr_before == view["totals"]["usd_per_hr"]
+    assert rep.usd_per_hr_after == fixed_view["totals"]["usd_per_hr"]
     assert not verify.verify(fixed_view, 9.0, requests=1000).misses
     widest = {}
     for op in view["ops"]:
@@ -79,13 +88,53 @@ def test_repair_adds_devices_until_the_simulation_holds_and_no_more():
         assert verify.verify(less, 9.0, requests=1000).misses, f"{pool} was grown more than needed"
 
 
-def test_repair_on_the_command_line_reports_what_it_added_and_holds():
-    r = _plan(*RAG, "--verify", "--repair", "--load", "9", "--json")
+def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(tmp_path):
+    """rag is planned for 5 req/s; held to 9 it is planned again for 9 (a load past the
+    one a plan was sized for is re-planned before pools grow), which holds. The JSON says
+    what moved, the devices per pool before and after and $/hr before and after, the
+    same bytes for the same seed; `compile --verify --repair` writes that plan."""
+    a = _plan(*RAG, "--verify", "--repair", "--load", "9", "--json")
+    assert a.returncode == 0, a.stderr
+    out = json.loads(a.stdout)
+    rep = out["repair"]
+    assert out["holds"] and rep["replanned_rps"] == 9.0 and rep["moved"]
+    assert set(rep["added_usd_per_hr"]) == set(rep["added_devices"])
+    assert all((v > 0) == (rep["added_devices"][k] > 0) for k, v in rep["added_usd_per_hr"].items())
+    assert rep["usd_per_hr_after"] == pytest.approx(rep["usd_per_hr_before"] + sum(rep["added_usd_per_hr"].values()),
+                                                    rel=1e-5)
+    assert rep["tried"] == ["re-planned for 9 req/s, b200 +1 added: holds"]   # the re-plan, then one more device
+    b = _plan(*RAG, "--verify", "--repair", "--load", "9", "--json")
+    assert a.stdout == b.stdout
+    dest = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "agentc", "compile", *RAG, "--targets", "cpu", "--verify", "--repair",
+                        "--load", "9", "-o", str(dest), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["holds"] and out["repair"]["added_devices"]
-    assert set(out["repair"]["added_usd_per_hr"]) == set(out["repair"]["added_devices"])
-    assert all(v > 0 for v in out["repair"]["added_usd_per_hr"].values())
+    m = json.loads((dest / "manifest.json").read_text())
+    assert m["sla"]["load_rps"] == 9.0
+    after = {k: rep["before"].get(k, 0) + rep["added_devices"].get(k, 0)
+             for k in set(rep["before"]) | set(rep["added_devices"])}
+    assert m["totals"]["devices"] == {k: n for k, n in sorted(after.items()) if n}
+    assert m["totals"]["usd_per_hr"] == pytest.approx(rep["usd_per_hr_after"], rel=1e-5)
+
+
+def test_a_repair_that_cannot_hold_says_what_it_tried():
+    """rag at 40 req/s: its pools fill before the simulation holds (growth only, no
+    re-planner given); the error gives the miss, each plan tried and why it stopped."""
+    from agentc.diagnostics import InfeasiblePlanError
+    from agentc.sim import verify
+
+    view = json.loads(_plan(*RAG, "--json").stdout)
+    prices = {p["name"]: 1.0 for p in view["cluster"]["pools"]}
+    fixed_view, rep = verify.repair(view, prices, 40.0, requests=300)
+    assert rep.verdict.misses and rep.replanned_rps is None
+    count = {p["name"]: p["count"] for p in view["cluster"]["pools"]}
+    assert len(rep.tried) == 1 and "the pools requests wait on are full" in rep.tried[0]
+    assert any(fixed_view["totals"]["devices"][k] == count[k] for k in rep.added)
+    with pytest.raises(InfeasiblePlanError) as e:
+        verify.check(rep.verdict, None, rep)
+    text = str(e.value.message) + " ".join(e.value.notes)
+    assert "--repair found no capacity that holds the SLA in simulation at 40 req/s" in text
+    assert "misses the bound" in text and "tried: the plan, " in text and "simulation(s) of 300 requests" in text
 
 
 def test_repair_needs_a_load_clause_and_verify():
