@@ -228,3 +228,25 @@ def test_an_op_twice_in_the_control_flow_is_refused():
     ops = [PlanOp(x, "compute", [Option("P", 1, 1.0, 1e-6, 1.0)]) for x in "ab"]
     with pytest.raises(VerifyError, match="op 'a' appears twice in the control flow"):
         Instance(Problem(ops, [], [], [], SLA(None), flow=("a", Loop(("b", "a"), 2, 0.5))))
+
+
+def test_all_scenarios_in_one_numpy_pass_are_the_per_scenario_floats(monkeypatch):
+    """Instance._longest_all (every scenario's schedule in one numpy pass, for graphs of
+    many scenarios x ops) against `longest` run scenario by scenario: the same latency,
+    TTFT and TBT floats for random placements of random loop/branch programs."""
+
+    from agentc.planner import instance as I
+    from test_percentile_bruteforce import make_case
+
+    compared = 0
+    for seed in range(30):
+        p, _ = make_case(seed)
+        runs = []
+        for vector_min in (1 << 62, 0):   # never numpy, always numpy
+            monkeypatch.setattr(I, "SCENARIO_VECTOR_MIN", vector_min)
+            inst = I.Instance(p)
+            picks = [tuple(ks[(k * 7 + i) % len(ks)] for i, ks in enumerate(inst.allowed)) for k in range(4)]
+            runs.append([inst.scenario_times(list(c)) for c in picks])
+        assert runs[0] == runs[1], seed
+        compared += sum(len(r) for r in runs[0])
+    assert compared > 300    # scenarios compared in all
