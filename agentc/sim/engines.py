@@ -360,9 +360,11 @@ class Decoder:
 class Prefiller:
     """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
     order; an engine holding its devices runs the queued prompts whose tokens fit the
-    budget (at least one) as one batch. The engines are driven by their events'
-    callbacks rather than processes, so a prompt that finds an engine idle and its
-    devices free costs one event, as an op does."""
+    budget (at least one) as one batch. A prompt that finds no queue, an idle engine
+    and its devices free runs alone at once: a batch of known length, so the engine
+    is busy until then as a timed hold of the pool is (returned lazily, an alarm set
+    only when a prompt queues meanwhile) and the request's walk carries on without an
+    event. Other batches are driven by their timers' callbacks rather than processes."""
 
     def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
         self.sim, self.name, self.budget = sim, name, budget
@@ -370,32 +372,70 @@ class Prefiller:
         self.devices = sim.pools[self.pool]
         self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
         self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
+        self.busy: list = []            # heap of (until, engine) of lone batches not yet reaped
+        self.alarm = INF
         self.factors = factors
+
+    def alone(self, op: Op, tokens: float, req, now: float):
+        """A prompt at the walk's `now` (on the clock or ahead of it, model.py) that runs
+        alone at once: (start, end, ids, factor) of its batch; else None (it must
+        `submit` on the clock)."""
+        if self.queue:
+            return None
+        busy, idle = self.busy, self.idle
+        while busy and busy[0][0] <= now:
+            heapq.heappush(idle, heapq.heappop(busy)[1])
+        if not idle:
+            return None
+        f = 1.0 if self.factors is None else float(self.factors.take(1)[0])
+        t = op.prefill.at(tokens) * f
+        ids = self.devices.hold_now(self.tp, t, now)
+        if ids is False:
+            return None
+        if self.factors is not None:
+            self.factors.pos += 1
+        end = now + t   # as the pool's hold ends
+        heapq.heappush(busy, (end, heapq.heappop(idle)))
+        sim = self.sim
+        c = sim.prefill_batches[op.id]
+        c[1] = c.get(1, 0) + 1
+        if req.measured:
+            self.devices.stats.waits.append(0.0)
+        if ids is not None and req.traced:
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x1", now, end, None))
+        return now, end, ids, f
 
     def submit(self, op: Op, tokens: float, req):
         """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
         item = [op, tokens, None, self.sim.env._now, req]
         self.queue.append(item)
+        self._reap()
         if self.idle:
             self._start(heapq.heappop(self.idle))
+        else:
+            self._arm()
         if item[2] is None:
             item[2] = self.sim.env.event()
         return item[2]
 
-    def submit_at(self, op: Op, tokens: float, req, now: float):
-        """`submit` at the walk's `now`, ahead of the clock (model.py), when an idle
-        engine takes the prompt at once and its devices are free then: the event its
-        request waits on; else None (submit on the clock then)."""
-        if not self.idle or self.queue:
-            return None
-        ids = self.devices.take_now(self.tp, now)
-        if ids is False:
-            return None
-        engine = heapq.heappop(self.idle)
-        item = [op, tokens, None, now, req]
-        self.queue.append(item)
-        self._run(engine, ids, now)
-        return item[2]
+    def _reap(self):
+        now, busy = self.sim.env._now, self.busy
+        while busy and busy[0][0] <= now:
+            heapq.heappush(self.idle, heapq.heappop(busy)[1])
+
+    def _arm(self):
+        """Wake when the first lone batch ends, while prompts queue and no engine is idle."""
+        if self.queue and self.busy and not self.idle and self.busy[0][0] < self.alarm:
+            self.alarm = self.busy[0][0]
+            self.sim._timeout_at(self.alarm).callbacks.append(self._wake)
+
+    def _wake(self, _event):
+        if self.sim.env._now >= self.alarm:
+            self.alarm = INF
+        self._reap()
+        while self.queue and self.idle:
+            self._start(heapq.heappop(self.idle))
+        self._arm()
 
     def _start(self, engine: int):
         ev, ids = self.devices.ask(self.tp, None)
@@ -404,10 +444,9 @@ class Prefiller:
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
-    def _run(self, engine: int, ids, start: float | None = None):
+    def _run(self, engine: int, ids):
         sim, pool = self.sim, self.devices
-        if start is None:
-            start = sim.env._now
+        start = sim.env._now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()

@@ -577,20 +577,28 @@ class Simulation:
                     seq = r.decoder.join(req, r.op, env._now)
                     yield seq.done
                     now = self._decoded(req, r.op, seq)
-                elif r.prefiller is not None:   # joins a prefill batch: on the clock unless it starts one at once
-                    if pending:
-                        self._flush()
+                elif r.prefiller is not None:   # a prefill batch: alone at once, else queued on the clock
                     scale = scales[r.scale]
                     tokens = r.op.tokens * scale
-                    ahead = None
-                    if now > env._now:
-                        ahead = r.prefiller.submit_at(r.op, tokens, req, now)
-                        if ahead is None:
+                    lone = r.prefiller.alone(r.op, tokens, req, now)
+                    if lone is not None:
+                        start, busy_end, ids, f = lone
+                        if (due[0][0] if due else INF) > busy_end:
+                            now = busy_end
+                            if pending:
+                                self._passed(now)
+                        else:
+                            if pending:
+                                self._flush()
+                            yield self._timeout_at(busy_end)
+                            now = env._now
+                    else:
+                        if pending:
+                            self._flush()
+                        if now > env._now:
                             yield self._timeout_at(now)
-                    if ahead is None:
-                        ahead = r.prefiller.submit(r.op, tokens, req)
-                    start, busy_end, ids, f = yield ahead
-                    now = env._now
+                        start, busy_end, ids, f = yield r.prefiller.submit(r.op, tokens, req)
+                        now = env._now
                     rest = (r.total - r.busy) * f * scale
                     if rest > 0:
                         now = yield from self._wait(now, rest)
