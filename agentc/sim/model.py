@@ -569,12 +569,13 @@ class Simulation:
                         now = env._now
                         timer = x.timer   # moved meanwhile: wait for its new timer
                 r.count += 1
-                if r.decoder is not None:   # joins a decode engine, on the clock
+                if r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
                     if pending:
                         self._flush()
-                    if now > env._now:
+                    seq = r.decoder.join(req, r.op, now)
+                    if seq is None:
                         yield self._timeout_at(now)
-                    seq = r.decoder.join(req, r.op, env._now)
+                        seq = r.decoder.join(req, r.op, now)
                     yield seq.done
                     now = self._decoded(req, r.op, seq)
                 elif r.prefiller is not None:   # a prefill batch: alone at once, else queued on the clock
