@@ -154,7 +154,7 @@ class _Req:
 class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
-    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
+    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs", "direct",
                  "waits", "count", "batched", "kind", "ahead")
 
     def __init__(self, sim, op: Op, plan: Plan, sent: set):
@@ -177,6 +177,9 @@ class _OpRun:
                 # a KV cache grows with the prompt; other payloads are taken as planned
                 outs.append((f"{e.src}>{e.dst}", link, e.wire_ms, e.latency_ms, self.scale == 1, e))
         self.outs = tuple(outs)
+        # (link, wire ms, latency ms, grows) of its one transfer when the op read next in
+        # its chain consumes it (set by Simulation._use): the walk may fold it in (_walk)
+        self.direct = None
 
 
 def _uniforms(rng):
@@ -320,8 +323,14 @@ class Simulation:
         self.runs[id(plan)] = runs
         self.all_runs += runs.values()
         # a chain region's items, each an _OpRun or a child region's id
-        self.chains[id(plan)] = {rid: tuple(runs.get(item, item) for item in r.items)
-                                 for rid, r in plan.regions.items() if r.chain}
+        self.chains[id(plan)] = chains = {rid: tuple(runs.get(item, item) for item in r.items)
+                                          for rid, r in plan.regions.items() if r.chain}
+        for items in chains.values():
+            for a, b in zip(items, items[1:]):
+                if a.__class__ is _OpRun and b.__class__ is _OpRun and len(a.outs) == 1 and b.ahead:
+                    key, link, wire, latency, grows, _e = a.outs[0]
+                    if key == f"{a.op.id}>{b.op.id}":
+                        a.direct = (link, wire, latency, grows)
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -647,6 +656,29 @@ class Simulation:
                         if end > start + busy:
                             self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
                 if r.outs:
+                    direct = r.direct
+                    if direct is not None and not traced:
+                        # one transfer, read by the next op: alone on its link and landing
+                        # before the next event due, nothing can move it, so the walk
+                        # carries on at its landing without a Transfer (nor a timer)
+                        link, wire, latency, grows = direct
+                        if link is None:
+                            land = now + latency
+                        elif link.p1 is None or link.p1 <= now:
+                            if grows:
+                                wire = wire * scales[1]
+                            land = now + wire + latency
+                        else:
+                            land = None
+                        if land is not None:
+                            land = now + (land - now)   # when a timer set now fires (Transfer.fire)
+                            if (due[0][0] if due else INF) > land:
+                                if link is not None:
+                                    link.alone(wire, now)
+                                now = land
+                                if pending:
+                                    self._passed(now)
+                                continue
                     for key, link, wire, latency, grows, e in r.outs:
                         if link is not None:
                             x = link.send(wire * scales[1] if grows else wire, latency, now)

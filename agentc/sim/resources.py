@@ -360,6 +360,20 @@ class Link:
         self.p1 = t
         return new[1]
 
+    def alone(self, wire_ms: float, now: float) -> None:
+        """A transfer sent at `now` on the idle link whose landing its consumer has
+        already passed (model.py: nothing due before it, so no send can share the link
+        with it): only the busy period is kept."""
+        self.active.clear()
+        self.last = now
+        p0 = self.p0   # a new busy period: count the finished one within the window
+        if p0 is not None:
+            p1 = self.p1
+            b = (p1 if p1 < self.t1 else self.t1) - (p0 if p0 > self.t0 else self.t0)
+            if b > 0:
+                self.busy_ms += b
+        self.p0, self.p1 = now, now + wire_ms
+
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""
         if self.p0 is None:
