@@ -198,6 +198,7 @@ class DecodeEngine:
             self._add(s)
             self.load += 1
             self.kv += s.kv
+            dec.kv_total += s.kv
 
     def _loop(self, _event=None):
         """Admit sequences and ask for the devices; idle (until kicked) with none."""
@@ -319,6 +320,7 @@ class DecodeEngine:
         for s in out:
             s.last = now
             self.kv -= s.kv
+            dec.kv_total -= s.kv
             del active[s]
             op_id = s.op.id
             if calls[op_id] == 1:
@@ -360,6 +362,7 @@ class Decoder:
         self.max_batch = min(op.decode.max_batch for op in ops)
         budgets = [op.decode.kv_budget_bytes for op in ops if op.decode.kv_budget_bytes]
         self.kv_budget = min(budgets) if budgets else INF
+        self.kv_total = 0.0   # KV bytes of every engine's sequences (a bound on the fullest's)
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
         self.env = sim.env
@@ -402,7 +405,8 @@ class Decoder:
         if not self.backlog:
             # when every engine has room for its KV cache, the first of the fullest (if it has room)
             best = max(self.engines, key=_load)
-            if best.load >= cap or max(self.engines, key=_kv).kv + kv > self.kv_budget:
+            if best.load >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
+                                    and max(self.engines, key=_kv).kv + kv > self.kv_budget):
                 best = None
         if best is None and not self.backlog:
             for e in self.engines:
@@ -425,6 +429,7 @@ class Decoder:
         else:
             best.load += 1
             best.kv += seq.kv
+            self.kv_total += seq.kv
             if best.running:
                 best.take(seq, now)
             else:

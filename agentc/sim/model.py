@@ -155,6 +155,7 @@ class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
     __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs", "direct",
+                 "plain",
                  "waits", "count", "batched", "kind", "ahead")
 
     def __init__(self, sim, op: Op, plan: Plan, sent: set):
@@ -168,6 +169,7 @@ class _OpRun:
         self.prefiller = sim.prefillers.get(op.id)
         self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
         self.ahead = not self.batched or self.prefiller is not None   # may start ahead of the clock
+        self.plain = not self.batched
         # the inputs that come by a transfer (`sent`: the edges that make one)
         self.inputs = tuple(k for k in (f"{s}>{op.id}" for s in op.inputs) if k in sent)
         outs = []
@@ -578,7 +580,43 @@ class Simulation:
                         now = env._now
                         timer = x.timer   # moved meanwhile: wait for its new timer
                 r.count += 1
-                if r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
+                if r.plain:   # an op: its devices held for its busy time, then its wait
+                    f = scales[r.scale]
+                    if r.cv > 0:
+                        f = self.factor(r.kind) * f
+                    busy = r.busy * f
+                    start = now
+                    ids = r.pool.hold_now(r.tp, busy, now)
+                    if ids is False:   # it queues: on the clock
+                        if pending:
+                            self._flush()
+                        if now > env._now:
+                            yield self._timeout_at(now)
+                        ev, ids = r.pool.ask(r.tp, busy)
+                        if ev is not None:
+                            ids = yield ev
+                        now = env._now
+                    if measured:
+                        r.waits.append(now - start)
+                    start = now
+                    end = start + r.total * f
+                    if end > start:
+                        if (due[0][0] if due else INF) > end:
+                            now = end
+                            if pending:
+                                self._passed(now)
+                        else:
+                            if pending:
+                                self._flush()
+                            yield self._timeout_at(end)
+                            now = env._now
+                    if traced:
+                        op = r.op
+                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy,
+                                           req.id))
+                        if end > start + busy:
+                            self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
+                elif r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
                     if pending:
                         self._flush()
                     seq = r.decoder.join(req, r.op, now)
@@ -617,44 +655,6 @@ class Simulation:
                         self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
                 elif r.batched:
                     now = yield from self._planned(req, r, now)
-                else:
-                    f = scales[r.scale]
-                    if r.cv > 0:
-                        f = self.factor(r.kind) * f
-                    pool = r.pool
-                    t_ask = now
-                    busy = r.busy * f
-                    ids = pool.hold_now(r.tp, busy, now)
-                    if ids is False:   # it queues: on the clock
-                        if pending:
-                            self._flush()
-                        if now > env._now:
-                            yield self._timeout_at(now)
-                        ev, ids = pool.ask(r.tp, busy)
-                        if ev is not None:
-                            ids = yield ev
-                        now = env._now
-                    start = now
-                    if measured:
-                        r.waits.append(start - t_ask)
-                    end = start + r.total * f
-                    if end > start:
-                        t = start + (end - start)   # what the clock reads after the timeout
-                        if (due[0][0] if due else INF) > t:
-                            now = t
-                            if pending:
-                                self._passed(now)
-                        else:
-                            if pending:
-                                self._flush()
-                            yield self._timeout_at(t)
-                            now = env._now
-                    if traced:
-                        op = r.op
-                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy,
-                                           req.id))
-                        if end > start + busy:
-                            self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
                 if r.outs:
                     direct = r.direct
                     if direct is not None and not traced:

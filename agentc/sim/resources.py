@@ -94,31 +94,31 @@ class Pool:
     def hold_now(self, tp: int, hold_ms: float, now: float):
         """The ids (None when not tracked) of `tp` devices held for `hold_ms` from `now`
         when strict FIFO grants them at once, else False. `now` may run ahead of the
-        clock when no event comes before it (model.py), so holds end by it, not by the clock."""
-        holds = self.holds
-        if holds and holds[0][0] <= now:
-            if self.retire or self.free_ids is not None:
-                self._reap(now)
-            else:   # _reap's common case, inline
-                free = self.free
-                while holds and holds[0][0] <= now:
-                    free += heapq.heappop(holds)[2]
-                self.free = free
-        if self.waiters or self.free < tp:
+        clock when no event comes before it (model.py), so holds end by it, not by the
+        clock. Ended holds are returned only when the free devices fall short (or ids
+        are tracked: the lowest free id goes first), since nothing else reads `free`."""
+        if self.waiters:
             return False
-        if self.free_ids is None:
-            self.free -= tp
-            end = now + hold_ms
-            heapq.heappush(holds, (end, self.n, tp, None))
-            self.n += 1
-            a = now if now > self.t0 else self.t0   # _busy, inline
-            b = end if end < self.t1 else self.t1
-            if b > a:
-                self.busy_area += tp * (b - a)
-            if self.keep:
-                self.busy_iv.append((now, end, tp))
+        if self.free < tp or self.retire or self.free_ids is not None:
+            holds = self.holds
+            if holds and holds[0][0] <= now:
+                self._reap(now)
+            if self.free < tp:
+                return False
+            if self.free_ids is not None:
+                return self._grant(tp, hold_ms, now, now)
+        self.free -= tp
+        end = now + hold_ms
+        heapq.heappush(self.holds, (end, self.n, tp, None))
+        self.n += 1
+        if self.t0 <= now and end <= self.t1:   # _busy, inline
+            self.busy_area += tp * hold_ms
+        else:
+            self._busy(now, end, tp)
             return None
-        return self._grant(tp, hold_ms, now, now)
+        if self.keep:
+            self.busy_iv.append((now, end, tp))
+        return None
 
     def take_now(self, tp: int, now: float):
         """`hold_now` for a hold until `release` (a batch engine's)."""
@@ -225,9 +225,15 @@ class Pool:
 
     def _reap(self, now):
         holds = self.holds
-        while holds and holds[0][0] <= now:
-            _, _, tp, ids = heapq.heappop(holds)
-            self._put(tp, ids)
+        if self.retire or self.free_ids is not None:
+            while holds and holds[0][0] <= now:
+                _, _, tp, ids = heapq.heappop(holds)
+                self._put(tp, ids)
+        else:
+            free = self.free
+            while holds and holds[0][0] <= now:
+                free += heapq.heappop(holds)[2]
+            self.free = free
 
     def _serve(self):
         now = self.env._now
