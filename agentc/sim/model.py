@@ -240,7 +240,6 @@ class Simulation:
         self.op_counts: dict[str, int] = {}
         self.trace: list = []
         self.done: list[RequestStats] = []
-        self.pending: dict[Transfer, None] = {}   # transfers whose timer is not set yet, in arming order
         self.horizon = 0.0   # the latest time the walk ran to ahead of the clock (a request's end)
         warm = min(config.warmup, max(0, len(arrivals) - 1))
         # the measured window: from the first measured arrival to the last arrival
@@ -294,7 +293,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, Link(self.env, self.window, self.pending))
+            self.links.setdefault(e.link, Link(self.env, self.window))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -366,19 +365,6 @@ class Simulation:
         return k
 
     # -------------------------------------------------------------------- the clock
-    def _flush(self) -> None:
-        """Set the pending transfers' timers, as many as a send would have set at once:
-        before the walk waits or does anything that schedules events."""
-        for x in self.pending:
-            x.timer = self._timeout_at(x.fire)
-        self.pending.clear()
-
-    def _passed(self, t: float) -> None:
-        """The walk ran to `t` without stopping: pending timers due by then fired unseen."""
-        pending = self.pending
-        for x in [x for x in pending if x.fire <= t]:
-            del pending[x]
-
     def _timeout_at(self, t: float, value=None):
         """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
         clock gives `t`, so a timer set at the clock equals one set at a later walk time.
@@ -399,8 +385,6 @@ class Simulation:
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
-        if self.pending:
-            self._flush()
         if now > self.env._now:
             yield self._timeout_at(now)
 
@@ -482,8 +466,6 @@ class Simulation:
 
     def _request(self, req: _Req):
         now = yield from self._walk(req, ("",), self.env._now)   # the top region
-        if self.pending:   # a send may have moved other requests' transfers too
-            self._flush()
         if now > self.horizon:
             self.horizon = now
         stats = RequestStats(req.id, req.arrival_ms, now)
@@ -529,7 +511,6 @@ class Simulation:
         env, plan = self.env, req.plan
         chains = self.chains[id(plan)]
         arrive = req.arrive
-        pending = self.pending
         due = self.due   # due[0][0]: when the next event is (SimPy's queue, a heap)
         scales, measured, traced = req.scales, req.measured, req.traced
         stack = [iter(items)]
@@ -562,23 +543,14 @@ class Simulation:
                     x = arrive.pop(key, None)
                     if x is None:
                         continue
-                    if x in pending:   # sent since this process last waited: lands at x.fire
+                    if x.fire > now:   # not landed by the walk's time
                         # (a batched op starts on the clock but a prefill may: it would stop there)
                         if r.ahead and (due[0][0] if due else INF) > x.fire:
                             now = x.fire
-                            if len(pending) == 1:
-                                pending.clear()
-                            else:
-                                self._passed(now)
                             continue
-                        self._flush()
-                    timer = x.timer   # None: it landed while the walk ran ahead
-                    while timer is not None and timer.callbacks is not None:   # not fired yet
-                        if pending:
-                            self._flush()
-                        yield timer
-                        now = env._now
-                        timer = x.timer   # moved meanwhile: wait for its new timer
+                        while x.fire > now:   # on the clock; a send may move the landing meanwhile
+                            yield self._timeout_at(x.fire)
+                            now = env._now
                 r.count += 1
                 if r.plain:   # an op: its devices held for its busy time, then its wait
                     f = scales[r.scale]
@@ -588,8 +560,6 @@ class Simulation:
                     start = now
                     ids = r.pool.hold_now(r.tp, busy, now)
                     if ids is False:   # it queues: on the clock
-                        if pending:
-                            self._flush()
                         if now > env._now:
                             yield self._timeout_at(now)
                         ev, ids = r.pool.ask(r.tp, busy)
@@ -603,11 +573,7 @@ class Simulation:
                     if end > start:
                         if (due[0][0] if due else INF) > end:
                             now = end
-                            if pending:
-                                self._passed(now)
                         else:
-                            if pending:
-                                self._flush()
                             yield self._timeout_at(end)
                             now = env._now
                     if traced:
@@ -617,8 +583,6 @@ class Simulation:
                         if end > start + busy:
                             self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
                 elif r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
-                    if pending:
-                        self._flush()
                     seq = r.decoder.join(req, r.op, now)
                     if seq is None:
                         yield self._timeout_at(now)
@@ -633,16 +597,10 @@ class Simulation:
                         start, busy_end, ids, f = lone
                         if (due[0][0] if due else INF) > busy_end:
                             now = busy_end
-                            if pending:
-                                self._passed(now)
                         else:
-                            if pending:
-                                self._flush()
                             yield self._timeout_at(busy_end)
                             now = env._now
                     else:
-                        if pending:
-                            self._flush()
                         if now > env._now:
                             yield self._timeout_at(now)
                         start, busy_end, ids, f = yield r.prefiller.submit(r.op, tokens, req)
@@ -676,15 +634,12 @@ class Simulation:
                                 if link is not None:
                                     link.alone(wire, now)
                                 now = land
-                                if pending:
-                                    self._passed(now)
                                 continue
                     for key, link, wire, latency, grows, e in r.outs:
                         if link is not None:
                             x = link.send(wire * scales[1] if grows else wire, latency, now)
                         else:
                             x = Transfer(now, now + latency)
-                            pending[x] = None
                         arrive[key] = x
                         if traced:
                             x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", now, x.at,
@@ -706,8 +661,6 @@ class Simulation:
         """A decode op under `--batching planned`: an op whose tokens come evenly over
         its planned time. Returns the time it ends."""
         env, op = self.env, r.op
-        if self.pending:
-            self._flush()
         scale = req.scales[r.scale]
         if now > env._now:
             yield self._timeout_at(now)
@@ -735,11 +688,7 @@ class Simulation:
         end = now + ms
         due = self.due
         if (due[0][0] if due else INF) > end:
-            if self.pending:
-                self._passed(end)
             return end
-        if self.pending:
-            self._flush()
         yield self._timeout_at(end)
         return end
 

@@ -27,19 +27,17 @@ class PoolStats:
 
 
 class Transfer:
-    """One transfer's arrival at `at`. `fire` is when its timer fires (the clock's sum
-    `sent + (at - sent)`, which a timer set at `sent` would reach), `timer` the event
-    a consumer waits on. A link moves `at` later when a transfer joins it and hands the
-    transfer to the pending ones, whose timers are set before its process next waits (model.py;
-    a consumer in that same process may instead run on past `fire` and need none); a
-    consumer waits until the timer it woke on is still the transfer's current one."""
+    """One transfer's arrival at `at`. `fire` is when a timer set at `sent` for it
+    would fire (the clock's sum `sent + (at - sent)`). A link moves `at` (and `fire`)
+    later when a transfer joins it; a consumer that must wait on the clock sets its
+    own timer at `fire` and waits again if the landing moved meanwhile (model.py), so
+    a transfer whose consumer runs past its landing costs no event at all."""
 
-    __slots__ = ("at", "fire", "timer", "trace")
+    __slots__ = ("at", "fire", "trace")
 
     def __init__(self, sent: float, at: float):
         self.at = at
         self.fire = sent + (at - sent)
-        self.timer = None
         self.trace = None
 
 
@@ -290,12 +288,11 @@ class Link:
 
     Between sends the future is known: with remaining wire times r1 <= r2 <= ... the
     k-th finishes after n r1 + (n-1)(r2-r1) + ..., so each send projects every active
-    transfer's landing and schedules one timer per transfer it moved. A send only
-    delays the others, so a transfer alone on its link costs one event."""
+    transfer's landing (their consumers wait for it, model.py). A send only delays
+    the others."""
 
-    def __init__(self, env, window: tuple[float, float], pending: dict):
+    def __init__(self, env, window: tuple[float, float]):
         self.env = env
-        self.pending = pending         # transfers whose timers are due to be set, in order (model.py)
         self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
         self.last = 0.0
         self.t0, self.t1 = window
@@ -334,7 +331,6 @@ class Link:
         if not act:   # alone on the link: it lands after its wire time and the latency
             self.last = now
             x = Transfer(now, now + wire_ms + latency_ms)
-            self.pending[x] = None
             act.append([wire_ms, x, latency_ms])
             p0 = self.p0   # a new busy period: count the finished one within the window
             if p0 is not None:
@@ -348,19 +344,15 @@ class Link:
         act.append(new)
         act = sorted(act, key=_remaining)
         n, t, prev = len(act), now, 0.0
-        pending = self.pending
         for k, x in enumerate(act):
             t += (n - k) * (x[0] - prev)
             prev = x[0]
             at = t + x[2]
             if x is new:
                 x[1] = Transfer(now, at)
-                pending[x[1]] = None
             elif at != x[1].at:
                 x[1].at = at
                 x[1].fire = now + (at - now)
-                pending.pop(x[1], None)   # its timer is now due after the ones set so far
-                pending[x[1]] = None
                 if x[1].trace is not None:
                     x[1].trace[5] = at
         self.p1 = t
