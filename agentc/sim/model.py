@@ -47,14 +47,20 @@ What is modelled, and how (docs/simulate.md says the same for users):
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
 flow, service, one per batch engine), so a seed fixes every number the simulation reports.
 
-Events: a request's walk carries on past a wait (an op's time, a transfer landing)
-without a timeout whenever the next event due is later than the wait's end, since
-nothing can then happen before it (`_walk`); requests and decode engines run from
-their events' callbacks rather than as Processes. Both only drop events no one acts
-on, so a seed gives the same results as a timeout per op and a process per request;
-a decode sequence that leaves alone, with nothing else due then, resumes its request
-directly, which is where SimPy would have run its event next. The walk reads SimPy's
-clock and event heap (`env._now`, `env._queue`) directly: it asks them for every op.
+Events: a request's walk carries on past a wait (an op's time, a transfer landing, a
+prompt's lone prefill batch) without a timeout whenever the next event due is later
+than the wait's end, since nothing can then happen before it (`_walk`); it joins a
+running decode engine there too. Requests and batch engines run from their events'
+callbacks rather than as Processes; transfers have no timers (a consumer that must
+wait sets one); a decode join mid-run starts the next segment at the step boundary
+at once. Running ahead only drops events no one acts on, so a seed gives the same
+results as a timeout per op and a process per request (test_sim_runahead.py). Which
+request gets which of the iid draws (control flow, service factors) follows the order
+the walks run in, which these savings changed in places: the same law as before,
+other sample paths. A decode sequence that leaves alone, with nothing else due then,
+resumes its request directly, which is where SimPy would have run its event next. The
+walk reads SimPy's clock and event heap (`env._now`, `env._queue`) directly: it asks
+them for every op.
 """
 
 from __future__ import annotations
