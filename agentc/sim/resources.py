@@ -100,7 +100,13 @@ class Pool:
         if self.free < tp or self.retire or self.free_ids is not None:
             holds = self.holds
             if holds and holds[0][0] <= now:
-                self._reap(now)
+                if self.retire or self.free_ids is not None:
+                    self._reap(now)
+                else:   # _reap's common case, inline
+                    free = self.free
+                    while holds and holds[0][0] <= now:
+                        free += heapq.heappop(holds)[2]
+                    self.free = free
             if self.free < tp:
                 return False
             if self.free_ids is not None:
