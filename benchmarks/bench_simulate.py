@@ -74,7 +74,8 @@ def simpy_mm1(n: int, rate_per_ms: float = 0.05, service_ms: float = 10.0) -> fl
 
 def events(p: plan.Plan, load_rps: float, n: int, **cfg) -> float:
     """SimPy events scheduled per request (SimPy numbers every event it schedules)."""
-    s = model.Simulation(p, arrivals.poisson(load_rps, np.random.default_rng(0), requests=n), model.Config(seed=0, **cfg))
+    arr = arrivals.poisson(load_rps, np.random.default_rng(0), requests=n)
+    s = model.Simulation(p, arr, model.Config(seed=0, **cfg))
     s.run()
     return next(s.env._eid) / n
 

@@ -124,17 +124,6 @@ class Pool:
             self.busy_iv.append((now, end, tp))
         return None
 
-    def take_now(self, tp: int, now: float):
-        """`hold_now` for a hold until `release` (a batch engine's)."""
-        if self.holds and self.holds[0][0] <= now:
-            self._reap(now)
-        if self.waiters or self.free < tp:
-            return False
-        if self.free_ids is None:   # _grant's common case, inline
-            self.free -= tp
-            return None
-        return self._grant(tp, None, now, now)
-
     def release(self, tp: int, ids, start: float):
         now = self.env._now
         a = start if start > self.t0 else self.t0   # _busy, inline
