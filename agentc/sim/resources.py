@@ -318,7 +318,7 @@ class Link:
         """A transfer sent at `now` (at or ahead of the clock, see Pool.hold_now)."""
         act = self.active
         if act:
-            if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
+            if self.p1 <= now:   # the busy period is over: the link is free
                 act.clear()
             else:
                 self._advance(now)
@@ -357,15 +357,19 @@ class Link:
         """A transfer sent at `now` on the idle link whose landing its consumer has
         already passed (model.py: nothing due before it, so no send can share the link
         with it): only the busy period is kept."""
-        self.active.clear()
-        self.last = now
+        if self.active:
+            self.active.clear()
         p0 = self.p0   # a new busy period: count the finished one within the window
         if p0 is not None:
             p1 = self.p1
-            b = (p1 if p1 < self.t1 else self.t1) - (p0 if p0 > self.t0 else self.t0)
-            if b > 0:
-                self.busy_ms += b
-        self.p0, self.p1 = now, now + wire_ms
+            if p0 >= self.t0 and p1 <= self.t1:
+                self.busy_ms += p1 - p0
+            else:
+                b = (p1 if p1 < self.t1 else self.t1) - (p0 if p0 > self.t0 else self.t0)
+                if b > 0:
+                    self.busy_ms += b
+        self.p0 = now
+        self.p1 = now + wire_ms
 
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""
