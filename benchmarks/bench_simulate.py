@@ -5,7 +5,8 @@
     measured in the same run: a textbook SimPy M/M/1 (a Resource and one process per
     customer, load 0.5: what SimPy itself costs per request) and a one-op plan through
     agentc's model (the cheapest request there is). The goal is 20,000 simulated
-    requests/s for the voice agent on one core.
+    requests/s for the voice agent on one core. Beside the rates, SimPy events
+    scheduled per request: a count the machine's load does not change.
 (b) Growth with graph size: chains of 10, 100 and 500 ops on one pool; requests/s and
     op executions/s (flat op executions/s = linear in the graph size).
 (c) Linearity in requests: CPU time of 4N requests over N requests (4.0 = linear).
@@ -69,6 +70,14 @@ def simpy_mm1(n: int, rate_per_ms: float = 0.05, service_ms: float = 10.0) -> fl
     t = time.process_time()
     env.run()
     return n / (time.process_time() - t)
+
+
+def events(p: plan.Plan, load_rps: float, n: int, **cfg) -> float:
+    """SimPy events scheduled per request (SimPy numbers every event it schedules)."""
+    arr = arrivals.poisson(load_rps, np.random.default_rng(0), requests=n)
+    s = model.Simulation(p, arr, model.Config(seed=0, **cfg))
+    s.run()
+    return next(s.env._eid) / n
 
 
 def rate(p: plan.Plan, load_rps: float, n: int, sim=model, **cfg) -> tuple[float, float]:
@@ -166,9 +175,10 @@ def main():
     planned, _ = best(lambda: rate(voice, args.load, n, batching="planned"), k)
     print("simulated requests per CPU second (best of %d runs)" % k)
     print(f"(a) baseline: textbook SimPy M/M/1: {mm1:,.0f} req/s; one-op plan (M/M/1) in agentc: {base:,.0f} req/s")
-    for name, r in (("continuous batching", cont), ("--batching planned", planned)):
+    for name, r, cfg in (("continuous batching", cont, {}), ("--batching planned", planned, {"batching": "planned"})):
         print(f"    voice agent at {args.load:g} req/s, {name:20s}: {r:,.0f} req/s = {r / mm1:.3f} x SimPy M/M/1, "
-              f"{r / base:.3f} x one-op plan, {r / 20000:.2f} of the 20,000 goal")
+              f"{r / base:.3f} x one-op plan, {r / 20000:.2f} of the 20,000 goal; "
+              f"{events(voice, args.load, n, **cfg):.2f} events/request")
     print("(b) chain of k ops on one pool (4 devices, 1 ms each, at 50% utilisation: 2000/k req/s):")
     for k in (10, 100, 500):
         reqs = max(50, n * 10 // k)

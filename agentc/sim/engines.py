@@ -55,7 +55,15 @@ class DecodeEngine:
     run short moves its timer (the old one fires unheard) instead of interrupting a
     process, which costs an interrupt event and a second resume. A run's work is in
     the sequences that change (join, start, leave), not in every active one: each
-    sequence ends at a step count (a heap), and the engine counts the calls in its batch."""
+    sequence ends at a step count (a heap), and the engine counts the calls in its batch.
+
+    A run holds the devices from its start to the next sequence leaving, in segments
+    of one batch size: a sequence joining mid-run ends the segment at the next step
+    boundary and starts the next one there with itself admitted, at once (no event at
+    the boundary, where a step-by-step engine would only have changed its batch). The
+    next segment is thus known before its start; an op asking for the pool before
+    then stops the run at that boundary instead (zero steps into it), as the step-by-
+    step engine would have given way there."""
 
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
@@ -63,23 +71,26 @@ class DecodeEngine:
         self.pool = sim.pools[decoder.pool]
         self.active: dict[Seq, None] = {}   # in admission order
         self.ends: list = []     # heap of (end step, admission, Seq) of the active ones
-        self.fresh: list[Seq] = []   # admitted, not yet in a run
-        self.run_fresh: list[Seq] = []   # in their first run (the current one)
+        self.fresh: list[Seq] = []   # admitted, not yet in a segment
+        self.run_fresh: list[Seq] = []   # in their first segment (the current one)
         self.calls: dict[str, int] = {}   # op id -> active sequences of that call
-        self.steps = 0           # steps run so far
+        self.steps = 0           # steps run so far (to the current segment's start)
         self.admitted = 0
         self.pending: list[Seq] = []
         self.load = 0            # active and pending sequences
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
-        self.start = 0.0         # the current run: start, steps, step time or step ends
+        self.held = 0.0          # when the current run took the devices
+        self.start = 0.0         # the current segment: start, steps, step time or step ends
         self.m = 0
         self.dt = 0.0
         self.step_ends = None
-        self.cut = 0             # steps the current run stops after (0: its natural end)
+        self.stop = 0            # steps the current segment stops after (m, or fewer when cut)
+        self.cut = False         # stopped early: to give way (the pool) or let sequences join
+        self.cont = False        # the segment continues the run at a boundary set by a join
         self.running = False
-        self.timer = None        # the current run's end
-        self.run_ids = None      # the devices and batch size of the current run
+        self.timer = None        # the current segment's end
+        self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
@@ -91,19 +102,16 @@ class DecodeEngine:
     def kick(self):
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
-        elif self.running:
-            self.yield_soon()
 
     def _end(self, j: int) -> float:
+        if j == 0:
+            return self.start
         return self.start + j * self.dt if self.step_ends is None else float(self.step_ends[j - 1])
 
-    def yield_soon(self):
-        """Stop the current run at the first step boundary after now. A step ending
+    def _boundary(self, now: float) -> int:
+        """The first step boundary after `now` in the current segment (a step ending
         exactly now counts as ended: a step-by-step engine's step end was scheduled
-        when the step began, so SimPy ran it before whatever happens at this instant."""
-        if not self.running or self.cut:
-            return
-        now = self.env._now
+        when the step began, so SimPy ran it before whatever happens at this instant)."""
         if self.step_ends is None:   # step j ends at start + j * dt (_end)
             start, dt = self.start, self.dt
             j = max(1, math.floor((now - start) / dt) + 1) if dt > 0 else 1
@@ -111,13 +119,57 @@ class DecodeEngine:
                 j -= 1
             while start + j * dt <= now:
                 j += 1
-        else:
-            j = bisect_right(self.step_ends, now) + 1
+            return j
+        return bisect_right(self.step_ends, now) + 1
+
+    def _retime(self, j: int):
+        """End the current segment after `j` steps: its timer moves there."""
+        self.stop = j
+        self.timer.callbacks.remove(self._done)
+        self.timer = self.env.timeout(self._end(j) - self.env._now)
+        self.timer.callbacks.append(self._done)
+
+    def yield_soon(self, now: float | None = None):
+        """Stop the current run at the first step boundary after `now` (the clock, or a
+        walk's time ahead of it), for an op waiting for the pool or sequences waiting to
+        join: at the current segment's start when it continues the run there and has
+        not begun."""
+        if not self.running:
+            return
+        if now is None:
+            now = self.env._now
+        if self.cont and now <= self.start:
+            if self.stop:
+                self.cut = True
+                self._retime(0)
+            return
+        if self.cut:
+            return
+        j = self._boundary(now)
         if j < self.m:
-            self.cut = j
-            self.timer.callbacks.remove(self._done)
-            self.timer = self.env.timeout(self._end(j) - now)
-            self.timer.callbacks.append(self._done)
+            self.cut = True
+            self._retime(j)
+
+    def take(self, s: Seq, now: float):
+        """A sequence joining this running engine at `now` (the clock, or a walk's time
+        ahead of it before which the run goes on unchanged): it starts the next segment
+        at the next step boundary, or joins the next run when the run stops first."""
+        if not (self.cut or self.pending or self.decoder.backlog):
+            if self.cont and now <= self.start:   # the next segment has not begun: it joins it
+                self._add(s)
+                self.run_fresh += self.fresh
+                self.fresh = []
+                self._segment(self.start)
+                return
+            j = self._boundary(now)
+            if j < self.m:
+                self._close(j)
+                self._add(s)
+                self.run_fresh, self.fresh = self.fresh, []
+                self._segment(self._end(j))
+                return
+        self.pending.append(s)
+        self.yield_soon(now)
 
     def _add(self, s: Seq):
         s.adm = self.admitted
@@ -146,6 +198,7 @@ class DecodeEngine:
             self._add(s)
             self.load += 1
             self.kv += s.kv
+            dec.kv_total += s.kv
 
     def _loop(self, _event=None):
         """Admit sequences and ask for the devices; idle (until kicked) with none."""
@@ -169,23 +222,21 @@ class DecodeEngine:
         self._run(event._value)
 
     def _run(self, ids):
-        """A run of steps on the held devices up to the next sequence leaving (or one
-        step when someone waits to join or for the pool)."""
+        """A run on the held devices up to the next sequence leaving."""
+        start = self.env._now
+        self.held, self.run_ids, self.running = start, ids, True
+        self.run_fresh, self.fresh = self.fresh, []
+        self.pool.engines.append(self)
+        self.timer = None
+        self.cont = False
+        self._segment(start)
+        self.cont = False
+
+    def _segment(self, start: float):
+        """The current batch's segment from `start` to the next sequence leaving (or one
+        step when someone waits to join or for the pool): its step time and timer."""
         dec, pool = self.decoder, self.pool
-        env = self.env
-        start = env._now
         n = len(self.active)
-        fresh = self.fresh
-        if fresh:
-            waits = pool.stats.waits
-            for s in fresh:
-                s.started = start
-                if s.req.measured:
-                    waits.append(start - s.joined)
-                    if s.kv_wait:
-                        dec.kv_blocked.append(start - s.joined)
-            self.fresh = []
-        self.run_fresh = fresh
         # calls of one model share the batch; each sequence's op prices the step at
         # this batch size for its own context, and the step takes their mean
         calls = self.calls
@@ -202,44 +253,59 @@ class DecodeEngine:
             latest = dec.latest
             step = sum(c * latest[op_id][n] for op_id, c in calls.items()) / n
         m = self.ends[0][0] - self.steps
-        self.start, self.m, self.cut = start, m, 0
+        self.start, self.m, self.run_n, self.cont = start, m, n, True
         if self.factors is None:
             self.dt, self.step_ends = step, None
         else:
             self.step_ends = start + np.cumsum(step * self.factors.take(m))
-        self.running = True
-        self.run_ids, self.run_n = ids, n
-        pool.engines.append(self)
-        if pool.waiters or self.pending or (dec.backlog and n < dec.max_batch
-                                            and self.kv + dec.backlog[0].kv <= dec.kv_budget):
-            self.cut = 1 if m > 1 else 0
-        j = self.cut or m
-        self.timer = env.timeout((start + j * step if self.step_ends is None else float(self.step_ends[j - 1])) - start)
+        self.cut = bool(m > 1 and (pool.waiters or self.pending or (
+            dec.backlog and n < dec.max_batch and self.kv + dec.backlog[0].kv <= dec.kv_budget)))
+        j = self.stop = 1 if self.cut else m
+        if self.timer is not None:
+            self.timer.callbacks.remove(self._done)
+        self.timer = self.env.timeout(self._end(j) - self.env._now)
         self.timer.callbacks.append(self._done)
 
-    def _done(self, _event):
-        dec, pool = self.decoder, self.pool
-        ids, n, start = self.run_ids, self.run_n, self.start
-        j = self.cut or self.m
-        self.running = False
-        self.timer = None
-        pool.engines.remove(self)
+    def _close(self, j: int):
+        """The current segment's first `j` (>= 1) steps are run: count them."""
+        dec, n, start = self.decoder, self.run_n, self.start
         if self.factors is not None:
             self.factors.pos += j
-        first_step = self.start + self.dt if self.step_ends is None else float(self.step_ends[0])   # _end(1)
-        pool.release(dec.tp, ids, start)
-        now = self.env._now
         batches = dec.batches
         for op_id in self.calls:
             c = batches[op_id]
             c[n] = c.get(n, 0) + j
+        end = self._end(j)
+        ids = self.run_ids
         if ids is not None and any(s.req.traced for s in self.active):
             self.sim.trace.append(("step", dec.pool, tuple(ids),
-                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, now, None))
-        for s in self.run_fresh:
-            s.first = first_step
-        self.run_fresh = []
-        self.steps = steps = self.steps + j
+                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, end, None))
+        if self.run_fresh:
+            first_step = self._end(1)
+            waits = self.pool.stats.waits
+            for s in self.run_fresh:
+                s.started, s.first = start, first_step
+                if s.req.measured:
+                    waits.append(start - s.joined)
+                    if s.kv_wait:
+                        dec.kv_blocked.append(start - s.joined)
+            self.run_fresh = []
+        self.steps += j
+
+    def _done(self, _event):
+        dec, pool = self.decoder, self.pool
+        j = self.stop
+        if j:
+            self._close(j)
+        else:   # stopped before it began: its new sequences start with the next run
+            self.fresh = self.run_fresh + self.fresh
+            self.run_fresh = []
+        self.running = False
+        self.timer = None
+        pool.engines.remove(self)
+        pool.release(dec.tp, self.run_ids, self.held)
+        now = self.env._now
+        steps = self.steps
         ends = self.ends
         if ends[0][0] > steps:
             self._loop()
@@ -254,6 +320,7 @@ class DecodeEngine:
         for s in out:
             s.last = now
             self.kv -= s.kv
+            dec.kv_total -= s.kv
             del active[s]
             op_id = s.op.id
             if calls[op_id] == 1:
@@ -295,6 +362,7 @@ class Decoder:
         self.max_batch = min(op.decode.max_batch for op in ops)
         budgets = [op.decode.kv_budget_bytes for op in ops if op.decode.kv_budget_bytes]
         self.kv_budget = min(budgets) if budgets else INF
+        self.kv_total = 0.0   # KV bytes of every engine's sequences (a bound on the fullest's)
         self.backlog: deque = deque()
         self.kv_blocked: list[float] = []   # waits of measured sequences held back by KV memory
         self.env = sim.env
@@ -322,27 +390,36 @@ class Decoder:
             entry = self.tables[id(decode)] = (decode, [decode.step(b) for b in range(self.max_batch + 1)])
         return entry[1]
 
-    def join(self, req, op: Op, now: float) -> Seq:
-        """A new sequence of `op` for `req`, joining at `now` (the clock): the fullest
-        engine with room takes it at its next step boundary, else the backlog."""
+    def join(self, req, op: Op, now: float) -> Seq | None:
+        """A new sequence of `op` for `req`, joining at `now`: the fullest engine with
+        room takes it at its next step boundary, else the backlog. `now` may run ahead
+        of the clock when no event comes before it (model.py), as a running engine's
+        run then goes on unchanged till `now`; a sequence that would wake an idle engine
+        joins on the clock: None then, and nothing changed."""
         d = op.decode
         tokens = max(1, round(d.tokens * req.s_out))
-        seq = Seq(req, op, tokens, self.env.event(), now, d.kv_bytes_per_token * (d.context * req.s_in + tokens))
+        kv = d.kv_bytes_per_token * (d.context * req.s_in + tokens)
         best, best_load = None, -1
         cap = self.max_batch
+        kv_wait = False
         if not self.backlog:
             # when every engine has room for its KV cache, the first of the fullest (if it has room)
             best = max(self.engines, key=_load)
-            if best.load >= cap or max(self.engines, key=_kv).kv + seq.kv > self.kv_budget:
+            if best.load >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
+                                    and max(self.engines, key=_kv).kv + kv > self.kv_budget):
                 best = None
         if best is None and not self.backlog:
             for e in self.engines:
                 load = e.load
                 if load < cap and load > best_load:
-                    if load and e.kv + seq.kv > self.kv_budget:
-                        seq.kv_wait = True
+                    if load and e.kv + kv > self.kv_budget:
+                        kv_wait = True
                         continue
                     best, best_load = e, load
+        if now > self.env._now and (best is None or not best.running):
+            return None
+        seq = Seq(req, op, tokens, self.env.event(), now, kv)
+        seq.kv_wait = kv_wait
         if best is None:
             self.backlog.append(seq)
             for e in self.engines:   # an idle engine takes it from the backlog
@@ -350,19 +427,25 @@ class Decoder:
                     e.kick()
                     break
         else:
-            best.pending.append(seq)
             best.load += 1
             best.kv += seq.kv
-            best.kick()
+            self.kv_total += seq.kv
+            if best.running:
+                best.take(seq, now)
+            else:
+                best.pending.append(seq)
+                best.kick()
         return seq
 
 
 class Prefiller:
     """The prefill engines of one model on one pool at one tp: prompts queue in FIFO
     order; an engine holding its devices runs the queued prompts whose tokens fit the
-    budget (at least one) as one batch. The engines are driven by their events'
-    callbacks rather than processes, so a prompt that finds an engine idle and its
-    devices free costs one event, as an op does."""
+    budget (at least one) as one batch. A prompt that finds no queue, an idle engine
+    and its devices free runs alone at once: a batch of known length, so the engine
+    is busy until then as a timed hold of the pool is (returned lazily, an alarm set
+    only when a prompt queues meanwhile) and the request's walk carries on without an
+    event. Other batches are driven by their timers' callbacks rather than processes."""
 
     def __init__(self, sim, name: str, ops: list[Op], devices: int, budget: int, factors):
         self.sim, self.name, self.budget = sim, name, budget
@@ -370,32 +453,70 @@ class Prefiller:
         self.devices = sim.pools[self.pool]
         self.queue: deque = deque()     # [op, tokens, event or None, t_ask, req]
         self.idle = list(range(max(1, devices // self.tp)))  # a heap: the lowest index first
+        self.busy: list = []            # heap of (until, engine) of lone batches not yet reaped
+        self.alarm = INF
         self.factors = factors
+
+    def alone(self, op: Op, tokens: float, req, now: float):
+        """A prompt at the walk's `now` (on the clock or ahead of it, model.py) that runs
+        alone at once: (start, end, ids, factor) of its batch; else None (it must
+        `submit` on the clock)."""
+        if self.queue:
+            return None
+        busy, idle = self.busy, self.idle
+        while busy and busy[0][0] <= now:
+            heapq.heappush(idle, heapq.heappop(busy)[1])
+        if not idle:
+            return None
+        f = 1.0 if self.factors is None else float(self.factors.take(1)[0])
+        t = op.prefill.at(tokens) * f
+        ids = self.devices.hold_now(self.tp, t, now)
+        if ids is False:
+            return None
+        if self.factors is not None:
+            self.factors.pos += 1
+        end = now + t   # as the pool's hold ends
+        heapq.heappush(busy, (end, heapq.heappop(idle)))
+        sim = self.sim
+        c = sim.prefill_batches[op.id]
+        c[1] = c.get(1, 0) + 1
+        if req.measured:
+            self.devices.stats.waits.append(0.0)
+        if ids is not None and req.traced:
+            sim.trace.append(("step", self.pool, tuple(ids), f"{self.name} prefill x1", now, end, None))
+        return now, end, ids, f
 
     def submit(self, op: Op, tokens: float, req):
         """The event the prompt's request waits on; its value is (start, end, ids, factor)."""
         item = [op, tokens, None, self.sim.env._now, req]
         self.queue.append(item)
+        self._reap()
         if self.idle:
             self._start(heapq.heappop(self.idle))
+        else:
+            self._arm()
         if item[2] is None:
             item[2] = self.sim.env.event()
         return item[2]
 
-    def submit_at(self, op: Op, tokens: float, req, now: float):
-        """`submit` at the walk's `now`, ahead of the clock (model.py), when an idle
-        engine takes the prompt at once and its devices are free then: the event its
-        request waits on; else None (submit on the clock then)."""
-        if not self.idle or self.queue:
-            return None
-        ids = self.devices.take_now(self.tp, now)
-        if ids is False:
-            return None
-        engine = heapq.heappop(self.idle)
-        item = [op, tokens, None, now, req]
-        self.queue.append(item)
-        self._run(engine, ids, now)
-        return item[2]
+    def _reap(self):
+        now, busy = self.sim.env._now, self.busy
+        while busy and busy[0][0] <= now:
+            heapq.heappush(self.idle, heapq.heappop(busy)[1])
+
+    def _arm(self):
+        """Wake when the first lone batch ends, while prompts queue and no engine is idle."""
+        if self.queue and self.busy and not self.idle and self.busy[0][0] < self.alarm:
+            self.alarm = self.busy[0][0]
+            self.sim._timeout_at(self.alarm).callbacks.append(self._wake)
+
+    def _wake(self, _event):
+        if self.sim.env._now >= self.alarm:
+            self.alarm = INF
+        self._reap()
+        while self.queue and self.idle:
+            self._start(heapq.heappop(self.idle))
+        self._arm()
 
     def _start(self, engine: int):
         ev, ids = self.devices.ask(self.tp, None)
@@ -404,10 +525,9 @@ class Prefiller:
         else:
             ev.callbacks.append(lambda e: self._run(engine, e._value))
 
-    def _run(self, engine: int, ids, start: float | None = None):
+    def _run(self, engine: int, ids):
         sim, pool = self.sim, self.devices
-        if start is None:
-            start = sim.env._now
+        start = sim.env._now
         batch, total, q = [], 0.0, self.queue
         while q and (not batch or total + q[0][1] <= self.budget):
             item = q.popleft()

@@ -47,14 +47,20 @@ What is modelled, and how (docs/simulate.md says the same for users):
 Every random draw comes from numpy Generators spawned from one seed (arrivals, control
 flow, service, one per batch engine), so a seed fixes every number the simulation reports.
 
-Events: a request's walk carries on past a wait (an op's time, a transfer landing)
-without a timeout whenever the next event due is later than the wait's end, since
-nothing can then happen before it (`_walk`); requests and decode engines run from
-their events' callbacks rather than as Processes. Both only drop events no one acts
-on, so a seed gives the same results as a timeout per op and a process per request;
-a decode sequence that leaves alone, with nothing else due then, resumes its request
-directly, which is where SimPy would have run its event next. The walk reads SimPy's
-clock and event heap (`env._now`, `env._queue`) directly: it asks them for every op.
+Events: a request's walk carries on past a wait (an op's time, a transfer landing, a
+prompt's lone prefill batch) without a timeout whenever the next event due is later
+than the wait's end, since nothing can then happen before it (`_walk`); it joins a
+running decode engine there too. Requests and batch engines run from their events'
+callbacks rather than as Processes; transfers have no timers (a consumer that must
+wait sets one); a decode join mid-run starts the next segment at the step boundary
+at once. Running ahead only drops events no one acts on, so a seed gives the same
+results as a timeout per op and a process per request (test_sim_runahead.py). Which
+request gets which of the iid draws (control flow, service factors) follows the order
+the walks run in, which these savings changed in places: the same law as before,
+other sample paths. A decode sequence that leaves alone, with nothing else due then,
+resumes its request directly, which is where SimPy would have run its event next. The
+walk reads SimPy's clock and event heap (`env._now`, `env._queue`) directly: it asks
+them for every op.
 """
 
 from __future__ import annotations
@@ -154,8 +160,8 @@ class _Req:
 class _OpRun:
     """What executing an op needs, looked up once per plan rather than per execution."""
 
-    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs",
-                 "waits", "count", "batched", "kind", "ahead", "parts")
+    __slots__ = ("op", "pool", "tp", "busy", "total", "cv", "scale", "decoder", "prefiller", "inputs", "outs", "direct",
+                 "plain", "waits", "count", "batched", "kind", "ahead", "parts")
 
     def __init__(self, sim, op: Op, plan: Plan, sent: set):
         # a split op (planner/split.py): a run per part, with the cumulative fractions
@@ -174,6 +180,7 @@ class _OpRun:
         self.prefiller = None if op.parts or plan.ops[op.id] is not op else sim.prefillers.get(op.id)
         self.batched = self.decoder is not None or self.prefiller is not None or op.decode is not None
         self.ahead = not self.batched or self.prefiller is not None   # may start ahead of the clock
+        self.plain = not self.batched
         # the inputs that come by a transfer (`sent`: the edges that make one)
         self.inputs = tuple(k for k in (f"{s}>{op.id}" for s in op.inputs) if k in sent)
         outs = []
@@ -183,6 +190,9 @@ class _OpRun:
                 # a KV cache grows with the prompt; other payloads are taken as planned
                 outs.append((f"{e.src}>{e.dst}", link, e.wire_ms, e.latency_ms, self.scale == 1, e))
         self.outs = tuple(outs)
+        # (link, wire ms, latency ms, grows) of its one transfer when the op read next in
+        # its chain consumes it (set by Simulation._use): the walk may fold it in (_walk)
+        self.direct = None
 
 
 def _uniforms(rng):
@@ -241,7 +251,6 @@ class Simulation:
         self.op_counts: dict[str, int] = {}
         self.trace: list = []
         self.done: list[RequestStats] = []
-        self.pending: dict[Transfer, None] = {}   # transfers whose timer is not set yet, in arming order
         self.horizon = 0.0   # the latest time the walk ran to ahead of the clock (a request's end)
         warm = min(config.warmup, max(0, len(arrivals) - 1))
         # the measured window: from the first measured arrival to the last arrival
@@ -296,7 +305,7 @@ class Simulation:
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
-            self.links.setdefault(e.link, Link(self.env, self.window, self.pending))
+            self.links.setdefault(e.link, Link(self.env, self.window))
         for rid, r in plan.regions.items():
             if r.kind == "loop":
                 self.loop_trips.setdefault(rid, [0] * (r.max_trips + 1))
@@ -329,8 +338,14 @@ class Simulation:
         self.runs[id(plan)] = runs
         self.all_runs += [x for r in runs.values() for x in [r] + [part for _acc, part in r.parts]]
         # a chain region's items, each an _OpRun or a child region's id
-        self.chains[id(plan)] = {rid: tuple(runs.get(item, item) for item in r.items)
-                                 for rid, r in plan.regions.items() if r.chain}
+        self.chains[id(plan)] = chains = {rid: tuple(runs.get(item, item) for item in r.items)
+                                          for rid, r in plan.regions.items() if r.chain}
+        for items in chains.values():
+            for a, b in zip(items, items[1:]):
+                if a.__class__ is _OpRun and b.__class__ is _OpRun and len(a.outs) == 1 and b.ahead:
+                    key, link, wire, latency, grows, _e = a.outs[0]
+                    if key == f"{a.op.id}>{b.op.id}":
+                        a.direct = (link, wire, latency, grows)
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -364,19 +379,6 @@ class Simulation:
         return k
 
     # -------------------------------------------------------------------- the clock
-    def _flush(self) -> None:
-        """Set the pending transfers' timers, as many as a send would have set at once:
-        before the walk waits or does anything that schedules events."""
-        for x in self.pending:
-            x.timer = self._timeout_at(x.fire)
-        self.pending.clear()
-
-    def _passed(self, t: float) -> None:
-        """The walk ran to `t` without stopping: pending timers due by then fired unseen."""
-        pending = self.pending
-        for x in [x for x in pending if x.fire <= t]:
-            del pending[x]
-
     def _timeout_at(self, t: float, value=None):
         """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
         clock gives `t`, so a timer set at the clock equals one set at a later walk time.
@@ -397,8 +399,6 @@ class Simulation:
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
-        if self.pending:
-            self._flush()
         if now > self.env._now:
             yield self._timeout_at(now)
 
@@ -480,8 +480,6 @@ class Simulation:
 
     def _request(self, req: _Req):
         now = yield from self._walk(req, ("",), self.env._now)   # the top region
-        if self.pending:   # a send may have moved other requests' transfers too
-            self._flush()
         if now > self.horizon:
             self.horizon = now
         stats = RequestStats(req.id, req.arrival_ms, now)
@@ -527,7 +525,6 @@ class Simulation:
         env, plan = self.env, req.plan
         chains = self.chains[id(plan)]
         arrive = req.arrive
-        pending = self.pending
         due = self.due   # due[0][0]: when the next event is (SimPy's queue, a heap)
         scales, measured, traced = req.scales, req.measured, req.traced
         stack = [iter(items)]
@@ -563,46 +560,68 @@ class Simulation:
                     x = arrive.pop(key, None)
                     if x is None:
                         continue
-                    if x in pending:   # sent since this process last waited: lands at x.fire
+                    if x.fire > now:   # not landed by the walk's time
                         # (a batched op starts on the clock but a prefill may: it would stop there)
                         if r.ahead and (due[0][0] if due else INF) > x.fire:
                             now = x.fire
-                            if len(pending) == 1:
-                                pending.clear()
-                            else:
-                                self._passed(now)
                             continue
-                        self._flush()
-                    timer = x.timer   # None: it landed while the walk ran ahead
-                    while timer is not None and timer.callbacks is not None:   # not fired yet
-                        if pending:
-                            self._flush()
-                        yield timer
-                        now = env._now
-                        timer = x.timer   # moved meanwhile: wait for its new timer
+                        while x.fire > now:   # on the clock; a send may move the landing meanwhile
+                            yield self._timeout_at(x.fire)
+                            now = env._now
                 r.count += 1
-                if r.decoder is not None:   # joins a decode engine, on the clock
-                    if pending:
-                        self._flush()
-                    if now > env._now:
+                if r.plain:   # an op: its devices held for its busy time, then its wait
+                    f = scales[r.scale]
+                    if r.cv > 0:
+                        f = self.factor(r.kind) * f
+                    busy = r.busy * f
+                    start = now
+                    ids = r.pool.hold_now(r.tp, busy, now)
+                    if ids is False:   # it queues: on the clock
+                        if now > env._now:
+                            yield self._timeout_at(now)
+                        ev, ids = r.pool.ask(r.tp, busy)
+                        if ev is not None:
+                            ids = yield ev
+                        now = env._now
+                    if measured:
+                        r.waits.append(now - start)
+                    start = now
+                    end = start + r.total * f
+                    if end > start:
+                        if (due[0][0] if due else INF) > end:
+                            now = end
+                        else:
+                            yield self._timeout_at(end)
+                            now = env._now
+                    if traced:
+                        op = r.op
+                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy,
+                                           req.id))
+                        if end > start + busy:
+                            self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
+                elif r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
+                    seq = r.decoder.join(req, r.op, now)
+                    if seq is None:
                         yield self._timeout_at(now)
-                    seq = r.decoder.join(req, r.op, env._now)
+                        seq = r.decoder.join(req, r.op, now)
                     yield seq.done
                     now = self._decoded(req, r.op, seq)
-                elif r.prefiller is not None:   # joins a prefill batch: on the clock unless it starts one at once
-                    if pending:
-                        self._flush()
+                elif r.prefiller is not None:   # a prefill batch: alone at once, else queued on the clock
                     scale = scales[r.scale]
                     tokens = r.op.tokens * scale
-                    ahead = None
-                    if now > env._now:
-                        ahead = r.prefiller.submit_at(r.op, tokens, req, now)
-                        if ahead is None:
+                    lone = r.prefiller.alone(r.op, tokens, req, now)
+                    if lone is not None:
+                        start, busy_end, ids, f = lone
+                        if (due[0][0] if due else INF) > busy_end:
+                            now = busy_end
+                        else:
+                            yield self._timeout_at(busy_end)
+                            now = env._now
+                    else:
+                        if now > env._now:
                             yield self._timeout_at(now)
-                    if ahead is None:
-                        ahead = r.prefiller.submit(r.op, tokens, req)
-                    start, busy_end, ids, f = yield ahead
-                    now = env._now
+                        start, busy_end, ids, f = yield r.prefiller.submit(r.op, tokens, req)
+                        now = env._now
                     rest = (r.total - r.busy) * f * scale
                     if rest > 0:
                         now = yield from self._wait(now, rest)
@@ -611,51 +630,33 @@ class Simulation:
                         self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, busy_end, req.id))
                 elif r.batched:
                     now = yield from self._planned(req, r, now)
-                else:
-                    f = scales[r.scale]
-                    if r.cv > 0:
-                        f = self.factor(r.kind) * f
-                    pool = r.pool
-                    t_ask = now
-                    busy = r.busy * f
-                    ids = pool.hold_now(r.tp, busy, now)
-                    if ids is False:   # it queues: on the clock
-                        if pending:
-                            self._flush()
-                        if now > env._now:
-                            yield self._timeout_at(now)
-                        ev, ids = pool.ask(r.tp, busy)
-                        if ev is not None:
-                            ids = yield ev
-                        now = env._now
-                    start = now
-                    if measured:
-                        r.waits.append(start - t_ask)
-                    end = start + r.total * f
-                    if end > start:
-                        t = start + (end - start)   # what the clock reads after the timeout
-                        if (due[0][0] if due else INF) > t:
-                            now = t
-                            if pending:
-                                self._passed(now)
-                        else:
-                            if pending:
-                                self._flush()
-                            yield self._timeout_at(t)
-                            now = env._now
-                    if traced:
-                        op = r.op
-                        self.trace.append(("op", op.pool, tuple(ids) if ids else None, op.id, start, start + busy,
-                                           req.id))
-                        if end > start + busy:
-                            self.trace.append(("wait", op.pool, None, op.id, start + busy, now, req.id))
                 if r.outs:
+                    direct = r.direct
+                    if direct is not None and not traced:
+                        # one transfer, read by the next op: alone on its link and landing
+                        # before the next event due, nothing can move it, so the walk
+                        # carries on at its landing without a Transfer (nor a timer)
+                        link, wire, latency, grows = direct
+                        if link is None:
+                            land = now + latency
+                        elif link.p1 is None or link.p1 <= now:
+                            if grows:
+                                wire = wire * scales[1]
+                            land = now + wire + latency
+                        else:
+                            land = None
+                        if land is not None:
+                            land = now + (land - now)   # when a timer set now fires (Transfer.fire)
+                            if (due[0][0] if due else INF) > land:
+                                if link is not None:
+                                    link.alone(wire, now)
+                                now = land
+                                continue
                     for key, link, wire, latency, grows, e in r.outs:
                         if link is not None:
                             x = link.send(wire * scales[1] if grows else wire, latency, now)
                         else:
                             x = Transfer(now, now + latency)
-                            pending[x] = None
                         arrive[key] = x
                         if traced:
                             x.trace = ["transfer", e.link or "profiled", None, f"{e.src} -> {e.dst}", now, x.at,
@@ -677,8 +678,6 @@ class Simulation:
         """A decode op under `--batching planned`: an op whose tokens come evenly over
         its planned time. Returns the time it ends."""
         env, op = self.env, r.op
-        if self.pending:
-            self._flush()
         scale = req.scales[r.scale]
         if now > env._now:
             yield self._timeout_at(now)
@@ -706,11 +705,7 @@ class Simulation:
         end = now + ms
         due = self.due
         if (due[0][0] if due else INF) > end:
-            if self.pending:
-                self._passed(end)
             return end
-        if self.pending:
-            self._flush()
         yield self._timeout_at(end)
         return end
 

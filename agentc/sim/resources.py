@@ -27,19 +27,17 @@ class PoolStats:
 
 
 class Transfer:
-    """One transfer's arrival at `at`. `fire` is when its timer fires (the clock's sum
-    `sent + (at - sent)`, which a timer set at `sent` would reach), `timer` the event
-    a consumer waits on. A link moves `at` later when a transfer joins it and hands the
-    transfer to the pending ones, whose timers are set before its process next waits (model.py;
-    a consumer in that same process may instead run on past `fire` and need none); a
-    consumer waits until the timer it woke on is still the transfer's current one."""
+    """One transfer's arrival at `at`. `fire` is when a timer set at `sent` for it
+    would fire (the clock's sum `sent + (at - sent)`). A link moves `at` (and `fire`)
+    later when a transfer joins it; a consumer that must wait on the clock sets its
+    own timer at `fire` and waits again if the landing moved meanwhile (model.py), so
+    a transfer whose consumer runs past its landing costs no event at all."""
 
-    __slots__ = ("at", "fire", "timer", "trace")
+    __slots__ = ("at", "fire", "trace")
 
     def __init__(self, sent: float, at: float):
         self.at = at
         self.fire = sent + (at - sent)
-        self.timer = None
         self.trace = None
 
 
@@ -94,42 +92,37 @@ class Pool:
     def hold_now(self, tp: int, hold_ms: float, now: float):
         """The ids (None when not tracked) of `tp` devices held for `hold_ms` from `now`
         when strict FIFO grants them at once, else False. `now` may run ahead of the
-        clock when no event comes before it (model.py), so holds end by it, not by the clock."""
-        holds = self.holds
-        if holds and holds[0][0] <= now:
-            if self.retire or self.free_ids is not None:
-                self._reap(now)
-            else:   # _reap's common case, inline
-                free = self.free
-                while holds and holds[0][0] <= now:
-                    free += heapq.heappop(holds)[2]
-                self.free = free
-        if self.waiters or self.free < tp:
+        clock when no event comes before it (model.py), so holds end by it, not by the
+        clock. Ended holds are returned only when the free devices fall short (or ids
+        are tracked: the lowest free id goes first), since nothing else reads `free`."""
+        if self.waiters:
             return False
-        if self.free_ids is None:
-            self.free -= tp
-            end = now + hold_ms
-            heapq.heappush(holds, (end, self.n, tp, None))
-            self.n += 1
-            a = now if now > self.t0 else self.t0   # _busy, inline
-            b = end if end < self.t1 else self.t1
-            if b > a:
-                self.busy_area += tp * (b - a)
-            if self.keep:
-                self.busy_iv.append((now, end, tp))
+        if self.free < tp or self.retire or self.free_ids is not None:
+            holds = self.holds
+            if holds and holds[0][0] <= now:
+                if self.retire or self.free_ids is not None:
+                    self._reap(now)
+                else:   # _reap's common case, inline
+                    free = self.free
+                    while holds and holds[0][0] <= now:
+                        free += heapq.heappop(holds)[2]
+                    self.free = free
+            if self.free < tp:
+                return False
+            if self.free_ids is not None:
+                return self._grant(tp, hold_ms, now, now)
+        self.free -= tp
+        end = now + hold_ms
+        heapq.heappush(self.holds, (end, self.n, tp, None))
+        self.n += 1
+        if self.t0 <= now and end <= self.t1:   # _busy, inline
+            self.busy_area += tp * hold_ms
+        else:
+            self._busy(now, end, tp)
             return None
-        return self._grant(tp, hold_ms, now, now)
-
-    def take_now(self, tp: int, now: float):
-        """`hold_now` for a hold until `release` (a batch engine's)."""
-        if self.holds and self.holds[0][0] <= now:
-            self._reap(now)
-        if self.waiters or self.free < tp:
-            return False
-        if self.free_ids is None:   # _grant's common case, inline
-            self.free -= tp
-            return None
-        return self._grant(tp, None, now, now)
+        if self.keep:
+            self.busy_iv.append((now, end, tp))
+        return None
 
     def release(self, tp: int, ids, start: float):
         now = self.env._now
@@ -225,9 +218,15 @@ class Pool:
 
     def _reap(self, now):
         holds = self.holds
-        while holds and holds[0][0] <= now:
-            _, _, tp, ids = heapq.heappop(holds)
-            self._put(tp, ids)
+        if self.retire or self.free_ids is not None:
+            while holds and holds[0][0] <= now:
+                _, _, tp, ids = heapq.heappop(holds)
+                self._put(tp, ids)
+        else:
+            free = self.free
+            while holds and holds[0][0] <= now:
+                free += heapq.heappop(holds)[2]
+            self.free = free
 
     def _serve(self):
         now = self.env._now
@@ -284,12 +283,11 @@ class Link:
 
     Between sends the future is known: with remaining wire times r1 <= r2 <= ... the
     k-th finishes after n r1 + (n-1)(r2-r1) + ..., so each send projects every active
-    transfer's landing and schedules one timer per transfer it moved. A send only
-    delays the others, so a transfer alone on its link costs one event."""
+    transfer's landing (their consumers wait for it, model.py). A send only delays
+    the others."""
 
-    def __init__(self, env, window: tuple[float, float], pending: dict):
+    def __init__(self, env, window: tuple[float, float]):
         self.env = env
-        self.pending = pending         # transfers whose timers are due to be set, in order (model.py)
         self.active: list[list] = []   # [remaining wire ms, Transfer, latency ms]
         self.last = 0.0
         self.t0, self.t1 = window
@@ -320,7 +318,7 @@ class Link:
         """A transfer sent at `now` (at or ahead of the clock, see Pool.hold_now)."""
         act = self.active
         if act:
-            if len(act) == 1 and self.last + act[0][0] <= now:   # the one before is done: the link is free
+            if self.p1 <= now:   # the busy period is over: the link is free
                 act.clear()
             else:
                 self._advance(now)
@@ -328,7 +326,6 @@ class Link:
         if not act:   # alone on the link: it lands after its wire time and the latency
             self.last = now
             x = Transfer(now, now + wire_ms + latency_ms)
-            self.pending[x] = None
             act.append([wire_ms, x, latency_ms])
             p0 = self.p0   # a new busy period: count the finished one within the window
             if p0 is not None:
@@ -342,23 +339,37 @@ class Link:
         act.append(new)
         act = sorted(act, key=_remaining)
         n, t, prev = len(act), now, 0.0
-        pending = self.pending
         for k, x in enumerate(act):
             t += (n - k) * (x[0] - prev)
             prev = x[0]
             at = t + x[2]
             if x is new:
                 x[1] = Transfer(now, at)
-                pending[x[1]] = None
             elif at != x[1].at:
                 x[1].at = at
                 x[1].fire = now + (at - now)
-                pending.pop(x[1], None)   # its timer is now due after the ones set so far
-                pending[x[1]] = None
                 if x[1].trace is not None:
                     x[1].trace[5] = at
         self.p1 = t
         return new[1]
+
+    def alone(self, wire_ms: float, now: float) -> None:
+        """A transfer sent at `now` on the idle link whose landing its consumer has
+        already passed (model.py: nothing due before it, so no send can share the link
+        with it): only the busy period is kept."""
+        if self.active:
+            self.active.clear()
+        p0 = self.p0   # a new busy period: count the finished one within the window
+        if p0 is not None:
+            p1 = self.p1
+            if p0 >= self.t0 and p1 <= self.t1:
+                self.busy_ms += p1 - p0
+            else:
+                b = (p1 if p1 < self.t1 else self.t1) - (p0 if p0 > self.t0 else self.t0)
+                if b > 0:
+                    self.busy_ms += b
+        self.p0 = now
+        self.p1 = now + wire_ms
 
     def busy_within(self) -> float:
         """Busy ms of the current period within the window."""

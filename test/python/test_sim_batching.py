@@ -167,3 +167,35 @@ def test_multi_step_engines_match_the_step_by_step_engine():
                  "utilisation": (gpu["utilisation"], 0.822712), "wait mean": (gpu["wait_mean_ms"], 2.25629)}
     for name, (got, ref) in reference.items():
         assert got == pytest.approx(ref, rel=5e-3), name
+
+
+def test_joins_before_a_boundary_all_start_there():
+    """A joins at 0 (10 ms steps alone); B at 15 and C at 17, both mid-step 2, start
+    together at its end (20) at batch 3 (20 ms steps): A's last two steps 20-60; B and
+    C then run on at batch 2 (16 ms): 60-92. The engine knows the batch from 20 on when
+    B joins; C joins it before it has begun."""
+    d = decode_op()
+    d["decode"]["step_ms"] = [[1, 10.0], [2, 16.0], [3, 20.0], [4, 20.0]]
+    res = model.simulate(plan.from_manifest(manifest([d], {"gpu": 1})), at(0.0, 15.0, 17.0))
+    assert [r.end_ms for r in res.requests] == pytest.approx([60.0, 92.0, 92.0])
+    assert [r.ttft_ms for r in res.requests] == pytest.approx([10.0, 40.0 - 15.0, 40.0 - 17.0])
+    assert res.decode_batches["dec"] == [2, 2, 2]
+
+
+def test_an_op_asking_before_a_joined_boundary_goes_first():
+    """B joins A's run at 15 (so the engine plans batch 2 from 20); op x asks for the
+    only device at 18: step by step, the engine gives way at 20 (x: 20-25), then A and
+    B run at batch 2 (16 ms) from 25: 25-41; the second request's x asks at 36 and runs
+    41-46; then 46-62 (A's last step), and B alone 62-72, 72-82."""
+    d = decode_op()
+    d["decode"]["step_ms"] = [[1, 10.0], [2, 16.0], [4, 16.0]]
+    d["region"] = "parallel1"
+    w = op("w", "cpu", 18.0, region="parallel1")
+    x = op("x", "gpu", 5.0, ["w"], region="parallel1")
+    m = manifest([d, w, x], {"gpu": 1, "cpu": 1}, regions={"parallel1": {"kind": "parallel", "parent": ""}},
+                 returns=["dec", "x"])
+    res = model.simulate(plan.from_manifest(m), at(0.0, 15.0))
+    assert [r.end_ms for r in res.requests] == pytest.approx([62.0, 82.0])
+    assert [r.ttft_ms for r in res.requests] == pytest.approx([10.0, 41.0 - 15.0])
+    assert res.decode_batches["dec"] == [4, 2]
+    assert sorted(res.pools["gpu"].waits) == pytest.approx([0.0, 2.0, 5.0, 10.0])   # B waited 15-25

@@ -104,6 +104,18 @@ def test_concurrent_transfers_share_a_link():
     assert model.simulate(plan.from_manifest(m), at(0.0)).requests[0].end_ms == pytest.approx(5 + 10 + 1 + 1)
 
 
+def test_a_landing_moved_while_its_consumer_waits_is_waited_for_again():
+    """Request 1's transfer leaves at 5 alone (10 ms on the wire + 1: lands at 16, its
+    consumer waits for that); request 2's joins the link at 8, when 7 ms of the first
+    remain: both at half speed, the first's wire ends at 22 (lands 23, b ends 24), the
+    second's 3 ms left alone end at 25 (lands 26, b ends 27)."""
+    edges = [{"src": "a", "dst": "b", "src_pool": "p", "dst_pool": "q", "bytes": 1.0, "link": "p<->q", "ms": 11.0,
+              "latency_ms": 1.0, "wire_ms": 10.0}]
+    m = manifest([op("a", "p", 5.0), op("b", "q", 1.0, ["a"])], {"p": 2, "q": 2}, edges)
+    res = model.simulate(plan.from_manifest(m), at(0.0, 3.0))
+    assert [r.end_ms for r in res.requests] == pytest.approx([24.0, 27.0])
+
+
 def test_continuous_batching_steps_and_tbt_by_hand():
     """Decode of 4 tokens, at most 2 sequences a step, 10 ms alone and 16 ms for two.
     A and B arrive at 0 and run together: tokens at 16, 32, 48, 64. C (at 0) and D
