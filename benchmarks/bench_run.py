@@ -239,10 +239,11 @@ class NumpyDecoder:
         self.eps = np.float32(config["rms_norm_eps"])   # a float64 scalar would promote to f64
         self.ctx = config["max_position_embeddings"]
 
-        def linear(name):   # HF [out, in] -> [in, out]
-            return np.ascontiguousarray(w[name].T)
-        self.embed, self.norm, self.head = w["model.embed_tokens.weight"], w["model.norm.weight"], linear("lm_head.weight")
-        self.layers = [[w[f"model.layers.{i}.{n}.weight"] if n.endswith("norm") else linear(f"model.layers.{i}.{n}.weight")
+        def take(name):   # norms as they are; nn.Linear weights [out, in] -> [in, out]
+            return w[name] if name.endswith("norm.weight") else np.ascontiguousarray(w[name].T)
+        self.embed, self.norm = w["model.embed_tokens.weight"], take("model.norm.weight")
+        self.head = take("lm_head.weight")
+        self.layers = [[take(f"model.layers.{i}.{n}.weight")
                         for n in ("input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                   "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
                                   "mlp.down_proj")]
@@ -356,17 +357,19 @@ def decoder_table(args) -> None:
                         prefill_s, decode_s = prefill_s + t1 - t, decode_s + clock() - t1
                     times[side][0].append(prefill_s / len(prompts))
                     times[side][1].append(decode_s)
+            pre = statistics.median(o / a for a, o in zip(times["agentc"][0], times["numpy"][0]))
             ratios = [o / a for a, o in zip(times["agentc"][1], times["numpy"][1])]
-            rows.append((name, n, *(1e3 * statistics.median(times[s][0]) for s in ("agentc", "numpy")),
+            rows.append((name, n, *(1e3 * statistics.median(times[s][0]) for s in ("agentc", "numpy")), pre,
                          *(n * len(prompts) / statistics.median(times[s][1]) for s in ("agentc", "numpy")),
                          statistics.median(ratios), min(ratios), max(ratios)))
     print(f"decoder: greedy tokens after each of {len(PROMPTS)} prompts, {args.threads} thread(s), medians of "
           f"{args.rounds} rounds, {'CPU' if args.threads == 1 else 'wall'} time; prefill = the prompt through "
           "every layer, decode = the new tokens (LM head and choice included)")
-    print(f"{'model':>14}  {'new':>3}  {'prefill ms agentc':>17}  {'numpy':>6}  {'tokens/s agentc':>15}  "
-          f"{'numpy':>6}  {'ratio':>6}  {'(min-max)':>11}")
-    for name, n, pa, pn, ta, tn, r, lo, hi in rows:
-        print(f"{name:>14}  {n:>3}  {pa:>17.2f}  {pn:>6.2f}  {ta:>15.1f}  {tn:>6.1f}  {r:>5.2f}x  ({lo:.2f}-{hi:.2f})")
+    print(f"{'model':>14}  {'new':>3}  {'prefill ms agentc':>17}  {'numpy':>6}  {'ratio':>6}  "
+          f"{'tokens/s agentc':>15}  {'numpy':>6}  {'ratio':>6}  {'(min-max)':>11}")
+    for name, n, pa, pn, pr, ta, tn, r, lo, hi in rows:
+        print(f"{name:>14}  {n:>3}  {pa:>17.2f}  {pn:>6.2f}  {pr:>5.2f}x  {ta:>15.1f}  {tn:>6.1f}  {r:>5.2f}x  "
+              f"({lo:.2f}-{hi:.2f})")
 
 
 def main() -> None:
