@@ -12,7 +12,7 @@ Shapes are bucketed, lengths are run-time values: a prompt of n tokens runs in t
 `prefill_layer` kernel of the smallest power-of-two rows >= n (at least
 MIN_PREFILL_BUCKET, at most the model's max context), zero rows after it; the causal
 mask keeps those rows out of the real ones, and a row's result does not depend on the
-bucket (bit for bit). A decode step at position p runs in the `decode_step` kernel of
+bucket (bit for bit; test_run_decoder.py checks 16 against 64 rows). A decode step at position p runs in the `decode_step` kernel of
 the smallest power-of-two cache rows >= p (at least MIN_BUCKET), with a mask argument
 (1.0 for the p rows written, 0.0 after) that hides the rest. So a model compiles about
 log2(max context) kernels of each kind, at first use (`agentc.runtime.kernels`, so a
