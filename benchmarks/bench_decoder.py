@@ -23,6 +23,7 @@ may call it).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -104,7 +105,9 @@ class NumpyLlama:
             c[1] = v if c[1] is None else np.concatenate([c[1], v])
             group = self.heads // self.kv_heads
             keys, vals = np.repeat(c[0], group, axis=1), np.repeat(c[1], group, axis=1)
-            s = np.einsum("qhd,khd->hqk", q, keys) / np.sqrt(hd)
+            # a Python float: numpy 2 promotes f32 / np.float64 to f64, and the f64
+            # activations then made every LM head call convert the head to f64 (7x slower)
+            s = np.einsum("qhd,khd->hqk", q, keys) / math.sqrt(hd)
             s = np.where(pos[None, :, None] >= np.arange(len(keys))[None, None, :], s, -np.inf)
             p = np.exp(s - s.max(-1, keepdims=True))
             p /= p.sum(-1, keepdims=True)

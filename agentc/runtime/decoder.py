@@ -9,12 +9,14 @@ and the draw of the next token run in the compiled `sample` kernel
 (agentc.codegen.kernels).
 
 Shapes are bucketed, lengths are run-time values: a prompt of n tokens runs in the
-`prefill_layer` kernel of the smallest power-of-two rows >= n (at least MIN_BUCKET,
-at most the model's max context), zero rows after it; the causal mask keeps those rows
-out of the real ones. A decode step at position p runs in the `decode_step` kernel of
-the smallest power-of-two cache rows >= p, with a mask argument (1.0 for the p rows
-written, 0.0 after) that hides the rest. So a model compiles about log2(max context)
-kernels of each kind, at first use, and keeps them for the process.
+`prefill_layer` kernel of the smallest power-of-two rows >= n (at least
+MIN_PREFILL_BUCKET, at most the model's max context), zero rows after it; the causal
+mask keeps those rows out of the real ones, and a row's result does not depend on the
+bucket (bit for bit; test_run_decoder.py checks 16 against 64 rows). A decode step at position p runs in the `decode_step` kernel of
+the smallest power-of-two cache rows >= p (at least MIN_BUCKET), with a mask argument
+(1.0 for the p rows written, 0.0 after) that hides the rest. So a model compiles about
+log2(max context) kernels of each kind, at first use (`agentc.runtime.kernels`, so a
+trace shows the compiles), and keeps them for the process.
 
 Interface (stable; `agentc run` uses it):
     spec = DecoderSpec(d_model, layers, heads, kv_heads, ffn, vocab, rope_theta,
@@ -30,19 +32,22 @@ Bad weights raise WeightsError naming the tensor; bad ids or lengths raise Usage
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from agentc.codegen import kernels
 from agentc.codegen.emit import RMS_EPS
-from agentc.codegen.jit import JitKernel, jit
+from agentc.codegen.jit import JitKernel
 from agentc.diagnostics import UsageError, WeightsError
+from agentc.runtime.kernels import compiled
 from agentc.runtime.sampling import Sampler, greedy
 
 MIN_BUCKET = 64
+# Prefill's work grows with its rows (decode's, over a masked cache, hardly does), so short
+# prompts get smaller kernels: a 16-token prompt took 6.0 ms in 64 rows and 1.7 ms in 16
+# (the d256, 2-layer model of benchmarks/bench_run.py), for one compile more.
+MIN_PREFILL_BUCKET = 16
 
 # Per layer, under `model.layers.N.`: the Hugging Face name in the kernels' weight
 # order, and whether it is an nn.Linear ([out, in], transposed to the kernels' [in, out]).
@@ -109,18 +114,12 @@ class DecoderSpec:
             raise WeightsError(f"decoder config: no {missing} field") from None
 
 
-def bucket(n: int, cap: int) -> int:
-    """The kernel rows for n: the smallest power of two >= max(n, MIN_BUCKET), at most cap."""
-    rows = MIN_BUCKET
+def bucket(n: int, cap: int, least: int = MIN_BUCKET) -> int:
+    """The kernel rows for n: the smallest power of two >= max(n, least), at most cap."""
+    rows = least
     while rows < n:
         rows *= 2
     return min(rows, cap)
-
-
-@functools.cache
-def _compiled(kind: str, threads: int, **args) -> JitKernel:
-    """One JIT-compiled kernel per (kind, shape, threads) for the whole process."""
-    return jit(kernels.KERNELS[kind](**args), threads=threads)
 
 
 @dataclass
@@ -162,7 +161,7 @@ class Decoder:
         s = self.spec
         if kind != "sample":
             args.update(heads=s.heads, kv_heads=s.kv_heads, ffn=s.ffn)
-        return _compiled(kind, self.threads, d_model=s.d_model, eps=s.norm_eps, **args)
+        return compiled(kind, self.threads, d_model=s.d_model, eps=s.norm_eps, **args)
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         ids = [int(i) for i in ids]
@@ -177,7 +176,7 @@ class Decoder:
         n, cap = len(ids), self.spec.max_context
         if not 1 <= n <= cap:
             raise UsageError(f"decoder: a prompt needs 1 to {cap} tokens, got {n}")
-        rows = bucket(n, cap)
+        rows = bucket(n, cap, MIN_PREFILL_BUCKET)
         kernel = self._kernel("prefill_layer", seq=rows)
         x = np.zeros((rows, self.spec.d_model), np.float32)
         x[:n] = self.embed[ids]

@@ -18,6 +18,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from agentc.diagnostics import UsageError, WeightsError
+from agentc.runtime import decoder as decoder_module
 from agentc.runtime import sampling
 from agentc.runtime.decoder import Decoder, DecoderSpec, bucket
 from references.llama_ref import LlamaRef, choose
@@ -163,6 +164,19 @@ def test_stop_tokens_end_generation(main_model):
 def test_buckets_are_powers_of_two_within_the_context():
     assert [bucket(n, 128) for n in (1, 64, 65, 128)] == [64, 64, 128, 128]
     assert bucket(100, 96) == 96
+    assert [bucket(n, 128, decoder_module.MIN_PREFILL_BUCKET) for n in (1, 16, 17)] == [16, 16, 32]
+
+
+def test_a_prompts_rows_do_not_depend_on_its_prefill_bucket(main_model, monkeypatch):
+    """Short prompts run in small prefill kernels (the speed of benchmarks/bench_run.py's
+    prefill): the same cache and hidden state, bit for bit, as in the 64-row kernel."""
+    decoder, _, _ = main_model
+    prompt = _prompts(MAIN["vocab_size"], (12,), seed=5)[0]
+    small = decoder.prefill(prompt)
+    monkeypatch.setattr(decoder_module, "MIN_PREFILL_BUCKET", 64)
+    large = decoder.prefill(prompt)
+    assert np.array_equal(small.hidden, large.hidden)
+    assert all(np.array_equal(a, b) for a, b in zip(small.k_cache + small.v_cache, large.k_cache + large.v_cache))
 
 
 def test_bad_weights_name_the_tensor(main_model):
