@@ -169,24 +169,37 @@ def _stat(values: list[tuple[float, float]], stat: str) -> float | None:
 
 
 def menus(p: Problem, pick: tuple[Option, ...], stats: dict[str, str]) -> list:
-    """Per op, the (replicas, devices, wait per call) it may take under load
-    (references/queueing_ref.py): waits at the e2e term's percentile, p99 for every
-    path, mean waits for the mean."""
-    stat = stats["e2e"]
-    q = None if stat == "mean" else 0.99 if stat == "all" else float(stat[1:]) / 100
+    """Per op, the (replicas, devices, wait per call, first-token wait) it may take under
+    load (references/queueing_ref.py): waits at the e2e term's percentile, p99 for every
+    path, mean waits for the mean; the first token waits, with the same replicas, at the
+    TTFT term's level the same way."""
+    def level(stat):
+        return None if stat == "mean" else 0.99 if stat == "all" else float(stat[1:]) / 100
+
+    q, qt = level(stats["e2e"]), level(stats["ttft"])
     pools = {pl.name: pl for pl in p.pools}
-    return [queueing_ref.sizes(p.load_rps * op.weight, o.busy_ms, o.tp, q, pools[o.device].count)
-            for op, o in zip(p.ops, pick)]
+    out = []
+    for op, o in zip(p.ops, pick):
+        rate = p.load_rps * op.weight
+        a = rate * o.busy_ms / 1000.0
+        menu = []
+        for r, d, w in queueing_ref.sizes(rate, o.busy_ms, o.tp, q, pools[o.device].count):
+            wt = 0.0 if o.busy_ms <= 0 else queueing_ref.mean_wait(r, a, o.busy_ms) if qt is None \
+                else queueing_ref.wait_quantile(r, a, o.busy_ms, qt)
+            menu.append((r, d, w, wt))
+        out.append(menu)
+    return out
 
 
 def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str], sized=None):
     """(latency, TTFT, TBT) statistics and cost of one assignment (under load with
-    `sized`, per op its replicas, devices and wait per call); None if a pool is over its
-    devices under load."""
+    `sized`, per op its replicas, devices, wait per call and first-token wait); None if a
+    pool is over its devices under load."""
     wait = [s[2] for s in sized] if sized else [0.0] * len(p.ops)
+    first_wait = [s[3] for s in sized] if sized else [0.0] * len(p.ops)
     pools = {pl.name: pl for pl in p.pools}
     held: dict[str, int] = {}
-    for o, (_r, devices, _w) in zip(pick, sized or ()):
+    for o, (_r, devices, _w, _wt) in zip(pick, sized or ()):
         held[o.device] = held.get(o.device, 0) + devices  # each op's own replicas
     if any(devices > pools[name].count for name, devices in held.items()):
         return None
@@ -208,7 +221,7 @@ def measure(p: Problem, tr, pick: tuple[Option, ...], stats: dict[str, str], siz
         f = next((i for i in first if c[i] > 0), None)
         if f is not None:
             o = pick[f]
-            ttft.append((prob, start[f] + wait[f] + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)))
+            ttft.append((prob, start[f] + first_wait[f] + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)))
         ran = [pick[i].tbt_ms or 0.0 for i in stream if c[i] > 0]
         if ran:
             tbt.append((prob, max(ran)))
