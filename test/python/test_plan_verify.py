@@ -59,15 +59,15 @@ RAG = ["examples/rag_agent.agent"]
 
 
 def test_repair_adds_devices_until_the_simulation_holds_and_no_more():
-    """rag is planned for 5 req/s; at 9 req/s its TTFT p99 misses. The repair grows the
+    """rag is planned for 5 req/s; at 7 req/s its TTFT p99 misses. The repair grows the
     pools requests wait on until every term holds, then gives back what is not needed:
     removing one more replica from any pool it grew misses again (same seed)."""
     from agentc.sim import verify
 
     view = json.loads(_plan(*RAG, "--json").stdout)
-    assert verify.verify(view, 9.0, requests=1000).misses
+    assert verify.verify(view, 7.0, requests=1000).misses
     prices = {p["name"]: 1.0 for p in view["cluster"]["pools"]}
-    fixed_view, rep = verify.repair(view, prices, 9.0, requests=1000)
+    fixed_view, rep = verify.repair(view, prices, 7.0, requests=1000)
     assert rep.added and not rep.verdict.misses
     assert all(fixed_view["totals"]["devices"][k] == rep.before.get(k, 0) + n for k, n in rep.added.items())
     assert view["totals"]["devices"] == rep.before  # the input is not changed
@@ -78,14 +78,14 @@ def test_repair_adds_devices_until_the_simulation_holds_and_no_more():
         view["totals"]["usd_per_request"] + added_hr / (3600 * 5.0), rel=1e-5)
     assert rep.usd_per_hr_before == view["totals"]["usd_per_hr"]
     assert rep.usd_per_hr_after == fixed_view["totals"]["usd_per_hr"]
-    assert not verify.verify(fixed_view, 9.0, requests=1000).misses
+    assert not verify.verify(fixed_view, 7.0, requests=1000).misses
     widest = {}
     for op in view["ops"]:
         widest[op["pool"]] = max(widest.get(op["pool"], 1), op["tp"])
     for pool in rep.added:
         less = json.loads(json.dumps(fixed_view))
         less["totals"]["devices"][pool] -= widest[pool]
-        assert verify.verify(less, 9.0, requests=1000).misses, f"{pool} was grown more than needed"
+        assert verify.verify(less, 7.0, requests=1000).misses, f"{pool} was grown more than needed"
 
 
 def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(tmp_path):
@@ -102,7 +102,7 @@ def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(t
     assert all((v > 0) == (rep["added_devices"][k] > 0) for k, v in rep["added_usd_per_hr"].items())
     assert rep["usd_per_hr_after"] == pytest.approx(rep["usd_per_hr_before"] + sum(rep["added_usd_per_hr"].values()),
                                                     rel=1e-5)
-    assert rep["tried"] == ["re-planned for 9 req/s, b200 +1 added: holds"]   # the re-plan, then one more device
+    assert rep["tried"] == ["re-planned for 9 req/s, no devices added: holds"]   # the re-plan holds as planned
     b = _plan(*RAG, "--verify", "--repair", "--load", "9", "--json")
     assert a.stdout == b.stdout
     dest = tmp_path / "out"
