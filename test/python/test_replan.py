@@ -141,27 +141,28 @@ def _agentc(*args, cwd):
     return subprocess.run([sys.executable, "-m", "agentc", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def _cluster(tmp, name, gaudi3=8):
-    """The built-in fleet with the gaudi3 pool holding `gaudi3` devices."""
+def _cluster(tmp, name, a100=8):
+    """The built-in fleet with the a100 pool (where rag decodes) holding `a100` devices."""
     with open(os.path.join(ROOT, "agentc", "catalog", "default_cluster.toml")) as f:
         text = f.read()
-    old = 'name = "gaudi3"\ndevice = "Gaudi3"\ncount = 8'
+    old = 'name = "a100"\ndevice = "A100"\ncount = 8'
     assert old in text
     path = tmp / name
-    path.write_text(text.replace(old, old[:-1] + str(gaudi3)))
+    path.write_text(text.replace(old, old[:-1] + str(a100)))
     return str(path)
 
 
 @pytest.fixture(scope="module")
 def rag(tmp_path_factory):
-    """rag compiled once on the built-in fleet (its decode uses 2 of gaudi3's 8 devices)."""
+    """rag compiled once on the built-in fleet (its decode uses 4 of a100's 8 devices, tp 4,
+    beside its retrieve on one more)."""
     root = tmp_path_factory.mktemp("replan")
     dest = str(root / "rag-out")
     r = _agentc("compile", "examples/rag_agent.agent", "-o", dest, "--targets", "cpu", "-q", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     with open(os.path.join(dest, "manifest.json")) as f:
         m = json.load(f)
-    assert m["totals"]["devices"]["gaudi3"] >= 2
+    assert m["totals"]["devices"]["a100"] >= 2
     return root, dest, m
 
 
@@ -194,25 +195,25 @@ def test_lost_devices_move_only_the_lost_pools_ops_and_deploy_validates(rag):
     from ray.serve.schema import ServeDeploySchema
 
     root, dest, m = rag
-    left = m["totals"]["devices"]["gaudi3"] - 1  # one device fewer than the plan uses there
-    cluster = _cluster(root, "g3.toml", gaudi3=left)
-    out = str(root / "g3")
+    left = m["totals"]["devices"]["a100"] - 1  # one device fewer than the plan uses there
+    cluster = _cluster(root, "a1.toml", a100=left)
+    out = str(root / "a1")
     r = _replan(dest, "--cluster", cluster, "-o", out)
     assert r.exit_code == 0, r.output
     new, doc = _read(out)
-    on_g3 = {o["id"] for o in m["ops"] if o["pool"] == "gaudi3"}
+    on_a1 = {o["id"] for o in m["ops"] if o["pool"] == "a100"}
     moved = {o["op"] for o in doc["diff"]["ops"] if o["moved"]}
-    assert moved and moved <= on_g3
-    assert all(o["pool"] != "gaudi3" or o["id"] in on_g3 for o in new["ops"])
-    assert sum(o["tp"] * o["replicas"] for o in new["ops"] if o["pool"] == "gaudi3") <= left
-    assert doc["diff"]["inventory"] == {"gaudi3": {"before": 8, "after": left}}
-    assert "ops that change" in r.stdout and "gaudi3" in r.stdout
+    assert moved and moved <= on_a1
+    assert all(o["pool"] != "a100" or o["id"] in on_a1 for o in new["ops"])
+    assert sum(o["tp"] * o["replicas"] for o in new["ops"] if o["pool"] == "a100") <= left
+    assert doc["diff"]["inventory"] == {"a100": {"before": 8, "after": left}}
+    assert "ops that change" in r.stdout and "a100" in r.stdout
     # the from-scratch plan: no cheaper than the penalised one is dear, equal to a compile
-    scratch = str(root / "g3-scratch")
+    scratch = str(root / "a1-scratch")
     r = _replan(dest, "--cluster", cluster, "-o", scratch, "--no-movement-penalty", "-q")
     assert r.exit_code == 0, r.output
     free, _ = _read(scratch)
-    compiled = str(root / "g3-compiled")
+    compiled = str(root / "a1-compiled")
     c = _agentc("compile", "examples/rag_agent.agent", "--cluster", cluster, "-o", compiled, "--targets", "cpu",
                 "-q", cwd=ROOT)
     assert c.returncode == 0, c.stderr
@@ -223,7 +224,7 @@ def test_lost_devices_move_only_the_lost_pools_ops_and_deploy_validates(rag):
     # the new manifest is a manifest, and deploys
     with open(os.path.join(ROOT, "docs", "manifest.schema.json")) as f:
         jsonschema.validate(new, json.load(f))
-    dep = str(root / "g3-deploy")
+    dep = str(root / "a1-deploy")
     r = CliRunner().invoke(cli, ["deploy", out, "--format", "all", "-o", dep, "-q"])
     assert r.exit_code == 0, r.output
     with open(os.path.join(dep, "ray-serve", "serve.yaml")) as f:
@@ -269,9 +270,9 @@ def test_a_slower_measured_op_costs_more_and_moves(rag):
     assert (a["samples"], a["factor"]) == (3, pytest.approx(2.0, rel=1e-5))
     slow = {(x["device"], x["tp"]): x["time_ms"] for x in get(_op(c, "ans.decode"), "costs")}
     for key, t in base.items():
-        assert slow[key] == pytest.approx(t * (2.0 if key[0] == "Gaudi3" else 1.0), rel=1e-5)
+        assert slow[key] == pytest.approx(t * (2.0 if key[0] == "A100" else 1.0), rel=1e-5)
     after = {o["id"]: o for o in new["ops"]}
-    assert after["ans.decode"]["pool"] != "gaudi3"
+    assert after["ans.decode"]["pool"] != "a100"
     assert os.path.basename(new["inputs"][-1]["path"]) == "trace-2.json"
 
 
