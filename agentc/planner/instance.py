@@ -396,18 +396,17 @@ class Instance:
         for i in range(len(self.ops)):
             for parts in split.split_menu(self, i):
                 shares = tuple((pt.site, pt.fraction) for pt in parts)
+                first = max(parts, key=lambda pt: (pt.fraction, -pt.site))   # the largest part
                 if restrict is not None and not all(
                         restrict(i, Choice(i, pt.rank, pt.site, pt.option, None, 0.0, 0.0, True, 0,
                                            pt.replicas, pt.devices, pt.wait_ms)) for pt in parts):
                     continue
                 j = made.get((i, shares))
                 if j is None:
-                    first = max(parts, key=lambda pt: (pt.fraction, -pt.site))
                     self.sites.append(Site(split.site_name(self, shares), "split", None,
                                            self.sites[first.site].usd_per_hr, False, False, shares))
                     j = made[(i, shares)] = len(self.sites) - 1
                 o, wait = split.composite(parts)
-                first = max(parts, key=lambda pt: (pt.fraction, -pt.site))
                 tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
                 self.op_choices[i].append(len(self.choices))
                 self.choices.append(Choice(i, first.rank, j, o, None, 0.0, tbt_x, True, 0, first.replicas,
@@ -665,11 +664,12 @@ class Instance:
         if transfers is None:
             ch = [self.choices[k] for k in choice]
             transfers = [self.transfer(k, ch[e.u].site, ch[e.v].site) for k, e in enumerate(self.edges)]
-        if len(self.scen) * len(self.ops) >= SCENARIO_VECTOR_MIN:
+        vector = len(self.scen) * len(self.ops) >= SCENARIO_VECTOR_MIN
+        if vector:
             starts, ends = self._longest_all(choice, transfers)
         out = []
         for s, (prob, counts, ecounts) in enumerate(self.scen):
-            if len(self.scen) * len(self.ops) >= SCENARIO_VECTOR_MIN:
+            if vector:
                 start, end = starts[:, s].tolist(), float(ends[s])
             else:
                 start, finish = self.longest(choice, transfers, counts, ecounts)
@@ -698,8 +698,7 @@ class Instance:
             for k in self.pred[i]:
                 np.maximum(row, finish[self.edges[k].u] + ecounts[k] * transfers[k][0], out=row)
             np.add(row, counts[i] * self._call[choice[i]], out=finish[i])
-        ends = finish.max(axis=0, initial=0.0) if len(self.ops) else np.zeros(width)
-        return start, ends
+        return start, finish.max(axis=0, initial=0.0)
 
     def evaluate(self, choice: tuple[int, ...] | list[int]) -> Metrics:
         p, sla = self.problem, self.problem.sla
