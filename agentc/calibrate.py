@@ -1,9 +1,11 @@
 """Measure this machine's CPU and write it as a device profile the planner can use.
 
 The catalog's CPU numbers are vendor peaks scaled by guessed efficiencies. `agentc
-calibrate` replaces guesses with measurements: GEMM FLOP/s through numpy's BLAS (several
-sizes, best of N), streaming bandwidth through large array copies, and the fixed cost of
-one small call (the analogue of a kernel launch). `write_profile` stores the result as
+calibrate` replaces guesses with measurements: GEMM FLOP/s through numpy's BLAS by size,
+streaming-read bandwidth by working set (one figure per level of the memory hierarchy,
+found by the sweep rather than read from sysfs, which in a VM reports the host's
+caches), a large copy, and the fixed cost of one small call (the analogue of a kernel
+launch). `write_profile` stores the result as
 TOML in the catalog's device format, so the file works as a `--catalog` extra file, as a
 cluster's `device_files` entry, or through `load_device_profile`. `fit_efficiency`
 turns a measurement into the efficiency factors of a catalog device (measured / peak).
@@ -30,6 +32,7 @@ from agentc.diagnostics import UsageError
 from agentc.outputs import writing
 
 __all__ = ["calibrate_cpu", "measure_matmul_gflops", "measure_copy_gbps", "measure_call_overhead_us",
+           "measure_gemv_seconds",
            "write_profile", "fit_efficiency", "apply_efficiency", "best_time_s"]
 
 
@@ -58,6 +61,24 @@ def measure_matmul_gflops(n: int, repeats: int = 5, dtype: str = "float32") -> f
     out = np.empty((n, n), dtype=dtype)
     t = best_time_s(lambda: np.matmul(a, b, out=out), repeats, min_time_s=0.01)
     return 2 * n**3 / t / 1e9
+
+
+def measure_gemv_seconds(nbytes: int, repeats: int = 5) -> float:
+    """Best time of a float32 matrix-vector product over a square matrix of about
+    `nbytes`: a streaming read on every core (BLAS threads it), hot in whatever level
+    of the memory hierarchy holds the matrix."""
+    n = max(8, int(math.isqrt(max(nbytes, 256) // 4)))
+    a = np.ones((n, n), dtype=np.float32)  # the values do not change a streaming read
+    x = np.ones(n, dtype=np.float32)
+    y = np.empty(n, dtype=np.float32)
+    return best_time_s(lambda: np.matmul(a, x, out=y), repeats, min_time_s=0.01)
+
+
+def _net_rate(work: float, seconds: float, call_s: float) -> float:
+    """Work per second once the fixed call cost (charged separately as launch_us) is
+    taken out; at most 3/4 of a tiny call's time is taken as fixed, so noise in the
+    overhead cannot make the rate explode."""
+    return work / max(seconds - call_s, 0.25 * seconds)
 
 
 def measure_copy_gbps(megabytes: float = 128, repeats: int = 5) -> float:
@@ -107,19 +128,44 @@ def _llvm_cpu(flags: str) -> tuple[str, str]:
     return f"{machine}-unknown-linux-gnu", "generic"
 
 
-def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 1024), repeats: int = 5,
+GEMM_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
+# Working sets of the bandwidth sweep, 16 KB to 512 MB: from inside L1 to well past any
+# last-level cache a 2026 server slice has (the sweep finds the levels; sysfs may not).
+BANDWIDTH_BYTES = tuple(1 << k for k in range(14, 30))
+
+
+def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = GEMM_SIZES, repeats: int = 5,
                   copy_mb: float = 128, capex_usd: float = 2000.0, tdp_w: float | None = None,
-                  given_usd_per_hr: float = 0.05, nic_gbits_s: float = 10.0) -> dict[str, Any]:
+                  given_usd_per_hr: float = 0.05, nic_gbits_s: float = 10.0,
+                  bandwidth_bytes: tuple[int, ...] = BANDWIDTH_BYTES) -> dict[str, Any]:
     """Measure this CPU. Returns {"device": {...catalog keys...}, "measured": {...}}.
+
+    Two curves carry what one peak and one bandwidth cannot: `gemm_curve`, GFLOP/s of
+    square GEMMs by FLOPs per call (small ones run below the large ones' rate), and
+    `bandwidth_curve`, the streaming-read GB/s of a matrix-vector product by working set
+    (a matrix in the last-level cache streams ~2x faster than from DRAM). Both are net of
+    the fixed call cost, which is `launch_us`. `dram_gbps` is the curve's largest
+    working set; `fp32_tflops` its best GEMM rate.
 
     `capex_usd`, `tdp_w` (default 15 W per core), `given_usd_per_hr` and `nic_gbits_s`
     are not measurable and are stored as given.
     """
     _check_device_name(name)
-    by_size = {n: measure_matmul_gflops(n, repeats) for n in sizes}
-    best_gflops = max(by_size.values())
-    copy_gbps = measure_copy_gbps(copy_mb, repeats)
     call_us = measure_call_overhead_us(repeats)
+    call_s = call_us / 1e6
+    by_size = {n: measure_matmul_gflops(n, repeats) for n in sizes}
+    gemm_curve = [[float(2 * n**3), round(_net_rate(2 * n**3, 2 * n**3 / (g * 1e9), call_s) / 1e9, 3)]
+                  for n, g in sorted(by_size.items())]
+    bandwidth_curve = []
+    for nbytes in sorted(bandwidth_bytes):
+        side = max(8, int(math.isqrt(max(nbytes, 256) // 4)))
+        real = side * side * 4
+        if bandwidth_curve and real <= bandwidth_curve[-1][0]:
+            continue
+        t = measure_gemv_seconds(real, repeats)
+        bandwidth_curve.append([float(real), round(_net_rate(real, t, call_s) / 1e9, 3)])
+    best_gflops = max(r for _, r in gemm_curve)
+    copy_gbps = measure_copy_gbps(copy_mb, repeats)
     info = _cpu_info()
     cores = os.cpu_count() or 1
     triple, chip = _llvm_cpu(info.get("flags", ""))
@@ -130,7 +176,7 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 10
         "kind": "cpu",
         "capex_usd": capex_usd,
         "memory_gb": round(_memory_gb(), 1),
-        "dram_gbps": round(copy_gbps, 3),
+        "dram_gbps": bandwidth_curve[-1][1],
         # numpy has no fast half-precision GEMM; CPU runtimes widen fp16/bf16 to fp32.
         "fp16_tflops": round(tflops, 6),
         "bf16_tflops": round(tflops, 6),
@@ -148,6 +194,8 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 10
         "target": "llvm-cpu",
         "triple": triple,
         "chip": chip,
+        "gemm_curve": gemm_curve,
+        "bandwidth_curve": bandwidth_curve,
     }
     measured: dict[str, Any] = {
         "cpu_model": info.get("model name", platform.processor() or "unknown"),
@@ -155,7 +203,7 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = (256, 512, 10
         "numpy_version": np.__version__,
         "copy_mb": float(copy_mb),
         "repeats": repeats,
-        "matmul_best_gflops": round(best_gflops, 3),
+        "matmul_best_gflops": round(max(by_size.values()), 3),
         "copy_gbps": round(copy_gbps, 3),
         "call_overhead_us": round(call_us, 4),
     }

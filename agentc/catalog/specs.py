@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -18,7 +19,7 @@ from agentc.diagnostics import CatalogError, SourceLoc
 from agentc.units import transfer_ms
 
 __all__ = [
-    "DTYPE_BYTES", "DEVICE_KINDS", "TARGETS", "MODEL_KINDS", "PRICING", "DeviceSpec", "ModelSpec", "Pool",
+    "DTYPE_BYTES", "DEVICE_KINDS", "curve_rate", "TARGETS", "MODEL_KINDS", "PRICING", "DeviceSpec", "ModelSpec", "Pool",
     "Link", "Profile", "Cluster", "Catalog", "bytes_per_elem", "did_you_mean",
 ]
 
@@ -35,6 +36,19 @@ def bytes_per_elem(dtype: str) -> float:
         return DTYPE_BYTES[dtype]
     except KeyError:
         raise CatalogError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPE_BYTES)})") from None
+
+
+def curve_rate(points: tuple[tuple[float, float], ...], x: float) -> float:
+    """The rate at size `x` on a measured (size, rate) curve: linear in log size and log
+    rate between points (rates change by cache level and tiling, multiplicatively),
+    the end points' rates outside them."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, r0), (x1, r1) in zip(points, points[1:]):
+        if x <= x1:
+            f = math.log(x / x0) / math.log(x1 / x0)
+            return math.exp(math.log(r0) + f * (math.log(r1) - math.log(r0)))
+    return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,10 @@ class DeviceSpec:
     elementwise_memory_efficiency: float | None = None
     elementwise_launch_us: float | None = None
     allreduce_gbytes_s: float = 0.0  # NCCL all-reduce bus bandwidth; 0: fabric_gbytes_s
+    # Measured rate curves (agentc calibrate): ((working-set bytes, GB/s), ...) and
+    # ((FLOPs per call, GFLOP/s), ...), sizes increasing; empty: mem_gbps and the peak.
+    bandwidth_curve: tuple[tuple[float, float], ...] = ()
+    gemm_curve: tuple[tuple[float, float], ...] = ()
     target: str = "none"
     chip: str = ""
     triple: str = ""
@@ -92,6 +110,23 @@ class DeviceSpec:
     @property
     def memory_bytes(self) -> float:
         return self.memory_gb * 1e9
+
+    def bandwidth_gbps(self, working_set_bytes: float) -> float:
+        """Memory bandwidth (GB/s, before efficiency) for data of `working_set_bytes`
+        that stays resident between calls: the measured curve where there is one (a CPU
+        streams a matrix that fits its last-level cache ~2x faster than DRAM), else
+        mem_gbps."""
+        if not self.bandwidth_curve:
+            return self.mem_gbps
+        return curve_rate(self.bandwidth_curve, working_set_bytes)
+
+    def flops_per_s(self, dtype: str, flops: float | None = None) -> float:
+        """Achieved FLOP/s for one call of `flops` FLOPs in `dtype`: the measured GEMM
+        curve where there is one (small GEMMs reach a fraction of the large ones' rate),
+        else the dense peak; either times the dtype's efficiency."""
+        if self.gemm_curve and flops:
+            return curve_rate(self.gemm_curve, flops) * 1e9 * self.efficiency(dtype)
+        return self.tflops(dtype) * 1e12 * self.efficiency(dtype)
 
     def efficiency(self, dtype: str) -> float:
         """Achieved / peak FLOP/s for computing in `dtype` (FP8 GEMMs often reach a

@@ -130,6 +130,8 @@ DEVICE_NUMBERS = {
     "elementwise_memory_efficiency": dict(positive=True), "elementwise_launch_us": dict(nonneg=True),
 }
 DEVICE_STRINGS = {"vendor": (), "kind": DEVICE_KINDS, "target": TARGETS, "chip": (), "triple": ()}
+# Measured rate curves (agentc calibrate): [[size, rate], ...] with sizes increasing.
+DEVICE_CURVES = {"bandwidth_curve": ("working-set bytes", "GB/s"), "gemm_curve": ("FLOPs per call", "GFLOP/s")}
 _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", "capex_usd",
                     "devices_per_chassis", "nic_gbits_s", "launch_us", "target")
 _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0, "given_usd_per_hr": None,
@@ -137,7 +139,7 @@ _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0
                              "compute_efficiency": 1.0, "memory_efficiency": 1.0,
                              "fp8_compute_efficiency": None, "roofline_p": 0.0, "allreduce_gbytes_s": 0.0,
                              "elementwise_memory_efficiency": None, "elementwise_launch_us": None,
-                             "chip": "", "triple": ""}
+                             "bandwidth_curve": (), "gemm_curve": (), "chip": "", "triple": ""}
 _ABSTRACT_KEYS = ("given_usd_per_hr", "vendor", "kind")
 
 
@@ -149,7 +151,7 @@ def device_from_table(tf: TomlFile, name: str, raw: Mapping[str, Any],
         raise tf.error(f"'device.{name}' must be a table", table)
     merged = dict(base or {})
     merged.update(raw)
-    known = set(DEVICE_NUMBERS) | set(DEVICE_STRINGS) | {"hbm_gbps", "dram_gbps", "base"}
+    known = set(DEVICE_NUMBERS) | set(DEVICE_STRINGS) | set(DEVICE_CURVES) | {"hbm_gbps", "dram_gbps", "base"}
     for key in raw:
         if key not in known:
             raise tf.error(f"unknown key '{key}' in device '{name}'", table, key,
@@ -177,6 +179,9 @@ def device_from_table(tf: TomlFile, name: str, raw: Mapping[str, Any],
     for key, choices in DEVICE_STRINGS.items():
         if key in merged:
             values[key] = string(tf, table, merged, key, choices, what=what)
+    for key in DEVICE_CURVES:
+        if key in merged:
+            values[key] = _curve(tf, table, merged, key, what)
     values["mem_gbps"] = number(tf, table, merged, bw_keys[0], positive=True, what=what)
     for key in ("compute_efficiency", "memory_efficiency", "fp8_compute_efficiency", "elementwise_memory_efficiency"):
         if values[key] is not None and values[key] > 1:
@@ -187,6 +192,30 @@ def device_from_table(tf: TomlFile, name: str, raw: Mapping[str, Any],
     if values["kind"] == "abstract":
         raise tf.error(f"{what}an abstract device cannot set hardware numbers", table, "kind")
     return DeviceSpec(name=name, source=tf.path, **values), merged
+
+
+def _curve(tf: TomlFile, table: tuple[str, ...], d: Mapping[str, Any], key: str,
+           what: str) -> tuple[tuple[float, float], ...]:
+    """`d[key]` checked as a measured curve: a non-empty list of [size, rate] pairs of
+    positive finite numbers, sizes strictly increasing (the cost model interpolates)."""
+    size, rate = DEVICE_CURVES[key]
+    value = d[key]
+    shape = f"{what}'{key}' must be a list of [{size}, {rate}] pairs"
+    if not isinstance(value, list) or not value:
+        raise tf.error(f"{shape}, got {value!r}", table, key)
+    out: list[tuple[float, float]] = []
+    for i, pair in enumerate(value):
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)):
+            raise tf.error(f"{shape}; entry {i} is {pair!r}", table, key)
+        if not all(math.isfinite(v) and 0 < v <= MAX_NUMBER for v in pair):
+            raise tf.error(f"{what}'{key}' entry {i}: size and rate must be positive and at most "
+                           f"{_limit(MAX_NUMBER)}, got {pair!r}", table, key)
+        if out and pair[0] <= out[-1][0]:
+            raise tf.error(f"{what}'{key}' entry {i}: sizes must increase, got {pair[0]!r} after "
+                           f"{out[-1][0]!r}", table, key)
+        out.append((float(pair[0]), float(pair[1])))
+    return tuple(out)
 
 
 _MODEL_INTS = ("layers", "d_model", "heads", "kv_heads", "ffn", "vocab", "experts", "top_k",

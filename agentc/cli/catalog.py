@@ -109,8 +109,15 @@ def calibrate_cmd(device, measurements, catalogs, output, name):
         return
     if device != "cpu":
         raise click.UsageError("--device NAME needs --from-measurements FILE.csv (only 'cpu' is measured here)")
-    from agentc.calibrate import calibrate_cpu, write_profile
+    import os
 
+    from agentc.calibrate import calibrate_cpu, write_profile
+    from agentc.outputs import writing
+
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        with writing(output):  # refuse before the measurement's seconds, not after
+            raise FileNotFoundError(2, "no such directory" if not os.path.isdir(parent) else "not writable")
     data = calibrate_cpu(name=name)
     write_profile(output, data)
     m = data.get("measured", {})

@@ -127,19 +127,22 @@ class KernelTime:
         return self.compute_bound_ms + self.memory_bound_ms
 
 
-def kernel_ms(k: Kernel, device: DeviceSpec, tp: int, dtype: str) -> tuple[float, float, float]:
-    """(compute roof, memory roof, smooth roof) of one launch of `k`, in ms."""
-    peak = device.tflops(dtype) * 1e12 * device.efficiency(dtype)
-    bw = device.mem_gbps * 1e9 * kernel_class(k.name, device)[0]
+def kernel_ms(k: Kernel, device: DeviceSpec, tp: int, dtype: str,
+              working_set: float = 0.0) -> tuple[float, float, float]:
+    """(compute roof, memory roof, smooth roof) of one launch of `k`, in ms; the op's
+    resident `working_set` (bytes per device) picks the bandwidth on a measured curve."""
+    peak = device.flops_per_s(dtype, k.flops_at(tp))
+    bw = device.bandwidth_gbps(working_set) * 1e9 * kernel_class(k.name, device)[0]
     c = k.flops_at(tp) / peak * 1e3 if k.flops else 0.0
     m = k.bytes_at(tp) / bw * 1e3
     return c, m, smooth_roof((c, m), device.roofline_p)
 
 
-def price_kernels(kernels: Iterable[Kernel], device: DeviceSpec, tp: int, dtype: str) -> KernelTime:
+def price_kernels(kernels: Iterable[Kernel], device: DeviceSpec, tp: int, dtype: str,
+                  working_set: float = 0.0) -> KernelTime:
     c_sum = m_sum = cb = mb = launches = fixed_us = 0.0
     for k in kernels:
-        c, m, t = kernel_ms(k, device, tp, dtype)
+        c, m, t = kernel_ms(k, device, tp, dtype, working_set)
         fixed_us += kernel_class(k.name, device)[1] * k.count
         c_sum += c * k.count
         m_sum += m * k.count

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 
 import pytest
 
 from agentc.calibrate import apply_efficiency, calibrate_cpu, fit_efficiency, write_profile
 from agentc.catalog import load_catalog, load_device_profile
 from agentc.costmodel import op_cost
-from agentc.diagnostics import UsageError
+from agentc.diagnostics import CatalogError, UsageError
 
 
 @pytest.fixture(scope="module")
 def measured():
-    return calibrate_cpu(name="test-host", sizes=(64, 128), repeats=2, copy_mb=8)
+    return calibrate_cpu(name="test-host", sizes=(64, 128), repeats=2, copy_mb=8,
+                         bandwidth_bytes=(1 << 14, 1 << 16, 1 << 20))
 
 
 def test_calibrate_measures_positive_rates(measured):
@@ -34,10 +36,26 @@ def test_profile_round_trip(tmp_path, measured):
     assert spec.name == "test-host" and spec.is_cpu
     assert spec.fp32_tflops == pytest.approx(measured["device"]["fp32_tflops"])
     assert spec.mem_gbps == pytest.approx(measured["device"]["dram_gbps"])
-    # usable as a catalog extra file, hence as a device in a cluster
+    assert [list(p) for p in spec.gemm_curve] == measured["device"]["gemm_curve"]
+    assert [list(p) for p in spec.bandwidth_curve] == measured["device"]["bandwidth_curve"]
+    # usable as a catalog extra file, hence as a device in a cluster; 1e9 FLOPs is past
+    # the largest GEMM measured (2 x 128^3), so it runs at that size's rate
     cat = load_catalog([path])
     cost = op_cost("compute.cpu", {"flops": 1e9}, None, cat.devices["test-host"])
-    assert cost.binding == "compute" and cost.compute_ms == pytest.approx(1e9 / (spec.fp32_tflops * 1e12) * 1e3)
+    last_gflops = measured["device"]["gemm_curve"][-1][1]
+    assert cost.binding == "compute" and cost.compute_ms == pytest.approx(1e9 / (last_gflops * 1e9) * 1e3)
+
+
+def test_calibration_curves_cover_the_sweep(measured):
+    """One point per GEMM size (FLOPs = 2 n^3) and per working set (the square matrix
+    nearest below it: 64^2, 128^2 and 512^2 floats), rates positive; DRAM is the
+    largest working set's figure and the peak the best GEMM's."""
+    dev = measured["device"]
+    assert [p[0] for p in dev["gemm_curve"]] == [2 * 64**3, 2 * 128**3]
+    assert [p[0] for p in dev["bandwidth_curve"]] == [64 * 64 * 4, 128 * 128 * 4, 512 * 512 * 4]
+    assert all(p[1] > 0 for p in dev["gemm_curve"] + dev["bandwidth_curve"])
+    assert dev["dram_gbps"] == dev["bandwidth_curve"][-1][1]
+    assert dev["fp32_tflops"] == pytest.approx(max(p[1] for p in dev["gemm_curve"]) / 1e3, abs=1e-6)
 
 
 def test_values_needing_quotes_round_trip(tmp_path, measured):
@@ -78,3 +96,81 @@ def test_fit_efficiency(tmp_path, measured):
     assert fitted["compute_efficiency"] == pytest.approx(min(1.0, spec.fp32_tflops / peak.fp32_tflops))
     assert fitted["memory_efficiency"] == pytest.approx(min(1.0, spec.mem_gbps / peak.mem_gbps))
     assert apply_efficiency(peak, fitted).compute_efficiency == fitted["compute_efficiency"]
+
+
+# --------------------------------------------------------------------------- measured curves in the cost model
+
+_CURVED = """
+[device.curved]
+kind = "cpu"
+capex_usd = 1
+memory_gb = 64
+dram_gbps = 20
+fp16_tflops = 0.1
+fp32_tflops = 0.1
+tdp_w = 1
+devices_per_chassis = 1
+nic_gbits_s = 10
+launch_us = 2
+target = "llvm-cpu"
+bandwidth_curve = [[1e6, 80.0], [1e8, 20.0]]
+gemm_curve = [[1e6, 10.0], [1e10, 100.0]]
+"""
+
+
+def _profile(tmp_path, text, name="p.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_device_profile(path)
+
+
+def test_curves_price_by_working_set_and_call_size(tmp_path):
+    """Rates are read off the curve, linear in log-log between points (hand-computed):
+    1e7 bytes is halfway in log between 1e6 (80 GB/s) and 1e8 (20 GB/s): sqrt(80 x 20)
+    = 40 GB/s; 1e8 FLOPs halfway between 10 and 100 GFLOP/s: sqrt(1000) GFLOP/s."""
+    dev = _profile(tmp_path, _CURVED)
+    cases = [  # (bytes, expected memory ms)
+        (5e5, 5e5 / 80e9 * 1e3),     # below the first point: its rate (L1/L2)
+        (1e7, 1e7 / 40e9 * 1e3),
+        (1e9, 1e9 / 20e9 * 1e3),     # past the last point: DRAM
+    ]
+    for nbytes, ms in cases:
+        cost = op_cost("compute.cpu", {"flops": 1.0, "bytes": nbytes}, None, dev)
+        assert cost.memory_ms == pytest.approx(ms, rel=1e-12)
+        assert cost.time_ms == pytest.approx(max(ms, cost.compute_ms) + 2e-3, rel=1e-12)
+    cost = op_cost("compute.cpu", {"flops": 1e8, "bytes": 8.0}, None, dev)
+    assert cost.compute_ms == pytest.approx(1e8 / (1000 ** 0.5 * 1e9) * 1e3, rel=1e-12)
+    # without curves the same device prices at its flat numbers, as before
+    flat = replace(dev, bandwidth_curve=(), gemm_curve=())
+    assert op_cost("compute.cpu", {"flops": 1e8, "bytes": 1e7}, None, flat).time_ms == pytest.approx(
+        max(1e8 / 0.1e12, 1e7 / 20e9) * 1e3 + 2e-3, rel=1e-12)
+
+
+def test_an_llm_on_a_curved_cpu_streams_its_weights_from_dram(tmp_path):
+    """Composition: a decode's working set is its weights and KV cache (GBs), so on a
+    measured curve it is priced at the largest working set's bandwidth, exactly as a
+    device whose only bandwidth is that figure; the cache levels never flatter it."""
+    dev = _profile(tmp_path, _CURVED)
+    model = load_catalog().models["llama3-8b"]
+    as_dram = replace(dev, bandwidth_curve=(), mem_gbps=20.0)
+    attrs = {"tokens": 4, "context": 512, "batch": 1}
+    curved, flat = (op_cost("llm.decode", attrs, model, d) for d in (dev, as_dram))
+    assert curved.memory_ms == pytest.approx(flat.memory_ms, rel=1e-12)
+    assert curved.memory_ms > 0
+
+
+@pytest.mark.parametrize("curve, message", [
+    ("7", "'bandwidth_curve' must be a list of [working-set bytes, GB/s] pairs, got 7"),
+    ("[]", "'bandwidth_curve' must be a list of [working-set bytes, GB/s] pairs, got []"),
+    ("[[1e6, 80.0, 3]]", "entry 0 is [1000000.0, 80.0, 3]"),
+    ('[[1e6, "fast"]]', "entry 0 is [1000000.0, 'fast']"),
+    ("[[1e6, -80.0]]", "'bandwidth_curve' entry 0: size and rate must be positive"),
+    ("[[1e6, 80.0], [1e6, 20.0]]", "'bandwidth_curve' entry 1: sizes must increase, got 1000000.0 after 1000000.0"),
+    ("[[1e6, 80.0], [inf, 20.0]]", "entry 1: size and rate must be positive and at most"),
+])
+def test_a_bad_curve_is_a_located_error(tmp_path, curve, message):
+    text = _CURVED.replace("bandwidth_curve = [[1e6, 80.0], [1e8, 20.0]]", f"bandwidth_curve = {curve}")
+    with pytest.raises(CatalogError) as e:
+        _profile(tmp_path, text)
+    assert message in e.value.message
+    assert e.value.loc.line == text.splitlines().index(f"bandwidth_curve = {curve}") + 1
