@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from agentc.catalog.specs import Catalog, DeviceSpec, ModelSpec, did_you_mean
 from agentc.catalog.toml_source import TomlFile
-from agentc.catalog.validate import DEVICE_NUMBERS, DEVICE_STRINGS, check_model, check_name, device_from_table
+from agentc.catalog.validate import DEVICE_CURVES, DEVICE_NUMBERS, DEVICE_STRINGS, check_model, check_name, device_from_table
 from agentc.diagnostics import SourceLoc
 
 __all__ = ["CatalogBuilder", "load_catalog", "load_device_profile", "load_device_tables", "package_file"]
@@ -114,6 +114,7 @@ def _device_raw(d: DeviceSpec) -> dict:
     raw = {k: getattr(d, k) for k in list(DEVICE_NUMBERS) + list(DEVICE_STRINGS)}
     raw = {k: v for k, v in raw.items() if v is not None}  # unset optional keys stay unset
     raw["dram_gbps" if d.is_cpu else "hbm_gbps"] = d.mem_gbps
+    raw.update({k: [list(p) for p in getattr(d, k)] for k in DEVICE_CURVES if getattr(d, k)})
     return raw
 
 

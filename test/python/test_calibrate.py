@@ -174,3 +174,19 @@ def test_a_bad_curve_is_a_located_error(tmp_path, curve, message):
         _profile(tmp_path, text)
     assert message in e.value.message
     assert e.value.loc.line == text.splitlines().index(f"bandwidth_curve = {curve}") + 1
+
+
+def test_curves_survive_an_override_of_another_key(tmp_path):
+    """A later file that overrides one key of a measured device keeps its curves, also
+    when the catalog is rebuilt from specs (cluster files do that)."""
+    from agentc.catalog.catalogs import CatalogBuilder
+
+    first = tmp_path / "a.toml"
+    first.write_text(_CURVED)
+    second = tmp_path / "b.toml"
+    second.write_text("[device.curved]\nlaunch_us = 3\n")
+    b = CatalogBuilder.from_catalog(load_catalog([first]))
+    b.add_file(str(second))
+    dev = b.build().devices["curved"]
+    assert dev.launch_us == 3
+    assert dev.bandwidth_curve == ((1e6, 80.0), (1e8, 20.0)) and dev.gemm_curve == ((1e6, 10.0), (1e10, 100.0))
