@@ -61,19 +61,30 @@ def deployment_name(pool: str) -> str:
     return f"pool-{slug(pool)}"
 
 
-def actor_options(device: Device, tp: int) -> dict:
-    """A pool replica's ray_actor_options: tp devices of the pool's kind (CPUs, GPUs with
-    Ray's accelerator_type label, or the vendor's resource), on nodes of the pool."""
-    opts = {"resources": {pool_resource(device.pool): 1}}
+# The actor options Serve takes from ray_run's pool specs (Serve restarts replicas itself).
+_SERVE_ACTOR_KEYS = ("num_cpus", "num_gpus", "resources", "accelerator_type")
+
+
+def pool_options(device: Device, tp: int) -> dict:
+    """A pool deployment's Serve options (serve.yaml's `deployments` and the builder's
+    alike). CPU pools: `ray_actor_options` of tp CPUs on nodes of the pool. Accelerator
+    pools: what `agentc run --ray` asks for each of their actors (ray_run.pool_spec, the
+    one place that says it): a placement group per replica of one bundle, tp devices with
+    the pool's resource and Ray's accelerator label, and actor options that fill it
+    exactly (Serve puts the replica in the bundle, so its demand must fit there)."""
+    from agentc.deploy.ray_run import PoolGroup, pool_spec
+
     if device.vendor == "cpu":
-        opts["num_cpus"] = tp
-    elif device.ray_resource == "GPU":
-        opts["num_gpus"] = tp
-    else:
-        opts["resources"][device.ray_resource] = tp
-    if device.accelerator_type:
-        opts["accelerator_type"] = device.accelerator_type
-    return opts
+        return {"ray_actor_options": {"num_cpus": tp, "resources": {pool_resource(device.pool): 1}}}
+    spec = pool_spec(PoolGroup(device.pool, 1, 1, {}, device, tp), pinned=True)
+    opts = {k: spec.actor[k] for k in _SERVE_ACTOR_KEYS if spec.actor.get(k) is not None}
+    return {"ray_actor_options": opts, "placement_group_bundles": [dict(spec.bundles[0])]}
+
+
+def on_engines(g: LLMGroup) -> bool:
+    """Whether `ray.serve.llm` serves LLM group `g`: a role on an accelerator pool (vLLM's
+    engines run there; agentc's own decoder runs a group placed on CPU pools only)."""
+    return any(r.device.vendor != "cpu" for r in g.roles)
 
 
 def _llm_entry(g: LLMGroup) -> dict:
@@ -95,7 +106,7 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
         name = deployment_name(part.device.pool)
         pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR, "ops": list(part.ops)})
         deployments.append({"name": name, "autoscaling_config": autoscaling(part.replicas),
-                            "ray_actor_options": actor_options(part.device, part.tp)})
+                            **pool_options(part.device, part.tp)})
     notes = stated(dep)
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
