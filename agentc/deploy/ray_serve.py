@@ -8,11 +8,13 @@ documentation (the source is named there). The application's builder is `agentc.
 `args.manifest` and `agentc run`'s program options (`weights`, `index`, `tool`, ...)
 and deploys one `pool-<pool>` deployment of `PoolDeployment` per pool the plan uses,
 behind an HTTP ingress. The `deployments` list sets each pool part's replicas and
-resources (`actor_options`, which the builder uses too) and pins it to its pool. The
-`llm` entries give each LLM group as `ray.serve.llm` would serve it on GPUs
+resources (`pool_options`, which the builder uses too) and pins it to its pool. The
+`llm` entries give each LLM group as `ray.serve.llm` serves it on GPUs
 (`build_pd_openai_app` with prefill_config/decode_config, or `build_openai_app` with
-llm_configs when aggregated); the builder does not start those (no vLLM here; a CPU
-plan's LLM ops run in its pool deployments, on agentc's own decoder).
+llm_configs when aggregated): on their own as those builders' args, and to the builder,
+which starts the groups on accelerator pools (`on_engines`) from these same LLMConfigs
+and sends the agent's calls there (a CPU plan's LLM ops run in its pool deployments, on
+agentc's own decoder).
 """
 
 from __future__ import annotations
@@ -121,6 +123,6 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
             "directory); args take `agentc run`'s options as NAME=VALUE lists (weights, index, tool:",
             "`agentc deploy --weights/--index/--tool` fill them).",
             "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
-            "The builder runs CPU plans only; the `llm` entries are for ray.serve.llm on GPUs (vLLM)."]
+            "LLM groups on accelerator pools start on ray.serve.llm (pip install \"ray[llm]\": vLLM) from the `llm` entries."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}

@@ -338,8 +338,8 @@ def engine_apps(engines: list) -> dict:
         from ray.serve.llm import LLMConfig, build_llm_deployment
         from ray.serve.llm.deployment import PDDecodeServer, PDPrefillServer
     except ImportError as err:
-        raise UsageError(f"ray.serve.llm cannot be imported here ({err}); "
-                         f"{', '.join(g.name for g in engines)} need it", notes=(_LLM_INSTALL,)) from None
+        raise UsageError(f"ray.serve.llm cannot be imported here ({err}); the plan's LLM groups on accelerator "
+                         f"pools need it: {', '.join(g.name for g in engines)}", notes=(_LLM_INSTALL,)) from None
     apps = {}
     for g in engines:
         if g.aggregated:
