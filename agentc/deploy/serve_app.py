@@ -7,8 +7,8 @@ against the manifest), and returns
 
 - one deployment `pool-<pool>` per pool the plan uses, of `PoolDeployment` (ray_run's
   `PoolWorker`: the pool's ops with `agentc run`'s loaders and op code), autoscaled
-  within the plan's replicas (ray_serve.autoscaling) with `ray_actor_options`
-  (ray_serve.actor_options: the same functions write the config's `deployments`, which
+  within the plan's replicas (ray_serve.autoscaling) with its resources
+  (ray_serve.pool_options: the same functions write the config's `deployments`, which
   Serve applies on top by name);
 - the ingress `agentc`, which walks each request with ray_run's driver (`_Submitter`),
   its ops calling the pools' deployment handles, and answers HTTP as `agentc serve` does
