@@ -91,8 +91,11 @@ def compile_placed(prog: Program):
     return pipeline.compile_file(prog.source, opts, or_later=True)
 
 
-def _pool_ops(module, pool: str | None = None) -> list:
-    return [op for op in walk(entry_graph(module)) if get(op, "pool") and (pool is None or get(op, "pool") == pool)]
+def _pool_ops(module, pool: str | None = None, skip_calls: frozenset = frozenset()) -> list:
+    """The placed ops (of one pool), less those of the LLM calls in `skip_calls` (served
+    by engines elsewhere: the Serve builder's ray.serve.llm deployments)."""
+    return [op for op in walk(entry_graph(module)) if get(op, "pool") and (pool is None or get(op, "pool") == pool)
+            and get(op, "call") not in skip_calls]
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class PoolGroup:
         return self.device is not None and self.device.vendor != "cpu"
 
 
-def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
+def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS, skip_calls: frozenset = frozenset()) -> list[PoolGroup]:
     """Per pool used by the plan: actors (its largest replica count, at most max_replicas)
     and bundles. A CPU pool's bundles are its devices (tp x replicas of its widest op, at
     most the pool's count and its actor count), shared by the actors; an accelerator
@@ -123,7 +126,7 @@ def pool_groups(c, max_replicas: int = DEFAULT_MAX_REPLICAS) -> list[PoolGroup]:
     pools = {p.name: p for p in c.pass_ctx.cluster.pools}
     by_pool: dict[str, list] = {}
     seen: dict[str, Any] = {}
-    for op in _pool_ops(c.module):
+    for op in _pool_ops(c.module, skip_calls=skip_calls):
         op_id = get(op, "op_id") or op.name
         if op_id in seen:   # actors find ops by id: two ops under one id would be confused
             raise RunError(f"two ops share the plan id '{op_id}'; `--ray` needs unique op ids", source_loc(op))
@@ -229,11 +232,11 @@ def check_resources(specs: dict[str, PoolSpec], groups: dict[str, PoolGroup], ha
                                 "devices it has with --cluster",))
 
 
-def prepare_pool(c, cfg: RunConfig, pool: str) -> Runtime:
+def prepare_pool(c, cfg: RunConfig, pool: str, skip_calls: frozenset = frozenset()) -> Runtime:
     """What `session.prepare` loads, restricted to the ops of one pool."""
     from agentc.runtime import session
 
-    return session.load_runtime(c.module, _pool_ops(c.module, pool), cfg)
+    return session.load_runtime(c.module, _pool_ops(c.module, pool, skip_calls), cfg)
 
 
 def check_config(c, cfg: RunConfig) -> None:
@@ -261,7 +264,7 @@ def check_config(c, cfg: RunConfig) -> None:
 class PoolWorker:
     """One actor of a pool: the pool's ops, run by the in-process executor's op code."""
 
-    def __init__(self, prog: Program, pool: str):
+    def __init__(self, prog: Program, pool: str, skip_calls: frozenset = frozenset()):
         _enter(prog)
         self.pool, self.error = pool, None
         self.done: OrderedDict = OrderedDict()     # (request id, step) -> answer
@@ -270,8 +273,8 @@ class PoolWorker:
         self.executed = 0                          # ops run (not answered from `done`)
         try:
             c = compile_placed(prog)
-            self.ops = {get(op, "op_id") or op.name: op for op in _pool_ops(c.module, pool)}
-            self.ex = Executor(c.module, prepare_pool(c, prog.cfg, pool))
+            self.ops = {get(op, "op_id") or op.name: op for op in _pool_ops(c.module, pool, skip_calls)}
+            self.ex = Executor(c.module, prepare_pool(c, prog.cfg, pool, skip_calls))
             self.cfg = prog.cfg
         except AgentcError as err:   # reported by ready(), so the caller prints it located
             self.error = err

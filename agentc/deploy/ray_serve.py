@@ -8,11 +8,13 @@ documentation (the source is named there). The application's builder is `agentc.
 `args.manifest` and `agentc run`'s program options (`weights`, `index`, `tool`, ...)
 and deploys one `pool-<pool>` deployment of `PoolDeployment` per pool the plan uses,
 behind an HTTP ingress. The `deployments` list sets each pool part's replicas and
-resources (`actor_options`, which the builder uses too) and pins it to its pool. The
-`llm` entries give each LLM group as `ray.serve.llm` would serve it on GPUs
+resources (`pool_options`, which the builder uses too) and pins it to its pool. The
+`llm` entries give each LLM group as `ray.serve.llm` serves it on GPUs
 (`build_pd_openai_app` with prefill_config/decode_config, or `build_openai_app` with
-llm_configs when aggregated); the builder does not start those (no vLLM here; a CPU
-plan's LLM ops run in its pool deployments, on agentc's own decoder).
+llm_configs when aggregated): on their own as those builders' args, and to the builder,
+which starts the groups on accelerator pools (`on_engines`) from these same LLMConfigs
+and sends the agent's calls there (a CPU plan's LLM ops run in its pool deployments, on
+agentc's own decoder).
 """
 
 from __future__ import annotations
@@ -61,19 +63,30 @@ def deployment_name(pool: str) -> str:
     return f"pool-{slug(pool)}"
 
 
-def actor_options(device: Device, tp: int) -> dict:
-    """A pool replica's ray_actor_options: tp devices of the pool's kind (CPUs, GPUs with
-    Ray's accelerator_type label, or the vendor's resource), on nodes of the pool."""
-    opts = {"resources": {pool_resource(device.pool): 1}}
+# The actor options Serve takes from ray_run's pool specs (Serve restarts replicas itself).
+_SERVE_ACTOR_KEYS = ("num_cpus", "num_gpus", "resources", "accelerator_type")
+
+
+def pool_options(device: Device, tp: int) -> dict:
+    """A pool deployment's Serve options (serve.yaml's `deployments` and the builder's
+    alike). CPU pools: `ray_actor_options` of tp CPUs on nodes of the pool. Accelerator
+    pools: what `agentc run --ray` asks for each of their actors (ray_run.pool_spec, the
+    one place that says it): a placement group per replica of one bundle, tp devices with
+    the pool's resource and Ray's accelerator label, and actor options that fill it
+    exactly (Serve puts the replica in the bundle, so its demand must fit there)."""
+    from agentc.deploy.ray_run import PoolGroup, pool_spec
+
     if device.vendor == "cpu":
-        opts["num_cpus"] = tp
-    elif device.ray_resource == "GPU":
-        opts["num_gpus"] = tp
-    else:
-        opts["resources"][device.ray_resource] = tp
-    if device.accelerator_type:
-        opts["accelerator_type"] = device.accelerator_type
-    return opts
+        return {"ray_actor_options": {"num_cpus": tp, "resources": {pool_resource(device.pool): 1}}}
+    spec = pool_spec(PoolGroup(device.pool, 1, 1, {}, device, tp), pinned=True)
+    opts = {k: spec.actor[k] for k in _SERVE_ACTOR_KEYS if spec.actor.get(k) is not None}
+    return {"ray_actor_options": opts, "placement_group_bundles": [dict(spec.bundles[0])]}
+
+
+def on_engines(g: LLMGroup) -> bool:
+    """Whether `ray.serve.llm` serves LLM group `g`: a role on an accelerator pool (vLLM's
+    engines run there; agentc's own decoder runs a group placed on CPU pools only)."""
+    return any(r.device.vendor != "cpu" for r in g.roles)
 
 
 def _llm_entry(g: LLMGroup) -> dict:
@@ -95,7 +108,7 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
         name = deployment_name(part.device.pool)
         pools.append({"name": part.device.pool, "deployment": name, "class": POOL_ACTOR, "ops": list(part.ops)})
         deployments.append({"name": name, "autoscaling_config": autoscaling(part.replicas),
-                            "ray_actor_options": actor_options(part.device, part.tp)})
+                            **pool_options(part.device, part.tp)})
     notes = stated(dep)
     app = {
         "name": slug(dep.agent), "route_prefix": "/", "import_path": APP_BUILDER,
@@ -110,6 +123,7 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
             "directory); args take `agentc run`'s options as NAME=VALUE lists (weights, index, tool:",
             "`agentc deploy --weights/--index/--tool` fill them).",
             "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
-            "The builder runs CPU plans only; the `llm` entries are for ray.serve.llm on GPUs (vLLM)."]
+            "LLM groups on accelerator pools start on ray.serve.llm (pip install \"ray[llm]\": vLLM) "
+            "from the `llm` entries."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}

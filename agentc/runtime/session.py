@@ -26,6 +26,7 @@ from agentc.runtime.executor import Decider, Executor, RunError, Runtime
 
 CPU_TARGET = "llvm-cpu"
 CPU_CLUSTER = os.path.join(os.path.dirname(__file__), "cpu_cluster.toml")
+_SHIPPED = "<agentc>/catalog/"   # how a manifest records the catalog files agentc ships (targets/manifest.py)
 
 
 @dataclass
@@ -70,6 +71,10 @@ def source_of(path: str) -> tuple[str, str | None]:
     base = os.path.dirname(os.path.abspath(path.rstrip("/")))
     for entry in manifest.get("inputs", []):
         p = entry.get("path", "")
+        if p.startswith(_SHIPPED):   # a file shipped with agentc (the default cluster), as the manifest names it
+            from agentc.catalog.catalogs import package_file
+
+            p = package_file(p[len(_SHIPPED):])
         if not os.path.isfile(p) and os.path.isfile(os.path.join(base, p)):
             p = os.path.join(base, p)   # recorded relative to where the compile ran
         if p.endswith((".agent", ".mlir")) and src is None:

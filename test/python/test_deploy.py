@@ -180,10 +180,11 @@ def test_ray_serve_validates_and_matches_the_plan(name, plans, outputs):
         assert "num_replicas" not in d   # Serve refuses it beside autoscaling_config
         assert_bounds(d["autoscaling_config"], max(o["replicas"] for o in ops))
         opts = d["ray_actor_options"]
-        assert opts["resources"][f"agentc_pool_{pool}"] == 1
+        tp = max(o["tp"] for o in ops)
+        # a CPU pool's replica takes a pool unit; an accelerator pool's holds tp devices of it
+        assert opts["resources"][f"agentc_pool_{pool}"] == (1 if pools[pool]["target"] == "llvm-cpu" else tp)
         dev = pools[pool]["device"]
         assert opts.get("accelerator_type") == RAY_LABEL_OF.get(dev)
-        tp = max(o["tp"] for o in ops)
         if pools[pool]["target"] == "llvm-cpu":
             assert opts["num_cpus"] == tp
         elif pools[pool]["target"] in K8S_GPU:
