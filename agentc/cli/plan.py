@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -77,8 +78,92 @@ def run_repair(c, view, load, seed):
                          replan=planner_at(c))
 
 
+def repaired(c, view, load, seed, emit: str | None = "placed"):
+    """--repair for `plan`, `explain` and `compile`: verify.repair on `c`'s plan `view`,
+    then the compile of the plan it settles on, so that everything printed or written
+    is about the plan the simulation held: `c` compiled again (up to `emit`) for the
+    re-planned load when it re-planned; its plan re-evaluated by the planner at the
+    grown replica counts (grown_plan); its manifest with the repair's devices and $/hr
+    and the repair's report (`repair`, verify.report). Returns (compile, manifest,
+    Repair), the Repair's `planned_ms` those of the grown plan; when the repair holds
+    nothing, the given compile and what the repair reached (verify.check raises)."""
+    from agentc.sim import verify
+    from agentc.targets import manifest
+
+    fixed_view, fixed = run_repair(c, view, load, seed)
+    if fixed.verdict.misses:
+        return c, fixed_view, fixed
+    if fixed.replanned_rps is not None:
+        c = compile_at(c, fixed.replanned_rps, emit=emit)
+    grown_plan(c, fixed, fixed_view["totals"])
+    c.artifacts.pop("manifest.json", None)   # built again below: its totals and report change
+    view = manifest.build(c)
+    view["totals"] = fixed_view["totals"] | {k: view["totals"][k] for k in ("e2e_ms", "ttft_ms", "tbt_ms")}
+    fixed = dataclasses.replace(fixed, verdict=verify.predicted(fixed.verdict, view))
+    view["repair"] = verify.report(fixed)
+    if emit is None or emit == "manifest":
+        c.artifacts["manifest.json"] = manifest.dumps(view)
+    return c, view, fixed
+
+
+def grown_plan(c, fixed, totals: dict) -> None:
+    """Put into `c` the plan a repair grew: its ops at the replica counts the growth gave
+    them (Repair.replicas), every prediction (latency, TTFT and TBT at their statistics,
+    each op's wait, start and slack) evaluated again by the planner's own evaluator
+    (planner.replay) for those counts; devices and $ those the simulation held
+    (`totals`), and the baselines' ratios against that cost. The solver's status stays
+    (it describes the placement); the grown replicas are recorded on the IR's ops."""
+    from mlir import ir
+
+    from agentc import planner
+
+    placed = c.placement
+    plan, problem = placed.plan, placed.problem
+    if fixed.replicas:
+        options = {op.id: op.options for op in problem.ops}
+        chosen = {i: (options[i].index(p.option), p.pool, fixed.replicas.get(i, (0, p.replicas))[1], p.split_key)
+                  for i, p in plan.ops.items()}
+        new = planner.replay(problem, chosen, plan.status, plan.gap, baselines=False)
+        for i, (_, after) in fixed.replicas.items():
+            # past the most replicas the planner offers, its prediction is at that most
+            new.ops[i].replicas = after
+            op = placed.labels[i]
+            if "replicas" in op.attributes:
+                with c.ctx:
+                    op.attributes["replicas"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), after)
+        new.solve_time_s, new.baselines = plan.solve_time_s, plan.baselines
+        plan = new
+    usd_hr = totals.get("usd_per_hr")
+    if usd_hr is not None:
+        plan.usd_per_hr, plan.usd_per_request, plan.cost = usd_hr, totals["usd_per_request"], usd_hr
+        p = problem
+        plan.tokens_per_usd = (p.tokens_per_request / plan.usd_per_request
+                               if p.tokens_per_request and plan.usd_per_request > 0 else None)
+        plan.baselines = [dataclasses.replace(b, ratio=plan.cost / b.cost if b.feasible and b.cost else b.ratio)
+                          for b in plan.baselines]
+    plan.devices = dict(totals.get("devices") or plan.devices)
+    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan)
+
+
+def grown_note(fixed) -> str | None:
+    """One line saying that (and how) the plan printed was grown by simulation, or None."""
+    if not fixed.added and not fixed.replicas and fixed.replanned_rps is None:
+        return None
+    parts = []
+    if fixed.replanned_rps is not None:
+        parts.append(f"re-planned for {fixed.replanned_rps:g} req/s")
+    parts += [f"{k} {fixed.before.get(k, 0)} -> {fixed.before.get(k, 0) + n} devices" for k, n in fixed.added.items()]
+    parts += [f"{op} {a} -> {b} replicas" for op, (a, b) in fixed.replicas.items()]
+    return ("plan grown by simulation (--repair): " + ", ".join(parts)
+            + "; its predictions are the planner's at these replica counts")
+
+
 def print_repair(fixed) -> None:
-    """What --repair added: devices per pool, the re-planned load, $/hr before and after."""
+    """What --repair did: the ops a re-plan moved, devices per pool and $/hr before and
+    after, and each SLA term simulated before and after (verify.report's fields)."""
+    from agentc.sim import verify
+
+    doc = verify.report(fixed)
     out = console()
     if fixed.replanned_rps is not None:
         t = Table("op", "pool, tp x replicas, batch before", "after",
@@ -98,15 +183,14 @@ def print_repair(fixed) -> None:
         out.print("repair: nothing added (the plan holds, or no pool that requests wait on can grow)")
     if fixed.usd_per_hr_before is not None:
         out.print(f"repair: {num(fixed.usd_per_hr_before)} $/hr before, {num(fixed.usd_per_hr_after)} $/hr after")
-
-
-def repair_doc(fixed) -> dict:
-    """--repair's JSON: what was added and tried, and the cost before and after."""
-    return {"added_devices": fixed.added, "before": fixed.before,
-            "added_usd_per_hr": {k: round(v, 6) for k, v in fixed.usd_per_hr.items()},
-            "usd_per_hr_before": fixed.usd_per_hr_before, "usd_per_hr_after": fixed.usd_per_hr_after,
-            "replanned_rps": fixed.replanned_rps, "tried": list(fixed.tried), "steps": fixed.steps,
-            "moved": list(fixed.moved)}
+    t = Table("SLA term", "bound ms", "simulated before", "met by", "simulated after", "met by",
+              title=f"repair: each term before and after, {doc['requests']} requests at {doc['load_rps']:g} req/s")
+    for row in doc["terms"]:
+        b, a = row["before"], row["after"]
+        t.add_row(row["term"], num(row["bound_ms"]), *(("-", "-") if b is None else
+                                                        (num(b["simulated_ms"]), f"{100 * b['attained']:.2f}%")),
+                  num(a["simulated_ms"]), f"{100 * a['attained']:.2f}%")
+    out.print(t)
 
 
 def _plan_view(c) -> dict:
@@ -194,6 +278,11 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             return _emit_text(dot, output)
         svg = pictures.to_svg(dot)
         return _emit_text(svg.decode() if isinstance(svg, bytes) else svg, output)
+    _print_plan(view)
+
+
+def _print_plan(view: dict, note: str | None = None) -> None:
+    """The plan table and its totals (`note`: a line before them, e.g. grown_note)."""
     # batch: sequences one execution serves (decode's chosen batch); queue ms: the
     # planner's M/G/c wait at the SLA's percentile, already inside latency ms
     t = Table("op", "kind", "pool", "tp", "replicas", "batch", "queue ms", "latency ms", "$/call", "slack ms",
@@ -206,6 +295,8 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
                   num(op.get("queue_wait_ms", 0.0)), num(op["est_latency_ms"]), num(op["usd_per_call"]),
                   num(op["slack_ms"]), op["loc"])
     out = console()
+    if note:
+        out.print(note)
     out.print(t)
     tot = view["totals"]
     st = (view.get("sla") or {}).get("stats") or {}
@@ -223,15 +314,16 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
 
 def _verify(c, view, load, seed, as_json, repair=False):
     """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
-    With `repair`, first add capacity until the simulation holds (verify.repair) and
-    print what was added."""
+    With `repair`, first add capacity until the simulation holds (`repaired`) and print
+    what was done and the grown plan, its predictions evaluated again at its replicas;
+    the JSON then has the report (`repair`) and that plan's manifest (`plan`)."""
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
     from agentc.sim import verify
 
     fixed = None
     if repair:
-        _, fixed = run_repair(c, view, load, seed)
+        c, view, fixed = repaired(c, view, load, seed)
         verdict = fixed.verdict
     else:
         verdict = verify.verify(view, load, seed=seed)
@@ -239,11 +331,15 @@ def _verify(c, view, load, seed, as_json, repair=False):
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
         if fixed is not None:
-            doc["repair"] = repair_doc(fixed)
+            doc["repair"] = verify.report(fixed)
+            if not verdict.misses:
+                doc["plan"] = view
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         if fixed is not None:
             print_repair(fixed)
+            if not verdict.misses:
+                _print_plan(view, grown_note(fixed))
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
