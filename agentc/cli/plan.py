@@ -33,6 +33,23 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "an error says by how much and what was tried. Needs a `load` clause.")
 
 
+def verify_options(repair_help: str):
+    """--verify, --load, --seed and --repair (`plan` and `explain`)."""
+    opts = (click.option("--verify", is_flag=True, help="Simulate the plan (agentc simulate) and fail when an "
+                         "SLA term misses at its percentile."),
+            click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Arrival rate for --verify in req/s (default: the program's load clause, else 1)."),
+            click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                         help="Seed for --verify."),
+            click.option("--repair", is_flag=True, help=repair_help))
+
+    def add(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return add
+
+
 def planner_at(c):
     """`load -> manifest` of `c`'s program planned for another load (what --repair
     re-plans with), or None for an input that cannot be re-planned (a .mlir module)."""
@@ -213,12 +230,7 @@ def _plan_view(c) -> dict:
               show_default=True, help="Output format. Example: --format mermaid")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
-@click.option("--verify", is_flag=True,
-              help="Simulate the plan (agentc simulate) and fail when an SLA term misses at its percentile.")
-@click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
-@click.option("--repair", is_flag=True, help=REPAIR_HELP)
+@verify_options(REPAIR_HELP)
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
              as_json, output, verify, verify_load, seed, repair):
@@ -419,9 +431,10 @@ def _emit_table(table, output):
 @common_plan_options
 @click.option("--op", "op_name", default=None, help="Explain one op (its id, e.g. ans.decode).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@verify_options(REPAIR_HELP + " Explains the repaired plan.")
 @guarded
 def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, op_name,
-                as_json):
+                as_json, verify, verify_load, seed, repair):
     """Say why each op went where: chosen device, time and cost, the runner-up and the
     delta, slack on the critical path, and the constraints that bind.
 
@@ -433,6 +446,11 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
                  time_limit_s=time_limit_s)
+    if repair and not verify:
+        raise UsageError("--repair goes with --verify")
+    fixed = _held(c, verify_load, seed, repair) if verify else None
+    if fixed is not None:
+        c = fixed[0]
     plan = c.plan
     ids = sorted(plan.ops)
     if op_name is not None:
@@ -447,6 +465,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             "op": op_id, "pool": p.pool, "tp": p.option.tp, "time_ms": p.option.time_ms,
             "usd_per_call": p.option.usd_per_call, "binding_resource": p.option.note,
             "slack_ms": p.slack_ms, "on_critical_path": op_id in plan.critical_path,
+            "replicas": p.replicas, "queue_wait_ms": p.wait_ms,
             "runner_up": None if ru is None else {
                 "pool": ru.pool, "tp": ru.option.tp, "delta_ms": ru.delta_ms, "delta_cost": ru.delta_cost,
                 "feasible": ru.feasible, "why_not": list(ru.reasons)},
@@ -461,14 +480,24 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
               "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
               "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
               "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap}
+    note = None
+    if fixed is not None and fixed[1] is not None:
+        from agentc.sim import verify as sim_verify
+
+        result["repair"] = sim_verify.report(fixed[1])
+        note = grown_note(fixed[1])
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
     out = console()
+    if note:
+        out.print(note)
     for r in rows:
         ru = r["runner_up"]
-        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound), "
-                f"${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
+        sized = (f", {r['replicas']} replica(s) + {num(r['queue_wait_ms'])} ms queueing"
+                 if r["queue_wait_ms"] > 0 or r["replicas"] > 1 else "")
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound)"
+                f"{sized}, ${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
         for part in r["split"]:
@@ -484,6 +513,24 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
     out.print(plan_statistics(plan))
     out.print(f"solver: {plan.status}")
+
+
+def _held(c, load, seed, repair):
+    """`explain --verify [--repair]`: the plan held to its SLA by simulation (a miss is
+    the error `plan --verify` gives); with `repair`, the compile of the repaired plan.
+    Returns (compile, Repair or None)."""
+    from agentc.passes._ir import source_loc
+    from agentc.passes._plan_ctx import entry_graph
+    from agentc.sim import verify
+
+    loc = source_loc(entry_graph(c.module))
+    view = _plan_view(c)
+    if not repair:
+        verify.check(verify.verify(view, load, seed=seed), loc)
+        return c, None
+    c2, _view, fixed = repaired(c, view, load, seed)
+    verify.check(fixed.verdict, loc, fixed)
+    return c2, fixed
 
 
 def plan_statistics(plan) -> str:
