@@ -59,6 +59,8 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
       agentc compile voice.agent -o build/voice -MD -MF build/voice.d
     """
     from agentc import pipeline, report
+    if repair and not verify:
+        raise UsageError("--repair goes with --verify")
     target_list = tuple(t.strip() for t in targets.split(",") if t.strip())
     for t in target_list:
         if t not in ("cpu", "nvvm", "rocdl"):
@@ -70,8 +72,6 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
                     print_ir_after_all=print_ir_after_all)
     with report.progress(quiet or as_json or emit is not None) as step:
         c = pipeline.compile_file(source, opts, progress=step)
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
     fixed = None
     if verify:
         c, fixed = _verify(c, verify_load, seed, repair, quiet or as_json)
