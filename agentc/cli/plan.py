@@ -171,8 +171,9 @@ def grown_note(fixed) -> str | None:
         parts.append(f"re-planned for {fixed.replanned_rps:g} req/s")
     parts += [f"{k} {fixed.before.get(k, 0)} -> {fixed.before.get(k, 0) + n} devices" for k, n in fixed.added.items()]
     parts += [f"{op} {a} -> {b} replicas" for op, (a, b) in fixed.replicas.items()]
-    return ("plan grown by simulation (--repair): " + ", ".join(parts)
-            + "; its predictions are the planner's at these replica counts")
+    grown = fixed.replicas or (fixed.added and fixed.replanned_rps is None)
+    return (f"plan {'grown by simulation' if grown else 're-planned'} (--repair): " + ", ".join(parts)
+            + "; its predictions are the planner's for this plan" + (" at these replica counts" if grown else ""))
 
 
 def print_repair(fixed) -> None:

@@ -80,14 +80,16 @@ REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulate
 # Bound of the whole repair: at most 1 + len(REPLAN_FACTORS) plans (the given one and
 # the re-plans), each with at most MAX_REPAIR_STEPS + 1 growth simulations and, to trim,
 # one per replica added plus one per grown pool: at most 4 x (17 + 32) simulations and 3
-# solves; in practice a handful (rag at 9 req/s: one solve, 5 simulations).
+# solves, and one simulation of the given plan for the report when a re-plan held
+# before it was tried; in practice a handful (rag at 9 req/s: one solve, 2 simulations).
 
 
 @dataclass(frozen=True)
 class Repair:
     """What `repair` did: devices added per pool (to the plan it ends with), the pool
     sizes and $/hr before and after, the load the plan was re-planned for (None: the
-    placement was kept), the verdict after, the simulations it ran and what it tried."""
+    placement was kept), the verdicts before and after, the op replicas the growth
+    stands for, the simulations it ran and what it tried. `report` puts it in JSON."""
 
     added: dict[str, int]          # devices per pool, after minus before (negative: a re-plan freed some)
     before: dict[str, int]
@@ -122,8 +124,11 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     first (the given plan is grown last); one that misses at its own load is grown
     first. The first plan that holds is returned. Deterministic: the same seed and
     arrivals for every simulation. Returns the manifest it ends with (devices and $/hr
-    in its totals; the given one is not changed) and what was done; its verdict says
-    whether it holds, its `tried` what each plan gave."""
+    in its totals, the grown op's replicas; the given one is not changed) and what was
+    done; its verdict says whether it holds, `verdict_before` how the given plan did,
+    its `tried` what each plan gave. The predictions in the manifest's totals stay
+    those of the plan grown: re-evaluating them needs the planner (cli/plan.py
+    `repaired`; the simulator reads manifests only)."""
     from agentc.diagnostics import AgentcError
 
     if not (manifest.get("sla") or {}).get("load_rps"):
