@@ -45,7 +45,7 @@ from agentc.diagnostics import UsageError
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
 @click.option("--repair", is_flag=True, help=REPAIR_HELP + " The written plan (code and manifest) is the "
-              "repaired one.")
+              "repaired one; the manifest's `repair` (and --json's) is the report.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,

@@ -29,7 +29,8 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "back what the SLA does not need. Re-planning: the program is planned again for 1, 1.25 and "
                "1.5625 times the simulated load and each plan is grown. A load past the planned one is "
                "re-planned first, a miss at the planned load is grown first; at most 4 plans. Prints the ops "
-               "that moved, devices and $/hr before and after; deterministic for a --seed; when nothing holds, "
+               "that moved, devices and $/hr before and after, each SLA term simulated before and after, and "
+               "the repaired plan with the planner's predictions at its grown replicas; deterministic for a --seed; when nothing holds, "
                "an error says by how much and what was tried. Needs a `load` clause.")
 
 
