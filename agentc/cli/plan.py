@@ -30,8 +30,9 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "1.5625 times the simulated load and each plan is grown. A load past the planned one is "
                "re-planned first, a miss at the planned load is grown first; at most 4 plans. Prints the ops "
                "that moved, devices and $/hr before and after, each SLA term simulated before and after, and "
-               "the repaired plan with the planner's predictions at its grown replicas; deterministic for a --seed; when nothing holds, "
-               "an error says by how much and what was tried. Needs a `load` clause.")
+               "the repaired plan with the planner's predictions at its grown replicas; deterministic for a "
+               "--seed; when nothing holds, an error says by how much and what was tried. Needs a `load` "
+               "clause.")
 
 
 def verify_options(repair_help: str):
@@ -93,7 +94,7 @@ def run_repair(c, view, load, seed):
 
     cluster = c.pass_ctx.cluster
     return verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load, seed=seed,
-                         replan=planner_at(c))
+                         replan=planner_at(c), host_pools=frozenset(p.name for p in cluster.pools if p.device.is_cpu))
 
 
 def repaired(c, view, load, seed, emit: str | None = "placed"):

@@ -110,7 +110,8 @@ class Repair:
 
 
 def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None = None,
-           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None) -> tuple[dict, Repair]:
+           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None,
+           host_pools: frozenset[str] = frozenset()) -> tuple[dict, Repair]:
     """Add capacity until the simulation holds every SLA term (`plan --verify --repair`).
 
     Two ways, each bounded. Growing (`_grow`): the placement stays; each step grows the
@@ -122,7 +123,9 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     then moves ops to pools with room and sizes its queues for that load), and each
     such plan is grown. A plan held to more load than it was sized for is re-planned
     first (the given plan is grown last); one that misses at its own load is grown
-    first. The first plan that holds is returned. Deterministic: the same seed and
+    first. The first plan that holds is returned. Devices a pool grows by count as
+    replicas of one of its ops (grown_op), except on `host_pools` (CPU pools, whose host
+    work the planner sizes by shared demand, not replicas). Deterministic: the same seed and
     arrivals for every simulation. Returns the manifest it ends with (devices and $/hr
     in its totals, the grown op's replicas; the given one is not changed) and what was
     done; its verdict says whether it holds, `verdict_before` how the given plan did,
@@ -152,7 +155,7 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
                 # a higher load has no plan either: go on to the given plan, if still to try
                 order = [r for r in order if r is None]
                 continue
-        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed)
+        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed, host_pools)
         steps += rep.steps
         tried.append(_tried(rep, rate))
         if rate is None:
@@ -166,7 +169,8 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
         given, _ = _simulate(manifest, target, requests, seed)
         steps += 1
     if found is None:   # nothing holds: report the given plan, grown as far as it went
-        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed)
+        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed,
+                                                       host_pools)
     else:
         m, rep, rate = found
         if rate is not None:
@@ -235,7 +239,7 @@ def _tried(rep: Repair, rate: float | None) -> str:
 
 
 def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
-          seed: int) -> tuple[dict, Repair]:
+          seed: int, host_pools: frozenset[str] = frozenset()) -> tuple[dict, Repair]:
     """Grow the pools requests wait on, placement fixed (see `repair`); then trim: each
     pool, dearest first, gives back replicas while the simulation still holds. Stops
     when every term holds, when no pool had a wait (the miss is not for want of
@@ -294,7 +298,7 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
         _add_cost(m, sum(usd.values()))
     replicas = {}
     for name, n in added.items():
-        op = grown_op(m["ops"], name)
+        op = None if name in host_pools else grown_op(m["ops"], name)
         if op is not None:
             replicas[op["id"]] = (int(op["replicas"]), int(op["replicas"]) + n // widest[name])
             op["replicas"] = replicas[op["id"]][1]
