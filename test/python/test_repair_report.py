@@ -104,17 +104,14 @@ def _mmc_wait_ms(c: int, a: float, service_ms: float, q: float) -> float:
     return 0.0 if pw <= 1 - q else service_ms / (c - a) * math.log(pw / (1 - q))
 
 
-def test_the_grown_plans_predictions_are_its_own(repaired):
-    """After growth the planner's predictions are those of the grown plan: a fresh
-    evaluation of its placement (choices picked by pool, tp, batch and replicas), and,
-    rag having one control-flow path, exactly the prefill's M/M/c waits: at p95 (the
-    latency term) 68.8 ms with 3 replicas, none with 4; at p99 (TTFT) 236.2 -> 55.2 ms."""
+def _holds_a_fresh_evaluation(source: str, m: dict) -> None:
+    """`m`'s predictions (totals, each op's wait) are the planner's evaluation of its
+    placement, its choices picked afresh by pool, tp, batch, time and replicas."""
     from agentc import pipeline
     from agentc.cli._common import make_options
     from agentc.planner.instance import Instance
 
-    m, before = repaired["manifest"], repaired["before"]
-    c = pipeline.compile_file(os.path.join(ROOT, RAG), make_options(emit="placed"))
+    c = pipeline.compile_file(source, make_options(emit="placed"))
     inst = Instance(c.problem, merge_identical=False)
     choice = []
     for i, op in enumerate(inst.ops):
@@ -132,6 +129,14 @@ def test_the_grown_plans_predictions_are_its_own(repaired):
         mo = next(o for o in m["ops"] if o["id"] == inst.ops[i].id)
         assert mo["queue_wait_ms"] == pytest.approx(inst.choices[k].wait_ms, abs=1e-6)
 
+
+def test_the_grown_plans_predictions_are_its_own(repaired):
+    """After growth the planner's predictions are those of the grown plan: a fresh
+    evaluation of its placement (choices picked by pool, tp, batch and replicas), and,
+    rag having one control-flow path, exactly the prefill's M/M/c waits: at p95 (the
+    latency term) 68.8 ms with 3 replicas, none with 4; at p99 (TTFT) 236.2 -> 55.2 ms."""
+    m, before = repaired["manifest"], repaired["before"]
+    _holds_a_fresh_evaluation(os.path.join(ROOT, RAG), m)
     pre = {o["id"]: o for o in before["ops"]}["ans.prefill"]
     grown = {o["id"]: o for o in m["ops"]}["ans.prefill"]
     service = pre["busy_ms"] * pre["batch"]
@@ -148,6 +153,29 @@ def test_the_grown_plans_predictions_are_its_own(repaired):
     # the plan JSON carries the same grown plan
     assert repaired["plan"]["plan"]["totals"] == m["totals"]
     assert repaired["plan"]["plan"]["ops"] == m["ops"]
+
+
+def test_a_re_plan_that_is_grown_is_evaluated_at_its_grown_replicas(tmp_path):
+    """rag held to 11 req/s is re-planned for 11 and then grown: B200 +1 counts as one
+    more prefill replica (5 -> 6), EPYC +1 as no op's (host work shares its pool).
+    The grown plan's predictions are a fresh evaluation of that placement in rag
+    planned for 11 req/s (its source with `load 11 rps`)."""
+    r = _agentc("plan", RAG, "--verify", "--repair", "--load", "11", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rep, m = out["repair"], out["plan"]
+    assert rep["holds"] and rep["replanned_rps"] == 11.0
+    assert rep["tried"] == ["re-planned for 11 req/s, b200 +1, epyc +1 added: holds"]   # on this commit
+    assert rep["replicas"] == {"ans.prefill": {"before": 5, "after": 6}}
+    assert m["sla"]["load_rps"] == 11.0 and m["totals"]["devices"] == rep["devices_after"]
+    ops = {o["id"]: o for o in m["ops"]}
+    assert all(ops[k]["replicas"] == v["after"] and ops[k]["pool"] != "epyc" for k, v in rep["replicas"].items())
+    assert [t["after"]["planned_ms"] for t in rep["terms"]] == [m["totals"][k] for k in ("e2e_ms", "ttft_ms", "tbt_ms")]
+    text = open(os.path.join(ROOT, RAG)).read()
+    assert "load 5 rps" in text
+    src = tmp_path / "rag_agent.agent"
+    src.write_text(text.replace("load 5 rps", "load 11 rps"))
+    _holds_a_fresh_evaluation(str(src), m)
 
 
 def test_the_output_says_the_plan_was_grown_by_simulation():
