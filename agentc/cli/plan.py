@@ -135,6 +135,7 @@ def grown_plan(c, fixed, totals: dict) -> None:
     from mlir import ir
 
     from agentc import planner
+    from agentc.passes._ir import get, walk
 
     placed = c.placement
     plan, problem = placed.plan, placed.problem
@@ -146,10 +147,11 @@ def grown_plan(c, fixed, totals: dict) -> None:
         for i, (_, after) in fixed.replicas.items():
             # past the most replicas the planner offers, its prediction is at that most
             new.ops[i].replicas = after
-            op = placed.labels[i]
-            if "replicas" in op.attributes:
-                with c.ctx:
-                    op.attributes["replicas"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), after)
+        with c.ctx:   # the module as it is now (a later stage may have rebuilt the placed ops)
+            for op in walk(c.module.operation):
+                if "replicas" in op.attributes and get(op, "op_id") in fixed.replicas:
+                    op.attributes["replicas"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                                   fixed.replicas[get(op, "op_id")][1])
         new.solve_time_s, new.baselines = plan.solve_time_s, plan.baselines
         plan = new
     usd_hr = totals.get("usd_per_hr")
@@ -445,12 +447,13 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     Examples:
       agentc explain examples/voice_agent.agent
       agentc explain examples/voice_agent.agent --op ans.decode
+      agentc explain examples/rag_agent.agent --verify --repair
     """
+    if repair and not verify:
+        raise UsageError("--repair goes with --verify")
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
                  time_limit_s=time_limit_s)
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
     fixed = _held(c, verify_load, seed, repair) if verify else None
     if fixed is not None:
         c = fixed[0]
