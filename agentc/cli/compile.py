@@ -59,8 +59,9 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
       agentc compile voice.agent -o build/voice -MD -MF build/voice.d
     """
     from agentc import pipeline, report
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
+    from agentc.cli.plan import check_verify_flags
+
+    check_verify_flags(verify, repair, verify_load)
     target_list = tuple(t.strip() for t in targets.split(",") if t.strip())
     for t in target_list:
         if t not in ("cpu", "nvvm", "rocdl"):

@@ -52,6 +52,19 @@ def verify_options(repair_help: str):
     return add
 
 
+def check_verify_flags(verify: bool, repair: bool, load: float | None) -> None:
+    """--repair, --load and --seed only mean something with --verify: say so rather
+    than ignore them (`plan`, `explain`, `compile`)."""
+    if verify:
+        return
+    seed_given = click.get_current_context().get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE
+    for flag, given in (("--repair", repair), ("--load", load is not None), ("--seed", seed_given)):
+        if given:
+            raise UsageError(f"{flag} goes with --verify" + (
+                "" if flag == "--repair" else " (to plan for another load, change the program's `load` clause)"
+                if flag == "--load" else " (it seeds the simulation)"))
+
+
 def planner_at(c):
     """`load -> manifest` of `c`'s program planned for another load (what --repair
     re-plans with), or None for an input that cannot be re-planned (a .mlir module)."""
@@ -249,6 +262,10 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
       agentc plan --sweep prefill-decode-pairs --pricing given
     """
     fmt = "json" if as_json else fmt
+    check_verify_flags(verify, repair, verify_load)
+    if verify and (sweep or pareto or fmt not in ("table", "json") or output):
+        raise UsageError("--verify prints the plan's simulation as a table or JSON on stdout: not with --sweep, "
+                         "--pareto, --format mermaid/dot/svg or -o")
     if sweep:
         if source is not None or pareto:
             raise UsageError("--sweep plans the paper's fixed scenarios: it takes no SOURCE and no --pareto")
@@ -279,8 +296,6 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             raise UsageError("--pareto prints as table, json or svg")
         return _emit_text(text, output)
     view = _plan_view(c)
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
     if verify:
         return _verify(c, view, verify_load, seed, as_json or fmt == "json", repair)
     if fmt == "json":
@@ -449,8 +464,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
       agentc explain examples/voice_agent.agent --op ans.decode
       agentc explain examples/rag_agent.agent --verify --repair
     """
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
+    check_verify_flags(verify, repair, verify_load)
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
                  time_limit_s=time_limit_s)

@@ -192,11 +192,29 @@ def test_the_output_says_the_plan_was_grown_by_simulation():
     assert {o["op"]: o["replicas"] for o in ex["ops"]}["ans.prefill"] == 4 and ex["ttft_ms"] == pytest.approx(316.755)
 
 
-@pytest.mark.parametrize("command", ["plan", "explain", "compile"])
-def test_repair_without_verify_is_an_error(command, tmp_path):
-    r = _agentc(command, RAG, "--repair", *(["-o", str(tmp_path / "out")] if command == "compile" else []))
-    assert r.returncode == 1 and "error: --repair goes with --verify" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "out").exists()
+BAD = [(cmd, args, "error: " + msg) for cmd in ("plan", "explain", "compile") for args, msg in (
+    (["--repair"], "--repair goes with --verify"),
+    (["--load", "7"], "--load goes with --verify (to plan for another load, change the program's `load` clause)"),
+    (["--seed", "3"], "--seed goes with --verify (it seeds the simulation)"),
+)] + [("plan", ["--verify", *args], "error: --verify prints the plan's simulation as a table or JSON on stdout: "
+       "not with --sweep, --pareto, --format mermaid/dot/svg or -o")
+      for args in (["--pareto"], ["--format", "dot"], ["--json", "-o", "plan.json"])]
+
+
+@pytest.mark.parametrize("command,args,message", BAD, ids=[f"{c}-{'-'.join(a)}" for c, a, _ in BAD])
+def test_flags_without_their_verify_are_errors(command, args, message, tmp_path):
+    """Each refused before anything is planned or written: exit 1, a one-line error."""
+    from click.testing import CliRunner
+
+    from agentc.cli import cli
+
+    out = tmp_path / "out"
+    args = [str(tmp_path / a) if a.endswith(".json") else a for a in args]
+    r = CliRunner().invoke(cli, [command, os.path.join(ROOT, RAG), *args,
+                                 *(["-o", str(out)] if command == "compile" else [])])
+    assert r.exit_code == 1 and r.output.strip().endswith(message), r.output
+    assert len(r.output.strip().splitlines()) == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert not out.exists() and not (tmp_path / "plan.json").exists()
 
 
 def test_compile_repair_of_a_plan_without_load_is_an_error(tmp_path):
