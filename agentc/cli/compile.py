@@ -45,7 +45,7 @@ from agentc.diagnostics import UsageError
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
 @click.option("--repair", is_flag=True, help=REPAIR_HELP + " The written plan (code and manifest) is the "
-              "repaired one.")
+              "repaired one; the manifest's `repair` (and --json's) is the report.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
@@ -59,6 +59,9 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
       agentc compile voice.agent -o build/voice -MD -MF build/voice.d
     """
     from agentc import pipeline, report
+    from agentc.cli.plan import check_verify_flags
+
+    check_verify_flags(verify, repair, verify_load)
     target_list = tuple(t.strip() for t in targets.split(",") if t.strip())
     for t in target_list:
         if t not in ("cpu", "nvvm", "rocdl"):
@@ -70,10 +73,9 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
                     print_ir_after_all=print_ir_after_all)
     with report.progress(quiet or as_json or emit is not None) as step:
         c = pipeline.compile_file(source, opts, progress=step)
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
+    fixed = None
     if verify:
-        c = _verify(c, verify_load, seed, repair, quiet or as_json)
+        c, fixed = _verify(c, verify_load, seed, repair, quiet or as_json)
     files, out_desc = outputs.collect_outputs(c, output)
     dest = out_desc[0] if out_desc else None
     dumps = outputs.collect_dumps(c, dump_phases_to)
@@ -100,7 +102,10 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
     elif files is None:
         click.echo(c.asm(), nl=False)
     if as_json:
-        click.echo(json.dumps(report.summary(c), indent=2, sort_keys=True))
+        doc = report.summary(c)
+        if fixed is not None:   # the same report as `plan --verify --repair --json` and the manifest's
+            doc["repair"] = fixed
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
     elif not quiet and files is not None and emit is None:
         report.print_compile_summary(c, out_desc[0])
 
@@ -122,11 +127,13 @@ def stages_cmd():
 
 def _verify(c, load, seed, repair, quiet):
     """Hold the compiled plan to its SLA by simulation before any output is written.
-    With `repair`, add capacity first (agentc/sim/verify.py): the compile returned is
+    With `repair`, add capacity first (cli/plan.py `repaired`): the compile returned is
     then the repaired one (compiled again for the re-planned load when the repair
-    re-planned, and its manifest's devices and $/hr those the repair settled on)."""
+    re-planned; its plan re-evaluated at the grown replicas; its manifest's devices and
+    $/hr those the repair settled on, and the repair's report under `repair`), and the
+    report is returned with it for --json."""
     from agentc import pipeline
-    from agentc.cli.plan import compile_at, print_repair, run_repair
+    from agentc.cli.plan import grown_note, print_repair, repaired
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
     from agentc.sim import verify
@@ -139,15 +146,12 @@ def _verify(c, load, seed, repair, quiet):
         view = manifest.build(c)
     if not repair:
         verify.check(verify.verify(view, load, seed=seed), source_loc(entry_graph(c.module)))
-        return c
-    fixed_view, fixed = run_repair(c, view, load, seed)
+        return c, None
+    c2, _view, fixed = repaired(c, view, load, seed, emit=c.options.emit)
     verify.check(fixed.verdict, source_loc(entry_graph(c.module)), fixed)
-    if fixed.replanned_rps is not None:
-        c = compile_at(c, fixed.replanned_rps, emit=c.options.emit)
-    if "manifest.json" in c.artifacts:
-        doc = json.loads(c.artifacts["manifest.json"])
-        doc["totals"] = fixed_view["totals"]
-        c.artifacts["manifest.json"] = manifest.dumps(doc)
     if not quiet:
         print_repair(fixed)
-    return c
+        note = grown_note(fixed)
+        if note:
+            click.echo(note)
+    return c2, verify.report(fixed)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -28,8 +29,40 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "back what the SLA does not need. Re-planning: the program is planned again for 1, 1.25 and "
                "1.5625 times the simulated load and each plan is grown. A load past the planned one is "
                "re-planned first, a miss at the planned load is grown first; at most 4 plans. Prints the ops "
-               "that moved, devices and $/hr before and after; deterministic for a --seed; when nothing holds, "
-               "an error says by how much and what was tried. Needs a `load` clause.")
+               "that moved, devices and $/hr before and after, each SLA term simulated before and after, and "
+               "the repaired plan with the planner's predictions at its grown replicas; deterministic for a "
+               "--seed; when nothing holds, an error says by how much and what was tried. Needs a `load` "
+               "clause.")
+
+
+def verify_options(repair_help: str):
+    """--verify, --load, --seed and --repair (`plan` and `explain`)."""
+    opts = (click.option("--verify", is_flag=True, help="Simulate the plan (agentc simulate) and fail when an "
+                         "SLA term misses at its percentile."),
+            click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Arrival rate for --verify in req/s (default: the program's load clause, else 1)."),
+            click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                         help="Seed for --verify."),
+            click.option("--repair", is_flag=True, help=repair_help))
+
+    def add(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return add
+
+
+def check_verify_flags(verify: bool, repair: bool, load: float | None) -> None:
+    """--repair, --load and --seed only mean something with --verify: say so rather
+    than ignore them (`plan`, `explain`, `compile`)."""
+    if verify:
+        return
+    seed_given = click.get_current_context().get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE
+    for flag, given in (("--repair", repair), ("--load", load is not None), ("--seed", seed_given)):
+        if given:
+            raise UsageError(f"{flag} goes with --verify" + (
+                "" if flag == "--repair" else " (to plan for another load, change the program's `load` clause)"
+                if flag == "--load" else " (it seeds the simulation)"))
 
 
 def planner_at(c):
@@ -74,11 +107,98 @@ def run_repair(c, view, load, seed):
 
     cluster = c.pass_ctx.cluster
     return verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load, seed=seed,
-                         replan=planner_at(c))
+                         replan=planner_at(c), host_pools=frozenset(p.name for p in cluster.pools if p.device.is_cpu))
+
+
+def repaired(c, view, load, seed, emit: str | None = "placed"):
+    """--repair for `plan`, `explain` and `compile`: verify.repair on `c`'s plan `view`,
+    then the compile of the plan it settles on, so that everything printed or written
+    is about the plan the simulation held: `c` compiled again (up to `emit`) for the
+    re-planned load when it re-planned; its plan re-evaluated by the planner at the
+    grown replica counts (grown_plan); its manifest with the repair's devices and $/hr
+    and the repair's report (`repair`, verify.report). Returns (compile, manifest,
+    Repair), the Repair's `planned_ms` those of the grown plan; when the repair holds
+    nothing, the given compile and what the repair reached (verify.check raises)."""
+    from agentc.sim import verify
+    from agentc.targets import manifest
+
+    fixed_view, fixed = run_repair(c, view, load, seed)
+    if fixed.verdict.misses:
+        return c, fixed_view, fixed
+    if fixed.replanned_rps is not None:
+        c = compile_at(c, fixed.replanned_rps, emit=emit)
+    grown_plan(c, fixed, fixed_view["totals"])
+    c.artifacts.pop("manifest.json", None)   # built again below: its totals and report change
+    view = manifest.build(c)
+    view["totals"] = fixed_view["totals"] | {k: view["totals"][k] for k in ("e2e_ms", "ttft_ms", "tbt_ms")}
+    fixed = dataclasses.replace(fixed, verdict=verify.predicted(fixed.verdict, view))
+    view["repair"] = verify.report(fixed)
+    if emit is None or emit == "manifest":
+        c.artifacts["manifest.json"] = manifest.dumps(view)
+    return c, view, fixed
+
+
+def grown_plan(c, fixed, totals: dict) -> None:
+    """Put into `c` the plan a repair grew: its ops at the replica counts the growth gave
+    them (Repair.replicas), every prediction (latency, TTFT and TBT at their statistics,
+    each op's wait, start and slack) evaluated again by the planner's own evaluator
+    (planner.replay) for those counts; devices and $ those the simulation held
+    (`totals`), and the baselines' ratios against that cost. The solver's status stays
+    (it describes the placement); the grown replicas are recorded on the IR's ops."""
+    from mlir import ir
+
+    from agentc import planner
+    from agentc.passes._ir import get, walk
+
+    placed = c.placement
+    plan, problem = placed.plan, placed.problem
+    if fixed.replicas:
+        options = {op.id: op.options for op in problem.ops}
+        chosen = {i: (options[i].index(p.option), p.pool, fixed.replicas.get(i, (0, p.replicas))[1], p.split_key)
+                  for i, p in plan.ops.items()}
+        new = planner.replay(problem, chosen, plan.status, plan.gap, baselines=False)
+        for i, (_, after) in fixed.replicas.items():
+            # past the most replicas the planner offers, its prediction is at that most
+            new.ops[i].replicas = after
+        with c.ctx:   # the module as it is now (a later stage may have rebuilt the placed ops)
+            for op in walk(c.module.operation):
+                if "replicas" in op.attributes and get(op, "op_id") in fixed.replicas:
+                    op.attributes["replicas"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                                   fixed.replicas[get(op, "op_id")][1])
+        new.solve_time_s, new.baselines = plan.solve_time_s, plan.baselines
+        plan = new
+    usd_hr = totals.get("usd_per_hr")
+    if usd_hr is not None:
+        plan.usd_per_hr, plan.usd_per_request, plan.cost = usd_hr, totals["usd_per_request"], usd_hr
+        p = problem
+        plan.tokens_per_usd = (p.tokens_per_request / plan.usd_per_request
+                               if p.tokens_per_request and plan.usd_per_request > 0 else None)
+        plan.baselines = [dataclasses.replace(b, ratio=plan.cost / b.cost if b.feasible and b.cost else b.ratio)
+                          for b in plan.baselines]
+    plan.devices = dict(totals.get("devices") or plan.devices)
+    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan)
+
+
+def grown_note(fixed) -> str | None:
+    """One line saying that (and how) the plan printed was grown by simulation, or None."""
+    if not fixed.added and not fixed.replicas and fixed.replanned_rps is None:
+        return None
+    parts = []
+    if fixed.replanned_rps is not None:
+        parts.append(f"re-planned for {fixed.replanned_rps:g} req/s")
+    parts += [f"{k} {fixed.before.get(k, 0)} -> {fixed.before.get(k, 0) + n} devices" for k, n in fixed.added.items()]
+    parts += [f"{op} {a} -> {b} replicas" for op, (a, b) in fixed.replicas.items()]
+    grown = fixed.replicas or (fixed.added and fixed.replanned_rps is None)
+    return (f"plan {'grown by simulation' if grown else 're-planned'} (--repair): " + ", ".join(parts)
+            + "; its predictions are the planner's for this plan" + (" at these replica counts" if grown else ""))
 
 
 def print_repair(fixed) -> None:
-    """What --repair added: devices per pool, the re-planned load, $/hr before and after."""
+    """What --repair did: the ops a re-plan moved, devices per pool and $/hr before and
+    after, and each SLA term simulated before and after (verify.report's fields)."""
+    from agentc.sim import verify
+
+    doc = verify.report(fixed)
     out = console()
     if fixed.replanned_rps is not None:
         t = Table("op", "pool, tp x replicas, batch before", "after",
@@ -98,15 +218,14 @@ def print_repair(fixed) -> None:
         out.print("repair: nothing added (the plan holds, or no pool that requests wait on can grow)")
     if fixed.usd_per_hr_before is not None:
         out.print(f"repair: {num(fixed.usd_per_hr_before)} $/hr before, {num(fixed.usd_per_hr_after)} $/hr after")
-
-
-def repair_doc(fixed) -> dict:
-    """--repair's JSON: what was added and tried, and the cost before and after."""
-    return {"added_devices": fixed.added, "before": fixed.before,
-            "added_usd_per_hr": {k: round(v, 6) for k, v in fixed.usd_per_hr.items()},
-            "usd_per_hr_before": fixed.usd_per_hr_before, "usd_per_hr_after": fixed.usd_per_hr_after,
-            "replanned_rps": fixed.replanned_rps, "tried": list(fixed.tried), "steps": fixed.steps,
-            "moved": list(fixed.moved)}
+    t = Table("SLA term", "bound ms", "simulated before", "met by", "simulated after", "met by",
+              title=f"repair: each term before and after, {doc['requests']} requests at {doc['load_rps']:g} req/s")
+    for row in doc["terms"]:
+        b, a = row["before"], row["after"]
+        t.add_row(row["term"], num(row["bound_ms"]), *(("-", "-") if b is None else
+                                                        (num(b["simulated_ms"]), f"{100 * b['attained']:.2f}%")),
+                  num(a["simulated_ms"]), f"{100 * a['attained']:.2f}%")
+    out.print(t)
 
 
 def _plan_view(c) -> dict:
@@ -129,12 +248,7 @@ def _plan_view(c) -> dict:
               show_default=True, help="Output format. Example: --format mermaid")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write to a file, not stdout.")
-@click.option("--verify", is_flag=True,
-              help="Simulate the plan (agentc simulate) and fail when an SLA term misses at its percentile.")
-@click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
-@click.option("--repair", is_flag=True, help=REPAIR_HELP)
+@verify_options(REPAIR_HELP)
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
              as_json, output, verify, verify_load, seed, repair):
@@ -148,6 +262,10 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
       agentc plan --sweep prefill-decode-pairs --pricing given
     """
     fmt = "json" if as_json else fmt
+    check_verify_flags(verify, repair, verify_load)
+    if verify and (sweep or pareto or fmt not in ("table", "json") or output):
+        raise UsageError("--verify prints the plan's simulation as a table or JSON on stdout: not with --sweep, "
+                         "--pareto, --format mermaid/dot/svg or -o")
     if sweep:
         if source is not None or pareto:
             raise UsageError("--sweep plans the paper's fixed scenarios: it takes no SOURCE and no --pareto")
@@ -178,8 +296,6 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             raise UsageError("--pareto prints as table, json or svg")
         return _emit_text(text, output)
     view = _plan_view(c)
-    if repair and not verify:
-        raise UsageError("--repair goes with --verify")
     if verify:
         return _verify(c, view, verify_load, seed, as_json or fmt == "json", repair)
     if fmt == "json":
@@ -194,6 +310,11 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
             return _emit_text(dot, output)
         svg = pictures.to_svg(dot)
         return _emit_text(svg.decode() if isinstance(svg, bytes) else svg, output)
+    _print_plan(view)
+
+
+def _print_plan(view: dict, note: str | None = None) -> None:
+    """The plan table and its totals (`note`: a line before them, e.g. grown_note)."""
     # batch: sequences one execution serves (decode's chosen batch); queue ms: the
     # planner's M/G/c wait at the SLA's percentile, already inside latency ms
     t = Table("op", "kind", "pool", "tp", "replicas", "batch", "queue ms", "latency ms", "$/call", "slack ms",
@@ -206,6 +327,8 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
                   num(op.get("queue_wait_ms", 0.0)), num(op["est_latency_ms"]), num(op["usd_per_call"]),
                   num(op["slack_ms"]), op["loc"])
     out = console()
+    if note:
+        out.print(note)
     out.print(t)
     tot = view["totals"]
     st = (view.get("sla") or {}).get("stats") or {}
@@ -223,15 +346,16 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
 
 def _verify(c, view, load, seed, as_json, repair=False):
     """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
-    With `repair`, first add capacity until the simulation holds (verify.repair) and
-    print what was added."""
+    With `repair`, first add capacity until the simulation holds (`repaired`) and print
+    what was done and the grown plan, its predictions evaluated again at its replicas;
+    the JSON then has the report (`repair`) and that plan's manifest (`plan`)."""
     from agentc.passes._ir import source_loc
     from agentc.passes._plan_ctx import entry_graph
     from agentc.sim import verify
 
     fixed = None
     if repair:
-        _, fixed = run_repair(c, view, load, seed)
+        c, view, fixed = repaired(c, view, load, seed)
         verdict = fixed.verdict
     else:
         verdict = verify.verify(view, load, seed=seed)
@@ -239,11 +363,15 @@ def _verify(c, view, load, seed, as_json, repair=False):
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
         if fixed is not None:
-            doc["repair"] = repair_doc(fixed)
+            doc["repair"] = verify.report(fixed)
+            if not verdict.misses:
+                doc["plan"] = view
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         if fixed is not None:
             print_repair(fixed)
+            if not verdict.misses:
+                _print_plan(view, grown_note(fixed))
         t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
@@ -323,9 +451,10 @@ def _emit_table(table, output):
 @common_plan_options
 @click.option("--op", "op_name", default=None, help="Explain one op (its id, e.g. ans.decode).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@verify_options(REPAIR_HELP + " Explains the repaired plan.")
 @guarded
 def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, op_name,
-                as_json):
+                as_json, verify, verify_load, seed, repair):
     """Say why each op went where: chosen device, time and cost, the runner-up and the
     delta, slack on the critical path, and the constraints that bind.
 
@@ -333,10 +462,15 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     Examples:
       agentc explain examples/voice_agent.agent
       agentc explain examples/voice_agent.agent --op ans.decode
+      agentc explain examples/rag_agent.agent --verify --repair
     """
+    check_verify_flags(verify, repair, verify_load)
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
                  time_limit_s=time_limit_s)
+    fixed = _held(c, verify_load, seed, repair) if verify else None
+    if fixed is not None:
+        c = fixed[0]
     plan = c.plan
     ids = sorted(plan.ops)
     if op_name is not None:
@@ -351,6 +485,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             "op": op_id, "pool": p.pool, "tp": p.option.tp, "time_ms": p.option.time_ms,
             "usd_per_call": p.option.usd_per_call, "binding_resource": p.option.note,
             "slack_ms": p.slack_ms, "on_critical_path": op_id in plan.critical_path,
+            "replicas": p.replicas, "queue_wait_ms": p.wait_ms,
             "runner_up": None if ru is None else {
                 "pool": ru.pool, "tp": ru.option.tp, "delta_ms": ru.delta_ms, "delta_cost": ru.delta_cost,
                 "feasible": ru.feasible, "why_not": list(ru.reasons)},
@@ -365,14 +500,24 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
               "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
               "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
               "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap}
+    note = None
+    if fixed is not None and fixed[1] is not None:
+        from agentc.sim import verify as sim_verify
+
+        result["repair"] = sim_verify.report(fixed[1])
+        note = grown_note(fixed[1])
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
     out = console()
+    if note:
+        out.print(note)
     for r in rows:
         ru = r["runner_up"]
-        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound), "
-                f"${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
+        sized = (f", {r['replicas']} replica(s) + {num(r['queue_wait_ms'])} ms queueing"
+                 if r["queue_wait_ms"] > 0 or r["replicas"] > 1 else "")
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound)"
+                f"{sized}, ${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
         for part in r["split"]:
@@ -388,6 +533,24 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
     out.print(plan_statistics(plan))
     out.print(f"solver: {plan.status}")
+
+
+def _held(c, load, seed, repair):
+    """`explain --verify [--repair]`: the plan held to its SLA by simulation (a miss is
+    the error `plan --verify` gives); with `repair`, the compile of the repaired plan.
+    Returns (compile, Repair or None)."""
+    from agentc.passes._ir import source_loc
+    from agentc.passes._plan_ctx import entry_graph
+    from agentc.sim import verify
+
+    loc = source_loc(entry_graph(c.module))
+    view = _plan_view(c)
+    if not repair:
+        verify.check(verify.verify(view, load, seed=seed), loc)
+        return c, None
+    c2, _view, fixed = repaired(c, view, load, seed)
+    verify.check(fixed.verdict, loc, fixed)
+    return c2, fixed
 
 
 def plan_statistics(plan) -> str:

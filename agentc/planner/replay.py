@@ -43,8 +43,13 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
             continue
         ks = [k for k in inst.op_choices[i] if not inst.choices[k].parts
               and inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == pool]
-        # under load one option is priced at several replica counts: the recorded one
-        ks = [k for k in ks if not sized or inst.choices[k].replicas == sized[0]] or ks
+        # under load one option is priced at several replica counts: the recorded one, or,
+        # past the most it offers (a --repair growth), that most: more are offered only
+        # while they shorten a wait that a term or the objective counts
+        if sized:
+            ks = ([k for k in ks if inst.choices[k].replicas == sized[0]]
+                  or sorted((k for k in ks if inst.choices[k].replicas < sized[0]),
+                            key=lambda k: -inst.choices[k].replicas) or ks)
         if not ks:
             raise VerifyError(f"op '{op.id}': its placement (option {rank} on pool '{pool}') is not "
                               "among its costed options")

@@ -11,7 +11,7 @@ at three loads; benchmarks/bench_agreement.py, test_sim_agreement.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,10 +49,15 @@ def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int, 
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     arr = arrivals.poisson(rate, rng, requests=requests)
     result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10), batching=batching))
-    planned = {"latency": manifest["totals"]["e2e_ms"], "ttft": manifest["totals"]["ttft_ms"],
-               "tbt": manifest["totals"]["tbt_ms"]}
-    terms = [dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in report.sla_terms(result)]
-    return Verdict(rate, len(arr), terms), result
+    return predicted(Verdict(rate, len(arr), report.sla_terms(result)), manifest), result
+
+
+def predicted(verdict: Verdict, manifest: dict) -> Verdict:
+    """`verdict` with each term's `planned_ms` the prediction of `manifest`'s plan (its
+    totals): after a repair re-evaluated the grown plan, the prediction is that plan's."""
+    tot = manifest["totals"]
+    planned = {"latency": tot["e2e_ms"], "ttft": tot["ttft_ms"], "tbt": tot["tbt_ms"]}
+    return replace(verdict, terms=[dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in verdict.terms])
 
 
 def capacity_rps(manifest: dict) -> float:
@@ -75,14 +80,16 @@ REPLAN_FACTORS = (1.0, 1.25, 1.5625)  # planning loads tried, times the simulate
 # Bound of the whole repair: at most 1 + len(REPLAN_FACTORS) plans (the given one and
 # the re-plans), each with at most MAX_REPAIR_STEPS + 1 growth simulations and, to trim,
 # one per replica added plus one per grown pool: at most 4 x (17 + 32) simulations and 3
-# solves; in practice a handful (rag at 9 req/s: one solve, 5 simulations).
+# solves, and one simulation of the given plan for the report when a re-plan held
+# before it was tried; in practice a handful (rag at 9 req/s: one solve, 2 simulations).
 
 
 @dataclass(frozen=True)
 class Repair:
     """What `repair` did: devices added per pool (to the plan it ends with), the pool
     sizes and $/hr before and after, the load the plan was re-planned for (None: the
-    placement was kept), the verdict after, the simulations it ran and what it tried."""
+    placement was kept), the verdicts before and after, the op replicas the growth
+    stands for, the simulations it ran and what it tried. `report` puts it in JSON."""
 
     added: dict[str, int]          # devices per pool, after minus before (negative: a re-plan freed some)
     before: dict[str, int]
@@ -94,10 +101,17 @@ class Repair:
     replanned_rps: float | None = None
     tried: tuple[str, ...] = ()
     moved: tuple[dict, ...] = ()   # a re-plan's changed ops: id, pool/tp/replicas before and after
+    # the given plan simulated at the load before anything changed (its terms' planned_ms
+    # that plan's predictions)
+    verdict_before: Verdict | None = None
+    # the growth counted as replicas of one op per grown pool (grown_op): op id ->
+    # (replicas before, after) in the plan that was grown (the re-plan, if any)
+    replicas: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None = None,
-           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None) -> tuple[dict, Repair]:
+           requests: int = DEFAULT_VERIFY_REQUESTS, seed: int = 0, replan=None,
+           host_pools: frozenset[str] = frozenset()) -> tuple[dict, Repair]:
     """Add capacity until the simulation holds every SLA term (`plan --verify --repair`).
 
     Two ways, each bounded. Growing (`_grow`): the placement stays; each step grows the
@@ -109,10 +123,15 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     then moves ops to pools with room and sizes its queues for that load), and each
     such plan is grown. A plan held to more load than it was sized for is re-planned
     first (the given plan is grown last); one that misses at its own load is grown
-    first. The first plan that holds is returned. Deterministic: the same seed and
+    first. The first plan that holds is returned. Devices a pool grows by count as
+    replicas of one of its ops (grown_op), except on `host_pools` (CPU pools, whose host
+    work the planner sizes by shared demand, not replicas). Deterministic: the same seed and
     arrivals for every simulation. Returns the manifest it ends with (devices and $/hr
-    in its totals; the given one is not changed) and what was done; its verdict says
-    whether it holds, its `tried` what each plan gave."""
+    in its totals, the grown op's replicas; the given one is not changed) and what was
+    done; its verdict says whether it holds, `verdict_before` how the given plan did,
+    its `tried` what each plan gave. The predictions in the manifest's totals stay
+    those of the plan grown: re-evaluating them needs the planner (cli/plan.py
+    `repaired`; the simulator reads manifests only)."""
     from agentc.diagnostics import AgentcError
 
     if not (manifest.get("sla") or {}).get("load_rps"):
@@ -136,7 +155,7 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
                 # a higher load has no plan either: go on to the given plan, if still to try
                 order = [r for r in order if r is None]
                 continue
-        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed)
+        m, rep = _grow(plan, usd_per_device_hr, target, requests, seed, host_pools)
         steps += rep.steps
         tried.append(_tried(rep, rate))
         if rate is None:
@@ -144,8 +163,14 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
         if not rep.verdict.misses:
             found = (m, rep, rate)
             break
+    if first is not None:
+        given = first[1].verdict_before
+    else:   # a re-plan held before the given plan was tried: simulate it once, for the report
+        given, _ = _simulate(manifest, target, requests, seed)
+        steps += 1
     if found is None:   # nothing holds: report the given plan, grown as far as it went
-        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed)
+        m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed,
+                                                       host_pools)
     else:
         m, rep, rate = found
         if rate is not None:
@@ -157,7 +182,36 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
                           usd_per_hr={k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()},
                           moved=_moved(manifest, m))
     return m, replace(rep, steps=steps, usd_per_hr_before=(manifest.get("totals") or {}).get("usd_per_hr"),
-                      usd_per_hr_after=m["totals"].get("usd_per_hr"), tried=tuple(tried))
+                      usd_per_hr_after=m["totals"].get("usd_per_hr"), tried=tuple(tried), verdict_before=given)
+
+
+def report(rep: Repair) -> dict:
+    """What a repair did, as JSON: one account for `plan --verify --repair --json`,
+    `compile --verify --repair --json` and the compiled manifest's `repair` (fields in
+    docs/planner.md). Per pool the devices before, added and after with the added $/hr;
+    $/hr before and after; the ops given replicas; per SLA term the simulated value,
+    the share of requests meeting the bound and the prediction, before (the given plan)
+    and after (the plan settled on); the re-planned load, the plans tried, the ops
+    moved and the simulations run."""
+    before = dict(sorted(rep.before.items()))
+    after = {k: before.get(k, 0) + rep.added.get(k, 0) for k in sorted(set(before) | set(rep.added))
+             if before.get(k, 0) + rep.added.get(k, 0)}
+
+    def side(t: dict | None) -> dict | None:
+        return None if t is None else {"simulated_ms": t["observed_ms"], "attained": t["attained"],
+                                       "holds": t["holds"], "planned_ms": t["planned_ms"]}
+
+    was = {t["term"]: t for t in (rep.verdict_before.terms if rep.verdict_before else [])}
+    terms = [{"term": t["term"], "statistic": t["statistic"], "percentile": t["percentile"],
+              "bound_ms": t["bound_ms"], "before": side(was.get(t["term"])), "after": side(t)}
+             for t in rep.verdict.terms]
+    return {"holds": not rep.verdict.misses, "load_rps": rep.verdict.load_rps, "requests": rep.verdict.requests,
+            "devices_before": before, "devices_after": after, "added_devices": dict(rep.added),
+            "added_usd_per_hr": {k: _r6(v) for k, v in rep.usd_per_hr.items()},
+            "usd_per_hr_before": rep.usd_per_hr_before, "usd_per_hr_after": rep.usd_per_hr_after,
+            "replicas": {k: {"before": a, "after": b} for k, (a, b) in rep.replicas.items()},
+            "replanned_rps": rep.replanned_rps, "tried": list(rep.tried), "steps": rep.steps,
+            "moved": list(rep.moved), "terms": terms}
 
 
 def _moved(old: dict, new: dict) -> tuple[dict, ...]:
@@ -185,7 +239,7 @@ def _tried(rep: Repair, rate: float | None) -> str:
 
 
 def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
-          seed: int) -> tuple[dict, Repair]:
+          seed: int, host_pools: frozenset[str] = frozenset()) -> tuple[dict, Repair]:
     """Grow the pools requests wait on, placement fixed (see `repair`); then trim: each
     pool, dearest first, gives back replicas while the simulation still holds. Stops
     when every term holds, when no pool had a wait (the miss is not for want of
@@ -203,8 +257,10 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
         widest[op["pool"]] = max(widest.get(op["pool"], 1), int(op["tp"]))
     steps, sims = 0, 0
     stop = "held"
+    first = None
     while True:
         verdict, result = _simulate(m, load_rps, requests, seed)
+        first = first or verdict
         sims += 1
         if not verdict.misses:
             break
@@ -240,7 +296,30 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
     usd = {k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()}
     if added and totals.get("usd_per_hr") is not None:
         _add_cost(m, sum(usd.values()))
-    return m, Repair(added, before, usd, verdict, sims, tried=(stop,))
+    replicas = {}
+    for name, n in added.items():
+        op = None if name in host_pools else grown_op(m["ops"], name)
+        if op is not None:
+            replicas[op["id"]] = (int(op["replicas"]), int(op["replicas"]) + n // widest[name])
+            op["replicas"] = replicas[op["id"]][1]
+    return m, Repair(added, before, usd, verdict, sims, tried=(stop,), verdict_before=first,
+                     replicas=dict(sorted(replicas.items())))
+
+
+def grown_op(ops: list[dict], pool: str) -> dict | None:
+    """The op whose replicas a pool's growth counts as: each growth step adds devices for
+    one replica of the pool's widest op, so that op (of several as wide, the one with the
+    longest planned wait per request, then the first id). The simulator serves a pool's
+    ops from its devices together; the planner dedicates replicas to an op, and this is
+    the op it re-evaluates with more. None when the widest is a split op (its parts are
+    sized per pool)."""
+    mine = [o for o in ops if o["pool"] == pool]
+    if not mine:
+        return None
+    tp = max(int(o["tp"]) for o in mine)
+    best = min((o for o in mine if int(o["tp"]) == tp),
+               key=lambda o: (-float(o.get("queue_wait_ms") or 0.0) * float(o["weight"]), o["id"]))
+    return None if "split" in best else best
 
 
 def _add_cost(m: dict, usd_per_hr: float) -> None:

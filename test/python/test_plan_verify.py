@@ -111,9 +111,9 @@ def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(t
     assert r.returncode == 0, r.stderr
     m = json.loads((dest / "manifest.json").read_text())
     assert m["sla"]["load_rps"] == 9.0
-    after = {k: rep["before"].get(k, 0) + rep["added_devices"].get(k, 0)
-             for k in set(rep["before"]) | set(rep["added_devices"])}
-    assert m["totals"]["devices"] == {k: n for k, n in sorted(after.items()) if n}
+    after = {k: rep["devices_before"].get(k, 0) + rep["added_devices"].get(k, 0)
+             for k in set(rep["devices_before"]) | set(rep["added_devices"])}
+    assert m["totals"]["devices"] == {k: n for k, n in sorted(after.items()) if n} == rep["devices_after"]
     assert m["totals"]["usd_per_hr"] == pytest.approx(rep["usd_per_hr_after"], rel=1e-5)
 
 

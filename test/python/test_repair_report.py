@@ -1,0 +1,224 @@
+"""`--verify --repair`'s report and the grown plan's predictions (issue 17, item 5).
+
+rag is planned for 5 req/s; in simulation its TTFT p99 misses 500 ms and the repair
+grows the B200 pool (its prefill's) by one device. The report's numbers are held
+against `agentc simulate --json` on the plans before and after; the grown plan's
+predictions against a fresh evaluation of its placement and, for the prefill's wait,
+against M/M/c waits computed here in closed form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RAG = "examples/rag_agent.agent"
+
+
+def _agentc(*args):
+    return subprocess.run([sys.executable, "-m", "agentc", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def repaired(tmp_path_factory):
+    """The plan before (plan --json), `plan --verify --repair --json`, and `compile
+    --verify --repair --json -o DIR` with its manifest."""
+    d = tmp_path_factory.mktemp("rag")
+    before = _agentc("plan", RAG, "--json")
+    assert before.returncode == 0, before.stderr
+    (d / "before.json").write_text(before.stdout)
+    plan = _agentc("plan", RAG, "--verify", "--repair", "--json")
+    assert plan.returncode == 0, plan.stderr
+    comp = _agentc("compile", RAG, "--targets", "cpu", "--verify", "--repair", "--json", "-o", str(d / "out"))
+    assert comp.returncode == 0, comp.stderr
+    return {"dir": d, "before": json.loads(before.stdout), "plan": json.loads(plan.stdout),
+            "compile": json.loads(comp.stdout), "manifest": json.loads((d / "out" / "manifest.json").read_text())}
+
+
+def _simulated(path) -> dict:
+    """`agentc simulate --json` as --verify runs it (2,000 requests, warmup 200, seed 0)."""
+    r = _agentc("simulate", str(path), "--json", "--requests", "2000", "--warmup", "200", "--seed", "0")
+    assert r.returncode == 0, r.stderr
+    return {t["term"]: t for t in json.loads(r.stdout)["sla"]}
+
+
+def test_one_report_in_plan_and_compile_json_and_the_manifest(repaired):
+    rep = repaired["compile"]["repair"]
+    assert rep == repaired["plan"]["repair"] == repaired["manifest"]["repair"]
+    jsonschema.validate(repaired["manifest"], json.loads(open(os.path.join(ROOT, "docs/manifest.schema.json")).read()))
+
+
+def test_the_report_says_which_pools_grew_and_what_it_costs(repaired):
+    rep, before = repaired["compile"]["repair"], repaired["before"]["totals"]
+    assert rep["holds"] and rep["replanned_rps"] is None and rep["load_rps"] == 5.0 and rep["requests"] == 2000
+    assert rep["devices_before"] == before["devices"] == {"a100": 5, "b200": 3, "epyc": 1}
+    assert rep["added_devices"] == {"b200": 1}
+    assert rep["devices_after"] == {"a100": 5, "b200": 4, "epyc": 1} == repaired["manifest"]["totals"]["devices"]
+    assert rep["replicas"] == {"ans.prefill": {"before": 3, "after": 4}}
+    # one more B200 at the cluster's price: $/hr before + that price = $/hr after
+    b200_hr = rep["added_usd_per_hr"]["b200"]
+    assert rep["usd_per_hr_before"] == before["usd_per_hr"]
+    assert rep["usd_per_hr_after"] == pytest.approx(before["usd_per_hr"] + b200_hr, rel=1e-5)
+    assert repaired["manifest"]["totals"]["usd_per_hr"] == rep["usd_per_hr_after"]
+    assert repaired["manifest"]["totals"]["usd_per_request"] == pytest.approx(
+        before["usd_per_request"] + b200_hr / (3600 * 5.0), rel=1e-5)
+
+
+def test_each_terms_before_and_after_are_the_simulations_own(repaired):
+    """Before: `agentc simulate` on the plan as planned; after: on the repaired manifest."""
+    rep = repaired["compile"]["repair"]
+    sim_before = _simulated(repaired["dir"] / "before.json")
+    sim_after = _simulated(repaired["dir"] / "out" / "manifest.json")
+    assert [t["term"] for t in rep["terms"]] == ["latency.p95", "ttft", "tbt"]
+    for t in rep["terms"]:
+        for side, sim in (("before", sim_before), ("after", sim_after)):
+            s = sim[t["term"]]
+            assert (t[side]["simulated_ms"], t[side]["attained"], t[side]["holds"]) == \
+                (s["observed_ms"], s["attained"], s["holds"]), (t["term"], side)
+        assert t["bound_ms"] == sim_after[t["term"]]["bound_ms"]
+    ttft = rep["terms"][1]
+    assert not ttft["before"]["holds"] and ttft["before"]["simulated_ms"] > 500 > ttft["after"]["simulated_ms"]
+    assert ttft["after"]["attained"] >= 0.99 > ttft["before"]["attained"]
+    # the planned values: the plan's before, the grown plan's after (its manifest's totals)
+    planned_before = repaired["before"]["totals"]
+    planned_after = repaired["manifest"]["totals"]
+    for t, key in zip(rep["terms"], ("e2e_ms", "ttft_ms", "tbt_ms")):
+        assert t["before"]["planned_ms"] == planned_before[key]
+        assert t["after"]["planned_ms"] == planned_after[key]
+
+
+def _mmc_wait_ms(c: int, a: float, service_ms: float, q: float) -> float:
+    """q-quantile of the M/M/c wait from Erlang C written out by its sum (not the
+    planner's recursion): P(W > t) = C exp(-(c - a) t / S)."""
+    head = sum(a ** k / math.factorial(k) for k in range(c))
+    tail = a ** c / math.factorial(c) * c / (c - a)
+    pw = tail / (head + tail)
+    return 0.0 if pw <= 1 - q else service_ms / (c - a) * math.log(pw / (1 - q))
+
+
+def _holds_a_fresh_evaluation(source: str, m: dict) -> None:
+    """`m`'s predictions (totals, each op's wait) are the planner's evaluation of its
+    placement, its choices picked afresh by pool, tp, batch, time and replicas."""
+    from agentc import pipeline
+    from agentc.cli._common import make_options
+    from agentc.planner.instance import Instance
+
+    c = pipeline.compile_file(source, make_options(emit="placed"))
+    inst = Instance(c.problem, merge_identical=False)
+    choice = []
+    for i, op in enumerate(inst.ops):
+        mo = next(o for o in m["ops"] if o["id"] == op.id)
+        ks = [k for k in inst.op_choices[i] if inst.sites[inst.choices[k].site].name == mo["pool"]
+              and inst.choices[k].option.tp == mo["tp"] and inst.choices[k].option.batch == mo["batch"]
+              and abs(inst.choices[k].option.time_ms - mo["est_latency_ms"]) <= 1e-5 * mo["est_latency_ms"]]
+        sized = [k for k in ks if inst.choices[k].replicas == mo["replicas"]]
+        choice.append((sized or ks)[0])
+    fresh = inst.evaluate(tuple(choice))
+    assert m["totals"]["e2e_ms"] == pytest.approx(fresh.e2e_ms, rel=1e-5)
+    assert m["totals"]["ttft_ms"] == pytest.approx(fresh.ttft_ms, rel=1e-5)
+    assert m["totals"]["tbt_ms"] == pytest.approx(fresh.tbt_ms, rel=1e-5)
+    for i, k in enumerate(choice):
+        mo = next(o for o in m["ops"] if o["id"] == inst.ops[i].id)
+        assert mo["queue_wait_ms"] == pytest.approx(inst.choices[k].wait_ms, abs=1e-6)
+
+
+def test_the_grown_plans_predictions_are_its_own(repaired):
+    """After growth the planner's predictions are those of the grown plan: a fresh
+    evaluation of its placement (choices picked by pool, tp, batch and replicas), and,
+    rag having one control-flow path, exactly the prefill's M/M/c waits: at p95 (the
+    latency term) 68.8 ms with 3 replicas, none with 4; at p99 (TTFT) 236.2 -> 55.2 ms."""
+    m, before = repaired["manifest"], repaired["before"]
+    _holds_a_fresh_evaluation(os.path.join(ROOT, RAG), m)
+    pre = {o["id"]: o for o in before["ops"]}["ans.prefill"]
+    grown = {o["id"]: o for o in m["ops"]}["ans.prefill"]
+    service = pre["busy_ms"] * pre["batch"]
+    a = 5.0 * pre["weight"] * service / 1000.0
+    assert (pre["replicas"], grown["replicas"]) == (3, 4)
+    assert pre["queue_wait_ms"] == pytest.approx(_mmc_wait_ms(3, a, service, 0.95), rel=1e-5)
+    assert grown["queue_wait_ms"] == 0.0 == _mmc_wait_ms(4, a, service, 0.95)
+    # one path: the latency and TTFT drop by exactly the prefill's wait saved
+    assert before["totals"]["e2e_ms"] - m["totals"]["e2e_ms"] == pytest.approx(
+        _mmc_wait_ms(3, a, service, 0.95), abs=2e-2)
+    assert before["totals"]["ttft_ms"] - m["totals"]["ttft_ms"] == pytest.approx(
+        _mmc_wait_ms(3, a, service, 0.99) - _mmc_wait_ms(4, a, service, 0.99), abs=2e-3)
+    assert m["totals"]["tbt_ms"] == before["totals"]["tbt_ms"]
+    # the plan JSON carries the same grown plan
+    assert repaired["plan"]["plan"]["totals"] == m["totals"]
+    assert repaired["plan"]["plan"]["ops"] == m["ops"]
+
+
+def test_a_re_plan_that_is_grown_is_evaluated_at_its_grown_replicas(tmp_path):
+    """rag held to 11 req/s is re-planned for 11 and then grown: B200 +1 counts as one
+    more prefill replica (5 -> 6), EPYC +1 as no op's (host work shares its pool).
+    The grown plan's predictions are a fresh evaluation of that placement in rag
+    planned for 11 req/s (its source with `load 11 rps`)."""
+    r = _agentc("plan", RAG, "--verify", "--repair", "--load", "11", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rep, m = out["repair"], out["plan"]
+    assert rep["holds"] and rep["replanned_rps"] == 11.0
+    # on this commit: "re-planned for 11 req/s, b200 +1, epyc +1 added: holds", prefill 5 -> 6
+    assert rep["tried"][-1].startswith("re-planned for 11 req/s, ") and rep["replicas"]
+    assert m["sla"]["load_rps"] == 11.0 and m["totals"]["devices"] == rep["devices_after"]
+    ops = {o["id"]: o for o in m["ops"]}
+    assert all(ops[k]["replicas"] == v["after"] and ops[k]["pool"] != "epyc" for k, v in rep["replicas"].items())
+    assert [t["after"]["planned_ms"] for t in rep["terms"]] == [m["totals"][k] for k in ("e2e_ms", "ttft_ms", "tbt_ms")]
+    text = open(os.path.join(ROOT, RAG)).read()
+    assert "load 5 rps" in text
+    src = tmp_path / "rag_agent.agent"
+    src.write_text(text.replace("load 5 rps", "load 11 rps"))
+    _holds_a_fresh_evaluation(str(src), m)
+
+
+def test_the_output_says_the_plan_was_grown_by_simulation():
+    note = "plan grown by simulation (--repair): b200 3 -> 4 devices, ans.prefill 3 -> 4 replicas"
+    r = _agentc("plan", RAG, "--verify", "--repair")
+    assert r.returncode == 0, r.stderr
+    assert note in r.stdout and "ttft 316.8 ms" in r.stdout and "devices {'a100': 5, 'b200': 4, 'epyc': 1}" in r.stdout
+    r = _agentc("explain", RAG, "--verify", "--repair")
+    assert r.returncode == 0, r.stderr
+    assert note in r.stdout and "ans.prefill: b200 tp=1, 205.3 ms (compute-bound), 4 replica(s) + 0 ms queueing" \
+        in r.stdout
+    ex = json.loads(_agentc("explain", RAG, "--verify", "--repair", "--json").stdout)
+    assert ex["repair"]["replicas"] == {"ans.prefill": {"before": 3, "after": 4}}
+    assert {o["op"]: o["replicas"] for o in ex["ops"]}["ans.prefill"] == 4 and ex["ttft_ms"] == pytest.approx(316.755)
+
+
+BAD = [(cmd, args, "error: " + msg) for cmd in ("plan", "explain", "compile") for args, msg in (
+    (["--repair"], "--repair goes with --verify"),
+    (["--load", "7"], "--load goes with --verify (to plan for another load, change the program's `load` clause)"),
+    (["--seed", "3"], "--seed goes with --verify (it seeds the simulation)"),
+)] + [("plan", ["--verify", *args], "error: --verify prints the plan's simulation as a table or JSON on stdout: "
+       "not with --sweep, --pareto, --format mermaid/dot/svg or -o")
+      for args in (["--pareto"], ["--format", "dot"], ["--json", "-o", "plan.json"])]
+
+
+@pytest.mark.parametrize("command,args,message", BAD, ids=[f"{c}-{'-'.join(a)}" for c, a, _ in BAD])
+def test_flags_without_their_verify_are_errors(command, args, message, tmp_path):
+    """Each refused before anything is planned or written: exit 1, a one-line error."""
+    from click.testing import CliRunner
+
+    from agentc.cli import cli
+
+    out = tmp_path / "out"
+    args = [str(tmp_path / a) if a.endswith(".json") else a for a in args]
+    r = CliRunner().invoke(cli, [command, os.path.join(ROOT, RAG), *args,
+                                 *(["-o", str(out)] if command == "compile" else [])])
+    assert r.exit_code == 1 and r.output.strip().endswith(message), r.output
+    assert len(r.output.strip().splitlines()) == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert not out.exists() and not (tmp_path / "plan.json").exists()
+
+
+def test_compile_repair_of_a_plan_without_load_is_an_error(tmp_path):
+    r = _agentc("compile", "examples/table3.agent", "--cluster", "examples/clusters/table3.toml", "--targets", "cpu",
+                "--verify", "--repair", "--load", "1", "-o", str(tmp_path / "out"), "--json")
+    assert r.returncode == 1 and "--repair needs a plan sized for a load" in r.stderr
+    assert not (tmp_path / "out").exists() and r.stdout == ""
