@@ -10,6 +10,7 @@ from rich.table import Table
 
 from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError
+from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.split import fraction_text
 from agentc.report import console, num
 
@@ -348,7 +349,10 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
         p = plan.ops[op_id]
         ru = p.runner_up
         rows.append({
-            "op": op_id, "pool": p.pool, "tp": p.option.tp, "time_ms": p.option.time_ms,
+            # a decode's time at the batch its traffic fills (planner/queueing.py), and those batches
+            "op": op_id, "pool": p.pool, "tp": p.option.tp,
+            "time_ms": p.option.time_ms if p.time_ms is None else p.time_ms,
+            "batch": p.option.batch, "run_batch": p.run_batch,
             "usd_per_call": p.option.usd_per_call, "binding_resource": p.option.note,
             "slack_ms": p.slack_ms, "on_critical_path": op_id in plan.critical_path,
             "runner_up": None if ru is None else {
@@ -364,14 +368,17 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
               "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
               "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
-              "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap}
+              "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap,
+              # latency terms hold at this arrival rate: the load clause, else the light rate
+              "latency_rps": c.problem.load_rps or LIGHT_LOAD_RPS}
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
     out = console()
     for r in rows:
         ru = r["runner_up"]
-        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound), "
+        fills = "" if r["run_batch"] is None else f" at batch {num(r['run_batch'])} of {r['batch']}"
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms{fills} ({r['binding_resource']}-bound), "
                 f"${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
@@ -387,6 +394,10 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             out.print(f"    excluded {ex['pool']} tp={ex['tp']}: {ex['reason']}")
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
     out.print(plan_statistics(plan))
+    load = c.problem.load_rps
+    out.print(f"latency terms at {num(result['latency_rps'])} req/s"
+              + (" (the load clause)" if load else " (no load clause: the program's own requests at the light "
+                 "rate on free pools, decode at the batch they fill; cost per request at the priced batch)"))
     out.print(f"solver: {plan.status}")
 
 
