@@ -142,19 +142,19 @@ def test_planned_within_10_percent_of_simulated(name, load, term):
 
 
 def test_the_capacity_load_is_where_the_busiest_pool_is_always_busy():
-    """capacity_rps against a hand count: rag's a100 pool holds 5 devices and each
-    request asks 98.756 ms of four (decode, tp 4) and 8.97686 ms of one (hits):
-    5000 / 404.00086 = 12.376 req/s, below its B200 (3 devices, prefill 205.282 ms:
-    14.61) and EPYC (1 device, about 9.4 ms: 107)."""
+    """capacity_rps against a hand count: rag's MI300x pool holds 1 device and each
+    request asks 116.164 ms of it (its decode, tp 1, at batch 32): 1000 / 116.164 =
+    8.6085 req/s, below its B200 (4 devices, prefill 205.282 ms: 19.49) and EPYC (1
+    device, 56.977 ms of host work and retrieve: 17.55)."""
     c = pipeline.compile_file(os.path.join(ROOT, "examples", "rag_agent.agent"), make_options(emit="placed"),
                               or_later=True)
     pipeline.placement(c)
     view = json.loads(manifest.dumps(manifest.build(c)))
-    assert view["totals"]["devices"] == {"a100": 5, "b200": 3, "epyc": 1}
-    busy = 4 * 98.756 + 8.97686
-    assert verify.capacity_rps(view) == pytest.approx(5000 / busy, rel=1e-5)
+    assert view["totals"]["devices"] == {"b200": 4, "epyc": 1, "mi300x": 1}
+    busy = 116.164
+    assert verify.capacity_rps(view) == pytest.approx(1000 / busy, rel=1e-5)
     assert verify.agreement_loads(view) == pytest.approx(
-        {"light": 0.5, "planned": 5.0, "90% capacity": 0.9 * 5000 / busy}, rel=1e-5)
+        {"light": 0.5, "planned": 5.0, "90% capacity": 0.9 * 1000 / busy}, rel=1e-5)
 
 
 def test_table3_has_no_plan_on_the_built_in_cluster():
