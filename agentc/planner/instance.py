@@ -13,7 +13,8 @@ Times are judged over the program's control-flow scenarios (scenarios.py): in ea
 an op's duration is its count there times one call's time, the latency is the longest
 path, TTFT is the start of the first first-token op the scenario runs plus that one
 call's time to first token (and, after a prefill, the KV transfer and one decode step),
-and TBT is the slowest step of any decode it runs. An SLA term holds at its statistic
+and TBT is the slowest step of any decode it runs (a decode's call and step at the
+batch its traffic fills, `_served`). An SLA term holds at its statistic
 (SLA.e2e_stat etc.): every scenario, the NN% quantile over scenarios, or their mean.
 Cost stays the expectation: ops priced at `weight` executions per request.
 """
