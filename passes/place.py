@@ -165,7 +165,7 @@ def build_problem(module, ctx):
                 note=str(c["binding"])))
         loc = source_loc(op)
         ops.append(planner.PlanOp(id=_key(op), kind=op.name, options=options, weight=weight,
-                                  loc=str(loc) if loc else ""))
+                                  loc=str(loc) if loc else "", model=str(get(op, "model") or "")))
     for op, weight in g.ops:
         if op.name in TRANSFER_OPS:
             continue

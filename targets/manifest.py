@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.scenarios import continue_prob
 
 SCHEMA_VERSION = "1.3"
@@ -66,7 +67,9 @@ def build(c) -> dict:
             "device_class": pools[p.pool].device.name, "device": pools[p.pool].device.name,
             "pool": p.pool, "tp": p.option.tp,
             "replicas": p.replicas, "weight": _r(weights.get(op_id, 1.0)),
-            "est_latency_ms": _r(p.option.time_ms), "usd_per_call": _r(p.option.usd_per_call),
+            # a decode's at the batch its traffic fills (planner/queueing.py), as the plan's latency counts it
+            "est_latency_ms": _r(p.option.time_ms if p.time_ms is None else p.time_ms),
+            "usd_per_call": _r(p.option.usd_per_call),
             "start_ms": _r(p.start_ms), "finish_ms": _r(p.finish_ms), "slack_ms": _r(p.slack_ms),
             "binding_resource": p.option.note,
             "runner_up": None if ru is None else {"pool": ru.pool, "tp": ru.option.tp,
@@ -106,6 +109,8 @@ def build(c) -> dict:
     sla = {"e2e_ms": get(graph, "sla_latency_ms"), "percentile": get(graph, "sla_percentile"),
            "ttft_ms": get(graph, "sla_ttft_ms"), "tbt_ms": get(graph, "sla_tbt_ms"),
            "load_rps": get(graph, "load_rps"), "mode": c.options.sla_mode,
+           # the arrival rate latency terms are planned at: the load, else the light rate
+           "latency_rps": get(graph, "load_rps") or LIGHT_LOAD_RPS,
            "worst_case": c.options.worst_case,
            # the statistic each term holds at over control-flow paths: all, mean, pNN
            "stats": dict(sorted(plan.stats.items()))}

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError
+from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.split import fraction_text
 from agentc.report import console, num
 
@@ -482,7 +483,10 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
         p = plan.ops[op_id]
         ru = p.runner_up
         rows.append({
-            "op": op_id, "pool": p.pool, "tp": p.option.tp, "time_ms": p.option.time_ms,
+            # a decode's time at the batch its traffic fills (planner/queueing.py), and those batches
+            "op": op_id, "pool": p.pool, "tp": p.option.tp,
+            "time_ms": p.option.time_ms if p.time_ms is None else p.time_ms,
+            "batch": p.option.batch, "run_batch": p.run_batch,
             "usd_per_call": p.option.usd_per_call, "binding_resource": p.option.note,
             "slack_ms": p.slack_ms, "on_critical_path": op_id in plan.critical_path,
             "replicas": p.replicas, "queue_wait_ms": p.wait_ms,
@@ -499,7 +503,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     result = {"ops": rows, "binding": list(plan.binding), "critical_path": list(plan.critical_path),
               "e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms, "stats": plan.stats,
               "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
-              "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap}
+              "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap,
+              # latency terms hold at this arrival rate: the load clause, else the light rate
+              "latency_rps": c.problem.load_rps or LIGHT_LOAD_RPS}
     note = None
     if fixed is not None and fixed[1] is not None:
         from agentc.sim import verify as sim_verify
@@ -516,7 +522,8 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
         ru = r["runner_up"]
         sized = (f", {r['replicas']} replica(s) + {num(r['queue_wait_ms'])} ms queueing"
                  if r["queue_wait_ms"] > 0 or r["replicas"] > 1 else "")
-        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms ({r['binding_resource']}-bound)"
+        fills = "" if r["run_batch"] is None else f" at batch {num(r['run_batch'])} of {r['batch']}"
+        line = (f"{r['op']}: {r['pool']} tp={r['tp']}, {num(r['time_ms'])} ms{fills} ({r['binding_resource']}-bound)"
                 f"{sized}, ${num(r['usd_per_call'])}/call, slack {num(r['slack_ms'])} ms"
                 + (" [critical path]" if r["on_critical_path"] else ""))
         out.print(line)
@@ -532,6 +539,10 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
             out.print(f"    excluded {ex['pool']} tp={ex['tp']}: {ex['reason']}")
     out.print("binding constraints: " + ("; ".join(plan.binding) if plan.binding else "none"))
     out.print(plan_statistics(plan))
+    load = c.problem.load_rps
+    out.print(f"latency terms at {num(result['latency_rps'])} req/s"
+              + (" (the load clause)" if load else " (no load clause: the program's own requests at the light "
+                 "rate on free pools, decode at the batch they fill; cost per request at the priced batch)"))
     out.print(f"solver: {plan.status}")
 
 

@@ -168,7 +168,7 @@ def tbt_rows(f) -> None:
             ms = f.mcol["tbt"][s] = f._col(0.0, 0.0, INF)
             for i in inst.tbt_ops:
                 if inst.scen[s][1][i] > 0:
-                    f._row([(ms, 1.0)] + [(f.xcol[k], -(inst.choices[k].option.tbt_ms or 0.0))
+                    f._row([(ms, 1.0)] + [(f.xcol[k], -(inst.choices[k].tbt or 0.0))
                                              for k in f.cand[i]], 0.0, INF)
             agg.append((ms, -inst.scen[s][0]))
         f._row(agg, 0.0, INF)
@@ -178,7 +178,7 @@ def tbt_rows(f) -> None:
         for i in inst.tbt_ops:
             if inst.scen[s][1][i] > 0:
                 for k in f.cand[i]:
-                    if exceeds(inst.choices[k].option.tbt_ms or 0.0, bound):
+                    if exceeds(inst.choices[k].tbt or 0.0, bound):
                         f._row([(z, 1.0), (f.xcol[k], 1.0)], -INF, 1.0)
     f._row([(f.zcol["tbt"][s], inst.scen[s][0]) for s in live], q * mass - QUANTILE_TOL, INF)
     dominance_rows(f, "tbt", live)

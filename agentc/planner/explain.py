@@ -70,7 +70,7 @@ def infeasible(inst: Instance, res: MilpResult) -> InfeasiblePlanError:
                 heads.append("TTFT SLA")
             if c.tbt_excess_ms > 0:
                 notes.append(f"TBT SLA of {p.sla.tbt_ms:g} ms: op '{op_id}' needs at least "
-                             f"{c.option.tbt_ms:g} ms, missing it by {c.tbt_excess_ms:g} ms")
+                             f"{c.tbt:g} ms, missing it by {c.tbt_excess_ms:g} ms")
                 heads.append("TBT SLA")
             if c.tp_excess:
                 site = inst.sites[c.site]
@@ -120,7 +120,8 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
             inst.ops[i].id, option, pool, reps, m.start[i], m.finish[i], slack[i],
             excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
                       if inst.choices[k].excluded is not None], wait_ms=c.wait_ms,
-            split=parts, split_key=split.key(inst, c) if c.parts else "")
+            split=parts, split_key=split.key(inst, c) if c.parts else "",
+            time_ms=c.ms, tbt_ms=c.tbt, run_batch=c.run_batch)
     edges = []
     for k, e in enumerate(inst.edges):
         a, b = ch[e.u].site, ch[e.v].site

@@ -13,7 +13,8 @@ Times are judged over the program's control-flow scenarios (scenarios.py): in ea
 an op's duration is its count there times one call's time, the latency is the longest
 path, TTFT is the start of the first first-token op the scenario runs plus that one
 call's time to first token (and, after a prefill, the KV transfer and one decode step),
-and TBT is the slowest step of any decode it runs. An SLA term holds at its statistic
+and TBT is the slowest step of any decode it runs (a decode's call and step at the
+batch its traffic fills, `_served`). An SLA term holds at its statistic
 (SLA.e2e_stat etc.): every scenario, the NN% quantile over scenarios, or their mean.
 Cost stays the expectation: ops priced at `weight` executions per request.
 """
@@ -100,6 +101,24 @@ class Choice:
     # the same replicas' wait at the TTFT term's quantile (ttft_part); None: `wait_ms`
     # (no load, the same quantile, or a split choice)
     ttft_wait_ms: float | None = None
+    # a decode (queueing.py, the batch a decode runs at): one call's time at the batch
+    # its load fills at the e2e term's quantile (`run_batch`), its step at the TBT
+    # term's, and the step a first-token chain ends with at the TTFT term's; None: the
+    # option's own (a full batch), as for every other op
+    run_ms: float | None = None
+    run_tbt_ms: float | None = None
+    first_step_ms: float | None = None
+    run_batch: float | None = None
+
+    @property
+    def ms(self) -> float:
+        """One call's time on the path, before its queueing wait."""
+        return self.option.time_ms if self.run_ms is None else self.run_ms
+
+    @property
+    def tbt(self) -> float | None:
+        """Its time between tokens (None: it streams none)."""
+        return self.option.tbt_ms if self.run_tbt_ms is None else self.run_tbt_ms
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,8 @@ class Instance:
         self._wide_twins = False
         self.hard = p.sla_mode == "hard"
         self.load = float(p.load_rps or 0.0)
+        # the rate latency terms are judged at: the load, else the program's light traffic
+        self.rate = self.load if self.load > 0 else queueing.LIGHT_LOAD_RPS
         if p.sla_mode not in ("hard", "soft"):
             raise VerifyError(f"unknown sla_mode '{p.sla_mode}' (hard, soft)")
         if p.objective not in ("cost", "latency", "tokens-per-dollar"):
@@ -327,6 +348,7 @@ class Instance:
 
     def _build_choices(self, restrict) -> None:
         sla = self.problem.sla
+        self._served_cache: dict[tuple, tuple] = {}
         self.choices: list[Choice] = []
         self.op_choices: list[list[int]] = []
         for i, op in enumerate(self.ops):
@@ -338,10 +360,12 @@ class Instance:
                     raise VerifyError(f"op '{op.id}': option on {o.device} has tp={o.tp}, batch={o.batch}")
                 if o.device in self.dropped:  # a twin of a kept pool (_merge_twins)
                     continue
+                run = self._served(i, o)   # a decode's times at the batch its load fills
+                ms, tbt = (o.time_ms, o.tbt_ms) if run is None else run[:2]
                 for j in self.sites_for(o.device):
                     site = self.sites[j]
                     ttft_x = 0.0  # TTFT is a path's time (evaluate), not one option's
-                    tbt_x = max(0.0, o.tbt_ms - sla.tbt_ms) if (sla.tbt_ms is not None and o.tbt_ms is not None) else 0.0
+                    tbt_x = max(0.0, tbt - sla.tbt_ms) if (sla.tbt_ms is not None and tbt is not None) else 0.0
                     tp_x = max(0, o.tp - site.count) if site.count is not None else 0
                     reason = None
                     if not o.memory_ok:
@@ -349,11 +373,13 @@ class Instance:
                     elif tp_x:
                         reason = f"tp={o.tp} needs more devices than pool {site.name} has ({site.count})"
                     elif self.hard and tbt_x > 0 and self.q_tbt == 1.0 and self.executed[i]:
-                        reason = f"TBT {o.tbt_ms:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
-                    for size in self._sizes(op, o, site):  # one per replica count under load
+                        reason = f"TBT {tbt:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
+                    for size in self._sizes(op, o, site, ms):  # one per replica count under load
                         c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x,
                                    size.replicas, size.devices, size.wait_ms,
-                                   ttft_wait_ms=self._ttft_wait(op, o, site, size))
+                                   ttft_wait_ms=self._ttft_wait(op, o, site, size),
+                                   **({} if run is None else dict(zip(
+                                       ("run_ms", "run_tbt_ms", "first_step_ms", "run_batch"), run))))
                         if restrict is not None and not restrict(i, c):
                             continue
                         mine.append(len(self.choices))
@@ -364,7 +390,7 @@ class Instance:
         # Per-choice terms that evaluate() sums for every candidate plan, computed once.
         w = [self.ops[c.op].weight for c in self.choices]
         # one call's time on the path: its own and its queueing wait (queueing.py)
-        self._call = [c.option.time_ms + c.wait_ms for c in self.choices]
+        self._call = [c.ms + c.wait_ms for c in self.choices]
         self._dur = [w[k] * self._call[k] for k in range(len(self.choices))]
         # Devices held under load: the op's own replicas x tp. Host work on a CPU pool
         # shares its devices (one queue per pool, as the simulator serves it): the pool
@@ -445,7 +471,7 @@ class Instance:
                     continue
                 cs = [self.choices[k] for k in g]
                 a = np.array([[self._call[k], self._demand[k], self.per_call_usd[k], float(c.option.tp),
-                               c.option.tbt_ms or 0.0, float(c.option.tbt_ms is not None),
+                               c.tbt or 0.0, float(c.tbt is not None),
                                ttft_part(c, True, False), ttft_part(c, False, True), ttft_part(c, True, True),
                                float(self._demand[k] <= 0)]
                               for k, c in zip(g, cs)])
@@ -485,13 +511,13 @@ class Instance:
 
     # -- queueing under load (queueing.py): one choice per replica count -------------
 
-    def _sizes(self, op, o: Option, site: Site) -> list[queueing.Candidate]:
+    def _sizes(self, op, o: Option, site: Site, ms: float) -> list[queueing.Candidate]:
         """How option `o` of `op` may be sized on `site`: without load, or for host work
         on a CPU pool (shared, see _build_choices), one unsized entry; under load the
         replica counts queueing.candidates offers (more than the least only where a wait
         can matter: an e2e or TTFT bound or the latency objective), none for a decode
         batch the load cannot fill, and on an unlimited implicit site the least, without
-        wait (it scales out)."""
+        wait (it scales out). `ms`: one call's time on the path (`_served`)."""
         if self.load <= 0 or site.is_cpu:
             return [queueing.Candidate(1, 0, 0.0)]
         p = self.problem
@@ -514,8 +540,55 @@ class Instance:
             # where it runs least) can never be used: such counts (near-unstable
             # queues, waits of many service times) only make the model bigger
             least = min(c[i] for pr, c, _ in self.scen if pr > 0 and c[i] > 0)
-            sizes = [s for s in sizes if not exceeds(least * (o.time_ms + s.wait_ms), bound)] or sizes[-1:]
+            sizes = [s for s in sizes if not exceeds(least * (ms + s.wait_ms), bound)] or sizes[-1:]
         return sizes
+
+    def _served(self, i: int, o: Option) -> tuple[float, float | None, float | None, float] | None:
+        """A decode option's (call ms at the e2e term's quantile, TBT at the TBT term's,
+        first-token step at the TTFT term's, the e2e batch) at the batch its traffic fills
+        (queueing.py: the batch a decode runs at; `rate`: the load, else LIGHT_LOAD_RPS).
+        None for an option of batch 1, which runs as priced."""
+        if o.batch <= 1:
+            return None
+        key = (i, o.device, o.tp, o.batch)
+        hit = self._served_cache.get(key)
+        if hit is not None:
+            return hit
+        op = self.ops[i]
+        same = [x for x in op.options if x.device == o.device and x.tp == o.tp and x.batch <= o.batch]
+        ms_pts = sorted(({x.batch: x.time_ms for x in same} | {o.batch: o.time_ms}).items())
+        tbt_pts = None
+        if o.tbt_ms is not None:
+            tbt_pts = sorted(({x.batch: x.tbt_ms for x in same if x.tbt_ms is not None}
+                              | {o.batch: o.tbt_ms}).items())
+        m = queueing.filled_mean(self.rate * op.weight, ms_pts, self._sibling_flight(i, o))
+        b_e, b_t, b_f = (queueing.filled_batch(m, o.batch, queueing.wait_level(q))
+                         for q in (self.q_e2e, self.q_tbt, self.q_ttft))
+        ms, tbt, step = queueing.interpolate(ms_pts, b_e), None, None
+        if tbt_pts is not None:
+            tbt = queueing.interpolate(tbt_pts, b_t)
+            # with others in flight a sequence joins at their next step boundary
+            ms += queueing.interpolate(tbt_pts, b_e) if b_e > 1 else 0.0
+            step = queueing.interpolate(tbt_pts, b_f) * (2.0 if b_f > 1 else 1.0)
+        out = self._served_cache[key] = (ms, tbt, step, b_e)
+        return out
+
+    def _sibling_flight(self, i: int, o: Option) -> float:
+        """Mean sequences in flight of the other decode ops of op i's model and kind that
+        can run on o's device at o's tp (each at its largest batch there, alone): the
+        simulator batches them with op i's wherever they share a pool."""
+        op, total = self.ops[i], 0.0
+        if not op.model:
+            return 0.0
+        for j, other in enumerate(self.ops):
+            if j == i or other.model != op.model or other.kind != op.kind:
+                continue
+            there = [x for x in other.options if x.device == o.device and x.tp == o.tp]
+            if not there or max(x.batch for x in there) <= 1:
+                continue
+            pts = sorted({x.batch: x.time_ms for x in there}.items())
+            total += queueing.filled_mean(self.rate * other.weight, pts)
+        return total
 
     def _ttft_wait(self, op, o: Option, site: Site, size: queueing.Candidate) -> float:
         """The wait of `size`'s replicas at the TTFT term's quantile, for the first-token
@@ -676,7 +749,7 @@ class Instance:
                 end = max(finish, default=0.0)
             chain = self.first[s]
             ttft = None if chain is None else self.first_token_ms(choice, transfers, start, chain)
-            tbts = [self.choices[choice[j]].option.tbt_ms or 0.0 for j in self.tbt_ops if counts[j] > 0]
+            tbts = [self.choices[choice[j]].tbt or 0.0 for j in self.tbt_ops if counts[j] > 0]
             out.append((prob, end, ttft, max(tbts) if tbts else None))
         return out
 
@@ -794,10 +867,10 @@ def ttft_part(c: Choice, first: bool, last: bool) -> float:
     o = c.option
     wait = c.wait_ms if c.ttft_wait_ms is None else c.ttft_wait_ms
     if last and not first and o.tbt_ms is not None:
-        return wait + o.tbt_ms
+        return wait + (o.tbt_ms if c.first_step_ms is None else c.first_step_ms)
     if first or last:
-        return wait + (o.ttft_ms if o.ttft_ms is not None else o.time_ms)
-    return wait + o.time_ms
+        return wait + (o.ttft_ms if o.ttft_ms is not None else c.ms)
+    return wait + c.ms
 
 
 def statistic(values: list[tuple[float, float]], q: float | None) -> float | None:

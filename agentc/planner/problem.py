@@ -46,6 +46,8 @@ class PlanOp:
     options: list[Option]
     weight: float = 1.0
     loc: str = ""
+    model: str = ""  # the model it runs ("" none/unknown): decode ops of one model share
+    # a pool's batches (planner/queueing.py, the batch a decode runs at)
 
 
 @dataclass
@@ -229,6 +231,12 @@ class OpPlacement:
     # `replicas` are then the largest part's, and `split_key` is what the IR records
     split: list[SplitPart] = field(default_factory=list)
     split_key: str = ""
+    # a decode (planner/queueing.py): one call's time and TBT at the batch its load
+    # fills (`run_batch`, at the e2e term's quantile; 1 without a load), what the plan's
+    # latency and TBT count; `option` keeps the full batch's times it is sized and priced by
+    time_ms: float | None = None
+    tbt_ms: float | None = None
+    run_batch: float | None = None
 
     @property
     def runner_up(self) -> Alternative | None:

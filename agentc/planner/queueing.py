@@ -25,6 +25,34 @@ Why Erlang C and not a utilisation cap: the wait it gives is in ms, so it can si
 critical path next to the op's own time and the SLA bound decides how many replicas are
 worth buying; a cap would need a per-op constant that means nothing to the SLA.
 
+The batch a decode runs at. A decode option names the batch `B` its replicas may
+serve, and its times (time_ms, tbt_ms) are those of a full batch; the load may fill
+fewer. The simulator (as a serving engine) puts a new sequence on the fullest engine
+with room, so a sequence shares its step with every sequence of its model in flight on
+the pool, up to B. Under a load, with T(b) the call's time at batch b (linear between
+the op's options on the same device and tp, the smallest one's below it, T(B) above):
+    m = m_other + lambda*w * T(min(B, 1 + m)) / 1000       (Little's law; `filled_mean`)
+its least fixed point (found exactly, one linear piece at a time), is the mean number
+of its sequences in flight: a sequence sees itself and, arriving as Poisson, others in
+flight as a Poisson count of mean m (M/G/inf occupancy). `m_other` is the same mean of
+the other decode ops of its model and kind that have an option on the same device and
+tp (their largest batch's fixed point, alone), since the simulator batches them
+together wherever they land on one pool: conservative when they land elsewhere. A term
+judged at quantile q prices the call at
+    b_q = min(B, 1 + Poisson_q(m))                          (`filled_batch`)
+(the mean term: min(B, 1 + m)), the e2e term's q for its time, TBT's for its step,
+TTFT's for the step in a first-token chain. A sequence that finds others in flight
+(b_q > 1) joins their engine at its next step boundary: up to one step more, on the
+call's time and before its first token. Capacity (replicas, devices) stays sized at B:
+a batch filled less is shorter, so it holds its devices less.
+
+Without a load clause the plan is priced per request on the shared fleet (its cost at
+the option's B, the fleet's throughput), and its latency terms are those of the
+program's own requests arriving at LIGHT_LOAD_RPS (Poisson), with the pools' devices
+free: no queueing wait, and decode batches the program's in-flight requests fill at
+that rate by the rule above (about batch 1-3). `agentc plan --verify` and
+`agentc simulate` check such a plan at the same rate.
+
 Candidates. The MILP stays linear by pricing each (op option, pool, replica count) as
 its own choice: `candidates` lists, for one option, the replica counts from the least
 stable one (c > a) up to the first at which the q-quantile wait is 0 (C <= 1 - q), each
@@ -37,6 +65,9 @@ import math
 from dataclasses import dataclass
 
 DEFAULT_PERCENTILE = 99.0   # the simulator's too: terms without a percentile are judged at p99
+# Without a load clause latency terms hold for the program's requests arriving at this
+# rate (req/s, Poisson) on free pools; the simulator checks such a plan at it (sim/verify.py)
+LIGHT_LOAD_RPS = 1.0
 MAX_CANDIDATES = 24         # replica counts offered per option beyond the least stable one
 NEGLIGIBLE_WAIT_MS = 1e-3   # a wait below a microsecond is not worth another replica
 
@@ -150,3 +181,59 @@ def wait_level(q_stat: float | None) -> float | None:
 def wait_ms(c: int, a: float, service_ms: float, q: float | None, cs2: float = 1.0) -> float:
     """The wait at quantile `q` (None: the mean) with `c` servers."""
     return mean_wait_ms(c, a, service_ms, cs2) if q is None else wait_quantile_ms(c, a, service_ms, q, cs2)
+
+
+def interpolate(points: list[tuple[float, float]], b: float) -> float:
+    """The value at batch `b` of a piecewise-linear law through (batch, value) `points`
+    (sorted by batch): the first value below them, the last above."""
+    if b <= points[0][0]:
+        return points[0][1]
+    for (b0, v0), (b1, v1) in zip(points, points[1:]):
+        if b <= b1:
+            return v0 + (b - b0) * (v1 - v0) / (b1 - b0)
+    return points[-1][1]
+
+
+def filled_mean(rate_per_s: float, points: list[tuple[float, float]], other: float = 0.0) -> float:
+    """The least m >= 0 with m = other + rate * T(min(B, 1 + m)) / 1000, T through
+    `points` (batch, call ms; the last is B's): the mean of a decode's sequences in
+    flight (module docstring). h(x) = x - 1 - other - rate*T(x)/1000 is linear between
+    the points and negative at x = 1, so the least root is in the first piece whose
+    end has h >= 0; past B the batch is full and m = other + rate*T(B)/1000."""
+    r = rate_per_s / 1000.0
+    big = points[-1][0]
+    knots = sorted({1.0, *(float(b) for b, _ in points if 1.0 <= b <= big)})
+
+    def h(x: float) -> float:
+        return x - 1.0 - other - r * interpolate(points, x)
+
+    lo = knots[0]
+    for hi in knots[1:]:
+        if h(hi) >= 0.0:
+            h0, h1 = h(lo), h(hi)
+            return lo + (hi - lo) * (-h0) / (h1 - h0) - 1.0 if h1 > h0 else hi - 1.0
+        lo = hi
+    return other + r * points[-1][1]
+
+
+def poisson_quantile(mean: float, q: float, cap: int | None = None) -> int:
+    """The least k with P(N <= k) >= q for N Poisson of `mean`, or `cap` when that is
+    less (terms in log space, so a large mean does not underflow)."""
+    if mean <= 0:
+        return 0
+    acc, k = 0.0, 0
+    log_m = math.log(mean)
+    while cap is None or k < cap:
+        acc += math.exp(-mean + k * log_m - math.lgamma(k + 1))
+        if acc >= q - 1e-12 or (k > mean and acc >= 1.0 - 1e-15):
+            return k
+        k += 1
+    return cap
+
+
+def filled_batch(mean: float, batch: int, q: float | None) -> float:
+    """The batch a sequence runs at, at quantile `q` of its companions in flight (a
+    Poisson count of `mean`; None: the mean): min(batch, 1 + that count)."""
+    if q is None:
+        return min(float(batch), 1.0 + mean)
+    return float(1 + poisson_quantile(mean, q, batch - 1))

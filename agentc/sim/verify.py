@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from agentc.diagnostics import InfeasiblePlanError
+# a program without a `load` clause is checked at the rate its latency terms are planned at
+from agentc.planner.queueing import LIGHT_LOAD_RPS
 
 DEFAULT_VERIFY_REQUESTS = 2000
-LIGHT_LOAD_RPS = 1.0      # a program without a `load` clause is checked at this rate
 
 
 @dataclass(frozen=True)

@@ -220,8 +220,9 @@ def test_plan_table_with_o_is_refused_before_planning(tmp_path):
 
 def test_plan_table_shows_each_ops_batch_and_queueing_wait():
     """The table's batch and queue ms are the manifest's (decode's chosen batch; the
-    M/G/c wait inside each op's latency), row by row."""
-    rag = VOICE.replace("voice_agent", "rag_agent")
+    M/G/c wait inside each op's latency), row by row. On react_tools, whose prefills wait
+    at p99 (rag's four B200 no longer wait at its p95)."""
+    rag = VOICE.replace("voice_agent", "react_tools")
     doc = json.loads(run_agentc("plan", rag, "--json").stdout)
     proc = subprocess.run([sys.executable, "-m", "agentc", "plan", rag], capture_output=True, text=True,
                           env=dict(os.environ, COLUMNS="250"))

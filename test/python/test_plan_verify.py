@@ -102,7 +102,9 @@ def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(t
     assert all((v > 0) == (rep["added_devices"][k] > 0) for k, v in rep["added_usd_per_hr"].items())
     assert rep["usd_per_hr_after"] == pytest.approx(rep["usd_per_hr_before"] + sum(rep["added_usd_per_hr"].values()),
                                                     rel=1e-5)
-    assert rep["tried"] == ["re-planned for 9 req/s, no devices added: holds"]   # the re-plan holds as planned
+    # the re-plan runs the retrieve on the shared EPYC (47.6 ms a call), whose queue the
+    # planner caps at 70% busy without charging its wait: the simulation wants one EPYC more
+    assert rep["tried"] == ["re-planned for 9 req/s, epyc +1 added: holds"]
     b = _plan(*RAG, "--verify", "--repair", "--load", "9", "--json")
     assert a.stdout == b.stdout
     dest = tmp_path / "out"
@@ -118,8 +120,9 @@ def test_repair_on_the_command_line_re_plans_for_the_load_and_is_deterministic(t
 
 
 def test_a_repair_that_cannot_hold_says_what_it_tried():
-    """rag at 40 req/s: its pools fill before the simulation holds (growth only, no
-    re-planner given); the error gives the miss, each plan tried and why it stopped."""
+    """rag at 40 req/s (growth only, no re-planner given): 16 growth steps (b200 +4 and
+    mi300x +7 fill those pools, epyc +5) and the simulation still misses; the error gives
+    the miss, each plan tried and why it stopped."""
     from agentc.diagnostics import InfeasiblePlanError
     from agentc.sim import verify
 
@@ -128,7 +131,7 @@ def test_a_repair_that_cannot_hold_says_what_it_tried():
     fixed_view, rep = verify.repair(view, prices, 40.0, requests=300)
     assert rep.verdict.misses and rep.replanned_rps is None
     count = {p["name"]: p["count"] for p in view["cluster"]["pools"]}
-    assert len(rep.tried) == 1 and "the pools requests wait on are full" in rep.tried[0]
+    assert len(rep.tried) == 1 and "stopped after 16 growth steps" in rep.tried[0]
     assert any(fixed_view["totals"]["devices"][k] == count[k] for k in rep.added)
     with pytest.raises(InfeasiblePlanError) as e:
         verify.check(rep.verdict, None, rep)

@@ -119,3 +119,36 @@ def test_a_looser_wait_budget_buys_fewer_devices():
     assert solve(p, baselines=False, explain=False).devices == {"g": 4}
     p.sla = SLA(e2e_ms=None)  # no bound: the least stable count, c > a
     assert solve(p, baselines=False, explain=False).devices == {"g": 3}
+
+
+# ------------------------------------------------------- the batch a decode runs at
+
+@pytest.mark.parametrize("mean", [0.0, 0.08, 0.2, 1.0, 7.5, 13.5, 60.0, 400.0])
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.99, 0.999])
+def test_poisson_quantile_matches_scipy(mean, q):
+    from scipy.stats import poisson
+
+    want = 0 if mean == 0 else int(poisson.ppf(q, mean))
+    assert queueing.poisson_quantile(mean, q) == want
+    assert queueing.filled_batch(mean, 16, q) == min(16, 1 + want)
+
+
+def test_filled_mean_by_hand():
+    """A 128-token decode that takes 2400 ms alone, 2460 at batch 4, 2736 at 16 and 3160
+    at 32, at 5 calls/s. The least root of m = 5 T(1 + m) / 1000 lies where T is the
+    line through (4, 2460) and (16, 2736), slope 23 ms per sequence: x = 1 + m solves
+    x - 1 = 0.005 (2460 + 23 (x - 4)), so 0.885 x = 12.84, x = 14.50847..., m = 13.50847...
+    At 50 calls/s the batch is full: m = 50 * 3.16 = 158. Another 4 sequences of the
+    same model in flight move the root past 16 (x - 1 = 4 + 0.005 (2460 + 23 (x - 4)) gives
+    x = 19.03 > 16), onto the line through (16, 2736) and (32, 3160), slope 26.5:
+    x - 1 = 4 + 0.005 (2736 + 26.5 (x - 16)), so 0.8675 x = 16.56."""
+    pts = [(1, 2400.0), (4, 2460.0), (16, 2736.0), (32, 3160.0)]
+    assert queueing.filled_mean(5.0, pts) == pytest.approx(12.84 / 0.885 - 1, rel=1e-12)
+    assert queueing.filled_mean(50.0, pts) == pytest.approx(158.0, rel=1e-12)
+    assert queueing.filled_mean(5.0, pts, 4.0) == pytest.approx(16.56 / 0.8675 - 1, rel=1e-12)
+    assert queueing.filled_mean(0.0, pts) == 0.0
+    # the mean term's batch is 1 + m (capped at B), a quantile's 1 + a whole count
+    m = queueing.filled_mean(5.0, pts)
+    assert queueing.filled_batch(m, 32, None) == pytest.approx(1 + m)
+    assert queueing.filled_batch(158.0, 32, 0.01) == 32.0 and queueing.filled_batch(158.0, 32, None) == 32.0
+    assert queueing.interpolate(pts, 1 + m) == pytest.approx(1000 * m / 5.0, rel=1e-12)

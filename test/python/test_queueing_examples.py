@@ -91,21 +91,34 @@ def _plan(path: str):
     return pipeline.compile_file(path, pipeline.Options(emit="placed", targets=())).plan
 
 
-def test_a_latency_bound_alone_buys_a_small_decode_batch(tmp_path):
+def test_without_a_load_a_latency_bound_is_met_at_the_batch_the_light_rate_fills(tmp_path):
+    """Without a load clause latency holds at the light rate, 1 req/s (docs/planner.md):
+    a decode runs at the batch that rate fills, whatever batch it is priced at, so a
+    latency bound buys a faster device, and the priced batch stays the cheapest per
+    request, the largest. Here a 32-token decode takes ~0.08 s, so m ~ 0.08 sequences are
+    in flight; a p99 term (a bound on every path) sees 1 + k others with k the least
+    with e^-m (1 + ... + m^k/k!) >= 0.99: k = 1 while m <= 0.148, so batch 2, one more
+    step to join (it was batch 256's full time before, and the bound needed a small
+    batch)."""
     plan = _plan(_program(tmp_path, "latency < 100ms"))
     decode = plan.ops["a.decode"]
     assert plan.e2e_ms <= 100.0 and not plan.violations
-    # the bound is what forces it: without one the cheapest plan runs the largest batch
-    # (dollars per request fall with the batch) and takes longer than 100 ms
+    assert decode.time_ms < 148.0 and decode.run_batch == 2.0
+    assert decode.time_ms < decode.option.time_ms and decode.option.batch == 256
+    # the bound is what forces the device: without one the cheapest plan takes longer
     loose = _plan(_program(tmp_path, "latency < 100s"))
-    assert loose.ops["a.decode"].option.batch > decode.option.batch
+    # (on a slower device, ~0.2 s a call: m ~ 0.2 > 0.148, and e^-m (1 + m + m^2/2) >= 0.99: batch 3)
+    slow = loose.ops["a.decode"]
+    assert slow.option.batch == 256 and 0.148 < slow.time_ms / 1000 < 0.43 and slow.run_batch == 3.0
     assert loose.e2e_ms > 100.0 and loose.usd_per_request < plan.usd_per_request
-    # and the manifest runs the batch the plan chose (the simulator reads it)
+    # the manifest runs the batch the plan priced, and its latency is the filled batch's
     c = pipeline.compile_file(_program(tmp_path, "latency < 100ms"), pipeline.Options(targets=()))
     manifest = json.loads(c.artifacts["manifest.json"])
     entry = next(o for o in manifest["ops"] if o["id"] == "a.decode")
     assert entry["batch"] == decode.option.batch == entry["decode"]["max_batch"]
-    # adding the TBT bound of the issue's workaround still plans, no dearer than needed
+    assert entry["est_latency_ms"] == pytest.approx(decode.time_ms, rel=1e-5)
+    assert manifest["sla"]["load_rps"] is None and manifest["sla"]["latency_rps"] == 1.0
+    # adding a TBT bound still plans, no dearer than needed
     tight = _plan(_program(tmp_path, "latency < 100ms; tbt < 3ms"))
     assert tight.e2e_ms <= 100.0 and tight.usd_per_request >= plan.usd_per_request * (1 - 1e-9)
 
