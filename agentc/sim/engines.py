@@ -14,6 +14,7 @@ from collections import deque
 import numpy as np
 
 from agentc.sim.plan import Op
+from agentc.sim.resources import at
 
 INF = math.inf
 
@@ -126,7 +127,8 @@ class DecodeEngine:
         """End the current segment after `j` steps: its timer moves there."""
         self.stop = j
         self.timer.callbacks.remove(self._done)
-        self.timer = self.env.timeout(self._end(j) - self.env._now)
+        now = self.env._now
+        self.timer = at(self.env, now + (self._end(j) - now))
         self.timer.callbacks.append(self._done)
 
     def yield_soon(self, now: float | None = None):
@@ -263,7 +265,8 @@ class DecodeEngine:
         j = self.stop = 1 if self.cut else m
         if self.timer is not None:
             self.timer.callbacks.remove(self._done)
-        self.timer = self.env.timeout(self._end(j) - self.env._now)
+        now = self.env._now
+        self.timer = at(self.env, now + (self._end(j) - now))
         self.timer.callbacks.append(self._done)
 
     def _close(self, j: int):

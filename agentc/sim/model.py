@@ -75,7 +75,7 @@ import simpy
 from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
-from agentc.sim.resources import Link, Pool, PoolStats, Transfer
+from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
@@ -380,22 +380,9 @@ class Simulation:
 
     # -------------------------------------------------------------------- the clock
     def _timeout_at(self, t: float, value=None):
-        """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
-        clock gives `t`, so a timer set at the clock equals one set at a later walk time.
-        When no delay gives `t` (the sums skip it: t well above twice the clock), the
-        first time after it."""
-        env = self.env
-        now = env._now
-        d = t - now
-        if now + d < t:
-            while now + d < t:
-                d = math.nextafter(d, math.inf)
-        elif now + d > t:
-            while now + d > t:
-                d = math.nextafter(d, -math.inf)
-            if now + d < t:
-                d = math.nextafter(d, math.inf)
-        return env.timeout(d, value)
+        """An event firing exactly at `t` (>= the clock; resources.at), so a timer set
+        at the clock equals one set at a later walk time."""
+        return at(self.env, t, value)
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
