@@ -220,6 +220,30 @@ class DecodeEngine:
         else:
             ev.callbacks.append(self._granted)
 
+    def _next(self, now: float):
+        """After a run, the next: at once on the devices it holds when nothing else could
+        take them (no one waits, none retire, no ids to hand out), as giving them back
+        and asking again would (`release` then `ask` return them straight away); else
+        give them back and start over (_loop)."""
+        pool, dec = self.pool, self.decoder
+        if pool.waiters or pool.retire or pool.free_ids is not None or not (
+                self.active or self.pending or dec.backlog):
+            pool.engines.remove(self)
+            pool.release(dec.tp, self.run_ids, self.held)
+            self._loop()
+            return
+        pool.held(dec.tp, self.held, now)
+        self._admit()
+        engines = pool.engines
+        if engines[-1] is not self:   # where a new run's ask puts it
+            engines.remove(self)
+            engines.append(self)
+        self.held, self.running = now, True
+        self.run_fresh, self.fresh = self.fresh, []
+        self.cont = False
+        self._segment(now)
+        self.cont = False
+
     def _granted(self, event):
         self._run(event._value)
 
@@ -305,13 +329,11 @@ class DecodeEngine:
             self.run_fresh = []
         self.running = False
         self.timer = None
-        pool.engines.remove(self)
-        pool.release(dec.tp, self.run_ids, self.held)
         now = self.env._now
         steps = self.steps
         ends = self.ends
         if ends[0][0] > steps:
-            self._loop()
+            self._next(now)
             return
         out = [heapq.heappop(ends)[2]]
         while ends and ends[0][0] <= steps:
@@ -334,12 +356,12 @@ class DecodeEngine:
         if len(out) > 1 or (due and due[0][0] <= now):
             for s in out:
                 s.done.succeed()
-            self._loop()
+            self._next(now)
             return
         # One sequence leaves and no event is due now: its event would be the next one
-        # processed (what _loop schedules comes later), so its request carries on at
-        # once instead, after _loop, as SimPy's step would run it (an event fewer).
-        self._loop()
+        # processed (what _next schedules comes later), so its request carries on at
+        # once instead, after _next, as SimPy's step would run it (an event fewer).
+        self._next(now)
         done = out[0].done
         done._ok, done._value = True, None
         callbacks, done.callbacks = done.callbacks, None

@@ -145,12 +145,7 @@ class Pool:
 
     def release(self, tp: int, ids, start: float):
         now = self.env._now
-        a = start if start > self.t0 else self.t0   # _busy, inline
-        b = now if now < self.t1 else self.t1
-        if b > a:
-            self.busy_area += tp * (b - a)
-        if self.keep:
-            self.busy_iv.append((start, now, tp))
+        self.held(tp, start, now)
         if ids is None and not self.retire and not self.waiters:   # _put and _serve's common case, inline
             self.free += tp
             holds = self.holds
@@ -159,6 +154,16 @@ class Pool:
             return
         self._put(tp, ids)
         self._serve()
+
+    def held(self, tp: int, start: float, now: float):
+        """`tp` devices held from `start` to `now`: their busy time (kept on by an engine
+        that runs on, or released)."""
+        a = start if start > self.t0 else self.t0   # _busy, inline
+        b = now if now < self.t1 else self.t1
+        if b > a:
+            self.busy_area += tp * (b - a)
+        if self.keep:
+            self.busy_iv.append((start, now, tp))
 
     def lose(self, k: int):
         self._reap(self.env._now)
