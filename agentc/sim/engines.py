@@ -21,13 +21,17 @@ INF = math.inf
 
 class Seq:
     """A sequence in a decode engine: it has all its tokens when the engine's step count
-    reaches `end`; `adm` orders it among the engine's sequences (admission order)."""
+    reaches `end`; `adm` orders it among the engine's sequences (admission order). It
+    is also the SimPy event its request waits on, triggered when it leaves (an event
+    carries `callbacks`, `_ok` and `_value`, resources.At): one object, not two."""
 
-    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "done", "joined", "started", "kv",
-                 "kv_wait")
+    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "joined", "started", "kv",
+                 "kv_wait", "callbacks", "_value")
+    _ok = True
 
-    def __init__(self, req, op, tokens, done, joined, kv):
-        self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
+    def __init__(self, req, op, tokens, joined, kv):
+        self.req, self.op, self.tokens, self.joined, self.kv = req, op, tokens, joined, kv
+        self.callbacks, self._value = [], None
         self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
@@ -354,16 +358,16 @@ class DecodeEngine:
                 calls[op_id] -= 1
         due = self.sim.due
         if len(out) > 1 or (due and due[0][0] <= now):
-            for s in out:
-                s.done.succeed()
+            eid = self.env._eid
+            for s in out:   # each triggered now, as Event.succeed schedules it
+                heapq.heappush(self.env._queue, (now, 1, next(eid), s))
             self._next(now)
             return
         # One sequence leaves and no event is due now: its event would be the next one
         # processed (what _next schedules comes later), so its request carries on at
         # once instead, after _next, as SimPy's step would run it (an event fewer).
         self._next(now)
-        done = out[0].done
-        done._ok, done._value = True, None
+        done = out[0]
         callbacks, done.callbacks = done.callbacks, None
         for callback in callbacks:
             callback(done)
@@ -443,7 +447,7 @@ class Decoder:
                     best, best_load = e, load
         if now > self.env._now and (best is None or not best.running):
             return None
-        seq = Seq(req, op, tokens, self.env.event(), now, kv)
+        seq = Seq(req, op, tokens, now, kv)
         seq.kv_wait = kv_wait
         if best is None:
             self.backlog.append(seq)

@@ -591,7 +591,7 @@ class Simulation:
                     if seq is None:
                         yield self._timeout_at(now)
                         seq = r.decoder.join(req, r.op, now)
-                    yield seq.done
+                    yield seq   # the event of its leaving
                     now = self._decoded(req, r.op, seq)
                 elif r.prefiller is not None:   # a prefill batch: alone at once, else queued on the clock
                     scale = scales[r.scale]
