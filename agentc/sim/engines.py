@@ -97,6 +97,7 @@ class DecodeEngine:
         self.timer = None        # the current segment's end
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
+        self.on_done = self._done   # the timer's callback (one bound method for every timer)
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -130,10 +131,10 @@ class DecodeEngine:
     def _retime(self, j: int):
         """End the current segment after `j` steps: its timer moves there."""
         self.stop = j
-        self.timer.callbacks.remove(self._done)
+        self.timer.callbacks.clear()   # it fires unheard
         now = self.env._now
         self.timer = at(self.env, now + (self._end(j) - now))
-        self.timer.callbacks.append(self._done)
+        self.timer.callbacks.append(self.on_done)
 
     def yield_soon(self, now: float | None = None):
         """Stop the current run at the first step boundary after `now` (the clock, or a
@@ -292,10 +293,11 @@ class DecodeEngine:
             dec.backlog and n < dec.max_batch and self.kv + dec.backlog[0].kv <= dec.kv_budget)))
         j = self.stop = 1 if self.cut else m
         if self.timer is not None:
-            self.timer.callbacks.remove(self._done)
+            self.timer.callbacks.clear()   # it fires unheard
         now = self.env._now
-        self.timer = at(self.env, now + (self._end(j) - now))
-        self.timer.callbacks.append(self._done)
+        end = start + j * step if self.step_ends is None else float(self.step_ends[j - 1])   # _end(j)
+        self.timer = timer = at(self.env, now + (end - now))
+        timer.callbacks.append(self.on_done)
 
     def _close(self, j: int):
         """The current segment's first `j` (>= 1) steps are run: count them."""
@@ -306,13 +308,12 @@ class DecodeEngine:
         for op_id in self.calls:
             c = batches[op_id]
             c[n] = c.get(n, 0) + j
-        end = self._end(j)
         ids = self.run_ids
         if ids is not None and any(s.req.traced for s in self.active):
-            self.sim.trace.append(("step", dec.pool, tuple(ids),
-                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, end, None))
+            self.sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
+                                   start, self._end(j), None))
         if self.run_fresh:
-            first_step = self._end(1)
+            first_step = start + self.dt if self.step_ends is None else float(self.step_ends[0])   # _end(1)
             waits = self.pool.stats.waits
             for s in self.run_fresh:
                 s.started, s.first = start, first_step
