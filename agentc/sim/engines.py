@@ -325,7 +325,7 @@ class DecodeEngine:
         self.steps += j
 
     def _done(self, _event):
-        dec, pool = self.decoder, self.pool
+        dec = self.decoder
         j = self.stop
         if j:
             self._close(j)

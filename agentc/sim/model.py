@@ -387,7 +387,7 @@ class Simulation:
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
         if now > self.env._now:
-            yield self._timeout_at(now)
+            yield at(self.env, now)
 
     # -------------------------------------------------------------------- processes
     def run(self) -> Result:
@@ -517,9 +517,6 @@ class Simulation:
         stack = [iter(items)]
         while stack:
             for r in stack[-1]:
-                if r.__class__ is _OpRun and r.parts:   # a split op: this call's part
-                    u = next(self.flow)
-                    r = next((run for acc, run in r.parts if u < acc), r.parts[-1][1])
                 if r.__class__ is not _OpRun:
                     region = plan.regions[r]
                     if region.kind == "loop":
@@ -543,7 +540,10 @@ class Simulation:
                         break
                     now = yield from self._block(req, region, now)
                     continue
-                for key in r.inputs:
+                if r.parts:   # a split op: this call's part
+                    u = next(self.flow)
+                    r = next((run for acc, run in r.parts if u < acc), r.parts[-1][1])
+                for key in (r.inputs if arrive else ()):   # (no transfer pending: none to read)
                     x = arrive.pop(key, None)
                     if x is None:
                         continue
@@ -553,7 +553,7 @@ class Simulation:
                             now = x.fire
                             continue
                         while x.fire > now:   # on the clock; a send may move the landing meanwhile
-                            yield self._timeout_at(x.fire)
+                            yield at(env, x.fire)
                             now = env._now
                 r.count += 1
                 if r.plain:   # an op: its devices held for its busy time, then its wait
@@ -565,7 +565,7 @@ class Simulation:
                     ids = r.pool.hold_now(r.tp, busy, now)
                     if ids is False:   # it queues: on the clock
                         if now > env._now:
-                            yield self._timeout_at(now)
+                            yield at(env, now)
                         ev, ids = r.pool.ask(r.tp, busy)
                         if ev is not None:
                             ids = yield ev
@@ -578,7 +578,7 @@ class Simulation:
                         if (due[0][0] if due else INF) > end:
                             now = end
                         else:
-                            yield self._timeout_at(end)
+                            yield at(env, end)
                             now = env._now
                     if traced:
                         op = r.op
@@ -589,7 +589,7 @@ class Simulation:
                 elif r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
                     seq = r.decoder.join(req, r.op, now)
                     if seq is None:
-                        yield self._timeout_at(now)
+                        yield at(env, now)
                         seq = r.decoder.join(req, r.op, now)
                     yield seq   # the event of its leaving
                     now = self._decoded(req, r.op, seq)
@@ -602,11 +602,11 @@ class Simulation:
                         if (due[0][0] if due else INF) > busy_end:
                             now = busy_end
                         else:
-                            yield self._timeout_at(busy_end)
+                            yield at(env, busy_end)
                             now = env._now
                     else:
                         if now > env._now:
-                            yield self._timeout_at(now)
+                            yield at(env, now)
                         start, busy_end, ids, f = yield r.prefiller.submit(r.op, tokens, req)
                         now = env._now
                     rest = (r.total - r.busy) * f * scale
@@ -667,7 +667,7 @@ class Simulation:
         env, op = self.env, r.op
         scale = req.scales[r.scale]
         if now > env._now:
-            yield self._timeout_at(now)
+            yield at(env, now)
         f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
         t_ask = env._now
         busy = r.busy * f
@@ -693,7 +693,7 @@ class Simulation:
         due = self.due
         if (due[0][0] if due else INF) > end:
             return end
-        yield self._timeout_at(end)
+        yield at(self.env, end)
         return end
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):

@@ -7,6 +7,7 @@ calls it makes take the time they act at."""
 from __future__ import annotations
 
 import heapq
+from heapq import heappop, heappush, heapreplace
 import math
 import operator
 from collections import deque
@@ -116,23 +117,32 @@ class Pool:
         are tracked: the lowest free id goes first), since nothing else reads `free`."""
         if self.waiters:
             return False
-        if self.free < tp or self.retire or self.free_ids is not None:
-            holds = self.holds
-            if holds and holds[0][0] <= now:
-                if self.retire or self.free_ids is not None:
-                    self._reap(now)
-                else:   # _reap's common case, inline
-                    free = self.free
-                    while holds and holds[0][0] <= now:
-                        free += heapq.heappop(holds)[2]
-                    self.free = free
-            if self.free < tp:
-                return False
-            if self.free_ids is not None:
-                return self._grant(tp, hold_ms, now, now)
-        self.free -= tp
+        holds = self.holds
         end = now + hold_ms
-        heapq.heappush(self.holds, (end, self.n, tp, None))
+        if self.free < tp or self.retire or self.free_ids is not None:
+            if tp == 1 and holds and holds[0][0] <= now and holds[0][2] == 1 and not self.retire \
+                    and self.free_ids is None:
+                # an ended hold's device goes straight to this one (Kiefer-Wolfowitz: the
+                # earliest free device); other ended holds stay till free falls short again
+                heapreplace(holds, (end, self.n, 1, None))
+            else:
+                if holds and holds[0][0] <= now:
+                    if self.retire or self.free_ids is not None:
+                        self._reap(now)
+                    else:   # _reap's common case, inline
+                        free = self.free
+                        while holds and holds[0][0] <= now:
+                            free += heappop(holds)[2]
+                        self.free = free
+                if self.free < tp:
+                    return False
+                if self.free_ids is not None:
+                    return self._grant(tp, hold_ms, now, now)
+                self.free -= tp
+                heappush(holds, (end, self.n, tp, None))
+        else:
+            self.free -= tp
+            heappush(holds, (end, self.n, tp, None))
         self.n += 1
         if self.t0 <= now and end <= self.t1:   # _busy, inline
             self.busy_area += tp * hold_ms
