@@ -6,6 +6,7 @@ they model; these classes are how."""
 from __future__ import annotations
 
 import heapq
+from heapq import heappush
 import math
 import operator
 from bisect import bisect_right
@@ -14,7 +15,7 @@ from collections import deque
 import numpy as np
 
 from agentc.sim.plan import Op
-from agentc.sim.resources import at
+from agentc.sim.resources import At, at
 
 INF = math.inf
 
@@ -294,10 +295,12 @@ class DecodeEngine:
         j = self.stop = 1 if self.cut else m
         if self.timer is not None:
             self.timer.callbacks.clear()   # it fires unheard
-        now = self.env._now
+        env = self.env
+        now = env._now
         end = start + j * step if self.step_ends is None else float(self.step_ends[j - 1])   # _end(j)
-        self.timer = timer = at(self.env, now + (end - now))
-        timer.callbacks.append(self.on_done)
+        self.timer = timer = At()   # resources.at, inline
+        timer.callbacks, timer._value = [self.on_done], None
+        heappush(env._queue, (now + (end - now), 1, next(env._eid), timer))
 
     def _close(self, j: int):
         """The current segment's first `j` (>= 1) steps are run: count them."""
