@@ -206,10 +206,11 @@ class _Driver:
     Process would, without the Process's own start and end events (two of the few
     events a request costs). The walk never waits on a failing event."""
 
-    __slots__ = ("gen",)
+    __slots__ = ("gen", "sim", "req")
 
-    def __init__(self, gen):
-        self.gen = gen
+    def __init__(self, sim, req):
+        self.sim, self.req = sim, req
+        self.gen = sim._walk(req, ("",), sim.env._now)   # the top region (as _request)
         self.resume(None)
 
     def resume(self, event) -> None:
@@ -218,7 +219,8 @@ class _Driver:
             ev = gen.send(None if event is None else event._value)
             while ev.callbacks is None:   # already processed: carry on
                 ev = gen.send(ev._value)
-        except StopIteration:
+        except StopIteration as stop:
+            self.sim._finish(self.req, stop.value)
             return
         ev.callbacks.append(self.resume)
 
@@ -419,7 +421,7 @@ class Simulation:
                     s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
                     req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
                     if quiet:
-                        _Driver(self._request(req))
+                        _Driver(self, req)
                     else:
                         env.process(self._request(req))
                 i = j
@@ -466,7 +468,12 @@ class Simulation:
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
+        """A request's walk as a SimPy Process (a _Driver runs it without one)."""
         now = yield from self._walk(req, ("",), self.env._now)   # the top region
+        self._finish(req, now)
+
+    def _finish(self, req: _Req, now: float):
+        """A request's walk ended at `now`: its statistics."""
         if now > self.horizon:
             self.horizon = now
         stats = RequestStats(req.id, req.arrival_ms, now)

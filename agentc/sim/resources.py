@@ -355,7 +355,7 @@ class Link:
         if act:
             if self.p1 <= now:   # the busy period is over: the link is free
                 act.clear()
-            else:
+            elif now > self.last:   # (sent at the last change: nothing has moved)
                 self._advance(now)
                 act = self.active
         if not act:   # alone on the link: it lands after its wire time and the latency
