@@ -83,7 +83,6 @@ class DecodeEngine:
         self.steps = 0           # steps run so far (to the current segment's start)
         self.admitted = 0
         self.pending: list[Seq] = []
-        self.load = 0            # active and pending sequences
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
         self.held = 0.0          # when the current run took the devices
@@ -204,7 +203,7 @@ class DecodeEngine:
                 break
             backlog.popleft()
             self._add(s)
-            self.load += 1
+            dec.loads[self.index] += 1
             self.kv += s.kv
             dec.kv_total += s.kv
 
@@ -349,7 +348,7 @@ class DecodeEngine:
         if len(out) > 1:
             out.sort(key=_admission)
         active, calls = self.active, self.calls
-        self.load -= len(out)
+        dec.loads[self.index] -= len(out)
         for s in out:
             s.last = now
             self.kv -= s.kv
@@ -381,7 +380,6 @@ def _admission(s: Seq) -> int:
     return s.adm
 
 
-_load = operator.attrgetter("load")   # of a DecodeEngine
 _kv = operator.attrgetter("kv")
 
 
@@ -405,7 +403,9 @@ class Decoder:
         self.own = {op.id: self.step_table(op.decode) for op in ops}
         self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
         self.retable(sim.plan_ops)
-        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+        k = max(1, devices // self.tp)
+        self.loads = [0] * k   # each engine's active and pending sequences, by index
+        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(k)]
 
     def retable(self, plan_ops: dict):
         """A batch of several calls is priced by each call's op in the latest plan
@@ -437,13 +437,15 @@ class Decoder:
         kv_wait = False
         if not self.backlog:
             # when every engine has room for its KV cache, the first of the fullest (if it has room)
-            best = max(self.engines, key=_load)
-            if best.load >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
+            loads = self.loads
+            top = max(loads)
+            best = self.engines[loads.index(top)]
+            if top >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
                                     and max(self.engines, key=_kv).kv + kv > self.kv_budget):
                 best = None
         if best is None and not self.backlog:
             for e in self.engines:
-                load = e.load
+                load = self.loads[e.index]
                 if load < cap and load > best_load:
                     if load and e.kv + kv > self.kv_budget:
                         kv_wait = True
@@ -460,7 +462,7 @@ class Decoder:
                     e.kick()
                     break
         else:
-            best.load += 1
+            self.loads[best.index] += 1
             best.kv += seq.kv
             self.kv_total += seq.kv
             if best.running:
