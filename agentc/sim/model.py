@@ -406,7 +406,7 @@ class Simulation:
             i, n = 0, len(arr)
             while i < n:
                 if arr[i].t_ms > last:
-                    yield env.timeout(arr[i].t_ms - last)
+                    yield at(env, env._now + (arr[i].t_ms - last))   # (a timeout of that delay)
                     last = arr[i].t_ms
                 j = i + 1
                 while j < n and arr[j].t_ms <= last:
@@ -414,7 +414,7 @@ class Simulation:
                 # a request arriving alone with nothing else due now starts at once (a
                 # Process would start it next anyway); else they start as Processes
                 quiet = j == i + 1 and (due[0][0] if due else INF) > last
-                later = env.timeout(arr[j].t_ms - last) if j < n and arr[j].t_ms > last else None
+                later = at(env, env._now + (arr[j].t_ms - last)) if j < n and arr[j].t_ms > last else None
                 for k in range(i, j):
                     a = arr[k]
                     s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
