@@ -60,7 +60,10 @@ the walks run in, which these savings changed in places: the same law as before,
 other sample paths. A decode sequence that leaves alone, with nothing else due then,
 resumes its request directly, which is where SimPy would have run its event next. The
 walk reads SimPy's clock and event heap (`env._now`, `env._queue`) directly: it asks
-them for every op.
+them for every op. Its timers (and the engines', the arrivals') are pushed onto that
+heap as SimPy's own schedule would push a timeout (resources.at: the same time, priority
+and event counter), and a decode sequence is itself the event its request waits on:
+SimPy still orders and runs every event, without a Timeout's calls per timer.
 """
 
 from __future__ import annotations
