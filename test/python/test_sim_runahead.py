@@ -12,8 +12,10 @@ import os
 
 import numpy as np
 import pytest
+import simpy
 
 from agentc.sim import arrivals, model, plan
+from agentc.sim.resources import at
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,3 +68,26 @@ def test_a_timer_no_delay_reaches_fires_exactly_then():
     sim._timeout_at(t).callbacks.append(lambda _e: fired.append(sim.env.now))
     sim.env.run()
     assert fired == [t]
+
+
+def test_a_timer_on_the_heap_runs_where_simpys_timeout_would():
+    """resources.at pushes a timer as SimPy's own schedule pushes a timeout: events due
+    at one time run in the order they were made, SimPy's and ours mixed, and a process
+    that waits on one is resumed with its value (checked against SimPy's Timeout)."""
+    env = simpy.Environment()
+    order = []
+    env.timeout(1.0).callbacks.append(lambda _e: order.append(("timeout", env.now)))
+    at(env, 1.0).callbacks.append(lambda _e: order.append(("at", env.now)))
+    env.timeout(1.0).callbacks.append(lambda _e: order.append(("timeout 2", env.now)))
+    at(env, 0.5).callbacks.append(lambda _e: order.append(("at 0.5", env.now)))
+
+    def waits():
+        got = yield at(env, 2.0, "value")
+        order.append((got, env.now))
+        got = yield env.timeout(1.0, "value 2")
+        order.append((got, env.now))
+
+    env.process(waits())
+    env.run()
+    assert order == [("at 0.5", 0.5), ("timeout", 1.0), ("at", 1.0), ("timeout 2", 1.0), ("value", 2.0),
+                     ("value 2", 3.0)]
