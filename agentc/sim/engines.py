@@ -6,6 +6,7 @@ they model; these classes are how."""
 from __future__ import annotations
 
 import heapq
+from heapq import heappush
 import math
 import operator
 from bisect import bisect_right
@@ -14,19 +15,24 @@ from collections import deque
 import numpy as np
 
 from agentc.sim.plan import Op
+from agentc.sim.resources import At, at
 
 INF = math.inf
 
 
 class Seq:
     """A sequence in a decode engine: it has all its tokens when the engine's step count
-    reaches `end`; `adm` orders it among the engine's sequences (admission order)."""
+    reaches `end`; `adm` orders it among the engine's sequences (admission order). It
+    is also the SimPy event its request waits on, triggered when it leaves (an event
+    carries `callbacks`, `_ok` and `_value`, resources.At): one object, not two."""
 
-    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "done", "joined", "started", "kv",
-                 "kv_wait")
+    __slots__ = ("req", "op", "tokens", "end", "adm", "first", "last", "joined", "started", "kv",
+                 "kv_wait", "callbacks", "_value")
+    _ok = True
 
-    def __init__(self, req, op, tokens, done, joined, kv):
-        self.req, self.op, self.tokens, self.done, self.joined, self.kv = req, op, tokens, done, joined, kv
+    def __init__(self, req, op, tokens, joined, kv):
+        self.req, self.op, self.tokens, self.joined, self.kv = req, op, tokens, joined, kv
+        self.callbacks, self._value = [], None
         self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
@@ -77,7 +83,6 @@ class DecodeEngine:
         self.steps = 0           # steps run so far (to the current segment's start)
         self.admitted = 0
         self.pending: list[Seq] = []
-        self.load = 0            # active and pending sequences
         self.kv = 0.0            # KV bytes of active and pending sequences
         self.wake = None
         self.held = 0.0          # when the current run took the devices
@@ -92,6 +97,7 @@ class DecodeEngine:
         self.timer = None        # the current segment's end
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
+        self.on_done = self._done   # the timer's callback (one bound method for every timer)
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -125,9 +131,10 @@ class DecodeEngine:
     def _retime(self, j: int):
         """End the current segment after `j` steps: its timer moves there."""
         self.stop = j
-        self.timer.callbacks.remove(self._done)
-        self.timer = self.env.timeout(self._end(j) - self.env._now)
-        self.timer.callbacks.append(self._done)
+        self.timer.callbacks.clear()   # it fires unheard
+        now = self.env._now
+        self.timer = at(self.env, now + (self._end(j) - now))
+        self.timer.callbacks.append(self.on_done)
 
     def yield_soon(self, now: float | None = None):
         """Stop the current run at the first step boundary after `now` (the clock, or a
@@ -196,7 +203,7 @@ class DecodeEngine:
                 break
             backlog.popleft()
             self._add(s)
-            self.load += 1
+            dec.loads[self.index] += 1
             self.kv += s.kv
             dec.kv_total += s.kv
 
@@ -217,6 +224,30 @@ class DecodeEngine:
             self._run(ids)
         else:
             ev.callbacks.append(self._granted)
+
+    def _next(self, now: float):
+        """After a run, the next: at once on the devices it holds when nothing else could
+        take them (no one waits, none retire, no ids to hand out), as giving them back
+        and asking again would (`release` then `ask` return them straight away); else
+        give them back and start over (_loop)."""
+        pool, dec = self.pool, self.decoder
+        if pool.waiters or pool.retire or pool.free_ids is not None or not (
+                self.active or self.pending or dec.backlog):
+            pool.engines.remove(self)
+            pool.release(dec.tp, self.run_ids, self.held)
+            self._loop()
+            return
+        pool.held(dec.tp, self.held, now)
+        self._admit()
+        engines = pool.engines
+        if engines[-1] is not self:   # where a new run's ask puts it
+            engines.remove(self)
+            engines.append(self)
+        self.held, self.running = now, True
+        self.run_fresh, self.fresh = self.fresh, []
+        self.cont = False
+        self._segment(now)
+        self.cont = False
 
     def _granted(self, event):
         self._run(event._value)
@@ -262,9 +293,13 @@ class DecodeEngine:
             dec.backlog and n < dec.max_batch and self.kv + dec.backlog[0].kv <= dec.kv_budget)))
         j = self.stop = 1 if self.cut else m
         if self.timer is not None:
-            self.timer.callbacks.remove(self._done)
-        self.timer = self.env.timeout(self._end(j) - self.env._now)
-        self.timer.callbacks.append(self._done)
+            self.timer.callbacks.clear()   # it fires unheard
+        env = self.env
+        now = env._now
+        end = start + j * step if self.step_ends is None else float(self.step_ends[j - 1])   # _end(j)
+        self.timer = timer = At()   # resources.at, inline
+        timer.callbacks, timer._value = [self.on_done], None
+        heappush(env._queue, (now + (end - now), 1, next(env._eid), timer))
 
     def _close(self, j: int):
         """The current segment's first `j` (>= 1) steps are run: count them."""
@@ -275,13 +310,12 @@ class DecodeEngine:
         for op_id in self.calls:
             c = batches[op_id]
             c[n] = c.get(n, 0) + j
-        end = self._end(j)
         ids = self.run_ids
         if ids is not None and any(s.req.traced for s in self.active):
-            self.sim.trace.append(("step", dec.pool, tuple(ids),
-                                   f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""), start, end, None))
+            self.sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
+                                   start, self._end(j), None))
         if self.run_fresh:
-            first_step = self._end(1)
+            first_step = start + self.dt if self.step_ends is None else float(self.step_ends[0])   # _end(1)
             waits = self.pool.stats.waits
             for s in self.run_fresh:
                 s.started, s.first = start, first_step
@@ -293,7 +327,7 @@ class DecodeEngine:
         self.steps += j
 
     def _done(self, _event):
-        dec, pool = self.decoder, self.pool
+        dec = self.decoder
         j = self.stop
         if j:
             self._close(j)
@@ -302,13 +336,11 @@ class DecodeEngine:
             self.run_fresh = []
         self.running = False
         self.timer = None
-        pool.engines.remove(self)
-        pool.release(dec.tp, self.run_ids, self.held)
         now = self.env._now
         steps = self.steps
         ends = self.ends
         if ends[0][0] > steps:
-            self._loop()
+            self._next(now)
             return
         out = [heapq.heappop(ends)[2]]
         while ends and ends[0][0] <= steps:
@@ -316,7 +348,7 @@ class DecodeEngine:
         if len(out) > 1:
             out.sort(key=_admission)
         active, calls = self.active, self.calls
-        self.load -= len(out)
+        dec.loads[self.index] -= len(out)
         for s in out:
             s.last = now
             self.kv -= s.kv
@@ -329,16 +361,16 @@ class DecodeEngine:
                 calls[op_id] -= 1
         due = self.sim.due
         if len(out) > 1 or (due and due[0][0] <= now):
-            for s in out:
-                s.done.succeed()
-            self._loop()
+            eid = self.env._eid
+            for s in out:   # each triggered now, as Event.succeed schedules it
+                heapq.heappush(self.env._queue, (now, 1, next(eid), s))
+            self._next(now)
             return
         # One sequence leaves and no event is due now: its event would be the next one
-        # processed (what _loop schedules comes later), so its request carries on at
-        # once instead, after _loop, as SimPy's step would run it (an event fewer).
-        self._loop()
-        done = out[0].done
-        done._ok, done._value = True, None
+        # processed (what _next schedules comes later), so its request carries on at
+        # once instead, after _next, as SimPy's step would run it (an event fewer).
+        self._next(now)
+        done = out[0]
         callbacks, done.callbacks = done.callbacks, None
         for callback in callbacks:
             callback(done)
@@ -348,7 +380,6 @@ def _admission(s: Seq) -> int:
     return s.adm
 
 
-_load = operator.attrgetter("load")   # of a DecodeEngine
 _kv = operator.attrgetter("kv")
 
 
@@ -372,7 +403,9 @@ class Decoder:
         self.own = {op.id: self.step_table(op.decode) for op in ops}
         self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
         self.retable(sim.plan_ops)
-        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(max(1, devices // self.tp))]
+        k = max(1, devices // self.tp)
+        self.loads = [0] * k   # each engine's active and pending sequences, by index
+        self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(k)]
 
     def retable(self, plan_ops: dict):
         """A batch of several calls is priced by each call's op in the latest plan
@@ -404,13 +437,15 @@ class Decoder:
         kv_wait = False
         if not self.backlog:
             # when every engine has room for its KV cache, the first of the fullest (if it has room)
-            best = max(self.engines, key=_load)
-            if best.load >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
+            loads = self.loads
+            top = max(loads)
+            best = self.engines[loads.index(top)]
+            if top >= cap or (self.kv_total + kv > self.kv_budget * (1 - 1e-9)
                                     and max(self.engines, key=_kv).kv + kv > self.kv_budget):
                 best = None
         if best is None and not self.backlog:
             for e in self.engines:
-                load = e.load
+                load = self.loads[e.index]
                 if load < cap and load > best_load:
                     if load and e.kv + kv > self.kv_budget:
                         kv_wait = True
@@ -418,7 +453,7 @@ class Decoder:
                     best, best_load = e, load
         if now > self.env._now and (best is None or not best.running):
             return None
-        seq = Seq(req, op, tokens, self.env.event(), now, kv)
+        seq = Seq(req, op, tokens, now, kv)
         seq.kv_wait = kv_wait
         if best is None:
             self.backlog.append(seq)
@@ -427,7 +462,7 @@ class Decoder:
                     e.kick()
                     break
         else:
-            best.load += 1
+            self.loads[best.index] += 1
             best.kv += seq.kv
             self.kv_total += seq.kv
             if best.running:

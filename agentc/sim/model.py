@@ -60,7 +60,10 @@ the walks run in, which these savings changed in places: the same law as before,
 other sample paths. A decode sequence that leaves alone, with nothing else due then,
 resumes its request directly, which is where SimPy would have run its event next. The
 walk reads SimPy's clock and event heap (`env._now`, `env._queue`) directly: it asks
-them for every op.
+them for every op. Its timers (and the engines', the arrivals') are pushed onto that
+heap as SimPy's own schedule would push a timeout (resources.at: the same time, priority
+and event counter), and a decode sequence is itself the event its request waits on:
+SimPy still orders and runs every event, without a Timeout's calls per timer.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ import simpy
 from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
-from agentc.sim.resources import Link, Pool, PoolStats, Transfer
+from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
@@ -206,10 +209,11 @@ class _Driver:
     Process would, without the Process's own start and end events (two of the few
     events a request costs). The walk never waits on a failing event."""
 
-    __slots__ = ("gen",)
+    __slots__ = ("gen", "sim", "req")
 
-    def __init__(self, gen):
-        self.gen = gen
+    def __init__(self, sim, req):
+        self.sim, self.req = sim, req
+        self.gen = sim._walk(req, ("",), sim.env._now)   # the top region (as _request)
         self.resume(None)
 
     def resume(self, event) -> None:
@@ -218,7 +222,8 @@ class _Driver:
             ev = gen.send(None if event is None else event._value)
             while ev.callbacks is None:   # already processed: carry on
                 ev = gen.send(ev._value)
-        except StopIteration:
+        except StopIteration as stop:
+            self.sim._finish(self.req, stop.value)
             return
         ev.callbacks.append(self.resume)
 
@@ -380,27 +385,14 @@ class Simulation:
 
     # -------------------------------------------------------------------- the clock
     def _timeout_at(self, t: float, value=None):
-        """A timeout firing exactly at `t` (>= now): the delay whose float sum with the
-        clock gives `t`, so a timer set at the clock equals one set at a later walk time.
-        When no delay gives `t` (the sums skip it: t well above twice the clock), the
-        first time after it."""
-        env = self.env
-        now = env._now
-        d = t - now
-        if now + d < t:
-            while now + d < t:
-                d = math.nextafter(d, math.inf)
-        elif now + d > t:
-            while now + d > t:
-                d = math.nextafter(d, -math.inf)
-            if now + d < t:
-                d = math.nextafter(d, math.inf)
-        return env.timeout(d, value)
+        """An event firing exactly at `t` (>= the clock; resources.at), so a timer set
+        at the clock equals one set at a later walk time."""
+        return at(self.env, t, value)
 
     def _sync(self, now: float):
         """Bring the clock to the walk's `now` before something that schedules events."""
         if now > self.env._now:
-            yield self._timeout_at(now)
+            yield at(self.env, now)
 
     # -------------------------------------------------------------------- processes
     def run(self) -> Result:
@@ -417,7 +409,7 @@ class Simulation:
             i, n = 0, len(arr)
             while i < n:
                 if arr[i].t_ms > last:
-                    yield env.timeout(arr[i].t_ms - last)
+                    yield at(env, env._now + (arr[i].t_ms - last))   # (a timeout of that delay)
                     last = arr[i].t_ms
                 j = i + 1
                 while j < n and arr[j].t_ms <= last:
@@ -425,14 +417,14 @@ class Simulation:
                 # a request arriving alone with nothing else due now starts at once (a
                 # Process would start it next anyway); else they start as Processes
                 quiet = j == i + 1 and (due[0][0] if due else INF) > last
-                later = env.timeout(arr[j].t_ms - last) if j < n and arr[j].t_ms > last else None
+                later = at(env, env._now + (arr[j].t_ms - last)) if j < n and arr[j].t_ms > last else None
                 for k in range(i, j):
                     a = arr[k]
                     s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
                     s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
                     req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
                     if quiet:
-                        _Driver(self._request(req))
+                        _Driver(self, req)
                     else:
                         env.process(self._request(req))
                 i = j
@@ -479,7 +471,12 @@ class Simulation:
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
     def _request(self, req: _Req):
+        """A request's walk as a SimPy Process (a _Driver runs it without one)."""
         now = yield from self._walk(req, ("",), self.env._now)   # the top region
+        self._finish(req, now)
+
+    def _finish(self, req: _Req, now: float):
+        """A request's walk ended at `now`: its statistics."""
         if now > self.horizon:
             self.horizon = now
         stats = RequestStats(req.id, req.arrival_ms, now)
@@ -530,9 +527,6 @@ class Simulation:
         stack = [iter(items)]
         while stack:
             for r in stack[-1]:
-                if r.__class__ is _OpRun and r.parts:   # a split op: this call's part
-                    u = next(self.flow)
-                    r = next((run for acc, run in r.parts if u < acc), r.parts[-1][1])
                 if r.__class__ is not _OpRun:
                     region = plan.regions[r]
                     if region.kind == "loop":
@@ -556,7 +550,10 @@ class Simulation:
                         break
                     now = yield from self._block(req, region, now)
                     continue
-                for key in r.inputs:
+                if r.parts:   # a split op: this call's part
+                    u = next(self.flow)
+                    r = next((run for acc, run in r.parts if u < acc), r.parts[-1][1])
+                for key in (r.inputs if arrive else ()):   # (no transfer pending: none to read)
                     x = arrive.pop(key, None)
                     if x is None:
                         continue
@@ -566,7 +563,7 @@ class Simulation:
                             now = x.fire
                             continue
                         while x.fire > now:   # on the clock; a send may move the landing meanwhile
-                            yield self._timeout_at(x.fire)
+                            yield at(env, x.fire)
                             now = env._now
                 r.count += 1
                 if r.plain:   # an op: its devices held for its busy time, then its wait
@@ -578,7 +575,7 @@ class Simulation:
                     ids = r.pool.hold_now(r.tp, busy, now)
                     if ids is False:   # it queues: on the clock
                         if now > env._now:
-                            yield self._timeout_at(now)
+                            yield at(env, now)
                         ev, ids = r.pool.ask(r.tp, busy)
                         if ev is not None:
                             ids = yield ev
@@ -591,7 +588,7 @@ class Simulation:
                         if (due[0][0] if due else INF) > end:
                             now = end
                         else:
-                            yield self._timeout_at(end)
+                            yield at(env, end)
                             now = env._now
                     if traced:
                         op = r.op
@@ -602,9 +599,9 @@ class Simulation:
                 elif r.decoder is not None:   # joins a decode engine (on the clock to wake an idle one)
                     seq = r.decoder.join(req, r.op, now)
                     if seq is None:
-                        yield self._timeout_at(now)
+                        yield at(env, now)
                         seq = r.decoder.join(req, r.op, now)
-                    yield seq.done
+                    yield seq   # the event of its leaving
                     now = self._decoded(req, r.op, seq)
                 elif r.prefiller is not None:   # a prefill batch: alone at once, else queued on the clock
                     scale = scales[r.scale]
@@ -615,11 +612,11 @@ class Simulation:
                         if (due[0][0] if due else INF) > busy_end:
                             now = busy_end
                         else:
-                            yield self._timeout_at(busy_end)
+                            yield at(env, busy_end)
                             now = env._now
                     else:
                         if now > env._now:
-                            yield self._timeout_at(now)
+                            yield at(env, now)
                         start, busy_end, ids, f = yield r.prefiller.submit(r.op, tokens, req)
                         now = env._now
                     rest = (r.total - r.busy) * f * scale
@@ -680,7 +677,7 @@ class Simulation:
         env, op = self.env, r.op
         scale = req.scales[r.scale]
         if now > env._now:
-            yield self._timeout_at(now)
+            yield at(env, now)
         f = (self.factor(op.kind) if r.cv > 0 else 1.0) * scale
         t_ask = env._now
         busy = r.busy * f
@@ -706,7 +703,7 @@ class Simulation:
         due = self.due
         if (due[0][0] if due else INF) > end:
             return end
-        yield self._timeout_at(end)
+        yield at(self.env, end)
         return end
 
     def _tokens(self, req: _Req, op: Op, first: float, last: float, tokens: int):

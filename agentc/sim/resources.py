@@ -7,12 +7,32 @@ calls it makes take the time they act at."""
 from __future__ import annotations
 
 import heapq
+from heapq import heappop, heappush, heapreplace
 import math
 import operator
 from collections import deque
 from dataclasses import dataclass, field
 
 INF = math.inf
+
+
+class At:
+    """A SimPy event due at an exact time (`at`). SimPy's `step` and its processes read
+    only an event's `callbacks`, `_ok` and `_value`, so this carries just those: a
+    timer costs an object and a heap push, where `env.timeout` costs two calls."""
+
+    __slots__ = ("callbacks", "_value")
+    _ok = True
+
+
+def at(env, t: float, value=None) -> At:
+    """An event that SimPy processes at exactly `t` (>= its clock), in the order a
+    timeout scheduled now would take (the same priority and event counter)."""
+    ev = At()
+    ev.callbacks = []
+    ev._value = value
+    heapq.heappush(env._queue, (t, 1, next(env._eid), ev))
+    return ev
 
 
 @dataclass
@@ -55,7 +75,9 @@ class Pool:
         self.keep = keep           # keep every interval for the plots' timelines
         self.free = devices
         self.retire = 0          # lost devices still busy: dropped as they come back
-        self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned
+        self.holds: list = []    # heap of (until_ms, n, tp, ids) not yet returned, of several devices or ids
+        self.ones: list = []     # heap of until_ms of one-device holds without ids not yet returned (the
+                                 # common kind, apart: floats are pushed and compared fastest)
         self.n = 0
         self.waiters: deque = deque()  # (tp, hold_ms, event, t_ask)
         self.alarm = INF
@@ -69,17 +91,9 @@ class Pool:
         """(None, ids) when FIFO gives `tp` devices now, else (event, None): the event's
         value is the ids once granted. `hold_ms` None: held until `release`."""
         now = self.env._now
-        holds = self.holds
-        if holds and holds[0][0] <= now:
+        if self._ended(now):
             self._reap(now)
         if not self.waiters and self.free >= tp:
-            if hold_ms is not None and self.free_ids is None:   # the common case, inline
-                self.free -= tp
-                end = now + hold_ms
-                heapq.heappush(holds, (end, self.n, tp, None))
-                self.n += 1
-                self._busy(now, end, tp)
-                return None, None
             return None, self._grant(tp, hold_ms, now, now)
         ev = self.env.event()
         self.waiters.append((tp, hold_ms, ev, now))
@@ -97,24 +111,33 @@ class Pool:
         are tracked: the lowest free id goes first), since nothing else reads `free`."""
         if self.waiters:
             return False
-        if self.free < tp or self.retire or self.free_ids is not None:
-            holds = self.holds
-            if holds and holds[0][0] <= now:
-                if self.retire or self.free_ids is not None:
-                    self._reap(now)
-                else:   # _reap's common case, inline
-                    free = self.free
-                    while holds and holds[0][0] <= now:
-                        free += heapq.heappop(holds)[2]
-                    self.free = free
-            if self.free < tp:
-                return False
-            if self.free_ids is not None:
-                return self._grant(tp, hold_ms, now, now)
-        self.free -= tp
         end = now + hold_ms
-        heapq.heappush(self.holds, (end, self.n, tp, None))
-        self.n += 1
+        if tp == 1 and not self.retire and self.free_ids is None:
+            ones = self.ones
+            if self.free > 0:
+                self.free -= 1
+                heappush(ones, end)
+            elif ones and ones[0] <= now:
+                # an ended hold's device goes straight to this one (Kiefer-Wolfowitz: the
+                # earliest free device); other ended holds stay till free falls short again
+                heapreplace(ones, end)
+            else:
+                holds = self.holds
+                if not holds or holds[0][0] > now:
+                    return False
+                self._reap(now)
+                self.free -= 1
+                heappush(ones, end)
+        else:
+            if self.free < tp or self.retire or self.free_ids is not None:
+                if self._ended(now):
+                    self._reap(now)
+                if self.free < tp:
+                    return False
+                if self.free_ids is not None:
+                    return self._grant(tp, hold_ms, now, now)
+            self.free -= tp
+            self._push(end, tp, None)
         if self.t0 <= now and end <= self.t1:   # _busy, inline
             self.busy_area += tp * hold_ms
         else:
@@ -126,20 +149,24 @@ class Pool:
 
     def release(self, tp: int, ids, start: float):
         now = self.env._now
+        self.held(tp, start, now)
+        if ids is None and not self.retire and not self.waiters:   # _put and _serve's common case, inline
+            self.free += tp
+            if self._ended(now):
+                self._reap(now)
+            return
+        self._put(tp, ids)
+        self._serve()
+
+    def held(self, tp: int, start: float, now: float):
+        """`tp` devices held from `start` to `now`: their busy time (kept on by an engine
+        that runs on, or released)."""
         a = start if start > self.t0 else self.t0   # _busy, inline
         b = now if now < self.t1 else self.t1
         if b > a:
             self.busy_area += tp * (b - a)
         if self.keep:
             self.busy_iv.append((start, now, tp))
-        if ids is None and not self.retire and not self.waiters:   # _put and _serve's common case, inline
-            self.free += tp
-            holds = self.holds
-            if holds and holds[0][0] <= now:
-                self._reap(now)
-            return
-        self._put(tp, ids)
-        self._serve()
 
     def lose(self, k: int):
         self._reap(self.env._now)
@@ -180,8 +207,7 @@ class Pool:
         ids = tuple(heapq.heappop(self.free_ids) for _ in range(tp)) if self.free_ids is not None else None
         if hold_ms is not None:
             end = now + hold_ms
-            heapq.heappush(self.holds, (end, self.n, tp, ids))
-            self.n += 1
+            self._push(end, tp, ids)
             self._busy(now, end, tp)
         if now > t_ask and self.keep:
             self.wait_iv.append((t_ask, now))
@@ -216,16 +242,34 @@ class Pool:
             for i in ids:
                 heapq.heappush(self.free_ids, i)
 
+    def _push(self, end: float, tp: int, ids):
+        if tp == 1 and ids is None:
+            heappush(self.ones, end)
+        else:
+            heappush(self.holds, (end, self.n, tp, ids))
+            self.n += 1
+
+    def _ended(self, now: float) -> bool:
+        """Whether a timed hold has ended by `now` (one to reap)."""
+        holds, ones = self.holds, self.ones
+        return bool((holds and holds[0][0] <= now) or (ones and ones[0] <= now))
+
     def _reap(self, now):
-        holds = self.holds
-        if self.retire or self.free_ids is not None:
+        holds, ones = self.holds, self.ones
+        if self.retire or self.free_ids is not None:   # (ids tracked: no one-device holds apart)
             while holds and holds[0][0] <= now:
-                _, _, tp, ids = heapq.heappop(holds)
+                _, _, tp, ids = heappop(holds)
                 self._put(tp, ids)
+            while ones and ones[0] <= now:
+                heappop(ones)
+                self._put(1, None)
         else:
             free = self.free
             while holds and holds[0][0] <= now:
-                free += heapq.heappop(holds)[2]
+                free += heappop(holds)[2]
+            while ones and ones[0] <= now:
+                heappop(ones)
+                free += 1
             self.free = free
 
     def _serve(self):
@@ -240,11 +284,12 @@ class Pool:
 
     def _arm(self):
         """Wake when the next timed hold ends, while someone waits."""
-        if self.waiters and self.holds:
-            t = self.holds[0][0]
+        if self.waiters and (self.holds or self.ones):
+            t = min(self.holds[0][0] if self.holds else INF, self.ones[0] if self.ones else INF)
             if t < self.alarm:
                 self.alarm = t
-                self.env.timeout(t - self.env._now).callbacks.append(self._wake)
+                now = self.env._now
+                at(self.env, now + (t - now)).callbacks.append(self._wake)
 
     def _wake(self, _ev):
         if self.env._now >= self.alarm:
@@ -320,7 +365,7 @@ class Link:
         if act:
             if self.p1 <= now:   # the busy period is over: the link is free
                 act.clear()
-            else:
+            elif now > self.last:   # (sent at the last change: nothing has moved)
                 self._advance(now)
                 act = self.active
         if not act:   # alone on the link: it lands after its wire time and the latency

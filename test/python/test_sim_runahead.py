@@ -8,13 +8,14 @@ with tracing, timelines, a prefill budget and a device loss."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 import pytest
+import simpy
 
 from agentc.sim import arrivals, model, plan
+from agentc.sim.resources import at
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,10 +53,10 @@ def test_running_ahead_changes_no_result(voice, case):
         assert x == y
 
 
-def test_a_timer_no_delay_reaches_fires_just_after():
+def test_a_timer_no_delay_reaches_fires_exactly_then():
     """A walk ahead of the clock sets a timer for t > 2 x the clock, where clock + delay
-    skips t for every delay (ties to even; seen as a hang at 1.5x rag_agent's load):
-    the timer fires at the first time after t, found in a few steps."""
+    skips t for every delay (ties to even; seen as a hang at 1.5x rag_agent's load, when
+    timers were SimPy timeouts set by a delay): the timer goes on SimPy's heap at t itself."""
     m = {"schema_version": "1.2", "agent": "t", "sla": {}, "cluster": {"pools": [{"name": "p", "count": 1}]},
          "ops": [{"id": "a", "kind": "compute.cpu", "pool": "p", "tp": 1, "est_latency_ms": 1.0, "busy_ms": 1.0,
                   "region": "", "inputs": []}], "edges": [], "totals": {}, "regions": {}, "returns": ["a"]}
@@ -63,6 +64,30 @@ def test_a_timer_no_delay_reaches_fires_just_after():
     clock, t = 94.33723410558954, 356.2460086355896
     sim.env.run(until=clock)
     assert sim.env.now == clock and clock + (t - clock) != t
-    sim._timeout_at(t)
+    fired = []
+    sim._timeout_at(t).callbacks.append(lambda _e: fired.append(sim.env.now))
     sim.env.run()
-    assert sim.env.now == math.nextafter(t, math.inf)
+    assert fired == [t]
+
+
+def test_a_timer_on_the_heap_runs_where_simpys_timeout_would():
+    """resources.at pushes a timer as SimPy's own schedule pushes a timeout: events due
+    at one time run in the order they were made, SimPy's and ours mixed, and a process
+    that waits on one is resumed with its value (checked against SimPy's Timeout)."""
+    env = simpy.Environment()
+    order = []
+    env.timeout(1.0).callbacks.append(lambda _e: order.append(("timeout", env.now)))
+    at(env, 1.0).callbacks.append(lambda _e: order.append(("at", env.now)))
+    env.timeout(1.0).callbacks.append(lambda _e: order.append(("timeout 2", env.now)))
+    at(env, 0.5).callbacks.append(lambda _e: order.append(("at 0.5", env.now)))
+
+    def waits():
+        got = yield at(env, 2.0, "value")
+        order.append((got, env.now))
+        got = yield env.timeout(1.0, "value 2")
+        order.append((got, env.now))
+
+    env.process(waits())
+    env.run()
+    assert order == [("at 0.5", 0.5), ("timeout", 1.0), ("at", 1.0), ("timeout 2", 1.0), ("value", 2.0),
+                     ("value 2", 3.0)]
