@@ -168,9 +168,15 @@ def _stat_words(stat: str) -> str:
     return "mean over control-flow paths" if stat == "mean" else f"{stat[1:]}% of requests"
 
 
+# The most a plan's proven relative gap may be for the word "optimal": float noise. A
+# solve stopped at a looser requested gap (Problem.mip_rel_gap, e.g. bench_planner's 1%)
+# is "feasible (gap X%)": a gap beside "optimal" would claim what was not proved.
+OPTIMAL_GAP = 1e-9
+
+
 def status_label(res: MilpResult) -> str:
-    """"optimal" when proved within the requested gap, else "feasible (gap X%)"."""
-    if res.status == "optimal":
+    """"optimal" when proved to float noise (OPTIMAL_GAP), else "feasible (gap X%)"."""
+    if res.status == "optimal" and res.gap <= OPTIMAL_GAP:
         return "optimal"
     return "feasible (gap unknown)" if not math.isfinite(res.gap) else f"feasible (gap {res.gap * 100:.3g}%)"
 

@@ -165,7 +165,8 @@ class Problem:
     lam: float = 1e3
     default_link: Link | None = None
     # HiGHS stops at this relative gap or time limit; a plan is labelled "optimal" only
-    # when its gap to the proven bound is within mip_rel_gap (1e-9: float noise)
+    # when its gap to the proven bound is float noise (explain.OPTIMAL_GAP, 1e-9), so a
+    # looser mip_rel_gap gives "feasible (gap X%)"
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-9
     tokens_per_request: float = 0.0
@@ -282,7 +283,7 @@ class Plan:
     devices: dict[str, int]
     cost: float
     objective: str
-    status: str  # "optimal" (proved within the requested gap) or "feasible (gap X%)"
+    status: str  # "optimal" (proved, gap <= 1e-9) or "feasible (gap X%)"
     gap: float | None  # proven relative gap to the best bound; None when there is none
     solve_time_s: float
     critical_path: list[str]

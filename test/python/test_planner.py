@@ -441,3 +441,6 @@ def test_status_label_says_the_gap_when_not_proven():
     assert status_label(MilpResult("optimal", (), 1.0, 0.0, 0.0)) == "optimal"
     assert status_label(MilpResult("feasible", (), 1.0, 0.0123, 0.0)) == "feasible (gap 1.23%)"
     assert status_label(MilpResult("feasible", (), 1.0, math.inf, 0.0)) == "feasible (gap unknown)"
+    # HiGHS says optimal when it reaches a requested gap (here 1%): no "optimal" beside a gap
+    assert status_label(MilpResult("optimal", (), 1.0, 0.00999, 0.0)) == "feasible (gap 0.999%)"
+    assert status_label(MilpResult("optimal", (), 1.0, 1e-9, 0.0)) == "optimal"

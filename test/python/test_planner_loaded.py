@@ -106,9 +106,10 @@ def test_loaded_layered_plan_keeps_pools_and_deadline(seed):
     assert e2e == pytest.approx(plan.e2e_ms, rel=1e-9)
     for pool in p.pools:
         assert devices.get(pool.name, 0) <= pool.count
-    # the status says what was proved: optimal only within the requested gap
+    # the status says what was proved: "optimal" only with no gap beyond float noise,
+    # although this solve asked HiGHS for a 75% gap; else the gap is in the label
     assert plan.gap is not None
     if plan.status == "optimal":
-        assert plan.gap <= p.mip_rel_gap + 1e-9
+        assert plan.gap <= 1e-9
     else:
-        assert plan.status.startswith("feasible")
+        assert plan.status == f"feasible (gap {plan.gap * 100:.3g}%)"
