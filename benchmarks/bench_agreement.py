@@ -25,7 +25,7 @@ import numpy as np
 
 from agentc import pipeline
 from agentc.cli._common import make_options
-from agentc.cli.plan import planner_at
+from agentc.cli.plan import planner_at, predictor_at
 from agentc.passes.place import pool_price
 from agentc.sim import verify
 from agentc.targets import manifest
@@ -51,7 +51,7 @@ def plan_of(name: str):
 
 def rows(name: str, requests: int, seed: int = 0) -> list[dict]:
     c, view, prices = plan_of(name)
-    return verify.agreement(view, prices, planner_at(c), requests, seed, name)
+    return verify.agreement(view, prices, planner_at(c), requests, seed, name, predict=predictor_at(c))
 
 
 def sampling_error(name: str, requests: int, seeds: int) -> dict[str, dict[str, float]]:

@@ -35,7 +35,7 @@ import pytest
 
 from agentc import pipeline
 from agentc.cli._common import make_options
-from agentc.cli.plan import planner_at
+from agentc.cli.plan import planner_at, predictor_at
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.passes.place import pool_price
 from agentc.sim import verify
@@ -99,7 +99,7 @@ def rows(name: str) -> dict[tuple[str, str], dict]:
     cluster = c.pass_ctx.cluster
     prices = {p.name: pool_price(p.device, cluster) for p in cluster.pools}
     out = verify.agreement(view, prices, planner_at(c), REQUESTS.get(name, DEFAULT_REQUESTS), 0, name,
-                           attribution=False)
+                           attribution=False, predict=predictor_at(c))
     return {(r["load"], r["term"].split(".")[0]): r for r in out}
 
 
