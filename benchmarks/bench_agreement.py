@@ -6,7 +6,9 @@ voice agent has none and is checked at `plan --verify`'s 1 req/s), and 90% of th
 capacity the plan buys (verify.capacity_rps: the busiest pool busy all the time; the
 voice agent rents per use, so its pools' whole counts). Where the plan misses at a
 load, `--repair` (verify.repair) is applied and the row says what it did; planned
-values are then those of the repaired plan. Ratio = planned / simulated: within 10%
+values are then those of the repaired plan. A prediction is for a load: the given
+plan's is its placement evaluated by the planner at the row's load (predictor_at;
+inf where that load overloads it). Ratio = planned / simulated: within 10%
 is 0.90-1.10 (a ratio above 1 is a conservative prediction).
 
 Also prints the sampling error of the simulated percentiles at the request counts used
@@ -25,7 +27,7 @@ import numpy as np
 
 from agentc import pipeline
 from agentc.cli._common import make_options
-from agentc.cli.plan import planner_at
+from agentc.cli.plan import planner_at, predictor_at
 from agentc.passes.place import pool_price
 from agentc.sim import verify
 from agentc.targets import manifest
@@ -51,7 +53,7 @@ def plan_of(name: str):
 
 def rows(name: str, requests: int, seed: int = 0) -> list[dict]:
     c, view, prices = plan_of(name)
-    return verify.agreement(view, prices, planner_at(c), requests, seed, name)
+    return verify.agreement(view, prices, planner_at(c), requests, seed, name, predict=predictor_at(c))
 
 
 def sampling_error(name: str, requests: int, seeds: int) -> dict[str, dict[str, float]]:

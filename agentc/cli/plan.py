@@ -78,6 +78,28 @@ def planner_at(c):
     return plan
 
 
+def predictor_at(c):
+    """`load -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its placement: each
+    op's option, pool, replicas and split, unchanged) predicts at `load` req/s, by the
+    planner's own evaluator (planner/replay.py at_load). None for a plan without a
+    load clause: it is not sized for a load (its pools' whole counts serve it)."""
+    import dataclasses
+
+    from agentc.planner.replay import at_load
+
+    placed = c.placement
+    plan, problem = placed.plan, placed.problem
+    if not problem.load_rps:
+        return None
+    options = {op.id: op.options for op in problem.ops}
+    chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
+
+    def predict(load: float) -> dict:
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen)
+        return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
+    return predict
+
+
 def compile_at(c, load: float, emit: str | None = "placed"):
     """`c`'s program compiled again with its load clause replaced by `load` req/s, up to
     `emit` (None: all stages); the same options otherwise."""

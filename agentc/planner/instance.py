@@ -165,9 +165,14 @@ class Instance:
     """A validated problem with sites, choices, topological order and transfer costs."""
 
     def __init__(self, problem: Problem, restrict: Callable[[int, Choice], bool] | None = None,
-                 merge_identical: bool = True):
+                 merge_identical: bool = True, given: dict[str, tuple[int, int]] | None = None):
         self.problem = p = problem
         self.merge_identical = merge_identical
+        # op id -> (option rank, replicas) of a placement made at another load (replay's
+        # `at_load`): that option is offered at exactly those replicas, even where this
+        # load would not offer them (a batch it cannot fill, more replicas than remove
+        # its wait), so the placement can be evaluated here. None when planning.
+        self.given = given or {}
         self._wide_twins = False
         self.hard = p.sla_mode == "hard"
         self.load = float(p.load_rps or 0.0)
@@ -374,7 +379,7 @@ class Instance:
                         reason = f"tp={o.tp} needs more devices than pool {site.name} has ({site.count})"
                     elif self.hard and tbt_x > 0 and self.q_tbt == 1.0 and self.executed[i]:
                         reason = f"TBT {tbt:g} ms exceeds the SLA of {sla.tbt_ms:g} ms"
-                    for size in self._sizes(op, o, site, ms):  # one per replica count under load
+                    for size in self._sizes(op, rank, o, site, ms):  # one per replica count under load
                         c = Choice(i, rank, j, o, reason, ttft_x, tbt_x, o.memory_ok, tp_x,
                                    size.replicas, size.devices, size.wait_ms,
                                    ttft_wait_ms=self._ttft_wait(op, o, site, size),
@@ -511,18 +516,25 @@ class Instance:
 
     # -- queueing under load (queueing.py): one choice per replica count -------------
 
-    def _sizes(self, op, o: Option, site: Site, ms: float) -> list[queueing.Candidate]:
+    def _sizes(self, op, rank: int, o: Option, site: Site, ms: float) -> list[queueing.Candidate]:
         """How option `o` of `op` may be sized on `site`: without load, or for host work
         on a CPU pool (shared, see _build_choices), one unsized entry; under load the
         replica counts queueing.candidates offers (more than the least only where a wait
         can matter: an e2e or TTFT bound or the latency objective), none for a decode
         batch the load cannot fill, and on an unlimited implicit site the least, without
-        wait (it scales out). `ms`: one call's time on the path (`_served`)."""
+        wait (it scales out). `ms`: one call's time on the path (`_served`). An option
+        `given` (a placement evaluated at another load): its replicas alone, at this
+        load's wait."""
         if self.load <= 0 or site.is_cpu:
             return [queueing.Candidate(1, 0, 0.0)]
         p = self.problem
         q, cs2 = queueing.wait_level(self.q_e2e), p.service_cv ** 2
         rate = self.load * op.weight
+        if self.given.get(op.id, (None,))[0] == rank and not site.implicit and o.busy_ms > 0:
+            r = self.given[op.id][1]
+            service = o.busy_ms * o.batch
+            return [queueing.Candidate(r, r * o.tp, queueing.wait_ms(r * o.batch, queueing.in_flight(rate, service),
+                                                                     service, q, cs2))]
         if o.batch > 1 and not site.metered and o.busy_ms > 0:
             smaller = [s for s in op.options if s.device == o.device and s.tp == o.tp and s.batch < o.batch]
             if smaller:

@@ -15,7 +15,7 @@ from . import split
 from .baselines import baselines as baseline_plans
 from .explain import build_plan
 from .formulation import MilpResult
-from .instance import Instance
+from .instance import Instance, Metrics
 from .problem import Plan, Problem
 from .solve import optimise
 
@@ -26,7 +26,32 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
     `replicas` when given as a third element, and a split op's parts as split.key writes
     them as a fourth, "" for none); `status` and
     `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
-    inst = Instance(problem, merge_identical=False)  # the placement names its pools
+    inst, choice = _placed(problem, chosen)
+    m = inst.evaluate(tuple(choice))
+    res = MilpResult("optimal" if status == "optimal" else "feasible", tuple(choice), m.objective,
+                     math.inf if gap is None else gap, 0.0)
+    plan = build_plan(inst, m, res, explain)
+    if baselines:
+        plan.baselines = baseline_plans(problem, inst, m, optimise)
+    return plan
+
+
+def at_load(problem: Problem, chosen: dict[str, tuple]) -> Metrics:
+    """What a placement made at another load (`chosen` as `replay` takes it, with its
+    replicas) predicts at `problem.load_rps`: the simulation-agreement check asks the
+    planner about the load it simulates. Each op's option is offered at its recorded
+    replicas whether or not this load would offer them (Instance.given), so every op
+    is evaluated as placed; at the load it was planned for, this is the plan's own
+    evaluation. Metrics, not a Plan: an overloaded placement's path is infinite."""
+    given = {i: (c[0], c[2]) for i, c in chosen.items() if len(c) > 2 and c[2] is not None}
+    inst, choice = _placed(problem, chosen, given)
+    return inst.evaluate(tuple(choice))
+
+
+def _placed(problem: Problem, chosen: dict[str, tuple],
+            given: dict[str, tuple[int, int]] | None = None) -> tuple[Instance, list[int]]:
+    """The Instance and the choice index per op that `chosen` names (see `replay`)."""
+    inst = Instance(problem, merge_identical=False, given=given)  # the placement names its pools
     choice = []
     for i, op in enumerate(inst.ops):
         if op.id not in chosen:
@@ -54,10 +79,4 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
             raise VerifyError(f"op '{op.id}': its placement (option {rank} on pool '{pool}') is not "
                               "among its costed options")
         choice.append(ks[0])
-    m = inst.evaluate(tuple(choice))
-    res = MilpResult("optimal" if status == "optimal" else "feasible", tuple(choice), m.objective,
-                     math.inf if gap is None else gap, 0.0)
-    plan = build_plan(inst, m, res, explain)
-    if baselines:
-        plan.baselines = baseline_plans(problem, inst, m, optimise)
-    return plan
+    return inst, choice

@@ -377,7 +377,7 @@ def agreement_loads(manifest: dict) -> dict[str, float]:
 
 
 def agreement(view: dict, prices: dict[str, float], replan=None, requests: int = DEFAULT_VERIFY_REQUESTS,
-              seed: int = 0, name: str = "", attribution: bool = True) -> list[dict]:
+              seed: int = 0, name: str = "", attribution: bool = True, predict=None) -> list[dict]:
     """The simulation-agreement check of issue 17 on one plan (`name` labels its rows):
     at each of `agreement_loads`, one row per SLA term: the plan's prediction and simulation; the
     simulation with decode and prefill at the planner's batch times (`batching
@@ -385,10 +385,15 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
     fills); and, where the plan misses, the repaired plan's prediction and simulation.
     `planned_ms`/`simulated_ms` are those of the plan that holds (repaired or not).
     Without `attribution` the batch-time simulation is skipped (its column repeats the
-    plan's simulation)."""
+    plan's simulation). A prediction is for a load: `predict(load)` (cli/plan.py
+    predictor_at: the same placement evaluated by the planner at `load`, totals' keys)
+    gives the given plan's at the load simulated; without it (or for a plan without a
+    load clause, whose prediction is at its light rate) the manifest's totals."""
     out = []
     for label, rate in agreement_loads(view).items():
         given = verify(view, rate, requests, seed)
+        if predict is not None:
+            given = predicted(given, {"totals": predict(rate)})
         batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
         rep = None
         if given.misses and (view.get("sla") or {}).get("load_rps"):

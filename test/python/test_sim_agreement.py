@@ -7,14 +7,17 @@ its load clause, the load clause, 90% of the capacity the plan buys), in the sim
    of it; rag, react and supervisor at 90% of capacity are re-planned for that load: a
    load past what a plan was sized for is re-planned).
 2. The planner's predicted value of each term is within 10% of the simulated one, for
-   the plan that holds. 17 of 36 are, since decode is priced at the batch its traffic
-   fills (planner/queueing.py; 7 of 36 before, when it was priced at its full batch):
-   15 plain tests, and rag's latency and TTFT at 90% of capacity, which stay xfails that
-   may pass (EDGE) since they spread over seeds near saturation, as do 3 more near the
-   line. The other 16 are strict xfails
-   (DISAGREE), each with the measured cause (benchmarks/bench_agreement.py prints the
-   whole table, with the simulation at the planner's batch times); a fix that brings
-   one within 10% turns its xfail into a failure, to be removed here.
+   the plan that holds. A prediction is for a load: each row compares the simulation at
+   load L with the same placement evaluated by the planner at L (verify.agreement's
+   `predict`, cli/plan.py predictor_at; a repaired row, the plan the repair settled on).
+   24 of 36 are (17 when every row took the prediction at the plan's load clause, its
+   waits and decode batches sized for ten times the light load; 7 of 36 before decode
+   was priced at the batch its traffic fills): 22 plain tests, and rag's latency and
+   TTFT at 90% of capacity, which stay xfails that may pass (EDGE) since they spread
+   over seeds near saturation, as do 2 more near the line. The other 10 are strict
+   xfails (DISAGREE), each with the measured cause (benchmarks/bench_agreement.py
+   prints the whole table, with the simulation at the planner's batch times); a fix
+   that brings one within 10% turns its xfail into a failure, to be removed here.
 
 Requests: REQUESTS per example, seed 0. The sampling error of the simulated terms
 (std/mean over 5 seeds of the given plan, bench_agreement.py --seeds 5) is below 3.5%
@@ -35,7 +38,7 @@ import pytest
 
 from agentc import pipeline
 from agentc.cli._common import make_options
-from agentc.cli.plan import planner_at
+from agentc.cli.plan import planner_at, predictor_at
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.passes.place import pool_price
 from agentc.sim import verify
@@ -48,39 +51,34 @@ TERMS = ("latency", "ttft", "tbt")
 REQUESTS = {"rag_agent": 10000}
 DEFAULT_REQUESTS = 2000
 
-# Why a prediction is off by more than 10% (planned / simulated in brackets, this commit).
+# Why a prediction is off by more than 10% (planned / simulated in brackets, this commit;
+# planned: the placement evaluated at the load simulated, or the repaired plan's).
 LIGHT_ONLY = ("no load clause: the plan's latency terms are its own requests' at the light rate (1 req/s); at "
               "567 req/s the fleet's engines fill batches and its pools queue, which a plan without a load "
               "clause does not claim to hold")
-AT_LOAD = ("the plan is priced at its load clause (rag at 5 req/s: decode at batch 24-27 of 32); at a tenth "
-           "of it the traffic fills about 2 (rag's TBT 22.5 ms simulated, 27.9 planned)")
 WAITS = ("the planner sums per-op p99 M/M/c waits (cs2 = 1) sized for the plan's load; the simulator's service "
          "is deterministic (about half the wait) and a tail is not a sum of tails")
 SHARED = ("plan.decode is priced at its full batch 16: the rule counts answer.decode's ~27 sequences of the "
           "same model as if they shared its H100 engines (sound wherever they land), which here they do not")
+LIGHT_SHARED = ("plan.decode's TBT at 1 req/s is priced at batch 7 (p99 of the batch its traffic fills), counting "
+                "answer.decode's ~1.6 sequences in flight as if they shared its H100 engines (they run on mi300x): "
+                "8.21 ms planned, 7.29 simulated")
 RAG_TTFT = ("the simulator batches two 4096-token prompts into one 406 ms prefill, which the planner does not "
             "price: TTFT p99 469 ms simulated against 386 planned (the plan holds: 99.6% meet 500 ms)")
 DISAGREE = {
     ("voice_agent", "90% capacity", "latency"): LIGHT_ONLY + " (0.51)",
     ("voice_agent", "90% capacity", "ttft"): LIGHT_ONLY + " (0.30)",
     ("voice_agent", "90% capacity", "tbt"): LIGHT_ONLY + " (0.31)",
-    ("rag_agent", "light", "latency"): AT_LOAD + " (1.20)",
-    ("rag_agent", "light", "tbt"): AT_LOAD + " (1.24)",
     ("rag_agent", "planned", "ttft"): RAG_TTFT + " (0.82)",
-    ("react_tools", "light", "latency"): AT_LOAD + "; " + WAITS + " (1.50)",
-    ("react_tools", "light", "ttft"): WAITS + ": the first-token chain's p99 waits, sized for 10 req/s (3.21)",
-    ("react_tools", "light", "tbt"): AT_LOAD + " (1.37)",
+    ("react_tools", "light", "tbt"): LIGHT_SHARED + " (1.13)",
     ("react_tools", "planned", "latency"): SHARED + "; " + WAITS + " (1.14)",
     ("react_tools", "planned", "ttft"): WAITS + ": plan.prefill's p99 wait (1.91)",
     ("react_tools", "90% capacity", "ttft"): WAITS + " (2.20, re-planned)",
-    ("supervisor", "light", "latency"): WAITS + ": report.prefill's p99 wait, sized for 2 req/s (1.15)",
-    ("supervisor", "light", "ttft"): WAITS + ": the first-token chain's p99 waits, sized for 2 req/s (1.62)",
     ("supervisor", "planned", "ttft"): WAITS + ": plan.prefill's p99 wait (1.61)",
     ("supervisor", "90% capacity", "ttft"): WAITS + " (2.35, re-planned)",
 }
 # On the 10% line, or spread over seeds near saturation: the ratio moves across it with the sample (not strict)
 EDGE = {
-    ("rag_agent", "light", "ttft"): WAITS + " (1.12 at 10,000 requests)",
     ("rag_agent", "90% capacity", "latency"): "0.98 at 10,000 requests, re-planned for 7.748 req/s; the simulated "
                                               "value spreads 15% over seeds this near saturation",
     ("rag_agent", "90% capacity", "ttft"): "0.985 at 10,000 requests, re-planned; spreads 17% over seeds",
@@ -99,7 +97,7 @@ def rows(name: str) -> dict[tuple[str, str], dict]:
     cluster = c.pass_ctx.cluster
     prices = {p.name: pool_price(p.device, cluster) for p in cluster.pools}
     out = verify.agreement(view, prices, planner_at(c), REQUESTS.get(name, DEFAULT_REQUESTS), 0, name,
-                           attribution=False)
+                           attribution=False, predict=predictor_at(c))
     return {(r["load"], r["term"].split(".")[0]): r for r in out}
 
 

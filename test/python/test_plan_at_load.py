@@ -1,0 +1,101 @@
+"""A plan's prediction at another load (issue 17's agreement check asks the planner
+about the load it simulates): the same placement evaluated by the planner at load L
+(planner/replay.py at_load, cli/plan.py predictor_at, Instance.given)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+
+import pytest
+
+from agentc import pipeline
+from agentc.cli._common import make_options
+from agentc.cli.plan import predictor_at
+from agentc.planner.instance import Instance
+from agentc.targets import manifest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@functools.lru_cache(maxsize=None)
+def placed(name: str):
+    c = pipeline.compile_file(os.path.join(ROOT, "examples", f"{name}.agent"), make_options(emit="placed"),
+                              or_later=True)
+    pipeline.placement(c)
+    return c, json.loads(manifest.dumps(manifest.build(c)))
+
+
+def _mmc_p99_wait_ms(c: int, rate_per_s: float, service_ms: float, q: float = 0.99) -> float:
+    """The q-quantile of the M/M/c wait, written out here: P(wait > t) =
+    C(c, a) exp(-(c - a) t / S) with the Erlang C probability C from its sum."""
+    a = rate_per_s * service_ms / 1000.0
+    head = sum(a ** k / math.factorial(k) for k in range(c))
+    tail = a ** c / math.factorial(c) * c / (c - a)
+    pw = tail / (head + tail)
+    return 0.0 if pw <= 1.0 - q else service_ms / (c - a) * math.log(pw / (1.0 - q))
+
+
+@pytest.mark.parametrize("name", ["rag_agent", "react_tools", "supervisor"])
+def test_at_its_own_load_the_prediction_is_the_manifests(name):
+    """At the load it was planned for, the placement evaluated again gives the plan's
+    own figures: the same floats as the plan, the manifest's totals once rounded."""
+    c, view = placed(name)
+    got = predictor_at(c)(view["sla"]["load_rps"])
+    plan = c.placement.plan
+    assert got == {"e2e_ms": plan.e2e_ms, "ttft_ms": plan.ttft_ms, "tbt_ms": plan.tbt_ms}
+    assert {k: float(f"{v:.6g}") for k, v in got.items()} == {k: view["totals"][k] for k in got}
+
+
+def test_a_plan_without_a_load_clause_has_no_prediction_per_load():
+    c, _ = placed("voice_agent")
+    assert predictor_at(c) is None
+
+
+def test_a_lighter_load_waits_as_mmc_with_the_planned_replicas():
+    """react_tools' plan.prefill: 2 replicas (tp 2, batch 1, 80.2021 ms) on a100, a p99
+    wait of 209.787 ms at its 10 req/s. Evaluated at 5 and 1 req/s it keeps its 2
+    replicas (the planner alone offers 1 and 2 at 1 req/s and stops at the count whose
+    wait is 0) and waits what M/M/2 says there (service_cv 1)."""
+    c, view = placed("react_tools")
+    op = next(o for o in view["ops"] if o["id"] == "plan.prefill")
+    assert (op["pool"], op["tp"], op["batch"], op["replicas"]) == ("a100", 2, 1, 2)
+    problem, plan = c.placement.problem, c.placement.plan
+    assert problem.service_cv == 1.0
+    rank = next(o for o in problem.ops if o.id == "plan.prefill").options.index(plan.ops["plan.prefill"].option)
+    busy = plan.ops["plan.prefill"].option.busy_ms   # the manifest's 80.2021, unrounded
+    assert busy == pytest.approx(float(op["busy_ms"]), rel=1e-6)
+    assert op["queue_wait_ms"] == pytest.approx(_mmc_p99_wait_ms(2, 10.0, busy), rel=1e-5)
+    for load in (5.0, 1.0):
+        inst = Instance(dataclasses.replace(problem, load_rps=load), merge_identical=False,
+                        given={"plan.prefill": (rank, 2)})
+        i = inst.index["plan.prefill"]
+        mine = [inst.choices[k] for k in inst.op_choices[i]
+                if inst.choices[k].rank == rank and inst.sites[inst.choices[k].site].name == "a100"]
+        assert [(ch.replicas, ch.devices) for ch in mine] == [(2, 4)]
+        assert mine[0].wait_ms == pytest.approx(_mmc_p99_wait_ms(2, load, busy), rel=1e-9, abs=1e-12)
+    assert _mmc_p99_wait_ms(2, 5.0, busy) > 0 and _mmc_p99_wait_ms(2, 1.0, busy) == 0.0
+
+
+def test_a_light_load_times_the_planned_decode_at_the_batch_it_fills():
+    """rag's ans.decode is planned at batch 32 (1 replica) for 5 req/s; at 0.5 req/s
+    the planner alone no longer offers batch 32 (instance.py _sizes: a batch the load
+    cannot fill), the evaluation at that load does, at the batch 0.5 req/s fills, so
+    TBT falls below the plan's (27.86 ms at 5 req/s) and the path with it."""
+    c, view = placed("rag_agent")
+    problem, plan = c.placement.problem, c.placement.plan
+    options = next(o for o in problem.ops if o.id == "ans.decode").options
+    rank = options.index(plan.ops["ans.decode"].option)
+    assert options[rank].batch == 32
+    light = dataclasses.replace(problem, load_rps=0.5)
+    i = Instance(light, merge_identical=False).index["ans.decode"]
+    plain = Instance(light, merge_identical=False)
+    assert not [k for k in plain.op_choices[i] if plain.choices[k].rank == rank]
+    given = Instance(light, merge_identical=False, given={"ans.decode": (rank, 1)})
+    [ch] = [given.choices[k] for k in given.op_choices[i] if given.choices[k].rank == rank]
+    assert (ch.replicas, ch.wait_ms) == (1, 0.0) and ch.run_batch < 32
+    got = predictor_at(c)(0.5)
+    assert got["tbt_ms"] < view["totals"]["tbt_ms"] and got["e2e_ms"] < view["totals"]["e2e_ms"]
