@@ -45,7 +45,9 @@ def curve_rate(points: tuple[tuple[float, float], ...], x: float) -> float:
     if x <= points[0][0]:
         return points[0][1]
     for (x0, r0), (x1, r1) in zip(points, points[1:]):
-        if x <= x1:
+        if x == x1:
+            return r1
+        if x < x1:
             f = math.log(x / x0) / math.log(x1 / x0)
             return math.exp(math.log(r0) + f * (math.log(r1) - math.log(r0)))
     return points[-1][1]

@@ -41,6 +41,7 @@ RESERVED_NAMES = ("manifest.json", ".agentc-output")
 MAX_NUMBER = 1e12
 MAX_DEVICES = 1_000_000
 MAX_MODEL_INT = 2**40
+MAX_CURVE_SIZE = 1e18  # a measured curve's sizes: FLOPs of one call reach 1e12 at n = 8192
 
 
 def _shown(name: str) -> str:
@@ -208,9 +209,10 @@ def _curve(tf: TomlFile, table: tuple[str, ...], d: Mapping[str, Any], key: str,
         if (not isinstance(pair, list) or len(pair) != 2
                 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)):
             raise tf.error(f"{shape}; entry {i} is {pair!r}", table, key)
-        if not all(math.isfinite(v) and 0 < v <= MAX_NUMBER for v in pair):
+        if not (math.isfinite(pair[0]) and 0 < pair[0] <= MAX_CURVE_SIZE
+                and math.isfinite(pair[1]) and 0 < pair[1] <= MAX_NUMBER):
             raise tf.error(f"{what}'{key}' entry {i}: size and rate must be positive and at most "
-                           f"{_limit(MAX_NUMBER)}, got {pair!r}", table, key)
+                           f"{_limit(MAX_CURVE_SIZE)} and {_limit(MAX_NUMBER)}, got {pair!r}", table, key)
         if out and pair[0] <= out[-1][0]:
             raise tf.error(f"{what}'{key}' entry {i}: sizes must increase, got {pair[0]!r} after "
                            f"{out[-1][0]!r}", table, key)

@@ -179,10 +179,7 @@ def grown_plan(c, fixed, totals: dict) -> None:
         options = {op.id: op.options for op in problem.ops}
         chosen = {i: (options[i].index(p.option), p.pool, fixed.replicas.get(i, (0, p.replicas))[1], p.split_key)
                   for i, p in plan.ops.items()}
-        new = planner.replay(problem, chosen, plan.status, plan.gap, baselines=False)
-        for i, (_, after) in fixed.replicas.items():
-            # past the most replicas the planner offers, its prediction is at that most
-            new.ops[i].replicas = after
+        new = planner.replay(problem, chosen, plan.status, plan.gap, baselines=False, exact=True)
         with c.ctx:   # the module as it is now (a later stage may have rebuilt the placed ops)
             for op in walk(c.module.operation):
                 if "replicas" in op.attributes and get(op, "op_id") in fixed.replicas:

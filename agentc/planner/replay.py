@@ -21,12 +21,14 @@ from .solve import optimise
 
 
 def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float | None,
-           *, baselines: bool = True, explain: bool = True) -> Plan:
+           *, baselines: bool = True, explain: bool = True, exact: bool = False) -> Plan:
     """The plan that picks, for each op id, option `rank` on pool `pool` (and, under load,
     `replicas` when given as a third element, and a split op's parts as split.key writes
     them as a fourth, "" for none); `status` and
-    `gap` as the solve reported them (the plan's label; None: no bound was proven)."""
-    inst, choice = _placed(problem, chosen)
+    `gap` as the solve reported them (the plan's label; None: no bound was proven).
+    `exact`: each op at exactly its recorded replicas even where the planner would not
+    offer that count (a --repair growth), as `at_load` does."""
+    inst, choice = _placed(problem, chosen, _given(chosen) if exact else None)
     m = inst.evaluate(tuple(choice))
     res = MilpResult("optimal" if status == "optimal" else "feasible", tuple(choice), m.objective,
                      math.inf if gap is None else gap, 0.0)
@@ -42,10 +44,19 @@ def at_load(problem: Problem, chosen: dict[str, tuple]) -> Metrics:
     planner about the load it simulates. Each op's option is offered at its recorded
     replicas whether or not this load would offer them (Instance.given), so every op
     is evaluated as placed; at the load it was planned for, this is the plan's own
-    evaluation. Metrics, not a Plan: an overloaded placement's path is infinite."""
-    given = {i: (c[0], c[2]) for i, c in chosen.items() if len(c) > 2 and c[2] is not None}
-    inst, choice = _placed(problem, chosen, given)
+    evaluation. Metrics, not a Plan: an overloaded placement's path is infinite. A split
+    op is priced as this load's split menu prices it: at a load where one pool carries
+    the op, no split is offered and its recorded split is a VerifyError."""
+    inst, choice = _placed(problem, chosen, _given(chosen))
     return inst.evaluate(tuple(choice))
+
+
+def _given(chosen: dict[str, tuple]) -> dict[str, tuple[int, int]]:
+    """Instance.given for `chosen`: each unsplit op's option at its recorded replicas. A
+    split op is left to the split menu (pinning its largest part's option would make
+    that option fit its pool alone, and then no split is offered)."""
+    return {i: (c[0], c[2]) for i, c in chosen.items()
+            if len(c) > 2 and c[2] is not None and not (len(c) > 3 and c[3])}
 
 
 def _placed(problem: Problem, chosen: dict[str, tuple],

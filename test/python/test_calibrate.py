@@ -190,3 +190,24 @@ def test_curves_survive_an_override_of_another_key(tmp_path):
     dev = b.build().devices["curved"]
     assert dev.launch_us == 3
     assert dev.bandwidth_curve == ((1e6, 80.0), (1e8, 20.0)) and dev.gemm_curve == ((1e6, 10.0), (1e10, 100.0))
+
+
+def test_a_curve_gives_its_measured_rate_at_its_points_and_takes_big_gemms(tmp_path):
+    """At a measured size the rate is the measurement itself (not exp(log(r)) one ulp
+    off); an 8192^3 GEMM (1.1e12 FLOPs) is a valid curve point."""
+    from agentc.catalog.specs import curve_rate
+
+    pts = ((1e3, 10.0), (1048576.0, 41.7), (1e8, 20.0))
+    assert [curve_rate(pts, x) for x, _ in pts] == [10.0, 41.7, 20.0]
+    text = _CURVED.replace("gemm_curve = [[1e6, 10.0], [1e10, 100.0]]",
+                           "gemm_curve = [[1e6, 10.0], [1099511627776.0, 100.0]]")
+    assert _profile(tmp_path, text).gemm_curve[-1] == (2.0 ** 40, 100.0)
+
+
+def test_efficiencies_are_not_fitted_over_measured_curves(tmp_path):
+    """fit_measurements scales peaks; on a device priced by curves it would discount a
+    measurement twice, so it refuses."""
+    from agentc.costmodel.fit import MeasurementError, fit_measurements
+
+    with pytest.raises(MeasurementError, match="has measured rate curves"):
+        fit_measurements([], _profile(tmp_path, _CURVED))

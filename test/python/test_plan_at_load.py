@@ -99,3 +99,48 @@ def test_a_light_load_times_the_planned_decode_at_the_batch_it_fills():
     assert (ch.replicas, ch.wait_ms) == (1, 0.0) and ch.run_batch < 32
     got = predictor_at(c)(0.5)
     assert got["tbt_ms"] < view["totals"]["tbt_ms"] and got["e2e_ms"] < view["totals"]["e2e_ms"]
+
+
+def _mmc_p99_ms(c: int, a: float, service_ms: float, q: float = 0.99) -> float:
+    """The q-quantile of the M/M/c wait, Erlang C by its sum (independent of queueing.py)."""
+    head = sum(a ** k / math.factorial(k) for k in range(c))
+    tail = a ** c / math.factorial(c) * c / (c - a)
+    pw = tail / (head + tail)
+    return 0.0 if pw <= 1 - q else service_ms / (c - a) * math.log(pw / (1 - q))
+
+
+def test_a_grown_replay_is_evaluated_at_exactly_its_replicas():
+    """--repair's growth past the counts the planner offers (only the least, without an
+    e2e or TTFT bound): replay(exact=True) prices each op at its grown replicas, as
+    at_load does; the plain replay stays at the most it offers. Hand check: op a (100 ms
+    at 15 req/s, a = 1.5 Erlangs) at 2 + 2 = 4 replicas waits the M/M/4 p99."""
+    from agentc.planner import SLA, Option, PlanOp, Pool, Problem, replay, solve
+    from agentc.planner.replay import at_load
+
+    ops = [PlanOp("a", "compute", [Option("g", 1, 100.0, 1e-4, 100.0)]),
+           PlanOp("d", "llm.decode", [Option("g", 1, 50.0, 1e-4, 50.0, tbt_ms=5.0)])]
+    p = Problem(ops, [], [Pool("g", "g", 16, 2.0)], [], SLA(None, tbt_ms=20.0), load_rps=15.0)
+    plan = solve(p, baselines=False, explain=False)
+    assert plan.ops["a"].replicas == 2
+    chosen = {i: (0, o.pool, o.replicas + 2, "") for i, o in plan.ops.items()}
+    grown = replay(p, chosen, plan.status, plan.gap, baselines=False, exact=True)
+    assert {i: o.replicas for i, o in grown.ops.items()} == {"a": 4, "d": plan.ops["d"].replicas + 2}
+    assert grown.ops["a"].wait_ms == pytest.approx(_mmc_p99_ms(4, 1.5, 100.0), rel=1e-9, abs=1e-9)
+    assert grown.e2e_ms == pytest.approx(at_load(p, chosen).e2e_ms, rel=1e-12)
+    assert grown.e2e_ms < replay(p, chosen, plan.status, plan.gap, baselines=False).e2e_ms
+
+
+def test_a_split_op_is_evaluated_at_its_own_load():
+    """A split op (no single pool of 4 carries 60 req/s of 100 ms) keeps its recorded
+    split: at_load at the plan's own load is the plan's evaluation (it once pinned the
+    largest part's option, which then fit alone, and no split was offered)."""
+    from agentc.planner import SLA, Option, PlanOp, Pool, Problem, solve
+    from agentc.planner.replay import at_load
+
+    ops = [PlanOp("x", "compute", [Option("g", 1, 100.0, 1e-4, 100.0), Option("h", 1, 120.0, 1e-4, 120.0)])]
+    p = Problem(ops, [], [Pool("g", "g", 4, 2.0), Pool("h", "h", 4, 2.0)], [], SLA(2000.0), load_rps=60.0)
+    plan = solve(p, baselines=False, explain=False)
+    o = plan.ops["x"]
+    assert o.split_key
+    chosen = {"x": (p.ops[0].options.index(o.option), o.pool, o.replicas, o.split_key)}
+    assert at_load(p, chosen).e2e_ms == pytest.approx(plan.e2e_ms, rel=1e-12)
