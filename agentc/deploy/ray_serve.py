@@ -123,7 +123,7 @@ def render(dep: Deployment, run_args: dict[str, dict[str, str]] | None = None) -
             "directory); args take `agentc run`'s options as NAME=VALUE lists (weights, index, tool:",
             "`agentc deploy --weights/--index/--tool` fill them).",
             "Ray's nodes of each pool advertise its resource: ray start --resources '{\"agentc_pool_<pool>\": N}'.",
-            "LLM groups on accelerator pools start on ray.serve.llm (pip install \"ray[llm]\": vLLM) "
-            "from the `llm` entries."]
+            "Dense LLM groups on accelerator pools start on ray.serve.llm (pip install \"ray[llm]\": vLLM) "
+            "from the `llm` entries; MoE calls (moe.* ops) run in their pools' deployments."]
     head += [""] + [f"note: {n}" for n in notes] if notes else []
     return {"serve.yaml": yaml_text([{"applications": [app]}], head)}
