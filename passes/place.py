@@ -135,6 +135,14 @@ def _costs(op) -> list[dict]:
     return entries
 
 
+def _prompt_tokens(op) -> int:
+    """A prefill's prompt tokens (its batch's, as the manifest tabulates them), which the
+    simulator batches up to a token budget and the planner prices (queueing.py); 0 else."""
+    if op.name not in ("llm.prefill", "moe.expert_prefill"):
+        return 0
+    return int(get(op, "tokens", 0) or 0) * int(get(op, "batch", 1) or 1)
+
+
 def _result_kind(op) -> str:
     return type_kind(op.results[0].type) if len(op.results) else "json"
 
@@ -165,7 +173,8 @@ def build_problem(module, ctx):
                 note=str(c["binding"])))
         loc = source_loc(op)
         ops.append(planner.PlanOp(id=_key(op), kind=op.name, options=options, weight=weight,
-                                  loc=str(loc) if loc else "", model=str(get(op, "model") or "")))
+                                  loc=str(loc) if loc else "", model=str(get(op, "model") or ""),
+                                  prompt_tokens=_prompt_tokens(op)))
     for op, weight in g.ops:
         if op.name in TRANSFER_OPS:
             continue

@@ -534,6 +534,8 @@ class Instance:
                                     all_counts=timed and not site.implicit)
         if site.implicit:
             return [queueing.Candidate(sizes[0].replicas, sizes[0].devices, 0.0)]
+        if self._batched_prefill(op, o) is not None:   # its wait and its batch's time
+            sizes = [queueing.Candidate(s.replicas, s.devices, self._prefill_wait(op, o, s, q)) for s in sizes]
         bound, i = p.sla.e2e_ms, self.index[op.id]
         if self.hard and bound is not None and self.q_e2e == 1.0 and self.executed[i]:
             # the op's calls alone over a bound every path must meet (in the scenario
@@ -600,9 +602,39 @@ class Instance:
         q = queueing.wait_level(self.q_ttft)
         if q == queueing.wait_level(self.q_e2e):
             return size.wait_ms
+        if self._batched_prefill(op, o) is not None:
+            return self._prefill_wait(op, o, size, q)
         service = o.busy_ms * o.batch
         a = queueing.in_flight(self.load * op.weight, service)
         return queueing.wait_ms(size.replicas * o.batch, a, service, q, self.problem.service_cv ** 2)
+
+    def _batched_prefill(self, op, o: Option) -> tuple[float, int, float] | None:
+        """For a prefill whose prompts the simulator batches up to the token budget with
+        others of its model on the pool (queueing.py, prefill batches): (the most a
+        prompt sharing its batch adds to it, ms; how many may; the rate of prompts that
+        may, /s); None when it always runs alone (no prompt short enough beside it)."""
+        budget, tokens = self.problem.prefill_budget, op.prompt_tokens
+        if tokens <= 0 or budget <= 0 or o.batch != 1:
+            return None
+        mates = [x for x in self.ops if x.prompt_tokens > 0 and x.kind == op.kind and
+                 (x is op or (op.model and x.model == op.model and
+                              any(y.device == o.device and y.tp == o.tp for y in x.options)))]
+        least = min(x.prompt_tokens for x in mates)
+        most = (budget - tokens) // least
+        if most <= 0:
+            return None
+        # a batch's time is at most its prompts' times summed (the cost model's batch pays
+        # its fixed part once): a mate adds at most its tokens' share of this prompt's time
+        longest = max(x.prompt_tokens for x in mates if x.prompt_tokens <= budget - tokens)
+        return o.busy_ms * longest / tokens, most, self.load * sum(x.weight for x in mates)
+
+    def _prefill_wait(self, op, o: Option, size: queueing.Candidate, q: float | None) -> float:
+        """`size`'s wait for a batched prefill: the q-quantile of its wait plus what the
+        prompts sharing its batch add (queueing.prefill_quantile_ms)."""
+        mate_ms, most, mates = self._batched_prefill(op, o)
+        a = queueing.in_flight(self.load * op.weight, o.busy_ms)
+        return queueing.prefill_quantile_ms(size.replicas, a, o.busy_ms, q, self.problem.service_cv ** 2,
+                                            mate_ms, most, mates)
 
     def call_ms(self, k: int) -> float:
         """One call of choice k on the request path: its time and its queueing wait."""
