@@ -609,24 +609,17 @@ class Instance:
         return queueing.wait_ms(size.replicas * o.batch, a, service, q, self.problem.service_cv ** 2)
 
     def _batched_prefill(self, op, o: Option) -> tuple[float, int, float] | None:
-        """For a prefill whose prompts the simulator batches up to the token budget with
-        others of its model on the pool (queueing.py, prefill batches): (the most a
-        prompt sharing its batch adds to it, ms; how many may; the rate of prompts that
-        may, /s); None when it always runs alone (no prompt short enough beside it)."""
+        """For a prefill whose queued prompts the simulator batches up to the token budget
+        (queueing.py, prefill batches): (what one prompt sharing its batch adds to it, ms;
+        how many may; their rate, /s); None when it always runs alone. Its mates are its
+        own op's prompts: like its wait, its batch is priced on its own replicas (a
+        sibling whose prompts join it in the simulator brings its devices too)."""
         budget, tokens = self.problem.prefill_budget, op.prompt_tokens
-        if tokens <= 0 or budget <= 0 or o.batch != 1:
-            return None
-        mates = [x for x in self.ops if x.prompt_tokens > 0 and x.kind == op.kind and
-                 (x is op or (op.model and x.model == op.model and
-                              any(y.device == o.device and y.tp == o.tp for y in x.options)))]
-        least = min(x.prompt_tokens for x in mates)
-        most = (budget - tokens) // least
-        if most <= 0:
+        if tokens <= 0 or budget <= 0 or o.batch != 1 or 2 * tokens > budget:
             return None
         # a batch's time is at most its prompts' times summed (the cost model's batch pays
-        # its fixed part once): a mate adds at most its tokens' share of this prompt's time
-        longest = max(x.prompt_tokens for x in mates if x.prompt_tokens <= budget - tokens)
-        return o.busy_ms * longest / tokens, most, self.load * sum(x.weight for x in mates)
+        # its fixed part once): a mate adds at most one prompt's time
+        return o.busy_ms, (budget - tokens) // tokens, self.load * op.weight
 
     def _prefill_wait(self, op, o: Option, size: queueing.Candidate, q: float | None) -> float:
         """`size`'s wait for a batched prefill: the q-quantile of its wait plus what the
