@@ -206,7 +206,7 @@ def build_problem(module, ctx):
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
         lam=opts.lam if opts else 1e3, time_limit_s=opts.time_limit_s if opts else 10.0,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
-        tokens_per_request=float(tokens), colocate=colocate,
+        tokens_per_request=float(tokens), colocate=colocate, service_cv=planner.queueing.SERVICE_CV,
         # --worst-case: one scenario, every trip and both arms (the weights above)
         flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
     return problem, g, graph_op, cluster

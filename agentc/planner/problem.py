@@ -177,8 +177,9 @@ class Problem:
     # tensor-parallel op whose shards it joins)
     colocate: list[tuple[str, str]] = field(default_factory=list)
     # service-time coefficient of variation the queueing waits assume (planner/queueing.py):
-    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic
-    service_cv: float = 0.0
+    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic. A compiled program is
+    # planned at queueing.SERVICE_CV, the simulator's default (passes/place.py)
+    service_cv: float = 1.0
     # tokens per prefill batch, as the simulator batches queued prompts (queueing.py)
     prefill_budget: int = PREFILL_BUDGET_TOKENS
     # the program's loops and branches (None: a straight-line graph run `weight` times)

@@ -68,6 +68,9 @@ DEFAULT_PERCENTILE = 99.0   # the simulator's too: terms without a percentile ar
 # Without a load clause latency terms hold for the program's requests arriving at this
 # rate (req/s, Poisson) on free pools; the simulator checks such a plan at it (sim/verify.py)
 LIGHT_LOAD_RPS = 1.0
+# The service-time coefficient of variation a compiled program is planned at: the
+# simulator's default `--cv` (deterministic service), so that plan and simulation agree
+SERVICE_CV = 0.0
 # Tokens per prefill batch: the simulator's default (sim/model.py), which the planner prices
 PREFILL_BUDGET_TOKENS = 8192
 MAX_CANDIDATES = 24         # replica counts offered per option beyond the least stable one

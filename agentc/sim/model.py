@@ -75,7 +75,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from agentc.planner.queueing import PREFILL_BUDGET_TOKENS
+from agentc.planner.queueing import PREFILL_BUDGET_TOKENS, SERVICE_CV
 from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
@@ -276,7 +276,7 @@ class Simulation:
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
-        return self.cv_table.get(kind, self.cv_table.get("*", 0.0))
+        return self.cv_table.get(kind, self.cv_table.get("*", SERVICE_CV))
 
     def _factors(self, kind: str):
         cv = self._kind_cv(kind)
