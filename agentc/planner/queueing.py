@@ -213,18 +213,23 @@ def prefill_quantile_ms(c: int, a: float, service_ms: float, q: float | None, cs
     if most <= 0 or mate_ms <= 0:
         return wait_ms(c, a, service_ms, q, cs2)
     nu = 2.0 * (c - a) / ((1.0 + cs2) * service_ms)   # rate of the wait's tail, per ms
-    lam = mates_per_s / 1000.0
+    lam, rho = mates_per_s / 1000.0, a / c
     s_ = nu + lam
 
     def joint(n: int, y: float) -> float:
-        """P(N = n, W > y | it waits), N Poisson(lam W) and W exponential of rate nu:
-        nu lam^n / s^(n+1) e^(-s y) sum_{i<=n} (s y)^i / i!, s = nu + lam."""
+        """P(N = n, W > y | it waits): N = G + P, G the prompts ahead of it in the queue
+        (geometric: P(G = g) = (1 - rho) rho^g, as M/M/c's queue found by a waiting
+        arrival) and P those arriving while it waits (Poisson of lam W), W exponential of
+        rate nu; P(P = j, W > y) = nu lam^j / s^(j+1) e^(-s y) sum_{i<=j} (s y)^i / i!."""
         y = max(0.0, y)
-        term, part = 1.0, 0.0
-        for i in range(n + 1):
+        e = math.exp(-s_ * y)
+        ij, term, part, coef = [], 1.0, 0.0, nu / s_
+        for j in range(n + 1):
             part += term
-            term *= s_ * y / (i + 1)
-        return nu / s_ * (lam / s_) ** n * math.exp(-s_ * y) * part
+            ij.append(coef * e * part)
+            term *= s_ * y / (j + 1)
+            coef *= lam / s_
+        return sum((1.0 - rho) * rho ** g * ij[n - g] for g in range(n + 1))
 
     if q is None:
         p_lt = [joint(n, 0.0) for n in range(most)]
