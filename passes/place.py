@@ -135,14 +135,6 @@ def _costs(op) -> list[dict]:
     return entries
 
 
-def _prompt_tokens(op) -> int:
-    """A prefill's prompt tokens (its batch's, as the manifest tabulates them), which the
-    simulator batches up to a token budget and the planner prices (queueing.py); 0 else."""
-    if op.name not in ("llm.prefill", "moe.expert_prefill"):
-        return 0
-    return int(get(op, "tokens", 0) or 0) * int(get(op, "batch", 1) or 1)
-
-
 def _result_kind(op) -> str:
     return type_kind(op.results[0].type) if len(op.results) else "json"
 
@@ -173,8 +165,7 @@ def build_problem(module, ctx):
                 note=str(c["binding"])))
         loc = source_loc(op)
         ops.append(planner.PlanOp(id=_key(op), kind=op.name, options=options, weight=weight,
-                                  loc=str(loc) if loc else "", model=str(get(op, "model") or ""),
-                                  prompt_tokens=_prompt_tokens(op)))
+                                  loc=str(loc) if loc else "", model=str(get(op, "model") or "")))
     for op, weight in g.ops:
         if op.name in TRANSFER_OPS:
             continue
@@ -206,7 +197,7 @@ def build_problem(module, ctx):
         objective=opts.objective if opts else "cost", sla_mode=opts.sla_mode if opts else "hard",
         lam=opts.lam if opts else 1e3, time_limit_s=opts.time_limit_s if opts else 10.0,
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
-        tokens_per_request=float(tokens), colocate=colocate, service_cv=planner.queueing.SERVICE_CV,
+        tokens_per_request=float(tokens), colocate=colocate,
         # --worst-case: one scenario, every trip and both arms (the weights above)
         flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
     return problem, g, graph_op, cluster

@@ -534,8 +534,6 @@ class Instance:
                                     all_counts=timed and not site.implicit)
         if site.implicit:
             return [queueing.Candidate(sizes[0].replicas, sizes[0].devices, 0.0)]
-        if self._batched_prefill(op, o) is not None:   # its wait and its batch's time
-            sizes = [queueing.Candidate(s.replicas, s.devices, self._prefill_wait(op, o, s, q)) for s in sizes]
         bound, i = p.sla.e2e_ms, self.index[op.id]
         if self.hard and bound is not None and self.q_e2e == 1.0 and self.executed[i]:
             # the op's calls alone over a bound every path must meet (in the scenario
@@ -602,32 +600,9 @@ class Instance:
         q = queueing.wait_level(self.q_ttft)
         if q == queueing.wait_level(self.q_e2e):
             return size.wait_ms
-        if self._batched_prefill(op, o) is not None:
-            return self._prefill_wait(op, o, size, q)
         service = o.busy_ms * o.batch
         a = queueing.in_flight(self.load * op.weight, service)
         return queueing.wait_ms(size.replicas * o.batch, a, service, q, self.problem.service_cv ** 2)
-
-    def _batched_prefill(self, op, o: Option) -> tuple[float, int, float] | None:
-        """For a prefill whose queued prompts the simulator batches up to the token budget
-        (queueing.py, prefill batches): (what one prompt sharing its batch adds to it, ms;
-        how many may; their rate, /s); None when it always runs alone. Its mates are its
-        own op's prompts: like its wait, its batch is priced on its own replicas (a
-        sibling whose prompts join it in the simulator brings its devices too)."""
-        budget, tokens = self.problem.prefill_budget, op.prompt_tokens
-        if tokens <= 0 or budget <= 0 or o.batch != 1 or 2 * tokens > budget:
-            return None
-        # a batch's time is at most its prompts' times summed (the cost model's batch pays
-        # its fixed part once): a mate adds at most one prompt's time
-        return o.busy_ms, (budget - tokens) // tokens, self.load * op.weight
-
-    def _prefill_wait(self, op, o: Option, size: queueing.Candidate, q: float | None) -> float:
-        """`size`'s wait for a batched prefill: the q-quantile of its wait plus what the
-        prompts sharing its batch add (queueing.prefill_quantile_ms)."""
-        mate_ms, most, mates = self._batched_prefill(op, o)
-        a = queueing.in_flight(self.load * op.weight, o.busy_ms)
-        return queueing.prefill_quantile_ms(size.replicas, a, o.busy_ms, q, self.problem.service_cv ** 2,
-                                            mate_ms, most, mates)
 
     def call_ms(self, k: int) -> float:
         """One call of choice k on the request path: its time and its queueing wait."""

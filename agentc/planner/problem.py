@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from .queueing import PREFILL_BUDGET_TOKENS
-
 
 @dataclass(frozen=True)
 class Option:
@@ -50,8 +48,6 @@ class PlanOp:
     loc: str = ""
     model: str = ""  # the model it runs ("" none/unknown): decode ops of one model share
     # a pool's batches (planner/queueing.py, the batch a decode runs at)
-    prompt_tokens: int = 0  # a prefill's prompt tokens: prompts of one model on one pool
-    # are batched up to Problem.prefill_budget (queueing.py, prefill batches); 0: never
 
 
 @dataclass
@@ -177,11 +173,8 @@ class Problem:
     # tensor-parallel op whose shards it joins)
     colocate: list[tuple[str, str]] = field(default_factory=list)
     # service-time coefficient of variation the queueing waits assume (planner/queueing.py):
-    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic. A compiled program is
-    # planned at queueing.SERVICE_CV, the simulator's default (passes/place.py)
+    # 1 = exponential (M/M/c, exact Erlang C), 0 = deterministic
     service_cv: float = 1.0
-    # tokens per prefill batch, as the simulator batches queued prompts (queueing.py)
-    prefill_budget: int = PREFILL_BUDGET_TOKENS
     # the program's loops and branches (None: a straight-line graph run `weight` times)
     flow: tuple | None = None
     # where a first token of the answer can come from, in program order: per LLM call whose

@@ -68,11 +68,6 @@ DEFAULT_PERCENTILE = 99.0   # the simulator's too: terms without a percentile ar
 # Without a load clause latency terms hold for the program's requests arriving at this
 # rate (req/s, Poisson) on free pools; the simulator checks such a plan at it (sim/verify.py)
 LIGHT_LOAD_RPS = 1.0
-# The service-time coefficient of variation a compiled program is planned at: the
-# simulator's default `--cv` (deterministic service), so that plan and simulation agree
-SERVICE_CV = 0.0
-# Tokens per prefill batch: the simulator's default (sim/model.py), which the planner prices
-PREFILL_BUDGET_TOKENS = 8192
 MAX_CANDIDATES = 24         # replica counts offered per option beyond the least stable one
 NEGLIGIBLE_WAIT_MS = 1e-3   # a wait below a microsecond is not worth another replica
 
@@ -197,62 +192,6 @@ def interpolate(points: list[tuple[float, float]], b: float) -> float:
         if b <= b1:
             return v0 + (b - b0) * (v1 - v0) / (b1 - b0)
     return points[-1][1]
-
-
-def prefill_quantile_ms(c: int, a: float, service_ms: float, q: float | None, cs2: float,
-                        mate_ms: float, most: int, mates_per_s: float) -> float:
-    """What a prompt adds to its own time `service_ms` when queued prompts are batched
-    up to a token budget (module docstring, prefill batches): the q-quantile (None: the
-    mean) of W + mate_ms * min(N, most), W its M/G/c wait, N the prompts that share its
-    batch; inf when unstable."""
-    if a <= 0 or service_ms <= 0:
-        return 0.0
-    if a >= c:
-        return math.inf
-    pw = erlang_c(c, a)
-    if most <= 0 or mate_ms <= 0:
-        return wait_ms(c, a, service_ms, q, cs2)
-    nu = 2.0 * (c - a) / ((1.0 + cs2) * service_ms)   # rate of the wait's tail, per ms
-    lam, rho = mates_per_s / 1000.0, a / c
-    s_ = nu + lam
-
-    def joint(n: int, y: float) -> float:
-        """P(N = n, W > y | it waits): N = G + P, G the prompts ahead of it in the queue
-        (geometric: P(G = g) = (1 - rho) rho^g, as M/M/c's queue found by a waiting
-        arrival) and P those arriving while it waits (Poisson of lam W), W exponential of
-        rate nu; P(P = j, W > y) = nu lam^j / s^(j+1) e^(-s y) sum_{i<=j} (s y)^i / i!."""
-        y = max(0.0, y)
-        e = math.exp(-s_ * y)
-        ij, term, part, coef = [], 1.0, 0.0, nu / s_
-        for j in range(n + 1):
-            part += term
-            ij.append(coef * e * part)
-            term *= s_ * y / (j + 1)
-            coef *= lam / s_
-        return sum((1.0 - rho) * rho ** g * ij[n - g] for g in range(n + 1))
-
-    if q is None:
-        p_lt = [joint(n, 0.0) for n in range(most)]
-        return pw * (1.0 / nu + mate_ms * sum(1.0 - sum(p_lt[:n]) for n in range(1, most + 1)))
-    if pw <= 1.0 - q:
-        return 0.0
-
-    def tail(x: float) -> float:   # P(W + mate_ms * min(N, most) > x | it waits)
-        below = sum(joint(n, x - n * mate_ms) for n in range(most))
-        y = max(0.0, x - most * mate_ms)
-        return below + math.exp(-nu * y) - sum(joint(n, y) for n in range(most))
-
-    target = (1.0 - q) / pw
-    lo, hi = 0.0, most * mate_ms + math.log(1.0 / target) / nu + 1.0
-    for _ in range(200):   # tail is decreasing: bisection to float precision
-        mid = 0.5 * (lo + hi)
-        if tail(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-9 * max(1.0, hi):
-            break
-    return hi
 
 
 def filled_mean(rate_per_s: float, points: list[tuple[float, float]], other: float = 0.0) -> float:

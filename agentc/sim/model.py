@@ -75,7 +75,6 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from agentc.planner.queueing import PREFILL_BUDGET_TOKENS, SERVICE_CV
 from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
@@ -84,7 +83,7 @@ from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
 PREFILL_KINDS = IN_KINDS[1:]
-DEFAULT_PREFILL_BUDGET = PREFILL_BUDGET_TOKENS   # tokens per prefill batch (docs/simulate.md)
+DEFAULT_PREFILL_BUDGET = 8192   # tokens per prefill batch (docs/simulate.md)
 INF = math.inf
 
 
@@ -276,7 +275,7 @@ class Simulation:
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
-        return self.cv_table.get(kind, self.cv_table.get("*", SERVICE_CV))
+        return self.cv_table.get(kind, self.cv_table.get("*", 0.0))
 
     def _factors(self, kind: str):
         cv = self._kind_cv(kind)
