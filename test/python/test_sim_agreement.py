@@ -58,8 +58,8 @@ WAITS = ("the planner sums per-op p99 M/M/c waits (cs2 = 1) sized for the plan's
          "is deterministic (about half the wait) and a tail is not a sum of tails")
 SHARED = ("plan.decode is priced at its full batch 16: the rule counts answer.decode's ~27 sequences of the "
           "same model as if they shared its H100 engines (sound wherever they land), which here they do not")
-RAG_TTFT = ("the simulator batches two 4096-token prompts into one 406 ms prefill, which the planner does not "
-            "price: TTFT p99 469 ms simulated against 386 planned (the plan holds: 99.6% meet 500 ms)")
+RAG_TTFT = ("the shared EPYC's queue, whose wait the planner does not charge (host work capped at 70% busy): 51.7 ms "
+            "p99 a call; on four EPYCs the plan simulates 375 ms, not 469 (386 planned; prefill batching adds 3 ms)")
 DISAGREE = {
     ("voice_agent", "90% capacity", "latency"): LIGHT_ONLY + " (0.51)",
     ("voice_agent", "90% capacity", "ttft"): LIGHT_ONLY + " (0.30)",
