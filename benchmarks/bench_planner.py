@@ -206,9 +206,17 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     by construction: at 40 req/s the LP relaxation's fastest e2e within them is 388.8 ms
     (seed 11, SLA 360.9 ms) and 355.7 ms (seed 12, SLA 323.2 ms), a proof that no plan
     exists; at 20 req/s it is 352.7 and 322.2 ms, within 2.3% and 0.3% of the SLA. At 10
-    req/s (7-9% LP margin) seed 11 has a plan (337 ms, found by a long min-latency run).
-    Scaled, the LP's fastest e2e is 284.4 and 253.5 ms at 20 req/s, 277.6 and 248.6 ms
-    at 40: 21-23% under the SLA."""
+    req/s (7-9% LP margin) an earlier long min-latency run reported a plan for seed 11
+    (337 ms), not reproduced since (below). Scaled, the LP's fastest e2e is 284.4 and 253.5 ms at 20
+    req/s, 277.6 and 248.6 ms at 40: 21-23% under the SLA.
+
+    An LP margin is weak evidence here: the LP splits nearly every op over two pools in
+    the same fractions as its neighbours (seed 11 at 10 req/s: 394 of 500 ops fractional,
+    most 0.80 H100 / 0.20 Gaudi3), and the transfer rows charge such matching splits
+    nothing, while a plan must cut the graph between pools and pay up to 4 ms per heavy
+    edge cut. At 10 req/s on 512-device pools (seed 11, SLA 360.9 ms, LP fastest 329.6
+    ms) no plan within the SLA was found: HiGHS's min-latency MILP got 392.7 ms in 120 s,
+    pools fixed per heavy-edge component then an exact min-latency MILP 374-381 ms."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 
