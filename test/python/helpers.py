@@ -18,3 +18,19 @@ def tree_bytes(root: str, dirs: bool = False) -> dict[str, bytes]:
             for name in subdirs:
                 out[os.path.relpath(os.path.join(dirpath, name), root) + "/"] = b""
     return out
+
+
+def serve_shutdown(timeout_s: float = 120.0) -> None:
+    """serve.shutdown(), then wait until Serve's named actors (controller, proxies) are
+    gone: shutdown kills them asynchronously, and a Serve started next in the same Ray
+    session (another test file) would otherwise be handed the dying proxy by name."""
+    import time
+
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    deadline = time.time() + timeout_s
+    while any(a["name"].startswith("SERVE_") for a in ray.util.list_named_actors(all_namespaces=True)):
+        assert time.time() < deadline, "Serve's actors outlived serve.shutdown()"
+        time.sleep(0.2)

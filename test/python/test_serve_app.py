@@ -27,6 +27,7 @@ from agentc.cli import cli
 from agentc.diagnostics import UsageError
 from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
+from helpers import serve_shutdown
 from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
 
@@ -136,7 +137,7 @@ def app(project, ray_local):
         assert status.status == "RUNNING", status.message
         yield {"port": port, "name": spec["name"], "handle": serve.get_app_handle(spec["name"])}
     finally:
-        serve.shutdown()
+        serve_shutdown()
 
 
 def _executed(name: str) -> dict[str, int]:

@@ -31,6 +31,8 @@ from click.testing import CliRunner
 from agentc.cli import cli
 from agentc.diagnostics import UsageError
 
+from helpers import serve_shutdown
+
 pytestmark = pytest.mark.xdist_group("ray")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -334,7 +336,7 @@ def test_a_gpu_plan_fails_to_deploy_at_once_in_words(plans, ray_local):
         assert "GPU: " in msg and "the Ray cluster has 0" in msg and "Traceback" not in msg, msg
         assert 'pip install "ray[llm]"' in msg, msg
     finally:
-        serve.shutdown()
+        serve_shutdown()
     assert len(placement_group_table()) == before
 
     res = CliRunner().invoke(cli, ["serve", str(p["dir"] / "out"), "--ray"], prog_name="agentc")
