@@ -34,3 +34,35 @@ def serve_shutdown(timeout_s: float = 120.0) -> None:
     while any(a["name"].startswith("SERVE_") for a in ray.util.list_named_actors(all_namespaces=True)):
         assert time.time() < deadline, "Serve's actors outlived serve.shutdown()"
         time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A TCP port free now on 127.0.0.1 (other jobs share this machine)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def deploy_serve_config(doc: dict, port: int, timeout_s: float):
+    """Deploy a Serve config document as `serve run serve.yaml` does (serve_start, then
+    the controller builds the application from import_path and args) and wait until its
+    one application is RUNNING or DEPLOY_FAILED; its status. The caller shuts Serve
+    down (serve_shutdown), also when this fails."""
+    import time
+
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    (spec,) = doc["applications"]
+    client = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port})
+    client.deploy_apps(ServeDeploySchema.model_validate(doc), _blocking=False)
+    deadline = time.time() + timeout_s
+    while True:
+        status = serve.status().applications.get(spec["name"])
+        if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED"):
+            return status
+        assert time.time() < deadline, f"the application neither ran nor failed: {status}"
+        time.sleep(0.5)

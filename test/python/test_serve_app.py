@@ -15,8 +15,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import socket
-import time
 
 import pytest
 import yaml
@@ -27,7 +25,7 @@ from agentc.cli import cli
 from agentc.diagnostics import UsageError
 from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
-from helpers import serve_shutdown
+from helpers import deploy_serve_config, free_port, serve_shutdown
 from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
 
@@ -104,36 +102,21 @@ def reference(project):
     return lambda q: ex.run([q])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:   # other jobs share this machine
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(project, ray_local):
     """serve.yaml deployed as `serve run serve.yaml` deploys it (serve_start, then the
     controller builds the application from import_path and args), with the options a
     user adds to args; Serve is shut down afterwards."""
     from ray import serve
-    from ray.serve._private import api as serve_api
 
     doc = yaml.safe_load((project / "dep" / "serve.yaml").read_text())
     (spec,) = doc["applications"]
     assert (spec["args"]["weights"], spec["args"]["index"], spec["args"]["tool"]) == \
         ([f"tiny={project / 'tiny'}"], [f"docs={project / 'corpus.json'}"], [])   # from `deploy --weights/--index`
     spec["args"].update(manifest=str(project / "dep" / "manifest.json"), max_new_tokens=6)
-    port = _free_port()
-    client = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": port})
+    port = free_port()
     try:
-        client.deploy_apps(ServeDeploySchema.model_validate(doc), _blocking=False)
-        deadline = time.time() + 400
-        while True:
-            status = serve.status().applications.get(spec["name"])
-            if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED"):
-                break
-            assert time.time() < deadline, f"the application did not start: {status}"
-            time.sleep(0.5)
+        status = deploy_serve_config(doc, port, 400)
         assert status.status == "RUNNING", status.message
         yield {"port": port, "name": spec["name"], "handle": serve.get_app_handle(spec["name"])}
     finally:

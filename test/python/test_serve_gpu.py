@@ -20,7 +20,6 @@ import ast
 import json
 import os
 import sys
-import time
 import types
 
 import jsonschema
@@ -31,7 +30,7 @@ from click.testing import CliRunner
 from agentc.cli import cli
 from agentc.diagnostics import UsageError
 
-from helpers import serve_shutdown
+from helpers import deploy_serve_config, free_port, serve_shutdown
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -298,21 +297,10 @@ def test_the_agents_llm_calls_go_to_the_engine_as_one_completion(plans):
     assert (sampled["top_k"], sampled["temperature"], sampled["seed"]) == (40, 0.7, 7)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:   # other jobs share this machine
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_gpu_plan_fails_to_deploy_at_once_in_words(plans, ray_local):
     """On this GPU-less Ray: the application, deployed as `serve run serve.yaml` deploys
     it, is DEPLOY_FAILED with the missing devices as its message (no traceback, no
     placement group waiting); `agentc serve --ray` of the same plan exits 1 with them."""
-    from ray import serve
-    from ray.serve._private import api as serve_api
-    from ray.serve.schema import ServeDeploySchema
     from ray.util import placement_group_table
 
     p = plans["rag"]
@@ -320,16 +308,8 @@ def test_a_gpu_plan_fails_to_deploy_at_once_in_words(plans, ray_local):
     (spec,) = doc["applications"]
     spec["args"]["manifest"] = str(p["dir"] / "dep" / "manifest.json")
     before = len(placement_group_table())
-    client = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": _free_port()})
     try:
-        client.deploy_apps(ServeDeploySchema.model_validate(doc), _blocking=False)
-        deadline = time.time() + 300
-        while True:
-            status = serve.status().applications.get(spec["name"])
-            if status is not None and status.status in ("RUNNING", "DEPLOY_FAILED"):
-                break
-            assert time.time() < deadline, f"the application neither failed nor ran: {status}"
-            time.sleep(0.5)
+        status = deploy_serve_config(doc, free_port(), 300)
         assert status.status == "DEPLOY_FAILED"
         msg = status.message
         assert "error: the Ray cluster cannot hold the plan's pools" in msg, msg
