@@ -63,11 +63,10 @@ def measure_matmul_gflops(n: int, repeats: int = 5, dtype: str = "float32") -> f
     return 2 * n**3 / t / 1e9
 
 
-def measure_gemv_seconds(nbytes: int, repeats: int = 5) -> float:
-    """Best time of a float32 matrix-vector product over a square matrix of about
-    `nbytes`: a streaming read on every core (BLAS threads it), hot in whatever level
-    of the memory hierarchy holds the matrix."""
-    n = max(8, int(math.isqrt(max(nbytes, 256) // 4)))
+def measure_gemv_seconds(n: int, repeats: int = 5) -> float:
+    """Best time of a float32 matrix-vector product over an n x n matrix: a streaming
+    read on every core (BLAS threads it), hot in whatever level of the memory
+    hierarchy holds the matrix."""
     a = np.ones((n, n), dtype=np.float32)  # the values do not change a streaming read
     x = np.ones(n, dtype=np.float32)
     y = np.empty(n, dtype=np.float32)
@@ -162,7 +161,7 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = GEMM_SIZES, r
         real = side * side * 4
         if bandwidth_curve and real <= bandwidth_curve[-1][0]:
             continue
-        t = measure_gemv_seconds(real, repeats)
+        t = measure_gemv_seconds(side, repeats)
         bandwidth_curve.append([float(real), round(_net_rate(real, t, call_s) / 1e9, 3)])
     best_gflops = max(r for _, r in gemm_curve)
     copy_gbps = measure_copy_gbps(copy_mb, repeats)
