@@ -66,3 +66,14 @@ def deploy_serve_config(doc: dict, port: int, timeout_s: float):
             return status
         assert time.time() < deadline, f"the application neither ran nor failed: {status}"
         time.sleep(0.5)
+
+
+def cli_ok(*args) -> str:
+    """`agentc ARGS` in this process (click's runner); its output, asserting exit 0."""
+    from click.testing import CliRunner
+
+    from agentc.cli import cli
+
+    res = CliRunner().invoke(cli, list(args), prog_name="agentc")
+    assert res.exit_code == 0, res.output
+    return res.output

@@ -34,11 +34,10 @@ import pytest
 
 from agentc.diagnostics import InfeasiblePlanError
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Problem, solve
-from test_percentile_bruteforce import _program, _stat, _to_flow, _transfer, traces
+from test_percentile_bruteforce import _median_term, _program, _stat, _terms, _to_flow, _transfer, traces
 
 REL = 1e-9
 CLASSES = {"A": (1.0, 0.25), "B": (1.6, 0.49), "C": (0.5, 0.15)}
-STATS = ("p50", "p90", "p99", "all", "mean")
 LIGHT_RPS = 1.0   # the rate latency terms hold at without a load (docs/planner.md)
 
 
@@ -188,24 +187,14 @@ ENUMERATED = 2500   # assignments per case at most, so the search stays quick
 CASES = [s for s in range(40) if math.prod(len(op.options) for op in make_case(s)[0].ops) <= ENUMERATED][:16]
 
 
-def _terms(seed: int) -> dict[str, str]:
-    rng = random.Random(seed)
-    return {"e2e": STATS[seed % len(STATS)], "ttft": rng.choice(STATS), "tbt": rng.choice(STATS)}
-
-
 @pytest.mark.parametrize("seed", CASES)
 def test_decode_batch_matches_exhaustive_search(seed):
     p, tr = make_case(seed)
     stats = _terms(seed)
     table = [{id(o): served(p, i, o, stats) for o in op.options} for i, op in enumerate(p.ops)]
     rows = [measure(p, tr, pick, stats, table) for pick in itertools.product(*(op.options for op in p.ops))]
-    ttft = tbt = None
-    if seed % 3 == 1:
-        vals = sorted(v[1] for v, _ in rows if v[1] is not None)
-        ttft = vals[len(vals) // 2] if vals else None
-    if seed % 3 == 2:
-        vals = sorted(v[2] for v, _ in rows if v[2] is not None)
-        tbt = vals[len(vals) // 2] if vals else None
+    ttft = _median_term(rows, 1) if seed % 3 == 1 else None
+    tbt = _median_term(rows, 2) if seed % 3 == 2 else None
     lats = sorted({v[0] for v, _ in rows})
     for label, bound in (("loose", lats[-1] * 1.01), ("tight", lats[len(lats) // 4]), ("edge", lats[0]),
                          ("below", lats[0] * (1 - 1e-6))):

@@ -242,6 +242,13 @@ def meets(v: float | None, bound: float | None) -> bool:
 CASES = list(range(32))
 
 
+def _median_term(rows, k: int) -> float | None:
+    """The median over the assignments' ((latency, TTFT, TBT), cost) rows of term k:
+    a bound that some assignments meet and some miss (None when no row has the term)."""
+    vals = sorted(v[k] for v, _ in rows if v[k] is not None)
+    return vals[len(vals) // 2] if vals else None
+
+
 def _terms(seed: int) -> dict[str, str]:
     rng = random.Random(seed)
     return {"e2e": STATS[seed % len(STATS)], "ttft": rng.choice(STATS), "tbt": rng.choice(STATS)}
@@ -263,13 +270,8 @@ def test_percentiles_match_exhaustive_search(seed):
             solve(p, baselines=False, explain=False)
         return
     # a TTFT or TBT bound in some cases: the median of what the assignments reach
-    ttft = tbt = None
-    if seed % 4 == 1:
-        vals = sorted(v[1] for v, _ in rows if v[1] is not None)
-        ttft = vals[len(vals) // 2] if vals else None
-    if seed % 4 == 3:
-        vals = sorted(v[2] for v, _ in rows if v[2] is not None)
-        tbt = vals[len(vals) // 2] if vals else None
+    ttft = _median_term(rows, 1) if seed % 4 == 1 else None
+    tbt = _median_term(rows, 2) if seed % 4 == 3 else None
     lats = sorted({v[0] for v, _ in rows})
     bounds = [("loose", lats[-1] * 1.01), ("tight", lats[len(lats) // 4]), ("edge", lats[0]),
               ("below", lats[0] * (1 - 1e-6))]

@@ -25,7 +25,7 @@ from agentc.cli import cli
 from agentc.diagnostics import UsageError
 from agentc.runtime.weights import default_encoder_path, load_checkpoint
 
-from helpers import deploy_serve_config, free_port, serve_shutdown
+from helpers import cli_ok, deploy_serve_config, free_port, serve_shutdown
 from test_ray_run import CORPUS, TWO_POOLS, _post
 from test_run_agent import RAG_LLM, _tiny_llama
 
@@ -61,12 +61,6 @@ def _cwd(path):
         os.chdir(old)
 
 
-def _agentc(*args):
-    res = CliRunner().invoke(cli, list(args), prog_name="agentc")
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A user's folder: the program, its cluster, corpus and checkpoint, compiled and
@@ -78,10 +72,10 @@ def project(tmp_path_factory):
     (d / "corpus.json").write_text(json.dumps(CORPUS))
     _tiny_llama(d / "tiny", load_checkpoint(default_encoder_path()).tokenizer_json)
     with _cwd(d):
-        _agentc("compile", "rag.agent", "--cluster", "two.toml", "--targets", "cpu", "-o", "out", "-q")
+        cli_ok("compile", "rag.agent", "--cluster", "two.toml", "--targets", "cpu", "-o", "out", "-q")
         # the runtime's options go into serve.yaml's args (absolute: Serve's controller
         # builds the app in the test's working directory, not this folder)
-        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q", "--weights", f"tiny={d / 'tiny'}",
+        cli_ok("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q", "--weights", f"tiny={d / 'tiny'}",
                 "--index", f"docs={d / 'corpus.json'}")
     return d
 
@@ -165,8 +159,8 @@ def test_a_gpu_plan_is_configured_and_refused_in_words(tmp_path, ray_local):
     (tmp_path / "rag.agent").write_text(RAG_LLM)
     (tmp_path / "gpu.toml").write_text(GPU_CLUSTER)
     with _cwd(tmp_path):
-        _agentc("compile", "rag.agent", "--cluster", "gpu.toml", "--targets", "cpu", "-o", "out", "-q")
-        _agentc("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q")
+        cli_ok("compile", "rag.agent", "--cluster", "gpu.toml", "--targets", "cpu", "-o", "out", "-q")
+        cli_ok("deploy", "out", "--format", "ray-serve", "-o", "dep", "-q")
     doc = yaml.safe_load((tmp_path / "dep" / "serve.yaml").read_text())
     ServeDeploySchema.model_validate(doc)
     (spec,) = doc["applications"]
@@ -267,7 +261,7 @@ def test_an_http_answer_is_agentc_runs_bytes(project, app, capsys):
 
     question = "what does a compiler do with a program?"
     with _cwd(project):
-        local = _agentc("run", "out", "--input", question, *_run_args(project))
+        local = cli_ok("run", "out", "--input", question, *_run_args(project))
     status, body = _post(app["port"], json.dumps({"input": [question], "id": "bytes"}).encode())
     assert status == 200 and body["id"] == "bytes", body
     capsys.readouterr()

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from agentc.cli import cli
 from agentc.diagnostics import UsageError
 
-from helpers import deploy_serve_config, free_port, serve_shutdown
+from helpers import cli_ok, deploy_serve_config, free_port, serve_shutdown
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -45,12 +45,6 @@ RESOURCE = {"A100": "GPU", "H100": "GPU", "B200": "GPU", "MI300x": "GPU", "Gaudi
 RAY_SITE = os.path.dirname(os.path.dirname(os.path.abspath(yaml.__file__)))
 
 
-def _agentc(*args):
-    res = CliRunner().invoke(cli, list(args), prog_name="agentc")
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
 @pytest.fixture(scope="module")
 def plans(tmp_path_factory):
     """Each example compiled on the default cluster and deployed as ray-serve; with
@@ -62,8 +56,8 @@ def plans(tmp_path_factory):
     out = {}
     for name, src in EXAMPLES.items():
         d = root / name
-        _agentc("compile", os.path.join(ROOT, src), "-o", str(d / "out"), "--targets", "cpu", "-q")
-        _agentc("deploy", str(d / "out"), "--format", "ray-serve", "-o", str(d / "dep"), "-q")
+        cli_ok("compile", os.path.join(ROOT, src), "-o", str(d / "out"), "--targets", "cpu", "-q")
+        cli_ok("deploy", str(d / "out"), "--format", "ray-serve", "-o", str(d / "dep"), "-q")
         source, cluster = session.source_of(str(d / "out"))
         prog = Program.make(source, cluster or session.CPU_CLUSTER)
         m = json.loads((d / "out" / "manifest.json").read_text())
