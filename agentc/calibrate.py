@@ -2,9 +2,9 @@
 
 The catalog's CPU numbers are vendor peaks scaled by guessed efficiencies. `agentc
 calibrate` replaces guesses with measurements: GEMM FLOP/s through numpy's BLAS by size,
-streaming-read bandwidth by working set (one figure per level of the memory hierarchy,
-found by the sweep rather than read from sysfs, which in a VM reports the host's
-caches), a large copy, and the fixed cost of one small call (the analogue of a kernel
+streaming-read and copy bandwidth by working set (one figure per level of the memory
+hierarchy, found by the sweep rather than read from sysfs, which in a VM reports the
+host's caches), a large copy, and the fixed cost of one small call (the analogue of a kernel
 launch). `write_profile` stores the result as
 TOML in the catalog's device format, so the file works as a `--catalog` extra file, as a
 cluster's `device_files` entry, or through `load_device_profile`. `fit_efficiency`
@@ -32,7 +32,7 @@ from agentc.diagnostics import UsageError
 from agentc.outputs import writing
 
 __all__ = ["calibrate_cpu", "measure_matmul_gflops", "measure_copy_gbps", "measure_call_overhead_us",
-           "measure_gemv_seconds",
+           "measure_gemv_seconds", "measure_copy_seconds",
            "write_profile", "fit_efficiency", "apply_efficiency", "best_time_s"]
 
 
@@ -78,6 +78,15 @@ def _net_rate(work: float, seconds: float, call_s: float) -> float:
     taken out; at most 3/4 of a tiny call's time is taken as fixed, so noise in the
     overhead cannot make the rate explode."""
     return work / max(seconds - call_s, 0.25 * seconds)
+
+
+def measure_copy_seconds(working_set_bytes: int, repeats: int = 5) -> float:
+    """Best time of a float32 array copy whose source and destination together take
+    `working_set_bytes`: numpy copies on one thread, reading each line it writes."""
+    count = max(1, working_set_bytes // 8)
+    src = np.ones(count, dtype=np.float32)
+    dst = np.empty_like(src)
+    return best_time_s(lambda: np.copyto(dst, src), repeats, min_time_s=0.01)
 
 
 def measure_copy_gbps(megabytes: float = 128, repeats: int = 5) -> float:
@@ -139,12 +148,13 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = GEMM_SIZES, r
                   bandwidth_bytes: tuple[int, ...] = BANDWIDTH_BYTES) -> dict[str, Any]:
     """Measure this CPU. Returns {"device": {...catalog keys...}, "measured": {...}}.
 
-    Two curves carry what one peak and one bandwidth cannot: `gemm_curve`, GFLOP/s of
+    Three curves carry what one peak and one bandwidth cannot: `gemm_curve`, GFLOP/s of
     square GEMMs by FLOPs per call (small ones run below the large ones' rate), and
     `bandwidth_curve`, the streaming-read GB/s of a matrix-vector product by working set
-    (a matrix in the last-level cache streams ~2x faster than from DRAM). Both are net of
-    the fixed call cost, which is `launch_us`. `dram_gbps` is the curve's largest
-    working set; `fp32_tflops` its best GEMM rate.
+    (a matrix in the last-level cache streams ~2x faster than from DRAM), and
+    `copy_curve`, the GB/s (read + written) of an array copy by working set, which prices
+    the traffic an op writes. All are net of the fixed call cost, which is `launch_us`.
+    `dram_gbps` is the read curve's largest working set; `fp32_tflops` its best GEMM rate.
 
     `capex_usd`, `tdp_w` (default 15 W per core), `given_usd_per_hr` and `nic_gbits_s`
     are not measurable and are stored as given.
@@ -163,6 +173,11 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = GEMM_SIZES, r
             continue
         t = measure_gemv_seconds(side, repeats)
         bandwidth_curve.append([float(real), round(_net_rate(real, t, call_s) / 1e9, 3)])
+    copy_curve = []
+    for nbytes in sorted(set(bandwidth_bytes)):
+        real = 8 * max(1, nbytes // 8)  # a copy of real/2 bytes reads and writes `real`
+        t = measure_copy_seconds(real, repeats)
+        copy_curve.append([float(real), round(_net_rate(real, t, call_s) / 1e9, 3)])
     best_gflops = max(r for _, r in gemm_curve)
     copy_gbps = measure_copy_gbps(copy_mb, repeats)
     info = _cpu_info()
@@ -195,6 +210,7 @@ def calibrate_cpu(name: str = "this-cpu", sizes: tuple[int, ...] = GEMM_SIZES, r
         "chip": chip,
         "gemm_curve": gemm_curve,
         "bandwidth_curve": bandwidth_curve,
+        "copy_curve": copy_curve,
     }
     measured: dict[str, Any] = {
         "cpu_model": info.get("model name", platform.processor() or "unknown"),

@@ -89,8 +89,10 @@ class DeviceSpec:
     allreduce_gbytes_s: float = 0.0  # NCCL all-reduce bus bandwidth; 0: fabric_gbytes_s
     # Measured rate curves (agentc calibrate): ((working-set bytes, GB/s), ...) and
     # ((FLOPs per call, GFLOP/s), ...), sizes increasing; empty: mem_gbps and the peak.
+    # copy_curve: bytes read + written per second by a copy; empty: bandwidth_curve.
     bandwidth_curve: tuple[tuple[float, float], ...] = ()
     gemm_curve: tuple[tuple[float, float], ...] = ()
+    copy_curve: tuple[tuple[float, float], ...] = ()
     target: str = "none"
     chip: str = ""
     triple: str = ""
@@ -121,6 +123,15 @@ class DeviceSpec:
         if not self.bandwidth_curve:
             return self.mem_gbps
         return curve_rate(self.bandwidth_curve, working_set_bytes)
+
+    def copy_gbps(self, working_set_bytes: float) -> float:
+        """Bytes read + written per second (GB/s, before efficiency) when every byte read
+        is written back out, as a copy or an elementwise op does: the measured copy curve
+        where there is one (a CPU writes on one thread and pays for the written lines'
+        reads, so it copies well below its read rate in cache), else the read figure."""
+        if not self.copy_curve:
+            return self.bandwidth_gbps(working_set_bytes)
+        return curve_rate(self.copy_curve, working_set_bytes)
 
     def flops_per_s(self, dtype: str, flops: float | None = None) -> float:
         """Achieved FLOP/s for one call of `flops` FLOPs in `dtype`: the measured GEMM

@@ -132,7 +132,8 @@ DEVICE_NUMBERS = {
 }
 DEVICE_STRINGS = {"vendor": (), "kind": DEVICE_KINDS, "target": TARGETS, "chip": (), "triple": ()}
 # Measured rate curves (agentc calibrate): [[size, rate], ...] with sizes increasing.
-DEVICE_CURVES = {"bandwidth_curve": ("working-set bytes", "GB/s"), "gemm_curve": ("FLOPs per call", "GFLOP/s")}
+DEVICE_CURVES = {"bandwidth_curve": ("working-set bytes", "GB/s"), "gemm_curve": ("FLOPs per call", "GFLOP/s"),
+                 "copy_curve": ("working-set bytes", "GB/s")}
 _DEVICE_REQUIRED = ("kind", "memory_gb", "fp16_tflops", "fp32_tflops", "tdp_w", "capex_usd",
                     "devices_per_chassis", "nic_gbits_s", "launch_us", "target")
 _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0, "given_usd_per_hr": None,
@@ -140,7 +141,7 @@ _DEVICE_OPTIONAL_DEFAULTS = {"vendor": "", "bf16_tflops": 0.0, "fp8_tflops": 0.0
                              "compute_efficiency": 1.0, "memory_efficiency": 1.0,
                              "fp8_compute_efficiency": None, "roofline_p": 0.0, "allreduce_gbytes_s": 0.0,
                              "elementwise_memory_efficiency": None, "elementwise_launch_us": None,
-                             "bandwidth_curve": (), "gemm_curve": (), "chip": "", "triple": ""}
+                             "bandwidth_curve": (), "gemm_curve": (), "copy_curve": (), "chip": "", "triple": ""}
 _ABSTRACT_KEYS = ("given_usd_per_hr", "vendor", "kind")
 
 

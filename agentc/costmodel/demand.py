@@ -45,6 +45,7 @@ Attribute contract of the granular op vocabulary (what the IR decomposition emit
     memory.write        {bytes, latency_ms}
     observe.append      {bytes}                     append to the observation log
     compute.cpu         {cost_ms} or {flops}        general compute, declared cost
+                        (+ bytes (read), bytes_written)
 
 A forward op (prefill, decode, their MoE forms, stt.encode/decode, embed.encode) may
 carry `tp`: it was sharded by the decomposition, which then emits the all-reduces as
@@ -429,7 +430,8 @@ def _compute_cpu(kind, attrs, model, loc):
         return Demand(static_ms=_attr(kind, attrs, "cost_ms", loc=loc), launches=1, host_side=True)
     if "flops" in attrs:
         return Demand(flops=_attr(kind, attrs, "flops", loc=loc), dtype="fp32",
-                      bytes_read=_attr(kind, attrs, "bytes", 0, loc), launches=1, host_side=True)
+                      bytes_read=_attr(kind, attrs, "bytes", 0, loc),
+                      bytes_written=_attr(kind, attrs, "bytes_written", 0, loc), launches=1, host_side=True)
     raise CostModelError(f"'{kind}' needs attribute 'cost_ms' or 'flops'", loc)
 
 

@@ -204,7 +204,7 @@ def predict_rows(rows: list[Mapping[str, Any]], device: DeviceSpec) -> np.ndarra
 def fit_measurements(rows: list[Mapping[str, Any]], device: DeviceSpec) -> dict[str, Any]:
     """Fit `device`'s efficiencies, roofline exponent, fixed cost and (given all-reduce
     rows) collective latency and bus bandwidth. Returns {"device": keys, "measured": fit error}."""
-    if device.gemm_curve or device.bandwidth_curve:
+    if device.gemm_curve or device.bandwidth_curve or device.copy_curve:
         # efficiencies scale a peak; on measured curves they would discount a measurement
         raise MeasurementError(f"device '{device.name}' has measured rate curves (agentc calibrate); "
                                "fit efficiencies for a device priced by its peaks")

@@ -126,9 +126,8 @@ def _price(kind: str, demand: Demand, device: DeviceSpec, tp: int, cluster: Clus
         roof_ms = roof["compute"] + roof["memory"] + network_ms
     else:
         peak_flops = device.flops_per_s(demand.dtype, demand.flops / steps / tp if demand.flops else None)
-        peak_bytes = device.bandwidth_gbps(working_set) * 1e9 * device.memory_efficiency
         compute_ms = demand.flops / tp / peak_flops * 1e3 if demand.flops else 0.0
-        memory_ms = demand.traffic_at(tp) / peak_bytes * 1e3
+        memory_ms = _stream_ms(demand, device, tp, working_set)
         roof = {"compute": compute_ms, "memory": memory_ms, "network": network_ms}
         static_ms = demand.static_ms + demand.launches * device.launch_us / 1e3
         # Totals are sums of identical mean steps, so the roof of totals = steps x roof per step.
@@ -151,6 +150,22 @@ def _price(kind: str, demand: Demand, device: DeviceSpec, tp: int, cluster: Clus
                   energy_j=busy_ms / 1e3 * device.tdp_w * tp,
                   usd_per_call=busy_ms / 3.6e6 * usd_per_hr(device, cluster) * tp,
                   host_side=demand.host_side)
+
+
+def _stream_ms(demand: Demand, device: DeviceSpec, tp: int, working_set: float) -> float:
+    """Memory time of one rank's traffic. On a device with a measured copy curve, bytes
+    written are priced with the reads they pair with at the copy rate (a write costs a
+    CPU more than a read: one thread, and the line is read before it is written), the
+    unpaired reads at the read rate; elsewhere all traffic at the read rate."""
+    traffic = demand.traffic_at(tp)
+    read_rate = device.bandwidth_gbps(working_set) * 1e9 * device.memory_efficiency
+    if not device.copy_curve or not demand.bytes_written:
+        return traffic / read_rate * 1e3
+    written = demand.bytes_written * traffic / demand.memory_traffic  # this rank's share
+    read = traffic - written
+    paired = min(read, written)
+    copy_rate = device.copy_gbps(working_set) * 1e9 * device.memory_efficiency
+    return ((read - paired) / read_rate + (paired + written) / copy_rate) * 1e3
 
 
 def _check_tp(kind: str, device: DeviceSpec, tp: int, loc: SourceLoc | None) -> None:

@@ -38,6 +38,7 @@ def test_profile_round_trip(tmp_path, measured):
     assert spec.mem_gbps == pytest.approx(measured["device"]["dram_gbps"])
     assert [list(p) for p in spec.gemm_curve] == measured["device"]["gemm_curve"]
     assert [list(p) for p in spec.bandwidth_curve] == measured["device"]["bandwidth_curve"]
+    assert [list(p) for p in spec.copy_curve] == measured["device"]["copy_curve"]
     # usable as a catalog extra file, hence as a device in a cluster; 1e9 FLOPs is past
     # the largest GEMM measured (2 x 128^3), so it runs at that size's rate
     cat = load_catalog([path])
@@ -53,7 +54,9 @@ def test_calibration_curves_cover_the_sweep(measured):
     dev = measured["device"]
     assert [p[0] for p in dev["gemm_curve"]] == [2 * 64**3, 2 * 128**3]
     assert [p[0] for p in dev["bandwidth_curve"]] == [64 * 64 * 4, 128 * 128 * 4, 512 * 512 * 4]
-    assert all(p[1] > 0 for p in dev["gemm_curve"] + dev["bandwidth_curve"])
+    # a copy's working set is its source and destination, each half of it
+    assert [p[0] for p in dev["copy_curve"]] == [1 << 14, 1 << 16, 1 << 20]
+    assert all(p[1] > 0 for p in dev["gemm_curve"] + dev["bandwidth_curve"] + dev["copy_curve"])
     assert dev["dram_gbps"] == dev["bandwidth_curve"][-1][1]
     assert dev["fp32_tflops"] == pytest.approx(max(p[1] for p in dev["gemm_curve"]) / 1e3, abs=1e-6)
 
@@ -146,6 +149,25 @@ def test_curves_price_by_working_set_and_call_size(tmp_path):
         max(1e8 / 0.1e12, 1e7 / 20e9) * 1e3 + 2e-3, rel=1e-12)
 
 
+@pytest.mark.parametrize("read, written, expected_s", [
+    # (bytes read, bytes written, hand-computed seconds); 1e7 B is halfway in log between
+    # the points: read 40 GB/s, copy sqrt(40 x 10) = 20 GB/s
+    (5e6, 5e6, 1e7 / 20e9),                    # a copy: all of it at the copy rate
+    (7.5e6, 2.5e6, 5e6 / 40e9 + 5e6 / 20e9),   # reads beyond the written bytes at the read rate
+    (0.0, 1e7, 1e7 / 20e9),                    # writes alone at the copy rate
+    (1e7, 0.0, 1e7 / 40e9),                    # reads alone, as before
+])
+def test_written_bytes_are_priced_at_the_copy_rate(tmp_path, read, written, expected_s):
+    text = _CURVED + "copy_curve = [[1e6, 40.0], [1e8, 10.0]]\n"
+    dev = _profile(tmp_path, text)
+    cost = op_cost("compute.cpu", {"flops": 1.0, "bytes": read, "bytes_written": written}, None, dev)
+    assert cost.memory_ms == pytest.approx(expected_s * 1e3, rel=1e-12)
+    # without a copy curve written bytes stream at the read rate, as before
+    plain = op_cost("compute.cpu", {"flops": 1.0, "bytes": read, "bytes_written": written}, None,
+                    _profile(tmp_path, _CURVED, "plain.toml"))
+    assert plain.memory_ms == pytest.approx((read + written) / 40e9 * 1e3, rel=1e-12)
+
+
 def test_an_llm_on_a_curved_cpu_streams_its_weights_from_dram(tmp_path):
     """Composition: a decode's working set is its weights and KV cache (GBs), so on a
     measured curve it is priced at the largest working set's bandwidth, exactly as a
@@ -211,3 +233,15 @@ def test_efficiencies_are_not_fitted_over_measured_curves(tmp_path):
 
     with pytest.raises(MeasurementError, match="has measured rate curves"):
         fit_measurements([], _profile(tmp_path, _CURVED))
+    copy_only = _CURVED.replace("bandwidth_curve = [[1e6, 80.0], [1e8, 20.0]]\n", "").replace(
+        "gemm_curve = [[1e6, 10.0], [1e10, 100.0]]", "copy_curve = [[1e6, 10.0]]")
+    with pytest.raises(MeasurementError, match="has measured rate curves"):
+        fit_measurements([], _profile(tmp_path, copy_only, "copy.toml"))
+
+
+def test_a_bad_copy_curve_is_a_located_error(tmp_path):
+    text = _CURVED + "copy_curve = [[1e6, 0.0]]\n"
+    with pytest.raises(CatalogError) as e:
+        _profile(tmp_path, text)
+    assert "'copy_curve' entry 0: size and rate must be positive" in e.value.message
+    assert e.value.loc.line == text.splitlines().index("copy_curve = [[1e6, 0.0]]") + 1
