@@ -1,6 +1,8 @@
-"""Same input -> same bytes: three compiles of every example under different
+"""Same input -> same bytes: two compiles of every example under different
 PYTHONHASHSEEDs give byte-identical output directories, with no absolute paths (the
-temporary directory) or timestamps in them."""
+temporary directory) or timestamps in them. Two hash seeds already vary set and str-keyed
+order, which is what a hash seed can change; a third compile checked the same at half
+again the time."""
 
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ TIMESTAMP = re.compile(rb"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d|\b\d\d:\d\d:\d\d\b")
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_three_compiles_are_byte_identical(tmp_path, example):
+def test_compiles_under_two_hash_seeds_are_byte_identical(tmp_path, example):
     work = tmp_path / "work"
     shutil.copytree(os.path.join(ROOT, "examples"), work)
     # An example written for one cluster has it as clusters/<stem>.toml (table3).
     cluster = os.path.join("clusters", example.replace(".agent", ".toml"))
     extra = ["--cluster", cluster] if os.path.isfile(work / cluster) else []
-    seeds = ("0", "1", "4242")
-    # The three compiles run at once (they share nothing but the sources): one
+    seeds = ("0", "4242")
+    # The two compiles run at once (they share nothing but the sources): one
     # compile's wall time instead of three on a machine with cores to spare.
     # A MILP stopped by its wall-clock limit may stop anywhere (a loaded machine stopped
     # supervisor's solve at different plans): the one documented exception, so the
@@ -40,9 +42,9 @@ def test_three_compiles_are_byte_identical(tmp_path, example):
         _, err = p.communicate()
         assert p.returncode == 0, f"PYTHONHASHSEED={seed}: {err}"
     trees = [tree_bytes(str(work / f"out-{seed}")) for seed in seeds]
-    assert sorted(trees[0]) == sorted(trees[1]) == sorted(trees[2])
+    assert sorted(trees[0]) == sorted(trees[1])
     for name in sorted(trees[0]):
-        assert trees[0][name] == trees[1][name] == trees[2][name], f"{name} differs between compiles"
+        assert trees[0][name] == trees[1][name], f"{name} differs between compiles"
     if "manifest.json" not in trees[0]:
         pytest.skip("no manifest.json in the output yet (manifest stage not landed)")
     for name, data in sorted(trees[0].items()):
