@@ -79,23 +79,34 @@ def planner_at(c):
 
 
 def predictor_at(c):
-    """`load -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its placement: each
-    op's option, pool, replicas and split, unchanged) predicts at `load` req/s, by the
-    planner's own evaluator (planner/replay.py at_load). None for a plan without a
-    load clause: it is not sized for a load (its pools' whole counts serve it)."""
+    """`(load, view=None) -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its
+    placement: each op's option, pool, replicas and split, unchanged) does at `load`
+    req/s as the simulator runs it (planner/replay.py at_load, planner/predict.py), on
+    the devices the simulator gives it: the plan's under a load clause, else its pools'
+    whole counts (a plan without one is priced per use on the shared fleet). `view`:
+    the manifest of another plan of `c`'s program (what --repair settled on: planned
+    for its own load clause, its replicas and devices grown), predicted instead."""
     import dataclasses
 
     from agentc.planner.replay import at_load
 
-    placed = c.placement
-    plan, problem = placed.plan, placed.problem
-    if not problem.load_rps:
-        return None
-    options = {op.id: op.options for op in problem.ops}
-    chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
+    compiled = {}
 
-    def predict(load: float) -> dict:
-        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen)
+    def predict(load: float, view: dict | None = None) -> dict:
+        cc, replicas, devices = c, {}, None
+        if view is not None:
+            rps = (view.get("sla") or {}).get("load_rps")
+            if rps and rps != c.placement.problem.load_rps:
+                cc = compiled.get(rps) or compiled.setdefault(rps, compile_at(c, rps))
+            replicas = {o["id"]: int(o["replicas"]) for o in view["ops"] if "replicas" in o}
+            devices = dict(view["totals"].get("devices") or {}) if rps else None
+        plan, problem = cc.placement.plan, cc.placement.problem
+        options = {op.id: op.options for op in problem.ops}
+        chosen = {i: (options[i].index(p.option), p.pool, replicas.get(i, p.replicas), p.split_key)
+                  for i, p in plan.ops.items()}
+        if devices is None:
+            devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices)
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
     return predict
 

@@ -387,8 +387,8 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
     Without `attribution` the batch-time simulation is skipped (its column repeats the
     plan's simulation). A prediction is for a load: `predict(load)` (cli/plan.py
     predictor_at: the same placement evaluated by the planner at `load`, totals' keys)
-    gives the given plan's at the load simulated; without it (or for a plan without a
-    load clause, whose prediction is at its light rate) the manifest's totals."""
+    gives the given plan's at the load simulated, and `predict(load, manifest)` the
+    repaired plan's; without it, the manifests' totals (the sizing model's figures)."""
     out = []
     for label, rate in agreement_loads(view).items():
         given = verify(view, rate, requests, seed)
@@ -397,7 +397,9 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
         batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
         rep = None
         if given.misses and (view.get("sla") or {}).get("load_rps"):
-            rep = repair(view, prices, rate, requests, seed, replan)[1]
+            fixed, rep = repair(view, prices, rate, requests, seed, replan)
+            if predict is not None:   # the plan it settled on, predicted at this load
+                rep = replace(rep, verdict=predicted(rep.verdict, {"totals": predict(rate, fixed)}))
         verdict = rep.verdict if rep is not None else given
         did = "-"
         if rep is not None:
