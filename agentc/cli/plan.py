@@ -85,27 +85,40 @@ def predictor_at(c):
     the devices the simulator gives it: the plan's under a load clause, else its pools'
     whole counts (a plan without one is priced per use on the shared fleet). `view`:
     the manifest of another plan of `c`'s program (what --repair settled on: planned
-    for its own load clause, its replicas and devices grown), predicted instead."""
+    for another load, replicas and devices grown), predicted instead: its placement
+    read from its ops (not solved again: a solve under a time limit need not find the
+    same plan twice)."""
     import dataclasses
 
     from agentc.planner.replay import at_load
 
-    compiled = {}
+    problem, plan = c.placement.problem, c.placement.plan
+    pools = {p.name: p for p in problem.pools}
+
+    def placed_in(view: dict) -> dict:
+        """op id -> (option rank, pool, replicas, split) of `view`'s ops: the option on
+        its pool (by name or device class) at its tp and batch, nearest in busy time."""
+        out = {}
+        for o in view["ops"]:
+            if o.get("split"):
+                raise UsageError(f"op '{o['id']}' is split: predict its plan from its compile")
+            op = next(x for x in problem.ops if x.id == o["id"])
+            names = {o["pool"], pools[o["pool"]].device_class if o["pool"] in pools else o["pool"]}
+            ranks = [k for k, x in enumerate(op.options)
+                     if x.device in names and x.tp == int(o["tp"]) and x.batch == int(o.get("batch", 1))]
+            rank = min(ranks, key=lambda k: abs(op.options[k].busy_ms - float(o["busy_ms"])))
+            out[o["id"]] = (rank, o["pool"], int(o["replicas"]), "")
+        return out
 
     def predict(load: float, view: dict | None = None) -> dict:
-        cc, replicas, devices = c, {}, None
-        if view is not None:
-            rps = (view.get("sla") or {}).get("load_rps")
-            if rps and rps != c.placement.problem.load_rps:
-                cc = compiled.get(rps) or compiled.setdefault(rps, compile_at(c, rps))
-            replicas = {o["id"]: int(o["replicas"]) for o in view["ops"] if "replicas" in o}
-            devices = dict(view["totals"].get("devices") or {}) if rps else None
-        plan, problem = cc.placement.plan, cc.placement.problem
-        options = {op.id: op.options for op in problem.ops}
-        chosen = {i: (options[i].index(p.option), p.pool, replicas.get(i, p.replicas), p.split_key)
-                  for i, p in plan.ops.items()}
-        if devices is None:
+        if view is None:
+            options = {op.id: op.options for op in problem.ops}
+            chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
             devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
+        else:
+            chosen = placed_in(view)
+            devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
+                       else {p.name: p.count for p in problem.pools})
         m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices)
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
     return predict
