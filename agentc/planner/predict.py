@@ -13,7 +13,9 @@ placement (each op's option, pool and replicas) and the same evaluator
   queues for a batch slot of the pool's engines (devices // tp of them) and its
   steps count as busy devices of the pool's queue.
 - Decode batches: a decode fills its batch with the sequences of the same-model
-  decodes placed on the same pool only (the simulator's engines are per pool).
+  decodes placed on the same pool only (the simulator's engines are per pool), and
+  a step of such a mixed batch takes the mean of its calls' step times
+  (queueing.mixed_step), as the simulator's engines do.
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
@@ -105,10 +107,18 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         for i in ops:
             o, rate = ch[i].option, inst.rate * inst.ops[i].weight
             if i in decode and o.batch > 1:
-                other = sum(_flight(inst, x, ch[x].option) for x in ops
-                            if x != i and x in decode and _shares(inst, i, x, ch))
-                timed[i] = inst.served(i, o, other)
+                mates = {x: _flight(inst, x, ch[x].option) for x in ops
+                         if x != i and x in decode and _shares(inst, i, x, ch)}
+                other = sum(mates.values())
+                ms, tbt, step, b_e = inst.served(i, o, other)
                 pts = inst.batch_points(i, o)
+                if mates and tbt is not None:   # its steps are its engines' mixed batches' (queueing.mixed_step)
+                    own = queueing.interpolate(inst.batch_points(i, o, "tbt_ms"), b_e)
+                    mix = queueing.mixed_step([(queueing.filled_mean(rate, pts, other) - other, own)] + [
+                        (f, queueing.interpolate(inst.batch_points(x, ch[x].option, "tbt_ms"), b_e))
+                        for x, f in mates.items() if ch[x].option.tbt_ms is not None])
+                    ms, tbt, step = ms * mix / own, tbt * mix / own, None if step is None else step * mix / own
+                timed[i] = (ms, tbt, step, b_e)
                 b = queueing.filled_batch(queueing.filled_mean(rate, pts, other), o.batch, None)
                 background += rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
             elif o.busy_ms > 0:

@@ -303,6 +303,17 @@ def shared_queue(jobs: list[tuple[float, float, int]], devices: int, cv2: float,
     return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
 
 
+def mixed_step(calls: list[tuple[float, float]]) -> float:
+    """The step time of a decode batch shared by several calls (differing in context),
+    each (mean sequences of it in the batch, its own step time at the batch's size):
+    the mean over the batch's sequences, which is how the simulator times such a step
+    (sim/engines.py). A call's TBT is then its batch's, not its own at a full batch of
+    it: voice's follow-up answer (8.5 ms alone at 256) shares its engines with the
+    first answer (4.4 ms)."""
+    total = sum(w for w, _ in calls)
+    return sum(w * s for w, s in calls) / total if total > 0 else calls[0][1]
+
+
 def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> float:
     """The wait at quantile `q` (None: the mean) of a path that visits queues, each
     (times visited, C: probability of waiting, theta: mean wait of one that waits,

@@ -63,11 +63,12 @@ def test_at_its_own_load_the_prediction_is_not_the_sizing_bound(name):
 def test_a_plan_without_a_load_clause_is_predicted_on_its_pools_whole_counts():
     """voice_agent has no load clause: the simulator runs it on every device of its
     pools, and so does its prediction. At its light rate (1 req/s) the pools are free
-    and the prediction is the plan's own figures to 0.1%; at 100 req/s it waits."""
+    and the prediction is the plan's own figures to 2% (its two answers' decodes share
+    b200's engines, whose mixed steps are the mean of theirs); at 100 req/s it waits."""
     c, view = placed("voice_agent")
     light = predictor_at(c)(1.0)
     for k in ("e2e_ms", "ttft_ms", "tbt_ms"):
-        assert light[k] == pytest.approx(view["totals"][k], rel=1e-3)
+        assert light[k] == pytest.approx(view["totals"][k], rel=0.02)
     assert predictor_at(c)(100.0)["ttft_ms"] > light["ttft_ms"]
 
 
