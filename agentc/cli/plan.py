@@ -389,7 +389,9 @@ def _print_plan(view: dict, note: str | None = None) -> None:
 
 
 def _verify(c, view, load, seed, as_json, repair=False):
-    """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
+    """Simulate the plan; print per SLA term the plan's figure (the sizing model's),
+    its prediction at the load simulated (planner/predict.py) and the simulated value;
+    a miss is an error.
     With `repair`, first add capacity until the simulation holds (`repaired`) and print
     what was done and the grown plan, its predictions evaluated again at its replicas;
     the JSON then has the report (`repair`) and that plan's manifest (`plan`)."""
@@ -403,6 +405,9 @@ def _verify(c, view, load, seed, as_json, repair=False):
         verdict = fixed.verdict
     else:
         verdict = verify.verify(view, load, seed=seed)
+    # beside the plan's sizing figures (planned_ms), what the plan does at this load as
+    # the simulator runs it (planner/predict.py)
+    verdict = verify.with_prediction(verdict, predictor_at(c)(verdict.load_rps, view if fixed is not None else None))
     if as_json:
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
@@ -416,13 +421,13 @@ def _verify(c, view, load, seed, as_json, repair=False):
             print_repair(fixed)
             if not verdict.misses:
                 _print_plan(view, grown_note(fixed))
-        t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
+        t = Table("SLA term", "bound ms", "planned ms", "predicted ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
 
         for row in verdict.terms:
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
-                      num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
+                      num(row["predicted_ms"]), num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)
 

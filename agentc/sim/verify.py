@@ -61,6 +61,15 @@ def predicted(verdict: Verdict, manifest: dict) -> Verdict:
     return replace(verdict, terms=[dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in verdict.terms])
 
 
+def with_prediction(verdict: Verdict, prediction: dict) -> Verdict:
+    """`verdict` with each term's `predicted_ms`: `prediction` (totals' keys), what the
+    plan does at the load simulated as the planner predicts it (cli/plan.py
+    predictor_at), beside `planned_ms`, the plan's own (sizing) figure."""
+    keys = {"latency": "e2e_ms", "ttft": "ttft_ms", "tbt": "tbt_ms"}
+    return replace(verdict, terms=[dict(t, predicted_ms=_r6(prediction[keys[t["term"].split(".")[0]]]))
+                                   for t in verdict.terms])
+
+
 def capacity_rps(manifest: dict) -> float:
     """The arrival rate at which the plan's busiest pool is busy all the time: per pool,
     its devices (those the plan rents under load, else the pool's whole count) over the
