@@ -97,17 +97,23 @@ def predictor_at(c):
 
     def placed_in(view: dict) -> dict:
         """op id -> (option rank, pool, replicas, split) of `view`'s ops: the option on
-        its pool (by name or device class) at its tp and batch, nearest in busy time."""
+        its pool (by name or device class) at its tp and batch, nearest in busy time
+        (a plan with a split op: its compile's placement, at the view's replicas)."""
+        replicas = {o["id"]: int(o["replicas"]) for o in view["ops"]}
+        if any(o.get("split") for o in view["ops"]):   # parts are named by the split menu: take the compile's
+            rps = (view.get("sla") or {}).get("load_rps")
+            cc = c if not rps or rps == problem.load_rps else compile_at(c, rps)
+            options = {op.id: op.options for op in cc.placement.problem.ops}
+            return {i: (options[i].index(p.option), p.pool, replicas.get(i, p.replicas), p.split_key)
+                    for i, p in cc.placement.plan.ops.items()}
         out = {}
         for o in view["ops"]:
-            if o.get("split"):
-                raise UsageError(f"op '{o['id']}' is split: predict its plan from its compile")
             op = next(x for x in problem.ops if x.id == o["id"])
             names = {o["pool"], pools[o["pool"]].device_class if o["pool"] in pools else o["pool"]}
             ranks = [k for k, x in enumerate(op.options)
                      if x.device in names and x.tp == int(o["tp"]) and x.batch == int(o.get("batch", 1))]
             rank = min(ranks, key=lambda k: abs(op.options[k].busy_ms - float(o["busy_ms"])))
-            out[o["id"]] = (rank, o["pool"], int(o["replicas"]), "")
+            out[o["id"]] = (rank, o["pool"], replicas[o["id"]], "")
         return out
 
     def predict(load: float, view: dict | None = None) -> dict:

@@ -53,6 +53,10 @@ free: no queueing wait, and decode batches the program's in-flight requests fill
 that rate by the rule above (about batch 1-3). `agentc plan --verify` and
 `agentc simulate` check such a plan at the same rate.
 
+A placed plan's prediction at a load (planner/predict.py) is not this sizing model: it
+runs each pool as one queue (SharedQueue, below), with the simulator's service cv,
+host waits on the path and a path's waits as one tail (path_wait_ms).
+
 Candidates. The MILP stays linear by pricing each (op option, pool, replica count) as
 its own choice: `candidates` lists, for one option, the replica counts from the least
 stable one (c > a) up to the first at which the q-quantile wait is 0 (C <= 1 - q), each
