@@ -6,6 +6,7 @@ Pollaczek-Khinchine mean, a FIFO multi-server queue simulated by its device free
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 
@@ -134,6 +135,8 @@ def test_prefill_waits_on_its_pool_as_one_queue():
     theta = 20.0 / 0.4
     # union of two visits: 2 pw exp(-t / theta) = 0.01
     assert m.e2e_ms == pytest.approx(80.0 + theta * math.log(2 * pw / 0.01), rel=1e-6)
+    # past the pool's capacity (a = 4.8 on 2 servers) the path is infinite, never nan
+    assert at_load(dataclasses.replace(p, load_rps=60.0), chosen, {"g": 2}).e2e_ms == math.inf
 
 
 def test_decodes_batch_only_with_those_on_their_pool():
