@@ -76,9 +76,9 @@ EDGE = {
     ("rag_agent", "90% capacity", "latency"): "0.98 at 10,000 requests, re-planned for 7.748 req/s; the simulated "
                                               "value spreads 15% over seeds this near saturation",
     ("react_tools", "90% capacity", "latency"): "1.03, re-planned for 32.18 req/s",
-    ("react_tools", "90% capacity", "ttft"): PREFILL_BATCH + ", and mixed tp on a100 (tp-2 prefill beside tp-1 "
-                                             "gate and merge: the shared queue's wait is 20% under a FIFO pool's, "
-                                             "test_predict.py) (0.896, re-planned)",
+    ("react_tools", "90% capacity", "ttft"): PREFILL_BATCH + ", and Allen-Cunneen's M/D/c in light traffic (a100 "
+                                             "at 27% busy: its wait 20% under a FIFO pool's, test_predict.py) "
+                                             "(0.896, re-planned)",
     ("supervisor", "90% capacity", "latency"): "0.97, re-planned for 9.004 req/s",
     ("supervisor", "90% capacity", "tbt"): "0.91, re-planned for 9.004 req/s: plan.decode's batch on mi300x",
 }
