@@ -13,10 +13,11 @@ its load clause, the load clause, 90% of the capacity the plan buys), in the sim
    service cv, host waits on the path, decode batches filled by the decodes on their
    own pool, the tail of a path's waits; verify.agreement's `predict`, cli/plan.py
    predictor_at; a repaired row, the plan the repair settled on, from its manifest).
-   30 of 36 are plain tests (24 when the prediction was the sizing model's: per-op
-   M/M/c replicas, no host wait, decode batches counting every same-model decode);
-   3 are strict xfails (DISAGREE), each with its measured cause, and 5 rows re-planned
-   at 90% of capacity or near the line stay xfails that may pass (EDGE).
+   32 of 36 agree (24 when the prediction was the sizing model's: per-op M/M/c
+   replicas, no host wait, decode batches counting every same-model decode): 28 plain
+   tests and 4 of the 5 rows re-planned at 90% of capacity or near the line, which
+   stay xfails that may pass (EDGE); 3 are strict xfails (DISAGREE), each with its
+   measured cause.
    benchmarks/bench_agreement.py prints the whole table; a fix that brings a DISAGREE
    row within 10% turns its xfail into a failure, to be removed here.
 
