@@ -6,10 +6,12 @@ voice agent has none and is checked at `plan --verify`'s 1 req/s), and 90% of th
 capacity the plan buys (verify.capacity_rps: the busiest pool busy all the time; the
 voice agent rents per use, so its pools' whole counts). Where the plan misses at a
 load, `--repair` (verify.repair) is applied and the row says what it did; planned
-values are then those of the repaired plan. A prediction is for a load: the given
-plan's is its placement evaluated by the planner at the row's load (predictor_at;
-inf where that load overloads it). Ratio = planned / simulated: within 10%
-is 0.90-1.10 (a ratio above 1 is a conservative prediction).
+values are then those of the repaired plan. A prediction is for a load and of the plan
+as it runs: the given plan's placement predicted at the row's load as the simulator
+runs it (predictor_at, planner/predict.py: one queue per pool, host waits, decode
+batches per pool, a path's waits as one tail; inf where that load overloads it), the
+repaired plan's from its manifest. Ratio = planned / simulated: within 10% is
+0.90-1.10 (a ratio above 1 is a conservative prediction).
 
 Also prints the sampling error of the simulated percentiles at the request counts used
 (REQUESTS, or --requests): the relative spread of each term over --seeds seeds.

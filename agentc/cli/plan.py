@@ -79,23 +79,53 @@ def planner_at(c):
 
 
 def predictor_at(c):
-    """`load -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its placement: each
-    op's option, pool, replicas and split, unchanged) predicts at `load` req/s, by the
-    planner's own evaluator (planner/replay.py at_load). None for a plan without a
-    load clause: it is not sized for a load (its pools' whole counts serve it)."""
+    """`(load, view=None) -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its
+    placement: each op's option, pool, replicas and split, unchanged) does at `load`
+    req/s as the simulator runs it (planner/replay.py at_load, planner/predict.py), on
+    the devices the simulator gives it: the plan's under a load clause, else its pools'
+    whole counts (a plan without one is priced per use on the shared fleet). `view`:
+    the manifest of another plan of `c`'s program (what --repair settled on: planned
+    for another load, replicas and devices grown), predicted instead: its placement
+    read from its ops (not solved again: a solve under a time limit need not find the
+    same plan twice)."""
     import dataclasses
 
     from agentc.planner.replay import at_load
 
-    placed = c.placement
-    plan, problem = placed.plan, placed.problem
-    if not problem.load_rps:
-        return None
-    options = {op.id: op.options for op in problem.ops}
-    chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
+    problem, plan = c.placement.problem, c.placement.plan
+    pools = {p.name: p for p in problem.pools}
 
-    def predict(load: float) -> dict:
-        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen)
+    def placed_in(view: dict) -> dict:
+        """op id -> (option rank, pool, replicas, split) of `view`'s ops: the option on
+        its pool (by name or device class) at its tp and batch, nearest in busy time
+        (a plan with a split op: its compile's placement, at the view's replicas)."""
+        replicas = {o["id"]: int(o["replicas"]) for o in view["ops"]}
+        if any(o.get("split") for o in view["ops"]):   # parts are named by the split menu: take the compile's
+            rps = (view.get("sla") or {}).get("load_rps")
+            cc = c if not rps or rps == problem.load_rps else compile_at(c, rps)
+            options = {op.id: op.options for op in cc.placement.problem.ops}
+            return {i: (options[i].index(p.option), p.pool, replicas.get(i, p.replicas), p.split_key)
+                    for i, p in cc.placement.plan.ops.items()}
+        out = {}
+        for o in view["ops"]:
+            op = next(x for x in problem.ops if x.id == o["id"])
+            names = {o["pool"], pools[o["pool"]].device_class if o["pool"] in pools else o["pool"]}
+            ranks = [k for k, x in enumerate(op.options)
+                     if x.device in names and x.tp == int(o["tp"]) and x.batch == int(o.get("batch", 1))]
+            rank = min(ranks, key=lambda k: abs(op.options[k].busy_ms - float(o["busy_ms"])))
+            out[o["id"]] = (rank, o["pool"], replicas[o["id"]], "")
+        return out
+
+    def predict(load: float, view: dict | None = None) -> dict:
+        if view is None:
+            options = {op.id: op.options for op in problem.ops}
+            chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
+            devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
+        else:
+            chosen = placed_in(view)
+            devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
+                       else {p.name: p.count for p in problem.pools})
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices)
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
     return predict
 
@@ -365,7 +395,9 @@ def _print_plan(view: dict, note: str | None = None) -> None:
 
 
 def _verify(c, view, load, seed, as_json, repair=False):
-    """Simulate the plan; print planned vs simulated per SLA term; a miss is an error.
+    """Simulate the plan; print per SLA term the plan's figure (the sizing model's),
+    its prediction at the load simulated (planner/predict.py) and the simulated value;
+    a miss is an error.
     With `repair`, first add capacity until the simulation holds (`repaired`) and print
     what was done and the grown plan, its predictions evaluated again at its replicas;
     the JSON then has the report (`repair`) and that plan's manifest (`plan`)."""
@@ -379,6 +411,9 @@ def _verify(c, view, load, seed, as_json, repair=False):
         verdict = fixed.verdict
     else:
         verdict = verify.verify(view, load, seed=seed)
+    # beside the plan's sizing figures (planned_ms), what the plan does at this load as
+    # the simulator runs it (planner/predict.py)
+    verdict = verify.with_prediction(verdict, predictor_at(c)(verdict.load_rps, view if fixed is not None else None))
     if as_json:
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
@@ -392,13 +427,13 @@ def _verify(c, view, load, seed, as_json, repair=False):
             print_repair(fixed)
             if not verdict.misses:
                 _print_plan(view, grown_note(fixed))
-        t = Table("SLA term", "bound ms", "planned ms", "simulated ms", "met by", "holds",
+        t = Table("SLA term", "bound ms", "planned ms", "predicted ms", "simulated ms", "met by", "holds",
                   title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
 
         for row in verdict.terms:
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
-                      num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
+                      num(row["predicted_ms"]), num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)
 

@@ -14,7 +14,7 @@ an op's duration is its count there times one call's time, the latency is the lo
 path, TTFT is the start of the first first-token op the scenario runs plus that one
 call's time to first token (and, after a prefill, the KV transfer and one decode step),
 and TBT is the slowest step of any decode it runs (a decode's call and step at the
-batch its traffic fills, `_served`). An SLA term holds at its statistic
+batch its traffic fills, `served`). An SLA term holds at its statistic
 (SLA.e2e_stat etc.): every scenario, the NN% quantile over scenarios, or their mean.
 Cost stays the expectation: ops priced at `weight` executions per request.
 """
@@ -365,7 +365,7 @@ class Instance:
                     raise VerifyError(f"op '{op.id}': option on {o.device} has tp={o.tp}, batch={o.batch}")
                 if o.device in self.dropped:  # a twin of a kept pool (_merge_twins)
                     continue
-                run = self._served(i, o)   # a decode's times at the batch its load fills
+                run = self.served(i, o)   # a decode's times at the batch its load fills
                 ms, tbt = (o.time_ms, o.tbt_ms) if run is None else run[:2]
                 for j in self.sites_for(o.device):
                     site = self.sites[j]
@@ -522,7 +522,7 @@ class Instance:
         replica counts queueing.candidates offers (more than the least only where a wait
         can matter: an e2e or TTFT bound or the latency objective), none for a decode
         batch the load cannot fill, and on an unlimited implicit site the least, without
-        wait (it scales out). `ms`: one call's time on the path (`_served`). An option
+        wait (it scales out). `ms`: one call's time on the path (`served`). An option
         `given` (a placement evaluated at another load): its replicas alone, at this
         load's wait."""
         if self.load <= 0 or site.is_cpu:
@@ -555,25 +555,32 @@ class Instance:
             sizes = [s for s in sizes if not exceeds(least * (ms + s.wait_ms), bound)] or sizes[-1:]
         return sizes
 
-    def _served(self, i: int, o: Option) -> tuple[float, float | None, float | None, float] | None:
+    def batch_points(self, i: int, o: Option, field: str = "time_ms") -> list[tuple[float, float]]:
+        """(batch, `field`) of op i's options on o's device and tp up to o's batch, o's
+        own last: the law of a decode's call time (or TBT) in its batch (queueing.py)."""
+        same = [x for x in self.ops[i].options if x.device == o.device and x.tp == o.tp and x.batch <= o.batch]
+        return sorted(({x.batch: getattr(x, field) for x in same if getattr(x, field) is not None}
+                       | {o.batch: getattr(o, field)}).items())
+
+    def served(self, i: int, o: Option, other: float | None = None) -> tuple[float, float | None, float | None,
+                                                                            float] | None:
         """A decode option's (call ms at the e2e term's quantile, TBT at the TBT term's,
         first-token step at the TTFT term's, the e2e batch) at the batch its traffic fills
-        (queueing.py: the batch a decode runs at; `rate`: the load, else LIGHT_LOAD_RPS).
+        (queueing.py: the batch a decode runs at; `rate`: the load, else LIGHT_LOAD_RPS),
+        with `other` sequences of other decodes in flight beside it (None: every
+        same-model decode that could share its devices, `_sibling_flight`; a placed
+        plan's prediction passes those actually on its pool, planner/predict.py).
         None for an option of batch 1, which runs as priced."""
         if o.batch <= 1:
             return None
-        key = (i, o.device, o.tp, o.batch)
+        key = (i, o.device, o.tp, o.batch, other)
         hit = self._served_cache.get(key)
         if hit is not None:
             return hit
         op = self.ops[i]
-        same = [x for x in op.options if x.device == o.device and x.tp == o.tp and x.batch <= o.batch]
-        ms_pts = sorted(({x.batch: x.time_ms for x in same} | {o.batch: o.time_ms}).items())
-        tbt_pts = None
-        if o.tbt_ms is not None:
-            tbt_pts = sorted(({x.batch: x.tbt_ms for x in same if x.tbt_ms is not None}
-                              | {o.batch: o.tbt_ms}).items())
-        m = queueing.filled_mean(self.rate * op.weight, ms_pts, self._sibling_flight(i, o))
+        ms_pts = self.batch_points(i, o)
+        tbt_pts = self.batch_points(i, o, "tbt_ms") if o.tbt_ms is not None else None
+        m = queueing.filled_mean(self.rate * op.weight, ms_pts, self._sibling_flight(i, o) if other is None else other)
         b_e, b_t, b_f = (queueing.filled_batch(m, o.batch, queueing.wait_level(q))
                          for q in (self.q_e2e, self.q_tbt, self.q_ttft))
         ms, tbt, step = queueing.interpolate(ms_pts, b_e), None, None
@@ -615,6 +622,16 @@ class Instance:
         service = o.busy_ms * o.batch
         a = queueing.in_flight(self.load * op.weight, service)
         return queueing.wait_ms(size.replicas * o.batch, a, service, q, self.problem.service_cv ** 2)
+
+    def add_choice(self, c: Choice, like: int) -> int:
+        """Append choice `c`, priced and holding as choice `like` (a placed op re-timed,
+        planner/predict.py: only its times differ); its index."""
+        self.choices.append(c)
+        self._call.append(c.ms + c.wait_ms)
+        self._dur.append(self.ops[c.op].weight * self._call[-1])
+        self._demand.append(self._demand[like])
+        self.per_call_usd.append(self.per_call_usd[like])
+        return len(self.choices) - 1
 
     def call_ms(self, k: int) -> float:
         """One call of choice k on the request path: its time and its queueing wait."""

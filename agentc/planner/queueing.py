@@ -53,6 +53,10 @@ free: no queueing wait, and decode batches the program's in-flight requests fill
 that rate by the rule above (about batch 1-3). `agentc plan --verify` and
 `agentc simulate` check such a plan at the same rate.
 
+A placed plan's prediction at a load (planner/predict.py) is not this sizing model: it
+runs each pool as one queue (SharedQueue, below), with the simulator's service cv,
+host waits on the path and a path's waits as one tail (path_wait_ms).
+
 Candidates. The MILP stays linear by pricing each (op option, pool, replica count) as
 its own choice: `candidates` lists, for one option, the replica counts from the least
 stable one (c > a) up to the first at which the q-quantile wait is 0 (C <= 1 - q), each
@@ -237,3 +241,110 @@ def filled_batch(mean: float, batch: int, q: float | None) -> float:
     if q is None:
         return min(float(batch), 1.0 + mean)
     return float(1 + poisson_quantile(mean, q, batch - 1))
+
+
+# -- a placed plan as the simulator runs it (the prediction, not the sizing) ----------
+#
+# The MILP above sizes each op on replicas of its own, with exponential service: a
+# sound bound to buy capacity with. A placed plan runs otherwise (sim/model.py): a
+# pool's ops take their devices from the pool's whole count in one FIFO queue (prefill
+# engines, decode steps, host calls alike), with the service variability the simulator
+# draws (`--cv`, default 0: deterministic). `SharedQueue` is that queue, used to
+# predict a placement at a load (planner/predict.py); it never sizes a plan.
+
+SIMULATED_SERVICE_CV = 0.0   # the simulator's default `--cv` (sim/cli.py): the cost model's times exactly
+
+
+@dataclass(frozen=True)
+class SharedQueue:
+    """One pool's devices as a single M/G/c queue over every op placed on it.
+
+    Approximation (Allen-Cunneen, Poisson arrivals): with each job j arriving at rate
+    lambda_j, holding tp_j devices for S_j with service cv2, a server is `width`
+    devices (the tp of the pool's busy device time, weighted by it), so there are
+    c = floor(devices / width) servers and a job holds one for S_j * tp_j / width.
+    Then a = the servers kept busy (jobs, and `background` devices of work cut into
+    steps too short to make anyone wait behind them: decode, which yields its devices
+    at the next step boundary, sim/engines.py), and the wait is Erlang C's exponential
+    tail with the mean residual service R = E[S^2] (1 + cv2) / (2 E[S]):
+        P(W > t) = C(c, a) exp(-(c - a) t / R).
+    For one job kind R = S (1 + cv2) / 2: M/M/c exactly, M/D/c Allen-Cunneen's; for
+    c = 1 the mean C R / (1 - a) is Pollaczek-Khinchine's, exactly (mixtures too)."""
+
+    servers: int
+    load: float          # a, in servers
+    residual_ms: float   # R
+
+    def tail(self) -> tuple[float, float]:
+        """(C, theta): P(W > t) = C exp(-t / theta); (1, inf) when unstable."""
+        return tail(self.servers, self.load, self.residual_ms)
+
+    def wait_ms(self, q: float | None) -> float:
+        """The wait at quantile `q` (None: the mean); inf when the queue is unstable."""
+        return path_wait_ms([(1.0, *self.tail())], q)
+
+
+def tail(c: int, a: float, residual_ms: float) -> tuple[float, float]:
+    """(C, theta) of an M/G/c wait by Allen-Cunneen, `residual_ms` being E[S^2](1 + cv2)
+    / (2 E[S]): it waits with Erlang C's probability C(c, a), then an exponential time
+    of mean theta = residual / (c - a). (0, 0) without load, (1, inf) when unstable."""
+    if a <= 0 or residual_ms <= 0:
+        return 0.0, 0.0
+    if a >= c:
+        return 1.0, math.inf
+    return erlang_c(c, a), residual_ms / (c - a)
+
+
+def shared_queue(jobs: list[tuple[float, float, int]], devices: int, cv2: float,
+                 background: float = 0.0) -> SharedQueue:
+    """The SharedQueue of a pool of `devices` serving `jobs`, each (executions per
+    second, service ms, tp), beside `background` devices kept busy without queueing."""
+    busy = sum(rate * s * tp for rate, s, tp in jobs) / 1000.0    # devices the jobs keep busy
+    width = sum(rate * s * tp * tp for rate, s, tp in jobs) / 1000.0 / busy if busy > 0 else 1.0
+    servers = max(1, math.floor(devices / width + 1e-9))
+    second = sum(rate * (s * tp / width) ** 2 for rate, s, tp in jobs) * (1.0 + cv2)   # lambda E[S^2]
+    load = (busy + background) / width
+    return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
+
+
+def mixed_step(calls: list[tuple[float, float]]) -> float:
+    """The step time of a decode batch shared by several calls (differing in context),
+    each (mean sequences of it in the batch, its own step time at the batch's size):
+    the mean over the batch's sequences, which is how the simulator times such a step
+    (sim/engines.py). A call's TBT is then its batch's, not its own at a full batch of
+    it: voice's follow-up answer (8.5 ms alone at 256) shares its engines with the
+    first answer (4.4 ms)."""
+    total = sum(w for w, _ in calls)
+    return sum(w * s for w, s in calls) / total if total > 0 else calls[0][1]
+
+
+def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> float:
+    """The wait at quantile `q` (None: the mean) of a path that visits queues, each
+    (times visited, C: probability of waiting, theta: mean wait of one that waits,
+    the tail P(W > t) = C exp(-t / theta) of SharedQueue). The visits' waits are taken
+    independent and their tail as the union of theirs,
+        P(sum W > t) ~ sum of count * C * exp(-t / theta),
+    exact as the C go to 0 (at most one visit waits), one visit's own quantile when
+    there is one; a tail is not a sum of tails (each visit at its own p99 summed: 3x
+    the simulated tail of a request through three queues at 5% waiting). 0 when no
+    visit waits at q; else never less than the mean, sum of count * C * theta (many
+    visits that each wait often: the union alone would undercount)."""
+    if any(math.isinf(t) and n > 0 for n, _, t in visits):
+        return math.inf
+    mean = sum(n * c * t for n, c, t in visits)
+    if q is None or mean <= 0:
+        return mean
+    tail = 1.0 - q
+    if sum(n * c for n, c, _ in visits) <= tail:
+        return 0.0   # no visit waits in a share q of requests
+
+    def over(t: float) -> float:
+        return sum(n * c * math.exp(-t / th) for n, c, th in visits if th > 0) - tail
+
+    lo, hi = 0.0, max(th for _, _, th in visits) * math.log(sum(n * c for n, c, _ in visits) / tail) + 1e-9
+    for _ in range(200):   # over() falls from > 0 at lo to <= 0 at hi: bisect to float precision
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if over(mid) > 0 else (lo, mid)
+    return max(hi, mean)

@@ -11,7 +11,7 @@ from agentc.diagnostics import VerifyError
 
 import math
 
-from . import split
+from . import predict, split
 from .baselines import baselines as baseline_plans
 from .explain import build_plan
 from .formulation import MilpResult
@@ -38,17 +38,19 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
     return plan
 
 
-def at_load(problem: Problem, chosen: dict[str, tuple]) -> Metrics:
-    """What a placement made at another load (`chosen` as `replay` takes it, with its
-    replicas) predicts at `problem.load_rps`: the simulation-agreement check asks the
-    planner about the load it simulates. Each op's option is offered at its recorded
-    replicas whether or not this load would offer them (Instance.given), so every op
-    is evaluated as placed; at the load it was planned for, this is the plan's own
-    evaluation. Metrics, not a Plan: an overloaded placement's path is infinite. A split
-    op is priced as this load's split menu prices it: at a load where one pool carries
-    the op, no split is offered and its recorded split is a VerifyError."""
+def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] | None = None) -> Metrics:
+    """What a placement (`chosen` as `replay` takes it, with its replicas) does at
+    `problem.load_rps`, as the simulator runs it (predict.py: each pool one queue over
+    its `devices`, the plan's, default those the placement holds at this load; host
+    waits on the path; decode batches filled by the decodes on their own pool): the
+    planner's prediction, which the simulation-agreement check holds to the simulation.
+    Each op keeps its option and recorded replicas whether or not this load would offer
+    them (Instance.given). Not the plan's own figures, which are the sizing model's
+    sound bound (replay). Metrics, not a Plan: an overloaded placement's path is
+    infinite. A split op keeps its sizing times, priced as this load's split menu prices
+    it: at a load where one pool carries the op, its recorded split is a VerifyError."""
     inst, choice = _placed(problem, chosen, _given(chosen))
-    return inst.evaluate(tuple(choice))
+    return predict.predicted(inst, choice, predict.pool_devices(devices, inst, choice))
 
 
 def _given(chosen: dict[str, tuple]) -> dict[str, tuple[int, int]]:

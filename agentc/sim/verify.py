@@ -61,6 +61,15 @@ def predicted(verdict: Verdict, manifest: dict) -> Verdict:
     return replace(verdict, terms=[dict(t, planned_ms=planned[t["term"].split(".")[0]]) for t in verdict.terms])
 
 
+def with_prediction(verdict: Verdict, prediction: dict) -> Verdict:
+    """`verdict` with each term's `predicted_ms`: `prediction` (totals' keys), what the
+    plan does at the load simulated as the planner predicts it (cli/plan.py
+    predictor_at), beside `planned_ms`, the plan's own (sizing) figure."""
+    keys = {"latency": "e2e_ms", "ttft": "ttft_ms", "tbt": "tbt_ms"}
+    return replace(verdict, terms=[dict(t, predicted_ms=_r6(prediction[keys[t["term"].split(".")[0]]]))
+                                   for t in verdict.terms])
+
+
 def capacity_rps(manifest: dict) -> float:
     """The arrival rate at which the plan's busiest pool is busy all the time: per pool,
     its devices (those the plan rents under load, else the pool's whole count) over the
@@ -387,8 +396,8 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
     Without `attribution` the batch-time simulation is skipped (its column repeats the
     plan's simulation). A prediction is for a load: `predict(load)` (cli/plan.py
     predictor_at: the same placement evaluated by the planner at `load`, totals' keys)
-    gives the given plan's at the load simulated; without it (or for a plan without a
-    load clause, whose prediction is at its light rate) the manifest's totals."""
+    gives the given plan's at the load simulated, and `predict(load, manifest)` the
+    repaired plan's; without it, the manifests' totals (the sizing model's figures)."""
     out = []
     for label, rate in agreement_loads(view).items():
         given = verify(view, rate, requests, seed)
@@ -397,7 +406,9 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
         batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
         rep = None
         if given.misses and (view.get("sla") or {}).get("load_rps"):
-            rep = repair(view, prices, rate, requests, seed, replan)[1]
+            fixed, rep = repair(view, prices, rate, requests, seed, replan)
+            if predict is not None:   # the plan it settled on, predicted at this load
+                rep = replace(rep, verdict=predicted(rep.verdict, {"totals": predict(rate, fixed)}))
         verdict = rep.verdict if rep is not None else given
         did = "-"
         if rep is not None:

@@ -1,0 +1,165 @@
+"""What a placed plan does at a load, as the simulator runs it: the planner's prediction.
+
+The MILP sizes a plan with a deliberately sound model (queueing.py: replicas dedicated
+to each op, exponential service, no wait for host work, a decode counting every
+same-model decode that could share its devices). A plan, once placed, runs otherwise
+(sim/model.py), and its prediction at a load models that instead, from the same
+placement (each op's option, pool and replicas) and the same evaluator
+(Instance.evaluate), with three changes to each op's call:
+
+- Waits: each pool is one queue over its devices (queueing.SharedQueue: M/G/c,
+  Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
+  work on a CPU pool included, its wait charged on the path like any other. A decode
+  queues for a batch slot of the pool's engines (devices // tp of them) and its
+  steps count as busy devices of the pool's queue.
+- Decode batches: a decode fills its batch with the sequences of the same-model
+  decodes placed on the same pool only (the simulator's engines are per pool), and
+  a step of such a mixed batch takes the mean of its calls' step times
+  (queueing.mixed_step), as the simulator's engines do.
+- Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
+  counts, as the simulator runs such a plan.
+
+Quantiles stay per call, as in the sizing model: each call's wait at the term's
+quantile, summed along the path (a sum of tails bounds the tail of the sum).
+Left out: prefill batching to a token budget, FIFO head-of-line blocking of wide
+jobs, transfers sharing a link. Split ops keep the sizing model's times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from . import queueing
+from .instance import Instance, Metrics, statistic
+
+
+def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
+              cv: float = queueing.SIMULATED_SERVICE_CV) -> Metrics:
+    """`choice` (one Instance choice per op) evaluated as the simulator runs it (module
+    docstring): Instance.evaluate with each call at its mean wait, then the latency
+    and TTFT of every scenario given the tail of the waits on its path."""
+    timed, tails = simulated(inst, choice, devices, cv)
+    m = inst.evaluate(timed)
+    q, q_ttft = queueing.wait_level(inst.q_e2e), queueing.wait_level(inst.q_ttft)
+    e2e, ttft = [], []
+    for s, (prob, counts, ecounts) in enumerate(inst.scen):
+        start, finish = inst.longest(timed, m.transfers, counts, ecounts)
+        last = max(range(len(finish)), key=lambda i: (finish[i], -i), default=None)
+        visits = _path(inst, m.transfers, start, finish, counts, ecounts, last, tails)
+        e2e.append((prob, max(finish, default=0.0) + _excess(visits, q)))
+        chain = inst.first[s]
+        if chain is not None:
+            ops = chain[0]
+            before = _path(inst, m.transfers, start, finish, counts, ecounts, ops[0], tails)
+            if ops[0] in tails and counts[ops[0]] > 0:
+                before = before[:-1]   # the chain's ops are each one call: counted below
+            head = before + [(1.0, *tails[i]) for i in ops if i in tails]
+            ttft.append((prob, inst.first_token_ms(timed, m.transfers, start, chain) + _excess(head, q_ttft)))
+    m.e2e_ms = statistic(e2e, inst.q_e2e)
+    m.ttft_ms = statistic(ttft, inst.q_ttft)
+    return m
+
+
+def _excess(visits: list[tuple[float, float, float, float]], q: float | None) -> float:
+    """What a path's waits add at quantile `q` over their means, already on the path:
+    queueing.path_wait_ms of (count, C, theta) less the sum of count x mean wait."""
+    total = queueing.path_wait_ms([v[:3] for v in visits], q)
+    return math.inf if math.isinf(total) else total - sum(n * w for n, _, _, w in visits)
+
+
+def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails) -> list:
+    """The queue visits (count, C, theta, mean wait) of the longest path ending with op
+    `last` in one scenario's schedule (Instance.longest): walked back from `last`
+    through the predecessor whose finish and transfer make its start."""
+    out, i = [], last
+    while i is not None:
+        if i in tails and counts[i] > 0:
+            out.append((float(counts[i]), *tails[i]))
+        nxt = None
+        for k in inst.pred[i]:
+            u = inst.edges[k].u
+            if start[i] > 0 and finish[u] + ecounts[k] * transfers[k][0] >= start[i] - 1e-9 * max(1.0, start[i]):
+                nxt = u
+                break
+        i = nxt
+    out.reverse()
+    return out
+
+
+def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
+              cv: float = queueing.SIMULATED_SERVICE_CV) -> tuple[tuple[int, ...], dict[int, tuple]]:
+    """`choice` re-timed as the simulator runs it: new choices appended to `inst`
+    (Instance.add_choice) with each op's mean wait and decode batch, their indices,
+    and per op that queues, its wait's tail (C, theta, mean: queueing.tail)."""
+    cv2 = cv * cv
+    ch = [inst.choices[k] for k in choice]
+    decode = set(inst.tbt_ops)
+    by_site: dict[int, list[int]] = {}
+    for i, c in enumerate(ch):
+        if not c.parts and not inst.sites[c.site].implicit:
+            by_site.setdefault(c.site, []).append(i)
+    new, tails = list(choice), {}
+    for j, ops in sorted(by_site.items()):
+        site = inst.sites[j]
+        n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
+        jobs, background, timed = [], 0.0, {}
+        for i in ops:
+            o, rate = ch[i].option, inst.rate * inst.ops[i].weight
+            if i in decode and o.batch > 1:
+                mates = {x: _flight(inst, x, ch[x].option) for x in ops
+                         if x != i and x in decode and _shares(inst, i, x, ch)}
+                other = sum(mates.values())
+                ms, tbt, step, b_e = inst.served(i, o, other)
+                pts = inst.batch_points(i, o)
+                if mates and tbt is not None:   # its steps are its engines' mixed batches' (queueing.mixed_step)
+                    own = queueing.interpolate(inst.batch_points(i, o, "tbt_ms"), b_e)
+                    mix = queueing.mixed_step([(queueing.filled_mean(rate, pts, other) - other, own)] + [
+                        (f, queueing.interpolate(inst.batch_points(x, ch[x].option, "tbt_ms"), b_e))
+                        for x, f in mates.items() if ch[x].option.tbt_ms is not None])
+                    ms, tbt, step = ms * mix / own, tbt * mix / own, None if step is None else step * mix / own
+                timed[i] = (ms, tbt, step, b_e)
+                b = queueing.filled_batch(queueing.filled_mean(rate, pts, other), o.batch, None)
+                background += rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
+            elif o.busy_ms > 0:
+                jobs.append((rate, o.busy_ms, o.tp))
+        pool = queueing.shared_queue(jobs, n, cv2, background)
+        for i in ops:
+            c, o = ch[i], ch[i].option
+            if i in timed:   # a batch slot of the pool's engines (n // tp of them)
+                service = o.busy_ms * o.batch
+                a = queueing.in_flight(inst.rate * inst.ops[i].weight, service)
+                pw, theta = queueing.tail((n // o.tp) * o.batch, a, (1.0 + cv2) / 2.0 * service)
+                ms, tbt, step, b_e = timed[i]
+                c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
+            elif o.busy_ms > 0:
+                pw, theta = pool.tail()
+            else:
+                continue
+            mean = pw * theta if theta > 0 else 0.0
+            tails[i] = (pw, theta, mean)
+            new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean, ttft_wait_ms=mean), choice[i])
+    return tuple(new), tails
+
+
+def _shares(inst: Instance, i: int, x: int, ch) -> bool:
+    """Decode op x batches with decode op i on their pool: the same model and kind at
+    the same tp (the simulator's engines are per model, pool and tp)."""
+    a, b = inst.ops[i], inst.ops[x]
+    return bool(a.model) and a.model == b.model and a.kind == b.kind and ch[i].option.tp == ch[x].option.tp
+
+
+def _flight(inst: Instance, x: int, o) -> float:
+    """Mean sequences in flight of decode op x at its placed option, alone."""
+    if o.batch <= 1:
+        return queueing.in_flight(inst.rate * inst.ops[x].weight, o.time_ms)
+    return queueing.filled_mean(inst.rate * inst.ops[x].weight, inst.batch_points(x, o))
+
+
+def pool_devices(devices: dict[str, int] | None, inst: Instance, choice: list[int]) -> dict[str, int]:
+    """The devices each pool runs the plan with: `devices` (the plan's), else those the
+    placement holds at the instance's load (Instance.evaluate), at least one."""
+    if devices is not None:
+        return dict(devices)
+    m = inst.evaluate(tuple(choice))
+    return {inst.sites[j].name: max(1, int(math.ceil(n))) for j, n in m.devices.items()}
