@@ -160,3 +160,23 @@ def test_host_work_waits_on_the_path():
     assert plan.e2e_ms == pytest.approx(30.0)
     m = at_load(p, {"h": (0, "cpu", 1, "")}, {"cpu": 1})
     assert m.e2e_ms == pytest.approx(30.0 + 15.0 / 0.4 * math.log(0.6 / 0.01), rel=1e-6)
+
+
+def test_a_quantile_never_falls_below_a_path_that_does_not_wait():
+    """a (40 ms, one device: M/D/1 at 0.4, mean wait ~13 ms) beside b (50 ms on a pool
+    of 8 that it keeps half busy: it practically never waits). At the median a waits
+    in 40% of requests only, so its path takes 40 ms, but every request also waits for
+    b: the p50 is 50 ms (a Lindley recursion here agrees), never the 40 ms that a's
+    path, longest at the mean waits, gives once its waits are taken out."""
+    ops = [PlanOp("a", "llm.prefill", [Option("g", 1, 40.0, 1e-4, 40.0)]),
+           PlanOp("b", "llm.prefill", [Option("h", 1, 50.0, 1e-4, 50.0)])]
+    p = Problem(ops, [], [Pool("g", "g", 8, 2.0), Pool("h", "h", 8, 2.0)], [], SLA(5000.0, e2e_stat="p50"),
+                load_rps=10.0)
+    rng = np.random.default_rng(0)
+    gaps, w, cur = rng.exponential(100.0, 50_000), [], 0.0
+    for g in gaps:
+        w.append(cur)
+        cur = max(0.0, cur + 40.0 - g)
+    assert np.percentile(np.maximum(40.0 + np.array(w), 50.0), 50) == 50.0
+    m = at_load(p, {"a": (0, "g", 1, ""), "b": (0, "h", 1, "")}, {"g": 1, "h": 8})
+    assert m.e2e_ms == pytest.approx(50.0, rel=1e-9)
