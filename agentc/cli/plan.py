@@ -433,7 +433,8 @@ def _verify(c, view, load, seed, as_json, repair=False):
 
         for row in verdict.terms:
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
-                      num(row["predicted_ms"]), num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
+                      num(row["predicted_ms"]) if row["predicted_ms"] is not None else "unbounded",
+                      num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)
 

@@ -64,10 +64,14 @@ def predicted(verdict: Verdict, manifest: dict) -> Verdict:
 def with_prediction(verdict: Verdict, prediction: dict) -> Verdict:
     """`verdict` with each term's `predicted_ms`: `prediction` (totals' keys), what the
     plan does at the load simulated as the planner predicts it (cli/plan.py
-    predictor_at), beside `planned_ms`, the plan's own (sizing) figure."""
+    predictor_at), beside `planned_ms`, the plan's own (sizing) figure. None where the
+    prediction is unbounded (a pool past its capacity) or missing: JSON has no infinity."""
     keys = {"latency": "e2e_ms", "ttft": "ttft_ms", "tbt": "tbt_ms"}
-    return replace(verdict, terms=[dict(t, predicted_ms=_r6(prediction[keys[t["term"].split(".")[0]]]))
-                                   for t in verdict.terms])
+
+    def value(term: str):
+        x = prediction[keys[term.split(".")[0]]]
+        return _r6(x) if x is not None and math.isfinite(x) else None
+    return replace(verdict, terms=[dict(t, predicted_ms=value(t["term"])) for t in verdict.terms])
 
 
 def capacity_rps(manifest: dict) -> float:

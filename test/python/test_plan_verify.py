@@ -145,3 +145,14 @@ def test_repair_needs_a_load_clause_and_verify():
     assert r.returncode == 1 and "--repair needs a plan sized for a load" in r.stderr
     r = _plan(*RAG, "--repair")
     assert r.returncode == 1 and "--repair goes with --verify" in r.stderr
+
+
+def test_an_overloaded_prediction_is_valid_json():
+    """At 100 req/s Table 3's single HP and CO devices are past their capacity: the
+    prediction is unbounded, which --json writes as null (JSON has no Infinity; Python
+    would write the non-standard token and other parsers reject the document)."""
+    r = _plan(*TABLE3, "--verify", "--load", "100", "--json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    (term,) = out["terms"]
+    assert term["predicted_ms"] is None and term["observed_ms"] > 1000
