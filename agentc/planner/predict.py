@@ -22,7 +22,8 @@ placement (each op's option, pool and replicas) and the same evaluator
 Quantiles stay per call, as in the sizing model: each call's wait at the term's
 quantile, summed along the path (a sum of tails bounds the tail of the sum).
 Left out: prefill batching to a token budget, FIFO head-of-line blocking of wide
-jobs, transfers sharing a link. Split ops keep the sizing model's times.
+jobs, transfers sharing a link. Split ops keep the sizing model's times; their
+parts' calls still load the queues of the pools they run on.
 """
 
 from __future__ import annotations
@@ -106,14 +107,20 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
     ch = [inst.choices[k] for k in choice]
     decode = set(inst.tbt_ops)
     by_site: dict[int, list[int]] = {}
+    parts: dict[int, list[tuple[float, float, int]]] = {}   # split ops' parts: jobs on their pools
     for i, c in enumerate(ch):
-        if not c.parts and not inst.sites[c.site].implicit:
+        if c.parts:
+            for pt in c.parts:
+                if pt.option.busy_ms > 0:
+                    parts.setdefault(pt.site, []).append((inst.rate * inst.ops[i].weight * pt.fraction,
+                                                          pt.option.busy_ms, pt.option.tp))
+        elif not inst.sites[c.site].implicit:
             by_site.setdefault(c.site, []).append(i)
     new, tails = list(choice), {}
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
-        jobs, background, timed = [], 0.0, {}
+        jobs, background, timed = list(parts.get(j, ())), 0.0, {}
         for i in ops:
             o, rate = ch[i].option, inst.rate * inst.ops[i].weight
             if i in decode and o.batch > 1:

@@ -180,3 +180,28 @@ def test_a_quantile_never_falls_below_a_path_that_does_not_wait():
     assert np.percentile(np.maximum(40.0 + np.array(w), 50.0), 50) == 50.0
     m = at_load(p, {"a": (0, "g", 1, ""), "b": (0, "h", 1, "")}, {"g": 1, "h": 8})
     assert m.e2e_ms == pytest.approx(50.0, rel=1e-9)
+
+
+def test_a_split_ops_parts_load_the_pools_they_run_on():
+    """The issue's prefill at 40 req/s is split 5/8 on b200 (7 devices) and 3/8 on
+    h100; `post` (20 ms, b200 only) follows it, and b200 has 8 devices. The simulator
+    runs the b200 part on b200's devices, so post queues behind 25 req/s of 250 ms
+    calls: Allen-Cunneen M/D/8 with a = 0.8 + 6.25, R = (40 x 20^2 + 25 x 250^2) /
+    (2 (40 x 20 + 25 x 250)) ms, not post's 0.8 Erlangs alone (no wait at all)."""
+    from agentc.planner.problem import PlanEdge
+    pre = PlanOp("prefill", "llm.prefill", [Option("b200", 1, 250.0, 0.0, 250.0), Option("mi300x", 1, 400.0, 0.0, 400.0),
+                                             Option("h100", 1, 330.0, 0.0, 330.0)])
+    post = PlanOp("post", "llm.prefill", [Option("b200", 1, 20.0, 0.0, 20.0)])
+    pools = [Pool("b200", "B200", 8, 2.0), Pool("mi300x", "MI300x", 8, 1.2), Pool("h100", "H100", 8, 1.5)]
+    p = Problem([pre, post], [PlanEdge("prefill", "post", 0.0)], pools, [], SLA(None), load_rps=40.0)
+    plan = solve(p, baselines=False, explain=False)
+    assert [(s.pool, s.fraction) for s in plan.ops["prefill"].split] == [("b200", 5 / 8), ("h100", 3 / 8)]
+    assert plan.devices["b200"] == 8
+    options = {op.id: op.options for op in p.ops}
+    chosen = {i: (options[i].index(o.option), o.pool, o.replicas, o.split_key) for i, o in plan.ops.items()}
+    a = 40 * 0.020 + 25 * 0.250
+    theta = (40 * 20.0 ** 2 + 25 * 250.0 ** 2) / (2 * (40 * 20.0 + 25 * 250.0)) / (8 - a)
+    pw = _erlang_c(8, a)
+    split_call = 330.0 + plan.ops["prefill"].wait_ms   # its slowest part (h100), at its sizing wait
+    m = at_load(p, chosen, dict(plan.devices))
+    assert m.e2e_ms == pytest.approx(split_call + 20.0 + theta * math.log(pw / 0.01), rel=1e-9)
