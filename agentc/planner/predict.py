@@ -19,8 +19,9 @@ placement (each op's option, pool and replicas) and the same evaluator
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
-Quantiles stay per call, as in the sizing model: each call's wait at the term's
-quantile, summed along the path (a sum of tails bounds the tail of the sum).
+Quantiles are the path's, not per call as in the sizing model: the waits along a
+scenario's longest path (at the mean waits) at the term's quantile as one union tail
+(queueing.path_wait_ms), never below the same calls' schedule without waits.
 Left out: prefill batching to a token budget, FIFO head-of-line blocking of wide
 jobs, transfers sharing a link. Split ops keep the sizing model's times; their
 parts' calls still load the queues of the pools they run on.
