@@ -144,10 +144,14 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         pool = queueing.shared_queue(jobs, n, cv2, background)
         for i in ops:
             c, o = ch[i], ch[i].option
-            if i in timed:   # a batch slot of the pool's engines (n // tp of them)
-                service = o.busy_ms * o.batch
-                a = queueing.in_flight(inst.rate * inst.ops[i].weight, service)
-                pw, theta = queueing.tail((n // o.tp) * o.batch, a, (1.0 + cv2) / 2.0 * service)
+            if i in timed:
+                # a batch slot of the engines it shares with its mates (sim/engines.py
+                # Decoder: n // tp engines per model, each of the least batch of its ops)
+                group = [i] + [x for x in ops if x != i and x in timed and _shares(inst, i, x, ch)]
+                slots = (n // o.tp) * min(ch[x].option.batch for x in group)
+                pw, theta = queueing.shared_queue(
+                    [(inst.rate * inst.ops[x].weight, ch[x].option.busy_ms * ch[x].option.batch, 1) for x in group],
+                    slots, cv2).tail()
                 ms, tbt, step, b_e = timed[i]
                 c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
             elif o.busy_ms > 0:

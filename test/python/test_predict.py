@@ -205,3 +205,26 @@ def test_a_split_ops_parts_load_the_pools_they_run_on():
     split_call = 330.0 + plan.ops["prefill"].wait_ms   # its slowest part (h100), at its sizing wait
     m = at_load(p, chosen, dict(plan.devices))
     assert m.e2e_ms == pytest.approx(split_call + 20.0 + theta * math.log(pw / 0.01), rel=1e-9)
+
+
+def test_decodes_of_one_model_on_one_pool_share_their_batch_slots():
+    """Two decodes of model m on one device of g: the simulator runs them in one engine
+    of batch 16 (sim/engines.py Decoder), so a sequence of either waits for one of 16
+    slots that both fill: M/D/16 with a = 2 x rate x 528 ms (400 x 16^0.1 ms a call).
+    At 12 req/s a = 12.7 (Erlang C by its sum, theta = 264 / (16 - a)); at 20 req/s
+    a = 21.1 > 16 and the path is unbounded (each decode alone would fit)."""
+    from agentc.planner import predict
+    from agentc.planner.replay import _given, _placed
+    dec = lambda: [Option("g", 1, 400.0 * b ** 0.1, 1e-4, 400.0 * b ** 0.1 / b, tbt_ms=2.0 * b ** 0.1, batch=b)
+                   for b in (1, 4, 16)]
+    ops = [PlanOp("d1", "llm.decode", dec(), model="m"), PlanOp("d2", "llm.decode", dec(), model="m")]
+    chosen = {"d1": (2, "g", 1, ""), "d2": (2, "g", 1, "")}
+    call = 400.0 * 16 ** 0.1
+    p = Problem(ops, [], [Pool("g", "g", 8, 2.0)], [], SLA(50000.0, tbt_ms=50.0), load_rps=12.0)
+    inst, choice = _placed(p, chosen, _given(chosen))
+    _, tails = predict.simulated(inst, choice, {"g": 1})
+    a = 2 * 12.0 * call / 1000
+    for i in (0, 1):
+        assert tails[i][:2] == pytest.approx((_erlang_c(16, a), call / 2 / (16 - a)), rel=1e-9)
+    assert at_load(dataclasses.replace(p, load_rps=20.0), chosen, {"g": 1}).e2e_ms == math.inf
+    assert 20.0 * call / 1000 < 16
