@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import click
 from rich.table import Table
 
 from agentc.cli._common import common_plan_options, guarded, make_options
-from agentc.diagnostics import UsageError
+from agentc.diagnostics import UsageError, VerifyError
 from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.split import fraction_text
 from agentc.report import console, num
@@ -412,8 +413,16 @@ def _verify(c, view, load, seed, as_json, repair=False):
     else:
         verdict = verify.verify(view, load, seed=seed)
     # beside the plan's sizing figures (planned_ms), what the plan does at this load as
-    # the simulator runs it (planner/predict.py)
-    verdict = verify.with_prediction(verdict, predictor_at(c)(verdict.load_rps, view if fixed is not None else None))
+    # the simulator runs it (planner/predict.py); a placement this load's menu cannot
+    # price (a split recorded at a load where one pool carries the op) has none, and
+    # the simulation is still the verdict
+    try:
+        prediction = predictor_at(c)(verdict.load_rps, view if fixed is not None else None)
+    except VerifyError:
+        prediction = {"e2e_ms": None, "ttft_ms": None, "tbt_ms": None}
+    verdict = verify.with_prediction(verdict, prediction)
+    unbounded = {t for t, k in (("latency", "e2e_ms"), ("ttft", "ttft_ms"), ("tbt", "tbt_ms"))
+                 if prediction[k] == math.inf}
     if as_json:
         doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
                "terms": verdict.terms, "holds": not verdict.misses}
@@ -433,7 +442,7 @@ def _verify(c, view, load, seed, as_json, repair=False):
 
         for row in verdict.terms:
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
-                      num(row["predicted_ms"]) if row["predicted_ms"] is not None else "unbounded",
+                      "unbounded" if row["term"].split(".")[0] in unbounded else num(row["predicted_ms"]),
                       num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)

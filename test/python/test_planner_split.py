@@ -445,3 +445,19 @@ def test_a_retrieve_over_an_index_no_device_holds_is_sharded_with_a_merge(tmp_pa
         assert res.returncode == 0, res.stderr
         row = next(r for r in json.loads(res.stdout) if r["kind"] == "retrieve.search")
         assert {pool: e["tp"] for pool, e in row["per_pool"].items()} == want
+
+
+def test_a_split_plan_verifies_at_a_load_that_needs_no_split(tmp_path):
+    """At 5 req/s one pool carries the prefill, so the planner's menu no longer offers
+    the split the plan recorded at 40: the prediction (planner/predict.py) cannot price
+    it, and is left out (null); the simulation still verifies the plan."""
+    (tmp_path / "big.agent").write_text(PROGRAM.replace("  load 40 rps", "  sla { latency < 60s }\n  load 40 rps"))
+    (tmp_path / "gpus.toml").write_text(CLUSTER)
+    args = [str(tmp_path / "big.agent"), "--cluster", str(tmp_path / "gpus.toml"), "--json"]
+    plan = json.loads(agentc("plan", *args).stdout)
+    assert any(o.get("split") for o in plan["ops"])
+    res = agentc("plan", *args, "--verify", "--load", "5")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["holds"] and out["load_rps"] == 5
+    assert [(t["term"], t["predicted_ms"]) for t in out["terms"]] == [("latency", None)]
