@@ -35,11 +35,12 @@ from .instance import Instance, Metrics, statistic
 
 
 def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV) -> Metrics:
+              cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None) -> Metrics:
     """`choice` (one Instance choice per op) evaluated as the simulator runs it (module
     docstring): Instance.evaluate with each call at its mean wait, then the latency
-    and TTFT of every scenario given the tail of the waits on its path."""
-    timed, tails = simulated(inst, choice, devices, cv)
+    and TTFT of every scenario given the tail of the waits on its path. `prefill`: the
+    prefill ops' batch times and the token budget (None: prompts run one a batch)."""
+    timed, tails = simulated(inst, choice, devices, cv, prefill)
     m = inst.evaluate(timed)
     q, q_ttft = queueing.wait_level(inst.q_e2e), queueing.wait_level(inst.q_ttft)
     e2e, ttft = [], []
@@ -87,8 +88,20 @@ def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Prefill:
+    """How the simulator batches prompts (sim/engines.py Prefiller): per prefill op id,
+    a batch's time by its total prompt tokens (the manifest's table: (tokens, ms) at 1,
+    2, 4, ... prompts of the op's length, the first one prompt), and the token budget
+    of a batch."""
+
+    tables: dict[str, tuple[tuple[float, float], ...]]
+    budget: int
+
+
 def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV) -> tuple[tuple[int, ...], dict[int, tuple]]:
+              cv: float = queueing.SIMULATED_SERVICE_CV,
+              prefill: Prefill | None = None) -> tuple[tuple[int, ...], dict[int, tuple]]:
     """`choice` re-timed as the simulator runs it: new choices appended to `inst`
     (Instance.add_choice) with each op's mean wait and decode batch, their indices,
     and per op that queues, its wait's tail (C, theta, mean: queueing.tail)."""
@@ -134,12 +147,32 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
             elif o.busy_ms > 0:
                 pw, theta = pool.tail()
+                theta = _batched(inst, i, ops, ch, prefill, pw, theta)
             else:
                 continue
             mean = pw * theta if theta > 0 else 0.0
             tails[i] = (pw, theta, mean)
             new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean, ttft_wait_ms=mean), choice[i])
     return tuple(new), tails
+
+
+def _batched(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill | None, pw: float,
+             theta: float) -> float:
+    """Prefill op i's wait's theta, grown by the batch it then runs in
+    (queueing.batched_theta): its engines (the prefill ops of its model and kind at its
+    tp on its pool, as sim/model.py groups them) receive tokens at the sum of rate x
+    prompt tokens; s is its table's time per token from one prompt to two, the room
+    the budget less its prompt, the quantile TTFT's. `theta` without a table."""
+    op, tp = inst.ops[i], ch[i].option.tp
+    table = None if prefill is None else prefill.tables.get(op.id)
+    if table is None or len(table) < 2:
+        return theta
+    (n1, t1), (n2, t2) = table[0], table[1]
+    arriving = sum(inst.rate * inst.ops[x].weight * prefill.tables[inst.ops[x].id][0][0] / 1000.0
+                   for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
+                   and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model)))
+    return queueing.batched_theta(pw, theta, max(0.0, (t2 - t1) / (n2 - n1)), arriving,
+                                  max(0.0, prefill.budget - n1), queueing.wait_level(inst.q_ttft))
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:
