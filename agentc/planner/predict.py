@@ -5,7 +5,7 @@ to each op, exponential service, no wait for host work, a decode counting every
 same-model decode that could share its devices). A plan, once placed, runs otherwise
 (sim/model.py), and its prediction at a load models that instead, from the same
 placement (each op's option, pool and replicas) and the same evaluator
-(Instance.evaluate), with three changes to each op's call:
+(Instance.evaluate), with four changes to each op's call:
 
 - Waits: each pool is one queue over its devices (queueing.SharedQueue: M/G/c,
   Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
@@ -16,13 +16,19 @@ placement (each op's option, pool and replicas) and the same evaluator
   decodes placed on the same pool only (the simulator's engines are per pool), and
   a step of such a mixed batch takes the mean of its calls' step times
   (queueing.mixed_step), as the simulator's engines do.
+- Prefill batches: a prompt that waits runs in one batch with the prompts that reach
+  its engines meanwhile (up to the simulator's token budget) and gives its first
+  token when the batch is done: its wait's tail grows by the batch's extra time per
+  ms waited (queueing.batched_theta; the batch's time from the manifest's prefill
+  table, `Prefill`).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
-Quantiles stay per call, as in the sizing model: each call's wait at the term's
-quantile, summed along the path (a sum of tails bounds the tail of the sum).
-Left out: prefill batching to a token budget, FIFO head-of-line blocking of wide
-jobs, transfers sharing a link. Split ops keep the sizing model's times.
+Each call is charged its mean wait, and a path adds the quantile of its waits' tails
+taken together (queueing.path_wait_ms). Left out: FIFO head-of-line blocking of wide
+jobs, a decode yielding its devices at its next step boundary (a wait behind it is
+short), what batching saves in prefill device time, transfers sharing a link. Split
+ops keep the sizing model's times.
 """
 
 from __future__ import annotations
