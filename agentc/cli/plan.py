@@ -91,7 +91,9 @@ def predictor_at(c):
     same plan twice)."""
     import dataclasses
 
+    from agentc.planner.predict import Prefill
     from agentc.planner.replay import at_load
+    from agentc.sim.model import DEFAULT_PREFILL_BUDGET
 
     problem, plan = c.placement.problem, c.placement.plan
     pools = {p.name: p for p in problem.pools}
@@ -126,8 +128,21 @@ def predictor_at(c):
             chosen = placed_in(view)
             devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
                        else {p.name: p.count for p in problem.pools})
-        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices)
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view))
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
+
+    own = []
+
+    def batches(view: dict | None) -> Prefill:
+        """How the simulator batches the prompts of `view` (None: `c`'s own manifest):
+        its prefill ops' batch tables (manifest `prefill`) and the default budget."""
+        if view is None:
+            if not own:
+                from agentc.targets import manifest
+                own.append(json.loads(manifest.dumps(manifest.build(c))))
+            view = own[0]
+        return Prefill({o["id"]: tuple(sorted((float(n), float(t)) for n, t in o["prefill"]["step_ms"]))
+                        for o in view["ops"] if o.get("prefill")}, DEFAULT_PREFILL_BUDGET)
     return predict
 
 

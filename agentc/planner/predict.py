@@ -5,7 +5,7 @@ to each op, exponential service, no wait for host work, a decode counting every
 same-model decode that could share its devices). A plan, once placed, runs otherwise
 (sim/model.py), and its prediction at a load models that instead, from the same
 placement (each op's option, pool and replicas) and the same evaluator
-(Instance.evaluate), with three changes to each op's call:
+(Instance.evaluate), with four changes to each op's call:
 
 - Waits: each pool is one queue over its devices (queueing.SharedQueue: M/G/c,
   Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
@@ -16,15 +16,23 @@ placement (each op's option, pool and replicas) and the same evaluator
   decodes placed on the same pool only (the simulator's engines are per pool), and
   a step of such a mixed batch takes the mean of its calls' step times
   (queueing.mixed_step), as the simulator's engines do.
+- Prefill batches: a prompt that waits runs in one batch with the prompts that reach
+  its engines meanwhile (up to the simulator's token budget) and gives its first
+  token when the batch is done: its wait's tail grows by the batch's extra time per
+  ms waited (queueing.batched_theta; the batch's time from the manifest's prefill
+  table, `Prefill`).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
-Quantiles are the path's, not per call as in the sizing model: the waits along a
-scenario's longest path (at the mean waits) at the term's quantile as one union tail
-(queueing.path_wait_ms), never below the same calls' schedule without waits.
-Left out: prefill batching to a token budget, FIFO head-of-line blocking of wide
-jobs, transfers sharing a link. Split ops keep the sizing model's times; their
-parts' calls still load the queues of the pools they run on.
+Quantiles are the path's, not per call as in the sizing model: each call is charged
+its mean wait, and the waits along a scenario's longest path (at the mean waits) are
+taken at the term's quantile as one union tail (queueing.path_wait_ms), never below the
+same calls' schedule without waits. A prompt that waits runs in one batch with those
+reaching its engines meanwhile (queueing.batched_theta). Left out: FIFO head-of-line
+blocking of wide jobs, a decode yielding its devices at its next step boundary (a wait
+behind it is short), what batching saves in prefill device time, transfers sharing a
+link. Split ops keep the sizing model's times; their parts' calls still load the
+queues of the pools they run on.
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ from .instance import Instance, Metrics, statistic
 
 
 def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV) -> Metrics:
+              cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None) -> Metrics:
     """`choice` (one Instance choice per op) evaluated as the simulator runs it (module
     docstring): Instance.evaluate with each call at its mean wait, then the latency
-    and TTFT of every scenario given the tail of the waits on its path."""
-    timed, tails = simulated(inst, choice, devices, cv)
+    and TTFT of every scenario given the tail of the waits on its path. `prefill`: the
+    prefill ops' batch times and the token budget (None: prompts run one a batch)."""
+    timed, tails = simulated(inst, choice, devices, cv, prefill)
     m = inst.evaluate(timed)
     # The same calls without their waits: no request is faster, so each scenario's
     # figure is at least their schedule's. The excess below follows the path longest at
@@ -99,8 +108,20 @@ def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Prefill:
+    """How the simulator batches prompts (sim/engines.py Prefiller): per prefill op id,
+    a batch's time by its total prompt tokens (the manifest's table: (tokens, ms) at 1,
+    2, 4, ... prompts of the op's length, the first one prompt), and the token budget
+    of a batch."""
+
+    tables: dict[str, tuple[tuple[float, float], ...]]
+    budget: int
+
+
 def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV) -> tuple[tuple[int, ...], dict[int, tuple]]:
+              cv: float = queueing.SIMULATED_SERVICE_CV,
+              prefill: Prefill | None = None) -> tuple[tuple[int, ...], dict[int, tuple]]:
     """`choice` re-timed as the simulator runs it: new choices appended to `inst`
     (Instance.add_choice) with each op's mean wait and decode batch, their indices,
     and per op that queues, its wait's tail (C, theta, mean: queueing.tail)."""
@@ -156,12 +177,32 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
             elif o.busy_ms > 0:
                 pw, theta = pool.tail()
+                theta = _batched(inst, i, ops, ch, prefill, pw, theta)
             else:
                 continue
             mean = pw * theta if theta > 0 else 0.0
             tails[i] = (pw, theta, mean)
             new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean, ttft_wait_ms=mean), choice[i])
     return tuple(new), tails
+
+
+def _batched(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill | None, pw: float,
+             theta: float) -> float:
+    """Prefill op i's wait's theta, grown by the batch it then runs in
+    (queueing.batched_theta): its engines (the prefill ops of its model and kind at its
+    tp on its pool, as sim/model.py groups them) receive tokens at the sum of rate x
+    prompt tokens; s is its table's time per token from one prompt to two, the room
+    the budget less its prompt, the quantile TTFT's. `theta` without a table."""
+    op, tp = inst.ops[i], ch[i].option.tp
+    table = None if prefill is None else prefill.tables.get(op.id)
+    if table is None or len(table) < 2:
+        return theta
+    (n1, t1), (n2, t2) = table[0], table[1]
+    arriving = sum(inst.rate * inst.ops[x].weight * prefill.tables[inst.ops[x].id][0][0] / 1000.0
+                   for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
+                   and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model)))
+    return queueing.batched_theta(pw, theta, max(0.0, (t2 - t1) / (n2 - n1)), arriving,
+                                  max(0.0, prefill.budget - n1), queueing.wait_level(inst.q_ttft))
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:

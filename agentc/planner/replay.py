@@ -38,7 +38,8 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
     return plan
 
 
-def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] | None = None) -> Metrics:
+def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] | None = None,
+            prefill: predict.Prefill | None = None) -> Metrics:
     """What a placement (`chosen` as `replay` takes it, with its replicas) does at
     `problem.load_rps`, as the simulator runs it (predict.py: each pool one queue over
     its `devices`, the plan's, default those the placement holds at this load; host
@@ -48,9 +49,10 @@ def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] 
     them (Instance.given). Not the plan's own figures, which are the sizing model's
     sound bound (replay). Metrics, not a Plan: an overloaded placement's path is
     infinite. A split op keeps its sizing times, priced as this load's split menu prices
-    it: at a load where one pool carries the op, its recorded split is a VerifyError."""
+    it: at a load where one pool carries the op, its recorded split is a VerifyError.
+    `prefill`: how the simulator batches its prompts (predict.Prefill; None: unbatched)."""
     inst, choice = _placed(problem, chosen, _given(chosen))
-    return predict.predicted(inst, choice, predict.pool_devices(devices, inst, choice))
+    return predict.predicted(inst, choice, predict.pool_devices(devices, inst, choice), prefill=prefill)
 
 
 def _given(chosen: dict[str, tuple]) -> dict[str, tuple[int, int]]:
