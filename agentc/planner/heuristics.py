@@ -25,6 +25,7 @@ from .instance import Instance, Metrics, exceeds
 
 LP_ROUNDING_MIN_CHOICES = 200
 MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
+HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 
 
@@ -286,6 +287,110 @@ def mend(inst: Instance, choice, cap: float | None, until: float, rounds: int = 
     return m if fits(inst, m, cap) else None
 
 
+# -------------------------------------------------------------------- pool partition
+
+
+def heavy_groups(inst: Instance, cand: list[list[int]], deadline: float) -> list[list[int]]:
+    """Ops joined by edges whose cheapest cross-pool transfer costs at least
+    HEAVY_EDGE_SHARE of the deadline, as groups (connected components), in op order.
+
+    A plan that cuts such an edge pays a visible part of the SLA for it, so a start
+    keeps each group on one pool; the LP relaxation gives no hint here (it splits
+    neighbours over pools in the same fractions and so pays no transfer at all)."""
+    n = len(inst.ops)
+    parent = list(range(n))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    sites = [{inst.choices[k].site for k in ks} for ks in cand]
+    for k, e in enumerate(inst.edges):
+        ms = min((inst.transfer(k, a, b)[0] * e.weight for a in sites[e.u] for b in sites[e.v] if a != b),
+                 default=0.0)
+        if ms >= HEAVY_EDGE_SHARE * deadline:
+            parent[root(e.u)] = root(e.v)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap: float | None,
+                    time_limit: float) -> Metrics | None:
+    """A plan with every op's pool fixed first, or None (under load, hard e2e bound).
+
+    HiGHS finds no plan in the full loaded MILP of a large graph (the 500-op benchmark
+    at 10-20 req/s), and rounding the LP misses the deadline by far: the LP spreads most
+    ops over two pools and pays no transfers, while a plan must cut the graph between
+    pools. With each op's pool fixed, every transfer is a constant and what is left (tp,
+    replicas per op, the pools' device counts) is a small MILP HiGHS solves well. So:
+    (1) heavy edges (`heavy_groups`) contracted into groups; (2) groups, most decided by
+    the LP first, each to the pool the LP puts most of it on that still has room for
+    the devices the LP gives it there (else the next); (3) on those pools, the
+    min-latency LP, then the MILP over the options it uses, stopped at its first plan
+    within the deadline (the latency objective drives it to feasibility, where the
+    cost MILP wanders; 0.1 s where the cost MILP found nothing in 7); (4) the cost LP
+    on the same pools, and the MILP over the options it uses and the plan's, from that
+    plan. Every plan is checked by `Instance.evaluate` (`fits`); the caller treats the
+    result as one more start, so it only adds plans, never removes one."""
+    sla = inst.problem.sla.e2e_ms
+    if inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0:
+        return None
+    t0 = time.perf_counter()
+    deadline = sla if cap is None else min(cap, sla)
+    mass: list[dict[int, float]] = [{} for _ in cand]
+    held: list[dict[int, float]] = [{} for _ in cand]
+    least: list[dict[int, float]] = [{} for _ in cand]
+    for i, ks in enumerate(cand):
+        for k in ks:
+            j = inst.choices[k].site
+            mass[i][j] = mass[i].get(j, 0.0) + x.get(k, 0.0)
+            held[i][j] = held[i].get(j, 0.0) + x.get(k, 0.0) * inst.demand(k)
+            least[i][j] = min(least[i].get(j, math.inf), inst.demand(k))
+
+    def need(i: int, j: int) -> float:
+        """Devices op i holds on pool j: the LP's choice there, else its least."""
+        return held[i][j] / mass[i][j] if mass[i][j] > 1e-6 else least[i][j]
+
+    room = {j: math.inf if s.count is None else float(s.count) for j, s in enumerate(inst.sites)}
+    units = []  # groups, split into single ops where they share no pool
+    for g in heavy_groups(inst, cand, deadline):
+        common = set.intersection(*(set(mass[i]) for i in g))
+        units += [(g, common)] if common else [([i], set(mass[i])) for i in g]
+    share = [{j: sum(mass[i][j] for i in g) / len(g) for j in common} for g, common in units]
+    pool = [-1] * len(cand)
+    for u in sorted(range(len(units)), key=lambda u: (-max(share[u].values()), u)):
+        g, common = units[u]
+        prefs = sorted(common, key=lambda j: (-share[u][j], j))
+        pick = next((j for j in prefs if sum(need(i, j) for i in g) <= room[j]), prefs[0])
+        room[pick] -= sum(need(i, pick) for i in g)
+        for i in g:
+            pool[i] = pick
+    fixed = [[k for k in ks if inst.choices[k].site == pool[i]] for i, ks in enumerate(cand)]
+    found = None
+    for mode in ("latency", "cost"):
+        left = max(MIN_SOLVE_S, time_limit - (time.perf_counter() - t0))
+        f = Formulation(inst, mode, cap, cand=fixed)
+        lp = f.lp_relaxation()
+        if lp is None:
+            return found
+        near = [[k for k in ks if lp[1].get(k, 0.0) > 1e-6 or (found and k == found.choice[i])] or ks
+                for i, ks in enumerate(fixed)]
+        res = _solve(inst, mode, cap, near, found, left / 2, target=deadline if mode == "latency" else None)
+        if res.choice is None and mode == "latency":
+            res = _solve(inst, mode, cap, fixed, None, left / 2, target=deadline)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if fits(inst, m, cap) and (found is None or m.objective < found.objective):
+                found = m
+        if found is None:
+            return None
+    return found
+
+
 # -------------------------------------------------------------------- LP-guided search
 
 
@@ -357,6 +462,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
+        if inst.load > 0 and mode == "cost":  # pools first, then the rest (partition_start)
+            parted = partition_start(inst, cand, x, cap, left(1 / 4))
+            if parted is not None:
+                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
