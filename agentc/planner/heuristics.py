@@ -327,9 +327,12 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
     ops over two pools and pays no transfers, while a plan must cut the graph between
     pools. With each op's pool fixed, every transfer is a constant and what is left (tp,
     replicas per op, the pools' device counts) is a small MILP HiGHS solves well. So:
-    (1) heavy edges (`heavy_groups`) contracted into groups; (2) groups, most decided by
-    the LP first, each to the pool the LP puts most of it on that still has room for
-    the devices the LP gives it there (else the next); (3) on those pools, the
+    (1) heavy edges (`heavy_groups`) contracted into groups; (2) each group to one
+    pool by LP diving: the groups the LP puts on one pool, and the more decided half of
+    the rest, each to the pool the LP puts most of it on, then the LP again over what is
+    left (a one-shot rounding sends every group to its majority pool: the LP spreads
+    them all alike, e.g. 0.375 fast / 0.625 slow, and the plan misses the deadline);
+    (3) on those pools, the
     min-latency LP, then the MILP over the options it uses, stopped at its first plan
     within the deadline (the latency objective drives it to feasibility, where the
     cost MILP wanders; 0.1 s where the cost MILP found nothing in 7); (4) the cost LP
@@ -341,35 +344,57 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
         return None
     t0 = time.perf_counter()
     deadline = sla if cap is None else min(cap, sla)
-    mass: list[dict[int, float]] = [{} for _ in cand]
-    held: list[dict[int, float]] = [{} for _ in cand]
-    least: list[dict[int, float]] = [{} for _ in cand]
-    for i, ks in enumerate(cand):
-        for k in ks:
-            j = inst.choices[k].site
-            mass[i][j] = mass[i].get(j, 0.0) + x.get(k, 0.0)
-            held[i][j] = held[i].get(j, 0.0) + x.get(k, 0.0) * inst.demand(k)
-            least[i][j] = min(least[i].get(j, math.inf), inst.demand(k))
-
-    def need(i: int, j: int) -> float:
-        """Devices op i holds on pool j: the LP's choice there, else its least."""
-        return held[i][j] / mass[i][j] if mass[i][j] > 1e-6 else least[i][j]
-
-    room = {j: math.inf if s.count is None else float(s.count) for j, s in enumerate(inst.sites)}
     units = []  # groups, split into single ops where they share no pool
     for g in heavy_groups(inst, cand, deadline):
-        common = set.intersection(*(set(mass[i]) for i in g))
-        units += [(g, common)] if common else [([i], set(mass[i])) for i in g]
-    share = [{j: sum(mass[i][j] for i in g) / len(g) for j in common} for g, common in units]
-    pool = [-1] * len(cand)
-    for u in sorted(range(len(units)), key=lambda u: (-max(share[u].values()), u)):
-        g, common = units[u]
-        prefs = sorted(common, key=lambda j: (-share[u][j], j))
-        pick = next((j for j in prefs if sum(need(i, j) for i in g) <= room[j]), prefs[0])
-        room[pick] -= sum(need(i, pick) for i in g)
-        for i in g:
-            pool[i] = pick
-    fixed = [[k for k in ks if inst.choices[k].site == pool[i]] for i, ks in enumerate(cand)]
+        common = set.intersection(*({inst.choices[k].site for k in cand[i]} for i in g))
+        units += [(g, sorted(common))] if common else [([i], sorted({inst.choices[k].site for k in cand[i]}))
+                                                        for i in g]
+    pool: dict[int, int] = {}  # unit -> its pool
+
+    def restricted() -> list[list[int]]:
+        where = {i: pool[u] for u in pool for i in units[u][0]}
+        return [[k for k in ks if inst.choices[k].site == where[i]] if i in where else ks
+                for i, ks in enumerate(cand)]
+
+    # (2) LP diving: fix the units the LP already puts on one pool and the more
+    # decided half of the rest, re-solve the LP on what is left, repeat; an LP with no
+    # solution undoes the last half-step and retries half as many (one unit: its next pool)
+    batch: list[tuple[int, list[int]]] = []
+    while len(pool) < len(units):
+        if time.perf_counter() - t0 > time_limit / 2:
+            return None
+        if pool:
+            lp = Formulation(inst, "cost", cap, cand=restricted(), tp_rows=False).lp_relaxation()
+            if lp is None:
+                if not batch:
+                    return None
+                if len(batch) == 1:
+                    u, prefs = batch[0]
+                    if len(prefs) < 2:
+                        return None
+                    batch = [(u, prefs[1:])]
+                    pool[u] = prefs[1]
+                else:
+                    for u, _ in batch[len(batch) // 2:]:
+                        del pool[u]
+                    batch = batch[:len(batch) // 2]
+                continue
+            x = lp[1]
+        ranked = []
+        for u, (g, sites) in enumerate(units):
+            if u in pool:
+                continue
+            share = {j: sum(x.get(k, 0.0) for i in g for k in cand[i] if inst.choices[k].site == j) / len(g)
+                     for j in sites}
+            prefs = sorted(sites, key=lambda j: (-share[j], j))
+            ranked.append((-share[prefs[0]], u, prefs))
+        ranked.sort()
+        sure = [(u, prefs) for top, u, prefs in ranked if -top >= 1 - 1e-6]
+        rest = [(u, prefs) for top, u, prefs in ranked if -top < 1 - 1e-6]
+        batch = rest[:max(1, len(rest) // 2)] if rest else []
+        for u, prefs in sure + batch:
+            pool[u] = prefs[0]
+    fixed = restricted()
     found = None
     for mode in ("latency", "cost"):
         left = max(MIN_SOLVE_S, time_limit - (time.perf_counter() - t0))
