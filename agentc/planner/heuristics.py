@@ -487,15 +487,15 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
+        if inst.load > 0 and mode == "cost":  # pools first, then the rest (partition_start)
+            parted = partition_start(inst, cand, x, cap, left(1 / 2))
+            if parted is not None:
+                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
         polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
                       time_limit=left(0.5)))
-        if not starts and mode == "cost" and inst.load > 0:  # no plan yet: pools first (partition_start)
-            parted = partition_start(inst, cand, x, cap, left(1 / 2))
-            if parted is not None:
-                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         if not starts and mode == "cost":  # no plan yet: mend the LP's rounding
             mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, t0 + limit)
             if mended is not None:
