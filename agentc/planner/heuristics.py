@@ -335,9 +335,11 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
     (3) on those pools, the
     min-latency LP, then the MILP over the options it uses, stopped at its first plan
     within the deadline (the latency objective drives it to feasibility, where the
-    cost MILP wanders; 0.1 s where the cost MILP found nothing in 7); (4) the cost LP
+    cost MILP wanders; 0.1 s where the cost MILP found nothing in 7), else each op at
+    the fastest option that LP uses, mended to the pools' devices (`mend`); (4) the cost LP
     on the same pools, and the MILP over the options it uses and the plan's, from that
-    plan. Every plan is checked by `Instance.evaluate` (`fits`); the caller treats the
+    plan, then over every option on those pools while time is left. Every plan is
+    checked by `Instance.evaluate` (`fits`); the caller treats the
     result as one more start, so it only adds plans, never removes one."""
     sla = inst.problem.sla.e2e_ms
     if inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0:
@@ -406,13 +408,32 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
                 for i, ks in enumerate(fixed)]
         res = _solve(inst, mode, cap, near, found, left / 2, target=deadline if mode == "latency" else None)
         if res.choice is None and mode == "latency":
-            res = _solve(inst, mode, cap, fixed, None, left / 2, target=deadline)
+            # the LP's mixes round to no plan: each op at the fastest option the LP uses
+            # meets the deadline (no path is longer than the LP's; the transfers are
+            # fixed with the pools), and `mend` then frees the devices it overdraws
+            fast = [min(ks, key=lambda k: (inst.call_ms(k), k)) for ks in near]
+            mended = mend(inst, fast, cap, time.perf_counter() + left / 2)
+            if mended is not None:
+                res = MilpResult("feasible", mended.choice, None, math.inf, 0.0)
+            else:
+                res = _solve(inst, mode, cap, fixed, None, left / 2, target=deadline)
         if res.choice is not None:
             m = inst.evaluate(res.choice)
             if fits(inst, m, cap) and (found is None or m.objective < found.objective):
                 found = m
         if found is None:
             return None
+        # the pools the plan uses (`mend` may have moved an op)
+        fixed = [[k for k in ks if inst.choices[k].site == inst.choices[found.choice[i]].site]
+                 for i, ks in enumerate(cand)]
+    # then every option on those pools, from that plan, in the time left
+    left = time_limit - (time.perf_counter() - t0)
+    if left > MIN_SOLVE_S:
+        res = _solve(inst, "cost", cap, fixed, found, left)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if fits(inst, m, cap) and m.objective < found.objective:
+                found = m
     return found
 
 
