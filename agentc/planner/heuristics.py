@@ -318,8 +318,8 @@ def heavy_groups(inst: Instance, cand: list[list[int]], deadline: float) -> list
     return list(groups.values())
 
 
-def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap: float | None,
-                    time_limit: float) -> Metrics | None:
+def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float] | None, cap: float | None,
+                    time_limit: float, dive: str = "cost", groups: bool = True) -> Metrics | None:
     """A plan with every op's pool fixed first, or None (under load, hard e2e bound).
 
     HiGHS finds no plan in the full loaded MILP of a large graph (the 500-op benchmark
@@ -327,11 +327,16 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
     ops over two pools and pays no transfers, while a plan must cut the graph between
     pools. With each op's pool fixed, every transfer is a constant and what is left (tp,
     replicas per op, the pools' device counts) is a small MILP HiGHS solves well. So:
-    (1) heavy edges (`heavy_groups`) contracted into groups; (2) each group to one
+    (1) heavy edges (`heavy_groups`) contracted into groups (`groups`; else every op is
+    its own); (2) each group to one
     pool by LP diving: the groups the LP puts on one pool, and the more decided half of
     the rest, each to the pool the LP puts most of it on, then the LP again over what is
     left (a one-shot rounding sends every group to its majority pool: the LP spreads
     them all alike, e.g. 0.375 fast / 0.625 slow, and the plan misses the deadline);
+    the LP is the cost one (`x`, the caller's, first) or, with `dive="latency"`, the
+    min-latency one, which keeps the most room under the deadline where the SLA is
+    barely reachable (10 req/s; there the groups cost too much: fixed to one pool each
+    they lift the min-latency LP from 329.6 to 354.5 ms, single ops to 330.4);
     (3) on those pools, the
     min-latency LP, then the MILP over the options it uses, stopped at its first plan
     within the deadline (the latency objective drives it to feasibility, where the
@@ -347,7 +352,7 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
     t0 = time.perf_counter()
     deadline = sla if cap is None else min(cap, sla)
     units = []  # groups, split into single ops where they share no pool
-    for g in heavy_groups(inst, cand, deadline):
+    for g in heavy_groups(inst, cand, deadline) if groups else [[i] for i in range(len(cand))]:
         common = set.intersection(*({inst.choices[k].site for k in cand[i]} for i in g))
         units += [(g, sorted(common))] if common else [([i], sorted({inst.choices[k].site for k in cand[i]}))
                                                         for i in g]
@@ -365,8 +370,8 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float], 
     while len(pool) < len(units):
         if time.perf_counter() - t0 > time_limit / 2:
             return None
-        if pool:
-            lp = Formulation(inst, "cost", cap, cand=restricted(), tp_rows=False).lp_relaxation()
+        if pool or x is None:
+            lp = Formulation(inst, dive, cap, cand=restricted(), tp_rows=False).lp_relaxation()
             if lp is None:
                 if not batch:
                     return None
@@ -517,6 +522,12 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         gm = inst.evaluate(g) if g is not None else None
         polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
                       time_limit=left(0.5)))
+        if not starts and mode == "cost" and inst.load > 0:
+            # still none: dive on the min-latency LP, op by op (seed 11 at 10 req/s: the
+            # only way a plan was found, in 23 s of CPU)
+            parted = partition_start(inst, cand, None, cap, left(), dive="latency", groups=False)
+            if parted is not None:
+                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         if not starts and mode == "cost":  # no plan yet: mend the LP's rounding
             mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, t0 + limit)
             if mended is not None:

@@ -4,13 +4,15 @@ A chain of four ops on a fast pool with room for two of them and a slow pool; tw
 edges are heavy (4.02 ms across pools at 200 Gb/s, 1% of the deadline is 0.9 ms), the
 middle one light. The heavy edges are found as two groups, and the start is a plan:
 checked by hand (path time, transfers, devices per pool), not by the planner's
-evaluator. Its cost is at least the exhaustive optimum over the 2^4 placements,
+evaluator, both from the cost LP with the groups and from the min-latency LP op by op. Its cost is at least the exhaustive optimum over the 2^4 placements,
 priced here too.
 """
 
 from __future__ import annotations
 
 import itertools
+
+import pytest
 
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem
 from agentc.planner.formulation import Formulation
@@ -49,11 +51,15 @@ def test_heavy_edges_make_two_groups():
     assert groups == [["o0", "o1"], ["o2", "o3"]]
 
 
-def test_partition_start_is_a_plan_no_cheaper_than_the_optimum():
+@pytest.mark.parametrize("dive,groups", [("cost", True), ("latency", False)])
+def test_partition_start_is_a_plan_no_cheaper_than_the_optimum(dive, groups):
     inst = Instance(problem())
-    lp = Formulation(inst, "cost", None, tp_rows=False).lp_relaxation()
-    assert lp is not None
-    m = partition_start(inst, inst.useful, lp[1], None, 10.0)
+    x = None
+    if dive == "cost":  # the caller's LP, as search hands it over
+        lp = Formulation(inst, "cost", None, tp_rows=False).lp_relaxation()
+        assert lp is not None
+        x = lp[1]
+    m = partition_start(inst, inst.useful, x, None, 10.0, dive=dive, groups=groups)
     assert m is not None
     pools = tuple(inst.sites[inst.choices[k].site].name for k in m.choice)
     assert all(inst.choices[k].replicas == 1 for k in m.choice)
