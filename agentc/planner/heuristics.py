@@ -328,8 +328,8 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float] |
     pools. With each op's pool fixed, every transfer is a constant and what is left (tp,
     replicas per op, the pools' device counts) is a small MILP HiGHS solves well. So:
     (1) heavy edges (`heavy_groups`) contracted into groups (`groups`; else every op is
-    its own); (2) each group to one
-    pool by LP diving: the groups the LP puts on one pool, and the more decided half of
+    its own); (2) each group to one pool by LP diving: the groups the LP puts on one
+    pool, and the more decided half of
     the rest, each to the pool the LP puts most of it on, then the LP again over what is
     left (a one-shot rounding sends every group to its majority pool: the LP spreads
     them all alike, e.g. 0.375 fast / 0.625 slow, and the plan misses the deadline);
@@ -337,8 +337,8 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float] |
     min-latency one, which keeps the most room under the deadline where the SLA is
     barely reachable (10 req/s; there the groups cost too much: fixed to one pool each
     they lift the min-latency LP from 329.6 to 354.5 ms, single ops to 330.4);
-    (3) on those pools, the
-    min-latency LP, then the MILP over the options it uses, stopped at its first plan
+    (3) on those pools, the min-latency LP, then the MILP over the options it uses,
+    stopped at its first plan
     within the deadline (the latency objective drives it to feasibility, where the
     cost MILP wanders; 0.1 s where the cost MILP found nothing in 7), else each op at
     the fastest option that LP uses, mended to the pools' devices (`mend`); (4) the cost LP
@@ -449,7 +449,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """Solve one formulation; large ones via their LP relaxation first.
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
-    large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
+    large graphs: (1) solve the LP (under load, then `partition_start` from it, and
+    where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
     same-pool descent (`descend`); (3) under load, if that is not within the requested
     gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
