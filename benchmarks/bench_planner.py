@@ -216,7 +216,29 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     nothing, while a plan must cut the graph between pools and pay up to 4 ms per heavy
     edge cut. At 10 req/s on 512-device pools (seed 11, SLA 360.9 ms, LP fastest 329.6
     ms) no plan within the SLA was found: HiGHS's min-latency MILP got 392.7 ms in 120 s,
-    pools fixed per heavy-edge component then an exact min-latency MILP 374-381 ms."""
+    pools fixed per heavy-edge component then an exact min-latency MILP 374-381 ms.
+
+    The transfers are not what makes the LP loose: with the ends of every heavy edge
+    forced onto equal pool masses the cost LP is unchanged (seed 12, 20 req/s: 983.333
+    $/hr both ways) and the min-latency LP moves from 329.6 to 335.8 ms (seed 11, 10
+    req/s). So the LP has an optimum in which no heavy edge's ends differ, and no cut
+    that charges a heavy edge's transfer from its two ends' pool masses can raise it.
+    What it lacks is the choice of one pool per op: LP diving over heavy-edge groups
+    (heuristics.partition_start, min-latency objective, seed 11 at 10 req/s) lifts the
+    min-latency LP to 354.5 ms once the 165 groups the LP already places and 27 more are
+    fixed, 360.5 ms at 225 of 272, and finds no full assignment within the SLA. With one,
+    the rest is easy: seed 12 at 20 req/s, its assignment's LP is 996.6 and its plan
+    1,030.7 $/hr (4.6% over the LP bound; the earlier pool-partition start: 1,511).
+
+    Plans do exist at 10 req/s on 512-device pools: the same dive op by op (no groups,
+    5% of the ops fixed per LP, then the min-latency and cost MILPs on the pools found;
+    1-2 min of CPU each, outside the benchmark) gives, checked by Instance.evaluate:
+    seed 11 4,815.8 $/hr (e2e 360.85 of 360.86 ms), 12 4,731.6, 13 4,621.6, 15 5,205.1,
+    16 4,762.4; none for seed 14 (the dive's last LP has no solution). They sit at the
+    deadline with nearly every fast device bought; the LP bound is ~900 $/hr, so their
+    proven gap is ~80%. In the planner the dive is the last fallback
+    (`partition_start(dive="latency", groups=False)`, halving steps: 23 s of CPU on seed
+    11), so a 10 s run on a shared machine still ends without a plan."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 

@@ -25,6 +25,7 @@ from .instance import Instance, Metrics, exceeds
 
 LP_ROUNDING_MIN_CHOICES = 200
 MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
+HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 
 
@@ -286,6 +287,161 @@ def mend(inst: Instance, choice, cap: float | None, until: float, rounds: int = 
     return m if fits(inst, m, cap) else None
 
 
+# -------------------------------------------------------------------- pool partition
+
+
+def heavy_groups(inst: Instance, cand: list[list[int]], deadline: float) -> list[list[int]]:
+    """Ops joined by edges whose cheapest cross-pool transfer costs at least
+    HEAVY_EDGE_SHARE of the deadline, as groups (connected components), in op order.
+
+    A plan that cuts such an edge pays a visible part of the SLA for it, so a start
+    keeps each group on one pool; the LP relaxation gives no hint here (it splits
+    neighbours over pools in the same fractions and so pays no transfer at all)."""
+    n = len(inst.ops)
+    parent = list(range(n))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    sites = [{inst.choices[k].site for k in ks} for ks in cand]
+    for k, e in enumerate(inst.edges):
+        ms = min((inst.transfer(k, a, b)[0] * e.weight for a in sites[e.u] for b in sites[e.v] if a != b),
+                 default=0.0)
+        if ms >= HEAVY_EDGE_SHARE * deadline:
+            parent[root(e.u)] = root(e.v)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float] | None, cap: float | None,
+                    time_limit: float, dive: str = "cost", groups: bool = True) -> Metrics | None:
+    """A plan with every op's pool fixed first, or None (under load, hard e2e bound).
+
+    HiGHS finds no plan in the full loaded MILP of a large graph (the 500-op benchmark
+    at 10-20 req/s), and rounding the LP misses the deadline by far: the LP spreads most
+    ops over two pools and pays no transfers, while a plan must cut the graph between
+    pools. With each op's pool fixed, every transfer is a constant and what is left (tp,
+    replicas per op, the pools' device counts) is a small MILP HiGHS solves well. So:
+    (1) heavy edges (`heavy_groups`) contracted into groups (`groups`; else every op is
+    its own); (2) each group to one pool by LP diving: the groups the LP puts on one
+    pool, and the more decided half of
+    the rest, each to the pool the LP puts most of it on, then the LP again over what is
+    left (a one-shot rounding sends every group to its majority pool: the LP spreads
+    them all alike, e.g. 0.375 fast / 0.625 slow, and the plan misses the deadline);
+    the LP is the cost one (`x`, the caller's, first) or, with `dive="latency"`, the
+    min-latency one, which keeps the most room under the deadline where the SLA is
+    barely reachable (10 req/s; there the groups cost too much: fixed to one pool each
+    they lift the min-latency LP from 329.6 to 354.5 ms, single ops to 330.4);
+    (3) on those pools, the min-latency LP, then the MILP over the options it uses,
+    stopped at its first plan
+    within the deadline (the latency objective drives it to feasibility, where the
+    cost MILP wanders; 0.1 s where the cost MILP found nothing in 7), else each op at
+    the fastest option that LP uses, mended to the pools' devices (`mend`); (4) the cost LP
+    on the same pools, and the MILP over the options it uses and the plan's, from that
+    plan, then over every option on those pools while time is left. Every plan is
+    checked by `Instance.evaluate` (`fits`); the caller treats the
+    result as one more start, so it only adds plans, never removes one."""
+    sla = inst.problem.sla.e2e_ms
+    if inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0:
+        return None
+    t0 = time.perf_counter()
+    deadline = sla if cap is None else min(cap, sla)
+    units = []  # groups, split into single ops where they share no pool
+    for g in heavy_groups(inst, cand, deadline) if groups else [[i] for i in range(len(cand))]:
+        common = set.intersection(*({inst.choices[k].site for k in cand[i]} for i in g))
+        units += [(g, sorted(common))] if common else [([i], sorted({inst.choices[k].site for k in cand[i]}))
+                                                        for i in g]
+    pool: dict[int, int] = {}  # unit -> its pool
+
+    def restricted() -> list[list[int]]:
+        where = {i: pool[u] for u in pool for i in units[u][0]}
+        return [[k for k in ks if inst.choices[k].site == where[i]] if i in where else ks
+                for i, ks in enumerate(cand)]
+
+    # (2) LP diving: fix the units the LP already puts on one pool and the more
+    # decided half of the rest, re-solve the LP on what is left, repeat; an LP with no
+    # solution undoes the last half-step and retries half as many (one unit: its next pool)
+    batch: list[tuple[int, list[int]]] = []
+    while len(pool) < len(units):
+        if time.perf_counter() - t0 > time_limit / 2:
+            return None
+        if pool or x is None:
+            lp = Formulation(inst, dive, cap, cand=restricted(), tp_rows=False).lp_relaxation()
+            if lp is None:
+                if not batch:
+                    return None
+                if len(batch) == 1:
+                    u, prefs = batch[0]
+                    if len(prefs) < 2:
+                        return None
+                    batch = [(u, prefs[1:])]
+                    pool[u] = prefs[1]
+                else:
+                    for u, _ in batch[len(batch) // 2:]:
+                        del pool[u]
+                    batch = batch[:len(batch) // 2]
+                continue
+            x = lp[1]
+        ranked = []
+        for u, (g, sites) in enumerate(units):
+            if u in pool:
+                continue
+            share = {j: sum(x.get(k, 0.0) for i in g for k in cand[i] if inst.choices[k].site == j) / len(g)
+                     for j in sites}
+            prefs = sorted(sites, key=lambda j: (-share[j], j))
+            ranked.append((-share[prefs[0]], u, prefs))
+        ranked.sort()
+        sure = [(u, prefs) for top, u, prefs in ranked if -top >= 1 - 1e-6]
+        rest = [(u, prefs) for top, u, prefs in ranked if -top < 1 - 1e-6]
+        batch = rest[:max(1, len(rest) // 2)] if rest else []
+        for u, prefs in sure + batch:
+            pool[u] = prefs[0]
+    fixed = restricted()
+    found = None
+    for mode in ("latency", "cost"):
+        left = max(MIN_SOLVE_S, time_limit - (time.perf_counter() - t0))
+        f = Formulation(inst, mode, cap, cand=fixed)
+        lp = f.lp_relaxation()
+        if lp is None:
+            return found
+        near = [[k for k in ks if lp[1].get(k, 0.0) > 1e-6 or (found and k == found.choice[i])] or ks
+                for i, ks in enumerate(fixed)]
+        res = _solve(inst, mode, cap, near, found, left / 2, target=deadline if mode == "latency" else None)
+        if res.choice is None and mode == "latency":
+            # the LP's mixes round to no plan: each op at the fastest option the LP uses
+            # meets the deadline (no path is longer than the LP's; the transfers are
+            # fixed with the pools), and `mend` then frees the devices it overdraws
+            fast = [min(ks, key=lambda k: (inst.call_ms(k), k)) for ks in near]
+            mended = mend(inst, fast, cap, time.perf_counter() + left / 2)
+            if mended is not None:
+                res = MilpResult("feasible", mended.choice, None, math.inf, 0.0)
+            else:
+                res = _solve(inst, mode, cap, fixed, None, left / 2, target=deadline)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if fits(inst, m, cap) and (found is None or m.objective < found.objective):
+                found = m
+        if found is None:
+            return None
+        # the pools the plan uses (`mend` may have moved an op)
+        fixed = [[k for k in ks if inst.choices[k].site == inst.choices[found.choice[i]].site]
+                 for i, ks in enumerate(cand)]
+    # then every option on those pools, from that plan, in the time left
+    left = time_limit - (time.perf_counter() - t0)
+    if left > MIN_SOLVE_S:
+        res = _solve(inst, "cost", cap, fixed, found, left)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if fits(inst, m, cap) and m.objective < found.objective:
+                found = m
+    return found
+
+
 # -------------------------------------------------------------------- LP-guided search
 
 
@@ -293,7 +449,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """Solve one formulation; large ones via their LP relaxation first.
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
-    large graphs: (1) solve the LP; (2) solve the MILP restricted to the options the LP
+    large graphs: (1) solve the LP (under load, then `partition_start` from it, and
+    where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
     same-pool descent (`descend`); (3) under load, if that is not within the requested
     gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
@@ -357,11 +514,21 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
+        if inst.load > 0 and mode == "cost":  # pools first, then the rest (partition_start)
+            parted = partition_start(inst, cand, x, cap, left(1 / 2))
+            if parted is not None:
+                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
         polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
                       time_limit=left(0.5)))
+        if not starts and mode == "cost" and inst.load > 0:
+            # still none: dive on the min-latency LP, op by op (seed 11 at 10 req/s: the
+            # only way a plan was found, in 23 s of CPU)
+            parted = partition_start(inst, cand, None, cap, left(), dive="latency", groups=False)
+            if parted is not None:
+                polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         if not starts and mode == "cost":  # no plan yet: mend the LP's rounding
             mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, t0 + limit)
             if mended is not None:
