@@ -26,9 +26,10 @@ placement (each op's option, pool and replicas) and the same evaluator
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
-taken at the term's quantile as one union tail (queueing.path_wait_ms), never below the
-same calls' schedule without waits. A prompt that waits runs in one batch with those
-reaching its engines meanwhile (queueing.batched_theta). Left out: FIFO head-of-line
+taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and a
+Gamma fit), never below the same calls' schedule without waits. A prompt that waits
+runs in one batch with those reaching its engines meanwhile (queueing.batched_theta).
+Left out: FIFO head-of-line
 blocking of wide jobs, a decode yielding its devices at its next step boundary (a wait
 behind it is short), what batching saves in prefill device time, transfers sharing a
 link. Split ops keep the sizing model's times; their parts' calls still load the
