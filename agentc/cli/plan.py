@@ -377,6 +377,38 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
         svg = pictures.to_svg(dot)
         return _emit_text(svg.decode() if isinstance(svg, bytes) else svg, output)
     _print_plan(view)
+    line = prediction_line(c, view)
+    if line:
+        console().print(line)
+
+
+def prediction_line(c, view: dict) -> str | None:
+    """The plan's prediction at the rate its latency terms are stated for, as the
+    simulator runs it (planner/predict.py), beside the sizing figures above: the sizing
+    model is what bought the capacity and leaves out prefill batching and the host
+    queue, so a term can be predicted above its planned figure, or over its bound
+    (then said, with what to run). None where the placement cannot be predicted."""
+    sla = view.get("sla") or {}
+    rps = sla.get("latency_rps")
+    if not rps:
+        return None
+    try:
+        pred = predictor_at(c)(float(rps))
+    except VerifyError:
+        return None
+    st = sla.get("stats") or {}
+    parts, over = [], []
+    for term, key in (("e2e", "e2e_ms"), ("ttft", "ttft_ms"), ("tbt", "tbt_ms")):
+        name = {"e2e": "latency"}.get(term, term) + ("" if st.get(term, "all") == "all" else "." + st[term])
+        value, bound = pred[key], sla.get(key)
+        parts.append(f"{name} {'unbounded' if value == math.inf else num(value) + ' ms'}")
+        if bound is not None and value > bound:
+            over.append(name)
+    text = f"predicted at {rps:g} req/s as the simulator runs the plan: " + ", ".join(parts)
+    if over:
+        text += (f"; over the bound: {', '.join(over)} (check with --verify, add capacity with "
+                 "--verify --repair)")
+    return text
 
 
 def _print_plan(view: dict, note: str | None = None) -> None:
