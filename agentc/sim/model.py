@@ -79,6 +79,7 @@ from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
 from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
+from agentc.sim import walkgen
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
@@ -213,7 +214,7 @@ class _Driver:
 
     def __init__(self, sim, req):
         self.sim, self.req = sim, req
-        self.gen = sim._walk(req, ("",), sim.env._now)   # the top region (as _request)
+        self.gen = sim._start(req)
         self.resume(None)
 
     def resume(self, event) -> None:
@@ -263,6 +264,7 @@ class Simulation:
         self.runs: dict[int, dict[str, _OpRun]] = {}
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
+        self.walks: dict[int, Callable] = {}   # a plan's specialised walk (walkgen.py)
         self.plan_ops: dict[str, Op] = {}
         self.widest: dict[str, int] = {}     # pool -> widest tp any plan placed there
         self.due = self.env._queue   # SimPy's event heap: due[0][0] is when the next event is
@@ -272,6 +274,11 @@ class Simulation:
         """Never run ahead of the clock (an event seems due at once, always): the walk
         SimPy would make with a timeout per wait, which the tests compare with."""
         self.due = [(-INF,)]
+
+    def walk_in_general(self) -> None:
+        """Walk every request with the general walk (`_walk`), not the plan's specialised
+        one (walkgen.py), which the tests compare it with."""
+        self.walks.clear()
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
@@ -351,6 +358,7 @@ class Simulation:
                     key, link, wire, latency, grows, _e = a.outs[0]
                     if key == f"{a.op.id}>{b.op.id}":
                         a.direct = (link, wire, latency, grows)
+        self.walks[id(plan)] = walkgen.build(self, plan)[0]
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -470,9 +478,17 @@ class Simulation:
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
+    def _start(self, req: _Req):
+        """A request's walk from now: its plan's specialised one, the general one for a
+        traced request (or with `walk_in_general`)."""
+        walk = None if req.traced else self.walks.get(id(req.plan))
+        if walk is None:
+            return self._walk(req, ("",), self.env._now)   # the top region
+        return walk(req, self.env._now)
+
     def _request(self, req: _Req):
         """A request's walk as a SimPy Process (a _Driver runs it without one)."""
-        now = yield from self._walk(req, ("",), self.env._now)   # the top region
+        now = yield from self._start(req)
         self._finish(req, now)
 
     def _finish(self, req: _Req, now: float):
