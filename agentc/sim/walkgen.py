@@ -157,7 +157,7 @@ class _Walk:
         elif r.prefiller is not None:
             self.prefill(r, scale)
         elif r.batched:
-            t(f"now = yield from sim._planned(req, {self.name(r, 'R')}, now)")
+            self.planned(r, scale)
         if r.outs:
             self.outs(r)
 
@@ -196,29 +196,31 @@ class _Walk:
             f = " * f"
         else:
             f = ""
-        t(f"busy = {_f(r.busy)}{f}")
-        t("start = now")
+        busy = f"{_f(r.busy)}{f}"
+        if f:
+            t(f"busy = {busy}")
+            busy = "busy"
         if r.tp == 1 and r.pool.free_ids is None and r.pool.keep is False:
             # Pool.hold_now's common case, inline: no one waits, none retire, and a free
             # device or an ended one-device hold to take (else hold_now, which reaps)
             with t.block(f"if {pool}.waiters or {pool}.retire or not ({pool}.free > 0 or "
                          f"{pool}.ones and {pool}.ones[0] <= now):"):
-                self._hold(r, pool, waits)
+                self._hold(r, pool, waits, busy)
             with t.block("else:"):
-                t("until = now + busy")
+                t(f"until = now + {busy}")
                 with t.block(f"if {pool}.free > 0:"):
                     t(f"{pool}.free -= 1")
                     t(f"heappush({pool}.ones, until)")
                 with t.block("else:"):
                     t(f"heapreplace({pool}.ones, until)")
                 with t.block(f"if {_f(r.pool.t0)} <= now and until <= {_f(r.pool.t1)}:"):
-                    t(f"{pool}.busy_area += busy")   # (1 * busy)
+                    t(f"{pool}.busy_area += {busy}")   # (1 * busy)
                 with t.block("else:"):
                     t(f"{pool}._busy(now, until, 1)")
                 with t.block("if measured:"):
                     t(f"{waits}.append(0.0)")   # (now - start)
         else:
-            self._hold(r, pool, waits)
+            self._hold(r, pool, waits, busy)
         t(f"end = now + {_f(r.total)}{f}")
         with t.block("if end > now:"):
             with t.block("if (due[0][0] if due else INF) > end:"):
@@ -227,13 +229,14 @@ class _Walk:
                 t("yield at(env, end)")
                 t("now = env._now")
 
-    def _hold(self, r, pool: str, waits: str) -> None:
+    def _hold(self, r, pool: str, waits: str, busy: str) -> None:
         """Its devices from the pool, queueing on the clock when they are not free."""
         t = self.t
-        with t.block(f"if {pool}.hold_now({r.tp}, busy, now) is False:"):
+        t("start = now")
+        with t.block(f"if {pool}.hold_now({r.tp}, {busy}, now) is False:"):
             with t.block("if now > env._now:"):
                 t("yield at(env, now)")
-            t(f"ev, ids = {pool}.ask({r.tp}, busy)")
+            t(f"ev, ids = {pool}.ask({r.tp}, {busy})")
             with t.block("if ev is not None:"):
                 t("yield ev")
             t("now = env._now")
@@ -251,11 +254,39 @@ class _Walk:
             t(f"seq = {dec}.join(req, {op}, now)")
         t("yield seq")
         t("now = env._now")
-        if r.op.id in self.plan.ttft_ops:
-            with t.block("if req.first_token is None or seq.first < req.first_token:"):
-                t("req.first_token = seq.first")
-        with t.block(f"if {r.op.id!r} in sim.tbt_ops and seq.tokens > 1:"):
-            t("gap = (seq.last - seq.first) / (seq.tokens - 1)")
+        self._tokens(r.op, "seq.first", "seq.last", "seq.tokens")
+
+    def planned(self, r, scale: str) -> None:
+        """A decode op under `--batching planned` (Simulation._planned): an op on the
+        clock whose tokens come evenly over its planned time."""
+        t = self.t
+        pool, waits, op = self.name(r.pool, "P"), self.name(r.waits, "W"), r.op
+        with t.block("if now > env._now:"):
+            t("yield at(env, now)")
+        t(f"f = sim.factor({op.kind!r}) * {scale}" if r.cv > 0 else f"f = {scale}")   # (1.0 * scale)
+        t("t_ask = env._now")
+        t(f"ev, ids = {pool}.ask({r.tp}, {_f(r.busy)} * f)")
+        with t.block("if ev is not None:"):
+            t("yield ev")
+        t("start = env._now")
+        with t.block("if measured:"):
+            t(f"{waits}.append(start - t_ask)")
+        t(f"end = start + {_f(r.total)} * f")
+        with t.block("if (due[0][0] if due else INF) <= end:"):   # Simulation._wait
+            t("yield at(env, end)")
+        t("now = end")
+        t(f"tokens = max(1, round({op.decode.tokens!r} * s_out))")
+        t("first = start + (now - start) / tokens")
+        self._tokens(op, "first", "now", "tokens")
+
+    def _tokens(self, op, first: str, last: str, tokens: str) -> None:
+        """A decode op's tokens: the request's first token and its gaps (Simulation._tokens)."""
+        t = self.t
+        if op.id in self.plan.ttft_ops:
+            with t.block(f"if req.first_token is None or {first} < req.first_token:"):
+                t(f"req.first_token = {first}")
+        with t.block(f"if {op.id!r} in sim.tbt_ops and {tokens} > 1:"):
+            t(f"gap = ({last} - {first}) / ({tokens} - 1)")
             t("req.tbt = gap if req.tbt is None else max(req.tbt, gap)")
 
     def prefill(self, r, scale: str) -> None:
@@ -336,10 +367,31 @@ class _Walk:
         t = self.t
         for key, link, wire, latency, grows, _e in r.outs:
             wire_expr = f"{_f(wire)} * s_in" if grows else _f(wire)
-            if link is not None:
-                t(f"arrive[{key!r}] = {self.name(link, 'L')}.send({wire_expr}, {_f(latency)}, now)")
-            else:
+            if link is None:
                 t(f"arrive[{key!r}] = Transfer(now, now + {_f(latency)})")
+                continue
+            # Link.send, its first case inline: the link idle (or its busy period over)
+            name, lat = self.name(link, "L"), _f(latency)
+            t(f"wire = {wire_expr}")
+            t(f"act = {name}.active")
+            with t.block(f"if act and {name}.p1 > now:"):
+                t(f"x = {name}.send(wire, {lat}, now)")
+            with t.block("else:"):
+                with t.block("if act:"):
+                    t("act.clear()")
+                t(f"{name}.last = now")
+                t(f"x = Transfer(now, now + wire + {lat})")
+                t(f"act.append([wire, x, {lat}])")
+                t(f"p0 = {name}.p0")
+                with t.block("if p0 is not None:"):
+                    t(f"p1 = {name}.p1")
+                    t(f"b = (p1 if p1 < {_f(link.t1)} else {_f(link.t1)}) - "
+                      f"(p0 if p0 > {_f(link.t0)} else {_f(link.t0)})")
+                    with t.block("if b > 0:"):
+                        t(f"{name}.busy_ms += b")
+                t(f"{name}.p0 = now")
+                t(f"{name}.p1 = now + wire")
+            t(f"arrive[{key!r}] = x")
 
 
 def build(sim, plan):
