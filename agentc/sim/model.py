@@ -264,7 +264,10 @@ class Simulation:
         self.runs: dict[int, dict[str, _OpRun]] = {}
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
-        self.walks: dict[int, Callable] = {}   # a plan's specialised walk (walkgen.py)
+        # a plan's specialised walk (walkgen.py), or how many requests walked it in
+        # general so far: it is built once `specialise_after` have (compiling costs
+        # what about that many requests save), so a short run never pays for it
+        self.walks: dict[int, Callable | int | None] = {}
         self.plan_ops: dict[str, Op] = {}
         self.widest: dict[str, int] = {}     # pool -> widest tp any plan placed there
         self.due = self.env._queue   # SimPy's event heap: due[0][0] is when the next event is
@@ -278,7 +281,7 @@ class Simulation:
     def walk_in_general(self) -> None:
         """Walk every request with the general walk (`_walk`), not the plan's specialised
         one (walkgen.py), which the tests compare it with."""
-        self.walks.clear()
+        self.specialise_after = INF
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
@@ -358,7 +361,7 @@ class Simulation:
                     key, link, wire, latency, grows, _e = a.outs[0]
                     if key == f"{a.op.id}>{b.op.id}":
                         a.direct = (link, wire, latency, grows)
-        self.walks[id(plan)] = walkgen.build(self, plan)[0]
+        self.walks[id(plan)] = 0
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -478,13 +481,21 @@ class Simulation:
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
+    specialise_after = 200   # requests of a plan walked in general before its walk is built
+
     def _start(self, req: _Req):
         """A request's walk from now: its plan's specialised one, the general one for a
         traced request (or with `walk_in_general`)."""
-        walk = None if req.traced else self.walks.get(id(req.plan))
-        if walk is None:
-            return self._walk(req, ("",), self.env._now)   # the top region
-        return walk(req, self.env._now)
+        if not req.traced:
+            walk = self.walks[id(req.plan)]
+            if walk.__class__ is not int:
+                return walk(req, self.env._now)
+            if walk < self.specialise_after:
+                self.walks[id(req.plan)] = walk + 1
+            else:
+                walk = self.walks[id(req.plan)] = walkgen.build(self, req.plan)[0]
+                return walk(req, self.env._now)
+        return self._walk(req, ("",), self.env._now)   # the top region
 
     def _request(self, req: _Req):
         """A request's walk as a SimPy Process (a _Driver runs it without one)."""

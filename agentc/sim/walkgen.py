@@ -69,7 +69,7 @@ class _Walk:
         self.sim, self.plan = sim, plan
         self.runs = sim.runs[id(plan)]
         self.chains = sim.chains[id(plan)]
-        self.names: dict[str, object] = {"at": at, "INF": INF, "heappush": heappush, "heapreplace": heapreplace, "Transfer": Transfer, "sim": sim,
+        self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "at": at, "INF": INF, "heappush": heappush, "heapreplace": heapreplace, "Transfer": Transfer, "sim": sim,
                                          "env": sim.env, "FLOW": sim.flow}
         self.ids: dict[int, str] = {}
         self.t = _Text()
@@ -213,7 +213,7 @@ class _Walk:
                     t(f"heappush({pool}.ones, until)")
                 with t.block("else:"):
                     t(f"heapreplace({pool}.ones, until)")
-                with t.block(f"if {_f(r.pool.t0)} <= now and until <= {_f(r.pool.t1)}:"):
+                with t.block(f"if T0 <= now and until <= T1:"):
                     t(f"{pool}.busy_area += {busy}")   # (1 * busy)
                 with t.block("else:"):
                     t(f"{pool}._busy(now, until, 1)")
@@ -349,11 +349,11 @@ class _Walk:
                     t(f"{name}.active.clear()")
                 t(f"p0 = {name}.p0")
                 with t.block("if p0 is not None:"):
-                    with t.block(f"if p0 >= {_f(link.t0)} and p1 <= {_f(link.t1)}:"):
+                    with t.block(f"if p0 >= T0 and p1 <= T1:"):
                         t(f"{name}.busy_ms += p1 - p0")
                     with t.block("else:"):
-                        t(f"b = (p1 if p1 < {_f(link.t1)} else {_f(link.t1)}) - "
-                          f"(p0 if p0 > {_f(link.t0)} else {_f(link.t0)})")
+                        t(f"b = (p1 if p1 < T1 else T1) - "
+                          f"(p0 if p0 > T0 else T0)")
                         with t.block("if b > 0:"):
                             t(f"{name}.busy_ms += b")
                 t(f"{name}.p0 = now")
@@ -385,8 +385,8 @@ class _Walk:
                 t(f"p0 = {name}.p0")
                 with t.block("if p0 is not None:"):
                     t(f"p1 = {name}.p1")
-                    t(f"b = (p1 if p1 < {_f(link.t1)} else {_f(link.t1)}) - "
-                      f"(p0 if p0 > {_f(link.t0)} else {_f(link.t0)})")
+                    t(f"b = (p1 if p1 < T1 else T1) - "
+                      f"(p0 if p0 > T0 else T0)")
                     with t.block("if b > 0:"):
                         t(f"{name}.busy_ms += b")
                 t(f"{name}.p0 = now")
@@ -394,10 +394,18 @@ class _Walk:
             t(f"arrive[{key!r}] = x")
 
 
+_CODE: dict[str, object] = {}   # text -> its compiled code (a plan simulated again skips compile)
+
+
 def build(sim, plan):
     """The specialised walk of `plan` (a generator function of (req, now)) and its text."""
     w = _Walk(sim, plan)
     text = w.source()
+    code = _CODE.get(text)
+    if code is None:
+        if len(_CODE) >= 32:
+            del _CODE[next(iter(_CODE))]
+        code = _CODE[text] = compile(text, f"<agentc walk of {plan.agent}>", "exec")
     names = dict(w.names)
-    exec(compile(text, f"<agentc walk of {plan.agent}>", "exec"), names)
+    exec(code, names)
     return names["walk"], text
