@@ -247,7 +247,7 @@ class Simulation:
         self.cv: dict[str, float] = {}
         self.pools: dict[str, Pool] = {}
         self.links: dict[str, Link] = {}
-        self.decode_batches: dict[str, dict] = {}
+        self.decode_batches: dict[str, list[int]] = {}   # decode op -> steps run at each batch size
         self.prefill_batches: dict[str, dict] = {}
         self.decoders: dict[str, Decoder] = {}
         self.all_decoders: list[Decoder] = []   # every plan's
@@ -316,7 +316,7 @@ class Simulation:
             self.cv.setdefault(op.kind, self._kind_cv(op.kind))
             self.op_counts.setdefault(op.id, 0)
             if op.decode is not None:
-                self.decode_batches.setdefault(op.id, {})
+                self.decode_batches.setdefault(op.id, [])
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
@@ -475,7 +475,7 @@ class Simulation:
         measured = [r for r in done if r.id >= warm]
         return Result(self.plan, self.config, measured, (t0, t1),
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
-                      self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
+                      self.op_counts, {k: v[1:max((b for b, c in enumerate(v) if c), default=0) + 1]
                                        for k, v in sorted(self.decode_batches.items())},
                       self.trace, max(env._now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},

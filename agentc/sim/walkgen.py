@@ -56,6 +56,13 @@ class _Indent:
         self.text.depth -= 1
 
 
+# When the next event is due: read from SimPy's heap at the start and again after
+# whatever may push onto it (a yield, a pool's ask, a decoder's join); the walk's
+# other calls (a pool's hold, a link, a lone prefill) schedule nothing, and only
+# SimPy's step pops, so in between the heap's first time cannot change.
+NXT = "nxt = due[0][0] if due else INF"
+
+
 def _f(x: float) -> str:
     """A float as a literal that reads back as the same float."""
     r = repr(float(x))
@@ -90,6 +97,7 @@ class _Walk:
         t("s_in = req.s_in")
         t("s_out = req.s_out")
         t("measured = req.measured")
+        t(NXT)
         self.region("")
         t("return now")
         # a generator even when the plan has nothing that waits
@@ -102,6 +110,7 @@ class _Walk:
         chain = self.chains.get(rid)
         if chain is None:   # not a chain: its items as processes (Simulation._block)
             self.t(f"now = yield from sim._block(req, {self.name(self.plan.regions[rid], 'G')}, now)")
+            self.t(NXT)
             return
         for item in chain:
             if isinstance(item, str):   # a child region's id
@@ -127,6 +136,7 @@ class _Walk:
                     self.region(rid)
                 else:
                     t(f"now = yield from sim._block(req, {self.name(region, 'G')}, now)")
+                    t(NXT)
             return
         if region.kind == "branch":
             arms = sorted(region.items, key=lambda a: plan.regions[a].index)
@@ -146,6 +156,7 @@ class _Walk:
         t(f"# {r.op.id}")
         if r.parts:   # a split op draws its part: the general walk
             t(f"now = yield from sim._walk(req, ({self.name(r, 'R')},), now)")
+            t(NXT)
             return
         self.inputs(r)
         t(f"{self.name(r, 'R')}.count += 1")
@@ -170,7 +181,7 @@ class _Walk:
                 t(f"x = arrive.pop({key!r}, None)")
                 with t.block("if x is not None and x.fire > now:"):
                     if r.ahead:
-                        with t.block("if (due[0][0] if due else INF) > x.fire:"):
+                        with t.block("if nxt > x.fire:"):
                             t("now = x.fire")
                         with t.block("else:"):
                             self._await_landing()
@@ -181,6 +192,7 @@ class _Walk:
         t = self.t
         with t.block("while x.fire > now:"):
             t("yield at(env, x.fire)")
+            t(NXT)
             t("now = env._now")
 
     def plain(self, r, scale: str) -> None:
@@ -201,33 +213,43 @@ class _Walk:
             t(f"busy = {busy}")
             busy = "busy"
         if r.tp == 1 and r.pool.free_ids is None and r.pool.keep is False:
-            # Pool.hold_now's common case, inline: no one waits, none retire, and a free
+            # Pool.hold_now's common cases, inline: no one waits, none retire, and a free
             # device or an ended one-device hold to take (else hold_now, which reaps)
-            with t.block(f"if {pool}.waiters or {pool}.retire or not ({pool}.free > 0 or "
-                         f"{pool}.ones and {pool}.ones[0] <= now):"):
+            with t.block(f"if {pool}.waiters or {pool}.retire:"):
                 self._hold(r, pool, waits, busy)
-            with t.block("else:"):
+            with t.block(f"elif {pool}.free:"):
+                t(f"{pool}.free -= 1")
                 t(f"until = now + {busy}")
-                with t.block(f"if {pool}.free > 0:"):
-                    t(f"{pool}.free -= 1")
-                    t(f"heappush({pool}.ones, until)")
+                t(f"heappush({pool}.ones, until)")
+                self._held(pool, waits, busy)
+            with t.block("else:"):
+                t(f"ones = {pool}.ones")
+                with t.block("if ones and ones[0] <= now:"):
+                    t(f"until = now + {busy}")
+                    t("heapreplace(ones, until)")
+                    self._held(pool, waits, busy)
                 with t.block("else:"):
-                    t(f"heapreplace({pool}.ones, until)")
-                with t.block(f"if T0 <= now and until <= T1:"):
-                    t(f"{pool}.busy_area += {busy}")   # (1 * busy)
-                with t.block("else:"):
-                    t(f"{pool}._busy(now, until, 1)")
-                with t.block("if measured:"):
-                    t(f"{waits}.append(0.0)")   # (now - start)
+                    self._hold(r, pool, waits, busy)
         else:
             self._hold(r, pool, waits, busy)
         t(f"end = now + {_f(r.total)}{f}")
         with t.block("if end > now:"):
-            with t.block("if (due[0][0] if due else INF) > end:"):
+            with t.block("if nxt > end:"):
                 t("now = end")
             with t.block("else:"):
                 t("yield at(env, end)")
+                t(NXT)
                 t("now = env._now")
+
+    def _held(self, pool: str, waits: str, busy: str) -> None:
+        """A one-device hold granted at once: its busy time, its wait (none)."""
+        t = self.t
+        with t.block("if T0 <= now and until <= T1:"):
+            t(f"{pool}.busy_area += {busy}")   # (1 * busy)
+        with t.block("else:"):
+            t(f"{pool}._busy(now, until, 1)")
+        with t.block("if measured:"):
+            t(f"{waits}.append(0.0)")   # (now - start)
 
     def _hold(self, r, pool: str, waits: str, busy: str) -> None:
         """Its devices from the pool, queueing on the clock when they are not free."""
@@ -236,9 +258,12 @@ class _Walk:
         with t.block(f"if {pool}.hold_now({r.tp}, {busy}, now) is False:"):
             with t.block("if now > env._now:"):
                 t("yield at(env, now)")
+                t(NXT)
             t(f"ev, ids = {pool}.ask({r.tp}, {busy})")
+            t(NXT)
             with t.block("if ev is not None:"):
                 t("yield ev")
+                t(NXT)
             t("now = env._now")
         with t.block("if measured:"):
             t(f"{waits}.append(now - start)")
@@ -249,10 +274,13 @@ class _Walk:
         t = self.t
         dec, op = self.name(r.decoder, "D"), self.name(r.op, "O")
         t(f"seq = {dec}.join(req, {op}, now)")
+        t(NXT)
         with t.block("if seq is None:"):
             t("yield at(env, now)")
+            t(NXT)
             t(f"seq = {dec}.join(req, {op}, now)")
         t("yield seq")
+        t(NXT)
         t("now = env._now")
         self._tokens(r.op, "seq.first", "seq.last", "seq.tokens")
 
@@ -263,17 +291,21 @@ class _Walk:
         pool, waits, op = self.name(r.pool, "P"), self.name(r.waits, "W"), r.op
         with t.block("if now > env._now:"):
             t("yield at(env, now)")
+            t(NXT)
         t(f"f = sim.factor({op.kind!r}) * {scale}" if r.cv > 0 else f"f = {scale}")   # (1.0 * scale)
         t("t_ask = env._now")
         t(f"ev, ids = {pool}.ask({r.tp}, {_f(r.busy)} * f)")
+        t(NXT)
         with t.block("if ev is not None:"):
             t("yield ev")
+            t(NXT)
         t("start = env._now")
         with t.block("if measured:"):
             t(f"{waits}.append(start - t_ask)")
         t(f"end = start + {_f(r.total)} * f")
-        with t.block("if (due[0][0] if due else INF) <= end:"):   # Simulation._wait
+        with t.block("if nxt <= end:"):   # Simulation._wait
             t("yield at(env, end)")
+            t(NXT)
         t("now = end")
         t(f"tokens = max(1, round({op.decode.tokens!r} * s_out))")
         t("first = start + (now - start) / tokens")
@@ -298,16 +330,19 @@ class _Walk:
         t(f"lone = {pre}.alone({op}, tokens, req, now)")
         with t.block("if lone is not None:"):
             t("busy_end = lone[1]")
-            with t.block("if (due[0][0] if due else INF) > busy_end:"):
+            with t.block("if nxt > busy_end:"):
                 t("now = busy_end")
             with t.block("else:"):
                 t("yield at(env, busy_end)")
+                t(NXT)
                 t("now = env._now")
             t("f = lone[3]")
         with t.block("else:"):
             with t.block("if now > env._now:"):
                 t("yield at(env, now)")
+                t(NXT)
             t(f"f = (yield {pre}.submit({op}, tokens, req))[3]")
+            t(NXT)
             t("now = env._now")
         rest = r.total - r.busy
         if not rest > 0:   # (times a factor and a scale, both >= 0: never above 0)
@@ -315,8 +350,9 @@ class _Walk:
         t(f"rest = {_f(rest)} * f * scale")
         with t.block("if rest > 0:"):
             t("end = now + rest")
-            with t.block("if (due[0][0] if due else INF) <= end:"):   # Simulation._wait
+            with t.block("if nxt <= end:"):   # Simulation._wait
                 t("yield at(env, end)")
+                t(NXT)
             t("now = end")
 
     def outs(self, r) -> None:
@@ -331,7 +367,7 @@ class _Walk:
         if link is None:
             t(f"land = now + {_f(latency)}")
             t("land = now + (land - now)")
-            with t.block("if (due[0][0] if due else INF) > land:"):
+            with t.block("if nxt > land:"):
                 t("now = land")
             with t.block("else:"):
                 self._send(r)
@@ -343,7 +379,7 @@ class _Walk:
             t(f"wire = {wire_expr}")
             t(f"land = now + wire + {_f(latency)}")
             t("land = now + (land - now)")
-            with t.block("if (due[0][0] if due else INF) > land:"):
+            with t.block("if nxt > land:"):
                 # Link.alone, inline
                 with t.block(f"if {name}.active:"):
                     t(f"{name}.active.clear()")
