@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from heapq import heappush, heapreplace
+from heapq import heappop, heappush, heapreplace
 
 from agentc.sim.resources import Transfer, at
 
@@ -76,7 +76,8 @@ class _Walk:
         self.sim, self.plan = sim, plan
         self.runs = sim.runs[id(plan)]
         self.chains = sim.chains[id(plan)]
-        self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "at": at, "INF": INF, "heappush": heappush, "heapreplace": heapreplace, "Transfer": Transfer, "sim": sim,
+        self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "at": at, "INF": INF, "heappop": heappop, "heappush": heappush,
+                                         "heapreplace": heapreplace, "Transfer": Transfer, "sim": sim,
                                          "env": sim.env, "FLOW": sim.flow}
         self.ids: dict[int, str] = {}
         self.t = _Text()
@@ -327,16 +328,48 @@ class _Walk:
         pre, op = self.name(r.prefiller, "F"), self.name(r.op, "O")
         t(f"scale = {scale}")
         t(f"tokens = {r.op.tokens!r} * scale")
-        t(f"lone = {pre}.alone({op}, tokens, req, now)")
-        with t.block("if lone is not None:"):
-            t("busy_end = lone[1]")
-            with t.block("if nxt > busy_end:"):
-                t("now = busy_end")
-            with t.block("else:"):
-                t("yield at(env, busy_end)")
-                t(NXT)
-                t("now = env._now")
-            t("f = lone[3]")
+        F = r.prefiller
+        if F.factors is None:
+            # Prefiller.alone, inline (no factor to draw): a lone batch when no prompt
+            # queues, an engine is idle and the pool grants its devices at once
+            pool, counts = self.name(F.devices, "P"), self.name(self.sim.prefill_batches[r.op.id], "C")
+            waits = self.name(F.devices.stats.waits, "W")
+            t("lone = False")
+            with t.block(f"if not {pre}.queue:"):
+                t(f"fb = {pre}.busy")
+                t(f"fi = {pre}.idle")
+                with t.block("while fb and fb[0][0] <= now:"):
+                    t("heappush(fi, heappop(fb)[1])")
+                with t.block("if fi:"):
+                    plan_tokens = r.op.tokens * 1.0   # the time of the plan's prompt, looked up now
+                    t(f"ms = {_f(r.op.prefill.at(plan_tokens))} if tokens == {_f(plan_tokens)} "
+                      f"else {op}.prefill.at(tokens)")
+                    with t.block(f"if {pool}.hold_now({F.tp}, ms, now) is not False:"):
+                        t("busy_end = now + ms")
+                        t("heappush(fb, (busy_end, heappop(fi)))")
+                        t(f"{counts}[1] = {counts}.get(1, 0) + 1")
+                        with t.block("if measured:"):
+                            t(f"{waits}.append(0.0)")
+                        t("lone = True")
+            with t.block("if lone:"):
+                with t.block("if nxt > busy_end:"):
+                    t("now = busy_end")
+                with t.block("else:"):
+                    t("yield at(env, busy_end)")
+                    t(NXT)
+                    t("now = env._now")
+                t("f = 1.0")
+        else:
+            t(f"lone = {pre}.alone({op}, tokens, req, now)")
+            with t.block("if lone is not None:"):
+                t("busy_end = lone[1]")
+                with t.block("if nxt > busy_end:"):
+                    t("now = busy_end")
+                with t.block("else:"):
+                    t("yield at(env, busy_end)")
+                    t(NXT)
+                    t("now = env._now")
+                t("f = lone[3]")
         with t.block("else:"):
             with t.block("if now > env._now:"):
                 t("yield at(env, now)")
