@@ -210,11 +210,12 @@ class _Driver:
     Process would, without the Process's own start and end events (two of the few
     events a request costs). The walk never waits on a failing event."""
 
-    __slots__ = ("gen", "sim", "req")
+    __slots__ = ("gen", "sim", "req", "on_event")
 
     def __init__(self, sim, req):
         self.sim, self.req = sim, req
         self.gen = sim._start(req)
+        self.on_event = self.resume   # (one bound method for every event it waits on)
         self.resume(None)
 
     def resume(self, event) -> None:
@@ -226,7 +227,7 @@ class _Driver:
         except StopIteration as stop:
             self.sim._finish(self.req, stop.value)
             return
-        ev.callbacks.append(self.resume)
+        ev.callbacks.append(self.on_event)
 
 
 class Simulation:
