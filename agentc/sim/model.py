@@ -64,6 +64,14 @@ them for every op. Its timers (and the engines', the arrivals') are pushed onto 
 heap as SimPy's own schedule would push a timeout (resources.at: the same time, priority
 and event counter), and a decode sequence is itself the event its request waits on:
 SimPy still orders and runs every event, without a Timeout's calls per timer.
+
+The walk is specialised per plan (walkgen.py): after a plan's first requests, its
+chain regions, loops and branches are written out as one Python generator with every
+op's pool, times, scale and transfers as constants and the common cases of a pool's
+hold, a link's send and a lone prefill batch inline, which does what `_walk` does
+with a fraction of its Python operations (a request's cost was spread thin over
+asking each op what it is). `_walk` stays the reference and walks traced requests,
+split ops and non-chain regions; test_sim_walkgen.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -149,16 +157,25 @@ class _Req:
     """A request walking its plan. `scales`: its times' factors by an op's scale (none,
     prompt, output: a trace's token counts over the plan's)."""
 
-    __slots__ = ("id", "arrival_ms", "measured", "traced", "plan", "s_in", "s_out", "scales", "arrive",
+    __slots__ = ("id", "arrival_ms", "measured", "traced", "plan", "s_in", "s_out", "arrive",
                  "first_token", "tbt")
 
     def __init__(self, id: int, arrival_ms: float, measured: bool, traced: bool, plan: Plan,
                  s_in: float = 1.0, s_out: float = 1.0):
-        self.id, self.arrival_ms, self.measured, self.traced, self.plan = id, arrival_ms, measured, traced, plan
-        self.s_in, self.s_out, self.scales = s_in, s_out, (1.0, s_in, s_out)
+        self.id = id
+        self.arrival_ms = arrival_ms
+        self.measured = measured
+        self.traced = traced
+        self.plan = plan
+        self.s_in = s_in
+        self.s_out = s_out
         self.arrive: dict = {}
         self.first_token: float | None = None
         self.tbt: float | None = None
+
+    @property
+    def scales(self) -> tuple[float, float, float]:   # (the general walk's; walkgen's has them apart)
+        return (1.0, self.s_in, self.s_out)
 
 
 class _OpRun:
@@ -507,11 +524,9 @@ class Simulation:
         """A request's walk ended at `now`: its statistics."""
         if now > self.horizon:
             self.horizon = now
-        stats = RequestStats(req.id, req.arrival_ms, now)
-        if req.first_token is not None:
-            stats.ttft_ms = req.first_token - req.arrival_ms
-        stats.tbt_ms = req.tbt
-        self.done.append(stats)
+        first = req.first_token
+        self.done.append(RequestStats(req.id, req.arrival_ms, now,
+                                      None if first is None else first - req.arrival_ms, req.tbt))
 
     def _block(self, req: _Req, region: Region, now: float):
         """A region, from the walk's `now` to the time it returns: a chain runs in this
