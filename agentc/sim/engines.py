@@ -171,11 +171,31 @@ class DecodeEngine:
                 self.fresh = []
                 self._segment(self.start)
                 return
-            j = self._boundary(now)
+            start = self.start
+            if self.step_ends is None:   # _boundary, inline
+                dt = self.dt
+                j = floor((now - start) / dt) + 1 if dt > 0 else 1
+                if j < 1:
+                    j = 1
+                while j > 1 and start + (j - 1) * dt > now:
+                    j -= 1
+                while start + j * dt <= now:
+                    j += 1
+            else:
+                j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
                 self._close(j)
-                self._add(s)
-                self.run_fresh, self.fresh = self.fresh, []
+                # _add, inline
+                s.adm = adm = self.admitted
+                self.admitted = adm + 1
+                s.end = end = self.steps + s.tokens
+                self.active[s] = None
+                heappush(self.ends, (end, adm, s))
+                calls, op_id = self.calls, s.op.id
+                calls[op_id] = calls.get(op_id, 0) + 1
+                self.run_fresh = self.fresh
+                self.run_fresh.append(s)
+                self.fresh = []
                 # _end(j), inline (j >= 1)
                 self._segment(self.start + j * self.dt if self.step_ends is None else float(self.step_ends[j - 1]))
                 return
