@@ -19,7 +19,6 @@ gives the same text.
 from __future__ import annotations
 
 import math
-
 from heapq import heappop, heappush, heapreplace
 
 from agentc.sim.resources import Transfer, at
@@ -76,9 +75,10 @@ class _Walk:
         self.sim, self.plan = sim, plan
         self.runs = sim.runs[id(plan)]
         self.chains = sim.chains[id(plan)]
-        self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "at": at, "INF": INF, "heappop": heappop, "heappush": heappush,
-                                         "heapreplace": heapreplace, "Transfer": Transfer, "sim": sim,
-                                         "env": sim.env, "FLOW": sim.flow}
+        # the measured window (every pool's and link's), the helpers, the simulation
+        self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "INF": INF, "at": at,
+                                         "heappop": heappop, "heappush": heappush, "heapreplace": heapreplace,
+                                         "Transfer": Transfer, "sim": sim, "env": sim.env, "FLOW": sim.flow}
         self.ids: dict[int, str] = {}
         self.t = _Text()
 
@@ -154,7 +154,7 @@ class _Walk:
     # ------------------------------------------------------------------ ops
     def op(self, r) -> None:
         t = self.t
-        t(f"# {r.op.id}")
+        t(f"# {r.op.id!r}")
         if r.parts:   # a split op draws its part: the general walk
             t(f"now = yield from sim._walk(req, ({self.name(r, 'R')},), now)")
             t(NXT)
