@@ -262,7 +262,8 @@ class DecodeEngine:
             self._loop()
             return
         pool.held(dec.tp, self.held, now)
-        self._admit()
+        if self.pending or dec.backlog:   # (else none to admit)
+            self._admit()
         engines = pool.engines
         if engines[-1] is not self:   # where a new run's ask puts it
             engines.remove(self)
