@@ -10,6 +10,7 @@ from heapq import heappush
 import math
 import operator
 from bisect import bisect_right
+from math import floor
 from collections import deque
 
 import numpy as np
@@ -120,7 +121,9 @@ class DecodeEngine:
         when the step began, so SimPy ran it before whatever happens at this instant)."""
         if self.step_ends is None:   # step j ends at start + j * dt (_end)
             start, dt = self.start, self.dt
-            j = max(1, math.floor((now - start) / dt) + 1) if dt > 0 else 1
+            j = floor((now - start) / dt) + 1 if dt > 0 else 1
+            if j < 1:
+                j = 1
             while j > 1 and start + (j - 1) * dt > now:
                 j -= 1
             while start + j * dt <= now:
@@ -168,12 +171,33 @@ class DecodeEngine:
                 self.fresh = []
                 self._segment(self.start)
                 return
-            j = self._boundary(now)
+            start = self.start
+            if self.step_ends is None:   # _boundary, inline
+                dt = self.dt
+                j = floor((now - start) / dt) + 1 if dt > 0 else 1
+                if j < 1:
+                    j = 1
+                while j > 1 and start + (j - 1) * dt > now:
+                    j -= 1
+                while start + j * dt <= now:
+                    j += 1
+            else:
+                j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
                 self._close(j)
-                self._add(s)
-                self.run_fresh, self.fresh = self.fresh, []
-                self._segment(self._end(j))
+                # _add, inline
+                s.adm = adm = self.admitted
+                self.admitted = adm + 1
+                s.end = end = self.steps + s.tokens
+                self.active[s] = None
+                heappush(self.ends, (end, adm, s))
+                calls, op_id = self.calls, s.op.id
+                calls[op_id] = calls.get(op_id, 0) + 1
+                self.run_fresh = self.fresh
+                self.run_fresh.append(s)
+                self.fresh = []
+                # _end(j), inline (j >= 1)
+                self._segment(self.start + j * self.dt if self.step_ends is None else float(self.step_ends[j - 1]))
                 return
         self.pending.append(s)
         self.yield_soon(now)
@@ -238,7 +262,8 @@ class DecodeEngine:
             self._loop()
             return
         pool.held(dec.tp, self.held, now)
-        self._admit()
+        if self.pending or dec.backlog:   # (else none to admit)
+            self._admit()
         engines = pool.engines
         if engines[-1] is not self:   # where a new run's ask puts it
             engines.remove(self)
@@ -284,14 +309,22 @@ class DecodeEngine:
             latest = dec.latest
             step = sum(c * latest[op_id][n] for op_id, c in calls.items()) / n
         m = self.ends[0][0] - self.steps
-        self.start, self.m, self.run_n, self.cont = start, m, n, True
+        self.start = start
+        self.m = m
+        self.run_n = n
+        self.cont = True
         if self.factors is None:
-            self.dt, self.step_ends = step, None
+            self.dt = step
+            self.step_ends = None
         else:
             self.step_ends = start + np.cumsum(step * self.factors.take(m))
-        self.cut = bool(m > 1 and (pool.waiters or self.pending or (
-            dec.backlog and n < dec.max_batch and self.kv + dec.backlog[0].kv <= dec.kv_budget)))
-        j = self.stop = 1 if self.cut else m
+        if m > 1 and (pool.waiters or self.pending or (
+                dec.backlog and n < dec.max_batch and self.kv + dec.backlog[0].kv <= dec.kv_budget)):
+            self.cut = True
+            j = self.stop = 1
+        else:
+            self.cut = False
+            j = self.stop = m
         if self.timer is not None:
             self.timer.callbacks.clear()   # it fires unheard
         env = self.env
@@ -308,8 +341,7 @@ class DecodeEngine:
             self.factors.pos += j
         batches = dec.batches
         for op_id in self.calls:
-            c = batches[op_id]
-            c[n] = c.get(n, 0) + j
+            batches[op_id][n] += j
         ids = self.run_ids
         if ids is not None and any(s.req.traced for s in self.active):
             self.sim.trace.append(("step", dec.pool, tuple(ids), f"{dec.name} x{n}" + (f" ({j} steps)" if j > 1 else ""),
@@ -402,6 +434,8 @@ class Decoder:
         # batch-size counts (Simulation.decode_batches)
         self.own = {op.id: self.step_table(op.decode) for op in ops}
         self.batches = {op.id: sim.decode_batches[op.id] for op in ops}
+        for counts in self.batches.values():   # steps by batch size, 0..max_batch (a list: no lookups)
+            counts += [0] * (self.max_batch + 1 - len(counts))
         self.retable(sim.plan_ops)
         k = max(1, devices // self.tp)
         self.loads = [0] * k   # each engine's active and pending sequences, by index

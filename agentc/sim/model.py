@@ -64,6 +64,14 @@ them for every op. Its timers (and the engines', the arrivals') are pushed onto 
 heap as SimPy's own schedule would push a timeout (resources.at: the same time, priority
 and event counter), and a decode sequence is itself the event its request waits on:
 SimPy still orders and runs every event, without a Timeout's calls per timer.
+
+The walk is specialised per plan (walkgen.py): after a plan's first requests, its
+chain regions, loops and branches are written out as one Python generator with every
+op's pool, times, scale and transfers as constants and the common cases of a pool's
+hold, a link's send and a lone prefill batch inline, which does what `_walk` does
+with a fraction of its Python operations (a request's cost was spread thin over
+asking each op what it is). `_walk` stays the reference and walks traced requests,
+split ops and non-chain regions; test_sim_walkgen.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -79,6 +87,7 @@ from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
 from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
+from agentc.sim import walkgen
 
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
@@ -148,16 +157,25 @@ class _Req:
     """A request walking its plan. `scales`: its times' factors by an op's scale (none,
     prompt, output: a trace's token counts over the plan's)."""
 
-    __slots__ = ("id", "arrival_ms", "measured", "traced", "plan", "s_in", "s_out", "scales", "arrive",
+    __slots__ = ("id", "arrival_ms", "measured", "traced", "plan", "s_in", "s_out", "arrive",
                  "first_token", "tbt")
 
     def __init__(self, id: int, arrival_ms: float, measured: bool, traced: bool, plan: Plan,
                  s_in: float = 1.0, s_out: float = 1.0):
-        self.id, self.arrival_ms, self.measured, self.traced, self.plan = id, arrival_ms, measured, traced, plan
-        self.s_in, self.s_out, self.scales = s_in, s_out, (1.0, s_in, s_out)
+        self.id = id
+        self.arrival_ms = arrival_ms
+        self.measured = measured
+        self.traced = traced
+        self.plan = plan
+        self.s_in = s_in
+        self.s_out = s_out
         self.arrive: dict = {}
         self.first_token: float | None = None
         self.tbt: float | None = None
+
+    @property
+    def scales(self) -> tuple[float, float, float]:   # (the general walk's; walkgen's has them apart)
+        return (1.0, self.s_in, self.s_out)
 
 
 class _OpRun:
@@ -209,11 +227,12 @@ class _Driver:
     Process would, without the Process's own start and end events (two of the few
     events a request costs). The walk never waits on a failing event."""
 
-    __slots__ = ("gen", "sim", "req")
+    __slots__ = ("gen", "sim", "req", "on_event")
 
     def __init__(self, sim, req):
         self.sim, self.req = sim, req
-        self.gen = sim._walk(req, ("",), sim.env._now)   # the top region (as _request)
+        self.gen = sim._start(req)
+        self.on_event = self.resume   # (one bound method for every event it waits on)
         self.resume(None)
 
     def resume(self, event) -> None:
@@ -225,7 +244,7 @@ class _Driver:
         except StopIteration as stop:
             self.sim._finish(self.req, stop.value)
             return
-        ev.callbacks.append(self.resume)
+        ev.callbacks.append(self.on_event)
 
 
 class Simulation:
@@ -246,7 +265,7 @@ class Simulation:
         self.cv: dict[str, float] = {}
         self.pools: dict[str, Pool] = {}
         self.links: dict[str, Link] = {}
-        self.decode_batches: dict[str, dict] = {}
+        self.decode_batches: dict[str, list[int]] = {}   # decode op -> steps run at each batch size
         self.prefill_batches: dict[str, dict] = {}
         self.decoders: dict[str, Decoder] = {}
         self.all_decoders: list[Decoder] = []   # every plan's
@@ -263,6 +282,10 @@ class Simulation:
         self.runs: dict[int, dict[str, _OpRun]] = {}
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
+        # a plan's specialised walk (walkgen.py), or how many requests walked it in
+        # general so far: it is built once `specialise_after` have (compiling costs
+        # what about that many requests save), so a short run never pays for it
+        self.walks: dict[int, Callable | int | None] = {}
         self.plan_ops: dict[str, Op] = {}
         self.widest: dict[str, int] = {}     # pool -> widest tp any plan placed there
         self.due = self.env._queue   # SimPy's event heap: due[0][0] is when the next event is
@@ -272,6 +295,11 @@ class Simulation:
         """Never run ahead of the clock (an event seems due at once, always): the walk
         SimPy would make with a timeout per wait, which the tests compare with."""
         self.due = [(-INF,)]
+
+    def walk_in_general(self) -> None:
+        """Walk every request with the general walk (`_walk`), not the plan's specialised
+        one (walkgen.py), which the tests compare it with."""
+        self.specialise_after = INF
 
     # -------------------------------------------------------------------- plans
     def _kind_cv(self, kind: str) -> float:
@@ -306,7 +334,7 @@ class Simulation:
             self.cv.setdefault(op.kind, self._kind_cv(op.kind))
             self.op_counts.setdefault(op.id, 0)
             if op.decode is not None:
-                self.decode_batches.setdefault(op.id, {})
+                self.decode_batches.setdefault(op.id, [])
             if op.prefill is not None:
                 self.prefill_batches.setdefault(op.id, {})
         for e in (e for es in plan.out_edges.values() for e in es if e.link):
@@ -351,6 +379,7 @@ class Simulation:
                     key, link, wire, latency, grows, _e = a.outs[0]
                     if key == f"{a.op.id}>{b.op.id}":
                         a.direct = (link, wire, latency, grows)
+        self.walks[id(plan)] = 0
         prefills = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.kind in PREFILL_KINDS and op.tokens)
         decodes = sorted((op.start_ms, op.id) for op in plan.ops.values() if op.decode is not None)
         self.ref_in = plan.ops[prefills[0][1]].tokens if prefills else None
@@ -464,26 +493,40 @@ class Simulation:
         measured = [r for r in done if r.id >= warm]
         return Result(self.plan, self.config, measured, (t0, t1),
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
-                      self.op_counts, {k: [v.get(b, 0) for b in range(1, max(v, default=0) + 1)]
+                      self.op_counts, {k: v[1:max((b for b, c in enumerate(v) if c), default=0) + 1]
                                        for k, v in sorted(self.decode_batches.items())},
                       self.trace, max(env._now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
                       kv, max(0, len(self.arrivals) - warm - len(measured)))
 
+    specialise_after = 200   # requests of a plan walked in general before its walk is built
+
+    def _start(self, req: _Req):
+        """A request's walk from now: its plan's specialised one, the general one for a
+        traced request (or with `walk_in_general`)."""
+        if not req.traced:
+            walk = self.walks[id(req.plan)]
+            if walk.__class__ is not int:
+                return walk(req, self.env._now)
+            if walk < self.specialise_after:
+                self.walks[id(req.plan)] = walk + 1
+            else:
+                walk = self.walks[id(req.plan)] = walkgen.build(self, req.plan)[0]
+                return walk(req, self.env._now)
+        return self._walk(req, ("",), self.env._now)   # the top region
+
     def _request(self, req: _Req):
         """A request's walk as a SimPy Process (a _Driver runs it without one)."""
-        now = yield from self._walk(req, ("",), self.env._now)   # the top region
+        now = yield from self._start(req)
         self._finish(req, now)
 
     def _finish(self, req: _Req, now: float):
         """A request's walk ended at `now`: its statistics."""
         if now > self.horizon:
             self.horizon = now
-        stats = RequestStats(req.id, req.arrival_ms, now)
-        if req.first_token is not None:
-            stats.ttft_ms = req.first_token - req.arrival_ms
-        stats.tbt_ms = req.tbt
-        self.done.append(stats)
+        first = req.first_token
+        self.done.append(RequestStats(req.id, req.arrival_ms, now,
+                                      None if first is None else first - req.arrival_ms, req.tbt))
 
     def _block(self, req: _Req, region: Region, now: float):
         """A region, from the walk's `now` to the time it returns: a chain runs in this

@@ -1,0 +1,116 @@
+"""A plan's specialised walk (walkgen.py: Python generated from the plan) must give the
+general walk's results (model.py `_walk`) field by field and float by float: every
+request walks the specialised one from the first (`specialise_after = 0`) against
+every request walking the general one, on the examples (transfers, a loop, a branch,
+a parallel block, prefill and decode batching, planned decode), deterministic and
+variable, under queueing, with per-request token counts, tracing, a device loss, and
+on a small plan of the shapes the examples lack (a split op, a profiled edge, a tp-2
+op, an empty branch arm, a loop around a parallel block)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from agentc.sim import arrivals, model, plan, walkgen
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def plans():
+    return {name: plan.load(os.path.join(REPO, "examples", f"{name}.agent"))
+            for name in ("voice_agent", "react_tools", "supervisor")}
+
+
+def _op(id, pool, ms, region="", inputs=(), tp=1, busy=None, **extra):
+    return {"id": id, "kind": "compute.cpu", "pool": pool, "tp": tp, "est_latency_ms": ms,
+            "busy_ms": ms if busy is None else busy, "region": region, "inputs": list(inputs), **extra}
+
+
+def shapes() -> plan.Plan:
+    """A split op, a profiled edge, a tp-2 op, a branch with an empty arm, a loop
+    around a parallel block, an op that waits past its busy time."""
+    ops = [_op("a", "x", 2.0),
+           _op("s", "x", 3.0, inputs=["a"], split=[
+               {"fraction": 0.6, "pool": "x", "tp": 1, "est_latency_ms": 3.0, "busy_ms": 3.0},
+               {"fraction": 0.4, "pool": "y", "tp": 2, "est_latency_ms": 1.5, "busy_ms": 1.5}]),
+           _op("b", "y", 4.0, region="branch1.then", inputs=["s"], tp=2),
+           _op("p1", "x", 1.0, region="parallel1", inputs=["s"]),
+           _op("p2", "y", 5.0, region="parallel1", inputs=["s"], busy=0.5),
+           _op("z", "x", 1.0, inputs=["p1", "p2", "b"])]
+    regions = {"branch1": {"kind": "branch", "parent": ""},
+               "branch1.then": {"kind": "arm", "parent": "branch1", "prob": 0.7, "index": 0},
+               "branch1.else": {"kind": "arm", "parent": "branch1", "prob": 0.3, "index": 1},
+               "loop1": {"kind": "loop", "parent": "", "max_trips": 3, "continue_prob": 0.5},
+               "parallel1": {"kind": "parallel", "parent": "loop1"}}
+    edges = [{"src": "a", "dst": "s", "link": "x<->y", "latency_ms": 0.2, "wire_ms": 0.3, "ms": 0.5},
+             {"src": "s", "dst": "p2", "link": None, "profiled": True, "latency_ms": 0.4, "ms": 0.4},
+             {"src": "p2", "dst": "z", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.2, "ms": 0.3}]
+    return plan.from_manifest({"schema_version": "1.2", "agent": "shapes", "sla": {},
+                               "cluster": {"pools": [{"name": "x", "count": 2}, {"name": "y", "count": 4}]},
+                               "links": {"x<->y": {"gbps": 100}}, "ops": ops, "edges": edges, "totals": {},
+                               "regions": regions, "returns": ["z"]})
+
+
+def _outcome(p, arr, config, losses=(), general=False) -> tuple:
+    sim = model.Simulation(p, arr, config, losses)
+    sim.specialise_after = 0
+    if general:
+        sim.walk_in_general()
+    r = sim.run()
+    return (r.requests, r.pools, r.links, r.loop_trips, r.arm_counts, r.op_counts, r.decode_batches,
+            r.prefill_batches, r.kv, r.trace, r.end_ms, r.unfinished, r.window_ms)
+
+
+CASES = {
+    "deterministic-queueing": dict(config=model.Config(seed=1), scale=3.0),
+    "variable": dict(config=model.Config(seed=2, cv=(("*", 0.5),)), scale=1.0),
+    "planned": dict(config=model.Config(seed=3, batching="planned", cv=(("llm.decode", 0.3),)), scale=2.0),
+    "traced-budget-loss": dict(config=model.Config(seed=4, trace_requests=100, timeline=True, warmup=50,
+                                                   prefill_budget=600), scale=2.0, loss=True),
+    "token-counts": dict(config=model.Config(seed=5), scale=1.5, tokens=True),
+}
+
+
+def _arrivals(load: float, n: int, tokens: bool):
+    arr = arrivals.poisson(load, np.random.default_rng(7), requests=n)
+    if tokens:   # per-request prompt and output tokens around the plan's
+        rng = np.random.default_rng(8)
+        arr = [arrivals.Arrival(a.t_ms, int(rng.integers(100, 3000)), int(rng.integers(10, 300))) for a in arr]
+    return arr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("name", ["voice_agent", "react_tools", "supervisor"])
+def test_specialised_walk_changes_no_result(plans, name, case):
+    c, p = CASES[case], plans[name]
+    load = (p.load_rps or 20.0) * c["scale"]
+    arr = _arrivals(load, 300 if name == "supervisor" else 600, c.get("tokens", False))
+    pool = max(p.pools, key=lambda k: sum(op.pool == k for op in p.ops.values()))
+    losses = (model.Loss(arr[len(arr) // 2].t_ms, pool, p.pools[pool] // 2),) if c.get("loss") else ()
+    a = _outcome(p, arr, c["config"], losses)
+    b = _outcome(p, arr, c["config"], losses, general=True)
+    assert len(a[0]) > 200
+    for x, y in zip(a, b):
+        assert x == y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shapes_the_examples_lack(seed):
+    p = shapes()
+    arr = arrivals.poisson(300.0, np.random.default_rng(seed), requests=2000)
+    for config in (model.Config(seed=seed), model.Config(seed=seed, cv=(("*", 1.0),), trace_requests=20)):
+        a, b = _outcome(p, arr, config), _outcome(p, arr, config, general=True)
+        assert a[4]["branch1"][1] > 0 and a[3]["loop1"][0] > 0 and sum(a[1]["x"].waits) > 0
+        for x, y in zip(a, b):
+            assert x == y
+
+
+def test_the_same_plan_gives_the_same_text(plans):
+    p = plans["voice_agent"]
+    arr = arrivals.poisson(20.0, np.random.default_rng(0), requests=10)
+    texts = [walkgen.build(model.Simulation(p, arr), p)[1] for _ in range(2)]
+    assert texts[0] == texts[1] and "yield" in texts[0]
