@@ -193,10 +193,10 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
 
 def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
           prefill: Prefill | None) -> dict[int, int]:
-    """Runs of one request's visits to a pool: op -> its run's head, for ops whose
-    inputs all come from ops on the same pool at the same tp and executions (a run
-    member starts when the pool's previous visit of the same request ends), decode and
-    batched prefill left out (their own queues). The pool's queue takes a run as one
+    """Runs of one request's host calls on a CPU pool: op -> its run's head, for ops
+    whose inputs all come from ops on the same pool at the same tp and executions (a
+    run member starts when the pool's previous visit of the same request ends); an
+    accelerator pool's ops (prefill batched, decode slots) keep a visit each. The pool's queue takes a run as one
     job of its summed busy time, waiting once, at its head. Approximation: under the
     simulator's FIFO a member rejoins the queue's back, so work arriving during the run
     gets ahead of its later members, which this leaves out (rag's EPYC run of 5 host
@@ -204,7 +204,7 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
     pool, test_predict.py); taking each visit as its own Poisson stream instead counts
     the run's members waiting behind each other (p99 211 ms, mean 40 against 14)."""
     site = {i: j for j, ops in by_site.items() for i in ops}
-    free = {i for i in site if i not in decode and ch[i].option.busy_ms > 0
+    free = {i for i in site if inst.sites[site[i]].cpu and i not in decode and ch[i].option.busy_ms > 0
             and (prefill is None or inst.ops[i].id not in prefill.tables)}
     head = {i: i for i in free}
 
