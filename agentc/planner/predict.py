@@ -196,8 +196,9 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
     """Runs of one request's host calls on a CPU pool: op -> its run's head, for ops
     whose inputs all come from ops on the same pool at the same tp and executions (a
     run member starts when the pool's previous visit of the same request ends); an
-    accelerator pool's ops (prefill batched, decode slots) keep a visit each. The pool's queue takes a run as one
-    job of its summed busy time, waiting once, at its head. Approximation: under the
+    accelerator pool's ops (prefill batched, decode slots) keep a visit each. The
+    pool's queue takes a run as one job of its summed busy time, waiting once, at its
+    head. Approximation: under the
     simulator's FIFO a member rejoins the queue's back, so work arriving during the run
     gets ahead of its later members, which this leaves out (rag's EPYC run of 5 host
     calls, 56.6 ms: its total wait's p99 132 ms against 141 in a SimPy model of the
