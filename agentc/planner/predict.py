@@ -9,7 +9,8 @@ placement (each op's option, pool and replicas) and the same evaluator
 
 - Waits: each pool is one queue over its devices (queueing.SharedQueue: M/G/c,
   Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
-  work on a CPU pool included, its wait charged on the path like any other. A decode
+  work on a CPU pool included, its wait charged on the path like any other; a
+  request's run of host calls there waits once, as one job (_runs). A decode
   queues for a batch slot of the pool's engines (devices // tp of them) and its
   steps count as busy devices of the pool's queue.
 - Decode batches: a decode fills its batch with the sequences of the same-model
@@ -201,8 +202,8 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
     head. Approximation: under the
     simulator's FIFO a member rejoins the queue's back, so work arriving during the run
     gets ahead of its later members, which this leaves out (rag's EPYC run of 5 host
-    calls, 56.6 ms: its total wait's p99 132 ms against 141 in a SimPy model of the
-    pool, test_predict.py); taking each visit as its own Poisson stream instead counts
+    calls, 56.6 ms: its total wait's p99 132 ms against 131-141 in a SimPy model of
+    the pool, test_predict.py; the mean 11.2 ms against 14.4); taking each visit as its own Poisson stream instead counts
     the run's members waiting behind each other (p99 211 ms, mean 40 against 14)."""
     site = {i: j for j, ops in by_site.items() for i in ops}
     free = {i for i in site if inst.sites[site[i]].cpu and i not in decode and ch[i].option.busy_ms > 0
