@@ -194,35 +194,34 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
 
 def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
           prefill: Prefill | None) -> dict[int, int]:
-    """Runs of one request's host calls on a CPU pool: op -> its run's head, for ops
-    whose inputs all come from ops on the same pool at the same tp and executions (a
-    run member starts when the pool's previous visit of the same request ends); an
-    accelerator pool's ops (prefill batched, decode slots) keep a visit each. The
-    pool's queue takes a run as one job of its summed busy time, waiting once, at its
-    head. Approximation: under the
-    simulator's FIFO a member rejoins the queue's back, so work arriving during the run
-    gets ahead of its later members, which this leaves out (rag's EPYC run of 5 host
-    calls, 56.6 ms: its total wait's p99 132 ms against 131-141 in a SimPy model of
-    the pool, test_predict.py; the mean 11.2 ms against 14.4); taking each visit as its own Poisson stream instead counts
-    the run's members waiting behind each other (p99 211 ms, mean 40 against 14)."""
+    """Runs of one request's host calls on a CPU pool: op -> its run's head. An op is
+    in the run of its inputs when they are all in one run on its pool, at its tp and
+    executions, and none waits without the pool after its busy time (a tool's remote
+    wait): it then asks for the pool the moment its request's previous call there
+    lets go. Two runs an accelerator call apart stay two; accelerator pools' ops
+    (prefill batched, decode slots) keep a visit each. The pool's queue takes a run as
+    one job of its summed busy time, waiting once, at its head. Approximation: under
+    the simulator's FIFO a member rejoins the queue's back, so work arriving during the
+    run gets ahead of its later members, which this leaves out (rag's EPYC run of 5
+    host calls, 56.6 ms: its total wait's p99 132 ms against 131-141 in a SimPy model
+    of the pool, test_predict.py; the mean 11.2 ms against 14.4). Each call its own
+    Poisson stream instead has the run waiting behind itself (p99 211 ms)."""
     site = {i: j for j, ops in by_site.items() for i in ops}
     free = {i for i in site if inst.sites[site[i]].cpu and i not in decode and ch[i].option.busy_ms > 0
             and (prefill is None or inst.ops[i].id not in prefill.tables)}
-    head = {i: i for i in free}
-
-    def find(i: int) -> int:
-        while head[i] != i:
-            i = head[i]
-        return i
-
-    for v in sorted(free):
+    head: dict[int, int] = {}
+    for v in inst.topo:                  # a run's member: all its inputs in one run on its pool
+        if v not in free:
+            continue
         us = [inst.edges[k].u for k in inst.pred[v]]
-        if us and all(u in free and site[u] == site[v] and ch[u].option.tp == ch[v].option.tp
-                      and inst.ops[u].weight == inst.ops[v].weight for u in us):
-            for u in us:
-                a, b = sorted((find(u), find(v)))
-                head[b] = a
-    return {i: find(i) for i in sorted(free)}
+        runs = {head.get(u) for u in us}
+        head[v] = v
+        if len(runs) == 1 and None not in runs and all(
+                site[u] == site[v] and ch[u].option.tp == ch[v].option.tp
+                and inst.ops[u].weight == inst.ops[v].weight
+                and ch[u].option.time_ms <= ch[u].option.busy_ms * (1.0 + 1e-9) for u in us):
+            head[v] = runs.pop()
+    return dict(sorted(head.items()))
 
 
 def _batched(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill | None, pw: float,
