@@ -11,15 +11,18 @@ its load clause, the load clause, 90% of the capacity the plan buys), in the sim
    load L with the same placement predicted by the planner at L as the simulator runs
    it (planner/predict.py: each pool one queue over its devices with the simulated
    service cv, host waits on the path, decode batches filled by the decodes on their
-   own pool, the tail of a path's waits, a waiting prompt run in the batch of those
+   own pool, a request's run of host calls one job of its pool's queue, the tail of a
+   path's waits, a waiting prompt run in the batch of those
    reaching its engines meanwhile; verify.agreement's `predict`, cli/plan.py
    predictor_at; a repaired row, the plan the repair settled on, from its manifest).
-   33 of 36 agree (34 while a path's waits were a union of tails, which undercounted
-   rag's EPYC waits and so hid the EPYC queue's overcount; 32 before prefill batches
+   34 of 36 agree (33 while the EPYC's queue took each of rag's five host calls in a
+   row as its own Poisson stream, TTFT 1.156, before a run of a request's host calls
+   became one job of the pool's queue; 34 while a path's waits were a union of tails,
+   which undercounted rag's EPYC waits and so hid that overcount; 32 before prefill batches
    were modelled, 24 when the prediction was the sizing model's: per-op M/M/c
-   replicas, no host wait, decode batches counting every same-model decode): 28 plain
+   replicas, no host wait, decode batches counting every same-model decode): 29 plain
    tests and 5 of the rows re-planned at 90% of capacity or near the line, which stay
-   xfails that may pass (EDGE); 3 are strict xfails (DISAGREE), each with its measured
+   xfails that may pass (EDGE); 2 are strict xfails (DISAGREE), each with its measured
    cause.
    benchmarks/bench_agreement.py prints the whole table; a fix that brings a DISAGREE
    row within 10% turns its xfail into a failure, to be removed here.
@@ -65,14 +68,7 @@ VOICE_E2E = ("voice at 567 req/s on its pools' whole counts: the p99 path prices
 VOICE_TTFT = ("voice's b200 at 567 req/s: the pool's queue over-predicts its prefills' wait (C 0.70, theta 3.6 ms, "
               "p99 15 ms; simulated 27-30% wait, p99 2.3 ms: the decode keeping it busy yields at its next step "
               "boundary), which the prefill batch term then multiplies (0.82 before it)")
-RAG_TTFT = ("rag at 5 req/s: the TTFT path visits the one EPYC device 5 times (C 0.285, theta 28.2 ms each); "
-            "their sum's p99 is 211 ms (path_wait_ms; a Monte Carlo of those visits: 206), but the EPYC queue "
-            "over-predicts each wait: Pollaczek-Khinchine's mean 8.0 ms takes the visits as Poisson streams, "
-            "the simulator's EPYC waits 3.1 ms on average (p99 51.7 ms against 94): a request's own visits "
-            "come one after another and never queue behind each other. 1.03 while the union of the tails "
-            "(152 ms, 26% under its own inputs) hid it")
 DISAGREE = {
-    ("rag_agent", "planned", "ttft"): RAG_TTFT + " (1.156)",
     ("voice_agent", "90% capacity", "latency"): VOICE_E2E + " (1.31)",
     ("voice_agent", "90% capacity", "ttft"): VOICE_TTFT + " (1.63)",
 }
