@@ -235,12 +235,34 @@ class _Walk:
             self._hold(r, pool, waits, busy)
         t(f"end = now + {_f(r.total)}{f}")
         with t.block("if end > now:"):
-            with t.block("if nxt > end:"):
-                t("now = end")
-            with t.block("else:"):
-                t("yield at(env, end)")
-                t(NXT)
-                t("now = env._now")
+            self._until("end")
+
+    def _until(self, when: str) -> None:
+        """Advance `now` to `when`: straight there when no event is due before it (nothing
+        else can happen meanwhile), else through SimPy, which runs what is due first."""
+        t = self.t
+        with t.block(f"if nxt > {when}:"):
+            t(f"now = {when}")
+        with t.block("else:"):
+            t(f"yield at(env, {when})")
+            t(NXT)
+            t("now = env._now")
+
+    def _catch_up(self) -> None:
+        """Bring SimPy's clock to the walk's `now` (the walk runs ahead of it between
+        events) before asking anything that schedules on it."""
+        with self.t.block("if now > env._now:"):
+            self.t("yield at(env, now)")
+            self.t(NXT)
+
+    def _ask(self, pool: str, tp: int, busy: str) -> None:
+        """Ask `pool` for `tp` devices for `busy` ms and wait for the grant if queued."""
+        t = self.t
+        t(f"ev, ids = {pool}.ask({tp}, {busy})")
+        t(NXT)
+        with t.block("if ev is not None:"):
+            t("yield ev")
+            t(NXT)
 
     def _held(self, pool: str, waits: str, busy: str) -> None:
         """A one-device hold granted at once: its busy time, its wait (none)."""
@@ -257,14 +279,8 @@ class _Walk:
         t = self.t
         t("start = now")
         with t.block(f"if {pool}.hold_now({r.tp}, {busy}, now) is False:"):
-            with t.block("if now > env._now:"):
-                t("yield at(env, now)")
-                t(NXT)
-            t(f"ev, ids = {pool}.ask({r.tp}, {busy})")
-            t(NXT)
-            with t.block("if ev is not None:"):
-                t("yield ev")
-                t(NXT)
+            self._catch_up()
+            self._ask(pool, r.tp, busy)
             t("now = env._now")
         with t.block("if measured:"):
             t(f"{waits}.append(now - start)")
@@ -290,16 +306,10 @@ class _Walk:
         clock whose tokens come evenly over its planned time."""
         t = self.t
         pool, waits, op = self.name(r.pool, "P"), self.name(r.waits, "W"), r.op
-        with t.block("if now > env._now:"):
-            t("yield at(env, now)")
-            t(NXT)
+        self._catch_up()
         t(f"f = sim.factor({op.kind!r}) * {scale}" if r.cv > 0 else f"f = {scale}")   # (1.0 * scale)
         t("t_ask = env._now")
-        t(f"ev, ids = {pool}.ask({r.tp}, {_f(r.busy)} * f)")
-        t(NXT)
-        with t.block("if ev is not None:"):
-            t("yield ev")
-            t(NXT)
+        self._ask(pool, r.tp, f"{_f(r.busy)} * f")
         t("start = env._now")
         with t.block("if measured:"):
             t(f"{waits}.append(start - t_ask)")
@@ -352,23 +362,13 @@ class _Walk:
                             t(f"{waits}.append(0.0)")
                         t("lone = True")
             with t.block("if lone:"):
-                with t.block("if nxt > busy_end:"):
-                    t("now = busy_end")
-                with t.block("else:"):
-                    t("yield at(env, busy_end)")
-                    t(NXT)
-                    t("now = env._now")
+                self._until("busy_end")
                 t("f = 1.0")
         else:
             t(f"lone = {pre}.alone({op}, tokens, req, now)")
             with t.block("if lone is not None:"):
                 t("busy_end = lone[1]")
-                with t.block("if nxt > busy_end:"):
-                    t("now = busy_end")
-                with t.block("else:"):
-                    t("yield at(env, busy_end)")
-                    t(NXT)
-                    t("now = env._now")
+                self._until("busy_end")
                 t("f = lone[3]")
         with t.block("else:"):
             with t.block("if now > env._now:"):
