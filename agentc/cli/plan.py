@@ -12,6 +12,7 @@ from rich.table import Table
 
 from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError, VerifyError
+from agentc.planner.instance import exceeds
 from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.split import fraction_text
 from agentc.report import console, num
@@ -402,7 +403,7 @@ def prediction_line(c, view: dict) -> str | None:
         name = {"e2e": "latency"}.get(term, term) + ("" if st.get(term, "all") == "all" else "." + st[term])
         value, bound = pred[key], sla.get(key)
         parts.append(f"{name} {'unbounded' if value == math.inf else num(value) + ' ms'}")
-        if bound is not None and value > bound:
+        if bound is not None and value is not None and exceeds(value, bound):   # (None: no such term, e.g. no LLM call)
             over.append(name)
     text = f"predicted at {rps:g} req/s as the simulator runs the plan: " + ", ".join(parts)
     if over:

@@ -48,3 +48,17 @@ def test_a_term_predicted_over_its_bound_is_named(monkeypatch):
         "over the bound: ttft (check with --verify, add capacity with --verify --repair)")
     view["sla"]["latency_rps"] = None   # no rate stated: nothing to predict at
     assert plan_cli.prediction_line(None, view) is None
+
+
+def test_a_bound_on_a_term_the_program_has_no_figure_for(tmp_path):
+    """A ttft and tbt bound on a program without an LLM call: the prediction has no
+    figure for them (None), which is neither over its bound nor an internal error."""
+    src = tmp_path / "tools.agent"
+    src.write_text("agent t(query: text) -> json {\n"
+                   "  sla { latency < 4000ms; ttft < 300ms; tbt < 40ms }\n"
+                   "  past = memory.load(query, store=episodic, bytes=16KB, latency=2ms)\n"
+                   "  results = tool search(past, latency=200ms, payload=32KB)\n"
+                   "  return results\n"
+                   "}\n")
+    line = _line(cli_ok("plan", str(src)))
+    assert "over the bound" not in line and "latency 202 ms" in line
