@@ -360,6 +360,8 @@ def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> f
     mean = sum(n * c * t for n, c, t in waits)
     if q is None or mean <= 0:
         return mean
+    if q >= 1.0:
+        return math.inf   # every wait that can happen: the exponential tails have no end
     tail = 1.0 - q
     if len(waits) == 1 and waits[0][0] == 1.0:
         _, c, t = waits[0]

@@ -359,3 +359,14 @@ def test_a_requests_run_of_host_calls_waits_as_one_job():
     predicted = m.e2e_ms - sum(run)
     reference = float(np.percentile(_run_waits(run, 5.0, 40000), 99))
     assert predicted == pytest.approx(reference, rel=0.10)
+
+
+def test_a_paths_wait_at_quantile_one_is_unbounded_and_without_waits_zero():
+    """q = 1 asks for the longest wait that can happen: exponential tails have no end
+    (it divided by zero for one visit, and gave 870.5 ms for two). A path whose visits
+    never wait has no wait at any q."""
+    from agentc.planner.queueing import path_wait_ms
+
+    assert path_wait_ms([(1.0, 0.5, 1.0)], 1.0) == math.inf
+    assert path_wait_ms([(2.0, 0.5, 1.0)], 1.0) == math.inf
+    assert path_wait_ms([(3.0, 0.0, 5.0)], 1.0) == 0.0
