@@ -80,7 +80,7 @@ def planner_at(c):
     return plan
 
 
-def predictor_at(c):
+def predictor_at(c, own_view: dict | None = None):
     """`(load, view=None) -> {"e2e_ms", "ttft_ms", "tbt_ms"}`: what `c`'s plan (its
     placement: each op's option, pool, replicas and split, unchanged) does at `load`
     req/s as the simulator runs it (planner/replay.py at_load, planner/predict.py), on
@@ -89,12 +89,14 @@ def predictor_at(c):
     the manifest of another plan of `c`'s program (what --repair settled on: planned
     for another load, replicas and devices grown), predicted instead: its placement
     read from its ops (not solved again: a solve under a time limit need not find the
-    same plan twice)."""
+    same plan twice). `own_view`: `c`'s own manifest where the caller has built it
+    (else built here when first needed)."""
     import dataclasses
 
     from agentc.planner.predict import Prefill
     from agentc.planner.replay import at_load
     from agentc.sim.model import DEFAULT_PREFILL_BUDGET
+    from agentc.targets import manifest
 
     problem, plan = c.placement.problem, c.placement.plan
     pools = {p.name: p for p in problem.pools}
@@ -132,14 +134,13 @@ def predictor_at(c):
         m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view))
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
 
-    own = []
+    own = [] if own_view is None else [json.loads(manifest.dumps(own_view))]
 
     def batches(view: dict | None) -> Prefill:
         """How the simulator batches the prompts of `view` (None: `c`'s own manifest):
         its prefill ops' batch tables (manifest `prefill`) and the default budget."""
         if view is None:
             if not own:
-                from agentc.targets import manifest
                 own.append(json.loads(manifest.dumps(manifest.build(c))))
             view = own[0]
         return Prefill({o["id"]: tuple(sorted((float(n), float(t)) for n, t in o["prefill"]["step_ms"]))
@@ -383,6 +384,14 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
         console().print(line)
 
 
+def term_names(view: dict) -> dict[str, str]:
+    """The SLA terms as the program writes them, with their statistic (`latency.p99`,
+    `ttft`): the manifest's `sla.stats` per term, `all` printed bare."""
+    st = (view.get("sla") or {}).get("stats") or {}
+    return {t: t2 + ("" if st.get(t, "all") == "all" else "." + st[t])
+            for t, t2 in (("e2e", "latency"), ("ttft", "ttft"), ("tbt", "tbt"))}
+
+
 def prediction_line(c, view: dict) -> str | None:
     """The plan's prediction at the rate its latency terms are stated for, as the
     simulator runs it (planner/predict.py), beside the sizing figures above: the sizing
@@ -394,13 +403,13 @@ def prediction_line(c, view: dict) -> str | None:
     if not rps:
         return None
     try:
-        pred = predictor_at(c)(float(rps))
+        pred = predictor_at(c, view)(float(rps))
     except VerifyError:
         return None
-    st = sla.get("stats") or {}
+    names = term_names(view)
     parts, over = [], []
     for term, key in (("e2e", "e2e_ms"), ("ttft", "ttft_ms"), ("tbt", "tbt_ms")):
-        name = {"e2e": "latency"}.get(term, term) + ("" if st.get(term, "all") == "all" else "." + st[term])
+        name = names[term]
         value, bound = pred[key], sla.get(key)
         parts.append(f"{name} {'unbounded' if value == math.inf else num(value) + ' ms'}")
         if bound is not None and value is not None and exceeds(value, bound):   # (None: no such term, e.g. no LLM call)
@@ -430,9 +439,7 @@ def _print_plan(view: dict, note: str | None = None) -> None:
         out.print(note)
     out.print(t)
     tot = view["totals"]
-    st = (view.get("sla") or {}).get("stats") or {}
-    name = {t: t2 + ("" if st.get(t, "all") == "all" else "." + st[t])
-            for t, t2 in (("e2e", "latency"), ("ttft", "ttft"), ("tbt", "tbt"))}
+    name = term_names(view)
     out.print(f"{name['e2e']} {num(tot['e2e_ms'])} ms, {name['ttft']} {num(tot['ttft_ms'])} ms, "
               f"{name['tbt']} {num(tot['tbt_ms'])} ms, "
               f"{num(tot['usd_per_hr'])} $/hr, {num(tot['usd_per_1m_requests'])} $ per 1M requests, "
@@ -465,7 +472,8 @@ def _verify(c, view, load, seed, as_json, repair=False):
     # price (a split recorded at a load where one pool carries the op) has none, and
     # the simulation is still the verdict
     try:
-        prediction = predictor_at(c)(verdict.load_rps, view if fixed is not None else None)
+        prediction = predictor_at(c, None if fixed is not None else view)(verdict.load_rps,
+                                                                          view if fixed is not None else None)
     except VerifyError:
         prediction = {"e2e_ms": None, "ttft_ms": None, "tbt_ms": None}
     verdict = verify.with_prediction(verdict, prediction)

@@ -42,7 +42,7 @@ def test_a_term_predicted_over_its_bound_is_named(monkeypatch):
     view = {"sla": {"latency_rps": 5.0, "e2e_ms": 4000.0, "ttft_ms": 500.0, "tbt_ms": None,
                     "stats": {"e2e": "p95", "ttft": "all", "tbt": "all"}}}
     monkeypatch.setattr(plan_cli, "predictor_at",
-                        lambda c: lambda rps: {"e2e_ms": 3900.0, "ttft_ms": 520.0, "tbt_ms": float("inf")})
+                        lambda c, own_view=None: lambda rps: {"e2e_ms": 3900.0, "ttft_ms": 520.0, "tbt_ms": float("inf")})
     assert plan_cli.prediction_line(None, view) == (
         "predicted at 5 req/s as the simulator runs the plan: latency.p95 3900 ms, ttft 520 ms, tbt unbounded; "
         "over the bound: ttft (check with --verify, add capacity with --verify --repair)")
