@@ -70,6 +70,12 @@ def run_passes(c: Compilation, names: list[str]) -> None:
         run_pipeline(c.module, names, c.pass_ctx, print_ir_after_all=c.options.print_ir_after_all)
 
 
+def _keep_promise(c: Compilation) -> None:
+    from agentc import promise
+
+    promise.keep(c)
+
+
 def _collect(c: Compilation) -> None:
     from agentc import codegen
 
@@ -113,8 +119,8 @@ STAGES: tuple[Stage, ...] = (
           passes=("inline-agents", "decompose-llm", "decompose-tools", "decompose-ops")),
     Stage("costed", "time, binding resource, memory fit and $ of every op on every pool",
           passes=("annotate-cost",)),
-    Stage("placed", "MILP placement: pool, tensor parallelism and replicas per op under the SLA",
-          passes=("place",)),
+    Stage("placed", "MILP placement: pool, tensor parallelism and replicas per op under the SLA; "
+          "under a load, re-solved until the plan's prediction holds it", passes=("place",), steps=(_keep_promise,)),
     Stage("partitioned", "one module per pool: op functions, a schedule, send/recv at cross-pool edges",
           passes=("partition",)),
     Stage("kernels", "ops become linalg kernel calls (shapes from model and plan) or runtime C ABI calls",

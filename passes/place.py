@@ -184,8 +184,10 @@ def build_problem(module, ctx):
     colocate += [(_key(prod), _key(op)) for op, _w in g.ops for operand in op.operands
                  for prod in g.producers(operand)
                  if (prod.name, op.name) in LAYER_INTERLEAVED and _key(prod) in g.ids]
-    sla = planner.SLA(e2e_ms=get(graph_op, "sla_latency_ms"), ttft_ms=get(graph_op, "sla_ttft_ms"),
-                      tbt_ms=get(graph_op, "sla_tbt_ms"), **sla_stats(graph_op))
+    # a bound the plan's prediction made the planner size below the program's
+    # (agentc/promise.py) is read where recorded, so a restored module solves the same
+    sla = planner.SLA(e2e_ms=_bound(graph_op, "latency"), ttft_ms=_bound(graph_op, "ttft"),
+                      tbt_ms=_bound(graph_op, "tbt"), **sla_stats(graph_op))
     plan_pools = [planner.Pool(p.name, p.device.name, p.count, pool_price(p.device, cluster), p.device.is_cpu)
                   for p in cluster.pools]
     links = [planner.Link(l.a, l.b, l.gbps, l.latency_ms) for l in cluster.links]
@@ -201,6 +203,11 @@ def build_problem(module, ctx):
         # --worst-case: one scenario, every trip and both arms (the weights above)
         flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
     return problem, g, graph_op, cluster
+
+
+def _bound(graph_op, term: str):
+    sized = get(graph_op, f"sized_{term}_ms")
+    return sized if sized is not None else get(graph_op, f"sla_{term}_ms")
 
 
 def sla_stats(graph_op) -> dict[str, str]:

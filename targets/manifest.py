@@ -114,6 +114,10 @@ def build(c) -> dict:
            "worst_case": c.options.worst_case,
            # the statistic each term holds at over control-flow paths: all, mean, pNN
            "stats": dict(sorted(plan.stats.items()))}
+    sized = {f"{k}_ms": get(graph, f"sized_{a}_ms") for k, a in (("e2e", "latency"), ("ttft", "ttft"), ("tbt", "tbt"))}
+    if any(v is not None for v in sized.values()):
+        # the bounds the plan was sized to so that its prediction holds the SLA (agentc/promise.py)
+        sla["sized_ms"] = {k: v for k, v in sized.items() if v is not None}
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "agent": get(graph, "sym_name"),

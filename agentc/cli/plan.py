@@ -93,12 +93,11 @@ def predictor_at(c, own_view: dict | None = None):
     (else built here when first needed)."""
     import dataclasses
 
-    from agentc.planner.predict import Prefill
+    from agentc import promise
     from agentc.planner.replay import at_load
-    from agentc.sim.model import DEFAULT_PREFILL_BUDGET
     from agentc.targets import manifest
 
-    problem, plan = c.placement.problem, c.placement.plan
+    problem = c.placement.problem
     pools = {p.name: p for p in problem.pools}
 
     def placed_in(view: dict) -> dict:
@@ -124,27 +123,16 @@ def predictor_at(c, own_view: dict | None = None):
 
     def predict(load: float, view: dict | None = None) -> dict:
         if view is None:
-            options = {op.id: op.options for op in problem.ops}
-            chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
-            devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
-        else:
-            chosen = placed_in(view)
-            devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
-                       else {p.name: p.count for p in problem.pools})
-        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view))
+            if not own:
+                own.append(json.loads(manifest.dumps(manifest.build(c))))
+            return promise.prediction(c, load, own[0])
+        chosen = placed_in(view)
+        devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
+                   else {p.name: p.count for p in problem.pools})
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, promise.batches(view))
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
 
     own = [] if own_view is None else [json.loads(manifest.dumps(own_view))]
-
-    def batches(view: dict | None) -> Prefill:
-        """How the simulator batches the prompts of `view` (None: `c`'s own manifest):
-        its prefill ops' batch tables (manifest `prefill`) and the default budget."""
-        if view is None:
-            if not own:
-                own.append(json.loads(manifest.dumps(manifest.build(c))))
-            view = own[0]
-        return Prefill({o["id"]: tuple(sorted((float(n), float(t)) for n, t in o["prefill"]["step_ms"]))
-                        for o in view["ops"] if o.get("prefill")}, DEFAULT_PREFILL_BUDGET)
     return predict
 
 
@@ -415,6 +403,10 @@ def prediction_line(c, view: dict) -> str | None:
         if bound is not None and value is not None and exceeds(value, bound):   # (None: no such term, e.g. no LLM call)
             over.append(name)
     text = f"predicted at {rps:g} req/s as the simulator runs the plan: " + ", ".join(parts)
+    sized = sla.get("sized_ms") or {}
+    if sized:   # agentc/promise.py lowered the sizing bounds until the prediction held the program's
+        text += ("; sized to " + ", ".join(f"{names[k[:-3]]} < {num(v)} ms" for k, v in sorted(sized.items()))
+                 + " (the figures above and the baselines' SLA) so that the prediction holds the program's bound")
     if over:
         text += (f"; over the bound: {', '.join(over)} (check with --verify, add capacity with "
                  "--verify --repair)")
