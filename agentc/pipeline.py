@@ -73,7 +73,7 @@ def run_passes(c: Compilation, names: list[str]) -> None:
 def _keep_promise(c: Compilation) -> None:
     from agentc import promise
 
-    promise.keep(c)
+    promise.keep(c, lambda: run_passes(c, ["place"]))
 
 
 def _collect(c: Compilation) -> None:

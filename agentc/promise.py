@@ -57,15 +57,15 @@ def prediction(c, load: float, view: dict | None = None) -> dict:
 def batches(view: dict):
     """How the simulator batches the prompts of the plan in manifest `view`: its prefill
     ops' batch tables (manifest `prefill`) and the default token budget."""
-    from agentc.planner.predict import Prefill
-    from agentc.sim.model import DEFAULT_PREFILL_BUDGET
+    from agentc.planner.predict import PREFILL_BUDGET_TOKENS, Prefill
 
     return Prefill({o["id"]: tuple(sorted((float(n), float(t)) for n, t in o["prefill"]["step_ms"]))
-                    for o in view["ops"] if o.get("prefill")}, DEFAULT_PREFILL_BUDGET)
+                    for o in view["ops"] if o.get("prefill")}, PREFILL_BUDGET_TOKENS)
 
 
-def keep(c) -> None:
-    """Re-solve `c`'s placement until its prediction holds every SLA term (module
+def keep(c, place) -> None:
+    """Re-solve `c`'s placement (`place()`: the place pass again, reading the sized
+    bounds off the graph) until its prediction holds every SLA term (module
     docstring); an InfeasiblePlanError at the graph when no sizing bound does."""
     from mlir import ir
 
@@ -100,9 +100,7 @@ def keep(c) -> None:
                 if sized[t] is not None and sized[t] != bounds[t]:
                     graph.attributes[f"sized_{a}_ms"] = ir.FloatAttr.get(ir.F64Type.get(), float(sized[t]))
         try:
-            from agentc.pipeline import run_passes
-
-            run_passes(c, ["place"])
+            place()
         except InfeasiblePlanError as e:
             raise _failed(graph, bounds, tried, f"sized to {_bounds_text(sized, bounds)}: {e.message}") from None
         problem = c.placement.problem

@@ -110,6 +110,11 @@ def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails
     return out
 
 
+# tokens per prefill batch, as serving engines cap a step's prompt tokens (vLLM's
+# max_num_batched_tokens); the simulator batches to it (sim/model.py, docs/simulate.md)
+PREFILL_BUDGET_TOKENS = 8192
+
+
 @dataclasses.dataclass(frozen=True)
 class Prefill:
     """How the simulator batches prompts (sim/engines.py Prefiller): per prefill op id,

@@ -83,6 +83,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from agentc.planner.predict import PREFILL_BUDGET_TOKENS
 from agentc.sim.arrivals import Arrival
 from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
 from agentc.sim.plan import Op, Plan, Region
@@ -92,7 +93,7 @@ from agentc.sim import walkgen
 IN_KINDS = ("llm.tokenize", "llm.prefill", "moe.expert_prefill")
 OUT_KINDS = ("llm.decode", "moe.expert_decode", "llm.sample", "llm.detokenize")
 PREFILL_KINDS = IN_KINDS[1:]
-DEFAULT_PREFILL_BUDGET = 8192   # tokens per prefill batch (docs/simulate.md)
+DEFAULT_PREFILL_BUDGET = PREFILL_BUDGET_TOKENS   # tokens per prefill batch (docs/simulate.md)
 INF = math.inf
 
 
