@@ -106,6 +106,20 @@ def keep(c, place) -> None:
         problem = c.placement.problem
 
 
+def sized_bounds(c) -> dict[str, tuple[float, float]]:
+    """term name ('latency', 'ttft', 'tbt') -> (sized bound, program's bound) for each
+    term this step sized below the program's bound (empty: none)."""
+    from agentc.passes._ir import get
+    from agentc.passes._plan_ctx import entry_graph
+
+    graph = entry_graph(c.module)
+    out = {}
+    for _, a in TERMS:
+        if get(graph, f"sized_{a}_ms") is not None:
+            out[a] = (get(graph, f"sized_{a}_ms"), get(graph, f"sla_{a}_ms"))
+    return out
+
+
 def _bounds_text(sized: dict, bounds: dict) -> str:
     return ", ".join(f"{n} {sized[t]:.4g} ms" for t, n in TERMS if sized[t] is not None and sized[t] != bounds[t])
 

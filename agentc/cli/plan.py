@@ -10,6 +10,7 @@ import math
 import click
 from rich.table import Table
 
+from agentc import promise
 from agentc.cli._common import common_plan_options, guarded, make_options
 from agentc.diagnostics import UsageError, VerifyError
 from agentc.planner.instance import exceeds
@@ -93,7 +94,6 @@ def predictor_at(c, own_view: dict | None = None):
     (else built here when first needed)."""
     import dataclasses
 
-    from agentc import promise
     from agentc.planner.replay import at_load
     from agentc.targets import manifest
 
@@ -617,7 +617,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
               "scenarios": plan.scenarios, "scenarios_exact": plan.scenarios_exact,
               "cost": plan.cost, "objective": plan.objective, "status": plan.status, "gap": plan.gap,
               # latency terms hold at this arrival rate: the load clause, else the light rate
-              "latency_rps": c.problem.load_rps or LIGHT_LOAD_RPS}
+              "latency_rps": c.problem.load_rps or LIGHT_LOAD_RPS,
+              # bounds solved to below the program's so that the prediction holds it (agentc/promise.py)
+              "sized_ms": {t: b for t, (b, _) in promise.sized_bounds(c).items()}}
     note = None
     if fixed is not None and fixed[1] is not None:
         from agentc.sim import verify as sim_verify
@@ -655,6 +657,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out.print(f"latency terms at {num(result['latency_rps'])} req/s"
               + (" (the load clause)" if load else " (no load clause: the program's own requests at the light "
                  "rate on free pools, decode at the batch they fill; cost per request at the priced batch)"))
+    for term, (b, given) in promise.sized_bounds(c).items():
+        out.print(f"{term} sized to {num(b)} ms, below the program's {num(given)} ms, so that the plan's prediction "
+                  f"holds it (the SLA named above is the sized bound)")
     out.print(f"solver: {plan.status}")
 
 

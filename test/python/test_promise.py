@@ -110,3 +110,11 @@ def test_the_sized_bounds_are_in_the_manifest_schema(tmp_path):
     bad["sla"]["sized_ms"]["ttft_ms"] = "386"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_explain_says_which_bound_was_sized(tmp_path):
+    src = _rag(tmp_path, 450)
+    text = cli_ok("explain", src)
+    assert "ttft sized to 386.3 ms, below the program's 450 ms, so that the plan's prediction holds it" in text
+    assert json.loads(cli_ok("explain", src, "--json"))["sized_ms"] == pytest.approx({"ttft": 386.2811612}, rel=1e-6)
+    assert json.loads(cli_ok("explain", RAG, "--json"))["sized_ms"] == {}
