@@ -53,7 +53,9 @@ ROUNDS = 8       # passes at most (each re-estimates what its ops hold)
 
 class _Schedule:
     """Earliest and latest finishes of a placement against deadline D, updated
-    incrementally when one op changes (its duration or its pool)."""
+    incrementally when one op changes (its duration or its pool). The hot loop of
+    slack_start: each op's pool and duration are kept in lists, and each edge's
+    transfer ms (times its weight) per pair of pools in a dict."""
 
     def __init__(self, inst: Instance, choice: list[int], deadline: float):
         self.inst, self.ch, self.d = inst, choice, deadline
@@ -64,6 +66,9 @@ class _Schedule:
         e = inst.edges
         self.pred = [[(e[k].u, k) for k in inst.pred[i]] for i in range(n)]
         self.succ = [[(e[k].v, k) for k in inst.succ[i]] for i in range(n)]
+        self.at = [inst.choices[k].site for k in choice]
+        self.dur = [inst.duration(k) for k in choice]
+        self._tr: dict[tuple[int, int, int], float] = {}
         self.ef = [0.0] * n
         self.lf = [deadline] * n
         for i in inst.topo:
@@ -72,44 +77,58 @@ class _Schedule:
             self.lf[i] = self._lf(i)
 
     def tr(self, k: int, a: int, b: int) -> float:
-        return self.inst.edges[k].weight * self.inst.transfer(k, a, b)[0]
-
-    def site(self, i: int) -> int:
-        return self.inst.choices[self.ch[i]].site
+        if a == b:
+            return self.inst.transfer(k, a, b)[0] * self.inst.edges[k].weight
+        key = (k, a, b)
+        ms = self._tr.get(key)
+        if ms is None:
+            ms = self._tr[key] = self.inst.edges[k].weight * self.inst.transfer(k, a, b)[0]
+        return ms
 
     def _ef(self, i: int) -> float:
-        s = self.site(i)
-        start = max((self.ef[u] + self.tr(k, self.site(u), s) for u, k in self.pred[i]), default=0.0)
-        return start + self.inst.duration(self.ch[i])
+        s, at, ef, tr = self.at[i], self.at, self.ef, self.tr
+        start = 0.0
+        for u, k in self.pred[i]:
+            x = ef[u] + (tr(k, at[u], s) if at[u] != s else 0.0)
+            if x > start:
+                start = x
+        return start + self.dur[i]
 
     def _lf(self, i: int) -> float:
-        s = self.site(i)
-        return min((self.lf[v] - self.inst.duration(self.ch[v]) - self.tr(k, s, self.site(v))
-                    for v, k in self.succ[i]), default=self.d)
+        s, at, lf, dur, tr = self.at[i], self.at, self.lf, self.dur, self.tr
+        latest = self.d
+        for v, k in self.succ[i]:
+            x = lf[v] - dur[v] - (tr(k, s, at[v]) if at[v] != s else 0.0)
+            if x < latest:
+                latest = x
+        return latest
 
     def fits(self, i: int, k: int) -> bool:
         """Op i at choice k keeps every path within the deadline (others unchanged)."""
         inst = self.inst
         s = inst.choices[k].site
-        if s == self.site(i):
-            return self.ef[i] + inst.duration(k) - inst.duration(self.ch[i]) <= self.lf[i] + TOL
-        fin = max((self.ef[u] + self.tr(e, self.site(u), s) for u, e in self.pred[i]), default=0.0)
+        if s == self.at[i]:
+            return self.ef[i] + inst.duration(k) - self.dur[i] <= self.lf[i] + TOL
+        fin = max((self.ef[u] + self.tr(e, self.at[u], s) for u, e in self.pred[i]), default=0.0)
         fin += inst.duration(k)
         return fin <= self.lf[i] + TOL and all(
-            fin + self.tr(e, s, self.site(v)) <= self.lf[v] - inst.duration(self.ch[v]) + TOL
-            for v, e in self.succ[i])
+            fin + self.tr(e, s, self.at[v]) <= self.lf[v] - self.dur[v] + TOL for v, e in self.succ[i])
 
     def move(self, i: int, k: int) -> None:
-        moved = self.inst.choices[k].site != self.site(i)
-        self.ch[i] = k
+        site = self.inst.choices[k].site
+        moved = site != self.at[i]
+        self.ch[i], self.at[i], self.dur[i] = k, site, self.inst.duration(k)
         forward = [(self.pos[i], i)] + ([(self.pos[v], v) for v, _ in self.succ[i]] if moved else [])
         backward = [(-self.pos[i], i)] + [(-self.pos[u], u) for u, _ in self.pred[i]]
-        self._sweep(forward, self.ef, self._ef, self.succ)
-        self._sweep(backward, self.lf, self._lf, self.pred)
+        self._sweep(forward, self.ef, self._ef, self.succ, 1)
+        self._sweep(backward, self.lf, self._lf, self.pred, -1)
 
-    def _sweep(self, heap, value, compute, onward) -> None:
+    def _sweep(self, heap, value, compute, onward, sign: int) -> None:
+        """Recompute `value` from the ops in `heap` on, in (reverse) topological order,
+        as far as it changes."""
         heapq.heapify(heap)
         seen = set()
+        pos = self.pos
         while heap:
             _, i = heapq.heappop(heap)
             if i in seen:
@@ -119,7 +138,7 @@ class _Schedule:
             if new != value[i]:
                 value[i] = new
                 for j, _ in onward[i]:
-                    heapq.heappush(heap, (self.pos[j] if onward is self.succ else -self.pos[j], j))
+                    heapq.heappush(heap, (sign * pos[j], j))
 
 
 def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_limit: float) -> Metrics | None:
@@ -203,12 +222,32 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
         """What x devices on pool j cost: its price, PENALTY times that beyond its count."""
         return sites[j].usd_per_hr * (x + (PENALTY - 1.0) * max(0.0, x - room[j]))
 
+    per_hr = inst.load * 3600.0
+
+    def fees(i: int, k0: int, k: int, inside=()) -> float:
+        """$/hr saved on calls and on op i's transfers (to ops outside `inside`) when op i
+        goes from choice k0 to k."""
+        saved = (inst.per_call_usd[k0] - inst.per_call_usd[k]) * per_hr
+        a, b = inst.choices[k0].site, inst.choices[k].site
+        if a != b:
+            for e in inst.pred[i] + inst.succ[i]:
+                edge = inst.edges[e]
+                j = edge.u if edge.v == i else edge.v
+                if j in inside:
+                    continue
+                there = sched.at[j]
+                pair = (lambda x: (there, x)) if edge.v == i else (lambda x: (x, there))
+                saved += edge.weight * per_hr * (inst.transfer(e, *pair(a))[1] - inst.transfer(e, *pair(b))[1])
+        return saved
+
     def gain(k0: int, k: int) -> float:
         a, b = inst.choices[k0].site, inst.choices[k].site
         d0, d1 = inst.demand(k0), inst.demand(k)
+        i = inst.choices[k].op
         if a == b:
-            return worth(a, used[a]) - worth(a, used[a] - d0 + d1)
-        return worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
+            return worth(a, used[a]) - worth(a, used[a] - d0 + d1) + fees(i, k0, k)
+        return (worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
+                + fees(i, k0, k))
 
     # (2) each unit, least slack first (all at their fastest), to the fastest of its pools
     # whose estimated devices still fit FILL of the pool, else to the one with most room
@@ -247,6 +286,8 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
         d1 = sum(inst.demand(menu[i][b][0]) for i in units[u])
         slower = sum(max(0.0, inst.duration(menu[i][b][0]) - inst.duration(choice[i])) for i in units[u])
         saved = worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
+        inside = set(units[u])
+        saved += sum(fees(i, choice[i], menu[i][b][0], inside) for i in units[u])
         return saved / max(slower, 1e-6)
 
     version = [0] * len(units)
