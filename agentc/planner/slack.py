@@ -224,30 +224,31 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
 
     per_hr = inst.load * 3600.0
 
-    def fees(i: int, k0: int, k: int, inside=()) -> float:
-        """$/hr saved on calls and on op i's transfers (to ops outside `inside`) when op i
-        goes from choice k0 to k."""
-        saved = (inst.per_call_usd[k0] - inst.per_call_usd[k]) * per_hr
-        a, b = inst.choices[k0].site, inst.choices[k].site
-        if a != b:
-            for e in inst.pred[i] + inst.succ[i]:
-                edge = inst.edges[e]
-                j = edge.u if edge.v == i else edge.v
-                if j in inside:
-                    continue
-                there = sched.at[j]
-                pair = (lambda x: (there, x)) if edge.v == i else (lambda x: (x, there))
-                saved += edge.weight * per_hr * (inst.transfer(e, *pair(a))[1] - inst.transfer(e, *pair(b))[1])
+    def wires(i: int, a: int, b: int, inside=()) -> float:
+        """$/hr saved on op i's transfers (to ops outside `inside`) when it moves from
+        pool a to pool b."""
+        saved = 0.0
+        for u, e in sched.pred[i]:
+            if u not in inside:
+                w = inst.edges[e].weight * per_hr
+                saved += w * (inst.transfer(e, sched.at[u], a)[1] - inst.transfer(e, sched.at[u], b)[1])
+        for v, e in sched.succ[i]:
+            if v not in inside:
+                w = inst.edges[e].weight * per_hr
+                saved += w * (inst.transfer(e, a, sched.at[v])[1] - inst.transfer(e, b, sched.at[v])[1])
         return saved
 
-    def gain(k0: int, k: int) -> float:
+    def gain(k0: int, k: int, wired: float | None = None) -> float:
+        """$/hr (PENALTY-priced) saved when op i goes from choice k0 to k; `wired`: its
+        transfers' part, when the caller has it."""
         a, b = inst.choices[k0].site, inst.choices[k].site
         d0, d1 = inst.demand(k0), inst.demand(k)
-        i = inst.choices[k].op
+        saved = (inst.per_call_usd[k0] - inst.per_call_usd[k]) * per_hr
         if a == b:
-            return worth(a, used[a]) - worth(a, used[a] - d0 + d1) + fees(i, k0, k)
-        return (worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
-                + fees(i, k0, k))
+            return saved + worth(a, used[a]) - worth(a, used[a] - d0 + d1)
+        if wired is None:
+            wired = wires(inst.choices[k].op, a, b)
+        return saved + worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1) + wired
 
     # (2) each unit, least slack first (all at their fastest), to the fastest of its pools
     # whose estimated devices still fit FILL of the pool, else to the one with most room
@@ -276,8 +277,8 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
     for k in choice:
         used[inst.choices[k].site] += inst.demand(k)
 
-    def ratio(k0: int, k: int) -> float:
-        return gain(k0, k) / max(inst.duration(k) - inst.duration(k0), 1e-6)
+    def ratio(k0: int, k: int, wired: float | None = None) -> float:
+        return gain(k0, k, wired) / max(inst.duration(k) - inst.duration(k0), 1e-6)
 
     def unit_ratio(u: int, b: int) -> float:
         """A whole unit to pool b, each op at its fastest there: saving per ms added."""
@@ -287,7 +288,8 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
         slower = sum(max(0.0, inst.duration(menu[i][b][0]) - inst.duration(choice[i])) for i in units[u])
         saved = worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
         inside = set(units[u])
-        saved += sum(fees(i, choice[i], menu[i][b][0], inside) for i in units[u])
+        saved += sum((inst.per_call_usd[choice[i]] - inst.per_call_usd[menu[i][b][0]]) * per_hr
+                     + wires(i, a, b, inside) for i in units[u])
         return saved / max(slower, 1e-6)
 
     version = [0] * len(units)
@@ -303,11 +305,13 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
             where = [here]
         else:
             out, where = [], pools[u]
+        a = inst.choices[k0].site
         for j in where:
-            if j != inst.choices[k0].site and proj[j] + est[i] > room[j] * FILL:
+            if j != a and proj[j] + est[i] > room[j] * FILL:
                 continue
+            wired = wires(i, a, j) if j != a else 0.0
             for k in menu[i][j]:
-                r = ratio(k0, k)
+                r = ratio(k0, k, wired)
                 if r > 1e-12:
                     out.append((-r, 0, i, k0, k))
         return out
