@@ -15,21 +15,27 @@ one pool, so the transfers that would cost the SLA most are never cut.
    of their pools whose estimated devices still fit FILL of it; each op starts at its
    fastest choice there. If the transfers between units then miss the deadline, every
    unit starts on its fastest pool instead.
-3. **Slowdown.** Each op moves to a choice holding fewer priced devices (a device beyond
-   a pool's count at PENALTY times its price) while the move fits its slack against the
-   deadline (critical-path method). A single-op unit may change pools, a larger unit
-   moves whole (each op at its fastest there); new transfers are checked exactly, and a
-   move into a pool is taken only while the estimates leave room there. Moves are taken
-   best saving per ms first, from a heap re-ranked lazily as pools fill. Durations only
-   grow, so slack only shrinks; earliest and latest finishes are updated incrementally
-   after each move, so the deadline holds after every step.
+3. **Slowdown.** Each op moves to a choice that saves $/hr (its devices at their pool's
+   price, a device beyond a pool's count at PENALTY times it; its calls' fees; its
+   transfers' $) while the move fits its slack against the deadline (critical-path
+   method). A single-op unit may change pools, a larger unit moves whole (each op at
+   its fastest there); new transfers are checked exactly, and a move into a pool is
+   taken only while the estimates leave room there. Moves are taken best saving per ms
+   first, from a heap re-ranked lazily as pools fill. Durations only grow, so slack
+   only shrinks; earliest and latest finishes are updated incrementally after each
+   move, so the deadline holds after every step.
 4. **Passes.** A plan over some pool's count is not returned; each op's estimate becomes
    the mean of the old one and what it held, and the whole thing runs again (at most
    ROUNDS times, within the time given).
 
-What it gives (500-op benchmark, 1 CPU s or less per pass): a plan on every seed at 20
-and 40 req/s; at 10 req/s (512 devices per class) its plans stay over the fast pools'
-counts by 35-250 devices, so there it returns None and the LP-based starts remain.
+What it gives on the 500-op benchmark (seeds 11-16; 0.5-1.3 CPU s for a pass that finds
+a plan): at 20 req/s a plan on every seed (1,530-1,818 $/hr; seeds 14 and 15, whose
+deadlines make no edge heavy, 4,611 and 5,926), at 40 req/s on every seed (2,058-2,700;
+6,829 and 11,609), where the LP-based starts find plans near 1,160 $/hr when they have
+the time, so `heuristics.search` keeps this one in reserve. At 10 req/s (512 devices per
+class) only seed 16 (1,276 $/hr, where the offline LP dive found 4,762); on the others
+its best pass ends 99-521 devices over the fast pools' counts, so it returns None:
+the estimates of what ops will hold, and so the pools they start on, do not settle.
 
 The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
 edges' weights). They are exact for a program without control flow, which is the only
