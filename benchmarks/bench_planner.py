@@ -250,8 +250,8 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     99-521 devices over the fast pools. `search` keeps it in reserve for when the LP-based
     starts find none. Two runs, old code alternating with new, 10 s limit, 2 cores shared
     by three sessions: at 20 req/s plans on 6 of 6 seeds where the old code found 1 and
-    4 (where both find one, the same plan within 0.3%; the reserve's own cost 42-83% over
-    the bound); at 10 req/s 1 where it found 0; at 40 req/s 6 of 6 either way, gaps
+    4 (where both find one, the same cost within 0.6%; where only the reserve does, proven
+    gaps of 42-83%); at 10 req/s 1 where it found 0; at 40 req/s 6 of 6 either way, gaps
     2.7-5.1% against 2.6-4.0% (the reserve's ~1 CPU s is taken from the LP-based starts)."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
