@@ -238,7 +238,21 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     deadline with nearly every fast device bought; the LP bound is ~900 $/hr, so their
     proven gap is ~80%. In the planner the dive is the last fallback
     (`partition_start(dive="latency", groups=False)`, halving steps: 23 s of CPU on seed
-    11), so a 10 s run on a shared machine still ends without a plan."""
+    11), so a 10 s run on a shared machine still ends without a plan.
+
+    Under load the cost of a plan is mostly its transfers, which the LP does not see: at
+    0.01 $/GB a 100 MB edge cut across pools costs 36 $/hr per 10 req/s, an H100 0.6 $/hr.
+    Kept on one pool (a heavy group per pool, no cut), seed 11 at 10 req/s costs 932
+    $/hr, within 2% of the LP bound, but needs 1,442 H100 of 512. The plans above pay
+    ~100 cuts to fit the pools. `slack.slack_start` (every op at its fastest, then slowed
+    within its slack, no LP, ~1 CPU s) gives a plan at 20 and 40 req/s on every seed and
+    at 10 req/s on seed 16 (1,276 $/hr); on seeds 11-15 at 10 req/s its passes end
+    99-521 devices over the fast pools. `search` keeps it in reserve for when the LP-based
+    starts find none. Two runs, old code alternating with new, 10 s limit, 2 cores shared
+    by three sessions: at 20 req/s plans on 6 of 6 seeds where the old code found 1 and
+    4 (where both find one, the same cost within 0.6%; where only the reserve does, proven
+    gaps of 42-83%); at 10 req/s 1 where it found 0; at 40 req/s 6 of 6 either way, gaps
+    2.7-5.1% against 2.6-4.0% (the reserve's ~1 CPU s is taken from the LP-based starts)."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 

@@ -22,11 +22,13 @@ import time
 
 from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
+from .slack import slack_start
 
 LP_ROUNDING_MIN_CHOICES = 200
 MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
+SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
 
 
 # -------------------------------------------------------------------- greedy list scheduling
@@ -449,7 +451,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """Solve one formulation; large ones via their LP relaxation first.
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
-    large graphs: (1) solve the LP (under load, then `partition_start` from it, and
+    large graphs: (0) under load, a plan without the LP (`slack.slack_start`), kept in reserve
+    for when steps (1)-(2) find none; (1) solve the LP (under load, then `partition_start` from it, and
     where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
     same-pool descent (`descend`); (3) under load, if that is not within the requested
@@ -504,11 +507,21 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     cand = f.cand
     lp_bound, fixed_below = -math.inf, math.inf
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
+        # under load, a plan that needs no LP, found first while there is time; kept in
+        # reserve for when the LP-based starts below find none (where they do, theirs
+        # are cheaper: the 500-op graph at 40 req/s)
+        reserve = slack_start(inst, cand, cap, left(SLACK_SHARE)) if inst.load > 0 and mode == "cost" else None
+
+        def fall_back() -> None:
+            if not starts and reserve is not None:
+                polish(MilpResult("feasible", reserve.choice, None, math.inf, 0.0))
+
         relaxed = f if inst.load <= 0 else Formulation(inst, mode, cap, tp_rows=False)
         lp = relaxed.lp_relaxation()
         if lp is None and relaxed.lp_infeasible:  # no fractional plan: no plan at all
             return MilpResult("infeasible", None, None, math.inf, time.perf_counter() - t0)
         if lp is None:  # the LP ran out of time: the MILP gets what is left
+            fall_back()
             res = _solve(inst, mode, cap, cand, starts[0] if starts else None, time_limit=left())
             res.solve_time_s = time.perf_counter() - t0
             return res
@@ -523,6 +536,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         gm = inst.evaluate(g) if g is not None else None
         polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
                       time_limit=left(0.5)))
+        fall_back()
         if not starts and mode == "cost" and inst.load > 0:
             # still none: dive on the min-latency LP, op by op (seed 11 at 10 req/s: the
             # only way a plan was found, in 23 s of CPU)

@@ -1,0 +1,376 @@
+"""A loaded start without the LP: every op at its fastest, then slowed where its slack allows.
+
+Under load on a large graph (the 500-op benchmark at 10 req/s) the LP relaxation costs
+seconds per solve and its dives find a plan in minutes, if at all. This start needs no
+LP. Each group of ops joined by heavy edges (`heuristics.heavy_groups`) is one unit on
+one pool, so the transfers that would cost the SLA most are never cut.
+
+1. **Budgets.** Each op gets its fastest time on its unit's pools, scaled by D / L_i:
+   D is the deadline, and L_i the longest path through the op at those times (edges
+   between units at their transfer between the units' fastest pools). On a path P each
+   L_i is at least P's length, so the budgets along P add up to at most D. They only
+   estimate what each op will hold (its leanest choice within budget); the deadline
+   itself is checked exactly below.
+2. **Pools.** Units in order of least slack (everything at its fastest) take the fastest
+   of their pools whose estimated devices still fit FILL of it; each op starts at its
+   fastest choice there. If the transfers between units then miss the deadline, every
+   unit starts on its fastest pool instead.
+3. **Slowdown.** Each op moves to a choice that saves $/hr (its devices at their pool's
+   price, a device beyond a pool's count at PENALTY times it; its calls' fees; its
+   transfers' $) while the move fits its slack against the deadline (critical-path
+   method). A single-op unit may change pools, a larger unit moves whole (each op at
+   its fastest there); new transfers are checked exactly, and a move into a pool is
+   taken only while the estimates leave room there. Moves are taken best saving per ms
+   first, from a heap re-ranked lazily as pools fill. Durations only grow, so slack
+   only shrinks; earliest and latest finishes are updated incrementally after each
+   move, so the deadline holds after every step.
+4. **Passes.** A plan over some pool's count is not returned; each op's estimate becomes
+   the mean of the old one and what it held, and the whole thing runs again (at most
+   ROUNDS times, within the time given).
+
+What it gives on the 500-op benchmark (seeds 11-16; 0.5-1.3 CPU s for a pass that finds
+a plan): at 20 req/s a plan on every seed (1,530-1,818 $/hr; seeds 14 and 15, whose
+deadlines make no edge heavy, 4,611 and 5,926), at 40 req/s on every seed (2,058-2,700;
+6,829 and 11,609), where the LP-based starts find plans near 1,160 $/hr when they have
+the time, so `heuristics.search` keeps this one in reserve. At 10 req/s (512 devices per
+class) only seed 16 (1,276 $/hr, where the offline LP dive found 4,762); on the others
+its best pass ends 99-521 devices over the fast pools' counts, so it returns None:
+the estimates of what ops will hold, and so the pools they start on, do not settle.
+
+The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
+edges' weights). They are exact for a program without control flow, which is the only
+case this start takes. Every plan returned has passed `heuristics.fits` (the planner's
+evaluator), so the caller treats it as one more start.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+
+from .instance import Instance, Metrics
+
+TOL = 1e-9   # ms: float noise when a move's finish is compared with a latest finish
+FILL = 0.85      # share of a pool the estimates may fill (they run low: critical ops keep more)
+PENALTY = 100.0  # a device beyond a pool's count costs this many times its price
+ROUNDS = 8       # passes at most (each re-estimates what its ops hold)
+
+
+class _Schedule:
+    """Earliest and latest finishes of a placement against deadline D, updated
+    incrementally when one op changes (its duration or its pool). The hot loop of
+    slack_start: each op's pool and duration are kept in lists, and each edge's
+    transfer ms (times its weight) per pair of pools in a dict."""
+
+    def __init__(self, inst: Instance, choice: list[int], deadline: float):
+        self.inst, self.ch, self.d = inst, choice, deadline
+        n = len(inst.ops)
+        self.pos = [0] * n
+        for p, i in enumerate(inst.topo):
+            self.pos[i] = p
+        e = inst.edges
+        self.pred = [[(e[k].u, k) for k in inst.pred[i]] for i in range(n)]
+        self.succ = [[(e[k].v, k) for k in inst.succ[i]] for i in range(n)]
+        self.at = [inst.choices[k].site for k in choice]
+        self.dur = [inst.duration(k) for k in choice]
+        self._tr: dict[tuple[int, int, int], float] = {}
+        self.ef = [0.0] * n
+        self.lf = [deadline] * n
+        for i in inst.topo:
+            self.ef[i] = self._ef(i)
+        for i in reversed(inst.topo):
+            self.lf[i] = self._lf(i)
+
+    def tr(self, k: int, a: int, b: int) -> float:
+        if a == b:
+            return self.inst.transfer(k, a, b)[0] * self.inst.edges[k].weight
+        key = (k, a, b)
+        ms = self._tr.get(key)
+        if ms is None:
+            ms = self._tr[key] = self.inst.edges[k].weight * self.inst.transfer(k, a, b)[0]
+        return ms
+
+    def _ef(self, i: int) -> float:
+        s, at, ef, tr = self.at[i], self.at, self.ef, self.tr
+        start = 0.0
+        for u, k in self.pred[i]:
+            x = ef[u] + (tr(k, at[u], s) if at[u] != s else 0.0)
+            if x > start:
+                start = x
+        return start + self.dur[i]
+
+    def _lf(self, i: int) -> float:
+        s, at, lf, dur, tr = self.at[i], self.at, self.lf, self.dur, self.tr
+        latest = self.d
+        for v, k in self.succ[i]:
+            x = lf[v] - dur[v] - (tr(k, s, at[v]) if at[v] != s else 0.0)
+            if x < latest:
+                latest = x
+        return latest
+
+    def fits(self, i: int, k: int) -> bool:
+        """Op i at choice k keeps every path within the deadline (others unchanged)."""
+        inst = self.inst
+        s = inst.choices[k].site
+        if s == self.at[i]:
+            return self.ef[i] + inst.duration(k) - self.dur[i] <= self.lf[i] + TOL
+        fin = max((self.ef[u] + self.tr(e, self.at[u], s) for u, e in self.pred[i]), default=0.0)
+        fin += inst.duration(k)
+        return fin <= self.lf[i] + TOL and all(
+            fin + self.tr(e, s, self.at[v]) <= self.lf[v] - self.dur[v] + TOL for v, e in self.succ[i])
+
+    def move(self, i: int, k: int) -> None:
+        site = self.inst.choices[k].site
+        moved = site != self.at[i]
+        self.ch[i], self.at[i], self.dur[i] = k, site, self.inst.duration(k)
+        forward = [(self.pos[i], i)] + ([(self.pos[v], v) for v, _ in self.succ[i]] if moved else [])
+        backward = [(-self.pos[i], i)] + [(-self.pos[u], u) for u, _ in self.pred[i]]
+        self._sweep(forward, self.ef, self._ef, self.succ, 1)
+        self._sweep(backward, self.lf, self._lf, self.pred, -1)
+
+    def _sweep(self, heap, value, compute, onward, sign: int) -> None:
+        """Recompute `value` from the ops in `heap` on, in (reverse) topological order,
+        as far as it changes."""
+        heapq.heapify(heap)
+        seen = set()
+        pos = self.pos
+        while heap:
+            _, i = heapq.heappop(heap)
+            if i in seen:
+                continue
+            seen.add(i)
+            new = compute(i)
+            if new != value[i]:
+                value[i] = new
+                for j, _ in onward[i]:
+                    heapq.heappush(heap, (sign * pos[j], j))
+
+
+def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_limit: float) -> Metrics | None:
+    """A plan from fastest-then-slowed placements, or None (see the module docstring).
+    Only under load, with a hard every-path e2e bound, no control flow and no colocated
+    ops."""
+    from .heuristics import fits, heavy_groups   # heuristics imports this module
+
+    p = inst.problem
+    sla = p.sla.e2e_ms
+    if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
+            or inst.colocate):
+        return None
+    t0 = time.perf_counter()
+    deadline = sla if cap is None else min(cap, sla)
+    units = heavy_groups(inst, cand, deadline)
+    n = len(inst.ops)
+    sites = inst.sites
+    # per op and pool its choices, fastest first; units keep to the pools all their ops have
+    menu: list[dict[int, list[int]]] = [{} for _ in range(n)]
+    for i, ks in enumerate(cand):
+        for k in ks:
+            c = inst.choices[k]
+            if not c.parts and not sites[c.site].parts:
+                menu[i].setdefault(c.site, []).append(k)
+        for ms in menu[i].values():
+            ms.sort(key=lambda k: (inst.duration(k), inst.demand(k), k))
+    unit_of = [0] * n
+    pools = []
+    for u, g in enumerate(units):
+        common = sorted(set.intersection(*(set(menu[i]) for i in g)))
+        if not common:
+            return None
+        pools.append(common)
+        for i in g:
+            unit_of[i] = u
+    # (1) budgets: fastest times scaled by D / (longest path through the op); an edge
+    # between units is reserved its transfer between the units' fastest pools
+    fast = [min(inst.duration(menu[i][j][0]) for j in pools[unit_of[i]]) for i in range(n)]
+    home = [min(pools[u], key=lambda j: (sum(inst.duration(menu[i][j][0]) for i in g), j))
+            for u, g in enumerate(units)]
+    reserve = [e.weight * inst.transfer(k, home[unit_of[e.u]], home[unit_of[e.v]])[0]
+               for k, e in enumerate(inst.edges)]
+    head = [0.0] * n
+    for i in inst.topo:
+        head[i] = max((head[inst.edges[k].u] + reserve[k] for k in inst.pred[i]), default=0.0) + fast[i]
+    tail = [0.0] * n
+    for i in reversed(inst.topo):
+        tail[i] = fast[i] + max((reserve[k] + tail[inst.edges[k].v] for k in inst.succ[i]), default=0.0)
+    if max(head, default=0.0) > deadline:
+        return None
+    budget = [fast[i] * deadline / (head[i] + tail[i] - fast[i]) if fast[i] > 0 else 0.0 for i in range(n)]
+    fastest = [menu[i][home[unit_of[i]]][0] for i in range(n)]
+
+    best = None
+    est = None
+    for _ in range(ROUNDS):
+        if time.perf_counter() - t0 > time_limit:
+            break
+        choice = _slowdown(inst, units, pools, menu, budget, fastest, deadline, unit_of, t0 + time_limit,
+                           est)
+        if choice is None:
+            break
+        m = inst.evaluate(choice)
+        if fits(inst, m, cap):
+            best = m
+            break
+        est = [inst.demand(k) if est is None else (inst.demand(k) + est[i]) / 2 for i, k in enumerate(choice)]
+    return best
+
+
+def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, unit_of, until,
+              est) -> list[int] | None:
+    """Steps (2) and (3) of the module docstring; None when out of time. `est`: devices
+    each op is expected to hold (None: its leanest choice within its budget)."""
+    sites = inst.sites
+    room = [math.inf if s.count is None else float(s.count) for s in sites]
+    used = [0.0] * len(sites)
+
+    def worth(j: int, x: float) -> float:
+        """What x devices on pool j cost: its price, PENALTY times that beyond its count."""
+        return sites[j].usd_per_hr * (x + (PENALTY - 1.0) * max(0.0, x - room[j]))
+
+    per_hr = inst.load * 3600.0
+
+    def wires(i: int, a: int, b: int, inside=()) -> float:
+        """$/hr saved on op i's transfers (to ops outside `inside`) when it moves from
+        pool a to pool b."""
+        saved = 0.0
+        for u, e in sched.pred[i]:
+            if u not in inside:
+                w = inst.edges[e].weight * per_hr
+                saved += w * (inst.transfer(e, sched.at[u], a)[1] - inst.transfer(e, sched.at[u], b)[1])
+        for v, e in sched.succ[i]:
+            if v not in inside:
+                w = inst.edges[e].weight * per_hr
+                saved += w * (inst.transfer(e, a, sched.at[v])[1] - inst.transfer(e, b, sched.at[v])[1])
+        return saved
+
+    def gain(k0: int, k: int, wired: float | None = None) -> float:
+        """$/hr (PENALTY-priced) saved when op i goes from choice k0 to k; `wired`: its
+        transfers' part, when the caller has it."""
+        a, b = inst.choices[k0].site, inst.choices[k].site
+        d0, d1 = inst.demand(k0), inst.demand(k)
+        saved = (inst.per_call_usd[k0] - inst.per_call_usd[k]) * per_hr
+        if a == b:
+            return saved + worth(a, used[a]) - worth(a, used[a] - d0 + d1)
+        if wired is None:
+            wired = wires(inst.choices[k].op, a, b)
+        return saved + worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1) + wired
+
+    # (2) each unit, least slack first (all at their fastest), to the fastest of its pools
+    # whose estimated devices still fit FILL of the pool, else to the one with most room
+    choice = [0] * len(inst.ops)
+    if est is None:   # what each op will hold: its leanest choice within budget
+        est = [min((inst.demand(k) for ms in menu[i].values() for k in ms if inst.duration(k) <= budget[i] + TOL),
+                   default=inst.demand(fastest[i])) for i in range(len(inst.ops))]
+    first = _Schedule(inst, list(fastest), deadline)
+    slack = [min(first.lf[i] - first.ef[i] for i in g) for g in units]
+    for u in sorted(range(len(units)), key=lambda u: (slack[u], u)):
+        speed = sorted(pools[u], key=lambda j: (sum(inst.duration(menu[i][j][0]) for i in units[u]), j))
+        need = sum(est[i] for i in units[u])
+        j = next((j for j in speed if used[j] + need <= room[j] * FILL),
+                 max(speed, key=lambda j: (room[j] - used[j], -j)))
+        for i in units[u]:
+            choice[i] = menu[i][j][0]
+        used[j] += need
+    proj = used   # what each pool will hold, by the estimates
+    used = [0.0] * len(sites)
+    sched = _Schedule(inst, choice, deadline)
+    if max(sched.ef, default=0.0) > deadline + TOL:   # the transfers between units: all at home
+        choice[:] = fastest
+        sched = _Schedule(inst, choice, deadline)
+        if max(sched.ef, default=0.0) > deadline + TOL:
+            return None
+    for k in choice:
+        used[inst.choices[k].site] += inst.demand(k)
+
+    def ratio(k0: int, k: int, wired: float | None = None) -> float:
+        return gain(k0, k, wired) / max(inst.duration(k) - inst.duration(k0), 1e-6)
+
+    def unit_ratio(u: int, b: int) -> float:
+        """A whole unit to pool b, each op at its fastest there: saving per ms added."""
+        a = inst.choices[choice[units[u][0]]].site
+        d0 = sum(inst.demand(choice[i]) for i in units[u])
+        d1 = sum(inst.demand(menu[i][b][0]) for i in units[u])
+        slower = sum(max(0.0, inst.duration(menu[i][b][0]) - inst.duration(choice[i])) for i in units[u])
+        saved = worth(a, used[a]) - worth(a, used[a] - d0) + worth(b, used[b]) - worth(b, used[b] + d1)
+        inside = set(units[u])
+        saved += sum((inst.per_call_usd[choice[i]] - inst.per_call_usd[menu[i][b][0]]) * per_hr
+                     + wires(i, a, b, inside) for i in units[u])
+        return saved / max(slower, 1e-6)
+
+    version = [0] * len(units)
+
+    def moves(i: int) -> list[tuple]:
+        k0 = choice[i]
+        u = unit_of[i]
+        if len(units[u]) > 1:
+            here = inst.choices[k0].site
+            need = sum(est[i] for i in units[u])
+            out = [(-r, 1, u, version[u], b) for b in pools[u] if b != here and proj[b] + need <= room[b] * FILL
+                   for r in (unit_ratio(u, b),) if r > 1e-12]
+            where = [here]
+        else:
+            out, where = [], pools[u]
+        a = inst.choices[k0].site
+        for j in where:
+            if j != a and proj[j] + est[i] > room[j] * FILL:
+                continue
+            wired = wires(i, a, j) if j != a else 0.0
+            for k in menu[i][j]:
+                r = ratio(k0, k, wired)
+                if r > 1e-12:
+                    out.append((-r, 0, i, k0, k))
+        return out
+
+    def take(i: int, k: int) -> None:
+        k0 = choice[i]
+        proj[inst.choices[k0].site] -= est[i]
+        proj[inst.choices[k].site] += est[i]
+        used[inst.choices[k0].site] -= inst.demand(k0)
+        used[inst.choices[k].site] += inst.demand(k)
+        sched.move(i, k)   # sched.ch is `choice`
+        version[unit_of[i]] += 1
+
+    heap = [mv for i in range(len(inst.ops)) for mv in moves(i)]
+    heapq.heapify(heap)
+    steps = 0
+    while heap:
+        entry = heapq.heappop(heap)
+        key, whole = entry[0], entry[1]
+        if whole:
+            _, _, u, ver, b = entry
+            if version[u] != ver:
+                continue
+            r = unit_ratio(u, b)
+        else:
+            _, _, i, k0, k = entry
+            if choice[i] != k0:
+                continue
+            r = ratio(k0, k)
+        if r <= 1e-12:
+            continue
+        if r < -key * (1 - 1e-9) and heap and r < -heap[0][0]:   # the pools' use moved: re-rank
+            heapq.heappush(heap, (-r,) + entry[1:])
+            continue
+        if whole:
+            before = [choice[i] for i in units[u]]
+            for i in units[u]:
+                take(i, menu[i][b][0])
+            if max(sched.ef) > deadline + TOL:
+                for i, k0 in zip(units[u], before):
+                    take(i, k0)
+                version[u] = ver   # refused: the unit's other moves stay valid
+                continue
+            touched = units[u]
+        else:
+            if not sched.fits(i, k):
+                continue
+            take(i, k)
+            touched = [i]
+        for i in touched:
+            for mv in moves(i):
+                heapq.heappush(heap, mv)
+        steps += 1
+        if steps % 64 == 0 and time.perf_counter() > until:
+            return None
+    return choice
