@@ -161,3 +161,17 @@ def test_the_walk_is_deterministic_across_hash_seeds(tmp_path):
         outs.append(subprocess.run([os.path.join(os.path.dirname(sys.executable), "agentc"), "plan", src, "--json"], env=env,
                                    capture_output=True, check=True, cwd=str(tmp_path)).stdout)
     assert outs[0] == outs[1] and b"sized_ms" in outs[0]
+
+
+def test_a_walk_that_never_reaches_the_bound_ends_in_the_step_limits_located_error(tmp_path):
+    """voice at 20 req/s with ttft < 100 ms (a loop, an every-path TTFT): each plan of
+    the walk is sized to 44-75 ms and predicted at 135-146 ms (simulated ~158 ms for the
+    example's plan), so no sizing bound makes the prediction hold; after 8 re-solves
+    the error is located at the agent with the 9 plans tried, exit 1, no traceback."""
+    src = _variant(tmp_path, "v20", ("sla {", "load 20 rps\n  sla {"), ("ttft < 250ms", "ttft < 100ms"),
+                   base=os.path.join(ROOT, "examples", "voice_agent.agent"))
+    res = CliRunner().invoke(cli, ["plan", src], prog_name="agentc")
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith(f"{src}:13:1: error: no plan is predicted to hold the SLA"), res.output
+    assert "after 8 re-solves" in res.output and res.output.count("note: tried: ") == 9, res.output
+    assert "Traceback" not in res.output
