@@ -14,8 +14,15 @@ plans the MILP would return for sizing bounds s <= the program's bound, cheapest
 (the MILP's cost does not rise as s loosens), and stops at the first whose prediction
 holds: the cheapest plan of that family that the prediction holds, so loosening the
 program's bound never makes the plan dearer (each plan of the walk for a tighter bound
-is in the walk for a looser one). Lowering by the predicted excess instead jumps past
-cheaper plans that hold (rag: `ttft < 400ms` cost more than `< 380ms`). The lowered bounds are recorded on the graph
+is in the walk for a looser one). That argument takes the MILP's optimum to be unique
+(and optimal, not cut by --time-limit): where two plans cost the same, the MILP may
+return one for one sizing bound and the other for a looser one, and the walk steps
+past the one that holds (rag: `ttft < 470ms` keeps a 8.565 $/hr plan, `< 480ms` a
+8.993 $/hr one; test_promise_review.py); a fixed tie-break in the MILP's objective
+would restore it. The step limit weakens it too: a looser bound's walk can be longer,
+and end in the error where a tighter bound's found a plan. Lowering by the predicted
+excess instead jumps past cheaper plans that hold (rag: `ttft < 400ms` cost more than
+`< 380ms`). The lowered bounds are recorded on the graph
 (`sized_*_ms`), so a module printed at `placed` rebuilds the same problem, and in the
 manifest's `sla.sized_ms`. Without a load clause the latency terms are those of an
 isolated request (README), so nothing is predicted here.
