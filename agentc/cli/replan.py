@@ -232,7 +232,9 @@ def replan_compile(manifest: str, cluster: str, *, load=None, trace=None, penalt
         new = json.loads(manifest_json.dumps(manifest_json.build(c)))
     else:
         new = json.loads(c.artifacts["manifest.json"])
-    return c, old, new, result[0], applied
+    # the last solve's: the placed stage may solve again until the plan's prediction
+    # holds its SLA (agentc/promise.py), and the plan written is the last one
+    return c, old, new, result[-1], applied
 
 
 @click.command("replan")

@@ -66,13 +66,12 @@ def test_the_kept_plan_holds_in_simulation_at_6_rps(tmp_path):
     assert held["ttft"]["holds"], held["ttft"]
 
 
-@pytest.mark.xfail(strict=True, reason="defect: agentc/cli/replan.py returns result[0] (the first solve) "
-                   "where the walk solved again; result[-1] is the plan written")
 def test_replan_reports_the_move_of_the_plan_it_writes(tmp_path):
     """replan of rag's running plan (ttft figure 386 ms) onto a program with ttft < 450:
     the first solve keeps the running plan (nothing moves, $0), its prediction 491 ms
-    misses, the walk solves again and moves `hits` (epyc -> a100, $0.1 one-time), but
-    replan's Replanned (replan.json's movement_usd, its notes) is the first solve's."""
+    misses, the walk solves again and moves `hits` (epyc -> a100, $0.1 one-time);
+    replan's Replanned (replan.json's movement_usd, its notes) is that last solve's
+    (it was the first solve's: cli/replan.py took result[0])."""
     from agentc.cli.replan import replan_compile
 
     running = tmp_path / "manifest.json"
