@@ -6,7 +6,7 @@ they model; these classes are how."""
 from __future__ import annotations
 
 import heapq
-from heapq import heappush
+from heapq import heapify, heappush
 import math
 import operator
 from bisect import bisect_right
@@ -59,7 +59,7 @@ class Factors:
 class DecodeEngine:
     """One continuous-batching decode engine: a tp group of the pool serving one model.
     It is driven by its events' callbacks rather than a process, so that cutting a
-    run short moves its timer (the old one fires unheard) instead of interrupting a
+    run short moves its timer (its entry in the event heap) instead of interrupting a
     process, which costs an interrupt event and a second resume. A run's work is in
     the sequences that change (join, start, leave), not in every active one: each
     sequence ends at a step count (a heap), and the engine counts the calls in its batch.
@@ -95,7 +95,8 @@ class DecodeEngine:
         self.cut = False         # stopped early: to give way (the pool) or let sequences join
         self.cont = False        # the segment continues the run at a boundary set by a join
         self.running = False
-        self.timer = None        # the current segment's end
+        self.timer = None        # the current segment's end, while pending
+        self.entry = None        # its entry in SimPy's heap
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
         self.on_done = self._done   # the timer's callback (one bound method for every timer)
@@ -134,10 +135,22 @@ class DecodeEngine:
     def _retime(self, j: int):
         """End the current segment after `j` steps: its timer moves there."""
         self.stop = j
-        self.timer.callbacks.clear()   # it fires unheard
         now = self.env._now
-        self.timer = at(self.env, now + (self._end(j) - now))
-        self.timer.callbacks.append(self.on_done)
+        self._move(now + (self._end(j) - now))
+
+    def _move(self, t: float):
+        """The pending timer moves to `t`: its entry in SimPy's heap is replaced by one
+        at `t` with a new event number, as a timer set now would have, and the heap is
+        restored (it holds a few dozen events). The old entry would have fired with no
+        one listening: an event fewer, and one fewer that the walks' running ahead
+        (model.py) must stop at."""
+        env = self.env
+        q = env._queue
+        entry = (t, 1, next(env._eid), self.timer)
+        i = q.index(self.entry)   # (the entry itself: list.index compares identity first)
+        q[i] = entry
+        self.entry = entry
+        heapify(q)
 
     def yield_soon(self, now: float | None = None):
         """Stop the current run at the first step boundary after `now` (the clock, or a
@@ -325,14 +338,16 @@ class DecodeEngine:
         else:
             self.cut = False
             j = self.stop = m
-        if self.timer is not None:
-            self.timer.callbacks.clear()   # it fires unheard
         env = self.env
         now = env._now
         end = start + j * step if self.step_ends is None else float(self.step_ends[j - 1])   # _end(j)
+        if self.timer is not None:   # the run's timer, pending: it moves (_move)
+            self._move(now + (end - now))
+            return
         self.timer = timer = At()   # resources.at, inline
         timer.callbacks, timer._value = [self.on_done], None
-        heappush(env._queue, (now + (end - now), 1, next(env._eid), timer))
+        self.entry = entry = (now + (end - now), 1, next(env._eid), timer)
+        heappush(env._queue, entry)
 
     def _close(self, j: int):
         """The current segment's first `j` (>= 1) steps are run: count them."""
