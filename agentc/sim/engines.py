@@ -197,6 +197,9 @@ class DecodeEngine:
             else:
                 j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
+                if self.factors is None and self.run_ids is None:
+                    self._rejoin(s, j)
+                    return
                 self._close(j)
                 # _add, inline
                 s.adm = adm = self.admitted
@@ -214,6 +217,74 @@ class DecodeEngine:
                 return
         self.pending.append(s)
         self.yield_soon(now)
+
+    def _rejoin(self, s: Seq, j: int):
+        """`take`'s common case, its calls inline (an engine without factors or ids:
+        `_close(j)`, `_add(s)` and `_segment` at step `j`'s end): the same operations
+        in the same order, a few calls fewer on the path every join takes."""
+        dec, n, start, dt = self.decoder, self.run_n, self.start, self.dt
+        # _close(j)
+        calls = self.calls
+        batches = dec.batches
+        for op_id in calls:
+            batches[op_id][n] += j
+        fresh = self.run_fresh
+        if fresh:
+            first_step = start + dt
+            waits = self.pool.stats.waits
+            for f in fresh:
+                f.started, f.first = start, first_step
+                if f.req.measured:
+                    waits.append(start - f.joined)
+                    if f.kv_wait:
+                        dec.kv_blocked.append(start - f.joined)
+        steps = self.steps = self.steps + j
+        # _add(s)
+        s.adm = adm = self.admitted
+        self.admitted = adm + 1
+        s.end = end = steps + s.tokens
+        active = self.active
+        active[s] = None
+        ends = self.ends
+        heappush(ends, (end, adm, s))
+        op_id = s.op.id
+        calls[op_id] = calls.get(op_id, 0) + 1
+        fresh = self.run_fresh = self.fresh
+        fresh.append(s)
+        self.fresh = []
+        # _segment(start + j * dt)
+        start = start + j * dt
+        n = len(active)
+        if len(calls) == 1:
+            step = dec.own[op_id][n]
+        elif len(calls) == 2:
+            (a, ca), (b, cb) = calls.items()
+            latest = dec.latest
+            step = (ca * latest[a][n] + cb * latest[b][n]) / n
+        else:
+            self._segment(start)
+            return
+        m = ends[0][0] - steps
+        self.start = start
+        self.m = m
+        self.run_n = n
+        self.cont = True
+        self.dt = step
+        if m > 1 and self.pool.waiters:   # (none pending, no backlog: take's condition)
+            self.cut = True
+            j = self.stop = 1
+        else:
+            self.cut = False
+            j = self.stop = m
+        env = self.env
+        now = env._now
+        end = start + j * step
+        # _move(now + (end - now))
+        q = env._queue
+        entry = (now + (end - now), 1, next(env._eid), self.timer)
+        q[q.index(self.entry)] = entry
+        self.entry = entry
+        heapify(q)
 
     def _add(self, s: Seq):
         s.adm = self.admitted
@@ -274,7 +345,13 @@ class DecodeEngine:
             pool.release(dec.tp, self.run_ids, self.held)
             self._loop()
             return
-        pool.held(dec.tp, self.held, now)
+        held = self.held   # pool.held(dec.tp, held, now), inline
+        a = held if held > pool.t0 else pool.t0
+        b = now if now < pool.t1 else pool.t1
+        if b > a:
+            pool.busy_area += dec.tp * (b - a)
+        if pool.keep:
+            pool.busy_iv.append((held, now, dec.tp))
         if self.pending or dec.backlog:   # (else none to admit)
             self._admit()
         engines = pool.engines
@@ -376,7 +453,24 @@ class DecodeEngine:
     def _done(self, _event):
         dec = self.decoder
         j = self.stop
-        if j:
+        if j and self.factors is None and self.run_ids is None:
+            # _close(j), inline (no factors, no ids): every segment's end runs this
+            n, start, batches = self.run_n, self.start, dec.batches
+            for op_id in self.calls:
+                batches[op_id][n] += j
+            fresh = self.run_fresh
+            if fresh:
+                first_step = start + self.dt
+                waits = self.pool.stats.waits
+                for s in fresh:
+                    s.started, s.first = start, first_step
+                    if s.req.measured:
+                        waits.append(start - s.joined)
+                        if s.kv_wait:
+                            dec.kv_blocked.append(start - s.joined)
+                self.run_fresh = []
+            self.steps += j
+        elif j:
             self._close(j)
         else:   # stopped before it began: its new sequences start with the next run
             self.fresh = self.run_fresh + self.fresh
