@@ -484,6 +484,9 @@ class DecodeEngine:
             self._next(now)
             return
         out = [heapq.heappop(ends)[2]]
+        if not (ends and ends[0][0] <= steps) and self.factors is None:
+            self._leave(out[0], now)   # one sequence leaves (the common case)
+            return
         while ends and ends[0][0] <= steps:
             out.append(heapq.heappop(ends)[2])
         if len(out) > 1:
@@ -515,6 +518,83 @@ class DecodeEngine:
         callbacks, done.callbacks = done.callbacks, None
         for callback in callbacks:
             callback(done)
+
+    def _leave(self, s: Seq, now: float):
+        """`_done`'s common case: one sequence `s` leaves at `now` and the engine (without
+        factors) goes on; `_done`'s, `_next`'s and `_segment`'s steps for it inline,
+        the same operations in the same order."""
+        dec = self.decoder
+        active, calls = self.active, self.calls
+        dec.loads[self.index] -= 1
+        s.last = now
+        self.kv -= s.kv
+        dec.kv_total -= s.kv
+        del active[s]
+        op_id = s.op.id
+        if calls[op_id] == 1:
+            del calls[op_id]
+        else:
+            calls[op_id] -= 1
+        env = self.env
+        due = self.sim.due
+        direct = not (due and due[0][0] <= now)
+        if not direct:   # its event, triggered now (Event.succeed)
+            heappush(env._queue, (now, 1, next(env._eid), s))
+        pool = self.pool
+        if pool.waiters or pool.retire or pool.free_ids is not None or not active or self.pending or dec.backlog:
+            self._next(now)
+        else:   # _next's common case: the run goes on, nothing to admit
+            held = self.held   # pool.held(dec.tp, held, now)
+            a = held if held > pool.t0 else pool.t0
+            b = now if now < pool.t1 else pool.t1
+            if b > a:
+                pool.busy_area += dec.tp * (b - a)
+            if pool.keep:
+                pool.busy_iv.append((held, now, dec.tp))
+            engines = pool.engines
+            if engines[-1] is not self:
+                engines.remove(self)
+                engines.append(self)
+            self.held, self.running = now, True
+            self.run_fresh, self.fresh = self.fresh, []
+            # _segment(now) without factors
+            n = len(active)
+            if len(calls) == 1:
+                for op_id in calls:
+                    step = dec.own[op_id][n]
+            elif len(calls) == 2:
+                (a, ca), (b, cb) = calls.items()
+                latest = dec.latest
+                step = (ca * latest[a][n] + cb * latest[b][n]) / n
+            else:
+                self._segment(now)
+                step = None
+            if step is not None:
+                m = self.ends[0][0] - self.steps
+                self.start = now
+                self.m = m
+                self.run_n = n
+                self.dt = step
+                self.step_ends = None
+                if m > 1 and pool.waiters:   # (none pending, no backlog)
+                    self.cut = True
+                    j = self.stop = 1
+                else:
+                    self.cut = False
+                    j = self.stop = m
+                self.timer = timer = At()
+                timer.callbacks, timer._value = [self.on_done], None
+                end = now + j * step
+                self.entry = entry = (now + (end - now), 1, next(env._eid), timer)
+                heappush(env._queue, entry)
+            self.cont = False
+        if direct:
+            # no event is due now: its event would be the next one processed (what
+            # the run schedules comes later), so its request carries on at once
+            # instead, as SimPy's step would run it (an event fewer)
+            callbacks, s.callbacks = s.callbacks, None
+            for callback in callbacks:
+                callback(s)
 
 
 def _admission(s: Seq) -> int:
