@@ -72,6 +72,8 @@ class DecodeEngine:
     then stops the run at that boundary instead (zero steps into it), as the step-by-
     step engine would have given way there."""
 
+    fuse = True
+
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
         self.env = sim.env
@@ -100,6 +102,9 @@ class DecodeEngine:
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
         self.on_done = self._done   # the timer's callback (one bound method for every timer)
+        # the common cases' fused paths (_rejoin, _leave, _done's close) for an engine
+        # without factors; `fuse` off runs the general methods they inline (the tests)
+        self.plain = factors is None and self.fuse
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -197,7 +202,7 @@ class DecodeEngine:
             else:
                 j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
-                if self.factors is None and self.run_ids is None:
+                if self.plain and self.run_ids is None:
                     self._rejoin(s, j)
                     return
                 self._close(j)
@@ -453,7 +458,7 @@ class DecodeEngine:
     def _done(self, _event):
         dec = self.decoder
         j = self.stop
-        if j and self.factors is None and self.run_ids is None:
+        if j and self.plain and self.run_ids is None:
             # _close(j), inline (no factors, no ids): every segment's end runs this
             n, start, batches = self.run_n, self.start, dec.batches
             for op_id in self.calls:
@@ -484,7 +489,7 @@ class DecodeEngine:
             self._next(now)
             return
         out = [heapq.heappop(ends)[2]]
-        if not (ends and ends[0][0] <= steps) and self.factors is None:
+        if not (ends and ends[0][0] <= steps) and self.plain:
             self._leave(out[0], now)   # one sequence leaves (the common case)
             return
         while ends and ends[0][0] <= steps:
