@@ -117,21 +117,19 @@ def test_the_same_plan_gives_the_same_text(plans):
 
 
 def fanout() -> plan.Plan:
-    """Ops that send two transfers at once on one link (the second shares it from the
-    start: walkgen's inline two-transfer case), the larger first and the smaller first,
-    and a consumer waiting on both; a one-device pool under queueing."""
+    """A chain whose ops send two transfers at once on one link, to the next op and
+    the one after (the second shares the link from the start: walkgen's inline
+    two-transfer case), the larger first and the smaller first."""
     ops = [_op("a", "x", 1.0),
-           _op("b1", "y", 2.0, inputs=["a"]), _op("b2", "y", 0.5, inputs=["a"]),
-           _op("c", "x", 1.5, inputs=["b1", "b2"]),
-           _op("d1", "y", 0.7, inputs=["c"]), _op("d2", "y", 1.1, inputs=["c"]),
-           _op("e", "x", 0.3, inputs=["d1", "d2"])]
+           _op("b1", "y", 2.0, inputs=["a"]), _op("b2", "y", 0.5, inputs=["a", "b1"]),
+           _op("c", "x", 1.5, inputs=["b2"]),
+           _op("d1", "y", 0.7, inputs=["c"]), _op("d2", "y", 1.1, inputs=["c", "d1"]),
+           _op("e", "x", 0.3, inputs=["d2"])]
     edges = [{"src": "a", "dst": "b1", "link": "x<->y", "latency_ms": 0.2, "wire_ms": 0.9, "ms": 1.1},
              {"src": "a", "dst": "b2", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.3, "ms": 0.4},
-             {"src": "b1", "dst": "c", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.2, "ms": 0.3},
              {"src": "b2", "dst": "c", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.2, "ms": 0.3},
              {"src": "c", "dst": "d1", "link": "x<->y", "latency_ms": 0.3, "wire_ms": 0.25, "ms": 0.55},
              {"src": "c", "dst": "d2", "link": "x<->y", "latency_ms": 0.05, "wire_ms": 0.6, "ms": 0.65},
-             {"src": "d1", "dst": "e", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.1, "ms": 0.2},
              {"src": "d2", "dst": "e", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.1, "ms": 0.2}]
     return plan.from_manifest({"schema_version": "1.2", "agent": "fanout", "sla": {},
                                "cluster": {"pools": [{"name": "x", "count": 1}, {"name": "y", "count": 3}]},
@@ -147,6 +145,7 @@ def test_two_transfers_on_one_link(load):
     config = model.Config(seed=3, cv=(("*", 0.5),))
     a, b = _outcome(p, arr, config), _outcome(p, arr, config, general=True)
     assert a[2]["x<->y"] > 0 and len(a[0]) == 1500
+    assert "solo_" in walkgen.build(model.Simulation(p, arr, config), p)[1]
     for x, y in zip(a, b):
         assert x == y
 
