@@ -104,7 +104,8 @@ class DecodeEngine:
         self.on_done = self._done   # the timer's callback (one bound method for every timer)
         # the common cases' fused paths (_rejoin, _leave, _done's close) for an engine
         # without factors; `fuse` off runs the general methods they inline (the tests)
-        self.plain = factors is None and self.fuse
+        # (and without ids to hand out or intervals to keep on its pool: both fixed for a run)
+        self.plain = factors is None and self.fuse and self.pool.free_ids is None and not self.pool.keep
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -202,7 +203,7 @@ class DecodeEngine:
             else:
                 j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
-                if self.plain and self.run_ids is None:
+                if self.plain:
                     self._rejoin(s, j)
                     return
                 self._close(j)
@@ -458,7 +459,7 @@ class DecodeEngine:
     def _done(self, _event):
         dec = self.decoder
         j = self.stop
-        if j and self.plain and self.run_ids is None:
+        if j and self.plain:
             # _close(j), inline (no factors, no ids): every segment's end runs this
             n, start, batches = self.run_n, self.start, dec.batches
             for op_id in self.calls:
@@ -546,16 +547,14 @@ class DecodeEngine:
         if not direct:   # its event, triggered now (Event.succeed)
             heappush(env._queue, (now, 1, next(env._eid), s))
         pool = self.pool
-        if pool.waiters or pool.retire or pool.free_ids is not None or not active or self.pending or dec.backlog:
+        if pool.waiters or pool.retire or not active or self.pending or dec.backlog:
             self._next(now)
-        else:   # _next's common case: the run goes on, nothing to admit
-            held = self.held   # pool.held(dec.tp, held, now)
+        else:   # _next's common case: the run goes on, nothing to admit (no ids: plain)
+            held = self.held   # pool.held(dec.tp, held, now) (no intervals kept: plain)
             a = held if held > pool.t0 else pool.t0
             b = now if now < pool.t1 else pool.t1
             if b > a:
                 pool.busy_area += dec.tp * (b - a)
-            if pool.keep:
-                pool.busy_iv.append((held, now, dec.tp))
             engines = pool.engines
             if engines[-1] is not self:
                 engines.remove(self)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from heapq import heappop, heappush, heapreplace
 
-from agentc.sim.resources import Transfer, at
+from agentc.sim.resources import At, Transfer, at
 
 INF = math.inf
 
@@ -78,7 +78,8 @@ class _Walk:
         # the measured window (every pool's and link's), the helpers, the simulation
         self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "INF": INF, "at": at,
                                          "heappop": heappop, "heappush": heappush, "heapreplace": heapreplace,
-                                         "Transfer": Transfer, "sim": sim, "env": sim.env, "FLOW": sim.flow}
+                                         "Transfer": Transfer, "sim": sim, "env": sim.env, "FLOW": sim.flow,
+                                         "At": At, "Q": sim.env._queue, "EID": sim.env._eid}
         self.ids: dict[int, str] = {}
         self.t = _Text()
 
@@ -192,7 +193,7 @@ class _Walk:
     def _await_landing(self) -> None:
         t = self.t
         with t.block("while x.fire > now:"):
-            t("yield at(env, x.fire)")
+            self._wait_at(t, "x.fire")
             t(NXT)
             t("now = env._now")
 
@@ -237,6 +238,16 @@ class _Walk:
         with t.block("if end > now:"):
             self._until("end")
 
+    @staticmethod
+    def _wait_at(t, when: str) -> None:
+        """Wait on the clock till `when`: resources.at inline (an At on SimPy's heap with
+        the same time, priority and event number), then yield it."""
+        t("ev = At()")
+        t("ev.callbacks = []")
+        t("ev._value = None")
+        t(f"heappush(Q, ({when}, 1, next(EID), ev))")
+        t("yield ev")
+
     def _until(self, when: str) -> None:
         """Advance `now` to `when`: straight there when no event is due before it (nothing
         else can happen meanwhile), else through SimPy, which runs what is due first."""
@@ -244,7 +255,7 @@ class _Walk:
         with t.block(f"if nxt > {when}:"):
             t(f"now = {when}")
         with t.block("else:"):
-            t(f"yield at(env, {when})")
+            self._wait_at(t, when)
             t(NXT)
             t("now = env._now")
 
@@ -252,7 +263,7 @@ class _Walk:
         """Bring SimPy's clock to the walk's `now` (the walk runs ahead of it between
         events) before asking anything that schedules on it."""
         with self.t.block("if now > env._now:"):
-            self.t("yield at(env, now)")
+            self._wait_at(self.t, "now")
             self.t(NXT)
 
     def _ask(self, pool: str, tp: int, busy: str) -> None:
@@ -293,7 +304,7 @@ class _Walk:
         t(f"seq = {dec}.join(req, {op}, now)")
         t(NXT)
         with t.block("if seq is None:"):
-            t("yield at(env, now)")
+            self._wait_at(t, "now")
             t(NXT)
             t(f"seq = {dec}.join(req, {op}, now)")
         t("yield seq")
@@ -315,7 +326,7 @@ class _Walk:
             t(f"{waits}.append(start - t_ask)")
         t(f"end = start + {_f(r.total)} * f")
         with t.block("if nxt <= end:"):   # Simulation._wait
-            t("yield at(env, end)")
+            self._wait_at(t, "end")
             t(NXT)
         t("now = end")
         t(f"tokens = max(1, round({op.decode.tokens!r} * s_out))")
@@ -393,7 +404,7 @@ class _Walk:
                 t("f = lone[3]")
         with t.block("else:"):
             with t.block("if now > env._now:"):
-                t("yield at(env, now)")
+                self._wait_at(t, "now")
                 t(NXT)
             t(f"f = (yield {pre}.submit({op}, tokens, req))[3]")
             t(NXT)
@@ -405,7 +416,7 @@ class _Walk:
         with t.block("if rest > 0:"):
             t("end = now + rest")
             with t.block("if nxt <= end:"):   # Simulation._wait
-                t("yield at(env, end)")
+                self._wait_at(t, "end")
                 t(NXT)
             t("now = end")
 
