@@ -302,10 +302,8 @@ class _Walk:
         t = self.t
         dec, op = self.name(r.decoder, "D"), self.name(r.op, "O")
         t(f"seq = {dec}.join(req, {op}, now)")
-        t(NXT)
-        with t.block("if seq is None:"):
+        with t.block("if seq is None:"):   # (`nxt` is read again after the yields)
             self._wait_at(t, "now")
-            t(NXT)
             t(f"seq = {dec}.join(req, {op}, now)")
         t("yield seq")
         t(NXT)
@@ -341,7 +339,8 @@ class _Walk:
                 t(f"req.first_token = {first}")
         with t.block(f"if {op.id!r} in sim.tbt_ops and {tokens} > 1:"):
             t(f"gap = ({last} - {first}) / ({tokens} - 1)")
-            t("req.tbt = gap if req.tbt is None else max(req.tbt, gap)")
+            t("tbt = req.tbt")   # (max(tbt, gap): gap only when above)
+            t("req.tbt = gap if tbt is None or gap > tbt else tbt")
 
     def prefill(self, r, scale: str) -> None:
         """A prefill batch: alone at once, else queued on the clock."""
