@@ -6,7 +6,7 @@ they model; these classes are how."""
 from __future__ import annotations
 
 import heapq
-from heapq import heapify, heappush
+from heapq import heapify, heappop, heappush
 import math
 import operator
 from bisect import bisect_right
@@ -32,8 +32,13 @@ class Seq:
     _ok = True
 
     def __init__(self, req, op, tokens, joined, kv):
-        self.req, self.op, self.tokens, self.joined, self.kv = req, op, tokens, joined, kv
-        self.callbacks, self._value = [], None
+        self.req = req
+        self.op = op
+        self.tokens = tokens
+        self.joined = joined
+        self.kv = kv
+        self.callbacks = []
+        self._value = None
         self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
@@ -489,10 +494,11 @@ class DecodeEngine:
         if ends[0][0] > steps:
             self._next(now)
             return
-        out = [heapq.heappop(ends)[2]]
-        if not (ends and ends[0][0] <= steps) and self.plain:
-            self._leave(out[0], now)   # one sequence leaves (the common case)
+        first = heappop(ends)[2]
+        if self.plain and not (ends and ends[0][0] <= steps):
+            self._leave(first, now)   # one sequence leaves (the common case)
             return
+        out = [first]
         while ends and ends[0][0] <= steps:
             out.append(heapq.heappop(ends)[2])
         if len(out) > 1:
