@@ -107,7 +107,7 @@ class DecodeEngine:
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
         self.on_done = self._done   # the timer's callback (one bound method for every timer)
-        # the common cases' fused paths (_rejoin, _leave, _done's close) for an engine
+        # the common cases' fused paths (take's, _leave, _done's close) for an engine
         # without factors; `fuse` off runs the general methods they inline (the tests)
         # (and without ids to hand out or intervals to keep on its pool: both fixed for a run)
         self.plain = factors is None and self.fuse and self.pool.free_ids is None and not self.pool.keep
@@ -209,7 +209,72 @@ class DecodeEngine:
                 j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
                 if self.plain:
-                    self._rejoin(s, j)
+                    # the common case, its calls inline (an engine without factors or
+                    # ids: `_close(j)`, `_add(s)` and `_segment` at step `j`'s end), the
+                    # same operations in the same order, on the path every join takes
+                    dec, n, start, dt = self.decoder, self.run_n, self.start, self.dt
+                    # _close(j)
+                    calls = self.calls
+                    batches = dec.batches
+                    for op_id in calls:
+                        batches[op_id][n] += j
+                    fresh = self.run_fresh
+                    if fresh:
+                        first_step = start + dt
+                        waits = self.pool.stats.waits
+                        for f in fresh:
+                            f.started, f.first = start, first_step
+                            if f.req.measured:
+                                waits.append(start - f.joined)
+                                if f.kv_wait:
+                                    dec.kv_blocked.append(start - f.joined)
+                    steps = self.steps = self.steps + j
+                    # _add(s)
+                    s.adm = adm = self.admitted
+                    self.admitted = adm + 1
+                    s.end = end = steps + s.tokens
+                    active = self.active
+                    active[s] = None
+                    ends = self.ends
+                    heappush(ends, (end, adm, s))
+                    op_id = s.op.id
+                    calls[op_id] = calls.get(op_id, 0) + 1
+                    fresh = self.run_fresh = self.fresh
+                    fresh.append(s)
+                    self.fresh = []
+                    # _segment(start + j * dt)
+                    start = start + j * dt
+                    n = len(active)
+                    if len(calls) == 1:
+                        step = dec.own[op_id][n]
+                    elif len(calls) == 2:
+                        (a, ca), (b, cb) = calls.items()
+                        latest = dec.latest
+                        step = (ca * latest[a][n] + cb * latest[b][n]) / n
+                    else:
+                        self._segment(start)
+                        return
+                    m = ends[0][0] - steps
+                    self.start = start
+                    self.m = m
+                    self.run_n = n
+                    self.cont = True
+                    self.dt = step
+                    if m > 1 and self.pool.waiters:   # (none pending, no backlog: take's condition)
+                        self.cut = True
+                        j = self.stop = 1
+                    else:
+                        self.cut = False
+                        j = self.stop = m
+                    env = self.env
+                    now = env._now
+                    end = start + j * step
+                    # _move(now + (end - now))
+                    q = env._queue
+                    entry = (now + (end - now), 1, next(env._eid), self.timer)
+                    q[q.index(self.entry)] = entry
+                    self.entry = entry
+                    heapify(q)
                     return
                 self._close(j)
                 # _add, inline
@@ -228,74 +293,6 @@ class DecodeEngine:
                 return
         self.pending.append(s)
         self.yield_soon(now)
-
-    def _rejoin(self, s: Seq, j: int):
-        """`take`'s common case, its calls inline (an engine without factors or ids:
-        `_close(j)`, `_add(s)` and `_segment` at step `j`'s end): the same operations
-        in the same order, a few calls fewer on the path every join takes."""
-        dec, n, start, dt = self.decoder, self.run_n, self.start, self.dt
-        # _close(j)
-        calls = self.calls
-        batches = dec.batches
-        for op_id in calls:
-            batches[op_id][n] += j
-        fresh = self.run_fresh
-        if fresh:
-            first_step = start + dt
-            waits = self.pool.stats.waits
-            for f in fresh:
-                f.started, f.first = start, first_step
-                if f.req.measured:
-                    waits.append(start - f.joined)
-                    if f.kv_wait:
-                        dec.kv_blocked.append(start - f.joined)
-        steps = self.steps = self.steps + j
-        # _add(s)
-        s.adm = adm = self.admitted
-        self.admitted = adm + 1
-        s.end = end = steps + s.tokens
-        active = self.active
-        active[s] = None
-        ends = self.ends
-        heappush(ends, (end, adm, s))
-        op_id = s.op.id
-        calls[op_id] = calls.get(op_id, 0) + 1
-        fresh = self.run_fresh = self.fresh
-        fresh.append(s)
-        self.fresh = []
-        # _segment(start + j * dt)
-        start = start + j * dt
-        n = len(active)
-        if len(calls) == 1:
-            step = dec.own[op_id][n]
-        elif len(calls) == 2:
-            (a, ca), (b, cb) = calls.items()
-            latest = dec.latest
-            step = (ca * latest[a][n] + cb * latest[b][n]) / n
-        else:
-            self._segment(start)
-            return
-        m = ends[0][0] - steps
-        self.start = start
-        self.m = m
-        self.run_n = n
-        self.cont = True
-        self.dt = step
-        if m > 1 and self.pool.waiters:   # (none pending, no backlog: take's condition)
-            self.cut = True
-            j = self.stop = 1
-        else:
-            self.cut = False
-            j = self.stop = m
-        env = self.env
-        now = env._now
-        end = start + j * step
-        # _move(now + (end - now))
-        q = env._queue
-        entry = (now + (end - now), 1, next(env._eid), self.timer)
-        q[q.index(self.entry)] = entry
-        self.entry = entry
-        heapify(q)
 
     def _add(self, s: Seq):
         s.adm = self.admitted

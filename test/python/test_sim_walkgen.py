@@ -153,7 +153,7 @@ def test_two_transfers_on_one_link(load):
 @pytest.mark.parametrize("case", ["load", "queueing", "budget"])
 def test_fused_decode_engine_paths_change_no_result(plans, case, monkeypatch):
     """The decode engine's fused paths (a join mid-run, a segment's end, one sequence
-    leaving: engines.py `_rejoin`, `_leave`) give what the general methods they inline
+    leaving: engines.py `take`, `_leave`, `_done`) give what the general methods they inline
     give, on the voice agent at its load, under queueing and with a KV budget low
     enough to hold sequences back, every request on the specialised walk."""
     p = plans["voice_agent"]
