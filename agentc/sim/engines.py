@@ -16,7 +16,7 @@ from collections import deque
 import numpy as np
 
 from agentc.sim.plan import Op
-from agentc.sim.resources import At, at
+from agentc.sim.resources import At
 
 INF = math.inf
 
