@@ -217,21 +217,18 @@ class _Walk:
         if r.tp == 1 and r.pool.free_ids is None and r.pool.keep is False:
             # Pool.hold_now's common cases, inline: no one waits, none retire, and a free
             # device or an ended one-device hold to take (else hold_now, which reaps)
-            with t.block(f"if {pool}.waiters or {pool}.retire:"):
+            # (each case once: the walk's text, and the bytecode a request runs through, stay small)
+            t(f"ones = {pool}.ones")
+            with t.block(f"if {pool}.waiters or {pool}.retire or not ({pool}.free or (ones and ones[0] <= now)):"):
                 self._hold(r, pool, waits, busy)
-            with t.block(f"elif {pool}.free:"):
-                t(f"{pool}.free -= 1")
-                t(f"until = now + {busy}")
-                t(f"heappush({pool}.ones, until)")
-                self._held(pool, waits, busy)
             with t.block("else:"):
-                t(f"ones = {pool}.ones")
-                with t.block("if ones and ones[0] <= now:"):
-                    t(f"until = now + {busy}")
-                    t("heapreplace(ones, until)")
-                    self._held(pool, waits, busy)
+                t(f"until = now + {busy}")
+                with t.block(f"if {pool}.free:"):
+                    t(f"{pool}.free -= 1")
+                    t("heappush(ones, until)")
                 with t.block("else:"):
-                    self._hold(r, pool, waits, busy)
+                    t("heapreplace(ones, until)")
+                self._held(pool, waits, busy)
         else:
             self._hold(r, pool, waits, busy)
         t(f"end = now + {_f(r.total)}{f}")
