@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from heapq import heappop, heappush, heapreplace
 
-from agentc.sim.resources import At, Transfer, at
+from agentc.sim.resources import Transfer, at
 
 INF = math.inf
 
@@ -78,8 +78,7 @@ class _Walk:
         # the measured window (every pool's and link's), the helpers, the simulation
         self.names: dict[str, object] = {"T0": sim.window[0], "T1": sim.window[1], "INF": INF, "at": at,
                                          "heappop": heappop, "heappush": heappush, "heapreplace": heapreplace,
-                                         "Transfer": Transfer, "sim": sim, "env": sim.env, "FLOW": sim.flow,
-                                         "At": At, "Q": sim.env._queue, "EID": sim.env._eid}
+                                         "Transfer": Transfer, "sim": sim, "env": sim.env, "FLOW": sim.flow}
         self.ids: dict[int, str] = {}
         self.t = _Text()
 
@@ -237,13 +236,9 @@ class _Walk:
 
     @staticmethod
     def _wait_at(t, when: str) -> None:
-        """Wait on the clock till `when`: resources.at inline (an At on SimPy's heap with
-        the same time, priority and event number), then yield it."""
-        t("ev = At()")
-        t("ev.callbacks = []")
-        t("ev._value = None")
-        t(f"heappush(Q, ({when}, 1, next(EID), ev))")
-        t("yield ev")
+        """Wait on the clock till `when` (resources.at: an At on SimPy's heap; a call, not
+        inline: there are many such waits, each seldom taken, and the text stays small)."""
+        t(f"yield at(env, {when})")
 
     def _until(self, when: str) -> None:
         """Advance `now` to `when`: straight there when no event is due before it (nothing
