@@ -243,6 +243,9 @@ class _Driver:
                 ev = gen.send(ev._value)
         except StopIteration as stop:
             self.sim._finish(self.req, stop.value)
+            # (`on_event` is a bound method of this driver, a cycle: broken, the request's
+            # driver, walk and state are freed now rather than by the cyclic collector)
+            self.on_event = None
             return
         ev.callbacks.append(self.on_event)
 
