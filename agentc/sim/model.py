@@ -125,7 +125,7 @@ class Controller:
     decide: Callable[["Simulation"], Plan | None]
 
 
-@dataclass
+@dataclass(slots=True)   # (one per request: no __dict__ each)
 class RequestStats:
     id: int
     arrival_ms: float
