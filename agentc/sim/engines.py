@@ -6,7 +6,7 @@ they model; these classes are how."""
 from __future__ import annotations
 
 import heapq
-from heapq import heappush
+from heapq import heapify, heappop, heappush
 import math
 import operator
 from bisect import bisect_right
@@ -16,7 +16,7 @@ from collections import deque
 import numpy as np
 
 from agentc.sim.plan import Op
-from agentc.sim.resources import At, at
+from agentc.sim.resources import At
 
 INF = math.inf
 
@@ -32,8 +32,13 @@ class Seq:
     _ok = True
 
     def __init__(self, req, op, tokens, joined, kv):
-        self.req, self.op, self.tokens, self.joined, self.kv = req, op, tokens, joined, kv
-        self.callbacks, self._value = [], None
+        self.req = req
+        self.op = op
+        self.tokens = tokens
+        self.joined = joined
+        self.kv = kv
+        self.callbacks = []
+        self._value = None
         self.end = self.adm = 0
         self.first = self.last = self.started = None
         self.kv_wait = False
@@ -59,7 +64,7 @@ class Factors:
 class DecodeEngine:
     """One continuous-batching decode engine: a tp group of the pool serving one model.
     It is driven by its events' callbacks rather than a process, so that cutting a
-    run short moves its timer (the old one fires unheard) instead of interrupting a
+    run short moves its timer (its entry in the event heap) instead of interrupting a
     process, which costs an interrupt event and a second resume. A run's work is in
     the sequences that change (join, start, leave), not in every active one: each
     sequence ends at a step count (a heap), and the engine counts the calls in its batch.
@@ -71,6 +76,8 @@ class DecodeEngine:
     next segment is thus known before its start; an op asking for the pool before
     then stops the run at that boundary instead (zero steps into it), as the step-by-
     step engine would have given way there."""
+
+    fuse = True
 
     def __init__(self, sim, decoder, index, factors):
         self.sim, self.decoder, self.index, self.factors = sim, decoder, index, factors
@@ -95,10 +102,15 @@ class DecodeEngine:
         self.cut = False         # stopped early: to give way (the pool) or let sequences join
         self.cont = False        # the segment continues the run at a boundary set by a join
         self.running = False
-        self.timer = None        # the current segment's end
+        self.timer = None        # the current segment's end, while pending
+        self.entry = None        # its entry in SimPy's heap
         self.run_ids = None      # the devices and batch size of the current segment
         self.run_n = 0
         self.on_done = self._done   # the timer's callback (one bound method for every timer)
+        # the common cases' fused paths (take's, _leave, _done's close) for an engine
+        # without factors; `fuse` off runs the general methods they inline (the tests)
+        # (and without ids to hand out or intervals to keep on its pool: both fixed for a run)
+        self.plain = factors is None and self.fuse and self.pool.free_ids is None and not self.pool.keep
         sim.env.process(self._begin())   # starts when a Process would (its Initialize event)
 
     def _begin(self):
@@ -134,10 +146,22 @@ class DecodeEngine:
     def _retime(self, j: int):
         """End the current segment after `j` steps: its timer moves there."""
         self.stop = j
-        self.timer.callbacks.clear()   # it fires unheard
         now = self.env._now
-        self.timer = at(self.env, now + (self._end(j) - now))
-        self.timer.callbacks.append(self.on_done)
+        self._move(now + (self._end(j) - now))
+
+    def _move(self, t: float):
+        """The pending timer moves to `t`: its entry in SimPy's heap is replaced by one
+        at `t` with a new event number, as a timer set now would have, and the heap is
+        restored (it holds a few dozen events). The old entry would have fired with no
+        one listening: an event fewer, and one fewer that the walks' running ahead
+        (model.py) must stop at."""
+        env = self.env
+        q = env._queue
+        entry = (t, 1, next(env._eid), self.timer)
+        i = q.index(self.entry)   # (the entry itself: list.index compares identity first)
+        q[i] = entry
+        self.entry = entry
+        heapify(q)
 
     def yield_soon(self, now: float | None = None):
         """Stop the current run at the first step boundary after `now` (the clock, or a
@@ -184,6 +208,74 @@ class DecodeEngine:
             else:
                 j = bisect_right(self.step_ends, now) + 1
             if j < self.m:
+                if self.plain:
+                    # the common case, its calls inline (an engine without factors or
+                    # ids: `_close(j)`, `_add(s)` and `_segment` at step `j`'s end), the
+                    # same operations in the same order, on the path every join takes
+                    dec, n, start, dt = self.decoder, self.run_n, self.start, self.dt
+                    # _close(j)
+                    calls = self.calls
+                    batches = dec.batches
+                    for op_id in calls:
+                        batches[op_id][n] += j
+                    fresh = self.run_fresh
+                    if fresh:
+                        first_step = start + dt
+                        waits = self.pool.stats.waits
+                        for f in fresh:
+                            f.started, f.first = start, first_step
+                            if f.req.measured:
+                                waits.append(start - f.joined)
+                                if f.kv_wait:
+                                    dec.kv_blocked.append(start - f.joined)
+                    steps = self.steps = self.steps + j
+                    # _add(s)
+                    s.adm = adm = self.admitted
+                    self.admitted = adm + 1
+                    s.end = end = steps + s.tokens
+                    active = self.active
+                    active[s] = None
+                    ends = self.ends
+                    heappush(ends, (end, adm, s))
+                    op_id = s.op.id
+                    calls[op_id] = calls.get(op_id, 0) + 1
+                    fresh = self.run_fresh = self.fresh
+                    fresh.append(s)
+                    self.fresh = []
+                    # _segment(start + j * dt)
+                    start = start + j * dt
+                    n = len(active)
+                    if len(calls) == 1:
+                        step = dec.own[op_id][n]
+                    elif len(calls) == 2:
+                        (a, ca), (b, cb) = calls.items()
+                        latest = dec.latest
+                        step = (ca * latest[a][n] + cb * latest[b][n]) / n
+                    else:
+                        self._segment(start)
+                        return
+                    m = ends[0][0] - steps
+                    self.start = start
+                    self.m = m
+                    self.run_n = n
+                    self.cont = True
+                    self.dt = step
+                    if m > 1 and self.pool.waiters:   # (none pending, no backlog: take's condition)
+                        self.cut = True
+                        j = self.stop = 1
+                    else:
+                        self.cut = False
+                        j = self.stop = m
+                    env = self.env
+                    now = env._now
+                    end = start + j * step
+                    # _move(now + (end - now))
+                    q = env._queue
+                    entry = (now + (end - now), 1, next(env._eid), self.timer)
+                    q[q.index(self.entry)] = entry
+                    self.entry = entry
+                    heapify(q)
+                    return
                 self._close(j)
                 # _add, inline
                 s.adm = adm = self.admitted
@@ -261,7 +353,13 @@ class DecodeEngine:
             pool.release(dec.tp, self.run_ids, self.held)
             self._loop()
             return
-        pool.held(dec.tp, self.held, now)
+        held = self.held   # pool.held(dec.tp, held, now), inline
+        a = held if held > pool.t0 else pool.t0
+        b = now if now < pool.t1 else pool.t1
+        if b > a:
+            pool.busy_area += dec.tp * (b - a)
+        if pool.keep:
+            pool.busy_iv.append((held, now, dec.tp))
         if self.pending or dec.backlog:   # (else none to admit)
             self._admit()
         engines = pool.engines
@@ -325,14 +423,16 @@ class DecodeEngine:
         else:
             self.cut = False
             j = self.stop = m
-        if self.timer is not None:
-            self.timer.callbacks.clear()   # it fires unheard
         env = self.env
         now = env._now
         end = start + j * step if self.step_ends is None else float(self.step_ends[j - 1])   # _end(j)
+        if self.timer is not None:   # the run's timer, pending: it moves (_move)
+            self._move(now + (end - now))
+            return
         self.timer = timer = At()   # resources.at, inline
         timer.callbacks, timer._value = [self.on_done], None
-        heappush(env._queue, (now + (end - now), 1, next(env._eid), timer))
+        self.entry = entry = (now + (end - now), 1, next(env._eid), timer)
+        heappush(env._queue, entry)
 
     def _close(self, j: int):
         """The current segment's first `j` (>= 1) steps are run: count them."""
@@ -361,7 +461,24 @@ class DecodeEngine:
     def _done(self, _event):
         dec = self.decoder
         j = self.stop
-        if j:
+        if j and self.plain:
+            # _close(j), inline (no factors, no ids): every segment's end runs this
+            n, start, batches = self.run_n, self.start, dec.batches
+            for op_id in self.calls:
+                batches[op_id][n] += j
+            fresh = self.run_fresh
+            if fresh:
+                first_step = start + self.dt
+                waits = self.pool.stats.waits
+                for s in fresh:
+                    s.started, s.first = start, first_step
+                    if s.req.measured:
+                        waits.append(start - s.joined)
+                        if s.kv_wait:
+                            dec.kv_blocked.append(start - s.joined)
+                self.run_fresh = []
+            self.steps += j
+        elif j:
             self._close(j)
         else:   # stopped before it began: its new sequences start with the next run
             self.fresh = self.run_fresh + self.fresh
@@ -374,7 +491,11 @@ class DecodeEngine:
         if ends[0][0] > steps:
             self._next(now)
             return
-        out = [heapq.heappop(ends)[2]]
+        first = heappop(ends)[2]
+        if self.plain and not (ends and ends[0][0] <= steps):
+            self._leave(first, now)   # one sequence leaves (the common case)
+            return
+        out = [first]
         while ends and ends[0][0] <= steps:
             out.append(heapq.heappop(ends)[2])
         if len(out) > 1:
@@ -406,6 +527,81 @@ class DecodeEngine:
         callbacks, done.callbacks = done.callbacks, None
         for callback in callbacks:
             callback(done)
+
+    def _leave(self, s: Seq, now: float):
+        """`_done`'s common case: one sequence `s` leaves at `now` and the engine (without
+        factors) goes on; `_done`'s, `_next`'s and `_segment`'s steps for it inline,
+        the same operations in the same order."""
+        dec = self.decoder
+        active, calls = self.active, self.calls
+        dec.loads[self.index] -= 1
+        s.last = now
+        self.kv -= s.kv
+        dec.kv_total -= s.kv
+        del active[s]
+        op_id = s.op.id
+        if calls[op_id] == 1:
+            del calls[op_id]
+        else:
+            calls[op_id] -= 1
+        env = self.env
+        due = self.sim.due
+        direct = not (due and due[0][0] <= now)
+        if not direct:   # its event, triggered now (Event.succeed)
+            heappush(env._queue, (now, 1, next(env._eid), s))
+        pool = self.pool
+        if pool.waiters or pool.retire or not active or self.pending or dec.backlog:
+            self._next(now)
+        else:   # _next's common case: the run goes on, nothing to admit (no ids: plain)
+            held = self.held   # pool.held(dec.tp, held, now) (no intervals kept: plain)
+            a = held if held > pool.t0 else pool.t0
+            b = now if now < pool.t1 else pool.t1
+            if b > a:
+                pool.busy_area += dec.tp * (b - a)
+            engines = pool.engines
+            if engines[-1] is not self:
+                engines.remove(self)
+                engines.append(self)
+            self.held, self.running = now, True
+            self.run_fresh, self.fresh = self.fresh, []
+            # _segment(now) without factors
+            n = len(active)
+            if len(calls) == 1:
+                for op_id in calls:
+                    step = dec.own[op_id][n]
+            elif len(calls) == 2:
+                (a, ca), (b, cb) = calls.items()
+                latest = dec.latest
+                step = (ca * latest[a][n] + cb * latest[b][n]) / n
+            else:
+                self._segment(now)
+                step = None
+            if step is not None:
+                m = self.ends[0][0] - self.steps
+                self.start = now
+                self.m = m
+                self.run_n = n
+                self.dt = step
+                self.step_ends = None
+                if m > 1 and pool.waiters:   # (none pending, no backlog)
+                    self.cut = True
+                    j = self.stop = 1
+                else:
+                    self.cut = False
+                    j = self.stop = m
+                self.timer = timer = At()
+                timer.callbacks, timer._value = [self.on_done], None
+                end = now + j * step
+                self.entry = entry = (now + (end - now), 1, next(env._eid), timer)
+                heappush(env._queue, entry)
+            self.cont = False
+        if direct:
+            # no event is due now: its event would be the next one processed (what
+            # the run schedules comes later), so its request carries on at once
+            # instead, as SimPy's step would run it (an event fewer)
+            callbacks, s.callbacks = s.callbacks, None
+            for callback in callbacks:
+                callback(s)
 
 
 def _admission(s: Seq) -> int:

@@ -126,7 +126,7 @@ class Controller:
     decide: Callable[["Simulation"], Plan | None]
 
 
-@dataclass
+@dataclass(slots=True)   # (one per request: no __dict__ each)
 class RequestStats:
     id: int
     arrival_ms: float
@@ -244,6 +244,9 @@ class _Driver:
                 ev = gen.send(ev._value)
         except StopIteration as stop:
             self.sim._finish(self.req, stop.value)
+            # (`on_event` is a bound method of this driver, a cycle: broken, the request's
+            # driver, walk and state are freed now rather than by the cyclic collector)
+            self.on_event = None
             return
         ev.callbacks.append(self.on_event)
 
@@ -437,22 +440,26 @@ class Simulation:
             arr = self.arrivals
             due = self.due
             i, n = 0, len(arr)
+            ts = [a.t_ms for a in arr]
+            tokens = any(a.input_tokens is not None or a.output_tokens is not None for a in arr)
             while i < n:
-                if arr[i].t_ms > last:
-                    yield at(env, env._now + (arr[i].t_ms - last))   # (a timeout of that delay)
-                    last = arr[i].t_ms
+                if ts[i] > last:
+                    yield at(env, env._now + (ts[i] - last))   # (a timeout of that delay)
+                    last = ts[i]
                 j = i + 1
-                while j < n and arr[j].t_ms <= last:
+                while j < n and ts[j] <= last:
                     j += 1
                 # a request arriving alone with nothing else due now starts at once (a
                 # Process would start it next anyway); else they start as Processes
                 quiet = j == i + 1 and (due[0][0] if due else INF) > last
-                later = at(env, env._now + (arr[j].t_ms - last)) if j < n and arr[j].t_ms > last else None
+                later = at(env, env._now + (ts[j] - last)) if j < n and ts[j] > last else None
                 for k in range(i, j):
-                    a = arr[k]
-                    s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
-                    s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
-                    req = _Req(k, a.t_ms, k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
+                    s_in = s_out = 1.0
+                    if tokens:
+                        a = arr[k]
+                        s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
+                        s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
+                    req = _Req(k, ts[k], k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
                     if quiet:
                         _Driver(self, req)
                     else:
@@ -460,7 +467,7 @@ class Simulation:
                 i = j
                 if later is not None:
                     yield later
-                    last = arr[j].t_ms
+                    last = ts[j]
 
         def lose(loss: Loss):
             yield env.timeout(loss.t_ms)

@@ -192,7 +192,7 @@ class _Walk:
     def _await_landing(self) -> None:
         t = self.t
         with t.block("while x.fire > now:"):
-            t("yield at(env, x.fire)")
+            self._wait_at(t, "x.fire")
             t(NXT)
             t("now = env._now")
 
@@ -216,26 +216,29 @@ class _Walk:
         if r.tp == 1 and r.pool.free_ids is None and r.pool.keep is False:
             # Pool.hold_now's common cases, inline: no one waits, none retire, and a free
             # device or an ended one-device hold to take (else hold_now, which reaps)
-            with t.block(f"if {pool}.waiters or {pool}.retire:"):
+            # (each case once: the walk's text, and the bytecode a request runs through, stay small)
+            t(f"ones = {pool}.ones")
+            with t.block(f"if {pool}.waiters or {pool}.retire or not ({pool}.free or (ones and ones[0] <= now)):"):
                 self._hold(r, pool, waits, busy)
-            with t.block(f"elif {pool}.free:"):
-                t(f"{pool}.free -= 1")
-                t(f"until = now + {busy}")
-                t(f"heappush({pool}.ones, until)")
-                self._held(pool, waits, busy)
             with t.block("else:"):
-                t(f"ones = {pool}.ones")
-                with t.block("if ones and ones[0] <= now:"):
-                    t(f"until = now + {busy}")
-                    t("heapreplace(ones, until)")
-                    self._held(pool, waits, busy)
+                t(f"until = now + {busy}")
+                with t.block(f"if {pool}.free:"):
+                    t(f"{pool}.free -= 1")
+                    t("heappush(ones, until)")
                 with t.block("else:"):
-                    self._hold(r, pool, waits, busy)
+                    t("heapreplace(ones, until)")
+                self._held(pool, waits, busy)
         else:
             self._hold(r, pool, waits, busy)
         t(f"end = now + {_f(r.total)}{f}")
         with t.block("if end > now:"):
             self._until("end")
+
+    @staticmethod
+    def _wait_at(t, when: str) -> None:
+        """Wait on the clock till `when` (resources.at: an At on SimPy's heap; a call, not
+        inline: there are many such waits, each seldom taken, and the text stays small)."""
+        t(f"yield at(env, {when})")
 
     def _until(self, when: str) -> None:
         """Advance `now` to `when`: straight there when no event is due before it (nothing
@@ -244,7 +247,7 @@ class _Walk:
         with t.block(f"if nxt > {when}:"):
             t(f"now = {when}")
         with t.block("else:"):
-            t(f"yield at(env, {when})")
+            self._wait_at(t, when)
             t(NXT)
             t("now = env._now")
 
@@ -252,7 +255,7 @@ class _Walk:
         """Bring SimPy's clock to the walk's `now` (the walk runs ahead of it between
         events) before asking anything that schedules on it."""
         with self.t.block("if now > env._now:"):
-            self.t("yield at(env, now)")
+            self._wait_at(self.t, "now")
             self.t(NXT)
 
     def _ask(self, pool: str, tp: int, busy: str) -> None:
@@ -291,10 +294,8 @@ class _Walk:
         t = self.t
         dec, op = self.name(r.decoder, "D"), self.name(r.op, "O")
         t(f"seq = {dec}.join(req, {op}, now)")
-        t(NXT)
-        with t.block("if seq is None:"):
-            t("yield at(env, now)")
-            t(NXT)
+        with t.block("if seq is None:"):   # (`nxt` is read again after the yields)
+            self._wait_at(t, "now")
             t(f"seq = {dec}.join(req, {op}, now)")
         t("yield seq")
         t(NXT)
@@ -315,7 +316,7 @@ class _Walk:
             t(f"{waits}.append(start - t_ask)")
         t(f"end = start + {_f(r.total)} * f")
         with t.block("if nxt <= end:"):   # Simulation._wait
-            t("yield at(env, end)")
+            self._wait_at(t, "end")
             t(NXT)
         t("now = end")
         t(f"tokens = max(1, round({op.decode.tokens!r} * s_out))")
@@ -330,7 +331,8 @@ class _Walk:
                 t(f"req.first_token = {first}")
         with t.block(f"if {op.id!r} in sim.tbt_ops and {tokens} > 1:"):
             t(f"gap = ({last} - {first}) / ({tokens} - 1)")
-            t("req.tbt = gap if req.tbt is None else max(req.tbt, gap)")
+            t("tbt = req.tbt")   # (max(tbt, gap): gap only when above)
+            t("req.tbt = gap if tbt is None or gap > tbt else tbt")
 
     def prefill(self, r, scale: str) -> None:
         """A prefill batch: alone at once, else queued on the clock."""
@@ -354,7 +356,28 @@ class _Walk:
                     plan_tokens = r.op.tokens * 1.0   # the time of the plan's prompt, looked up now
                     t(f"ms = {_f(r.op.prefill.at(plan_tokens))} if tokens == {_f(plan_tokens)} "
                       f"else {op}.prefill.at(tokens)")
-                    with t.block(f"if {pool}.hold_now({F.tp}, ms, now) is not False:"):
+                    if F.tp == 1 and F.devices.free_ids is None and F.devices.keep is False:
+                        # Pool.hold_now's common cases, inline (as `plain`): no one waits,
+                        # none retire, a free device or an ended one-device hold to take
+                        t("ones = %s.ones" % pool)
+                        with t.block(f"if {pool}.waiters or {pool}.retire or not "
+                                     f"({pool}.free or (ones and ones[0] <= now)):"):
+                            t(f"held = {pool}.hold_now(1, ms, now) is not False")
+                        with t.block("else:"):
+                            t("until = now + ms")
+                            with t.block(f"if {pool}.free:"):
+                                t(f"{pool}.free -= 1")
+                                t("heappush(ones, until)")
+                            with t.block("else:"):
+                                t("heapreplace(ones, until)")
+                            with t.block("if T0 <= now and until <= T1:"):
+                                t(f"{pool}.busy_area += ms")   # (1 * ms)
+                            with t.block("else:"):
+                                t(f"{pool}._busy(now, until, 1)")
+                            t("held = True")
+                    else:
+                        t(f"held = {pool}.hold_now({F.tp}, ms, now) is not False")
+                    with t.block("if held:"):
                         t("busy_end = now + ms")
                         t("heappush(fb, (busy_end, heappop(fi)))")
                         t(f"{counts}[1] = {counts}.get(1, 0) + 1")
@@ -372,7 +395,7 @@ class _Walk:
                 t("f = lone[3]")
         with t.block("else:"):
             with t.block("if now > env._now:"):
-                t("yield at(env, now)")
+                self._wait_at(t, "now")
                 t(NXT)
             t(f"f = (yield {pre}.submit({op}, tokens, req))[3]")
             t(NXT)
@@ -384,7 +407,7 @@ class _Walk:
         with t.block("if rest > 0:"):
             t("end = now + rest")
             with t.block("if nxt <= end:"):   # Simulation._wait
-                t("yield at(env, end)")
+                self._wait_at(t, "end")
                 t(NXT)
             t("now = end")
 
@@ -434,6 +457,8 @@ class _Walk:
 
     def _send(self, r) -> None:
         t = self.t
+        sent: dict[int, int] = {}   # id(link) -> its transfers sent by this op so far
+        links = [id(o[1]) for o in r.outs if o[1] is not None]
         for key, link, wire, latency, grows, _e in r.outs:
             wire_expr = f"{_f(wire)} * s_in" if grows else _f(wire)
             if link is None:
@@ -441,11 +466,25 @@ class _Walk:
                 continue
             # Link.send, its first case inline: the link idle (or its busy period over)
             name, lat = self.name(link, "L"), _f(latency)
+            k = sent[id(link)] = sent.get(id(link), 0) + 1
+            if links.count(id(link)) < 2:
+                k = 0   # (its only one: no second to inline)
+            solo = f"solo_{name}"
             t(f"wire = {wire_expr}")
             t(f"act = {name}.active")
-            with t.block(f"if act and {name}.p1 > now:"):
-                t(f"x = {name}.send(wire, {lat}, now)")
+            if k == 2:   # the op's second transfer on this link
+                with t.block(f"if {solo} and {name}.p1 > now:"):
+                    self._second(name, lat)
+                with t.block(f"elif act and {name}.p1 > now:"):
+                    t(f"x = {name}.send(wire, {lat}, now)")
+            else:
+                with t.block(f"if act and {name}.p1 > now:"):
+                    t(f"x = {name}.send(wire, {lat}, now)")
+                    if k == 1:
+                        t(f"{solo} = False")
             with t.block("else:"):
+                if k == 1:
+                    t(f"{solo} = True")
                 with t.block("if act:"):
                     t("act.clear()")
                 t(f"{name}.last = now")
@@ -461,6 +500,34 @@ class _Walk:
                 t(f"{name}.p0 = now")
                 t(f"{name}.p1 = now + wire")
             t(f"arrive[{key!r}] = x")
+
+
+    def _second(self, name: str, lat: str) -> None:
+        """Link.send's shared case for two transfers, inline: the op's first transfer on
+        the link went alone at this `now` (the link was idle), so the link holds just it
+        (`act[0]`, its clock at `now`) and a second one shares it from the start. The
+        same float operations as Link.send's loop over the two in order of wire time
+        (a stable sort: the first on a tie)."""
+        t = self.t
+        t(f"new = [wire, None, {lat}]")
+        t("act.append(new)")
+        t("first = act[0]")
+        t("w1 = first[0]")
+        t("x1 = first[1]")
+        with t.block("if w1 <= wire:"):
+            t("tt = now + 2 * (w1 - 0.0)")
+            t("a1 = tt + first[2]")
+            t("tt = tt + 1 * (wire - w1)")
+            t(f"x = new[1] = Transfer(now, tt + {lat})")
+        with t.block("else:"):
+            t("tt = now + 2 * (wire - 0.0)")
+            t(f"x = new[1] = Transfer(now, tt + {lat})")
+            t("tt = tt + 1 * (w1 - wire)")
+            t("a1 = tt + first[2]")
+        with t.block("if a1 != x1.at:"):
+            t("x1.at = a1")
+            t("x1.fire = now + (a1 - now)")
+        t(f"{name}.p1 = tt")
 
 
 _CODE: dict[str, object] = {}   # text -> its compiled code (a plan simulated again skips compile)

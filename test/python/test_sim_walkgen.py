@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from agentc.sim import arrivals, model, plan, walkgen
+from agentc.sim import arrivals, engines, model, plan, walkgen
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -114,3 +114,65 @@ def test_the_same_plan_gives_the_same_text(plans):
     arr = arrivals.poisson(20.0, np.random.default_rng(0), requests=10)
     texts = [walkgen.build(model.Simulation(p, arr), p)[1] for _ in range(2)]
     assert texts[0] == texts[1] and "yield" in texts[0]
+
+
+def fanout() -> plan.Plan:
+    """A chain whose ops send two transfers at once on one link, to the next op and
+    the one after (the second shares the link from the start: walkgen's inline
+    two-transfer case), the larger first and the smaller first."""
+    ops = [_op("a", "x", 1.0),
+           _op("b1", "y", 2.0, inputs=["a"]), _op("b2", "y", 0.5, inputs=["a", "b1"]),
+           _op("c", "x", 1.5, inputs=["b2"]),
+           _op("d1", "y", 0.7, inputs=["c"]), _op("d2", "y", 1.1, inputs=["c", "d1"]),
+           _op("e", "x", 0.3, inputs=["d2"])]
+    edges = [{"src": "a", "dst": "b1", "link": "x<->y", "latency_ms": 0.2, "wire_ms": 0.9, "ms": 1.1},
+             {"src": "a", "dst": "b2", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.3, "ms": 0.4},
+             {"src": "b2", "dst": "c", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.2, "ms": 0.3},
+             {"src": "c", "dst": "d1", "link": "x<->y", "latency_ms": 0.3, "wire_ms": 0.25, "ms": 0.55},
+             {"src": "c", "dst": "d2", "link": "x<->y", "latency_ms": 0.05, "wire_ms": 0.6, "ms": 0.65},
+             {"src": "d2", "dst": "e", "link": "x<->y", "latency_ms": 0.1, "wire_ms": 0.1, "ms": 0.2}]
+    return plan.from_manifest({"schema_version": "1.2", "agent": "fanout", "sla": {},
+                               "cluster": {"pools": [{"name": "x", "count": 1}, {"name": "y", "count": 3}]},
+                               "links": {"x<->y": {"gbps": 100}}, "ops": ops, "edges": edges, "totals": {},
+                               "regions": {}, "returns": ["e"]})
+
+
+@pytest.mark.parametrize("load", [50.0, 400.0])
+def test_two_transfers_on_one_link(load):
+    """The inline two-transfer send (both orders of wire time) against Link.send."""
+    p = fanout()
+    arr = arrivals.poisson(load, np.random.default_rng(3), requests=1500)
+    config = model.Config(seed=3, cv=(("*", 0.5),))
+    a, b = _outcome(p, arr, config), _outcome(p, arr, config, general=True)
+    assert a[2]["x<->y"] > 0 and len(a[0]) == 1500
+    assert "solo_" in walkgen.build(model.Simulation(p, arr, config), p)[1]
+    for x, y in zip(a, b):
+        assert x == y
+
+
+@pytest.mark.parametrize("case", ["load", "queueing", "budget"])
+def test_fused_decode_engine_paths_change_no_result(plans, case, monkeypatch):
+    """The decode engine's fused paths (a join mid-run, a segment's end, one sequence
+    leaving: engines.py `take`, `_leave`, `_done`) give what the general methods they inline
+    give, on the voice agent at its load, under queueing and with a KV budget low
+    enough to hold sequences back, every request on the specialised walk."""
+    p = plans["voice_agent"]
+    load = {"load": 20.0, "queueing": 150.0, "budget": 60.0}[case]
+    arr = arrivals.poisson(load, np.random.default_rng(11), requests=1200)
+    if case == "budget":   # a KV budget that holds sequences back, and a device loss
+        p = _with_kv_budget(p, 2e9)
+    a = _outcome(p, arr, model.Config(seed=11))
+    monkeypatch.setattr(engines.DecodeEngine, "fuse", False)
+    b = _outcome(p, arr, model.Config(seed=11))
+    assert sum(sum(v) for v in a[6].values()) > 0
+    for x, y in zip(a, b):
+        assert x == y
+    if case == "budget":
+        assert any(v["blocked"] for v in a[8].values())
+
+
+def _with_kv_budget(p: plan.Plan, budget: float) -> plan.Plan:
+    import dataclasses
+    ops = {k: dataclasses.replace(op, decode=dataclasses.replace(op.decode, kv_budget_bytes=budget))
+           if op.decode is not None else op for k, op in p.ops.items()}
+    return dataclasses.replace(p, ops=ops)
