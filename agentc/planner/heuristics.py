@@ -510,7 +510,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         # under load, a plan that needs no LP, found first while there is time; kept in
         # reserve for when the LP-based starts below find none (where they do, theirs
         # are cheaper: the 500-op graph at 40 req/s)
-        reserve = slack_start(inst, cand, cap, left(SLACK_SHARE)) if inst.load > 0 and mode == "cost" else None
+        reserve = slack_start(inst, cand, cap, left(SLACK_SHARE), fits, heavy_groups) if inst.load > 0 and mode == "cost" else None
 
         def fall_back() -> None:
             if not starts and reserve is not None:

@@ -147,11 +147,11 @@ class _Schedule:
                     heapq.heappush(heap, (sign * pos[j], j))
 
 
-def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_limit: float) -> Metrics | None:
+def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_limit: float,
+                fits, heavy_groups) -> Metrics | None:
     """A plan from fastest-then-slowed placements, or None (see the module docstring).
     Only under load, with a hard every-path e2e bound, no control flow and no colocated
-    ops."""
-    from .heuristics import fits, heavy_groups   # heuristics imports this module
+    ops. `fits` and `heavy_groups` are heuristics.py's (passed in: it imports this)."""
 
     p = inst.problem
     sla = p.sla.e2e_ms

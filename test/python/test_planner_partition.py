@@ -20,7 +20,7 @@ import pytest
 
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem
 from agentc.planner.formulation import Formulation
-from agentc.planner.heuristics import heavy_groups, partition_start
+from agentc.planner.heuristics import fits, heavy_groups, partition_start
 from agentc.planner.instance import Instance
 from agentc.planner.slack import _Schedule, slack_start
 
@@ -71,7 +71,7 @@ def test_slack_start_is_a_plan_no_cheaper_than_the_optimum():
     """All four ops fast would need 4 devices of F's 2; the start moves one heavy group
     (whole) to S, where the 30 ms ops still meet the 90 ms deadline."""
     inst = Instance(problem())
-    check_start(inst, slack_start(inst, inst.useful, None, 10.0))
+    check_start(inst, slack_start(inst, inst.useful, None, 10.0, fits, heavy_groups))
 
 
 def check_start(inst: Instance, m) -> None:
