@@ -77,7 +77,7 @@ def keep(c, place) -> None:
     from mlir import ir
 
     from agentc.passes._ir import get
-    from agentc.passes._plan_ctx import entry_graph
+    from agentc.passes._plan_ctx import entry_graph, sized_bounds
     from agentc.planner.instance import exceeds
 
     problem = c.placement.problem if c.placement else None
@@ -85,7 +85,7 @@ def keep(c, place) -> None:
         return
     graph = entry_graph(c.module)
     bounds = {t: get(graph, f"sla_{a}_ms") for t, a in TERMS}
-    if all(b is None for b in bounds.values()) or any(get(graph, f"sized_{a}_ms") is not None for _, a in TERMS):
+    if all(b is None for b in bounds.values()) or sized_bounds(graph):
         return   # no bound to keep, or a module that already went through this step (restored)
     sized = dict(bounds)
     tried = []
@@ -117,14 +117,10 @@ def sized_bounds(c) -> dict[str, tuple[float, float]]:
     """term name ('latency', 'ttft', 'tbt') -> (sized bound, program's bound) for each
     term this step sized below the program's bound (empty: none)."""
     from agentc.passes._ir import get
-    from agentc.passes._plan_ctx import entry_graph
+    from agentc.passes._plan_ctx import entry_graph, sized_bounds
 
     graph = entry_graph(c.module)
-    out = {}
-    for _, a in TERMS:
-        if get(graph, f"sized_{a}_ms") is not None:
-            out[a] = (get(graph, f"sized_{a}_ms"), get(graph, f"sla_{a}_ms"))
-    return out
+    return {t: (b, get(graph, f"sla_{t}_ms")) for t, b in sized_bounds(graph).items()}
 
 
 def _bounds_text(sized: dict, bounds: dict) -> str:

@@ -37,6 +37,17 @@ def entry_graph(module):
     return graphs[-1] if graphs else None
 
 
+def sized_bounds(graph_op) -> dict[str, float]:
+    """SLA term ('latency', 'ttft', 'tbt') -> the bound the planner sized it to below the
+    program's (`sized_<term>_ms`, written by agentc/promise.py), for each such term."""
+    out = {}
+    for term in ("latency", "ttft", "tbt"):
+        value = get(graph_op, f"sized_{term}_ms")
+        if value is not None:
+            out[term] = value
+    return out
+
+
 def model_for(op, models):
     name = get(op, "model")
     return models.get(name) if name else None

@@ -27,7 +27,7 @@ from agentc.frontend.lower import attrs
 from agentc.passes._ir import get, source_loc
 from agentc.dialects import type_kind
 from agentc.dialects.ops import LAYER_INTERLEAVED
-from agentc.passes._plan_ctx import entry_graph, model_for, models_of, value_bytes
+from agentc.passes._plan_ctx import entry_graph, model_for, models_of, sized_bounds, value_bytes
 from agentc.state import Placement
 
 NAME = "place"
@@ -206,7 +206,7 @@ def build_problem(module, ctx):
 
 
 def _bound(graph_op, term: str):
-    sized = get(graph_op, f"sized_{term}_ms")
+    sized = sized_bounds(graph_op).get(term)
     return sized if sized is not None else get(graph_op, f"sla_{term}_ms")
 
 

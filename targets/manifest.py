@@ -38,7 +38,7 @@ def _read(path: str) -> bytes:
 def build(c) -> dict:
     """The manifest of a finished compile (needs the `placed` stage's plan)."""
     from agentc.passes._ir import get, source_loc
-    from agentc.passes._plan_ctx import entry_graph
+    from agentc.passes._plan_ctx import entry_graph, sized_bounds
 
     plan, problem, labels = c.placement.plan, c.placement.problem, c.placement.labels
     cluster = c.pass_ctx.cluster
@@ -114,10 +114,9 @@ def build(c) -> dict:
            "worst_case": c.options.worst_case,
            # the statistic each term holds at over control-flow paths: all, mean, pNN
            "stats": dict(sorted(plan.stats.items()))}
-    sized = {f"{k}_ms": get(graph, f"sized_{a}_ms") for k, a in (("e2e", "latency"), ("ttft", "ttft"), ("tbt", "tbt"))}
-    if any(v is not None for v in sized.values()):
-        # the bounds the plan was sized to so that its prediction holds the SLA (agentc/promise.py)
-        sla["sized_ms"] = {k: v for k, v in sized.items() if v is not None}
+    sized = sized_bounds(graph)
+    if sized:   # the bounds the plan was sized to so that its prediction holds the SLA (agentc/promise.py)
+        sla["sized_ms"] = {("e2e" if t == "latency" else t) + "_ms": v for t, v in sorted(sized.items())}
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "agent": get(graph, "sym_name"),
