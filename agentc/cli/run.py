@@ -73,7 +73,7 @@ def run_config(weights, indexes, tools, seed, threads, max_new_tokens, top_k, te
               help="Cluster to plan for (default: agentc's CPU-only cluster); GPU pools cannot run here.")
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
               help="Extra device/model catalog TOML; repeatable.")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed of the loop/branch draws and of sampling.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="Threads per compiled matmul.")

@@ -40,7 +40,7 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 @click.option("--duration", type=float, default=None, help="Simulate the arrivals of S seconds instead of --requests.")
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="First requests left out of the statistics (default: 10%, at most 1000).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--cv", "cv", multiple=True,
               help="Service-time variability: coefficient of variation for every kind (X) or one (KIND=X); "
                    "0 = deterministic, 1 = exponential. Repeatable. Example: --cv llm.decode=0.2")
@@ -126,6 +126,12 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
         p, manifest, program, cluster_file = replanning.load(source, cluster, tuple(catalogs))
     if scenario is not None:
         events.check(scenario, p)
+    cv_table = _cv(cv)
+    kinds = {op.kind for op in p.ops.values()}
+    unknown = [k for k, _x in cv_table if k != "*" and k not in kinds]
+    if unknown:   # a misspelt kind would otherwise leave the run deterministic without a word
+        raise UsageError(f"--cv names the kind '{unknown[0]}', which no op of the plan has; "
+                         f"its kinds: {', '.join(sorted(kinds))}")
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     if trace_csv is not None:
         arr = arrivals.read_trace(trace_csv)
@@ -145,7 +151,7 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
         warmup = min(1000, len(arr) // 10)
     if warmup >= len(arr):
         raise UsageError(f"--warmup {warmup} leaves none of the {len(arr)} requests to measure")
-    config = model.Config(seed=seed, cv=_cv(cv), batching=batching, warmup=warmup,
+    config = model.Config(seed=seed, cv=cv_table, batching=batching, warmup=warmup,
                           trace_requests=trace_requests if output else 0, timeline=output is not None,
                           prefill_budget=DEFAULT_PREFILL_BUDGET if prefill_budget is None else prefill_budget)
     losses = scenario.losses if scenario is not None else ()

@@ -95,10 +95,21 @@ def test_manifest_of_another_version_or_without_placement_is_an_error(manifest_p
     assert r.exit_code == 1 and "no placement" in r.output and f"{unplaced}:" in r.output
 
 
-def test_usage_errors(manifest_path):
+def test_usage_errors(manifest_path, monkeypatch, capsys):
     r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--cv", "decode=-1"])
     assert r.exit_code == 1 and "bad --cv" in r.output
     r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--duration", "1"])
     assert r.exit_code == 1 and "not both" in r.output
     r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--warmup", "10"])
     assert r.exit_code == 1 and "leaves none" in r.output
+    # a misspelt kind is an error, not a silently deterministic run
+    r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--cv", "llm.decod=0.3"])
+    assert r.exit_code == 1 and "--cv names the kind 'llm.decod', which no op of the plan has" in r.output
+    assert "llm.decode" in r.output and r.output.count("\n") == 1, r.output
+    # a negative seed is refused by the option, not by numpy (it was an internal error, exit 2)
+    from agentc.cli import main
+
+    monkeypatch.setattr("sys.argv", ["agentc", "simulate", str(manifest_path), "--requests", "10", "--seed", "-1"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 1 and "Invalid value for '--seed'" in capsys.readouterr().err
