@@ -99,7 +99,7 @@ def keep(c, place) -> None:
     if all(b is None for b in bounds.values()) or sized_bounds(graph) or excluded_plans(graph):
         return   # no bound to keep, or a module that already went through this step (restored)
     sized = dict(bounds)
-    tried, missed = [], []   # missed: (cost, figures, terms over) of each plan that missed
+    tried, missed = [], []   # missed: (figures, terms over) of each plan whose prediction missed
 
     def solve_again(why: str) -> None:
         try:
@@ -117,14 +117,16 @@ def keep(c, place) -> None:
         if step == MAX_SIZING_STEPS:
             raise _failed(graph, bounds, tried, f"after {MAX_SIZING_STEPS + 1} plans")
         plan = c.placement.plan
-        missed.append((plan.cost, {"e2e": plan.e2e_ms, "ttft": plan.ttft_ms, "tbt": plan.tbt_ms}, over))
+        missed.append(({"e2e": plan.e2e_ms, "ttft": plan.ttft_ms, "tbt": plan.tbt_ms}, over))
         with c.ctx, ir.Location.unknown():
             graph.attributes[EXCLUDED_PLANS] = attrs(plans=excluded_plans(graph) + (decisions(problem, plan),))["plans"]
         solve_again(f"{len(missed)} plan(s) excluded")
         if c.placement.plan.cost <= plan.cost * (1.0 + SAME_COST_REL):
             problem = c.placement.problem
-            continue   # another plan of this cost (module docstring)
-        for _cost, figure, terms in missed:   # every plan of this cost missed: prune the dearer ones
+            continue   # another plan of this cost (or cheaper, past an open gap): predict it
+        # every plan of this cost missed: a dearer one must come in under the figures
+        # they missed with (those of cheaper costs are already in `sized`)
+        for figure, terms in missed:
             for t in terms:
                 sized[t] = min(sized[t], figure[t] * (1.0 - NEXT_PLAN_REL))
         with c.ctx, ir.Location.unknown():

@@ -664,6 +664,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     for term, (b, given) in promise.sized_bounds(c).items():
         out.print(f"{term} sized to {num(b)} ms, below the program's {num(given)} ms, so that the plan's prediction "
                   f"holds it (the SLA named above is the sized bound)")
+    if result["excluded_plans"]:
+        out.print(f"{result['excluded_plans']} plan(s) the MILP preferred were excluded, their prediction missing "
+                  "the SLA at the load: this is the cheapest plan left")
     out.print(f"solver: {plan.status}")
 
 

@@ -145,6 +145,7 @@ def test_explain_says_which_bound_was_sized(tmp_path):
     src = _rag(tmp_path, 440)
     text = cli_ok("explain", src)
     assert "ttft sized to 386.3 ms, below the program's 440 ms, so that the plan's prediction holds it" in text
+    assert "1 plan(s) the MILP preferred were excluded, their prediction missing the SLA at the load" in text
     said = json.loads(cli_ok("explain", src, "--json"))
     assert said["sized_ms"] == pytest.approx({"ttft": 386.2811612}, rel=1e-6) and said["excluded_plans"] == 1
     said = json.loads(cli_ok("explain", RAG, "--json"))
