@@ -48,6 +48,18 @@ def sized_bounds(graph_op) -> dict[str, float]:
     return out
 
 
+EXCLUDED_PLANS = "excluded_plans"
+
+
+def excluded_plans(graph_op) -> tuple:
+    """The placements the planner may not return (`excluded_plans`, written by
+    agentc/promise.py: plans predicted to miss the SLA at the load), as
+    planner.Problem.exclude takes them; () when none."""
+    return tuple(tuple((str(op), int(rank), str(pool), int(replicas), str(parts))
+                       for op, rank, pool, replicas, parts in plan)
+                 for plan in get(graph_op, EXCLUDED_PLANS, []))
+
+
 def model_for(op, models):
     name = get(op, "model")
     return models.get(name) if name else None

@@ -27,7 +27,7 @@ from agentc.frontend.lower import attrs
 from agentc.passes._ir import get, source_loc
 from agentc.dialects import type_kind
 from agentc.dialects.ops import LAYER_INTERLEAVED
-from agentc.passes._plan_ctx import entry_graph, model_for, models_of, sized_bounds, value_bytes
+from agentc.passes._plan_ctx import entry_graph, excluded_plans, model_for, models_of, sized_bounds, value_bytes
 from agentc.state import Placement
 
 NAME = "place"
@@ -201,7 +201,10 @@ def build_problem(module, ctx):
         default_link=planner.Link("*", "*", default.gbps, default.latency_ms) if default else None,
         tokens_per_request=float(tokens), colocate=colocate,
         # --worst-case: one scenario, every trip and both arms (the weights above)
-        flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges))
+        flow=None if g.worst_case else g.flow, ttft_ops=_first_token_ops(g, graph_op, edges),
+        # plans whose prediction misses the SLA (agentc/promise.py), read where recorded
+        # as the sized bounds are: a restored module judges its alternatives the same
+        exclude=excluded_plans(graph_op))
     return problem, g, graph_op, cluster
 
 

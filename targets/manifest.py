@@ -38,7 +38,7 @@ def _read(path: str) -> bytes:
 def build(c) -> dict:
     """The manifest of a finished compile (needs the `placed` stage's plan)."""
     from agentc.passes._ir import get, source_loc
-    from agentc.passes._plan_ctx import entry_graph, sized_bounds
+    from agentc.passes._plan_ctx import entry_graph, excluded_plans, sized_bounds
 
     plan, problem, labels = c.placement.plan, c.placement.problem, c.placement.labels
     cluster = c.pass_ctx.cluster
@@ -117,6 +117,9 @@ def build(c) -> dict:
     sized = sized_bounds(graph)
     if sized:   # the bounds the plan was sized to so that its prediction holds the SLA (agentc/promise.py)
         sla["sized_ms"] = {("e2e" if t == "latency" else t) + "_ms": v for t, v in sorted(sized.items())}
+    excluded = len(excluded_plans(graph))
+    if excluded:   # plans the MILP preferred, predicted to miss the SLA (agentc/promise.py)
+        sla["excluded_plans"] = excluded
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "agent": get(graph, "sym_name"),

@@ -403,6 +403,8 @@ def prediction_line(c, view: dict) -> str | None:
         if bound is not None and value is not None and exceeds(value, bound):   # (None: no such term, e.g. no LLM call)
             over.append(name)
     text = f"predicted at {rps:g} req/s as the simulator runs the plan: " + ", ".join(parts)
+    if sla.get("excluded_plans"):   # agentc/promise.py excluded them
+        text += f"; {sla['excluded_plans']} plan(s) the MILP preferred were predicted to miss the SLA and excluded"
     sized = sla.get("sized_ms") or {}
     if sized:   # agentc/promise.py lowered the sizing bounds until the prediction held the program's
         text += ("; sized to " + ", ".join(f"{names[k[:-3]]} < {num(v)} ms" for k, v in sorted(sized.items()))
@@ -619,7 +621,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
               # latency terms hold at this arrival rate: the load clause, else the light rate
               "latency_rps": c.problem.load_rps or LIGHT_LOAD_RPS,
               # bounds solved to below the program's so that the prediction holds it (agentc/promise.py)
-              "sized_ms": {t: b for t, (b, _) in promise.sized_bounds(c).items()}}
+              "sized_ms": {t: b for t, (b, _) in promise.sized_bounds(c).items()},
+              # plans the MILP preferred, excluded as their prediction misses the SLA
+              "excluded_plans": promise.excluded_count(c)}
     note = None
     if fixed is not None and fixed[1] is not None:
         from agentc.sim import verify as sim_verify
@@ -660,6 +664,9 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     for term, (b, given) in promise.sized_bounds(c).items():
         out.print(f"{term} sized to {num(b)} ms, below the program's {num(given)} ms, so that the plan's prediction "
                   f"holds it (the SLA named above is the sized bound)")
+    if result["excluded_plans"]:
+        out.print(f"{result['excluded_plans']} plan(s) the MILP preferred were excluded, their prediction missing "
+                  "the SLA at the load: this is the cheapest plan left")
     out.print(f"solver: {plan.status}")
 
 

@@ -131,6 +131,10 @@ class Formulation:
                     obj += lam * (c.ttft_excess_ms + c.tbt_excess_ms)
                 self.xcol[k] = self._col(obj, 0.0, 1.0, True)
             self._row([(self.xcol[k], 1.0) for k in ks], 1.0, 1.0)
+        for plan in inst.excluded:   # a no-good cut: not every op on its choice of that plan
+            terms = [[(self.xcol[k], 1.0) for k in ks if k in plan[i]] for i, ks in enumerate(self.cand)]
+            if all(terms):
+                self._row([t for op_terms in terms for t in op_terms], -INF, len(terms) - 1.0)
 
         self.sites_of = [sorted({inst.choices[k].site for k in ks}) for ks in self.cand]
         for a, b in inst.colocate:  # same pool: equal x-mass on every site

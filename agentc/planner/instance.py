@@ -210,6 +210,7 @@ class Instance:
         for a, b in self.colocate:
             self.partner.setdefault(b, a)
             self.partner.setdefault(a, b)
+        self.excluded = [x for x in map(self._choices_of, p.exclude) if x is not None]
 
     # -- construction -------------------------------------------------------------
 
@@ -442,6 +443,30 @@ class Instance:
                 self.op_choices[i].append(len(self.choices))
                 self.choices.append(Choice(i, first.rank, j, o, None, 0.0, tbt_x, True, 0, first.replicas,
                                            sum(pt.devices for pt in parts), wait, parts))
+
+    def _choices_of(self, rows) -> list[frozenset[int]] | None:
+        """Per op, the choices that make the placement `rows` (Problem.exclude); None
+        when an op is missing or no choice matches (a plan this instance cannot form)."""
+        by_op = {r[0]: r[1:] for r in rows}
+        out = []
+        for i, op in enumerate(self.ops):
+            if op.id not in by_op:
+                return None
+            rank, pool, replicas, parts = by_op[op.id]
+            if not 0 <= rank < len(op.options):
+                return None
+            ks = frozenset(k for k in self.op_choices[i] if (
+                split.key(self, self.choices[k]) == parts if self.choices[k].parts else
+                not parts and self.sites[self.choices[k].site].name == pool and self.choices[k].replicas == replicas
+                and op.options[self.choices[k].rank] == op.options[rank]))
+            if not ks:
+                return None
+            out.append(ks)
+        return out
+
+    def is_excluded(self, choice) -> bool:
+        """`choice` is a placement of Problem.exclude."""
+        return any(all(k in ks for k, ks in zip(choice, x)) for x in self.excluded)
 
     def holds(self, k: int) -> list[tuple[int, float, int]]:
         """What choice k holds under load, per pool: (site, busy-device demand, tp of a
@@ -867,6 +892,8 @@ class Instance:
                 if cnt is not None and nd > cnt:
                     m.pool_over[j] = nd - cnt
                     m.violations.append(f"pool {self.sites[j].name}: the load needs {nd} devices, it has {cnt}")
+        if self.is_excluded(m.choice):
+            m.violations.append("the placement is predicted to miss the SLA at its load (agentc/promise.py)")
         if not self.hard:
             # soft mode prices the e2e and TTFT statistics' excess and each op's TBT excess
             m.penalty = p.lam * (m.e2e_over_ms + m.latency_excess_ms)
@@ -876,7 +903,7 @@ class Instance:
         """Hard mode: no violation at all; soft mode: only capacity and memory count."""
         if self.hard:
             return not m.violations
-        return not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
+        return not self.is_excluded(m.choice) and not m.pool_over and not m.split and all(self.choices[k].memory_ok and not self.choices[k].tp_excess
                                        for k in m.choice)
 
 

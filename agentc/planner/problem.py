@@ -184,6 +184,10 @@ class Problem:
     # start plus one call of each op but the last, the transfers between, and one step
     # (tbt_ms) of the last. None: every op reporting a ttft_ms, alone.
     ttft_ops: list | None = None
+    # placements the planner may not return (agentc/promise.py: plans predicted to miss
+    # the SLA at the load), each its decisions as rows (op id, option rank, pool,
+    # replicas, split key as split.key writes it, "" for none)
+    exclude: tuple = ()
 
 
 # ---------------------------------------------------------------------------- results

@@ -305,3 +305,31 @@ def test_twin_cases_cover_both_loads():
     assert len(TWIN_CASES) == 10
     assert {make_problem(s).load_rps > 0 for s in TWIN_CASES} == {False, True}
     assert sum(bool(table(twin_problem(s))) for s in TWIN_CASES) >= 8  # most have a plan
+
+
+def _decisions(p: Problem, plan) -> tuple:
+    """A plan as Problem.exclude takes it: per op its id, option rank, pool, replicas, split."""
+    return tuple(sorted((op.id, op.options.index(plan.ops[op.id].option), plan.ops[op.id].pool,
+                         int(plan.ops[op.id].replicas), plan.ops[op.id].split_key) for op in p.ops))
+
+
+@pytest.mark.parametrize("seed", [s for s in CASES if s % 3 == 0])
+def test_excluded_plans_give_the_next_cheapest_in_order(seed):
+    """Problem.exclude (a no-good cut per plan; agentc/promise.py excludes the plans its
+    prediction misses): solving again with each returned plan excluded yields the
+    enumeration's cheapest costs in order, ties included, each plan new. Without a
+    load: under one the planner offers an op only the replica counts that can shorten
+    a counted wait, so the enumeration's next plan may be one it never offers."""
+    p = make_problem(seed)
+    assert p.load_rps == 0
+    rows = [r[1] for pick in itertools.product(*(op.options for op in p.ops))
+            for r in [price(p, pick)] if r is not None]
+    if len(rows) < 4:
+        pytest.skip("fewer than 4 plans to order")
+    exclude, costs = (), []
+    for _ in range(4):
+        plan = solve(replace(p, exclude=exclude), baselines=False, explain=False)
+        assert _decisions(p, plan) not in exclude and plan.status == "optimal"
+        costs.append(plan.cost)
+        exclude += (_decisions(p, plan),)
+    assert costs == pytest.approx(sorted(rows)[:4], rel=REL), (costs, sorted(rows)[:4])

@@ -38,20 +38,19 @@ def _plan(path: str, *args) -> dict:
     return json.loads(cli_ok("plan", path, "--json", *args))
 
 
-@pytest.mark.xfail(strict=True, reason="defect: equal-cost MILP optima break the walk's monotonicity "
-                   "(needs a fixed tie-break in the MILP's objective, planner/formulation)")
 def test_loosening_ttft_from_470_to_480_does_not_make_the_plan_dearer(tmp_path):
     """ttft < 470: the MILP's plan (TTFT figure 449 ms, $8.565/hr) is predicted at 443 ms
     and kept. ttft < 480: the MILP returns another plan of the same $8.565/hr (figure
-    386 ms, predicted 491 ms), the walk steps below 386 ms, past the 449 ms plan that
-    holds 480 too, and keeps a $8.993/hr plan. The docstring's argument ("each plan of
-    the walk for a tighter bound is in the walk for a looser one") assumes the MILP's
-    optimum is unique; with ties (cost counts whole devices) it is not."""
+    386 ms, predicted 491 ms); the walk stepped below 386 ms, past the 449 ms plan that
+    holds 480 too, and kept a $8.993/hr plan (the MILP's optimum is not unique: cost
+    counts whole devices). Now the missed plan is excluded and the MILP's other plan of
+    that cost is met before any dearer one."""
     tight = _plan(_variant(tmp_path, "t470", ("ttft < 500ms", "ttft < 470ms")))
     loose = _plan(_variant(tmp_path, "t480", ("ttft < 500ms", "ttft < 480ms")))
     assert "sized_ms" not in tight["sla"] and tight["totals"]["usd_per_hr"] == pytest.approx(8.56526, rel=1e-4)
     assert loose["totals"]["usd_per_hr"] <= tight["totals"]["usd_per_hr"] * (1 + 1e-9), \
         (tight["totals"], loose["totals"], loose["sla"].get("sized_ms"))
+    assert loose["sla"]["excluded_plans"] == 1 and "sized_ms" not in loose["sla"]
 
 
 @pytest.mark.xfail(strict=True, reason="defect: the prediction (planner/predict.py) under-predicts "
@@ -69,7 +68,7 @@ def test_the_kept_plan_holds_in_simulation_at_6_rps(tmp_path):
 def test_replan_reports_the_move_of_the_plan_it_writes(tmp_path):
     """replan of rag's running plan (ttft figure 386 ms) onto a program with ttft < 450:
     the first solve keeps the running plan (nothing moves, $0), its prediction 491 ms
-    misses, the walk solves again and moves `hits` (epyc -> a100, $0.1 one-time);
+    misses, the walk excludes it and solves again, and the plan written moves;
     replan's Replanned (replan.json's movement_usd, its notes) is that last solve's
     (it was the first solve's: cli/replan.py took result[0])."""
     from agentc.cli.replan import replan_compile
@@ -84,7 +83,7 @@ def test_replan_reports_the_move_of_the_plan_it_writes(tmp_path):
                                                      source=src, plan_only=True)
     finally:
         os.chdir(cwd)
-    assert new["sla"]["sized_ms"]["ttft_ms"] < 450.0
+    assert new["sla"]["excluded_plans"] >= 1 and new["totals"]["ttft_ms"] <= 450.0
     assert replanned.plan.usd_per_hr == pytest.approx(new["totals"]["usd_per_hr"], rel=1e-5)
 
 
@@ -140,13 +139,13 @@ def test_an_infinite_prediction_is_walked_and_then_a_located_error(tmp_path, mon
 
 
 def test_loosening_the_latency_bound_never_makes_the_kept_plan_dearer(tmp_path):
-    """The e2e term walked (2600: 2 solves; 3800: 2 solves), against the plans other
-    latency bounds keep: $/hr never rises as the bound loosens (measured: 9.762, 9.534,
-    9.534, 9.153, 8.993, 8.565)."""
+    """The e2e term walked (2600: 3 plans, one of the same cost excluded before the
+    sizing; 3800: 2 plans), against the plans other latency bounds keep: $/hr never
+    rises as the bound loosens (measured: 9.762, 9.534, 9.534, 9.153, 8.993, 8.565)."""
     costs = []
     for b in (2400, 2600, 3000, 3200, 3800, 4000):
         m = _plan(_variant(tmp_path, f"lat{b}", ("latency.p95 < 4000ms", f"latency.p95 < {b}ms")))
-        costs.append((b, m["totals"]["usd_per_hr"], m["sla"].get("sized_ms")))
+        costs.append((b, m["totals"]["usd_per_hr"], m["sla"].get("excluded_plans")))
     assert costs[1][2] and costs[4][2], costs   # the walk ran at 2600 and 3800
     for (_, c0, _), (_, c1, _) in zip(costs, costs[1:]):
         assert c1 <= c0 * (1 + 1e-9), costs
@@ -164,13 +163,58 @@ def test_the_walk_is_deterministic_across_hash_seeds(tmp_path):
 
 def test_a_walk_that_never_reaches_the_bound_ends_in_the_step_limits_located_error(tmp_path):
     """voice at 20 req/s with ttft < 100 ms (a loop, an every-path TTFT): each plan of
-    the walk is sized to 44-75 ms and predicted at 135-146 ms (simulated ~158 ms for the
-    example's plan), so no sizing bound makes the prediction hold; after 8 re-solves
-    the error is located at the agent with the 9 plans tried, exit 1, no traceback."""
+    the walk, at the program's bounds or sized to 72-75 ms, is predicted at 136-175 ms
+    (simulated ~158 ms for the example's plan), so no plan left makes the prediction
+    hold; after 9 plans the error is located at the agent with each plan tried, exit
+    1, no traceback."""
     src = _variant(tmp_path, "v20", ("sla {", "load 20 rps\n  sla {"), ("ttft < 250ms", "ttft < 100ms"),
                    base=os.path.join(ROOT, "examples", "voice_agent.agent"))
     res = CliRunner().invoke(cli, ["plan", src], prog_name="agentc")
     assert res.exit_code == 1, res.output
     assert res.output.startswith(f"{src}:13:1: error: no plan is predicted to hold the SLA"), res.output
-    assert "after 8 re-solves" in res.output and res.output.count("note: tried: ") == 9, res.output
+    assert "after 9 plans" in res.output and res.output.count("note: tried: ") == 9, res.output
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("term, old, bounds", [
+    ("ttft", "ttft < 500ms", range(348, 501, 8)),
+    ("latency", "latency.p95 < 4000ms", range(2480, 4001, 80)),
+], ids=["ttft", "latency"])
+def test_cost_never_rises_as_a_bound_loosens_over_a_sweep(tmp_path, monkeypatch, term, old, bounds):
+    """rag, one bound swept over 20 points, the others as written: each kept plan meets
+    the bound in the MILP's model and in its prediction (the last plan the walk
+    predicted), and $/hr never rises from one point to the next. Measured, ttft
+    348-500: 9.534 (348-356), 8.993 (364-444, sized below 386 ms from 388), 8.565
+    (452-500; the walk kept 8.993 at 452-484 before it searched plans of equal cost);
+    latency 2480-4000: 9.762 to 8.565 in five steps."""
+    from agentc import promise
+
+    seen = []
+    real = promise.prediction
+    monkeypatch.setattr(promise, "prediction", lambda c, load, view=None: seen.append(real(c, load, view)) or seen[-1])
+    key = {"ttft": "ttft_ms", "latency": "e2e_ms"}[term]
+    costs = []
+    for b in bounds:
+        m = _plan(_variant(tmp_path, f"{term}{b}", (old, old.split("<")[0] + f"< {b}ms")))
+        assert m["totals"][key] <= b and seen[-1][key] <= b, (b, m["totals"], seen[-1])
+        assert all(seen[-1][k] <= m["sla"][k] for k in ("e2e_ms", "ttft_ms", "tbt_ms")), (b, seen[-1])
+        costs.append((b, m["totals"]["usd_per_hr"]))
+    assert len(costs) == 20
+    for (_, c0), (_, c1) in zip(costs, costs[1:]):
+        assert c1 <= c0 * (1 + 1e-9), costs
+    assert costs[-1][1] < costs[0][1], costs   # the sweep crosses plans of several costs
+
+
+@pytest.mark.parametrize("edit", [("ttft < 500ms", "ttft < 356ms"), ("ttft < 500ms", "ttft < 480ms"),
+                                  ("latency.p95 < 4000ms", "latency.p95 < 2560ms")], ids=["ttft356", "ttft480", "e2e2560"])
+def test_plans_the_walk_keeps_hold_in_simulation(tmp_path, edit):
+    """Points of the sweep where the walk ran (356: two plans excluded, then sized;
+    480: one plan excluded, the other of its cost kept; 2560: one excluded within its
+    cost, then sized): the simulator (4,000 requests, seed 0) holds every term. Not at
+    every point: at ttft < 450 the plan kept at 480 (predicted 443 ms) is simulated at
+    397-462 ms over seeds 0-2 and 439 ms over 12,000 requests, a coin toss at that
+    margin (the prediction's accuracy, not the walk's)."""
+    m = _plan(_variant(tmp_path, "sim", edit))
+    assert m["sla"]["excluded_plans"] >= 1
+    held = {t["term"]: t for t in verify.verify(m, requests=4000).terms}
+    assert all(t["holds"] for t in held.values()), held
