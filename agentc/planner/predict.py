@@ -150,7 +150,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
-        jobs, background, timed = list(parts.get(j, ())), 0.0, {}
+        jobs, background, timed, slot = list(parts.get(j, ())), 0.0, {}, {}
         for i in ops:
             o, rate = ch[i].option, inst.rate * inst.ops[i].weight
             if i in decode and o.batch > 1:
@@ -170,7 +170,24 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 background += rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
             elif o.busy_ms > 0 and runs.get(i, i) == i:   # a run of visits: one job (_runs)
                 jobs.append((rate, sum(ch[x].option.busy_ms for x in ops if runs.get(x, x) == i), o.tp))
+                slot[i] = len(jobs) - 1
+        # prompts that wait run in batches, which hold the pool less than their prompts
+        # one by one: the queue counts each prefill op at its prompts' share of their
+        # batches (BatchLaw.hold), for the batches the queue's waits form (a fixed point,
+        # from the prompts alone)
         pool = queueing.shared_queue(jobs, n, cv2, background)
+        laws: dict[int, queueing.BatchLaw] = {}
+        for _ in range(_FIXED_POINT_STEPS if prefill is not None else 0):
+            laws = {i: law for i in ops if i in slot and (law := _batch_law(inst, i, ops, ch, prefill, pool))}
+            if not laws:
+                break
+            for i, law in laws.items():
+                rate, _, tp = jobs[slot[i]][:3]
+                jobs[slot[i]] = (rate, *law.hold()[:1], tp, law.hold()[1])
+            pool = queueing.shared_queue(jobs, n, cv2, background)
+            if math.isinf(pool.tail()[1]):
+                laws = {}
+                break
         for i in ops:
             c, o = ch[i], ch[i].option
             if i in timed:
@@ -188,7 +205,8 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 continue
             elif o.busy_ms > 0:
                 pw, theta = pool.tail()
-                theta = _batched(inst, i, ops, ch, prefill, pw, theta)
+                if i in laws:
+                    theta = _batch_law(inst, i, ops, ch, prefill, pool).theta(queueing.wait_level(inst.q_ttft))
             else:
                 continue
             mean = pw * theta if theta > 0 else 0.0
@@ -229,23 +247,30 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
     return dict(sorted(head.items()))
 
 
-def _batched(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill | None, pw: float,
-             theta: float) -> float:
-    """Prefill op i's wait's theta, grown by the batch it then runs in
-    (queueing.batched_theta): its engines (the prefill ops of its model and kind at its
-    tp on its pool, as sim/model.py groups them) receive tokens at the sum of rate x
-    prompt tokens; s is its table's time per token from one prompt to two, the room
-    the budget less its prompt, the quantile TTFT's. `theta` without a table."""
+_FIXED_POINT_STEPS = 6   # the batches' load on their pool's queue (simulated)
+
+
+def _batch_law(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill,
+               pool: queueing.SharedQueue) -> queueing.BatchLaw | None:
+    """The batch prefill op i's prompts run in (queueing.BatchLaw) on its pool's queue:
+    its engines (the prefill ops of its model and kind at its tp on its pool, as
+    sim/model.py groups them) receive each such op's prompts at its rate, of its
+    table's first length; its batch time from its own table. None without a table or
+    a wait."""
     op, tp = inst.ops[i], ch[i].option.tp
-    table = None if prefill is None else prefill.tables.get(op.id)
-    if table is None or len(table) < 2:
-        return theta
-    (n1, t1), (n2, t2) = table[0], table[1]
-    arriving = sum(inst.rate * inst.ops[x].weight * prefill.tables[inst.ops[x].id][0][0] / 1000.0
-                   for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
-                   and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model)))
-    return queueing.batched_theta(pw, theta, max(0.0, (t2 - t1) / (n2 - n1)), arriving,
-                                  max(0.0, prefill.budget - n1), queueing.wait_level(inst.q_ttft))
+    table = prefill.tables.get(op.id)
+    c, theta = pool.tail()
+    if table is None or len(table) < 2 or c <= 0 or not 0 < theta < math.inf:
+        return None
+    streams = [(inst.rate * inst.ops[x].weight / 1000.0, prefill.tables[inst.ops[x].id][0][0])
+               for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
+               and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model))]
+    # every input an op of the same request on this pool, just before it: the prompt
+    # queued for the pool there (an MoE gate), and its own visit is the batch's extra
+    inputs = [inst.edges[k].u for k in inst.pred[i]]
+    gated = bool(inputs) and all(ch[u].site == ch[i].site and ch[u].option.busy_ms > 0 and not ch[u].parts
+                                 and inst.ops[u].weight == op.weight for u in inputs)
+    return queueing.BatchLaw(c, pool.servers, pool.residual_ms, table, streams, prefill.budget, own=not gated)
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:
