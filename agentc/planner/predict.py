@@ -17,23 +17,25 @@ placement (each op's option, pool and replicas) and the same evaluator
   decodes placed on the same pool only (the simulator's engines are per pool), and
   a step of such a mixed batch takes the mean of its calls' step times
   (queueing.mixed_step), as the simulator's engines do.
-- Prefill batches: a prompt that waits runs in one batch with the prompts that reach
-  its engines meanwhile (up to the simulator's token budget) and gives its first
-  token when the batch is done: its wait's tail grows by the batch's extra time per
-  ms waited (queueing.batched_theta; the batch's time from the manifest's prefill
-  table, `Prefill`).
+- Prefill batches (queueing.BatchLaw; the batch's time from the manifest's prefill
+  table, `Prefill`): a prompt that waits waits for one engine to free (the queue
+  ahead of it goes in the same batch), runs in one batch with the prompts that reached
+  its engines over its batch's window (a discrete count, up to the simulator's token
+  budget) and gives its first token when the batch is done; a prompt whose input
+  queued for the same pool just before it (an MoE gate) waited there. The pool's
+  queue counts the prefill ops at their batches' device time, for the batches its
+  waits form (a fixed point, _FIXED_POINT_STEPS).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
 taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and a
-Gamma fit), never below the same calls' schedule without waits. A prompt that waits
-runs in one batch with those reaching its engines meanwhile (queueing.batched_theta).
-Left out: FIFO head-of-line
+Gamma fit), never below the same calls' schedule without waits; a prompt's visit is
+its wait and batch together, at the quantile TTFT's. Left out: FIFO head-of-line
 blocking of wide jobs, a decode yielding its devices at its next step boundary (a wait
-behind it is short), what batching saves in prefill device time, transfers sharing a
-link. Split ops keep the sizing model's times; their parts' calls still load the
+behind it is short; a prompt's wait counts the decode's engines as servers like the
+others), transfers sharing a link. Split ops keep the sizing model's times; their parts' calls still load the
 queues of the pools they run on.
 """
 

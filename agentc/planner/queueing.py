@@ -321,27 +321,6 @@ def mixed_step(calls: list[tuple[float, float]]) -> float:
     return sum(w * s for w, s in calls) / total if total > 0 else calls[0][1]
 
 
-def batched_theta(c: float, theta: float, ms_per_token: float, tokens_per_ms: float, room_tokens: float,
-                  q: float | None) -> float:
-    """The theta of a prompt's wait with the batch it then runs in added to it (the
-    simulator batches prompts, sim/engines.py Prefiller): a prompt that waits w (tail
-    C exp(-t / theta)) is batched with the prompts that reach its engines meanwhile,
-    tokens_per_ms x w tokens, and gives its first token when the whole batch is done,
-    ms_per_token x that later; so waiting and batching together are w (1 + g), g =
-    ms_per_token x tokens_per_ms, an exponential tail of theta (1 + g) with the same
-    C. Approximations: the batch is its mean given w (not a Poisson count); prompts
-    queued ahead of it are left out (the engine that freed before took them); the
-    wait keeps its law (a batch of a linear table holds its devices as long as its
-    prompts one by one). A batch holds at most `room_tokens` more: g is cut so that
-    the extra at the wait's `q` quantile (None: its mean) is at most ms_per_token x
-    room_tokens."""
-    if c <= 0 or not theta > 0 or math.isinf(theta):
-        return theta
-    g = ms_per_token * tokens_per_ms
-    w = theta * math.log(c / (1.0 - q)) if q is not None and c > 1.0 - q else theta
-    return theta * (1.0 + min(g, ms_per_token * room_tokens / w))
-
-
 class BatchLaw:
     """The batch a prompt runs in at prefill engines that batch (sim/engines.py
     Prefiller: an engine granted its devices runs every queued prompt that fits the
