@@ -152,7 +152,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
-        jobs, background, timed, slot = list(parts.get(j, ())), 0.0, {}, {}
+        jobs, background, timed, slot, steps = list(parts.get(j, ())), 0.0, {}, {}, 0.0
         for i in ops:
             o, rate = ch[i].option, inst.rate * inst.ops[i].weight
             if i in decode and o.batch > 1:
@@ -169,7 +169,9 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     ms, tbt, step = ms * mix / own, tbt * mix / own, None if step is None else step * mix / own
                 timed[i] = (ms, tbt, step, b_e)
                 b = queueing.filled_batch(queueing.filled_mean(rate, pts, other), o.batch, None)
-                background += rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
+                busy = rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
+                background += busy
+                steps += busy * (tbt if tbt is not None else ms)
             elif o.busy_ms > 0 and runs.get(i, i) == i:   # a run of visits: one job (_runs)
                 jobs.append((rate, sum(ch[x].option.busy_ms for x in ops if runs.get(x, x) == i), o.tp))
                 slot[i] = len(jobs) - 1
@@ -180,7 +182,8 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         pool = queueing.shared_queue(jobs, n, cv2, background)
         laws: dict[int, queueing.BatchLaw] = {}
         for _ in range(_FIXED_POINT_STEPS if prefill is not None else 0):
-            laws = {i: law for i in ops if i in slot and (law := _batch_law(inst, i, ops, ch, prefill, pool))}
+            held = _held(pool, jobs, n, cv2, background, steps)
+            laws = {i: law for i in ops if i in slot and (law := _batch_law(inst, i, ops, ch, prefill, pool, held))}
             if not laws:
                 break
             for i, law in laws.items():
@@ -208,7 +211,8 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
             elif o.busy_ms > 0:
                 pw, theta = pool.tail()
                 if i in laws:
-                    theta = _batch_law(inst, i, ops, ch, prefill, pool).theta(queueing.wait_level(inst.q_ttft))
+                    held = _held(pool, jobs, n, cv2, background, steps)
+                    theta = _batch_law(inst, i, ops, ch, prefill, pool, held).theta(queueing.wait_level(inst.q_ttft))
             else:
                 continue
             mean = pw * theta if theta > 0 else 0.0
@@ -252,8 +256,19 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
 _FIXED_POINT_STEPS = 6   # the batches' load on their pool's queue (simulated)
 
 
+def _held(pool: queueing.SharedQueue, jobs: list, devices: int, cv2: float, background: float,
+          steps: float) -> tuple[float, float, float]:
+    """What holds a pool's busy servers, for a prompt's wait (queueing.BatchLaw): the
+    jobs' mean residual service (not deflated by the decode's devices, which free at a
+    step boundary rather than at once), the servers the decode engines hold, and their
+    step (ms, the mean over their busy devices)."""
+    alone = queueing.shared_queue(jobs, devices, cv2)
+    stepping = max(0.0, pool.load - alone.load)
+    return alone.residual_ms, stepping, steps / background if background > 0 else 0.0
+
+
 def _batch_law(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill,
-               pool: queueing.SharedQueue) -> queueing.BatchLaw | None:
+               pool: queueing.SharedQueue, held: tuple[float, float, float]) -> queueing.BatchLaw | None:
     """The batch prefill op i's prompts run in (queueing.BatchLaw) on its pool's queue:
     its engines (the prefill ops of its model and kind at its tp on its pool, as
     sim/model.py groups them) receive each such op's prompts at its rate, of its
@@ -272,7 +287,9 @@ def _batch_law(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill,
     inputs = [inst.edges[k].u for k in inst.pred[i]]
     gated = bool(inputs) and all(ch[u].site == ch[i].site and ch[u].option.busy_ms > 0 and not ch[u].parts
                                  and inst.ops[u].weight == op.weight for u in inputs)
-    return queueing.BatchLaw(c, pool.servers, pool.residual_ms, table, streams, prefill.budget, own=not gated)
+    residual, stepping, step = held
+    return queueing.BatchLaw(c, pool.servers, residual, table, streams, prefill.budget, own=not gated,
+                             stepping=stepping, step_ms=step)
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:

@@ -354,9 +354,13 @@ class BatchLaw:
     window."""
 
     def __init__(self, c: float, servers: int, residual_ms: float, table: tuple[tuple[float, float], ...],
-                 streams: list[tuple[float, float]], budget: float, own: bool = True):
+                 streams: list[tuple[float, float]], budget: float, own: bool = True,
+                 stepping: float = 0.0, step_ms: float = 0.0):
         self.c, self.own, self.table = c, own, table
-        self.span = span = 2.0 * residual_ms
+        stepping = min(float(servers), stepping) if step_ms > 0 else 0.0
+        whole = 2.0 * residual_ms
+        self.span = span = min(whole, step_ms) if stepping > 0 and servers - stepping > 0 else (
+            step_ms if stepping > 0 else whole)
         n1, t1 = table[0]
         self.n1, self.t1 = n1, t1
         room = budget - n1
@@ -377,7 +381,17 @@ class BatchLaw:
         steps = _WAIT_STEPS
         self.h = h = span / steps
         grid = [k * h for k in range(steps + 1)]
-        dens = [servers / span * (1.0 - w / span) ** (servers - 1) for w in grid]
+        jobs = servers - stepping
+
+        def surv(w: float) -> float:   # P(W > w | a wait)
+            out = max(0.0, 1.0 - w / whole) ** jobs if jobs > 0 else 1.0
+            return out * (max(0.0, 1.0 - w / step_ms) ** stepping if stepping > 0 else 1.0)
+
+        def dens_at(w: float) -> float:
+            d = (jobs / (whole - w) if jobs > 0 and w < whole else 0.0) + \
+                (stepping / (step_ms - w) if stepping > 0 and w < step_ms else 0.0)
+            return d * surv(w) if d > 0 else 0.0
+        dens = [dens_at(w) for w in grid]
         weights = [h * (0.5 if k in (0, steps) else 1.0) * dens[k] for k in range(steps + 1)]
         poi = [_panjer(jump, top, math.exp(-rate * w), 0.0, rate * w) for w in grid]   # K in a window w
         back = [sum(weights[j] * poi[j][k] for j in range(steps + 1)) for k in range(top + 1)]   # in U
@@ -399,7 +413,7 @@ class BatchLaw:
         norm = sum(t[0] for t in self.tails)
         self.share = [t[0] / norm for t in self.tails]      # P(K = k | a wait)
         self.norm = norm
-        self.mean_wait = span / (servers + 1)
+        self.mean_wait = sum(h * (0.5 if k in (0, steps) else 1.0) * surv(w) for k, w in enumerate(grid))
 
     def over(self, x: float) -> float:
         """P(X > x | the prompt waits)."""
