@@ -18,8 +18,9 @@ placement (each op's option, pool and replicas) and the same evaluator
   a step of such a mixed batch takes the mean of its calls' step times
   (queueing.mixed_step), as the simulator's engines do.
 - Prefill batches (queueing.BatchLaw; the batch's time from the manifest's prefill
-  table, `Prefill`): a prompt that waits waits for one engine to free (the queue
-  ahead of it goes in the same batch), runs in one batch with the prompts that reached
+  table, `Prefill`): a prompt that waits waits for one device to free (the queue
+  ahead of it goes in the same batch; a decode engine frees its device at its next
+  step boundary), runs in one batch with the prompts that reached
   its engines over its batch's window (a discrete count, up to the simulator's token
   budget) and gives its first token when the batch is done; a prompt whose input
   queued for the same pool just before it (an MoE gate) waited there. The pool's
@@ -32,11 +33,12 @@ Quantiles are the path's, not per call as in the sizing model: each call is char
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
 taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and a
 Gamma fit), never below the same calls' schedule without waits; a prompt's visit is
-its wait and batch together, at the quantile TTFT's. Left out: FIFO head-of-line
-blocking of wide jobs, a decode yielding its devices at its next step boundary (a wait
-behind it is short; a prompt's wait counts the decode's engines as servers like the
-others), transfers sharing a link. Split ops keep the sizing model's times; their parts' calls still load the
-queues of the pools they run on.
+its wait and batch together, an exponential tail matched at the TTFT term's quantile
+(beside a long wait elsewhere on the path it spreads a batch's cliff: over).
+Left out: FIFO head-of-line blocking of wide jobs, a decode yielding its devices at
+its next step boundary for the waits of other ops than prompts (a wait behind it is
+short), transfers sharing a link. Split ops keep the sizing model's times; their
+parts' calls still load the queues of the pools they run on.
 """
 
 from __future__ import annotations
