@@ -4,7 +4,7 @@ The MILP sizes a plan under a load with a model it can keep linear: each op's M/
 wait on its own replicas, no host queue, prompts not batched. That model is what buys
 capacity, but it is not a bound: rag at 5 req/s is sized to a TTFT of 386 ms, while
 its prediction (planner/predict.py: one queue per pool, host calls in runs, prefill
-batches) is 491 ms and its simulation 466 ms. With `ttft < 450ms` the plan would be
+batches) is 495 ms and its simulation 466 ms. With `ttft < 450ms` the plan would be
 returned as meeting a bound its requests miss.
 
 So, under a `load` clause with a hard SLA, the plan is predicted at its load, and while

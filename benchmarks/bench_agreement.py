@@ -9,7 +9,8 @@ load, `--repair` (verify.repair) is applied and the row says what it did; planne
 values are then those of the repaired plan. A prediction is for a load and of the plan
 as it runs: the given plan's placement predicted at the row's load as the simulator
 runs it (predictor_at, planner/predict.py: one queue per pool, host waits, decode
-batches per pool, a waiting prompt batched with those reaching its engines meanwhile, a
+batches per pool, a waiting prompt run in the batch of those reaching its engines over its
+batch's window (queueing.BatchLaw), a
 path's waits as one tail; inf where that load overloads it), the
 repaired plan's from its manifest. Ratio = planned / simulated: within 10% is
 0.90-1.10 (a ratio above 1 is a conservative prediction).

@@ -17,24 +17,28 @@ placement (each op's option, pool and replicas) and the same evaluator
   decodes placed on the same pool only (the simulator's engines are per pool), and
   a step of such a mixed batch takes the mean of its calls' step times
   (queueing.mixed_step), as the simulator's engines do.
-- Prefill batches: a prompt that waits runs in one batch with the prompts that reach
-  its engines meanwhile (up to the simulator's token budget) and gives its first
-  token when the batch is done: its wait's tail grows by the batch's extra time per
-  ms waited (queueing.batched_theta; the batch's time from the manifest's prefill
-  table, `Prefill`).
+- Prefill batches (queueing.BatchLaw; the batch's time from the manifest's prefill
+  table, `Prefill`): a prompt that waits waits for one device to free (the queue
+  ahead of it goes in the same batch; a decode engine frees its device at its next
+  step boundary), runs in one batch with the prompts that reached
+  its engines over its batch's window (a discrete count, up to the simulator's token
+  budget) and gives its first token when the batch is done; a prompt whose input
+  queued for the same pool just before it (an MoE gate) waited there. The pool's
+  queue counts the prefill ops at their batches' device time, for the batches its
+  waits form (a fixed point, _FIXED_POINT_STEPS).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
 taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and a
-Gamma fit), never below the same calls' schedule without waits. A prompt that waits
-runs in one batch with those reaching its engines meanwhile (queueing.batched_theta).
-Left out: FIFO head-of-line
-blocking of wide jobs, a decode yielding its devices at its next step boundary (a wait
-behind it is short), what batching saves in prefill device time, transfers sharing a
-link. Split ops keep the sizing model's times; their parts' calls still load the
-queues of the pools they run on.
+Gamma fit), never below the same calls' schedule without waits; a prompt's visit is
+its wait and batch together, an exponential tail matched at the TTFT term's quantile
+(beside a long wait elsewhere on the path it spreads a batch's cliff: over).
+Left out: FIFO head-of-line blocking of wide jobs, a decode yielding its devices at
+its next step boundary for the waits of other ops than prompts (a wait behind it is
+short), transfers sharing a link. Split ops keep the sizing model's times; their
+parts' calls still load the queues of the pools they run on.
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
-        jobs, background, timed = list(parts.get(j, ())), 0.0, {}
+        jobs, background, timed, slot, steps = list(parts.get(j, ())), 0.0, {}, {}, 0.0
         for i in ops:
             o, rate = ch[i].option, inst.rate * inst.ops[i].weight
             if i in decode and o.batch > 1:
@@ -167,10 +171,30 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     ms, tbt, step = ms * mix / own, tbt * mix / own, None if step is None else step * mix / own
                 timed[i] = (ms, tbt, step, b_e)
                 b = queueing.filled_batch(queueing.filled_mean(rate, pts, other), o.batch, None)
-                background += rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
+                busy = rate * queueing.interpolate(pts, b) / b * o.tp / 1000.0
+                background += busy
+                steps += busy * (tbt if tbt is not None else ms)
             elif o.busy_ms > 0 and runs.get(i, i) == i:   # a run of visits: one job (_runs)
                 jobs.append((rate, sum(ch[x].option.busy_ms for x in ops if runs.get(x, x) == i), o.tp))
+                slot[i] = len(jobs) - 1
+        # prompts that wait run in batches, which hold the pool less than their prompts
+        # one by one: the queue counts each prefill op at its prompts' share of their
+        # batches (BatchLaw.hold), for the batches the queue's waits form (a fixed point,
+        # from the prompts alone)
         pool = queueing.shared_queue(jobs, n, cv2, background)
+        laws: dict[int, queueing.BatchLaw] = {}
+        for _ in range(_FIXED_POINT_STEPS if prefill is not None else 0):
+            held = _held(pool, jobs, n, cv2, background, steps)
+            laws = {i: law for i in ops if i in slot and (law := _batch_law(inst, i, ops, ch, prefill, pool, held))}
+            if not laws:
+                break
+            for i, law in laws.items():
+                rate, _, tp = jobs[slot[i]][:3]
+                jobs[slot[i]] = (rate, *law.hold()[:1], tp, law.hold()[1])
+            pool = queueing.shared_queue(jobs, n, cv2, background)
+            if math.isinf(pool.tail()[1]):
+                laws = {}
+                break
         for i in ops:
             c, o = ch[i], ch[i].option
             if i in timed:
@@ -188,7 +212,9 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 continue
             elif o.busy_ms > 0:
                 pw, theta = pool.tail()
-                theta = _batched(inst, i, ops, ch, prefill, pw, theta)
+                if i in laws:
+                    held = _held(pool, jobs, n, cv2, background, steps)
+                    theta = _batch_law(inst, i, ops, ch, prefill, pool, held).theta(queueing.wait_level(inst.q_ttft))
             else:
                 continue
             mean = pw * theta if theta > 0 else 0.0
@@ -229,23 +255,43 @@ def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],
     return dict(sorted(head.items()))
 
 
-def _batched(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill | None, pw: float,
-             theta: float) -> float:
-    """Prefill op i's wait's theta, grown by the batch it then runs in
-    (queueing.batched_theta): its engines (the prefill ops of its model and kind at its
-    tp on its pool, as sim/model.py groups them) receive tokens at the sum of rate x
-    prompt tokens; s is its table's time per token from one prompt to two, the room
-    the budget less its prompt, the quantile TTFT's. `theta` without a table."""
+_FIXED_POINT_STEPS = 6   # the batches' load on their pool's queue (simulated)
+
+
+def _held(pool: queueing.SharedQueue, jobs: list, devices: int, cv2: float, background: float,
+          steps: float) -> tuple[float, float, float]:
+    """What holds a pool's busy servers, for a prompt's wait (queueing.BatchLaw): the
+    jobs' mean residual service (not deflated by the decode's devices, which free at a
+    step boundary rather than at once), the servers the decode engines hold, and their
+    step (ms, the mean over their busy devices)."""
+    alone = queueing.shared_queue(jobs, devices, cv2)
+    stepping = max(0.0, pool.load - alone.load)
+    return alone.residual_ms, stepping, steps / background if background > 0 else 0.0
+
+
+def _batch_law(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill,
+               pool: queueing.SharedQueue, held: tuple[float, float, float]) -> queueing.BatchLaw | None:
+    """The batch prefill op i's prompts run in (queueing.BatchLaw) on its pool's queue:
+    its engines (the prefill ops of its model and kind at its tp on its pool, as
+    sim/model.py groups them) receive each such op's prompts at its rate, of its
+    table's first length; its batch time from its own table. None without a table or
+    a wait."""
     op, tp = inst.ops[i], ch[i].option.tp
-    table = None if prefill is None else prefill.tables.get(op.id)
-    if table is None or len(table) < 2:
-        return theta
-    (n1, t1), (n2, t2) = table[0], table[1]
-    arriving = sum(inst.rate * inst.ops[x].weight * prefill.tables[inst.ops[x].id][0][0] / 1000.0
-                   for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
-                   and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model)))
-    return queueing.batched_theta(pw, theta, max(0.0, (t2 - t1) / (n2 - n1)), arriving,
-                                  max(0.0, prefill.budget - n1), queueing.wait_level(inst.q_ttft))
+    table = prefill.tables.get(op.id)
+    c, theta = pool.tail()
+    if table is None or len(table) < 2 or c <= 0 or not 0 < theta < math.inf:
+        return None
+    streams = [(inst.rate * inst.ops[x].weight / 1000.0, prefill.tables[inst.ops[x].id][0][0])
+               for x in ops if inst.ops[x].id in prefill.tables and inst.ops[x].kind == op.kind
+               and ch[x].option.tp == tp and (x == i or (op.model and inst.ops[x].model == op.model))]
+    # every input an op of the same request on this pool, just before it: the prompt
+    # queued for the pool there (an MoE gate), and its own visit is the batch's extra
+    inputs = [inst.edges[k].u for k in inst.pred[i]]
+    gated = bool(inputs) and all(ch[u].site == ch[i].site and ch[u].option.busy_ms > 0 and not ch[u].parts
+                                 and inst.ops[u].weight == op.weight for u in inputs)
+    residual, stepping, step = held
+    return queueing.BatchLaw(c, pool.servers, residual, table, streams, prefill.budget, own=not gated,
+                             stepping=stepping, step_ms=step)
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:

@@ -65,6 +65,7 @@ with its devices and wait, so the one-hot over choices selects replicas too.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -295,14 +296,16 @@ def tail(c: int, a: float, residual_ms: float) -> tuple[float, float]:
     return erlang_c(c, a), residual_ms / (c - a)
 
 
-def shared_queue(jobs: list[tuple[float, float, int]], devices: int, cv2: float,
-                 background: float = 0.0) -> SharedQueue:
+def shared_queue(jobs: list[tuple], devices: int, cv2: float, background: float = 0.0) -> SharedQueue:
     """The SharedQueue of a pool of `devices` serving `jobs`, each (executions per
-    second, service ms, tp), beside `background` devices kept busy without queueing."""
-    busy = sum(rate * s * tp for rate, s, tp in jobs) / 1000.0    # devices the jobs keep busy
-    width = sum(rate * s * tp * tp for rate, s, tp in jobs) / 1000.0 / busy if busy > 0 else 1.0
+    second, service ms, tp) or (..., mean square service ms^2) where service varies
+    (prefill batches: BatchLaw.hold), beside `background` devices kept busy without
+    queueing."""
+    busy = sum(j[0] * j[1] * j[2] for j in jobs) / 1000.0    # devices the jobs keep busy
+    width = sum(j[0] * j[1] * j[2] * j[2] for j in jobs) / 1000.0 / busy if busy > 0 else 1.0
     servers = max(1, math.floor(devices / width + 1e-9))
-    second = sum(rate * (s * tp / width) ** 2 for rate, s, tp in jobs) * (1.0 + cv2)   # lambda E[S^2]
+    second = sum(j[0] * (j[3] if len(j) > 3 else j[1] ** 2) * (j[2] / width) ** 2
+                 for j in jobs) * (1.0 + cv2)   # lambda E[S^2]
     load = (busy + background) / width
     return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
 
@@ -318,25 +321,152 @@ def mixed_step(calls: list[tuple[float, float]]) -> float:
     return sum(w * s for w, s in calls) / total if total > 0 else calls[0][1]
 
 
-def batched_theta(c: float, theta: float, ms_per_token: float, tokens_per_ms: float, room_tokens: float,
-                  q: float | None) -> float:
-    """The theta of a prompt's wait with the batch it then runs in added to it (the
-    simulator batches prompts, sim/engines.py Prefiller): a prompt that waits w (tail
-    C exp(-t / theta)) is batched with the prompts that reach its engines meanwhile,
-    tokens_per_ms x w tokens, and gives its first token when the whole batch is done,
-    ms_per_token x that later; so waiting and batching together are w (1 + g), g =
-    ms_per_token x tokens_per_ms, an exponential tail of theta (1 + g) with the same
-    C. Approximations: the batch is its mean given w (not a Poisson count); prompts
-    queued ahead of it are left out (the engine that freed before took them); the
-    wait keeps its law (a batch of a linear table holds its devices as long as its
-    prompts one by one). A batch holds at most `room_tokens` more: g is cut so that
-    the extra at the wait's `q` quantile (None: its mean) is at most ms_per_token x
-    room_tokens."""
-    if c <= 0 or not theta > 0 or math.isinf(theta):
-        return theta
-    g = ms_per_token * tokens_per_ms
-    w = theta * math.log(c / (1.0 - q)) if q is not None and c > 1.0 - q else theta
-    return theta * (1.0 + min(g, ms_per_token * room_tokens / w))
+class BatchLaw:
+    """The batch a prompt runs in at prefill engines that batch (sim/engines.py
+    Prefiller: an engine granted its devices runs every queued prompt that fits the
+    token `budget` as one batch, and each gives its first token when the batch is
+    done), on a pool queue (SharedQueue) where a prompt waits with probability `c`, at
+    `servers` servers: `stepping` of them held by decode engines that step every
+    `step_ms`, the others by jobs of mean residual service `residual_ms` (R).
+
+    Its wait: the queue ahead of it goes in one batch, so a prompt that waits waits for
+    one server to free, the least of the busy servers' residual times: a job's taken
+    uniform on [0, 2R] (a deterministic service's, the simulator's default), a decode
+    engine's on [0, step] (it gives the pool up at its next step boundary,
+    sim/engines.py): P(W > t | W > 0) = (1 - t / 2R)^(servers - stepping)
+    (1 - t / step)^stepping; without decode, of mean 2R / (servers + 1). Not Erlang C's
+    exponential of mean R / (servers - a), which counts the queue ahead served one by
+    one (against batching engines simulated, test_predict.py: rag's prompts, 4 engines
+    of 205 ms, 41 ms; react's, 2 engines of 80 ms in batches of up to 8, 27 ms; Erlang
+    C's 37 and 33). A decode's step bounds the wait: rag at 6 req/s on 5 B200s shared
+    by its prefill and decode, TTFT simulated at 445 ms, is predicted at 443 (541 with
+    every server's residual on [0, 2R], R the pool queue's).
+
+    Its batch: the prompts that reached its engines since the batch's oldest one did, a
+    window W + U, U the oldest one's wait so far (another draw of the same law); each of
+    `streams` (prompts per ms, tokens) brings a Poisson count in it (their tokens on a
+    lattice: a compound Poisson law by Panjer's recursion, lumped at the budget). Its
+    first token comes X = W + T(n + K) - T(n) later than alone, T the batch time by
+    total tokens (`table`: (tokens, ms), the prompt's own length first), n its tokens,
+    K theirs; the batch's time is the prompt's own op's table, as if its companions were
+    of its op (the simulator weights each prompt's op's table by its tokens). The count
+    is discrete where one more prompt is a cliff: rag's 4096-token prompts (8192
+    budget) at 6 req/s wait at 4%, and a batch of two takes 406 ms against 205, so the
+    p99 sits in the 1.4% of prompts batched with one more. `own` False: the prompt took
+    that wait at its input, an op on the same pool just before it (an MoE gate:
+    react's prompts queue for the a100 there, and reach the prefill engines as the
+    engine that let the pool go frees), so X is the batch's extra alone, over the same
+    window."""
+
+    def __init__(self, c: float, servers: int, residual_ms: float, table: tuple[tuple[float, float], ...],
+                 streams: list[tuple[float, float]], budget: float, own: bool = True,
+                 stepping: float = 0.0, step_ms: float = 0.0):
+        self.c, self.own, self.table = c, own, table
+        stepping = min(float(servers), stepping) if step_ms > 0 else 0.0
+        whole = 2.0 * residual_ms
+        self.span = span = min(whole, step_ms) if stepping > 0 and servers - stepping > 0 else (
+            step_ms if stepping > 0 else whole)
+        n1, t1 = table[0]
+        self.n1, self.t1 = n1, t1
+        room = budget - n1
+        rate = sum(r for r, _ in streams)
+        if room > 0 and rate > 0:
+            unit = float(functools.reduce(math.gcd, [max(1, int(round(n))) for _, n in streams]))
+            if room / unit > _BATCH_CELLS:
+                unit = room / _BATCH_CELLS
+            top = int(math.floor(room / unit + 1e-9)) + 1   # cells 0 .. top-1 fit; `top`: at the budget
+            jump = [0.0] * (top + 1)                         # a prompt's tokens in cells: P(size = y)
+            for r, n in streams:
+                jump[min(top, max(1, int(round(n / unit))))] += r / rate
+            self.tokens = [n1 + k * unit for k in range(top)] + [float(budget)]
+        else:                                                # it runs alone
+            top, jump, rate, self.tokens = 0, [0.0], 0.0, [n1]
+        self.top = top
+        self.extra = [interpolate(list(table), n) - t1 for n in self.tokens]
+        steps = _WAIT_STEPS
+        self.h = h = span / steps
+        grid = [k * h for k in range(steps + 1)]
+        jobs = servers - stepping
+
+        def surv(w: float) -> float:   # P(W > w | a wait)
+            out = max(0.0, 1.0 - w / whole) ** jobs if jobs > 0 else 1.0
+            return out * (max(0.0, 1.0 - w / step_ms) ** stepping if stepping > 0 else 1.0)
+
+        def dens_at(w: float) -> float:
+            d = (jobs / (whole - w) if jobs > 0 and w < whole else 0.0) + \
+                (stepping / (step_ms - w) if stepping > 0 and w < step_ms else 0.0)
+            return d * surv(w) if d > 0 else 0.0
+        dens = [dens_at(w) for w in grid]
+        weights = [h * (0.5 if k in (0, steps) else 1.0) * dens[k] for k in range(steps + 1)]
+        poi = [_panjer(jump, top, math.exp(-rate * w), 0.0, rate * w) for w in grid]   # K in a window w
+        back = [sum(weights[j] * poi[j][k] for j in range(steps + 1)) for k in range(top + 1)]   # in U
+        total = sum(back)
+        back = [x / total for x in back]
+        cells = []                                           # per w: P(K = k) in the window w + U
+        for pk in poi:
+            conv = [sum(pk[i] * back[k - i] for i in range(k + 1)) for k in range(top)]
+            conv.append(max(0.0, 1.0 - sum(conv)))
+            cells.append(conv)
+        # tails[k][j]: the integral from grid[j] to 2R of dens(w) P(K = k | w) dw (trapezoid)
+        self.tails = []
+        for k in range(top + 1):
+            acc, col = 0.0, [0.0] * (steps + 1)
+            for j in range(steps - 1, -1, -1):
+                acc += 0.5 * h * (dens[j] * cells[j][k] + dens[j + 1] * cells[j + 1][k])
+                col[j] = acc
+            self.tails.append(col)
+        norm = sum(t[0] for t in self.tails)
+        self.share = [t[0] / norm for t in self.tails]      # P(K = k | a wait)
+        self.norm = norm
+        self.mean_wait = sum(h * (0.5 if k in (0, steps) else 1.0) * surv(w) for k, w in enumerate(grid))
+
+    def over(self, x: float) -> float:
+        """P(X > x | the prompt waits)."""
+        out, span, h, steps = 0.0, self.span, self.h, _WAIT_STEPS
+        for k, extra in enumerate(self.extra):
+            a = x - extra if self.own else (0.0 if extra > x else span)
+            if a <= 0:
+                out += self.tails[k][0]
+            elif a < span:
+                j = min(steps - 1, int(a / h))
+                f = a / h - j
+                out += self.tails[k][j] * (1.0 - f) + self.tails[k][j + 1] * f
+        return out / self.norm
+
+    def theta(self, q: float | None) -> float:
+        """The theta whose exponential tail C exp(-t / theta) has X's quantile at `q`
+        (C ln(C / (1 - q)): one visit's quantile, exactly); X's mean given a wait when
+        C <= 1 - q or `q` is None."""
+        mean = (self.mean_wait if self.own else 0.0) + sum(e * p for e, p in zip(self.extra, self.share))
+        c = self.c
+        if q is None or c <= 1.0 - q:
+            return mean
+        target = (1.0 - q) / c
+        return _bisect(lambda t: self.over(t) - target, mean) / math.log(c / (1.0 - q))
+
+    def hold(self) -> tuple[float, float]:
+        """(mean, mean square) of a prompt's share of device time: its batch's time T(N)
+        (its square) times its tokens' share n / N of the batch, which runs alone when it
+        does not wait. What the pool's queue counts for the prompt's op: batches, not
+        prompts (a batch takes less than its prompts one by one)."""
+        one = sum(p * interpolate(list(self.table), n) * self.n1 / n for p, n in zip(self.share, self.tokens))
+        two = sum(p * interpolate(list(self.table), n) ** 2 * self.n1 / n for p, n in zip(self.share, self.tokens))
+        return (1.0 - self.c) * self.t1 + self.c * one, (1.0 - self.c) * self.t1 ** 2 + self.c * two
+
+
+_WAIT_STEPS = 200   # the wait's grid (BatchLaw)
+_BATCH_CELLS = 64   # the token lattice's cells up to the budget (batched_wait)
+
+
+def _panjer(jump: list[float], top: int, p0: float, a: float, b: float) -> list[float]:
+    """P(S = k), k = 0 .. top (the last: S >= top), of a sum of a count N of jumps of
+    law `jump` (cells 1 .. top) where P(N = m) / P(N = m - 1) = a + b / m (Panjer's
+    class: Poisson a = 0, b = mean; geometric b = 0) and P(N = 0) = p0."""
+    out = [p0] + [0.0] * top
+    for k in range(1, top):
+        out[k] = sum((a + b * y / k) * jump[y] * out[k - y] for y in range(1, k + 1))
+    out[top] = max(0.0, 1.0 - sum(out[:top]))
+    return out
 
 
 def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> float:

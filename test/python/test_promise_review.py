@@ -39,9 +39,9 @@ def _plan(path: str, *args) -> dict:
 
 
 def test_loosening_ttft_from_470_to_480_does_not_make_the_plan_dearer(tmp_path):
-    """ttft < 470: the MILP's plan (TTFT figure 449 ms, $8.565/hr) is predicted at 443 ms
+    """ttft < 470: the MILP's plan (TTFT figure 449 ms, $8.565/hr) is predicted at 456 ms
     and kept. ttft < 480: the MILP returns another plan of the same $8.565/hr (figure
-    386 ms, predicted 491 ms); the walk stepped below 386 ms, past the 449 ms plan that
+    386 ms, predicted 495 ms); the walk stepped below 386 ms, past the 449 ms plan that
     holds 480 too, and kept a $8.993/hr plan (the MILP's optimum is not unique: cost
     counts whole devices). Now the missed plan is excluded and the MILP's other plan of
     that cost is met before any dearer one."""
@@ -53,21 +53,26 @@ def test_loosening_ttft_from_470_to_480_does_not_make_the_plan_dearer(tmp_path):
     assert loose["sla"]["excluded_plans"] == 1 and "sized_ms" not in loose["sla"]
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the prediction (planner/predict.py) under-predicts "
-                   "rag's TTFT at 6 req/s (396 ms vs ~505 ms simulated), so the plan kept by it misses")
 def test_the_kept_plan_holds_in_simulation_at_6_rps(tmp_path):
-    """rag with ttft < 450 ms at 6 req/s: the walk keeps a plan predicted at 395.6 ms;
-    the simulator's p99 TTFT is 498-513 ms over 4,000-20,000 requests and seeds 0-1
-    (`plan --verify`'s 2,000 requests read 362 ms: short of the steady state)."""
+    """rag with ttft < 450 ms at 6 req/s (D2): the walk kept a $9.58/hr plan predicted at
+    395.6 ms and simulated at 498-513 ms (4,000-20,000 requests, seeds 0-1): the p99 is
+    a prompt batched with one more (1.4% of prompts, +200 ms), which the prediction's
+    batch, its mean given the wait, missed. With the batch a discrete count
+    (queueing.BatchLaw) that plan is predicted at 511.5 ms, over 450: the walk goes on
+    (the 5-B200 plan it then meets, $9.33/hr, prefill and decode on the B200s, is
+    predicted at 443.5 ms) and keeps it. Simulated at the steady state, 20,000 requests:
+    443.0 and 446.2 ms (seeds 0-1), so it holds, by 1%; 4,000 requests read 454-456
+    (2,000: 424-447), the p99 of a short run spreading 2-3% over seeds."""
     m = _plan(_variant(tmp_path, "l6", ("ttft < 500ms", "ttft < 450ms"), ("load 5 rps", "load 6 rps")))
     assert m["sla"]["sized_ms"]["ttft_ms"] < 450.0
-    held = {t["term"]: t for t in verify.verify(m, requests=4000).terms}
-    assert held["ttft"]["holds"], held["ttft"]
+    for seed in (0, 1):
+        held = {t["term"]: t for t in verify.verify(m, requests=20000, seed=seed).terms}
+        assert held["ttft"]["holds"], (seed, held["ttft"])
 
 
 def test_replan_reports_the_move_of_the_plan_it_writes(tmp_path):
     """replan of rag's running plan (ttft figure 386 ms) onto a program with ttft < 450:
-    the first solve keeps the running plan (nothing moves, $0), its prediction 491 ms
+    the first solve keeps the running plan (nothing moves, $0), its prediction 495 ms
     misses, the walk excludes it and solves again, and the plan written moves;
     replan's Replanned (replan.json's movement_usd, its notes) is that last solve's
     (it was the first solve's: cli/replan.py took result[0])."""
@@ -88,8 +93,8 @@ def test_replan_reports_the_move_of_the_plan_it_writes(tmp_path):
 
 
 def test_two_terms_over_at_once_are_both_sized_and_both_held(tmp_path):
-    """ttft < 450 and latency.p95 < 3800: the MILP's plan is predicted over both (491 ms,
-    3875 ms); both sizing bounds go below its figures at once, and the plan kept holds
+    """ttft < 450 and latency.p95 < 3800: the MILP's plan is predicted over both (495 ms,
+    3877 ms); both sizing bounds go below its figures at once, and the plan kept holds
     both in simulation. A placed module and a costed one plan to the same plan."""
     src = _variant(tmp_path, "two", ("ttft < 500ms", "ttft < 450ms"), ("latency.p95 < 4000ms", "latency.p95 < 3800ms"))
     m = _plan(src)

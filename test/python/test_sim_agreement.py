@@ -15,15 +15,18 @@ its load clause, the load clause, 90% of the capacity the plan buys), in the sim
    path's waits, a waiting prompt run in the batch of those
    reaching its engines meanwhile; verify.agreement's `predict`, cli/plan.py
    predictor_at; a repaired row, the plan the repair settled on, from its manifest).
-   35 of 36 agree (34 while voice at 90% of its fleet was simulated at 2000 requests, its
+   36 of 36 agree (35 while a waiting prompt's batch was its mean given its wait and
+   the pool's queue an Erlang C of prompts one by one: voice's TTFT at 90% of its fleet
+   1.187, below; 34 while voice at 90% of its fleet was simulated at 2000 requests, its
    start-up, below; 33 while the EPYC's queue took each of rag's five host calls in a
    row as its own Poisson stream, TTFT 1.156, before a run of a request's host calls
    became one job of the pool's queue; 34 while a path's waits were a union of tails,
    which undercounted rag's EPYC waits and so hid that overcount; 32 before prefill batches
    were modelled, 24 when the prediction was the sizing model's: per-op M/M/c
-   replicas, no host wait, decode batches counting every same-model decode): 29 plain
+   replicas, no host wait, decode batches counting every same-model decode): 30 plain
    tests and 6 of the rows re-planned at 90% of capacity or near the line, which stay
-   xfails that may pass (EDGE); 1 is a strict xfail (DISAGREE), with its measured cause.
+   xfails that may pass (EDGE); none is a strict xfail (DISAGREE, with its measured
+   cause, when one is).
    benchmarks/bench_agreement.py prints the whole table; a fix that brings a DISAGREE
    row within 10% turns its xfail into a failure, to be removed here.
 
@@ -34,7 +37,13 @@ queue still filling: latency, TTFT and TBT at p99 of 2846, 47.0 and 5.92 ms (see
 against 3429-3537, 60.4-69.5 and 6.38-6.65 ms at 20,000 (seeds 0-3) and 3504-3583,
 66.1-70.2 and 6.55-6.75 ms at 100,000 (seeds 0-1), whose 10,000-request slices show no
 trend (latency 3410-3566 ms, TTFT 58-78 ms). The prediction is of the steady state: against 2000 requests it was
-1.320 (latency) and 1.635 (TTFT), against 20,000 1.096 and 1.187.
+1.320 (latency) and 1.635 (TTFT), against 20,000 1.096 and 1.187; with a prompt's batch
+and wait as queueing.BatchLaw has them (the prompt waits for one device to free, a
+decode engine's at its next step, and runs with a discrete count of the prompts of its
+batch's window; the pool's queue counts batches, not prompts), 1.087 and 0.968
+(seeds 0-3: latency 1.054-1.087, TTFT 0.902-1.038). Its prompts then: the prediction's
+chance of waiting 0.61 (simulated 0.59), the B200s' load 6.93 devices (6.82), the p99
+of a prompt's wait and batch over its run alone 36.6 ms (45.6; TTFT 62.7 against 64.7).
 
 The sampling error of the simulated terms
 (std/mean over 5 seeds of the given plan, bench_agreement.py --seeds 5) is below 3.5%
@@ -68,30 +77,23 @@ TERMS = ("latency", "ttft", "tbt")
 REQUESTS = {"rag_agent": 10000, "voice_agent": 20000}
 DEFAULT_REQUESTS = 2000
 
-# Why a prediction is off by more than 10% (planned / simulated in brackets, this commit;
+# Why a prediction is off by more than 10% (none on this commit; planned / simulated in brackets;
 # planned: the placement predicted at the load simulated, planner/predict.py, or the
 # repaired plan's, predicted from its manifest).
-VOICE_TTFT = ("voice's b200 at 567 req/s: its prompts' wait and batch, p99 53.6 ms predicted against 42.5 "
-              "simulated (20,000 requests). The pool's queue over-predicts a prompt's own wait (C 0.70, theta "
-              "3.6 ms, p99 15 ms; simulated 46-51% wait, mean 1.1-1.5 ms given a wait, p99 5.5 ms), because the "
-              "decode engines holding the pool give it up at their next step boundary; the batch the prompt runs "
-              "in reaches the token budget at the p99 (37.5 ms over the prompt alone), driven by the wait of its "
-              "batch's oldest prompt (p99 7.7 ms) and the Poisson count of prompts behind it")
-DISAGREE = {
-    ("voice_agent", "90% capacity", "ttft"): VOICE_TTFT + " (1.19)",
-}
+DISAGREE: dict[tuple[str, str, str], str] = {}
 # On the 10% line, or re-planned at 90% of capacity, where the repair's solve (under a
 # time limit) and the sample near saturation move the ratio across it (not strict)
 EDGE = {
-    ("voice_agent", "90% capacity", "latency"): "1.096 at 20,000 requests (1.062-1.096 over seeds 0-3): the p99 "
+    ("voice_agent", "90% capacity", "latency"): "1.087 at 20,000 requests (1.054-1.087 over seeds 0-3): the p99 "
                                                 "path prices its four decodes at a full batch of 256 (772-792 ms a "
                                                 "call); the simulator's sequences see 218 on average over their steps "
                                                 "(engines filled fullest first: 255, 246 and 58), 697 ms a call",
     ("rag_agent", "90% capacity", "latency"): "0.99 at 10,000 requests, re-planned for 7.748 req/s; the simulated "
                                               "value spreads 15% over seeds this near saturation",
-    ("rag_agent", "90% capacity", "ttft"): "0.96 at 10,000 requests, re-planned for 7.748 req/s (0.75 before prefill "
-                                           "batches were modelled): its TTFT p99 is the 1% of prompts batched with "
-                                           "one more (+200 ms), and spreads 2.5-13% over seeds",
+    ("rag_agent", "90% capacity", "ttft"): "1.01 at 10,000 requests, re-planned for 7.748 req/s (0.96 with a "
+                                           "batch its mean given the wait, 0.75 before prefill batches were "
+                                           "modelled): its TTFT p99 is the 1% of prompts batched with one more "
+                                           "(+200 ms), and spreads 2.5-13% over seeds",
     ("react_tools", "90% capacity", "latency"): "1.03, re-planned for 32.18 req/s",
     ("supervisor", "90% capacity", "latency"): "0.98, re-planned for 9.004 req/s",
     ("supervisor", "90% capacity", "tbt"): "0.91, re-planned for 9.004 req/s: plan.decode's batch on mi300x",
