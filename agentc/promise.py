@@ -13,8 +13,8 @@ a term is predicted over its bound the walk moves on, cheapest first, in two way
   op its option, pool, replicas and split; planner Problem.exclude) and the MILP solved
   again at the same bounds. Cost counts whole devices, so plans of equal cost are
   common, and their figures do not order their predictions: rag's `ttft < 480ms` has
-  two plans of 8.565 $/hr, figure 386 ms predicted 491 ms, figure 449 ms predicted
-  443 ms. Each plan of the cost is met before any dearer one, so the first that holds
+  two plans of 8.565 $/hr, figure 386 ms predicted 495 ms, figure 449 ms predicted
+  456 ms. Each plan of the cost is met before any dearer one, so the first that holds
   is found whichever of them the MILP returns first.
 - past a cost, once every plan of it missed: the plan dearer than them must come in
   under their figures, so each missed term's sizing bound goes just below the least

@@ -216,9 +216,9 @@ def test_plans_the_walk_keeps_hold_in_simulation(tmp_path, edit):
     """Points of the sweep where the walk ran (356: two plans excluded, then sized;
     480: one plan excluded, the other of its cost kept; 2560: one excluded within its
     cost, then sized): the simulator (4,000 requests, seed 0) holds every term. Not at
-    every point: at ttft < 450 the plan kept at 480 (predicted 443 ms) is simulated at
-    397-462 ms over seeds 0-2 and 439 ms over 12,000 requests, a coin toss at that
-    margin (the prediction's accuracy, not the walk's)."""
+    every point is simulated here: the plans of 8.565 $/hr kept from 460 ms on have a
+    TTFT predicted at 456 ms and simulated at 397-462 ms over seeds 0-2 (4,000 requests)
+    and 439 ms over 12,000; at 450 the walk now excludes that plan too (test_promise.py)."""
     m = _plan(_variant(tmp_path, "sim", edit))
     assert m["sla"]["excluded_plans"] >= 1
     held = {t["term"]: t for t in verify.verify(m, requests=4000).terms}
