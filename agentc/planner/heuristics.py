@@ -29,7 +29,7 @@ MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it re
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
-CRASH_SHARE = 0.4   # of the time limit, at most, for the crashed plan and its band MILP (crash_start)
+CRASH_SHARE = 0.3   # of the time limit, at most, for the crashed plan and its band MILP (crash_start)
 CRASH_BUDGET = 1.1  # an op's budget in the crash's lean placement: this times its mean time in the LP
 BAND_SHARE = 0.01   # crash_start frees the ops with less slack than this share of the deadline
 

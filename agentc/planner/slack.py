@@ -40,13 +40,16 @@ the estimates of what ops will hold, and so the pools they start on, do not sett
 `crash` goes the other way, for when this start finds none: every op at its cheapest
 choice that still fits its pool (within a budget, the caller's: its mean time in the
 cost LP, which the pools hold fractionally), then the late paths sped up one op at a
-time, by the move that buys the most ms of lateness per $/hr with devices priced up as
-their pool fills, only where the pool has room; every EVERY moves (and when no move
+time, by the move that buys the most ms of lateness per $/hr (devices priced up as
+their pool fills, calls, and transfers to the ops placed, which keeps heavy edges
+uncut), only where the pool has room; every EVERY moves (and when no move
 fits, at most RELEASES times) the ops with slack drop to their leanest choice that
 keeps it, freeing devices. So the pools hold after every step, and the plan is one
 when the last path is on time (`heuristics.crash_start`, which frees the ops near the
-deadline for a MILP when it is not). At 10 req/s it gives plans at 4,800-5,900 $/hr
-on seeds 11-14 and 16 in ~0.4 CPU s from the LP; on seed 15 it ends 1.8% late.
+deadline for a MILP when it is not). At 10 req/s, from the LP, it gives plans on seeds
+11, 13, 14 and 16 in 0.1-0.3 CPU s (1,804-4,870 $/hr) and ends late on seeds 12
+(0.05%, which the MILP closes) and 15 (4-7%). Without the transfers in its price its
+plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy edges).
 
 The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
 edges' weights). They are exact for a program without control flow, which is the only
@@ -67,6 +70,7 @@ FILL = 0.85      # share of a pool the estimates may fill (they run low: critica
 PENALTY = 100.0  # a device beyond a pool's count costs this many times its price
 ROUNDS = 8       # passes at most (each re-estimates what its ops hold)
 EVERY = 50       # crash: moves between two releases of the devices ops with slack hold
+LOOSER = (1.0, 1.5, 2.5, math.inf)  # crash: budget factors tried in turn for the lean placement
 RELEASES = 20    # crash: times at most that a stuck crash frees devices and goes on
 
 
@@ -415,32 +419,64 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
         return None
     dur, dem = inst.duration, inst.demand
 
+    at = [-1] * n   # each op's pool, -1 while unplaced
+    nbrs = [[(e.u, k) for k in inst.pred[i] for e in (inst.edges[k],)]
+            + [(e.v, k) for k in inst.succ[i] for e in (inst.edges[k],)] for i in range(n)]
+    wired: dict[tuple[int, int, int], float] = {}
+
+    def wire(k: int, a: int, b: int) -> float:
+        """$/hr of edge k's transfers between pools a and b (either end)."""
+        if a == b:
+            return 0.0
+        key = (k, a, b)
+        usd = wired.get(key)
+        if usd is None:
+            e = inst.edges[k]
+            usd = wired[key] = e.weight * per_hr * inst.transfer(k, a, b)[1]
+        return usd
+
     def price(k: int) -> float:
-        """$/hr of choice k, its devices priced up as their pool fills."""
-        j = inst.choices[k].site
+        """$/hr of choice k: its devices, priced up as their pool fills, its calls, and
+        its transfers to the ops placed."""
+        c = inst.choices[k]
+        j, i = c.site, c.op
         scarce = 1.0 if room[j] == math.inf else room[j] / max(room[j] - used[j], 1.0)
-        return sites[j].usd_per_hr * dem(k) * scarce + inst.per_call_usd[k] * per_hr
+        usd = sites[j].usd_per_hr * dem(k) * scarce + inst.per_call_usd[k] * per_hr
+        for v, e in nbrs[i]:
+            if at[v] >= 0 and at[v] != j:
+                usd += wire(e, at[v], j) if inst.edges[e].v == i else wire(e, j, at[v])
+        return usd
 
     # (1) lean placement: the cheapest choice within each op's budget that still fits,
-    # the ops with the least room in their budget first
+    # the ops with the least room in their budget first; where the budgets overdraw a
+    # pool, again with looser ones (the crash then buys the time back)
     fastest = [min(dur(k) for ks in menu[i].values() for k in ks) for i in range(n)]
-    order = range(n) if budget is None else sorted(range(n), key=lambda i: (budget[i] - fastest[i], i))
     choice = [0] * n
-    for i in order:
-        fitting = [k for j, ks in sorted(menu[i].items()) for k in ks if used[j] + dem(k) <= room[j]]
-        if not fitting:
-            return None
-        within = [k for k in fitting if budget is None or dur(k) <= budget[i] + TOL]
-        k = (min(within, key=lambda k: (price(k), dur(k), k)) if within
-             else min(fitting, key=lambda k: (dur(k), k)))
-        choice[i] = k
-        used[inst.choices[k].site] += dem(k)
+    for loose in LOOSER:
+        used[:] = [0.0] * len(sites)
+        at[:] = [-1] * n
+        limit = [math.inf if budget is None else budget[i] * loose for i in range(n)]
+        for i in sorted(range(n), key=lambda i: (limit[i] - fastest[i], i)):
+            fitting = [k for j, ks in sorted(menu[i].items()) for k in ks if used[j] + dem(k) <= room[j]]
+            if not fitting:
+                break
+            within = [k for k in fitting if dur(k) <= limit[i] + TOL]
+            k = (min(within, key=lambda k: (price(k), dur(k), k)) if within
+                 else min(fitting, key=lambda k: (dur(k), k)))
+            choice[i] = k
+            at[i] = inst.choices[k].site
+            used[at[i]] += dem(k)
+        else:
+            break
+    else:
+        return None
     sched = _Schedule(inst, choice, deadline)
 
     def place(i: int, k: int) -> None:
         k0 = choice[i]
         used[inst.choices[k0].site] -= dem(k0)
         used[inst.choices[k].site] += dem(k)
+        at[i] = inst.choices[k].site
         sched.move(i, k)
 
     def release(to: float | None = None) -> bool:
