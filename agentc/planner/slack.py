@@ -69,6 +69,7 @@ TOL = 1e-9   # ms: float noise when a move's finish is compared with a latest fi
 FILL = 0.85      # share of a pool the estimates may fill (they run low: critical ops keep more)
 PENALTY = 100.0  # a device beyond a pool's count costs this many times its price
 ROUNDS = 8       # passes at most (each re-estimates what its ops hold)
+FINAL = 5       # crash: releases at most once the deadline is met (moves that lower the price)
 EVERY = 50       # crash: moves between two releases of the devices ops with slack hold
 LOOSER = (1.0, 1.5, 2.5, math.inf)  # crash: budget factors tried in turn for the lean placement
 RELEASES = 20    # crash: times at most that a stuck crash frees devices and goes on
@@ -541,4 +542,8 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
         steps += 1
         if EVERY and steps % EVERY == 0:
             release(deadline)
+    if FINAL and max(sched.ef) <= deadline + TOL:
+        for _ in range(FINAL):
+            if not release(deadline):
+                break
     return choice, [sched.lf[i] - sched.ef[i] for i in range(n)]
