@@ -483,7 +483,10 @@ def crash_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap:
         if res.choice is not None:
             m = inst.evaluate(res.choice)
             if fits(inst, m, cap):
-                return m
+                # the MILP stops at its first plan on time: the slack it leaves, released
+                got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
+                cheaper = inst.evaluate(got[0]) if got is not None else m
+                return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
     return None
 
 

@@ -395,11 +395,12 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
 
 
 def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list[float] | None,
-          until: float) -> tuple[list[int], list[float]] | None:
+          until: float, start: tuple[int, ...] | None = None) -> tuple[list[int], list[float]] | None:
     """A placement within every pool's count, sped up until it meets the deadline or
     no move fits; returns (choice, each op's slack against the deadline, negative on
     a late path), or None when the lean placement already overdraws a pool or the time
-    runs out. See `crash_start`."""
+    runs out. `start`: a plan within the pools to go on from instead of the lean
+    placement (one on time is only released). See `heuristics.crash_start`."""
     sla = inst.problem.sla.e2e_ms
     if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
             or inst.colocate):
@@ -453,7 +454,7 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     # pool, again with looser ones (the crash then buys the time back)
     fastest = [min(dur(k) for ks in menu[i].values() for k in ks) for i in range(n)]
     choice = [0] * n
-    for loose in LOOSER:
+    for loose in (LOOSER if start is None else ()):
         used[:] = [0.0] * len(sites)
         at[:] = [-1] * n
         limit = [math.inf if budget is None else budget[i] * loose for i in range(n)]
@@ -470,7 +471,15 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
         else:
             break
     else:
-        return None
+        if start is None:
+            return None
+        choice = [k for k in start]
+        at[:] = [inst.choices[k].site for k in choice]
+        used[:] = [0.0] * len(sites)
+        for k in choice:
+            used[inst.choices[k].site] += dem(k)
+        if any(u > r + 1e-9 for u, r in zip(used, room)) or any(k not in set(ks) for k, ks in zip(choice, cand)):
+            return None
     sched = _Schedule(inst, choice, deadline)
 
     def place(i: int, k: int) -> None:
