@@ -11,6 +11,9 @@
   plan pays for whole devices, ceil(busy demand) per pool, so moves are ranked by their
   effect on the fractional demand and kept only when the real cost does not rise.
   `consolidate` empties lightly used pools into the others.
+- `crash_start`: under load, a plan within the pools by construction (`slack.crash`: lean
+  from the cost LP, then late paths sped up where pools have room), for when the
+  fastest-then-slowed `slack.slack_start` finds none.
 - `search`: for large graphs, an LP-guided incumbent (support MILP, RINS, a pool
   neighbourhood) and reduced-cost fixing before the full MILP (see its docstring).
 """

@@ -422,12 +422,12 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     dur, dem = inst.duration, inst.demand
 
     at = [-1] * n   # each op's pool, -1 while unplaced
-    nbrs = [[(e.u, k) for k in inst.pred[i] for e in (inst.edges[k],)]
-            + [(e.v, k) for k in inst.succ[i] for e in (inst.edges[k],)] for i in range(n)]
+    nbrs = [[(inst.edges[k].u, k) for k in inst.pred[i]] + [(inst.edges[k].v, k) for k in inst.succ[i]]
+            for i in range(n)]
     wired: dict[tuple[int, int, int], float] = {}
 
     def wire(k: int, a: int, b: int) -> float:
-        """$/hr of edge k's transfers between pools a and b (either end)."""
+        """$/hr of edge k's transfers from its source on pool a to its end on pool b."""
         if a == b:
             return 0.0
         key = (k, a, b)
@@ -473,7 +473,7 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     else:
         if start is None:
             return None
-        choice = [k for k in start]
+        choice = list(start)
         at[:] = [inst.choices[k].site for k in choice]
         used[:] = [0.0] * len(sites)
         for k in choice:
