@@ -252,7 +252,21 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     by three sessions: at 20 req/s plans on 6 of 6 seeds where the old code found 1 and
     4 (where both find one, the same cost within 0.6%; where only the reserve does, proven
     gaps of 42-83%); at 10 req/s 1 where it found 0; at 40 req/s 6 of 6 either way, gaps
-    2.7-5.1% against 2.6-4.0% (the reserve's ~1 CPU s is taken from the LP-based starts)."""
+    2.7-5.1% against 2.6-4.0% (the reserve's ~1 CPU s is taken from the LP-based starts).
+
+    Where `slack_start` finds none (10 req/s), `heuristics.crash_start` goes the other
+    way from the cost LP: each op at its cheapest choice within 1.1x its LP mean time
+    that fits its pool, then the late paths sped up only where pools have room (so the
+    pools hold at every step), transfers to placed neighbours priced in. In 0.1-0.4 CPU
+    s it gives plans on seeds 11, 13, 14 and 16 (1,675-3,566 $/hr) and ends 0.05% late
+    on seed 12, which a min-latency MILP over the ops near the deadline closes (~2 s,
+    4,491 $/hr); on seed 15 (min-latency LP 387.9 ms for a 407.0 ms SLA) it ends 4-7%
+    late and that MILP (394 ops within 1% of the deadline) needs ~10 CPU s, so seed 15
+    at 10 req/s still has no plan within 10 s. Long runs, seed 11: at 40 req/s 10 s ->
+    120 s moves the incumbent 1,148.8 -> 1,134.8 and the bound 1,102.8 -> 1,116.5
+    (gap 4.0% -> 1.6%); at 20 req/s the bound is the LP's (940.2) at 10 s and 949.3 at
+    120 s while the incumbent falls 1,036.6-1,182.2 -> 991.6: there the gap is mostly
+    the incumbent."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 

@@ -11,6 +11,9 @@
   plan pays for whole devices, ceil(busy demand) per pool, so moves are ranked by their
   effect on the fractional demand and kept only when the real cost does not rise.
   `consolidate` empties lightly used pools into the others.
+- `crash_start`: under load, a plan within the pools by construction (`slack.crash`: lean
+  from the cost LP, then late paths sped up where pools have room), for when the
+  fastest-then-slowed `slack.slack_start` finds none.
 - `search`: for large graphs, an LP-guided incumbent (support MILP, RINS, a pool
   neighbourhood) and reduced-cost fixing before the full MILP (see its docstring).
 """
@@ -22,13 +25,16 @@ import time
 
 from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
-from .slack import slack_start
+from .slack import crash, slack_start
 
 LP_ROUNDING_MIN_CHOICES = 200
 MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
+CRASH_SHARE = 0.3   # of the time limit, at most, for the crashed plan and its band MILP (crash_start)
+CRASH_BUDGET = 1.1  # an op's budget in the crash's lean placement: this times its mean time in the LP
+BAND_SHARE = 0.01   # crash_start frees the ops with less slack than this share of the deadline
 
 
 # -------------------------------------------------------------------- greedy list scheduling
@@ -444,6 +450,49 @@ def partition_start(inst: Instance, cand: list[list[int]], x: dict[int, float] |
     return found
 
 
+# -------------------------------------------------------------------- crashing
+
+
+def crash_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap: float | None,
+                time_limit: float) -> Metrics | None:
+    """A loaded plan within every pool's count, or None.
+
+    `slack.crash` places each op at its cheapest choice within CRASH_BUDGET times its
+    mean time in the cost LP `x` (which the pools hold, fractionally) and speeds up the
+    late paths while the pools have room. When it is stuck, still late, the late ops
+    and those with less slack than BAND_SHARE of the deadline are freed, first on their own
+    pools, then on any, and the min-latency MILP over them (every other op fixed)
+    stops at its first plan within the deadline. Every plan returned has passed
+    `fits`."""
+    t0 = time.perf_counter()
+    budget = [CRASH_BUDGET * sum(x.get(k, 0.0) * inst.duration(k) for k in ks) for ks in cand]
+    got = crash(inst, cand, cap, budget, t0 + time_limit / 2)
+    if got is None:
+        return None
+    choice, slack = got
+    m = inst.evaluate(choice)
+    if fits(inst, m, cap):
+        return m
+    deadline = inst.problem.sla.e2e_ms if cap is None else min(cap, inst.problem.sla.e2e_ms)
+    late = BAND_SHARE * deadline  # every late op, and those with little slack
+    site = [inst.choices[k].site for k in choice]
+    for same_pool in (True, False):
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= MIN_SOLVE_S:
+            break
+        band = [([k for k in ks if inst.choices[k].site == site[i]] if same_pool else ks) if slack[i] <= late
+                else [choice[i]] for i, ks in enumerate(cand)]
+        res = _solve(inst, "latency", cap, band, None, left, target=deadline)
+        if res.choice is not None:
+            m = inst.evaluate(res.choice)
+            if fits(inst, m, cap):
+                # the MILP stops at its first plan on time: the slack it leaves, released
+                got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
+                cheaper = inst.evaluate(got[0]) if got is not None else m
+                return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
+    return None
+
+
 # -------------------------------------------------------------------- LP-guided search
 
 
@@ -452,7 +501,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
     large graphs: (0) under load, a plan without the LP (`slack.slack_start`), kept in reserve
-    for when steps (1)-(2) find none; (1) solve the LP (under load, then `partition_start` from it, and
+    for when steps (1)-(2) find none; (1) solve the LP (under load, where (0) found none, a
+    plan crashed from it, `crash_start`, also in reserve; then `partition_start` from it, and
     where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
     uses (most ops are integral there, so it is small) for an incumbent, polished by a
     same-pool descent (`descend`); (3) under load, if that is not within the requested
@@ -527,6 +577,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
+        if reserve is None and inst.load > 0 and mode == "cost":  # none without the LP: crash from it
+            reserve = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
         if inst.load > 0 and mode == "cost":  # pools first, then the rest (partition_start)
             parted = partition_start(inst, cand, x, cap, left(1 / 2))
             if parted is not None:

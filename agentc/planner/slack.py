@@ -37,6 +37,20 @@ class) only seed 16 (1,276 $/hr, where the offline LP dive found 4,762); on the 
 its best pass ends 99-521 devices over the fast pools' counts, so it returns None:
 the estimates of what ops will hold, and so the pools they start on, do not settle.
 
+`crash` goes the other way, for when this start finds none: every op at its cheapest
+choice that still fits its pool (within a budget, the caller's: its mean time in the
+cost LP, which the pools hold fractionally), then the late paths sped up one op at a
+time, by the move that buys the most ms of lateness per $/hr (devices priced up as
+their pool fills, calls, and transfers to the ops placed, which keeps heavy edges
+uncut), only where the pool has room; every EVERY moves (and when no move
+fits, at most RELEASES times) the ops with slack drop to their leanest choice that
+keeps it, freeing devices. So the pools hold after every step, and the plan is one
+when the last path is on time (`heuristics.crash_start`, which frees the ops near the
+deadline for a MILP when it is not). At 10 req/s, from the LP, it gives plans on seeds
+11, 13, 14 and 16 in 0.1-0.3 CPU s (1,804-4,870 $/hr) and ends late on seeds 12
+(0.05%, which the MILP closes) and 15 (4-7%). Without the transfers in its price its
+plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy edges).
+
 The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
 edges' weights). They are exact for a program without control flow, which is the only
 case this start takes. Every plan returned has passed `heuristics.fits` (the planner's
@@ -55,6 +69,10 @@ TOL = 1e-9   # ms: float noise when a move's finish is compared with a latest fi
 FILL = 0.85      # share of a pool the estimates may fill (they run low: critical ops keep more)
 PENALTY = 100.0  # a device beyond a pool's count costs this many times its price
 ROUNDS = 8       # passes at most (each re-estimates what its ops hold)
+FINAL = 5       # crash: releases at most once the deadline is met (moves that lower the price)
+EVERY = 50       # crash: moves between two releases of the devices ops with slack hold
+LOOSER = (1.0, 1.5, 2.5, math.inf)  # crash: budget factors tried in turn for the lean placement
+RELEASES = 20    # crash: times at most that a stuck crash frees devices and goes on
 
 
 class _Schedule:
@@ -374,3 +392,167 @@ def _slowdown(inst: Instance, units, pools, menu, budget, fastest, deadline, uni
         if steps % 64 == 0 and time.perf_counter() > until:
             return None
     return choice
+
+
+def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list[float] | None,
+          until: float, start: tuple[int, ...] | None = None) -> tuple[list[int], list[float]] | None:
+    """A placement within every pool's count, sped up until it meets the deadline or
+    no move fits; returns (choice, each op's slack against the deadline, negative on
+    a late path), or None when the lean placement already overdraws a pool or the time
+    runs out. `start`: a plan within the pools to go on from instead of the lean
+    placement (one on time is only released). See `heuristics.crash_start`."""
+    sla = inst.problem.sla.e2e_ms
+    if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
+            or inst.colocate):
+        return None
+    deadline = sla if cap is None else min(cap, sla)
+    sites = inst.sites
+    n = len(inst.ops)
+    room = [math.inf if s.count is None else float(s.count) for s in sites]
+    used = [0.0] * len(sites)
+    per_hr = inst.load * 3600.0
+    menu: list[dict[int, list[int]]] = [{} for _ in range(n)]
+    for i, ks in enumerate(cand):
+        for k in ks:
+            c = inst.choices[k]
+            if not c.parts and not sites[c.site].parts:
+                menu[i].setdefault(c.site, []).append(k)
+    if any(not m for m in menu):
+        return None
+    dur, dem = inst.duration, inst.demand
+
+    at = [-1] * n   # each op's pool, -1 while unplaced
+    nbrs = [[(inst.edges[k].u, k) for k in inst.pred[i]] + [(inst.edges[k].v, k) for k in inst.succ[i]]
+            for i in range(n)]
+    wired: dict[tuple[int, int, int], float] = {}
+
+    def wire(k: int, a: int, b: int) -> float:
+        """$/hr of edge k's transfers from its source on pool a to its end on pool b."""
+        if a == b:
+            return 0.0
+        key = (k, a, b)
+        usd = wired.get(key)
+        if usd is None:
+            e = inst.edges[k]
+            usd = wired[key] = e.weight * per_hr * inst.transfer(k, a, b)[1]
+        return usd
+
+    def price(k: int) -> float:
+        """$/hr of choice k: its devices, priced up as their pool fills, its calls, and
+        its transfers to the ops placed."""
+        c = inst.choices[k]
+        j, i = c.site, c.op
+        scarce = 1.0 if room[j] == math.inf else room[j] / max(room[j] - used[j], 1.0)
+        usd = sites[j].usd_per_hr * dem(k) * scarce + inst.per_call_usd[k] * per_hr
+        for v, e in nbrs[i]:
+            if at[v] >= 0 and at[v] != j:
+                usd += wire(e, at[v], j) if inst.edges[e].v == i else wire(e, j, at[v])
+        return usd
+
+    # (1) lean placement: the cheapest choice within each op's budget that still fits,
+    # the ops with the least room in their budget first; where the budgets overdraw a
+    # pool, again with looser ones (the crash then buys the time back)
+    fastest = [min(dur(k) for ks in menu[i].values() for k in ks) for i in range(n)]
+    choice = [0] * n
+    for loose in (LOOSER if start is None else ()):
+        used[:] = [0.0] * len(sites)
+        at[:] = [-1] * n
+        limit = [math.inf if budget is None else budget[i] * loose for i in range(n)]
+        for i in sorted(range(n), key=lambda i: (limit[i] - fastest[i], i)):
+            fitting = [k for j, ks in sorted(menu[i].items()) for k in ks if used[j] + dem(k) <= room[j]]
+            if not fitting:
+                break
+            within = [k for k in fitting if dur(k) <= limit[i] + TOL]
+            k = (min(within, key=lambda k: (price(k), dur(k), k)) if within
+                 else min(fitting, key=lambda k: (dur(k), k)))
+            choice[i] = k
+            at[i] = inst.choices[k].site
+            used[at[i]] += dem(k)
+        else:
+            break
+    else:
+        if start is None:
+            return None
+        choice = list(start)
+        at[:] = [inst.choices[k].site for k in choice]
+        used[:] = [0.0] * len(sites)
+        for k in choice:
+            used[inst.choices[k].site] += dem(k)
+        if any(u > r + 1e-9 for u, r in zip(used, room)) or any(k not in set(ks) for k, ks in zip(choice, cand)):
+            return None
+    sched = _Schedule(inst, choice, deadline)
+
+    def place(i: int, k: int) -> None:
+        k0 = choice[i]
+        used[inst.choices[k0].site] -= dem(k0)
+        used[inst.choices[k].site] += dem(k)
+        at[i] = inst.choices[k].site
+        sched.move(i, k)
+
+    def release(to: float | None = None) -> bool:
+        """Ops with slack against the current latency to their leanest choice that keeps
+        it (devices freed for the next speed-ups); True if any moved."""
+        nonlocal sched
+        sched = _Schedule(inst, choice, max(deadline, max(sched.ef)) if to is None else to)
+        moved = False
+        for i in sorted(range(n), key=lambda i: (sched.ef[i] - sched.lf[i], i)):
+            k0 = choice[i]
+            if sched.lf[i] - sched.ef[i] <= TOL:
+                continue
+            a = inst.choices[k0].site
+            best = (price(k0) - 1e-9 * abs(price(k0)), k0)
+            for j, ks in sorted(menu[i].items()):
+                for k in ks:
+                    if k != k0 and used[j] + dem(k) - (dem(k0) if j == a else 0.0) <= room[j]:
+                        pk = price(k)
+                        if pk < best[0] and sched.fits(i, k):
+                            best = (pk, k)
+            if best[1] != k0:
+                place(i, best[1])
+                moved = True
+        sched = _Schedule(inst, choice, deadline)
+        return moved
+
+    # (2) crashing: the move that buys the most ms of a late op's lateness per $/hr
+    releases = steps = 0
+    while max(sched.ef) > deadline + TOL:
+        if time.perf_counter() > until:
+            return None
+        slack = [sched.lf[i] - sched.ef[i] for i in range(n)]
+        worst = min(slack)
+        best = None
+        for i in range(n):
+            if slack[i] > worst + 1e-6:
+                continue
+            k0 = choice[i]
+            a, p0 = inst.choices[k0].site, price(k0)
+            for b, ks in sorted(menu[i].items()):
+                if b == a:
+                    start, out, free = sched.ef[i] - sched.dur[i], -sched.lf[i], room[b] - used[b] + dem(k0)
+                else:
+                    start = max((sched.ef[u] + sched.tr(e, sched.at[u], b) for u, e in sched.pred[i]), default=0.0)
+                    out = max([-deadline] + [sched.tr(e, b, sched.at[v]) - sched.lf[v] + sched.dur[v]
+                                             for v, e in sched.succ[i]])
+                    free = room[b] - used[b]
+                for k in ks:
+                    if dem(k) > free + 1e-9:
+                        continue
+                    gain = -worst - max(start + dur(k) + out, 0.0)
+                    if gain > 1e-9:
+                        key = (price(k) - p0) / gain
+                        if best is None or key < best[0]:
+                            best = (key, i, k)
+        if best is None:
+            releases += 1
+            if releases > RELEASES or not release():
+                break
+            continue
+        place(best[1], best[2])
+        steps += 1
+        if EVERY and steps % EVERY == 0:
+            release(deadline)
+    if FINAL and max(sched.ef) <= deadline + TOL:
+        for _ in range(FINAL):
+            if not release(deadline):
+                break
+    return choice, [sched.lf[i] - sched.ef[i] for i in range(n)]

@@ -1,5 +1,6 @@
-"""The loaded starts: heuristics.partition_start (every op's pool fixed first) and
-slack.slack_start (every op fast, then slowed within its slack).
+"""The loaded starts: heuristics.partition_start (every op's pool fixed first),
+slack.slack_start (every op fast, then slowed within its slack) and
+heuristics.crash_start (every op lean within the pools, then sped up).
 
 A chain of four ops on a fast pool with room for two of them and a slow pool; two
 edges are heavy (4.02 ms across pools at 200 Gb/s, 1% of the deadline is 0.9 ms), the
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import pytest
 
 from agentc.planner import SLA, Link, Option, PlanEdge, PlanOp, Pool, Problem
 from agentc.planner.formulation import Formulation
-from agentc.planner.heuristics import fits, heavy_groups, partition_start
+from agentc.planner.heuristics import crash_start, fits, heavy_groups, partition_start
 from agentc.planner.instance import Instance
 from agentc.planner.slack import _Schedule, slack_start
 
@@ -72,6 +74,23 @@ def test_slack_start_is_a_plan_no_cheaper_than_the_optimum():
     (whole) to S, where the 30 ms ops still meet the 90 ms deadline."""
     inst = Instance(problem())
     check_start(inst, slack_start(inst, inst.useful, None, 10.0, fits, heavy_groups))
+
+
+def test_crash_start_is_a_plan_no_cheaper_than_the_optimum():
+    """Lean, all four ops sit on S (120 ms, over the 90 ms deadline); the crash speeds
+    them up onto F's two devices, from the cost LP's mean times as budgets."""
+    inst = Instance(problem())
+    lp = Formulation(inst, "cost", None, tp_rows=False).lp_relaxation()
+    assert lp is not None
+    check_start(inst, crash_start(inst, inst.useful, lp[1], None, 10.0))
+
+
+def test_crash_start_returns_no_plan_past_the_deadline():
+    """At 70 ms no plan exists (the fastest within F's two devices, F F S S, takes
+    80.02 ms): the crash ends late and its band MILP finds nothing, so no start at all."""
+    inst = Instance(replace(problem(), sla=SLA(70.0)))
+    assert by_hand(("F", "F", "S", "S"))[0] > 70.0
+    assert crash_start(inst, inst.useful, {}, None, 10.0) is None
 
 
 def check_start(inst: Instance, m) -> None:
