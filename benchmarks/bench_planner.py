@@ -1,10 +1,13 @@
 """Placement MILP benchmark: optimality against brute force, and solve time at scale.
 
-(a) Optimality: random DAGs of up to 10 ops on 4 device classes, priced per request
-    and (every third case) under a load on pools of a few devices each; the exhaustive
-    optimum is found by a numpy enumeration of every placement (4^10 ~ 1M), independent
-    of the planner's own evaluator; printed as MILP cost / optimum (1.000000 means
-    optimal) beside the status the planner claims.
+(a) Optimality: random DAGs of up to 10 ops on 4 device classes priced per request;
+    the exhaustive optimum is found by a numpy enumeration of every placement (4^10 ~
+    1M), independent of the planner's own evaluator; printed as MILP cost / optimum
+    (1.000000 means optimal) beside the status the planner claims. Under a load the
+    optimum needs each op's replica count and its M/M/c p99 wait on the path, so the
+    loaded cases are test_planner_bruteforce.py's own (its oracle: itertools over every
+    placement and replica menu, test/python/references/queueing_ref.py), each at its
+    six e2e bounds (none, loose, mid, tight, edge, below).
 (b) Scale: a layered 500-op DAG on 6 device classes with tp in {1, 2, 4, 8} (24 options
     per op), a hard e2e SLA, at 0/10/20/40 req/s over graph seeds 11-16 (accelerator
     pools of 512 devices per class, scaled with the load above 10 req/s: `loaded_pools`), asked for a 1%
@@ -40,7 +43,7 @@ def random_dag(rng: random.Random, n: int, p_edge: float) -> list[tuple[int, int
     return [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < p_edge]
 
 
-def small_problem(rng: random.Random, n: int, load_rps: float = 0.0) -> Problem:
+def small_problem(rng: random.Random, n: int) -> Problem:
     classes = CLASSES[2:6]
     ops = []
     for i in range(n):
@@ -54,23 +57,20 @@ def small_problem(rng: random.Random, n: int, load_rps: float = 0.0) -> Problem:
     edges = [PlanEdge(f"op{i}", f"op{j}", rng.choice([1e6, 1e8, 1e9])) for i, j in random_dag(rng, n, 0.35)]
     links = [Link(a[0], b[0], rng.choice([100.0, 400.0]), 0.05, 0.01)
              for a, b in itertools.combinations(classes, 2)]
-    pools = [Pool(name, name, rng.choice([2, 4, 8]), usd_hr) for name, _, usd_hr in classes] if load_rps else []
-    p = Problem(ops, edges, pools, links, SLA(None), default_link=Link("*", "*", 200.0, 0.05, 0.01),
-                load_rps=load_rps, mip_rel_gap=1e-9)
+    p = Problem(ops, edges, [], links, SLA(None), default_link=Link("*", "*", 200.0, 0.05, 0.01), mip_rel_gap=1e-9)
     fastest = solve(Problem(**{**p.__dict__, "objective": "latency"}), baselines=False, explain=False)
     p.sla = SLA(fastest.e2e_ms * rng.uniform(1.05, 1.5))
     return p
 
 
 def brute_force(p: Problem) -> float:
-    """Cheapest placement meeting the e2e SLA (and, under load, every pool's device
-    count), by vectorised enumeration."""
+    """Cheapest placement meeting the e2e SLA, per request, by vectorised enumeration."""
+    assert not p.load_rps, "under a load the optimum is the test oracle's (bench_loaded)"
     n = len(p.ops)
     idx = {op.id: i for i, op in enumerate(p.ops)}
     k = [len(op.options) for op in p.ops]
     total = math.prod(k)
     links = {frozenset((ln.a, ln.b)): ln for ln in p.links}
-    pools = {pl.name: pl for pl in p.pools}
     best = math.inf
     chunk = 1 << 18
     for lo in range(0, total, chunk):
@@ -80,11 +80,7 @@ def brute_force(p: Problem) -> float:
             pick.append(flat % k[i])
             flat = flat // k[i]
         time_of = [np.array([op.weight * o.time_ms for o in op.options])[pick[i]] for i, op in enumerate(p.ops)]
-        if p.load_rps:  # hourly pools: calls pay only their fee, devices are paid per hour
-            cost = sum(np.array([op.weight * o.fee_usd for o in op.options])[pick[i]] for i, op in enumerate(p.ops))
-        else:
-            cost = sum(np.array([op.weight * o.usd_per_call for o in op.options])[pick[i]]
-                       for i, op in enumerate(p.ops))
+        cost = sum(np.array([op.weight * o.usd_per_call for o in op.options])[pick[i]] for i, op in enumerate(p.ops))
         finish = [None] * n
         for i in range(n):  # ops are generated in topological order
             start = np.zeros_like(time_of[i])
@@ -107,47 +103,65 @@ def brute_force(p: Problem) -> float:
             finish[i] = start + time_of[i]
         e2e = np.max(np.stack(finish), axis=0)
         ok = e2e <= p.sla.e2e_ms * (1 + 1e-9)
-        if p.load_rps:
-            cost = cost * p.load_rps * 3600.0
-            for name, pool in pools.items():
-                demand = np.zeros_like(cost)
-                widest = np.zeros(len(cost), dtype=int)
-                for i, op in enumerate(p.ops):
-                    here = np.array([o.device == name for o in op.options])[pick[i]]
-                    busy = np.array([p.load_rps * op.weight * o.busy_ms / 1000.0 * o.tp for o in op.options])
-                    demand = demand + here * busy[pick[i]]
-                    widest = np.maximum(widest, here * np.array([o.tp for o in op.options])[pick[i]])
-                devices = np.maximum(widest, np.ceil(demand - 1e-9))
-                ok &= devices <= pool.count
-                cost = cost + devices * pool.usd_per_hr
         if ok.any():
             best = min(best, float(cost[ok].min()))
     return best
 
 
 def bench_optimality(cases: int) -> None:
-    print("(a) optimality: MILP cost / exhaustive optimum (hard e2e SLA; every third case under load)")
+    print("(a) optimality: MILP cost / exhaustive optimum (hard e2e SLA; per request)")
     rng = random.Random(7)
     ratios = []
     for c in range(cases):
         n = 4 + c % 7
-        load = rng.choice([5.0, 20.0, 50.0]) if c % 3 == 2 else 0.0
-        p = small_problem(rng, n, load)
+        p = small_problem(rng, n)
         t0 = time.perf_counter()
         opt = brute_force(p)
         t_bf = time.perf_counter() - t0
         try:
             plan = solve(p, baselines=False, explain=False)
         except InfeasiblePlanError:
-            print(f"  case {c:2d}: {n:2d} ops, load {load:4g} req/s: no plan "
+            print(f"  case {c:2d}: {n:2d} ops: no plan "
                   f"({'agrees' if math.isinf(opt) else 'WRONG: brute force found ' + str(opt)})")
             continue
         ratio = plan.cost / opt
         ratios.append(ratio)
-        print(f"  case {c:2d}: {n:2d} ops x 4 classes, load {load:4g} req/s, "
-              f"{math.prod(len(o.options) for o in p.ops):8d} placements  ratio {ratio:.6f} ({plan.status})"
-              f"  milp {plan.solve_time_s * 1e3:6.1f} ms  brute force {t_bf:5.2f} s")
+        print(f"  case {c:2d}: {n:2d} ops x 4 classes, {math.prod(len(o.options) for o in p.ops):8d} placements  "
+              f"ratio {ratio:.6f} ({plan.status})  milp {plan.solve_time_s * 1e3:6.1f} ms  brute force {t_bf:5.2f} s")
     print(f"  cost / optimum over {len(ratios)} cases: worst {max(ratios):.9f}, best {min(ratios):.9f}")
+
+
+def bench_loaded(seeds: list[int]) -> None:
+    """Under a load: test_planner_bruteforce.py's loaded graphs at their six e2e bounds,
+    against its oracle (every placement and replica count, M/M/c p99 waits)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "python"))
+    import test_planner_bruteforce as bf
+
+    print("(a') optimality under a load: MILP cost / exhaustive optimum with replicas and p99 waits "
+          "(test_planner_bruteforce's graphs and oracle)")
+    ratios, agree = [], 0
+    for seed in seeds:
+        p = bf.make_problem(seed)
+        rows = bf.table(p)
+        for label, bound in bf.slas(rows) if rows else [("any", None)]:
+            p.sla = SLA(e2e_ms=bound)
+            best = min((c for lat, c in rows if bf.meets(lat, bound)), default=None)
+            try:
+                plan = solve(p, baselines=False, explain=False)
+            except InfeasiblePlanError:
+                agree += best is None
+                print(f"  graph {seed:2d} ({len(p.ops)} ops, {p.load_rps:g} req/s), e2e {label:5s}: no plan "
+                      f"({'agrees' if best is None else 'WRONG: the oracle found ' + str(best)})")
+                continue
+            ratio = plan.cost / best if best else math.inf
+            ratios.append(ratio)
+            print(f"  graph {seed:2d} ({len(p.ops)} ops, {p.load_rps:g} req/s), e2e {label:5s}: "
+                  f"ratio {ratio:.9f} ({plan.status}), {plan.cost:.6g} $/hr")
+    print(f"  cost / optimum over {len(ratios)} loaded cases: worst {max(ratios):.9f}, best {min(ratios):.9f}; "
+          f"{agree} infeasible, as the oracle says")
 
 
 def large_problem(rng: random.Random, n: int, load_rps: float = 0.0, limit_s: float = SCALE_LIMIT_S) -> Problem:
@@ -325,6 +339,8 @@ def main() -> None:
     args = ap.parse_args()
     if not args.scale_only:
         bench_optimality(10 if args.quick else 30)
+        loaded = [seed for seed in range(36) if seed % 3 == 2]   # test_planner_bruteforce's loaded graphs
+        bench_loaded(loaded[:4] if args.quick else loaded)
     print(f"(b) scale: 500 ops, 6 classes x tp {{1,2,4,8}}, e2e SLA 1.3 x the fastest plan")
     runs = []
     for seed in (int(x) for x in args.seeds.split(",")):
