@@ -1,0 +1,206 @@
+"""Review 4 of the planner's promise as a whole (agentc/promise.py's walk, the prediction
+of planner/predict.py + queueing.BatchLaw) against the simulator, at loads and bounds
+the other tests do not use. Each defect found is a strict xfail with its measured
+cause, so the fix turns it into a failure to be made a plain test; the rest pins what
+the review checked and found to hold.
+
+References: the simulator (agentc/sim, sharing no code with the prediction or the
+MILP) at the steady state (10,000-20,000 requests, seeds 0-2), and the plans the
+MILP returns for other bounds of the same program.
+
+Measured and found to hold (not all pinned here, to keep the file short): 61 variants
+(rag at 5-7.5 req/s, react at 10-32, supervisor at 2-9, voice at 20-500; latency, TTFT
+and TBT tightened) planned and simulated at 10,000 requests (voice 20,000), seeds 0-1:
+every kept plan held every bound in simulation but supervisor at 8 req/s with
+latency.p99 < 11500 ms (below). Monotonicity over sweeps of 11-16 points: react's TTFT
+(at 10 and 25 req/s), latency and TBT, supervisor's latency (at 2 and 8 req/s) and
+TTFT never cost more as the bound loosens; supervisor's TBT does, once (below)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from helpers import cli_ok
+
+from agentc import pipeline, promise
+from agentc.cli._common import make_options
+from agentc.sim import verify
+from agentc.targets import manifest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def _variant(tmp_path, name: str, example: str, *edits: tuple[str, str]) -> str:
+    """`example` with `edits` applied, written beside a copy of examples/lib (supervisor
+    imports lib/researchers.agent)."""
+    text = open(os.path.join(EXAMPLES, f"{example}.agent"), encoding="utf-8").read()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    lib = tmp_path / "lib"
+    if not lib.exists():
+        lib.mkdir()
+        for f in os.listdir(os.path.join(EXAMPLES, "lib")):
+            (lib / f).write_text(open(os.path.join(EXAMPLES, "lib", f), encoding="utf-8").read())
+    src = tmp_path / f"{name}.agent"
+    src.write_text(text)
+    return str(src)
+
+
+def _plan(path: str) -> dict:
+    return json.loads(cli_ok("plan", path, "--json"))
+
+
+def _compiled(path: str):
+    """(compilation at `placed`, its manifest): the prediction needs the placement."""
+    c = pipeline.compile_file(path, make_options(emit="placed"), or_later=True)
+    pipeline.placement(c)
+    return c, json.loads(manifest.dumps(manifest.build(c)))
+
+
+def _simulated(view: dict, load: float | None, requests: int, seed: int) -> dict:
+    """term kind ('latency', 'ttft', 'tbt') -> its sla_terms row."""
+    return {t["term"].split(".")[0]: t for t in verify.verify(view, load, requests, seed).terms}
+
+
+KEYS = {"latency": "e2e_ms", "ttft": "ttft_ms", "tbt": "tbt_ms"}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor at 8 req/s, latency.p99 < 11500: the kept plan is predicted at "
+                                       "10317 ms and simulated at 16741-17687 ms (decode steps stalled on a shared pool)")
+def test_supervisor_at_8_rps_kept_plan_holds_its_latency_in_simulation(tmp_path):
+    """supervisor with `load 8 rps` and `latency.p99 < 11500ms`: the walk does not run
+    (the MILP's first plan, $27.33/hr, figure 11491 ms, is predicted at 10317 ms), and
+    the plan is returned as holding. Simulated at its load: latency p99 16741 and 17687
+    ms (10,000 requests, seeds 0-1), 16867 and 17531 (20,000, seeds 0 and 2); 87.6% of
+    requests meet 11.5 s. Its TBT p99 is simulated at 18.1-19.0 ms against a prediction
+    of 11.0, above the slowest step of any decode table in the manifest (12.58 ms,
+    plan.decode on mi300x at batch 64): decode steps wait between steps. The b200 pool
+    (8 devices: report.decode tp 4, notes.1.decode tp 1, report.prefill x3) runs at 80%
+    and its devices are handed out FIFO, a decode engine yielding at its step boundary
+    to a waiting prefill (sim/model.py); the prediction counts that yield in the
+    prompt's wait (queueing.BatchLaw) but not in the decode's steps. The same plan at 7
+    req/s: predicted 9957, simulated 10058 ms (holds); at 7.5: 10022 against 14798.
+    The plan's capacity (verify.capacity_rps) is 13.6 req/s: no pool is saturated by
+    busy time. The same law misses the example's own plan past its load (below)."""
+    src = _variant(tmp_path, "sup8", "supervisor", ("latency.p99 < 12000ms", "latency.p99 < 11500ms"),
+                   ("load 2 rps", "load 8 rps"))
+    c, view = _compiled(src)
+    pred = promise.prediction(c, 8.0, view)
+    assert pred["e2e_ms"] <= 11500.0   # the walk's own check: the promise is made
+    held = _simulated(view, None, 10000, 0)["latency"]
+    assert held["holds"], (pred, held)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor's plan at 6 req/s (3x its load clause, 60% of its capacity): "
+                                       "latency p99 predicted 13079 ms, simulated 15678-16629 (0.79-0.83); TBT 15.2 "
+                                       "against 19.3-20.8 (0.73-0.79)")
+def test_supervisor_prediction_agrees_at_6_rps():
+    """The example's plan ($17.99/hr, sized for 2 req/s) predicted at 6 req/s and
+    simulated there (10,000 requests, seed 0): latency p99 13079 against 16629 ms (at
+    6.003 req/s, 60% of its capacity, seeds 0-1: 16309 and 15678), TBT p99 15.2 against
+    20.8 and 19.3 ms, TTFT 179.6 against 203.1 and 198.3 (6.003 req/s, seeds 0-1).
+    The TBT simulated is above report.decode's slowest step (15.33 ms at batch 64 on
+    b200 tp 2), so decode steps wait on the b200 pool (6 devices, 86% busy, shared with
+    report.prefill and two tp-1 decodes), which the prediction leaves out. Agreement
+    holds at 2.5 and 4 req/s (ratios 0.977-1.018) and fails worse at 7.5 (latency 0.535-0.557,
+    TBT 0.50-0.60). test_sim_agreement's grid cannot see it: at 90% of capacity the
+    plan is re-planned, and its other loads are 0.2 and 2 req/s."""
+    c, view = _compiled(os.path.join(EXAMPLES, "supervisor.agent"))
+    pred = promise.prediction(c, 6.0, view)
+    sim = _simulated(view, 6.0, 10000, 0)
+    for term in ("latency", "tbt"):
+        assert abs(pred[KEYS[term]] - sim[term]["observed_ms"]) <= 0.10 * sim[term]["observed_ms"], (term, pred, sim[term])
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="rag planned at 7 req/s: TTFT predicted 455 ms, simulated 311-333 (1.37-1.46); "
+                                       "with ttft < 450 the walk pays 10.73 $/hr where this 9.76 $/hr plan holds")
+def test_rag_prediction_agrees_at_7_rps(tmp_path):
+    """rag with `load 7 rps` (bounds as written) keeps a $9.76/hr plan (3 plans
+    excluded); its TTFT is predicted at 455.0 ms and simulated at 329.4 and 327.4 ms
+    (10,000 requests, seeds 0-1), 311.5 and 332.4 ms (20,000, seeds 0 and 2): the
+    prediction is 37-46% over. The cost of it: with `ttft < 450ms` at 7 req/s the walk
+    excludes this plan too (455 > 450) and four more, and keeps one of $10.73/hr (10%
+    dearer), while this one holds 450 ms in simulation by a 27% margin. Latency and
+    TBT agree (2209 against 2211-2216, 15.3 against 15.9-16.2)."""
+    src = _variant(tmp_path, "rag7", "rag_agent", ("load 5 rps", "load 7 rps"))
+    c, view = _compiled(src)
+    assert view["totals"]["usd_per_hr"] == pytest.approx(9.76165, rel=1e-5)
+    pred = promise.prediction(c, 7.0, view)
+    sim = _simulated(view, None, 10000, 0)["ttft"]
+    assert abs(pred["ttft_ms"] - sim["observed_ms"]) <= 0.10 * sim["observed_ms"], (pred, sim)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="voice at 20 req/s, ttft < 150: TTFT predicted 138.1 ms, simulated "
+                                       "111.1-114.5 (1.21-1.24, 20,000 requests)")
+def test_voice_ttft_prediction_agrees_at_20_rps(tmp_path):
+    """voice with `load 20 rps` and `ttft < 150ms` keeps a $4.26/hr plan predicted at
+    138.1 ms TTFT, simulated at 114.5 and 111.1 ms (20,000 requests, seeds 0-1): 21-24%
+    over (latency p99 4191 against 3636-3646, 15% over). The same over-prediction at
+    other loads: 100 req/s 45.9 against 39.7-40.5, 300 req/s 70.5 against 54.3-57.1, 500
+    req/s 77.3 against 64.3-65.3. It errs on the safe side, but it is what ends
+    `ttft < 100ms` at 20 req/s in the step limit's error (plans predicted at 136-175
+    ms, test_promise_review.py), and test_sim_agreement, without a load clause for
+    voice, never sees these loads."""
+    src = _variant(tmp_path, "v20", "voice_agent", ("ttft < 250ms", "ttft < 150ms"),
+                   ("tbt < 20ms }", "tbt < 20ms }\n  load 20 rps"))
+    c, view = _compiled(src)
+    pred = promise.prediction(c, 20.0, view)
+    sim = _simulated(view, None, 20000, 0)["ttft"]
+    assert sim["holds"]
+    assert abs(pred["ttft_ms"] - sim["observed_ms"]) <= 0.10 * sim["observed_ms"], (pred, sim)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor: tbt < 15 keeps 17.9639 $/hr, tbt < 16 keeps 17.9914 $/hr "
+                                       "(both HiGHS 'optimal', the walk not run)")
+def test_supervisor_cost_does_not_rise_as_tbt_loosens_from_15_to_16(tmp_path):
+    """supervisor's TBT swept 8-40 ms (bounds as written otherwise, 2 req/s): $/hr
+    24.08 (9), 23.46 (10), 20.11 (11), 19.99 (12), 18.38 (13), 17.9639 (14, 15), then
+    17.9914 (16-40, the example's plan). Neither solve went through the walk (no plan
+    excluded, no bound sized) and both report HiGHS 'optimal' (gap 0 and 5.6e-11). The
+    14-15 ms plan (devices a100 2, b200 4, gaudi3 6, mi300x 5; figures latency 11994.4,
+    TTFT 275.2, TBT 13.11 ms) meets every bound of the 16 ms program by its own
+    figures, so the 16 ms solve's 'optimal' is not the cheapest plan of its feasible
+    set: the MILP's candidates, not the promise, depend on the TBT bound in a way that
+    drops this plan."""
+    tight = _plan(_variant(tmp_path, "tbt15", "supervisor", ("tbt < 40ms", "tbt < 15ms")))
+    loose = _plan(_variant(tmp_path, "tbt16", "supervisor", ("tbt < 40ms", "tbt < 16ms")))
+    assert tight["totals"]["tbt_ms"] < 16.0 and tight["totals"]["e2e_ms"] < 12000.0
+    assert loose["totals"]["usd_per_hr"] <= tight["totals"]["usd_per_hr"] * (1 + 1e-9), \
+        (tight["totals"], loose["totals"])
+
+
+def test_supervisor_walked_plan_holds_in_simulation(tmp_path):
+    """supervisor with `ttft < 60ms` (2 req/s): the MILP's first plan misses by its
+    prediction, is excluded, and the walk sizes TTFT to 57.81 ms; the plan kept
+    ($27.30/hr) is predicted at 58.10 ms and simulated at 55.96 and 55.95 ms (10,000
+    requests, seeds 0-1; 4,000 here), every term held: the walk's promise holds outside
+    rag."""
+    m = _plan(_variant(tmp_path, "sup60", "supervisor", ("ttft < 800ms", "ttft < 60ms")))
+    assert m["sla"]["excluded_plans"] == 1 and m["sla"]["sized_ms"]["ttft_ms"] < 60.0
+    held = _simulated(m, None, 4000, 0)
+    assert all(t["holds"] for t in held.values()), held
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load", [10, 25])
+def test_react_cost_never_rises_as_ttft_loosens(tmp_path, load):
+    """react_tools' TTFT swept 100-400 ms at 10 and 25 req/s (other bounds as written):
+    $/hr never rises as the bound loosens. Measured at 10 req/s: 20.47 (100-140), 19.63
+    (160), 19.38 (180-300), 18.83 (320-400); at 25: 24.90, 24.31, 24.12, 23.34 (160-220),
+    22.37 (240-400)."""
+    costs = []
+    for b in range(100, 401, 20):
+        m = _plan(_variant(tmp_path, f"r{load}_{b}", "react_tools", ("ttft < 400ms", f"ttft < {b}ms"),
+                           ("load 10 rps", f"load {load} rps")))
+        assert m["totals"]["ttft_ms"] <= b
+        costs.append((b, m["totals"]["usd_per_hr"]))
+    for (_, c0), (_, c1) in zip(costs, costs[1:]):
+        assert c1 <= c0 * (1 + 1e-9), costs
+    assert costs[-1][1] < costs[0][1], costs   # the sweep crosses plans of several costs
