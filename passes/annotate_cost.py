@@ -22,25 +22,27 @@ from agentc.passes._plan_ctx import model_for, models_of
 
 NAME = "annotate-cost"
 MAX_BATCH = 256
-# Decode batch sizes offered to the planner, which picks one per op: a small batch buys
-# latency (a shorter step), a large one devices (more sequences per step); under load
-# the planner drops the sizes its traffic cannot fill (planner/queueing.py).
-BATCH_MENU = (1, 4, 16, 64, 256)
 
 
 def _batches(kind, a, model, dev, tp, cluster, loc, tbt_sla_ms):
-    """Decode is served in batches: every size of BATCH_MENU that fits in memory and keeps
-    the per-token step within the TBT SLA, and the largest power of two that does (the
-    paper maximises batch under the SLA). Returns [(cost at that batch, batch)]; per-
-    request busy time and dollars are the batch's divided by the batch size. Profiled
-    costs are taken as measured, unbatched."""
+    """Decode is served in batches, one picked per op by the planner: a small batch buys
+    latency (a shorter step), a large one devices (more sequences per step); under load
+    it drops the sizes its traffic cannot fill (planner/queueing.py). Offered: every
+    power of two up to MAX_BATCH that fits in memory and keeps the per-token step within
+    the TBT SLA, the largest of them included (the paper maximises batch under the
+    SLA). Every one, not a sparser menu plus the largest: the sizes offered under a
+    bound must be offered under every looser one, or loosening the TBT bound can take
+    a cheaper plan away (supervisor: `tbt < 15ms` planned at 17.9639 $/hr with a batch
+    of 32 that `tbt < 16ms` no longer offered, 17.9914). Returns [(cost at that batch,
+    batch)]; per-request busy time and dollars are the batch's divided by the batch
+    size. Profiled costs are taken as measured, unbatched."""
     first = op_cost(kind, a, model, dev, tp, cluster, loc)
     if first.profiled:
         return [(first, 1)]
     sweep = list(batch_sweep(kind, a, model, dev, tp, cluster, tbt_sla_ms, MAX_BATCH, loc))
     if not sweep:
         return [(first, 1)]
-    return [(c, b) for b, c in sweep if b in BATCH_MENU or b == sweep[-1][0]]
+    return [(c, b) for b, c in sweep]
 
 
 def op_costs(op, models, cluster, tbt_sla_ms=None, pools=None):

@@ -157,10 +157,12 @@ def test_voice_ttft_prediction_agrees_at_20_rps(tmp_path):
     assert abs(pred["ttft_ms"] - sim["observed_ms"]) <= 0.10 * sim["observed_ms"], (pred, sim)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor: tbt < 15 keeps 17.9639 $/hr, tbt < 16 keeps 17.9914 $/hr "
-                                       "(both HiGHS 'optimal', the walk not run)")
 def test_supervisor_cost_does_not_rise_as_tbt_loosens_from_15_to_16(tmp_path):
-    """supervisor's TBT swept 8-40 ms (bounds as written otherwise, 2 req/s): $/hr
+    """Fixed: annotate-cost offered decode batches of a menu (1, 4, 16, 64, 256) plus the
+    largest power of two within the TBT bound, so report.decode's batch 32 on mi300x tp 4
+    was offered under 15 ms and not under 16 (the largest became 64); every power of two
+    within the bound is offered now, and both bounds plan at 17.9639 $/hr. As found:
+    supervisor's TBT swept 8-40 ms (bounds as written otherwise, 2 req/s): $/hr
     24.08 (9), 23.46 (10), 20.11 (11), 19.99 (12), 18.38 (13), 17.9639 (14, 15), then
     17.9914 (16-40, the example's plan). Neither solve went through the walk (no plan
     excluded, no bound sized) and both report HiGHS 'optimal' (gap 0 and 5.6e-11). The
@@ -177,13 +179,14 @@ def test_supervisor_cost_does_not_rise_as_tbt_loosens_from_15_to_16(tmp_path):
 
 
 def test_supervisor_walked_plan_holds_in_simulation(tmp_path):
-    """supervisor with `ttft < 60ms` (2 req/s): the MILP's first plan misses by its
-    prediction, is excluded, and the walk sizes TTFT to 57.81 ms; the plan kept
-    ($27.30/hr) is predicted at 58.10 ms and simulated at 55.96 and 55.95 ms (10,000
-    requests, seeds 0-1; 4,000 here), every term held: the walk's promise holds outside
-    rag."""
+    """supervisor with `ttft < 60ms` (2 req/s): the MILP's first plans miss by their
+    prediction and are excluded (2 of one cost), and the walk sizes TTFT to 57.43 ms;
+    the plan kept ($27.13/hr) is predicted at 58.49 ms and simulated at 56.00 and 55.99
+    ms (10,000 requests, seeds 0-1; 4,000 here), every term held: the walk's promise
+    holds outside rag. (With the sparser batch menu: 1 plan excluded, sized to 57.81 ms,
+    $27.30/hr, predicted 58.10, simulated 55.96.)"""
     m = _plan(_variant(tmp_path, "sup60", "supervisor", ("ttft < 800ms", "ttft < 60ms")))
-    assert m["sla"]["excluded_plans"] == 1 and m["sla"]["sized_ms"]["ttft_ms"] < 60.0
+    assert m["sla"]["excluded_plans"] >= 1 and m["sla"]["sized_ms"]["ttft_ms"] < 60.0
     held = _simulated(m, None, 4000, 0)
     assert all(t["holds"] for t in held.values()), held
 
