@@ -207,3 +207,23 @@ def test_react_cost_never_rises_as_ttft_loosens(tmp_path, load):
     for (_, c0), (_, c1) in zip(costs, costs[1:]):
         assert c1 <= c0 * (1 + 1e-9), costs
     assert costs[-1][1] < costs[0][1], costs   # the sweep crosses plans of several costs
+
+
+@pytest.mark.parametrize("example,term,bounds", [
+    ("supervisor", "tbt < 40ms", (10, 12, 14, 15, 16, 20, 30, 40)),
+    ("voice_agent", "tbt < 20ms", (2, 3, 4, 6, 10, 20)),
+], ids=["supervisor", "voice"])
+def test_cost_never_rises_as_tbt_loosens(tmp_path, example, term, bounds):
+    """The TBT bound is read twice: by the MILP, and by annotate-cost, which offers the
+    decode batches whose step fits it. Swept through the whole compile (not the MILP
+    alone, as test_planner_monotone does): $/hr, or $/request without a load clause, never
+    rises as the bound loosens."""
+    costs = []
+    for b in bounds:
+        m = _plan(_variant(tmp_path, f"{example}{b}", example, (term, term.replace(term.split("<")[1].strip(), f"{b}ms"))))
+        t = m["totals"]
+        costs.append((b, t["usd_per_hr"] if t["usd_per_hr"] is not None else t["usd_per_request"]))
+        assert t["tbt_ms"] <= b * (1 + 1e-9), (b, t)
+    for (b0, c0), (b1, c1) in zip(costs, costs[1:]):
+        assert c1 <= c0 * (1 + 1e-9), (b0, b1, costs)
+    assert costs[-1][1] < costs[0][1], costs   # the sweep crosses plans of several costs
