@@ -34,7 +34,7 @@ def timing_rows(f, edge_ms, mode: str, e2e_cap: float | None, lam: float) -> Non
         su, sv = f.sites_of[e.u], f.sites_of[e.v]
         tr_hi.append(max(inst.transfer(k, a, b)[0] for a in su for b in sv))
     cap = e2e_cap
-    if inst.hard and not f.relax and not f.sla_free and sla.e2e_ms is not None:
+    if inst.hard and not f.relax and sla.e2e_ms is not None:
         cap = sla.e2e_ms if cap is None else min(cap, sla.e2e_ms)
     tol = SLA_REL_TOL * max(1.0, cap) if cap is not None else 0.0
     want_e2e = sla.e2e_ms is not None or mode == "latency" or e2e_cap is not None

@@ -98,11 +98,9 @@ class Formulation:
     """One MILP over an Instance; `solve()` runs it, `warm(m)` maps a plan to columns."""
 
     def __init__(self, inst: Instance, mode: str = "cost", e2e_cap: float | None = None,
-                 cand: list[list[int]] | None = None, tp_rows: bool = True, sla_free: bool = False):
+                 cand: list[list[int]] | None = None, tp_rows: bool = True):
         self.inst, self.mode = inst, mode
         self.tp_rows = tp_rows
-        # no hard e2e bound but `e2e_cap` (the latency MILP that starts from a late plan)
-        self.sla_free = sla_free
         p = inst.problem
         self.relax = mode == "relax"
         self.cost, self.lb, self.ub, self.integer = [], [], [], []

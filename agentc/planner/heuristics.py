@@ -514,7 +514,9 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     gap; (4) reduced cost fixing: an option whose LP reduced cost exceeds UB - LP bound
     cannot be in a plan better than UB, so dropping it loses nothing; (5) solve the MILP
     over the options left, warm-started with UB. Its optimum is the full problem's
-    optimum. All of this shares the problem's time limit.
+    optimum. All of this shares one deadline (`Instance.until`, from the start of
+    `solve`, or the time limit from here): every LP and MILP is cut to it and no phase
+    starts after it (the best plan so far is returned at the LP's bound).
 
     The result is the best plan found, re-evaluated exactly (a MILP pick that misses the
     deadline by a solver tolerance is repaired, `_repair`), with its gap to the best
