@@ -195,6 +195,8 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: flo
         ops = [i for i, k in enumerate(m.choice) if inst.choices[k].site == j]
         trial = list(m.choice)
         for i in ops:
+            if time.perf_counter() > until:  # each op costs an evaluation per option
+                return m
             best = None
             for k2 in inst.allowed[i]:
                 if inst.choices[k2].site == j:
