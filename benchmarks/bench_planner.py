@@ -280,7 +280,18 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     120 s moves the incumbent 1,148.8 -> 1,134.8 and the bound 1,102.8 -> 1,116.5
     (gap 4.0% -> 1.6%); at 20 req/s the bound is the LP's (940.2) at 10 s and 949.3 at
     120 s while the incumbent falls 1,036.6-1,182.2 -> 991.6: there the gap is mostly
-    the incumbent."""
+    the incumbent. Device-count rounding cuts (devices_j >= ceil of the demand on pool
+    j) cannot close these gaps: the cost LP's $/hr is nearly all devices (seed 11 at 20
+    req/s: 934.8 of 940.2, transfers 5.5), and rounding adds at most one device per pool
+    (6 pools, <= 0.6 $/hr each, < 0.4% of the bound). The loose part is the choice of
+    one pool per op (above), which a valid cut would have to express.
+
+    Every phase shares one deadline (`Instance.until`): before it, seed 15 at 10 req/s
+    took 14 CPU s (the last-resort latency dive's LPs each got the full limit) and the
+    others 10.4-11.7 s of search plus ~0.5 s of set-up; now 10.03-10.17 s of wall for all
+    of `solve` on the 18 loaded runs (2 shared cores), with seed 15 at 10 req/s still
+    without a plan (the dive is skipped once the time is out; it found none before) and
+    the 10 req/s gaps of seeds 13 and 14 at 62% and 51% (54% and 47% with the overrun)."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 
