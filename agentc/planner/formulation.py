@@ -49,6 +49,7 @@ INF = math.inf
 # do not fit, count as this many ms of SLA miss; memory first, then capacity, then ms.
 RELAX_DEVICE_WEIGHT = 1e3
 RELAX_MEMORY_WEIGHT = 1e6
+MIN_SOLVE_S = 0.05  # the least an LP or MILP gets, even past the deadline (a MILP returns its start)
 ABS_GAP = 1e-9  # in the scaled objective: a relative 1e-9 of the cheapest calls' price
 
 _banner_silenced = False
@@ -284,7 +285,6 @@ class Formulation:
         this (with the gap then judged by the caller against a bound of its own)."""
         p = self.inst.problem
         h = new_highs()
-        h.setOptionValue("time_limit", float(p.time_limit_s if time_limit is None else time_limit))
         h.setOptionValue("mip_rel_gap", float(p.mip_rel_gap) if target is None else 1e-6)
         if target is not None:
             h.setOptionValue("objective_target", float(target) * self.unit)
@@ -311,6 +311,10 @@ class Formulation:
             h.changeColsIntegrality(len(ints), np.array(ints, dtype=np.int32),
                                     np.array([highspy.HighsVarType.kInteger] * len(ints)))
         h.changeObjectiveOffset(self.offset)
+        # set last: what is left of the solve's deadline once the model is loaded
+        limit = p.time_limit_s if time_limit is None else time_limit
+        limit = max(MIN_SOLVE_S, min(limit, self.inst.until - time.perf_counter()))
+        h.setOptionValue("time_limit", float(limit))
         return h
 
     def lp_relaxation(self) -> tuple[float, dict[int, float], dict[int, float]] | None:

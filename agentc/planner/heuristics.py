@@ -23,12 +23,11 @@ from __future__ import annotations
 import math
 import time
 
-from .formulation import ABS_GAP, Formulation, MilpResult, relative_gap
+from .formulation import ABS_GAP, MIN_SOLVE_S, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
 from .slack import crash, slack_start
 
 LP_ROUNDING_MIN_CHOICES = 200
-MIN_SOLVE_S = 0.05  # the least a sub-MILP gets, even past the time limit (it returns its start)
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
@@ -196,6 +195,8 @@ def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: flo
         ops = [i for i, k in enumerate(m.choice) if inst.choices[k].site == j]
         trial = list(m.choice)
         for i in ops:
+            if time.perf_counter() > until:  # each op costs an evaluation per option
+                return m
             best = None
             for k2 in inst.allowed[i]:
                 if inst.choices[k2].site == j:
@@ -515,7 +516,9 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     gap; (4) reduced cost fixing: an option whose LP reduced cost exceeds UB - LP bound
     cannot be in a plan better than UB, so dropping it loses nothing; (5) solve the MILP
     over the options left, warm-started with UB. Its optimum is the full problem's
-    optimum. All of this shares the problem's time limit.
+    optimum. All of this shares one deadline (`Instance.until`, from the start of
+    `solve`, or the time limit from here): every LP and MILP is cut to it and no phase
+    starts after it (the best plan so far is returned at the LP's bound).
 
     The result is the best plan found, re-evaluated exactly (a MILP pick that misses the
     deadline by a solver tolerance is repaired, `_repair`), with its gap to the best
@@ -527,10 +530,16 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """
     t0 = time.perf_counter()
     rel_gap, limit = inst.problem.mip_rel_gap, inst.problem.time_limit_s
+    until = min(inst.until, t0 + limit)
 
     def left(share: float = 1.0) -> float:
         """Seconds for the next solve: `share` of the time limit, within what is left."""
-        return max(MIN_SOLVE_S, min(limit * share, t0 + limit - time.perf_counter()))
+        return max(MIN_SOLVE_S, min(limit * share, until - time.perf_counter()))
+
+    def out() -> bool:
+        """The deadline has passed: no phase starts (each would take MIN_SOLVE_S and
+        the building of its model)."""
+        return time.perf_counter() >= until
 
     f = Formulation(inst, mode, cap)
     if f.trivially_infeasible:
@@ -542,7 +551,6 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         if res.choice is not None:
             rm = inst.evaluate(res.choice)
             if fits(inst, rm, cap):
-                until = t0 + limit
                 starts.append(consolidate(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost"
                               else rm)
 
@@ -577,30 +585,31 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
-        if reserve is None and inst.load > 0 and mode == "cost":  # none without the LP: crash from it
+        if reserve is None and inst.load > 0 and mode == "cost" and not out():  # none without the LP: crash from it
             reserve = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
-        if inst.load > 0 and mode == "cost":  # pools first, then the rest (partition_start)
+        if inst.load > 0 and mode == "cost" and not out():  # pools first, then the rest (partition_start)
             parted = partition_start(inst, cand, x, cap, left(1 / 2))
             if parted is not None:
                 polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
         support = [[k for k in ks if x.get(k, 0.0) > 1e-6] or ks for ks in cand]
         g = greedy_choice(inst, support)
         gm = inst.evaluate(g) if g is not None else None
-        polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
-                      time_limit=left(0.5)))
+        if not out() or not starts:
+            polish(_solve(inst, mode, cap, support, gm if gm is not None and fits(inst, gm, cap) else None,
+                          time_limit=left(0.5)))
         fall_back()
-        if not starts and mode == "cost" and inst.load > 0:
+        if not starts and mode == "cost" and inst.load > 0 and not out():
             # still none: dive on the min-latency LP, op by op (seed 11 at 10 req/s: the
             # only way a plan was found, in 23 s of CPU)
             parted = partition_start(inst, cand, None, cap, left(), dive="latency", groups=False)
             if parted is not None:
                 polish(MilpResult("feasible", parted.choice, None, math.inf, 0.0))
-        if not starts and mode == "cost":  # no plan yet: mend the LP's rounding
-            mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, t0 + limit)
+        if not starts and mode == "cost" and not out():  # no plan yet: mend the LP's rounding
+            mended = mend(inst, [max(ks, key=lambda k: x.get(k, 0.0)) for ks in cand], cap, until)
             if mended is not None:
                 polish(MilpResult("feasible", mended.choice, None, math.inf, 0.0))
         done = closed(bound)
-        if done is None and inst.load > 0:
+        if done is None and inst.load > 0 and not out():
             pools = [{inst.choices[k].site for k in ks} for ks in support]
             for i, k in enumerate(min(starts, key=key).choice if starts else ()):
                 pools[i].add(inst.choices[k].site)
@@ -614,7 +623,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
                 polish(_solve(inst, mode, cap, rins, inc, time_limit=left(1 / 8),
                               target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
-            if done is None and sum(map(len, near)) < len(f.xcol):
+            if done is None and sum(map(len, near)) < len(f.xcol) and not out():
                 polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
                               time_limit=left(1 / 4), target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
@@ -626,6 +635,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             margin = fixed_below - bound + 1e-9 * max(1.0, abs(fixed_below))
             cand = [[k for k in ks if x.get(k, 0.0) > 1e-6 or reduced.get(k, 0.0) <= margin] for ks in cand]
     best = min(starts, key=key) if starts else None
+    if best is not None and out():  # no time for the MILP: the best plan, at the LP's bound
+        gap = relative_gap(value(inst, mode, best), lp_bound)
+        return MilpResult("optimal" if proven(gap, rel_gap) else "feasible", best.choice, value(inst, mode, best),
+                          gap, time.perf_counter() - t0, bound=lp_bound)
     res = f.solve(best, left()) if cand is f.cand else _solve(inst, mode, cap, cand, best, left())
     # The options fixed away cannot beat `fixed_below`, so the restricted MILP's bound
     # holds for the whole problem only up to that value; the LP bound holds everywhere.

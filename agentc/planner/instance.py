@@ -174,6 +174,9 @@ class Instance:
         # its wait), so the placement can be evaluated here. None when planning.
         self.given = given or {}
         self._wide_twins = False
+        # the perf_counter time by which the running optimisation returns (`solve.optimise`
+        # sets it): every LP and MILP is cut to it, and each phase of `search` checks it
+        self.until = math.inf
         self.hard = p.sla_mode == "hard"
         self.load = float(p.load_rps or 0.0)
         # the rate latency terms are judged at: the load, else the program's light traffic

@@ -17,6 +17,8 @@ reports `tokens_per_usd`.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import replace
 
 from agentc.diagnostics import InfeasiblePlanError
@@ -31,9 +33,10 @@ from .problem import Plan, Problem
 
 def solve(problem: Problem, *, baselines: bool = True, explain: bool = True) -> Plan:
     """The best placement of `problem`; raises InfeasiblePlanError naming what binds."""
+    until = time.perf_counter() + problem.time_limit_s  # one deadline for every phase
     inst = Instance(problem)
     # An agent that only passes its input through has nothing to place: the empty plan.
-    res = MilpResult("optimal", (), 0.0, 0.0, 0.0) if not inst.ops else optimise(inst)
+    res = MilpResult("optimal", (), 0.0, 0.0, 0.0) if not inst.ops else optimise(inst, until)
     if res.choice is None:
         raise infeasible(inst, res)
     m = inst.evaluate(res.choice)
@@ -43,8 +46,18 @@ def solve(problem: Problem, *, baselines: bool = True, explain: bool = True) -> 
     return plan
 
 
-def optimise(inst: Instance) -> MilpResult:
-    """Greedy warm start, then the search and the MILP (two stages for latency)."""
+def optimise(inst: Instance, until: float | None = None) -> MilpResult:
+    """Greedy warm start, then the search and the MILP (two stages for latency), all
+    by `until` (perf_counter; default the problem's time limit from now): a planner
+    asked for 10 s returns in about 10 s, whatever phase the time runs out in."""
+    inst.until = time.perf_counter() + inst.problem.time_limit_s if until is None else until
+    try:
+        return _optimise(inst)
+    finally:
+        inst.until = math.inf  # what runs after (explain, baselines) is not cut short
+
+
+def _optimise(inst: Instance) -> MilpResult:
     g = greedy_choice(inst)
     gm = inst.evaluate(g) if g is not None else None
     if inst.problem.objective != "latency":
