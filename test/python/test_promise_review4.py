@@ -86,7 +86,14 @@ def test_supervisor_at_8_rps_kept_plan_holds_its_latency_in_simulation(tmp_path)
     prompt's wait (queueing.BatchLaw) but not in the decode's steps. The same plan at 7
     req/s: predicted 9957, simulated 10058 ms (holds); at 7.5: 10022 against 14798.
     The plan's capacity (verify.capacity_rps) is 13.6 req/s: no pool is saturated by
-    busy time. The same law misses the example's own plan past its load (below)."""
+    busy time. The same law misses the example's own plan past its load (below).
+    Confirmed in the simulator (a helper's instrumented run, 3,000 requests): per
+    report.decode sequence, its engine waits for the pool between tokens 369 ms on
+    average and 4.0 s at the p99 (7.6 ms a token at the p99 gap); without those waits
+    its TBT p99 is 10.4 ms, as predicted. A prediction that counts that loss (tried,
+    not merged: it moved three agreement rows past 10%) predicts 11548 ms and keeps no
+    plan. With every power-of-two batch offered the plan kept is 26.31 $/hr, predicted
+    at 10365 ms and simulated at 16842 (10,000 requests, seed 0)."""
     src = _variant(tmp_path, "sup8", "supervisor", ("latency.p99 < 12000ms", "latency.p99 < 11500ms"),
                    ("load 2 rps", "load 8 rps"))
     c, view = _compiled(src)
@@ -96,24 +103,38 @@ def test_supervisor_at_8_rps_kept_plan_holds_its_latency_in_simulation(tmp_path)
     assert held["holds"], (pred, held)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor's plan at 6 req/s (3x its load clause, 60% of its capacity): "
-                                       "latency p99 predicted 13079 ms, simulated 15678-16629 (0.79-0.83); TBT 15.2 "
-                                       "against 19.3-20.8 (0.73-0.79)")
-def test_supervisor_prediction_agrees_at_6_rps():
-    """The example's plan ($17.99/hr, sized for 2 req/s) predicted at 6 req/s and
-    simulated there (10,000 requests, seed 0): latency p99 13079 against 16629 ms (at
-    6.003 req/s, 60% of its capacity, seeds 0-1: 16309 and 15678), TBT p99 15.2 against
-    20.8 and 19.3 ms, TTFT 179.6 against 203.1 and 198.3 (6.003 req/s, seeds 0-1).
-    The TBT simulated is above report.decode's slowest step (15.33 ms at batch 64 on
-    b200 tp 2), so decode steps wait on the b200 pool (6 devices, 86% busy, shared with
-    report.prefill and two tp-1 decodes), which the prediction leaves out. Agreement
-    holds at 2.5 and 4 req/s (ratios 0.977-1.018) and fails worse at 7.5 (latency 0.535-0.557,
-    TBT 0.50-0.60). test_sim_agreement's grid cannot see it: at 90% of capacity the
-    plan is re-planned, and its other loads are 0.2 and 2 req/s."""
+def _example_at_share_of_capacity(share: float):
+    """(prediction, simulation rows) of the supervisor example's plan at `share` of the
+    capacity it buys (verify.capacity_rps; 10,000 requests, seed 0)."""
     c, view = _compiled(os.path.join(EXAMPLES, "supervisor.agent"))
-    pred = promise.prediction(c, 6.0, view)
-    sim = _simulated(view, 6.0, 10000, 0)
+    load = round(share * verify.capacity_rps(view), 3)
+    return promise.prediction(c, load, view), _simulated(view, load, 10000, 0)
+
+
+@pytest.mark.slow
+def test_supervisor_prediction_agrees_at_60_percent_of_capacity():
+    """The example's plan (17.96 $/hr, sized for 2 req/s, capacity 5.64 req/s) at 3.382
+    req/s: latency p99 predicted 11771 against 11513 ms simulated, TBT 13.0 against
+    13.9."""
+    pred, sim = _example_at_share_of_capacity(0.6)
+    for term in ("latency", "tbt"):
+        assert abs(pred[KEYS[term]] - sim[term]["observed_ms"]) <= 0.10 * sim[term]["observed_ms"], (term, pred, sim[term])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor's plan at 75% of its capacity: TBT p99 predicted 13.1 ms, "
+                                       "simulated 14.6 (0.90): decode steps wait for their devices on a crowded pool")
+def test_supervisor_prediction_agrees_at_75_percent_of_capacity():
+    """The example's plan (17.96 $/hr) at 4.228 req/s: latency p99 predicted 13885
+    against 15046 ms (0.92), TBT 13.1 against 14.6 (0.90); at 85% (4.791 req/s) 25341
+    against 21623 (1.17) and 13.1 against 15.6 (0.84). Decode steps wait between steps
+    for their devices on a pool shared with queued prefills, which the prediction leaves
+    out (measured on the sup8 case above: 7.6 ms a token). With the example's earlier
+    plan (17.99 $/hr, decode batches of a sparser menu, capacity ~10 req/s) the same
+    defect read, at 6 req/s: latency 13079 against 15678-16629 (0.79-0.83), TBT 15.2
+    against 19.3-20.8. test_sim_agreement's grid cannot see it: at 90% of capacity the
+    plan is re-planned, and its other loads are 0.2 and 2 req/s."""
+    pred, sim = _example_at_share_of_capacity(0.75)
     for term in ("latency", "tbt"):
         assert abs(pred[KEYS[term]] - sim[term]["observed_ms"]) <= 0.10 * sim[term]["observed_ms"], (term, pred, sim[term])
 
