@@ -165,16 +165,35 @@ class _Schedule:
                     heapq.heappush(heap, (sign * pos[j], j))
 
 
+def _deadline_bound(inst: Instance) -> float | None:
+    """The hard every-path e2e bound these starts work to, or None where they do not
+    apply: no load, a soft or percentile bound, control flow, colocated ops."""
+    sla = inst.problem.sla.e2e_ms
+    if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
+            or inst.colocate):
+        return None
+    return sla
+
+
+def _site_menu(inst: Instance, cand: list[list[int]]) -> list[dict[int, list[int]]]:
+    """Per op, its unsplit candidate choices by pool (a split pool's parts left out)."""
+    menu: list[dict[int, list[int]]] = [{} for _ in cand]
+    for i, ks in enumerate(cand):
+        for k in ks:
+            c = inst.choices[k]
+            if not c.parts and not inst.sites[c.site].parts:
+                menu[i].setdefault(c.site, []).append(k)
+    return menu
+
+
 def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_limit: float,
                 fits, heavy_groups) -> Metrics | None:
     """A plan from fastest-then-slowed placements, or None (see the module docstring).
     Only under load, with a hard every-path e2e bound, no control flow and no colocated
     ops. `fits` and `heavy_groups` are heuristics.py's (passed in: it imports this)."""
 
-    p = inst.problem
-    sla = p.sla.e2e_ms
-    if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
-            or inst.colocate):
+    sla = _deadline_bound(inst)
+    if sla is None:
         return None
     t0 = time.perf_counter()
     deadline = sla if cap is None else min(cap, sla)
@@ -182,13 +201,9 @@ def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_l
     n = len(inst.ops)
     sites = inst.sites
     # per op and pool its choices, fastest first; units keep to the pools all their ops have
-    menu: list[dict[int, list[int]]] = [{} for _ in range(n)]
-    for i, ks in enumerate(cand):
-        for k in ks:
-            c = inst.choices[k]
-            if not c.parts and not sites[c.site].parts:
-                menu[i].setdefault(c.site, []).append(k)
-        for ms in menu[i].values():
+    menu = _site_menu(inst, cand)
+    for m in menu:
+        for ms in m.values():
             ms.sort(key=lambda k: (inst.duration(k), inst.demand(k), k))
     unit_of = [0] * n
     pools = []
@@ -401,9 +416,8 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     a late path), or None when the lean placement already overdraws a pool or the time
     runs out. `start`: a plan within the pools to go on from instead of the lean
     placement (one on time is only released). See `heuristics.crash_start`."""
-    sla = inst.problem.sla.e2e_ms
-    if (inst.load <= 0 or not inst.hard or sla is None or inst.q_e2e != 1.0 or len(inst.scen) != 1
-            or inst.colocate):
+    sla = _deadline_bound(inst)
+    if sla is None:
         return None
     deadline = sla if cap is None else min(cap, sla)
     sites = inst.sites
@@ -411,12 +425,7 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     room = [math.inf if s.count is None else float(s.count) for s in sites]
     used = [0.0] * len(sites)
     per_hr = inst.load * 3600.0
-    menu: list[dict[int, list[int]]] = [{} for _ in range(n)]
-    for i, ks in enumerate(cand):
-        for k in ks:
-            c = inst.choices[k]
-            if not c.parts and not sites[c.site].parts:
-                menu[i].setdefault(c.site, []).append(k)
+    menu = _site_menu(inst, cand)
     if any(not m for m in menu):
         return None
     dur, dem = inst.duration, inst.demand
