@@ -95,8 +95,10 @@ EDGE = {
                                            "modelled): its TTFT p99 is the 1% of prompts batched with one more "
                                            "(+200 ms), and spreads 2.5-13% over seeds",
     ("react_tools", "90% capacity", "latency"): "1.03, re-planned for 32.18 req/s",
-    ("supervisor", "90% capacity", "latency"): "0.98, re-planned for 9.004 req/s",
-    ("supervisor", "90% capacity", "tbt"): "0.91, re-planned for 9.004 req/s: plan.decode's batch on mi300x",
+    ("supervisor", "90% capacity", "latency"): "0.98, re-planned for 5.073 req/s (9.004 before its plan took "
+                                               "every power-of-two decode batch: 17.96 $/hr, capacity 5.64 req/s)",
+    ("supervisor", "90% capacity", "tbt"): "0.93, re-planned for 5.073 req/s (0.91 at 9.004 with the earlier plan: "
+                                           "plan.decode's batch on mi300x)",
 }
 
 
