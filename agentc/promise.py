@@ -98,6 +98,7 @@ def keep(c, place) -> None:
     bounds = {t: get(graph, f"sla_{a}_ms") for t, a in TERMS}
     if all(b is None for b in bounds.values()) or sized_bounds(graph) or excluded_plans(graph):
         return   # no bound to keep, or a module that already went through this step (restored)
+    names = _names(graph)
     sized = dict(bounds)
     tried, missed = [], []   # missed: (figures, terms over) of each plan whose prediction missed
 
@@ -105,17 +106,17 @@ def keep(c, place) -> None:
         try:
             place()
         except InfeasiblePlanError as e:
-            raise _failed(graph, bounds, tried, f"{why}: {e.message}") from None
+            raise _failed(graph, bounds, tried, names, f"{why}: {e.message}") from None
 
     for step in range(MAX_SIZING_STEPS + 1):
         pred = prediction(c, problem.load_rps)
         over = {t for t, b in bounds.items()
                 if b is not None and pred[f"{t}_ms"] is not None and exceeds(pred[f"{t}_ms"], b)}
-        tried.append(_said(c.placement.plan, sized, bounds, pred, over))
+        tried.append(_said(c.placement.plan, sized, bounds, pred, over, names))
         if not over:
             break
         if step == MAX_SIZING_STEPS:
-            raise _failed(graph, bounds, tried, f"after {MAX_SIZING_STEPS + 1} plans")
+            raise _failed(graph, bounds, tried, names, f"after {MAX_SIZING_STEPS + 1} plans")
         plan = c.placement.plan
         missed.append(({"e2e": plan.e2e_ms, "ttft": plan.ttft_ms, "tbt": plan.tbt_ms}, over))
         with c.ctx, ir.Location.unknown():
@@ -133,7 +134,7 @@ def keep(c, place) -> None:
             for t, a in TERMS:
                 if sized[t] is not None and sized[t] != bounds[t]:
                     graph.attributes[f"sized_{a}_ms"] = ir.FloatAttr.get(ir.F64Type.get(), float(sized[t]))
-        solve_again(f"sized to {_bounds_text(sized, bounds)}")
+        solve_again(f"sized to {_bounds_text(sized, bounds, names)}")
         problem = c.placement.problem
 
 
@@ -162,25 +163,35 @@ def sized_bounds(c) -> dict[str, tuple[float, float]]:
     return {t: (b, get(graph, f"sla_{t}_ms")) for t, b in sized_bounds(graph).items()}
 
 
-def _bounds_text(sized: dict, bounds: dict) -> str:
-    return ", ".join(f"{n} {sized[t]:.4g} ms" for t, n in TERMS if sized[t] is not None and sized[t] != bounds[t])
+def _names(graph) -> dict[str, str]:
+    """Each term as the program writes it, with its statistic ("latency.p95", "ttft")."""
+    from agentc.passes.place import sla_stats
+    from agentc.planner.problem import stat_name
+
+    stats = sla_stats(graph)
+    return {t: a + stat_name(stats.get(f"{t}_stat", "all")) for t, a in TERMS}
 
 
-def _said(plan, sized: dict, bounds: dict, pred: dict, over: set) -> str:
+def _bounds_text(sized: dict, bounds: dict, names: dict) -> str:
+    return ", ".join(f"{names[t]} {sized[t]:.4g} ms" for t, _a in TERMS
+                     if sized[t] is not None and sized[t] != bounds[t])
+
+
+def _said(plan, sized: dict, bounds: dict, pred: dict, over: set, names: dict) -> str:
     """One line on one plan: its price (under a load: $/hr), the bounds it was sized to
     and what its prediction missed."""
-    what = f"sized to {_bounds_text(sized, bounds)}" if any(
+    what = f"sized to {_bounds_text(sized, bounds, names)}" if any(
         sized[t] != bounds[t] for t in sized) else "sized to the program's bounds"
     what = f"{plan.cost:.6g} $/hr, {what}"
-    miss = "; ".join(f"{n} predicted {pred[f'{t}_ms']:.4g} ms, over {bounds[t]:.4g} ms" for t, n in TERMS
+    miss = "; ".join(f"{names[t]} predicted {pred[f'{t}_ms']:.4g} ms, over {bounds[t]:.4g} ms" for t, _a in TERMS
                      if t in over)
     return what + (f": {miss}" if miss else ": the prediction holds")
 
 
-def _failed(graph, bounds: dict, tried: list[str], why: str) -> InfeasiblePlanError:
+def _failed(graph, bounds: dict, tried: list[str], names: dict, why: str) -> InfeasiblePlanError:
     from agentc.passes._ir import source_loc
 
-    terms = ", ".join(f"{n} < {bounds[t]:.4g} ms" for t, n in TERMS if bounds[t] is not None)
+    terms = ", ".join(f"{names[t]} < {bounds[t]:.4g} ms" for t, _a in TERMS if bounds[t] is not None)
     return InfeasiblePlanError(
         f"no plan is predicted to hold the SLA ({terms}) at its load: {why}", source_loc(graph),
         tuple(f"tried: {t}" for t in tried)

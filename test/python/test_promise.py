@@ -108,7 +108,7 @@ def test_no_plan_the_prediction_holds_is_a_located_error(tmp_path, monkeypatch):
     src = _rag(tmp_path, 450)
     res = CliRunner().invoke(cli, ["plan", src], prog_name="agentc")
     assert res.exit_code == 1, res.output
-    assert f"{src}:8:1: error: no plan is predicted to hold the SLA (latency < 4000 ms, ttft < 450 ms, " \
+    assert f"{src}:8:1: error: no plan is predicted to hold the SLA (latency.p95 < 4000 ms, ttft < 450 ms, " \
            "tbt < 30 ms) at its load: " in res.output
     assert "tried: 8.56526 $/hr, sized to the program's bounds: ttft predicted 1e+04 ms, over 450 ms" in res.output
     # each missed plan is excluded, one of the same cost first, then the dearer ones
