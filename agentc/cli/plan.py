@@ -232,7 +232,7 @@ def grown_plan(c, fixed, totals: dict) -> None:
         plan.baselines = [dataclasses.replace(b, ratio=plan.cost / b.cost if b.feasible and b.cost else b.ratio)
                           for b in plan.baselines]
     plan.devices = dict(totals.get("devices") or plan.devices)
-    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan)
+    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan, predictions={})   # grown: predicted anew
 
 
 def grown_note(fixed) -> str | None:

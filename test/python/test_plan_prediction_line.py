@@ -62,3 +62,23 @@ def test_a_bound_on_a_term_the_program_has_no_figure_for(tmp_path):
                    "}\n")
     line = _line(cli_ok("plan", str(src)))
     assert "over the bound" not in line and "latency 202 ms" in line
+
+
+def test_the_kept_plan_is_predicted_once(monkeypatch):
+    """rag at its load: the promise step predicts the plan it keeps, and the table's
+    last line prints that same prediction instead of computing it again. A plan grown
+    by --repair is a new placement and is predicted anew (cli/plan.py)."""
+    import importlib
+
+    replay = importlib.import_module("agentc.planner.replay")   # (the package's `replay` is a function)
+    calls = []
+    at_load = replay.at_load
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].load_rps)
+        return at_load(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "at_load", counted)
+    line = _line(cli_ok("plan", os.path.join(ROOT, "examples/rag_agent.agent")))
+    assert line.startswith("predicted at 5 req/s as the simulator runs the plan: ")
+    assert calls == [5.0]
