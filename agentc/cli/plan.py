@@ -441,6 +441,8 @@ def _print_plan(view: dict, note: str | None = None) -> None:
     out.print(f"solver: {view['solver']['status']}")
     for b in view["baselines"]:
         state = f"ratio {num(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
+        if b["feasible"] and b.get("status") == "feasible":   # its time ran out: the ratio may rise
+            state += f"; not proven optimal: feasible (gap {100 * b['gap']:.3g}%)"
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
 
 

@@ -178,13 +178,14 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):
         inst.per_call_usd[k] += u / per_request
-    res = _optimise(inst, previous, min(time_limit_s, problem.time_limit_s))
+    budget_s = min(time_limit_s, problem.time_limit_s)
+    res = _optimise(inst, previous, budget_s)
     if res.choice is None:
         raise infeasible(clean, res)
     m = clean.evaluate(res.choice)
     plan = build_plan(clean, m, res, explain)
     if baselines:
-        plan.baselines = baseline_plans(problem, clean, m, optimise)
+        plan.baselines = baseline_plans(problem, clean, m, optimise, budget_s)   # the re-plan's budget again
     return Replanned(plan, sum(usd[k] for k in res.choice), True)
 
 
