@@ -194,13 +194,24 @@ def _optimise(inst: Instance, previous: Previous, budget_s: float) -> MilpResult
     within the requested gap of the LP bound (usual after a small change: the penalty
     makes staying put cheap), it is the answer; else the full search runs, warm-started
     from it (or, without a repair, from greedy list scheduling), for what is left of
-    `budget_s`: a re-plan answers in seconds, with the gap it proved."""
-    if inst.problem.objective == "latency":
-        return optimise(inst)
+    `budget_s`: a re-plan answers in seconds, with the gap it proved. Every phase (the
+    LP, the repair's MILPs, the search) stops by one deadline, `budget_s` from now
+    (`Instance.until`), as a from-scratch plan's do by its limit."""
     t0 = time.perf_counter()
+    until = t0 + budget_s
+    if inst.problem.objective == "latency":
+        return optimise(inst, until)
+    inst.until = until
+    try:
+        return _warm_search(inst, previous, budget_s, t0)
+    finally:
+        inst.until = math.inf
+
+
+def _warm_search(inst: Instance, previous: Previous, budget_s: float, t0: float) -> MilpResult:
     lp = Formulation(inst, "cost", None, tp_rows=inst.load <= 0).lp_relaxation()
     if lp is None:  # infeasible, or out of time: the planner's own search says which
-        return optimise(inst)
+        return optimise(inst, inst.until)
     t_lp = time.perf_counter() - t0
     warm = _repair(inst, previous, lp[1])
     if warm is None:
