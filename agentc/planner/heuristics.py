@@ -25,6 +25,7 @@ import time
 
 from .formulation import ABS_GAP, MIN_SOLVE_S, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
+from .relocate import relocate
 from .slack import crash, slack_start
 
 LP_ROUNDING_MIN_CHOICES = 200
@@ -177,6 +178,21 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         else:  # e.g. a larger tp than the pool's devices: never offer this move again
             tried.add(best)
     return m
+
+
+def moved(inst: Instance, m: Metrics, cap: float | None, until: float) -> Metrics:
+    """`m` after ops and groups change pools where that lowers the price (relocate.py),
+    then the same-pool descent; where relocate.py does not apply (control flow, a
+    percentile bound), `consolidate`. `m` itself when neither finds a cheaper plan."""
+    choice = relocate(inst, inst.useful, m.choice, cap, until)
+    if choice is None:
+        return consolidate(inst, m, cap, until)
+    if tuple(choice) == m.choice:
+        return m
+    t = inst.evaluate(choice)
+    if not fits(inst, t, cap) or t.objective >= m.objective - 1e-12 * abs(m.objective):
+        return m
+    return descend(inst, t, cap, until=until)
 
 
 def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: float = math.inf) -> Metrics:
@@ -551,8 +567,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         if res.choice is not None:
             rm = inst.evaluate(res.choice)
             if fits(inst, rm, cap):
-                starts.append(consolidate(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost"
-                              else rm)
+                starts.append(moved(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost" else rm)
 
     def closed(bound: float) -> MilpResult | None:
         if not starts:
@@ -585,8 +600,15 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
-        if reserve is None and inst.load > 0 and mode == "cost" and not out():  # none without the LP: crash from it
-            reserve = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
+        if inst.load > 0 and mode == "cost" and not out():
+            # a plan crashed from the LP, then both starts moved across pools where
+            # that pays (relocate.py): mostly their transfers, which the LP-based
+            # starts below pay too when they find a plan at all
+            crashed = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
+            for m in (reserve, crashed):
+                if m is not None:
+                    polish(MilpResult("feasible", m.choice, None, math.inf, 0.0))
+            reserve = None
         if inst.load > 0 and mode == "cost" and not out():  # pools first, then the rest (partition_start)
             parted = partition_start(inst, cand, x, cap, left(1 / 2))
             if parted is not None:
