@@ -32,7 +32,7 @@ LP_ROUNDING_MIN_CHOICES = 200
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
-CRASH_SHARE = 0.3   # of the time limit, at most, for the crashed plan and its band MILP (crash_start)
+CRASH_SHARE = 0.5   # of the time limit, at most, for the crashed plans and their band MILPs (crash_start)
 CRASH_BUDGET = 1.1  # an op's budget in the crash's lean placement: this times its mean time in the LP
 BAND_SHARE = 0.01   # crash_start frees the ops with less slack than this share of the deadline
 
@@ -477,36 +477,78 @@ def crash_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap:
     `slack.crash` places each op at its cheapest choice within CRASH_BUDGET times its
     mean time in the cost LP `x` (which the pools hold, fractionally) and speeds up the
     late paths while the pools have room. When it is stuck, still late, the late ops
-    and those with less slack than BAND_SHARE of the deadline are freed, first on their own
-    pools, then on any, and the min-latency MILP over them (every other op fixed)
-    stops at its first plan within the deadline. Every plan returned has passed
-    `fits`."""
+    and those with less slack than BAND_SHARE of the deadline are freed on their own
+    pools, and the min-latency MILP over them (every other op fixed) stops at its first
+    plan within the deadline. If that finds none, the pools were the wrong ones: the
+    crash picks them by price, and where nearly every fast device must be bought (the
+    500-op graph at 10 req/s) the paths cannot all be sped up on them. So each op is
+    fixed to the pool the min-latency LP puts most of it on (by interior point: where
+    it leans is all that is read), crashed again there from that LP's mean times, then
+    on from that plan with every pool open (seed 15 at 10 req/s: 430.4 ms for a 407.0
+    ms bound from the cost LP; 408.6 on the min-latency LP's pools, then 406.9 in
+    0.2 s); if still late, the late ops alone freed for the same MILP. Last, the first
+    crash's band on any pool. Every plan returned has passed `fits`."""
     t0 = time.perf_counter()
-    budget = [CRASH_BUDGET * sum(x.get(k, 0.0) * inst.duration(k) for k in ks) for ks in cand]
-    got = crash(inst, cand, cap, budget, t0 + time_limit / 2)
+    deadline = inst.problem.sla.e2e_ms if cap is None else min(cap, inst.problem.sla.e2e_ms)
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
+    def crashed(menu: list[list[int]], xs: dict[int, float], factor: float):
+        """`slack.crash` over `menu`, each op's budget `factor` times its mean time in
+        the LP `xs` (over all its choices)."""
+        budget = [factor * sum(xs.get(k, 0.0) * inst.duration(k) for k in ks) for ks in cand]
+        return crash(inst, menu, cap, budget, t0 + time_limit)
+
+    def closed(choice: list[int], slack: list[float], band_share: float, same_pool: bool) -> Metrics | None:
+        """The min-latency MILP over the ops with at most `band_share` of the deadline
+        as slack, stopped at its first plan on time, then released (crash from it)."""
+        site = [inst.choices[k].site for k in choice]
+        band = [([k for k in ks if inst.choices[k].site == site[i]] if same_pool else ks)
+                if slack[i] <= band_share * deadline else [choice[i]] for i, ks in enumerate(cand)]
+        res = _solve(inst, "latency", cap, band, None, left(), target=deadline)
+        if res.choice is None:
+            return None
+        m = inst.evaluate(res.choice)
+        if not fits(inst, m, cap):
+            return None
+        # the MILP stops at its first plan on time: the slack it leaves, released
+        got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
+        cheaper = inst.evaluate(got[0]) if got is not None else m
+        return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
+
+    got = crashed(cand, x, CRASH_BUDGET)
     if got is None:
         return None
-    choice, slack = got
-    m = inst.evaluate(choice)
+    first = got
+    m = inst.evaluate(got[0])
     if fits(inst, m, cap):
         return m
-    deadline = inst.problem.sla.e2e_ms if cap is None else min(cap, inst.problem.sla.e2e_ms)
-    late = BAND_SHARE * deadline  # every late op, and those with little slack
-    site = [inst.choices[k].site for k in choice]
-    for same_pool in (True, False):
-        left = time_limit - (time.perf_counter() - t0)
-        if left <= MIN_SOLVE_S:
-            break
-        band = [([k for k in ks if inst.choices[k].site == site[i]] if same_pool else ks) if slack[i] <= late
-                else [choice[i]] for i, ks in enumerate(cand)]
-        res = _solve(inst, "latency", cap, band, None, left, target=deadline)
-        if res.choice is not None:
-            m = inst.evaluate(res.choice)
-            if fits(inst, m, cap):
-                # the MILP stops at its first plan on time: the slack it leaves, released
-                got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
-                cheaper = inst.evaluate(got[0]) if got is not None else m
-                return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
+    if left() > MIN_SOLVE_S:
+        m = closed(*first, BAND_SHARE, True)
+        if m is not None:
+            return m
+    if left() > MIN_SOLVE_S:
+        lean = Formulation(inst, "latency", cap, cand=cand, tp_rows=False).lp_relaxation(interior=True)
+        if lean is not None and left() > MIN_SOLVE_S:
+            xl = lean[1]
+            pools = [max(sorted({inst.choices[k].site for k in ks}),
+                         key=lambda j: sum(xl.get(k, 0.0) for k in ks if inst.choices[k].site == j))
+                     for ks in cand]
+            menu = [[k for k in ks if inst.choices[k].site == pools[i]] for i, ks in enumerate(cand)]
+            got = crashed(menu, xl, 1.0)
+            if got is not None and left() > 0:
+                # on from there with every pool open (the pools keep their counts)
+                got = crash(inst, cand, cap, None, t0 + time_limit, start=tuple(got[0])) or got
+                m = inst.evaluate(got[0])
+                if fits(inst, m, cap):
+                    return m
+                if left() > MIN_SOLVE_S:
+                    m = closed(*got, 0.0, True)
+                    if m is not None:
+                        return m
+    if left() > MIN_SOLVE_S:
+        return closed(*first, BAND_SHARE, False)
     return None
 
 
