@@ -25,6 +25,7 @@ from .slack import TOL, _deadline_bound, _Schedule, _site_menu
 
 ROUNDS = 50   # rounds over every op at most
 GROUP = 16     # ops moved together at most (a group grown along edges from a cut one)
+EJECT = 30    # ops tried per round with a move into a full pool (the cheapest first)
 
 
 def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap: float | None,
@@ -76,13 +77,16 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
         at = sched.at
         return sum(wire(e, j, at[v]) if out else wire(e, at[v], j) for v, e, out in nbrs[i])
 
-    def best_move(i: int) -> tuple[float, int] | None:
+    def best_move(i: int, blocked: list | None = None) -> tuple[float, int] | None:
+        """Op i's cheapest move within the pools and the deadline, as ($/hr change,
+        choice); its cheapest that only a full pool refuses goes to `blocked` as
+        (change without that pool's devices, op, choice)."""
         k0 = choice[i]
         a = sched.at[i]
         d0 = inst.demand(k0)
         here = links_usd(i, a)
         base_a = devices_usd(a, used[a])
-        best = None
+        best = refused = None
         if not menu[i]:
             return None
         for b, ks in menu[i].items():
@@ -97,14 +101,69 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
                         continue
                     delta = devices_usd(a, after) - base_a
                 else:
-                    if math.ceil(used[b] + d1 - 1e-9) > room[b]:
+                    full = math.ceil(used[b] + d1 - 1e-9) > room[b]
+                    if full and blocked is None:
                         continue
                     delta = (devices_usd(a, used[a] - d0) - base_a
                              + devices_usd(b, used[b] + d1) - devices_usd(b, used[b]))
+                    if full:   # ranked without pool b's devices: an op leaving b is to pay for them
+                        delta += ((inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
+                                  - devices_usd(b, used[b] + d1) + devices_usd(b, used[b]))
+                        if delta < -1e-9 and (refused is None or delta < refused[0]) and sched.fits(i, k):
+                            refused = (delta, i, k)
+                        continue
                 delta += (inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
                 if delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(i, k):
                     best = (delta, k)
+        if refused is not None and blocked is not None:
+            blocked.append(refused)
         return best
+
+    def eject(i: int, k: int) -> bool:
+        """Op i to choice k on another pool without room for it, and one op of that
+        pool out (to any pool with room, or leaner on its own) to make the room, if
+        the two together lower the price and keep the deadline."""
+        b, k0 = inst.choices[k].site, choice[i]
+        a = sched.at[i]
+        if a == b or not sched.fits(i, k):
+            return False
+        d0, d1 = inst.demand(k0), inst.demand(k)
+        delta_i = (devices_usd(a, used[a] - d0) - devices_usd(a, used[a])
+                   + devices_usd(b, used[b] + d1) - devices_usd(b, used[b])
+                   + (inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links_usd(i, b) - links_usd(i, a))
+        apply(i, k)
+        best = None
+        for j in range(n):
+            if j == i or sched.at[j] != b or not menu[j]:
+                continue
+            kj = choice[j]
+            dj = inst.demand(kj)
+            here = links_usd(j, b)
+            for c, ks in menu[j].items():
+                links = here if c == b else links_usd(j, c)
+                for k2 in ks:
+                    if k2 == kj:
+                        continue
+                    d2 = inst.demand(k2)
+                    if c == b:
+                        after = used[b] - dj + d2
+                        if math.ceil(after - 1e-9) > room[b]:
+                            continue
+                        delta = devices_usd(b, after) - devices_usd(b, used[b])
+                    else:
+                        if (math.ceil(used[b] - dj - 1e-9) > room[b]
+                                or math.ceil(used[c] + d2 - 1e-9) > room[c]):
+                            continue
+                        delta = (devices_usd(b, used[b] - dj) - devices_usd(b, used[b])
+                                 + devices_usd(c, used[c] + d2) - devices_usd(c, used[c]))
+                    delta += (inst.per_call_usd[k2] - inst.per_call_usd[kj]) * per_hr + links - here
+                    if delta_i + delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(j, k2):
+                        best = (delta, j, k2)
+        if best is None:
+            apply(i, k0)
+            return False
+        apply(best[1], best[2])
+        return True
 
     def pick(i: int, b: int) -> int:
         """Op i's choice on pool b for a group move: the cheapest no slower than its
@@ -188,6 +247,14 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
             if mv is not None:
                 apply(i, mv[1])
                 moved = True
+        if not moved:   # none pays within the pools: one op into a full pool, another out of it
+            blocked: list = []
+            for i in inst.topo:
+                best_move(i, blocked)
+            for _, i, k in sorted(blocked)[:EJECT]:
+                if time.perf_counter() > until:
+                    return choice
+                moved = eject(i, k) or moved
         if not moved:   # no single move pays: whole groups across a cut edge, dearest cut first
             cuts = sorted(((wire(e, sched.at[ed.u], sched.at[ed.v]), e) for e, ed in enumerate(inst.edges)
                            if sched.at[ed.u] != sched.at[ed.v]), reverse=True)
