@@ -12,8 +12,11 @@
   effect on the fractional demand and kept only when the real cost does not rise.
   `consolidate` empties lightly used pools into the others.
 - `crash_start`: under load, a plan within the pools by construction (`slack.crash`: lean
-  from the cost LP, then late paths sped up where pools have room), for when the
-  fastest-then-slowed `slack.slack_start` finds none.
+  from the cost LP, then late paths sped up where pools have room; where that stays
+  late, again on the min-latency LP's pools), beside the fastest-then-slowed
+  `slack.slack_start`.
+- `moved`: ops and groups moved across pools where the price falls (relocate.py), the
+  polish of every loaded start on a large graph.
 - `search`: for large graphs, an LP-guided incumbent (support MILP, RINS, a pool
   neighbourhood) and reduced-cost fixing before the full MILP (see its docstring).
 """
@@ -559,12 +562,13 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """Solve one formulation; large ones via their LP relaxation first.
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
-    large graphs: (0) under load, a plan without the LP (`slack.slack_start`), kept in reserve
-    for when steps (1)-(2) find none; (1) solve the LP (under load, where (0) found none, a
-    plan crashed from it, `crash_start`, also in reserve; then `partition_start` from it, and
-    where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
-    uses (most ops are integral there, so it is small) for an incumbent, polished by a
-    same-pool descent (`descend`); (3) under load, if that is not within the requested
+    large graphs: (0) under load, a plan without the LP (`slack.slack_start`); (1) solve
+    the LP (under load, a plan crashed from it, `crash_start`; it and (0) are polished at
+    once: the same-pool descent, then moves across pools, `moved`, which take out most
+    of their transfers; then `partition_start` from the LP, and where nothing else finds
+    a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
+    uses (most ops are integral there, so it is small) for an incumbent, polished the
+    same way; (3) under load, if that is not within the requested
     gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
     stay fixed, the rest may move within the pools below), then the MILP over every
     option on the pools the LP uses for
@@ -622,9 +626,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     cand = f.cand
     lp_bound, fixed_below = -math.inf, math.inf
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
-        # under load, a plan that needs no LP, found first while there is time; kept in
-        # reserve for when the LP-based starts below find none (where they do, theirs
-        # are cheaper: the 500-op graph at 40 req/s)
+        # under load, a plan that needs no LP, found first while there is time; polished
+        # with the crashed one once the LP is solved, or kept for when the time is out
         reserve = slack_start(inst, cand, cap, left(SLACK_SHARE), fits, heavy_groups) if inst.load > 0 and mode == "cost" else None
 
         def fall_back() -> None:

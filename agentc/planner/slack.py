@@ -34,11 +34,11 @@ one pool, so the transfers that would cost the SLA most are never cut.
 What it gives on the 500-op benchmark (seeds 11-16; 0.5-1.3 CPU s for a pass that finds
 a plan): at 20 req/s a plan on every seed (1,530-1,818 $/hr; seeds 14 and 15, whose
 deadlines make no edge heavy, 4,611 and 5,926), at 40 req/s on every seed (2,058-2,700;
-6,829 and 11,609), where the LP-based starts find plans near 1,160 $/hr when they have
-the time, so `heuristics.search` keeps this one in reserve. At 10 req/s (512 devices per
-class) only seed 16 (1,276 $/hr, where the offline LP dive found 4,762); on the others
-its best pass ends 99-521 devices over the fast pools' counts, so it returns None:
-the estimates of what ops will hold, and so the pools they start on, do not settle.
+6,829 and 11,609), most of it transfers, which `relocate.py` then takes out (seed 13
+at 20 req/s: 1,818 -> 1,264 $/hr in 0.4 s; the crashed start below, 2,262 -> 1,092).
+At 10 req/s (512 devices per class) only seed 16 (1,276 $/hr, where the offline LP
+dive found 4,762); on the others its best pass ends 99-521 devices over the fast
+pools' counts, so it returns None: the estimates of what ops will hold, and so the pools they start on, do not settle.
 
 `crash` goes the other way, for when this start finds none: every op at its cheapest
 choice that still fits its pool (within a budget, the caller's: its mean time in the
@@ -51,8 +51,10 @@ keeps it, freeing devices. So the pools hold after every step, and the plan is o
 when the last path is on time (`heuristics.crash_start`, which frees the ops near the
 deadline for a MILP when it is not). At 10 req/s, from the LP, it gives plans on seeds
 11, 13, 14 and 16 in 0.1-0.3 CPU s (1,804-4,870 $/hr) and ends late on seeds 12
-(0.05%, which the MILP closes) and 15 (4-7%). Without the transfers in its price its
-plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy edges).
+(0.05%, which the MILP closes) and 15 (5.8%: its pools, picked by price, are the
+wrong ones; crash_start then crashes on the min-latency LP's pools). Without the
+transfers in its price its plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy
+edges).
 
 The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
 edges' weights). They are exact for a program without control flow, which is the only
