@@ -38,7 +38,8 @@ deadlines make no edge heavy, 4,611 and 5,926), at 40 req/s on every seed (2,058
 at 20 req/s: 1,818 -> 1,264 $/hr in 0.4 s; the crashed start below, 2,262 -> 1,092).
 At 10 req/s (512 devices per class) only seed 16 (1,276 $/hr, where the offline LP
 dive found 4,762); on the others its best pass ends 99-521 devices over the fast
-pools' counts, so it returns None: the estimates of what ops will hold, and so the pools they start on, do not settle.
+pools' counts, so it returns None: the estimates of what ops will hold, and so the
+pools they start on, do not settle.
 
 `crash` goes the other way, for when this start finds none: every op at its cheapest
 choice that still fits its pool (within a budget, the caller's: its mean time in the
