@@ -8,7 +8,13 @@ may move to any of its candidate choices, on any pool, when the move lowers the 
 $/hr (its devices, whole per pool; its calls; its transfers to its neighbours where
 they are) and keeps every path within the deadline (`slack._Schedule.fits`, exact for
 a program without control flow) and every pool within its count. Ops are visited in
-rounds, each taking its best such move, until a round moves none or the time is out.
+rounds, each taking its best such move. A round where none pays tries, for the EJECT
+ops whose best move only a full pool refuses (ranked without that pool's devices), the
+move with one op of that pool moving out to make room (at 10 req/s every fast pool is
+full, and single moves stop there); then, dearest cut edge first, a group of up to
+GROUP ops grown from one end along its pool's edges moved whole to the other end's
+pool (a chain moved op by op pays a new cut at every step). It stops when a round
+moves nothing or the time is out.
 
 The price of a move is exact but for one term: a pool's devices are taken as its
 summed demand rounded up, without `Instance.evaluate`'s floor of the largest tp on
@@ -24,7 +30,7 @@ from .instance import Instance
 from .slack import TOL, _deadline_bound, _Schedule, _site_menu
 
 ROUNDS = 50   # rounds over every op at most
-GROUP = 16     # ops moved together at most (a group grown along edges from a cut one)
+GROUP = 16    # ops moved together at most (a group grown along edges from a cut one)
 EJECT = 30    # ops tried per round with a move into a full pool (the cheapest first)
 
 
