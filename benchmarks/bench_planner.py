@@ -299,7 +299,13 @@ def loaded_pools(pools: list[Pool], load_rps: float) -> list[Pool]:
     others 10.4-11.7 s of search plus ~0.5 s of set-up; now 10.03-10.17 s of wall for all
     of `solve` on the 18 loaded runs (2 shared cores), with seed 15 at 10 req/s still
     without a plan (the dive is skipped once the time is out; it found none before) and
-    the 10 req/s gaps of seeds 13 and 14 at 62% and 51% (54% and 47% with the overrun)."""
+    the 10 req/s gaps of seeds 13 and 14 at 62% and 51% (54% and 47% with the overrun).
+
+    Since then every seed has a plan at 10 req/s within the 10 s (seed 15: crash_start
+    crashes again on the min-latency LP's pools, then with every pool open), and every
+    loaded start is moved across pools where that pays (planner/relocate.py): gaps at
+    10 req/s 14.5-72.0%, at 20 req/s 4.2-15.0%, at 40 req/s 2.3-3.6% (docs/planner.md,
+    "The 500-op benchmark under load", has the table before and after)."""
     scale = max(1.0, load_rps / 10.0)
     return [pl if pl.name == "cpu" else replace(pl, count=int(pl.count * scale)) for pl in pools]
 

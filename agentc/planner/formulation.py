@@ -317,13 +317,19 @@ class Formulation:
         h.setOptionValue("time_limit", float(limit))
         return h
 
-    def lp_relaxation(self) -> tuple[float, dict[int, float], dict[int, float]] | None:
+    def lp_relaxation(self, interior: bool = False) -> tuple[float, dict[int, float], dict[int, float]] | None:
         """(bound, x, reduced cost) of the LP relaxation, by choice; None if it has none
-        (`lp_infeasible` then says whether that is proven or the time ran out)."""
+        (`lp_infeasible` then says whether that is proven or the time ran out).
+        `interior`: by interior point without crossover (the 500-op min-latency LP at
+        10 req/s: 1.5 s, 4.1 s by simplex), for a caller that only reads where x leans;
+        its value and duals are then not a proven bound."""
         self.lp_infeasible = self.trivially_infeasible
         if self.trivially_infeasible:
             return None
         h = self._load(integer=False)
+        if interior:
+            h.setOptionValue("solver", "ipm")
+            h.setOptionValue("run_crossover", "off")
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             self.lp_infeasible = h.getModelStatus() == highspy.HighsModelStatus.kInfeasible

@@ -12,8 +12,11 @@
   effect on the fractional demand and kept only when the real cost does not rise.
   `consolidate` empties lightly used pools into the others.
 - `crash_start`: under load, a plan within the pools by construction (`slack.crash`: lean
-  from the cost LP, then late paths sped up where pools have room), for when the
-  fastest-then-slowed `slack.slack_start` finds none.
+  from the cost LP, then late paths sped up where pools have room; where that stays
+  late, again on the min-latency LP's pools), beside the fastest-then-slowed
+  `slack.slack_start`.
+- `moved`: ops and groups moved across pools where the price falls (relocate.py), the
+  polish of every loaded start on a large graph.
 - `search`: for large graphs, an LP-guided incumbent (support MILP, RINS, a pool
   neighbourhood) and reduced-cost fixing before the full MILP (see its docstring).
 """
@@ -25,13 +28,14 @@ import time
 
 from .formulation import ABS_GAP, MIN_SOLVE_S, Formulation, MilpResult, relative_gap
 from .instance import Instance, Metrics, exceeds
+from .relocate import relocate
 from .slack import crash, slack_start
 
 LP_ROUNDING_MIN_CHOICES = 200
 HEAVY_EDGE_SHARE = 0.01  # an edge whose cut costs this share of the deadline keeps its ends together (partition_start)
 RINS_FIX = 0.99   # an op is fixed in the RINS sub-MILP when the LP puts this much on its incumbent option
 SLACK_SHARE = 0.35  # of the time limit, at most, for the loaded plan without the LP (slack.py)
-CRASH_SHARE = 0.3   # of the time limit, at most, for the crashed plan and its band MILP (crash_start)
+CRASH_SHARE = 0.5   # of the time limit, at most, for the crashed plans and their band MILPs (crash_start)
 CRASH_BUDGET = 1.1  # an op's budget in the crash's lean placement: this times its mean time in the LP
 BAND_SHARE = 0.01   # crash_start frees the ops with less slack than this share of the deadline
 
@@ -177,6 +181,21 @@ def descend(inst: Instance, m: Metrics, cap: float | None = None, rounds: int = 
         else:  # e.g. a larger tp than the pool's devices: never offer this move again
             tried.add(best)
     return m
+
+
+def moved(inst: Instance, m: Metrics, cap: float | None, until: float) -> Metrics:
+    """`m` after ops and groups change pools where that lowers the price (relocate.py),
+    then the same-pool descent; where relocate.py does not apply (control flow, a
+    percentile bound), `consolidate`. `m` itself when neither finds a cheaper plan."""
+    choice = relocate(inst, inst.useful, m.choice, cap, until)
+    if choice is None:
+        return consolidate(inst, m, cap, until)
+    if tuple(choice) == m.choice:
+        return m
+    t = inst.evaluate(choice)
+    if not fits(inst, t, cap) or t.objective >= m.objective - 1e-12 * abs(m.objective):
+        return m
+    return descend(inst, t, cap, until=until)
 
 
 def consolidate(inst: Instance, m: Metrics, cap: float | None = None, until: float = math.inf) -> Metrics:
@@ -461,36 +480,78 @@ def crash_start(inst: Instance, cand: list[list[int]], x: dict[int, float], cap:
     `slack.crash` places each op at its cheapest choice within CRASH_BUDGET times its
     mean time in the cost LP `x` (which the pools hold, fractionally) and speeds up the
     late paths while the pools have room. When it is stuck, still late, the late ops
-    and those with less slack than BAND_SHARE of the deadline are freed, first on their own
-    pools, then on any, and the min-latency MILP over them (every other op fixed)
-    stops at its first plan within the deadline. Every plan returned has passed
-    `fits`."""
+    and those with less slack than BAND_SHARE of the deadline are freed on their own
+    pools, and the min-latency MILP over them (every other op fixed) stops at its first
+    plan within the deadline. If that finds none, the pools were the wrong ones: the
+    crash picks them by price, and where nearly every fast device must be bought (the
+    500-op graph at 10 req/s) the paths cannot all be sped up on them. So each op is
+    fixed to the pool the min-latency LP puts most of it on (by interior point: where
+    it leans is all that is read), crashed again there from that LP's mean times, then
+    on from that plan with every pool open (seed 15 at 10 req/s: 430.4 ms for a 407.0
+    ms bound from the cost LP; 408.6 on the min-latency LP's pools, then 406.9 in
+    0.2 s); if still late, the late ops alone freed for the same MILP. Last, the first
+    crash's band on any pool. Every plan returned has passed `fits`."""
     t0 = time.perf_counter()
-    budget = [CRASH_BUDGET * sum(x.get(k, 0.0) * inst.duration(k) for k in ks) for ks in cand]
-    got = crash(inst, cand, cap, budget, t0 + time_limit / 2)
+    deadline = inst.problem.sla.e2e_ms if cap is None else min(cap, inst.problem.sla.e2e_ms)
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
+    def crashed(menu: list[list[int]], xs: dict[int, float], factor: float):
+        """`slack.crash` over `menu`, each op's budget `factor` times its mean time in
+        the LP `xs` (over all its choices)."""
+        budget = [factor * sum(xs.get(k, 0.0) * inst.duration(k) for k in ks) for ks in cand]
+        return crash(inst, menu, cap, budget, t0 + time_limit)
+
+    def closed(choice: list[int], slack: list[float], band_share: float, same_pool: bool) -> Metrics | None:
+        """The min-latency MILP over the ops with at most `band_share` of the deadline
+        as slack, stopped at its first plan on time, then released (crash from it)."""
+        site = [inst.choices[k].site for k in choice]
+        band = [([k for k in ks if inst.choices[k].site == site[i]] if same_pool else ks)
+                if slack[i] <= band_share * deadline else [choice[i]] for i, ks in enumerate(cand)]
+        res = _solve(inst, "latency", cap, band, None, left(), target=deadline)
+        if res.choice is None:
+            return None
+        m = inst.evaluate(res.choice)
+        if not fits(inst, m, cap):
+            return None
+        # the MILP stops at its first plan on time: the slack it leaves, released
+        got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
+        cheaper = inst.evaluate(got[0]) if got is not None else m
+        return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
+
+    got = crashed(cand, x, CRASH_BUDGET)
     if got is None:
         return None
-    choice, slack = got
-    m = inst.evaluate(choice)
+    first = got
+    m = inst.evaluate(got[0])
     if fits(inst, m, cap):
         return m
-    deadline = inst.problem.sla.e2e_ms if cap is None else min(cap, inst.problem.sla.e2e_ms)
-    late = BAND_SHARE * deadline  # every late op, and those with little slack
-    site = [inst.choices[k].site for k in choice]
-    for same_pool in (True, False):
-        left = time_limit - (time.perf_counter() - t0)
-        if left <= MIN_SOLVE_S:
-            break
-        band = [([k for k in ks if inst.choices[k].site == site[i]] if same_pool else ks) if slack[i] <= late
-                else [choice[i]] for i, ks in enumerate(cand)]
-        res = _solve(inst, "latency", cap, band, None, left, target=deadline)
-        if res.choice is not None:
-            m = inst.evaluate(res.choice)
-            if fits(inst, m, cap):
-                # the MILP stops at its first plan on time: the slack it leaves, released
-                got = crash(inst, cand, cap, None, t0 + time_limit, start=m.choice)
-                cheaper = inst.evaluate(got[0]) if got is not None else m
-                return cheaper if fits(inst, cheaper, cap) and cheaper.objective < m.objective else m
+    if left() > MIN_SOLVE_S:
+        m = closed(*first, BAND_SHARE, True)
+        if m is not None:
+            return m
+    if left() > MIN_SOLVE_S:
+        lean = Formulation(inst, "latency", cap, cand=cand, tp_rows=False).lp_relaxation(interior=True)
+        if lean is not None and left() > MIN_SOLVE_S:
+            xl = lean[1]
+            pools = [max(sorted({inst.choices[k].site for k in ks}),
+                         key=lambda j: sum(xl.get(k, 0.0) for k in ks if inst.choices[k].site == j))
+                     for ks in cand]
+            menu = [[k for k in ks if inst.choices[k].site == pools[i]] for i, ks in enumerate(cand)]
+            got = crashed(menu, xl, 1.0)
+            if got is not None and left() > 0:
+                # on from there with every pool open (the pools keep their counts)
+                got = crash(inst, cand, cap, None, t0 + time_limit, start=tuple(got[0])) or got
+                m = inst.evaluate(got[0])
+                if fits(inst, m, cap):
+                    return m
+                if left() > MIN_SOLVE_S:
+                    m = closed(*got, 0.0, True)
+                    if m is not None:
+                        return m
+    if left() > MIN_SOLVE_S:
+        return closed(*first, BAND_SHARE, False)
     return None
 
 
@@ -501,12 +562,13 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     """Solve one formulation; large ones via their LP relaxation first.
 
     HiGHS's primal heuristics only run after long cut rounds on these models, so for
-    large graphs: (0) under load, a plan without the LP (`slack.slack_start`), kept in reserve
-    for when steps (1)-(2) find none; (1) solve the LP (under load, where (0) found none, a
-    plan crashed from it, `crash_start`, also in reserve; then `partition_start` from it, and
-    where nothing else finds a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
-    uses (most ops are integral there, so it is small) for an incumbent, polished by a
-    same-pool descent (`descend`); (3) under load, if that is not within the requested
+    large graphs: (0) under load, a plan without the LP (`slack.slack_start`); (1) solve
+    the LP (under load, a plan crashed from it, `crash_start`; it and (0) are polished at
+    once: the same-pool descent, then moves across pools, `moved`, which take out most
+    of their transfers; then `partition_start` from the LP, and where nothing else finds
+    a plan, its min-latency dive); (2) solve the MILP restricted to the options the LP
+    uses (most ops are integral there, so it is small) for an incumbent, polished the
+    same way; (3) under load, if that is not within the requested
     gap of the LP bound, first a RINS sub-MILP (ops where the incumbent and the LP agree
     stay fixed, the rest may move within the pools below), then the MILP over every
     option on the pools the LP uses for
@@ -551,8 +613,7 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
         if res.choice is not None:
             rm = inst.evaluate(res.choice)
             if fits(inst, rm, cap):
-                starts.append(consolidate(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost"
-                              else rm)
+                starts.append(moved(inst, descend(inst, rm, cap, until=until), cap, until) if mode == "cost" else rm)
 
     def closed(bound: float) -> MilpResult | None:
         if not starts:
@@ -565,9 +626,8 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
     cand = f.cand
     lp_bound, fixed_below = -math.inf, math.inf
     if len(f.xcol) >= LP_ROUNDING_MIN_CHOICES:
-        # under load, a plan that needs no LP, found first while there is time; kept in
-        # reserve for when the LP-based starts below find none (where they do, theirs
-        # are cheaper: the 500-op graph at 40 req/s)
+        # under load, a plan that needs no LP, found first while there is time; polished
+        # with the crashed one once the LP is solved, or kept for when the time is out
         reserve = slack_start(inst, cand, cap, left(SLACK_SHARE), fits, heavy_groups) if inst.load > 0 and mode == "cost" else None
 
         def fall_back() -> None:
@@ -585,8 +645,15 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
             return res
         bound, x, reduced = lp
         lp_bound = bound
-        if reserve is None and inst.load > 0 and mode == "cost" and not out():  # none without the LP: crash from it
-            reserve = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
+        if inst.load > 0 and mode == "cost" and not out():
+            # a plan crashed from the LP, then both starts moved across pools where
+            # that pays (relocate.py): mostly their transfers, which the LP-based
+            # starts below pay too when they find a plan at all
+            crashed = crash_start(inst, cand, x, cap, left(CRASH_SHARE))
+            for m in (reserve, crashed):
+                if m is not None:
+                    polish(MilpResult("feasible", m.choice, None, math.inf, 0.0))
+            reserve = None
         if inst.load > 0 and mode == "cost" and not out():  # pools first, then the rest (partition_start)
             parted = partition_start(inst, cand, x, cap, left(1 / 2))
             if parted is not None:
@@ -623,7 +690,10 @@ def search(inst: Instance, mode: str, cap: float | None, warm: Metrics | None) -
                 polish(_solve(inst, mode, cap, rins, inc, time_limit=left(1 / 8),
                               target=bound + rel_gap * abs(bound)))
                 done = closed(bound)
-            if done is None and sum(map(len, near)) < len(f.xcol) and not out():
+            # the pool neighbourhood is nearly the whole model: HiGHS's presolve and MIP
+            # start on it overran a 1 s limit by 0.5 s (seed 13 at 40 req/s), so it
+            # starts only with its whole share of the time left
+            if done is None and sum(map(len, near)) < len(f.xcol) and until - time.perf_counter() >= limit / 4:
                 polish(_solve(inst, mode, cap, near, min(starts, key=key) if starts else None,
                               time_limit=left(1 / 4), target=bound + rel_gap * abs(bound)))
                 done = closed(bound)

@@ -26,16 +26,20 @@ one pool, so the transfers that would cost the SLA most are never cut.
    move, so the deadline holds after every step.
 4. **Passes.** A plan over some pool's count is not returned; each op's estimate becomes
    the mean of the old one and what it held, and the whole thing runs again (at most
-   ROUNDS times, within the time given).
+   ROUNDS times, within the time given), while each pass overdraws the pools less than
+   every pass before: where the plan is found (20 and 40 req/s, seed 16 at 10) they
+   do; on the 500-op graph at 10 req/s the passes after the second cycle between the
+   same overdraws (seed 11: 930, 155, 484, 930, 489, 930, ...), 0.5 CPU s spent.
 
 What it gives on the 500-op benchmark (seeds 11-16; 0.5-1.3 CPU s for a pass that finds
 a plan): at 20 req/s a plan on every seed (1,530-1,818 $/hr; seeds 14 and 15, whose
 deadlines make no edge heavy, 4,611 and 5,926), at 40 req/s on every seed (2,058-2,700;
-6,829 and 11,609), where the LP-based starts find plans near 1,160 $/hr when they have
-the time, so `heuristics.search` keeps this one in reserve. At 10 req/s (512 devices per
-class) only seed 16 (1,276 $/hr, where the offline LP dive found 4,762); on the others
-its best pass ends 99-521 devices over the fast pools' counts, so it returns None:
-the estimates of what ops will hold, and so the pools they start on, do not settle.
+6,829 and 11,609), most of it transfers, which `relocate.py` then takes out (seed 13
+at 20 req/s: 1,818 -> 1,264 $/hr in 0.4 s; the crashed start below, 2,262 -> 1,092).
+At 10 req/s (512 devices per class) only seed 16 (1,276 $/hr, where the offline LP
+dive found 4,762); on the others its best pass ends 99-521 devices over the fast
+pools' counts, so it returns None: the estimates of what ops will hold, and so the
+pools they start on, do not settle.
 
 `crash` goes the other way, for when this start finds none: every op at its cheapest
 choice that still fits its pool (within a budget, the caller's: its mean time in the
@@ -48,8 +52,10 @@ keeps it, freeing devices. So the pools hold after every step, and the plan is o
 when the last path is on time (`heuristics.crash_start`, which frees the ops near the
 deadline for a MILP when it is not). At 10 req/s, from the LP, it gives plans on seeds
 11, 13, 14 and 16 in 0.1-0.3 CPU s (1,804-4,870 $/hr) and ends late on seeds 12
-(0.05%, which the MILP closes) and 15 (4-7%). Without the transfers in its price its
-plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy edges).
+(0.05%, which the MILP closes) and 15 (5.8%: its pools, picked by price, are the
+wrong ones; crash_start then crashes on the min-latency LP's pools). Without the
+transfers in its price its plans cost 3x as much at 20 req/s (~9,000 $/hr: cut heavy
+edges).
 
 The times here are the planner's own (`Instance.duration`, `Instance.transfer` at the
 edges' weights). They are exact for a program without control flow, which is the only
@@ -234,6 +240,7 @@ def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_l
 
     best = None
     est = None
+    least_over = math.inf
     for _ in range(ROUNDS):
         if time.perf_counter() - t0 > time_limit:
             break
@@ -245,6 +252,10 @@ def slack_start(inst: Instance, cand: list[list[int]], cap: float | None, time_l
         if fits(inst, m, cap):
             best = m
             break
+        over = sum(m.pool_over.values())
+        if over >= least_over:   # the estimates no longer settle: later passes cycle
+            break
+        least_over = over
         est = [inst.demand(k) if est is None else (inst.demand(k) + est[i]) / 2 for i, k in enumerate(choice)]
     return best
 
