@@ -310,6 +310,38 @@ def shared_queue(jobs: list[tuple], devices: int, cv2: float, background: float 
     return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
 
 
+def crowding(jobs: float, room: float, residual_ms: float, step_ms: float, call_ms: float) -> tuple[float, float, float]:
+    """The queue visits (count, C, theta; path_wait_ms) a decode call of `call_ms` makes
+    on a pool where jobs (prefill batches, host calls) keep `jobs` devices busy on
+    average, `room` of its devices being left to them while its engines hold theirs.
+    The simulator's engines give their devices up at the next step boundary whenever
+    someone waits for the pool, and ask again at the FIFO queue's back (sim/engines.py
+    DecodeEngine.yield_soon, resources.py Pool.ask): while more jobs are in the pool
+    than fit its room (a Poisson count of them: M/G/inf occupancy) the engine gets a
+    step in only between a job ending and the next one arriving, so it stalls. A
+    stall lasts until a job ends, the least of the room's residuals and the waiting
+    one's (`residual_ms` / (room + 1)); the engine, cut at a step boundary, loses the
+    part of it past its step (`step_ms`): none beside jobs shorter than a step.
+    As visits: each such period of the call stalls with that chance. Sizing charges
+    it on a job's own replicas (Instance.crowded), prediction on its pool's one queue
+    (predict.py). Measured (supervisor at 8 req/s, report.decode on b200 tp 4 beside
+    205 ms prefill batches on 3 of 8 devices' room): its sequences wait for the pool
+    369 ms on average (here 0.084 x 5.4 s x (1 - 11 / 51)); voice's decodes beside 6
+    ms batches and 3 ms steps agree without a stall."""
+    if jobs <= 0 or call_ms <= 0:
+        return 0.0, 0.0, 0.0
+    stall = max(0.0, residual_ms / (room + 1.0) - step_ms)
+    if stall <= 0:
+        return 0.0, 0.0, 0.0
+    k, term, below = math.floor(room + 1e-9), math.exp(-jobs), 0.0
+    for n in range(k + 1):   # P(N <= room)
+        below += term
+        term *= jobs / (n + 1)
+    over = max(0.0, 1.0 - below)
+    period = residual_ms / (room + 1.0)
+    return call_ms / period, over * stall / period, period
+
+
 def mixed_step(calls: list[tuple[float, float]]) -> float:
     """The step time of a decode batch shared by several calls (differing in context),
     each (mean sequences of it in the batch, its own step time at the batch's size):

@@ -254,7 +254,7 @@ def test_decodes_of_one_model_on_one_pool_share_their_batch_slots():
     call = 400.0 * 16 ** 0.1
     p = Problem(ops, [], [Pool("g", "g", 8, 2.0)], [], SLA(50000.0, tbt_ms=50.0), load_rps=12.0)
     inst, choice = _placed(p, chosen, _given(chosen))
-    _, tails = predict.simulated(inst, choice, {"g": 1})
+    _, tails, _ = predict.simulated(inst, choice, {"g": 1})
     a = 2 * 12.0 * call / 1000
     for i in (0, 1):
         assert tails[i][:2] == pytest.approx((_erlang_c(16, a), call / 2 / (16 - a)), rel=1e-9)
