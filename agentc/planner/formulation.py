@@ -16,6 +16,9 @@ Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
   on every pool;
 - n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
   n[p] >= tp of every op placed on p (a replica needs its tp devices at once).
+- per decode op that may share a pool with jobs, z >= what its call loses to the
+  jobs chosen there (Instance.crowded, queueing.crowding), linearised with a big-M on
+  its own choice and added to its calls' durations.
 
 Modes: "cost" (money + soft-SLA penalties), "latency" (minimise E, then cost under the
 found E), "relax" (every SLA, capacity and memory limit softened, total violation

@@ -429,19 +429,18 @@ class Instance:
     def _crowding(self, c: Choice) -> tuple[float, float, float] | None:
         """How choice c's calls crowd a decode engine on their pool (queueing.crowding):
         for a job (not a decode, not host work, not split) on an accelerator pool under
-        load, (devices it keeps busy, its replicas' devices: its room, its residual
-        service at the sizing model's service cv); None for others."""
+        load, (devices it keeps busy, its replicas' devices: its room, its service);
+        None for others."""
         site, o = self.sites[c.site], c.option
         if (self.load <= 0 or site.is_cpu or site.implicit or c.parts or c.op in self._streams
                 or o.busy_ms <= 0 or c.devices <= 0):
             return None
         service = o.busy_ms * o.batch
-        a = queueing.in_flight(self.load * self.ops[c.op].weight, service)
-        return a, float(c.replicas * o.batch), service * (1.0 + self.problem.service_cv ** 2) / 2.0
+        return queueing.in_flight(self.load * self.ops[c.op].weight, service), float(c.replicas * o.batch), service
 
     def _crowd_key(self, k: int) -> tuple[float, float, float]:
         """Choice k's crowding as counts a dominating choice is no worse on: the
-        devices its jobs keep busy, their residual, and its room (negated)."""
+        devices its jobs keep busy, their service, and its room (negated)."""
         job = self.crowd[k]
         return (0.0, 0.0, 0.0) if job is None else (job[0], job[2], -job[1])
 
@@ -454,7 +453,8 @@ class Instance:
             return 0.0
         c = self.choices[d]
         count, pw, theta = queueing.crowding(*job, c.tbt or 0.0, c.ms)
-        return count * pw * theta
+        lost = count * pw * theta
+        return lost if lost > queueing.NEGLIGIBLE_WAIT_MS else 0.0   # (HiGHS drops tinier terms)
 
     def crowded(self, choice) -> tuple[int, ...]:
         """`choice` with each decode call stretched by the jobs chosen on its pool

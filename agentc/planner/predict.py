@@ -28,6 +28,12 @@ placement (each op's option, pool and replicas) and the same evaluator
   waits form (a fixed point, _FIXED_POINT_STEPS).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
+- Crowded decode engines (queueing.crowding): an engine gives its devices up at a
+  step boundary whenever someone waits for the pool, so while the pool's jobs
+  (prefill batches, other ops; a Poisson count of the devices they keep busy) pass the
+  room its engines leave them, a decode call stalls until a job ends: a loss on its
+  call's time (visits of the pool's queue on its path) and on its TBT (their sum at
+  the TBT term's quantile).
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
@@ -35,9 +41,9 @@ taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and
 Gamma fit), never below the same calls' schedule without waits; a prompt's visit is
 its wait and batch together, an exponential tail matched at the TTFT term's quantile
 (beside a long wait elsewhere on the path it spreads a batch's cliff: over).
-Left out: FIFO head-of-line blocking of wide jobs, a decode yielding its devices at
-its next step boundary for the waits of other ops than prompts (a wait behind it is
-short), transfers sharing a link. Split ops keep the sizing model's times; their
+Left out: FIFO head-of-line blocking of wide jobs, the spells a crowded engine's
+stalls come in (a heavily crowded call's loss has a longer tail than independent
+stalls: docs/planner.md), transfers sharing a link. Split ops keep the sizing model's times; their
 parts' calls still load the queues of the pools they run on.
 """
 
@@ -212,9 +218,11 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     slots, cv2).tail()
                 ms, tbt, step, b_e = timed[i]
                 if jobs:   # each job that waits for the pool stalls the engines (queueing.crowding)
-                    residual, stepping, _ = _held(pool, jobs, n, cv2, background, steps)
-                    room = n - max(o.tp, round(stepping))   # left to the jobs while its engines run
-                    count, cw, th = queueing.crowding(pool.load - stepping, room, residual, tbt or 0.0, ms)
+                    _, stepping, _ = _held(pool, jobs, n, cv2, background, steps)
+                    service = sum(j[0] * j[1] for j in jobs) / sum(j[0] for j in jobs)
+                    # the jobs and the other engines' devices against what its own leave
+                    count, cw, th = queueing.crowding(max(0.0, pool.load - o.tp), n - o.tp, service, tbt or 0.0, ms,
+                                                      min(1.0, o.tp / stepping) if stepping > 0 else 1.0)
                     if count > 0 and cw > 0 and th > 0:
                         crowds[i] = (count, cw, th, cw * th)
                         if tbt is not None:
