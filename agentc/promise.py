@@ -54,7 +54,8 @@ def prediction(c, load: float, view: dict | None = None) -> dict:
     """`{"e2e_ms", "ttft_ms", "tbt_ms"}` of `c`'s own placement at `load` req/s as the
     simulator runs it (planner/replay.py at_load), on the plan's devices under a load
     clause, else its pools' whole counts; prompts batched as the manifest's prefill
-    tables say (`view`: `c`'s manifest where the caller has built it)."""
+    tables say (`view`: `c`'s manifest where the caller has built it). Computed once
+    per placement and load (Placement.predictions)."""
     import dataclasses
     import json
 
@@ -62,13 +63,17 @@ def prediction(c, load: float, view: dict | None = None) -> dict:
     from agentc.targets import manifest
 
     problem, plan = c.placement.problem, c.placement.plan
+    known = c.placement.predictions.get(float(load))
+    if known is not None:
+        return dict(known)
     if view is None:
         view = json.loads(manifest.dumps(manifest.build(c)))
     options = {op.id: op.options for op in problem.ops}
     chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
     devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
     m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view))
-    return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
+    c.placement.predictions[float(load)] = {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
+    return dict(c.placement.predictions[float(load)])
 
 
 def batches(view: dict):

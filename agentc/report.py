@@ -68,7 +68,10 @@ def print_compile_summary(c, dest: str) -> None:
     t = Table("plan", unit, "plan / baseline", title="cost")
     t.add_row("agentc (MILP)", num(plan.cost), "1")
     for b in plan.baselines:
-        t.add_row(b.name, num(b.cost) if b.feasible else "infeasible", num(b.ratio) if b.feasible else "-")
+        ratio = num(b.ratio) if b.feasible else "-"
+        if b.feasible and b.status == "feasible":   # not proven optimal in the baselines' time
+            ratio += f" (gap {100 * b.gap:.3g}%)"
+        t.add_row(b.name, num(b.cost) if b.feasible else "infeasible", ratio)
     out.print(t)
 
 

@@ -47,6 +47,9 @@ class Placement:
     problem: Problem
     plan: Plan
     labels: dict[str, Any]
+    # the plan's prediction by load (agentc/promise.py): the promise step and `plan`'s
+    # printout ask for the same one, and a placement solved again is a new Placement
+    predictions: dict[float, dict] = field(default_factory=dict)
 
 
 @dataclass

@@ -15,8 +15,16 @@
     a summary per load; with --baselines, cost ratios against the greedy list scheduler
     and the homogeneous baselines measured in the same run.
 
-Run: python benchmarks/bench_planner.py [--quick] [--scale-only] [--seeds 11,12] [--loads 0,20]
-     [--baselines] [--limit 10]
+(c) What the statistic costs, on the examples: each planned as written (its percentile
+    and every-path terms), with every term's statistic the mean (`.mean`: the meaning the
+    planner gave every term before percentiles, loops at their expected trips) and with
+    --worst-case (every trip and both arms, paid for); printed as $/hr (or $ per 1M
+    requests) and ratios to the plan as written, and each plan simulated at the
+    example's load (`plan --verify`'s simulation, 4,000 requests) against the bounds as
+    written: which terms it holds and the share of requests meeting each.
+
+Run: python benchmarks/bench_planner.py [--quick] [--scale-only] [--statistics-only]
+     [--seeds 11,12] [--loads 0,20] [--baselines] [--limit 10]
 """
 
 from __future__ import annotations
@@ -339,6 +347,69 @@ def summarise(runs: list[tuple], target_gap: float, limit_s: float) -> None:
               f"max {times[-1]:.2f} s")
 
 
+EXAMPLES = ("voice_agent", "rag_agent", "react_tools", "supervisor")
+STAT_REQUESTS = 4000
+
+
+def _mean_variant(text: str) -> str:
+    """`text` with every SLA term's statistic made the mean (`latency.p99 <` and
+    `latency <` both become `latency.mean <`), in the `sla { ... }` block only."""
+    import re
+
+    def block(m):
+        return re.sub(r"\b(latency|ttft|tbt)(\.(?:p[0-9.]+|mean))?\s*<", r"\1.mean <", m.group(0))
+
+    return re.sub(r"sla\s*\{[^}]*\}", block, text)
+
+
+def bench_statistics() -> None:
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from agentc import pipeline
+    from agentc.sim import verify
+    from agentc.targets import manifest
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print("(c) what the statistic costs: each example as written, with every term's statistic the mean, and "
+          f"--worst-case; each plan simulated at the example's load ({STAT_REQUESTS} requests, seed 0) "
+          "against the bounds as written")
+    print(f"  {'example':12s} {'plan':11s} {'cost':>10s} {'unit':8s} {'/ as written':>12s}  simulated against the "
+          "bounds as written (share of requests within each bound)")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(os.path.join(root, "examples", "lib"), os.path.join(tmp, "lib"))
+        for name in EXAMPLES:
+            src = os.path.join(root, "examples", f"{name}.agent")
+            mean_src = os.path.join(tmp, f"{name}.agent")
+            with open(src, encoding="utf-8") as f, open(mean_src, "w", encoding="utf-8") as g:
+                g.write(_mean_variant(f.read()))
+            written = None
+            for label, path, worst in (("as written", src, False), ("mean", mean_src, False),
+                                       ("worst-case", src, True)):
+                try:
+                    c = pipeline.compile_file(path, pipeline.Options(emit="placed", worst_case=worst))
+                except InfeasiblePlanError as e:
+                    print(f"  {name:12s} {label:11s} no plan: {e.message}")
+                    continue
+                view = json.loads(manifest.dumps(manifest.build(c)))
+                if written is None:
+                    written = view["sla"]
+                view["sla"] = dict(view["sla"], stats=written["stats"], percentile=written["percentile"],
+                                   e2e_ms=written["e2e_ms"], ttft_ms=written["ttft_ms"], tbt_ms=written["tbt_ms"])
+                plan = c.plan
+                per_hr = plan.usd_per_hr is not None
+                cost = plan.cost if per_hr else plan.cost * 1e6
+                if label == "as written":
+                    base = cost
+                terms = verify.verify(view, None, STAT_REQUESTS, 0).terms
+                said = ", ".join(f"{t['term']} {'holds' if t['holds'] else 'MISSES'} ({100 * t['attained']:.2f}%)"
+                                 for t in terms)
+                print(f"  {name:12s} {label:11s} {cost:10.4g} {'$/hr' if per_hr else '$/1M req':8s} "
+                      f"{cost / base:12.3f}  {said}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer optimality cases")
@@ -349,11 +420,16 @@ def main() -> None:
     ap.add_argument("--limit", type=float, default=SCALE_LIMIT_S,
                     help="the scale runs' time limit in wall seconds (HiGHS has no work limit: on a shared, "
                          "loaded machine a larger one stands for the same CPU time; the runs print both)")
+    ap.add_argument("--statistics-only", action="store_true", help="only (c): what the SLA statistic costs")
     args = ap.parse_args()
+    if args.statistics_only:
+        bench_statistics()
+        return
     if not args.scale_only:
         bench_optimality(10 if args.quick else 30)
         loaded = [seed for seed in range(36) if seed % 3 == 2]   # test_planner_bruteforce's loaded graphs
         bench_loaded(loaded[:4] if args.quick else loaded)
+        bench_statistics()
     print(f"(b) scale: 500 ops, 6 classes x tp {{1,2,4,8}}, e2e SLA 1.3 x the fastest plan")
     runs = []
     for seed in (int(x) for x in args.seeds.split(",")):

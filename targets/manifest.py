@@ -96,7 +96,8 @@ def build(c) -> dict:
         "devices": dict(sorted(plan.devices.items())),
     }
     baselines = [{"name": b.name, "feasible": b.feasible, "cost": _r(b.cost), "e2e_ms": _r(b.e2e_ms),
-                  "ratio": _r(b.ratio), "reason": b.reason} for b in plan.baselines]
+                  "ratio": _r(b.ratio), "reason": b.reason, "status": b.status, "gap": _r(b.gap)}
+                 for b in plan.baselines]
     artifacts = []
     meta = c.artifact_meta
     for path in sorted(c.artifacts):

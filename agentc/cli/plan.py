@@ -232,7 +232,7 @@ def grown_plan(c, fixed, totals: dict) -> None:
         plan.baselines = [dataclasses.replace(b, ratio=plan.cost / b.cost if b.feasible and b.cost else b.ratio)
                           for b in plan.baselines]
     plan.devices = dict(totals.get("devices") or plan.devices)
-    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan)
+    c.pass_ctx.placement = dataclasses.replace(placed, plan=plan, predictions={})   # grown: predicted anew
 
 
 def grown_note(fixed) -> str | None:
@@ -441,6 +441,8 @@ def _print_plan(view: dict, note: str | None = None) -> None:
     out.print(f"solver: {view['solver']['status']}")
     for b in view["baselines"]:
         state = f"ratio {num(b['ratio'])}" if b["feasible"] else f"infeasible: {b['reason']}"
+        if b["feasible"] and b.get("status") == "feasible":   # its time ran out: the ratio may rise
+            state += f"; not proven optimal: feasible (gap {100 * b['gap']:.3g}%)"
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
 
 

@@ -262,7 +262,10 @@ class EdgePlacement:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A reference plan. `ratio` = plan cost / baseline cost (below 1: the MILP wins)."""
+    """A reference plan. `ratio` = plan cost / baseline cost (below 1: the MILP wins).
+    `status`: the solver's for a solved fleet ("optimal", or "feasible" with its proven
+    `gap` when the baselines' time ran out: a ratio against a cost that may fall), ""
+    for greedy list scheduling, which nothing proves."""
 
     name: str
     feasible: bool
@@ -271,6 +274,8 @@ class Baseline:
     usd_per_request: float | None
     ratio: float | None
     reason: str = ""
+    status: str = ""
+    gap: float = 0.0
 
 
 @dataclass

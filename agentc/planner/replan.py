@@ -178,13 +178,14 @@ def solve(problem: Problem, previous: Previous | None, movement: Movement | None
     per_request = movement.requests(inst.load)
     for k, u in enumerate(usd):
         inst.per_call_usd[k] += u / per_request
-    res = _optimise(inst, previous, min(time_limit_s, problem.time_limit_s))
+    budget_s = min(time_limit_s, problem.time_limit_s)
+    res = _optimise(inst, previous, budget_s)
     if res.choice is None:
         raise infeasible(clean, res)
     m = clean.evaluate(res.choice)
     plan = build_plan(clean, m, res, explain)
     if baselines:
-        plan.baselines = baseline_plans(problem, clean, m, optimise)
+        plan.baselines = baseline_plans(problem, clean, m, optimise, budget_s)   # the re-plan's budget again
     return Replanned(plan, sum(usd[k] for k in res.choice), True)
 
 
@@ -193,13 +194,24 @@ def _optimise(inst: Instance, previous: Previous, budget_s: float) -> MilpResult
     within the requested gap of the LP bound (usual after a small change: the penalty
     makes staying put cheap), it is the answer; else the full search runs, warm-started
     from it (or, without a repair, from greedy list scheduling), for what is left of
-    `budget_s`: a re-plan answers in seconds, with the gap it proved."""
-    if inst.problem.objective == "latency":
-        return optimise(inst)
+    `budget_s`: a re-plan answers in seconds, with the gap it proved. Every phase (the
+    LP, the repair's MILPs, the search) stops by one deadline, `budget_s` from now
+    (`Instance.until`), as a from-scratch plan's do by its limit."""
     t0 = time.perf_counter()
+    until = t0 + budget_s
+    if inst.problem.objective == "latency":
+        return optimise(inst, until)
+    inst.until = until
+    try:
+        return _warm_search(inst, previous, budget_s, t0)
+    finally:
+        inst.until = math.inf
+
+
+def _warm_search(inst: Instance, previous: Previous, budget_s: float, t0: float) -> MilpResult:
     lp = Formulation(inst, "cost", None, tp_rows=inst.load <= 0).lp_relaxation()
     if lp is None:  # infeasible, or out of time: the planner's own search says which
-        return optimise(inst)
+        return optimise(inst, inst.until)
     t_lp = time.perf_counter() - t0
     warm = _repair(inst, previous, lp[1])
     if warm is None:

@@ -62,3 +62,38 @@ def test_a_bound_on_a_term_the_program_has_no_figure_for(tmp_path):
                    "}\n")
     line = _line(cli_ok("plan", str(src)))
     assert "over the bound" not in line and "latency 202 ms" in line
+
+
+def test_the_kept_plan_is_predicted_once(monkeypatch):
+    """rag at its load: the promise step predicts the plan it keeps, and the table's
+    last line prints that same prediction instead of computing it again. A plan grown
+    by --repair is a new placement and is predicted anew (cli/plan.py)."""
+    import importlib
+
+    replay = importlib.import_module("agentc.planner.replay")   # (the package's `replay` is a function)
+    calls = []
+    at_load = replay.at_load
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].load_rps)
+        return at_load(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "at_load", counted)
+    line = _line(cli_ok("plan", os.path.join(ROOT, "examples/rag_agent.agent")))
+    assert line.startswith("predicted at 5 req/s as the simulator runs the plan: ")
+    assert calls == [5.0]
+
+
+def test_a_baseline_not_proven_optimal_says_its_gap(monkeypatch, capsys):
+    """`plan`'s baseline lines: a fleet whose solve stopped at a gap (manifest status
+    `feasible`) is printed with it; a proven one only with its ratio."""
+    from agentc.cli import plan as plan_cli
+
+    view = json.loads(cli_ok("plan", os.path.join(ROOT, "examples/rag_agent.agent"), "--json"))
+    proven = next(b for b in view["baselines"] if b["feasible"])
+    assert proven["status"] == "optimal"
+    view["baselines"] = [proven, dict(proven, name="homogeneous X", status="feasible", gap=0.125)]
+    plan_cli._print_plan(view)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("baseline ")]
+    assert lines[0] == f"baseline {proven['name']}: cost {num(proven['cost'])} (ratio {num(proven['ratio'])})"
+    assert lines[1].endswith(f"(ratio {num(proven['ratio'])}; not proven optimal: feasible (gap 12.5%))")

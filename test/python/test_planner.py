@@ -72,6 +72,38 @@ def test_table3_baselines():
     assert greedy.feasible and greedy.cost >= plan.cost - 1e-12
 
 
+def test_baselines_share_one_deadline_and_say_when_not_proven_optimal(monkeypatch):
+    """The homogeneous fleets are solved by one deadline (the problem's limit from when
+    they start, not a limit each), and a fleet its solve left at a gap says so: status
+    `feasible` and the gap, in the plan and in `plan`'s line (cli/plan.py)."""
+    import dataclasses
+    import time
+
+    from agentc.planner import baselines as bl
+    from agentc.planner.solve import optimise as real
+
+    seen = []
+
+    def stopped_early(inst, until):
+        seen.append(until)
+        res = real(inst, until)
+        return dataclasses.replace(res, status="feasible", gap=0.25) if "HP" in {s.name for s in inst.sites} else res
+
+    problem = table3(120)
+    plan = solve(problem, baselines=False)
+    from agentc.planner.instance import Instance
+    inst = Instance(problem)
+    t0 = time.perf_counter()
+    out = {b.name: b for b in bl.baselines(problem, inst, inst.evaluate(tuple(
+        next(k for k in inst.op_choices[i] if inst.choices[k].option is plan.ops[op.id].option)
+        for i, op in enumerate(inst.ops))), stopped_early)}
+    assert len(seen) == 2 and seen[0] == seen[1] and t0 < seen[0] <= time.perf_counter() + problem.time_limit_s
+    hp, co = out["homogeneous HP"], out["homogeneous CO"]
+    assert (hp.feasible, hp.status, hp.gap) == (True, "feasible", 0.25)
+    assert (co.feasible, co.status) == (False, "")
+    assert out["greedy list scheduling"].status == ""
+
+
 @pytest.mark.parametrize("sla,expect,e2e,usd", [
     (110, {"prefill": "HP", "decode": "HP"}, 105.0, 0.11),
     (160, {"prefill": "CO", "decode": "CO"}, 160.0, 0.06),

@@ -370,3 +370,33 @@ def test_run_of_a_replanned_directory_runs_the_replanned_placement(tmp_path):
     args = yaml.safe_load((dep / "serve.yaml").read_text())["applications"][0]["args"]
     assert args["index"] == [f"docs={tmp_path / 'docs.json'}"]
     assert serve_app.build_app({**args, "manifest": str(dep / "manifest.json")}) is not None
+
+
+@pytest.mark.parametrize("count_a", [1, 2])
+def test_a_replan_gives_every_solve_the_replans_budget_only(monkeypatch, count_a):
+    """A re-plan answers within its own budget: every HiGHS run it makes (the LP, the
+    repair's MILPs, the search) is given at most what is left of `time_limit_s`, not
+    the problem's 10 s limit (or a share of it) each."""
+    from agentc.planner import formulation
+
+    limits = []
+    made = formulation.new_highs
+
+    def recorded():
+        h = made()
+        set_option = h.setOptionValue
+
+        def set_and_record(key, value):
+            if key == "time_limit":
+                limits.append(value)
+            return set_option(key, value)
+
+        h.setOptionValue = set_and_record
+        return h
+
+    monkeypatch.setattr(formulation, "new_highs", recorded)
+    problem = small(count_a)
+    assert problem.time_limit_s == 10.0
+    r = replan.solve(problem, RUNNING, time_limit_s=0.5)
+    assert r.plan.cost == pytest.approx(6.072 if count_a == 1 else 4.0)
+    assert limits and max(limits) <= 0.5, limits
