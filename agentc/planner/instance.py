@@ -422,7 +422,8 @@ class Instance:
         # how each job crowds the decode engines on its pool out of their devices
         # (queueing.crowding): a decode call there stretches by it (crowded)
         self.crowd = [self._crowding(c) for c in self.choices]
-        self._crowded: dict[tuple[int, float], int] = {}
+        self._crowded: dict[tuple[int, float], int] = {}   # (decode choice, loss) -> its stretched copy
+        self._crowd_memo: dict[tuple[int, int], float] = {}   # (decode choice, job choice) -> crowd_ms
         self.money_scale = self._money_scale()
         self.useful = self._undominated()
 
@@ -451,22 +452,28 @@ class Instance:
         job = self.crowd[k]
         if job is None or self.choices[d].site != self.choices[k].site:
             return 0.0
-        c = self.choices[d]
-        count, pw, theta = queueing.crowding(*job, c.tbt or 0.0, c.ms)
-        lost = count * pw * theta
-        return lost if lost > queueing.NEGLIGIBLE_WAIT_MS else 0.0   # (HiGHS drops tinier terms)
+        lost = self._crowd_memo.get((d, k))
+        if lost is None:
+            c = self.choices[d]
+            count, pw, theta = queueing.crowding(*job, c.tbt or 0.0, c.ms)
+            lost = count * pw * theta
+            lost = self._crowd_memo[(d, k)] = lost if lost > queueing.NEGLIGIBLE_WAIT_MS else 0.0   # (HiGHS drops tinier terms)
+        return lost
 
     def crowded(self, choice) -> tuple[int, ...]:
         """`choice` with each decode call stretched by the jobs chosen on its pool
         (crowd_ms, a wait of its own on the path): the choices whose times evaluate()
         and the MILP's rows (Formulation._crowd_rows) use."""
-        jobs = [k for k in choice if self.crowd[k] is not None]
+        jobs: dict[int, list[int]] = {}   # site -> the job choices there
+        for k in choice:
+            if self.crowd[k] is not None:
+                jobs.setdefault(self.choices[k].site, []).append(k)
         if not jobs:
             return tuple(choice)
         out = list(choice)
         for i in self.tbt_ops:
             d = choice[i]
-            lost = sum(self.crowd_ms(d, k) for k in jobs)
+            lost = sum(self.crowd_ms(d, k) for k in jobs.get(self.choices[d].site, ()))
             if lost > 0:
                 key = (d, lost)
                 if key not in self._crowded:
