@@ -29,6 +29,9 @@ def timing_rows(f, edge_ms, mode: str, e2e_cap: float | None, lam: float) -> Non
     one = [[(f.xcol[k], inst.call_ms(k)) for k in f.cand[i]] for i in range(n)]  # a call and its wait
     fast = [min(v for _, v in d) for d in one]
     slow = [max(v for _, v in d) for d in one]
+    for i, (z, hi) in f.crowd_col.items():   # a decode's loss to jobs crowding its pool
+        slow[i] += hi
+        one[i] = one[i] + [(z, 1.0)]
     tr_hi = []
     for k, e in enumerate(inst.edges):
         su, sv = f.sites_of[e.u], f.sites_of[e.v]
@@ -187,10 +190,11 @@ def tbt_rows(f) -> None:
 def warm_rows(f, m: Metrics, v: np.ndarray) -> None:
     """The warm start's timing, coverage and statistic columns (Formulation.warm)."""
     inst = f.inst
+    timed = inst.crowded(m.choice)   # the times evaluate() gives the plan
     if f.timed:
-        times = inst.scenario_times(m.choice, m.transfers)
+        times = inst.scenario_times(timed, m.transfers)
         for s, (prob, counts, ec) in enumerate(inst.scen):
-            start, _ = inst.longest(m.choice, m.transfers, counts, ec)
+            start, _ = inst.longest(timed, m.transfers, counts, ec)
             for i, c in enumerate(f.scol[s]):
                 v[c] = max(start[i], f.lb[c])
         for name, col, value, at in (("e2e", f.ecol, m.e2e_ms, 1), ("ttft", f.ttft_col, m.ttft_ms, 2)):
@@ -207,7 +211,7 @@ def warm_rows(f, m: Metrics, v: np.ndarray) -> None:
         if f.sigma_ttft is not None:
             v[f.sigma_ttft] = max(0.0, v[f.ttft_col] - inst.problem.sla.ttft_ms)
     if "tbt" in f.zcol:
-        times = inst.scenario_times(m.choice, m.transfers)
+        times = inst.scenario_times(timed, m.transfers)
         bound = inst.problem.sla.tbt_ms
         for s, t in enumerate(times):
             if f.zcol["tbt"][s] is not None:

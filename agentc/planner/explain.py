@@ -98,7 +98,8 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
     p = inst.problem
     n = len(inst.ops)
     ch = [inst.choices[k] for k in m.choice]
-    dur = [inst.duration(k) for k in m.choice]
+    timed = inst.crowded(m.choice)   # the times evaluate() gave m: decode calls stretched by crowding
+    dur = [inst.duration(k) for k in timed]
     latest_finish = [m.path_ms] * n
     for i in reversed(inst.topo):
         for k in inst.succ[i]:
@@ -119,7 +120,7 @@ def build_plan(inst: Instance, m: Metrics, res: MilpResult, explain: bool) -> Pl
         ops[inst.ops[i].id] = OpPlacement(
             inst.ops[i].id, option, pool, reps, m.start[i], m.finish[i], slack[i],
             excluded=[(inst.choices[k].option, inst.choices[k].excluded) for k in inst.op_choices[i]
-                      if inst.choices[k].excluded is not None], wait_ms=c.wait_ms,
+                      if inst.choices[k].excluded is not None], wait_ms=inst.choices[timed[i]].wait_ms,
             split=parts, split_key=split.key(inst, c) if c.parts else "",
             time_ms=c.ms, tbt_ms=c.tbt, run_batch=c.run_batch)
     edges = []

@@ -16,6 +16,9 @@ Variables (the placement problem of arXiv 2507.19635 section 3.1.2, refined):
   on every pool;
 - n[p] integer devices per pool under load, n[p] >= sum of busy-device demand and
   n[p] >= tp of every op placed on p (a replica needs its tp devices at once).
+- per decode op that may share a pool with jobs, z >= what its call loses to the
+  jobs chosen there (Instance.crowded, queueing.crowding), linearised with a big-M on
+  its own choice and added to its calls' durations.
 
 Modes: "cost" (money + soft-SLA penalties), "latency" (minimise E, then cost under the
 found E), "relax" (every SLA, capacity and memory limit softened, total violation
@@ -148,7 +151,10 @@ class Formulation:
         self.ecol = self.ttft_col = self.sigma_e2e = self.sigma_ttft = None
         self.zcol: dict[str, list[int | None]] = {}
         self.mcol: dict[str, list[int | None]] = {}
+        self.crowd_col: dict[int, tuple[int, float]] = {}
         if self.timed:
+            if inst.load > 0:
+                self._crowd_rows()
             timing_rows(self, edge_ms, mode, e2e_cap, lam)
         if p.sla.tbt_ms is not None and inst.hard and not self.relax and inst.q_tbt != 1.0:
             tbt_rows(self)
@@ -224,6 +230,39 @@ class Formulation:
         self.edge_aux.append(("transport", y))
         return terms, 0.0
 
+    def _crowd_rows(self) -> None:
+        """Per decode op that may share a pool with jobs that wait (Instance.crowd), a
+        column of what its call loses to them (Instance.crowded), at least that for its
+        chosen choice d: z >= sum_k crowd_ms(d, k) x_k - M (1 - x_d), M the most the
+        pool's jobs can take (one choice per op). Exact at integer points; timing_rows
+        adds it to the op's calls."""
+        inst = self.inst
+        by_site: dict[int, list[tuple[int, int]]] = {}   # site -> (op, job choice)
+        for i, ks in enumerate(self.cand):
+            for k in ks:
+                if inst.crowd[k] is not None:
+                    by_site.setdefault(inst.choices[k].site, []).append((i, k))
+        for d in inst.tbt_ops:
+            rows, hi = [], 0.0
+            for k in self.cand[d]:
+                jobs = [(i, kj, inst.crowd_ms(k, kj)) for i, kj in by_site.get(inst.choices[k].site, ()) if i != d]
+                jobs = [(i, kj, w) for i, kj, w in jobs if w > 0]
+                if not jobs:
+                    continue
+                most: dict[int, float] = {}
+                for i, _, w in jobs:
+                    most[i] = max(most.get(i, 0.0), w)
+                big = sum(most.values())
+                if not math.isfinite(big):
+                    continue
+                rows.append(([(self.xcol[kj], -w) for _, kj, w in jobs] + [(self.xcol[k], -big)], -big))
+                hi = max(hi, big)
+            if rows:
+                z = self._col(0.0, 0.0, INF)
+                for terms, lo in rows:
+                    self._row([(z, 1.0)] + terms, lo, INF)
+                self.crowd_col[d] = (z, hi)
+
     def _capacity(self, money: float) -> None:
         inst = self.inst
         self.ncol: dict[int, int] = {}
@@ -271,6 +310,10 @@ class Formulation:
                 v[aux[site[e.u]]] = 1.0
             elif kind == "transport":
                 v[aux[(site[e.u], site[e.v])]] = 1.0
+        if self.crowd_col:
+            timed = inst.crowded(m.choice)
+            for i, (c, _) in self.crowd_col.items():
+                v[c] = inst.call_ms(timed[i]) - inst.call_ms(m.choice[i])
         warm_rows(self, m, v)
         if inst.load > 0:
             for j, c in self.ncol.items():

@@ -254,6 +254,7 @@ class Instance:
             self.scen_exact, self.scen_total = not merged, total
         # ops that stream tokens (an option reports a TBT); a scenario running none has no TBT
         self.tbt_ops = [i for i, op in enumerate(self.ops) if any(o.tbt_ms is not None for o in op.options)]
+        self._streams = set(self.tbt_ops)
         self._scen_arrays = None   # the scenarios' counts as arrays (`_longest_all`), made on first use
         self.executed = [any(c[i] > 0 for pr, c, _ in self.scen if pr > 0) for i in range(n)]
         chains = p.ttft_ops
@@ -418,8 +419,68 @@ class Instance:
         # greedy, descent, evaluate) prices calls from this one list.
         self.per_call_usd = [w[k] * (c.option.usd_per_call if self.load <= 0 or self.sites[c.site].metered
                                      else c.option.fee_usd) for k, c in enumerate(self.choices)]
+        # how each job crowds the decode engines on its pool out of their devices
+        # (queueing.crowding): a decode call there stretches by it (crowded)
+        self.crowd = [self._crowding(c) for c in self.choices]
+        self._crowded: dict[tuple[int, float], int] = {}   # (decode choice, loss) -> its stretched copy
+        self._crowd_memo: dict[tuple[int, int], float] = {}   # (decode choice, job choice) -> crowd_ms
         self.money_scale = self._money_scale()
         self.useful = self._undominated()
+
+    def _crowding(self, c: Choice) -> tuple[float, float, float] | None:
+        """How choice c's calls crowd a decode engine on their pool (queueing.crowding):
+        for a job (not a decode, not host work, not split) on an accelerator pool under
+        load, (devices it keeps busy, its replicas' devices: its room, its service);
+        None for others."""
+        site, o = self.sites[c.site], c.option
+        if (self.load <= 0 or site.is_cpu or site.implicit or c.parts or c.op in self._streams
+                or o.busy_ms <= 0 or c.devices <= 0):
+            return None
+        service = o.busy_ms * o.batch
+        return queueing.in_flight(self.load * self.ops[c.op].weight, service), float(c.replicas * o.batch), service
+
+    def _crowd_key(self, k: int) -> tuple[float, float, float]:
+        """Choice k's crowding as counts a dominating choice is no worse on: the
+        devices its jobs keep busy, their service, and its room (negated)."""
+        job = self.crowd[k]
+        return (0.0, 0.0, 0.0) if job is None else (job[0], job[2], -job[1])
+
+    def crowd_ms(self, d: int, k: int) -> float:
+        """What a call of decode choice d loses to job choice k on its pool (queueing.
+        crowding, its mean): the job's overflow past its own replicas takes the
+        decode's devices."""
+        job = self.crowd[k]
+        if job is None or self.choices[d].site != self.choices[k].site:
+            return 0.0
+        lost = self._crowd_memo.get((d, k))
+        if lost is None:
+            c = self.choices[d]
+            count, pw, theta = queueing.crowding(*job, c.tbt or 0.0, c.ms)
+            lost = count * pw * theta
+            lost = self._crowd_memo[(d, k)] = lost if lost > queueing.NEGLIGIBLE_WAIT_MS else 0.0   # (HiGHS drops tinier terms)
+        return lost
+
+    def crowded(self, choice) -> tuple[int, ...]:
+        """`choice` with each decode call stretched by the jobs chosen on its pool
+        (crowd_ms, a wait of its own on the path): the choices whose times evaluate()
+        and the MILP's rows (Formulation._crowd_rows) use."""
+        jobs: dict[int, list[int]] = {}   # site -> the job choices there
+        for k in choice:
+            if self.crowd[k] is not None:
+                jobs.setdefault(self.choices[k].site, []).append(k)
+        if not jobs:
+            return tuple(choice)
+        out = list(choice)
+        for i in self.tbt_ops:
+            d = choice[i]
+            lost = sum(self.crowd_ms(d, k) for k in jobs.get(self.choices[d].site, ()))
+            if lost > 0:
+                key = (d, lost)
+                if key not in self._crowded:
+                    c = self.choices[d]
+                    self._crowded[key] = self.add_choice(replace(c, wait_ms=c.wait_ms + lost), d)
+                out[i] = self._crowded[key]
+        return tuple(out)
 
     def _add_splits(self, restrict) -> None:
         """Split choices (split.py) for the ops no single pool can carry under the load,
@@ -506,7 +567,7 @@ class Instance:
                 a = np.array([[self._call[k], self._demand[k], self.per_call_usd[k], float(c.option.tp),
                                c.tbt or 0.0, float(c.tbt is not None),
                                ttft_part(c, True, False), ttft_part(c, False, True), ttft_part(c, True, True),
-                               float(self._demand[k] <= 0)]
+                               float(self._demand[k] <= 0), *self._crowd_key(k)]
                               for k, c in zip(g, cs)])
                 le = (a[:, None, :] <= a[None, :, :]).all(axis=2)   # le[x, y]: x no worse than y
                 lt = (a[:, None, :] < a[None, :, :]).any(axis=2)
@@ -659,6 +720,8 @@ class Instance:
         self._dur.append(self.ops[c.op].weight * self._call[-1])
         self._demand.append(self._demand[like])
         self.per_call_usd.append(self.per_call_usd[like])
+        if hasattr(self, "crowd"):   # a re-timed choice crowds nothing: its times are final
+            self.crowd.append(None)
         return len(self.choices) - 1
 
     def call_ms(self, k: int) -> float:
@@ -836,10 +899,11 @@ class Instance:
         transfers = []
         for k, e in enumerate(self.edges):
             transfers.append(self.transfer(k, ch[e.u].site, ch[e.v].site))
+        timed = self.crowded(choice)   # decode calls stretched by the jobs on their pools
         # the schedule shown (start/finish, slack, critical path): expected counts
-        start, finish = self.longest(choice, transfers, [op.weight for op in self.ops],
+        start, finish = self.longest(timed, transfers, [op.weight for op in self.ops],
                                       [e.weight for e in self.edges])
-        times = self.scenario_times(choice, transfers)
+        times = self.scenario_times(timed, transfers)
         e2e = statistic([(pr, t) for pr, t, _, _ in times], self.q_e2e)
         ttft = statistic([(pr, t) for pr, _, t, _ in times if t is not None], self.q_ttft)
         tbt = statistic([(pr, t) for pr, _, _, t in times if t is not None], self.q_tbt)

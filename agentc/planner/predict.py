@@ -28,6 +28,12 @@ placement (each op's option, pool and replicas) and the same evaluator
   waits form (a fixed point, _FIXED_POINT_STEPS).
 - Pool sizes: the plan's devices (`devices`); without a load clause the pools' whole
   counts, as the simulator runs such a plan.
+- Crowded decode engines (queueing.crowding): an engine gives its devices up at a
+  step boundary whenever someone waits for the pool, so while the pool's jobs
+  (prefill batches, other ops; a Poisson count of the devices they keep busy) pass the
+  room its engines leave them, a decode call stalls until a job ends: a loss on its
+  call's time (visits of the pool's queue on its path) and on its TBT (their sum at
+  the TBT term's quantile).
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
@@ -35,9 +41,9 @@ taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and
 Gamma fit), never below the same calls' schedule without waits; a prompt's visit is
 its wait and batch together, an exponential tail matched at the TTFT term's quantile
 (beside a long wait elsewhere on the path it spreads a batch's cliff: over).
-Left out: FIFO head-of-line blocking of wide jobs, a decode yielding its devices at
-its next step boundary for the waits of other ops than prompts (a wait behind it is
-short), transfers sharing a link. Split ops keep the sizing model's times; their
+Left out: FIFO head-of-line blocking of wide jobs, the spells a crowded engine's
+stalls come in (a heavily crowded call's loss has a longer tail than independent
+stalls: docs/planner.md), transfers sharing a link. Split ops keep the sizing model's times; their
 parts' calls still load the queues of the pools they run on.
 """
 
@@ -56,7 +62,7 @@ def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
     docstring): Instance.evaluate with each call at its mean wait, then the latency
     and TTFT of every scenario given the tail of the waits on its path. `prefill`: the
     prefill ops' batch times and the token budget (None: prompts run one a batch)."""
-    timed, tails = simulated(inst, choice, devices, cv, prefill)
+    timed, tails, crowds = simulated(inst, choice, devices, cv, prefill)
     m = inst.evaluate(timed)
     # The same calls without their waits: no request is faster, so each scenario's
     # figure is at least their schedule's. The excess below follows the path longest at
@@ -72,7 +78,7 @@ def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
         start, finish = inst.longest(timed, m.transfers, counts, ecounts)
         b_start, b_finish = inst.longest(bare, m.transfers, counts, ecounts)
         last = max(range(len(finish)), key=lambda i: (finish[i], -i), default=None)
-        visits = _path(inst, m.transfers, start, finish, counts, ecounts, last, tails)
+        visits = _path(inst, m.transfers, start, finish, counts, ecounts, last, tails, crowds)
         e2e.append((prob, max(max(finish, default=0.0) + _excess(visits, q), max(b_finish, default=0.0))))
         chain = inst.first[s]
         if chain is not None:
@@ -95,14 +101,17 @@ def _excess(visits: list[tuple[float, float, float, float]], q: float | None) ->
     return math.inf if math.isinf(total) else total - sum(n * w for n, _, _, w in visits)
 
 
-def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails) -> list:
+def _path(inst: Instance, transfers, start, finish, counts, ecounts, last, tails, crowds=None) -> list:
     """The queue visits (count, C, theta, mean wait) of the longest path ending with op
     `last` in one scenario's schedule (Instance.longest): walked back from `last`
-    through the predecessor whose finish and transfer make its start."""
+    through the predecessor whose finish and transfer make its start; a crowded
+    decode's calls (`crowds`) visit their pool's queue too."""
     out, i = [], last
     while i is not None:
         if i in tails and counts[i] > 0:
             out.append((float(counts[i]), *tails[i]))
+        if crowds and i in crowds and counts[i] > 0:
+            out.append((counts[i] * crowds[i][0], *crowds[i][1:]))
         nxt = None
         for k in inst.pred[i]:
             u = inst.edges[k].u
@@ -132,10 +141,12 @@ class Prefill:
 
 def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
               cv: float = queueing.SIMULATED_SERVICE_CV,
-              prefill: Prefill | None = None) -> tuple[tuple[int, ...], dict[int, tuple]]:
+              prefill: Prefill | None = None) -> tuple[tuple[int, ...], dict[int, tuple], dict[int, tuple]]:
     """`choice` re-timed as the simulator runs it: new choices appended to `inst`
     (Instance.add_choice) with each op's mean wait and decode batch, their indices,
-    and per op that queues, its wait's tail (C, theta, mean: queueing.tail)."""
+    per op that queues, its wait's tail (C, theta, mean: queueing.tail), and per
+    decode crowded out of its pool by the jobs there, the visits to the pool's queue
+    one call makes (count, C, theta, mean: queueing.crowding)."""
     cv2 = cv * cv
     ch = [inst.choices[k] for k in choice]
     decode = set(inst.tbt_ops)
@@ -150,7 +161,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         elif not inst.sites[c.site].implicit:
             by_site.setdefault(c.site, []).append(i)
     runs = _runs(inst, ch, by_site, decode, prefill)
-    new, tails = list(choice), {}
+    new, tails, crowds = list(choice), {}, {}
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
@@ -206,6 +217,16 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     [(inst.rate * inst.ops[x].weight, ch[x].option.busy_ms * ch[x].option.batch, 1) for x in group],
                     slots, cv2).tail()
                 ms, tbt, step, b_e = timed[i]
+                if jobs:   # each job that waits for the pool stalls the engines (queueing.crowding)
+                    _, stepping, _ = _held(pool, jobs, n, cv2, background, steps)
+                    service = sum(j[0] * j[1] for j in jobs) / sum(j[0] for j in jobs)
+                    # the jobs and the other engines' devices against what its own leave
+                    count, cw, th = queueing.crowding(max(0.0, pool.load - o.tp), n - o.tp, service, tbt or 0.0, ms,
+                                                      min(1.0, o.tp / stepping) if stepping > 0 else 1.0)
+                    if count > 0 and cw > 0 and th > 0:
+                        crowds[i] = (count, cw, th, cw * th)
+                        if tbt is not None:
+                            tbt *= 1.0 + queueing.path_wait_ms([(count, cw, th)], queueing.wait_level(inst.q_tbt)) / ms
                 c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
             elif o.busy_ms > 0 and runs.get(i, i) != i:   # waits only at its run's head
                 new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=0.0, ttft_wait_ms=0.0), choice[i])
@@ -219,8 +240,9 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                 continue
             mean = pw * theta if theta > 0 else 0.0
             tails[i] = (pw, theta, mean)
-            new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean, ttft_wait_ms=mean), choice[i])
-    return tuple(new), tails
+            lost = crowds[i][0] * crowds[i][3] if i in crowds else 0.0
+            new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean + lost, ttft_wait_ms=mean), choice[i])
+    return tuple(new), tails, crowds
 
 
 def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],

@@ -310,6 +310,39 @@ def shared_queue(jobs: list[tuple], devices: int, cv2: float, background: float 
     return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
 
 
+def crowding(jobs: float, room: float, service_ms: float, step_ms: float, call_ms: float,
+             share: float = 1.0) -> tuple[float, float, float]:
+    """The queue visits (count, C, theta; path_wait_ms) a decode call of `call_ms` makes
+    on a pool where jobs (prefill batches, host calls) of `service_ms` keep `jobs`
+    devices busy on average, `room` of its devices being left to them while its
+    engines hold theirs. The simulator's engines give their devices up at the next
+    step boundary whenever someone waits for the pool and ask again at the FIFO
+    queue's back (sim/engines.py DecodeEngine.yield_soon, resources.py Pool.ask): while
+    more jobs are in the pool than its room holds (a Poisson count: M/G/inf occupancy)
+    an engine gets a step in only between a job ending and the next one arriving.
+    Such a spell lasts about until one of the room's jobs ends, D = service / (room +
+    1), and the engine notices it at its next step boundary (uniform over a step): it
+    loses E[(X - U)+] = D (D / step)(1 - exp(-step / D)) of an exponential spell X, so
+    jobs short beside a step cost it little. `share`: the part of the shortage that
+    falls on this engine (the prediction's engines pass it on to one another). As
+    visits: the call's spells of D, each stalled with that chance. Sizing charges it on
+    a job's own replicas (Instance.crowded), prediction on its pool's one queue
+    (predict.py); checked against a strict-FIFO pool with a step-yielding engine
+    simulated in test_predict.py."""
+    if jobs <= 0 or call_ms <= 0 or service_ms <= 0:
+        return 0.0, 0.0, 0.0
+    k, term, below = math.floor(room + 1e-9), math.exp(-jobs), 0.0
+    for n in range(k + 1):   # P(N <= room)
+        below += term
+        term *= jobs / (n + 1)
+    spell = service_ms / (k + 1.0)
+    noticed = 1.0 if step_ms <= 0 else spell / step_ms * -math.expm1(-step_ms / spell)
+    stalled = max(0.0, 1.0 - below) * noticed * share
+    if stalled <= 0:
+        return 0.0, 0.0, 0.0
+    return call_ms / spell, min(1.0, stalled), spell
+
+
 def mixed_step(calls: list[tuple[float, float]]) -> float:
     """The step time of a decode batch shared by several calls (differing in context),
     each (mean sequences of it in the batch, its own step time at the batch's size):

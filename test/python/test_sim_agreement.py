@@ -13,7 +13,8 @@ its load clause, the load clause, 90% of the capacity the plan buys), in the sim
    service cv, host waits on the path, decode batches filled by the decodes on their
    own pool, a request's run of host calls one job of its pool's queue, the tail of a
    path's waits, a waiting prompt run in the batch of those
-   reaching its engines meanwhile; verify.agreement's `predict`, cli/plan.py
+   reaching its engines meanwhile, a decode engine stalled while its pool's jobs
+   overflow the room its engines leave them, queueing.crowding; verify.agreement's `predict`, cli/plan.py
    predictor_at; a repaired row, the plan the repair settled on, from its manifest).
    36 of 36 agree (35 while a waiting prompt's batch was its mean given its wait and
    the pool's queue an Erlang C of prompts one by one: voice's TTFT at 90% of its fleet
@@ -88,18 +89,24 @@ NEAR = {
     ("voice_agent", "90% capacity", "latency"): "1.087 at 20,000 requests (1.054-1.087 over seeds 0-3): the p99 "
                                                 "path prices its four decodes at a full batch of 256 (772-792 ms a "
                                                 "call); the simulator's sequences see 218 on average over their steps "
-                                                "(engines filled fullest first: 255, 246 and 58), 697 ms a call",
-    ("rag_agent", "90% capacity", "latency"): "0.99 at 10,000 requests, re-planned for 7.748 req/s; the simulated "
-                                              "value spreads 15% over seeds this near saturation",
+                                                "(engines filled fullest first: 255, 246 and 58), 697 ms a call; "
+                                                "1.098 (seed 0) with crowded decode engines counted "
+                                                "(queueing.crowding: the B200s' prefill batches)",
+    ("rag_agent", "90% capacity", "latency"): "1.03 at 10,000 requests, re-planned for 7.748 req/s (0.99 before "
+                                              "crowded decode engines were counted, queueing.crowding); the "
+                                              "simulated value spreads 15% over seeds this near saturation",
     ("rag_agent", "90% capacity", "ttft"): "1.01 at 10,000 requests, re-planned for 7.748 req/s (0.96 with a "
                                            "batch its mean given the wait, 0.75 before prefill batches were "
                                            "modelled): its TTFT p99 is the 1% of prompts batched with one more "
                                            "(+200 ms), and spreads 2.5-13% over seeds",
     ("react_tools", "90% capacity", "latency"): "1.03, re-planned for 32.18 req/s",
-    ("supervisor", "90% capacity", "latency"): "0.98, re-planned for 5.073 req/s (9.004 before its plan took "
-                                               "every power-of-two decode batch: 17.96 $/hr, capacity 5.64 req/s)",
-    ("supervisor", "90% capacity", "tbt"): "0.93, re-planned for 5.073 req/s (0.91 at 9.004 with the earlier plan: "
-                                           "plan.decode's batch on mi300x)",
+    ("supervisor", "90% capacity", "latency"): "1.05, re-planned for 5.073 req/s at 22.45 $/hr (0.98 for the "
+                                               "21.47 $/hr re-plan before crowded decode engines were counted, "
+                                               "queueing.crowding; 9.004 req/s before its plan took every "
+                                               "power-of-two decode batch: 17.96 $/hr, capacity 5.64 req/s)",
+    ("supervisor", "90% capacity", "tbt"): "1.01, re-planned for 5.073 req/s (0.93 for the 21.47 $/hr re-plan "
+                                           "before crowded decode engines were counted; 0.91 at 9.004 with the "
+                                           "earlier plan: plan.decode's batch on mi300x)",
 }
 
 
