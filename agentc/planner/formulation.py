@@ -242,7 +242,7 @@ class Formulation:
             for k in ks:
                 if inst.crowd[k] is not None:
                     by_site.setdefault(inst.choices[k].site, []).append((i, k))
-        for d in inst.tbt_ops:
+        for d in inst.engine_ops:
             rows, hi = [], 0.0
             for k in self.cand[d]:
                 jobs = [(i, kj, inst.crowd_ms(k, kj)) for i, kj in by_site.get(inst.choices[k].site, ()) if i != d]

@@ -255,6 +255,9 @@ class Instance:
         # ops that stream tokens (an option reports a TBT); a scenario running none has no TBT
         self.tbt_ops = [i for i, op in enumerate(self.ops) if any(o.tbt_ms is not None for o in op.options)]
         self._streams = set(self.tbt_ops)
+        # the decode ops the simulator runs as engines, which the jobs on their pool crowd
+        # (queueing.crowding); a streaming op of another kind holds its devices per call
+        self.engine_ops = [i for i in self.tbt_ops if self.ops[i].kind in queueing.ENGINE_KINDS]
         self._scen_arrays = None   # the scenarios' counts as arrays (`_longest_all`), made on first use
         self.executed = [any(c[i] > 0 for pr, c, _ in self.scen if pr > 0) for i in range(n)]
         chains = p.ttft_ops
@@ -471,7 +474,7 @@ class Instance:
         if not jobs:
             return tuple(choice)
         out = list(choice)
-        for i in self.tbt_ops:
+        for i in self.engine_ops:
             d = choice[i]
             lost = sum(self.crowd_ms(d, k) for k in jobs.get(self.choices[d].site, ()))
             if lost > 0:

@@ -150,6 +150,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
     cv2 = cv * cv
     ch = [inst.choices[k] for k in choice]
     decode = set(inst.tbt_ops)
+    engines = set(inst.engine_ops)
     by_site: dict[int, list[int]] = {}
     parts: dict[int, list[tuple[float, float, int]]] = {}   # split ops' parts: jobs on their pools
     for i, c in enumerate(ch):
@@ -217,7 +218,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     [(inst.rate * inst.ops[x].weight, ch[x].option.busy_ms * ch[x].option.batch, 1) for x in group],
                     slots, cv2).tail()
                 ms, tbt, step, b_e = timed[i]
-                if jobs:   # each job that waits for the pool stalls the engines (queueing.crowding)
+                if jobs and i in engines:   # each job that waits for the pool stalls the engines (queueing.crowding)
                     _, stepping, _ = _held(pool, jobs, n, cv2, background, steps)
                     service = sum(j[0] * j[1] for j in jobs) / sum(j[0] for j in jobs)
                     # the jobs and the other engines' devices against what its own leave

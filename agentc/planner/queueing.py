@@ -310,6 +310,11 @@ def shared_queue(jobs: list[tuple], devices: int, cv2: float, background: float 
     return SharedQueue(servers, load, second / (2000.0 * load) if load > 0 else 0.0)
 
 
+# the kinds the simulator runs as continuous-batching decode engines (sim/plan.py
+# DECODE_KINDS), the only ops a pool's jobs crowd out of their devices
+ENGINE_KINDS = ("llm.decode", "moe.expert_decode")
+
+
 def crowding(jobs: float, room: float, service_ms: float, step_ms: float, call_ms: float,
              share: float = 1.0) -> tuple[float, float, float]:
     """The queue visits (count, C, theta; path_wait_ms) a decode call of `call_ms` makes
