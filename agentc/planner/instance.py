@@ -434,10 +434,10 @@ class Instance:
         """How choice c's calls crowd a decode engine on their pool (queueing.crowding):
         for a job (not a decode, not host work, not split) on an accelerator pool under
         load, (devices it keeps busy, its replicas' devices: its room, its service);
-        None for others."""
+        None for others, and for every choice of a problem without decode engines."""
         site, o = self.sites[c.site], c.option
-        if (self.load <= 0 or site.is_cpu or site.implicit or c.parts or c.op in self._streams
-                or o.busy_ms <= 0 or c.devices <= 0):
+        if (self.load <= 0 or not self.engine_ops or site.is_cpu or site.implicit or c.parts
+                or c.op in self._streams or o.busy_ms <= 0 or c.devices <= 0):
             return None
         service = o.busy_ms * o.batch
         return queueing.in_flight(self.load * self.ops[c.op].weight, service), float(c.replicas * o.batch), service
@@ -467,6 +467,8 @@ class Instance:
         """`choice` with each decode call stretched by the jobs chosen on its pool
         (crowd_ms, a wait of its own on the path): the choices whose times evaluate()
         and the MILP's rows (Formulation._crowd_rows) use."""
+        if not self.engine_ops:
+            return tuple(choice)
         jobs: dict[int, list[int]] = {}   # site -> the job choices there
         for k in choice:
             if self.crowd[k] is not None:
