@@ -219,11 +219,12 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     slots, cv2).tail()
                 ms, tbt, step, b_e = timed[i]
                 if jobs and i in engines:   # each job that waits for the pool stalls the engines (queueing.crowding)
-                    _, stepping, _ = _held(pool, jobs, n, cv2, background, steps)
                     service = sum(j[0] * j[1] for j in jobs) / sum(j[0] for j in jobs)
-                    # the jobs and the other engines' devices against what its own leave
-                    count, cw, th = queueing.crowding(max(0.0, pool.load - o.tp), n - o.tp, service, tbt or 0.0, ms,
-                                                      min(1.0, o.tp / stepping) if stepping > 0 else 1.0)
+                    # the devices the jobs and the engines keep busy against what its own leave, in
+                    # devices (the pool's queue counts servers of its jobs' mean width, `SharedQueue.load`)
+                    busy = sum(j[0] * j[1] * j[2] for j in jobs) / 1000.0 + background
+                    count, cw, th = queueing.crowding(max(0.0, busy - o.tp), n - o.tp, service, tbt or 0.0, ms,
+                                                      min(1.0, o.tp / background) if background > 0 else 1.0)
                     if count > 0 and cw > 0 and th > 0:
                         crowds[i] = (count, cw, th, cw * th)
                         if tbt is not None:
