@@ -1,0 +1,65 @@
+"""Review 5 of the planner's promise (after the crowded-engine charge and the loaded
+local search were merged), off the tests' grid, against the simulator (agentc/sim, no
+code shared with the prediction or the MILP). Each defect that is deterministic here
+(its plan proven optimal well inside the time limit) is a strict xfail with its
+measured cause, so a fix turns it into a failure to be made a plain test.
+
+Measured: 109 variants (about 90 distinct plans): supervisor at 3 and 5-9 req/s with
+latency.p99 10-14 s, TBT 12-40 ms and TTFT 200-260 ms; rag at 4-7 req/s with TTFT
+380-550 ms and an every-path latency of 2.3-3.5 s; react at 12-30 req/s with and
+without its branch; voice at 50 and 200 req/s; each simulated at 6,000-8,000 requests,
+every miss again at 10,000 on seeds 0-1. 101 held every term. The misses (bound /
+predicted / simulated):
+
+- supervisor 3 req/s, latency.p99 < 14000 ($16.39/hr): latency 14000 / 12449 /
+  14941-15178, TBT 13.1 predicted, 18.4 simulated (below, strict);
+- supervisor 9 req/s, latency.p99 < 14000 and tbt < 15 (or < 14; 4 plans excluded,
+  $24.90/hr): latency 14000 / 12198 / 19367-19393, TBT 15 / 13.09 / 20.2-21.1;
+- supervisor 8 req/s, latency.p99 < 14000 and tbt < 15 ($22.68/hr): TBT 15 / 14.3 /
+  16.3-16.9;
+- supervisor 6 req/s, latency.p99 < 11000 and tbt < 12 or 13 ($26.66/hr): TBT 10.87
+  predicted, 13.37-13.85 simulated;
+- supervisor 6 req/s, latency.p99 < 13000 and ttft < 200 ($22.85/hr): TTFT 178
+  predicted, 235-247 simulated;
+- rag with `load 6.2 rps` ($9.15/hr): TTFT 500 / 466 / 499-508 (7% under, within
+  10%, but no margin).
+
+The supervisor misses share one cause the prediction leaves out: decode engines of
+different models (or tp) on one pool contend for its devices (report.decode tp 4
+beside tp-1 engines; plan.decode and report.decode on a pool of decodes only), the
+head-of-line blocking of wide jobs in a strict-FIFO pool (planner/predict.py's
+docstring: "left out"); turning the engines' yield to waiting jobs off did not move
+the 6 req/s TBT, so it is not the jobs' crowding. The 6 req/s solves stop at the 10 s
+limit, so their plans depend on the machine's speed and are not pinned here.
+Monotonicity held within each of 5 sweeps (supervisor latency at 3 and 6 req/s, rag
+TTFT at 6 req/s, react TTFT at 20 req/s, supervisor TBT at 3 req/s), except that a
+solve stopped by the clock can return a dearer plan on a rerun (supervisor at 6 req/s,
+latency.p99 < 12000 ms: $23.65, then $26.36).
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_promise_review4 import _compiled, _simulated, _variant
+
+from agentc import promise
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor at 3 req/s, latency.p99 < 14000: predicted 12449 ms, "
+                                                              "simulated 14941-15178 (decode engines of several widths on one "
+                                                              "pool: head-of-line blocking the prediction leaves out)")
+def test_supervisor_at_3_rps_kept_plan_holds_its_latency_in_simulation(tmp_path):
+    """supervisor with `load 3 rps` and `latency.p99 < 14000ms`: the MILP's plan
+    ($16.3859/hr, HiGHS optimal, gap 0; a100 6, b200 4, epyc 1, gaudi3 8 devices;
+    figure 13720 ms) is kept, predicted at 12449 ms, and simulated at 14941 and 15178 ms
+    (10,000 requests, seeds 0-1): its decodes on b200 run at a TBT p99 of 18.4 ms
+    against 13.1 predicted (per-op gaps 12.7 ms at the p90, 18.5 at the p99)."""
+    src = _variant(tmp_path, "sup3", "supervisor", ("latency.p99 < 12000ms", "latency.p99 < 14000ms"),
+                   ("load 2 rps", "load 3 rps"))
+    c, view = _compiled(src)
+    assert view["totals"]["usd_per_hr"] == pytest.approx(16.3859, rel=1e-5)
+    pred = promise.prediction(c, 3.0, view)
+    assert pred["e2e_ms"] <= 14000.0   # the walk's own check: the promise is made
+    held = _simulated(view, None, 10000, 0)["latency"]
+    assert held["holds"], (pred, held)
