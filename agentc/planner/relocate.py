@@ -78,10 +78,40 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
     def devices_usd(j: int, demand: float) -> float:
         return sites[j].usd_per_hr * math.ceil(demand - 1e-9) if demand > 1e-9 else 0.0
 
+    def resized(a: int, d0: float, d1: float) -> float | None:
+        """$/hr change of pool a when a demand d0 there becomes d1; None when it no
+        longer fits the pool."""
+        after = used[a] - d0 + d1
+        if math.ceil(after - 1e-9) > room[a]:
+            return None
+        return devices_usd(a, after) - devices_usd(a, used[a])
+
+    def moved_usd(a: int, d0: float, b: int, d1: float) -> float:
+        """$/hr change of pools a and b when a demand d0 leaves a and d1 joins b."""
+        return (devices_usd(a, used[a] - d0) - devices_usd(a, used[a])
+                + devices_usd(b, used[b] + d1) - devices_usd(b, used[b]))
+
     def links_usd(i: int, j: int) -> float:
         """$/hr of op i's transfers when it sits on pool j, its neighbours where they are."""
         at = sched.at
         return sum(wire(e, j, at[v]) if out else wire(e, at[v], j) for v, e, out in nbrs[i])
+
+    def others(i: int, a: int):
+        """Op i's other choices (it sits on pool a), as (pool, choice, its demand, op
+        i's links $/hr there, pool a's $/hr change for a choice on a, else None); a
+        choice on pool a that no longer fits it is left out."""
+        k0 = choice[i]
+        d0 = inst.demand(k0)
+        here = links_usd(i, a)
+        for b, ks in menu[i].items():
+            links = here if b == a else links_usd(i, b)
+            for k in ks:
+                if k == k0:
+                    continue
+                d1 = inst.demand(k)
+                same = resized(a, d0, d1) if b == a else None
+                if b != a or same is not None:
+                    yield b, k, d1, links, same
 
     def best_move(i: int, blocked: list | None = None) -> tuple[float, int] | None:
         """Op i's cheapest move within the pools and the deadline, as ($/hr change,
@@ -91,36 +121,24 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
         a = sched.at[i]
         d0 = inst.demand(k0)
         here = links_usd(i, a)
-        base_a = devices_usd(a, used[a])
         best = refused = None
         if not menu[i]:
             return None
-        for b, ks in menu[i].items():
-            links = here if b == a else links_usd(i, b)
-            for k in ks:
-                if k == k0:
+        for b, k, d1, links, delta in others(i, a):
+            if b != a:
+                full = math.ceil(used[b] + d1 - 1e-9) > room[b]
+                if full and blocked is None:
                     continue
-                d1 = inst.demand(k)
-                if b == a:
-                    after = used[a] - d0 + d1
-                    if math.ceil(after - 1e-9) > room[a]:
-                        continue
-                    delta = devices_usd(a, after) - base_a
-                else:
-                    full = math.ceil(used[b] + d1 - 1e-9) > room[b]
-                    if full and blocked is None:
-                        continue
-                    delta = (devices_usd(a, used[a] - d0) - base_a
-                             + devices_usd(b, used[b] + d1) - devices_usd(b, used[b]))
-                    if full:   # ranked without pool b's devices: an op leaving b is to pay for them
-                        delta += ((inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
-                                  - devices_usd(b, used[b] + d1) + devices_usd(b, used[b]))
-                        if delta < -1e-9 and (refused is None or delta < refused[0]) and sched.fits(i, k):
-                            refused = (delta, i, k)
-                        continue
-                delta += (inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
-                if delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(i, k):
-                    best = (delta, k)
+                delta = moved_usd(a, d0, b, d1)
+                if full:   # ranked without pool b's devices: an op leaving b is to pay for them
+                    delta += ((inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
+                              - devices_usd(b, used[b] + d1) + devices_usd(b, used[b]))
+                    if delta < -1e-9 and (refused is None or delta < refused[0]) and sched.fits(i, k):
+                        refused = (delta, i, k)
+                    continue
+            delta += (inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links - here
+            if delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(i, k):
+                best = (delta, k)
         if refused is not None and blocked is not None:
             blocked.append(refused)
         return best
@@ -134,8 +152,7 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
         if a == b or not sched.fits(i, k):
             return False
         d0, d1 = inst.demand(k0), inst.demand(k)
-        delta_i = (devices_usd(a, used[a] - d0) - devices_usd(a, used[a])
-                   + devices_usd(b, used[b] + d1) - devices_usd(b, used[b])
+        delta_i = (moved_usd(a, d0, b, d1)
                    + (inst.per_call_usd[k] - inst.per_call_usd[k0]) * per_hr + links_usd(i, b) - links_usd(i, a))
         apply(i, k)
         best = None
@@ -145,26 +162,15 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
             kj = choice[j]
             dj = inst.demand(kj)
             here = links_usd(j, b)
-            for c, ks in menu[j].items():
-                links = here if c == b else links_usd(j, c)
-                for k2 in ks:
-                    if k2 == kj:
+            for c, k2, d2, links, delta in others(j, b):
+                if c != b:
+                    if (math.ceil(used[b] - dj - 1e-9) > room[b]
+                            or math.ceil(used[c] + d2 - 1e-9) > room[c]):
                         continue
-                    d2 = inst.demand(k2)
-                    if c == b:
-                        after = used[b] - dj + d2
-                        if math.ceil(after - 1e-9) > room[b]:
-                            continue
-                        delta = devices_usd(b, after) - devices_usd(b, used[b])
-                    else:
-                        if (math.ceil(used[b] - dj - 1e-9) > room[b]
-                                or math.ceil(used[c] + d2 - 1e-9) > room[c]):
-                            continue
-                        delta = (devices_usd(b, used[b] - dj) - devices_usd(b, used[b])
-                                 + devices_usd(c, used[c] + d2) - devices_usd(c, used[c]))
-                    delta += (inst.per_call_usd[k2] - inst.per_call_usd[kj]) * per_hr + links - here
-                    if delta_i + delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(j, k2):
-                        best = (delta, j, k2)
+                    delta = moved_usd(b, dj, c, d2)
+                delta += (inst.per_call_usd[k2] - inst.per_call_usd[kj]) * per_hr + links - here
+                if delta_i + delta < -1e-9 and (best is None or delta < best[0]) and sched.fits(j, k2):
+                    best = (delta, j, k2)
         if best is None:
             apply(i, k0)
             return False
