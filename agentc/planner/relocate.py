@@ -27,7 +27,7 @@ import math
 import time
 
 from .instance import Instance
-from .slack import TOL, _deadline_bound, _Schedule, _site_menu
+from .slack import TOL, _deadline_bound, _Schedule, _site_menu, _wires
 
 ROUNDS = 50   # rounds over every op at most
 GROUP = 16    # ops moved together at most (a group grown along edges from a cut one)
@@ -63,17 +63,7 @@ def relocate(inst: Instance, cand: list[list[int]], choice: tuple[int, ...], cap
         return None
     nbrs = [[(inst.edges[e].u, e, False) for e in inst.pred[i]] + [(inst.edges[e].v, e, True) for e in inst.succ[i]]
             for i in range(n)]
-    wired: dict[tuple[int, int, int], float] = {}
-
-    def wire(e: int, a: int, b: int) -> float:
-        """$/hr of edge e's transfers from its source on pool a to its end on pool b."""
-        if a == b:
-            return 0.0
-        key = (e, a, b)
-        usd = wired.get(key)
-        if usd is None:
-            usd = wired[key] = inst.edges[e].weight * per_hr * inst.transfer(e, a, b)[1]
-        return usd
+    wire = _wires(inst, per_hr)
 
     def devices_usd(j: int, demand: float) -> float:
         return sites[j].usd_per_hr * math.ceil(demand - 1e-9) if demand > 1e-9 else 0.0

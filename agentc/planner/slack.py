@@ -171,6 +171,23 @@ class _Schedule:
                     heapq.heappush(heap, (sign * pos[j], j))
 
 
+def _wires(inst: Instance, per_hr: float):
+    """`wire(e, a, b)`: $/hr of edge e's transfers from its source on pool a to its end
+    on pool b, memoised (a local search prices the same moves over and over)."""
+    wired: dict[tuple[int, int, int], float] = {}
+
+    def wire(e: int, a: int, b: int) -> float:
+        if a == b:
+            return 0.0
+        key = (e, a, b)
+        usd = wired.get(key)
+        if usd is None:
+            usd = wired[key] = inst.edges[e].weight * per_hr * inst.transfer(e, a, b)[1]
+        return usd
+
+    return wire
+
+
 def _deadline_bound(inst: Instance) -> float | None:
     """The hard every-path e2e bound these starts work to, or None where they do not
     apply: no load, a soft or percentile bound, control flow, colocated ops."""
@@ -444,18 +461,7 @@ def crash(inst: Instance, cand: list[list[int]], cap: float | None, budget: list
     at = [-1] * n   # each op's pool, -1 while unplaced
     nbrs = [[(inst.edges[k].u, k) for k in inst.pred[i]] + [(inst.edges[k].v, k) for k in inst.succ[i]]
             for i in range(n)]
-    wired: dict[tuple[int, int, int], float] = {}
-
-    def wire(k: int, a: int, b: int) -> float:
-        """$/hr of edge k's transfers from its source on pool a to its end on pool b."""
-        if a == b:
-            return 0.0
-        key = (k, a, b)
-        usd = wired.get(key)
-        if usd is None:
-            e = inst.edges[k]
-            usd = wired[key] = e.weight * per_hr * inst.transfer(k, a, b)[1]
-        return usd
+    wire = _wires(inst, per_hr)
 
     def price(k: int) -> float:
         """$/hr of choice k: its devices, priced up as their pool fills, its calls, and
