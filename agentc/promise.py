@@ -71,7 +71,8 @@ def prediction(c, load: float, view: dict | None = None) -> dict:
     options = {op.id: op.options for op in problem.ops}
     chosen = {i: (options[i].index(p.option), p.pool, p.replicas, p.split_key) for i, p in plan.ops.items()}
     devices = dict(plan.devices) if problem.load_rps else {p.name: p.count for p in problem.pools}
-    m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view))
+    m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, batches(view),
+                replica_engines=bool(problem.load_rps))
     c.placement.predictions[float(load)] = {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
     return dict(c.placement.predictions[float(load)])
 

@@ -127,9 +127,10 @@ def predictor_at(c, own_view: dict | None = None):
                 own.append(json.loads(manifest.dumps(manifest.build(c))))
             return promise.prediction(c, load, own[0])
         chosen = placed_in(view)
-        devices = (dict(view["totals"].get("devices") or {}) if (view.get("sla") or {}).get("load_rps")
-                   else {p.name: p.count for p in problem.pools})
-        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, promise.batches(view))
+        loaded = bool((view.get("sla") or {}).get("load_rps"))
+        devices = dict(view["totals"].get("devices") or {}) if loaded else {p.name: p.count for p in problem.pools}
+        m = at_load(dataclasses.replace(problem, load_rps=float(load)), chosen, devices, promise.batches(view),
+                    replica_engines=loaded)
         return {"e2e_ms": m.e2e_ms, "ttft_ms": m.ttft_ms, "tbt_ms": m.tbt_ms}
 
     own = [] if own_view is None else [json.loads(manifest.dumps(own_view))]

@@ -11,8 +11,8 @@ placement (each op's option, pool and replicas) and the same evaluator
   Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
   work on a CPU pool included, its wait charged on the path like any other; a
   request's run of host calls there waits once, as one job (_runs). A decode
-  queues for a batch slot of the pool's engines (devices // tp of them) and its
-  steps count as busy devices of the pool's queue.
+  queues for a batch slot of its engines (under load its replicas, plus what no
+  replicas hold: _engines) and its steps count as busy devices of the pool's queue.
 - Decode batches: a decode fills its batch with the sequences of the same-model
   decodes placed on the same pool only (the simulator's engines are per pool), and
   a step of such a mixed batch takes the mean of its calls' step times
@@ -57,12 +57,15 @@ from .instance import Instance, Metrics, statistic
 
 
 def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None) -> Metrics:
+              cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None,
+              replica_engines: bool = True) -> Metrics:
     """`choice` (one Instance choice per op) evaluated as the simulator runs it (module
     docstring): Instance.evaluate with each call at its mean wait, then the latency
     and TTFT of every scenario given the tail of the waits on its path. `prefill`: the
-    prefill ops' batch times and the token budget (None: prompts run one a batch)."""
-    timed, tails, crowds = simulated(inst, choice, devices, cv, prefill)
+    prefill ops' batch times and the token budget (None: prompts run one a batch).
+    `replica_engines`: decodes run on their replicas' engines (_engines; a plan made
+    under a load clause), else one per tp devices of the pool."""
+    timed, tails, crowds = simulated(inst, choice, devices, cv, prefill, replica_engines)
     m = inst.evaluate(timed)
     # The same calls without their waits: no request is faster, so each scenario's
     # figure is at least their schedule's. The excess below follows the path longest at
@@ -140,8 +143,8 @@ class Prefill:
 
 
 def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
-              cv: float = queueing.SIMULATED_SERVICE_CV,
-              prefill: Prefill | None = None) -> tuple[tuple[int, ...], dict[int, tuple], dict[int, tuple]]:
+              cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None,
+              replica_engines: bool = True) -> tuple[tuple[int, ...], dict[int, tuple], dict[int, tuple]]:
     """`choice` re-timed as the simulator runs it: new choices appended to `inst`
     (Instance.add_choice) with each op's mean wait and decode batch, their indices,
     per op that queues, its wait's tail (C, theta, mean: queueing.tail), and per
@@ -210,10 +213,11 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         for i in ops:
             c, o = ch[i], ch[i].option
             if i in timed:
-                # a batch slot of the engines it shares with its mates (sim/engines.py
-                # Decoder: n // tp engines per model, each of the least batch of its ops)
+                # a batch slot of the engines it shares with its mates, each of the least
+                # batch of their ops (_engines)
                 group = [i] + [x for x in ops if x != i and x in timed and _shares(inst, i, x, ch)]
-                slots = (n // o.tp) * min(ch[x].option.batch for x in group)
+                k = _engines(ch, j, ops, group, n) if replica_engines else max(1, n // o.tp)
+                slots = k * min(ch[x].option.batch for x in group)
                 pw, theta = queueing.shared_queue(
                     [(inst.rate * inst.ops[x].weight, ch[x].option.busy_ms * ch[x].option.batch, 1) for x in group],
                     slots, cv2).tail()
@@ -245,6 +249,18 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
             lost = crowds[i][0] * crowds[i][3] if i in crowds else 0.0
             new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean + lost, ttft_wait_ms=mean), choice[i])
     return tuple(new), tails, crowds
+
+
+def _engines(ch, j: int, ops: list[int], group: list[int], n: int) -> int:
+    """The decode engines `group` (one model's decodes at one tp on site j) runs on in a
+    plan made under load: the replicas the placement gives them (the servers a
+    deployment starts), plus one per `tp` of the pool's `n` devices that no op's
+    replicas hold (a repair's growth). Never more than n // tp, at least one."""
+    tp = ch[group[0]].option.tp
+    held = sum(ch[x].replicas * ch[x].option.tp for x in ops) + sum(
+        pt.replicas * pt.option.tp for c in ch for pt in c.parts if pt.site == j)
+    own = sum(ch[x].replicas for x in group) + max(0, n - held) // tp
+    return max(1, min(own, n // tp))
 
 
 def _runs(inst: Instance, ch, by_site: dict[int, list[int]], decode: set[int],

@@ -39,7 +39,7 @@ def replay(problem: Problem, chosen: dict[str, tuple], status: str, gap: float |
 
 
 def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] | None = None,
-            prefill: predict.Prefill | None = None) -> Metrics:
+            prefill: predict.Prefill | None = None, replica_engines: bool = True) -> Metrics:
     """What a placement (`chosen` as `replay` takes it, with its replicas) does at
     `problem.load_rps`, as the simulator runs it (predict.py: each pool one queue over
     its `devices`, the plan's, default those the placement holds at this load; host
@@ -50,9 +50,12 @@ def at_load(problem: Problem, chosen: dict[str, tuple], devices: dict[str, int] 
     sound bound (replay). Metrics, not a Plan: an overloaded placement's path is
     infinite. A split op keeps its sizing times, priced as this load's split menu prices
     it: at a load where one pool carries the op, its recorded split is a VerifyError.
-    `prefill`: how the simulator batches its prompts (predict.Prefill; None: unbatched)."""
+    `prefill`: how the simulator batches its prompts (predict.Prefill; None: unbatched).
+    `replica_engines`: the placement was made under a load clause, so its decodes run on
+    the engines their replicas make (False: one per tp devices of the whole pool)."""
     inst, choice = _placed(problem, chosen, _given(chosen))
-    return predict.predicted(inst, choice, predict.pool_devices(devices, inst, choice), prefill=prefill)
+    return predict.predicted(inst, choice, predict.pool_devices(devices, inst, choice), prefill=prefill,
+                             replica_engines=replica_engines)
 
 
 def _given(chosen: dict[str, tuple]) -> dict[str, tuple[int, int]]:

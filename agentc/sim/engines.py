@@ -604,6 +604,21 @@ class DecodeEngine:
                 callback(s)
 
 
+def decode_engines(plan, ops: list[Op]) -> int | None:
+    """How many engines serve one model's decode ops at one tp on one pool: under load,
+    the replicas the plan gives those ops (the servers `agentc deploy` starts), and one
+    more for each `tp` devices the pool has beyond every op's replicas (devices a
+    repair or the cluster adds, which any engine may then use); None without a load
+    clause, where the plan runs on the pool's whole count (one engine per `tp`
+    devices). Capped by the pool's devices // tp in Decoder."""
+    if not plan.load_rps:
+        return None
+    pool, tp = ops[0].pool, ops[0].tp
+    held = sum(x.replicas * x.tp for op in plan.ops.values()
+               for x in (op.parts and [part for _f, part in op.parts] or [op]) if x.pool == pool)
+    return sum(op.replicas for op in ops) + max(0, plan.pools[pool] - held) // tp
+
+
 def _admission(s: Seq) -> int:
     return s.adm
 
@@ -615,7 +630,7 @@ class Decoder:
     """The decode engines of one model on one pool at one tp: every decode op of that
     model placed there joins the same batches, as one serving instance would run them."""
 
-    def __init__(self, sim, name: str, ops: list[Op], devices: int, factors):
+    def __init__(self, sim, name: str, ops: list[Op], devices: int, factors, engines: int | None = None):
         self.name = name
         self.pool, self.tp, self.kind = ops[0].pool, ops[0].tp, ops[0].kind
         self.max_batch = min(op.decode.max_batch for op in ops)
@@ -633,7 +648,7 @@ class Decoder:
         for counts in self.batches.values():   # steps by batch size, 0..max_batch (a list: no lookups)
             counts += [0] * (self.max_batch + 1 - len(counts))
         self.retable(sim.plan_ops)
-        k = max(1, devices // self.tp)
+        k = max(1, devices // self.tp if engines is None else min(engines, devices // self.tp))
         self.loads = [0] * k   # each engine's active and pending sequences, by index
         self.engines = [DecodeEngine(sim, self, i, factors(i)) for i in range(k)]
 

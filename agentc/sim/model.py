@@ -13,8 +13,10 @@ What is modelled, and how (docs/simulate.md says the same for users):
 - After its busy time an op waits the rest of its planned latency without devices:
   tools and remote stores wait on someone else, as the planner assumes.
 - Decode (`--batching continuous`, the default) is iteration-level continuous batching:
-  one engine per `tp` devices of the pool for each model placed there (the decode ops
-  of every call of that model share its batches); a new sequence joins the fullest
+  under load, the engines the plan's replicas of each model's decodes on the pool make
+  (what a deployment starts; devices no replicas hold add one per `tp`: engines.
+  decode_engines), else one per `tp` devices of the pool (the decode ops of every
+  call of that model share its batches); a new sequence joins the fullest
   engine that still has room (batch below the planned one and, when the manifest gives
   the memory, its KV cache fits what the weights leave) at the next step boundary,
   else waits in a FIFO backlog; each step holds `tp` devices for the step time of the
@@ -85,7 +87,7 @@ import simpy
 
 from agentc.planner.predict import PREFILL_BUDGET_TOKENS
 from agentc.sim.arrivals import Arrival
-from agentc.sim.engines import Decoder, Factors, Prefiller, Seq
+from agentc.sim.engines import Decoder, Factors, Prefiller, Seq, decode_engines
 from agentc.sim.plan import Op, Plan, Region
 from agentc.sim.resources import Link, Pool, PoolStats, Transfer, at
 from agentc.sim import walkgen
@@ -360,7 +362,7 @@ class Simulation:
                     pre.setdefault((op.model or op.id, op.pool, op.tp, op.kind), []).append(op)
             for (name, pool, tp, _kind), ops in sorted(groups.items()):
                 decoder = Decoder(self, f"{name}@{pool}" + (f"/tp{tp}" if tp > 1 else ""), ops,
-                                   plan.pools[pool], self._factors(ops[0].kind))
+                                   plan.pools[pool], self._factors(ops[0].kind), decode_engines(plan, ops))
                 for op in ops:
                     self.decoders[op.id] = decoder
                 self.all_decoders.append(decoder)

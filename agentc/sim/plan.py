@@ -84,6 +84,7 @@ class Op:
     # a split op (planner/split.py): (fraction, the op as that part runs it), each call
     # goes to one part drawn by the fractions; empty for an op on one pool
     parts: tuple = ()
+    replicas: int = 1     # the servers the plan dedicates to it (what `agentc deploy` starts)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
         ops[o["id"]] = Op(o["id"], o["kind"], o["pool"], int(o["tp"]), float(o["est_latency_ms"]),
                           float(o["busy_ms"]), o["region"], tuple(o.get("inputs", ())), o.get("call"),
                           decode, o.get("loc", ""), int(o.get("tokens", 0) or 0), float(o.get("start_ms", 0.0)),
-                          o.get("model"), prefill)
+                          o.get("model"), prefill, replicas=max(1, int(o.get("replicas", 1) or 1)))
     for o in ops_in:
         if o.get("split"):
             op = ops[o["id"]]
@@ -232,7 +233,7 @@ def from_manifest(m: dict, path: str = "manifest.json") -> Plan:
             ops[op.id] = replace(op, parts=tuple(
                 (float(x["fraction"]), replace(op, pool=x["pool"], tp=int(x["tp"]),
                                                latency_ms=float(x["est_latency_ms"]), busy_ms=float(x["busy_ms"]),
-                                               prefill=None))
+                                               prefill=None, replicas=max(1, int(x.get("replicas", 1) or 1))))
                 for x in o["split"]))
     for op in ops.values():
         for s in op.inputs:

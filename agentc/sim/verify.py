@@ -269,6 +269,18 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
     widest: dict[str, int] = {}
     for op in m["ops"]:
         widest[op["pool"]] = max(widest.get(op["pool"], 1), int(op["tp"]))
+    # each pool's growth is simulated as the replicas it is recorded as (grown_op), so
+    # the manifest returned simulates exactly as the growth did (a decode's engines are
+    # its replicas: sim/engines.py decode_engines)
+    grows = {name: (None if name in host_pools else grown_op(m["ops"], name)) for name in widest}
+    start = {o["id"]: int(o["replicas"]) for o in m["ops"] if "replicas" in o}
+
+    def resize(name: str, k: int) -> None:
+        devices[name] = devices.get(name, 0) + k * widest.get(name, 1)
+        totals["devices"] = dict(sorted(devices.items()))
+        if grows.get(name) is not None:
+            grows[name]["replicas"] = int(grows[name]["replicas"]) + k
+
     steps, sims = 0, 0
     stop = "held"
     first = None
@@ -289,33 +301,25 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
             stop = (f"the pools requests wait on are full ({', '.join(full)})" if full
                     else "no request waited for a device: the miss is service or transfer time")
             break
-        name = room[0][1]
-        devices[name] = devices.get(name, 0) + widest.get(name, 1)
-        totals["devices"] = dict(sorted(devices.items()))
+        resize(room[0][1], 1)
         steps += 1
     if not verdict.misses:
         # the growth was greedy: give back, dearest pool first, what the SLA does not need
         for name in sorted(devices, key=lambda k: (-usd_per_device_hr.get(k, 0.0), k)):
             while devices[name] - widest.get(name, 1) >= before.get(name, 0):
-                devices[name] -= widest.get(name, 1)
-                totals["devices"] = dict(sorted(devices.items()))
+                resize(name, -1)
                 trial, _ = _simulate(m, load_rps, requests, seed)
                 sims += 1
                 if trial.misses:
-                    devices[name] += widest.get(name, 1)
-                    totals["devices"] = dict(sorted(devices.items()))
+                    resize(name, 1)
                     break
                 verdict = trial
     added = {k: devices[k] - before.get(k, 0) for k in sorted(devices) if devices[k] != before.get(k, 0)}
     usd = {k: n * usd_per_device_hr.get(k, 0.0) for k, n in added.items()}
     if added and totals.get("usd_per_hr") is not None:
         _add_cost(m, sum(usd.values()))
-    replicas = {}
-    for name, n in added.items():
-        op = None if name in host_pools else grown_op(m["ops"], name)
-        if op is not None:
-            replicas[op["id"]] = (int(op["replicas"]), int(op["replicas"]) + n // widest[name])
-            op["replicas"] = replicas[op["id"]][1]
+    replicas = {o["id"]: (start[o["id"]], int(o["replicas"])) for o in m["ops"]
+                if o["id"] in start and int(o["replicas"]) != start[o["id"]]}
     return m, Repair(added, before, usd, verdict, sims, tried=(stop,), verdict_before=first,
                      replicas=dict(sorted(replicas.items())))
 

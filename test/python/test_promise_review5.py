@@ -46,20 +46,23 @@ from agentc import promise
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="supervisor at 3 req/s, latency.p99 < 14000: predicted 12449 ms, "
-                                                              "simulated 14941-15178 (decode engines of several widths on one "
-                                                              "pool: head-of-line blocking the prediction leaves out)")
 def test_supervisor_at_3_rps_kept_plan_holds_its_latency_in_simulation(tmp_path):
     """supervisor with `load 3 rps` and `latency.p99 < 14000ms`: the MILP's plan
     ($16.3859/hr, HiGHS optimal, gap 0; a100 6, b200 4, epyc 1, gaudi3 8 devices;
-    figure 13720 ms) is kept, predicted at 12449 ms, and simulated at 14941 and 15178 ms
-    (10,000 requests, seeds 0-1): its decodes on b200 run at a TBT p99 of 18.4 ms
-    against 13.1 predicted (per-op gaps 12.7 ms at the p90, 18.5 at the p99)."""
+    figure 13720 ms; b200 holds one replica each of plan.decode and notes.1.decode at
+    tp 1 and report.decode at tp 2) is kept. Found: simulated at 14941 and 15178 ms
+    (10,000 requests, seeds 0-1), TBT 18.4 against 13.1 predicted, while the simulator
+    ran one decode engine per tp devices of each pool (4 + 4 + 2 engines on b200's 4
+    devices, contending in its strict FIFO), where a deployment starts the plan's
+    replicas (one server each). It now runs those (sim/engines.py decode_engines):
+    12057 and 12051 ms against 12531 predicted (1.04), TBT 12.86 against 13.10."""
     src = _variant(tmp_path, "sup3", "supervisor", ("latency.p99 < 12000ms", "latency.p99 < 14000ms"),
                    ("load 2 rps", "load 3 rps"))
     c, view = _compiled(src)
     assert view["totals"]["usd_per_hr"] == pytest.approx(16.3859, rel=1e-5)
     pred = promise.prediction(c, 3.0, view)
     assert pred["e2e_ms"] <= 14000.0   # the walk's own check: the promise is made
-    held = _simulated(view, None, 10000, 0)["latency"]
-    assert held["holds"], (pred, held)
+    held = _simulated(view, None, 10000, 0)
+    assert held["latency"]["holds"], (pred, held)
+    for term, key in (("latency", "e2e_ms"), ("tbt", "tbt_ms")):
+        assert abs(pred[key] - held[term]["observed_ms"]) <= 0.10 * held[term]["observed_ms"], (term, pred, held)

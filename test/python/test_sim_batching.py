@@ -199,3 +199,24 @@ def test_an_op_asking_before_a_joined_boundary_goes_first():
     assert [r.ttft_ms for r in res.requests] == pytest.approx([10.0, 41.0 - 15.0])
     assert res.decode_batches["dec"] == [4, 2]
     assert sorted(res.pools["gpu"].waits) == pytest.approx([0.0, 2.0, 5.0, 10.0])   # B waited 15-25
+
+
+def test_a_loaded_plan_runs_the_decode_engines_its_replicas_make():
+    """A loaded plan deploys each decode's replicas as servers (agentc deploy), so the
+    simulator runs that many engines, not one per tp devices of the pool. Decode of
+    batch 1, 4 steps of 10 ms, 1 replica, after a 0 ms op whose replica holds the
+    pool's other device: three sequences at 0 run 0-40, 40-80 and 80-120 (one
+    engine). Two devices more, which no op's replicas hold (a repair's growth), add
+    an engine each: 0-40 for all three. Without a load clause the plan runs on the
+    pool's whole count, 4 devices, 4 engines: 0-40 again."""
+    def sim(load, devices):
+        x = op("x", "gpu", 0.0, replicas=1)
+        d = decode_op(max_batch=1)
+        d.update(inputs=["x"], replicas=1)
+        m = manifest([x, d], {"gpu": 4}, sla={"load_rps": load} if load else None)
+        m["totals"]["devices"] = {"gpu": devices}
+        return [r.end_ms for r in model.simulate(plan.from_manifest(m), at(0.0, 0.0, 0.0)).requests]
+
+    assert sim(1.0, 2) == pytest.approx([40, 80, 120])
+    assert sim(1.0, 4) == pytest.approx([40, 40, 40])
+    assert sim(None, 2) == pytest.approx([40, 40, 40])
