@@ -89,7 +89,8 @@ def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
             before = _path(inst, m.transfers, start, finish, counts, ecounts, ops[0], tails)
             if ops[0] in tails and counts[ops[0]] > 0:
                 before = before[:-1]   # the chain's ops are each one call: counted below
-            head = before + [(1.0, *tails[i]) for i in ops if i in tails]
+            head = before + [(1.0, *tails[i]) for i in ops if i in tails] + [(1.0, *crowds[i][1:]) for i in ops
+                                                                              if i in crowds]
             ttft.append((prob, max(inst.first_token_ms(timed, m.transfers, start, chain) + _excess(head, q_ttft),
                                    inst.first_token_ms(bare, m.transfers, b_start, chain))))
     m.e2e_ms = statistic(e2e, inst.q_e2e)
@@ -247,7 +248,11 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
             mean = pw * theta if theta > 0 else 0.0
             tails[i] = (pw, theta, mean)
             lost = crowds[i][0] * crowds[i][3] if i in crowds else 0.0
-            new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean + lost, ttft_wait_ms=mean), choice[i])
+            # a sequence joining a crowded engine waits for it to get its devices back
+            # before its first token: one visit of the engine's stalls
+            joined = crowds[i][3] if i in crowds else 0.0
+            new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean + lost, ttft_wait_ms=mean + joined),
+                                     choice[i])
     return tuple(new), tails, crowds
 
 
