@@ -32,8 +32,9 @@ placement (each op's option, pool and replicas) and the same evaluator
   step boundary whenever someone waits for the pool, so while the pool's jobs
   (prefill batches, other ops; a Poisson count of the devices they keep busy) pass the
   room its engines leave them, a decode call stalls until a job ends: a loss on its
-  call's time (visits of the pool's queue on its path) and on its TBT (their sum at
-  the TBT term's quantile).
+  call's time (visits of the pool's queue on its path), on its TBT (their sum at
+  the TBT term's quantile) and on its first token (a sequence joining a stalled
+  engine waits for it: one visit).
 
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
