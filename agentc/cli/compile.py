@@ -9,7 +9,7 @@ import click
 
 from agentc import outputs
 from agentc.cli._common import StageChoice, common_plan_options, guarded, make_options
-from agentc.cli.plan import REPAIR_HELP
+from agentc.cli.plan import REPAIR_HELP, REQUESTS_OPTION
 from agentc.diagnostics import UsageError
 
 
@@ -44,12 +44,13 @@ from agentc.diagnostics import UsageError
 @click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Arrival rate for --verify in req/s (default: the program's load clause, else 1).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --verify.")
+@REQUESTS_OPTION
 @click.option("--repair", is_flag=True, help=REPAIR_HELP + " The written plan (code and manifest) is the "
               "repaired one; the manifest's `repair` (and --json's) is the report.")
 @guarded
 def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s,
                 targets, cpu_triple, cpu_name, cpu_threads, make_depfile, depfile, dump_phases_to, print_ir_after_all,
-                as_json, quiet, verify, verify_load, seed, repair):
+                as_json, quiet, verify, verify_load, seed, verify_requests, repair):
     """Compile SOURCE (.agent, or .mlir printed by --emit) to per-device code and a manifest.
 
     \b
@@ -75,7 +76,7 @@ def compile_cmd(source, output, emit, cluster, catalogs, objective, sla_mode, la
         c = pipeline.compile_file(source, opts, progress=step)
     fixed = None
     if verify:
-        c, fixed = _verify(c, verify_load, seed, repair, quiet or as_json)
+        c, fixed = _verify(c, verify_load, seed, repair, quiet or as_json, verify_requests)
     files, out_desc = outputs.collect_outputs(c, output)
     dest = out_desc[0] if out_desc else None
     dumps = outputs.collect_dumps(c, dump_phases_to)
@@ -125,7 +126,7 @@ def stages_cmd():
         click.echo(f"{s.name:12s} {s.help}")
 
 
-def _verify(c, load, seed, repair, quiet):
+def _verify(c, load, seed, repair, quiet, requests: int):
     """Hold the compiled plan to its SLA by simulation before any output is written.
     With `repair`, add capacity first (cli/plan.py `repaired`): the compile returned is
     then the repaired one (compiled again for the re-planned load when the repair
@@ -145,9 +146,9 @@ def _verify(c, load, seed, repair, quiet):
         pipeline.placement(c)
         view = manifest.build(c)
     if not repair:
-        verify.check(verify.verify(view, load, seed=seed), source_loc(entry_graph(c.module)))
+        verify.check(verify.verify(view, load, requests, seed=seed), source_loc(entry_graph(c.module)))
         return c, None
-    c2, _view, fixed = repaired(c, view, load, seed, emit=c.options.emit)
+    c2, _view, fixed = repaired(c, view, load, seed, emit=c.options.emit, requests=requests)
     verify.check(fixed.verdict, source_loc(entry_graph(c.module)), fixed)
     if not quiet:
         print_repair(fixed)

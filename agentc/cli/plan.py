@@ -17,6 +17,7 @@ from agentc.planner.instance import exceeds
 from agentc.planner.queueing import LIGHT_LOAD_RPS
 from agentc.planner.split import fraction_text
 from agentc.report import console, num
+from agentc.sim import DEFAULT_VERIFY_REQUESTS
 
 
 def _compile(source, stop, **kw):
@@ -39,14 +40,22 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "clause.")
 
 
+# how many requests --verify simulates: a p99 judged on 2,000 rests on its 20 slowest,
+# so a plan near its bound can pass there and miss at 10,000 (review 6: rag at 6.6 req/s)
+REQUESTS_OPTION = click.option(
+    "--requests", "verify_requests", default=DEFAULT_VERIFY_REQUESTS, show_default=True, type=click.IntRange(min=1),
+    help="Requests --verify (and --repair) simulates; more judge a high percentile on more of its tail.")
+
+
 def verify_options(repair_help: str):
-    """--verify, --load, --seed and --repair (`plan` and `explain`)."""
+    """--verify, --load, --seed, --requests and --repair (`plan` and `explain`)."""
     opts = (click.option("--verify", is_flag=True, help="Simulate the plan (agentc simulate) and fail when an "
                          "SLA term misses at its percentile."),
             click.option("--load", "verify_load", type=click.FloatRange(min=0, min_open=True), default=None,
                          help="Arrival rate for --verify in req/s (default: the program's load clause, else 1)."),
             click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
                          help="Seed for --verify."),
+            REQUESTS_OPTION,
             click.option("--repair", is_flag=True, help=repair_help))
 
     def add(fn):
@@ -61,12 +70,16 @@ def check_verify_flags(verify: bool, repair: bool, load: float | None) -> None:
     than ignore them (`plan`, `explain`, `compile`)."""
     if verify:
         return
-    seed_given = click.get_current_context().get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE
-    for flag, given in (("--repair", repair), ("--load", load is not None), ("--seed", seed_given)):
+    ctx = click.get_current_context()
+    seed_given = ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE
+    requests_given = ctx.get_parameter_source("verify_requests") == click.core.ParameterSource.COMMANDLINE
+    for flag, given in (("--repair", repair), ("--load", load is not None), ("--seed", seed_given),
+                        ("--requests", requests_given)):
         if given:
             raise UsageError(f"{flag} goes with --verify" + (
                 "" if flag == "--repair" else " (to plan for another load, change the program's `load` clause)"
-                if flag == "--load" else " (it seeds the simulation)"))
+                if flag == "--load" else " (it seeds the simulation)" if flag == "--seed"
+                else " (it sizes the simulation)"))
 
 
 def planner_at(c):
@@ -160,17 +173,17 @@ def compile_at(c, load: float, emit: str | None = "placed"):
     return c2
 
 
-def run_repair(c, view, load, seed):
+def run_repair(c, view, load, seed, requests: int = DEFAULT_VERIFY_REQUESTS):
     """verify.repair on `view` with the cluster's prices and `c`'s re-planner."""
     from agentc.passes.place import pool_price
     from agentc.sim import verify
 
     cluster = c.pass_ctx.cluster
-    return verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load, seed=seed,
+    return verify.repair(view, {p.name: pool_price(p.device, cluster) for p in cluster.pools}, load, requests, seed=seed,
                          replan=planner_at(c), host_pools=frozenset(p.name for p in cluster.pools if p.device.is_cpu))
 
 
-def repaired(c, view, load, seed, emit: str | None = "placed"):
+def repaired(c, view, load, seed, emit: str | None = "placed", requests: int = DEFAULT_VERIFY_REQUESTS):
     """--repair for `plan`, `explain` and `compile`: verify.repair on `c`'s plan `view`,
     then the compile of the plan it settles on, so that everything printed or written
     is about the plan the simulation held: `c` compiled again (up to `emit`) for the
@@ -182,7 +195,7 @@ def repaired(c, view, load, seed, emit: str | None = "placed"):
     from agentc.sim import verify
     from agentc.targets import manifest
 
-    fixed_view, fixed = run_repair(c, view, load, seed)
+    fixed_view, fixed = run_repair(c, view, load, seed, requests)
     if fixed.verdict.misses:
         return c, fixed_view, fixed
     if fixed.replanned_rps is not None:
@@ -308,7 +321,7 @@ def _plan_view(c) -> dict:
 @verify_options(REPAIR_HELP)
 @guarded
 def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, pareto, sweep, points, fmt,
-             as_json, output, verify, verify_load, seed, repair):
+             as_json, output, verify, verify_load, seed, verify_requests, repair):
     """Place SOURCE on the cluster and print the plan (or its frontier or a picture).
 
     \b
@@ -354,7 +367,7 @@ def plan_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst
         return _emit_text(text, output)
     view = _plan_view(c)
     if verify:
-        return _verify(c, view, verify_load, seed, as_json or fmt == "json", repair)
+        return _verify(c, view, verify_load, seed, as_json or fmt == "json", repair, verify_requests)
     if fmt == "json":
         return _emit_text(json.dumps(view, indent=2, sort_keys=True), output)
     if fmt in ("mermaid", "dot", "svg"):
@@ -447,7 +460,7 @@ def _print_plan(view: dict, note: str | None = None) -> None:
         out.print(f"baseline {b['name']}: cost {num(b['cost'])} ({state})")
 
 
-def _verify(c, view, load, seed, as_json, repair=False):
+def _verify(c, view, load, seed, as_json, repair=False, requests: int = DEFAULT_VERIFY_REQUESTS):
     """Simulate the plan; print per SLA term the plan's figure (the sizing model's),
     its prediction at the load simulated (planner/predict.py) and the simulated value;
     a miss is an error.
@@ -460,10 +473,10 @@ def _verify(c, view, load, seed, as_json, repair=False):
 
     fixed = None
     if repair:
-        c, view, fixed = repaired(c, view, load, seed)
+        c, view, fixed = repaired(c, view, load, seed, requests=requests)
         verdict = fixed.verdict
     else:
-        verdict = verify.verify(view, load, seed=seed)
+        verdict = verify.verify(view, load, requests, seed=seed)
     # beside the plan's sizing figures (planned_ms), what the plan does at this load as
     # the simulator runs it (planner/predict.py); a placement this load's menu cannot
     # price (a split recorded at a load where one pool carries the op) has none, and
@@ -572,7 +585,7 @@ def _emit_table(table, output):
 @verify_options(REPAIR_HELP + " Explains the repaired plan.")
 @guarded
 def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, worst_case, time_limit_s, op_name,
-                as_json, verify, verify_load, seed, repair):
+                as_json, verify, verify_load, seed, verify_requests, repair):
     """Say why each op went where: chosen device, time and cost, the runner-up and the
     delta, slack on the critical path, and the constraints that bind.
 
@@ -586,7 +599,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     c = _compile(source, "placed", cluster=cluster, catalogs=tuple(catalogs), objective=objective,
                  sla_mode=sla_mode, lam=lam, pricing=pricing, worst_case=worst_case,
                  time_limit_s=time_limit_s)
-    fixed = _held(c, verify_load, seed, repair) if verify else None
+    fixed = _held(c, verify_load, seed, repair, verify_requests) if verify else None
     if fixed is not None:
         c = fixed[0]
     plan = c.plan
@@ -673,7 +686,7 @@ def explain_cmd(source, cluster, catalogs, objective, sla_mode, lam, pricing, wo
     out.print(f"solver: {plan.status}")
 
 
-def _held(c, load, seed, repair):
+def _held(c, load, seed, repair, requests: int = DEFAULT_VERIFY_REQUESTS):
     """`explain --verify [--repair]`: the plan held to its SLA by simulation (a miss is
     the error `plan --verify` gives); with `repair`, the compile of the repaired plan.
     Returns (compile, Repair or None)."""
@@ -684,9 +697,9 @@ def _held(c, load, seed, repair):
     loc = source_loc(entry_graph(c.module))
     view = _plan_view(c)
     if not repair:
-        verify.check(verify.verify(view, load, seed=seed), loc)
+        verify.check(verify.verify(view, load, requests, seed=seed), loc)
         return c, None
-    c2, _view, fixed = repaired(c, view, load, seed)
+    c2, _view, fixed = repaired(c, view, load, seed, requests=requests)
     verify.check(fixed.verdict, loc, fixed)
     return c2, fixed
 

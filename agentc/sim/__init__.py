@@ -4,3 +4,6 @@ plan.py loads a manifest (or compiles a .agent in memory), arrivals.py makes the
 stream, model.py runs it, report.py summarises it, perfetto.py writes the trace and
 plots.py the pictures; cli.py is the command.
 """
+
+# requests `plan --verify` (and --repair) simulates unless --requests says otherwise
+DEFAULT_VERIFY_REQUESTS = 2000

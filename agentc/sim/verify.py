@@ -18,8 +18,7 @@ import numpy as np
 from agentc.diagnostics import InfeasiblePlanError
 # a program without a `load` clause is checked at the rate its latency terms are planned at
 from agentc.planner.queueing import LIGHT_LOAD_RPS
-
-DEFAULT_VERIFY_REQUESTS = 2000
+from agentc.sim import DEFAULT_VERIFY_REQUESTS
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,25 @@ def test_an_overloaded_prediction_is_valid_json():
     out = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
     (term,) = out["terms"]
     assert term["predicted_ms"] is None and term["observed_ms"] > 1000
+
+
+@pytest.mark.slow
+def test_more_requests_judge_a_p99_on_more_of_its_tail(tmp_path):
+    """rag with `load 6.6 rps` and `tbt < 16ms` (review 6) keeps a plan whose TTFT p99
+    is 480.9 ms in 2,000 simulated requests (--verify's default: it passes) and 518.6 ms
+    in 10,000 (--requests 10000: a miss, exit 1, by how much); with --repair at 10,000
+    the repair adds what the longer run needs (an epyc) and that plan holds there."""
+    text = open(os.path.join(ROOT, "examples", "rag_agent.agent"), encoding="utf-8").read()
+    src = tmp_path / "rag66.agent"
+    src.write_text(text.replace("tbt < 30ms", "tbt < 16ms").replace("load 5 rps", "load 6.6 rps"))
+    short = _plan(str(src), "--verify", "--json")
+    assert short.returncode == 0, short.stderr
+    assert json.loads(short.stdout)["requests"] == 2000
+    long = _plan(str(src), "--verify", "--requests", "10000")
+    assert long.returncode == 1
+    assert "ttft: simulated p99 518.592 ms misses the bound 500 ms by 18.59 ms" in long.stderr, long.stderr
+    fixed = _plan(str(src), "--verify", "--repair", "--requests", "10000", "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    doc = json.loads(fixed.stdout)
+    assert doc["requests"] == 10000 and doc["holds"] and doc["repair"]["added_devices"] == {"epyc": 1}, doc["repair"]
+

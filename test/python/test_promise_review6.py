@@ -81,7 +81,7 @@ def test_rag_at_6_6_rps_ttft_500_holds_in_simulation(tmp_path):
     epyc run as one job waiting once (predict._runs, C 0.376, theta 45 ms), where the
     simulator's members each rejoin the FIFO's back (its docstring measures that
     approximation's mean 22% under), and ans.prefill's wait at C 0.21, theta 65 ms.
-    `agentc plan --verify` (2,000 requests, with no option to raise it) simulates 480.9
+    `agentc plan --verify` (2,000 requests by default; `--requests 10000` sees the miss) simulates 480.9
     ms and passes the plan; `--verify --repair` reports it holding with nothing added,
     and that manifest, simulated on its own at 10,000 requests, misses (518.6, 523.9).
     With `ttft < 540ms` it is kept too and holds (518.6 < 540) with no margin."""

@@ -250,6 +250,7 @@ BAD = [(cmd, args, "error: " + msg) for cmd in ("plan", "explain", "compile") fo
     (["--repair"], "--repair goes with --verify"),
     (["--load", "7"], "--load goes with --verify (to plan for another load, change the program's `load` clause)"),
     (["--seed", "3"], "--seed goes with --verify (it seeds the simulation)"),
+    (["--requests", "10000"], "--requests goes with --verify (it sizes the simulation)"),
 )] + [("plan", ["--verify", *args], "error: --verify prints the plan's simulation as a table or JSON on stdout: "
        "not with --sweep, --pareto, --format mermaid/dot/svg or -o")
       for args in (["--pareto"], ["--format", "dot"], ["--json", "-o", "plan.json"])]
