@@ -367,9 +367,13 @@ def check(verdict: Verdict, loc=None, repaired: Repair | None = None) -> None:
         return
     from agentc.sim import report
 
+    # the plan's own (sizing) figure, and where the caller added it (with_prediction) the
+    # planner's prediction at the load simulated: two numbers, named apart
     parts = [f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms misses the bound "
              f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% of "
-             f"requests meet it; the plan predicted {t['planned_ms']:g} ms)" for t in verdict.misses]
+             f"requests meet it; planned {t['planned_ms']:g} ms"
+             + (f", predicted {t['predicted_ms']:g} ms" if t.get("predicted_ms") is not None else "") + ")"
+             for t in verdict.misses]
     if repaired is None:
         raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
                                   + "; ".join(parts), loc,
