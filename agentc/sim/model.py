@@ -154,6 +154,7 @@ class Result:
     prefill_batches: dict = field(default_factory=dict)  # prefill op -> {batch size: batches}
     kv: dict = field(default_factory=dict)     # decoder -> KV budget and blocked sequences
     unfinished: int = 0                  # measured requests still running when events ran out
+    engines: dict = field(default_factory=dict)  # decode op -> engines of its decoder (its latest plan's)
 
 
 class _Req:
@@ -507,7 +508,8 @@ class Simulation:
                                        for k, v in sorted(self.decode_batches.items())},
                       self.trace, max(env._now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
-                      kv, max(0, len(self.arrivals) - warm - len(measured)))
+                      kv, max(0, len(self.arrivals) - warm - len(measured)),
+                      {op_id: len(dec.engines) for op_id, dec in sorted(self.decoders.items())})
 
     specialise_after = 200   # requests of a plan walked in general before its walk is built
 

@@ -180,7 +180,7 @@ def summarize(result: Result, window_ms: float | None = None) -> dict:
         steps = sum(counts)
         if steps:
             decode[op_id] = {"steps": steps, "mean_batch": _r(sum((i + 1) * c for i, c in enumerate(counts)) / steps),
-                             "max_batch": plan.ops[op_id].decode.max_batch}
+                             "max_batch": plan.ops[op_id].decode.max_batch, "engines": result.engines.get(op_id)}
     prefill = {}
     for op_id, counts in sorted(result.prefill_batches.items()):
         batches = sum(counts.values())

@@ -215,7 +215,9 @@ def test_a_loaded_plan_runs_the_decode_engines_its_replicas_make():
         d.update(inputs=["x"], replicas=1)
         m = manifest([x, d], {"gpu": 4}, sla={"load_rps": load} if load else None)
         m["totals"]["devices"] = {"gpu": devices}
-        return [r.end_ms for r in model.simulate(plan.from_manifest(m), at(0.0, 0.0, 0.0)).requests]
+        res = model.simulate(plan.from_manifest(m), at(0.0, 0.0, 0.0))
+        assert report.summarize(res)["decode"]["dec"]["engines"] == ({2: 1, 4: 3}[devices] if load else 4)
+        return [r.end_ms for r in res.requests]
 
     assert sim(1.0, 2) == pytest.approx([40, 80, 120])
     assert sim(1.0, 4) == pytest.approx([40, 40, 40])
