@@ -71,15 +71,17 @@ def check_verify_flags(verify: bool, repair: bool, load: float | None) -> None:
     if verify:
         return
     ctx = click.get_current_context()
-    seed_given = ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE
-    requests_given = ctx.get_parameter_source("verify_requests") == click.core.ParameterSource.COMMANDLINE
-    for flag, given in (("--repair", repair), ("--load", load is not None), ("--seed", seed_given),
-                        ("--requests", requests_given)):
+
+    def typed(param: str) -> bool:
+        return ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
+
+    for flag, given, why in (
+            ("--repair", repair, ""),
+            ("--load", load is not None, " (to plan for another load, change the program's `load` clause)"),
+            ("--seed", typed("seed"), " (it seeds the simulation)"),
+            ("--requests", typed("verify_requests"), " (it sizes the simulation)")):
         if given:
-            raise UsageError(f"{flag} goes with --verify" + (
-                "" if flag == "--repair" else " (to plan for another load, change the program's `load` clause)"
-                if flag == "--load" else " (it seeds the simulation)" if flag == "--seed"
-                else " (it sizes the simulation)"))
+            raise UsageError(f"{flag} goes with --verify{why}")
 
 
 def planner_at(c):
