@@ -70,7 +70,7 @@ def sampling_error(name: str, requests: int, seeds: int) -> dict[str, dict[str, 
     for label, rate in verify.agreement_loads(view).items():
         vals: dict[str, list[float]] = {}
         for s in range(seeds):
-            for t in verify.verify(view, rate, requests, s).terms:
+            for t in verify.simulated(view, rate, requests, s).terms:
                 vals.setdefault(t["term"], []).append(t["observed_ms"])
         out[label] = {k: float(np.std(v, ddof=1) / np.mean(v)) for k, v in vals.items()}
     return out

@@ -410,8 +410,8 @@ def bench_statistics() -> None:
                 if label == "as written":
                     base = cost
                 terms = verify.verify(view, None, STAT_REQUESTS, 0).terms
-                said = ", ".join(f"{t['term']} {'holds' if t['holds'] else 'MISSES'} ({100 * t['attained']:.2f}%)"
-                                 for t in terms)
+                said = ", ".join(f"{t['term']} {'holds' if t['holds'] else 'MISSES' if t['decided'] else 'undecided'} "
+                                 f"({100 * t['attained']:.2f}%)" for t in terms)
                 print(f"  {name:12s} {label:11s} {cost:10.4g} {'$/hr' if per_hr else '$/1M req':8s} "
                       f"{cost / base:12.3f}  {said}")
 

@@ -40,11 +40,13 @@ REPAIR_HELP = ("With --verify, when the simulation misses: add capacity until it
                "clause.")
 
 
-# how many requests --verify simulates: a p99 judged on 2,000 rests on its 20 slowest,
-# so a plan near its bound can pass there and miss at 10,000 (review 6: rag at 6.6 req/s)
+# how many requests each of --verify's replications simulates (sim/verify.py): a p99
+# of one run of 2,000 rests on its 20 slowest, so --verify judges replications'
+# interval, and more requests narrow it
 REQUESTS_OPTION = click.option(
     "--requests", "verify_requests", default=DEFAULT_VERIFY_REQUESTS, show_default=True, type=click.IntRange(min=1),
-    help="Requests --verify (and --repair) simulates; more judge a high percentile on more of its tail.")
+    help="Requests in each replication --verify (and --repair) simulates (5 to 40 replications, until every "
+         "term's 95% interval is on one side of its bound); more narrow the interval.")
 
 
 def verify_options(repair_help: str):
@@ -291,7 +293,8 @@ def print_repair(fixed) -> None:
     if fixed.usd_per_hr_before is not None:
         out.print(f"repair: {num(fixed.usd_per_hr_before)} $/hr before, {num(fixed.usd_per_hr_after)} $/hr after")
     t = Table("SLA term", "bound ms", "simulated before", "met by", "simulated after", "met by",
-              title=f"repair: each term before and after, {doc['requests']} requests at {doc['load_rps']:g} req/s")
+              title=f"repair: each term before and after, replications of {doc['requests']} requests at "
+                    f"{doc['load_rps']:g} req/s")
     for row in doc["terms"]:
         b, a = row["before"], row["after"]
         t.add_row(row["term"], num(row["bound_ms"]), *(("-", "-") if b is None else
@@ -492,7 +495,7 @@ def _verify(c, view, load, seed, as_json, repair=False, requests: int = DEFAULT_
     unbounded = {t for t, k in (("latency", "e2e_ms"), ("ttft", "ttft_ms"), ("tbt", "tbt_ms"))
                  if prediction[k] == math.inf}
     if as_json:
-        doc = {"load_rps": verdict.load_rps, "requests": verdict.requests,
+        doc = {"load_rps": verdict.load_rps, "requests": verdict.requests, "replications": verdict.replications,
                "terms": verdict.terms, "holds": not verdict.misses}
         if fixed is not None:
             doc["repair"] = verify.report(fixed)
@@ -504,14 +507,17 @@ def _verify(c, view, load, seed, as_json, repair=False, requests: int = DEFAULT_
             print_repair(fixed)
             if not verdict.misses:
                 _print_plan(view, grown_note(fixed))
-        t = Table("SLA term", "bound ms", "planned ms", "predicted ms", "simulated ms", "met by", "holds",
-                  title=f"plan verified by simulation: {verdict.requests} requests at {verdict.load_rps:g} req/s")
+        t = Table("SLA term", "bound ms", "planned ms", "predicted ms", "simulated ms", "95% interval ms", "met by",
+                  "holds", title=f"plan verified by simulation: {verdict.replications} replications of "
+                                 f"{verdict.requests} requests at {verdict.load_rps:g} req/s")
         from agentc.sim import report
 
         for row in verdict.terms:
+            lo, hi = row["observed_ci_ms"]
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
                       "unbounded" if row["term"].split(".")[0] in unbounded else num(row["predicted_ms"]),
-                      num(row["observed_ms"]), f"{100 * row['attained']:.2f}%", "yes" if row["holds"] else "no")
+                      num(row["observed_ms"]), f"{num(lo)}-{num(hi)}", f"{100 * row['attained']:.2f}%",
+                      "yes" if row["holds"] else "no" if row["decided"] else "undecided")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)
 

@@ -40,6 +40,9 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 @click.option("--duration", type=float, default=None, help="Simulate the arrivals of S seconds instead of --requests.")
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="First requests left out of the statistics (default: 10%, at most 1000).")
+@click.option("--cooldown", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Last requests left out of the statistics: they load the system while the measured ones "
+                   "finish (as --verify runs).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--cv", "cv", multiple=True,
               help="Service-time variability: coefficient of variation for every kind (X) or one (KIND=X); "
@@ -70,7 +73,7 @@ def _cv(values: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 @click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
               help="Write trace.json (Perfetto), simulation.json and plots (SVG, PNG) to DIR.")
 @guarded
-def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, batching, prefill_budget,
+def simulate_cmd(source, load, trace_csv, requests, duration, warmup, cooldown, seed, cv, batching, prefill_budget,
                  events_file, window, replan_every, switch_delay, headroom, cluster, catalogs, trace_requests, as_json,
                  output):
     """Simulate SOURCE (.agent, an output directory or a manifest.json) under load.
@@ -149,9 +152,10 @@ def simulate_cmd(source, load, trace_csv, requests, duration, warmup, seed, cv, 
             raise UsageError(f"no request arrives within {duration:g} s at {rate:g} req/s")
     if warmup is None:
         warmup = min(1000, len(arr) // 10)
-    if warmup >= len(arr):
-        raise UsageError(f"--warmup {warmup} leaves none of the {len(arr)} requests to measure")
-    config = model.Config(seed=seed, cv=cv_table, batching=batching, warmup=warmup,
+    if warmup + cooldown >= len(arr):
+        raise UsageError(f"--warmup {warmup} and --cooldown {cooldown} leave none of the {len(arr)} requests "
+                         "to measure")
+    config = model.Config(seed=seed, cv=cv_table, batching=batching, warmup=warmup, cooldown=cooldown,
                           trace_requests=trace_requests if output else 0, timeline=output is not None,
                           prefill_budget=DEFAULT_PREFILL_BUDGET if prefill_budget is None else prefill_budget)
     losses = scenario.losses if scenario is not None else ()

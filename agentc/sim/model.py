@@ -105,6 +105,7 @@ class Config:
     cv: tuple[tuple[str, float], ...] = ()   # (kind or "*", coefficient of variation)
     batching: str = "continuous"             # or "planned"
     warmup: int = 0                          # first requests left out of the statistics
+    cooldown: int = 0                        # last requests left out: run as load on the measured ones
     trace_requests: int = 0                  # requests whose ops go into the trace
     timeline: bool = False                   # keep pool occupancy over time (plots)
     prefill_budget: int = DEFAULT_PREFILL_BUDGET  # tokens per prefill batch; 0 = one prompt a batch
@@ -284,8 +285,9 @@ class Simulation:
         self.done: list[RequestStats] = []
         self.horizon = 0.0   # the latest time the walk ran to ahead of the clock (a request's end)
         warm = min(config.warmup, max(0, len(arrivals) - 1))
-        # the measured window: from the first measured arrival to the last arrival
-        self.window = (arrivals[warm].t_ms, arrivals[-1].t_ms) if arrivals else (0.0, 0.0)
+        self.measured_end = max(warm + 1, len(arrivals) - config.cooldown)
+        # the measured window: from the first measured arrival to the last measured one
+        self.window = (arrivals[warm].t_ms, arrivals[self.measured_end - 1].t_ms) if arrivals else (0.0, 0.0)
         self.runs: dict[int, dict[str, _OpRun]] = {}
         self.all_runs: list[_OpRun] = []
         self.chains: dict[int, dict[str, tuple]] = {}
@@ -434,8 +436,7 @@ class Simulation:
     def run(self) -> Result:
         env = self.env
         warm = min(self.config.warmup, max(0, len(self.arrivals) - 1))
-        t0 = self.arrivals[warm].t_ms if self.arrivals else 0.0
-        t1 = self.arrivals[-1].t_ms if self.arrivals else 0.0
+        t0, t1 = self.window   # the measured requests' arrivals
 
         def source():
             last = 0.0
@@ -462,7 +463,7 @@ class Simulation:
                         a = arr[k]
                         s_in = a.input_tokens / self.ref_in if a.input_tokens is not None and self.ref_in else 1.0
                         s_out = a.output_tokens / self.ref_out if a.output_tokens is not None and self.ref_out else 1.0
-                    req = _Req(k, ts[k], k >= warm, warm <= k < trace_end, self.plan, s_in, s_out)
+                    req = _Req(k, ts[k], warm <= k < self.measured_end, warm <= k < trace_end, self.plan, s_in, s_out)
                     if quiet:
                         _Driver(self, req)
                     else:
@@ -501,14 +502,14 @@ class Simulation:
         for dec in sorted({id(d): d for d in self.decoders.values()}.values(), key=lambda d: d.name):
             if dec.kv_budget < INF:
                 kv[dec.name] = {"budget_bytes": dec.kv_budget, "blocked": list(dec.kv_blocked)}
-        measured = [r for r in done if r.id >= warm]
+        measured = [r for r in done if warm <= r.id < self.measured_end]
         return Result(self.plan, self.config, measured, (t0, t1),
                       {n: p.stats for n, p in sorted(self.pools.items())}, links, self.loop_trips, self.arm_counts,
                       self.op_counts, {k: v[1:max((b for b, c in enumerate(v) if c), default=0) + 1]
                                        for k, v in sorted(self.decode_batches.items())},
                       self.trace, max(env._now, self.horizon),
                       {k: dict(sorted(v.items())) for k, v in sorted(self.prefill_batches.items())},
-                      kv, max(0, len(self.arrivals) - warm - len(measured)),
+                      kv, max(0, self.measured_end - warm - len(measured)),
                       {op_id: len(dec.engines) for op_id, dec in sorted(self.decoders.items())})
 
     specialise_after = 200   # requests of a plan walked in general before its walk is built

@@ -67,8 +67,9 @@ def judged_at(term: dict) -> str:
     return "mean" if term["percentile"] is None else f"p{term['percentile']:g}"
 
 
-def sla_terms(result: Result) -> list[dict]:
-    """One entry per SLA term: bound, percentile, fraction meeting it, and whether it holds."""
+def term_values(result: Result) -> list[tuple[str, str, float, np.ndarray]]:
+    """Per SLA term with measured requests: its name ("latency.p99", "ttft"), statistic
+    ("p99", "mean", "all"), bound (ms) and the measured requests' values (ms)."""
     sla = result.plan.sla
     stats = term_stats(sla)
     reqs = result.requests
@@ -79,19 +80,31 @@ def sla_terms(result: Result) -> list[dict]:
             ("tbt", "tbt", sla.tbt_ms, [r.tbt_ms for r in reqs if r.tbt_ms is not None])):
         if bound is None or not values:
             continue
-        a = np.asarray(values, dtype=float)
-        met = float((a <= _within(bound)).mean())
         stat = stats.get(term, "all")
-        name = label if stat == "all" else f"{label}.{stat}"
+        out.append((label if stat == "all" else f"{label}.{stat}", stat, bound, np.asarray(values, dtype=float)))
+    return out
+
+
+def term_percentile(stat: str) -> float | None:
+    """The percentile a term is judged at (None: its mean): NN for "pNN", DEFAULT_PERCENTILE
+    for a plain term (every control-flow path)."""
+    return None if stat == "mean" else DEFAULT_PERCENTILE if stat == "all" else float(stat[1:])
+
+
+def sla_terms(result: Result) -> list[dict]:
+    """One entry per SLA term: bound, percentile, fraction meeting it, and whether it holds."""
+    out = []
+    for name, stat, bound, a in term_values(result):
+        met = float((a <= within(bound)).mean())
         if stat == "mean":
             observed = float(a.mean())
             out.append({"term": name, "bound_ms": _r(bound), "percentile": None, "statistic": "mean",
                         "observed_ms": _r(observed), "attained": _r(met),
-                        "holds": bool(observed <= _within(bound))})
+                        "holds": bool(observed <= within(bound))})
             continue
         # every control-flow path ("all"): judged at DEFAULT_PERCENTILE of requests, the
         # allowance for queueing and service-time variability the planner does not price
-        pct = DEFAULT_PERCENTILE if stat == "all" else float(stat[1:])
+        pct = term_percentile(stat)
         out.append({"term": name, "bound_ms": _r(bound), "percentile": _r(pct), "statistic": stat,
                     "observed_ms": _r(np.percentile(a, pct)), "attained": _r(met),
                     "holds": bool(met >= pct / 100.0 - 1e-12)})
@@ -105,17 +118,18 @@ def sla_terms(result: Result) -> list[dict]:
 SLA_REL_TOL, SLA_ABS_TOL_MS = 1e-9, 1e-5
 
 
-def _within(bound: float) -> float:
+def within(bound: float) -> float:
+    """The largest time that meets `bound`: the bound and its clock tolerance (above)."""
     return bound * (1 + SLA_REL_TOL) + SLA_ABS_TOL_MS
 
 
 def _meets_all(result: Result, r) -> bool:
     sla = result.plan.sla
-    if sla.e2e_ms is not None and r.end_ms - r.arrival_ms > _within(sla.e2e_ms):
+    if sla.e2e_ms is not None and r.end_ms - r.arrival_ms > within(sla.e2e_ms):
         return False
-    if sla.ttft_ms is not None and r.ttft_ms is not None and r.ttft_ms > _within(sla.ttft_ms):
+    if sla.ttft_ms is not None and r.ttft_ms is not None and r.ttft_ms > within(sla.ttft_ms):
         return False
-    if sla.tbt_ms is not None and r.tbt_ms is not None and r.tbt_ms > _within(sla.tbt_ms):
+    if sla.tbt_ms is not None and r.tbt_ms is not None and r.tbt_ms > within(sla.tbt_ms):
         return False
     return True
 
@@ -137,7 +151,7 @@ def windows(result: Result, window_ms: float) -> list[dict]:
                                     ("ttft", sla.ttft_ms, [r.ttft_ms for r in rs if r.ttft_ms is not None]),
                                     ("tbt", sla.tbt_ms, [r.tbt_ms for r in rs if r.tbt_ms is not None])):
             if bound is not None and len(values):
-                met = float((np.asarray(values, dtype=float) <= _within(bound)).mean())
+                met = float((np.asarray(values, dtype=float) <= within(bound)).mean())
                 terms[name] = {"attained": _r(met), "holds": bool(met >= pct / 100.0 - 1e-12)}
         out.append({"start_s": _r(k * window_ms / 1e3), "end_s": _r((k + 1) * window_ms / 1e3), "requests": len(rs),
                     "offered_rps": _r(len(rs) / (window_ms / 1e3)), "e2e_p50_ms": _r(np.percentile(e2e, 50)),
@@ -206,6 +220,7 @@ def summarize(result: Result, window_ms: float | None = None) -> dict:
         "cv": {k: v for k, v in sorted(cfg.cv)},
         "requests": n,
         "warmup": cfg.warmup,
+        "cooldown": cfg.cooldown,
         "offered_rps": _r(n / span_s) if n > 1 and t1 > t0 else None,
         "planned": {"e2e_ms": planned.get("e2e_ms"), "ttft_ms": planned.get("ttft_ms"),
                     "tbt_ms": planned.get("tbt_ms"), "load_rps": plan.load_rps,

@@ -6,6 +6,18 @@ when every SLA term holds at its percentile in the simulation; otherwise the mis
 error that says by how much. `repair` (`--repair`) adds capacity until the simulation
 holds; `agreement` is issue 17's simulation-agreement check (planned against simulated
 at three loads; benchmarks/bench_agreement.py, test_sim_agreement.py).
+
+A verdict is a confidence statement, not one run's percentile. One run's p99 is noisy
+near a bound: rag at 6.6 req/s (`ttft < 500ms`), 2,000 requests, seeds 0-9, gives a
+TTFT p99 of 466-579 ms, so one run passed a plan whose p99 at 10,000 requests is
+519-524. So `verify` runs independent replications (each its own seed, arrivals and
+warm-up) and judges each term by the share of requests meeting its bound, one mean per
+replication: a 95% Student t interval over them (the replications are independent
+where a run's requests are not). The term holds when the interval's low end reaches the
+percentile, misses when its high end is below it, and is undecided otherwise, which
+runs more replications (REPLICATIONS: 5, then 10, 20, 40) and, still undecided at
+the last, is reported as not verified: the plan sits within the simulation's noise of
+its bound. A `.mean` term is judged the same way on the replications' means.
 """
 
 from __future__ import annotations
@@ -24,32 +36,127 @@ from agentc.sim import DEFAULT_VERIFY_REQUESTS
 @dataclass(frozen=True)
 class Verdict:
     load_rps: float
-    requests: int
-    terms: list[dict]          # report.sla_terms rows, plus the planned value
+    requests: int              # per replication
+    terms: list[dict]          # report.sla_terms rows (with `replicated`'s fields), plus the planned value
+    replications: int = 1
 
     @property
     def misses(self) -> list[dict]:
+        """The terms not verified: those that miss and those left undecided."""
         return [t for t in self.terms if not t["holds"]]
+
+
+# replications run before each look at the verdict (each look adds to the last), and
+# the two-sided 95% Student t quantile at each count's degrees of freedom
+REPLICATIONS = (5, 10, 20, 40)
+T_975 = {4: 2.7764451052, 9: 2.2621571628, 19: 2.0930240544, 39: 2.0226909200}
 
 
 def verify(manifest: dict, load_rps: float | None = None, requests: int = DEFAULT_VERIFY_REQUESTS,
            seed: int = 0, batching: str = "continuous") -> Verdict:
     """Simulate the plan of `manifest` at `load_rps` (default: its load clause, else a
-    light load) and compare every SLA term with its bound. `batching="planned"` runs
-    decode and prefill at the planner's times (what the agreement benchmark uses to
-    tell the batch a load fills from queueing)."""
+    light load) in replications of `requests` requests until every SLA term is decided
+    against its bound (module docstring). `batching="planned"` runs decode and prefill
+    at the planner's times."""
+    return _verified(manifest, load_rps, requests, seed, batching)[0]
+
+
+def simulated(manifest: dict, load_rps: float | None = None, requests: int = DEFAULT_VERIFY_REQUESTS,
+              seed: int = 0, batching: str = "continuous") -> Verdict:
+    """One run of `requests` requests (as `agentc simulate` runs by default), each term
+    judged by its share in that run alone: what the agreement check compares a
+    prediction with (a point, not a verdict).
+    `batching="planned"` runs decode and prefill at the planner's times (what the
+    agreement benchmark uses to tell the batch a load fills from queueing)."""
     return _simulate(manifest, load_rps, requests, seed, batching)[0]
 
 
 def _simulate(manifest: dict, load_rps: float | None, requests: int, seed: int, batching: str = "continuous"):
-    from agentc.sim import arrivals, model, plan, report
+    from agentc.sim import report
+
+    rate, result = _run(manifest, load_rps, requests, seed, batching)
+    return predicted(Verdict(rate, requests, report.sla_terms(result)), manifest), result
+
+
+def _run(manifest: dict, load_rps: float | None, requests: int, seed: int, batching: str = "continuous",
+         drain: bool = False):
+    """(rate simulated, model.Result) of one run of `requests` Poisson arrivals, the
+    first tenth (at most 200) left out of the statistics: they met empty queues. With
+    `drain`, as many more run after them, left out too: the last measured requests
+    finish under load rather than in a draining system (a replication of `verify`)."""
+    from agentc.sim import arrivals, model, plan
 
     p = plan.from_manifest(manifest)
     rate = load_rps if load_rps is not None else (p.load_rps or LIGHT_LOAD_RPS)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
-    arr = arrivals.poisson(rate, rng, requests=requests)
-    result = model.simulate(p, arr, model.Config(seed=seed, warmup=min(200, len(arr) // 10), batching=batching))
-    return predicted(Verdict(rate, len(arr), report.sla_terms(result)), manifest), result
+    edge = min(200, requests // 10)
+    arr = arrivals.poisson(rate, rng, requests=requests + (edge if drain else 0))
+    return rate, model.simulate(p, arr, model.Config(seed=seed, warmup=edge, cooldown=edge if drain else 0,
+                                                     batching=batching))
+
+
+def replication_seed(seed: int, r: int) -> int:
+    """Replication r's seed under `seed`: the first is `seed` itself, the others drawn
+    from (seed, r) (the first 32-bit word of numpy's SeedSequence), so no two runs of
+    one verdict share a seed."""
+    return seed if r == 0 else int(np.random.SeedSequence([seed, r]).generate_state(1, np.uint32)[0])
+
+
+def _verified(manifest: dict, load_rps: float | None, requests: int, seed: int, batching: str = "continuous"):
+    """(Verdict, the first replication's Result, replications run): `verify`, with the
+    first run's pools for a repair to read where requests waited."""
+    from agentc.sim import report
+
+    runs, first = [], None
+    for count in REPLICATIONS:
+        while len(runs) < count:
+            rate, result = _run(manifest, load_rps, requests, replication_seed(seed, len(runs)), batching, drain=True)
+            first = first or result
+            runs.append(report.term_values(result))
+        terms = replicated(runs)
+        if all(t["decided"] for t in terms):
+            break
+    return predicted(Verdict(rate, requests, terms, len(runs)), manifest), first, len(runs)
+
+
+def replicated(runs: list[list[tuple]]) -> list[dict]:
+    """Each term's verdict over independent replications (`runs`: report.term_values of
+    each): the statistic over every request measured (`observed_ms`, `attained`), its
+    95% t interval over the replications (`observed_ci_ms`, `attained_ci`), and
+    `holds` only where the interval decides it (`decided`; module docstring)."""
+    from agentc.sim import report
+
+    r = len(runs)
+    t = T_975[r - 1]
+    out = []
+    for k, (name, stat, bound, _a) in enumerate(runs[0]):
+        reps = [run[k][3] for run in runs]
+        every = np.concatenate(reps)
+        edge = report.within(bound)
+        pct = report.term_percentile(stat)
+        shares = np.array([float((a <= edge).mean()) for a in reps])
+        points = np.array([float(a.mean()) if pct is None else float(np.percentile(a, pct)) for a in reps])
+        share_lo, share_hi = _interval(shares, t)
+        point_lo, point_hi = _interval(points, t)
+        if pct is None:
+            holds, misses = point_hi <= edge, point_lo > edge
+            observed = float(every.mean())
+        else:
+            target = pct / 100.0 - 1e-12
+            holds, misses = share_lo >= target, share_hi < target
+            observed = float(np.percentile(every, pct))
+        out.append({"term": name, "bound_ms": report._r(bound), "percentile": report._r(pct), "statistic": stat,
+                    "observed_ms": report._r(observed), "attained": report._r(float((every <= edge).mean())),
+                    "observed_ci_ms": [report._r(point_lo), report._r(point_hi)],
+                    "attained_ci": [report._r(max(0.0, share_lo)), report._r(min(1.0, share_hi))],
+                    "holds": bool(holds), "decided": bool(holds or misses), "replications": r})
+    return out
+
+
+def _interval(x: np.ndarray, t: float) -> tuple[float, float]:
+    """The t interval of the mean of replications' values `x`."""
+    half = t * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 def predicted(verdict: Verdict, manifest: dict) -> Verdict:
@@ -179,8 +286,8 @@ def repair(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float 
     if first is not None:
         given = first[1].verdict_before
     else:   # a re-plan held before the given plan was tried: simulate it once, for the report
-        given, _ = _simulate(manifest, target, requests, seed)
-        steps += 1
+        given, _, runs = _verified(manifest, target, requests, seed)
+        steps += runs
     if found is None:   # nothing holds: report the given plan, grown as far as it went
         m, rep = first if first is not None else _grow(manifest, usd_per_device_hr, target, requests, seed,
                                                        host_pools)
@@ -211,14 +318,19 @@ def report(rep: Repair) -> dict:
              if before.get(k, 0) + rep.added.get(k, 0)}
 
     def side(t: dict | None) -> dict | None:
-        return None if t is None else {"simulated_ms": t["observed_ms"], "attained": t["attained"],
-                                       "holds": t["holds"], "planned_ms": t["planned_ms"]}
+        if t is None:
+            return None
+        return {"simulated_ms": t["observed_ms"], "attained": t["attained"], "holds": t["holds"],
+                "planned_ms": t["planned_ms"], "decided": t.get("decided", True),
+                "replications": t.get("replications", 1),
+                "simulated_ci_ms": t.get("observed_ci_ms"), "attained_ci": t.get("attained_ci")}
 
     was = {t["term"]: t for t in (rep.verdict_before.terms if rep.verdict_before else [])}
     terms = [{"term": t["term"], "statistic": t["statistic"], "percentile": t["percentile"],
               "bound_ms": t["bound_ms"], "before": side(was.get(t["term"])), "after": side(t)}
              for t in rep.verdict.terms]
     return {"holds": not rep.verdict.misses, "load_rps": rep.verdict.load_rps, "requests": rep.verdict.requests,
+            "replications": rep.verdict.replications,
             "devices_before": before, "devices_after": after, "added_devices": dict(rep.added),
             "added_usd_per_hr": {k: _r6(v) for k, v in rep.usd_per_hr.items()},
             "usd_per_hr_before": rep.usd_per_hr_before, "usd_per_hr_after": rep.usd_per_hr_after,
@@ -247,8 +359,11 @@ def _tried(rep: Repair, rate: float | None) -> str:
     worst = max(rep.verdict.misses, key=lambda t: t["observed_ms"] / t["bound_ms"], default=None)
     if worst is None:
         return f"{what}, {grown} added: holds"
-    return (f"{what}, {grown} added: {worst['term']} still {worst['observed_ms']:g} ms > {worst['bound_ms']:g} ms "
-            f"({rep.tried[0]})")
+    if worst.get("decided", True):
+        return (f"{what}, {grown} added: {worst['term']} still {worst['observed_ms']:g} ms > "
+                f"{worst['bound_ms']:g} ms ({rep.tried[0]})")
+    return (f"{what}, {grown} added: {worst['term']} {worst['observed_ms']:g} ms undecided against "
+            f"{worst['bound_ms']:g} ms ({rep.tried[0]})")
 
 
 def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float | None, requests: int,
@@ -284,9 +399,9 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
     stop = "held"
     first = None
     while True:
-        verdict, result = _simulate(m, load_rps, requests, seed)
+        verdict, result, runs = _verified(m, load_rps, requests, seed)
         first = first or verdict
-        sims += 1
+        sims += runs
         if not verdict.misses:
             break
         if steps >= MAX_REPAIR_STEPS:
@@ -307,8 +422,8 @@ def _grow(manifest: dict, usd_per_device_hr: dict[str, float], load_rps: float |
         for name in sorted(devices, key=lambda k: (-usd_per_device_hr.get(k, 0.0), k)):
             while devices[name] - widest.get(name, 1) >= before.get(name, 0):
                 resize(name, -1)
-                trial, _ = _simulate(m, load_rps, requests, seed)
-                sims += 1
+                trial, _, runs = _verified(m, load_rps, requests, seed)
+                sims += runs
                 if trial.misses:
                     resize(name, 1)
                     break
@@ -361,31 +476,53 @@ def _r6(x: float) -> float:
 
 
 def check(verdict: Verdict, loc=None, repaired: Repair | None = None) -> None:
-    """Raise when a term misses: the simulated percentile, the bound and the gap; after
-    a repair, also what it tried (each plan, the devices added, why it stopped)."""
+    """Raise when a term is not verified: one that misses (the simulated percentile, the
+    bound and the gap) or is undecided (the interval straddles the bound); after a
+    repair, also what it tried (each plan, the devices added, why it stopped)."""
     if not verdict.misses:
         return
-    from agentc.sim import report
-
-    # the plan's own (sizing) figure, and where the caller added it (with_prediction) the
-    # planner's prediction at the load simulated: two numbers, named apart
-    parts = [f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms misses the bound "
-             f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% of "
-             f"requests meet it; planned {t['planned_ms']:g} ms"
-             + (f", predicted {t['predicted_ms']:g} ms" if t.get("predicted_ms") is not None else "") + ")"
-             for t in verdict.misses]
+    parts = [missed(t) for t in verdict.misses]
+    missing = any(t.get("decided", True) for t in verdict.misses)
+    runs = (f"{verdict.replications} replications of {verdict.requests} requests" if verdict.replications > 1
+            else f"{verdict.requests} requests")
+    noise = () if missing else (f"each term is judged by a 95% interval over independent replications (after "
+                                f"{runs}, the most it runs); more requests per replication (--requests) narrow it",)
+    what = "does not hold its SLA" if missing else "cannot be verified to hold its SLA"
     if repaired is None:
-        raise InfeasiblePlanError(f"the plan does not hold its SLA in simulation at {verdict.load_rps:g} req/s: "
+        raise InfeasiblePlanError(f"the plan {what} in simulation at {verdict.load_rps:g} req/s: "
                                   + "; ".join(parts), loc,
-                                  ("the planner meets each term over the program's loop trips and branch arms "
-                                   "with an M/G/c wait per op (docs/planner.md); the simulation adds what that "
-                                   "model leaves out (batches forming, shared links, queues in series); loosen "
-                                   "the bound, lower the load or add capacity",))
+                                  noise + ("the planner meets each term over the program's loop trips and branch "
+                                           "arms with an M/G/c wait per op (docs/planner.md); the simulation adds "
+                                           "what that model leaves out (batches forming, shared links, queues in "
+                                           "series); loosen the bound, lower the load or add capacity",))
     raise InfeasiblePlanError(f"--repair found no capacity that holds the SLA in simulation at "
                               f"{verdict.load_rps:g} req/s: " + "; ".join(parts), loc,
                               tuple(f"tried: {t}" for t in repaired.tried)
-                              + (f"{repaired.steps} simulation(s) of {verdict.requests} requests",
-                                 "loosen the bound, lower the load or give the cluster more devices"))
+                              + (f"{repaired.steps} simulation(s) of {verdict.requests} requests",)
+                              + noise + ("loosen the bound, lower the load or give the cluster more devices",))
+
+
+def missed(t: dict) -> str:
+    """What a term that is not verified did: by how much it misses, or the interval that
+    leaves it undecided; with the plan's figure and, where the caller added it
+    (with_prediction), the planner's prediction at the load simulated."""
+    from agentc.sim import report
+
+    figures = (f"planned {t['planned_ms']:g} ms"
+               + (f", predicted {t['predicted_ms']:g} ms" if t.get("predicted_ms") is not None else ""))
+    ci = t.get("observed_ci_ms")
+    span = f" (95% interval {ci[0]:g}-{ci[1]:g} ms)" if ci else ""
+    if t.get("decided", True):
+        return (f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms{span} misses the bound "
+                f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% "
+                f"of requests meet it; {figures})")
+    lo, hi = t["attained_ci"]
+    share = (f"{100 * t['attained']:.2f}% of requests meet it (95% interval {100 * lo:.2f}-{100 * hi:.2f}%, "
+             f"{t['percentile']:g}% must)" if t["percentile"] is not None else f"{100 * t['attained']:.2f}% of "
+                                                                               f"requests meet it")
+    return (f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms{span} is within the "
+            f"simulation's noise of the bound {t['bound_ms']:g} ms after {t['replications']} replications: "
+            f"{share}; {figures}")
 
 
 def agreement_loads(manifest: dict) -> dict[str, float]:
@@ -411,10 +548,10 @@ def agreement(view: dict, prices: dict[str, float], replan=None, requests: int =
     repaired plan's; without it, the manifests' totals (the sizing model's figures)."""
     out = []
     for label, rate in agreement_loads(view).items():
-        given = verify(view, rate, requests, seed)
+        given = simulated(view, rate, requests, seed)
         if predict is not None:
             given = predicted(given, {"totals": predict(rate)})
-        batched = verify(view, rate, requests, seed, batching="planned") if attribution else given
+        batched = simulated(view, rate, requests, seed, batching="planned") if attribution else given
         rep = None
         if given.misses and (view.get("sla") or {}).get("load_rps"):
             fixed, rep = repair(view, prices, rate, requests, seed, replan)

@@ -100,8 +100,8 @@ def test_usage_errors(manifest_path, monkeypatch, capsys):
     assert r.exit_code == 1 and "bad --cv" in r.output
     r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--duration", "1"])
     assert r.exit_code == 1 and "not both" in r.output
-    r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--warmup", "10"])
-    assert r.exit_code == 1 and "leaves none" in r.output
+    r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--warmup", "5", "--cooldown", "5"])
+    assert r.exit_code == 1 and "--warmup 5 and --cooldown 5 leave none of the 10 requests to measure" in r.output
     # a misspelt kind is an error, not a silently deterministic run
     r = CliRunner().invoke(cli, ["simulate", str(manifest_path), "--requests", "10", "--cv", "llm.decod=0.3"])
     assert r.exit_code == 1 and "--cv names the kind 'llm.decod', which no op of the plan has" in r.output
@@ -113,3 +113,14 @@ def test_usage_errors(manifest_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 1 and "Invalid value for '--seed'" in capsys.readouterr().err
+
+
+def test_cooldown_leaves_the_last_requests_out_and_keeps_the_rest(manifest_path):
+    """--cooldown 30 of 100 (warmup 10): the 30 last run but are left out, so 60 are
+    measured, as many as in a run of 70 without a cooldown; the JSON says both edges."""
+    cool = json.loads(invoke(str(manifest_path), "--requests", "100", "--warmup", "10", "--cooldown", "30",
+                             "--load", "50", "--json").output)
+    bare = json.loads(invoke(str(manifest_path), "--requests", "70", "--warmup", "10", "--load", "50",
+                             "--json").output)
+    assert cool["requests"] == bare["requests"] == 60
+    assert (cool["warmup"], cool["cooldown"], bare["cooldown"]) == (10, 30, 0)

@@ -1,0 +1,69 @@
+"""--verify's verdict over independent replications (sim/verify.py `replicated`):
+its t quantiles against the Student t distribution integrated here, and its decisions
+on replications whose shares are set by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from agentc.sim import verify
+
+
+def _t_cdf(x: float, df: int) -> float:
+    """P(T <= x) for Student's t with `df` degrees of freedom: its density integrated
+    from 0 by Simpson's rule (20,000 panels), plus the half below 0."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    n = 20000
+    h = x / n
+    f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
+    return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+
+
+@pytest.mark.parametrize("count", verify.REPLICATIONS)
+def test_each_t_quantile_leaves_2_5_percent_above_it(count):
+    assert _t_cdf(verify.T_975[count - 1], count - 1) == pytest.approx(0.975, abs=1e-9)
+
+
+def _runs(shares: list[float], n: int = 1000, bound: float = 100.0) -> list[list[tuple]]:
+    """One replication per share: `n` requests of which that share take 50 ms and the
+    rest 200, judged against `bound` at p99."""
+    out = []
+    for s in shares:
+        k = round(s * n)
+        out.append([("latency.p99", "p99", bound, np.array([50.0] * k + [200.0] * (n - k)))])
+    return out
+
+
+def test_a_term_holds_when_the_interval_is_above_the_percentile():
+    (t,) = verify.replicated(_runs([0.995, 0.996, 0.994, 0.995, 0.995]))
+    # mean 0.995, sd 0.000707 over 5: half-width 2.776 x 0.000707 / sqrt(5) = 0.000878
+    assert t["attained_ci"] == pytest.approx([0.995 - 0.000878, 0.995 + 0.000878], abs=2e-6)
+    assert (t["holds"], t["decided"], t["replications"]) == (True, True, 5)
+    assert t["attained"] == pytest.approx(0.995) and t["observed_ms"] == 50.0
+
+
+def test_a_term_misses_when_the_interval_is_below_it():
+    (t,) = verify.replicated(_runs([0.985, 0.986, 0.984, 0.985, 0.985]))
+    assert (t["holds"], t["decided"]) == (False, True)
+    assert t["observed_ms"] == 200.0
+
+
+def test_a_term_astride_the_percentile_is_undecided_and_not_held():
+    (t,) = verify.replicated(_runs([0.985, 0.995, 0.99, 0.992, 0.988]))
+    lo, hi = t["attained_ci"]
+    assert lo < 0.99 < hi
+    assert (t["holds"], t["decided"]) == (False, False)
+
+
+def test_a_mean_term_is_judged_on_the_replications_means():
+    runs = [[("latency.mean", "mean", 100.0, np.array([m - 1.0, m + 1.0]))] for m in (97.0, 98.0, 99.0, 98.0, 98.0)]
+    (t,) = verify.replicated(runs)
+    # mean 98, sd 0.7071: half-width 0.878, so 97.12-98.88 < 100
+    assert t["observed_ci_ms"] == pytest.approx([98.0 - 0.8778, 98.0 + 0.8778], abs=1e-3)
+    assert (t["holds"], t["decided"], t["observed_ms"]) == (True, True, 98.0)
+    runs = [[("latency.mean", "mean", 98.5, r[0][3])] for r in runs]
+    (t,) = verify.replicated(runs)
+    assert (t["holds"], t["decided"]) == (False, False)
