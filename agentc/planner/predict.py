@@ -8,7 +8,8 @@ placement (each op's option, pool and replicas) and the same evaluator
 (Instance.evaluate), with four changes to each op's call:
 
 - Waits: each pool is one queue over its devices (queueing.SharedQueue: M/G/c,
-  Allen-Cunneen, with the simulator's service cv) for every op placed on it, host
+  Allen-Cunneen, with the simulator's service cv; the decode engines' busy devices
+  held, not a Poisson load beside the jobs) for every op placed on it, host
   work on a CPU pool included, its wait charged on the path like any other; a
   request's run of host calls there waits once, as one job (_runs). A decode
   queues for a batch slot of its engines (under load its replicas, plus what no
@@ -20,7 +21,8 @@ placement (each op's option, pool and replicas) and the same evaluator
 - Prefill batches (queueing.BatchLaw; the batch's time from the manifest's prefill
   table, `Prefill`): a prompt that waits waits for one device to free (the queue
   ahead of it goes in the same batch; a decode engine frees its device at its next
-  step boundary), runs in one batch with the prompts that reached
+  step boundary, unless the jobs hold every device: then a job's end, with the
+  chance Erlang C of the jobs alone gives), runs in one batch with the prompts that reached
   its engines over its batch's window (a discrete count, up to the simulator's token
   budget) and gives its first token when the batch is done; a prompt whose input
   queued for the same pool just before it (an MoE gate) waited there. The pool's
@@ -336,8 +338,11 @@ def _batch_law(inst: Instance, i: int, ops: list[int], ch, prefill: Prefill,
     gated = bool(inputs) and all(ch[u].site == ch[i].site and ch[u].option.busy_ms > 0 and not ch[u].parts
                                  and inst.ops[u].weight == op.weight for u in inputs)
     residual, stepping, step = held
+    # of the prompts that wait, those that find every server a job's (the decode engines
+    # already gave theirs up) wait for a job to end, not for a step
+    full = queueing.erlang_c(pool.servers, pool.load - pool.held) / c if pool.held > 0 else 0.0
     return queueing.BatchLaw(c, pool.servers, residual, table, streams, prefill.budget, own=not gated,
-                             stepping=stepping, step_ms=step)
+                             stepping=stepping, step_ms=step, full=full)
 
 
 def _shares(inst: Instance, i: int, x: int, ch) -> bool:
