@@ -507,3 +507,25 @@ def test_a_paths_wait_at_quantile_one_is_unbounded_and_without_waits_zero():
     assert path_wait_ms([(1.0, 0.5, 1.0)], 1.0) == math.inf
     assert path_wait_ms([(2.0, 0.5, 1.0)], 1.0) == math.inf
     assert path_wait_ms([(3.0, 0.0, 5.0)], 1.0) == 0.0
+
+
+def test_a_prompt_beside_decode_waits_a_step_or_for_the_first_job_to_end():
+    """BatchLaw's wait given a wait, beside a decode engine stepping every 16 ms on one
+    of 5 servers, jobs of mean residual R = 100 ms on the others: with `full` 0 the
+    least of 4 uniform residuals on [0, 2R] and one on [0, 16]; with `full` 1 (the
+    jobs hold every server) the least of 5 on [0, 2R], mean 2R / 6; in between, the
+    mixture's mean. Means integrated here by hand (Simpson, 2,000 panels)."""
+    table = ((4096.0, 205.0), (8192.0, 406.0))
+
+    def mean(full: float) -> float:
+        def surv(w):
+            stepped = (1 - w / 200.0) ** 4 * max(0.0, 1 - w / 16.0)
+            return (1 - full) * stepped + full * (1 - w / 200.0) ** 5
+        n, h = 2000, 200.0 / 2000
+        return h / 3 * sum((1 if k in (0, n) else 4 if k % 2 else 2) * surv(k * h) for k in range(n + 1))
+
+    for full in (0.0, 0.25, 1.0):
+        law = queueing.BatchLaw(0.05, 5, 100.0, table, [(0.007, 4096.0)], 8192.0, stepping=1.0, step_ms=16.0,
+                                full=full)
+        assert law.mean_wait == pytest.approx(mean(full), rel=2e-3), full
+    assert mean(1.0) == pytest.approx(200.0 / 6, rel=1e-6)
