@@ -516,7 +516,8 @@ def _verify(c, view, load, seed, as_json, repair=False, requests: int = DEFAULT_
             lo, hi = row["observed_ci_ms"]
             t.add_row(f"{row['term']} ({report.judged_at(row)})", num(row["bound_ms"]), num(row["planned_ms"]),
                       "unbounded" if row["term"].split(".")[0] in unbounded else num(row["predicted_ms"]),
-                      num(row["observed_ms"]), f"{num(lo)}-{num(hi)}", f"{100 * row['attained']:.2f}%",
+                      num(row["observed_ms"]), "-" if None in (lo, hi) else f"{num(lo)}-{num(hi)}",
+                      f"{100 * row['attained']:.2f}%",
                       "yes" if row["holds"] else "no" if row["decided"] else "undecided")
         console().print(t)
     verify.check(verdict, source_loc(entry_graph(c.module)), fixed)

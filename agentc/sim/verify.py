@@ -14,7 +14,9 @@ TTFT p99 of 466-579 ms, so one run passed a plan whose p99 at 10,000 requests is
 warm-up) and judges each term by the share of requests meeting its bound, one mean per
 replication: a 95% Student t interval over them (the replications are independent
 where a run's requests are not). The term holds when the interval's low end reaches the
-percentile, misses when its high end is below it, and is undecided otherwise, which
+percentile, misses when its high end is below it (and, for a percentile, the exact
+binomial interval of every request measured agrees: replications whose shares do not
+spread are no evidence alone), and is undecided otherwise, which
 runs more replications (REPLICATIONS: 5, then 10, 20, 40) and, still undecided at
 the last, is reported as not verified: the plan sits within the simulation's noise of
 its bound. A `.mean` term is judged the same way on the replications' means.
@@ -49,7 +51,14 @@ class Verdict:
 # replications run before each look at the verdict (each look adds to the last), and
 # the two-sided 95% Student t quantile at each count's degrees of freedom
 REPLICATIONS = (5, 10, 20, 40)
-T_975 = {4: 2.7764451052, 9: 2.2621571628, 19: 2.0930240544, 39: 2.0226909200}
+T_975 = {1: 12.7062047362, 2: 4.3026527297, 3: 3.1824463053, 4: 2.7764451052, 5: 2.5705818356,
+         6: 2.4469118511, 7: 2.3646242516, 8: 2.3060041352, 9: 2.2621571628, 10: 2.2281388520,
+         11: 2.2009851601, 12: 2.1788128297, 13: 2.1603686565, 14: 2.1447866879, 15: 2.1314495456,
+         16: 2.1199052992, 17: 2.1098155778, 18: 2.1009220402, 19: 2.0930240544, 20: 2.0859634473,
+         21: 2.0796138447, 22: 2.0738730679, 23: 2.0686576104, 24: 2.0638985616, 25: 2.0595385528,
+         26: 2.0555294386, 27: 2.0518305165, 28: 2.0484071418, 29: 2.0452296421, 30: 2.0422724563,
+         31: 2.0395134464, 32: 2.0369333435, 33: 2.0345152974, 34: 2.0322445093, 35: 2.0301079283,
+         36: 2.0280940010, 37: 2.0261924630, 38: 2.0243941639, 39: 2.0226909200}
 
 
 def verify(manifest: dict, load_rps: float | None = None, requests: int = DEFAULT_VERIFY_REQUESTS,
@@ -126,11 +135,16 @@ def replicated(runs: list[list[tuple]]) -> list[dict]:
     `holds` only where the interval decides it (`decided`; module docstring)."""
     from agentc.sim import report
 
-    r = len(runs)
-    t = T_975[r - 1]
+    terms: dict[str, tuple] = {}      # name -> (statistic, bound, the replications' values)
+    for run in runs:
+        for name, stat, bound, values in run:
+            terms.setdefault(name, (stat, bound, []))[2].append(values)
     out = []
-    for k, (name, stat, bound, _a) in enumerate(runs[0]):
-        reps = [run[k][3] for run in runs]
+    for name, (stat, bound, reps) in terms.items():
+        # a replication none of whose requests reached the term (no first token) gives it
+        # no share; one replication alone gives no interval
+        r = len(reps)
+        t = T_975.get(r - 1, math.inf)
         every = np.concatenate(reps)
         edge = report.within(bound)
         pct = report.term_percentile(stat)
@@ -142,8 +156,15 @@ def replicated(runs: list[list[tuple]]) -> list[dict]:
             holds, misses = point_hi <= edge, point_lo > edge
             observed = float(every.mean())
         else:
+            # the replications' spread is no evidence where it vanishes (every request of
+            # 5 runs of one met the bound): the count of requests must show the share too,
+            # an exact binomial interval over all of them (narrower than the t interval
+            # wherever the replications do spread: their requests are not independent)
             target = pct / 100.0 - 1e-12
-            holds, misses = share_lo >= target, share_hi < target
+            met = int((every <= edge).sum())
+            exact_lo, exact_hi = binomial_interval(met, len(every))
+            holds = share_lo >= target and exact_lo >= target
+            misses = share_hi < target and exact_hi < target
             observed = float(np.percentile(every, pct))
         out.append({"term": name, "bound_ms": report._r(bound), "percentile": report._r(pct), "statistic": stat,
                     "observed_ms": report._r(observed), "attained": report._r(float((every <= edge).mean())),
@@ -153,8 +174,53 @@ def replicated(runs: list[list[tuple]]) -> list[dict]:
     return out
 
 
+EXACT_COUNTS = 300   # past this many misses and hits, binomial_interval takes Wilson's
+
+
+def binomial_interval(met: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson's exact interval of a share from `met` of `n` independent trials
+    (the shares at which `met` or more, or fewer, is as unlikely as (1 - level) / 2);
+    Wilson's score interval where both counts pass EXACT_COUNTS (within 1e-3 of it at a
+    share of one half, 1e-4 near a high percentile)."""
+    tail = (1.0 - level) / 2.0
+
+    def at_most(k: int, p: float) -> float:   # P(X <= k), X ~ Binomial(n, p), summed in logs
+        if k < 0:
+            return 0.0
+        if k >= n or p <= 0.0:
+            return 1.0
+        if p >= 1.0:
+            return 0.0
+        lp, lq = math.log(p), math.log1p(-p)
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+                for i in range(k + 1)]
+        top = max(logs)
+        return min(1.0, math.exp(top) * sum(math.exp(x - top) for x in logs))
+
+    def solve(f) -> float:   # the p in [0, 1] where the decreasing f(p) crosses 0
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
+        return (lo + hi) / 2.0
+
+    if n <= 0:
+        return 0.0, 1.0
+    if min(met, n - met) > EXACT_COUNTS:   # Wilson's score interval: the sums grow long
+        z, share = 1.959963984540054, met / n
+        mid = (share + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return mid - half, mid + half
+    # counted by the misses (few, near a high percentile): P(met or more) = P(misses <= n - met)
+    low = 0.0 if met == 0 else 1.0 - solve(lambda q: at_most(n - met, q) - tail)
+    high = 1.0 if met == n else 1.0 - solve(lambda q: at_most(n - met - 1, q) - (1.0 - tail))
+    return low, high
+
+
 def _interval(x: np.ndarray, t: float) -> tuple[float, float]:
-    """The t interval of the mean of replications' values `x`."""
+    """The t interval of the mean of replications' values `x` (unbounded for one)."""
+    if len(x) < 2:
+        return -math.inf, math.inf
     half = t * float(x.std(ddof=1)) / math.sqrt(len(x))
     return float(x.mean()) - half, float(x.mean()) + half
 
@@ -511,7 +577,7 @@ def missed(t: dict) -> str:
     figures = (f"planned {t['planned_ms']:g} ms"
                + (f", predicted {t['predicted_ms']:g} ms" if t.get("predicted_ms") is not None else ""))
     ci = t.get("observed_ci_ms")
-    span = f" (95% interval {ci[0]:g}-{ci[1]:g} ms)" if ci else ""
+    span = f" (95% interval {ci[0]:g}-{ci[1]:g} ms)" if ci and None not in ci else ""
     if t.get("decided", True):
         return (f"{t['term']}: simulated {report.judged_at(t)} {t['observed_ms']:g} ms{span} misses the bound "
                 f"{t['bound_ms']:g} ms by {t['observed_ms'] - t['bound_ms']:.4g} ms ({100 * t['attained']:.2f}% "

@@ -22,9 +22,22 @@ def _t_cdf(x: float, df: int) -> float:
     return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
 
 
-@pytest.mark.parametrize("count", verify.REPLICATIONS)
-def test_each_t_quantile_leaves_2_5_percent_above_it(count):
-    assert _t_cdf(verify.T_975[count - 1], count - 1) == pytest.approx(0.975, abs=1e-9)
+@pytest.mark.parametrize("df", sorted(verify.T_975))
+def test_each_t_quantile_leaves_2_5_percent_above_it(df):
+    assert _t_cdf(verify.T_975[df], df) == pytest.approx(0.975, abs=1e-8)
+
+
+def test_a_term_some_replications_never_reach_is_judged_on_those_that_do():
+    """A replication in which no request gave a first token gives TTFT no share: the
+    interval is over the others (t at their count), and one alone gives none."""
+    runs = _runs([0.995, 0.996, 0.994, 0.995, 0.995])
+    runs[1] = []
+    (t,) = verify.replicated(runs)
+    assert t["replications"] == 4 and (t["holds"], t["decided"]) == (True, True)
+    # 0.995, 0.994, 0.995, 0.995: mean 0.99475, sd 0.0005; half-width 3.1824 x 0.0005 / 2 = 0.000796
+    assert t["attained_ci"] == pytest.approx([0.99475 - 0.000796, 0.99475 + 0.000796], abs=2e-6)
+    (t,) = verify.replicated([runs[0], [], [], [], []])
+    assert (t["holds"], t["decided"], t["attained_ci"]) == (False, False, [0.0, 1.0])
 
 
 def _runs(shares: list[float], n: int = 1000, bound: float = 100.0) -> list[list[tuple]]:
@@ -88,3 +101,36 @@ def test_the_interval_covers_the_true_share_95_percent_of_the_time():
     se = math.sqrt(0.95 * 0.05 / 400)
     assert abs(covered / 400 - 0.95) <= 3 * se, covered
     assert held <= 4, held
+
+
+def _at_least(k: int, n: int, p: float) -> float:
+    """P(X >= k), X ~ Binomial(n, p), by exact integer binomial coefficients."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+@pytest.mark.parametrize("met,n", [(5, 5), (0, 5), (3, 10), (95, 100), (290, 300), (594, 600), (1, 1)])
+def test_the_exact_interval_leaves_2_5_percent_on_each_side(met, n):
+    """Clopper-Pearson: at the low end `met` or more is a 2.5% chance, at the high end
+    `met` or fewer is; all of 5 trials meeting a bound shows a share of 0.478 at least
+    (0.025 ** (1 / 5))."""
+    lo, hi = verify.binomial_interval(met, n)
+    if met > 0:
+        assert _at_least(met, n, lo) == pytest.approx(0.025, rel=1e-6)
+    else:
+        assert lo == 0.0
+    if met < n:
+        assert 1 - _at_least(met + 1, n, hi) == pytest.approx(0.025, rel=1e-6)
+    else:
+        assert hi == 1.0
+    if met == n == 5:
+        assert lo == pytest.approx(0.025 ** (1 / 5), rel=1e-9)
+
+
+def test_a_few_requests_that_all_meet_a_p99_do_not_verify_it():
+    """5 replications of one request each, all within the bound: their shares do not
+    spread (a t interval of [1, 1]), but 5 requests cannot show 99% (exact interval
+    0.478-1): undecided, not held. 9,000 that all meet it can (0.99959-1)."""
+    (t,) = verify.replicated(_runs([1.0] * 5, n=1))
+    assert (t["holds"], t["decided"]) == (False, False)
+    (t,) = verify.replicated(_runs([1.0] * 5, n=1800))
+    assert (t["holds"], t["decided"]) == (True, True)
