@@ -68,7 +68,7 @@ def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
     prefill ops' batch times and the token budget (None: prompts run one a batch).
     `replica_engines`: decodes run on their replicas' engines (_engines; a plan made
     under a load clause), else one per tp devices of the pool."""
-    timed, tails, crowds = simulated(inst, choice, devices, cv, prefill, replica_engines)
+    timed, tails, crowds, tbt_laws = simulated(inst, choice, devices, cv, prefill, replica_engines)
     m = inst.evaluate(timed)
     # The same calls without their waits: no request is faster, so each scenario's
     # figure is at least their schedule's. The excess below follows the path longest at
@@ -98,7 +98,31 @@ def predicted(inst: Instance, choice: list[int], devices: dict[str, int],
                                    inst.first_token_ms(bare, m.transfers, b_start, chain))))
     m.e2e_ms = statistic(e2e, inst.q_e2e)
     m.ttft_ms = statistic(ttft, inst.q_ttft)
+    if tbt_laws and m.tbt_ms is not None and inst.q_tbt is not None:
+        m.tbt_ms = _request_tbt(inst, timed, tbt_laws)
     return m
+
+
+def _request_tbt(inst: Instance, timed, tbt_laws: dict) -> float:
+    """A request's TBT at the TBT term's quantile, as the simulator measures it: its
+    worst decode call's mean gap (sim/model.py), so the tails of its crowded calls
+    (each: TBT without stalls, call time, stall visits; `simulated`) add up
+    (queueing.worst_call), where each call's own quantile leaves the request's out
+    (supervisor at 3 req/s in simulation: query.decode's p99 11.74 ms, notes.decode's
+    12.14, the request's 12.44). Per control-flow path for a bound on every path (their
+    largest), else over the paths' mixture."""
+    q = queueing.wait_level(inst.q_tbt)
+    paths = []   # (probability, TBT without stalls, [(calls, TBT without stalls, call ms, visits)])
+    for prob, counts, _ in inst.scen:
+        ops = [j for j in inst.tbt_ops if counts[j] > 0]
+        if prob <= 0 or not ops:
+            continue
+        base = max(tbt_laws[j][0] if j in tbt_laws else inst.choices[timed[j]].tbt or 0.0 for j in ops)
+        paths.append((prob, base, [(counts[j], *tbt_laws[j]) for j in ops if j in tbt_laws]))
+
+    if inst.q_tbt >= 1.0:
+        return max(queueing.worst_call([path], q) for path in paths)
+    return queueing.worst_call(paths, q)
 
 
 def _excess(visits: list[tuple[float, float, float, float]], q: float | None) -> float:
@@ -148,12 +172,14 @@ class Prefill:
 
 def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
               cv: float = queueing.SIMULATED_SERVICE_CV, prefill: Prefill | None = None,
-              replica_engines: bool = True) -> tuple[tuple[int, ...], dict[int, tuple], dict[int, tuple]]:
+              replica_engines: bool = True) -> tuple[tuple[int, ...], dict[int, tuple], dict[int, tuple],
+                                                     dict[int, tuple]]:
     """`choice` re-timed as the simulator runs it: new choices appended to `inst`
     (Instance.add_choice) with each op's mean wait and decode batch, their indices,
     per op that queues, its wait's tail (C, theta, mean: queueing.tail), and per
     decode crowded out of its pool by the jobs there, the visits to the pool's queue
-    one call makes (count, C, theta, mean: queueing.crowding)."""
+    one call makes (count, C, theta, mean: queueing.crowding), and per such decode with a
+    TBT, its TBT without the stalls, its call's time and those visits (_request_tbt)."""
     cv2 = cv * cv
     ch = [inst.choices[k] for k in choice]
     decode = set(inst.tbt_ops)
@@ -169,7 +195,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
         elif not inst.sites[c.site].implicit:
             by_site.setdefault(c.site, []).append(i)
     runs = _runs(inst, ch, by_site, decode, prefill)
-    new, tails, crowds = list(choice), {}, {}
+    new, tails, crowds, tbt_laws = list(choice), {}, {}, {}
     for j, ops in sorted(by_site.items()):
         site = inst.sites[j]
         n = max([devices.get(site.name, 0)] + [ch[i].option.tp for i in ops])
@@ -236,6 +262,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
                     if count > 0 and cw > 0 and th > 0:
                         crowds[i] = (count, cw, th, cw * th)
                         if tbt is not None:
+                            tbt_laws[i] = (tbt, ms, [(count, cw, th)])
                             tbt *= 1.0 + queueing.path_wait_ms([(count, cw, th)], queueing.wait_level(inst.q_tbt)) / ms
                 c = dataclasses.replace(c, run_ms=ms, run_tbt_ms=tbt, first_step_ms=step, run_batch=b_e)
             elif o.busy_ms > 0 and runs.get(i, i) != i:   # waits only at its run's head
@@ -256,7 +283,7 @@ def simulated(inst: Instance, choice: list[int], devices: dict[str, int],
             joined = crowds[i][3] if i in crowds else 0.0
             new[i] = inst.add_choice(dataclasses.replace(c, wait_ms=mean + lost, ttft_wait_ms=mean + joined),
                                      choice[i])
-    return tuple(new), tails, crowds
+    return tuple(new), tails, crowds, tbt_laws
 
 
 def _engines(ch, j: int, ops: list[int], group: list[int], n: int) -> int:

@@ -559,8 +559,7 @@ def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> f
     (test_predict.py). 0 when a share q of requests waits nowhere."""
     if any(math.isinf(t) and n > 0 for n, _, t in visits):
         return math.inf
-    waits = [(n, c, t) for n, c, t in visits if n > 0 and c > 0 and t > 0]
-    mean = sum(n * c * t for n, c, t in waits)
+    waits, mean, some, gamma = _path_law(visits)
     if q is None or mean <= 0:
         return mean
     if q >= 1.0:
@@ -569,18 +568,75 @@ def path_wait_ms(visits: list[tuple[float, float, float]], q: float | None) -> f
     if len(waits) == 1 and waits[0][0] == 1.0:
         _, c, t = waits[0]
         return t * math.log(c / tail) if c > tail else 0.0
-    some = 1.0 - math.prod((1.0 - c) ** n for n, c, _ in waits)   # P(some visit waits)
     if some <= tail:
         return 0.0
-    var = sum(n * (2.0 * c - c * c) * t * t for n, c, t in waits)
-    m1 = mean / some                                # mean and variance given some wait
-    v1 = (var + mean * mean) / some - m1 * m1
-    if v1 <= 0:
+    m1 = mean / some
+    if gamma is None:
         return m1
-    shape, scale = m1 * m1 / v1, v1 / m1
+    shape, scale = gamma
     fit = _bisect(lambda t: some * _gamma_q(shape, t / scale) - tail, m1)
     most = _bisect(lambda t: 1.0 - math.prod((1.0 - c * math.exp(-t / th)) ** n for n, c, th in waits) - tail, m1)
     return max(fit, most)
+
+
+def path_over(visits: list[tuple[float, float, float]], w: float) -> float:
+    """P(the waits of path_wait_ms's visits sum past `w`), by the same law (the larger of
+    its Gamma fit's and its union's tail), so that path_over(v, path_wait_ms(v, q)) is
+    1 - q: several calls' tails added up (predict.py: a request's TBT is its worst
+    call's)."""
+    if any(math.isinf(t) and n > 0 for n, _, t in visits):
+        return 1.0
+    waits, mean, some, gamma = _path_law(visits)
+    if mean <= 0:
+        return 0.0
+    if len(waits) == 1 and waits[0][0] == 1.0:
+        _, c, t = waits[0]
+        return c * math.exp(-max(0.0, w) / t)
+    if some <= 0:   # chances below float's resolution: their union
+        return min(1.0, sum(n * c * math.exp(-max(0.0, w) / t) for n, c, t in waits))
+    if w <= 0:
+        return some
+    if gamma is None:
+        return some if w < mean / some else 0.0
+    shape, scale = gamma
+    return max(some * _gamma_q(shape, w / scale),
+               1.0 - math.prod((1.0 - c * math.exp(-w / th)) ** n for n, c, th in waits))
+
+
+def worst_call(paths: list[tuple[float, float, list[tuple[float, float, float, list]]]], q: float) -> float:
+    """The quantile q of the worst of a request's decode calls' TBTs: paths (probability,
+    the TBT no call goes below, calls (calls made, TBT without stalls, call ms, stall
+    visits)), a call's TBT stretched by its stalls' sum over its time (path_over).
+    The calls' tails add up (their union: exact as they grow rare; the calls are taken
+    independent); a path whose least TBT is past x counts whole. Checked against a
+    Monte Carlo of independent calls in test_predict.py."""
+    total = sum(p for p, _, _ in paths)
+
+    def over(x: float) -> float:
+        out = 0.0
+        for p, least, calls in paths:
+            out += p if x < least else p * min(1.0, sum(
+                n * path_over(v, (x / tbt - 1.0) * ms) for n, tbt, ms, v in calls))
+        return out / total - (1.0 - q)
+
+    lo = min(least for _, least, _ in paths)
+    if over(lo) <= 0:
+        return lo
+    return lo + _bisect(lambda d: over(lo + d), lo)
+
+
+def _path_law(visits: list[tuple[float, float, float]]):
+    """The visits that wait, their summed mean wait, P(some visit waits) and the Gamma
+    (shape, scale) of the sum given some wait (None when it does not spread)."""
+    waits = [(n, c, t) for n, c, t in visits if n > 0 and c > 0 and t > 0]
+    mean = sum(n * c * t for n, c, t in waits)
+    some = 1.0 - math.prod((1.0 - c) ** n for n, c, _ in waits)   # P(some visit waits)
+    if mean <= 0 or some <= 0:
+        return waits, mean, some, None
+    var = sum(n * (2.0 * c - c * c) * t * t for n, c, t in waits)
+    m1 = mean / some                                # mean and variance given some wait
+    v1 = (var + mean * mean) / some - m1 * m1
+    return waits, mean, some, ((m1 * m1 / v1, v1 / m1) if v1 > 0 else None)
 
 
 def _bisect(over, hi: float) -> float:

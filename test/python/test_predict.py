@@ -358,7 +358,7 @@ def test_decodes_of_one_model_on_one_pool_share_their_batch_slots():
     call = 400.0 * 16 ** 0.1
     p = Problem(ops, [], [Pool("g", "g", 8, 2.0)], [], SLA(50000.0, tbt_ms=50.0), load_rps=12.0)
     inst, choice = _placed(p, chosen, _given(chosen))
-    _, tails, _ = predict.simulated(inst, choice, {"g": 1})
+    _, tails, _, _ = predict.simulated(inst, choice, {"g": 1})
     a = 2 * 12.0 * call / 1000
     for i in (0, 1):
         assert tails[i][:2] == pytest.approx((_erlang_c(16, a), call / 2 / (16 - a)), rel=1e-9)
@@ -529,3 +529,66 @@ def test_a_prompt_beside_decode_waits_a_step_or_for_the_first_job_to_end():
                                 full=full)
         assert law.mean_wait == pytest.approx(mean(full), rel=2e-3), full
     assert mean(1.0) == pytest.approx(200.0 / 6, rel=1e-6)
+
+
+@pytest.mark.parametrize("visits", [
+    [(1.0, 0.3, 40.0)],                              # one visit that may wait: exact
+    [(34.7, 0.004, 19.6)],                           # a decode call's stalls
+    [(3.0, 0.5, 10.0), (10.0, 0.2, 4.0)],            # waits that add up
+    [(1e6, 1e-18, 5.0)],                             # chances below float's resolution
+])
+def test_path_over_is_the_tail_path_wait_ms_inverts(visits):
+    """queueing.path_over(v, w) is P(the visits' waits sum past w) by path_wait_ms's law:
+    at path_wait_ms's quantile it gives back 1 - q, and it falls as w grows."""
+    for q in (0.9, 0.99, 0.999):
+        w = queueing.path_wait_ms(visits, q)
+        if w > 0:
+            assert queueing.path_over(visits, w) == pytest.approx(1.0 - q, rel=1e-6)
+    tails = [queueing.path_over(visits, w) for w in (0.0, 5.0, 50.0, 500.0)]
+    assert tails == sorted(tails, reverse=True) and tails[-1] < 1e-3
+
+
+def _worst_call_monte_carlo(paths, q: float, n: int = 400_000, seed: int = 3) -> float:
+    """The q-quantile of a request's worst call TBT, drawn: a path by its probability,
+    each of its calls' visits waiting with chance C for an exponential time (theta),
+    the call's TBT stretched by its waits' sum over its time."""
+    rng = np.random.default_rng(seed)
+    probs = np.array([p for p, _, _ in paths])
+    which = rng.choice(len(paths), n, p=probs / probs.sum())
+    out = np.empty(n)
+    for k, (_, least, calls) in enumerate(paths):
+        rows = np.flatnonzero(which == k)
+        worst = np.full(rows.size, least)
+        for count, tbt, ms, visits in calls:
+            for _ in range(count):
+                lost = np.zeros(rows.size)
+                for m, c, theta in visits:
+                    waits = rng.binomial(int(round(m)), c, rows.size)
+                    lost += rng.gamma(np.maximum(waits, 1), theta) * (waits > 0)
+                worst = np.maximum(worst, tbt * (1.0 + lost / ms))
+        out[rows] = worst
+    return float(np.quantile(out, q))
+
+
+@pytest.mark.parametrize("paths,q", [
+    # supervisor's two crowded worker decodes on a100 (query 32 tokens, notes 64)
+    ([(1.0, 10.53, [(1, 10.45, 344.0, [(17.6, 0.01, 19.6)]), (1, 10.53, 678.0, [(34.7, 0.01, 19.6)])])], 0.99),
+    # one call made three times (a loop's trips)
+    ([(1.0, 6.0, [(3, 6.0, 800.0, [(60.0, 0.02, 5.0)])])], 0.99),
+    # two paths, the rarer with a second crowded call and a slower uncrowded one, at p90
+    ([(0.7, 8.0, [(1, 8.0, 500.0, [(25.0, 0.03, 20.0)])]),
+      (0.3, 8.5, [(1, 8.0, 500.0, [(25.0, 0.03, 20.0)]), (2, 7.0, 300.0, [(15.0, 0.05, 20.0)])])], 0.9),
+])
+def test_a_requests_tbt_is_its_worst_calls(paths, q):
+    """queueing.worst_call (predict._request_tbt: a request's TBT is its worst decode
+    call's, sim/model.py) against a Monte Carlo of independent calls drawn from the
+    same stall law: the stretch past the paths' least TBT within 6%; and above every
+    single call's own quantile, which is what the prediction took before (supervisor:
+    the request's p99 12.44 ms in simulation against its calls' 11.74 and 12.14)."""
+    got = queueing.worst_call(paths, q)
+    drawn = _worst_call_monte_carlo(paths, q)
+    least = min(p[1] for p in paths)
+    assert got - least == pytest.approx(drawn - least, rel=0.06)
+    if len(paths) == 1:
+        alone = max(tbt * (1.0 + queueing.path_wait_ms(v, q) / ms) for _, tbt, ms, v in paths[0][2])
+        assert got > alone
