@@ -38,6 +38,9 @@ placement (each op's option, pool and replicas) and the same evaluator
   the TBT term's quantile) and on its first token (a sequence joining a stalled
   engine waits for it: one visit).
 
+A request's TBT is its worst decode call's, the crowded calls' tails added up
+(_request_tbt, queueing.worst_call), not the largest call's own quantile.
+
 Quantiles are the path's, not per call as in the sizing model: each call is charged
 its mean wait, and the waits along a scenario's longest path (at the mean waits) are
 taken at the term's quantile as one sum (queueing.path_wait_ms: an atom at 0 and a
