@@ -622,7 +622,8 @@ def worst_call(paths: list[tuple[float, float, list[tuple[float, float, float, l
     lo = min(least for _, least, _ in paths)
     if over(lo) <= 0:
         return lo
-    return lo + _bisect(lambda d: over(lo + d), lo)
+    top = max([lo, 1.0] + [least for _, least, _ in paths] + [tbt for _, _, calls in paths for _, tbt, _, _ in calls])
+    return lo + _bisect(lambda d: over(lo + d), top)
 
 
 def _path_law(visits: list[tuple[float, float, float]]):

@@ -592,3 +592,13 @@ def test_a_requests_tbt_is_its_worst_calls(paths, q):
     if len(paths) == 1:
         alone = max(tbt * (1.0 + queueing.path_wait_ms(v, q) / ms) for _, tbt, ms, v in paths[0][2])
         assert got > alone
+
+
+def test_worst_call_without_stalls_is_the_paths_quantile():
+    """Without stall visits worst_call is the paths' own quantile (instance.statistic's):
+    a path with no TBT (0) at half the mass and one of 8 ms give 8 at the p90 and 0 at
+    the p40; a stalling call on the second path lifts the p90 past 8 (to 8.45)."""
+    assert queueing.worst_call([(0.5, 0.0, []), (0.5, 8.0, [])], 0.9) == pytest.approx(8.0, rel=1e-9)
+    assert queueing.worst_call([(0.5, 0.0, []), (0.5, 8.0, [])], 0.4) == 0.0
+    lifted = queueing.worst_call([(0.5, 0.0, []), (0.5, 8.0, [(1, 8.0, 500.0, [(25.0, 0.03, 20.0)])])], 0.9)
+    assert 8.0 < lifted < 9.0
